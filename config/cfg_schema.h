@@ -1,0 +1,47 @@
+/* cfg_schema.h: declarative config sections. A table of gw_cfg_field describes an object's keys;
+ * gw_cfg_parse checks types, ranges and unknown keys and fills a C struct through offsets. Used by
+ * gateway.json's sections and by every adapter's and codec's own section. */
+#ifndef GW_CFG_SCHEMA_H
+#define GW_CFG_SCHEMA_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diag.h"
+
+typedef enum gw_cfg_type {
+    GW_CFG_UINT32,    /* uint32_t, within [min, max] */
+    GW_CFG_INT64,     /* int64_t, within [min, max] */
+    GW_CFG_BOOL,      /* bool */
+    GW_CFG_STRING,    /* char * (strdup'd; freed by gw_cfg_free) */
+    GW_CFG_ENUM,      /* int: index into enum_names */
+    GW_CFG_LISTENERS, /* gw_listen_list: array of {"address": "...", "port": N} */
+    GW_CFG_JSON,      /* json_t * (new reference), no checks */
+} gw_cfg_type;
+
+typedef struct gw_cfg_field {
+    const char *name;
+    gw_cfg_type type;
+    size_t offset;
+    int64_t min, max;              /* numbers: inclusive range (both 0: no check) */
+    const char *const *enum_names; /* GW_CFG_ENUM: NULL-terminated */
+    bool required;
+} gw_cfg_field;
+
+typedef struct gw_listen gw_listen;
+typedef struct gw_listen_list {
+    gw_listen *v;
+    size_t n;
+} gw_listen_list;
+
+/* fields is terminated by an entry with name == NULL. obj may be NULL (all defaults; missing
+ * required keys are errors). Defaults are whatever dst already holds. Returns the number of errors
+ * added to diag. path is the object's JSON path ("adapters.mqtt"). */
+int gw_cfg_parse(const gw_cfg_field *fields, const json_t *obj, void *dst, const char *file,
+                 const char *path, gw_diag *diag);
+/* Frees the strings, listener lists and JSON references gw_cfg_parse stored in dst. */
+void gw_cfg_free(const gw_cfg_field *fields, void *dst);
+
+#endif

@@ -1,0 +1,68 @@
+/* config.h: the gateway's whole configuration (gateway.json, products/NAME.json, devices.json) as
+ * loaded and validated once at start-up; immutable afterwards, shared read-only by every thread. */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diag.h"
+#include "../gateway/thing_model.h"
+
+typedef struct gw_listen {
+    char address[64]; /* numeric IPv4 or IPv6 */
+    uint16_t port;    /* 0: ephemeral (tests; the bound port is reported on --ready-fd) */
+} gw_listen;
+
+typedef struct gw_device {
+    char *id;
+    char *name; /* may be NULL */
+    char *secret;
+    const gw_product *product;
+    uint32_t index; /* position in gw_config.devices, for per-device runtime slots */
+} gw_device;
+
+typedef enum gw_sync_mode { GW_SYNC_NORMAL, GW_SYNC_FULL } gw_sync_mode;
+
+typedef struct gw_store_cfg {
+    char *path;         /* database file; relative paths are relative to the gateway.json folder */
+    uint32_t batch_max; /* commit after this many events ... */
+    uint32_t batch_ms;  /* ... or this long after the batch's first event (0: as soon as idle) */
+    uint32_t queue_max; /* store queue bound (events); adapters pause reading when full */
+    gw_sync_mode synchronous;
+    uint32_t cache_kb; /* SQLite page cache */
+} gw_store_cfg;
+
+typedef struct gw_config {
+    char *file;     /* gateway.json path as given */
+    char *dir;      /* its folder: base for relative paths */
+    uint32_t loops; /* I/O threads; 0 in the file means the number of cores (resolved at load) */
+    int log_level;  /* GW_LOG_* */
+    uint32_t max_connections; /* all adapters, all loops */
+    uint32_t read_buffer;     /* per-loop read buffer bytes */
+    gw_listen admin;          /* metrics/health HTTP; admin_enabled false: none */
+    bool admin_enabled;
+    gw_store_cfg store;
+    json_t *adapters; /* object: adapter name -> its section, checked by the adapter's cfg_fields */
+    gw_product *products;
+    size_t n_products;
+    gw_device *devices;
+    size_t n_devices;
+    void *index; /* private: id -> product/device hash */
+} gw_config;
+
+/* Loads gateway.json and everything it names. Every problem found is appended to diag (file,
+ * JSON path, line:column for syntax errors), and loading continues so that all are reported.
+ * Returns 0 and *out on success, GW_ECONFIG if diag has errors (then *out is NULL). */
+int gw_config_load(const char *path, gw_config **out, gw_diag *diag);
+void gw_config_free(gw_config *c);
+
+const gw_product *gw_config_product(const gw_config *c, const char *id);
+const gw_device *gw_config_device(const gw_config *c, const char *id);
+/* Same, with a length (topic segments are not NUL-terminated). */
+const gw_product *gw_config_product_n(const gw_config *c, const char *id, size_t len);
+const gw_device *gw_config_device_n(const gw_config *c, const char *id, size_t len);
+
+#endif

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs every Debian 12 package iotgw needs to build, run, test, fuzz and bench.
+# Idempotent: installs only what is missing. Runs apt-get as root (or through sudo).
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git
+  libuv1-dev libjansson-dev libsqlite3-dev sqlite3
+  libmosquitto-dev mosquitto mosquitto-clients
+  libcoap3-dev libcoap3-bin
+  libprotobuf-c-dev protobuf-c-compiler
+  clang libclang-rt-14-dev clang-format
+  python3 python3-paho-mqtt python3-psutil
+  procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,45 @@
+/* adapter.h: the protocol adapter plugin interface. An adapter is one const table of functions
+ * registered in registry.c; the runtime calls start/pause/resume/stop on each loop thread. */
+#ifndef GW_ADAPTER_H
+#define GW_ADAPTER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "../config/diag.h"
+#include "error.h"
+
+#define GW_ADAPTER_ABI 1
+
+typedef struct gw_adapter gw_adapter;
+typedef struct gw_loop gw_loop;
+typedef struct gw_runtime gw_runtime;
+typedef struct gw_adapter_ops gw_adapter_ops;
+
+/* One configured adapter (one per name in gateway.json "adapters"). */
+struct gw_adapter {
+    const gw_adapter_ops *ops;
+    gw_runtime *rt;
+    void *state; /* adapter-owned: parsed config, per-loop state array */
+};
+
+struct gw_adapter_ops {
+    uint32_t abi; /* GW_ADAPTER_ABI */
+    const char *name;
+    /* Once, on the main thread, before any loop runs: parse and check cfg (the adapter's section;
+     * path "adapters.<name>" in file), append problems to diag. 0 or GW_ECONFIG. */
+    int (*init)(gw_adapter *a, const json_t *cfg, const char *file, gw_diag *diag);
+    /* Once per loop, on that loop's thread: open listeners. 0 or -errno. */
+    int (*start)(gw_adapter *a, gw_loop *loop);
+    /* Back-pressure, on the loop's thread: stop / restart reading from this loop's sessions. */
+    void (*pause)(gw_adapter *a, gw_loop *loop);
+    void (*resume)(gw_adapter *a, gw_loop *loop);
+    /* Shutdown step 1, on the loop's thread: close listeners, stop reading (stop accepting). */
+    void (*stop)(gw_adapter *a, gw_loop *loop);
+    /* Shutdown step 2, on the loop's thread: close every session (async; offline events). */
+    void (*close_sessions)(gw_adapter *a, gw_loop *loop);
+    /* After every loop has stopped. */
+    void (*uninit)(gw_adapter *a);
+};
+
+#endif

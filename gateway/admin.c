@@ -1,0 +1,157 @@
+/* admin.c: GET /health and GET /metrics over a minimal HTTP/1.0 server on the main loop. */
+#include "admin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "metrics.h"
+
+#define REQ_MAX  4096
+#define BODY_MAX (64 * 1024)
+
+struct gw_admin {
+    uv_tcp_t server;
+    uv_loop_t *loop;
+};
+
+typedef struct admin_conn {
+    uv_tcp_t tcp;
+    uv_write_t wr;
+    size_t len;
+    char req[REQ_MAX];
+    char *resp;
+} admin_conn;
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    admin_conn *c = h->data;
+    free(c->resp);
+    free(c);
+}
+
+static void on_sent(uv_write_t *w, int status)
+{
+    admin_conn *c = w->data;
+    (void)status;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void respond(admin_conn *c, int code, const char *type, const char *body, size_t blen)
+{
+    const char *text = code == 200 ? "OK" : code == 404 ? "Not Found" : "Bad Request";
+    c->resp = malloc(blen + 256);
+    if (!c->resp) {
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        return;
+    }
+    int n = snprintf(c->resp, 256,
+                     "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     code, text, type, blen);
+    memcpy(c->resp + n, body, blen);
+    uv_buf_t b = uv_buf_init(c->resp, (unsigned)(n + blen));
+    c->wr.data = c;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_sent) != 0)
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void handle(admin_conn *c)
+{
+    if (strncmp(c->req, "GET /health ", 12) == 0) {
+        respond(c, 200, "text/plain", "ok\n", 3);
+    } else if (strncmp(c->req, "GET /metrics ", 13) == 0) {
+        char *body = malloc(BODY_MAX);
+        if (!body) {
+            uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+            return;
+        }
+        size_t n = gw_metrics_render(body, BODY_MAX);
+        for (int a = 0; a < GW_AREA__COUNT && n < BODY_MAX; a++)
+            n += (size_t)snprintf(body + n, BODY_MAX - n, "iotgw_memory_bytes{area=\"%s\"} %lld\n",
+                                  gw_area_name((gw_area)a), (long long)gw_alloc_bytes((gw_area)a));
+        if (n > BODY_MAX) n = BODY_MAX;
+        respond(c, 200, "text/plain; version=0.0.4", body, n);
+        free(body);
+    } else if (strncmp(c->req, "GET ", 4) == 0) {
+        respond(c, 404, "text/plain", "not found\n", 10);
+    } else {
+        respond(c, 400, "text/plain", "bad request\n", 12);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    admin_conn *c = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(c->req + c->len, (unsigned)(REQ_MAX - 1 - c->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    admin_conn *c = s->data;
+    (void)buf;
+    if (n < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        return;
+    }
+    c->len += (size_t)n;
+    c->req[c->len] = 0;
+    if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n"))
+        handle(c);
+    else if (c->len >= REQ_MAX - 1)
+        respond(c, 400, "text/plain", "request too large\n", 18);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    if (status < 0) return;
+    admin_conn *c = calloc(1, sizeof(*c));
+    if (!c) return;
+    uv_tcp_init(server->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *port)
+{
+    struct sockaddr_storage ss;
+    int rc, len = sizeof(ss);
+    gw_admin *a = calloc(1, sizeof(*a));
+    *out = NULL;
+    if (!a) return UV_ENOMEM;
+    a->loop = loop;
+    rc = strchr(at->address, ':') ? uv_ip6_addr(at->address, at->port, (struct sockaddr_in6 *)&ss)
+                                  : uv_ip4_addr(at->address, at->port, (struct sockaddr_in *)&ss);
+    if (rc) {
+        free(a);
+        return rc;
+    }
+    uv_tcp_init(loop, &a->server);
+    a->server.data = a;
+    if ((rc = uv_tcp_bind(&a->server, (struct sockaddr *)&ss, 0)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&a->server, 64, on_connection)) != 0) {
+        a->server.data = NULL;
+        uv_close((uv_handle_t *)&a->server, (uv_close_cb)free);
+        return rc;
+    }
+    uv_tcp_getsockname(&a->server, (struct sockaddr *)&ss, &len);
+    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    *out = a;
+    return 0;
+}
+
+static void on_server_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void gw_admin_stop(gw_admin *a)
+{
+    if (a) uv_close((uv_handle_t *)&a->server, on_server_closed);
+}

@@ -1,0 +1,58 @@
+/* codec.h: the codec plugin interface. A codec turns a device's bytes into a thing message
+ * (decode) and a command into bytes (encode); pure functions, no I/O, no logging, no globals. */
+#ifndef GW_CODEC_H
+#define GW_CODEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "reject.h"
+#include "thing_model.h"
+
+#define GW_CODEC_ABI 1
+
+typedef enum gw_msg_kind {
+    GW_MSG_NONE = 0,
+    GW_MSG_PROPERTY_REPORT,
+    GW_MSG_EVENT,
+    GW_MSG_FUNCTION_REPLY,
+    GW_MSG_WRITE_REPLY,
+} gw_msg_kind;
+
+/* What the transport already knows about a message (MQTT topic, CoAP path); GW_MSG_NONE when
+ * the codec itself must tell (a binary frame's discriminator). */
+typedef struct gw_decode_hint {
+    gw_msg_kind kind;
+    const char *name; /* event id when kind == GW_MSG_EVENT (NUL-terminated), else NULL */
+} gw_decode_hint;
+
+/* A decoded, not yet validated, message. values is owned by the message (gw_thing_msg_clear). */
+typedef struct gw_thing_msg {
+    gw_msg_kind kind;
+    char msg_id[64];      /* device's messageId, "" if none */
+    int64_t timestamp_ms; /* device's timestamp, 0 if none */
+    char name[64];        /* event id, function id; "" if none */
+    int success;          /* replies: 1 success, 0 failure */
+    json_t *values;       /* report: properties; event: data; reply: outputs (may be NULL) */
+} gw_thing_msg;
+
+void gw_thing_msg_clear(gw_thing_msg *m);
+
+typedef struct gw_codec_ops {
+    uint32_t abi; /* GW_CODEC_ABI */
+    const char *name;
+    /* Keys this codec adds to a product's JSON (NULL-terminated, may be NULL), so the loader
+     * accepts them there and rejects all other unknown keys. */
+    const char *const *product_keys;
+    /* Once per product using this codec, at config load: checks the product's codec section
+     * (p->raw) and may set p->codec_state. Returns 0 or GW_ECONFIG with err->msg = "path: what". */
+    int (*init)(gw_product *p, gw_error *err);
+    void (*uninit)(gw_product *p);
+    /* bytes -> message. 0, or GW_EINVAL with rej filled (reason + detail). Must not retain buf. */
+    int (*decode)(const gw_product *p, const gw_decode_hint *hint, const uint8_t *buf, size_t len,
+                  gw_thing_msg *out, gw_reject *rej);
+} gw_codec_ops;
+
+#endif

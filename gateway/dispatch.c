@@ -1,0 +1,77 @@
+/* dispatch.c: validation against the thing model, normalisation into an event, and the counters
+ * and log lines for accepted and rejected device messages. */
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "runtime.h"
+
+void gw_dispatch_rejected(gw_session *s, const gw_reject *rej, const char *msg_id)
+{
+    char peer[64], q[256];
+    gw_metric_reject(rej->reason);
+    if (GW_LOG_WARN < gw_log_level) return;
+    s->ops->peer(s, peer, sizeof(peer));
+    gw_log_write(GW_LOG_WARN, s->ops->area, s->dev ? s->dev->id : NULL, peer, "message rejected",
+                 "reason=%s msg_id=%s detail=%s", gw_reason_name(rej->reason),
+                 msg_id && msg_id[0] ? msg_id : "-", gw_log_quote(q, sizeof(q), rej->detail));
+}
+
+static const gw_event_kind kinds[] = {
+    [GW_MSG_PROPERTY_REPORT] = GW_EV_PROPERTY,
+    [GW_MSG_EVENT] = GW_EV_EVENT,
+    [GW_MSG_FUNCTION_REPLY] = GW_EV_FUNCTION_REPLY,
+};
+
+int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_commit,
+                        gw_reject *rej)
+{
+    const gw_product *p = s->dev->product;
+    json_t *norm = NULL;
+    int rc;
+
+    switch (m->kind) {
+    case GW_MSG_PROPERTY_REPORT:
+        rc = gw_tm_check_report(p, m->values, &norm, rej);
+        break;
+    case GW_MSG_EVENT:
+        rc = gw_tm_check_event(p, m->name, m->values, &norm, rej);
+        break;
+    default:
+        rc = gw_reject_set(rej, GW_R_UNSUPPORTED, "message kind not accepted here");
+        break;
+    }
+    if (rc) {
+        gw_dispatch_rejected(s, rej, m->msg_id);
+        return rc;
+    }
+
+    gw_event *ev = gw_store_event_new(s->loop->rt->store, kinds[m->kind], s->dev);
+    char *payload = json_dumps(norm, JSON_COMPACT);
+    if (!ev || !payload) {
+        if (ev) gw_store_event_done(s->loop->rt->store, ev);
+        free(payload);
+        json_decref(norm);
+        return GW_ENOMEM;
+    }
+    ev->payload = payload;
+    if (m->timestamp_ms > 0) ev->ts = m->timestamp_ms;
+    memcpy(ev->msg_id, m->msg_id, sizeof(ev->msg_id));
+    if (m->kind == GW_MSG_EVENT) memcpy(ev->name, m->name, sizeof(ev->name));
+    if (m->kind == GW_MSG_PROPERTY_REPORT)
+        ev->values = norm; /* the writer keeps the latest value per property */
+    else
+        json_decref(norm);
+    if (want_commit) {
+        gw_session_retain(s);
+        ev->sess = s;
+        ev->token = token;
+    }
+    gw_loop_queue_event(s->loop, ev);
+    gw_metric_inc(GW_M_MSG_ACCEPTED);
+    return 0;
+}

@@ -1,0 +1,237 @@
+/* main.c: the iotgw binary: command line, configuration check, start-up in order (store, loops,
+ * admin, --ready-fd), signals, and the orderly shutdown that loses nothing accepted. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "../config/config.h"
+#include "admin.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+#include "runtime.h"
+
+#define GW_VERSION       "0.1.0"
+#define SHUTDOWN_WAIT_MS 15000
+
+typedef struct gw_main {
+    gw_config *cfg;
+    gw_store *store;
+    gw_runtime *rt;
+    gw_admin *admin;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+} gw_main;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: iotgw -c FILE [--check-config] [--ready-fd N] [--version]\n"
+               "  -c, --config FILE   gateway.json (products and devices are found from it)\n"
+               "  --check-config      validate the whole configuration and exit (0 ok, 2 errors)\n"
+               "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n");
+}
+
+/* Initialises every adapter section of gateway.json into rt (or, with rt NULL, only checks). */
+static int init_adapters(const gw_config *cfg, gw_runtime *rt, gw_diag *diag)
+{
+    const char *name;
+    json_t *section;
+    int errors = 0;
+    json_object_foreach(cfg->adapters, name, section)
+    {
+        const gw_adapter_ops *ops = gw_registry_adapter(name);
+        if (!ops) continue; /* the loader already reported it */
+        gw_adapter tmp = {ops, NULL, NULL}, *a = rt ? gw_runtime_add_adapter(rt, ops) : &tmp;
+        if (!a) {
+            gw_diag_add(diag, cfg->file, "adapters", "too many adapters");
+            return 1;
+        }
+        if (ops->init(a, section, cfg->file, diag) != 0) errors++;
+        if (!rt && ops->uninit) ops->uninit(a);
+    }
+    return errors;
+}
+
+static void print_diag(const gw_diag *d)
+{
+    for (size_t i = 0; i < d->n; i++) fprintf(stderr, "%s\n", d->msgs[i]);
+}
+
+static void mkdir_parents(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        mkdir(buf, 0755);
+        *p = '/';
+    }
+}
+
+static int wait_until_drained(gw_main *m, int want_no_connections)
+{
+    for (int waited = 0; waited < SHUTDOWN_WAIT_MS; waited += 5) {
+        if (gw_store_depth(m->store) == 0 &&
+            (!want_no_connections || gw_metric_get(GW_M_CONN_ACTIVE) == 0))
+            return 0;
+        uv_sleep(5);
+    }
+    return -1;
+}
+
+/* Stop accepting and reading; let every accepted message commit and be acknowledged; close
+ * sessions (offline events); commit those; stop the writer; stop the loops. */
+static void shutdown_gateway(gw_main *m, const char *why)
+{
+    if (m->stopping++) return;
+    GW_LOG_INFO("main", NULL, NULL, "shutting down", "signal=%s", why);
+    gw_runtime_stop_accepting(m->rt);
+    if (wait_until_drained(m, 0))
+        GW_LOG_WARN("main", NULL, NULL, "store did not drain in time", "depth=%lld",
+                    (long long)gw_store_depth(m->store));
+    gw_runtime_close_sessions(m->rt);
+    if (wait_until_drained(m, 1))
+        GW_LOG_WARN("main", NULL, NULL, "sessions did not close in time", "depth=%lld",
+                    (long long)gw_store_depth(m->store));
+    gw_store_close(m->store);
+    m->store = NULL;
+    gw_runtime_join(m->rt);
+    gw_admin_stop(m->admin);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    shutdown_gateway(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int write_ready(int fd, gw_runtime *rt, const gw_config *cfg, int admin_port)
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof(buf), "%.*s", (int)rt->listeners_len, rt->listeners);
+    if (cfg->admin_enabled)
+        n +=
+            snprintf(buf + n, sizeof(buf) - (size_t)n,
+                     "listener adapter=admin address=%s port=%d\n", cfg->admin.address, admin_port);
+    n += snprintf(buf + n, sizeof(buf) - (size_t)n, "ready\n");
+    ssize_t w = write(fd, buf, (size_t)n);
+    close(fd);
+    return w == n ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = NULL;
+    int check_only = 0, ready_fd = -1;
+    gw_main m;
+    gw_diag diag = {0};
+    gw_error err = {0, ""};
+
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
+            cfg_path = argv[++i];
+        } else if (!strcmp(argv[i], "--check-config")) {
+            check_only = 1;
+        } else if (!strcmp(argv[i], "--ready-fd") && i + 1 < argc) {
+            ready_fd = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("iotgw %s (libuv %s, sqlite %s, jansson %s)\n", GW_VERSION, uv_version_string(),
+                   sqlite3_libversion(), JANSSON_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (!cfg_path) {
+        usage(stderr);
+        return 1;
+    }
+    if (gw_registry_check(&err)) {
+        fprintf(stderr, "iotgw: %s\n", err.msg);
+        return 1;
+    }
+
+    memset(&m, 0, sizeof(m));
+    if (gw_config_load(cfg_path, &m.cfg, &diag) != 0 || init_adapters(m.cfg, NULL, &diag) > 0 ||
+        diag.n > 0) {
+        print_diag(&diag);
+        fprintf(stderr, "iotgw: %zu configuration error%s\n", diag.n, diag.n == 1 ? "" : "s");
+        gw_diag_free(&diag);
+        gw_config_free(m.cfg);
+        return 2;
+    }
+    if (check_only) {
+        printf("config ok: %zu products, %zu devices\n", m.cfg->n_products, m.cfg->n_devices);
+        gw_config_free(m.cfg);
+        return 0;
+    }
+    gw_log_level = m.cfg->log_level;
+    gw_metrics_thread_init(0);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1, admin_port = 0;
+    mkdir_parents(m.cfg->store.path);
+    uv_loop_init(&m.loop);
+    if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err)) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
+        goto out;
+    }
+    if (init_adapters(m.cfg, m.rt, &diag) > 0) {
+        print_diag(&diag);
+        goto out;
+    }
+    if (m.cfg->admin_enabled &&
+        (rc = gw_admin_start(&m.admin, &m.loop, &m.cfg->admin, &admin_port)) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "address=%s port=%u error=\"%s\"",
+                     m.cfg->admin.address, m.cfg->admin.port, uv_strerror(rc));
+        rc = 1;
+        goto out;
+    }
+    if (gw_runtime_start(m.rt, &err)) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
+        rc = 1;
+        goto out;
+    }
+    uv_signal_init(&m.loop, &m.sigterm);
+    uv_signal_init(&m.loop, &m.sigint);
+    m.sigterm.data = m.sigint.data = &m;
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+    GW_LOG_INFO("main", NULL, NULL, "iotgw started",
+                "version=%s loops=%u products=%zu devices=%zu db=%s", GW_VERSION, m.rt->n_loops,
+                m.cfg->n_products, m.cfg->n_devices, m.cfg->store.path);
+    if (m.cfg->admin_enabled)
+        GW_LOG_INFO("main", NULL, NULL, "admin endpoint", "address=%s port=%d",
+                    m.cfg->admin.address, admin_port);
+    if (ready_fd >= 0 && write_ready(ready_fd, m.rt, m.cfg, admin_port) != 0)
+        GW_LOG_WARN("main", NULL, NULL, "cannot write to --ready-fd", "fd=%d", ready_fd);
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+    rc = 0;
+    GW_LOG_INFO("main", NULL, NULL, "stopped", "events_committed=%lld",
+                (long long)gw_metric_get(GW_M_EV_COMMITTED));
+out:
+    if (!m.stopping && m.rt) { /* a start-up failure after threads began */
+        gw_runtime_join(m.rt);
+    }
+    gw_store_close(m.store);
+    gw_runtime_free(m.rt);
+    if (m.admin && !m.stopping) gw_admin_stop(m.admin);
+    uv_run(&m.loop, UV_RUN_NOWAIT);
+    uv_loop_close(&m.loop);
+    gw_diag_free(&diag);
+    gw_config_free(m.cfg);
+    return rc;
+}

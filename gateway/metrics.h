@@ -1,0 +1,100 @@
+/* metrics.h: the gateway's named counters and gauges. Threads add to their own cache-line shard
+ * (no contention on the hot path); readers sum the shards. Exported by the admin endpoint. */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reject.h"
+
+/* Plain counters and gauges: X(enum, "prometheus name without iotgw_", "help") */
+#define GW_METRICS(X)                                                                              \
+    X(GW_M_CONN_ACCEPTED, "connections_accepted_total", "TCP connections accepted")                \
+    X(GW_M_CONN_ACTIVE, "connections_active", "open device connections (gauge)")                   \
+    X(GW_M_CONN_REFUSED, "connections_refused_total", "connections refused over max_connections")  \
+    X(GW_M_MSG_RECEIVED, "messages_received_total", "device messages received")                    \
+    X(GW_M_MSG_ACCEPTED, "messages_accepted_total", "device messages validated and queued")        \
+    X(GW_M_EV_COMMITTED, "events_committed_total", "events committed to SQLite")                   \
+    X(GW_M_STORE_BATCHES, "store_batches_total", "store transactions committed")                   \
+    X(GW_M_STORE_DEPTH, "store_queue_depth", "events waiting for the store writer (gauge)")        \
+    X(GW_M_STORE_BACKPRESSURE, "store_backpressure_total",                                         \
+      "reads paused because the store queue was full")                                             \
+    X(GW_M_STORE_ERRORS, "store_errors_total", "failed store transactions")                        \
+    X(GW_M_DEVICES_ONLINE, "devices_online", "devices with an open session (gauge)")               \
+    X(GW_M_MQTT_CONNECT_TIMEOUT, "mqtt_connect_timeouts_total",                                    \
+      "connections closed before CONNECT")                                                         \
+    X(GW_M_MQTT_KEEPALIVE, "mqtt_keepalive_timeouts_total",                                        \
+      "sessions closed by keep-alive expiry")                                                      \
+    X(GW_M_MQTT_TAKEOVER, "mqtt_takeovers_total", "sessions taken over by a new connection")       \
+    X(GW_M_MQTT_WILLS, "mqtt_wills_total", "last wills applied")                                   \
+    X(GW_M_MQTT_AUTH_BAD_CRED, "mqtt_auth_failures_total{reason=\"bad_credentials\"}", NULL)       \
+    X(GW_M_MQTT_AUTH_UNKNOWN, "mqtt_auth_failures_total{reason=\"unknown_device\"}", NULL)         \
+    X(GW_M_MQTT_AUTH_CLIENTID, "mqtt_auth_failures_total{reason=\"identifier_rejected\"}", NULL)   \
+    X(GW_M_MQTT_ACL_PUB, "mqtt_acl_denied_total{op=\"publish\"}", NULL)                            \
+    X(GW_M_MQTT_ACL_SUB, "mqtt_acl_denied_total{op=\"subscribe\"}", NULL)
+
+/* MQTT protocol errors, one labelled counter each: X(enum, "label") */
+#define GW_MQTT_ERRORS(X)                                                                          \
+    X(GW_MQTT_E_REMAINING_LENGTH, "bad_remaining_length")                                          \
+    X(GW_MQTT_E_UTF8, "invalid_utf8")                                                              \
+    X(GW_MQTT_E_WILDCARD, "wildcard_topic")                                                        \
+    X(GW_MQTT_E_BEFORE_CONNECT, "packet_before_connect")                                           \
+    X(GW_MQTT_E_OVERSIZED, "oversized_packet")                                                     \
+    X(GW_MQTT_E_MALFORMED, "malformed_packet")                                                     \
+    X(GW_MQTT_E_SERVER_ONLY, "server_only_packet")                                                 \
+    X(GW_MQTT_E_CONNECT_TWICE, "connect_twice")                                                    \
+    X(GW_MQTT_E_BAD_PROTOCOL, "bad_protocol")
+
+typedef enum gw_mqtt_error {
+#define GW_MQTT_E_ENUM(e, label) e,
+    GW_MQTT_ERRORS(GW_MQTT_E_ENUM)
+#undef GW_MQTT_E_ENUM
+        GW_MQTT_E__COUNT
+} gw_mqtt_error;
+
+typedef enum gw_metric {
+#define GW_M_ENUM(e, name, help) e,
+    GW_METRICS(GW_M_ENUM)
+#undef GW_M_ENUM
+        GW_M__PLAIN_END,
+    GW_M__REJECT_BASE = GW_M__PLAIN_END,
+    GW_M__MQTT_ERR_BASE = GW_M__REJECT_BASE + GW_R__COUNT,
+    GW_M__COUNT = GW_M__MQTT_ERR_BASE + GW_MQTT_E__COUNT
+} gw_metric;
+
+#define GW_METRIC_SHARDS 16
+
+typedef struct gw_metric_shard {
+    _Alignas(64) int64_t v[GW_M__COUNT];
+} gw_metric_shard;
+
+extern gw_metric_shard gw_metric_shards[GW_METRIC_SHARDS];
+extern _Thread_local unsigned gw_metric_shard_id;
+
+/* Each thread that counts calls this once with a distinct id (loops 1..n, writer, main 0). */
+void gw_metrics_thread_init(unsigned id);
+
+static inline void gw_metric_add(gw_metric m, int64_t n)
+{
+    __atomic_fetch_add(&gw_metric_shards[gw_metric_shard_id].v[m], n, __ATOMIC_RELAXED);
+}
+static inline void gw_metric_inc(gw_metric m)
+{
+    gw_metric_add(m, 1);
+}
+static inline void gw_metric_reject(gw_reason r)
+{
+    gw_metric_add((gw_metric)(GW_M__REJECT_BASE + (int)r), 1);
+}
+static inline void gw_metric_mqtt_error(gw_mqtt_error e)
+{
+    gw_metric_add((gw_metric)(GW_M__MQTT_ERR_BASE + (int)e), 1);
+}
+
+int64_t gw_metric_get(gw_metric m);
+
+/* Prometheus text exposition of every metric into buf; returns the length (truncated at cap). */
+size_t gw_metrics_render(char *buf, size_t cap);
+
+#endif

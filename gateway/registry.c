@@ -1,0 +1,72 @@
+/* registry.c: the adapters and codecs compiled into this binary, one line each, each behind its
+ * CMake option. A new plugin is one include and one line here. */
+#include "registry.h"
+
+#include <string.h>
+
+#ifdef GW_ADAPTER_MQTT
+#include "../protocols/mqtt/mqtt.h"
+#endif
+#ifdef GW_CODEC_JSON
+#include "../codecs/json/codec_json.h"
+#endif
+
+static const gw_adapter_ops *const adapters[] = {
+#ifdef GW_ADAPTER_MQTT
+    &gw_adapter_mqtt_ops,
+#endif
+    NULL,
+};
+
+static const gw_codec_ops *const codecs[] = {
+#ifdef GW_CODEC_JSON
+    &gw_codec_json_ops,
+#endif
+    NULL,
+};
+
+const gw_adapter_ops *gw_registry_adapter_at(size_t i)
+{
+    return i < sizeof(adapters) / sizeof(adapters[0]) ? adapters[i] : NULL;
+}
+
+const gw_codec_ops *gw_registry_codec_at(size_t i)
+{
+    return i < sizeof(codecs) / sizeof(codecs[0]) ? codecs[i] : NULL;
+}
+
+const gw_adapter_ops *gw_registry_adapter(const char *name)
+{
+    for (size_t i = 0; adapters[i]; i++)
+        if (strcmp(adapters[i]->name, name) == 0) return adapters[i];
+    return NULL;
+}
+
+const gw_codec_ops *gw_registry_codec(const char *name)
+{
+    for (size_t i = 0; codecs[i]; i++)
+        if (strcmp(codecs[i]->name, name) == 0) return codecs[i];
+    return NULL;
+}
+
+int gw_registry_check(gw_error *err)
+{
+    for (size_t i = 0; adapters[i]; i++) {
+        if (adapters[i]->abi != GW_ADAPTER_ABI)
+            return gw_error_set(err, GW_ECONFIG, "adapter %s: ABI %u, expected %u",
+                                adapters[i]->name, adapters[i]->abi, GW_ADAPTER_ABI);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(adapters[i]->name, adapters[j]->name) == 0)
+                return gw_error_set(err, GW_ECONFIG, "adapter %s registered twice",
+                                    adapters[i]->name);
+    }
+    for (size_t i = 0; codecs[i]; i++) {
+        if (codecs[i]->abi != GW_CODEC_ABI)
+            return gw_error_set(err, GW_ECONFIG, "codec %s: ABI %u, expected %u", codecs[i]->name,
+                                codecs[i]->abi, GW_CODEC_ABI);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(codecs[i]->name, codecs[j]->name) == 0)
+                return gw_error_set(err, GW_ECONFIG, "codec %s registered twice", codecs[i]->name);
+    }
+    return 0;
+}

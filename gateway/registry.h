@@ -1,0 +1,20 @@
+/* registry.h: the static lists of adapters and codecs compiled into this binary (one line each in
+ * registry.c, behind GW_ADAPTER_<NAME> / GW_CODEC_<NAME> CMake options). */
+#ifndef GW_REGISTRY_H
+#define GW_REGISTRY_H
+
+#include "adapter.h"
+#include "codec.h"
+
+/* NULL if no codec/adapter of that name is compiled in. */
+const gw_codec_ops *gw_registry_codec(const char *name);
+const gw_adapter_ops *gw_registry_adapter(const char *name);
+
+/* Iteration: NULL past the end. */
+const gw_adapter_ops *gw_registry_adapter_at(size_t i);
+const gw_codec_ops *gw_registry_codec_at(size_t i);
+
+/* Checks every compiled-in table once (ABI, names, no duplicates): 0 or GW_ECONFIG with err. */
+int gw_registry_check(gw_error *err);
+
+#endif

@@ -1,0 +1,113 @@
+/* store_schema.c: the database's pragmas, schema (versioned by PRAGMA user_version), prepared
+ * statements, and the start-up pass that closes sessions a crash left marked online. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define GW_SCHEMA_VERSION 1
+
+static const char *const schema_v1 =
+    "CREATE TABLE IF NOT EXISTS events("
+    " id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, rx_ts INTEGER NOT NULL,"
+    " device TEXT NOT NULL, product TEXT NOT NULL, kind TEXT NOT NULL,"
+    " name TEXT, msg_id TEXT, payload TEXT);"
+    "CREATE TABLE IF NOT EXISTS device_state("
+    " device TEXT PRIMARY KEY, product TEXT NOT NULL, online INTEGER NOT NULL,"
+    " last_seen INTEGER NOT NULL, last_offline_reason TEXT);"
+    "CREATE TABLE IF NOT EXISTS property_state("
+    " device TEXT NOT NULL, property TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL,"
+    " PRIMARY KEY(device, property)) WITHOUT ROWID;";
+
+static int exec(sqlite3 *db, const char *sql, gw_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        gw_error_set(err, GW_ESTORE, "sqlite: %s: %.80s", msg ? msg : "error", sql);
+        sqlite3_free(msg);
+        return GW_ESTORE;
+    }
+    return 0;
+}
+
+int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err)
+{
+    char sql[256];
+    int version = 0;
+    sqlite3_stmt *st;
+
+    sqlite3_busy_timeout(db, 5000);
+    if (exec(db, "PRAGMA journal_mode=WAL", err)) return GW_ESTORE;
+    snprintf(sql, sizeof(sql),
+             "PRAGMA synchronous=%s; PRAGMA cache_size=-%u; PRAGMA temp_store=MEMORY",
+             cfg->synchronous == GW_SYNC_FULL ? "FULL" : "NORMAL", cfg->cache_kb);
+    if (exec(db, sql, err)) return GW_ESTORE;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (version > GW_SCHEMA_VERSION)
+        return gw_error_set(err, GW_ESTORE,
+                            "database schema version %d is newer than this gateway (%d)", version,
+                            GW_SCHEMA_VERSION);
+    if (version < 1) {
+        if (exec(db, "BEGIN", err) || exec(db, schema_v1, err) ||
+            exec(db, "PRAGMA user_version=1", err) || exec(db, "COMMIT", err)) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return GW_ESTORE;
+        }
+    }
+    return 0;
+}
+
+static int prep(gw_store *s, sqlite3_stmt **st, const char *sql, gw_error *err)
+{
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return gw_error_set(err, GW_ESTORE, "sqlite prepare: %s", sqlite3_errmsg(s->db));
+    return 0;
+}
+
+int gw__store_prepare(gw_store *s, gw_error *err)
+{
+    if (prep(s, &s->ins_event,
+             "INSERT INTO events(ts, rx_ts, device, product, kind, name, msg_id, payload)"
+             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             err) ||
+        prep(s, &s->up_prop,
+             "INSERT INTO property_state(device, property, value, ts) VALUES(?1, ?2, ?3, ?4)"
+             " ON CONFLICT(device, property) DO UPDATE SET value = excluded.value, ts = excluded.ts"
+             " WHERE excluded.ts >= property_state.ts",
+             err) ||
+        prep(s, &s->up_state,
+             "INSERT INTO device_state(device, product, online, last_seen, last_offline_reason)"
+             " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(device) DO UPDATE SET"
+             " online = excluded.online, last_seen = MAX(last_seen, excluded.last_seen),"
+             " last_offline_reason = COALESCE(excluded.last_offline_reason, last_offline_reason)",
+             err) ||
+        prep(s, &s->touch_state,
+             "UPDATE device_state SET last_seen = MAX(last_seen, ?2) WHERE device = ?1", err) ||
+        prep(s, &s->begin, "BEGIN", err) || prep(s, &s->commit, "COMMIT", err) ||
+        prep(s, &s->rollback, "ROLLBACK", err))
+        return GW_ESTORE;
+    return 0;
+}
+
+/* A gateway that crashed could not write its offline events: write them now, reason "restart". */
+int gw__store_mark_offline(gw_store *s, gw_error *err)
+{
+    char sql[512];
+    long long now = (long long)gw_now_ms();
+    snprintf(sql, sizeof(sql),
+             "BEGIN;"
+             "INSERT INTO events(ts, rx_ts, device, product, kind, name, payload)"
+             " SELECT %lld, %lld, device, product, 'offline', 'restart', '{\"reason\":\"restart\"}'"
+             " FROM device_state WHERE online = 1;"
+             "UPDATE device_state SET online = 0, last_offline_reason = 'restart' WHERE online = 1;"
+             "COMMIT;",
+             now, now);
+    if (exec(s->db, sql, err)) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return GW_ESTORE;
+    }
+    return 0;
+}

@@ -1,0 +1,429 @@
+/* store_writer.c: the store queue and its one writer thread. Events are committed in batches (up
+ * to batch_max, or batch_ms after the first one), device and property state are coalesced per
+ * batch, and only after COMMIT are events handed back to their loops to be acknowledged. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../gateway/alloc.h"
+#include "../gateway/log.h"
+#include "../gateway/metrics.h"
+
+int64_t gw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *const kind_names[] = {"property", "event", "online", "offline",
+                                         "function_reply"};
+
+/* ---- queue side (any thread) ---- */
+
+gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *dev)
+{
+    gw_event *ev = gw_malloc(GW_AREA_EVENT, sizeof(*ev));
+    if (!ev) return NULL;
+    ev->next = NULL;
+    ev->kind = kind;
+    ev->dev = dev;
+    ev->rx_ts = ev->ts = gw_now_ms();
+    ev->msg_id[0] = ev->name[0] = 0;
+    ev->payload = NULL;
+    ev->values = NULL;
+    ev->sess = NULL;
+    ev->token = 0;
+    ev->status = 0;
+    int64_t d = __atomic_add_fetch(&s->depth, 1, __ATOMIC_RELAXED);
+    if (d >= s->max && !__atomic_load_n(&s->full_seen, __ATOMIC_RELAXED))
+        __atomic_store_n(&s->full_seen, 1, __ATOMIC_RELAXED);
+    gw_metric_inc(GW_M_STORE_DEPTH);
+    return ev;
+}
+
+void gw_session_release(struct gw_session *sess); /* gateway/session.c */
+
+void gw_store_event_done(gw_store *s, gw_event *ev)
+{
+    free(ev->payload);
+    if (ev->values) json_decref(ev->values);
+    if (ev->sess) gw_session_release(ev->sess);
+    gw_free(GW_AREA_EVENT, ev);
+    gw_metric_add(GW_M_STORE_DEPTH, -1);
+    int64_t d = __atomic_sub_fetch(&s->depth, 1, __ATOMIC_RELAXED);
+    if (d <= s->low && __atomic_load_n(&s->full_seen, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&s->full_seen, 0, __ATOMIC_ACQ_REL) && s->on_drain)
+        s->on_drain(s->drain_arg);
+}
+
+bool gw_store_full(const gw_store *s)
+{
+    return __atomic_load_n(&s->depth, __ATOMIC_RELAXED) >= s->max;
+}
+
+int64_t gw_store_depth(const gw_store *s)
+{
+    return __atomic_load_n(&s->depth, __ATOMIC_RELAXED);
+}
+
+void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n)
+{
+    int wake;
+    if (!head) return;
+    tail->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->tail)
+        s->tail->next = head;
+    else
+        s->head = head;
+    s->tail = tail;
+    s->qlen += n;
+    wake = s->writer_waiting;
+    pthread_mutex_unlock(&s->mu);
+    if (wake) pthread_cond_signal(&s->cond);
+}
+
+void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head), void *arg)
+{
+    s->deliver = deliver;
+    s->deliver_arg = arg;
+}
+
+/* ---- writer thread ---- */
+
+static uint32_t hash_str(const char *k, uint32_t dev)
+{
+    uint32_t h = 2166136261u ^ dev;
+    for (; *k; k++) h = (h ^ (uint8_t)*k) * 16777619u;
+    return h ? h : 1;
+}
+
+static int props_grow(gw_store *s)
+{
+    size_t ncap = s->props_cap ? s->props_cap * 2 : 1024;
+    gw__prop_slot *n = gw_calloc(GW_AREA_STORE, ncap, sizeof(*n));
+    if (!n) return GW_ENOMEM;
+    for (size_t i = 0; i < s->props_cap; i++) {
+        gw__prop_slot *o = &s->props[i];
+        if (!o->dev) continue;
+        size_t j = o->hash & (ncap - 1);
+        while (n[j].dev) j = (j + 1) & (ncap - 1);
+        n[j] = *o;
+    }
+    gw_free(GW_AREA_STORE, s->props);
+    s->props = n;
+    s->props_cap = ncap;
+    return 0;
+}
+
+/* Remembers the latest value per (device, property) of this batch; written once at the end. */
+static int props_note(gw_store *s, uint32_t dev, const char *key, json_t *val, int64_t ts)
+{
+    if ((s->props_used + 1) * 2 > s->props_cap && props_grow(s)) return GW_ENOMEM;
+    uint32_t h = hash_str(key, dev);
+    size_t j = h & (s->props_cap - 1);
+    for (;; j = (j + 1) & (s->props_cap - 1)) {
+        gw__prop_slot *p = &s->props[j];
+        if (!p->dev) {
+            *p = (gw__prop_slot){dev + 1, h, key, val, ts};
+            s->props_used++;
+            return 0;
+        }
+        if (p->hash == h && p->dev == dev + 1 && strcmp(p->key, key) == 0) {
+            if (ts >= p->ts) {
+                p->val = val;
+                p->ts = ts;
+            }
+            return 0;
+        }
+    }
+}
+
+static void touch(gw_store *s, const gw_event *ev)
+{
+    gw__dev_touch *t = &s->touch[ev->dev->index];
+    if (!t->touched) {
+        t->touched = 1;
+        t->online = -1;
+        t->last_seen = 0;
+        t->reason = NULL;
+        s->touched[s->n_touched++] = ev->dev->index;
+    }
+    if (ev->rx_ts > t->last_seen) t->last_seen = ev->rx_ts;
+    if (ev->kind == GW_EV_ONLINE) {
+        t->online = 1;
+    } else if (ev->kind == GW_EV_OFFLINE) {
+        t->online = 0;
+        t->reason = ev->name;
+    }
+}
+
+static int step(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
+}
+
+static int write_event(gw_store *s, gw_event *ev)
+{
+    sqlite3_stmt *st = s->ins_event;
+    sqlite3_bind_int64(st, 1, ev->ts);
+    sqlite3_bind_int64(st, 2, ev->rx_ts);
+    sqlite3_bind_text(st, 3, ev->dev->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, ev->dev->product->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, kind_names[ev->kind], -1, SQLITE_STATIC);
+    if (ev->name[0])
+        sqlite3_bind_text(st, 6, ev->name, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    if (ev->msg_id[0])
+        sqlite3_bind_text(st, 7, ev->msg_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 7);
+    if (ev->payload)
+        sqlite3_bind_text(st, 8, ev->payload, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 8);
+    int rc = step(st);
+    if (rc) return rc;
+    touch(s, ev);
+    if (ev->kind == GW_EV_PROPERTY && ev->values) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(ev->values, key, val)
+        {
+            if (props_note(s, ev->dev->index, key, val, ev->ts)) return SQLITE_NOMEM;
+        }
+    }
+    return 0;
+}
+
+static int write_states(gw_store *s)
+{
+    int rc = 0;
+    const gw_device *devs = s->cfg->devices;
+    for (size_t i = 0; i < s->props_cap && s->props_used; i++) {
+        gw__prop_slot *p = &s->props[i];
+        if (!p->dev) continue;
+        if (!rc) {
+            char *text = json_dumps(p->val, JSON_COMPACT | JSON_ENCODE_ANY);
+            sqlite3_stmt *st = s->up_prop;
+            sqlite3_bind_text(st, 1, devs[p->dev - 1].id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, text ? text : "null", -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 4, p->ts);
+            rc = step(st);
+            free(text);
+        }
+        p->dev = 0;
+    }
+    s->props_used = 0;
+    for (size_t i = 0; i < s->n_touched; i++) {
+        gw__dev_touch *t = &s->touch[s->touched[i]];
+        const gw_device *d = &devs[s->touched[i]];
+        t->touched = 0;
+        if (rc) continue;
+        if (t->online >= 0) {
+            sqlite3_stmt *st = s->up_state;
+            sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, d->product->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 3, t->online);
+            sqlite3_bind_int64(st, 4, t->last_seen);
+            if (t->reason)
+                sqlite3_bind_text(st, 5, t->reason, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 5);
+            rc = step(st);
+        } else {
+            sqlite3_bind_text(s->touch_state, 1, d->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s->touch_state, 2, t->last_seen);
+            rc = step(s->touch_state);
+        }
+    }
+    s->n_touched = 0;
+    return rc;
+}
+
+/* One transaction for the whole batch. 0, or the SQLite error code (the batch was rolled back). */
+static int commit_batch(gw_store *s, gw_event *batch)
+{
+    int rc = step(s->begin);
+    for (gw_event *ev = batch; ev && !rc; ev = ev->next) rc = write_event(s, ev);
+    int rc2 = write_states(s); /* always run: it also clears the batch's scratch state */
+    if (!rc) rc = rc2;
+    if (!rc) rc = step(s->commit);
+    if (rc) step(s->rollback);
+    return rc;
+}
+
+static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
+{
+    gw_event *back = NULL, **backp = &back;
+    while (batch) {
+        gw_event *ev = batch;
+        batch = ev->next;
+        ev->status = status;
+        if (ev->sess && s->deliver) {
+            *backp = ev;
+            backp = &ev->next;
+        } else {
+            gw_store_event_done(s, ev);
+        }
+    }
+    *backp = NULL;
+    if (status == 0) {
+        gw_metric_add(GW_M_EV_COMMITTED, (int64_t)n);
+        gw_metric_inc(GW_M_STORE_BATCHES);
+    }
+    if (back) s->deliver(s->deliver_arg, back);
+}
+
+/* Takes up to batch_max events; with batch_ms, waits that long after the first for more. */
+static gw_event *take_batch(gw_store *s, size_t *count)
+{
+    size_t want = s->cfg->store.batch_max, n = 0;
+    gw_event *head = NULL, **tailp = &head;
+    struct timespec deadline = {0, 0};
+    int timed_out = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->head && n < want) {
+            gw_event *ev = s->head;
+            s->head = ev->next;
+            if (!s->head) s->tail = NULL;
+            s->qlen--;
+            ev->next = NULL;
+            *tailp = ev;
+            tailp = &ev->next;
+            n++;
+        }
+        if (n >= want || s->stop || timed_out) break;
+        if (n > 0 && s->cfg->store.batch_ms == 0) break;
+        s->writer_waiting = 1;
+        if (n == 0) {
+            pthread_cond_wait(&s->cond, &s->mu);
+        } else {
+            if (deadline.tv_sec == 0) {
+                clock_gettime(CLOCK_REALTIME, &deadline);
+                deadline.tv_nsec += (long)s->cfg->store.batch_ms * 1000000L;
+                deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+                deadline.tv_nsec %= 1000000000L;
+            }
+            if (pthread_cond_timedwait(&s->cond, &s->mu, &deadline) == ETIMEDOUT)
+                timed_out = 1; /* take what came, then go */
+        }
+        s->writer_waiting = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    *count = n;
+    return head;
+}
+
+static void *writer_main(void *arg)
+{
+    gw_store *s = arg;
+    gw_metrics_thread_init(GW_METRIC_SHARDS - 1);
+    for (;;) {
+        size_t n;
+        gw_event *batch = take_batch(s, &n);
+        if (!batch) {
+            pthread_mutex_lock(&s->mu);
+            int done = s->stop && !s->head;
+            pthread_mutex_unlock(&s->mu);
+            if (done) break;
+            continue;
+        }
+        unsigned backoff_ms = 50;
+        int rc, tries = 0;
+        while ((rc = commit_batch(s, batch)) != 0) {
+            gw_metric_inc(GW_M_STORE_ERRORS);
+            GW_LOG_ERROR("store", NULL, NULL, "commit failed; retrying",
+                         "error=%d sqlite=\"%s\" events=%zu", rc, sqlite3_errmsg(s->db), n);
+            int stopping;
+            pthread_mutex_lock(&s->mu);
+            stopping = s->stop;
+            pthread_mutex_unlock(&s->mu);
+            if (stopping && ++tries >= 5)
+                break; /* shutting down: give up; nothing of this batch was acknowledged */
+            struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            if (backoff_ms < 5000) backoff_ms *= 2;
+        }
+        complete_batch(s, batch, n, rc ? GW_ESTORE : 0);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle (main thread) ---- */
+
+int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
+{
+    gw_store *s = gw_calloc(GW_AREA_STORE, 1, sizeof(*s));
+    *out = NULL;
+    if (!s) return gw_error_set(err, GW_ENOMEM, "out of memory");
+    s->cfg = cfg;
+    s->max = cfg->store.queue_max;
+    s->low = s->max / 2;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->touch = gw_calloc(GW_AREA_STORE, cfg->n_devices ? cfg->n_devices : 1, sizeof(*s->touch));
+    s->touched = gw_calloc(GW_AREA_STORE, cfg->n_devices ? cfg->n_devices : 1, sizeof(uint32_t));
+    if (!s->touch || !s->touched || props_grow(s)) {
+        gw_store_close(s);
+        return gw_error_set(err, GW_ENOMEM, "out of memory");
+    }
+    int rc =
+        sqlite3_open_v2(cfg->store.path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        gw_error_set(err, GW_ESTORE, "cannot open database %s: %s", cfg->store.path,
+                     s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        gw_store_close(s);
+        return GW_ESTORE;
+    }
+    if (gw__store_schema(s->db, &cfg->store, err) || gw__store_prepare(s, err) ||
+        gw__store_mark_offline(s, err)) {
+        gw_store_close(s);
+        return GW_ESTORE;
+    }
+    *out = s;
+    return 0;
+}
+
+int gw_store_start(gw_store *s, void (*on_drain)(void *arg), void *arg)
+{
+    s->on_drain = on_drain;
+    s->drain_arg = arg;
+    int rc = pthread_create(&s->thread, NULL, writer_main, s);
+    if (rc) return -rc;
+    s->started = 1;
+    return 0;
+}
+
+void gw_store_close(gw_store *s)
+{
+    if (!s) return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_mutex_unlock(&s->mu);
+        pthread_cond_signal(&s->cond);
+        pthread_join(s->thread, NULL);
+    }
+    sqlite3_stmt *sts[] = {s->ins_event, s->up_prop, s->up_state, s->touch_state,
+                           s->begin,     s->commit,  s->rollback};
+    for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++) sqlite3_finalize(sts[i]);
+    if (s->db) sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cond);
+    gw_free(GW_AREA_STORE, s->touch);
+    gw_free(GW_AREA_STORE, s->touched);
+    gw_free(GW_AREA_STORE, s->props);
+    gw_free(GW_AREA_STORE, s);
+}
