@@ -38,7 +38,7 @@ static void usage(FILE *f)
                "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n");
 }
 
-/* Initialises every adapter section of gateway.json into rt (or, with rt NULL, only checks). */
+/* Initialises the adapter of every section of gateway.json's "adapters" into rt. */
 static int init_adapters(const gw_config *cfg, gw_runtime *rt, gw_diag *diag)
 {
     const char *name;
@@ -48,7 +48,7 @@ static int init_adapters(const gw_config *cfg, gw_runtime *rt, gw_diag *diag)
     {
         const gw_adapter_ops *ops = gw_registry_adapter(name);
         if (!ops) continue; /* the loader already reported it */
-        gw_adapter tmp = {ops, NULL, NULL}, *a = rt ? gw_runtime_add_adapter(rt, ops) : &tmp;
+        gw_adapter *a = gw_runtime_add_adapter(rt, ops);
         if (!a) {
             gw_diag_add(diag, cfg->file, "adapters", "too many adapters");
             return 1;
@@ -165,8 +165,8 @@ int main(int argc, char **argv)
     }
 
     memset(&m, 0, sizeof(m));
-    if (gw_config_load(cfg_path, &m.cfg, &diag) != 0 || init_adapters(m.cfg, NULL, &diag) > 0 ||
-        diag.n > 0) {
+    /* The loader also checks every adapter's section (init + uninit on a scratch adapter). */
+    if (gw_config_load(cfg_path, &m.cfg, &diag) != 0 || diag.n > 0) {
         print_diag(&diag);
         fprintf(stderr, "iotgw: %zu configuration error%s\n", diag.n, diag.n == 1 ? "" : "s");
         gw_diag_free(&diag);

@@ -570,6 +570,13 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
     }
 }
 
+/* A fixed header refused for its remaining length (a continuation bit on the 4th length byte)
+ * rather than for its type or flags. */
+static bool bad_length(const uint8_t *p, size_t n)
+{
+    return n >= 5 && (p[1] & 0x80) && (p[2] & 0x80) && (p[3] & 0x80) && (p[4] & 0x80);
+}
+
 /* Parses every whole packet in buf. Returns the bytes consumed; stops early (leaving the rest for
  * later) when the connection closes or must pause (store full, too many acks in flight). */
 static size_t process(gw__mqtt_conn *c, const uint8_t *buf, size_t len)
@@ -585,9 +592,10 @@ static size_t process(gw__mqtt_conn *c, const uint8_t *buf, size_t len)
             break;
         }
         if (rc != 0) {
-            protocol_error(
-                c, fh.type == 0 || fh.type == 15 ? GW_MQTT_E_MALFORMED : GW_MQTT_E_REMAINING_LENGTH,
-                "bad fixed header");
+            protocol_error(c,
+                           bad_length(buf + off, len - off) ? GW_MQTT_E_REMAINING_LENGTH
+                                                            : GW_MQTT_E_MALFORMED,
+                           "bad fixed header");
             break;
         }
         size_t total = (size_t)fh.header_len + fh.remaining;

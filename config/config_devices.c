@@ -1,0 +1,107 @@
+/* config_devices.c: devices.json -> gw_config.devices. A JSON array of {id, name, product,
+ * secret}; ids are unique (checked through the device hash, so 100k devices load in linear
+ * time) and every product must exist. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SECRET_MAX 255
+
+static const char *const device_keys[] = {"id", "name", "product", "secret", NULL};
+
+/* A string member into *out (strdup); NULL and reported if missing or not a string. */
+static const char *member(gw__config_ctx *x, const char *file, const json_t *o, const char *key,
+                          bool required, const char *path)
+{
+    char p[128];
+    const json_t *v = json_object_get(o, key);
+
+    snprintf(p, sizeof(p), "%s.%s", path, key);
+    if (!v) {
+        if (required) gw__config_err(x, file, p, "missing required key");
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        gw__config_err(x, file, p, "must be a string");
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, const json_t *o,
+                         size_t i)
+{
+    gw_device *d = &c->devices[i];
+    char path[32], p[128];
+    const char *s;
+
+    d->index = (uint32_t)i;
+    snprintf(path, sizeof(path), "[%zu]", i);
+    if (!json_is_object(o)) {
+        gw__config_err(x, file, path, "must be an object");
+        return;
+    }
+    gw__config_unknown_keys(x, o, device_keys, NULL, file, path);
+
+    if ((s = member(x, file, o, "id", true, path))) {
+        snprintf(p, sizeof(p), "%s.id", path);
+        if (!gw__config_id_ok(s))
+            gw__config_err(x, file, p, "\"%s\" must be 1..%d characters of [A-Za-z0-9_.-]", s,
+                           GW__ID_MAX);
+        else if (!(d->id = strdup(s)))
+            gw__config_err(x, file, p, "out of memory");
+    }
+    if ((s = member(x, file, o, "name", false, path)) && !(d->name = strdup(s)))
+        gw__config_err(x, file, path, "out of memory");
+    if ((s = member(x, file, o, "product", true, path))) {
+        snprintf(p, sizeof(p), "%s.product", path);
+        if (!(d->product = gw_config_product(c, s)) && !x->products_incomplete)
+            gw__config_err(x, file, p, "unknown product \"%s\"", s);
+    }
+    if ((s = member(x, file, o, "secret", true, path))) {
+        snprintf(p, sizeof(p), "%s.secret", path);
+        if (!*s || strlen(s) > SECRET_MAX)
+            gw__config_err(x, file, p, "must be a non-empty string of at most %d bytes",
+                           SECRET_MAX);
+        else if (!(d->secret = strdup(s)))
+            gw__config_err(x, file, p, "out of memory");
+    }
+}
+
+void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp)
+{
+    gw__config_index *ix = c->index;
+    json_t *root = gw__config_load_json(x, path, disp);
+    char p[64];
+
+    if (!root) return;
+    if (!json_is_array(root)) {
+        gw__config_err(x, disp, NULL, "must be a JSON array of devices");
+        goto done;
+    }
+    size_t n = json_array_size(root);
+    if (n > UINT32_MAX / 2) {
+        gw__config_err(x, disp, NULL, "too many devices (%zu)", n);
+        goto done;
+    }
+    if (gw__config_hash_init(&ix->devices, n) < 0 ||
+        (n && !(c->devices = calloc(n, sizeof(*c->devices))))) {
+        gw__config_err(x, disp, NULL, "out of memory");
+        goto done;
+    }
+    c->n_devices = n;
+    for (size_t i = 0; i < n; i++) {
+        parse_device(x, c, disp, json_array_get(root, i), i);
+        if (!c->devices[i].id) continue;
+        long prev = gw__config_hash_insert(&ix->devices, c->devices, sizeof(gw_device), i);
+        if (prev >= 0) {
+            snprintf(p, sizeof(p), "[%zu].id", i);
+            gw__config_err(x, disp, p, "duplicate device id \"%s\" (also [%ld])", c->devices[i].id,
+                           prev);
+        }
+    }
+done:
+    json_decref(root);
+}

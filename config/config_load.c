@@ -1,0 +1,358 @@
+/* config_load.c: gw_config_load's orchestration (gateway.json, then products, then devices),
+ * gateway.json's own sections, relative path resolution, gw_config_free, and the helpers the
+ * other config files share (error counting, JSON file loading, id checks, unknown keys). */
+#include "internal.h"
+#include "cfg_schema.h"
+#include "../gateway/error.h"
+#include "../gateway/registry.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GW_LOOPS_MAX 64
+
+void gw__config_err(gw__config_ctx *x, const char *file, const char *path, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    x->errors++;
+    gw_diag_add(x->diag, file, path, "%s", msg);
+}
+
+json_t *gw__config_load_json(gw__config_ctx *x, const char *path, const char *disp)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root) return root;
+    x->errors++;
+    if (json_error_code(&jerr) == json_error_cannot_open_file || jerr.line < 1)
+        gw_diag_add(x->diag, disp, NULL, "%s", jerr.text);
+    else
+        gw_diag_add(x->diag, NULL, NULL, "%s:%d:%d: JSON syntax error: %s", disp, jerr.line,
+                    jerr.column, jerr.text);
+    return NULL;
+}
+
+bool gw__config_id_ok(const char *s)
+{
+    size_t n = 0;
+
+    if (!s) return false;
+    for (; s[n]; n++) {
+        char ch = s[n];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return false;
+    }
+    return n >= 1 && n <= GW__ID_MAX;
+}
+
+static bool listed(const char *const *names, const char *key)
+{
+    for (size_t i = 0; names && names[i]; i++)
+        if (strcmp(names[i], key) == 0) return true;
+    return false;
+}
+
+void gw__config_unknown_keys(gw__config_ctx *x, const json_t *obj, const char *const *allowed,
+                             const char *const *extra, const char *file, const char *path)
+{
+    const char *key;
+    const json_t *v;
+    char p[512];
+
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        if (listed(allowed, key) || listed(extra, key)) continue;
+        if (path && *path)
+            snprintf(p, sizeof(p), "%s.%s", path, key);
+        else
+            snprintf(p, sizeof(p), "%s", key);
+        gw__config_err(x, file, p, "unknown key");
+    }
+}
+
+/* gateway.json, as parsed by the cfg_schema tables below. */
+typedef struct gw_gateway_file {
+    uint32_t loops;
+    int log_level;
+    char *products_dir;
+    char *devices_file;
+    uint32_t max_connections;
+    uint32_t read_buffer;
+    json_t *admin;
+    json_t *storage;
+    json_t *adapters;
+} gw_gateway_file;
+
+typedef struct gw_admin_file {
+    bool enabled;
+    char *address;
+    uint32_t port;
+} gw_admin_file;
+
+typedef struct gw_storage_file {
+    char *path;
+    uint32_t batch_max, batch_ms, queue_max;
+    int synchronous;
+    uint32_t cache_kb;
+} gw_storage_file;
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const sync_modes[] = {"normal", "full", NULL};
+
+#define GF(name, type, field, lo, hi, en)                                                          \
+    {                                                                                              \
+        name, type, offsetof(gw_gateway_file, field), lo, hi, en, false                            \
+    }
+static const gw_cfg_field gateway_fields[] = {
+    GF("loops", GW_CFG_UINT32, loops, 0, GW_LOOPS_MAX, NULL),
+    GF("log_level", GW_CFG_ENUM, log_level, 0, 0, log_levels),
+    GF("products_dir", GW_CFG_STRING, products_dir, 0, 0, NULL),
+    GF("devices_file", GW_CFG_STRING, devices_file, 0, 0, NULL),
+    GF("max_connections", GW_CFG_UINT32, max_connections, 1, 10000000, NULL),
+    GF("read_buffer", GW_CFG_UINT32, read_buffer, 4096, 16777216, NULL),
+    GF("admin", GW_CFG_JSON, admin, 0, 0, NULL),
+    GF("storage", GW_CFG_JSON, storage, 0, 0, NULL),
+    GF("adapters", GW_CFG_JSON, adapters, 0, 0, NULL),
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+#define AF(name, type, field, lo, hi)                                                              \
+    {                                                                                              \
+        name, type, offsetof(gw_admin_file, field), lo, hi, NULL, false                            \
+    }
+static const gw_cfg_field admin_fields[] = {
+    AF("enabled", GW_CFG_BOOL, enabled, 0, 0),
+    AF("address", GW_CFG_STRING, address, 0, 0),
+    AF("port", GW_CFG_UINT32, port, 0, 65535),
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+#define SF(name, type, field, lo, hi, en)                                                          \
+    {                                                                                              \
+        name, type, offsetof(gw_storage_file, field), lo, hi, en, false                            \
+    }
+static const gw_cfg_field storage_fields[] = {
+    SF("path", GW_CFG_STRING, path, 0, 0, NULL),
+    SF("batch_max", GW_CFG_UINT32, batch_max, 1, 100000, NULL),
+    SF("batch_ms", GW_CFG_UINT32, batch_ms, 0, 10000, NULL),
+    SF("queue_max", GW_CFG_UINT32, queue_max, 16, 10000000, NULL),
+    SF("synchronous", GW_CFG_ENUM, synchronous, 0, 0, sync_modes),
+    SF("cache_kb", GW_CFG_UINT32, cache_kb, 256, 4194304, NULL),
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+/* The folder of a file path: "a/b/gateway.json" -> "a/b", "gateway.json" -> ".". */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* rel if absolute, else dir/rel. */
+static char *resolve(const char *dir, const char *rel)
+{
+    if (rel[0] == '/') return strdup(rel);
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", dir, rel);
+    return s;
+}
+
+static uint32_t default_loops(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    return n > GW_LOOPS_MAX ? GW_LOOPS_MAX : (uint32_t)n;
+}
+
+static void load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj)
+{
+    unsigned char bin[16];
+    gw_admin_file a = {.enabled = true, .address = "127.0.0.1", .port = 9100};
+
+    x->errors += gw_cfg_parse(admin_fields, obj, &a, c->file, "admin", x->diag);
+    c->admin_enabled = a.enabled;
+    c->admin.port = (uint16_t)a.port;
+    if (a.address) {
+        if (strlen(a.address) >= sizeof(c->admin.address) ||
+            (inet_pton(AF_INET, a.address, bin) != 1 && inet_pton(AF_INET6, a.address, bin) != 1))
+            gw__config_err(x, c->file, "admin.address",
+                           "\"%s\" is not a numeric IPv4 or IPv6 address", a.address);
+        else
+            snprintf(c->admin.address, sizeof(c->admin.address), "%s", a.address);
+    }
+    gw_cfg_free(admin_fields, &a);
+}
+
+static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
+{
+    gw_storage_file s = {.path = "../data/iotgw.db",
+                         .batch_max = 1000,
+                         .batch_ms = 0,
+                         .queue_max = 65536,
+                         .synchronous = GW_SYNC_NORMAL,
+                         .cache_kb = 8192};
+
+    x->errors += gw_cfg_parse(storage_fields, obj, &s, c->file, "storage", x->diag);
+    c->store.batch_max = s.batch_max;
+    c->store.batch_ms = s.batch_ms;
+    c->store.queue_max = s.queue_max;
+    c->store.synchronous = s.synchronous == 1 ? GW_SYNC_FULL : GW_SYNC_NORMAL;
+    c->store.cache_kb = s.cache_kb;
+    if (s.path && !*s.path)
+        gw__config_err(x, c->file, "storage.path", "must not be empty");
+    else if (s.path && !(c->store.path = resolve(c->dir, s.path)))
+        gw__config_err(x, c->file, "storage.path", "out of memory");
+    gw_cfg_free(storage_fields, &s);
+}
+
+static void load_adapters(gw__config_ctx *x, gw_config *c, json_t *obj)
+{
+    const char *key;
+    json_t *v;
+    char p[256];
+
+    if (!obj) {
+        c->adapters = json_object();
+        return;
+    }
+    if (!json_is_object(obj)) {
+        gw__config_err(x, c->file, "adapters", "must be an object");
+        return;
+    }
+    c->adapters = json_incref(obj);
+    json_object_foreach(obj, key, v)
+    {
+        const gw_adapter_ops *ops = gw_registry_adapter(key);
+        snprintf(p, sizeof(p), "adapters.%s", key);
+        if (!ops) {
+            gw__config_err(x, c->file, p, "unknown adapter \"%s\"", key);
+        } else if (!json_is_object(v)) {
+            gw__config_err(x, c->file, p, "must be an object");
+        } else if (ops->init) {
+            /* Check the section now (a throw-away instance, no runtime), so that its problems
+             * are reported together with every other file's; the runtime inits it again. */
+            gw_adapter tmp = {.ops = ops, .rt = NULL, .state = NULL};
+            size_t before = x->diag ? x->diag->n : 0;
+            if (ops->init(&tmp, v, c->file, x->diag) != 0) {
+                size_t added = x->diag ? x->diag->n - before : 0;
+                x->errors += added ? (int)added : 1;
+                if (!added) gw_diag_add(x->diag, c->file, p, "invalid adapter section");
+            }
+            if (ops->uninit) ops->uninit(&tmp);
+        }
+    }
+}
+
+/* gateway.json itself; then products and devices. */
+static void load_all(gw__config_ctx *x, gw_config *c)
+{
+    gw_gateway_file g = {.loops = 0,
+                         .log_level = 1,
+                         .products_dir = "products",
+                         .devices_file = "devices.json",
+                         .max_connections = 100000,
+                         .read_buffer = 65536};
+    char *products = NULL, *devices = NULL;
+    bool products_ok = false;
+
+    json_t *root = gw__config_load_json(x, c->file, c->file);
+    if (!root) return;
+    if (!json_is_object(root)) {
+        gw__config_err(x, c->file, NULL, "must be a JSON object");
+        json_decref(root);
+        return;
+    }
+    /* From here on g owns its strings (gw_cfg_parse copies the defaults). */
+    x->errors += gw_cfg_parse(gateway_fields, root, &g, c->file, "", x->diag);
+    c->loops = g.loops ? g.loops : default_loops();
+    c->log_level = g.log_level;
+    c->max_connections = g.max_connections;
+    c->read_buffer = g.read_buffer;
+    load_admin(x, c, g.admin);
+    load_storage(x, c, g.storage);
+    load_adapters(x, c, g.adapters);
+
+    c->index = calloc(1, sizeof(gw__config_index));
+    if (!c->index) {
+        gw__config_err(x, c->file, NULL, "out of memory");
+        goto done;
+    }
+    if (g.products_dir && !*g.products_dir)
+        gw__config_err(x, c->file, "products_dir", "must not be empty");
+    else if (g.products_dir && (products = resolve(c->dir, g.products_dir)))
+        products_ok = true;
+    /* Without a readable products folder every device would be "unknown product". */
+    if (products_ok) products_ok = gw__config_load_products(x, c, products, g.products_dir);
+    if (g.devices_file && !*g.devices_file)
+        gw__config_err(x, c->file, "devices_file", "must not be empty");
+    else if (g.devices_file && products_ok && (devices = resolve(c->dir, g.devices_file)))
+        gw__config_load_devices(x, c, devices, g.devices_file);
+done:
+    free(products);
+    free(devices);
+    gw_cfg_free(gateway_fields, &g);
+    json_decref(root);
+}
+
+int gw_config_load(const char *path, gw_config **out, gw_diag *diag)
+{
+    gw__config_ctx x = {.diag = diag, .errors = 0};
+    gw_config *c;
+
+    *out = NULL;
+    if (!path || !*path) {
+        gw_diag_add(diag, NULL, NULL, "no configuration file given");
+        return GW_ECONFIG;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c || !(c->file = strdup(path)) || !(c->dir = dir_of(path))) {
+        gw_diag_add(diag, path, NULL, "out of memory");
+        gw_config_free(c);
+        return GW_ECONFIG;
+    }
+    load_all(&x, c);
+    if (x.errors) {
+        gw_config_free(c);
+        return GW_ECONFIG;
+    }
+    *out = c;
+    return 0;
+}
+
+void gw_config_free(gw_config *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->n_products; i++) gw__config_product_free(&c->products[i]);
+    free(c->products);
+    for (size_t i = 0; i < c->n_devices; i++) {
+        free(c->devices[i].id);
+        free(c->devices[i].name);
+        free(c->devices[i].secret);
+    }
+    free(c->devices);
+    gw__config_index *ix = c->index;
+    if (ix) {
+        gw__config_hash_free(&ix->products);
+        gw__config_hash_free(&ix->devices);
+        free(ix);
+    }
+    json_decref(c->adapters);
+    free(c->store.path);
+    free(c->file);
+    free(c->dir);
+    free(c);
+}

@@ -1,0 +1,69 @@
+/* internal.h: what the config loader's files share (load context, error helper, id checks, the
+ * id hash); nothing here is for use outside config/. */
+#ifndef GW_CONFIG_INTERNAL_H
+#define GW_CONFIG_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* One load: where errors go and how many there were (diag may drop lines on OOM, errors never). */
+typedef struct gw__config_ctx {
+    gw_diag *diag;
+    int errors;
+    /* A product file was unreadable or had no valid id: devices naming an unknown product are
+     * then not reported (the product's own error says what to fix). */
+    bool products_incomplete;
+} gw__config_ctx;
+
+void gw__config_err(gw__config_ctx *x, const char *file, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Loads a JSON file (duplicate keys rejected); on failure reports "disp:LINE:COL: JSON syntax
+ * error: ..." (or the open error) and returns NULL. */
+json_t *gw__config_load_json(gw__config_ctx *x, const char *path, const char *disp);
+
+/* Product and device ids: [A-Za-z0-9_.-]{1,63}. */
+#define GW__ID_MAX 63
+bool gw__config_id_ok(const char *s);
+
+/* Reports keys of obj that are not in allowed (NULL-terminated) nor in extra (may be NULL). */
+void gw__config_unknown_keys(gw__config_ctx *x, const json_t *obj, const char *const *allowed,
+                             const char *const *extra, const char *file, const char *path);
+
+/* The id hash: open addressing over an array of items whose first member is `char *id`
+ * (gw_product, gw_device), FNV-1a, load factor <= 1/2. Slots hold (hash, index + 1). */
+typedef struct gw__config_slot {
+    uint32_t hash;
+    uint32_t idx1; /* 0: empty */
+} gw__config_slot;
+
+typedef struct gw__config_hash {
+    gw__config_slot *slots;
+    size_t mask; /* capacity - 1 */
+} gw__config_hash;
+
+typedef struct gw__config_index {
+    gw__config_hash products;
+    gw__config_hash devices;
+} gw__config_index;
+
+int gw__config_hash_init(gw__config_hash *h, size_t n);
+void gw__config_hash_free(gw__config_hash *h);
+/* Inserts item idx of base (stride bytes apart) under its id; returns -1 if inserted, else the
+ * index of the item already holding that id. */
+long gw__config_hash_insert(gw__config_hash *h, const void *base, size_t stride, size_t idx);
+
+/* Products (config_product.c): parses every products_dir/NAME.json into c->products (needs
+ * c->adapters and c->index). false if the folder could not be read. */
+bool gw__config_load_products(gw__config_ctx *x, gw_config *c, const char *dir_path,
+                              const char *dir_disp);
+void gw__config_product_free(gw_product *p);
+
+/* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
+void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);
+
+#endif
