@@ -42,7 +42,8 @@ static const char *join(char *buf, size_t cap, const char *path, const char *key
 static const gw_cfg_field *find_field(const gw_cfg_field *fields, const char *key)
 {
     for (const gw_cfg_field *f = fields; f->name; f++)
-        if (strcmp(f->name, key) == 0) return f;
+        if (strcmp(f->name, key) == 0)
+            return f;
     return NULL;
 }
 
@@ -173,7 +174,8 @@ static int own_default(const gw_cfg_field *f, void *dst)
     switch (f->type) {
     case GW_CFG_STRING: {
         char **s = FIELD(dst, f, char *);
-        if (*s && !(*s = strdup(*s))) return -1;
+        if (*s && !(*s = strdup(*s)))
+            return -1;
         break;
     }
     case GW_CFG_LISTENERS: {
@@ -312,7 +314,8 @@ int gw_cfg_parse(const gw_cfg_field *fields, const json_t *obj, void *dst, const
 
 void gw_cfg_free(const gw_cfg_field *fields, void *dst)
 {
-    if (!fields || !dst) return;
+    if (!fields || !dst)
+        return;
     for (const gw_cfg_field *f = fields; f->name; f++) {
         switch (f->type) {
         case GW_CFG_STRING:

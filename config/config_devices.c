@@ -20,7 +20,8 @@ static const char *member(gw__config_ctx *x, const char *file, const json_t *o, 
 
     snprintf(p, sizeof(p), "%s.%s", path, key);
     if (!v) {
-        if (required) gw__config_err(x, file, p, "missing required key");
+        if (required)
+            gw__config_err(x, file, p, "missing required key");
         return NULL;
     }
     if (!json_is_string(v)) {
@@ -76,7 +77,8 @@ void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, 
     json_t *root = gw__config_load_json(x, path, disp);
     char p[64];
 
-    if (!root) return;
+    if (!root)
+        return;
     if (!json_is_array(root)) {
         gw__config_err(x, disp, NULL, "must be a JSON array of devices");
         goto done;
@@ -94,7 +96,8 @@ void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, 
     c->n_devices = n;
     for (size_t i = 0; i < n; i++) {
         parse_device(x, c, disp, json_array_get(root, i), i);
-        if (!c->devices[i].id) continue;
+        if (!c->devices[i].id)
+            continue;
         long prev = gw__config_hash_insert(&ix->devices, c->devices, sizeof(gw_device), i);
         if (prev >= 0) {
             snprintf(p, sizeof(p), "[%zu].id", i);

@@ -26,7 +26,8 @@ static const char *id_at(const void *base, size_t stride, size_t idx)
 int gw__config_hash_init(gw__config_hash *h, size_t n)
 {
     size_t cap = 16;
-    while (cap < 2 * n) cap <<= 1;
+    while (cap < 2 * n)
+        cap <<= 1;
     h->slots = calloc(cap, sizeof(*h->slots));
     if (!h->slots) {
         h->mask = 0;
@@ -47,14 +48,17 @@ void gw__config_hash_free(gw__config_hash *h)
 static long lookup(const gw__config_hash *h, const void *base, size_t stride, const char *id,
                    size_t len)
 {
-    if (!h->slots || !id) return -1;
+    if (!h->slots || !id)
+        return -1;
     uint32_t hash = fnv1a(id, len);
     for (size_t i = hash & h->mask;; i = (i + 1) & h->mask) {
         const gw__config_slot *s = &h->slots[i];
-        if (!s->idx1) return -1;
+        if (!s->idx1)
+            return -1;
         if (s->hash == hash) {
             const char *k = id_at(base, stride, s->idx1 - 1);
-            if (strlen(k) == len && memcmp(k, id, len) == 0) return (long)s->idx1 - 1;
+            if (strlen(k) == len && memcmp(k, id, len) == 0)
+                return (long)s->idx1 - 1;
         }
     }
 }
@@ -79,7 +83,8 @@ long gw__config_hash_insert(gw__config_hash *h, const void *base, size_t stride,
 
 const gw_product *gw_config_product_n(const gw_config *c, const char *id, size_t len)
 {
-    if (!c || !c->index) return NULL;
+    if (!c || !c->index)
+        return NULL;
     const gw__config_index *ix = c->index;
     long i = lookup(&ix->products, c->products, sizeof(gw_product), id, len);
     return i < 0 ? NULL : &c->products[i];
@@ -87,7 +92,8 @@ const gw_product *gw_config_product_n(const gw_config *c, const char *id, size_t
 
 const gw_device *gw_config_device_n(const gw_config *c, const char *id, size_t len)
 {
-    if (!c || !c->index) return NULL;
+    if (!c || !c->index)
+        return NULL;
     const gw__config_index *ix = c->index;
     long i = lookup(&ix->devices, c->devices, sizeof(gw_device), id, len);
     return i < 0 ? NULL : &c->devices[i];

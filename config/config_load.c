@@ -32,7 +32,8 @@ json_t *gw__config_load_json(gw__config_ctx *x, const char *path, const char *di
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 
-    if (root) return root;
+    if (root)
+        return root;
     x->errors++;
     if (json_error_code(&jerr) == json_error_cannot_open_file || jerr.line < 1)
         gw_diag_add(x->diag, disp, NULL, "%s", jerr.text);
@@ -46,7 +47,8 @@ bool gw__config_id_ok(const char *s)
 {
     size_t n = 0;
 
-    if (!s) return false;
+    if (!s)
+        return false;
     for (; s[n]; n++) {
         char ch = s[n];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -59,7 +61,8 @@ bool gw__config_id_ok(const char *s)
 static bool listed(const char *const *names, const char *key)
 {
     for (size_t i = 0; names && names[i]; i++)
-        if (strcmp(names[i], key) == 0) return true;
+        if (strcmp(names[i], key) == 0)
+            return true;
     return false;
 }
 
@@ -72,7 +75,8 @@ void gw__config_unknown_keys(gw__config_ctx *x, const json_t *obj, const char *c
 
     json_object_foreach((json_t *)obj, key, v)
     {
-        if (listed(allowed, key) || listed(extra, key)) continue;
+        if (listed(allowed, key) || listed(extra, key))
+            continue;
         if (path && *path)
             snprintf(p, sizeof(p), "%s.%s", path, key);
         else
@@ -156,25 +160,30 @@ static const gw_cfg_field storage_fields[] = {
 static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    if (slash == path) return strdup("/");
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
     return strndup(path, (size_t)(slash - path));
 }
 
 /* rel if absolute, else dir/rel. */
 static char *resolve(const char *dir, const char *rel)
 {
-    if (rel[0] == '/') return strdup(rel);
+    if (rel[0] == '/')
+        return strdup(rel);
     size_t n = strlen(dir) + strlen(rel) + 2;
     char *s = malloc(n);
-    if (s) snprintf(s, n, "%s/%s", dir, rel);
+    if (s)
+        snprintf(s, n, "%s/%s", dir, rel);
     return s;
 }
 
 static uint32_t default_loops(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) n = 1;
+    if (n < 1)
+        n = 1;
     return n > GW_LOOPS_MAX ? GW_LOOPS_MAX : (uint32_t)n;
 }
 
@@ -250,9 +259,11 @@ static void load_adapters(gw__config_ctx *x, gw_config *c, json_t *obj)
             if (ops->init(&tmp, v, c->file, x->diag) != 0) {
                 size_t added = x->diag ? x->diag->n - before : 0;
                 x->errors += added ? (int)added : 1;
-                if (!added) gw_diag_add(x->diag, c->file, p, "invalid adapter section");
+                if (!added)
+                    gw_diag_add(x->diag, c->file, p, "invalid adapter section");
             }
-            if (ops->uninit) ops->uninit(&tmp);
+            if (ops->uninit)
+                ops->uninit(&tmp);
         }
     }
 }
@@ -270,7 +281,8 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     bool products_ok = false;
 
     json_t *root = gw__config_load_json(x, c->file, c->file);
-    if (!root) return;
+    if (!root)
+        return;
     if (!json_is_object(root)) {
         gw__config_err(x, c->file, NULL, "must be a JSON object");
         json_decref(root);
@@ -296,7 +308,8 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     else if (g.products_dir && (products = resolve(c->dir, g.products_dir)))
         products_ok = true;
     /* Without a readable products folder every device would be "unknown product". */
-    if (products_ok) products_ok = gw__config_load_products(x, c, products, g.products_dir);
+    if (products_ok)
+        products_ok = gw__config_load_products(x, c, products, g.products_dir);
     if (g.devices_file && !*g.devices_file)
         gw__config_err(x, c->file, "devices_file", "must not be empty");
     else if (g.devices_file && products_ok && (devices = resolve(c->dir, g.devices_file)))
@@ -335,8 +348,10 @@ int gw_config_load(const char *path, gw_config **out, gw_diag *diag)
 
 void gw_config_free(gw_config *c)
 {
-    if (!c) return;
-    for (size_t i = 0; i < c->n_products; i++) gw__config_product_free(&c->products[i]);
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n_products; i++)
+        gw__config_product_free(&c->products[i]);
     free(c->products);
     for (size_t i = 0; i < c->n_devices; i++) {
         free(c->devices[i].id);

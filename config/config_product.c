@@ -108,7 +108,8 @@ static void take_string(prod_ctx *pc, const json_t *v, const char *path, char **
         return;
     }
     free(*out);
-    if (!(*out = strdup(json_string_value(v)))) err(pc, path, "out of memory");
+    if (!(*out = strdup(json_string_value(v))))
+        err(pc, path, "out of memory");
 }
 
 /* An id: [A-Za-z0-9_.-]{1,63}. */
@@ -143,7 +144,8 @@ static bool take_int(prod_ctx *pc, const json_t *v, const char *path, int64_t lo
 static int type_of(const char *s)
 {
     for (size_t i = 0; i < N_TYPES; i++)
-        if (strcmp(type_names[i], s) == 0) return (int)i;
+        if (strcmp(type_names[i], s) == 0)
+            return (int)i;
     return -1;
 }
 
@@ -161,7 +163,8 @@ static void take_bound(prod_ctx *pc, gw_value_spec *s, const json_t *v, const ch
             lo = INT32_MIN, hi = INT32_MAX;
         else if (s->type == GW_T_DATE)
             lo = 0;
-        if (!take_int(pc, v, path, lo, hi, &n)) return;
+        if (!take_int(pc, v, path, lo, hi, &n))
+            return;
         if (is_min)
             s->imin = n, s->has_min = true;
         else
@@ -200,7 +203,8 @@ static void take_values(prod_ctx *pc, gw_value_spec *s, const json_t *v, const c
             continue;
         }
         bool dup = false;
-        for (size_t j = 0; j < s->n_enum && !dup; j++) dup = strcmp(s->enum_values[j], str) == 0;
+        for (size_t j = 0; j < s->n_enum && !dup; j++)
+            dup = strcmp(s->enum_values[j], str) == 0;
         if (dup) {
             err(pc, p, "duplicate value \"%s\"", str);
             continue;
@@ -249,12 +253,14 @@ static void parse_spec(prod_ctx *pc, const json_t *o, const char *path, spec_kin
         size_t k;
         join(p, path, key);
         for (k = 0; k < sizeof(spec_keys) / sizeof(spec_keys[0]); k++)
-            if (strcmp(spec_keys[k].key, key) == 0) break;
+            if (strcmp(spec_keys[k].key, key) == 0)
+                break;
         if (k == sizeof(spec_keys) / sizeof(spec_keys[0])) {
             err(pc, p, "unknown key");
             continue;
         }
-        if (strcmp(key, "type") == 0) continue;
+        if (strcmp(key, "type") == 0)
+            continue;
         if (strcmp(key, "id") == 0) {
             if (kind == SPEC_ITEM)
                 err(pc, p, "not allowed in an array item");
@@ -267,7 +273,8 @@ static void parse_spec(prod_ctx *pc, const json_t *o, const char *path, spec_kin
             continue;
         }
         if (strcmp(key, "description") == 0) {
-            if (!json_is_string(v)) err(pc, p, "must be a string");
+            if (!json_is_string(v))
+                err(pc, p, "must be a string");
             continue;
         }
         if (strcmp(key, "access") == 0) {
@@ -291,7 +298,8 @@ static void parse_spec(prod_ctx *pc, const json_t *o, const char *path, spec_kin
                 s->required = json_is_true(v);
             continue;
         }
-        if (!type_ok) continue; /* cannot tell whether the key applies */
+        if (!type_ok)
+            continue; /* cannot tell whether the key applies */
         if (!(spec_keys[k].types & TM(s->type))) {
             err(pc, p, "not allowed for type %s", type_names[s->type]);
             continue;
@@ -302,10 +310,12 @@ static void parse_spec(prod_ctx *pc, const json_t *o, const char *path, spec_kin
             take_string(pc, v, p, &s->unit);
         } else if (strcmp(key, "max_length") == 0) {
             int64_t n;
-            if (take_int(pc, v, p, 1, GW_TM_STRING_CAP, &n)) s->max_length = (size_t)n;
+            if (take_int(pc, v, p, 1, GW_TM_STRING_CAP, &n))
+                s->max_length = (size_t)n;
         } else if (strcmp(key, "max_items") == 0) {
             int64_t n;
-            if (take_int(pc, v, p, 1, 100000, &n)) s->max_items = (size_t)n;
+            if (take_int(pc, v, p, 1, 100000, &n))
+                s->max_items = (size_t)n;
         } else if (strcmp(key, "values") == 0) {
             have_values = true;
             take_values(pc, s, v, p);
@@ -326,7 +336,8 @@ static void parse_spec(prod_ctx *pc, const json_t *o, const char *path, spec_kin
 
     if (kind != SPEC_ITEM && !json_object_get(o, "id"))
         err(pc, join(p, path, "id"), "missing required key");
-    if (!type_ok) return;
+    if (!type_ok)
+        return;
     if (s->type == GW_T_ENUM && !have_values)
         err(pc, join(p, path, "values"), "missing required key for type enum");
     if (s->type == GW_T_STRUCT && !have_fields)
@@ -349,7 +360,8 @@ static void check_dup_ids(prod_ctx *pc, const char *path, char *const *ids, size
     char p[PATH_CAP];
     for (size_t i = 1; i < n; i++) {
         const char *a = *(char *const *)((const char *)ids + i * stride);
-        if (!a) continue;
+        if (!a)
+            continue;
         for (size_t j = 0; j < i; j++) {
             const char *b = *(char *const *)((const char *)ids + j * stride);
             if (b && strcmp(a, b) == 0) {
@@ -371,7 +383,8 @@ static void parse_specs(prod_ctx *pc, const json_t *arr, const char *path, spec_
         err(pc, path, non_empty ? "must be a non-empty array" : "must be an array");
         return;
     }
-    if (n == 0) return;
+    if (n == 0)
+        return;
     if (!(*out = calloc(n, sizeof(**out)))) {
         err(pc, path, "out of memory");
         return;
@@ -399,13 +412,15 @@ static void parse_event(prod_ctx *pc, const json_t *o, const char *path, gw_even
         take_id(pc, v, join(p, path, "id"), &e->id);
     else
         err(pc, join(p, path, "id"), "missing required key");
-    if ((v = json_object_get(o, "name"))) take_string(pc, v, join(p, path, "name"), &e->name);
+    if ((v = json_object_get(o, "name")))
+        take_string(pc, v, join(p, path, "name"), &e->name);
     if ((v = json_object_get(o, "description")) && !json_is_string(v))
         err(pc, join(p, path, "description"), "must be a string");
     if ((v = json_object_get(o, "level"))) {
         int lv = -1;
         for (int i = 0; levels[i] && json_is_string(v); i++)
-            if (strcmp(levels[i], json_string_value(v)) == 0) lv = i;
+            if (strcmp(levels[i], json_string_value(v)) == 0)
+                lv = i;
         if (lv < 0)
             err(pc, join(p, path, "level"),
                 "must be one of \"info\", \"warn\", \"alert\", "
@@ -433,7 +448,8 @@ static void parse_function(prod_ctx *pc, const json_t *o, const char *path, gw_f
         take_id(pc, v, join(p, path, "id"), &f->id);
     else
         err(pc, join(p, path, "id"), "missing required key");
-    if ((v = json_object_get(o, "name"))) take_string(pc, v, join(p, path, "name"), &f->name);
+    if ((v = json_object_get(o, "name")))
+        take_string(pc, v, join(p, path, "name"), &f->name);
     if ((v = json_object_get(o, "description")) && !json_is_string(v))
         err(pc, join(p, path, "description"), "must be a string");
     if ((v = json_object_get(o, "inputs")))
@@ -455,7 +471,8 @@ static void parse_events(prod_ctx *pc, const json_t *arr, gw_product *p)
         err(pc, "events", "must be an array");
         return;
     }
-    if (n == 0) return;
+    if (n == 0)
+        return;
     if (!(p->events = calloc(n, sizeof(*p->events)))) {
         err(pc, "events", "out of memory");
         return;
@@ -477,7 +494,8 @@ static void parse_functions(prod_ctx *pc, const json_t *arr, gw_product *p)
         err(pc, "functions", "must be an array");
         return;
     }
-    if (n == 0) return;
+    if (n == 0)
+        return;
     if (!(p->functions = calloc(n, sizeof(*p->functions)))) {
         err(pc, "functions", "out of memory");
         return;
@@ -507,7 +525,8 @@ static void parse_protocol(prod_ctx *pc, const gw_config *c, const json_t *v, gw
         return;
     }
     take_string(pc, v, "protocol", &p->protocol);
-    if (!p->protocol) return;
+    if (!p->protocol)
+        return;
     if (!gw_registry_adapter(p->protocol))
         err(pc, "protocol", "unknown adapter \"%s\"", p->protocol);
     else if (!json_object_get(c->adapters, p->protocol))
@@ -539,7 +558,8 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
         take_id(pc, v, "id", &p->id);
     else
         err(pc, "id", "missing required key");
-    if ((v = json_object_get(root, "name"))) take_string(pc, v, "name", &p->name);
+    if ((v = json_object_get(root, "name")))
+        take_string(pc, v, "name", &p->name);
     if ((v = json_object_get(root, "description")) && !json_is_string(v))
         err(pc, "description", "must be a string");
     parse_protocol(pc, c, json_object_get(root, "protocol"), p);
@@ -553,8 +573,10 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
         p->idle_timeout_ms = (uint32_t)n;
     if ((v = json_object_get(root, "properties")))
         parse_specs(pc, v, "properties", SPEC_PROPERTY, 1, false, &p->properties, &p->n_properties);
-    if ((v = json_object_get(root, "events"))) parse_events(pc, v, p);
-    if ((v = json_object_get(root, "functions"))) parse_functions(pc, v, p);
+    if ((v = json_object_get(root, "events")))
+        parse_events(pc, v, p);
+    if ((v = json_object_get(root, "functions")))
+        parse_functions(pc, v, p);
 
     /* The codec sees only a product whose thing model is sound. codec_ops stays NULL unless init
      * succeeded, so gw__config_product_free knows whether to call uninit. */
@@ -571,7 +593,8 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
 
 void gw__config_product_free(gw_product *p)
 {
-    if (p->codec_ops && p->codec_ops->uninit) p->codec_ops->uninit(p);
+    if (p->codec_ops && p->codec_ops->uninit)
+        p->codec_ops->uninit(p);
     p->codec_ops = NULL;
     p->codec_state = NULL;
     gw_tm_product_clear(p);
@@ -602,19 +625,23 @@ static char **list_json(const char *dir, size_t *n_out, int *errno_out)
         if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
             continue;
         snprintf(full, sizeof(full), "%s/%s", dir, de->d_name);
-        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             char **nv = realloc(v, ncap * sizeof(*nv));
-            if (!nv) break;
+            if (!nv)
+                break;
             v = nv;
             cap = ncap;
         }
-        if (!(v[n] = strdup(de->d_name))) break;
+        if (!(v[n] = strdup(de->d_name)))
+            break;
         n++;
     }
     closedir(d);
-    if (n) qsort(v, n, sizeof(*v), cmp_names);
+    if (n)
+        qsort(v, n, sizeof(*v), cmp_names);
     *n_out = n;
     *errno_out = 0;
     return v;
@@ -653,7 +680,8 @@ bool gw__config_load_products(gw__config_ctx *x, gw_config *c, const char *dir_p
         }
         gw_product *p = &c->products[c->n_products++];
         prod_ctx pc = {.x = x, .file = disp};
-        if (!(p->file = strdup(disp))) gw__config_err(x, disp, NULL, "out of memory");
+        if (!(p->file = strdup(disp)))
+            gw__config_err(x, disp, NULL, "out of memory");
         parse_product(&pc, c, root, p);
         json_decref(root);
         if (!p->id || !p->file) {
@@ -667,7 +695,8 @@ bool gw__config_load_products(gw__config_ctx *x, gw_config *c, const char *dir_p
                            c->products[prev].file);
     }
 done:
-    for (size_t i = 0; i < n_files; i++) free(names[i]);
+    for (size_t i = 0; i < n_files; i++)
+        free(names[i]);
     free(names);
     return ok;
 }

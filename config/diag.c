@@ -13,7 +13,8 @@ void gw_diag_add(gw_diag *d, const char *file, const char *path, const char *fmt
     char msg[512], line[1024];
     va_list ap;
 
-    if (!d) return;
+    if (!d)
+        return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
@@ -30,18 +31,22 @@ void gw_diag_add(gw_diag *d, const char *file, const char *path, const char *fmt
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;
         char **v = realloc(d->msgs, cap * sizeof(*v));
-        if (!v) return; /* out of memory: the message is lost, but not the others */
+        if (!v)
+            return; /* out of memory: the message is lost, but not the others */
         d->msgs = v;
         d->cap = cap;
     }
     d->msgs[d->n] = strdup(line);
-    if (d->msgs[d->n]) d->n++;
+    if (d->msgs[d->n])
+        d->n++;
 }
 
 void gw_diag_free(gw_diag *d)
 {
-    if (!d) return;
-    for (size_t i = 0; i < d->n; i++) free(d->msgs[i]);
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->msgs[i]);
     free(d->msgs);
     d->msgs = NULL;
     d->n = d->cap = 0;

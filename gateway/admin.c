@@ -72,7 +72,8 @@ static void handle(admin_conn *c)
         for (int a = 0; a < GW_AREA__COUNT && n < BODY_MAX; a++)
             n += (size_t)snprintf(body + n, BODY_MAX - n, "iotgw_memory_bytes{area=\"%s\"} %lld\n",
                                   gw_area_name((gw_area)a), (long long)gw_alloc_bytes((gw_area)a));
-        if (n > BODY_MAX) n = BODY_MAX;
+        if (n > BODY_MAX)
+            n = BODY_MAX;
         respond(c, 200, "text/plain; version=0.0.4", body, n);
         free(body);
     } else if (strncmp(c->req, "GET ", 4) == 0) {
@@ -107,9 +108,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void on_connection(uv_stream_t *server, int status)
 {
-    if (status < 0) return;
+    if (status < 0)
+        return;
     admin_conn *c = calloc(1, sizeof(*c));
-    if (!c) return;
+    if (!c)
+        return;
     uv_tcp_init(server->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
@@ -123,7 +126,8 @@ int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *po
     int rc, len = sizeof(ss);
     gw_admin *a = calloc(1, sizeof(*a));
     *out = NULL;
-    if (!a) return UV_ENOMEM;
+    if (!a)
+        return UV_ENOMEM;
     a->loop = loop;
     rc = strchr(at->address, ':') ? uv_ip6_addr(at->address, at->port, (struct sockaddr_in6 *)&ss)
                                   : uv_ip4_addr(at->address, at->port, (struct sockaddr_in *)&ss);
@@ -153,5 +157,6 @@ static void on_server_closed(uv_handle_t *h)
 
 void gw_admin_stop(gw_admin *a)
 {
-    if (a) uv_close((uv_handle_t *)&a->server, on_server_closed);
+    if (a)
+        uv_close((uv_handle_t *)&a->server, on_server_closed);
 }

@@ -18,13 +18,15 @@ const char *gw_area_name(gw_area a)
 static int should_fail(void)
 {
     uint64_t n = __atomic_load_n(&fail_nth, __ATOMIC_RELAXED);
-    if (n == 0) return 0;
+    if (n == 0)
+        return 0;
     return __atomic_sub_fetch(&fail_nth, 1, __ATOMIC_RELAXED) == 0;
 }
 
 static void *account(gw_area a, void *p)
 {
-    if (p) __atomic_fetch_add(&area_bytes[a], (int64_t)malloc_usable_size(p), __ATOMIC_RELAXED);
+    if (p)
+        __atomic_fetch_add(&area_bytes[a], (int64_t)malloc_usable_size(p), __ATOMIC_RELAXED);
     return p;
 }
 
@@ -40,17 +42,20 @@ void *gw_calloc(gw_area a, size_t count, size_t n)
 
 void *gw_realloc(gw_area a, void *p, size_t n)
 {
-    if (should_fail()) return NULL;
+    if (should_fail())
+        return NULL;
     size_t old = p ? malloc_usable_size(p) : 0;
     void *q = realloc(p, n);
-    if (!q) return NULL;
+    if (!q)
+        return NULL;
     __atomic_fetch_sub(&area_bytes[a], (int64_t)old, __ATOMIC_RELAXED);
     return account(a, q);
 }
 
 void gw_free(gw_area a, void *p)
 {
-    if (!p) return;
+    if (!p)
+        return;
     __atomic_fetch_sub(&area_bytes[a], (int64_t)malloc_usable_size(p), __ATOMIC_RELAXED);
     free(p);
 }
@@ -59,7 +64,8 @@ char *gw_strdup(gw_area a, const char *s)
 {
     size_t n = strlen(s) + 1;
     char *d = gw_malloc(a, n);
-    if (d) memcpy(d, s, n);
+    if (d)
+        memcpy(d, s, n);
     return d;
 }
 

@@ -14,7 +14,8 @@ void gw_dispatch_rejected(gw_session *s, const gw_reject *rej, const char *msg_i
 {
     char peer[64], q[256];
     gw_metric_reject(rej->reason);
-    if (GW_LOG_WARN < gw_log_level) return;
+    if (GW_LOG_WARN < gw_log_level)
+        return;
     s->ops->peer(s, peer, sizeof(peer));
     gw_log_write(GW_LOG_WARN, s->ops->area, s->dev ? s->dev->id : NULL, peer, "message rejected",
                  "reason=%s msg_id=%s detail=%s", gw_reason_name(rej->reason),
@@ -53,15 +54,18 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
     gw_event *ev = gw_store_event_new(s->loop->rt->store, kinds[m->kind], s->dev);
     char *payload = json_dumps(norm, JSON_COMPACT);
     if (!ev || !payload) {
-        if (ev) gw_store_event_done(s->loop->rt->store, ev);
+        if (ev)
+            gw_store_event_done(s->loop->rt->store, ev);
         free(payload);
         json_decref(norm);
         return GW_ENOMEM;
     }
     ev->payload = payload;
-    if (m->timestamp_ms > 0) ev->ts = m->timestamp_ms;
+    if (m->timestamp_ms > 0)
+        ev->ts = m->timestamp_ms;
     memcpy(ev->msg_id, m->msg_id, sizeof(ev->msg_id));
-    if (m->kind == GW_MSG_EVENT) memcpy(ev->name, m->name, sizeof(ev->name));
+    if (m->kind == GW_MSG_EVENT)
+        memcpy(ev->name, m->name, sizeof(ev->name));
     if (m->kind == GW_MSG_PROPERTY_REPORT)
         ev->values = norm; /* the writer keeps the latest value per property */
     else

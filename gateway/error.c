@@ -18,7 +18,8 @@ const char *gw_strerror(int code)
     default:
         break;
     }
-    if (code < 0 && code > -4096) return strerror(-code);
+    if (code < 0 && code > -4096)
+        return strerror(-code);
     return "unknown error";
 }
 

@@ -16,7 +16,8 @@ const char *gw_log_quote(char *buf, size_t cap, const char *s)
 {
     size_t o = 0;
     if (cap < 3) {
-        if (cap) buf[0] = 0;
+        if (cap)
+            buf[0] = 0;
         return buf;
     }
     buf[o++] = '"';
@@ -44,7 +45,8 @@ const char *gw_log_value(char *buf, size_t cap, const char *s)
         if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f)
             return gw_log_quote(buf, cap, s);
     }
-    if (i >= cap) return gw_log_quote(buf, cap, s);
+    if (i >= cap)
+        return gw_log_quote(buf, cap, s);
     memcpy(buf, s, i + 1);
     return buf;
 }
@@ -57,7 +59,8 @@ void gw_log_write(int level, const char *area, const char *dev, const char *peer
     struct tm tm;
     size_t n;
 
-    if (level < GW_LOG_DEBUG || level > GW_LOG_ERROR) level = GW_LOG_ERROR;
+    if (level < GW_LOG_DEBUG || level > GW_LOG_ERROR)
+        level = GW_LOG_ERROR;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
@@ -77,7 +80,8 @@ void gw_log_write(int level, const char *area, const char *dev, const char *peer
         n += (size_t)vsnprintf(line + n, sizeof(line) - n, extra_fmt, ap);
         va_end(ap);
     }
-    if (n >= sizeof(line) - 1) n = sizeof(line) - 2;
+    if (n >= sizeof(line) - 1)
+        n = sizeof(line) - 2;
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;

@@ -47,21 +47,25 @@ static int init_adapters(const gw_config *cfg, gw_runtime *rt, gw_diag *diag)
     json_object_foreach(cfg->adapters, name, section)
     {
         const gw_adapter_ops *ops = gw_registry_adapter(name);
-        if (!ops) continue; /* the loader already reported it */
+        if (!ops)
+            continue; /* the loader already reported it */
         gw_adapter *a = gw_runtime_add_adapter(rt, ops);
         if (!a) {
             gw_diag_add(diag, cfg->file, "adapters", "too many adapters");
             return 1;
         }
-        if (ops->init(a, section, cfg->file, diag) != 0) errors++;
-        if (!rt && ops->uninit) ops->uninit(a);
+        if (ops->init(a, section, cfg->file, diag) != 0)
+            errors++;
+        if (!rt && ops->uninit)
+            ops->uninit(a);
     }
     return errors;
 }
 
 static void print_diag(const gw_diag *d)
 {
-    for (size_t i = 0; i < d->n; i++) fprintf(stderr, "%s\n", d->msgs[i]);
+    for (size_t i = 0; i < d->n; i++)
+        fprintf(stderr, "%s\n", d->msgs[i]);
 }
 
 static void mkdir_parents(const char *path)
@@ -69,7 +73,8 @@ static void mkdir_parents(const char *path)
     char buf[4096];
     snprintf(buf, sizeof(buf), "%s", path);
     for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
+        if (*p != '/')
+            continue;
         *p = 0;
         mkdir(buf, 0755);
         *p = '/';
@@ -91,7 +96,8 @@ static int wait_until_drained(gw_main *m, int want_no_connections)
  * sessions (offline events); commit those; stop the writer; stop the loops. */
 static void shutdown_gateway(gw_main *m, const char *why)
 {
-    if (m->stopping++) return;
+    if (m->stopping++)
+        return;
     GW_LOG_INFO("main", NULL, NULL, "shutting down", "signal=%s", why);
     gw_runtime_stop_accepting(m->rt);
     if (wait_until_drained(m, 0))
@@ -228,7 +234,8 @@ out:
     }
     gw_store_close(m.store);
     gw_runtime_free(m.rt);
-    if (m.admin && !m.stopping) gw_admin_stop(m.admin);
+    if (m.admin && !m.stopping)
+        gw_admin_stop(m.admin);
     uv_run(&m.loop, UV_RUN_NOWAIT);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);

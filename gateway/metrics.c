@@ -36,7 +36,8 @@ size_t gw_metrics_render(char *buf, size_t cap)
     size_t n = 0;
 #define EMIT(...)                                                                                  \
     do {                                                                                           \
-        if (n < cap) n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__);                         \
+        if (n < cap)                                                                               \
+            n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__);                                  \
     } while (0)
     for (int m = 0; m < GW_M__PLAIN_END; m++)
         EMIT("iotgw_%s %lld\n", plain_names[m], (long long)gw_metric_get((gw_metric)m));

@@ -38,14 +38,16 @@ const gw_codec_ops *gw_registry_codec_at(size_t i)
 const gw_adapter_ops *gw_registry_adapter(const char *name)
 {
     for (size_t i = 0; adapters[i]; i++)
-        if (strcmp(adapters[i]->name, name) == 0) return adapters[i];
+        if (strcmp(adapters[i]->name, name) == 0)
+            return adapters[i];
     return NULL;
 }
 
 const gw_codec_ops *gw_registry_codec(const char *name)
 {
     for (size_t i = 0; codecs[i]; i++)
-        if (strcmp(codecs[i]->name, name) == 0) return codecs[i];
+        if (strcmp(codecs[i]->name, name) == 0)
+            return codecs[i];
     return NULL;
 }
 

@@ -13,7 +13,8 @@ static const char *const reason_names[GW_R__COUNT] = {[GW_R_NONE] = "none",
 
 const char *gw_reason_name(gw_reason r)
 {
-    if ((unsigned)r >= GW_R__COUNT) return "unknown";
+    if ((unsigned)r >= GW_R__COUNT)
+        return "unknown";
     return reason_names[r];
 }
 

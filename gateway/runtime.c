@@ -55,7 +55,8 @@ void gw_loop_queue_event(gw_loop *l, gw_event *ev)
 
 void gw_loop_flush_events(gw_loop *l)
 {
-    if (!l->pend_head) return;
+    if (!l->pend_head)
+        return;
     gw_store_submit(l->rt->store, l->pend_head, l->pend_tail, l->pend_n);
     l->pend_head = l->pend_tail = NULL;
     l->pend_n = 0;
@@ -77,7 +78,8 @@ static void on_check(uv_check_t *h)
 
 void gw_session_mark_dirty(gw_session *s)
 {
-    if (s->dirty) return;
+    if (s->dirty)
+        return;
     s->dirty = 1;
     gw_session_retain(s);
     s->dirty_next = s->loop->dirty;
@@ -122,7 +124,8 @@ static void deliver(void *arg, gw_event *head)
         tails[i] = ev;
     }
     for (unsigned i = 0; i < n; i++) {
-        if (!heads[i]) continue;
+        if (!heads[i])
+            continue;
         done_msg *d = gw_malloc(GW_AREA_RUNTIME, sizeof(*d));
         while (!d) { /* tiny and rare: never drop a completion */
             uv_sleep(1);
@@ -142,7 +145,8 @@ static void on_resume(gw_loop *l, gw_inbox_msg *m)
     __atomic_store_n(&l->resume_queued, 0, __ATOMIC_RELEASE);
     for (unsigned i = 0; i < l->rt->n_adapters; i++) {
         gw_adapter *a = &l->rt->adapters[i];
-        if (a->ops->resume) a->ops->resume(a, l);
+        if (a->ops->resume)
+            a->ops->resume(a, l);
     }
 }
 
@@ -186,7 +190,8 @@ static void *loop_main(void *arg)
         l->start_rc = a->ops->start(a, l);
     }
     uv_sem_post(&l->started);
-    if (l->start_rc == 0) uv_run(&l->uv, UV_RUN_DEFAULT);
+    if (l->start_rc == 0)
+        uv_run(&l->uv, UV_RUN_DEFAULT);
     return NULL;
 }
 
@@ -194,7 +199,8 @@ int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, g
 {
     gw_runtime *rt = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*rt));
     *out = NULL;
-    if (!rt) return gw_error_set(err, GW_ENOMEM, "out of memory");
+    if (!rt)
+        return gw_error_set(err, GW_ENOMEM, "out of memory");
     rt->cfg = cfg;
     rt->store = store;
     rt->n_loops = cfg->loops ? cfg->loops : 1;
@@ -205,7 +211,8 @@ int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, g
         gw_runtime_free(rt);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     }
-    for (unsigned i = 0; i < GW_DEVICE_STRIPES; i++) pthread_mutex_init(&rt->stripes[i], NULL);
+    for (unsigned i = 0; i < GW_DEVICE_STRIPES; i++)
+        pthread_mutex_init(&rt->stripes[i], NULL);
     pthread_mutex_init(&rt->listeners_mu, NULL);
     for (unsigned i = 0; i < rt->n_loops; i++) {
         gw_loop *l = &rt->loops[i];
@@ -235,7 +242,8 @@ int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, g
 
 gw_adapter *gw_runtime_add_adapter(gw_runtime *rt, const gw_adapter_ops *ops)
 {
-    if (rt->n_adapters >= GW_MAX_ADAPTERS) return NULL;
+    if (rt->n_adapters >= GW_MAX_ADAPTERS)
+        return NULL;
     gw_adapter *a = &rt->adapters[rt->n_adapters++];
     a->ops = ops;
     a->rt = rt;
@@ -246,11 +254,13 @@ gw_adapter *gw_runtime_add_adapter(gw_runtime *rt, const gw_adapter_ops *ops)
 int gw_runtime_start(gw_runtime *rt, gw_error *err)
 {
     int rc = gw_store_start(rt->store, on_drain, rt);
-    if (rc) return gw_error_set(err, rc, "store writer thread: %s", gw_strerror(rc));
+    if (rc)
+        return gw_error_set(err, rc, "store writer thread: %s", gw_strerror(rc));
     for (unsigned i = 0; i < rt->n_loops; i++) {
         gw_loop *l = &rt->loops[i];
         rc = pthread_create(&l->thread, NULL, loop_main, l);
-        if (rc) return gw_error_set(err, -rc, "loop thread %u: %s", i, gw_strerror(-rc));
+        if (rc)
+            return gw_error_set(err, -rc, "loop thread %u: %s", i, gw_strerror(-rc));
         uv_sem_wait(&l->started);
         if (l->start_rc) {
             pthread_join(l->thread, NULL);
@@ -295,15 +305,18 @@ void gw_runtime_run_on_all(gw_runtime *rt, void (*fn)(gw_loop *l, void *arg), vo
     uv_sem_t done;
     unsigned posted = 0;
     call_msg *msgs = gw_calloc(GW_AREA_RUNTIME, rt->n_loops, sizeof(call_msg));
-    if (!msgs) return;
+    if (!msgs)
+        return;
     uv_sem_init(&done, 0);
     for (unsigned i = 0; i < rt->n_loops; i++) {
-        if (!rt->loops[i].thread) continue;
+        if (!rt->loops[i].thread)
+            continue;
         msgs[i] = (call_msg){{NULL, on_call}, fn, arg, &done};
         gw_loop_post(&rt->loops[i], &msgs[i].m);
         posted++;
     }
-    while (posted--) uv_sem_wait(&done);
+    while (posted--)
+        uv_sem_wait(&done);
     uv_sem_destroy(&done);
     gw_free(GW_AREA_RUNTIME, msgs);
 }
@@ -313,7 +326,8 @@ static void do_stop_accepting(gw_loop *l, void *arg)
     (void)arg;
     for (unsigned i = 0; i < l->rt->n_adapters; i++) {
         gw_adapter *a = &l->rt->adapters[i];
-        if (a->ops->stop) a->ops->stop(a, l);
+        if (a->ops->stop)
+            a->ops->stop(a, l);
     }
 }
 
@@ -322,7 +336,8 @@ static void do_close_sessions(gw_loop *l, void *arg)
     (void)arg;
     for (unsigned i = 0; i < l->rt->n_adapters; i++) {
         gw_adapter *a = &l->rt->adapters[i];
-        if (a->ops->close_sessions) a->ops->close_sessions(a, l);
+        if (a->ops->close_sessions)
+            a->ops->close_sessions(a, l);
     }
     gw_loop_flush_events(l);
 }
@@ -330,7 +345,8 @@ static void do_close_sessions(gw_loop *l, void *arg)
 static void close_any(uv_handle_t *h, void *arg)
 {
     (void)arg;
-    if (!uv_is_closing(h)) uv_close(h, NULL);
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
 }
 
 static void do_exit(gw_loop *l, void *arg)
@@ -354,7 +370,8 @@ void gw_runtime_join(gw_runtime *rt)
     gw_runtime_run_on_all(rt, do_exit, NULL);
     for (unsigned i = 0; i < rt->n_loops; i++) {
         gw_loop *l = &rt->loops[i];
-        if (!l->thread) continue;
+        if (!l->thread)
+            continue;
         pthread_join(l->thread, NULL);
         l->thread = 0;
         /* Whatever is still open (the wake/check handles, sessions already closing) is closed
@@ -367,7 +384,8 @@ void gw_runtime_join(gw_runtime *rt)
 
 void gw_runtime_free(gw_runtime *rt)
 {
-    if (!rt) return;
+    if (!rt)
+        return;
     for (unsigned i = 0; rt->loops && i < rt->n_loops; i++) {
         gw_loop *l = &rt->loops[i];
         if (l->inited) {
@@ -380,7 +398,8 @@ void gw_runtime_free(gw_runtime *rt)
         gw_free(GW_AREA_RUNTIME, l->rbuf);
     }
     for (unsigned i = 0; i < rt->n_adapters; i++)
-        if (rt->adapters[i].ops->uninit) rt->adapters[i].ops->uninit(&rt->adapters[i]);
+        if (rt->adapters[i].ops->uninit)
+            rt->adapters[i].ops->uninit(&rt->adapters[i]);
     gw_free(GW_AREA_RUNTIME, rt->loops);
     gw_free(GW_AREA_RUNTIME, rt->slots);
     gw_free(GW_AREA_RUNTIME, rt);

@@ -24,7 +24,8 @@ void gw_session_retain(gw_session *s)
 
 void gw_session_release(gw_session *s)
 {
-    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) s->ops->destroy(s);
+    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        s->ops->destroy(s);
 }
 
 typedef struct kick_msg {
@@ -45,7 +46,8 @@ static gw_event *lifecycle_event(gw_session *s, gw_event_kind kind, const gw_dev
                                  const char *payload)
 {
     gw_event *ev = gw_store_event_new(s->loop->rt->store, kind, dev);
-    if (ev) ev->payload = strdup(payload);
+    if (ev)
+        ev->payload = strdup(payload);
     return ev;
 }
 
@@ -65,7 +67,8 @@ int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
     gw_session *old = rt->slots[dev->index];
     rt->slots[dev->index] = s;
     gw_loop_flush_events(s->loop);
-    if (ev) gw_store_submit(rt->store, ev, ev, 1);
+    if (ev)
+        gw_store_submit(rt->store, ev, ev, 1);
     pthread_mutex_unlock(mu);
 
     if (!old) {
@@ -86,7 +89,8 @@ int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
 
 void gw_session_offline(gw_session *s, const char *reason, bool will)
 {
-    if (!s->dev) return;
+    if (!s->dev)
+        return;
     gw_runtime *rt = s->loop->rt;
     pthread_mutex_t *mu = &rt->stripes[s->dev->index % GW_DEVICE_STRIPES];
     int owner;

@@ -37,13 +37,16 @@ int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err)
     sqlite3_stmt *st;
 
     sqlite3_busy_timeout(db, 5000);
-    if (exec(db, "PRAGMA journal_mode=WAL", err)) return GW_ESTORE;
+    if (exec(db, "PRAGMA journal_mode=WAL", err))
+        return GW_ESTORE;
     snprintf(sql, sizeof(sql),
              "PRAGMA synchronous=%s; PRAGMA cache_size=-%u; PRAGMA temp_store=MEMORY",
              cfg->synchronous == GW_SYNC_FULL ? "FULL" : "NORMAL", cfg->cache_kb);
-    if (exec(db, sql, err)) return GW_ESTORE;
+    if (exec(db, sql, err))
+        return GW_ESTORE;
     if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            version = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
     }
     if (version > GW_SCHEMA_VERSION)

@@ -27,7 +27,8 @@ static const char *const kind_names[] = {"property", "event", "online", "offline
 gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *dev)
 {
     gw_event *ev = gw_malloc(GW_AREA_EVENT, sizeof(*ev));
-    if (!ev) return NULL;
+    if (!ev)
+        return NULL;
     ev->next = NULL;
     ev->kind = kind;
     ev->dev = dev;
@@ -50,8 +51,10 @@ void gw_session_release(struct gw_session *sess); /* gateway/session.c */
 void gw_store_event_done(gw_store *s, gw_event *ev)
 {
     free(ev->payload);
-    if (ev->values) json_decref(ev->values);
-    if (ev->sess) gw_session_release(ev->sess);
+    if (ev->values)
+        json_decref(ev->values);
+    if (ev->sess)
+        gw_session_release(ev->sess);
     gw_free(GW_AREA_EVENT, ev);
     gw_metric_add(GW_M_STORE_DEPTH, -1);
     int64_t d = __atomic_sub_fetch(&s->depth, 1, __ATOMIC_RELAXED);
@@ -73,7 +76,8 @@ int64_t gw_store_depth(const gw_store *s)
 void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n)
 {
     int wake;
-    if (!head) return;
+    if (!head)
+        return;
     tail->next = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->tail)
@@ -84,7 +88,8 @@ void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n)
     s->qlen += n;
     wake = s->writer_waiting;
     pthread_mutex_unlock(&s->mu);
-    if (wake) pthread_cond_signal(&s->cond);
+    if (wake)
+        pthread_cond_signal(&s->cond);
 }
 
 void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head), void *arg)
@@ -98,7 +103,8 @@ void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *h
 static uint32_t hash_str(const char *k, uint32_t dev)
 {
     uint32_t h = 2166136261u ^ dev;
-    for (; *k; k++) h = (h ^ (uint8_t)*k) * 16777619u;
+    for (; *k; k++)
+        h = (h ^ (uint8_t)*k) * 16777619u;
     return h ? h : 1;
 }
 
@@ -106,12 +112,15 @@ static int props_grow(gw_store *s)
 {
     size_t ncap = s->props_cap ? s->props_cap * 2 : 1024;
     gw__prop_slot *n = gw_calloc(GW_AREA_STORE, ncap, sizeof(*n));
-    if (!n) return GW_ENOMEM;
+    if (!n)
+        return GW_ENOMEM;
     for (size_t i = 0; i < s->props_cap; i++) {
         gw__prop_slot *o = &s->props[i];
-        if (!o->dev) continue;
+        if (!o->dev)
+            continue;
         size_t j = o->hash & (ncap - 1);
-        while (n[j].dev) j = (j + 1) & (ncap - 1);
+        while (n[j].dev)
+            j = (j + 1) & (ncap - 1);
         n[j] = *o;
     }
     gw_free(GW_AREA_STORE, s->props);
@@ -123,7 +132,8 @@ static int props_grow(gw_store *s)
 /* Remembers the latest value per (device, property) of this batch; written once at the end. */
 static int props_note(gw_store *s, uint32_t dev, const char *key, json_t *val, int64_t ts)
 {
-    if ((s->props_used + 1) * 2 > s->props_cap && props_grow(s)) return GW_ENOMEM;
+    if ((s->props_used + 1) * 2 > s->props_cap && props_grow(s))
+        return GW_ENOMEM;
     uint32_t h = hash_str(key, dev);
     size_t j = h & (s->props_cap - 1);
     for (;; j = (j + 1) & (s->props_cap - 1)) {
@@ -153,7 +163,8 @@ static void touch(gw_store *s, const gw_event *ev)
         t->reason = NULL;
         s->touched[s->n_touched++] = ev->dev->index;
     }
-    if (ev->rx_ts > t->last_seen) t->last_seen = ev->rx_ts;
+    if (ev->rx_ts > t->last_seen)
+        t->last_seen = ev->rx_ts;
     if (ev->kind == GW_EV_ONLINE) {
         t->online = 1;
     } else if (ev->kind == GW_EV_OFFLINE) {
@@ -190,14 +201,16 @@ static int write_event(gw_store *s, gw_event *ev)
     else
         sqlite3_bind_null(st, 8);
     int rc = step(st);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     touch(s, ev);
     if (ev->kind == GW_EV_PROPERTY && ev->values) {
         const char *key;
         json_t *val;
         json_object_foreach(ev->values, key, val)
         {
-            if (props_note(s, ev->dev->index, key, val, ev->ts)) return SQLITE_NOMEM;
+            if (props_note(s, ev->dev->index, key, val, ev->ts))
+                return SQLITE_NOMEM;
         }
     }
     return 0;
@@ -209,7 +222,8 @@ static int write_states(gw_store *s)
     const gw_device *devs = s->cfg->devices;
     for (size_t i = 0; i < s->props_cap && s->props_used; i++) {
         gw__prop_slot *p = &s->props[i];
-        if (!p->dev) continue;
+        if (!p->dev)
+            continue;
         if (!rc) {
             char *text = json_dumps(p->val, JSON_COMPACT | JSON_ENCODE_ANY);
             sqlite3_stmt *st = s->up_prop;
@@ -227,7 +241,8 @@ static int write_states(gw_store *s)
         gw__dev_touch *t = &s->touch[s->touched[i]];
         const gw_device *d = &devs[s->touched[i]];
         t->touched = 0;
-        if (rc) continue;
+        if (rc)
+            continue;
         if (t->online >= 0) {
             sqlite3_stmt *st = s->up_state;
             sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
@@ -253,11 +268,15 @@ static int write_states(gw_store *s)
 static int commit_batch(gw_store *s, gw_event *batch)
 {
     int rc = step(s->begin);
-    for (gw_event *ev = batch; ev && !rc; ev = ev->next) rc = write_event(s, ev);
+    for (gw_event *ev = batch; ev && !rc; ev = ev->next)
+        rc = write_event(s, ev);
     int rc2 = write_states(s); /* always run: it also clears the batch's scratch state */
-    if (!rc) rc = rc2;
-    if (!rc) rc = step(s->commit);
-    if (rc) step(s->rollback);
+    if (!rc)
+        rc = rc2;
+    if (!rc)
+        rc = step(s->commit);
+    if (rc)
+        step(s->rollback);
     return rc;
 }
 
@@ -280,7 +299,8 @@ static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
         gw_metric_add(GW_M_EV_COMMITTED, (int64_t)n);
         gw_metric_inc(GW_M_STORE_BATCHES);
     }
-    if (back) s->deliver(s->deliver_arg, back);
+    if (back)
+        s->deliver(s->deliver_arg, back);
 }
 
 /* Takes up to batch_max events; with batch_ms, waits that long after the first for more. */
@@ -296,15 +316,18 @@ static gw_event *take_batch(gw_store *s, size_t *count)
         while (s->head && n < want) {
             gw_event *ev = s->head;
             s->head = ev->next;
-            if (!s->head) s->tail = NULL;
+            if (!s->head)
+                s->tail = NULL;
             s->qlen--;
             ev->next = NULL;
             *tailp = ev;
             tailp = &ev->next;
             n++;
         }
-        if (n >= want || s->stop || timed_out) break;
-        if (n > 0 && s->cfg->store.batch_ms == 0) break;
+        if (n >= want || s->stop || timed_out)
+            break;
+        if (n > 0 && s->cfg->store.batch_ms == 0)
+            break;
         s->writer_waiting = 1;
         if (n == 0) {
             pthread_cond_wait(&s->cond, &s->mu);
@@ -336,7 +359,8 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&s->mu);
             int done = s->stop && !s->head;
             pthread_mutex_unlock(&s->mu);
-            if (done) break;
+            if (done)
+                break;
             continue;
         }
         unsigned backoff_ms = 50;
@@ -353,7 +377,8 @@ static void *writer_main(void *arg)
                 break; /* shutting down: give up; nothing of this batch was acknowledged */
             struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
-            if (backoff_ms < 5000) backoff_ms *= 2;
+            if (backoff_ms < 5000)
+                backoff_ms *= 2;
         }
         complete_batch(s, batch, n, rc ? GW_ESTORE : 0);
     }
@@ -366,7 +391,8 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
 {
     gw_store *s = gw_calloc(GW_AREA_STORE, 1, sizeof(*s));
     *out = NULL;
-    if (!s) return gw_error_set(err, GW_ENOMEM, "out of memory");
+    if (!s)
+        return gw_error_set(err, GW_ENOMEM, "out of memory");
     s->cfg = cfg;
     s->max = cfg->store.queue_max;
     s->low = s->max / 2;
@@ -401,14 +427,16 @@ int gw_store_start(gw_store *s, void (*on_drain)(void *arg), void *arg)
     s->on_drain = on_drain;
     s->drain_arg = arg;
     int rc = pthread_create(&s->thread, NULL, writer_main, s);
-    if (rc) return -rc;
+    if (rc)
+        return -rc;
     s->started = 1;
     return 0;
 }
 
 void gw_store_close(gw_store *s)
 {
-    if (!s) return;
+    if (!s)
+        return;
     if (s->started) {
         pthread_mutex_lock(&s->mu);
         s->stop = 1;
@@ -418,8 +446,10 @@ void gw_store_close(gw_store *s)
     }
     sqlite3_stmt *sts[] = {s->ins_event, s->up_prop, s->up_state, s->touch_state,
                            s->begin,     s->commit,  s->rollback};
-    for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++) sqlite3_finalize(sts[i]);
-    if (s->db) sqlite3_close(s->db);
+    for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
+        sqlite3_finalize(sts[i]);
+    if (s->db)
+        sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
     gw_free(GW_AREA_STORE, s->touch);

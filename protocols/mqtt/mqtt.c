@@ -29,7 +29,8 @@ static const gw_cfg_field mqtt_fields[] = {
 static int mqtt_init(gw_adapter *a, const json_t *cfg, const char *file, gw_diag *diag)
 {
     gw__mqtt_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
-    if (!ad) return GW_ENOMEM;
+    if (!ad)
+        return GW_ENOMEM;
     ad->cfg.max_packet_size = 262144;
     ad->cfg.connect_timeout_ms = 10000;
     ad->cfg.max_inflight = 1024;
@@ -57,13 +58,16 @@ static int listen_one(gw__mqtt_loop *ml, size_t i)
 
     rc = v6 ? uv_ip6_addr(li->address, port, (struct sockaddr_in6 *)&ss)
             : uv_ip4_addr(li->address, port, (struct sockaddr_in *)&ss);
-    if (rc) return rc;
-    if ((rc = uv_tcp_init_ex(&ml->loop->uv, srv, v6 ? AF_INET6 : AF_INET)) != 0) return rc;
+    if (rc)
+        return rc;
+    if ((rc = uv_tcp_init_ex(&ml->loop->uv, srv, v6 ? AF_INET6 : AF_INET)) != 0)
+        return rc;
     srv->data = ml;
     uv_os_fd_t fd;
     uv_fileno((uv_handle_t *)srv, &fd);
     /* Every loop listens on the same port; the kernel spreads connections across them. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
+        return -errno;
     if ((rc = uv_tcp_bind(srv, (struct sockaddr *)&ss, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)srv, 1024, gw__mqtt_on_connection)) != 0) {
         GW_LOG_ERROR("mqtt", NULL, NULL, "cannot listen", "address=%s port=%u error=\"%s\"",
@@ -85,7 +89,8 @@ static int mqtt_start(gw_adapter *a, gw_loop *loop)
 {
     gw__mqtt_adapter *ad = a->state;
     gw__mqtt_loop *ml = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ml));
-    if (!ml) return GW_ENOMEM;
+    if (!ml)
+        return GW_ENOMEM;
     ml->a = a;
     ml->ad = ad;
     ml->loop = loop;
@@ -101,7 +106,8 @@ static int mqtt_start(gw_adapter *a, gw_loop *loop)
     uv_timer_start(&ml->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     for (size_t i = 0; i < ml->n_servers; i++) {
         int rc = listen_one(ml, i);
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -121,7 +127,8 @@ static void mqtt_resume(gw_adapter *a, gw_loop *loop)
 {
     gw__mqtt_loop *ml = loop_state(a, loop);
     gw__mqtt_conn *c = ml ? ml->paused : NULL;
-    if (!ml) return;
+    if (!ml)
+        return;
     ml->paused = NULL;
     while (c) {
         gw__mqtt_conn *next = c->pnext;
@@ -136,7 +143,8 @@ static void mqtt_resume(gw_adapter *a, gw_loop *loop)
 static void mqtt_stop(gw_adapter *a, gw_loop *loop)
 {
     gw__mqtt_loop *ml = loop_state(a, loop);
-    if (!ml) return;
+    if (!ml)
+        return;
     ml->stopping = true;
     for (size_t i = 0; i < ml->n_servers; i++)
         if (!uv_is_closing((uv_handle_t *)&ml->servers[i]) && ml->servers[i].loop)
@@ -152,20 +160,23 @@ static void mqtt_stop(gw_adapter *a, gw_loop *loop)
 static void mqtt_close_sessions(gw_adapter *a, gw_loop *loop)
 {
     gw__mqtt_loop *ml = loop_state(a, loop);
-    if (!ml) return;
+    if (!ml)
+        return;
     gw__mqtt_conn *c = ml->conns, *next;
     for (; c; c = next) {
         next = c->next;
         c->has_will = false;
         gw__mqtt_close(c, "shutdown", false);
     }
-    if (!uv_is_closing((uv_handle_t *)&ml->sweep)) uv_close((uv_handle_t *)&ml->sweep, NULL);
+    if (!uv_is_closing((uv_handle_t *)&ml->sweep))
+        uv_close((uv_handle_t *)&ml->sweep, NULL);
 }
 
 static void mqtt_uninit(gw_adapter *a)
 {
     gw__mqtt_adapter *ad = a->state;
-    if (!ad) return;
+    if (!ad)
+        return;
     gw_runtime *rt = a->rt;
     for (unsigned i = 0; rt && i < rt->n_loops; i++) {
         gw__mqtt_loop *ml = rt->loops[i].adapter_state[gw_adapter_index(a)];

@@ -62,11 +62,14 @@ static void peer_of(gw_session *s, char *buf, size_t cap)
 
 static int out_reserve(gw__mqtt_conn *c, size_t n)
 {
-    if (c->out_len + n <= c->out_cap) return 0;
+    if (c->out_len + n <= c->out_cap)
+        return 0;
     size_t cap = c->out_cap ? c->out_cap : 256;
-    while (cap < c->out_len + n) cap *= 2;
+    while (cap < c->out_len + n)
+        cap *= 2;
     uint8_t *o = gw_realloc(GW_AREA_SESSION, c->out, cap);
-    if (!o) return GW_ENOMEM;
+    if (!o)
+        return GW_ENOMEM;
     c->out = o;
     c->out_cap = (uint32_t)cap;
     return 0;
@@ -74,7 +77,8 @@ static int out_reserve(gw__mqtt_conn *c, size_t n)
 
 static void out_append(gw__mqtt_conn *c, const uint8_t *p, size_t n)
 {
-    if (out_reserve(c, n)) return; /* out of memory: the peer will time out and retry */
+    if (out_reserve(c, n))
+        return; /* out of memory: the peer will time out and retry */
     memcpy(c->out + c->out_len, p, n);
     c->out_len += (uint32_t)n;
     gw_session_mark_dirty(&c->base);
@@ -100,12 +104,14 @@ static void on_written(uv_write_t *req, int status)
 static void flush(gw_session *s)
 {
     gw__mqtt_conn *c = conn_of(s);
-    if (!c->out_len || uv_is_closing((uv_handle_t *)&c->tcp)) goto done;
+    if (!c->out_len || uv_is_closing((uv_handle_t *)&c->tcp))
+        goto done;
     uv_buf_t b = uv_buf_init((char *)c->out, c->out_len);
     int n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)
                 ? UV_EAGAIN
                 : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n == UV_EAGAIN) n = 0;
+    if (n == UV_EAGAIN)
+        n = 0;
     if (n < 0) {
         c->out_len = 0;
         gw__mqtt_close(c, "connection_lost", true);
@@ -143,7 +149,8 @@ static int ack_push(gw__mqtt_conn *c, uint32_t entry, uint32_t *seq)
     if (c->ack_n == c->ack_cap) {
         uint32_t ncap = c->ack_cap ? c->ack_cap * 2 : 16;
         uint32_t *n = gw_malloc(GW_AREA_SESSION, ncap * sizeof(uint32_t));
-        if (!n) return GW_ENOMEM;
+        if (!n)
+            return GW_ENOMEM;
         for (uint32_t i = 0; i < c->ack_n; i++)
             n[i] = c->acks[(c->ack_head + i) & (c->ack_cap - 1)];
         gw_free(GW_AREA_SESSION, c->acks);
@@ -164,7 +171,8 @@ static void ack_drain(gw__mqtt_conn *c)
 {
     while (c->ack_n) {
         uint32_t e = c->acks[c->ack_head];
-        if (!(e & ACK_READY)) break;
+        if (!(e & ACK_READY))
+            break;
         uint8_t pkt[4];
         out_append(c, pkt, gw_mqtt_encode_ack(pkt, (uint8_t)ACK_TYPE(e), (uint16_t)(e & 0xffff)));
         c->ack_head = (c->ack_head + 1) & (c->ack_cap - 1);
@@ -185,13 +193,15 @@ static void ack_drain(gw__mqtt_conn *c)
 static void committed(gw_session *s, gw_event *ev)
 {
     gw__mqtt_conn *c = conn_of(s);
-    if (c->state == GW__MQTT_CLOSING) return;
+    if (c->state == GW__MQTT_CLOSING)
+        return;
     if (ev->status != 0) { /* the store gave up: never acknowledge; the device will resend */
         gw__mqtt_close(c, "store_error", false);
         return;
     }
     uint32_t off = ev->token - c->ack_seq;
-    if (off < c->ack_n) c->acks[(c->ack_head + off) & (c->ack_cap - 1)] |= ACK_READY;
+    if (off < c->ack_n)
+        c->acks[(c->ack_head + off) & (c->ack_cap - 1)] |= ACK_READY;
     ack_drain(c);
 }
 
@@ -211,8 +221,10 @@ static void protocol_error(gw__mqtt_conn *c, gw_mqtt_error e, const char *what)
 
 static gw_mqtt_error error_kind(const char *why)
 {
-    if (why && strcmp(why, "invalid_utf8") == 0) return GW_MQTT_E_UTF8;
-    if (why && strcmp(why, "wildcard_topic") == 0) return GW_MQTT_E_WILDCARD;
+    if (why && strcmp(why, "invalid_utf8") == 0)
+        return GW_MQTT_E_UTF8;
+    if (why && strcmp(why, "wildcard_topic") == 0)
+        return GW_MQTT_E_WILDCARD;
     return GW_MQTT_E_MALFORMED;
 }
 
@@ -233,7 +245,8 @@ static void refuse(gw__mqtt_conn *c, uint8_t rc, gw_metric m, const char *why, c
     uint8_t pkt[4];
     char q[96], idbuf[70];
     snprintf(idbuf, sizeof(idbuf), "%.*s", (int)(idlen > 64 ? 64 : idlen), id ? id : "");
-    if ((int)m >= 0) gw_metric_inc(m);
+    if ((int)m >= 0)
+        gw_metric_inc(m);
     CLOG(GW_LOG_WARN, c, "connection refused", "connack=%u reason=%s client_id=%s", rc, why,
          gw_log_quote(q, sizeof(q), idbuf));
     out_append(c, pkt, gw_mqtt_encode_connack(pkt, false, rc));
@@ -327,7 +340,8 @@ static bool own_topic(const gw__mqtt_conn *c, const char *t, size_t len)
 static bool has_sub(const gw__mqtt_conn *c, const char *topic, size_t len)
 {
     for (const gw__mqtt_sub *s = c->subs; s; s = s->next)
-        if (gw_mqtt_topic_match(s->filter, s->len, topic, len)) return true;
+        if (gw_mqtt_topic_match(s->filter, s->len, topic, len))
+            return true;
     return false;
 }
 
@@ -336,16 +350,19 @@ static void send_reject_reply(gw__mqtt_conn *c, const char *topic, size_t tlen, 
                               const gw_reject *rej)
 {
     char rt[320], q[256];
-    if (!c->subs || tlen + 6 >= sizeof(rt)) return;
+    if (!c->subs || tlen + 6 >= sizeof(rt))
+        return;
     memcpy(rt, topic, tlen);
     memcpy(rt + tlen, "/reply", 6);
-    if (!has_sub(c, rt, tlen + 6)) return;
+    if (!has_sub(c, rt, tlen + 6))
+        return;
     json_t *o = json_pack("{s:s,s:b,s:s,s:s}", "messageId", msg_id ? msg_id : "", "success", 0,
                           "code", gw_reason_name(rej->reason), "message", rej->detail);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     (void)q;
-    if (!body) return;
+    if (!body)
+        return;
     size_t blen = strlen(body);
     size_t need = gw_mqtt_publish_size(tlen + 6, blen, 0);
     if (out_reserve(c, need) == 0) {
@@ -393,7 +410,8 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
         return;
     }
     int rc = gw_dispatch_message(&c->base, &m, seq, want_commit, &rej);
-    if (rc == GW_EINVAL) send_reject_reply(c, topic, tlen, m.msg_id, &rej);
+    if (rc == GW_EINVAL)
+        send_reject_reply(c, topic, tlen, m.msg_id, &rej);
     *queued = rc == 0;
     gw_thing_msg_clear(&m);
 }
@@ -430,7 +448,8 @@ static int handle_publish(gw__mqtt_conn *c, uint8_t flags, const uint8_t *body, 
         c->acks[(c->ack_head + (seq - c->ack_seq)) & (c->ack_cap - 1)] |= ACK_READY;
         ack_drain(c);
     }
-    if (c->ack_n >= cfg_of(c)->max_inflight) c->paused_inflight = true;
+    if (c->ack_n >= cfg_of(c)->max_inflight)
+        c->paused_inflight = true;
     return 0;
 }
 
@@ -464,7 +483,8 @@ static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
                  gw_log_quote(q, sizeof(q), t));
         } else {
             gw__mqtt_sub *s = c->subs;
-            while (s && !(s->len == f.len && memcmp(s->filter, f.p, f.len) == 0)) s = s->next;
+            while (s && !(s->len == f.len && memcmp(s->filter, f.p, f.len) == 0))
+                s = s->next;
             if (!s && c->n_subs < cfg_of(c)->max_subscriptions) {
                 s = gw_malloc(GW_AREA_SESSION, sizeof(*s) + f.len + 1u);
                 if (s) {
@@ -476,13 +496,16 @@ static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
                     c->n_subs++;
                 }
             }
-            if (s) rc = qos > 1 ? 1 : qos;
+            if (s)
+                rc = qos > 1 ? 1 : qos;
         }
-        if (n < sizeof(rcs)) rcs[n++] = rc;
+        if (n < sizeof(rcs))
+            rcs[n++] = rc;
     }
     uint8_t pkt[80];
     size_t sz = gw_mqtt_encode_suback(pkt, sizeof(pkt), pid, rcs, n);
-    if (sz <= sizeof(pkt)) out_append(c, pkt, sz);
+    if (sz <= sizeof(pkt))
+        out_append(c, pkt, sz);
     return 0;
 }
 
@@ -526,7 +549,12 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
         }
         return handle_connect(c, body, fh->remaining);
     }
-    if (c->keepalive) c->deadline = uv_now(&c->ml->loop->uv) + c->keepalive * 1500ull;
+    if (c->keepalive)
+        c->deadline = uv_now(&c->ml->loop->uv) + c->keepalive * 1500ull;
+    if ((fh->type == GW_MQTT_PINGREQ || fh->type == GW_MQTT_DISCONNECT) && fh->remaining != 0) {
+        protocol_error(c, GW_MQTT_E_MALFORMED, "PINGREQ/DISCONNECT with a body");
+        return -1;
+    }
     switch (fh->type) {
     case GW_MQTT_PUBLISH:
         return handle_publish(c, fh->flags, body, fh->remaining);
@@ -570,13 +598,6 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
     }
 }
 
-/* A fixed header refused for its remaining length (a continuation bit on the 4th length byte)
- * rather than for its type or flags. */
-static bool bad_length(const uint8_t *p, size_t n)
-{
-    return n >= 5 && (p[1] & 0x80) && (p[2] & 0x80) && (p[3] & 0x80) && (p[4] & 0x80);
-}
-
 /* Parses every whole packet in buf. Returns the bytes consumed; stops early (leaving the rest for
  * later) when the connection closes or must pause (store full, too many acks in flight). */
 static size_t process(gw__mqtt_conn *c, const uint8_t *buf, size_t len)
@@ -585,16 +606,20 @@ static size_t process(gw__mqtt_conn *c, const uint8_t *buf, size_t len)
     c->in_need = 0;
     while (off < len && c->state != GW__MQTT_CLOSING) {
         gw_mqtt_fixed fh;
-        int rc = gw_mqtt_fixed_header(buf + off, len - off, cfg_of(c)->max_packet_size, &fh);
-        if (rc == GW_EAGAIN) break;
+        const char *why = NULL;
+        int rc =
+            gw_mqtt_fixed_header_why(buf + off, len - off, cfg_of(c)->max_packet_size, &fh, &why);
+        if (rc == GW_EAGAIN)
+            break;
         if (rc == GW_ETOOBIG) {
             protocol_error(c, GW_MQTT_E_OVERSIZED, "packet over max_packet_size");
             break;
         }
         if (rc != 0) {
             protocol_error(c,
-                           bad_length(buf + off, len - off) ? GW_MQTT_E_REMAINING_LENGTH
-                                                            : GW_MQTT_E_MALFORMED,
+                           why && strcmp(why, "bad_remaining_length") == 0
+                               ? GW_MQTT_E_REMAINING_LENGTH
+                               : GW_MQTT_E_MALFORMED,
                            "bad fixed header");
             break;
         }
@@ -604,7 +629,8 @@ static size_t process(gw__mqtt_conn *c, const uint8_t *buf, size_t len)
             break;
         }
         if (fh.type == GW_MQTT_PUBLISH && c->state == GW__MQTT_CONNECTED) {
-            if (c->paused_inflight) break;
+            if (c->paused_inflight)
+                break;
             if (gw_store_full(c->ml->loop->rt->store)) {
                 c->paused_bp = true;
                 gw_loop_note_backpressure(c->ml->loop);
@@ -627,7 +653,8 @@ static int keep_input(gw__mqtt_conn *c, const uint8_t *p, size_t n)
     if (n > c->in_cap) {
         size_t cap = n < IN_MIN ? IN_MIN : n;
         uint8_t *b = gw_malloc(GW_AREA_SESSION, cap);
-        if (!b) return GW_ENOMEM;
+        if (!b)
+            return GW_ENOMEM;
         gw_free(GW_AREA_SESSION, c->in);
         c->in = b;
         c->in_cap = (uint32_t)cap;
@@ -696,7 +723,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         gw__mqtt_close(c, "connection_lost", true);
         return;
     }
-    if (nread == 0) return;
+    if (nread == 0)
+        return;
     size_t used;
     if ((uint8_t *)buf->base != c->in || !c->in) {
         used = process(c, (const uint8_t *)buf->base, (size_t)nread);
@@ -713,9 +741,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             c->in_len -= (uint32_t)used;
         }
     }
-    if (c->state == GW__MQTT_CLOSING) return;
+    if (c->state == GW__MQTT_CLOSING)
+        return;
     release_input(c);
-    if (must_stop_reading(c)) stop_reading(c);
+    if (must_stop_reading(c))
+        stop_reading(c);
 }
 
 static void start_reading(gw__mqtt_conn *c)
@@ -728,11 +758,13 @@ static void start_reading(gw__mqtt_conn *c)
 /* Back-pressure lifted (or acks drained): parse what was held back, then read again. */
 void gw__mqtt_resume(gw__mqtt_conn *c)
 {
-    if (c->state == GW__MQTT_CLOSING) return;
+    if (c->state == GW__MQTT_CLOSING)
+        return;
     c->paused_bp = false;
     if (c->in_len) {
         size_t used = process(c, c->in, c->in_len);
-        if (c->state == GW__MQTT_CLOSING) return;
+        if (c->state == GW__MQTT_CLOSING)
+            return;
         memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= (uint32_t)used;
         release_input(c);
@@ -764,7 +796,8 @@ static void destroy(gw_session *s)
 static void kick(gw_session *s)
 {
     gw__mqtt_conn *c = conn_of(s);
-    if (c->state == GW__MQTT_CLOSING) return;
+    if (c->state == GW__MQTT_CLOSING)
+        return;
     CLOG(GW_LOG_INFO, c, "closing: a new connection took the session over", NULL);
     c->has_will = false;
     gw__mqtt_close(c, "takeover", false);
@@ -788,7 +821,8 @@ static void on_closed(uv_handle_t *h)
             c->prev->next = c->next;
         else
             ml->conns = c->next;
-        if (c->next) c->next->prev = c->prev;
+        if (c->next)
+            c->next->prev = c->prev;
         c->in_list = false;
     }
     gw_metric_add(GW_M_CONN_ACTIVE, -1);
@@ -800,7 +834,8 @@ static void on_closed(uv_handle_t *h)
 static bool apply_will(gw__mqtt_conn *c)
 {
     bool queued;
-    if (!c->has_will || !c->base.dev) return false;
+    if (!c->has_will || !c->base.dev)
+        return false;
     c->has_will = false;
     gw_metric_inc(GW_M_MQTT_WILLS);
     gw_metric_inc(GW_M_MSG_RECEIVED);
@@ -811,7 +846,8 @@ static bool apply_will(gw__mqtt_conn *c)
 
 void gw__mqtt_close(gw__mqtt_conn *c, const char *reason, bool will)
 {
-    if (c->state == GW__MQTT_CLOSING) return;
+    if (c->state == GW__MQTT_CLOSING)
+        return;
     bool applied = will ? apply_will(c) : false;
     c->state = GW__MQTT_CLOSING;
     if (c->reading) {
@@ -822,7 +858,8 @@ void gw__mqtt_close(gw__mqtt_conn *c, const char *reason, bool will)
         gw_session_offline(&c->base, reason, applied);
         CLOG(GW_LOG_DEBUG, c, "disconnected", "reason=%s", reason);
     }
-    if (c->out_len) flush(&c->base);
+    if (c->out_len)
+        flush(&c->base);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -830,9 +867,11 @@ void gw__mqtt_on_connection(uv_stream_t *server, int status)
 {
     gw__mqtt_loop *ml = server->data;
     const gw_config *cfg = ml->loop->rt->cfg;
-    if (status < 0 || ml->stopping) return;
+    if (status < 0 || ml->stopping)
+        return;
     gw__mqtt_conn *c = gw_calloc(GW_AREA_SESSION, 1, sizeof(*c));
-    if (!c) return;
+    if (!c)
+        return;
     gw_session_init(&c->base, &conn_ops, ml->loop);
     c->ml = ml;
     uv_tcp_init(&ml->loop->uv, &c->tcp);
@@ -855,7 +894,8 @@ void gw__mqtt_on_connection(uv_stream_t *server, int status)
     gw_metric_inc(GW_M_CONN_ACCEPTED);
     uv_tcp_nodelay(&c->tcp, 1);
     c->next = ml->conns;
-    if (ml->conns) ml->conns->prev = c;
+    if (ml->conns)
+        ml->conns->prev = c;
     ml->conns = c;
     c->in_list = true;
     c->deadline = uv_now(&ml->loop->uv) + ml->ad->cfg.connect_timeout_ms;
@@ -868,7 +908,8 @@ void gw__mqtt_sweep(gw__mqtt_loop *ml)
     gw__mqtt_conn *c = ml->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->deadline || now < c->deadline || c->state == GW__MQTT_CLOSING) continue;
+        if (!c->deadline || now < c->deadline || c->state == GW__MQTT_CLOSING)
+            continue;
         if (c->state == GW__MQTT_NEW) {
             gw_metric_inc(GW_M_MQTT_CONNECT_TIMEOUT);
             CLOG(GW_LOG_INFO, c, "no CONNECT in time; closing", "connect_timeout_ms=%u",

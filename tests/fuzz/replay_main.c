@@ -49,13 +49,15 @@ int main(int argc, char **argv)
         DIR *d = opendir(argv[i]);
         struct dirent *e;
         while (d && (e = readdir(d))) {
-            if (e->d_name[0] == '.') continue;
+            if (e->d_name[0] == '.')
+                continue;
             char path[4096];
             snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
             errors += replay_file(path) != 0;
             files++;
         }
-        if (d) closedir(d);
+        if (d)
+            closedir(d);
     }
     printf("%d passed, %d failed\n", files - errors, errors);
     return errors || files == 0 ? 1 : 0;

@@ -181,7 +181,8 @@ static void test_top_level_path(void)
     int n = gw_cfg_parse(fields, obj, &s, "g.json", "", &d);
     CHECK_INT(n, 1);
     CHECK_INT(d.n, 1);
-    if (d.n) CHECK_STR(d.msgs[0], "g.json: bogus: unknown key");
+    if (d.n)
+        CHECK_STR(d.msgs[0], "g.json: bogus: unknown key");
     gw_cfg_free(fields, &s);
     gw_diag_free(&d);
     json_decref(obj);

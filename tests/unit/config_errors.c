@@ -71,7 +71,8 @@ static result load(const char *gateway, const char *const *products, const char 
     write_file(dir, "gateway.json", gateway ? gateway : GATEWAY_OK);
     for (size_t i = 0; products && products[i]; i += 2)
         write_file(sub, products[i], products[i + 1]);
-    if (devices) write_file(dir, "devices.json", devices);
+    if (devices)
+        write_file(dir, "devices.json", devices);
 
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
     r.rc = gw_config_load(path, &c, &d);

@@ -21,7 +21,8 @@
 
 static void print_diag(const gw_diag *d)
 {
-    for (size_t i = 0; i < d->n; i++) fprintf(stderr, "diag: %s\n", d->msgs[i]);
+    for (size_t i = 0; i < d->n; i++)
+        fprintf(stderr, "diag: %s\n", d->msgs[i]);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -44,7 +45,8 @@ static void write_file(const char *dir, const char *name, const char *text)
 static const gw_value_spec *prop(const gw_product *p, const char *id)
 {
     for (size_t i = 0; p && i < p->n_properties; i++)
-        if (p->properties[i].id && strcmp(p->properties[i].id, id) == 0) return &p->properties[i];
+        if (p->properties[i].id && strcmp(p->properties[i].id, id) == 0)
+            return &p->properties[i];
     return NULL;
 }
 
@@ -79,7 +81,8 @@ static void check_thermo(const gw_config *c)
     const gw_value_spec *s;
 
     CHECK(p == &c->products[1]); /* products sorted by file name: meter.json, thermo.json */
-    if (!p) return;
+    if (!p)
+        return;
     CHECK_STR(p->id, "thermo");
     CHECK_STR(p->name, "Room thermometer");
     CHECK_STR(p->protocol, "mqtt");
@@ -198,7 +201,8 @@ static void check_meter(const gw_config *c)
 {
     const gw_product *p = gw_config_product(c, "meter");
     CHECK(p == &c->products[0]);
-    if (!p) return;
+    if (!p)
+        return;
     CHECK_STR(p->file, "products/meter.json");
     const gw_value_spec *s = prop(p, "energy_kwh");
     CHECK(s && s->type == GW_T_DOUBLE && s->has_min && s->min == 0.0 && !s->has_max);
@@ -209,10 +213,12 @@ static void check_meter(const gw_config *c)
         CHECK_INT(p->events[0].level, GW_LEVEL_WARN);
         CHECK_STR(p->events[0].name, "Overload");
         CHECK_INT(p->events[0].n_params, 2);
-        if (p->events[0].n_params == 2) CHECK(!p->events[0].params[1].required);
+        if (p->events[0].n_params == 2)
+            CHECK(!p->events[0].params[1].required);
     }
     CHECK_INT(p->n_functions, 1);
-    if (p->n_functions == 1) CHECK_INT(p->functions[0].timeout_ms, 10000);
+    if (p->n_functions == 1)
+        CHECK_INT(p->functions[0].timeout_ms, 10000);
 }
 
 static void check_devices(const gw_config *c)

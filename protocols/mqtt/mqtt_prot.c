@@ -1,0 +1,653 @@
+/* mqtt_prot.c: MQTT 3.1.1 packet parser and encoder; bounded, allocation-free, zero-copy, no
+ * logging. Every read is checked against the caller's length; decoded strings point into the
+ * packet. */
+#include "protocols/mqtt/mqtt_prot.h"
+
+#include <string.h>
+
+#include "gateway/error.h"
+
+static const char R_UTF8[] = "invalid_utf8";
+static const char R_WILD[] = "wildcard_topic";
+static const char R_MALFORMED[] = "malformed_packet";
+
+static inline uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)((unsigned)p[0] << 8 | p[1]);
+}
+
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* ---- fixed header ---------------------------------------------------------------------------- */
+
+/* Bit f set when low nibble f is allowed for the type. PUBLISH: anything but QoS 3 (0x6, 0x7, 0xE,
+ * 0xF); PUBREL/SUBSCRIBE/UNSUBSCRIBE: exactly 0x2; the others 0; types 0 and 15: nothing. */
+static const uint16_t valid_flags[16] = {
+    0,      0x0001, 0x0001, 0x3F3F, 0x0001, 0x0001, 0x0004, 0x0001,
+    0x0004, 0x0001, 0x0004, 0x0001, 0x0001, 0x0001, 0x0001, 0,
+};
+
+static const char R_LENGTH[] = "bad_remaining_length";
+static const char R_OVERSIZED[] = "oversized_packet";
+
+/* Works on a local copy (buf is a byte pointer: stores through out could alias it). */
+static inline int fixed_header(const uint8_t *buf, size_t len, uint32_t max_packet,
+                               gw_mqtt_fixed *out, const char **why)
+{
+    gw_mqtt_fixed f = {0};
+    int rc = GW_EAGAIN;
+    if (len == 0)
+        goto done;
+    f.type = buf[0] >> 4;
+    f.flags = buf[0] & 0x0F;
+    if (!(valid_flags[f.type] & (1u << f.flags))) {
+        *why = R_MALFORMED;
+        rc = GW_EPROTO;
+        goto done;
+    }
+    uint32_t rem = 0;
+    size_t i = 1;
+    for (;;) {
+        if (i >= len)
+            goto done;
+        uint8_t b = buf[i];
+        rem |= (uint32_t)(b & 0x7F) << (7 * (i - 1));
+        if (!(b & 0x80))
+            break;
+        if (i == 4) { /* a fifth length byte would follow: never read it */
+            *why = R_LENGTH;
+            rc = GW_EPROTO;
+            goto done;
+        }
+        i++;
+    }
+    f.remaining = rem;
+    f.header_len = (uint8_t)(i + 1);
+    rc = 0;
+    if ((uint64_t)f.header_len + rem > max_packet) {
+        *why = R_OVERSIZED;
+        rc = GW_ETOOBIG;
+    }
+done:
+    *out = f;
+    return rc;
+}
+
+int gw_mqtt_fixed_header(const uint8_t *buf, size_t len, uint32_t max_packet, gw_mqtt_fixed *out)
+{
+    const char *why;
+    return fixed_header(buf, len, max_packet, out, &why);
+}
+
+int gw_mqtt_fixed_header_why(const uint8_t *buf, size_t len, uint32_t max_packet,
+                             gw_mqtt_fixed *out, const char **why)
+{
+    const char *w = NULL;
+    int rc = fixed_header(buf, len, max_packet, out, &w);
+    if (rc != 0 && rc != GW_EAGAIN && why)
+        *why = w;
+    return rc;
+}
+
+int gw_mqtt_frame(const uint8_t *buf, size_t len, uint32_t max_packet, gw_mqtt_fixed *out)
+{
+    const char *why;
+    int rc = fixed_header(buf, len, max_packet, out, &why);
+    if (rc == 0 && len - out->header_len < out->remaining)
+        return GW_EAGAIN;
+    return rc;
+}
+
+/* ---- UTF-8 ----------------------------------------------------------------------------------- */
+
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* Nonzero exactly when some byte of v is 0. */
+static inline uint64_t zero_bytes(uint64_t v)
+{
+    return (v - ONES) & ~v & HIGHS;
+}
+
+/* Length of the well-formed multi-byte sequence at p (*p >= 0x80), or 0. Rejects overlongs (C0, C1,
+ * E0 80..9F, F0 80..8F), surrogates (ED A0..BF) and code points above U+10FFFF (F4 90.., F5..FF).
+ */
+static inline size_t utf8_seq(const uint8_t *p, const uint8_t *end)
+{
+    size_t avail = (size_t)(end - p);
+    uint8_t c = p[0];
+    if (c < 0xC2)
+        return 0;
+    if (c < 0xE0)
+        return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c < 0xF0) {
+        if (avail < 3 || (p[2] & 0xC0) != 0x80)
+            return 0;
+        uint8_t lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return p[1] >= lo && p[1] <= hi ? 3 : 0;
+    }
+    if (c < 0xF5) {
+        if (avail < 4 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+            return 0;
+        uint8_t lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return p[1] >= lo && p[1] <= hi ? 4 : 0;
+    }
+    return 0;
+}
+
+enum { SCAN_OK = 0, SCAN_UTF8, SCAN_WILD };
+
+/* One pass over a string: MQTT UTF-8 and, for a topic name, no '+' or '#'. Eight ASCII bytes at a
+ * time; a word holding a high bit, a zero byte (or a wildcard) is walked byte by byte. */
+static inline int scan(const uint8_t *p, size_t len, bool topic)
+{
+    const uint8_t *end = p + len;
+    while (p < end) {
+        while ((size_t)(end - p) >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            uint64_t bad = (v & HIGHS) | zero_bytes(v);
+            if (topic)
+                bad |= zero_bytes(v ^ (ONES * '+')) | zero_bytes(v ^ (ONES * '#'));
+            if (bad)
+                break;
+            p += 8;
+        }
+        const uint8_t *stop = (size_t)(end - p) > 8 ? p + 8 : end;
+        while (p < stop) {
+            uint8_t c = *p;
+            if (c < 0x80) {
+                if (c == 0)
+                    return SCAN_UTF8;
+                if (topic && (c == '+' || c == '#'))
+                    return SCAN_WILD;
+                p++;
+            } else {
+                size_t n = utf8_seq(p, end);
+                if (!n)
+                    return SCAN_UTF8;
+                p += n;
+            }
+        }
+    }
+    return SCAN_OK;
+}
+
+bool gw_mqtt_utf8_valid(const char *p, size_t len)
+{
+    return scan((const uint8_t *)p, len, false) == SCAN_OK;
+}
+
+/* ---- topics ---------------------------------------------------------------------------------- */
+
+bool gw_mqtt_filter_valid(const char *p, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (c == '#') {
+            if (i + 1 != len || (i > 0 && p[i - 1] != '/'))
+                return false;
+        } else if (c == '+') {
+            if ((i > 0 && p[i - 1] != '/') || (i + 1 < len && p[i + 1] != '/'))
+                return false;
+        }
+    }
+    return true;
+}
+
+bool gw_mqtt_topic_match(const char *f, size_t flen, const char *t, size_t tlen)
+{
+    /* [MQTT-4.7.2-1]: a leading wildcard does not match a topic starting with '$'. */
+    if (tlen > 0 && t[0] == '$' && flen > 0 && (f[0] == '+' || f[0] == '#'))
+        return false;
+    size_t fi = 0, ti = 0;
+    for (;;) {
+        /* Both at the start of a level. */
+        if (fi < flen && f[fi] == '#')
+            return fi + 1 == flen;
+        if (fi < flen && f[fi] == '+' && (fi + 1 == flen || f[fi + 1] == '/')) {
+            fi++;
+            while (ti < tlen && t[ti] != '/')
+                ti++;
+        } else {
+            while (fi < flen && ti < tlen && f[fi] != '/' && f[fi] == t[ti]) {
+                fi++;
+                ti++;
+            }
+            if ((fi < flen && f[fi] != '/') || (ti < tlen && t[ti] != '/'))
+                return false;
+        }
+        /* Both at the end of a level. */
+        if (fi == flen)
+            return ti == tlen;
+        if (ti == tlen) /* "a/#" also matches "a" */
+            return fi + 2 == flen && f[fi + 1] == '#';
+        fi++;
+        ti++;
+    }
+}
+
+/* ---- decoders -------------------------------------------------------------------------------- */
+
+struct rd {
+    const uint8_t *p, *end;
+};
+
+/* A 2-byte length and that many bytes. */
+static inline bool rd_bytes(struct rd *r, const uint8_t **s, uint16_t *n)
+{
+    size_t avail = (size_t)(r->end - r->p);
+    if (avail < 2)
+        return false;
+    uint16_t l = rd16(r->p);
+    if (avail - 2 < l)
+        return false;
+    *s = r->p + 2;
+    *n = l;
+    r->p += 2 + (size_t)l;
+    return true;
+}
+
+static inline bool rd_str(struct rd *r, gw_mqtt_str *s)
+{
+    const uint8_t *b;
+    uint16_t n;
+    if (!rd_bytes(r, &b, &n) || scan(b, n, false) != SCAN_OK)
+        return false;
+    s->p = (const char *)b;
+    s->len = n;
+    return true;
+}
+
+static bool protocol_ok(const uint8_t *name, uint16_t nlen, uint8_t level)
+{
+    if (nlen == 4 && memcmp(name, "MQTT", 4) == 0)
+        return level == 4;
+    if (nlen == 6 && memcmp(name, "MQIsdp", 6) == 0)
+        return level == 3;
+    return false;
+}
+
+/* The payload after the variable header, in its fixed order. */
+static bool connect_payload(struct rd *r, gw_mqtt_connect *c)
+{
+    if (!rd_str(r, &c->client_id))
+        return false;
+    if (c->has_will) {
+        const uint8_t *t;
+        if (!rd_bytes(r, &t, &c->will_topic.len) || c->will_topic.len == 0 ||
+            scan(t, c->will_topic.len, true) != SCAN_OK)
+            return false;
+        c->will_topic.p = (const char *)t;
+        if (!rd_bytes(r, &c->will_payload, &c->will_payload_len))
+            return false;
+    }
+    if (c->has_username && !rd_str(r, &c->username))
+        return false;
+    if (c->has_password && !rd_bytes(r, &c->password, &c->password_len))
+        return false;
+    return r->p == r->end;
+}
+
+int gw_mqtt_decode_connect(const uint8_t *body, uint32_t len, gw_mqtt_connect *out,
+                           uint8_t *connack_rc)
+{
+    struct rd r = {body, body + len};
+    const uint8_t *name;
+    uint16_t nlen;
+
+    memset(out, 0, sizeof(*out));
+    *connack_rc = 0xFF;
+    if (!rd_bytes(&r, &name, &nlen) || r.p == r.end)
+        return GW_EPROTO;
+    uint8_t level = *r.p++;
+    if (!protocol_ok(name, nlen, level)) {
+        *connack_rc = 1; /* answered before the rest is parsed: a v5 CONNECT carries properties */
+        return GW_EPROTO;
+    }
+    if (r.end - r.p < 3)
+        return GW_EPROTO;
+    uint8_t f = r.p[0];
+    out->protocol_level = level;
+    out->keepalive = rd16(r.p + 1);
+    r.p += 3;
+    out->clean_session = f & 0x02;
+    out->has_will = f & 0x04;
+    out->will_qos = (f >> 3) & 3;
+    out->will_retain = f & 0x20;
+    out->has_password = f & 0x40;
+    out->has_username = f & 0x80;
+    if ((f & 0x01) || out->will_qos == 3 ||
+        (!out->has_will && (out->will_qos || out->will_retain)) ||
+        (level == 4 && out->has_password && !out->has_username))
+        return GW_EPROTO;
+    if (!connect_payload(&r, out))
+        return GW_EPROTO;
+    if (out->client_id.len == 0 && (level == 3 || !out->clean_session)) {
+        *connack_rc = 2;
+        return GW_EPROTO;
+    }
+    *connack_rc = 0;
+    return 0;
+}
+
+int gw_mqtt_decode_publish(const uint8_t *body, uint32_t len, uint8_t flags, gw_mqtt_publish *out,
+                           const char **why)
+{
+    const char *reason = R_MALFORMED;
+    uint8_t qos = (flags >> 1) & 3;
+    if (qos == 3 || (qos == 0 && (flags & 0x08)) || len < 2)
+        goto fail;
+    uint16_t tl = rd16(body);
+    uint32_t hdr = 2u + tl + (qos ? 2u : 0u);
+    if (tl == 0 || hdr > len)
+        goto fail;
+    int s = scan(body + 2, tl, true);
+    if (s != SCAN_OK) {
+        reason = s == SCAN_WILD ? R_WILD : R_UTF8;
+        goto fail;
+    }
+    uint16_t id = 0;
+    if (qos) {
+        id = rd16(body + 2 + tl);
+        if (id == 0)
+            goto fail;
+    }
+    out->topic.p = (const char *)body + 2;
+    out->topic.len = tl;
+    out->packet_id = id;
+    out->qos = qos;
+    out->retain = flags & 0x01;
+    out->dup = flags & 0x08;
+    out->payload = body + hdr;
+    out->payload_len = len - hdr;
+    return 0;
+fail:
+    if (why)
+        *why = reason;
+    return GW_EPROTO;
+}
+
+static int decode_sub(const uint8_t *body, uint32_t len, uint16_t *packet_id, gw_mqtt_sub_iter *it,
+                      const char **why, bool unsub)
+{
+    const char *reason = R_MALFORMED;
+    size_t qos_len = unsub ? 0 : 1;
+    if (len < 2 + 2 + 1 + qos_len) /* packet id, at least one non-empty filter */
+        goto fail;
+    uint16_t id = rd16(body);
+    if (id == 0)
+        goto fail;
+    const uint8_t *p = body + 2, *end = body + len;
+    while (p < end) {
+        if (end - p < 2)
+            goto fail;
+        uint16_t n = rd16(p);
+        p += 2;
+        if (n == 0 || (size_t)(end - p) < n + qos_len)
+            goto fail;
+        if (scan(p, n, false) != SCAN_OK) {
+            reason = R_UTF8;
+            goto fail;
+        }
+        if (!gw_mqtt_filter_valid((const char *)p, n))
+            goto fail;
+        p += n;
+        if (!unsub && *p++ > 2) /* qos 3 or a reserved bit [MQTT-3.8.3-4] */
+            goto fail;
+    }
+    *packet_id = id;
+    it->p = body + 2;
+    it->end = end;
+    it->unsub = unsub;
+    return 0;
+fail:
+    if (why)
+        *why = reason;
+    return GW_EPROTO;
+}
+
+int gw_mqtt_decode_subscribe(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                             gw_mqtt_sub_iter *it, const char **why)
+{
+    return decode_sub(body, len, packet_id, it, why, false);
+}
+
+int gw_mqtt_decode_unsubscribe(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                               gw_mqtt_sub_iter *it, const char **why)
+{
+    return decode_sub(body, len, packet_id, it, why, true);
+}
+
+int gw_mqtt_sub_next(gw_mqtt_sub_iter *it, gw_mqtt_str *filter, uint8_t *qos)
+{
+    size_t qos_len = it->unsub ? 0 : 1;
+    size_t avail = (size_t)(it->end - it->p);
+    /* Validated by the decoder; the bounds checks keep a misused iterator safe. */
+    if (it->p >= it->end || avail < 2 || avail - 2 < (size_t)rd16(it->p) + qos_len) {
+        it->p = it->end;
+        return 0;
+    }
+    uint16_t n = rd16(it->p);
+    filter->p = (const char *)it->p + 2;
+    filter->len = n;
+    *qos = it->unsub ? 0 : it->p[2 + n];
+    it->p += 2 + (size_t)n + qos_len;
+    return 1;
+}
+
+int gw_mqtt_decode_ack(const uint8_t *body, uint32_t len, uint16_t *packet_id)
+{
+    if (len != 2 || rd16(body) == 0)
+        return GW_EPROTO;
+    *packet_id = rd16(body);
+    return 0;
+}
+
+int gw_mqtt_decode_empty(const uint8_t *body, uint32_t len)
+{
+    (void)body;
+    return len == 0 ? 0 : GW_EPROTO;
+}
+
+int gw_mqtt_decode_connack(const uint8_t *body, uint32_t len, bool *session_present, uint8_t *rc)
+{
+    /* Flags bits 7-1 reserved; session present must be 0 with a refusal [MQTT-3.2.2-4]. */
+    if (len != 2 || (body[0] & 0xFE) || body[1] > 5 || (body[1] && body[0]))
+        return GW_EPROTO;
+    *session_present = body[0] & 1;
+    *rc = body[1];
+    return 0;
+}
+
+int gw_mqtt_decode_suback(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                          const uint8_t **rcs, size_t *n)
+{
+    if (len < 3 || rd16(body) == 0)
+        return GW_EPROTO;
+    for (uint32_t i = 2; i < len; i++)
+        if (body[i] > 2 && body[i] != 0x80)
+            return GW_EPROTO;
+    *packet_id = rd16(body);
+    *rcs = body + 2;
+    *n = len - 2;
+    return 0;
+}
+
+/* ---- encoders -------------------------------------------------------------------------------- */
+
+static inline size_t vbi_len(size_t v)
+{
+    return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
+}
+
+static inline size_t put_vbi(uint8_t *out, size_t v)
+{
+    size_t i = 0;
+    do {
+        uint8_t b = v & 0x7F;
+        v >>= 7;
+        out[i++] = v ? (uint8_t)(b | 0x80) : b;
+    } while (v);
+    return i;
+}
+
+static inline uint8_t *put_bytes(uint8_t *p, const void *s, size_t n)
+{
+    wr16(p, (uint16_t)n);
+    if (n)
+        memcpy(p + 2, s, n);
+    return p + 2 + n;
+}
+
+size_t gw_mqtt_encode_connack(uint8_t out[4], bool session_present, uint8_t rc)
+{
+    out[0] = GW_MQTT_CONNACK << 4;
+    out[1] = 2;
+    out[2] = session_present ? 1 : 0;
+    out[3] = rc;
+    return 4;
+}
+
+size_t gw_mqtt_encode_ack(uint8_t out[4], uint8_t type, uint16_t packet_id)
+{
+    if (type != GW_MQTT_PUBACK && type != GW_MQTT_PUBREC && type != GW_MQTT_PUBREL &&
+        type != GW_MQTT_PUBCOMP && type != GW_MQTT_UNSUBACK)
+        return 0;
+    out[0] = (uint8_t)(type << 4 | (type == GW_MQTT_PUBREL ? 0x2 : 0));
+    out[1] = 2;
+    wr16(out + 2, packet_id);
+    return 4;
+}
+
+size_t gw_mqtt_encode_suback(uint8_t *out, size_t cap, uint16_t packet_id, const uint8_t *rcs,
+                             size_t n)
+{
+    if (n == 0 || n > GW_MQTT_MAX_REMAINING - 2)
+        return 0;
+    size_t rem = 2 + n, size = 1 + vbi_len(rem) + rem;
+    if (cap < size)
+        return size;
+    uint8_t *p = out;
+    *p++ = GW_MQTT_SUBACK << 4;
+    p += put_vbi(p, rem);
+    wr16(p, packet_id);
+    memcpy(p + 2, rcs, n);
+    return size;
+}
+
+size_t gw_mqtt_encode_pingresp(uint8_t out[2])
+{
+    out[0] = GW_MQTT_PINGRESP << 4;
+    out[1] = 0;
+    return 2;
+}
+
+size_t gw_mqtt_encode_pingreq(uint8_t out[2])
+{
+    out[0] = GW_MQTT_PINGREQ << 4;
+    out[1] = 0;
+    return 2;
+}
+
+size_t gw_mqtt_encode_disconnect(uint8_t out[2])
+{
+    out[0] = GW_MQTT_DISCONNECT << 4;
+    out[1] = 0;
+    return 2;
+}
+
+size_t gw_mqtt_publish_size(size_t topic_len, size_t payload_len, uint8_t qos)
+{
+    if (qos > 2 || topic_len > UINT16_MAX || payload_len > GW_MQTT_MAX_REMAINING)
+        return 0;
+    size_t rem = 2 + topic_len + (qos ? 2 : 0) + payload_len;
+    if (rem > GW_MQTT_MAX_REMAINING)
+        return 0;
+    return 1 + vbi_len(rem) + rem;
+}
+
+size_t gw_mqtt_encode_publish(uint8_t *out, size_t cap, const char *topic, size_t topic_len,
+                              const uint8_t *payload, size_t payload_len, uint8_t qos,
+                              uint16_t packet_id, bool retain)
+{
+    size_t size = gw_mqtt_publish_size(topic_len, payload_len, qos);
+    if (size == 0 || (qos && packet_id == 0))
+        return 0;
+    if (cap < size)
+        return size;
+    size_t rem = 2 + topic_len + (qos ? 2 : 0) + payload_len;
+    uint8_t *p = out;
+    *p++ = (uint8_t)(GW_MQTT_PUBLISH << 4 | qos << 1 | (retain ? 1 : 0));
+    p += put_vbi(p, rem);
+    p = put_bytes(p, topic, topic_len);
+    if (qos) {
+        wr16(p, packet_id);
+        p += 2;
+    }
+    if (payload_len)
+        memcpy(p, payload, payload_len);
+    return size;
+}
+
+size_t gw_mqtt_encode_connect(uint8_t *out, size_t cap, const char *client_id, const char *username,
+                              const char *password, uint16_t keepalive, bool clean)
+{
+    size_t cl = client_id ? strlen(client_id) : 0;
+    size_t ul = username ? strlen(username) : 0;
+    size_t pl = password ? strlen(password) : 0;
+    if (cl > UINT16_MAX || ul > UINT16_MAX || pl > UINT16_MAX || (password && !username))
+        return 0;
+    /* name "MQTT" (6), level, flags, keepalive (4), then the strings */
+    size_t rem = 10 + 2 + cl + (username ? 2 + ul : 0) + (password ? 2 + pl : 0);
+    size_t size = 1 + vbi_len(rem) + rem;
+    if (cap < size)
+        return size;
+    uint8_t *p = out;
+    *p++ = GW_MQTT_CONNECT << 4;
+    p += put_vbi(p, rem);
+    p = put_bytes(p, "MQTT", 4);
+    *p++ = 4;
+    *p++ = (uint8_t)((username ? 0x80 : 0) | (password ? 0x40 : 0) | (clean ? 0x02 : 0));
+    wr16(p, keepalive);
+    p += 2;
+    p = put_bytes(p, client_id, cl);
+    if (username)
+        p = put_bytes(p, username, ul);
+    if (password)
+        put_bytes(p, password, pl);
+    return size;
+}
+
+size_t gw_mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t packet_id, const char *filter,
+                                size_t filter_len, uint8_t qos)
+{
+    if (qos > 2 || packet_id == 0 || filter_len > UINT16_MAX)
+        return 0;
+    size_t rem = 2 + 2 + filter_len + 1, size = 1 + vbi_len(rem) + rem;
+    if (cap < size)
+        return size;
+    uint8_t *p = out;
+    *p++ = GW_MQTT_SUBSCRIBE << 4 | 0x2;
+    p += put_vbi(p, rem);
+    wr16(p, packet_id);
+    p = put_bytes(p + 2, filter, filter_len);
+    *p = qos;
+    return size;
+}
+
+const char *gw_mqtt_type_name(uint8_t type)
+{
+    static const char *const names[16] = {
+        "RESERVED", "CONNECT",  "CONNACK",    "PUBLISH",  "PUBACK",      "PUBREC",
+        "PUBREL",   "PUBCOMP",  "SUBSCRIBE",  "SUBACK",   "UNSUBSCRIBE", "UNSUBACK",
+        "PINGREQ",  "PINGRESP", "DISCONNECT", "RESERVED",
+    };
+    return type < 16 ? names[type] : "RESERVED";
+}

@@ -1,0 +1,165 @@
+/* mqtt_prot.h: MQTT 3.1.1 (and 3.1 "MQIsdp") packet parser and encoder. Bounded, allocation-free,
+ * zero-copy (decoded strings point into the packet), no logging: functions return 0 or a GW_E* code
+ * and, where a counter needs one, a static reason string. */
+#ifndef GW_MQTT_PROT_H
+#define GW_MQTT_PROT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum gw_mqtt_type {
+    GW_MQTT_CONNECT = 1,
+    GW_MQTT_CONNACK,
+    GW_MQTT_PUBLISH,
+    GW_MQTT_PUBACK,
+    GW_MQTT_PUBREC,
+    GW_MQTT_PUBREL,
+    GW_MQTT_PUBCOMP,
+    GW_MQTT_SUBSCRIBE,
+    GW_MQTT_SUBACK,
+    GW_MQTT_UNSUBSCRIBE,
+    GW_MQTT_UNSUBACK,
+    GW_MQTT_PINGREQ,
+    GW_MQTT_PINGRESP,
+    GW_MQTT_DISCONNECT
+};
+
+/* Largest value a remaining length can hold (4 bytes of 7 bits). */
+#define GW_MQTT_MAX_REMAINING 268435455u
+
+/* Points into the packet; not NUL-terminated. */
+typedef struct gw_mqtt_str {
+    const char *p;
+    uint16_t len;
+} gw_mqtt_str;
+
+typedef struct gw_mqtt_fixed {
+    uint8_t type, flags;
+    uint32_t remaining;
+    uint8_t header_len;
+} gw_mqtt_fixed;
+
+/* 0: header complete (packet = header_len + remaining bytes); GW_EAGAIN: need more bytes (a partial
+ * remaining-length with < 4 bytes seen); GW_EPROTO: type 0 or 15, remaining length longer than 4
+ * bytes, or fixed-header flags invalid for the type (PUBREL/SUBSCRIBE/UNSUBSCRIBE need 0x2, PUBLISH
+ * any except QoS 3, all others 0); GW_ETOOBIG: header_len + remaining > max_packet. Decides as
+ * early as possible: the first byte is judged on its own, GW_ETOOBIG as soon as the length is
+ * known, before the body arrives. Never reads more than 5 bytes. Non-minimal length encodings (0x80
+ * 0x00) are accepted, as 3.1.1 does not forbid them. *out is always written: type and flags once
+ * byte 0 is seen (also on GW_EPROTO), remaining and header_len once the length is complete (also on
+ * GW_ETOOBIG), 0 until then. */
+int gw_mqtt_fixed_header(const uint8_t *buf, size_t len, uint32_t max_packet, gw_mqtt_fixed *out);
+/* The same, and on GW_EPROTO / GW_ETOOBIG sets *why (may be NULL) to the counter's error kind:
+ * "malformed_packet" (type 0/15 or bad flags), "bad_remaining_length" (over 4 bytes) or
+ * "oversized_packet". */
+int gw_mqtt_fixed_header_why(const uint8_t *buf, size_t len, uint32_t max_packet,
+                             gw_mqtt_fixed *out, const char **why);
+/* Same verdicts, but GW_EAGAIN until the whole packet (header_len + remaining) is in buf; *out is
+ * filled as soon as the header is complete, so the caller can size its buffer while it waits. */
+int gw_mqtt_frame(const uint8_t *buf, size_t len, uint32_t max_packet, gw_mqtt_fixed *out);
+
+typedef struct gw_mqtt_connect {
+    uint8_t protocol_level; /* 4 = 3.1.1 ("MQTT"), 3 = 3.1 ("MQIsdp") */
+    bool clean_session, has_will, will_retain, has_username, has_password;
+    uint8_t will_qos;
+    uint16_t keepalive;
+    gw_mqtt_str client_id, will_topic, username;
+    const uint8_t *will_payload;
+    uint16_t will_payload_len;
+    const uint8_t *password;
+    uint16_t password_len;
+} gw_mqtt_connect;
+
+/* body = the bytes after the fixed header (len = remaining). 0 on success. On error returns
+ * GW_EPROTO and sets *connack_rc: 1 when the protocol name/level is unsupported (the server answers
+ * CONNACK 1 then closes), 2 when the client id is invalid (empty with clean_session 0; empty at all
+ * in 3.1; ids over 23 bytes are allowed), or 0xFF for a malformed packet (close without CONNACK).
+ * Malformed: reserved flag bit set, will qos/retain without will, will qos 3, password without
+ * username (3.1.1 only; 3.1 allows it), strings not valid MQTT UTF-8, an empty or wildcard will
+ * topic, lengths past the body, trailing bytes. Rc 2 is only reported for an otherwise well-formed
+ * packet, whose fields are then filled in *out (the caller may log the client id). */
+int gw_mqtt_decode_connect(const uint8_t *body, uint32_t len, gw_mqtt_connect *out,
+                           uint8_t *connack_rc);
+
+typedef struct gw_mqtt_publish {
+    gw_mqtt_str topic;
+    uint16_t packet_id;
+    uint8_t qos;
+    bool retain, dup;
+    const uint8_t *payload;
+    uint32_t payload_len;
+} gw_mqtt_publish;
+
+/* flags = the fixed header's low nibble. GW_EPROTO for: qos 3, qos 0 with dup, empty topic, topic
+ * with
+ * '+' or '#' or U+0000 or invalid UTF-8, qos > 0 with packet id 0, truncated. On GW_EPROTO also
+ * sets *why (may be NULL) to a static reason string: "invalid_utf8" (incl. U+0000),
+ * "wildcard_topic", or "malformed_packet" (everything else, incl. the empty topic). The payload may
+ * be empty. */
+int gw_mqtt_decode_publish(const uint8_t *body, uint32_t len, uint8_t flags, gw_mqtt_publish *out,
+                           const char **why);
+
+/* SUBSCRIBE / UNSUBSCRIBE: validates the whole packet (packet id != 0, at least one filter, each
+ * filter non-empty valid MQTT UTF-8 and a valid filter per gw_mqtt_filter_valid, requested qos <= 2
+ * with the reserved bits 0, no trailing bytes) and then lets the caller iterate without allocating.
+ * *why as for PUBLISH: "invalid_utf8" or "malformed_packet". */
+typedef struct gw_mqtt_sub_iter {
+    const uint8_t *p, *end;
+    bool unsub;
+} gw_mqtt_sub_iter;
+int gw_mqtt_decode_subscribe(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                             gw_mqtt_sub_iter *it, const char **why);
+int gw_mqtt_decode_unsubscribe(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                               gw_mqtt_sub_iter *it, const char **why);
+/* 1 and the next filter (qos = 0 for unsubscribe), or 0 at the end. */
+int gw_mqtt_sub_next(gw_mqtt_sub_iter *it, gw_mqtt_str *filter, uint8_t *qos);
+
+/* PUBACK/PUBREC/PUBREL/PUBCOMP (and UNSUBACK): remaining must be exactly 2 and id != 0. */
+int gw_mqtt_decode_ack(const uint8_t *body, uint32_t len, uint16_t *packet_id);
+/* PINGREQ/PINGRESP/DISCONNECT: 0 when the body is empty, else GW_EPROTO. */
+int gw_mqtt_decode_empty(const uint8_t *body, uint32_t len);
+/* Client side (bench, tests): CONNACK is 2 bytes, flags 0 or 1 (session present), rc 0..5. */
+int gw_mqtt_decode_connack(const uint8_t *body, uint32_t len, bool *session_present, uint8_t *rc);
+/* Client side: SUBACK = packet id + one return code (0, 1, 2 or 0x80) per filter; *rcs points into
+ * the body, *n is at least 1. */
+int gw_mqtt_decode_suback(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                          const uint8_t **rcs, size_t *n);
+
+/* Well-formed UTF-8 (no overlongs, nothing above U+10FFFF), no U+0000, no U+D800..U+DFFF. */
+bool gw_mqtt_utf8_valid(const char *p, size_t len);
+/* Non-empty; '#' only as the last level alone, '+' alone in its level. Does not check UTF-8. */
+bool gw_mqtt_filter_valid(const char *p, size_t len);
+/* MQTT matching rules incl. topics starting with '$' not matched by a leading wildcard; filter and
+ * topic both length-bounded (not NUL-terminated). "a/#" matches "a". Safe on any input; the result
+ * for an invalid filter is unspecified. */
+bool gw_mqtt_topic_match(const char *filter, size_t flen, const char *topic, size_t tlen);
+
+/* Encoders: write into out, return the number of bytes written (or, for the variable-size ones, the
+ * size needed; nothing is written when cap is too small). 0 means the arguments cannot be encoded
+ * (bad type or qos, qos > 0 with packet id 0, a string over 65535 bytes, a packet over
+ * GW_MQTT_MAX_REMAINING). */
+size_t gw_mqtt_encode_connack(uint8_t out[4], bool session_present, uint8_t rc);
+/* PUBACK PUBREC PUBREL(flags 2) PUBCOMP UNSUBACK; 0 for any other type. */
+size_t gw_mqtt_encode_ack(uint8_t out[4], uint8_t type, uint16_t packet_id);
+size_t gw_mqtt_encode_suback(uint8_t *out, size_t cap, uint16_t packet_id, const uint8_t *rcs,
+                             size_t n);
+size_t gw_mqtt_encode_pingresp(uint8_t out[2]);
+size_t gw_mqtt_publish_size(size_t topic_len, size_t payload_len, uint8_t qos);
+size_t gw_mqtt_encode_publish(uint8_t *out, size_t cap, const char *topic, size_t topic_len,
+                              const uint8_t *payload, size_t payload_len, uint8_t qos,
+                              uint16_t packet_id, bool retain);
+/* For the bench and tests (client side): a 3.1.1 CONNECT without will; username and password are
+ * NUL-terminated or NULL (a password needs a username). */
+size_t gw_mqtt_encode_connect(uint8_t *out, size_t cap, const char *client_id, const char *username,
+                              const char *password, uint16_t keepalive, bool clean);
+/* Client side: SUBSCRIBE with one filter; PINGREQ and DISCONNECT (2 bytes each). */
+size_t gw_mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t packet_id, const char *filter,
+                                size_t filter_len, uint8_t qos);
+size_t gw_mqtt_encode_pingreq(uint8_t out[2]);
+size_t gw_mqtt_encode_disconnect(uint8_t out[2]);
+
+/* "CONNECT", "PUBLISH", ...; "RESERVED" for 0 and 15 and anything else. Never NULL. */
+const char *gw_mqtt_type_name(uint8_t type);
+
+#endif

@@ -1,0 +1,842 @@
+/* mqtt_prot.c (test): the MQTT 3.1.1 parser/encoder, table-driven: each case is bytes in and the
+ * expected code and fields out. Inputs are copied to exact-size heap buffers so ASan sees any read
+ * past the end. Includes the CVE-2017-7651 remaining-length shape and the spec's matching examples.
+ */
+#include "protocols/mqtt/mqtt_prot.h"
+
+#include <stdint.h>
+
+#include "gateway/error.h"
+#include "test.h"
+
+#define B(...) (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})
+#define S(s)   (const uint8_t *)(s), sizeof(s) - 1
+
+/* Exact-size heap copy, so a read past n is an ASan error. */
+static uint8_t *heap(const uint8_t *b, size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    if (n)
+        memcpy(p, b, n);
+    return p;
+}
+
+static int str_eq(gw_mqtt_str s, const char *want)
+{
+    return s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;
+}
+
+/* ---- fixed header ---------------------------------------------------------------------------- */
+
+struct fh_case {
+    const char *name;
+    const uint8_t *b;
+    size_t n;
+    uint32_t max;
+    int rc;
+    uint32_t remaining;
+    uint8_t header_len;
+};
+
+static const struct fh_case fh_cases[] = {
+    {"connect, empty body", B(0x10, 0x00), 65536, 0, 0, 2},
+    {"first byte only", B(0x30), 65536, GW_EAGAIN, 0, 0},
+    {"partial length 1", B(0x30, 0x80), 65536, GW_EAGAIN, 0, 0},
+    {"partial length 2", B(0x30, 0xFF, 0xFF), 65536, GW_EAGAIN, 0, 0},
+    {"partial length 3", B(0x30, 0x80, 0x80, 0x80), 65536, GW_EAGAIN, 0, 0},
+    {"4 length bytes all continued", B(0x30, 0xFF, 0xFF, 0xFF, 0xFF), UINT32_MAX, GW_EPROTO, 0, 0},
+    {"CVE-2017-7651: 5 length bytes", B(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F), UINT32_MAX, GW_EPROTO,
+     0, 0},
+    {"CVE-2017-7651 with small max", B(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F), 65536, GW_EPROTO, 0, 0},
+    {"len 0", B(0x30, 0x00), 65536, 0, 0, 2},
+    {"len 127", B(0x30, 0x7F), 65536, 0, 127, 2},
+    {"len 128", B(0x30, 0x80, 0x01), 65536, 0, 128, 3},
+    {"len 16383", B(0x30, 0xFF, 0x7F), 65536, 0, 16383, 3},
+    {"len 16384", B(0x30, 0x80, 0x80, 0x01), 65536, 0, 16384, 4},
+    {"len 2097151", B(0x30, 0xFF, 0xFF, 0x7F), UINT32_MAX, 0, 2097151, 4},
+    {"len 2097152", B(0x30, 0x80, 0x80, 0x80, 0x01), UINT32_MAX, 0, 2097152, 5},
+    {"len 268435455 (max)", B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), UINT32_MAX, 0, 268435455, 5},
+    {"len max, max_packet exact", B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 268435460, 0, 268435455, 5},
+    {"len max, max_packet - 1", B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 268435459, GW_ETOOBIG, 268435455,
+     5},
+    {"huge length, nothing sent", B(0x30, 0xFF, 0xFF, 0xFF, 0x7F), 65536, GW_ETOOBIG, 268435455, 5},
+    {"65536 body before it arrives", B(0x30, 0x80, 0x80, 0x04), 65536, GW_ETOOBIG, 65536, 4},
+    {"total == max_packet", B(0x30, 0x7F), 129, 0, 127, 2},
+    {"total == max_packet + 1", B(0x30, 0x7F), 128, GW_ETOOBIG, 127, 2},
+    {"non-minimal length accepted", B(0x30, 0x80, 0x00), 65536, 0, 0, 3},
+    {"type 0", B(0x00, 0x00), 65536, GW_EPROTO, 0, 0},
+    {"type 15", B(0xF0, 0x00), 65536, GW_EPROTO, 0, 0},
+    {"type 0 judged on byte 1", B(0x00), 65536, GW_EPROTO, 0, 0},
+    {"connect flags 1", B(0x11, 0x00), 65536, GW_EPROTO, 0, 0},
+    {"publish qos 3", B(0x36, 0x00), 65536, GW_EPROTO, 0, 0},
+    {"publish qos 3 dup retain", B(0x3F, 0x00), 65536, GW_EPROTO, 0, 0},
+    {"publish dup qos2 retain", B(0x3D, 0x00), 65536, 0, 0, 2},
+    {"publish qos 1", B(0x32, 0x00), 65536, 0, 0, 2},
+    {"puback flags 1", B(0x41, 0x02), 65536, GW_EPROTO, 0, 0},
+    {"pubrel flags 2", B(0x62, 0x02), 65536, 0, 2, 2},
+    {"pubrel flags 0", B(0x60, 0x02), 65536, GW_EPROTO, 0, 0},
+    {"subscribe flags 2", B(0x82, 0x08), 65536, 0, 8, 2},
+    {"subscribe flags 0", B(0x80, 0x08), 65536, GW_EPROTO, 0, 0},
+    {"subscribe flags 3", B(0x83, 0x08), 65536, GW_EPROTO, 0, 0},
+    {"subscribe wrong flags, 1 byte", B(0x80), 65536, GW_EPROTO, 0, 0},
+    {"unsubscribe flags 2", B(0xA2, 0x05), 65536, 0, 5, 2},
+    {"unsubscribe flags 0", B(0xA0, 0x05), 65536, GW_EPROTO, 0, 0},
+    {"pingreq", B(0xC0, 0x00), 65536, 0, 0, 2},
+    {"pingreq flags 1", B(0xC1, 0x00), 65536, GW_EPROTO, 0, 0},
+    {"disconnect", B(0xE0, 0x00), 65536, 0, 0, 2},
+    {"disconnect flags 8", B(0xE8, 0x00), 65536, GW_EPROTO, 0, 0},
+};
+
+static void test_fixed_header(void)
+{
+    for (size_t i = 0; i < sizeof(fh_cases) / sizeof(fh_cases[0]); i++) {
+        const struct fh_case *c = &fh_cases[i];
+        uint8_t *b = heap(c->b, c->n);
+        gw_mqtt_fixed fh = {0};
+        int rc = gw_mqtt_fixed_header(b, c->n, c->max, &fh);
+        if (rc != c->rc)
+            fprintf(stderr, "fixed header case: %s\n", c->name);
+        CHECK_INT(rc, c->rc);
+        if (rc == 0 || rc == GW_ETOOBIG) {
+            CHECK_INT(fh.type, c->b[0] >> 4);
+            CHECK_INT(fh.flags, c->b[0] & 0x0F);
+            CHECK_INT(fh.remaining, c->remaining);
+            CHECK_INT(fh.header_len, c->header_len);
+        }
+        free(b);
+    }
+    gw_mqtt_fixed fh;
+    CHECK_INT(gw_mqtt_fixed_header((const uint8_t *)"", 0, 65536, &fh), GW_EAGAIN);
+
+    /* *out is always written; _why names the counter's error kind. */
+    struct {
+        const uint8_t *b;
+        size_t n;
+        uint32_t max;
+        int rc;
+        const char *why;
+        uint8_t type;
+    } whys[] = {
+        {B(0xF0, 0x00), 65536, GW_EPROTO, "malformed_packet", 15},
+        {B(0x80, 0x00), 65536, GW_EPROTO, "malformed_packet", GW_MQTT_SUBSCRIBE},
+        {B(0x30, 0xFF, 0xFF, 0xFF, 0xFF), 65536, GW_EPROTO, "bad_remaining_length", 3},
+        {B(0x30, 0x80, 0x80, 0x04), 65536, GW_ETOOBIG, "oversized_packet", 3},
+        {B(0x30, 0x80), 65536, GW_EAGAIN, "(untouched)", 3},
+        {B(0x30, 0x00), 65536, 0, "(untouched)", 3},
+    };
+    for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
+        uint8_t *b = heap(whys[i].b, whys[i].n);
+        const char *why = "(untouched)";
+        memset(&fh, 0x5A, sizeof(fh));
+        CHECK_INT(gw_mqtt_fixed_header_why(b, whys[i].n, whys[i].max, &fh, &why), whys[i].rc);
+        CHECK_STR(why, whys[i].why);
+        CHECK_INT(fh.type, whys[i].type);
+        CHECK_INT(fh.flags, whys[i].b[0] & 0x0F);
+        if (whys[i].rc == GW_EPROTO || whys[i].rc == GW_EAGAIN)
+            CHECK(fh.remaining == 0 && fh.header_len == 0);
+        free(b);
+    }
+
+    /* A length announcing far more than was sent: the header is known, the packet needs more. */
+    uint8_t *b = heap(B(0x30, 0xE8, 0x07, 0x00, 0x01, 'a'));
+    CHECK_INT(gw_mqtt_fixed_header(b, 6, 65536, &fh), 0);
+    CHECK_INT(fh.remaining, 1000);
+    CHECK_INT(gw_mqtt_frame(b, 6, 65536, &fh), GW_EAGAIN);
+    CHECK_INT(fh.remaining, 1000);
+    CHECK_INT(gw_mqtt_frame(b, 6, 512, &fh), GW_ETOOBIG);
+    CHECK_INT(gw_mqtt_frame(b, 2, 65536, &fh), GW_EAGAIN);
+    free(b);
+    b = heap(B(0x30, 0xFF, 0xFF, 0xFF, 0x7F, 0x00));
+    CHECK_INT(gw_mqtt_frame(b, 6, 65536, &fh), GW_ETOOBIG);
+    CHECK_INT(gw_mqtt_frame(b, 6, UINT32_MAX, &fh), GW_EAGAIN);
+    free(b);
+    b = heap(B(0x30, 0xFF, 0xFF, 0xFF, 0xFF));
+    CHECK_INT(gw_mqtt_frame(b, 5, UINT32_MAX, &fh), GW_EPROTO);
+    free(b);
+    b = heap(B(0xC0, 0x00, 0xE0));
+    CHECK_INT(gw_mqtt_frame(b, 3, 65536, &fh), 0);
+    CHECK_INT(fh.type, GW_MQTT_PINGREQ);
+    CHECK_INT(gw_mqtt_frame(b + 2, 1, 65536, &fh), GW_EAGAIN);
+    free(b);
+}
+
+/* ---- UTF-8, filters, matching ---------------------------------------------------------------- */
+
+struct utf8_case {
+    const uint8_t *b;
+    size_t n;
+    bool ok;
+};
+
+static const struct utf8_case utf8_cases[] = {
+    {S(""), true},
+    {S("plain ascii topic/with/levels"), true},
+    {B(0x7F), true},
+    {B(0x00), false},
+    {B('a', 0x00, 'b'), false},
+    {B(0xC2, 0x80), true},              /* U+0080 */
+    {B(0xDF, 0xBF), true},              /* U+07FF */
+    {B(0xC0, 0x80), false},             /* overlong U+0000 */
+    {B(0xC1, 0xBF), false},             /* overlong U+007F */
+    {B(0xE0, 0xA0, 0x80), true},        /* U+0800 */
+    {B(0xE0, 0x9F, 0xBF), false},       /* overlong U+07FF */
+    {B(0xED, 0x9F, 0xBF), true},        /* U+D7FF */
+    {B(0xED, 0xA0, 0x80), false},       /* U+D800 surrogate */
+    {B(0xED, 0xBF, 0xBF), false},       /* U+DFFF surrogate */
+    {B(0xEE, 0x80, 0x80), true},        /* U+E000 */
+    {B(0xEF, 0xBB, 0xBF), true},        /* BOM is a character */
+    {B(0xEF, 0xBF, 0xBF), true},        /* U+FFFF */
+    {B(0xF0, 0x90, 0x80, 0x80), true},  /* U+10000 */
+    {B(0xF0, 0x8F, 0xBF, 0xBF), false}, /* overlong U+FFFF */
+    {B(0xF4, 0x8F, 0xBF, 0xBF), true},  /* U+10FFFF */
+    {B(0xF4, 0x90, 0x80, 0x80), false}, /* U+110000 */
+    {B(0xF5, 0x80, 0x80, 0x80), false},
+    {B(0xFF), false},
+    {B(0x80), false},             /* lone continuation */
+    {B(0xC2), false},             /* truncated */
+    {B(0xE2, 0x82), false},       /* truncated */
+    {B(0xF0, 0x9D, 0x84), false}, /* truncated */
+    {B(0xE2, 0x28, 0xA1), false}, /* bad continuation */
+    {B('t', 'e', 'm', 'p', 0xC3, 0xA9, 'r', 'a', 't', 'u', 'r', 'e', '/', 0xE2, 0x82, 0xAC, '/',
+       0xF0, 0x9D, 0x84, 0x9E),
+     true},
+    {B('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 0xC0, 0x80),
+     false},
+    {B('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 0xED, 0xA0, 0x80, 'x', 'y', 'z', 'w', 'v'), false},
+};
+
+static void test_utf8(void)
+{
+    for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
+        const struct utf8_case *c = &utf8_cases[i];
+        uint8_t *b = heap(c->b, c->n);
+        bool ok = gw_mqtt_utf8_valid((const char *)b, c->n);
+        if (ok != c->ok)
+            fprintf(stderr, "utf8 case %zu\n", i);
+        CHECK_INT(ok, c->ok);
+        free(b);
+    }
+    /* A NUL at every offset of a 24-byte ASCII string (fast path and tail). */
+    char s[24];
+    for (size_t at = 0; at < sizeof(s); at++) {
+        memset(s, 'x', sizeof(s));
+        s[at] = '\0';
+        CHECK(!gw_mqtt_utf8_valid(s, sizeof(s)));
+        s[at] = (char)0x80;
+        CHECK(!gw_mqtt_utf8_valid(s, sizeof(s)));
+    }
+    memset(s, 'x', sizeof(s));
+    CHECK(gw_mqtt_utf8_valid(s, sizeof(s)));
+}
+
+struct filter_case {
+    const char *f;
+    bool ok;
+};
+
+static const struct filter_case filter_cases[] = {
+    {"#", true},     {"+", true},      {"+/x", true},
+    {"a/#", true},   {"a/+/b", true},  {"/+", true},
+    {"+/+", true},   {"/", true},      {"+/#", true},
+    {"a/b/c", true}, {"a/#/b", false}, {"a/b#", false},
+    {"a#", false},   {"a+", false},    {"+a", false},
+    {"a/+b", false}, {"##", false},    {"", false},
+    {"#/", false},   {"++", false},    {"sport/tennis#", false},
+};
+
+static void test_filter(void)
+{
+    for (size_t i = 0; i < sizeof(filter_cases) / sizeof(filter_cases[0]); i++) {
+        const struct filter_case *c = &filter_cases[i];
+        size_t n = strlen(c->f);
+        uint8_t *b = heap((const uint8_t *)c->f, n);
+        bool ok = gw_mqtt_filter_valid((const char *)b, n);
+        if (ok != c->ok)
+            fprintf(stderr, "filter case \"%s\"\n", c->f);
+        CHECK_INT(ok, c->ok);
+        free(b);
+    }
+}
+
+struct match_case {
+    const char *f, *t;
+    bool match;
+};
+
+static const struct match_case match_cases[] = {
+    {"sport/tennis/player1/#", "sport/tennis/player1", true},
+    {"sport/tennis/player1/#", "sport/tennis/player1/ranking", true},
+    {"sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true},
+    {"sport/tennis/player1/#", "sport/tennis/player2", false},
+    {"sport/#", "sport", true},
+    {"sport/#", "sport/", true},
+    {"sport/#", "sports", false},
+    {"#", "a/b/c", true},
+    {"#", "/", true},
+    {"sport/tennis/+", "sport/tennis/player1", true},
+    {"sport/tennis/+", "sport/tennis/player1/ranking", false},
+    {"sport/+", "sport", false},
+    {"sport/+", "sport/", true},
+    {"+/+", "/finance", true},
+    {"/+", "/finance", true},
+    {"+", "/finance", false},
+    {"+", "finance", true},
+    {"+/x", "a/x", true},
+    {"+/x", "a/y", false},
+    {"#", "$SYS/x", false},
+    {"+/x", "$SYS/x", false},
+    {"+", "$SYS", false},
+    {"$SYS/#", "$SYS/x", true},
+    {"$SYS/+", "$SYS/x", true},
+    {"$SYS/x", "$SYS/x", true},
+    {"a/$x", "a/$x", true},
+    {"a/+", "a/$x", true},
+    {"a/b", "a/b", true},
+    {"a/b", "a/bc", false},
+    {"a/bc", "a/b", false},
+    {"a/b", "a", false},
+    {"a", "a/b", false},
+    {"a/b/", "a/b", false},
+    {"a/b", "a/b/", false},
+    {"/p1/d1/#", "/p1/d1/properties/report", true},
+    {"/p1/d1/+/report", "/p1/d1/properties/report", true},
+    {"/p1/d1/#", "/p1/d2/properties/report", false},
+    {"a/#/b", "a/x/b", false}, /* invalid filter: safe, no match */
+};
+
+static bool match(const char *f, size_t fl, const char *t, size_t tl)
+{
+    uint8_t *fb = heap((const uint8_t *)f, fl), *tb = heap((const uint8_t *)t, tl);
+    bool m = gw_mqtt_topic_match((const char *)fb, fl, (const char *)tb, tl);
+    free(fb);
+    free(tb);
+    return m;
+}
+
+static void test_match(void)
+{
+    for (size_t i = 0; i < sizeof(match_cases) / sizeof(match_cases[0]); i++) {
+        const struct match_case *c = &match_cases[i];
+        bool m = match(c->f, strlen(c->f), c->t, strlen(c->t));
+        if (m != c->match)
+            fprintf(stderr, "match case \"%s\" vs \"%s\"\n", c->f, c->t);
+        CHECK_INT(m, c->match);
+    }
+    /* Length-bounded, not NUL-terminated. */
+    CHECK(match("a/bXYZ", 3, "a/b", 3));
+    CHECK(match("a/#", 3, "a/bQQ", 3));
+    CHECK(!match("a/b", 3, "a/bc", 4));
+}
+
+/* ---- CONNECT --------------------------------------------------------------------------------- */
+
+#define MQTT   0x00, 0x04, 'M', 'Q', 'T', 'T'
+#define MQISDP 0x00, 0x06, 'M', 'Q', 'I', 's', 'd', 'p'
+#define DEV    0x00, 0x03, 'd', 'e', 'v'
+
+struct connect_case {
+    const char *name;
+    const uint8_t *b;
+    size_t n;
+    int rc;
+    uint8_t connack_rc;
+    uint8_t level;
+    const char *client_id; /* NULL: not checked */
+};
+
+static const struct connect_case connect_cases[] = {
+    {"3.1.1", B(MQTT, 4, 0x02, 0x00, 0x3C, DEV), 0, 0, 4, "dev"},
+    {"3.1 MQIsdp", B(MQISDP, 3, 0x02, 0x00, 0x3C, DEV), 0, 0, 3, "dev"},
+    {"level 5", B(MQTT, 5, 0x02, 0x00, 0x3C, 0x00, DEV), GW_EPROTO, 1, 0, NULL},
+    {"level 5, just the level", B(MQTT, 5), GW_EPROTO, 1, 0, NULL},
+    {"wrong name", B(0x00, 0x04, 'M', 'Q', 'T', 'X', 4, 0x02, 0x00, 0x3C, DEV), GW_EPROTO, 1, 0,
+     NULL},
+    {"MQTT level 3", B(MQTT, 3, 0x02, 0x00, 0x3C, DEV), GW_EPROTO, 1, 0, NULL},
+    {"MQIsdp level 4", B(MQISDP, 4, 0x02, 0x00, 0x3C, DEV), GW_EPROTO, 1, 0, NULL},
+    {"reserved flag bit", B(MQTT, 4, 0x03, 0x00, 0x3C, DEV), GW_EPROTO, 0xFF, 0, NULL},
+    {"password without username", B(MQTT, 4, 0x42, 0x00, 0x3C, DEV, 0x00, 0x01, 'p'), GW_EPROTO,
+     0xFF, 0, NULL},
+    {"3.1 password without username", B(MQISDP, 3, 0x42, 0x00, 0x3C, DEV, 0x00, 0x01, 'p'), 0, 0, 3,
+     "dev"},
+    {"will qos 3", B(MQTT, 4, 0x1E, 0x00, 0x3C, DEV, 0x00, 0x01, 'w', 0x00, 0x00), GW_EPROTO, 0xFF,
+     0, NULL},
+    {"will qos without will", B(MQTT, 4, 0x0A, 0x00, 0x3C, DEV), GW_EPROTO, 0xFF, 0, NULL},
+    {"will retain without will", B(MQTT, 4, 0x22, 0x00, 0x3C, DEV), GW_EPROTO, 0xFF, 0, NULL},
+    {"trailing byte", B(MQTT, 4, 0x02, 0x00, 0x3C, DEV, 0x00), GW_EPROTO, 0xFF, 0, NULL},
+    {"empty id, clean 1", B(MQTT, 4, 0x02, 0x00, 0x3C, 0x00, 0x00), 0, 0, 4, ""},
+    {"empty id, clean 0", B(MQTT, 4, 0x00, 0x00, 0x3C, 0x00, 0x00), GW_EPROTO, 2, 4, ""},
+    {"3.1 empty id", B(MQISDP, 3, 0x02, 0x00, 0x3C, 0x00, 0x00), GW_EPROTO, 2, 3, ""},
+    {"empty id clean 0 + trailing", B(MQTT, 4, 0x00, 0x00, 0x3C, 0x00, 0x00, 0x00), GW_EPROTO, 0xFF,
+     0, NULL},
+    {"30-byte id allowed",
+     B(MQTT, 4, 0x02, 0x00, 0x3C, 0x00, 30, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k',
+       'l', 'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', '0', '1', '2',
+       '3'),
+     0, 0, 4, "abcdefghijklmnopqrstuvwxyz0123"},
+    {"empty body", B(0x00), GW_EPROTO, 0xFF, 0, NULL},
+    {"name past body", B(MQTT), GW_EPROTO, 0xFF, 0, NULL},
+    {"name length past body", B(0x00, 0x04, 'M', 'Q'), GW_EPROTO, 0xFF, 0, NULL},
+    {"no flags", B(MQTT, 4), GW_EPROTO, 0xFF, 0, NULL},
+    {"no keepalive", B(MQTT, 4, 0x02, 0x00), GW_EPROTO, 0xFF, 0, NULL},
+    {"no client id", B(MQTT, 4, 0x02, 0x00, 0x3C), GW_EPROTO, 0xFF, 0, NULL},
+    {"client id past body", B(MQTT, 4, 0x02, 0x00, 0x3C, 0x00, 0x05, 'a'), GW_EPROTO, 0xFF, 0,
+     NULL},
+    {"username flag, no username", B(MQTT, 4, 0x82, 0x00, 0x3C, DEV), GW_EPROTO, 0xFF, 0, NULL},
+    {"password flag, no password", B(MQTT, 4, 0xC2, 0x00, 0x3C, DEV, 0x00, 0x01, 'u'), GW_EPROTO,
+     0xFF, 0, NULL},
+    {"will flag, no will", B(MQTT, 4, 0x06, 0x00, 0x3C, DEV), GW_EPROTO, 0xFF, 0, NULL},
+    {"will, no will payload", B(MQTT, 4, 0x06, 0x00, 0x3C, DEV, 0x00, 0x01, 'w'), GW_EPROTO, 0xFF,
+     0, NULL},
+    {"client id overlong utf8", B(MQTT, 4, 0x02, 0x00, 0x3C, 0x00, 0x02, 0xC0, 0x80), GW_EPROTO,
+     0xFF, 0, NULL},
+    {"client id with NUL", B(MQTT, 4, 0x02, 0x00, 0x3C, 0x00, 0x02, 'a', 0x00), GW_EPROTO, 0xFF, 0,
+     NULL},
+    {"username surrogate", B(MQTT, 4, 0x82, 0x00, 0x3C, DEV, 0x00, 0x03, 0xED, 0xA0, 0x80),
+     GW_EPROTO, 0xFF, 0, NULL},
+    {"will topic wildcard", B(MQTT, 4, 0x06, 0x00, 0x3C, DEV, 0x00, 0x01, '#', 0x00, 0x00),
+     GW_EPROTO, 0xFF, 0, NULL},
+    {"will topic empty", B(MQTT, 4, 0x06, 0x00, 0x3C, DEV, 0x00, 0x00, 0x00, 0x00), GW_EPROTO, 0xFF,
+     0, NULL},
+};
+
+static void test_connect(void)
+{
+    for (size_t i = 0; i < sizeof(connect_cases) / sizeof(connect_cases[0]); i++) {
+        const struct connect_case *c = &connect_cases[i];
+        uint8_t *b = heap(c->b, c->n);
+        gw_mqtt_connect cn;
+        uint8_t crc = 0x77;
+        int rc = gw_mqtt_decode_connect(b, (uint32_t)c->n, &cn, &crc);
+        if (rc != c->rc || crc != c->connack_rc)
+            fprintf(stderr, "connect case: %s\n", c->name);
+        CHECK_INT(rc, c->rc);
+        CHECK_INT(crc, c->connack_rc);
+        if (c->level)
+            CHECK_INT(cn.protocol_level, c->level);
+        if (c->client_id)
+            CHECK(str_eq(cn.client_id, c->client_id));
+        free(b);
+    }
+
+    /* Every field: will (qos 1, retain), username, a binary password with a NUL. */
+    uint8_t *b = heap(B(MQTT, 4, 0xEE, 0x01, 0x2C, 0x00, 0x02, 'd', '1', 0x00, 0x03, 'w', '/', 't',
+                        0x00, 0x03, 'b', 'y', 'e', 0x00, 0x02, 'p', '1', 0x00, 0x02, 0x00, 0xFF));
+    gw_mqtt_connect cn;
+    uint8_t crc;
+    CHECK_INT(gw_mqtt_decode_connect(b, 32, &cn, &crc), 0);
+    CHECK_INT(crc, 0);
+    CHECK(cn.clean_session && cn.has_will && cn.will_retain && cn.has_username && cn.has_password);
+    CHECK_INT(cn.will_qos, 1);
+    CHECK_INT(cn.keepalive, 300);
+    CHECK(str_eq(cn.client_id, "d1"));
+    CHECK(str_eq(cn.will_topic, "w/t"));
+    CHECK_INT(cn.will_payload_len, 3);
+    CHECK(cn.will_payload && memcmp(cn.will_payload, "bye", 3) == 0);
+    CHECK(str_eq(cn.username, "p1"));
+    CHECK_INT(cn.password_len, 2);
+    CHECK(cn.password && cn.password[0] == 0x00 && cn.password[1] == 0xFF);
+    free(b);
+}
+
+/* ---- PUBLISH --------------------------------------------------------------------------------- */
+
+#define AB 0x00, 0x03, 'a', '/', 'b'
+
+struct publish_case {
+    const char *name;
+    uint8_t flags;
+    const uint8_t *b;
+    size_t n;
+    int rc;
+    const char *why;   /* on error */
+    const char *topic; /* on success */
+    uint16_t id;
+    uint32_t payload_len;
+};
+
+static const struct publish_case publish_cases[] = {
+    {"qos 0", 0x0, B(AB, 'h', 'i'), 0, NULL, "a/b", 0, 2},
+    {"qos 0 empty payload", 0x0, B(AB), 0, NULL, "a/b", 0, 0},
+    {"qos 1", 0x2, B(AB, 0x00, 0x01, 'x'), 0, NULL, "a/b", 1, 1},
+    {"qos 2 dup retain", 0xD, B(AB, 0xFF, 0xFE), 0, NULL, "a/b", 0xFFFE, 0},
+    {"qos 1 id 0", 0x2, B(AB, 0x00, 0x00, 'x'), GW_EPROTO, "malformed_packet", NULL, 0, 0},
+    {"qos 3", 0x6, B(AB, 0x00, 0x01), GW_EPROTO, "malformed_packet", NULL, 0, 0},
+    {"qos 0 dup", 0x8, B(AB), GW_EPROTO, "malformed_packet", NULL, 0, 0},
+    {"empty topic", 0x0, B(0x00, 0x00, 'x'), GW_EPROTO, "malformed_packet", NULL, 0, 0},
+    {"topic with NUL", 0x0, B(0x00, 0x03, 'a', 0x00, 'b'), GW_EPROTO, "invalid_utf8", NULL, 0, 0},
+    {"topic overlong C0 80", 0x0, B(0x00, 0x03, 'a', 0xC0, 0x80), GW_EPROTO, "invalid_utf8", NULL,
+     0, 0},
+    {"topic surrogate ED A0 80", 0x0, B(0x00, 0x03, 0xED, 0xA0, 0x80), GW_EPROTO, "invalid_utf8",
+     NULL, 0, 0},
+    {"topic '+'", 0x0, B(0x00, 0x03, 'a', '/', '+'), GW_EPROTO, "wildcard_topic", NULL, 0, 0},
+    {"topic '#'", 0x0, B(0x00, 0x01, '#'), GW_EPROTO, "wildcard_topic", NULL, 0, 0},
+    {"long topic with '#'", 0x0,
+     B(0x00, 0x0C, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', '/', '#'), GW_EPROTO,
+     "wildcard_topic", NULL, 0, 0},
+    {"long topic with NUL", 0x0,
+     B(0x00, 0x0C, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 0x00), GW_EPROTO,
+     "invalid_utf8", NULL, 0, 0},
+    {"long topic, '+' in payload only", 0x0,
+     B(0x00, 0x0A, '/', 'p', '1', '/', 'd', '1', '/', 'e', 'v', 't', '+', '#', 0x00), 0, NULL,
+     "/p1/d1/evt", 0, 3},
+    {"utf8 topic", 0x2, B(0x00, 0x07, 0xC3, 0xA9, '/', 0xF0, 0x9D, 0x84, 0x9E, 0x00, 0x07), 0, NULL,
+     "\xC3\xA9/\xF0\x9D\x84\x9E", 7, 0},
+    {"one byte", 0x0, B(0x00), GW_EPROTO, "malformed_packet", NULL, 0, 0},
+    {"topic past body", 0x0, B(0x00, 0x05, 'a', '/', 'b'), GW_EPROTO, "malformed_packet", NULL, 0,
+     0},
+    {"qos 1 no id", 0x2, B(AB), GW_EPROTO, "malformed_packet", NULL, 0, 0},
+    {"qos 1 half id", 0x2, B(AB, 0x00), GW_EPROTO, "malformed_packet", NULL, 0, 0},
+};
+
+static void test_publish(void)
+{
+    for (size_t i = 0; i < sizeof(publish_cases) / sizeof(publish_cases[0]); i++) {
+        const struct publish_case *c = &publish_cases[i];
+        uint8_t *b = heap(c->b, c->n);
+        gw_mqtt_publish p;
+        const char *why = NULL;
+        int rc = gw_mqtt_decode_publish(b, (uint32_t)c->n, c->flags, &p, &why);
+        if (rc != c->rc)
+            fprintf(stderr, "publish case: %s\n", c->name);
+        CHECK_INT(rc, c->rc);
+        if (rc != 0) {
+            CHECK_STR(why, c->why);
+        } else {
+            CHECK(str_eq(p.topic, c->topic));
+            CHECK_INT(p.qos, (c->flags >> 1) & 3);
+            CHECK_INT(p.retain, c->flags & 1);
+            CHECK_INT(p.dup, (c->flags >> 3) & 1);
+            CHECK_INT(p.packet_id, c->id);
+            CHECK_INT(p.payload_len, c->payload_len);
+            CHECK(p.payload + p.payload_len == b + c->n);
+        }
+        free(b);
+    }
+    gw_mqtt_publish p;
+    CHECK_INT(gw_mqtt_decode_publish((const uint8_t *)"\x00\x01+", 3, 0, &p, NULL), GW_EPROTO);
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE / acks ---------------------------------------------------------- */
+
+struct sub_case {
+    const char *name;
+    bool unsub;
+    const uint8_t *b;
+    size_t n;
+    int rc;
+    const char *why;
+    uint16_t id;
+    int count;
+    const char *f1; /* first and last filter */
+    uint8_t q1;
+    const char *f2;
+    uint8_t q2;
+};
+
+static const struct sub_case sub_cases[] = {
+    {"one filter", false, B(0x00, 0x0A, AB, 0x01), 0, NULL, 10, 1, "a/b", 1, "a/b", 1},
+    {"two filters", false,
+     B(0x00, 0x0B, 0x00, 0x03, 'a', '/', '#', 0x00, 0x00, 0x03, '+', '/', 'x', 0x02), 0, NULL, 11,
+     2, "a/#", 0, "+/x", 2},
+    {"no topics", false, B(0x00, 0x0A), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0, NULL, 0},
+    {"id 0", false, B(0x00, 0x00, AB, 0x01), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0, NULL, 0},
+    {"qos 3", false, B(0x00, 0x0A, AB, 0x03), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0, NULL,
+     0},
+    {"reserved bits", false, B(0x00, 0x0A, AB, 0x05), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0,
+     NULL, 0},
+    {"reserved high bit", false, B(0x00, 0x0A, AB, 0x80), GW_EPROTO, "malformed_packet", 0, 0, NULL,
+     0, NULL, 0},
+    {"no qos byte", false, B(0x00, 0x0A, AB), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0, NULL,
+     0},
+    {"empty filter", false, B(0x00, 0x0A, 0x00, 0x00, 0x01), GW_EPROTO, "malformed_packet", 0, 0,
+     NULL, 0, NULL, 0},
+    {"a/#/b", false, B(0x00, 0x0A, 0x00, 0x05, 'a', '/', '#', '/', 'b', 0x00), GW_EPROTO,
+     "malformed_packet", 0, 0, NULL, 0, NULL, 0},
+    {"a/b#", false, B(0x00, 0x0A, 0x00, 0x04, 'a', '/', 'b', '#', 0x00), GW_EPROTO,
+     "malformed_packet", 0, 0, NULL, 0, NULL, 0},
+    {"filter invalid utf8", false, B(0x00, 0x0A, 0x00, 0x02, 0xC0, 0x80, 0x00), GW_EPROTO,
+     "invalid_utf8", 0, 0, NULL, 0, NULL, 0},
+    {"trailing byte", false, B(0x00, 0x0A, AB, 0x01, 0x00), GW_EPROTO, "malformed_packet", 0, 0,
+     NULL, 0, NULL, 0},
+    {"filter past end", false, B(0x00, 0x0A, 0x00, 0x09, 'a', 0x00), GW_EPROTO, "malformed_packet",
+     0, 0, NULL, 0, NULL, 0},
+    {"unsub one", true, B(0x00, 0x0C, AB), 0, NULL, 12, 1, "a/b", 0, "a/b", 0},
+    {"unsub two", true, B(0x00, 0x0C, AB, 0x00, 0x01, '#'), 0, NULL, 12, 2, "a/b", 0, "#", 0},
+    {"unsub no topics", true, B(0x00, 0x0C), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0, NULL, 0},
+    {"unsub id 0", true, B(0x00, 0x00, AB), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0, NULL, 0},
+    {"unsub trailing", true, B(0x00, 0x0C, AB, 0x01), GW_EPROTO, "malformed_packet", 0, 0, NULL, 0,
+     NULL, 0},
+    {"unsub bad filter", true, B(0x00, 0x0C, 0x00, 0x02, 'a', '+'), GW_EPROTO, "malformed_packet",
+     0, 0, NULL, 0, NULL, 0},
+    {"unsub NUL", true, B(0x00, 0x0C, 0x00, 0x02, 'a', 0x00), GW_EPROTO, "invalid_utf8", 0, 0, NULL,
+     0, NULL, 0},
+};
+
+static void test_subscribe(void)
+{
+    for (size_t i = 0; i < sizeof(sub_cases) / sizeof(sub_cases[0]); i++) {
+        const struct sub_case *c = &sub_cases[i];
+        uint8_t *b = heap(c->b, c->n);
+        uint16_t id = 0;
+        gw_mqtt_sub_iter it;
+        const char *why = NULL;
+        int rc = c->unsub ? gw_mqtt_decode_unsubscribe(b, (uint32_t)c->n, &id, &it, &why)
+                          : gw_mqtt_decode_subscribe(b, (uint32_t)c->n, &id, &it, &why);
+        if (rc != c->rc)
+            fprintf(stderr, "subscribe case: %s\n", c->name);
+        CHECK_INT(rc, c->rc);
+        if (rc != 0) {
+            CHECK_STR(why, c->why);
+            free(b);
+            continue;
+        }
+        CHECK_INT(id, c->id);
+        gw_mqtt_str f;
+        uint8_t q;
+        int count = 0;
+        while (gw_mqtt_sub_next(&it, &f, &q)) {
+            count++;
+            if (count == 1) {
+                CHECK(str_eq(f, c->f1));
+                CHECK_INT(q, c->q1);
+            }
+            if (count == c->count) {
+                CHECK(str_eq(f, c->f2));
+                CHECK_INT(q, c->q2);
+            }
+        }
+        CHECK_INT(count, c->count);
+        CHECK_INT(gw_mqtt_sub_next(&it, &f, &q), 0);
+        free(b);
+    }
+}
+
+struct ack_case {
+    const uint8_t *b;
+    size_t n;
+    int rc;
+    uint16_t id;
+};
+
+static const struct ack_case ack_cases[] = {
+    {B(0x00, 0x01), 0, 1},   {B(0xAB, 0xCD), 0, 0xABCD},          {B(0x00, 0x00), GW_EPROTO, 0},
+    {B(0x00), GW_EPROTO, 0}, {B(0x00, 0x01, 0x00), GW_EPROTO, 0},
+};
+
+static void test_ack(void)
+{
+    for (size_t i = 0; i < sizeof(ack_cases) / sizeof(ack_cases[0]); i++) {
+        const struct ack_case *c = &ack_cases[i];
+        uint8_t *b = heap(c->b, c->n);
+        uint16_t id = 0;
+        CHECK_INT(gw_mqtt_decode_ack(b, (uint32_t)c->n, &id), c->rc);
+        if (c->rc == 0)
+            CHECK_INT(id, c->id);
+        free(b);
+    }
+    CHECK_INT(gw_mqtt_decode_empty(NULL, 0), 0);
+    CHECK_INT(gw_mqtt_decode_empty((const uint8_t *)"x", 1), GW_EPROTO);
+}
+
+/* ---- encoders, round-tripped through the decoders -------------------------------------------- */
+
+/* Parses a whole encoded packet; returns the body. */
+static const uint8_t *frame(const uint8_t *b, size_t n, gw_mqtt_fixed *fh)
+{
+    int rc = gw_mqtt_frame(b, n, UINT32_MAX, fh);
+    CHECK_INT(rc, 0);
+    CHECK_INT(fh->header_len + fh->remaining, n);
+    return rc == 0 ? b + fh->header_len : NULL;
+}
+
+static void test_encode_small(void)
+{
+    uint8_t out[8];
+    gw_mqtt_fixed fh;
+    bool sp;
+    uint8_t rc;
+    uint16_t id;
+    const uint8_t *body;
+
+    CHECK_INT(gw_mqtt_encode_connack(out, true, 0), 4);
+    CHECK(memcmp(out, "\x20\x02\x01\x00", 4) == 0);
+    body = frame(out, 4, &fh);
+    CHECK_INT(gw_mqtt_decode_connack(body, fh.remaining, &sp, &rc), 0);
+    CHECK(sp);
+    CHECK_INT(rc, 0);
+    CHECK_INT(gw_mqtt_encode_connack(out, false, 5), 4);
+    body = frame(out, 4, &fh);
+    CHECK_INT(gw_mqtt_decode_connack(body, fh.remaining, &sp, &rc), 0);
+    CHECK(!sp);
+    CHECK_INT(rc, 5);
+    CHECK_INT(gw_mqtt_decode_connack((const uint8_t *)"\x01\x05", 2, &sp, &rc), GW_EPROTO);
+
+    static const uint8_t types[] = {GW_MQTT_PUBACK, GW_MQTT_PUBREC, GW_MQTT_PUBREL, GW_MQTT_PUBCOMP,
+                                    GW_MQTT_UNSUBACK};
+    for (size_t i = 0; i < sizeof(types); i++) {
+        CHECK_INT(gw_mqtt_encode_ack(out, types[i], 0x1234), 4);
+        body = frame(out, 4, &fh);
+        CHECK_INT(fh.type, types[i]);
+        CHECK_INT(fh.flags, types[i] == GW_MQTT_PUBREL ? 2 : 0);
+        CHECK_INT(gw_mqtt_decode_ack(body, fh.remaining, &id), 0);
+        CHECK_INT(id, 0x1234);
+    }
+    CHECK(memcmp(out, "\xB0\x02\x12\x34", 4) == 0);
+    CHECK_INT(gw_mqtt_encode_ack(out, GW_MQTT_PUBREL, 7), 4);
+    CHECK(memcmp(out, "\x62\x02\x00\x07", 4) == 0);
+    CHECK_INT(gw_mqtt_encode_ack(out, GW_MQTT_CONNECT, 7), 0);
+
+    CHECK_INT(gw_mqtt_encode_pingresp(out), 2);
+    CHECK(memcmp(out, "\xD0\x00", 2) == 0);
+    CHECK_INT(gw_mqtt_encode_pingreq(out), 2);
+    CHECK(memcmp(out, "\xC0\x00", 2) == 0);
+    CHECK_INT(gw_mqtt_encode_disconnect(out), 2);
+    CHECK(memcmp(out, "\xE0\x00", 2) == 0);
+
+    const uint8_t rcs[] = {0, 1, 0x80};
+    memset(out, 0xAA, sizeof(out));
+    CHECK_INT(gw_mqtt_encode_suback(out, 6, 7, rcs, 3), 7); /* too small: size, nothing written */
+    CHECK_INT(out[0], 0xAA);
+    CHECK_INT(gw_mqtt_encode_suback(out, 7, 7, rcs, 3), 7);
+    CHECK(memcmp(out, "\x90\x05\x00\x07\x00\x01\x80", 7) == 0);
+    const uint8_t *r;
+    size_t n;
+    body = frame(out, 7, &fh);
+    CHECK_INT(gw_mqtt_decode_suback(body, fh.remaining, &id, &r, &n), 0);
+    CHECK_INT(id, 7);
+    CHECK_INT(n, 3);
+    CHECK(r && memcmp(r, rcs, 3) == 0);
+    CHECK_INT(gw_mqtt_encode_suback(out, 8, 7, rcs, 0), 0);
+
+    CHECK_STR(gw_mqtt_type_name(GW_MQTT_CONNECT), "CONNECT");
+    CHECK_STR(gw_mqtt_type_name(GW_MQTT_PUBLISH), "PUBLISH");
+    CHECK_STR(gw_mqtt_type_name(GW_MQTT_UNSUBSCRIBE), "UNSUBSCRIBE");
+    CHECK_STR(gw_mqtt_type_name(GW_MQTT_DISCONNECT), "DISCONNECT");
+    CHECK_STR(gw_mqtt_type_name(0), "RESERVED");
+    CHECK_STR(gw_mqtt_type_name(15), "RESERVED");
+    CHECK_STR(gw_mqtt_type_name(200), "RESERVED");
+}
+
+struct pub_enc_case {
+    const char *topic;
+    size_t payload_len;
+    uint8_t qos;
+    uint16_t id;
+    bool retain;
+    uint8_t header_len;
+};
+
+static const struct pub_enc_case pub_enc_cases[] = {
+    {"a/b", 2, 0, 0, false, 2},   {"/p1/d1/properties/report", 40, 1, 9, false, 2},
+    {"x", 0, 2, 65535, true, 2},  {"t", 200, 1, 1, false, 3},
+    {"t", 16380, 0, 0, false, 3}, {"t", 16381, 0, 0, false, 4}, /* rem 16383 / 16384 */
+};
+
+static void test_encode_publish(void)
+{
+    static uint8_t payload[16381], buf[16400];
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < sizeof(pub_enc_cases) / sizeof(pub_enc_cases[0]); i++) {
+        const struct pub_enc_case *c = &pub_enc_cases[i];
+        size_t tl = strlen(c->topic);
+        size_t size = gw_mqtt_publish_size(tl, c->payload_len, c->qos);
+        CHECK_INT(gw_mqtt_encode_publish(buf, size - 1, c->topic, tl, payload, c->payload_len,
+                                         c->qos, c->id, c->retain),
+                  size);
+        size_t n = gw_mqtt_encode_publish(buf, sizeof(buf), c->topic, tl, payload, c->payload_len,
+                                          c->qos, c->id, c->retain);
+        CHECK_INT(n, size);
+        uint8_t *b = heap(buf, n);
+        gw_mqtt_fixed fh;
+        const uint8_t *body = frame(b, n, &fh);
+        CHECK_INT(fh.type, GW_MQTT_PUBLISH);
+        CHECK_INT(fh.header_len, c->header_len);
+        gw_mqtt_publish p;
+        CHECK_INT(gw_mqtt_decode_publish(body, fh.remaining, fh.flags, &p, NULL), 0);
+        CHECK(str_eq(p.topic, c->topic));
+        CHECK_INT(p.qos, c->qos);
+        CHECK_INT(p.packet_id, c->id);
+        CHECK_INT(p.retain, c->retain);
+        CHECK_INT(p.dup, 0);
+        CHECK_INT(p.payload_len, c->payload_len);
+        CHECK(memcmp(p.payload, payload, c->payload_len) == 0);
+        free(b);
+    }
+    CHECK_INT(gw_mqtt_publish_size(3, 0, 0), 7);
+    CHECK_INT(gw_mqtt_publish_size(3, 0, 1), 9);
+    CHECK_INT(gw_mqtt_publish_size(3, 0, 3), 0);
+    CHECK_INT(gw_mqtt_publish_size(65536, 0, 0), 0);
+    CHECK_INT(gw_mqtt_publish_size(1, 268435455 - 3, 0), 268435460); /* exactly the max */
+    CHECK_INT(gw_mqtt_publish_size(1, 268435455 - 2, 0), 0);
+    CHECK_INT(gw_mqtt_encode_publish(buf, sizeof(buf), "a", 1, payload, 1, 1, 0, false), 0);
+    CHECK_INT(gw_mqtt_encode_publish(buf, sizeof(buf), "a", 1, payload, 1, 3, 1, false), 0);
+}
+
+static void test_encode_connect(void)
+{
+    uint8_t buf[128];
+    gw_mqtt_fixed fh;
+    gw_mqtt_connect c;
+    uint8_t crc;
+
+    size_t n = gw_mqtt_encode_connect(buf, sizeof(buf), "t-001", "p1", "s3cret", 60, true);
+    CHECK_INT(n, 2 + 10 + 7 + 4 + 8);
+    uint8_t *b = heap(buf, n);
+    const uint8_t *body = frame(b, n, &fh);
+    CHECK_INT(fh.type, GW_MQTT_CONNECT);
+    CHECK_INT(gw_mqtt_decode_connect(body, fh.remaining, &c, &crc), 0);
+    CHECK_INT(c.protocol_level, 4);
+    CHECK(c.clean_session && c.has_username && c.has_password && !c.has_will);
+    CHECK_INT(c.keepalive, 60);
+    CHECK(str_eq(c.client_id, "t-001"));
+    CHECK(str_eq(c.username, "p1"));
+    CHECK(c.password_len == 6 && memcmp(c.password, "s3cret", 6) == 0);
+    free(b);
+
+    n = gw_mqtt_encode_connect(buf, sizeof(buf), "", NULL, NULL, 0, false);
+    b = heap(buf, n);
+    body = frame(b, n, &fh);
+    CHECK_INT(gw_mqtt_decode_connect(body, fh.remaining, &c, &crc), GW_EPROTO);
+    CHECK_INT(crc, 2);
+    free(b);
+
+    CHECK_INT(gw_mqtt_encode_connect(buf, sizeof(buf), "x", NULL, "pw", 0, true), 0);
+    memset(buf, 0xAA, sizeof(buf));
+    CHECK_INT(gw_mqtt_encode_connect(buf, 10, "x", "u", NULL, 0, true), 2 + 10 + 3 + 3);
+    CHECK_INT(buf[0], 0xAA);
+
+    n = gw_mqtt_encode_subscribe(buf, sizeof(buf), 5, "/p1/d1/#", 8, 1);
+    CHECK_INT(n, 2 + 2 + 2 + 8 + 1);
+    b = heap(buf, n);
+    body = frame(b, n, &fh);
+    CHECK_INT(fh.type, GW_MQTT_SUBSCRIBE);
+    CHECK_INT(fh.flags, 2);
+    uint16_t id;
+    gw_mqtt_sub_iter it;
+    gw_mqtt_str f;
+    uint8_t q;
+    CHECK_INT(gw_mqtt_decode_subscribe(body, fh.remaining, &id, &it, NULL), 0);
+    CHECK_INT(id, 5);
+    CHECK_INT(gw_mqtt_sub_next(&it, &f, &q), 1);
+    CHECK(str_eq(f, "/p1/d1/#"));
+    CHECK_INT(q, 1);
+    CHECK_INT(gw_mqtt_sub_next(&it, &f, &q), 0);
+    free(b);
+}
+
+int main(void)
+{
+    test_fixed_header();
+    test_utf8();
+    test_filter();
+    test_match();
+    test_connect();
+    test_publish();
+    test_subscribe();
+    test_ack();
+    test_encode_small();
+    test_encode_publish();
+    test_encode_connect();
+    TEST_MAIN_END();
+}
