@@ -211,7 +211,7 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
     gw_storage_file s = {.path = "../data/iotgw.db",
                          .batch_max = 1000,
                          .batch_ms = 0,
-                         .queue_max = 65536,
+                         .queue_max = 16384,
                          .synchronous = GW_SYNC_NORMAL,
                          .cache_kb = 8192};
 

@@ -5,7 +5,8 @@
 
 void gw_thing_msg_clear(gw_thing_msg *m)
 {
-    if (!m) return;
+    if (!m)
+        return;
     json_decref(m->values);
     memset(m, 0, sizeof(*m));
 }

@@ -134,12 +134,11 @@ static void flush(gw_session *s)
         }
     }
 done:
+    /* An idle connection keeps no output buffer: what was not written went to a write request. */
     c->out_len = 0;
-    if (c->out_cap > 4096) { /* do not keep a large buffer on an idle connection */
-        gw_free(GW_AREA_SESSION, c->out);
-        c->out = NULL;
-        c->out_cap = 0;
-    }
+    gw_free(GW_AREA_SESSION, c->out);
+    c->out = NULL;
+    c->out_cap = 0;
 }
 
 /* ---- acks in PUBLISH order ---- */
@@ -726,7 +725,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     size_t used;
-    if ((uint8_t *)buf->base != c->in || !c->in) {
+    if (buf->base == c->ml->loop->rbuf) { /* fresh data in the loop's shared buffer */
         used = process(c, (const uint8_t *)buf->base, (size_t)nread);
         if (c->state != GW__MQTT_CLOSING && used < (size_t)nread &&
             keep_input(c, (const uint8_t *)buf->base + used, (size_t)nread - used)) {

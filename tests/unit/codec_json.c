@@ -10,6 +10,13 @@
 static gw_thing_msg msg;
 static gw_reject rej;
 
+static int utf8_ok(const char *str)
+{
+    json_t *j = json_string(str);
+    json_decref(j);
+    return j != NULL;
+}
+
 static int dec(gw_msg_kind kind, const char *name, const char *text)
 {
     gw_decode_hint hint = {kind, name};
@@ -138,6 +145,13 @@ static void test_syntax(void)
     CHECK_CONTAINS(rej.detail, "too big integer");
     CHECK_INT(REPORT("{\"properties\":{\"s\":\"\xff\"}}"), GW_EINVAL); /* invalid UTF-8 */
     CHECK_CONTAINS(rej.detail, "JSON syntax error at 1:");
+    CHECK(utf8_ok(rej.detail)); /* jansson quotes the raw bytes: replaced, the reply stays JSON */
+    CHECK_INT(REPORT("{\"properties\":{}} \xe2\x82"), GW_EINVAL);
+    CHECK(utf8_ok(rej.detail));
+    CHECK_INT(REPORT("{\"properties\":{},\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\":1}"),
+              GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "unknown key \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    CHECK(utf8_ok(rej.detail));
     /* the length bounds the parse: bytes after len are not read */
     const char *text = "{\"properties\":{}}garbage";
     gw_decode_hint hint = {GW_MSG_PROPERTY_REPORT, NULL};

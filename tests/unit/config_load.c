@@ -65,7 +65,7 @@ static void check_gateway(const gw_config *c)
     CHECK_STR(c->store.path, "../../config/../data/iotgw.db");
     CHECK_INT(c->store.batch_max, 1000);
     CHECK_INT(c->store.batch_ms, 0);
-    CHECK_INT(c->store.queue_max, 65536);
+    CHECK_INT(c->store.queue_max, 16384);
     CHECK_INT(c->store.synchronous, GW_SYNC_NORMAL);
     CHECK_INT(c->store.cache_kb, 8192);
     CHECK(json_is_object(c->adapters));
@@ -340,7 +340,7 @@ static void test_non_defaults(void)
         CHECK_INT(c->log_level, 1);
         CHECK(c->admin_enabled);
         CHECK_STR(c->admin.address, "127.0.0.1");
-        CHECK_INT(c->store.queue_max, 65536);
+        CHECK_INT(c->store.queue_max, 16384);
         CHECK(c->loops >= 1 && c->loops <= 64);
     }
     gw_config_free(c);
