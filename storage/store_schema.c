@@ -103,7 +103,8 @@ int gw__store_mark_offline(gw_store *s, gw_error *err)
     snprintf(sql, sizeof(sql),
              "BEGIN;"
              "INSERT INTO events(ts, rx_ts, device, product, kind, name, payload)"
-             " SELECT %lld, %lld, device, product, 'offline', 'restart', '{\"reason\":\"restart\"}'"
+             " SELECT %lld, %lld, device, product, 'offline', 'restart', "
+             "'{\"reason\":\"restart\",\"will\":false}'"
              " FROM device_state WHERE online = 1;"
              "UPDATE device_state SET online = 0, last_offline_reason = 'restart' WHERE online = 1;"
              "COMMIT;",

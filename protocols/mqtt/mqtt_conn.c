@@ -261,14 +261,15 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     uint8_t rc = 0xff;
     const gw_config *cfg = c->ml->loop->rt->cfg;
 
-    if (gw_mqtt_decode_connect(body, len, &cn, &rc) != 0) {
+    const char *why = NULL;
+    if (gw_mqtt_decode_connect_why(body, len, &cn, &rc, &why) != 0) {
         if (rc == 1) {
             gw_metric_mqtt_error(GW_MQTT_E_BAD_PROTOCOL);
             refuse(c, 1, (gw_metric)-1, "unsupported_protocol", NULL, 0);
         } else if (rc == 2) {
             refuse(c, 2, GW_M_MQTT_AUTH_CLIENTID, "identifier_rejected", NULL, 0);
         } else {
-            protocol_error(c, GW_MQTT_E_MALFORMED, "bad CONNECT");
+            protocol_error(c, error_kind(why), "bad CONNECT");
         }
         return -1;
     }
@@ -415,6 +416,42 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
     gw_thing_msg_clear(&m);
 }
 
+/* QoS 2 packet ids received and not yet released (PUBREL): 1 if pid is already there (a
+ * retransmission), 0 if it was added, -1 if the set is full or out of memory. */
+static int q2_note(gw__mqtt_conn *c, uint16_t pid)
+{
+    for (uint16_t i = 0; i < c->q2_n; i++)
+        if (c->q2_ids[i] == pid)
+            return 1;
+    if (c->q2_n >= cfg_of(c)->max_inflight)
+        return -1;
+    if (c->q2_n == c->q2_cap) {
+        uint16_t cap = c->q2_cap ? (uint16_t)(c->q2_cap * 2) : 8;
+        uint16_t *n = gw_realloc(GW_AREA_SESSION, c->q2_ids, cap * sizeof(uint16_t));
+        if (!n)
+            return -1;
+        c->q2_ids = n;
+        c->q2_cap = cap;
+    }
+    c->q2_ids[c->q2_n++] = pid;
+    return 0;
+}
+
+static void q2_release(gw__mqtt_conn *c, uint16_t pid)
+{
+    for (uint16_t i = 0; i < c->q2_n; i++) {
+        if (c->q2_ids[i] == pid) {
+            c->q2_ids[i] = c->q2_ids[--c->q2_n];
+            break;
+        }
+    }
+    if (c->q2_n == 0) {
+        gw_free(GW_AREA_SESSION, c->q2_ids);
+        c->q2_ids = NULL;
+        c->q2_cap = 0;
+    }
+}
+
 static int handle_publish(gw__mqtt_conn *c, uint8_t flags, const uint8_t *body, uint32_t len)
 {
     gw_mqtt_publish pub;
@@ -435,6 +472,21 @@ static int handle_publish(gw__mqtt_conn *c, uint8_t flags, const uint8_t *body, 
     }
     uint32_t seq = 0;
     bool queued = false;
+    if (pub.qos == 2) {
+        int r = q2_note(c, pub.packet_id);
+        if (r < 0) {
+            protocol_error(c, GW_MQTT_E_MALFORMED, "too many QoS 2 messages awaiting PUBREL");
+            return -1;
+        }
+        if (r > 0) { /* a retransmission before PUBREL: answered, not stored twice */
+            if (ack_push(c, pub.packet_id | (uint32_t)GW_MQTT_PUBREC << 16 | ACK_READY, &seq)) {
+                gw__mqtt_close(c, "out_of_memory", false);
+                return -1;
+            }
+            ack_drain(c);
+            return 0;
+        }
+    }
     if (pub.qos > 0 &&
         ack_push(c,
                  pub.packet_id | (uint32_t)(pub.qos == 1 ? GW_MQTT_PUBACK : GW_MQTT_PUBREC) << 16,
@@ -576,6 +628,7 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
             protocol_error(c, GW_MQTT_E_MALFORMED, "bad PUBREL");
             return -1;
         }
+        q2_release(c, pid);
         out_append(c, pkt, gw_mqtt_encode_ack(pkt, GW_MQTT_PUBCOMP, pid));
         return 0;
     }
@@ -787,6 +840,7 @@ static void destroy(gw_session *s)
     gw_free(GW_AREA_SESSION, c->in);
     gw_free(GW_AREA_SESSION, c->out);
     gw_free(GW_AREA_SESSION, c->acks);
+    gw_free(GW_AREA_SESSION, c->q2_ids);
     gw_free(GW_AREA_SESSION, c->will_topic);
     gw_free(GW_AREA_SESSION, c->will_payload);
     gw_free(GW_AREA_SESSION, c);

@@ -58,6 +58,8 @@ struct gw__mqtt_conn {
     uint32_t out_len, out_cap;
     uint32_t *acks; /* ring of pending acks in PUBLISH order: pid | type << 16 | ready << 24 */
     uint32_t ack_head, ack_n, ack_cap, ack_seq; /* ack_seq: sequence number of the head entry */
+    uint16_t *q2_ids; /* QoS 2 packet ids awaiting PUBREL (allocated only while any) */
+    uint16_t q2_n, q2_cap;
     uint64_t deadline; /* connect timeout, then keep-alive (uv_now ms); 0 = none */
     uint16_t keepalive;
     uint8_t state;

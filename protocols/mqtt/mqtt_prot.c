@@ -237,6 +237,7 @@ bool gw_mqtt_topic_match(const char *f, size_t flen, const char *t, size_t tlen)
 
 struct rd {
     const uint8_t *p, *end;
+    bool bad_utf8; /* a string failed the UTF-8 scan (for the caller's error label) */
 };
 
 /* A 2-byte length and that many bytes. */
@@ -258,8 +259,12 @@ static inline bool rd_str(struct rd *r, gw_mqtt_str *s)
 {
     const uint8_t *b;
     uint16_t n;
-    if (!rd_bytes(r, &b, &n) || scan(b, n, false) != SCAN_OK)
+    if (!rd_bytes(r, &b, &n))
         return false;
+    if (scan(b, n, false) != SCAN_OK) {
+        r->bad_utf8 = true;
+        return false;
+    }
     s->p = (const char *)b;
     s->len = n;
     return true;
@@ -281,9 +286,13 @@ static bool connect_payload(struct rd *r, gw_mqtt_connect *c)
         return false;
     if (c->has_will) {
         const uint8_t *t;
-        if (!rd_bytes(r, &t, &c->will_topic.len) || c->will_topic.len == 0 ||
-            scan(t, c->will_topic.len, true) != SCAN_OK)
+        if (!rd_bytes(r, &t, &c->will_topic.len) || c->will_topic.len == 0)
             return false;
+        int sc = scan(t, c->will_topic.len, true);
+        if (sc != SCAN_OK) {
+            r->bad_utf8 = sc == SCAN_UTF8;
+            return false;
+        }
         c->will_topic.p = (const char *)t;
         if (!rd_bytes(r, &c->will_payload, &c->will_payload_len))
             return false;
@@ -298,7 +307,15 @@ static bool connect_payload(struct rd *r, gw_mqtt_connect *c)
 int gw_mqtt_decode_connect(const uint8_t *body, uint32_t len, gw_mqtt_connect *out,
                            uint8_t *connack_rc)
 {
-    struct rd r = {body, body + len};
+    return gw_mqtt_decode_connect_why(body, len, out, connack_rc, NULL);
+}
+
+int gw_mqtt_decode_connect_why(const uint8_t *body, uint32_t len, gw_mqtt_connect *out,
+                               uint8_t *connack_rc, const char **why)
+{
+    struct rd r = {body, body + len, false};
+    if (why)
+        *why = "malformed_packet";
     const uint8_t *name;
     uint16_t nlen;
 
@@ -327,8 +344,11 @@ int gw_mqtt_decode_connect(const uint8_t *body, uint32_t len, gw_mqtt_connect *o
         (!out->has_will && (out->will_qos || out->will_retain)) ||
         (level == 4 && out->has_password && !out->has_username))
         return GW_EPROTO;
-    if (!connect_payload(&r, out))
+    if (!connect_payload(&r, out)) {
+        if (why && r.bad_utf8)
+            *why = "invalid_utf8";
         return GW_EPROTO;
+    }
     if (out->client_id.len == 0 && (level == 3 || !out->clean_session)) {
         *connack_rc = 2;
         return GW_EPROTO;

@@ -81,6 +81,9 @@ typedef struct gw_mqtt_connect {
  * packet, whose fields are then filled in *out (the caller may log the client id). */
 int gw_mqtt_decode_connect(const uint8_t *body, uint32_t len, gw_mqtt_connect *out,
                            uint8_t *connack_rc);
+/* Same, and on error *why = "invalid_utf8" or "malformed_packet" (the counter label). */
+int gw_mqtt_decode_connect_why(const uint8_t *body, uint32_t len, gw_mqtt_connect *out,
+                               uint8_t *connack_rc, const char **why);
 
 typedef struct gw_mqtt_publish {
     gw_mqtt_str topic;

@@ -1,0 +1,931 @@
+# gwtest.py: shared helpers for the integration tests: a Gateway process (temp config, ready-fd,
+# logs, metrics, read-only SQLite), a raw MQTT 3.1.1 packet client, result counting and polling.
+import atexit
+import copy
+import errno
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("IOTGW_SRC") or os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("IOTGW_BIN") or os.path.join(SRC, "build", "iotgw")
+SANITIZED = os.environ.get("IOTGW_SANITIZED") == "1"
+# Deadlines stretch under sanitizers (slower gateway).
+SLOW = 5.0 if SANITIZED else 1.0
+HOST = "127.0.0.1"
+
+_started = []  # every Popen we started; killed by PID at exit
+
+
+def _kill_all():
+    for p in _started:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(5)
+            except Exception:
+                pass
+
+
+atexit.register(_kill_all)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results and polling
+
+
+class Results:
+    """Counts assertions; finish() prints 'N passed, M failed' and exits 0 only if all passed."""
+
+    def __init__(self, name=None):
+        self.name = name or os.path.basename(sys.argv[0])
+        self.passed = 0
+        self.failed = 0
+        self.t0 = time.monotonic()
+
+    def check(self, cond, what, detail=""):
+        if cond:
+            self.passed += 1
+            print("ok   - %s" % what, flush=True)
+        else:
+            self.failed += 1
+            print("FAIL - %s%s" % (what, (": " + str(detail)) if detail != "" else ""), flush=True)
+        return bool(cond)
+
+    def eq(self, got, want, what):
+        return self.check(got == want, what, "got %r, want %r" % (got, want))
+
+    def info(self, msg):
+        print("# " + msg, flush=True)
+
+    def crash(self, exc):
+        self.failed += 1
+        print("FAIL - test raised: %r" % (exc,), flush=True)
+        traceback.print_exc()
+
+    def finish(self):
+        dt = time.monotonic() - self.t0
+        print("# %s took %.1f s" % (self.name, dt), flush=True)
+        print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
+        sys.exit(0 if (self.failed == 0 and self.passed > 0) else 1)
+
+
+def wait_until(pred, timeout=10.0, interval=0.02):
+    """Polls pred() until it returns a truthy value (returned) or timeout (returns the last value,
+    falsy). Exceptions from pred count as falsy (e.g. database busy, port not yet open)."""
+    deadline = time.monotonic() + timeout * SLOW
+    last = None
+    while True:
+        try:
+            last = pred()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001
+            last = None
+            _ = e
+        if time.monotonic() >= deadline:
+            return last
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# Default product / devices
+
+THERMO = {
+    "id": "thermo",
+    "name": "Room thermometer",
+    "protocol": "mqtt",
+    "codec": "json",
+    "auth": {"mode": "device-secret"},
+    "properties": [
+        {"id": "temperature", "type": "float", "min": -40, "max": 125, "unit": "°C", "access": "r"},
+        {"id": "mode", "type": "enum", "values": ["eco", "comfort"], "access": "rw"},
+        {"id": "humidity", "type": "int", "min": 0, "max": 100, "access": "r"},
+        {"id": "label", "type": "string", "max_length": 8, "access": "rw"},
+        {"id": "on", "type": "bool", "access": "rw"},
+        {"id": "energy", "type": "double", "access": "r"},
+        {"id": "note", "type": "string", "max_length": 65536, "access": "rw"},
+        {"id": "memo", "type": "string", "max_length": 65536, "access": "rw"},
+        {"id": "samples", "type": "array", "item": {"type": "float"}, "max_items": 3,
+         "access": "r"},
+        {"id": "pos", "type": "struct", "access": "r",
+         "fields": [{"id": "lat", "type": "double", "min": -90, "max": 90},
+                    {"id": "lon", "type": "double", "min": -180, "max": 180}]},
+    ],
+    "events": [
+        {"id": "overheat", "level": "alert", "params": [{"id": "t", "type": "float"}]},
+        {"id": "boot", "level": "info", "params": []},
+    ],
+    "functions": [
+        {"id": "reboot", "inputs": [{"id": "delay_s", "type": "int", "min": 0, "max": 60}],
+         "outputs": [{"id": "ok", "type": "bool"}], "timeout_ms": 5000}
+    ],
+}
+
+PLUG = {
+    "id": "plug",
+    "name": "Smart plug",
+    "protocol": "mqtt",
+    "codec": "json",
+    "auth": {"mode": "device-secret"},
+    "properties": [{"id": "on", "type": "bool", "access": "rw"}],
+    "events": [],
+    "functions": [],
+}
+
+
+def secret_of(dev_id):
+    return "s3cret-" + dev_id
+
+
+def make_devices(ids, product="thermo"):
+    return [{"id": d, "product": product, "secret": secret_of(d)} for d in ids]
+
+
+def thermo_ids(n):
+    return ["t-%03d" % i for i in range(1, n + 1)]
+
+
+def deep_merge(base, over):
+    """Returns base updated recursively by over; a None value in over deletes the key."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The gateway process
+
+
+class GatewayError(Exception):
+    pass
+
+
+class Gateway:
+    """A gateway in a temp config dir. products: list of product dicts (default [THERMO]);
+    devices: list of device dicts (default t-001..t-00N of thermo); config: dict deep-merged
+    into the default gateway.json."""
+
+    def __init__(self, products=None, devices=None, n_devices=5, config=None, loops=2,
+                 start=True, ready_timeout=20.0, keep_dir=False):
+        self.dir = tempfile.mkdtemp(prefix="iotgw-it-")
+        self.keep_dir = keep_dir or os.environ.get("IOTGW_KEEP") == "1"
+        self.products = products if products is not None else [THERMO]
+        self.devices = devices if devices is not None else make_devices(thermo_ids(n_devices))
+        base = {
+            "loops": loops,
+            "log_level": "info",
+            "products_dir": "products",
+            "devices_file": "devices.json",
+            "admin": {"enabled": True, "address": HOST, "port": 0},
+            "storage": {"path": "data/iotgw.db"},
+            "adapters": {"mqtt": {"listeners": [{"address": HOST, "port": 0}]}},
+        }
+        self.cfg = deep_merge(base, config or {})
+        self.cfg_path = os.path.join(self.dir, "gateway.json")
+        self.log_path = os.path.join(self.dir, "gateway.log")
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self.ports = {}
+        self.exit_code = None
+        self.write_config()
+        atexit.register(self._cleanup)
+        if start:
+            self.start()
+
+    # -- config -------------------------------------------------------------------------------
+    def write_config(self):
+        os.makedirs(os.path.join(self.dir, "products"), exist_ok=True)
+        os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
+        with open(self.cfg_path, "w") as f:
+            json.dump(self.cfg, f, indent=2)
+        for p in self.products:
+            with open(os.path.join(self.dir, "products", p["id"] + ".json"), "w") as f:
+                json.dump(p, f, indent=2, ensure_ascii=False)
+        with open(os.path.join(self.dir, "devices.json"), "w") as f:
+            json.dump(self.devices, f, indent=1)
+
+    def path(self, rel):
+        return os.path.join(self.dir, rel)
+
+    @property
+    def db_path(self):
+        p = self.cfg["storage"]["path"]
+        return p if os.path.isabs(p) else os.path.join(self.dir, p)
+
+    # -- process ------------------------------------------------------------------------------
+    def start(self, extra_args=()):
+        if self.proc is not None and self.proc.poll() is None:
+            raise GatewayError("already running")
+        rfd, wfd = os.pipe()
+        logf = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [BIN, "-c", self.cfg_path, "--ready-fd", str(wfd)] + list(extra_args),
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(wfd,),
+                cwd=self.dir)
+        finally:
+            os.close(wfd)
+            logf.close()
+        _started.append(self.proc)
+        self.exit_code = None
+        self.ports = {}
+        buf = b""
+        deadline = time.monotonic() + self.ready_timeout * SLOW
+        ready = False
+        try:
+            while time.monotonic() < deadline:
+                r, _, _ = select.select([rfd], [], [], 0.1)
+                if r:
+                    chunk = os.read(rfd, 4096)
+                    if not chunk:
+                        break  # writer closed
+                    buf += chunk
+                    if b"\nready\n" in b"\n" + buf:
+                        ready = True
+                        break
+                elif self.proc.poll() is not None:
+                    break
+        finally:
+            os.close(rfd)
+        for line in buf.decode("utf-8", "replace").splitlines():
+            kv = parse_logfmt(line)
+            if line.startswith("listener") and "adapter" in kv and "port" in kv:
+                self.ports[kv["adapter"]] = int(kv["port"])
+        if not ready:
+            code = self.proc.poll()
+            if code is None:
+                self.kill()
+            raise GatewayError("gateway not ready (exit=%r, ready-fd said %r); log tail:\n%s"
+                               % (code, buf, self.log_tail()))
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    @property
+    def mqtt_port(self):
+        return self.ports.get("mqtt")
+
+    @property
+    def admin_port(self):
+        return self.ports.get("admin")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=20.0):
+        """SIGTERM, wait; returns the exit code (or None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.exit_code = None
+                return None
+        self.exit_code = self.proc.returncode
+        return self.exit_code
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.exit_code = self.proc.returncode if self.proc else None
+        return self.exit_code
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def _cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+            except Exception:
+                pass
+        if not self.keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- observing ----------------------------------------------------------------------------
+    @property
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_mark(self):
+        return len(self.log)
+
+    def log_since(self, mark):
+        return self.log[mark:]
+
+    def log_lines(self, since=0):
+        return self.log[since:].splitlines()
+
+    def log_tail(self, n=30):
+        return "\n".join(self.log.splitlines()[-n:])
+
+    def find_log(self, since=0, **kv):
+        """Log lines (parsed dicts) after offset `since` whose logfmt keys equal every kv given."""
+        out = []
+        for line in self.log_lines(since):
+            d = parse_logfmt(line)
+            if all(d.get(k) == v for k, v in kv.items()):
+                out.append(d)
+        return out
+
+    def http_get(self, path, timeout=5.0):
+        c = http.client.HTTPConnection(HOST, self.admin_port, timeout=timeout * SLOW)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read().decode("utf-8", "replace")
+        finally:
+            c.close()
+
+    def metrics(self):
+        status, body = self.http_get("/metrics")
+        if status != 200:
+            raise GatewayError("/metrics answered %d" % status)
+        return parse_metrics(body)
+
+    def metric(self, name, default=0.0, **labels):
+        return self.metrics().get(metric_key(name, **labels), default)
+
+    def query(self, sql, params=()):
+        con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10.0 * SLOW)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def scalar(self, sql, params=()):
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    def threads(self):
+        return thread_count(self.pid)
+
+    def rss_kb(self):
+        return rss_kb(self.pid)
+
+
+def parse_logfmt(line):
+    """key=value pairs of a logfmt line (quoted values unquoted); bare words map to True."""
+    out = {}
+    for m in re.finditer(r'([A-Za-z0-9_.]+)(?:=("(?:[^"\\]|\\.)*"|\S*))?', line):
+        k, v = m.group(1), m.group(2)
+        if v is None:
+            out.setdefault(k, True)
+        elif v.startswith('"') and v.endswith('"') and len(v) >= 2:
+            out[k] = re.sub(r'\\(.)', r'\1', v[1:-1])
+        else:
+            out[k] = v
+    return out
+
+
+def metric_key(name, **labels):
+    if name.startswith("iotgw_"):
+        name = name[len("iotgw_"):]
+    if not labels:
+        return name
+    return name + "{" + ",".join('%s="%s"' % (k, labels[k]) for k in sorted(labels)) + "}"
+
+
+def parse_metrics(text):
+    """Prometheus text -> {'name': v, 'name{label="v"}': v}; the iotgw_ prefix is dropped and
+    labels are sorted by name."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)', line)
+        if not m:
+            continue
+        labels = {}
+        if m.group(2):
+            for lm in re.finditer(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2)):
+                labels[lm.group(1)] = lm.group(2)
+        try:
+            val = float(m.group(3))
+        except ValueError:
+            continue
+        out[metric_key(m.group(1), **labels)] = val
+    return out
+
+
+def metric_delta(before, after, key):
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc
+
+
+def thread_count(pid):
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
+def _status_field(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def status_threads(pid):
+    return _status_field(pid, "Threads")
+
+
+def rss_kb(pid):
+    return _status_field(pid, "VmRSS")
+
+
+def raise_fd_limit(n=8192):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(max(soft, n), hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw MQTT 3.1.1 packets
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+PT_NAMES = {1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL",
+            7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
+            12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT"}
+
+PINGREQ_PKT = b"\xc0\x00"
+DISCONNECT_PKT = b"\xe0\x00"
+
+
+def _b(s):
+    return s if isinstance(s, (bytes, bytearray)) else str(s).encode("utf-8")
+
+
+def enc_varint(n):
+    out = bytearray()
+    while True:
+        d = n % 128
+        n //= 128
+        if n:
+            d |= 0x80
+        out.append(d)
+        if not n:
+            return bytes(out)
+
+
+def enc_str(s):
+    s = _b(s)
+    return struct.pack("!H", len(s)) + s
+
+
+def packet(ptype, flags, body):
+    return bytes([(ptype << 4) | (flags & 0x0F)]) + enc_varint(len(body)) + bytes(body)
+
+
+def connect_packet(client_id, username=None, password=None, keepalive=60, clean=True, will=None,
+                   proto=b"MQTT", level=4, flags_override=None):
+    """will: (topic, payload[, qos[, retain]])."""
+    flags = 0x02 if clean else 0
+    payload = enc_str(client_id)
+    if will is not None:
+        wt, wp = will[0], will[1]
+        wq = will[2] if len(will) > 2 else 0
+        wr = will[3] if len(will) > 3 else False
+        flags |= 0x04 | (wq << 3) | (0x20 if wr else 0)
+        payload += enc_str(wt) + enc_str(wp)
+    if username is not None:
+        flags |= 0x80
+        payload += enc_str(username)
+    if password is not None:
+        flags |= 0x40
+        payload += enc_str(password)
+    if flags_override is not None:
+        flags = flags_override
+    body = enc_str(proto) + bytes([level, flags]) + struct.pack("!H", keepalive) + payload
+    return packet(CONNECT, 0, body)
+
+
+def device_connect_packet(dev, product="thermo", secret=None, **kw):
+    return connect_packet(dev, product, secret if secret is not None else secret_of(dev), **kw)
+
+
+def publish_packet(topic, payload, qos=0, pid=None, retain=False, dup=False):
+    flags = (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
+    body = enc_str(topic)
+    if qos:
+        body += struct.pack("!H", pid)
+    body += _b(payload)
+    return packet(PUBLISH, flags, body)
+
+
+def subscribe_packet(pid, filters):
+    """filters: list of (filter, qos)."""
+    body = struct.pack("!H", pid)
+    for f, q in filters:
+        body += enc_str(f) + bytes([q])
+    return packet(SUBSCRIBE, 2, body)
+
+
+def unsubscribe_packet(pid, filters):
+    body = struct.pack("!H", pid)
+    for f in filters:
+        body += enc_str(f)
+    return packet(UNSUBSCRIBE, 2, body)
+
+
+def puback_packet(pid):
+    return packet(PUBACK, 0, struct.pack("!H", pid))
+
+
+def report_topic(dev, product="thermo"):
+    return "/%s/%s/properties/report" % (product, dev)
+
+
+def event_topic(dev, event, product="thermo"):
+    return "/%s/%s/event/%s" % (product, dev, event)
+
+
+def report_payload(msg_id, props, ts=None):
+    d = {"messageId": str(msg_id)}
+    if ts is not None:
+        d["timestamp"] = ts
+    d["properties"] = props
+    return json.dumps(d, separators=(",", ":"))
+
+
+def event_payload(msg_id, data, ts=None):
+    d = {"messageId": str(msg_id)}
+    if ts is not None:
+        d["timestamp"] = ts
+    d["data"] = data
+    return json.dumps(d, separators=(",", ":"))
+
+
+class Packet:
+    __slots__ = ("type", "flags", "body")
+
+    def __init__(self, ptype, flags, body):
+        self.type, self.flags, self.body = ptype, flags, bytes(body)
+
+    def __repr__(self):
+        return "<%s flags=%x body=%s>" % (PT_NAMES.get(self.type, self.type), self.flags,
+                                          self.body[:64].hex())
+
+    @property
+    def pid(self):  # PUBACK/PUBREC/PUBCOMP/SUBACK/UNSUBACK
+        return struct.unpack("!H", self.body[:2])[0]
+
+    @property
+    def rc(self):  # CONNACK return code
+        return self.body[1]
+
+    @property
+    def suback_codes(self):
+        return list(self.body[2:])
+
+    @property
+    def qos(self):
+        return (self.flags >> 1) & 3
+
+    def publish(self):
+        """(topic, qos, pid, payload bytes) of a PUBLISH."""
+        n = struct.unpack("!H", self.body[:2])[0]
+        topic = self.body[2:2 + n].decode("utf-8", "replace")
+        off = 2 + n
+        pid = None
+        if self.qos:
+            pid = struct.unpack("!H", self.body[off:off + 2])[0]
+            off += 2
+        return topic, self.qos, pid, self.body[off:]
+
+
+def parse_packet(buf):
+    """(Packet, consumed) from the front of buf, or (None, 0) if incomplete."""
+    if len(buf) < 2:
+        return None, 0
+    mult, n, i = 1, 0, 1
+    while True:
+        if i >= len(buf):
+            return None, 0
+        d = buf[i]
+        n += (d & 0x7F) * mult
+        mult *= 128
+        i += 1
+        if not d & 0x80:
+            break
+        if i > 4:
+            raise ValueError("bad remaining length from server")
+    if len(buf) < i + n:
+        return None, 0
+    return Packet(buf[0] >> 4, buf[0] & 0x0F, buf[i:i + n]), i + n
+
+
+class Closed(Exception):
+    pass
+
+
+class RawClient:
+    """A blocking TCP socket speaking raw MQTT bytes. read_packet() returns a Packet, None on
+    timeout, and raises Closed on EOF / reset. auto_puback answers QoS 1 PUBLISHes it reads."""
+
+    def __init__(self, port, host=HOST, timeout=5.0, auto_puback=True):
+        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.closed = False
+        self.auto_puback = auto_puback
+        self.timeout = timeout
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def try_send(self, data):
+        """send() that reports a peer close (False) instead of raising."""
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return False
+
+    def _fill(self, timeout):
+        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if not r:
+            return False
+        try:
+            chunk = self.sock.recv(65536)
+        except (ConnectionResetError, OSError) as e:
+            if isinstance(e, socket.timeout):
+                return False
+            self.closed = True
+            raise Closed(str(e))
+        if not chunk:
+            self.closed = True
+            raise Closed("EOF")
+        self.buf += chunk
+        return True
+
+    def read_packet(self, timeout=None):
+        timeout = (self.timeout if timeout is None else timeout) * SLOW
+        deadline = time.monotonic() + timeout
+        while True:
+            p, used = parse_packet(self.buf)
+            if p is not None:
+                del self.buf[:used]
+                if self.auto_puback and p.type == PUBLISH and p.qos == 1:
+                    self.try_send(puback_packet(p.publish()[2]))
+                return p
+            if self.closed:
+                raise Closed("EOF")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._fill(left)
+
+    def expect(self, ptype, timeout=None, skip_publish=True):
+        """Reads until a packet of ptype (others: PUBLISHes are kept in self.publishes)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout) * SLOW
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            p = self.read_packet(left / SLOW)
+            if p is None:
+                return None
+            if p.type == ptype:
+                return p
+            if p.type == PUBLISH and skip_publish:
+                self.publishes.append(p)
+                continue
+            raise AssertionError("expected %s, got %r" % (PT_NAMES.get(ptype), p))
+
+    @property
+    def publishes(self):
+        if not hasattr(self, "_pubs"):
+            self._pubs = []
+        return self._pubs
+
+    def wait_closed(self, timeout=5.0):
+        """True if the peer closes within timeout (packets read meanwhile are discarded)."""
+        deadline = time.monotonic() + timeout * SLOW
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                p = self.read_packet(left / SLOW)
+                if p is None:
+                    return False
+        except Closed:
+            return True
+
+    def connect(self, client_id, username=None, password=None, timeout=None, **kw):
+        """Sends CONNECT; returns the CONNACK return code, or None if none came / closed."""
+        self.send(connect_packet(client_id, username, password, **kw))
+        try:
+            p = self.read_packet(timeout)
+        except Closed:
+            return None
+        if p is None or p.type != CONNACK:
+            return None
+        return p.rc
+
+    def connect_device(self, dev, product="thermo", secret=None, **kw):
+        return self.connect(dev, product, secret if secret is not None else secret_of(dev), **kw)
+
+    def publish(self, topic, payload, qos=0, pid=None, **kw):
+        self.send(publish_packet(topic, payload, qos, pid, **kw))
+
+    def publish_wait(self, topic, payload, pid, timeout=None):
+        """QoS 1 publish; returns the PUBACK packet or None."""
+        self.send(publish_packet(topic, payload, 1, pid))
+        return self.expect(PUBACK, timeout)
+
+    def subscribe(self, pid, filters, timeout=None):
+        """Returns the SUBACK return codes (list) or None."""
+        self.send(subscribe_packet(pid, filters))
+        p = self.expect(SUBACK, timeout)
+        return p.suback_codes if p is not None else None
+
+    def ping(self, timeout=None):
+        self.send(PINGREQ_PKT)
+        return self.expect(PINGRESP, timeout) is not None
+
+    def disconnect(self):
+        self.try_send(DISCONNECT_PKT)
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def abort(self):
+        """Closes with RST (SO_LINGER 0), no DISCONNECT."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close()
+
+
+def device_client(gw, dev, product="thermo", timeout=5.0, **kw):
+    """A RawClient connected as dev; raises if CONNACK is not 0."""
+    c = RawClient(gw.mqtt_port, timeout=timeout)
+    rc = c.connect_device(dev, product, **kw)
+    if rc != 0:
+        c.close()
+        raise AssertionError("CONNACK for %s: %r" % (dev, rc))
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# paho (real client)
+
+
+def paho_client(gw, dev, product="thermo", secret=None, start_loop=True, connect=True,
+                timeout=5.0, **kw):
+    """A paho 1.6 client for dev. With start_loop it runs paho's network thread; without, drive
+    it with pump(). c.connected_rc holds the CONNACK code, c.disconnected the disconnect rc."""
+    import paho.mqtt.client as mqtt
+    c = mqtt.Client(client_id=dev, clean_session=True, protocol=mqtt.MQTTv311)
+    c.username_pw_set(product, secret if secret is not None else secret_of(dev))
+    c.connected_rc = None
+    c.disconnected = None
+    c.published = set()
+    c.received = []
+
+    def on_connect(cl, ud, flags, rc):
+        cl.connected_rc = rc
+
+    def on_disconnect(cl, ud, rc):
+        cl.disconnected = rc
+
+    def on_publish(cl, ud, mid):
+        cl.published.add(mid)
+
+    def on_message(cl, ud, msg):
+        cl.received.append(msg)
+
+    c.on_connect, c.on_disconnect, c.on_publish, c.on_message = (on_connect, on_disconnect,
+                                                                 on_publish, on_message)
+    if connect:
+        c.connect(HOST, gw.mqtt_port, keepalive=kw.get("keepalive", 60))
+        if start_loop:
+            c.loop_start()
+            wait_until(lambda: c.connected_rc is not None or c.disconnected is not None, timeout)
+        else:
+            pump_until(c, lambda: c.connected_rc is not None or c.disconnected is not None,
+                       timeout)
+    return c
+
+
+def pump_until(c, pred, timeout=5.0):
+    """Drives a paho client without its thread until pred() or timeout."""
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        c.loop(timeout=0.05)
+    return bool(pred())
+
+
+def paho_stop(c):
+    try:
+        c.disconnect()
+    except Exception:
+        pass
+    try:
+        c.loop_stop()
+    except Exception:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# A real mosquitto broker (to validate the raw client; north tests)
+
+
+class Mosquitto:
+    def __init__(self, extra_conf=""):
+        self.dir = tempfile.mkdtemp(prefix="iotgw-mosq-")
+        self.port = free_port()
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write("listener %d %s\nallow_anonymous true\npersistence false\n%s\n"
+                    % (self.port, HOST, extra_conf))
+        self.log_path = os.path.join(self.dir, "mosquitto.log")
+        logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stdout=logf,
+                                     stderr=logf, stdin=subprocess.DEVNULL)
+        logf.close()
+        _started.append(self.proc)
+
+        def up():
+            s = socket.create_connection((HOST, self.port), timeout=0.5)
+            s.close()
+            return True
+        if not wait_until(up, 10):
+            raise GatewayError("mosquitto did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run(main):
+    """Runs main(results) and finishes: an exception counts as a failure."""
+    res = Results()
+    try:
+        main(res)
+    except Exception as e:  # noqa: BLE001
+        res.crash(e)
+    res.finish()
