@@ -28,6 +28,9 @@ SLOW = 5.0 if SANITIZED else 1.0
 HOST = "127.0.0.1"
 
 _started = []  # every Popen we started; killed by PID at exit
+_gateways = []  # every Gateway made; finish() stops them and scans their logs for sanitizer reports
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer")
 
 
 def _kill_all():
@@ -77,6 +80,14 @@ class Results:
         traceback.print_exc()
 
     def finish(self):
+        # Stop what still runs with SIGTERM (so LeakSanitizer reports at exit), then fail the test
+        # on any sanitizer report in any gateway's log, whatever the assertions said.
+        for gw in _gateways:
+            if gw.alive():
+                self.check(gw.stop() == 0, "gateway exits 0 on SIGTERM at the end of the test")
+            found = [m for m in SANITIZER_MARKS if m in gw.log]
+            self.check(not found, "no sanitizer report in the gateway log",
+                       "%s: %s" % (gw.log_path, found))
         dt = time.monotonic() - self.t0
         print("# %s took %.1f s" % (self.name, dt), flush=True)
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
@@ -208,6 +219,7 @@ class Gateway:
         self.ports = {}
         self.exit_code = None
         self.write_config()
+        _gateways.append(self)
         atexit.register(self._cleanup)
         if start:
             self.start()
