@@ -18,6 +18,36 @@ const char *gw_reason_name(gw_reason r)
     return reason_names[r];
 }
 
+/* Replaces every byte that is not part of well-formed UTF-8 with '?', so that a detail cut short
+ * (or quoting a device's bytes) can always go into a JSON reply and a log line. */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *q = (unsigned char *)s;
+    while (*q) {
+        unsigned c = *q, cp, min;
+        size_t n, i;
+        if (c < 0x80) {
+            q++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 2, min = 0x80, cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 3, min = 0x800, cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 4, min = 0x10000, cp = c & 0x07;
+        } else {
+            *q++ = '?';
+            continue;
+        }
+        for (i = 1; i < n && (q[i] & 0xC0) == 0x80; i++)
+            cp = (cp << 6) | (q[i] & 0x3F);
+        if (i < n || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            *q++ = '?';
+        else
+            q += n;
+    }
+}
+
 int gw_reject_set(gw_reject *r, gw_reason reason, const char *fmt, ...)
 {
     if (r) {
@@ -26,6 +56,7 @@ int gw_reject_set(gw_reject *r, gw_reason reason, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
         va_end(ap);
+        utf8_sanitize(r->detail); /* details quote device bytes and may be cut mid-character */
     }
     return GW_EINVAL;
 }

@@ -38,8 +38,9 @@ typedef struct gw_reject {
 /* "out_of_range" etc.; "none" for GW_R_NONE. */
 const char *gw_reason_name(gw_reason r);
 
-/* Sets r->reason and formats r->detail; returns GW_EINVAL so callers can `return
- * gw_reject_set(...)`. */
+/* Sets r->reason and formats r->detail (any byte that is not well-formed UTF-8 becomes '?', so
+ * the detail can always go into a JSON reply and a log line); returns GW_EINVAL so callers can
+ * `return gw_reject_set(...)`. */
 int gw_reject_set(gw_reject *r, gw_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

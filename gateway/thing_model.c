@@ -98,36 +98,6 @@ static size_t path_fmt(const tm_path *p, char *buf, size_t cap)
     return n < cap ? n : cap - 1;
 }
 
-/* Replaces every byte that is not part of well-formed UTF-8 with '?', so that a detail cut short
- * (or quoting a device's bytes) can always go into a JSON reply and a log line. */
-static void utf8_sanitize(char *s)
-{
-    unsigned char *q = (unsigned char *)s;
-    while (*q) {
-        unsigned c = *q, cp, min;
-        size_t n, i;
-        if (c < 0x80) {
-            q++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 2, min = 0x80, cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 3, min = 0x800, cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 4, min = 0x10000, cp = c & 0x07;
-        } else {
-            *q++ = '?';
-            continue;
-        }
-        for (i = 1; i < n && (q[i] & 0xC0) == 0x80; i++)
-            cp = (cp << 6) | (q[i] & 0x3F);
-        if (i < n || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            *q++ = '?';
-        else
-            q += n;
-    }
-}
-
 static int fail(gw_reject *rej, const tm_path *p, gw_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5), cold, noinline));
 
@@ -140,10 +110,7 @@ static int fail(gw_reject *rej, const tm_path *p, gw_reason reason, const char *
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    int rc = gw_reject_set(rej, reason, "%s: %s", path, what);
-    if (rej)
-        utf8_sanitize(rej->detail);
-    return rc;
+    return gw_reject_set(rej, reason, "%s: %s", path, what);
 }
 
 static const char *json_kind(const json_t *v)
@@ -462,8 +429,6 @@ int gw_tm_check_event(const gw_product *p, const char *event_id, json_t *data, j
     if (!e) {
         gw_reject_set(rej, GW_R_UNKNOWN_EVENT, "event %.64s: not in the thing model",
                       event_id ? event_id : "(none)");
-        if (rej)
-            utf8_sanitize(rej->detail);
         return GW_EINVAL;
     }
     if (data && !json_is_object(data))

@@ -1,0 +1,220 @@
+/* codec_json.c: the "json" codec: decodes the contract's JSON payloads (property reports, events,
+ * function and write replies) into thing messages. Checks the envelope only; the thing model
+ * checks the values (gw_tm_check_*), so the two stay separate. */
+#include "codec_json.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Which optional/required keys the message kind allows besides messageId, timestamp, version. */
+enum {
+    K_PROPERTIES = 1 << 0,
+    K_DATA = 1 << 1,
+    K_SUCCESS = 1 << 2,
+    K_OUTPUTS = 1 << 3,
+    K_FUNCTION = 1 << 4,
+    K_ERROR = 1 << 5,
+    K_MESSAGE = 1 << 6,
+};
+
+static unsigned kind_keys(gw_msg_kind kind)
+{
+    switch (kind) {
+    case GW_MSG_PROPERTY_REPORT:
+        return K_PROPERTIES;
+    case GW_MSG_EVENT:
+        return K_DATA;
+    case GW_MSG_FUNCTION_REPLY:
+        return K_SUCCESS | K_OUTPUTS | K_FUNCTION | K_ERROR | K_MESSAGE;
+    case GW_MSG_WRITE_REPLY:
+        return K_SUCCESS | K_ERROR | K_MESSAGE;
+    case GW_MSG_NONE:
+        break;
+    }
+    return 0;
+}
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "real";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "bool";
+    case JSON_NULL:
+        return "null";
+    }
+    return "unknown";
+}
+
+#define KEY_IS(lit) (key_len == sizeof(lit) - 1 && memcmp(key, lit, sizeof(lit) - 1) == 0)
+
+static int expect(gw_reject *rej, const char *key, const char *what, const json_t *v)
+{
+    return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "%s: expected %s, got %s", key, what,
+                         json_kind(v));
+}
+
+static int copy_id(char *dst, size_t cap, const char *key, const json_t *v, gw_reject *rej)
+{
+    size_t len = json_string_length(v);
+    if (len >= cap)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "%s: %zu bytes exceeds max %zu", key, len,
+                             cap - 1);
+    memcpy(dst, json_string_value(v), len + 1);
+    return 0;
+}
+
+/* One top-level key. Returns 0 or GW_EINVAL with rej filled. */
+static int decode_key(const char *key, size_t key_len, json_t *v, unsigned allowed,
+                      gw_thing_msg *out, unsigned *seen, gw_reject *rej)
+{
+    if (KEY_IS("messageId")) {
+        if (json_is_string(v))
+            return copy_id(out->msg_id, sizeof(out->msg_id), "messageId", v, rej);
+        if (json_is_integer(v)) {
+            snprintf(out->msg_id, sizeof(out->msg_id), "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(v));
+            return 0;
+        }
+        return expect(rej, "messageId", "string or integer", v);
+    }
+    if (KEY_IS("timestamp")) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            if (json_is_integer(v))
+                return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                     "timestamp: %" JSON_INTEGER_FORMAT " is negative",
+                                     json_integer_value(v));
+            return expect(rej, "timestamp", "integer epoch ms", v);
+        }
+        out->timestamp_ms = json_integer_value(v);
+        return 0;
+    }
+    if (KEY_IS("version"))
+        return json_is_string(v) ? 0 : expect(rej, "version", "string", v);
+    if ((allowed & K_PROPERTIES) && KEY_IS("properties")) {
+        if (!json_is_object(v))
+            return expect(rej, "properties", "object", v);
+        *seen |= K_PROPERTIES;
+        out->values = json_incref(v);
+        return 0;
+    }
+    if ((allowed & K_DATA) && KEY_IS("data")) {
+        if (!json_is_object(v))
+            return expect(rej, "data", "object", v);
+        out->values = json_incref(v);
+        return 0;
+    }
+    if ((allowed & K_SUCCESS) && KEY_IS("success")) {
+        if (!json_is_boolean(v))
+            return expect(rej, "success", "bool", v);
+        *seen |= K_SUCCESS;
+        out->success = json_is_true(v);
+        return 0;
+    }
+    if ((allowed & K_OUTPUTS) && KEY_IS("outputs")) {
+        if (!json_is_object(v))
+            return expect(rej, "outputs", "object", v);
+        out->values = json_incref(v);
+        return 0;
+    }
+    if ((allowed & K_FUNCTION) && KEY_IS("function")) {
+        if (!json_is_string(v))
+            return expect(rej, "function", "string", v);
+        return copy_id(out->name, sizeof(out->name), "function", v, rej);
+    }
+    if ((allowed & K_ERROR) && KEY_IS("error"))
+        return json_is_string(v) ? 0 : expect(rej, "error", "string", v);
+    if ((allowed & K_MESSAGE) && KEY_IS("message"))
+        return json_is_string(v) ? 0 : expect(rej, "message", "string", v);
+    return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "unknown key \"%.*s\"",
+                         key_len > 40 ? 40 : (int)key_len, key);
+}
+
+static int decode(const gw_decode_hint *hint, const uint8_t *buf, size_t len, gw_thing_msg *out,
+                  gw_reject *rej)
+{
+    memset(out, 0, sizeof(*out));
+    gw_msg_kind kind = hint ? hint->kind : GW_MSG_NONE;
+    unsigned allowed = kind_keys(kind);
+    if (!allowed)
+        return gw_reject_set(rej, GW_R_UNSUPPORTED,
+                             "json codec: the transport must give the message kind");
+    if (kind == GW_MSG_EVENT) {
+        size_t n = hint->name ? strlen(hint->name) : 0;
+        if (n == 0 || n >= sizeof(out->name))
+            return gw_reject_set(rej, GW_R_UNKNOWN_EVENT, "event id: %zu bytes (1..%zu allowed)", n,
+                                 sizeof(out->name) - 1);
+        memcpy(out->name, hint->name, n + 1);
+    }
+    out->kind = kind;
+
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "JSON syntax error at %d:%d: %s",
+                             jerr.line, jerr.column, jerr.text);
+    int rc = 0;
+    unsigned seen = 0;
+    if (!json_is_object(root)) {
+        rc = gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "top level: expected object, got %s",
+                           json_kind(root));
+        goto fail;
+    }
+    for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
+        rc = decode_key(json_object_iter_key(it), json_object_iter_key_len(it),
+                        json_object_iter_value(it), allowed, out, &seen, rej);
+        if (rc != 0)
+            goto fail;
+    }
+    if ((allowed & K_PROPERTIES) && !(seen & K_PROPERTIES)) {
+        rc = gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "missing key \"properties\"");
+        goto fail;
+    }
+    if ((allowed & K_SUCCESS) && !(seen & K_SUCCESS)) {
+        rc = gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "missing key \"success\"");
+        goto fail;
+    }
+    json_decref(root);
+    return 0;
+
+fail:
+    /* A refused message keeps no values, but keeps the device's messageId (even one after the
+     * bad key) so that the rejection reply can carry it. */
+    json_decref(out->values);
+    out->values = NULL;
+    if (!out->msg_id[0] && json_is_object(root)) {
+        json_t *id = json_object_get(root, "messageId");
+        gw_reject scratch;
+        if (json_is_string(id) || json_is_integer(id))
+            decode_key("messageId", 9, id, 0, out, &seen, &scratch);
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int json_decode(const gw_product *p, const gw_decode_hint *hint, const uint8_t *buf,
+                       size_t len, gw_thing_msg *out, gw_reject *rej)
+{
+    (void)p;
+    return decode(hint, buf, len, out, rej); /* gw_reject_set keeps details valid UTF-8 */
+}
+
+const gw_codec_ops gw_codec_json_ops = {
+    .abi = GW_CODEC_ABI,
+    .name = "json",
+    .product_keys = NULL,
+    .init = NULL,
+    .uninit = NULL,
+    .decode = json_decode,
+};
