@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_write.h"
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
@@ -52,7 +53,7 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
     }
 
     gw_event *ev = gw_store_event_new(s->loop->rt->store, kinds[m->kind], s->dev);
-    char *payload = json_dumps(norm, JSON_COMPACT);
+    char *payload = gw_json_write(norm);
     if (!ev || !payload) {
         if (ev)
             gw_store_event_done(s->loop->rt->store, ev);

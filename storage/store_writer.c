@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../gateway/alloc.h"
+#include "../gateway/json_write.h"
 #include "../gateway/log.h"
 #include "../gateway/metrics.h"
 
@@ -225,7 +226,7 @@ static int write_states(gw_store *s)
         if (!p->dev)
             continue;
         if (!rc) {
-            char *text = json_dumps(p->val, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *text = gw_json_write(p->val);
             sqlite3_stmt *st = s->up_prop;
             sqlite3_bind_text(st, 1, devs[p->dev - 1].id, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);

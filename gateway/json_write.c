@@ -1,0 +1,146 @@
+/* json_write.c: a compact JSON writer for validated values (objects, arrays, strings, integers,
+ * reals, booleans, null) into one growing buffer: one allocation per document. */
+#include "json_write.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct wbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} wbuf;
+
+static void put(wbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 128;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+size_t gw_json_real(char *buf, double d)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, 32, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            break;
+    }
+    if (!strpbrk(buf, ".eEn")) { /* keep it a real: 21 -> 21.0 (n: inf/nan never get here) */
+        memcpy(buf + n, ".0", 3);
+        n += 2;
+    }
+    return (size_t)n;
+}
+
+static void put_string(wbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
+    put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(b, s + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        if (c == '"' || c == '\\') {
+            esc[1] = (char)c;
+            put(b, esc, 2);
+        } else if (c == '\n') {
+            put(b, "\\n", 2);
+        } else if (c == '\t') {
+            put(b, "\\t", 2);
+        } else if (c == '\r') {
+            put(b, "\\r", 2);
+        } else {
+            put(b, esc, 6);
+        }
+    }
+    put(b, s + run, n - run);
+    put(b, "\"", 1);
+}
+
+static void put_value(wbuf *b, const json_t *v, int depth)
+{
+    char num[40];
+    if (depth > 64) { /* validated values are far shallower; never recurse without bound */
+        b->oom = 1;
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        const json_t *val;
+        int first = 1;
+        put(b, "{", 1);
+        json_object_foreach((json_t *)v, key, val)
+        {
+            if (!first)
+                put(b, ",", 1);
+            first = 0;
+            put_string(b, key, strlen(key));
+            put(b, ":", 1);
+            put_value(b, val, depth + 1);
+        }
+        put(b, "}", 1);
+        break;
+    }
+    case JSON_ARRAY:
+        put(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i)
+                put(b, ",", 1);
+            put_value(b, json_array_get(v, i), depth + 1);
+        }
+        put(b, "]", 1);
+        break;
+    case JSON_STRING:
+        put_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        put(b, num,
+            (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
+        break;
+    case JSON_REAL:
+        put(b, num, gw_json_real(num, json_real_value(v)));
+        break;
+    case JSON_TRUE:
+        put(b, "true", 4);
+        break;
+    case JSON_FALSE:
+        put(b, "false", 5);
+        break;
+    default:
+        put(b, "null", 4);
+        break;
+    }
+}
+
+char *gw_json_write(const json_t *v)
+{
+    wbuf b = {NULL, 0, 0, 0};
+    put_value(&b, v, 0);
+    if (b.oom || !b.p) {
+        free(b.p);
+        return NULL;
+    }
+    b.p[b.len] = 0;
+    return b.p;
+}

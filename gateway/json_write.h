@@ -1,0 +1,16 @@
+/* json_write.h: compact JSON text for normalised thing-model values, with reals written in the
+ * shortest form that reads back to the same double (80.1, not 80.099999999999994). */
+#ifndef GW_JSON_WRITE_H
+#define GW_JSON_WRITE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Returns a malloc'd NUL-terminated text of v (any JSON value), or NULL on out of memory. */
+char *gw_json_write(const json_t *v);
+
+/* Writes a double's shortest round-trip text (always with '.' or an exponent) into buf (>= 32
+ * bytes); returns its length. */
+size_t gw_json_real(char *buf, double d);
+
+#endif

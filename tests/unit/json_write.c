@@ -1,0 +1,54 @@
+/* json_write.c: the compact JSON writer: shortest round-trip reals, escapes, nesting, and that
+ * jansson reads back exactly the value that was written. */
+#include <float.h>
+#include <math.h>
+
+#include "gateway/json_write.h"
+#include "test.h"
+
+static void check_text(json_t *v, const char *want)
+{
+    char *got = gw_json_write(v);
+    CHECK_STR(got, want);
+    json_error_t e;
+    json_t *back = got ? json_loads(got, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e) : NULL;
+    CHECK(back && json_equal(back, v));
+    json_decref(back);
+    free(got);
+    json_decref(v);
+}
+
+static void check_real_roundtrip(double d)
+{
+    char buf[40];
+    gw_json_real(buf, d);
+    CHECK(strtod(buf, NULL) == d);
+    CHECK(strpbrk(buf, ".eE") != NULL);
+}
+
+int main(void)
+{
+    check_text(json_real(80.1), "80.1");
+    check_text(json_real(21.0), "21.0");
+    check_text(json_real(-40.0), "-40.0");
+    check_text(json_real(0.1 + 0.2), "0.30000000000000004");
+    check_text(json_real(1e300), "1e+300");
+    check_text(json_real(FLT_MAX), "3.4028234663852886e+38");
+    check_text(json_integer(-2147483648LL), "-2147483648");
+    check_text(json_integer(9223372036854775807LL), "9223372036854775807");
+    check_text(json_true(), "true");
+    check_text(json_false(), "false");
+    check_text(json_null(), "null");
+    check_text(json_string("a\"b\\c\n\t\x01 é"), "\"a\\\"b\\\\c\\n\\t\\u0001 é\"");
+    check_text(json_stringn("nul\0x", 5), "\"nul\\u0000x\"");
+    check_text(json_pack("{s:f,s:[i,i],s:{s:s}}", "t", 21.5, "a", 1, 2, "s", "k", "v"),
+               "{\"t\":21.5,\"a\":[1,2],\"s\":{\"k\":\"v\"}}");
+    check_text(json_object(), "{}");
+    check_text(json_array(), "[]");
+    const double samples[] = {
+        0.0,  -0.0, 1.0 / 3.0, 123456789.123456789, 5e-324, DBL_MAX, M_PI, -1e-7, 100.0, 1e15,
+        1e16, 1e17, 80.1f};
+    for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++)
+        check_real_roundtrip(samples[i]);
+    TEST_MAIN_END();
+}
