@@ -19,6 +19,8 @@ typedef enum gw_msg_kind {
     GW_MSG_EVENT,
     GW_MSG_FUNCTION_REPLY,
     GW_MSG_WRITE_REPLY,
+    GW_MSG_LOGIN,     /* binary transports: device_id + secret; the session authenticates */
+    GW_MSG_HEARTBEAT, /* binary transports: keeps the session alive, stores nothing */
 } gw_msg_kind;
 
 /* What the transport already knows about a message (MQTT topic, CoAP path); GW_MSG_NONE when
@@ -36,6 +38,12 @@ typedef struct gw_thing_msg {
     char name[64];        /* event id, function id; "" if none */
     int success;          /* replies: 1 success, 0 failure */
     json_t *values;       /* report: properties; event: data; reply: outputs (may be NULL) */
+    /* Binary transports (TCP/UDP) only: */
+    char device_id[64]; /* from a login frame or the product's device-id field; "" if none */
+    char secret[128];   /* login frame / token field; "" if none */
+    uint32_t seq;       /* the frame's sequence number if the layout declares one, for the ack */
+    uint32_t type_code; /* the frame's discriminator value, for the ack */
+    int auth_state;     /* set by decode when the layout declares an HMAC: see verify */
 } gw_thing_msg;
 
 void gw_thing_msg_clear(gw_thing_msg *m);
@@ -53,6 +61,22 @@ typedef struct gw_codec_ops {
     /* bytes -> message. 0, or GW_EINVAL with rej filled (reason + detail). Must not retain buf. */
     int (*decode)(const gw_product *p, const gw_decode_hint *hint, const uint8_t *buf, size_t len,
                   gw_thing_msg *out, gw_reject *rej);
+    /* Byte streams (TCP) only; NULL for codecs whose transport delimits messages. Finds the first
+     * complete frame in buf: returns its length (> 0) after *skip leading bytes to discard (noise
+     * before a start delimiter), 0 when more bytes are needed (*skip may still be > 0), GW_ETOOBIG
+     * when the frame would exceed the product's max frame size, GW_EPROTO for bytes that can
+     * never become a frame. Never reads past len. */
+    int (*frame)(const gw_product *p, const uint8_t *buf, size_t len, size_t *skip);
+    /* Binary transports: the ack frame for a decoded message (after its events are committed, or
+     * status < 0 for a rejection when the layout has a negative ack). 0 and *n (0: this message
+     * kind has no ack), or GW_ETOOBIG if cap is too small. NULL: the codec never acks. */
+    int (*encode_ack)(const gw_product *p, const gw_thing_msg *m, int status, uint8_t *out,
+                      size_t cap, size_t *n);
+    /* Binary transports: checks a decoded frame's authentication against the device's secret
+     * (token field, or HMAC over the declared byte range). 0 ok, GW_EAUTH. NULL: nothing to check
+     * beyond the adapter's own (login frame secret). */
+    int (*verify)(const gw_product *p, const gw_thing_msg *m, const uint8_t *frame, size_t len,
+                  const char *secret);
 } gw_codec_ops;
 
 #endif
