@@ -30,6 +30,8 @@ static unsigned kind_keys(gw_msg_kind kind)
     case GW_MSG_WRITE_REPLY:
         return K_SUCCESS | K_ERROR | K_MESSAGE;
     case GW_MSG_NONE:
+    case GW_MSG_LOGIN:
+    case GW_MSG_HEARTBEAT: /* binary transports only */
         break;
     }
     return 0;
