@@ -251,20 +251,34 @@ static void load_adapters(gw__config_ctx *x, gw_config *c, json_t *obj)
             gw__config_err(x, c->file, p, "unknown adapter \"%s\"", key);
         } else if (!json_is_object(v)) {
             gw__config_err(x, c->file, p, "must be an object");
-        } else if (ops->init) {
-            /* Check the section now (a throw-away instance, no runtime), so that its problems
-             * are reported together with every other file's; the runtime inits it again. */
-            gw_adapter tmp = {.ops = ops, .rt = NULL, .state = NULL};
-            size_t before = x->diag ? x->diag->n : 0;
-            if (ops->init(&tmp, v, c->file, x->diag) != 0) {
-                size_t added = x->diag ? x->diag->n - before : 0;
-                x->errors += added ? (int)added : 1;
-                if (!added)
-                    gw_diag_add(x->diag, c->file, p, "invalid adapter section");
-            }
-            if (ops->uninit)
-                ops->uninit(&tmp);
         }
+    }
+}
+
+/* Each adapter checks its own section against the whole configuration (products and devices
+ * loaded), on a throw-away instance without a runtime, so that its problems are reported together
+ * with every other file's; the runtime inits it again for real. */
+static void check_adapters(gw__config_ctx *x, gw_config *c)
+{
+    const char *key;
+    json_t *v;
+    char p[256];
+    json_object_foreach(c->adapters, key, v)
+    {
+        const gw_adapter_ops *ops = gw_registry_adapter(key);
+        if (!ops || !ops->init || !json_is_object(v))
+            continue;
+        snprintf(p, sizeof(p), "adapters.%s", key);
+        gw_adapter tmp = {.ops = ops, .rt = NULL, .state = NULL};
+        size_t before = x->diag ? x->diag->n : 0;
+        if (ops->init(&tmp, v, c, x->diag) != 0) {
+            size_t added = x->diag ? x->diag->n - before : 0;
+            x->errors += added ? (int)added : 1;
+            if (!added)
+                gw_diag_add(x->diag, c->file, p, "invalid adapter section");
+        }
+        if (ops->uninit)
+            ops->uninit(&tmp);
     }
 }
 
@@ -314,6 +328,8 @@ static void load_all(gw__config_ctx *x, gw_config *c)
         gw__config_err(x, c->file, "devices_file", "must not be empty");
     else if (g.devices_file && products_ok && (devices = resolve(c->dir, g.devices_file)))
         gw__config_load_devices(x, c, devices, g.devices_file);
+    if (c->adapters)
+        check_adapters(x, c);
 done:
     free(products);
     free(devices);

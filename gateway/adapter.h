@@ -11,6 +11,7 @@
 
 #define GW_ADAPTER_ABI 1
 
+struct gw_config;
 typedef struct gw_adapter gw_adapter;
 typedef struct gw_loop gw_loop;
 typedef struct gw_runtime gw_runtime;
@@ -26,9 +27,11 @@ struct gw_adapter {
 struct gw_adapter_ops {
     uint32_t abi; /* GW_ADAPTER_ABI */
     const char *name;
-    /* Once, on the main thread, before any loop runs: parse and check cfg (the adapter's section;
-     * path "adapters.<name>" in file), append problems to diag. 0 or GW_ECONFIG. */
-    int (*init)(gw_adapter *a, const json_t *cfg, const char *file, gw_diag *diag);
+    /* Once, on the main thread, before any loop runs: parse and check section (the adapter's part
+     * of gateway.json, path "adapters.<name>" in gcfg->file) against the whole configuration
+     * (products and devices are loaded), append problems to diag. 0 or GW_ECONFIG. Also called by
+     * the config loader on a scratch instance (a->rt NULL) followed by uninit. */
+    int (*init)(gw_adapter *a, const json_t *section, const struct gw_config *gcfg, gw_diag *diag);
     /* Once per loop, on that loop's thread: open listeners. 0 or -errno. */
     int (*start)(gw_adapter *a, gw_loop *loop);
     /* Back-pressure, on the loop's thread: stop / restart reading from this loop's sessions. */

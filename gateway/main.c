@@ -54,7 +54,7 @@ static int init_adapters(const gw_config *cfg, gw_runtime *rt, gw_diag *diag)
             gw_diag_add(diag, cfg->file, "adapters", "too many adapters");
             return 1;
         }
-        if (ops->init(a, section, cfg->file, diag) != 0)
+        if (ops->init(a, section, cfg, diag) != 0)
             errors++;
         if (!rt && ops->uninit)
             ops->uninit(a);

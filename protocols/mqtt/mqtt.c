@@ -2,13 +2,12 @@
  * configured address on every loop, the keep-alive sweep timer, back-pressure and shutdown. */
 #include "mqtt_internal.h"
 
-#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "../../gateway/alloc.h"
+#include "../../gateway/listen.h"
 #include "../../gateway/log.h"
 #include "mqtt.h"
 
@@ -26,7 +25,7 @@ static const gw_cfg_field mqtt_fields[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
-static int mqtt_init(gw_adapter *a, const json_t *cfg, const char *file, gw_diag *diag)
+static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_diag *diag)
 {
     gw__mqtt_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
     if (!ad)
@@ -36,7 +35,7 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const char *file, gw_diag
     ad->cfg.max_inflight = 1024;
     ad->cfg.max_subscriptions = 32;
     a->state = ad;
-    if (gw_cfg_parse(mqtt_fields, cfg, &ad->cfg, file, "adapters.mqtt", diag) > 0)
+    if (gw_cfg_parse(mqtt_fields, cfg, &ad->cfg, gcfg->file, "adapters.mqtt", diag) > 0)
         return GW_ECONFIG;
     ad->bound_ports =
         gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n ? ad->cfg.listeners.n : 1, sizeof(uint16_t));
@@ -51,34 +50,16 @@ static void on_sweep(uv_timer_t *t)
 static int listen_one(gw__mqtt_loop *ml, size_t i)
 {
     const gw_listen *li = &ml->ad->cfg.listeners.v[i];
-    struct sockaddr_storage ss;
-    uv_tcp_t *srv = &ml->servers[i];
-    int v6 = strchr(li->address, ':') != NULL, rc, on = 1;
     uint16_t port = ml->ad->bound_ports[i] ? ml->ad->bound_ports[i] : li->port;
-
-    rc = v6 ? uv_ip6_addr(li->address, port, (struct sockaddr_in6 *)&ss)
-            : uv_ip4_addr(li->address, port, (struct sockaddr_in *)&ss);
-    if (rc)
-        return rc;
-    if ((rc = uv_tcp_init_ex(&ml->loop->uv, srv, v6 ? AF_INET6 : AF_INET)) != 0)
-        return rc;
-    srv->data = ml;
-    uv_os_fd_t fd;
-    uv_fileno((uv_handle_t *)srv, &fd);
-    /* Every loop listens on the same port; the kernel spreads connections across them. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
-        return -errno;
-    if ((rc = uv_tcp_bind(srv, (struct sockaddr *)&ss, 0)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)srv, 1024, gw__mqtt_on_connection)) != 0) {
+    ml->servers[i].data = ml;
+    int rc = gw_listen_tcp(&ml->loop->uv, &ml->servers[i], li, &port, gw__mqtt_on_connection);
+    ml->servers[i].data = ml;
+    if (rc) {
         GW_LOG_ERROR("mqtt", NULL, NULL, "cannot listen", "address=%s port=%u error=\"%s\"",
                      li->address, port, uv_strerror(rc));
         return rc;
     }
-    if (!ml->ad->bound_ports[i]) {
-        int len = sizeof(ss);
-        uv_tcp_getsockname(srv, (struct sockaddr *)&ss, &len);
-        port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    if (!ml->ad->bound_ports[i]) { /* the first loop bound it: the others share its port */
         ml->ad->bound_ports[i] = port;
         gw_runtime_report_listener(ml->loop->rt, "mqtt", li->address, port);
     }

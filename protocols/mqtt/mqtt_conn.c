@@ -10,6 +10,7 @@
 #include "../../gateway/alloc.h"
 #include "../../gateway/codec.h"
 #include "../../gateway/dispatch.h"
+#include "../../gateway/listen.h"
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
 
@@ -31,21 +32,11 @@ static const gw__mqtt_cfg *cfg_of(const gw__mqtt_conn *c)
 
 static void peer_of(gw_session *s, char *buf, size_t cap)
 {
-    gw__mqtt_conn *c = conn_of(s);
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    char host[64] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-    }
-    snprintf(buf, cap, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+    if (uv_tcp_getpeername(&conn_of(s)->tcp, (struct sockaddr *)&ss, &len) != 0)
+        ss.ss_family = AF_UNSPEC;
+    gw_sockaddr_str((struct sockaddr *)&ss, buf, cap);
 }
 
 #define CLOG(level, c, msg, ...)                                                                   \

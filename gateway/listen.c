@@ -1,0 +1,79 @@
+/* listen.c: SO_REUSEPORT listeners (TCP and UDP) and peer-address text. */
+#include "listen.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static int sockaddr_of(const gw_listen *at, uint16_t port, struct sockaddr_storage *ss, int *v6)
+{
+    *v6 = strchr(at->address, ':') != NULL;
+    return *v6 ? uv_ip6_addr(at->address, port, (struct sockaddr_in6 *)ss)
+               : uv_ip4_addr(at->address, port, (struct sockaddr_in *)ss);
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                           : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static int reuseport(uv_handle_t *h)
+{
+    uv_os_fd_t fd;
+    int on = 1;
+    if (uv_fileno(h, &fd) != 0)
+        return UV_EBADF;
+    return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == 0 ? 0 : -errno;
+}
+
+int gw_listen_tcp(uv_loop_t *loop, uv_tcp_t *srv, const gw_listen *at, uint16_t *port,
+                  uv_connection_cb on_connection)
+{
+    struct sockaddr_storage ss;
+    int v6, rc, len = sizeof(ss);
+    if ((rc = sockaddr_of(at, *port, &ss, &v6)) != 0)
+        return rc;
+    if ((rc = uv_tcp_init_ex(loop, srv, v6 ? AF_INET6 : AF_INET)) != 0)
+        return rc;
+    if ((rc = reuseport((uv_handle_t *)srv)) != 0 ||
+        (rc = uv_tcp_bind(srv, (struct sockaddr *)&ss, 0)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)srv, 1024, on_connection)) != 0)
+        return rc;
+    uv_tcp_getsockname(srv, (struct sockaddr *)&ss, &len);
+    *port = port_of(&ss);
+    return 0;
+}
+
+int gw_listen_udp(uv_loop_t *loop, uv_udp_t *h, const gw_listen *at, uint16_t *port, int rcvbuf)
+{
+    struct sockaddr_storage ss;
+    int v6, rc, len = sizeof(ss);
+    if ((rc = sockaddr_of(at, *port, &ss, &v6)) != 0)
+        return rc;
+    if ((rc = uv_udp_init_ex(loop, h, v6 ? AF_INET6 : AF_INET)) != 0)
+        return rc;
+    if ((rc = reuseport((uv_handle_t *)h)) != 0 ||
+        (rc = uv_udp_bind(h, (struct sockaddr *)&ss, 0)) != 0)
+        return rc;
+    if (rcvbuf > 0)
+        uv_recv_buffer_size((uv_handle_t *)h, &rcvbuf);
+    uv_udp_getsockname(h, (struct sockaddr *)&ss, &len);
+    *port = port_of(&ss);
+    return 0;
+}
+
+void gw_sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char host[64] = "?";
+    if (sa && sa->sa_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)sa, host, sizeof(host));
+        snprintf(buf, cap, "%s:%u", host, ntohs(((const struct sockaddr_in *)sa)->sin_port));
+    } else if (sa && sa->sa_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)sa, host, sizeof(host));
+        snprintf(buf, cap, "[%s]:%u", host, ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
+    } else {
+        snprintf(buf, cap, "?");
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# run-all.sh: installs what is missing, builds and runs the whole suite: format check, the normal
+# build's ctest (unit, fuzz-corpus replay, integration), the same suite under
+# AddressSanitizer + UndefinedBehaviorSanitizer, a bounded libFuzzer run of every fuzz target, and
+# the benchmark in smoke mode. Exits non-zero on the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=$(nproc)
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+
+stage() { printf '\n==== %s ====\n' "$*"; }
+
+stage "install dependencies"
+bash deploy/install-deps.sh
+
+stage "format check (clang-format 14)"
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+
+stage "build (RelWithDebInfo, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_WERROR=ON >/dev/null
+cmake --build build -j"$JOBS"
+
+stage "tests"
+ctest --test-dir build --output-on-failure -j"$JOBS" -L 'unit|fuzz'
+ctest --test-dir build --output-on-failure -L integration
+
+stage "build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE='address;undefined' -DGW_WERROR=ON \
+      -DGW_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$JOBS"
+
+stage "tests under ASan + UBSan"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L 'unit|fuzz'
+IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -L integration
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+stage "libFuzzer (clang), ${FUZZ_SECONDS}s per target"
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DGW_FUZZ=ON \
+      -DGW_BUILD_TESTS=ON -DGW_BUILD_BENCH=OFF >/dev/null
+targets=$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')
+cmake --build build-fuzz -j"$JOBS" --target $targets
+for t in $targets; do
+  corpus="tests/fuzz/corpus/${t#fuzz_}"
+  work=$(mktemp -d)
+  echo "fuzz: $t (${FUZZ_SECONDS}s)"
+  ./build-fuzz/"$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=0 "$work" "$corpus" 2>"$work.log" || { tail -50 "$work.log"; exit 1; }
+  rm -rf "$work" "$work.log"
+done
+
+stage "benchmark smoke"
+IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" /usr/bin/python3 tests/bench/bench_mqtt.py --smoke
+
+stage "done: every stage passed"
