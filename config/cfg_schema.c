@@ -89,7 +89,8 @@ static int parse_enum(const gw_cfg_field *f, const json_t *v, int *out, const ch
     return 1;
 }
 
-/* One {"address": "...", "port": N} into l; returns the number of errors. */
+/* One {"address": "...", "port": N, "product": "..."} into l ("product" is optional: binary
+ * transports serve one product's framing per listener); returns the number of errors. */
 static int parse_listener(const json_t *obj, gw_listen *l, const char *file, const char *path,
                           gw_diag *diag)
 {
@@ -127,6 +128,14 @@ static int parse_listener(const json_t *obj, gw_listen *l, const char *file, con
                 errors++;
             else
                 l->port = (uint16_t)port;
+        } else if (strcmp(key, "product") == 0) {
+            const char *s = json_string_value(v);
+            if (!s || !*s || strlen(s) >= sizeof(l->product)) {
+                gw_diag_add(diag, file, p, "must be a product id (a string of 1..63 bytes)");
+                errors++;
+            } else {
+                snprintf(l->product, sizeof(l->product), "%s", s);
+            }
         } else {
             gw_diag_add(diag, file, p, "unknown key");
             errors++;
