@@ -16,7 +16,7 @@ typedef struct sect {
 } sect;
 
 static const char *const colours[] = {"red", "green", "blue", NULL};
-static const gw_listen default_listen[] = {{"127.0.0.1", 1883}};
+static const gw_listen default_listen[] = {{.address = "127.0.0.1", .port = 1883}};
 
 static const gw_cfg_field fields[] = {
     {"u", GW_CFG_UINT32, offsetof(sect, u), 1, 100, NULL, false},
