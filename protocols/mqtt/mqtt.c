@@ -37,6 +37,15 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     a->state = ad;
     if (gw_cfg_parse(mqtt_fields, cfg, &ad->cfg, gcfg->file, "adapters.mqtt", diag) > 0)
         return GW_ECONFIG;
+    for (size_t i = 0; i < ad->cfg.listeners.n; i++) {
+        if (ad->cfg.listeners.v[i].product[0]) { /* MQTT devices name their product at CONNECT */
+            char path[64];
+            snprintf(path, sizeof(path), "adapters.mqtt.listeners[%zu].product", i);
+            gw_diag_add(diag, gcfg->file, path,
+                        "not used by mqtt (the username names the product)");
+            return GW_ECONFIG;
+        }
+    }
     ad->bound_ports =
         gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n ? ad->cfg.listeners.n : 1, sizeof(uint16_t));
     return ad->bound_ports ? 0 : GW_ENOMEM;
