@@ -18,24 +18,13 @@
 
 #define FIELD(dst, f, type) ((type *)((char *)(dst) + (f)->offset))
 
-/* snprintf for JSON paths; a path that does not fit is cut, which is fine for a message. */
-static void pathf(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void pathf(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-}
-
 /* "path.key" (or "key" at the top level) into buf. */
 static const char *join(char *buf, size_t cap, const char *path, const char *key)
 {
     if (path && *path)
-        pathf(buf, cap, "%s.%s", path, key);
+        gw_diag_pathf(buf, cap, "%s.%s", path, key);
     else
-        pathf(buf, cap, "%s", key);
+        gw_diag_pathf(buf, cap, "%s", key);
     return buf;
 }
 
@@ -169,7 +158,7 @@ static int parse_listeners(const json_t *v, gw_listen_list *out, const char *fil
         return 1;
     }
     for (size_t i = 0; i < n; i++) {
-        pathf(p, sizeof(p), "%s[%zu]", path, i);
+        gw_diag_pathf(p, sizeof(p), "%s[%zu]", path, i);
         errors += parse_listener(json_array_get(v, i), &l[i], file, p, diag);
     }
     out->v = l;

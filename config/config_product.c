@@ -80,23 +80,12 @@ static void err(prod_ctx *pc, const char *path, const char *fmt, ...)
     gw__config_err(pc->x, pc->file, path, "%s", msg);
 }
 
-/* snprintf for JSON paths; a path that does not fit is cut, which is fine for a message. */
-static void pathf(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void pathf(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-}
-
 static const char *join(char *buf, const char *path, const char *key)
 {
     if (path && *path)
-        pathf(buf, PATH_CAP, "%s.%s", path, key);
+        gw_diag_pathf(buf, PATH_CAP, "%s.%s", path, key);
     else
-        pathf(buf, PATH_CAP, "%s", key);
+        gw_diag_pathf(buf, PATH_CAP, "%s", key);
     return buf;
 }
 
@@ -197,7 +186,7 @@ static void take_values(prod_ctx *pc, gw_value_spec *s, const json_t *v, const c
     }
     for (size_t i = 0; i < n; i++) {
         const char *str = json_string_value(json_array_get(v, i));
-        pathf(p, sizeof(p), "%s[%zu]", path, i);
+        gw_diag_pathf(p, sizeof(p), "%s[%zu]", path, i);
         if (!str || !*str) {
             err(pc, p, "must be a non-empty string");
             continue;
@@ -365,7 +354,7 @@ static void check_dup_ids(prod_ctx *pc, const char *path, char *const *ids, size
         for (size_t j = 0; j < i; j++) {
             const char *b = *(char *const *)((const char *)ids + j * stride);
             if (b && strcmp(a, b) == 0) {
-                pathf(p, sizeof(p), "%s[%zu].id", path, i);
+                gw_diag_pathf(p, sizeof(p), "%s[%zu].id", path, i);
                 err(pc, p, "duplicate id \"%s\"", a);
                 break;
             }
@@ -391,7 +380,7 @@ static void parse_specs(prod_ctx *pc, const json_t *arr, const char *path, spec_
     }
     *n_out = n;
     for (size_t i = 0; i < n; i++) {
-        pathf(p, sizeof(p), "%s[%zu]", path, i);
+        gw_diag_pathf(p, sizeof(p), "%s[%zu]", path, i);
         (*out)[i].required = true;
         parse_spec(pc, json_array_get(arr, i), p, kind, depth, &(*out)[i]);
     }

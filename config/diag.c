@@ -51,3 +51,11 @@ void gw_diag_free(gw_diag *d)
     d->msgs = NULL;
     d->n = d->cap = 0;
 }
+
+void gw_diag_pathf(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}

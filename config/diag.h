@@ -15,4 +15,9 @@ void gw_diag_add(gw_diag *d, const char *file, const char *path, const char *fmt
     __attribute__((format(printf, 4, 5)));
 void gw_diag_free(gw_diag *d);
 
+/* snprintf for JSON paths ("properties[1].max"); a path that does not fit is cut, which is fine
+ * for a message. */
+void gw_diag_pathf(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -1,5 +1,6 @@
-/* json_write.h: compact JSON text for normalised thing-model values, with reals written in the
- * shortest form that reads back to the same double (80.1, not 80.099999999999994). */
+/* json_write.h: JSON helpers for normalised values: compact JSON text for normalised thing-model
+ * values, with reals written in the shortest form that reads back to the same double (80.1,
+ * not 80.099999999999994). */
 #ifndef GW_JSON_WRITE_H
 #define GW_JSON_WRITE_H
 
@@ -12,5 +13,8 @@ char *gw_json_write(const json_t *v);
 /* Writes a double's shortest round-trip text (always with '.' or an exponent) into buf (>= 32
  * bytes); returns its length. */
 size_t gw_json_real(char *buf, double d);
+
+/* "object", "array", "string", "integer", "real", "bool" or "null", for messages. */
+const char *gw_json_kind(const json_t *v);
 
 #endif

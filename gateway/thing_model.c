@@ -3,6 +3,7 @@
  * Hot path: no allocation beyond the normalised output, paths and details formatted only on
  * failure. */
 #include "thing_model.h"
+#include "json_write.h"
 #include "error.h"
 
 #include <float.h>
@@ -113,28 +114,6 @@ static int fail(gw_reject *rej, const tm_path *p, gw_reason reason, const char *
     return gw_reject_set(rej, reason, "%s: %s", path, what);
 }
 
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "object";
-    case JSON_ARRAY:
-        return "array";
-    case JSON_STRING:
-        return "string";
-    case JSON_INTEGER:
-        return "integer";
-    case JSON_REAL:
-        return "real";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "bool";
-    case JSON_NULL:
-        return "null";
-    }
-    return "unknown";
-}
-
 /* Shortest text that reads back as d: "125", "80.1", "3.4028234663852886e+38". */
 static void fmt_double(char *buf, size_t cap, double d)
 {
@@ -159,7 +138,7 @@ static int check(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **o
 static int wrong_type(const gw_value_spec *s, const json_t *v, const tm_path *p, gw_reject *rej)
 {
     return fail(rej, p, GW_R_WRONG_TYPE, "expected %s, got %s", gw_type_name(s->type),
-                json_kind(v));
+                gw_json_kind(v));
 }
 
 /* int, long, date: JSON integers within [lo, hi]; type_lo/type_hi name the type's own bounds. */
@@ -415,7 +394,7 @@ int gw_tm_check_report(const gw_product *p, json_t *props, json_t **out, gw_reje
         return gw_reject_set(rej, GW_R_EMPTY_REPORT, "properties: empty report");
     if (!json_is_object(props))
         return fail(rej, &root, GW_R_MALFORMED_PAYLOAD, "expected object, got %s",
-                    json_kind(props));
+                    gw_json_kind(props));
     static const fields_rule rule = {GW_R_UNKNOWN_PROPERTY, "in the thing model", NULL, false};
     return check_fields(p->properties, p->n_properties, &rule, props, &root, out, rej);
 }
@@ -432,7 +411,8 @@ int gw_tm_check_event(const gw_product *p, const char *event_id, json_t *data, j
         return GW_EINVAL;
     }
     if (data && !json_is_object(data))
-        return fail(rej, &root, GW_R_MALFORMED_PAYLOAD, "expected object, got %s", json_kind(data));
+        return fail(rej, &root, GW_R_MALFORMED_PAYLOAD, "expected object, got %s",
+                    gw_json_kind(data));
     fields_rule rule = {GW_R_UNKNOWN_PARAM, "a param of event", e->id, true};
     return check_fields(e->params, e->n_params, &rule, data, &root, out, rej);
 }
@@ -444,7 +424,8 @@ int gw_tm_check_params(const gw_value_spec *specs, size_t n, const char *prefix,
     tm_path root = {NULL, root_key, strlen(root_key), 0};
     *out = NULL;
     if (obj && !json_is_object(obj))
-        return fail(rej, &root, GW_R_MALFORMED_PAYLOAD, "expected object, got %s", json_kind(obj));
+        return fail(rej, &root, GW_R_MALFORMED_PAYLOAD, "expected object, got %s",
+                    gw_json_kind(obj));
     static const fields_rule rule = {GW_R_UNKNOWN_PARAM, "a declared param", NULL, true};
     return check_fields(specs, n, &rule, obj, &root, out, rej);
 }

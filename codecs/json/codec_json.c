@@ -2,6 +2,7 @@
  * function and write replies) into thing messages. Checks the envelope only; the thing model
  * checks the values (gw_tm_check_*), so the two stay separate. */
 #include "codec_json.h"
+#include "../../gateway/json_write.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,34 +38,12 @@ static unsigned kind_keys(gw_msg_kind kind)
     return 0;
 }
 
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "object";
-    case JSON_ARRAY:
-        return "array";
-    case JSON_STRING:
-        return "string";
-    case JSON_INTEGER:
-        return "integer";
-    case JSON_REAL:
-        return "real";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "bool";
-    case JSON_NULL:
-        return "null";
-    }
-    return "unknown";
-}
-
 #define KEY_IS(lit) (key_len == sizeof(lit) - 1 && memcmp(key, lit, sizeof(lit) - 1) == 0)
 
 static int expect(gw_reject *rej, const char *key, const char *what, const json_t *v)
 {
     return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "%s: expected %s, got %s", key, what,
-                         json_kind(v));
+                         gw_json_kind(v));
 }
 
 static int copy_id(char *dst, size_t cap, const char *key, const json_t *v, gw_reject *rej)
@@ -170,7 +149,7 @@ static int decode(const gw_decode_hint *hint, const uint8_t *buf, size_t len, gw
     unsigned seen = 0;
     if (!json_is_object(root)) {
         rc = gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "top level: expected object, got %s",
-                           json_kind(root));
+                           gw_json_kind(root));
         goto fail;
     }
     for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
