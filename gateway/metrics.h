@@ -32,7 +32,28 @@
     X(GW_M_MQTT_AUTH_UNKNOWN, "mqtt_auth_failures_total{reason=\"unknown_device\"}", NULL)         \
     X(GW_M_MQTT_AUTH_CLIENTID, "mqtt_auth_failures_total{reason=\"identifier_rejected\"}", NULL)   \
     X(GW_M_MQTT_ACL_PUB, "mqtt_acl_denied_total{op=\"publish\"}", NULL)                            \
-    X(GW_M_MQTT_ACL_SUB, "mqtt_acl_denied_total{op=\"subscribe\"}", NULL)
+    X(GW_M_MQTT_ACL_SUB, "mqtt_acl_denied_total{op=\"subscribe\"}", NULL)                          \
+    X(GW_M_TCP_FRAMES, "tcp_frames_total", "TCP frames received (decoded or not)")                 \
+    X(GW_M_TCP_BAD_OVERSIZED, "tcp_bad_frames_total{reason=\"oversized\"}", NULL)                  \
+    X(GW_M_TCP_BAD_GARBAGE, "tcp_bad_frames_total{reason=\"garbage\"}", NULL)                      \
+    X(GW_M_TCP_BAD_CHECK, "tcp_bad_frames_total{reason=\"bad_check\"}", NULL)                      \
+    X(GW_M_TCP_BAD_UNDECODABLE, "tcp_bad_frames_total{reason=\"undecodable\"}", NULL)              \
+    X(GW_M_TCP_BAD_DEVICE, "tcp_bad_frames_total{reason=\"device_mismatch\"}", NULL)               \
+    X(GW_M_TCP_BAD_INCOMPLETE, "tcp_bad_frames_total{reason=\"incomplete\"}", NULL)                \
+    X(GW_M_TCP_LOGIN_UNKNOWN, "tcp_login_failures_total{reason=\"unknown_device\"}", NULL)         \
+    X(GW_M_TCP_LOGIN_SECRET, "tcp_login_failures_total{reason=\"bad_secret\"}", NULL)              \
+    X(GW_M_TCP_LOGIN_NONE, "tcp_login_failures_total{reason=\"not_a_login\"}", NULL)               \
+    X(GW_M_TCP_LOGIN_TIMEOUT, "tcp_login_timeouts_total", "connections closed before a login")     \
+    X(GW_M_TCP_IDLE, "tcp_idle_timeouts_total", "TCP sessions closed by the idle timeout")         \
+    X(GW_M_TCP_TAKEOVER, "tcp_takeovers_total", "TCP sessions taken over by a new connection")     \
+    X(GW_M_UDP_DATAGRAMS, "udp_datagrams_total", "UDP datagrams received")                         \
+    X(GW_M_UDP_DROP_OVERSIZED, "udp_dropped_total{reason=\"oversized\"}", NULL)                    \
+    X(GW_M_UDP_DROP_MALFORMED, "udp_dropped_total{reason=\"malformed\"}", NULL)                    \
+    X(GW_M_UDP_DROP_UNKNOWN, "udp_dropped_total{reason=\"unknown_device\"}", NULL)                 \
+    X(GW_M_UDP_DROP_BAD_AUTH, "udp_dropped_total{reason=\"bad_auth\"}", NULL)                      \
+    X(GW_M_UDP_DROP_BAD_CHECK, "udp_dropped_total{reason=\"bad_check\"}", NULL)                    \
+    X(GW_M_UDP_IDLE, "udp_idle_timeouts_total", "UDP sessions ended by the idle timeout")          \
+    X(GW_M_UDP_TAKEOVER, "udp_takeovers_total", "UDP sessions moved to another loop")
 
 /* MQTT protocol errors, one labelled counter each: X(enum, "label") */
 #define GW_MQTT_ERRORS(X)                                                                          \

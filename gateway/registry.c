@@ -7,13 +7,28 @@
 #ifdef GW_ADAPTER_MQTT
 #include "../protocols/mqtt/mqtt.h"
 #endif
+#ifdef GW_ADAPTER_TCP
+#include "../protocols/tcp/tcp.h"
+#endif
+#ifdef GW_ADAPTER_UDP
+#include "../protocols/udp/udp.h"
+#endif
 #ifdef GW_CODEC_JSON
 #include "../codecs/json/codec_json.h"
+#endif
+#ifdef GW_CODEC_BINARY
+#include "../codecs/binary/codec_binary.h"
 #endif
 
 static const gw_adapter_ops *const adapters[] = {
 #ifdef GW_ADAPTER_MQTT
     &gw_adapter_mqtt_ops,
+#endif
+#ifdef GW_ADAPTER_TCP
+    &gw_adapter_tcp_ops,
+#endif
+#ifdef GW_ADAPTER_UDP
+    &gw_adapter_udp_ops,
 #endif
     NULL,
 };
@@ -21,6 +36,9 @@ static const gw_adapter_ops *const adapters[] = {
 static const gw_codec_ops *const codecs[] = {
 #ifdef GW_CODEC_JSON
     &gw_codec_json_ops,
+#endif
+#ifdef GW_CODEC_BINARY
+    &gw_codec_binary_ops,
 #endif
     NULL,
 };

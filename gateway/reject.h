@@ -18,7 +18,9 @@
     X(GW_R_NOT_WRITABLE, "property_not_writable")                                                  \
     X(GW_R_EMPTY_REPORT, "empty_report")                                                           \
     X(GW_R_UNKNOWN_TOPIC, "unknown_topic")                                                         \
-    X(GW_R_UNSUPPORTED, "unsupported")
+    X(GW_R_UNSUPPORTED, "unsupported")                                                             \
+    X(GW_R_BAD_CHECK, "bad_check")                                                                 \
+    X(GW_R_UNKNOWN_MESSAGE, "unknown_message")
 
 typedef enum gw_reason {
     GW_R_NONE = 0,

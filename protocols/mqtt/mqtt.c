@@ -1,5 +1,5 @@
-/* mqtt.c: the MQTT adapter's ops table: its config section, one SO_REUSEPORT listener per
- * configured address on every loop, the keep-alive sweep timer, back-pressure and shutdown. */
+/* mqtt.c: the MQTT adapter's ops table: its config section; listeners on every loop, the
+ * keep-alive sweep, back-pressure and shutdown are the stream module's (protocols/stream). */
 #include "mqtt_internal.h"
 
 #include <stddef.h>
@@ -7,11 +7,7 @@
 #include <string.h>
 
 #include "../../gateway/alloc.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
 #include "mqtt.h"
-
-#define SWEEP_MS 250
 
 static const gw_cfg_field mqtt_fields[] = {
     {"listeners", GW_CFG_LISTENERS, offsetof(gw__mqtt_cfg, listeners), 0, 0, NULL, true},
@@ -51,60 +47,11 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     return ad->bound_ports ? 0 : GW_ENOMEM;
 }
 
-static void on_sweep(uv_timer_t *t)
-{
-    gw__mqtt_sweep(t->data);
-}
-
-static int listen_one(gw__mqtt_loop *ml, size_t i)
-{
-    const gw_listen *li = &ml->ad->cfg.listeners.v[i];
-    uint16_t port = ml->ad->bound_ports[i] ? ml->ad->bound_ports[i] : li->port;
-    ml->servers[i].data = ml;
-    int rc = gw_listen_tcp(&ml->loop->uv, &ml->servers[i], li, &port, gw__mqtt_on_connection);
-    ml->servers[i].data = ml;
-    if (rc) {
-        GW_LOG_ERROR("mqtt", NULL, NULL, "cannot listen", "address=%s port=%u error=\"%s\"",
-                     li->address, port, uv_strerror(rc));
-        return rc;
-    }
-    if (!ml->ad->bound_ports[i]) { /* the first loop bound it: the others share its port */
-        ml->ad->bound_ports[i] = port;
-        gw_runtime_report_listener(ml->loop->rt, "mqtt", li->address, port);
-    }
-    return 0;
-}
-
 static int mqtt_start(gw_adapter *a, gw_loop *loop)
 {
     gw__mqtt_adapter *ad = a->state;
-    gw__mqtt_loop *ml = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ml));
-    if (!ml)
-        return GW_ENOMEM;
-    ml->a = a;
-    ml->ad = ad;
-    ml->loop = loop;
-    ml->n_servers = ad->cfg.listeners.n;
-    ml->servers = gw_calloc(GW_AREA_RUNTIME, ml->n_servers ? ml->n_servers : 1, sizeof(uv_tcp_t));
-    if (!ml->servers) {
-        gw_free(GW_AREA_RUNTIME, ml);
-        return GW_ENOMEM;
-    }
-    loop->adapter_state[gw_adapter_index(a)] = ml;
-    uv_timer_init(&loop->uv, &ml->sweep);
-    ml->sweep.data = ml;
-    uv_timer_start(&ml->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    for (size_t i = 0; i < ml->n_servers; i++) {
-        int rc = listen_one(ml, i);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static gw__mqtt_loop *loop_state(gw_adapter *a, gw_loop *loop)
-{
-    return loop->adapter_state[gw_adapter_index(a)];
+    return gw_stream_start(a, loop, &gw__mqtt_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
+                           ad->cfg.max_inflight);
 }
 
 static void mqtt_pause(gw_adapter *a, gw_loop *loop)
@@ -113,53 +60,9 @@ static void mqtt_pause(gw_adapter *a, gw_loop *loop)
     (void)loop; /* sessions pause themselves when they see the store full */
 }
 
-static void mqtt_resume(gw_adapter *a, gw_loop *loop)
-{
-    gw__mqtt_loop *ml = loop_state(a, loop);
-    gw__mqtt_conn *c = ml ? ml->paused : NULL;
-    if (!ml)
-        return;
-    ml->paused = NULL;
-    while (c) {
-        gw__mqtt_conn *next = c->pnext;
-        c->pnext = NULL;
-        c->pause_listed = false;
-        gw__mqtt_resume(c);
-        gw_session_release(&c->base);
-        c = next;
-    }
-}
-
-static void mqtt_stop(gw_adapter *a, gw_loop *loop)
-{
-    gw__mqtt_loop *ml = loop_state(a, loop);
-    if (!ml)
-        return;
-    ml->stopping = true;
-    for (size_t i = 0; i < ml->n_servers; i++)
-        if (!uv_is_closing((uv_handle_t *)&ml->servers[i]) && ml->servers[i].loop)
-            uv_close((uv_handle_t *)&ml->servers[i], NULL);
-    for (gw__mqtt_conn *c = ml->conns; c; c = c->next) {
-        if (c->reading) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
-            c->reading = false;
-        }
-    }
-}
-
 static void mqtt_close_sessions(gw_adapter *a, gw_loop *loop)
 {
-    gw__mqtt_loop *ml = loop_state(a, loop);
-    if (!ml)
-        return;
-    gw__mqtt_conn *c = ml->conns, *next;
-    for (; c; c = next) {
-        next = c->next;
-        c->has_will = false;
-        gw__mqtt_close(c, "shutdown", false);
-    }
-    if (!uv_is_closing((uv_handle_t *)&ml->sweep))
-        uv_close((uv_handle_t *)&ml->sweep, NULL);
+    gw_stream_close_all(a, loop, "shutdown");
 }
 
 static void mqtt_uninit(gw_adapter *a)
@@ -167,15 +70,7 @@ static void mqtt_uninit(gw_adapter *a)
     gw__mqtt_adapter *ad = a->state;
     if (!ad)
         return;
-    gw_runtime *rt = a->rt;
-    for (unsigned i = 0; rt && i < rt->n_loops; i++) {
-        gw__mqtt_loop *ml = rt->loops[i].adapter_state[gw_adapter_index(a)];
-        if (ml) {
-            gw_free(GW_AREA_RUNTIME, ml->servers);
-            gw_free(GW_AREA_RUNTIME, ml);
-            rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
-        }
-    }
+    gw_stream_free_all(a);
     gw_cfg_free(mqtt_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->bound_ports);
     gw_free(GW_AREA_RUNTIME, ad);
@@ -188,8 +83,8 @@ const gw_adapter_ops gw_adapter_mqtt_ops = {
     .init = mqtt_init,
     .start = mqtt_start,
     .pause = mqtt_pause,
-    .resume = mqtt_resume,
-    .stop = mqtt_stop,
+    .resume = gw_stream_resume_all,
+    .stop = gw_stream_stop,
     .close_sessions = mqtt_close_sessions,
     .uninit = mqtt_uninit,
 };

@@ -941,3 +941,29 @@ def run(main):
     except Exception as e:  # noqa: BLE001
         res.crash(e)
     res.finish()
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary-frame products (TCP/UDP adapters)
+
+
+def load_product(pid):
+    """A product JSON shipped in config/products/ (or config/products.binary/), as a dict."""
+    for d in ("products", "products.binary"):
+        p = os.path.join(SRC, "config", d, pid + ".json")
+        if os.path.exists(p):
+            with open(p, encoding="utf-8") as f:
+                return json.load(f)
+    raise FileNotFoundError("no product %s in config/products{,.binary}" % pid)
+
+
+def adapter_port(gw, adapter):
+    """The port an adapter reported on --ready-fd (its first listener)."""
+    return gw.ports.get(adapter)
+
+
+def check_config(gw):
+    """Runs iotgw --check-config on gw's files: (exit code, stdout, stderr)."""
+    p = subprocess.run([BIN, "--check-config", "-c", gw.cfg_path], capture_output=True,
+                       timeout=30 * SLOW, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")

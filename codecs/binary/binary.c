@@ -1,0 +1,403 @@
+/* binary.c: the "binary" codec's ops table: init/uninit (the compiled layout in p->codec_state),
+ * frame, decode (body -> check -> header -> discriminator -> message fields -> thing message),
+ * encode_ack, verify, and the command encoder for the downstream side. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const product_keys[] = {"frame", NULL};
+
+static const char *const algo_label[] = {"",      "crc16-modbus", "crc16-ccitt", "crc16-xmodem",
+                                         "crc32", "xor",          "sum8"};
+
+static const bin_layout *layout_of(const gw_product *p)
+{
+    return p && p->codec_ops == &gw_codec_binary_ops ? p->codec_state : NULL;
+}
+
+static int binary_init(gw_product *p, gw_error *err)
+{
+    bin_layout *l;
+    int rc = gw__binary_layout_load(p, &l, err);
+    if (rc == 0)
+        p->codec_state = l;
+    return rc;
+}
+
+static void binary_uninit(gw_product *p)
+{
+    gw__binary_layout_free(p->codec_state);
+    p->codec_state = NULL;
+}
+
+size_t gw_binary_max_frame(const gw_product *p)
+{
+    const bin_layout *l = layout_of(p);
+    return l ? l->max_frame : 0;
+}
+
+static int binary_frame(const gw_product *p, const uint8_t *buf, size_t len, size_t *skip)
+{
+    const bin_layout *l = layout_of(p);
+    *skip = 0;
+    return l ? gw__binary_frame(l, buf, len, skip) : GW_EPROTO;
+}
+
+/* ---- decode ----------------------------------------------------------------------------- */
+
+typedef struct dctx {
+    const uint8_t *body;
+    size_t len;
+    size_t cursor;
+    size_t tail; /* bytes at the end reserved for fields from the end and the check */
+} dctx;
+
+/* Where field f sits in this frame and how many bytes it takes. */
+static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reject *rej)
+{
+    int64_t at = f->pos == BIN_POS_START ? f->off
+                 : f->pos == BIN_POS_END ? (int64_t)d->len + f->off
+                                         : (int64_t)d->cursor;
+    /* fields from the start never reach into the bytes reserved at the end */
+    size_t limit = f->pos == BIN_POS_END ? d->len : d->len > d->tail ? d->len - d->tail : 0;
+    size_t sz = f->size;
+    if (at < 0 || (size_t)at + f->size > limit)
+        goto short_frame;
+    if (f->prefix) {
+        sz = f->prefix + (size_t)gw__binary_get_uint(d->body + at, f->prefix, f->little);
+        if ((size_t)at + sz > limit)
+            goto short_frame;
+    }
+    *pos = (size_t)at;
+    *size = sz;
+    if (f->pos != BIN_POS_END)
+        d->cursor = (size_t)at + sz;
+    return 0;
+short_frame:
+    return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                         "field %s (offset %lld, %zu bytes): the frame has %zu bytes",
+                         gw__binary_label(f), (long long)at, sz, d->len);
+}
+
+static int read_role(const bin_field *f, const uint8_t *b, size_t n, gw_thing_msg *out,
+                     gw_reject *rej)
+{
+    bin_num num;
+    switch (f->role) {
+    case BIN_ROLE_DEVICE_ID:
+        return gw__binary_to_text(f, b, n, out->device_id, sizeof(out->device_id), rej);
+    case BIN_ROLE_SECRET:
+        return gw__binary_to_text(f, b, n, out->secret, sizeof(out->secret), rej);
+    case BIN_ROLE_MSG_ID:
+        return gw__binary_to_text(f, b, n, out->msg_id, sizeof(out->msg_id), rej);
+    default:
+        break;
+    }
+    if (gw__binary_read_num(f, b, &num, rej) || gw__binary_xform(f, &num, rej))
+        return GW_EINVAL;
+    uint64_t u = num.kind == BIN_NUM_UINT ? num.u : (uint64_t)num.i;
+    switch (f->role) {
+    case BIN_ROLE_SEQ:
+        out->seq = (uint32_t)u;
+        break;
+    case BIN_ROLE_RESULT:
+        out->success = u == 0;
+        break;
+    case BIN_ROLE_REQUEST_CODE:
+        break;
+    case BIN_ROLE_TIMESTAMP:
+        if ((num.kind == BIN_NUM_INT && num.i < 0) ||
+            (num.kind == BIN_NUM_UINT && num.u > INT64_MAX))
+            return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: timestamp out of range",
+                                 gw__binary_label(f));
+        out->timestamp_ms = (int64_t)u;
+        break;
+    }
+    return 0;
+}
+
+static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *raw, gw_reject *rej)
+{
+    size_t pos = 0, n = 0;
+    if (place(d, f, &pos, &n, rej))
+        return GW_EINVAL;
+    const uint8_t *b = d->body + pos;
+    if (f->has_value || raw) {
+        bin_num num;
+        if (gw__binary_read_num(f, b, &num, rej))
+            return GW_EINVAL;
+        uint64_t v = num.kind == BIN_NUM_UINT ? num.u : (uint64_t)num.i;
+        if (raw)
+            *raw = v;
+        if (f->has_value && v != f->value)
+            return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                 "field %s: expected 0x%" PRIX64 ", got 0x%" PRIX64,
+                                 gw__binary_label(f), f->value, v);
+    }
+    if (f->target == BIN_TG_ROLE)
+        return read_role(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, out, rej);
+    if (f->target == BIN_TG_NONE)
+        return 0;
+    json_t *v;
+    if (gw__binary_to_json(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, &v,
+                           rej))
+        return GW_EINVAL;
+    if (!out->values || json_object_set_new(out->values, f->target_id, v) != 0)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: out of memory",
+                             gw__binary_label(f));
+    return 0;
+}
+
+/* The upstream message (down: the command or ack) with this discriminator value. */
+static const bin_msg *find_msg(const bin_layout *l, bool has_code, uint32_t code, bool down)
+{
+    for (size_t i = 0; i < l->n_msgs; i++) {
+        const bin_msg *m = &l->msgs[i];
+        if (BIN_K_IS_UP(m->kind) != down && (!has_code || m->match == code))
+            return m;
+    }
+    for (size_t i = 0; down && i < l->n_acks; i++)
+        if (!has_code || l->acks[i].match == code)
+            return &l->acks[i];
+    return NULL;
+}
+
+static int check_frame(const bin_layout *l, const uint8_t *b, size_t len, gw_reject *rej)
+{
+    int64_t from = l->ck_from < 0 ? (int64_t)len + l->ck_from : l->ck_from;
+    int64_t to = l->ck_to < 0 ? (int64_t)len + l->ck_to : l->ck_to;
+    int64_t at = l->ck_at < 0 ? (int64_t)len + l->ck_at : l->ck_at;
+    if (from < 0 || to > (int64_t)len || from > to || at < 0 || at + l->ck_width > (int64_t)len)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "frame of %zu bytes is too short for "
+                             "its check",
+                             len);
+    if (at < to && from < at + l->ck_width)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "frame of %zu bytes: its check lies inside the checked bytes", len);
+    uint32_t want = gw__binary_check((bin_algo)l->algo, b + from, (size_t)(to - from));
+    uint32_t got = (uint32_t)gw__binary_get_uint(b + at, l->ck_width, l->ck_little);
+    if (want != got)
+        return gw_reject_set(rej, GW_R_BAD_CHECK,
+                             "%s: the frame says 0x%0*" PRIX32 ", the bytes give 0x%0*" PRIX32,
+                             algo_label[l->algo], 2 * l->ck_width, got, 2 * l->ck_width, want);
+    return 0;
+}
+
+static gw_msg_kind msg_kind(bin_kind k)
+{
+    switch (k) {
+    case BIN_K_LOGIN:
+        return GW_MSG_LOGIN;
+    case BIN_K_REPORT:
+        return GW_MSG_PROPERTY_REPORT;
+    case BIN_K_EVENT:
+        return GW_MSG_EVENT;
+    case BIN_K_FUNCTION_REPLY:
+        return GW_MSG_FUNCTION_REPLY;
+    case BIN_K_WRITE_REPLY:
+        return GW_MSG_WRITE_REPLY;
+    case BIN_K_HEARTBEAT:
+        return GW_MSG_HEARTBEAT;
+    default:
+        return GW_MSG_NONE;
+    }
+}
+
+static int decode_body(const bin_layout *l, bool down, const uint8_t *body, size_t len,
+                       gw_thing_msg *out, const bin_msg **which, gw_reject *rej)
+{
+    dctx d = {.body = body, .len = len, .tail = l->header_tail};
+    uint64_t code = 0;
+    if (l->algo && check_frame(l, body, len, rej))
+        return GW_EINVAL;
+    for (size_t i = 0; i < l->n_header; i++)
+        if (read_field(&d, &l->header[i], out, (int)i == l->disc ? &code : NULL, rej))
+            return GW_EINVAL;
+    out->type_code = (uint32_t)code;
+    const bin_msg *m = find_msg(l, l->disc >= 0, (uint32_t)code, down);
+    if (!m) {
+        if (l->disc >= 0)
+            return gw_reject_set(rej, GW_R_UNKNOWN_MESSAGE,
+                                 "discriminator %s: no message matches 0x%" PRIX64,
+                                 gw__binary_label(&l->header[l->disc]), code);
+        return gw_reject_set(rej, GW_R_UNKNOWN_MESSAGE, "no message to decode");
+    }
+    *which = m;
+    out->kind = msg_kind((bin_kind)m->kind);
+    if (m->ref)
+        snprintf(out->name, sizeof(out->name), "%s", m->ref);
+    if (m->kind == BIN_K_FUNCTION_REPLY || m->kind == BIN_K_WRITE_REPLY || m->kind == BIN_K_ACK)
+        out->success = 1;
+    if (m->length >= 0 && (size_t)m->length != len)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "message 0x%" PRIX32 ": %zu bytes, the layout says %d", m->match, len,
+                             m->length);
+    if (m->kind != BIN_K_LOGIN && m->kind != BIN_K_HEARTBEAT && m->kind != BIN_K_WRITE_REPLY &&
+        m->kind != BIN_K_ACK && !(out->values = json_object()))
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "out of memory");
+    d.tail = m->tail;
+    for (size_t i = 0; i < m->n_fields; i++)
+        if (read_field(&d, &m->fields[i], out, NULL, rej))
+            return GW_EINVAL;
+    if (m->role_seq && !m->role_msg_id)
+        snprintf(out->msg_id, sizeof(out->msg_id), "%" PRIu32, out->seq);
+    return 0;
+}
+
+int gw__binary_decode(const gw_product *p, bool downstream, const uint8_t *buf, size_t len,
+                      gw_thing_msg *out, const bin_msg **which, gw_reject *rej)
+{
+    uint8_t scratch[GW_BINARY_MAX_FRAME];
+    const bin_layout *l = layout_of(p);
+    const uint8_t *body;
+    size_t body_len;
+
+    memset(out, 0, sizeof(*out));
+    *which = NULL;
+    if (!l)
+        return gw_reject_set(rej, GW_R_UNSUPPORTED, "binary codec: the product has no layout");
+    if (gw__binary_body(l, buf, len, scratch, &body, &body_len, rej))
+        return GW_EINVAL;
+    int rc = decode_body(l, downstream, body, body_len, out, which, rej);
+    if (rc) {
+        /* A refused frame keeps no values. After a bad check nothing in it can be trusted; after
+         * other problems the kind, seq and device id stay for a negative ack. */
+        json_decref(out->values);
+        out->values = NULL;
+        if (rej->reason == GW_R_BAD_CHECK || rej->reason == GW_R_UNKNOWN_MESSAGE)
+            memset(out, 0, sizeof(*out));
+        *which = NULL;
+    }
+    return rc;
+}
+
+static int binary_decode(const gw_product *p, const gw_decode_hint *hint, const uint8_t *buf,
+                         size_t len, gw_thing_msg *out, gw_reject *rej)
+{
+    const bin_msg *m;
+    (void)hint; /* the discriminator tells */
+    return gw__binary_decode(p, false, buf, len, out, &m, rej);
+}
+
+/* ---- acks, verify, commands ------------------------------------------------------------- */
+
+/* The upstream message a decoded message came from. */
+static const bin_msg *upstream_of(const bin_layout *l, const gw_thing_msg *m)
+{
+    if (m->kind == GW_MSG_NONE)
+        return NULL;
+    const bin_msg *bm = find_msg(l, l->disc >= 0, m->type_code, false);
+    return bm && msg_kind((bin_kind)bm->kind) == m->kind ? bm : NULL;
+}
+
+static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, int status, uint8_t *out,
+                             size_t cap, size_t *n)
+{
+    const bin_layout *l = layout_of(p);
+    gw_error err = {0};
+    *n = 0;
+    const bin_msg *bm = l ? upstream_of(l, m) : NULL;
+    if (!bm || bm->ack < 0)
+        return 0;
+    const bin_msg *ack = &l->acks[bm->ack];
+    if (status < 0 && !ack->role_result)
+        return 0; /* no negative ack in this layout */
+    bin_src src = {.req = m, .status = status};
+    return gw__binary_encode(l, ack, &src, out, cap, n, &err);
+}
+
+static int binary_verify(const gw_product *p, const gw_thing_msg *m, const uint8_t *frame,
+                         size_t len, const char *secret)
+{
+    const bin_layout *l = layout_of(p);
+    (void)frame, (void)len;
+    if (!l)
+        return GW_EAUTH;
+    const bin_msg *bm = upstream_of(l, m);
+    if (!bm && m->kind != GW_MSG_NONE)
+        return GW_EAUTH;
+    if (!(bm ? bm->role_secret : l->header_secret))
+        return 0;
+    /* constant time in the secret's bytes */
+    size_t a = strnlen(m->secret, sizeof(m->secret)), b = secret ? strlen(secret) : 0;
+    unsigned diff = a != b;
+    for (size_t i = 0; i < a; i++)
+        diff |= (unsigned)(m->secret[i] ^ (i < b ? secret[i] : 0));
+    return diff ? GW_EAUTH : 0;
+}
+
+/* The first write message whose properties are exactly the keys of props. */
+static const bin_msg *find_write(const bin_layout *l, const json_t *props)
+{
+    for (size_t i = 0; i < l->n_msgs; i++) {
+        const bin_msg *m = &l->msgs[i];
+        size_t carried = 0;
+        bool all = true;
+        if (m->kind != BIN_K_WRITE)
+            continue;
+        for (size_t j = 0; j < m->n_fields; j++) {
+            if (m->fields[j].target != BIN_TG_PROPERTY)
+                continue;
+            carried++;
+            all &= json_object_get(props, m->fields[j].target_id) != NULL;
+        }
+        if (all && carried == json_object_size(props))
+            return m;
+    }
+    return NULL;
+}
+
+int gw_binary_encode_command(const gw_product *p, const char *device_id, const char *function,
+                             json_t *inputs, uint32_t seq, uint8_t *out, size_t cap, size_t *n,
+                             gw_error *err)
+{
+    const bin_layout *l = layout_of(p);
+    const bin_msg *m = NULL;
+    *n = 0;
+    if (!l)
+        return gw_error_set(err, GW_EINVAL, "product %s does not use the binary codec",
+                            p && p->id ? p->id : "?");
+    if (inputs && !json_is_object(inputs))
+        return gw_error_set(err, GW_EINVAL, "inputs must be an object");
+    if (function) {
+        for (size_t i = 0; i < l->n_msgs && !m; i++)
+            if (l->msgs[i].kind == BIN_K_INVOKE && strcmp(l->msgs[i].ref, function) == 0)
+                m = &l->msgs[i];
+        if (!m)
+            return gw_error_set(err, GW_ENOTFOUND, "no invoke message for function \"%s\"",
+                                function);
+        const char *key;
+        json_t *v;
+        json_object_foreach(inputs, key, v)
+        {
+            bool found = false;
+            for (size_t j = 0; j < m->n_fields && !found; j++)
+                found =
+                    m->fields[j].target == BIN_TG_INPUT && strcmp(m->fields[j].target_id, key) == 0;
+            if (!found)
+                return gw_error_set(err, GW_EINVAL,
+                                    "inputs.%s: no field of the %s frame carries it", key,
+                                    function);
+        }
+    } else if (!json_object_size(inputs) || !(m = find_write(l, inputs))) {
+        return gw_error_set(err, GW_ENOTFOUND,
+                            "no write message carries exactly the properties given");
+    }
+    bin_src src = {.device_id = device_id, .seq = seq, .values = inputs};
+    return gw__binary_encode(l, m, &src, out, cap, n, err);
+}
+
+const gw_codec_ops gw_codec_binary_ops = {
+    .abi = GW_CODEC_ABI,
+    .name = "binary",
+    .product_keys = product_keys,
+    .init = binary_init,
+    .uninit = binary_uninit,
+    .decode = binary_decode,
+    .frame = binary_frame,
+    .encode_ack = binary_encode_ack,
+    .verify = binary_verify,
+};

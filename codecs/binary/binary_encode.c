@@ -1,0 +1,213 @@
+/* binary_encode.c: builds downstream frames (acks, commands) from the same declarations that
+ * decode upstream ones: header + message fields laid out, the length field and the check filled
+ * in, then delimited and escaped for the wire. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Where a field's value comes from. */
+typedef struct src_val {
+    enum { SV_ZERO, SV_RAW, SV_NUM, SV_TEXT, SV_JSON } kind;
+    int64_t i;        /* SV_RAW (constant bits, no transform), SV_NUM (through the transform) */
+    const char *text; /* SV_TEXT */
+    const json_t *json;
+} src_val;
+
+static int field_source(const bin_layout *l, const bin_msg *m, const bin_field *f, bool is_disc,
+                        const bin_src *src, src_val *sv, char *numbuf, gw_error *err)
+{
+    const gw_thing_msg *req = src->req;
+    memset(sv, 0, sizeof(*sv));
+    if (f->has_value) {
+        sv->kind = SV_RAW;
+        sv->i = (int64_t)f->value;
+        return 0;
+    }
+    if (is_disc) {
+        sv->kind = SV_RAW;
+        sv->i = m->match;
+        return 0;
+    }
+    switch (f->target) {
+    case BIN_TG_NONE:
+        return 0;
+    case BIN_TG_ROLE:
+        break;
+    default:
+        sv->json = src->values ? json_object_get(src->values, f->target_id) : NULL;
+        if (!sv->json)
+            return gw_error_set(err, GW_EINVAL, "%s: \"%s\" is missing", f->path, f->target_id);
+        sv->kind = SV_JSON;
+        return 0;
+    }
+    switch (f->role) {
+    case BIN_ROLE_DEVICE_ID:
+        sv->text = req ? req->device_id : src->device_id;
+        sv->kind = sv->text ? SV_TEXT : SV_ZERO;
+        break;
+    case BIN_ROLE_SEQ:
+        sv->kind = SV_RAW;
+        sv->i = req ? req->seq : src->seq;
+        break;
+    case BIN_ROLE_MSG_ID:
+        if (req) {
+            sv->text = req->msg_id;
+        } else {
+            snprintf(numbuf, 24, "%" PRIu32, src->seq);
+            sv->text = numbuf;
+        }
+        sv->kind = SV_TEXT;
+        break;
+    case BIN_ROLE_TIMESTAMP:
+        sv->kind = SV_NUM;
+        sv->i = req ? req->timestamp_ms : 0;
+        break;
+    case BIN_ROLE_RESULT:
+        sv->kind = SV_RAW;
+        sv->i = src->status < 0 ? 1 : 0;
+        break;
+    case BIN_ROLE_REQUEST_CODE:
+        sv->kind = SV_RAW;
+        sv->i = req ? req->type_code : 0;
+        break;
+    default: /* secret: never sent back */
+        break;
+    }
+    (void)l;
+    return 0;
+}
+
+/* Bytes a field takes for this value (prefixed fields: prefix + data). */
+static size_t field_size(const bin_field *f, const src_val *sv)
+{
+    if (!f->prefix)
+        return f->size;
+    size_t n = 0;
+    if (sv->kind == SV_TEXT)
+        n = strlen(sv->text);
+    else if (sv->kind == SV_JSON && json_is_string(sv->json))
+        n = json_string_length(sv->json);
+    if (f->type == BIN_BYTES)
+        n /= 2;
+    return f->prefix + n;
+}
+
+static int field_put(const bin_field *f, const src_val *sv, uint8_t *b, size_t cap, gw_error *err)
+{
+    size_t used;
+    switch (sv->kind) {
+    case SV_ZERO:
+        if (f->prefix)
+            gw__binary_put_uint(b, f->prefix, f->little, 0);
+        return 0;
+    case SV_RAW:
+        return gw__binary_put_int(f, sv->i, b, err);
+    case SV_NUM:
+        return gw__binary_put_num(f, sv->i, b, err);
+    case SV_TEXT:
+        return gw__binary_put_text(f, sv->text, b, cap, &used, err);
+    case SV_JSON:
+        return gw__binary_put_json(f, sv->json, b, cap, &used, err);
+    }
+    return 0;
+}
+
+typedef struct placed {
+    const bin_field *f;
+    src_val sv;
+    char num[24];
+    size_t pos, size;
+    bool from_end;
+} placed;
+
+int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
+                      size_t cap, size_t *n, gw_error *err)
+{
+    uint8_t body[GW_BINARY_MAX_FRAME];
+    size_t nf = l->n_header + m->n_fields, k = 0, cursor = 0, head = 0, body_cap = l->max_frame;
+    placed pl[64], *ps = pl;
+    int rc;
+
+    *n = 0;
+    if (nf > sizeof(pl) / sizeof(pl[0]) && !(ps = calloc(nf, sizeof(*ps))))
+        return gw_error_set(err, GW_ENOMEM, "out of memory");
+    if (l->framing == BIN_FR_DELIMITER)
+        body_cap -= (size_t)l->start_len + l->end_len;
+    /* pass 1: values, sizes and places from the start; the body's length */
+    for (size_t pass = 0; pass < 2; pass++) {
+        const bin_field *fs = pass ? m->fields : l->header;
+        size_t cnt = pass ? m->n_fields : l->n_header;
+        for (size_t i = 0; i < cnt; i++, k++) {
+            placed *p = &ps[k];
+            p->f = &fs[i];
+            rc = field_source(l, m, p->f, !pass && (int)i == l->disc, src, &p->sv, p->num, err);
+            if (rc)
+                goto done;
+            p->size = field_size(p->f, &p->sv);
+            p->from_end = p->f->pos == BIN_POS_END;
+            p->pos = p->f->pos == BIN_POS_START ? (size_t)p->f->off : cursor;
+            if (!p->from_end) {
+                cursor = p->pos + p->size;
+                if (cursor > head)
+                    head = cursor;
+            }
+        }
+    }
+    if (l->framing == BIN_FR_LENGTH && (size_t)l->len_off + l->len_width > head)
+        head = (size_t)l->len_off + l->len_width;
+    if (l->algo && l->ck_at >= 0 && (size_t)l->ck_at + l->ck_width > head)
+        head = (size_t)l->ck_at + l->ck_width;
+    size_t len = head + m->tail;
+    if (m->length >= 0)
+        len = (size_t)m->length;
+    else if (l->framing == BIN_FR_FIXED)
+        len = l->fixed_len;
+    if (len > body_cap || head + m->tail > len) {
+        rc = gw_error_set(err, GW_ETOOBIG, "a frame of %zu bytes exceeds the layout's %zu",
+                          head + m->tail,
+                          m->length >= 0 || l->framing == BIN_FR_FIXED ? len : body_cap);
+        goto done;
+    }
+    /* pass 2: write */
+    memset(body, 0, len);
+    for (k = 0; k < nf; k++) {
+        placed *p = &ps[k];
+        if (p->from_end)
+            p->pos = len + (size_t)(int64_t)p->f->off;
+        if ((rc = field_put(p->f, &p->sv, body + p->pos, len - p->pos, err)) != 0)
+            goto done;
+    }
+    if (l->framing == BIN_FR_LENGTH) {
+        int64_t v = (int64_t)len - l->len_adjust -
+                    (l->len_covers_frame ? 0 : (int64_t)(l->len_off + l->len_width));
+        if (v < 0 || (l->len_width < 8 && (uint64_t)v >> (8 * l->len_width))) {
+            rc = gw_error_set(err, GW_ETOOBIG, "frame.framing: %zu bytes cannot be described", len);
+            goto done;
+        }
+        gw__binary_put_uint(body + l->len_off, l->len_width, l->len_little, (uint64_t)v);
+    }
+    if (l->algo) {
+        int64_t from = l->ck_from < 0 ? (int64_t)len + l->ck_from : l->ck_from;
+        int64_t to = l->ck_to < 0 ? (int64_t)len + l->ck_to : l->ck_to;
+        int64_t at = l->ck_at < 0 ? (int64_t)len + l->ck_at : l->ck_at;
+        if (from < 0 || to > (int64_t)len || from > to || at < 0 ||
+            at + l->ck_width > (int64_t)len || (at < to && from < at + l->ck_width)) {
+            rc =
+                gw_error_set(err, GW_EINVAL, "frame.check: does not fit a frame of %zu bytes", len);
+            goto done;
+        }
+        uint32_t c = gw__binary_check((bin_algo)l->algo, body + from, (size_t)(to - from));
+        gw__binary_put_uint(body + at, l->ck_width, l->ck_little, c);
+    }
+    /* what we send obeys the same bound as what we accept */
+    rc = gw__binary_wrap(l, body, len, out, cap < l->max_frame ? cap : l->max_frame, n);
+    if (rc)
+        gw_error_set(err, rc, "the frame does not fit %zu bytes (max_frame %u)", cap, l->max_frame);
+done:
+    if (ps != pl)
+        free(ps);
+    return rc;
+}

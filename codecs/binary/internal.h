@@ -1,0 +1,273 @@
+/* internal.h: the binary codec's compiled layout (what binary_layout.c builds from a product's
+ * "frame" section) and the helpers its files share; nothing here is for use outside codecs/binary/.
+ */
+#ifndef GW_BINARY_INTERNAL_H
+#define GW_BINARY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec_binary.h"
+
+typedef enum bin_type {
+    BIN_U8,
+    BIN_I8,
+    BIN_U16,
+    BIN_I16,
+    BIN_U32,
+    BIN_I32,
+    BIN_U64,
+    BIN_I64,
+    BIN_F32,
+    BIN_F64,
+    BIN_BCD,
+    BIN_STRING,
+    BIN_BYTES,
+} bin_type;
+
+typedef enum bin_target {
+    BIN_TG_NONE,
+    BIN_TG_PROPERTY,
+    BIN_TG_PARAM,
+    BIN_TG_OUTPUT,
+    BIN_TG_INPUT,
+    BIN_TG_ROLE,
+} bin_target;
+
+typedef enum bin_role {
+    BIN_ROLE_NONE,
+    BIN_ROLE_DEVICE_ID,
+    BIN_ROLE_SECRET,
+    BIN_ROLE_SEQ,
+    BIN_ROLE_MSG_ID,
+    BIN_ROLE_TIMESTAMP,
+    BIN_ROLE_RESULT,
+    BIN_ROLE_REQUEST_CODE,
+} bin_role;
+
+typedef enum bin_kind {
+    BIN_K_LOGIN,
+    BIN_K_REPORT,
+    BIN_K_EVENT,
+    BIN_K_FUNCTION_REPLY,
+    BIN_K_WRITE_REPLY,
+    BIN_K_HEARTBEAT,
+    BIN_K_INVOKE, /* downstream from here on */
+    BIN_K_WRITE,
+    BIN_K_ACK,
+} bin_kind;
+
+#define BIN_K_IS_UP(k) ((k) < BIN_K_INVOKE)
+
+/* Where a field sits: a fixed offset from the start of the body, from its end, or right after
+ * the previous field (after a variable-length one: known only at run time). */
+typedef enum bin_pos { BIN_POS_START, BIN_POS_END, BIN_POS_AFTER } bin_pos;
+
+typedef struct bin_field {
+    char *name;  /* "" if none; for details */
+    char *path;  /* "frame.messages[1].fields[2]", for encode errors */
+    int32_t off; /* BIN_POS_START: >= 0; BIN_POS_END: < 0 */
+    uint8_t pos;
+    uint8_t type;
+    uint8_t little;    /* byte order of the number / the length prefix */
+    uint8_t prefix;    /* 0, or 1 / 2: length-prefixed string or bytes */
+    uint32_t size;     /* bytes on the wire (fixed-size fields; the prefix for prefixed ones) */
+    uint8_t bit, bits; /* bits == 0: the whole number */
+    bool has_xform, int_xform;
+    double scale, add;
+    int64_t iscale, iadd;
+    bool has_value;
+    uint64_t value; /* a constant, as raw bits of the type */
+    uint8_t target; /* bin_target */
+    uint8_t role;   /* bin_role, target == BIN_TG_ROLE */
+    char *target_id;
+    const gw_value_spec *spec; /* the thing-model spec of the target, NULL for roles */
+} bin_field;
+
+typedef struct bin_msg {
+    uint8_t kind; /* bin_kind */
+    bool has_match;
+    uint32_t match;
+    int32_t length; /* exact body length, -1: any */
+    char *ref;      /* event or function id, NULL otherwise */
+    bin_field *fields;
+    size_t n_fields;
+    int ack; /* index into bin_layout.acks, -1: none */
+    /* the message (with the header) has a field of this role */
+    bool role_seq, role_msg_id, role_secret, role_result;
+    uint32_t tail; /* bytes at the end taken by fields counted from the end and the check */
+} bin_msg;
+
+typedef enum bin_framing {
+    BIN_FR_FIXED,
+    BIN_FR_LENGTH,
+    BIN_FR_DELIMITER,
+    BIN_FR_DATAGRAM
+} bin_framing;
+
+typedef enum bin_algo {
+    BIN_CK_NONE,
+    BIN_CK_CRC16_MODBUS,
+    BIN_CK_CRC16_CCITT,
+    BIN_CK_CRC16_XMODEM,
+    BIN_CK_CRC32,
+    BIN_CK_XOR,
+    BIN_CK_SUM8,
+} bin_algo;
+
+typedef struct bin_layout {
+    uint32_t max_frame;
+    uint8_t framing;
+    uint32_t fixed_len;
+    /* length framing */
+    uint32_t len_off;
+    uint8_t len_width, len_little;
+    bool len_covers_frame;
+    int32_t len_adjust;
+    uint32_t min_total; /* the shortest frame a length field may describe */
+    /* delimiter framing */
+    uint8_t start[8], end[8];
+    uint8_t start_len, end_len;
+    bool has_escape;
+    uint8_t esc_byte;
+    uint8_t esc_to[256]; /* byte -> code after esc_byte; esc_need[b] says whether b is escaped */
+    bool esc_need[256];
+    int16_t esc_from[256]; /* code after esc_byte -> byte, -1: invalid */
+    /* fields */
+    bin_field *header;
+    size_t n_header;
+    int disc; /* index into header, -1: none */
+    bool header_secret;
+    uint32_t header_tail; /* like bin_msg.tail, for the header alone */
+    /* check */
+    uint8_t algo, ck_width, ck_little;
+    int32_t ck_from, ck_to, ck_at;
+    /* messages: upstream and downstream in declaration order; acks apart */
+    bin_msg *msgs;
+    size_t n_msgs;
+    bin_msg *acks;
+    size_t n_acks;
+} bin_layout;
+
+/* binary_layout.c */
+int gw__binary_layout_load(const gw_product *p, bin_layout **out, gw_error *err);
+void gw__binary_layout_free(bin_layout *l);
+
+/* What the layout loader's files share (binary_layout*.c): the load, the first error as
+ * "frame.<path>: what", and JSON helpers that report into it. */
+#define GW__BL_PATH_CAP 160
+typedef struct gw__bl_ctx {
+    const gw_product *p;
+    bin_layout *l;
+    gw_error *err;
+    bool little;       /* frame.endian */
+    uint32_t body_cap; /* the longest body a frame may have */
+} gw__bl_ctx;
+
+/* Where a field list sits: the header (kind -1), or a message / ack of this bin_kind. */
+typedef struct gw__bl_list {
+    int kind;
+    const gw_event_spec *ev;
+    const gw_function_spec *fn;
+} gw__bl_list;
+
+int gw__bl_fail(gw__bl_ctx *x, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *gw__bl_pathf(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *gw__bl_sub(char *buf, const char *path, const char *key); /* "path.key" */
+int gw__bl_lookup(const char *const *names, size_t n, const char *s);
+int gw__bl_unknown_keys(gw__bl_ctx *x, const json_t *o, const char *const *allowed,
+                        const char *path);
+/* An integer in [lo, hi] (hex: or a "0x..." string); *present false when the key is absent. */
+int gw__bl_get_int(gw__bl_ctx *x, const json_t *o, const char *key, const char *path, int64_t lo,
+                   int64_t hi, bool hex, int64_t *out, bool *present);
+int gw__bl_get_endian(gw__bl_ctx *x, const json_t *o, const char *path, bool dflt, bool *little);
+
+/* binary_layout_field.c */
+int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, const gw__bl_list *c,
+                        bin_field **out, size_t *n_out);
+size_t gw__binary_type_width(bin_type t); /* numbers: 1..8; 0 for bcd/string/bytes */
+bool gw__binary_type_is_int(bin_type t);
+bool gw__binary_type_is_unsigned(bin_type t);
+
+/* binary_layout_shape.c */
+/* Places fields declared "after the previous one"; *prev carries across lists. */
+int gw__bl_resolve(gw__bl_ctx *x, bin_field *fs, size_t n, const bin_field **prev);
+/* The frame of message m (NULL: the header alone) is sound. */
+int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m);
+/* In a body of len bytes, would the check value lie inside the bytes it checks? */
+bool gw__bl_check_in_range(const bin_layout *l, int64_t len);
+
+/* binary_check.c */
+size_t gw__binary_check_width(bin_algo a);
+uint32_t gw__binary_check(bin_algo a, const uint8_t *buf, size_t len);
+uint16_t gw__crc16_modbus(const uint8_t *buf, size_t len);
+uint16_t gw__crc16_ccitt(const uint8_t *buf, size_t len, uint16_t init);
+uint32_t gw__crc32(const uint8_t *buf, size_t len);
+
+/* binary_frame.c: raw stream <-> body. */
+int gw__binary_frame(const bin_layout *l, const uint8_t *buf, size_t len, size_t *skip);
+/* The body of a whole frame: *body points into buf, or into scratch (cap >= len) when escapes
+ * had to be undone. 0 or GW_EINVAL with rej filled. */
+int gw__binary_body(const bin_layout *l, const uint8_t *buf, size_t len, uint8_t *scratch,
+                    const uint8_t **body, size_t *body_len, gw_reject *rej);
+/* Wraps a body for the wire (delimiters, escaping) into out. 0 or GW_ETOOBIG. */
+int gw__binary_wrap(const bin_layout *l, const uint8_t *body, size_t body_len, uint8_t *out,
+                    size_t cap, size_t *n);
+
+/* binary_fields.c: one field's bytes <-> a value. */
+uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little);
+void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v);
+
+/* A number read from a field: integer (signed or unsigned) or real. */
+typedef struct bin_num {
+    enum { BIN_NUM_INT, BIN_NUM_UINT, BIN_NUM_REAL } kind;
+    int64_t i;
+    uint64_t u;
+    double d;
+} bin_num;
+
+/* Reads a numeric field (ints, floats, bits, bcd as a number) at b; rej on bad bcd / NaN. */
+int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_reject *rej);
+/* Applies the transform; integer results stay integers (overflow rejected). */
+int gw__binary_xform(const bin_field *f, bin_num *n, gw_reject *rej);
+/* A decoded field as the JSON value its target gets (new reference), given its bytes b[0..n). */
+int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, json_t **out,
+                       gw_reject *rej);
+/* Text of a field for device_id / secret / msg_id: string, bcd digits, hex, decimal. */
+int gw__binary_to_text(const bin_field *f, const uint8_t *b, size_t n, char *dst, size_t cap,
+                       gw_reject *rej);
+/* Encoding: the bytes of a value for field f into b (f's wire size, or the prefix + data for a
+ * prefixed field: *used). 0, or GW_EINVAL with err naming why. */
+int gw__binary_put_json(const bin_field *f, const json_t *v, uint8_t *b, size_t cap, size_t *used,
+                        gw_error *err);
+int gw__binary_put_int(const bin_field *f, int64_t v, uint8_t *b, gw_error *err);
+/* A number through the inverse transform: raw = round((v - add) / scale). */
+int gw__binary_put_num(const bin_field *f, int64_t v, uint8_t *b, gw_error *err);
+int gw__binary_put_text(const bin_field *f, const char *s, uint8_t *b, size_t cap, size_t *used,
+                        gw_error *err);
+
+/* A field's name for details: its "name", or its JSON path. */
+static inline const char *gw__binary_label(const bin_field *f)
+{
+    return f->name && f->name[0] ? f->name : f->path;
+}
+
+/* binary_encode.c */
+typedef struct bin_src {
+    const gw_thing_msg *req; /* ack: the request */
+    int status;
+    const char *device_id;
+    uint32_t seq;
+    const json_t *values; /* command inputs / properties */
+} bin_src;
+int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
+                      size_t cap, size_t *n, gw_error *err);
+
+/* binary.c: decode; with downstream, of our own frames (commands, acks: tests, fuzzing) instead
+ * of a device's. *which is the matched message (NULL on failure). */
+int gw__binary_decode(const gw_product *p, bool downstream, const uint8_t *buf, size_t len,
+                      gw_thing_msg *out, const bin_msg **which, gw_reject *rej);
+
+#endif

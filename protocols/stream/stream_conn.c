@@ -1,0 +1,501 @@
+/* stream_conn.c: one byte-stream device connection: reading on the loop's shared buffer with
+ * partial input kept per connection, pauses (back-pressure, acks in flight), the ordered ack ring
+ * completed by the store, output flush, accept and close. The adapter's callbacks do the rest. */
+#include "stream_conn.h"
+
+#include <string.h>
+
+#include "../../gateway/alloc.h"
+#include "../../gateway/listen.h"
+#include "../../gateway/metrics.h"
+#include "stream_internal.h"
+
+#define IN_MIN 4096
+
+static gw_stream_conn *conn_of(gw_session *s)
+{
+    return (gw_stream_conn *)s;
+}
+
+void gw_stream_peer(const gw_stream_conn *c, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        ss.ss_family = AF_UNSPEC;
+    gw_sockaddr_str((struct sockaddr *)&ss, buf, cap);
+}
+
+const gw_config *gw_stream_cfg(const gw_stream_conn *c)
+{
+    return c->sl->loop->rt->cfg;
+}
+
+void gw__stream_peer(gw_session *s, char *buf, size_t cap)
+{
+    gw_stream_peer(conn_of(s), buf, cap);
+}
+
+/* ---- output ---- */
+
+int gw_stream_out_reserve(gw_stream_conn *c, size_t n)
+{
+    if (c->out_len + n <= c->out_cap)
+        return 0;
+    size_t cap = c->out_cap ? c->out_cap : 256;
+    while (cap < c->out_len + n)
+        cap *= 2;
+    uint8_t *o = gw_realloc(GW_AREA_SESSION, c->out, cap);
+    if (!o)
+        return GW_ENOMEM;
+    c->out = o;
+    c->out_cap = (uint32_t)cap;
+    return 0;
+}
+
+void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n)
+{
+    if (gw_stream_out_reserve(c, n))
+        return; /* out of memory: the peer will time out and retry */
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += (uint32_t)n;
+    gw_session_mark_dirty(&c->base);
+}
+
+typedef struct write_req {
+    uv_write_t req;
+    gw_stream_conn *c;
+    uint8_t data[];
+} write_req;
+
+static void on_written(uv_write_t *req, int status)
+{
+    write_req *w = (write_req *)req;
+    gw_stream_conn *c = w->c;
+    if (status < 0 && status != UV_ECANCELED && c->state != GW_STREAM_CLOSING)
+        gw_stream_close(c, "connection_lost", true);
+    gw_free(GW_AREA_SESSION, w);
+    gw_session_release(&c->base);
+}
+
+/* Writes what is pending: uv_try_write first (no copy, no request), a queued write for the rest. */
+void gw_stream_flush(gw_stream_conn *c)
+{
+    if (!c->out_len || uv_is_closing((uv_handle_t *)&c->tcp))
+        goto done;
+    uv_buf_t b = uv_buf_init((char *)c->out, c->out_len);
+    int n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)
+                ? UV_EAGAIN
+                : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+        n = 0;
+    if (n < 0) {
+        c->out_len = 0;
+        gw_stream_close(c, "connection_lost", true);
+        goto done;
+    }
+    if ((uint32_t)n < c->out_len) {
+        size_t rest = c->out_len - (size_t)n;
+        write_req *w = gw_malloc(GW_AREA_SESSION, sizeof(*w) + rest);
+        if (!w) {
+            gw_stream_close(c, "connection_lost", false);
+            goto done;
+        }
+        memcpy(w->data, c->out + n, rest);
+        w->c = c;
+        gw_session_retain(&c->base);
+        b = uv_buf_init((char *)w->data, (unsigned)rest);
+        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+            gw_free(GW_AREA_SESSION, w);
+            gw_session_release(&c->base);
+        }
+    }
+done:
+    /* An idle connection keeps no output buffer: what was not written went to a write request. */
+    c->out_len = 0;
+    gw_free(GW_AREA_SESSION, c->out);
+    c->out = NULL;
+    c->out_cap = 0;
+}
+
+void gw__stream_flush(gw_session *s)
+{
+    gw_stream_flush(conn_of(s));
+}
+
+/* ---- acks in arrival order ---- */
+
+static int ring_push(gw_stream_conn *c, uint32_t entry, uint32_t *seq)
+{
+    if (c->ack_n == c->ack_cap) {
+        uint32_t ncap = c->ack_cap ? c->ack_cap * 2 : 16;
+        uint32_t *n = gw_malloc(GW_AREA_SESSION, ncap * sizeof(uint32_t));
+        if (!n)
+            return GW_ENOMEM;
+        for (uint32_t i = 0; i < c->ack_n; i++)
+            n[i] = c->acks[(c->ack_head + i) & (c->ack_cap - 1)];
+        gw_free(GW_AREA_SESSION, c->acks);
+        c->acks = n;
+        c->ack_cap = ncap;
+        c->ack_head = 0;
+    }
+    c->acks[(c->ack_head + c->ack_n) & (c->ack_cap - 1)] = entry;
+    *seq = c->ack_seq + c->ack_n;
+    c->ack_n++;
+    if (c->ack_n >= c->sl->max_inflight)
+        c->paused_inflight = true;
+    return 0;
+}
+
+/* Sends every ready ack at the head of the ring. */
+static void ack_drain(gw_stream_conn *c)
+{
+    while (c->ack_n && c->state != GW_STREAM_CLOSING) {
+        uint32_t e = c->acks[c->ack_head];
+        if (!(e & GW_STREAM_ACK_READY))
+            break;
+        if (e & GW_STREAM_ACK_BYTES) {
+            uint32_t n = e & GW_STREAM_ACK_MASK;
+            gw_stream_out(c, c->ackb + c->ackb_head, n);
+            c->ackb_head += n;
+            c->ackb_len -= n;
+        } else {
+            c->sl->ops->send_ack(c, e & GW_STREAM_ACK_MASK);
+        }
+        c->ack_head = (c->ack_head + 1) & (c->ack_cap - 1);
+        c->ack_n--;
+        c->ack_seq++;
+    }
+    if (c->ack_n == 0 && c->acks) {
+        gw_free(GW_AREA_SESSION, c->acks);
+        c->acks = NULL;
+        c->ack_cap = c->ack_head = 0;
+    }
+    if (c->ackb_len == 0 && c->ackb) {
+        gw_free(GW_AREA_SESSION, c->ackb);
+        c->ackb = NULL;
+        c->ackb_cap = c->ackb_head = 0;
+    }
+    if (c->paused_inflight && c->ack_n < (c->sl->max_inflight + 1) / 2) {
+        c->paused_inflight = false;
+        if (!c->busy) /* inside process: its loop goes on by itself */
+            gw__stream_resume(c);
+    }
+}
+
+int gw_stream_ack_push(gw_stream_conn *c, uint32_t entry, bool ready, uint32_t *seq)
+{
+    int rc = ring_push(c, (entry & GW_STREAM_ACK_MASK) | (ready ? GW_STREAM_ACK_READY : 0), seq);
+    if (rc == 0 && ready)
+        ack_drain(c);
+    return rc;
+}
+
+int gw_stream_ack_push_bytes(gw_stream_conn *c, const uint8_t *p, size_t n, bool ready,
+                             uint32_t *seq)
+{
+    if (n > GW_STREAM_ACK_MASK)
+        return GW_ETOOBIG;
+    if (c->ackb_head + c->ackb_len + n > c->ackb_cap) {
+        if (c->ackb_head) { /* compact first */
+            memmove(c->ackb, c->ackb + c->ackb_head, c->ackb_len);
+            c->ackb_head = 0;
+        }
+        if (c->ackb_len + n > c->ackb_cap) {
+            size_t cap = c->ackb_cap ? c->ackb_cap : 64;
+            while (cap < c->ackb_len + n)
+                cap *= 2;
+            uint8_t *b = gw_realloc(GW_AREA_SESSION, c->ackb, cap);
+            if (!b)
+                return GW_ENOMEM;
+            c->ackb = b;
+            c->ackb_cap = (uint32_t)cap;
+        }
+    }
+    int rc =
+        ring_push(c, (uint32_t)n | GW_STREAM_ACK_BYTES | (ready ? GW_STREAM_ACK_READY : 0), seq);
+    if (rc)
+        return rc;
+    memcpy(c->ackb + c->ackb_head + c->ackb_len, p, n);
+    c->ackb_len += (uint32_t)n;
+    if (ready)
+        ack_drain(c);
+    return 0;
+}
+
+void gw_stream_ack_ready(gw_stream_conn *c, uint32_t seq)
+{
+    uint32_t off = seq - c->ack_seq;
+    if (off < c->ack_n)
+        c->acks[(c->ack_head + off) & (c->ack_cap - 1)] |= GW_STREAM_ACK_READY;
+    ack_drain(c);
+}
+
+void gw__stream_committed(gw_session *s, gw_event *ev)
+{
+    gw_stream_conn *c = conn_of(s);
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    if (ev->status != 0) { /* the store gave up: never acknowledge; the device will resend */
+        gw_stream_close(c, "store_error", false);
+        return;
+    }
+    gw_stream_ack_ready(c, ev->token);
+}
+
+/* ---- reading ---- */
+
+bool gw_stream_hold(gw_stream_conn *c)
+{
+    if (c->paused_inflight)
+        return true;
+    if (gw_store_full(c->sl->loop->rt->store)) {
+        c->paused_bp = true;
+        gw_loop_note_backpressure(c->sl->loop);
+        return true;
+    }
+    return false;
+}
+
+static size_t run_process(gw_stream_conn *c, const uint8_t *buf, size_t len)
+{
+    c->busy = true;
+    size_t used = c->sl->ops->process(c, buf, len);
+    c->busy = false;
+    return used;
+}
+
+static int keep_input(gw_stream_conn *c, const uint8_t *p, size_t n)
+{
+    if (n > c->in_cap) {
+        size_t cap = n < IN_MIN ? IN_MIN : n;
+        uint8_t *b = gw_malloc(GW_AREA_SESSION, cap);
+        if (!b)
+            return GW_ENOMEM;
+        gw_free(GW_AREA_SESSION, c->in);
+        c->in = b;
+        c->in_cap = (uint32_t)cap;
+    }
+    memmove(c->in, p, n);
+    c->in_len = (uint32_t)n;
+    return 0;
+}
+
+static void release_input(gw_stream_conn *c)
+{
+    if (c->in_len == 0 && c->in) {
+        gw_free(GW_AREA_SESSION, c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+static bool must_stop_reading(const gw_stream_conn *c)
+{
+    return c->paused_bp || c->paused_inflight || c->state == GW_STREAM_CLOSING;
+}
+
+static void stop_reading(gw_stream_conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    if (c->paused_bp && !c->pause_listed && c->state != GW_STREAM_CLOSING) {
+        c->pause_listed = true;
+        c->pnext = c->sl->paused;
+        c->sl->paused = c;
+        gw_session_retain(&c->base);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    gw_stream_conn *c = h->data;
+    (void)suggested;
+    if (c->in_len) { /* continue a partial unit in the connection's own buffer */
+        size_t need = c->in_need > c->in_len ? c->in_need : c->in_len + IN_MIN;
+        if (need > c->in_cap) {
+            uint8_t *b = gw_realloc(GW_AREA_SESSION, c->in, need);
+            if (b) {
+                c->in = b;
+                c->in_cap = (uint32_t)need;
+            }
+        }
+        *buf = uv_buf_init((char *)c->in + c->in_len, c->in_cap - c->in_len);
+        return;
+    }
+    gw_loop *l = c->sl->loop;
+    *buf = uv_buf_init(l->rbuf, (unsigned)l->rbuf_size);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    gw_stream_conn *c = stream->data;
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed", NULL);
+        else
+            GW_STREAM_LOG(GW_LOG_INFO, c, "read error", "error=\"%s\"", uv_strerror((int)nread));
+        gw_stream_close(c, "connection_lost", true);
+        return;
+    }
+    if (nread == 0)
+        return;
+    size_t used;
+    if (buf->base == c->sl->loop->rbuf) { /* fresh data in the loop's shared buffer */
+        used = run_process(c, (const uint8_t *)buf->base, (size_t)nread);
+        if (c->state != GW_STREAM_CLOSING && used < (size_t)nread &&
+            keep_input(c, (const uint8_t *)buf->base + used, (size_t)nread - used)) {
+            gw_stream_close(c, "out_of_memory", false);
+            return;
+        }
+    } else {
+        c->in_len += (uint32_t)nread;
+        used = run_process(c, c->in, c->in_len);
+        if (c->state != GW_STREAM_CLOSING) {
+            memmove(c->in, c->in + used, c->in_len - used);
+            c->in_len -= (uint32_t)used;
+        }
+    }
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    release_input(c);
+    if (must_stop_reading(c))
+        stop_reading(c);
+}
+
+static void start_reading(gw_stream_conn *c)
+{
+    if (!c->reading && !must_stop_reading(c) && !c->sl->stopping &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+/* Back-pressure lifted (or acks drained): parse what was held back, then read again. */
+void gw__stream_resume(gw_stream_conn *c)
+{
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    c->paused_bp = false;
+    if (c->in_len) {
+        size_t used = run_process(c, c->in, c->in_len);
+        if (c->state == GW_STREAM_CLOSING)
+            return;
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= (uint32_t)used;
+        release_input(c);
+    }
+    if (must_stop_reading(c))
+        stop_reading(c);
+    else
+        start_reading(c);
+}
+
+void gw__stream_stop_reading(gw_stream_conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/* ---- session ops, accept, close ---- */
+
+/* Last reference gone (any thread, maybe after the loop state is freed): the adapter's ops are
+ * reached through the session ops embedded first in them, not through c->sl. */
+void gw__stream_destroy(gw_session *s)
+{
+    gw_stream_conn *c = conn_of(s);
+    const gw_stream_ops *ops = (const gw_stream_ops *)s->ops;
+    if (ops->destroy)
+        ops->destroy(c);
+    gw_free(GW_AREA_SESSION, c->in);
+    gw_free(GW_AREA_SESSION, c->out);
+    gw_free(GW_AREA_SESSION, c->acks);
+    gw_free(GW_AREA_SESSION, c->ackb);
+    gw_free(GW_AREA_SESSION, c);
+}
+
+void gw__stream_kick(gw_session *s)
+{
+    gw_stream_conn *c = conn_of(s);
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    GW_STREAM_LOG(GW_LOG_INFO, c, "closing: a new connection took the session over", NULL);
+    gw_stream_close(c, "takeover", false);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    gw_stream_conn *c = h->data;
+    gw_stream_loop *sl = c->sl;
+    if (c->in_list) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            sl->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        c->in_list = false;
+    }
+    gw_metric_add(GW_M_CONN_ACTIVE, -1);
+    gw_session_release(&c->base);
+}
+
+void gw_stream_close(gw_stream_conn *c, const char *reason, bool will)
+{
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    bool applied = c->sl->ops->closing ? c->sl->ops->closing(c, reason, will) : false;
+    c->state = GW_STREAM_CLOSING;
+    gw__stream_stop_reading(c);
+    if (c->base.dev && strcmp(reason, "refused") != 0) {
+        gw_session_offline(&c->base, reason, applied);
+        GW_STREAM_LOG(GW_LOG_DEBUG, c, "disconnected", "reason=%s", reason);
+    }
+    if (c->out_len)
+        gw_stream_flush(c);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void gw__stream_on_connection(uv_stream_t *server, int status)
+{
+    gw_stream_server *srv = server->data;
+    gw_stream_loop *sl = srv->sl;
+    const gw_config *cfg = sl->loop->rt->cfg;
+    if (status < 0 || sl->stopping)
+        return;
+    gw_stream_conn *c = gw_calloc(GW_AREA_SESSION, 1, sl->ops->conn_size);
+    if (!c)
+        return;
+    gw_session_init(&c->base, &sl->ops->session, sl->loop);
+    c->sl = sl;
+    c->listener = srv->index;
+    uv_tcp_init(&sl->loop->uv, &c->tcp);
+    c->tcp.data = c;
+    gw_metric_inc(GW_M_CONN_ACTIVE);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->state = GW_STREAM_CLOSING;
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
+    }
+    if (gw_metric_get(GW_M_CONN_ACTIVE) > (int64_t)cfg->max_connections) {
+        gw_metric_inc(GW_M_CONN_REFUSED);
+        GW_STREAM_LOG(GW_LOG_WARN, c, "max_connections reached; connection refused", "max=%u",
+                      cfg->max_connections);
+        c->state = GW_STREAM_CLOSING;
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
+    }
+    gw_metric_inc(GW_M_CONN_ACCEPTED);
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->next = sl->conns;
+    if (sl->conns)
+        sl->conns->prev = c;
+    sl->conns = c;
+    c->in_list = true;
+    if (sl->ops->opened)
+        sl->ops->opened(c);
+    start_reading(c);
+}

@@ -1,0 +1,163 @@
+/* stream_conn.h: the mechanics every byte-stream device adapter (MQTT, TCP) shares: listeners on
+ * every loop, a connection embedding gw_session + uv_tcp_t, reading on the loop's shared buffer
+ * with partial input kept per connection, back-pressure and in-flight pauses, acks sent in arrival
+ * order once committed, output flush, close with a refcounted session, and deadline sweeps. The
+ * adapter supplies a small callback table (process bytes / send an ack / closing / expired). */
+#ifndef GW_STREAM_CONN_H
+#define GW_STREAM_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../../config/cfg_schema.h"
+#include "../../gateway/log.h"
+#include "../../gateway/runtime.h"
+#include "../../gateway/session.h"
+
+typedef struct gw_stream_conn gw_stream_conn;
+typedef struct gw_stream_loop gw_stream_loop;
+
+/* Connection states: adapters move NEW -> OPEN (authenticated); the stream sets CLOSING. */
+enum { GW_STREAM_NEW, GW_STREAM_OPEN, GW_STREAM_CLOSING };
+
+/* Ack ring entries: the low 30 bits are the adapter's (passed to send_ack), or, for entries pushed
+ * with gw_stream_ack_push_bytes, the length of bytes held in the connection's ack byte queue. */
+#define GW_STREAM_ACK_READY (1u << 31)
+#define GW_STREAM_ACK_BYTES (1u << 30)
+#define GW_STREAM_ACK_MASK  (GW_STREAM_ACK_BYTES - 1)
+
+typedef struct gw_stream_ops {
+    /* first: the connections' session ops, GW_STREAM_SESSION_OPS("mqtt") (area = log area) */
+    gw_session_ops session;
+    size_t conn_size; /* the adapter's connection struct, which starts with gw_stream_conn */
+    /* A new connection, accepted and listed: set its first deadline (login/connect timeout). */
+    void (*opened)(gw_stream_conn *c);
+    /* Parses every whole unit in buf; returns the bytes consumed. Stops early (the rest is kept)
+     * when the connection closes or gw_stream_hold says so; may set c->in_need to the size of the
+     * unit it waits for. */
+    size_t (*process)(gw_stream_conn *c, const uint8_t *buf, size_t len);
+    /* Appends the ack for a ring entry (value without flag bits) to the output. NULL if the
+     * adapter only pushes byte acks. */
+    void (*send_ack)(gw_stream_conn *c, uint32_t entry);
+    /* The connection is closing with reason, before its offline event: returns true when a last
+     * will was applied (recorded in the offline event). May be NULL. */
+    bool (*closing)(gw_stream_conn *c, const char *reason, bool will);
+    /* The connection's deadline passed (sweep): the adapter closes it or sets a new deadline. */
+    void (*expired)(gw_stream_conn *c);
+    /* Frees what the adapter owns in its connection (not the connection). May be NULL. */
+    void (*destroy)(gw_stream_conn *c);
+} gw_stream_ops;
+
+typedef struct gw_stream_server {
+    uv_tcp_t tcp;
+    gw_stream_loop *sl;
+    uint32_t index; /* listener index in the adapter's list */
+} gw_stream_server;
+
+/* One adapter's per-loop state (in loop->adapter_state). */
+struct gw_stream_loop {
+    gw_adapter *a;
+    gw_loop *loop;
+    const gw_stream_ops *ops;
+    void *user; /* the adapter's own (its config) */
+    uint32_t max_inflight;
+    gw_stream_server *servers;
+    size_t n_servers;
+    uv_timer_t sweep;
+    gw_stream_conn *conns;  /* every connection on this loop (doubly linked) */
+    gw_stream_conn *paused; /* stopped for back-pressure (singly linked via pnext) */
+    bool stopping;
+};
+
+struct gw_stream_conn {
+    gw_session base; /* first: a gw_session * is a gw_stream_conn * */
+    uv_tcp_t tcp;
+    gw_stream_loop *sl;
+    gw_stream_conn *prev, *next, *pnext;
+    uint8_t *in; /* unparsed input carried between reads (allocated only while needed) */
+    uint32_t in_len, in_cap, in_need;
+    uint8_t *out; /* output collected this iteration, written by flush */
+    uint32_t out_len, out_cap;
+    uint32_t *acks; /* ring of pending acks in arrival order (allocated only while any) */
+    uint32_t ack_head, ack_n, ack_cap, ack_seq; /* ack_seq: sequence number of the head entry */
+    uint8_t *ackb;                              /* byte acks queued behind the ring's entries */
+    uint32_t ackb_head, ackb_len, ackb_cap;
+    uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
+    uint32_t listener; /* index of the listener that accepted it */
+    uint8_t state;     /* GW_STREAM_* */
+    bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
+};
+
+/* The session ops of every stream connection (the stream module implements them). */
+void gw__stream_committed(gw_session *s, gw_event *ev);
+void gw__stream_kick(gw_session *s);
+void gw__stream_flush(gw_session *s);
+void gw__stream_peer(gw_session *s, char *buf, size_t cap);
+void gw__stream_destroy(gw_session *s);
+#define GW_STREAM_SESSION_OPS(area_)                                                               \
+    {                                                                                              \
+        .area = (area_), .committed = gw__stream_committed, .kick = gw__stream_kick,               \
+        .flush = gw__stream_flush, .peer = gw__stream_peer, .destroy = gw__stream_destroy,         \
+    }
+
+/* ---- per loop (adapter ops glue) ---- */
+
+/* Allocates the loop state, starts the sweep timer and listens on every listener (SO_REUSEPORT;
+ * bound_ports[i], shared by every loop, is set by the first loop and reported for --ready-fd). */
+int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
+                    const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight);
+gw_stream_loop *gw_stream_loop_of(gw_adapter *a, gw_loop *loop);
+/* Back-pressure lifted: every connection paused for it parses what it held and reads again. */
+void gw_stream_resume_all(gw_adapter *a, gw_loop *loop);
+/* Shutdown step 1: close the listeners, stop reading. */
+void gw_stream_stop(gw_adapter *a, gw_loop *loop);
+/* Shutdown step 2: closes every connection with reason (no will), and the sweep timer. */
+void gw_stream_close_all(gw_adapter *a, gw_loop *loop, const char *reason);
+/* Frees every loop's state (uninit, after the loops stopped). */
+void gw_stream_free_all(gw_adapter *a);
+
+/* ---- per connection (adapter's process and handlers) ---- */
+
+static inline bool gw_stream_closing(const gw_stream_conn *c)
+{
+    return c->state == GW_STREAM_CLOSING;
+}
+
+/* Closes (async): the adapter's closing hook, the offline event if the device is online, pending
+ * output written, the handle closed; memory goes with the last session reference. */
+void gw_stream_close(gw_stream_conn *c, const char *reason, bool will);
+/* True when a unit that stores events must wait: too many acks in flight, or the store queue is
+ * full (then the connection pauses until the runtime resumes it). Call before ingesting. */
+bool gw_stream_hold(gw_stream_conn *c);
+
+/* Output, written at the end of the loop iteration (or now, with gw_stream_flush). */
+int gw_stream_out_reserve(gw_stream_conn *c, size_t n);
+void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n);
+void gw_stream_flush(gw_stream_conn *c);
+
+/* Acks in arrival order: push an entry (ready: nothing to wait for), get its sequence number;
+ * gw_stream_ack_ready marks one ready and sends every ready entry at the head. Entries that reach
+ * max_inflight pause reading until half have been sent. 0 or GW_ENOMEM. */
+int gw_stream_ack_push(gw_stream_conn *c, uint32_t entry, bool ready, uint32_t *seq);
+int gw_stream_ack_push_bytes(gw_stream_conn *c, const uint8_t *p, size_t n, bool ready,
+                             uint32_t *seq);
+void gw_stream_ack_ready(gw_stream_conn *c, uint32_t seq);
+
+/* "127.0.0.1:5501". */
+void gw_stream_peer(const gw_stream_conn *c, char *buf, size_t cap);
+const gw_config *gw_stream_cfg(const gw_stream_conn *c);
+
+/* Logs with the adapter's area, the device (once known) and the peer. */
+#define GW_STREAM_LOG(level, c, msg, ...)                                                          \
+    do {                                                                                           \
+        if ((level) >= gw_log_level) {                                                             \
+            char peer_[64];                                                                        \
+            gw_stream_peer((c), peer_, sizeof(peer_));                                             \
+            gw_log_write((level), (c)->base.ops->area, (c)->base.dev ? (c)->base.dev->id : NULL,   \
+                         peer_, (msg), __VA_ARGS__);                                               \
+        }                                                                                          \
+    } while (0)
+
+#endif

@@ -1,0 +1,138 @@
+/* stream_loop.c: a stream adapter's per-loop state: one SO_REUSEPORT listener per configured
+ * address on every loop, the deadline sweep timer, back-pressure resume and shutdown. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../../gateway/alloc.h"
+#include "../../gateway/listen.h"
+#include "../../gateway/log.h"
+#include "stream_internal.h"
+
+#define SWEEP_MS 250
+
+gw_stream_loop *gw_stream_loop_of(gw_adapter *a, gw_loop *loop)
+{
+    return loop->adapter_state[gw_adapter_index(a)];
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    gw_stream_loop *sl = t->data;
+    uint64_t now = uv_now(&sl->loop->uv);
+    gw_stream_conn *c = sl->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (!c->deadline || now < c->deadline || c->state == GW_STREAM_CLOSING)
+            continue;
+        sl->ops->expired(c);
+    }
+}
+
+static int listen_one(gw_stream_loop *sl, const gw_listen *li, uint16_t *bound, uint32_t i)
+{
+    const char *area = sl->ops->session.area;
+    uint16_t port = *bound ? *bound : li->port;
+    gw_stream_server *srv = &sl->servers[i];
+    srv->sl = sl;
+    srv->index = i;
+    int rc = gw_listen_tcp(&sl->loop->uv, &srv->tcp, li, &port, gw__stream_on_connection);
+    srv->tcp.data = srv;
+    if (rc) {
+        GW_LOG_ERROR(area, NULL, NULL, "cannot listen", "address=%s port=%u error=\"%s\"",
+                     li->address, port, uv_strerror(rc));
+        return rc;
+    }
+    if (!*bound) { /* the first loop bound it: the others share its port */
+        *bound = port;
+        gw_runtime_report_listener(sl->loop->rt, area, li->address, port);
+    }
+    return 0;
+}
+
+int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
+                    const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight)
+{
+    gw_stream_loop *sl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*sl));
+    if (!sl)
+        return GW_ENOMEM;
+    sl->a = a;
+    sl->loop = loop;
+    sl->ops = ops;
+    sl->user = user;
+    sl->max_inflight = max_inflight ? max_inflight : 1;
+    sl->n_servers = ls->n;
+    sl->servers = gw_calloc(GW_AREA_RUNTIME, ls->n ? ls->n : 1, sizeof(gw_stream_server));
+    if (!sl->servers) {
+        gw_free(GW_AREA_RUNTIME, sl);
+        return GW_ENOMEM;
+    }
+    loop->adapter_state[gw_adapter_index(a)] = sl;
+    uv_timer_init(&loop->uv, &sl->sweep);
+    sl->sweep.data = sl;
+    uv_timer_start(&sl->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    for (size_t i = 0; i < sl->n_servers; i++) {
+        int rc = listen_one(sl, &ls->v[i], &bound_ports[i], (uint32_t)i);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void gw_stream_resume_all(gw_adapter *a, gw_loop *loop)
+{
+    gw_stream_loop *sl = gw_stream_loop_of(a, loop);
+    if (!sl)
+        return;
+    gw_stream_conn *c = sl->paused;
+    sl->paused = NULL;
+    while (c) {
+        gw_stream_conn *next = c->pnext;
+        c->pnext = NULL;
+        c->pause_listed = false;
+        gw__stream_resume(c);
+        gw_session_release(&c->base);
+        c = next;
+    }
+}
+
+void gw_stream_stop(gw_adapter *a, gw_loop *loop)
+{
+    gw_stream_loop *sl = gw_stream_loop_of(a, loop);
+    if (!sl)
+        return;
+    sl->stopping = true;
+    for (size_t i = 0; i < sl->n_servers; i++) {
+        uv_handle_t *h = (uv_handle_t *)&sl->servers[i].tcp;
+        if (h->loop && !uv_is_closing(h))
+            uv_close(h, NULL);
+    }
+    for (gw_stream_conn *c = sl->conns; c; c = c->next)
+        gw__stream_stop_reading(c);
+}
+
+void gw_stream_close_all(gw_adapter *a, gw_loop *loop, const char *reason)
+{
+    gw_stream_loop *sl = gw_stream_loop_of(a, loop);
+    if (!sl)
+        return;
+    gw_stream_conn *c = sl->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        gw_stream_close(c, reason, false);
+    }
+    if (!uv_is_closing((uv_handle_t *)&sl->sweep))
+        uv_close((uv_handle_t *)&sl->sweep, NULL);
+}
+
+void gw_stream_free_all(gw_adapter *a)
+{
+    gw_runtime *rt = a->rt;
+    for (unsigned i = 0; rt && i < rt->n_loops; i++) {
+        gw_stream_loop *sl = rt->loops[i].adapter_state[gw_adapter_index(a)];
+        if (sl) {
+            gw_free(GW_AREA_RUNTIME, sl->servers);
+            gw_free(GW_AREA_RUNTIME, sl);
+            rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
+        }
+    }
+}

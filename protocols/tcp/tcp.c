@@ -1,0 +1,159 @@
+/* tcp.c: the TCP adapter's ops table and config: listeners each serving one binary-frame product
+ * (checked against the loaded products), login and idle timeouts; listening, sweeps, pauses and
+ * shutdown are the stream module's (protocols/stream). */
+#include "tcp_internal.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../gateway/alloc.h"
+#include "../../gateway/codec.h"
+#include "tcp.h"
+
+#define MAX_FRAME_LIMIT 65536 /* the binary codec's bound on any product's max_frame */
+
+static const gw_cfg_field tcp_fields[] = {
+    {"listeners", GW_CFG_LISTENERS, offsetof(gw__tcp_cfg, listeners), 0, 0, NULL, true},
+    {"login_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, login_timeout_ms), 100, 3600000, NULL,
+     false},
+    {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, idle_timeout_ms), 100, 86400000, NULL,
+     false},
+    {"max_inflight", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_inflight), 1, 65535, NULL, false},
+    {"max_frame", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_frame), 0, MAX_FRAME_LIMIT, NULL, false},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+/* Reads what the adapter needs from the product's "frame" layout (validated by its codec): the
+ * max frame size and whether the header carries a device_id field (present in every frame). */
+static void layout_facts(const gw_product *p, uint32_t *max_frame, bool *id_every_frame)
+{
+    const json_t *frame = p->raw ? json_object_get(p->raw, "frame") : NULL;
+    const json_t *mf = frame ? json_object_get(frame, "max_frame") : NULL;
+    const json_t *hdr = frame ? json_object_get(frame, "header") : NULL;
+    size_t i;
+    const json_t *f;
+    *max_frame = json_is_integer(mf) && json_integer_value(mf) > 0 &&
+                         json_integer_value(mf) <= MAX_FRAME_LIMIT
+                     ? (uint32_t)json_integer_value(mf)
+                     : MAX_FRAME_LIMIT;
+    *id_every_frame = false;
+    json_array_foreach(hdr, i, f)
+    {
+        const char *role = json_string_value(json_object_get(f, "role"));
+        if (role && strcmp(role, "device_id") == 0)
+            *id_every_frame = true;
+    }
+}
+
+static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, gw_diag *diag)
+{
+    const gw_listen *li = &ad->cfg.listeners.v[i];
+    char path[80];
+    snprintf(path, sizeof(path), "adapters.tcp.listeners[%zu].product", i);
+    if (!li->product[0]) {
+        gw_diag_add(diag, gcfg->file, path, "missing required key (the product this port serves)");
+        return 1;
+    }
+    const gw_product *p = gw_config_product(gcfg, li->product);
+    if (!p) {
+        gw_diag_add(diag, gcfg->file, path, "no product \"%s\"", li->product);
+        return 1;
+    }
+    if (!p->protocol || strcmp(p->protocol, "tcp") != 0) {
+        gw_diag_add(diag, gcfg->file, path, "product \"%s\" has protocol \"%s\", not \"tcp\"",
+                    p->id, p->protocol ? p->protocol : "");
+        return 1;
+    }
+    if (!p->codec_ops || !p->codec_ops->frame || !p->codec_ops->decode) {
+        gw_diag_add(diag, gcfg->file, path,
+                    "product \"%s\": codec \"%s\" cannot frame a byte stream", p->id,
+                    p->codec ? p->codec : "");
+        return 1;
+    }
+    gw__tcp_serve *sv = &ad->serve[i];
+    sv->product = p;
+    layout_facts(p, &sv->max_frame, &sv->id_every_frame);
+    if (ad->cfg.max_frame && ad->cfg.max_frame < sv->max_frame)
+        sv->max_frame = ad->cfg.max_frame;
+    sv->idle_ms = p->idle_timeout_ms ? p->idle_timeout_ms : ad->cfg.idle_timeout_ms;
+    return 0;
+}
+
+static int tcp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_diag *diag)
+{
+    gw__tcp_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
+    if (!ad)
+        return GW_ENOMEM;
+    ad->cfg.login_timeout_ms = 10000;
+    ad->cfg.idle_timeout_ms = 300000;
+    ad->cfg.max_inflight = 256;
+    a->state = ad;
+    if (gw_cfg_parse(tcp_fields, cfg, &ad->cfg, gcfg->file, "adapters.tcp", diag) > 0)
+        return GW_ECONFIG;
+    size_t n = ad->cfg.listeners.n ? ad->cfg.listeners.n : 1;
+    ad->serve = gw_calloc(GW_AREA_RUNTIME, n, sizeof(*ad->serve));
+    ad->bound_ports = gw_calloc(GW_AREA_RUNTIME, n, sizeof(uint16_t));
+    if (!ad->serve || !ad->bound_ports)
+        return GW_ENOMEM;
+    int errors = 0;
+    for (size_t i = 0; i < ad->cfg.listeners.n; i++)
+        errors += check_listener(ad, i, gcfg, diag);
+    for (size_t j = 0; j < gcfg->n_products; j++) { /* every tcp product needs a port */
+        const gw_product *p = &gcfg->products[j];
+        bool served = false;
+        if (!p->protocol || strcmp(p->protocol, "tcp") != 0)
+            continue;
+        for (size_t i = 0; i < ad->cfg.listeners.n; i++)
+            served = served || strcmp(ad->cfg.listeners.v[i].product, p->id) == 0;
+        if (!served) {
+            gw_diag_add(diag, gcfg->file, "adapters.tcp.listeners",
+                        "no listener serves product \"%s\" (protocol tcp)", p->id);
+            errors++;
+        }
+    }
+    return errors ? GW_ECONFIG : 0;
+}
+
+static int tcp_start(gw_adapter *a, gw_loop *loop)
+{
+    gw__tcp_adapter *ad = a->state;
+    return gw_stream_start(a, loop, &gw__tcp_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
+                           ad->cfg.max_inflight);
+}
+
+static void tcp_pause(gw_adapter *a, gw_loop *loop)
+{
+    (void)a;
+    (void)loop; /* connections pause themselves when they see the store full */
+}
+
+static void tcp_close_sessions(gw_adapter *a, gw_loop *loop)
+{
+    gw_stream_close_all(a, loop, "shutdown");
+}
+
+static void tcp_uninit(gw_adapter *a)
+{
+    gw__tcp_adapter *ad = a->state;
+    if (!ad)
+        return;
+    gw_stream_free_all(a);
+    gw_cfg_free(tcp_fields, &ad->cfg);
+    gw_free(GW_AREA_RUNTIME, ad->serve);
+    gw_free(GW_AREA_RUNTIME, ad->bound_ports);
+    gw_free(GW_AREA_RUNTIME, ad);
+    a->state = NULL;
+}
+
+const gw_adapter_ops gw_adapter_tcp_ops = {
+    .abi = GW_ADAPTER_ABI,
+    .name = "tcp",
+    .init = tcp_init,
+    .start = tcp_start,
+    .pause = tcp_pause,
+    .resume = gw_stream_resume_all,
+    .stop = gw_stream_stop,
+    .close_sessions = tcp_close_sessions,
+    .uninit = tcp_uninit,
+};

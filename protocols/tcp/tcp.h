@@ -1,0 +1,9 @@
+/* tcp.h: the TCP device adapter for binary-frame products ("protocol": "tcp"). */
+#ifndef GW_TCP_H
+#define GW_TCP_H
+
+#include "../../gateway/adapter.h"
+
+extern const gw_adapter_ops gw_adapter_tcp_ops;
+
+#endif

@@ -1,0 +1,286 @@
+/* tcp_conn.c: the TCP side of one binary-frame device connection (the stream module reads, pauses,
+ * acks and closes it): framing with the product's codec, login or device-id authentication,
+ * frames to the dispatcher with acks after commit, heartbeats, login and idle timeouts. */
+#include "tcp_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../../gateway/auth.h"
+#include "../../gateway/codec.h"
+#include "../../gateway/dispatch.h"
+#include "../../gateway/log.h"
+#include "../../gateway/metrics.h"
+
+#define ACK_MAX 512 /* an ack frame larger than this is not sent (layouts keep them small) */
+
+#define LOG(level, c, msg, ...) GW_STREAM_LOG(level, &(c)->s, msg, __VA_ARGS__)
+
+static const gw__tcp_cfg *cfg_of(const gw__tcp_conn *c)
+{
+    return &((const gw__tcp_adapter *)c->s.sl->user)->cfg;
+}
+
+static const gw_product *product_of(const gw__tcp_conn *c)
+{
+    return c->sv->product;
+}
+
+static void refresh_deadline(gw__tcp_conn *c)
+{
+    c->s.deadline = uv_now(&c->s.sl->loop->uv) + c->sv->idle_ms;
+}
+
+/* A frame (or stream) the adapter cannot go on with: counted, logged, closed. */
+static void bad_stream(gw__tcp_conn *c, gw_metric m, const char *why, const char *detail)
+{
+    char q[256];
+    gw_metric_inc(m);
+    LOG(GW_LOG_WARN, c, "bad frame; closing", "reason=%s detail=%s", why,
+        gw_log_quote(q, sizeof(q), detail ? detail : ""));
+    gw_stream_close(&c->s, c->s.state == GW_STREAM_OPEN ? "protocol_error" : "refused", false);
+}
+
+/* ---- acks ---- */
+
+/* The codec's ack for m with status (0 accepted, < 0 rejected) into buf; its length (0: none). */
+static size_t make_ack(gw__tcp_conn *c, const gw_thing_msg *m, int status, uint8_t *buf, size_t cap)
+{
+    const gw_product *p = product_of(c);
+    size_t n = 0;
+    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, status, buf, cap, &n) != 0)
+        return 0;
+    return n;
+}
+
+/* Sends m's ack (status as above) once every earlier ack has gone out. */
+static int ack_now(gw__tcp_conn *c, const gw_thing_msg *m, int status)
+{
+    uint8_t buf[ACK_MAX];
+    uint32_t seq;
+    size_t n = make_ack(c, m, status, buf, sizeof(buf));
+    if (n == 0)
+        return 0;
+    if (gw_stream_ack_push_bytes(&c->s, buf, n, true, &seq) != 0) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- authentication ---- */
+
+static void login_failed(gw__tcp_conn *c, const gw_thing_msg *m, gw_metric metric, const char *why)
+{
+    char q[96];
+    gw_metric_inc(metric);
+    LOG(GW_LOG_WARN, c, "login refused; closing", "reason=%s device=%s", why,
+        gw_log_quote(q, sizeof(q), m->device_id));
+    if (m->kind == GW_MSG_LOGIN && ack_now(c, m, -1) != 0)
+        return;
+    gw_stream_close(&c->s, "refused", false);
+}
+
+/* The first frame: a login, or (device id in every frame) any frame naming a known device of this
+ * product, checked with the codec's verify when the layout declares a token. 0: authenticated. */
+static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *frame, size_t len)
+{
+    const gw_product *p = product_of(c);
+    if (m->kind != GW_MSG_LOGIN && !c->sv->id_every_frame) {
+        login_failed(c, m, GW_M_TCP_LOGIN_NONE, "not_a_login");
+        return -1;
+    }
+    const gw_device *dev =
+        m->device_id[0] ? gw_config_device(gw_stream_cfg(&c->s), m->device_id) : NULL;
+    if (!dev || dev->product != p) {
+        login_failed(c, m, GW_M_TCP_LOGIN_UNKNOWN, "unknown_device");
+        return -1;
+    }
+    bool ok = m->kind != GW_MSG_LOGIN || gw_secret_equal(dev->secret, m->secret, strlen(m->secret));
+    if (ok && p->codec_ops->verify && p->codec_ops->verify(p, m, frame, len, dev->secret) != 0)
+        ok = false;
+    if (!ok) {
+        login_failed(c, m, GW_M_TCP_LOGIN_SECRET, "bad_secret");
+        return -1;
+    }
+    c->s.state = GW_STREAM_OPEN;
+    refresh_deadline(c);
+    if (gw_session_online(&c->s.base, dev, "tcp") > 0) {
+        gw_metric_inc(GW_M_TCP_TAKEOVER);
+        LOG(GW_LOG_INFO, c, "session taken over", NULL);
+    } else {
+        LOG(GW_LOG_DEBUG, c, "logged in", NULL);
+    }
+    return 0;
+}
+
+/* ---- frames ---- */
+
+/* A report, event or reply: to the dispatcher; its ack (if the layout has one) goes out after the
+ * commit, in frame order; a rejected one gets a negative ack if the layout has one. */
+static int ingest(gw__tcp_conn *c, gw_thing_msg *m)
+{
+    uint8_t buf[ACK_MAX];
+    uint32_t seq, token = c->s.ack_seq + c->s.ack_n; /* the sequence number the next push gets */
+    gw_reject rej = {GW_R_NONE, ""};
+    size_t n = make_ack(c, m, 0, buf, sizeof(buf));
+
+    gw_metric_inc(GW_M_MSG_RECEIVED);
+    int rc = gw_dispatch_message(&c->s.base, m, token, n > 0, &rej);
+    if (rc == GW_EINVAL) /* counted and logged by the dispatcher */
+        return ack_now(c, m, -1);
+    if (rc != 0) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    if (n > 0 && gw_stream_ack_push_bytes(&c->s, buf, n, false, &seq) != 0) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    return 0;
+}
+
+/* A frame that did not decode: before login it ends the connection; after, it is counted and
+ * rejected (a bad check is never acked: the device resends). */
+static int undecodable(gw__tcp_conn *c, gw_thing_msg *m, const gw_reject *rej)
+{
+    bool check = rej->reason == GW_R_BAD_CHECK;
+    if (c->s.state != GW_STREAM_OPEN) {
+        bad_stream(c, check ? GW_M_TCP_BAD_CHECK : GW_M_TCP_BAD_UNDECODABLE,
+                   check ? "bad_check" : gw_reason_name(rej->reason), rej->detail);
+        return -1;
+    }
+    gw_metric_inc(check ? GW_M_TCP_BAD_CHECK : GW_M_TCP_BAD_UNDECODABLE);
+    gw_metric_inc(GW_M_MSG_RECEIVED);
+    gw_dispatch_rejected(&c->s.base, rej, m->msg_id);
+    return 0;
+}
+
+/* Handles one whole frame. 0 to go on, -1 when the connection is closing. */
+static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
+{
+    const gw_product *p = product_of(c);
+    gw_reject rej = {GW_R_NONE, ""};
+    gw_thing_msg m;
+    int rc = 0;
+
+    memset(&m, 0, sizeof(m));
+    gw_metric_inc(GW_M_TCP_FRAMES);
+    if (p->codec_ops->decode(p, NULL, frame, len, &m, &rej) != 0) {
+        rc = undecodable(c, &m, &rej);
+        goto done;
+    }
+    if (c->s.state != GW_STREAM_OPEN) {
+        if ((rc = authenticate(c, &m, frame, len)) != 0 || m.kind == GW_MSG_LOGIN) {
+            if (rc == 0)
+                rc = ack_now(c, &m, 0);
+            goto done;
+        }
+    } else if (c->sv->id_every_frame && strcmp(m.device_id, c->s.base.dev->id) != 0) {
+        char q[96];
+        gw_metric_inc(GW_M_TCP_BAD_DEVICE);
+        LOG(GW_LOG_WARN, c, "frame names another device; closing", "device=%s",
+            gw_log_quote(q, sizeof(q), m.device_id));
+        gw_stream_close(&c->s, "protocol_error", false);
+        rc = -1;
+        goto done;
+    }
+    refresh_deadline(c);
+    switch (m.kind) {
+    case GW_MSG_LOGIN: /* again, on a logged-in session: must be the same device and secret */
+        if (strcmp(m.device_id, c->s.base.dev->id) != 0 ||
+            !gw_secret_equal(c->s.base.dev->secret, m.secret, strlen(m.secret))) {
+            bad_stream(c, GW_M_TCP_BAD_DEVICE, "second_login", "login for another device");
+            rc = -1;
+        } else {
+            rc = ack_now(c, &m, 0);
+        }
+        break;
+    case GW_MSG_HEARTBEAT:
+        rc = ack_now(c, &m, 0);
+        break;
+    default:
+        rc = ingest(c, &m);
+        break;
+    }
+done:
+    gw_thing_msg_clear(&m);
+    return rc;
+}
+
+/* Cuts every whole frame out of buf with the product's codec. Returns the bytes consumed; stops
+ * early (the rest is kept) when the connection closes or must pause. */
+static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
+{
+    gw__tcp_conn *c = (gw__tcp_conn *)sc;
+    const gw_product *p = product_of(c);
+    size_t off = 0;
+    sc->in_need = 0;
+    while (off < len && sc->state != GW_STREAM_CLOSING) {
+        size_t skip = 0;
+        int n = p->codec_ops->frame(p, buf + off, len - off, &skip);
+        if (skip > len - off)
+            skip = len - off;
+        if (n == 0) {
+            off += skip;
+            if (len - off > c->sv->max_frame) /* never completes a frame within max_frame */
+                bad_stream(c, GW_M_TCP_BAD_OVERSIZED, "oversized", "no frame within max_frame");
+            break;
+        }
+        if (n == GW_ETOOBIG || (n > 0 && (uint32_t)n > c->sv->max_frame)) {
+            bad_stream(c, GW_M_TCP_BAD_OVERSIZED, "oversized", "frame over max_frame");
+            break;
+        }
+        if (n < 0 || (size_t)n > len - off - skip) {
+            bad_stream(c, GW_M_TCP_BAD_GARBAGE, "garbage", "bytes that never become a frame");
+            break;
+        }
+        if (sc->state == GW_STREAM_OPEN && gw_stream_hold(sc))
+            break;
+        off += skip;
+        int rc = handle_frame(c, buf + off, (size_t)n);
+        off += (size_t)n;
+        if (rc != 0)
+            break;
+    }
+    return off;
+}
+
+/* ---- stream callbacks ---- */
+
+static void opened(gw_stream_conn *sc)
+{
+    gw__tcp_conn *c = (gw__tcp_conn *)sc;
+    const gw__tcp_adapter *ad = sc->sl->user;
+    c->sv = &ad->serve[sc->listener];
+    sc->deadline = uv_now(&sc->sl->loop->uv) + ad->cfg.login_timeout_ms;
+}
+
+/* The login or idle deadline passed. A partial frame still buffered then is a frame that never
+ * completed: counted as a bad frame too. */
+static void expired(gw_stream_conn *sc)
+{
+    gw__tcp_conn *c = (gw__tcp_conn *)sc;
+    if (sc->in_len) {
+        gw_metric_inc(GW_M_TCP_BAD_INCOMPLETE);
+        LOG(GW_LOG_WARN, c, "frame never completed", "reason=incomplete buffered=%u", sc->in_len);
+    }
+    if (sc->state == GW_STREAM_NEW) {
+        gw_metric_inc(GW_M_TCP_LOGIN_TIMEOUT);
+        LOG(GW_LOG_INFO, c, "no login in time; closing", "login_timeout_ms=%u",
+            cfg_of(c)->login_timeout_ms);
+        gw_stream_close(sc, "login_timeout", false);
+    } else {
+        gw_metric_inc(GW_M_TCP_IDLE);
+        LOG(GW_LOG_INFO, c, "idle timeout; closing", "idle_timeout_ms=%u", c->sv->idle_ms);
+        gw_stream_close(sc, "idle_timeout", false);
+    }
+}
+
+const gw_stream_ops gw__tcp_stream_ops = {
+    .session = GW_STREAM_SESSION_OPS("tcp"),
+    .conn_size = sizeof(gw__tcp_conn),
+    .opened = opened,
+    .process = process,
+    .expired = expired,
+};

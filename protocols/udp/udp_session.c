@@ -1,0 +1,466 @@
+/* udp_session.c: one datagram's path (size check, decode, device look-up, verify against the
+ * device's secret) and the per-device UDP session: its last authenticated source address, idle
+ * deadline, acks sent after commit, take-over by another loop, and close. */
+#include "udp_internal.h"
+
+#include "../../gateway/auth.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../../gateway/alloc.h"
+#include "../../gateway/codec.h"
+#include "../../gateway/dispatch.h"
+#include "../../gateway/listen.h"
+#include "../../gateway/log.h"
+#include "../../gateway/metrics.h"
+
+#define LOG_PER_SECOND 10
+
+static const gw_session_ops sess_ops;
+
+static gw__udp_sess *sess_of(gw_session *s)
+{
+    return (gw__udp_sess *)s;
+}
+
+static void peer_of(gw_session *s, char *buf, size_t cap)
+{
+    gw_sockaddr_str(&sess_of(s)->addr.sa, buf, cap);
+}
+
+/* ---- addresses ---- */
+
+static void addr_set(gw__udp_addr *a, const struct sockaddr *sa)
+{
+    memset(a, 0, sizeof(*a));
+    if (sa->sa_family == AF_INET6)
+        memcpy(&a->in6, sa, sizeof(a->in6));
+    else
+        memcpy(&a->in, sa, sizeof(a->in));
+}
+
+static bool addr_equal(const gw__udp_addr *a, const struct sockaddr *sa)
+{
+    if (a->sa.sa_family != sa->sa_family)
+        return false;
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)sa;
+        return a->in6.sin6_port == b->sin6_port &&
+               memcmp(&a->in6.sin6_addr, &b->sin6_addr, sizeof(b->sin6_addr)) == 0 &&
+               a->in6.sin6_scope_id == b->sin6_scope_id;
+    }
+    const struct sockaddr_in *b = (const struct sockaddr_in *)sa;
+    return a->in.sin_port == b->sin_port && a->in.sin_addr.s_addr == b->sin_addr.s_addr;
+}
+
+/* ---- rate-limited drop logs ---- */
+
+bool gw__udp_log_ok(gw__udp_loop *ul)
+{
+    uint64_t now = uv_now(&ul->loop->uv);
+    if (now - ul->log_window >= 1000) {
+        if (ul->log_suppressed)
+            GW_LOG_WARN("udp", NULL, NULL, "drop log lines suppressed", "count=%u",
+                        ul->log_suppressed);
+        ul->log_window = now;
+        ul->log_n = 0;
+        ul->log_suppressed = 0;
+    }
+    if (ul->log_n < LOG_PER_SECOND) {
+        ul->log_n++;
+        return true;
+    }
+    ul->log_suppressed++;
+    return false;
+}
+
+static void drop(gw__udp_loop *ul, gw_metric m, const struct sockaddr *from, const char *reason,
+                 const char *dev_id, const char *detail)
+{
+    char peer[64], q1[160], q2[256];
+    gw_metric_inc(m);
+    if (GW_LOG_WARN < gw_log_level || !gw__udp_log_ok(ul))
+        return;
+    gw_sockaddr_str(from, peer, sizeof(peer));
+    gw_log_write(GW_LOG_WARN, "udp", NULL, peer, "datagram dropped", "reason=%s claimed_dev=%s%s%s",
+                 reason, gw_log_value(q1, sizeof(q1), dev_id && *dev_id ? dev_id : "-"),
+                 detail ? " detail=" : "", detail ? gw_log_quote(q2, sizeof(q2), detail) : "");
+}
+
+/* ---- sending ---- */
+
+typedef struct send_req {
+    uv_udp_send_t req;
+    uint8_t data[];
+} send_req;
+
+static void on_sent(uv_udp_send_t *req, int status)
+{
+    (void)status; /* a lost ack is a lost datagram: the device resends */
+    gw_free(GW_AREA_SESSION, req);
+}
+
+void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, size_t n)
+{
+    if (!us->open || uv_is_closing((uv_handle_t *)&us->h))
+        return;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int rc = uv_udp_try_send(&us->h, &b, 1, &addr->sa);
+    if (rc >= 0)
+        return;
+    if (rc != UV_EAGAIN && rc != UV_ENOSYS)
+        return; /* e.g. unreachable: nothing to queue */
+    send_req *r = gw_malloc(GW_AREA_SESSION, sizeof(*r) + n);
+    if (!r)
+        return;
+    memcpy(r->data, p, n);
+    b = uv_buf_init((char *)r->data, (unsigned)n);
+    if (uv_udp_send(&r->req, &us->h, &b, 1, &addr->sa, on_sent) != 0)
+        gw_free(GW_AREA_SESSION, r);
+}
+
+/* ---- the per-loop hash: device index -> session ---- */
+
+static gw__udp_sess *table_find(gw__udp_loop *ul, uint32_t index)
+{
+    if (!ul->table_cap)
+        return NULL;
+    gw__udp_sess *s = ul->table[index & (ul->table_cap - 1)];
+    while (s && s->base.dev->index != index)
+        s = s->hnext;
+    return s;
+}
+
+static int table_grow(gw__udp_loop *ul)
+{
+    uint32_t cap = ul->table_cap ? ul->table_cap * 2 : 64;
+    gw__udp_sess **t = gw_calloc(GW_AREA_SESSION, cap, sizeof(*t));
+    if (!t)
+        return GW_ENOMEM;
+    for (uint32_t i = 0; i < ul->table_cap; i++) {
+        gw__udp_sess *s = ul->table[i], *next;
+        for (; s; s = next) {
+            next = s->hnext;
+            uint32_t b = s->base.dev->index & (cap - 1);
+            s->hnext = t[b];
+            t[b] = s;
+        }
+    }
+    gw_free(GW_AREA_SESSION, ul->table);
+    ul->table = t;
+    ul->table_cap = cap;
+    return 0;
+}
+
+static void table_remove(gw__udp_loop *ul, gw__udp_sess *s)
+{
+    if (!ul->table_cap)
+        return;
+    gw__udp_sess **pp = &ul->table[s->base.dev->index & (ul->table_cap - 1)];
+    for (; *pp; pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            s->hnext = NULL;
+            ul->n_sess--;
+            return;
+        }
+    }
+}
+
+/* ---- session lifecycle ---- */
+
+static void free_acks(gw__udp_sess *s)
+{
+    while (s->acks) {
+        gw__udp_ack *n = s->acks->next;
+        gw_free(GW_AREA_SESSION, s->acks);
+        s->acks = n;
+    }
+    s->acks_tail = NULL;
+}
+
+/* Ends the session: offline event (reason) if it still owns its device, out of the hash, the
+ * adapter's reference dropped (events in flight keep it alive until their commit). */
+static void sess_close(gw__udp_sess *s, const char *reason)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    if (reason)
+        gw_session_offline(&s->base, reason, false);
+    table_remove(s->ul, s);
+    free_acks(s);
+    gw_session_release(&s->base);
+}
+
+static void destroy(gw_session *s)
+{
+    free_acks(sess_of(s));
+    gw_free(GW_AREA_SESSION, s);
+}
+
+static void kick(gw_session *base)
+{
+    gw__udp_sess *s = sess_of(base);
+    if (s->closing)
+        return;
+    if (GW_LOG_INFO >= gw_log_level) {
+        char peer[64];
+        peer_of(base, peer, sizeof(peer));
+        gw_log_write(GW_LOG_INFO, "udp", base->dev->id, peer,
+                     "session moved: the device now sends from another address", NULL);
+    }
+    gw_metric_inc(GW_M_UDP_TAKEOVER);
+    sess_close(s, NULL); /* no offline event: the device stays online on its new loop */
+}
+
+static void committed(gw_session *base, gw_event *ev)
+{
+    gw__udp_sess *s = sess_of(base);
+    gw__udp_ack **pp = &s->acks, *a = NULL, *prev = NULL;
+    for (; *pp; prev = *pp, pp = &(*pp)->next) {
+        if ((*pp)->token == ev->token) {
+            a = *pp;
+            *pp = a->next;
+            if (s->acks_tail == a)
+                s->acks_tail = prev;
+            break;
+        }
+    }
+    if (!a)
+        return;
+    if (ev->status == 0 && !s->closing)
+        gw__udp_send(s->sock, &s->addr, a->data, a->len);
+    else if (ev->status != 0 && GW_LOG_WARN >= gw_log_level) {
+        char peer[64];
+        peer_of(base, peer, sizeof(peer));
+        gw_log_write(GW_LOG_WARN, "udp", base->dev->id, peer, "not acknowledged: store error",
+                     "error=\"%s\"", gw_strerror(ev->status));
+    }
+    gw_free(GW_AREA_SESSION, a);
+}
+
+static void flush(gw_session *s)
+{
+    (void)s; /* acks go out as soon as they are known */
+}
+
+static const gw_session_ops sess_ops = {
+    .area = "udp",
+    .committed = committed,
+    .kick = kick,
+    .flush = flush,
+    .peer = peer_of,
+    .destroy = destroy,
+};
+
+static uint32_t idle_ms(const gw__udp_loop *ul, const gw_device *dev)
+{
+    return dev->product->idle_timeout_ms ? dev->product->idle_timeout_ms
+                                         : ul->ad->cfg.idle_timeout_ms;
+}
+
+static gw__udp_sess *sess_open(gw__udp_sock *us, const gw_device *dev, const struct sockaddr *from)
+{
+    gw__udp_loop *ul = us->ul;
+    if (ul->n_sess >= ul->table_cap && table_grow(ul) != 0)
+        return NULL;
+    gw__udp_sess *s = gw_calloc(GW_AREA_SESSION, 1, sizeof(*s));
+    if (!s)
+        return NULL;
+    gw_session_init(&s->base, &sess_ops, ul->loop);
+    s->ul = ul;
+    s->sock = us;
+    addr_set(&s->addr, from);
+    s->base.dev = dev;
+    uint32_t b = dev->index & (ul->table_cap - 1);
+    s->hnext = ul->table[b];
+    ul->table[b] = s;
+    ul->n_sess++;
+    gw_session_online(&s->base, dev, "udp");
+    GW_LOG_DEBUG("udp", dev->id, NULL, "online", "loop=%u", ul->loop->index);
+    return s;
+}
+
+/* ---- acks ---- */
+
+/* Encodes the ack for m (status 0, or < 0 for a rejection) into the loop's ack buffer; 0 bytes
+ * when the layout has none. */
+static size_t encode_ack(gw__udp_loop *ul, const gw_product *p, const gw_thing_msg *m, int status)
+{
+    size_t n = 0;
+    if (!p->codec_ops->encode_ack ||
+        p->codec_ops->encode_ack(p, m, status, ul->ackbuf, ul->ackbuf_size, &n) != 0)
+        return 0;
+    return n;
+}
+
+/* Keeps the ack until the message's event is committed; returns its token, or -1 (no memory). */
+static int64_t ack_hold(gw__udp_sess *s, const uint8_t *frame, size_t n)
+{
+    gw__udp_ack *a = gw_malloc(GW_AREA_SESSION, sizeof(*a) + n);
+    if (!a)
+        return -1;
+    a->next = NULL;
+    a->token = s->next_token++;
+    a->len = (uint16_t)n;
+    memcpy(a->data, frame, n);
+    if (s->acks_tail)
+        s->acks_tail->next = a;
+    else
+        s->acks = a;
+    s->acks_tail = a;
+    return a->token;
+}
+
+static void ack_unhold(gw__udp_sess *s, uint32_t token)
+{
+    gw__udp_ack *a = s->acks_tail;
+    if (!a || a->token != token)
+        return;
+    gw__udp_ack **pp = &s->acks, *prev = NULL;
+    while (*pp != a) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = NULL;
+    s->acks_tail = prev;
+    gw_free(GW_AREA_SESSION, a);
+}
+
+/* ---- one datagram ---- */
+
+static int authenticate(const gw_product *p, const gw_thing_msg *m, const uint8_t *buf, size_t len,
+                        const gw_device *dev)
+{
+    if (p->codec_ops->verify)
+        return p->codec_ops->verify(p, m, buf, len, dev->secret);
+    return m->secret[0] && gw_secret_equal(dev->secret, m->secret, strlen(m->secret)) ? 0
+                                                                                      : GW_EAUTH;
+}
+
+/* A decoded, authenticated message of s's device. */
+static void handle(gw__udp_sess *s, gw_thing_msg *m)
+{
+    const gw_product *p = s->base.dev->product;
+    gw__udp_loop *ul = s->ul;
+    gw_reject rej = {GW_R_NONE, ""};
+    size_t n;
+
+    gw_metric_inc(GW_M_MSG_RECEIVED);
+    if (m->kind == GW_MSG_HEARTBEAT || m->kind == GW_MSG_LOGIN) {
+        if ((n = encode_ack(ul, p, m, 0)) > 0)
+            gw__udp_send(s->sock, &s->addr, ul->ackbuf, n);
+        return;
+    }
+    n = encode_ack(ul, p, m, 0);
+    int64_t token = n ? ack_hold(s, ul->ackbuf, n) : 0;
+    if (token < 0)
+        return; /* out of memory: no ack, the device resends */
+    int rc = gw_dispatch_message(&s->base, m, (uint32_t)token, n > 0, &rej);
+    if (rc == 0)
+        return;
+    if (n)
+        ack_unhold(s, (uint32_t)token);
+    if (rc == GW_EINVAL && (n = encode_ack(ul, p, m, GW_EINVAL)) > 0)
+        gw__udp_send(s->sock, &s->addr, ul->ackbuf, n); /* the layout's negative ack */
+}
+
+void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const struct sockaddr *from,
+                      bool truncated)
+{
+    gw__udp_loop *ul = us->ul;
+    const gw_product *p = us->product;
+    const gw_config *cfg = ul->loop->rt->cfg;
+    gw_reject rej = {GW_R_NONE, ""};
+    gw_decode_hint hint = {GW_MSG_NONE, NULL};
+    gw_thing_msg m;
+    char detail[96];
+
+    gw_metric_inc(GW_M_UDP_DATAGRAMS);
+    if (truncated || len > us->max_frame) {
+        snprintf(detail, sizeof(detail), "%s%zu bytes, max frame %zu", truncated ? "over " : "",
+                 len, us->max_frame);
+        drop(ul, GW_M_UDP_DROP_OVERSIZED, from, "oversized", NULL, detail);
+        return;
+    }
+    memset(&m, 0, sizeof(m));
+    if (p->codec_ops->decode(p, &hint, buf, len, &m, &rej) != 0) {
+        bool check = rej.reason == GW_R_BAD_CHECK;
+        drop(ul, check ? GW_M_UDP_DROP_BAD_CHECK : GW_M_UDP_DROP_MALFORMED, from,
+             check ? "bad_check" : "malformed", m.device_id, rej.detail);
+        gw_thing_msg_clear(&m);
+        return;
+    }
+    const gw_device *dev = m.device_id[0] ? gw_config_device(cfg, m.device_id) : NULL;
+    if (!dev || dev->product != p) {
+        drop(ul, GW_M_UDP_DROP_UNKNOWN, from, "unknown_device", m.device_id,
+             dev ? "device of another product" : NULL);
+        gw_thing_msg_clear(&m);
+        return;
+    }
+    gw__udp_sess *s = table_find(ul, dev->index);
+    if (authenticate(p, &m, buf, len, dev) != 0) {
+        /* A spoofed source fails here too: the session keeps its remembered address. */
+        bool spoof = s && !addr_equal(&s->addr, from);
+        drop(ul, GW_M_UDP_DROP_BAD_AUTH, from, "bad_auth", m.device_id,
+             spoof ? "source differs from the device's address" : NULL);
+        gw_thing_msg_clear(&m);
+        return;
+    }
+    if (!s) {
+        s = sess_open(us, dev, from);
+        if (!s) {
+            gw_thing_msg_clear(&m);
+            return;
+        }
+    } else if (!addr_equal(&s->addr, from) || s->sock != us) {
+        if (GW_LOG_INFO >= gw_log_level) {
+            char was[64], now[64];
+            gw_sockaddr_str(&s->addr.sa, was, sizeof(was));
+            gw_sockaddr_str(from, now, sizeof(now));
+            gw_log_write(GW_LOG_INFO, "udp", dev->id, now, "device address changed", "was=%s", was);
+        }
+        addr_set(&s->addr, from); /* roaming: verified, so the new address is the device's */
+        s->sock = us;
+    }
+    s->deadline = uv_now(&ul->loop->uv) + idle_ms(ul, dev);
+    handle(s, &m);
+    gw_thing_msg_clear(&m);
+}
+
+/* ---- sweep and shutdown ---- */
+
+void gw__udp_sweep(gw__udp_loop *ul)
+{
+    uint64_t now = uv_now(&ul->loop->uv);
+    for (uint32_t i = 0; i < ul->table_cap; i++) {
+        gw__udp_sess *s = ul->table[i], *next;
+        for (; s; s = next) {
+            next = s->hnext;
+            if (now < s->deadline)
+                continue;
+            gw_metric_inc(GW_M_UDP_IDLE);
+            if (GW_LOG_INFO >= gw_log_level) {
+                char peer[64];
+                peer_of(&s->base, peer, sizeof(peer));
+                gw_log_write(GW_LOG_INFO, "udp", s->base.dev->id, peer,
+                             "idle timeout; device offline", "idle_timeout_ms=%u",
+                             idle_ms(ul, s->base.dev));
+            }
+            sess_close(s, "idle_timeout");
+        }
+    }
+}
+
+void gw__udp_close_all(gw__udp_loop *ul, const char *reason)
+{
+    for (uint32_t i = 0; i < ul->table_cap; i++) {
+        while (ul->table[i])
+            sess_close(ul->table[i], reason);
+    }
+    gw_free(GW_AREA_SESSION, ul->table);
+    ul->table = NULL;
+    ul->table_cap = 0;
+}

@@ -1,0 +1,402 @@
+/* fuzz_binary_frame.c: the binary codec's stream framer and frame decoder on arbitrary bytes, over
+ * five built-in layouts (length field + CRC-16/MODBUS, 0x7E delimiters with escaping + XOR + BCD,
+ * datagrams with every field type + CRC-32, an end delimiter "\r\n", fixed size + sum-8), loaded
+ * once through the real config loader. The input is read as a TCP stream (frame, then decode each
+ * frame) and as one datagram. Checks: frame() stays inside the buffer and max_frame, a rejection
+ * carries a reason and a valid UTF-8 detail and no values, a decoded message's ack frames and
+ * decodes again, and a decoded message re-encodes to a frame that decodes to the same values. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codecs/binary/internal.h"
+#include "config/config.h"
+
+#define PRODUCT_HEAD(id, props)                                                                    \
+    "{ \"id\": \"" id                                                                              \
+    "\", \"protocol\": \"mqtt\", \"codec\": \"binary\", \"properties\": [ " props " ], "
+
+static const char *const products[] = {
+    /* length field, CRC-16/MODBUS, login, report, event, reply */
+    PRODUCT_HEAD("len",
+                 "{ \"id\": \"e\", \"type\": \"double\" }, { \"id\": \"v\", \"type\": "
+                 "\"float\" }, { \"id\": \"t\", \"type\": \"enum\", \"values\": [\"a\", "
+                 "\"b\"] }, { \"id\": \"on\", \"type\": \"bool\" }, { \"id\": \"q\", "
+                 "\"type\": \"int\" }") "\"events\": [ { \"id\": \"ov\", \"params\": [ { \"id\": "
+                                        "\"p\", \"type\": \"int\" } ] } ],"
+                                        "\"functions\": [ { \"id\": \"rs\", \"outputs\": [ { "
+                                        "\"id\": \"k\", \"type\": \"double\" } ] "
+                                        "} ],"
+                                        "\"frame\": { \"max_frame\": 256, \"framing\": { \"mode\": "
+                                        "\"length\", \"offset\": 1, "
+                                        "\"width\": 2 },"
+                                        " \"header\": [ { \"name\": \"s\", \"offset\": 0, "
+                                        "\"type\": \"u8\", \"value\": \"0x68\" }, "
+                                        "{ \"name\": \"cmd\", \"offset\": 3, \"type\": \"u8\" }, { "
+                                        "\"type\": \"u16\", \"role\": "
+                                        "\"seq\" } ],"
+                                        " \"discriminator\": \"cmd\", \"check\": { \"algorithm\": "
+                                        "\"crc16-modbus\", \"endian\": "
+                                        "\"little\" },"
+                                        " \"messages\": ["
+                                        "  { \"kind\": \"login\", \"match\": 1, \"fields\": [ { "
+                                        "\"type\": \"string\", \"size\": 8, "
+                                        "\"role\": \"device_id\" }, { \"type\": \"string\", "
+                                        "\"prefix\": 1, \"role\": \"secret\" } ] },"
+                                        "  { \"kind\": \"report\", \"match\": 2, \"fields\": [ { "
+                                        "\"type\": \"u32\", \"scale\": 0.01, "
+                                        "\"property\": \"e\" }, { \"type\": \"u16\", \"scale\": "
+                                        "0.1, \"property\": \"v\" }, "
+                                        "{ \"type\": \"u8\", \"property\": \"t\" }, { \"offset\": "
+                                        "13, \"type\": \"u8\", \"bit\": 0, "
+                                        "\"property\": \"on\" }, { \"offset\": 13, \"type\": "
+                                        "\"u8\", \"bit\": 1, \"bits\": 2, "
+                                        "\"property\": \"q\" }, { \"offset\": 14, \"type\": "
+                                        "\"u32\", \"scale\": 1000, \"role\": "
+                                        "\"timestamp\" } ] },"
+                                        "  { \"kind\": \"event\", \"match\": 3, \"event\": \"ov\", "
+                                        "\"fields\": [ { \"type\": \"i16\", "
+                                        "\"param\": \"p\" } ] },"
+                                        "  { \"kind\": \"heartbeat\", \"match\": 4 },"
+                                        "  { \"kind\": \"function_reply\", \"match\": 5, "
+                                        "\"function\": \"rs\", \"ack\": false, "
+                                        "\"fields\": [ { \"type\": \"u8\", \"role\": \"result\" }, "
+                                        "{ \"type\": \"f64\", \"output\": "
+                                        "\"k\" } ] } ],"
+                                        " \"ack\": { \"match\": 128, \"fields\": [ { \"type\": "
+                                        "\"u8\", \"role\": \"request_code\" }, "
+                                        "{ \"type\": \"u8\", \"role\": \"result\" } ] } } }",
+
+    /* JT/T 808-style */
+    PRODUCT_HEAD(
+        "808",
+        "{ \"id\": \"lat\", \"type\": \"double\" }, { \"id\": \"sos\", \"type\": "
+        "\"bool\" }, { \"id\": \"tm\", \"type\": \"string\" }") "\"frame\": { \"max_frame\": 300, "
+                                                                "\"framing\": { \"mode\": "
+                                                                "\"delimiter\", \"start\": \"7E\", "
+                                                                "\"end\": \"7E\", \"escape\": { "
+                                                                "\"byte\": \"7D\", \"map\": { "
+                                                                "\"7E\": \"02\", \"7D\": \"01\" } "
+                                                                "} },"
+                                                                " \"header\": [ { \"name\": "
+                                                                "\"id\", \"offset\": 0, \"type\": "
+                                                                "\"u16\" }, { \"offset\": 4, "
+                                                                "\"type\": \"bcd\", \"size\": 6, "
+                                                                "\"role\": \"device_id\" }, { "
+                                                                "\"offset\": 10, \"type\": "
+                                                                "\"u16\", \"role\": \"seq\" } ],"
+                                                                " \"discriminator\": \"id\", "
+                                                                "\"check\": { \"algorithm\": "
+                                                                "\"xor\", \"to\": -1, \"at\": -1 },"
+                                                                " \"messages\": ["
+                                                                "  { \"kind\": \"login\", "
+                                                                "\"match\": 258, \"fields\": [ { "
+                                                                "\"offset\": 12, \"type\": "
+                                                                "\"string\", \"prefix\": 1, "
+                                                                "\"role\": \"secret\" } ] },"
+                                                                "  { \"kind\": \"heartbeat\", "
+                                                                "\"match\": 2 },"
+                                                                "  { \"kind\": \"report\", "
+                                                                "\"match\": 512, \"fields\": [ { "
+                                                                "\"offset\": 12, \"type\": "
+                                                                "\"u32\", "
+                                                                "\"bit\": 0, \"property\": \"sos\" "
+                                                                "}, { \"offset\": 16, \"type\": "
+                                                                "\"u32\", \"scale\": "
+                                                                "0.000001, \"property\": \"lat\" "
+                                                                "}, { \"type\": \"bcd\", \"size\": "
+                                                                "6, \"property\": \"tm\" } ] "
+                                                                "} ],"
+                                                                " \"ack\": { \"match\": 32769, "
+                                                                "\"fields\": [ { \"offset\": 2, "
+                                                                "\"type\": \"u16\", \"value\": 5 "
+                                                                "}, { \"offset\": 12, \"type\": "
+                                                                "\"u16\", \"role\": \"seq\" }, { "
+                                                                "\"type\": \"u16\", \"role\": "
+                                                                "\"request_code\" }, { \"type\": "
+                                                                "\"u8\", \"role\": \"result\" } ] "
+                                                                "} } }",
+
+    /* datagram, every field type, CRC-32, token */
+    PRODUCT_HEAD(
+        "dg",
+        "{ \"id\": \"a\", \"type\": \"int\" }, { \"id\": \"b\", \"type\": \"long\" "
+        "}, { \"id\": \"c\", \"type\": \"long\" }, { \"id\": \"d\", \"type\": "
+        "\"float\" }, { \"id\": \"e\", \"type\": \"double\" }, { \"id\": \"f\", "
+        "\"type\": \"string\" }, { \"id\": \"g\", \"type\": \"string\" }, { \"id\": "
+        "\"h\", \"type\": \"string\" }, { \"id\": \"i\", \"type\": \"long\" }, { "
+        "\"id\": \"j\", \"type\": \"int\" }") "\"frame\": { \"endian\": \"little\", \"max_frame\": "
+                                              "128, \"framing\": { \"mode\": "
+                                              "\"datagram\" },"
+                                              " \"header\": [ { \"name\": \"ty\", \"type\": \"u8\" "
+                                              "}, { \"type\": \"string\", \"size\": 4, "
+                                              "\"role\": \"device_id\" }, { \"type\": \"bytes\", "
+                                              "\"size\": 4, \"role\": \"secret\" }, { "
+                                              "\"type\": \"u32\", \"role\": \"seq\" } ],"
+                                              " \"discriminator\": \"ty\", \"check\": { "
+                                              "\"algorithm\": \"crc32\", \"at\": -4 },"
+                                              " \"messages\": ["
+                                              "  { \"kind\": \"report\", \"match\": 1, \"fields\": "
+                                              "[ { \"type\": \"i8\", \"property\": \"a\" "
+                                              "}, { \"type\": \"u64\", \"property\": \"b\" }, { "
+                                              "\"type\": \"i64\", \"endian\": \"big\", "
+                                              "\"property\": \"c\" }, { \"type\": \"f32\", "
+                                              "\"property\": \"d\" }, { \"type\": \"f64\", "
+                                              "\"scale\": -2.5, \"add\": 1, \"property\": \"e\" }, "
+                                              "{ \"type\": \"bcd\", \"size\": 3, "
+                                              "\"property\": \"f\" }, { \"type\": \"bcd\", "
+                                              "\"size\": 9, \"scale\": 3, \"property\": \"i\" }, "
+                                              "{ \"type\": \"i32\", \"scale\": -7, \"add\": 5, "
+                                              "\"property\": \"j\" }, { \"type\": "
+                                              "\"string\", \"prefix\": 2, \"property\": \"g\" }, { "
+                                              "\"type\": \"bytes\", \"prefix\": 1, "
+                                              "\"property\": \"h\" } ] },"
+                                              "  { \"kind\": \"heartbeat\", \"match\": 2, "
+                                              "\"length\": 17 } ],"
+                                              " \"ack\": { \"match\": 129, \"fields\": [ { "
+                                              "\"type\": \"u8\", \"role\": \"result\" } ] } } }",
+
+    /* "\r\n"-terminated lines */
+    PRODUCT_HEAD(
+        "crlf",
+        "{ \"id\": \"s\", \"type\": \"string\" }") "\"frame\": { \"max_frame\": 64, \"framing\": { "
+                                                   "\"mode\": \"delimiter\", \"end\": \"0D0A\" },"
+                                                   " \"header\": [ { \"type\": \"u8\", \"role\": "
+                                                   "\"seq\" } ],"
+                                                   " \"messages\": [ { \"kind\": \"report\", "
+                                                   "\"fields\": [ { \"type\": \"string\", "
+                                                   "\"prefix\": 1, "
+                                                   "\"property\": \"s\" } ] } ] } }",
+
+    /* fixed size, sum-8 */
+    PRODUCT_HEAD(
+        "fix",
+        "{ \"id\": \"n\", \"type\": \"int\" }") "\"frame\": { \"max_frame\": 8, \"framing\": { "
+                                                "\"mode\": \"fixed\", \"length\": 8 },"
+                                                " \"header\": [ { \"name\": \"c\", \"type\": "
+                                                "\"u8\" }, { \"type\": \"u8\", \"role\": \"seq\" "
+                                                "} ],"
+                                                " \"discriminator\": \"c\", \"check\": { "
+                                                "\"algorithm\": \"sum8\" },"
+                                                " \"messages\": [ { \"kind\": \"report\", "
+                                                "\"match\": 1, \"fields\": [ { \"type\": \"i32\", "
+                                                "\"property\": \"n\" } ] }, { \"kind\": "
+                                                "\"heartbeat\", \"match\": 2 } ],"
+                                                " \"ack\": { \"match\": 3, \"fields\": [ { "
+                                                "\"type\": \"u8\", \"role\": \"result\" } ] } } }",
+};
+#define N_PRODUCTS (sizeof(products) / sizeof(products[0]))
+
+static gw_config *cfg;
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+        abort();
+}
+
+static void load_once(void)
+{
+    char dir[] = "/tmp/iotgw-fuzz-binary-XXXXXX", path[256];
+    gw_diag d = {0};
+    if (cfg)
+        return;
+    if (!mkdtemp(dir))
+        abort();
+    snprintf(path, sizeof(path), "%s/products", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/gateway.json", dir);
+    write_file(path, "{ \"admin\": { \"enabled\": false }, \"adapters\": { \"mqtt\": { "
+                     "\"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0 } ] } } }");
+    snprintf(path, sizeof(path), "%s/devices.json", dir);
+    write_file(path, "[]");
+    for (size_t i = 0; i < N_PRODUCTS; i++) {
+        snprintf(path, sizeof(path), "%s/products/p%zu.json", dir, i);
+        write_file(path, products[i]);
+    }
+    snprintf(path, sizeof(path), "%s/gateway.json", dir);
+    if (gw_config_load(path, &cfg, &d) != 0 || cfg->n_products != N_PRODUCTS) {
+        for (size_t i = 0; i < d.n; i++)
+            fprintf(stderr, "%s\n", d.msgs[i]);
+        abort();
+    }
+    gw_diag_free(&d);
+    for (size_t i = 0; i < N_PRODUCTS; i++) {
+        snprintf(path, sizeof(path), "%s/products/p%zu.json", dir, i);
+        remove(path);
+    }
+    snprintf(path, sizeof(path), "%s/products", dir);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/gateway.json", dir);
+    remove(path);
+    snprintf(path, sizeof(path), "%s/devices.json", dir);
+    remove(path);
+    rmdir(dir);
+}
+
+static void check_reject(const gw_thing_msg *m, const gw_reject *rej)
+{
+    if (rej->reason == GW_R_NONE || !rej->detail[0] || m->values)
+        abort();
+    json_t *d = json_string(rej->detail);
+    if (!d)
+        abort();
+    json_decref(d);
+}
+
+/* Equal values; reals within a relative 1e-9 (a real transform may not invert bit-exactly). */
+static bool same_values(json_t *a, json_t *b)
+{
+    const char *key;
+    json_t *va;
+    if (!a || !b)
+        return !a && !b;
+    if (json_object_size(a) != json_object_size(b))
+        return false;
+    json_object_foreach(a, key, va)
+    {
+        json_t *vb = json_object_get(b, key);
+        if (json_is_real(va) && json_is_real(vb)) {
+            double x = json_real_value(va), y = json_real_value(vb);
+            double scale = fabs(x) > fabs(y) ? fabs(x) : fabs(y);
+            if (fabs(x - y) > 1e-9 * (scale > 1 ? scale : 1))
+                return false;
+        } else if (!json_equal(va, vb)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A decoded message: its ack is a whole frame of the layout; its values re-encode to a frame that
+ * decodes to the same values. */
+static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_msg *which)
+{
+    const bin_layout *l = p->codec_state;
+    static uint8_t out[GW_BINARY_MAX_FRAME + 64];
+    size_t n = 0, skip;
+    gw_reject rej = {0};
+    gw_thing_msg again;
+    const bin_msg *w2;
+
+    int rc = gw_codec_binary_ops.encode_ack(p, m, 0, out, sizeof(out), &n);
+    if (rc != 0)
+        abort();
+    if (n && l->framing != BIN_FR_DATAGRAM && gw_codec_binary_ops.frame(p, out, n, &skip) != (int)n)
+        abort();
+    if (n && (gw__binary_decode(p, true, out, n, &again, &w2, &rej) != 0 || w2->kind != BIN_K_ACK ||
+              again.seq != m->seq))
+        abort();
+    if (n)
+        gw_thing_msg_clear(&again);
+
+    bin_src src = {.values = m->values,
+                   .seq = m->seq,
+                   .device_id = m->device_id,
+                   .status = m->success ? 0 : -1};
+    gw_error err = {0};
+    rc = gw__binary_encode(l, which, &src, out, sizeof(out), &n, &err);
+    if (rc == GW_EINVAL || rc == GW_ETOOBIG)
+        return; /* e.g. a device id the decoder read as digits that no longer fit */
+    if (rc != 0)
+        abort();
+    if (gw__binary_decode(p, false, out, n, &again, &w2, &rej) != 0) {
+        fprintf(stderr, "re-encoded frame refused: %s\n", rej.detail);
+        abort();
+    }
+    if (w2 != which || !same_values(m->values, again.values))
+        abort();
+    gw_thing_msg_clear(&again);
+}
+
+/* The frame with its check recomputed, so that mutations reach the fields behind the check. */
+static void decode_fixed_check(const gw_product *p, const uint8_t *frame, size_t len)
+{
+    const bin_layout *l = p->codec_state;
+    static uint8_t scratch[GW_BINARY_MAX_FRAME], body[GW_BINARY_MAX_FRAME],
+        wire[2 * GW_BINARY_MAX_FRAME + 16];
+    const uint8_t *b;
+    size_t n, wn;
+    gw_reject rej = {0};
+    gw_thing_msg m;
+    const bin_msg *which;
+    if (!l->algo || gw__binary_body(l, frame, len, scratch, &b, &n, &rej) != 0)
+        return;
+    int64_t from = l->ck_from < 0 ? (int64_t)n + l->ck_from : l->ck_from;
+    int64_t to = l->ck_to < 0 ? (int64_t)n + l->ck_to : l->ck_to;
+    int64_t at = l->ck_at < 0 ? (int64_t)n + l->ck_at : l->ck_at;
+    if (from < 0 || to > (int64_t)n || from > to || at < 0 || at + l->ck_width > (int64_t)n)
+        return;
+    memcpy(body, b, n);
+    uint32_t c = gw__binary_check((bin_algo)l->algo, body + from, (size_t)(to - from));
+    gw__binary_put_uint(body + at, l->ck_width, l->ck_little, c);
+    if (gw__binary_wrap(l, body, n, wire, sizeof(wire), &wn) != 0)
+        return;
+    memset(&rej, 0, sizeof(rej));
+    if (gw__binary_decode(p, false, wire, wn, &m, &which, &rej) == 0)
+        check_decoded(p, &m, which);
+    else if (rej.reason == GW_R_BAD_CHECK)
+        abort(); /* we just made it right */
+    else
+        check_reject(&m, &rej);
+    gw_thing_msg_clear(&m);
+}
+
+static void run(const gw_product *p, const uint8_t *data, size_t size)
+{
+    const bin_layout *l = p->codec_state;
+    gw_thing_msg m;
+    gw_reject rej = {0};
+    const bin_msg *which;
+
+    /* as one datagram */
+    if (gw__binary_decode(p, false, data, size, &m, &which, &rej) == 0)
+        check_decoded(p, &m, which);
+    else
+        check_reject(&m, &rej);
+    gw_thing_msg_clear(&m);
+    if (size <= l->max_frame)
+        decode_fixed_check(p, data, size);
+
+    /* as a stream */
+    size_t off = 0;
+    while (off < size && l->framing != BIN_FR_DATAGRAM) {
+        size_t skip = 0;
+        int rc = gw_codec_binary_ops.frame(p, data + off, size - off, &skip);
+        if (skip > size - off)
+            abort();
+        if (rc < 0) {
+            if (rc != GW_ETOOBIG && rc != GW_EPROTO)
+                abort();
+            break;
+        }
+        if (rc == 0)
+            break;
+        if ((size_t)rc > l->max_frame || skip + (size_t)rc > size - off)
+            abort();
+        memset(&rej, 0, sizeof(rej));
+        if (gw__binary_decode(p, false, data + off + skip, (size_t)rc, &m, &which, &rej) == 0)
+            check_decoded(p, &m, which);
+        else
+            check_reject(&m, &rej);
+        gw_thing_msg_clear(&m);
+        decode_fixed_check(p, data + off + skip, (size_t)rc);
+        off += skip + (size_t)rc;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    load_once();
+    for (size_t i = 0; i < cfg->n_products; i++)
+        run(&cfg->products[i], data, size);
+    return 0;
+}

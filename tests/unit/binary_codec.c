@@ -1,0 +1,973 @@
+/* binary_codec.c: the binary codec on its own: the check algorithms against their standard
+ * "123456789" vectors, the documented example frames of the three example products decoded
+ * byte for byte, acks and commands encoded to the documented bytes and decoded back, every
+ * framing mode fed whole, split at every byte boundary and byte by byte, every field type and
+ * transform, bad checks, unknown messages, truncated and oversized frames, and garbage streams. */
+#include "binary_test.h"
+
+#include <math.h>
+
+static const gw_codec_ops *ops = &gw_codec_binary_ops;
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static int decode_hex(const gw_product *p, const char *hex, gw_thing_msg *m, gw_reject *rej)
+{
+    uint8_t b[2048];
+    size_t n = bt_unhex(hex, b, sizeof(b));
+    memset(rej, 0, sizeof(*rej));
+    return ops->decode(p, NULL, b, n, m, rej);
+}
+
+#define CHECK_VAL_INT(m, key, want)                                                                \
+    do {                                                                                           \
+        json_t *v_ = json_object_get((m)->values, key);                                            \
+        CHECK(json_is_integer(v_));                                                                \
+        CHECK_INT(json_integer_value(v_), want);                                                   \
+    } while (0)
+
+#define CHECK_VAL_REAL(m, key, want)                                                               \
+    do {                                                                                           \
+        json_t *v_ = json_object_get((m)->values, key);                                            \
+        CHECK(json_is_real(v_));                                                                   \
+        if (fabs(json_real_value(v_) - (want)) > 1e-9) {                                           \
+            fprintf(stderr, "%s:%d: %s = %.17g, want %.17g\n", __FILE__, __LINE__, key,            \
+                    json_real_value(v_), (double)(want));                                          \
+            gw_t_fail++;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_VAL_STR(m, key, want)                                                                \
+    CHECK_STR(json_string_value(json_object_get((m)->values, key)), want)
+
+#define CHECK_VAL_BOOL(m, key, want)                                                               \
+    do {                                                                                           \
+        json_t *v_ = json_object_get((m)->values, key);                                            \
+        CHECK(json_is_boolean(v_) && json_is_true(v_) == (want));                                  \
+    } while (0)
+
+#define CHECK_BYTES(got, n, want_hex)                                                              \
+    do {                                                                                           \
+        uint8_t w_[2048];                                                                          \
+        size_t wn_ = bt_unhex(want_hex, w_, sizeof(w_));                                           \
+        CHECK_STR(bt_hex(got, n), bt_hex(w_, wn_));                                                \
+    } while (0)
+
+static const bin_msg *msg_by_match(const gw_product *p, int kind, uint32_t match)
+{
+    const bin_layout *l = p->codec_state;
+    for (size_t i = 0; i < l->n_msgs; i++)
+        if (l->msgs[i].kind == kind && (!l->msgs[i].has_match || l->msgs[i].match == match))
+            return &l->msgs[i];
+    return NULL;
+}
+
+/* An upstream frame built by the codec's own encoder from values (tests only). */
+static size_t build_up(const gw_product *p, int kind, uint32_t match, const char *values_json,
+                       uint32_t seq, int status, uint8_t *out, size_t cap)
+{
+    const bin_msg *m = msg_by_match(p, kind, match);
+    gw_error err = {0};
+    size_t n = 0;
+    json_t *v = values_json ? json_loads(values_json, 0, NULL) : NULL;
+    bin_src src = {.status = status, .seq = seq, .values = v};
+    CHECK(m != NULL);
+    int rc = m ? gw__binary_encode(p->codec_state, m, &src, out, cap, &n, &err) : -1;
+    if (rc)
+        fprintf(stderr, "build_up: %s\n", err.msg);
+    CHECK_INT(rc, 0);
+    json_decref(v);
+    return n;
+}
+
+/* A stream as a TCP adapter sees it: bytes appended, frames cut and decoded as they complete. */
+typedef struct stream {
+    uint8_t buf[8192];
+    size_t len;
+    int frames;
+    uint32_t seqs[64];
+    int error;   /* frame()'s negative return, if any */
+    int rejects; /* frames that did not decode */
+    size_t skipped;
+} stream;
+
+static void feed(const gw_product *p, stream *s, const uint8_t *data, size_t n)
+{
+    if (s->error)
+        return;
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    for (;;) {
+        size_t skip = 0;
+        int rc = ops->frame(p, s->buf, s->len, &skip);
+        if (skip > s->len) {
+            CHECK(skip <= s->len);
+            s->error = -1;
+            return;
+        }
+        if (rc < 0) {
+            s->error = rc;
+            return;
+        }
+        s->skipped += skip;
+        if (rc == 0) {
+            memmove(s->buf, s->buf + skip, s->len - skip);
+            s->len -= skip;
+            return;
+        }
+        CHECK(skip + (size_t)rc <= s->len);
+        gw_thing_msg m;
+        gw_reject rej = {0};
+        if (ops->decode(p, NULL, s->buf + skip, (size_t)rc, &m, &rej) == 0) {
+            if (s->frames < 64)
+                s->seqs[s->frames] = m.seq;
+            s->frames++;
+        } else {
+            s->rejects++;
+        }
+        gw_thing_msg_clear(&m);
+        size_t used = skip + (size_t)rc;
+        memmove(s->buf, s->buf + used, s->len - used);
+        s->len -= used;
+    }
+}
+
+/* The frames in buf (n frames with seqs 1..n) come out whole, split at every byte boundary, and
+ * byte by byte. */
+static void check_stream(const gw_product *p, const uint8_t *buf, size_t len, int n,
+                         const char *what)
+{
+    stream *s = calloc(1, sizeof(*s));
+    int bad_splits = 0;
+    feed(p, s, buf, len);
+    CHECK_INT(s->frames, n);
+    CHECK_INT(s->error, 0);
+    CHECK_INT(s->rejects, 0);
+    for (int i = 0; i < n && i < 64; i++)
+        CHECK_INT(s->seqs[i], i + 1);
+    for (size_t k = 0; k <= len; k++) {
+        memset(s, 0, sizeof(*s));
+        feed(p, s, buf, k);
+        feed(p, s, buf + k, len - k);
+        bool ok = s->frames == n && !s->error && !s->rejects && s->len == 0;
+        for (int i = 0; ok && i < n && i < 64; i++)
+            ok = s->seqs[i] == (uint32_t)(i + 1);
+        bad_splits += !ok;
+    }
+    if (bad_splits)
+        fprintf(stderr, "%s: %d splits went wrong\n", what, bad_splits);
+    CHECK_INT(bad_splits, 0);
+    memset(s, 0, sizeof(*s));
+    for (size_t k = 0; k < len; k++)
+        feed(p, s, buf + k, 1);
+    CHECK_INT(s->frames, n);
+    CHECK_INT(s->error, 0);
+    free(s);
+}
+
+/* ---- checks ----------------------------------------------------------------------------- */
+
+static void test_check_vectors(void)
+{
+    const uint8_t *v = (const uint8_t *)"123456789";
+    CHECK_INT(gw__crc16_modbus(v, 9), 0x4B37);
+    CHECK_INT(gw__crc16_ccitt(v, 9, 0xffff), 0x29B1); /* CRC-16/CCITT-FALSE */
+    CHECK_INT(gw__crc16_ccitt(v, 9, 0), 0x31C3);      /* CRC-16/XMODEM */
+    CHECK_INT(gw__crc32(v, 9), 0xCBF43926u);
+    CHECK_INT(gw__binary_check(BIN_CK_CRC16_MODBUS, v, 9), 0x4B37);
+    CHECK_INT(gw__binary_check(BIN_CK_CRC16_CCITT, v, 9), 0x29B1);
+    CHECK_INT(gw__binary_check(BIN_CK_CRC16_XMODEM, v, 9), 0x31C3);
+    CHECK_INT(gw__binary_check(BIN_CK_CRC32, v, 9), 0xCBF43926u);
+    CHECK_INT(gw__binary_check(BIN_CK_XOR, v, 9), 0x31);
+    CHECK_INT(gw__binary_check(BIN_CK_SUM8, v, 9), 0xDD);
+    CHECK_INT(gw__crc32(v, 0), 0);
+    CHECK_INT(gw__crc16_modbus(v, 0), 0xFFFF);
+}
+
+/* Every algorithm on a real frame: it decodes, and one flipped bit is a bad check. */
+static void test_check_in_frames(void)
+{
+    static const char *const algos[] = {"crc16-modbus", "crc16-ccitt", "crc16-xmodem",
+                                        "crc32",        "xor",         "sum8"};
+    for (size_t a = 0; a < 6; a++) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "{ \"id\": \"c\", \"protocol\": \"mqtt\", \"codec\": \"binary\",\n"
+                 "  \"properties\": [ { \"id\": \"n\", \"type\": \"int\" } ],\n"
+                 "  \"frame\": { \"framing\": { \"mode\": \"datagram\" },\n"
+                 "    \"header\": [ { \"name\": \"seq\", \"type\": \"u16\", \"role\": \"seq\" } "
+                 "],\n"
+                 "    \"check\": { \"algorithm\": \"%s\", \"from\": 1 },\n"
+                 "    \"messages\": [ { \"kind\": \"report\", \"fields\": [ { \"type\": \"u16\", "
+                 "\"property\": \"n\" } ] } ] } }",
+                 algos[a]);
+        bt_loaded r = bt_load_text(text);
+        CHECK_INT(r.rc, 0);
+        if (!r.p) {
+            fprintf(stderr, "%s", r.errors);
+            continue;
+        }
+        uint8_t f[64];
+        size_t n = build_up(r.p, BIN_K_REPORT, 0, "{\"n\": 4660}", 7, 0, f, sizeof(f));
+        CHECK_INT(n, 4 + gw__binary_check_width((bin_algo)(a + 1)));
+        uint32_t want = gw__binary_check((bin_algo)(a + 1), f + 1, 3);
+        CHECK_INT(gw__binary_get_uint(f + 4, n - 4, false), want);
+        gw_thing_msg m;
+        gw_reject rej = {0};
+        CHECK_INT(ops->decode(r.p, NULL, f, n, &m, &rej), 0);
+        CHECK_VAL_INT(&m, "n", 4660);
+        CHECK_INT(m.seq, 7);
+        gw_thing_msg_clear(&m);
+        f[0] ^= 0x01; /* outside the range: still fine */
+        CHECK_INT(ops->decode(r.p, NULL, f, n, &m, &rej), 0);
+        gw_thing_msg_clear(&m);
+        f[2] ^= 0x10;
+        CHECK_INT(ops->decode(r.p, NULL, f, n, &m, &rej), GW_EINVAL);
+        CHECK_INT(rej.reason, GW_R_BAD_CHECK);
+        CHECK_CONTAINS(rej.detail, algos[a]);
+        CHECK_INT(m.kind, GW_MSG_NONE);
+        CHECK(m.values == NULL);
+        bt_free(&r);
+    }
+}
+
+/* ---- the example products --------------------------------------------------------------- */
+
+#define METER_LOGIN     "68 00 15 01 00 01 6D 74 72 30 30 30 30 31 70 61 35 35 77 6F 72 64 6B BE"
+#define METER_REPORT    "68 00 17 02 00 02 00 01 E2 40 05 DC 08 FD 00 0F 12 06 01 05 65 53 F1 00 A1 C8"
+#define METER_EVENT     "68 00 0B 03 00 03 23 28 00 00 05 DC 36 D4"
+#define METER_HEARTBEAT "68 00 05 04 00 04 48 3D"
+
+static void test_meter(void)
+{
+    bt_loaded r = bt_load_example("meter-tcp.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m;
+    gw_reject rej;
+    uint8_t out[512];
+    size_t n;
+    if (!p)
+        return;
+    CHECK_INT(gw_binary_max_frame(p), 256);
+
+    CHECK_INT(decode_hex(p, METER_LOGIN, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_LOGIN);
+    CHECK_STR(m.device_id, "mtr00001");
+    CHECK_STR(m.secret, "pa55word");
+    CHECK_INT(m.seq, 1);
+    CHECK_INT(m.type_code, 1);
+    CHECK(m.values == NULL);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55word"), 0);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55wore"), GW_EAUTH);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55word!"), GW_EAUTH);
+    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "68 00 07 80 00 01 01 00 17 BC");
+    gw_thing_msg_clear(&m);
+
+    CHECK_INT(decode_hex(p, METER_REPORT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_PROPERTY_REPORT);
+    CHECK_VAL_REAL(&m, "energy_kwh", 1234.56);
+    CHECK_VAL_INT(&m, "power_w", 1500);
+    CHECK_VAL_REAL(&m, "voltage", 230.1);
+    CHECK_VAL_INT(&m, "pulses", 987654);
+    CHECK_VAL_STR(&m, "tariff", "night");
+    CHECK_VAL_BOOL(&m, "relay_on", true);
+    CHECK_VAL_INT(&m, "quality", 2);
+    CHECK_INT(json_object_size(m.values), 7);
+    CHECK_INT(m.timestamp_ms, 1700000000000LL);
+    CHECK_STR(m.msg_id, "2");
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "anything"), 0); /* no secret in a report */
+    /* the values pass the thing model */
+    json_t *norm = NULL;
+    CHECK_INT(gw_tm_check_report(p, m.values, &norm, &rej), 0);
+    json_decref(norm);
+    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "68 00 07 80 00 02 02 00 E7 4C");
+    CHECK_INT(ops->encode_ack(p, &m, -1, out, sizeof(out), &n), 0); /* negative: result 1 */
+    CHECK_INT(n, 10);
+    CHECK_INT(out[7], 1);
+    CHECK_INT(gw__crc16_modbus(out, 8), out[8] | out[9] << 8);
+    CHECK_INT(ops->encode_ack(p, &m, 0, out, 9, &n), GW_ETOOBIG);
+    gw_thing_msg_clear(&m);
+
+    CHECK_INT(decode_hex(p, METER_EVENT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_EVENT);
+    CHECK_STR(m.name, "overload");
+    CHECK_VAL_INT(&m, "power_w", 9000);
+    CHECK_VAL_INT(&m, "duration_ms", 1500);
+    gw_thing_msg_clear(&m);
+
+    CHECK_INT(decode_hex(p, METER_HEARTBEAT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_HEARTBEAT);
+    CHECK_INT(m.seq, 4);
+    gw_thing_msg_clear(&m);
+
+    /* a function reply: no ack; a write reply with a failure */
+    n = build_up(p, BIN_K_FUNCTION_REPLY, 5, "{\"previous_kwh\": 12.5}", 7, 0, out, sizeof(out));
+    CHECK_INT(ops->decode(p, NULL, out, n, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_FUNCTION_REPLY);
+    CHECK_STR(m.name, "reset_counter");
+    CHECK_INT(m.success, 1);
+    CHECK_INT(m.seq, 7);
+    CHECK_VAL_REAL(&m, "previous_kwh", 12.5);
+    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_INT(n, 0);
+    gw_thing_msg_clear(&m);
+    n = build_up(p, BIN_K_WRITE_REPLY, 6, NULL, 8, -1, out, sizeof(out));
+    CHECK_INT(ops->decode(p, NULL, out, n, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_WRITE_REPLY);
+    CHECK_INT(m.success, 0);
+    gw_thing_msg_clear(&m);
+
+    /* commands: the documented bytes, and back through decode */
+    json_t *in = json_pack("{s:b}", "confirm", 1);
+    gw_error err = {0};
+    CHECK_INT(
+        gw_binary_encode_command(p, "mtr00001", "reset_counter", in, 7, out, sizeof(out), &n, &err),
+        0);
+    CHECK_BYTES(out, n, "68 00 06 85 00 07 01 90 3A");
+    const bin_msg *which;
+    CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
+    CHECK(which && which->kind == BIN_K_INVOKE);
+    CHECK_VAL_BOOL(&m, "confirm", true);
+    gw_thing_msg_clear(&m);
+    json_decref(in);
+    in = json_pack("{s:s}", "tariff", "night");
+    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, in, 9, out, sizeof(out), &n, &err), 0);
+    CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
+    CHECK(which && which->kind == BIN_K_WRITE);
+    CHECK_VAL_STR(&m, "tariff", "night");
+    CHECK_INT(m.seq, 9);
+    gw_thing_msg_clear(&m);
+    json_decref(in);
+    in = json_pack("{s:s}", "tariff", "dusk");
+    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, in, 9, out, sizeof(out), &n, &err),
+              GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "\"dusk\" is not a value of tariff");
+    json_decref(in);
+    in = json_pack("{s:i}", "pulses", 3);
+    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, in, 9, out, sizeof(out), &n, &err),
+              GW_ENOTFOUND);
+    CHECK_INT(gw_binary_encode_command(p, NULL, "reboot", in, 9, out, sizeof(out), &n, &err),
+              GW_ENOTFOUND);
+    CHECK_INT(gw_binary_encode_command(p, NULL, "reset_counter", in, 9, out, sizeof(out), &n, &err),
+              GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "inputs.pulses: no field");
+    json_decref(in);
+    bt_free(&r);
+}
+
+static void test_meter_rejects(void)
+{
+    bt_loaded r = bt_load_example("meter-tcp.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m;
+    gw_reject rej;
+    uint8_t f[512], out[64];
+    size_t n;
+    if (!p)
+        return;
+    /* bad CRC: rejected, counted by reason, never acked */
+    n = bt_unhex(METER_REPORT, f, sizeof(f));
+    f[n - 1] ^= 0xff;
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_BAD_CHECK);
+    CHECK_STR(gw_reason_name(rej.reason), "bad_check");
+    CHECK_CONTAINS(rej.detail, "crc16-modbus: the frame says 0x37A1, the bytes give 0xC8A1");
+    CHECK_INT(ops->encode_ack(p, &m, -1, out, sizeof(out), &n), 0);
+    CHECK_INT(n, 0);
+    gw_thing_msg_clear(&m);
+
+    /* unknown discriminator (with a valid CRC) */
+    n = bt_unhex(METER_HEARTBEAT, f, sizeof(f));
+    f[3] = 0x07;
+    uint16_t c = gw__crc16_modbus(f, n - 2);
+    f[n - 2] = (uint8_t)c, f[n - 1] = (uint8_t)(c >> 8);
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_UNKNOWN_MESSAGE);
+    CHECK_CONTAINS(rej.detail, "discriminator cmd: no message matches 0x7");
+    gw_thing_msg_clear(&m);
+    /* a downstream code sent upstream is unknown too */
+    f[3] = 0x85;
+    c = gw__crc16_modbus(f, n - 2);
+    f[n - 2] = (uint8_t)c, f[n - 1] = (uint8_t)(c >> 8);
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_UNKNOWN_MESSAGE);
+
+    /* truncated: a report frame two bytes short (length and CRC consistent) */
+    n = bt_unhex(METER_REPORT, f, sizeof(f)) - 4;
+    f[2] = (uint8_t)(n + 2 - 3);
+    c = gw__crc16_modbus(f, n);
+    f[n] = (uint8_t)c, f[n + 1] = (uint8_t)(c >> 8);
+    CHECK_INT(ops->decode(p, NULL, f, n + 2, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    CHECK_CONTAINS(rej.detail, "field time (offset 20, 4 bytes): the frame has 24 bytes");
+    CHECK_INT(m.kind, GW_MSG_PROPERTY_REPORT); /* kept for a negative ack */
+    CHECK_INT(m.seq, 2);
+    CHECK(m.values == NULL);
+    CHECK_INT(ops->encode_ack(p, &m, -1, out, sizeof(out), &n), 0);
+    CHECK_INT(n, 10);
+    CHECK_INT(out[7], 1);
+    gw_thing_msg_clear(&m);
+
+    /* a constant that differs */
+    n = bt_unhex(METER_HEARTBEAT, f, sizeof(f));
+    f[0] = 0x69;
+    c = gw__crc16_modbus(f, n - 2);
+    f[n - 2] = (uint8_t)c, f[n - 1] = (uint8_t)(c >> 8);
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "field start: expected 0x68, got 0x69");
+    gw_thing_msg_clear(&m);
+
+    /* the length field disagrees with the frame given (UDP-style whole buffers) */
+    n = bt_unhex(METER_HEARTBEAT, f, sizeof(f));
+    CHECK_INT(ops->decode(p, NULL, f, n - 1, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "length field says 8 bytes, the frame has 7");
+    CHECK_INT(ops->decode(p, NULL, f, 2, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "ends before its length field");
+    CHECK_INT(ops->decode(p, NULL, f, 0, &m, &rej), GW_EINVAL);
+    gw_thing_msg_clear(&m);
+
+    /* an enum index the thing model does not list */
+    n = bt_unhex(METER_REPORT, f, sizeof(f));
+    f[18] = 5;
+    c = gw__crc16_modbus(f, n - 2);
+    f[n - 2] = (uint8_t)c, f[n - 1] = (uint8_t)(c >> 8);
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_ENUM_VALUE);
+    CHECK_CONTAINS(rej.detail, "field tariff: tariff index 5 is not listed (0..1)");
+    gw_thing_msg_clear(&m);
+    bt_free(&r);
+}
+
+static void test_meter_stream(void)
+{
+    bt_loaded r = bt_load_example("meter-tcp.json");
+    const gw_product *p = r.p;
+    uint8_t buf[2048], big[1200];
+    size_t len = 0, skip;
+    if (!p)
+        return;
+    for (uint32_t s = 1; s <= 10; s++) {
+        if (s % 3 == 0)
+            len += build_up(p, BIN_K_REPORT, 2,
+                            "{\"energy_kwh\": 1.5, \"power_w\": 2, \"voltage\": 230.5, "
+                            "\"pulses\": 9, \"tariff\": \"day\", \"relay_on\": false, "
+                            "\"quality\": 3}",
+                            s, 0, buf + len, sizeof(buf) - len);
+        else
+            len += build_up(p, BIN_K_HEARTBEAT, 4, NULL, s, 0, buf + len, sizeof(buf) - len);
+    }
+    check_stream(p, buf, len, 10, "length field");
+
+    /* oversized: a length field beyond max_frame is refused from the header alone */
+    size_t n = bt_unhex("68 01 00 02", big, sizeof(big));
+    CHECK_INT(ops->frame(p, big, n, &skip), GW_ETOOBIG);
+    n = bt_unhex("68 00 FD", big, sizeof(big)); /* 3 + 253 = 256 = max_frame: fine, incomplete */
+    CHECK_INT(ops->frame(p, big, n, &skip), 0);
+    n = bt_unhex("68 00 FE", big, sizeof(big));
+    CHECK_INT(ops->frame(p, big, n, &skip), GW_ETOOBIG);
+    /* a length that cannot even cover the header and the check */
+    n = bt_unhex("68 00 03 04 00", big, sizeof(big));
+    CHECK_INT(ops->frame(p, big, n, &skip), GW_EPROTO);
+    CHECK_INT(ops->frame(p, big, 2, &skip), 0);
+
+    /* garbage: every stream of random bytes ends in an error or in rejected frames, never in a
+     * crash or an accepted frame */
+    srand(1);
+    int errors = 0, accepted = 0;
+    for (int round = 0; round < 200; round++) {
+        stream *s = calloc(1, sizeof(*s));
+        for (int k = 0; k < 4 && !s->error; k++) {
+            for (size_t i = 0; i < 512; i++)
+                big[i] = (uint8_t)rand();
+            feed(p, s, big, 512);
+        }
+        errors += s->error != 0;
+        accepted += s->frames;
+        free(s);
+    }
+    CHECK_INT(accepted, 0);
+    CHECK_INT(errors, 200);
+    bt_free(&r);
+}
+
+#define T808_LOGIN "7E 01 02 00 09 01 39 12 34 56 78 00 01 08 61 75 74 68 38 30 38 78 73 7E"
+#define T808_REPORT                                                                                \
+    "7E 02 00 00 1C 01 39 12 34 56 78 00 03 00 00 00 01 00 00 00 03 01 DC 9A 07 07 3D 48 95 00 "   \
+    "34 02 5D 00 7D 02 24 01 15 10 30 00 8D 7E"
+#define T808_HEARTBEAT "7E 00 02 00 00 01 39 12 34 56 78 00 02 30 7E"
+#define T808_EVENT     "7E 03 01 00 01 01 39 12 34 56 78 00 04 07 30 7E"
+
+static void test_tracker(void)
+{
+    bt_loaded r = bt_load_example("tracker-808.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m;
+    gw_reject rej;
+    uint8_t out[512], f[512];
+    size_t n, skip;
+    if (!p)
+        return;
+    CHECK_INT(decode_hex(p, T808_LOGIN, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_LOGIN);
+    CHECK_STR(m.device_id, "013912345678");
+    CHECK_STR(m.secret, "auth808x");
+    CHECK_INT(m.seq, 1);
+    CHECK_INT(m.type_code, 0x0102);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808x"), 0);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808"), GW_EAUTH);
+    gw_thing_msg_clear(&m);
+
+    CHECK_INT(decode_hex(p, T808_REPORT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_PROPERTY_REPORT);
+    CHECK_STR(m.device_id, "013912345678");
+    CHECK_VAL_BOOL(&m, "sos", true);
+    CHECK_VAL_BOOL(&m, "acc_on", true);
+    CHECK_VAL_BOOL(&m, "located", true);
+    CHECK_VAL_REAL(&m, "lat", 31.234567);
+    CHECK_VAL_REAL(&m, "lon", 121.456789);
+    CHECK_VAL_INT(&m, "altitude", 52);
+    CHECK_VAL_REAL(&m, "speed", 60.5);
+    CHECK_VAL_INT(&m, "direction", 126); /* 00 7E, escaped as 00 7D 02 */
+    CHECK_VAL_STR(&m, "gps_time", "240115103000");
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "whatever"), 0);
+    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "7E 80 01 00 05 01 39 12 34 56 78 00 03 00 03 02 00 00 B6 7E");
+    gw_thing_msg_clear(&m);
+    /* the ack frames and decodes as the downstream message it is */
+    CHECK_INT(ops->frame(p, out, n, &skip), (int)n);
+    const bin_msg *which;
+    CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
+    CHECK(which && which->kind == BIN_K_ACK);
+    CHECK_INT(m.seq, 3);
+    CHECK_INT(m.success, 1);
+    gw_thing_msg_clear(&m);
+
+    CHECK_INT(decode_hex(p, T808_HEARTBEAT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_HEARTBEAT);
+    gw_thing_msg_clear(&m);
+    CHECK_INT(decode_hex(p, T808_EVENT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_EVENT);
+    CHECK_STR(m.name, "driver_event");
+    CHECK_VAL_INT(&m, "event_id", 7);
+    gw_thing_msg_clear(&m);
+
+    /* the function reply carries the command's serial in its body: it overrides the header's */
+    gw_error err = {0};
+    CHECK_INT(
+        gw_binary_encode_command(p, "013912345678", "reboot", NULL, 9, out, sizeof(out), &n, &err),
+        0);
+    CHECK_BYTES(out, n, "7E 81 05 00 01 01 39 12 34 56 78 00 09 04 B8 7E");
+    CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
+    CHECK(which && which->kind == BIN_K_INVOKE);
+    CHECK_STR(m.device_id, "013912345678");
+    CHECK_STR(m.name, "reboot");
+    gw_thing_msg_clear(&m);
+    n = bt_unhex("7E 00 01 00 05 01 39 12 34 56 78 00 05 00 09 81 05 00 00 7E", f, sizeof(f));
+    f[n - 2] = (uint8_t)gw__binary_check(BIN_CK_XOR, f + 1, n - 3);
+    if (f[n - 2] == 0x7E || f[n - 2] == 0x7D) /* would need an escape; not with these bytes */
+        CHECK(0);
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_FUNCTION_REPLY);
+    CHECK_INT(m.seq, 9);
+    CHECK_INT(m.success, 1);
+    CHECK_STR(m.msg_id, "9");
+    gw_thing_msg_clear(&m);
+
+    /* a bad escape; a missing delimiter; a bad XOR */
+    CHECK_INT(decode_hex(p, "7E 00 02 00 00 01 39 12 34 56 78 00 02 7D 05 7E", &m, &rej),
+              GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "escape byte 0x7D at body byte 12 is followed by an unmapped byte");
+    CHECK_INT(decode_hex(p, "7E 00 02 00 00 01 39 12 34 56 78 00 02 30 7D", &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "frame lacks its end delimiter");
+    CHECK_INT(decode_hex(p, "7E 00 02 00 00 01 39 12 34 56 78 00 02 31 7E", &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_BAD_CHECK);
+    /* bad BCD in the phone number */
+    n = bt_unhex(T808_HEARTBEAT, f, sizeof(f));
+    f[5] = 0x0A;
+    f[n - 2] = (uint8_t)gw__binary_check(BIN_CK_XOR, f + 1, n - 3);
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "field phone: byte 0 (0x0A) is not BCD");
+    gw_thing_msg_clear(&m);
+    bt_free(&r);
+}
+
+static void test_tracker_stream(void)
+{
+    bt_loaded r = bt_load_example("tracker-808.json");
+    const gw_product *p = r.p;
+    uint8_t buf[4096], big[2100];
+    size_t len = 0, skip, n;
+    if (!p)
+        return;
+    /* ten frames whose bytes need escaping (seq 0x7E, 0x7D values, a property 0x7D7E) */
+    for (uint32_t s = 1; s <= 10; s++) {
+        if (s % 2)
+            len += build_up(p, BIN_K_HEARTBEAT, 2, NULL, s, 0, buf + len, sizeof(buf) - len);
+        else
+            len += build_up(p, BIN_K_REPORT, 0x200,
+                            "{\"sos\": false, \"acc_on\": true, \"located\": false, \"lat\": "
+                            "0.000126, \"lon\": 0.000125, \"altitude\": 32126, \"speed\": 3.2, "
+                            "\"direction\": 125, \"gps_time\": \"240101000000\"}",
+                            s, 0, buf + len, sizeof(buf) - len);
+    }
+    CHECK(memmem(buf, len, "\x7d\x02", 2) != NULL);
+    CHECK(memmem(buf, len, "\x7d\x01", 2) != NULL);
+    check_stream(p, buf, len, 10, "delimiter with escapes");
+    /* noise before a frame and between frames is skipped; 7E 7E is end + start */
+    n = 0;
+    memcpy(big, "\x11\x22\x7e", 3);
+    n = 3;
+    n += bt_unhex(T808_HEARTBEAT, big + n, sizeof(big) - n);
+    n += bt_unhex("33 44", big + n, sizeof(big) - n);
+    n += bt_unhex(T808_EVENT, big + n, sizeof(big) - n);
+    stream *s = calloc(1, sizeof(*s));
+    feed(p, s, big, n);
+    CHECK_INT(s->frames, 2);
+    CHECK_INT(s->rejects, 0);
+    CHECK_INT(s->skipped, 5); /* 11 22, the 7E closing nothing, 33 44 */
+    free(s);
+    /* max_frame bytes without an end delimiter: too big; noise with no start: not this protocol */
+    big[0] = 0x7E;
+    memset(big + 1, 0x55, 1100);
+    CHECK_INT(ops->frame(p, big, 1000, &skip), 0);
+    CHECK_INT(ops->frame(p, big, 1024, &skip), GW_ETOOBIG);
+    CHECK_INT(ops->frame(p, big + 1, 1000, &skip), 0);
+    CHECK_INT(skip, 1000);
+    CHECK_INT(ops->frame(p, big + 1, 1024, &skip), GW_EPROTO);
+    /* a start delimiter cut in two is kept (a one-byte start: nothing to keep) */
+    CHECK_INT(ops->frame(p, big, 1, &skip), 0);
+    CHECK_INT(skip, 0);
+    bt_free(&r);
+}
+
+#define SENSOR_REPORT                                                                              \
+    "A5 01 01 73 6E 72 30 30 30 30 31 74 6F 6B 31 32 33 34 35 01 00 66 08 A8 11 57 01 3C 00 35 "   \
+    "3D C3 F7"
+
+static void test_sensor(void)
+{
+    bt_loaded r = bt_load_example("sensor-udp.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m;
+    gw_reject rej;
+    uint8_t out[512];
+    size_t n;
+    if (!p)
+        return;
+    CHECK_INT(decode_hex(p, SENSOR_REPORT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_PROPERTY_REPORT);
+    CHECK_STR(m.device_id, "snr00001");
+    CHECK_STR(m.secret, "tok12345");
+    CHECK_VAL_REAL(&m, "temperature", 21.5);
+    CHECK_VAL_REAL(&m, "humidity", 45.2);
+    CHECK_VAL_INT(&m, "battery", 87);
+    CHECK_VAL_BOOL(&m, "door_open", true);
+    CHECK_VAL_INT(&m, "interval_s", 60);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "tok12345"), 0);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "tok12346"), GW_EAUTH);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, NULL), GW_EAUTH);
+    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n,
+                "A5 01 81 73 6E 72 30 30 30 30 31 00 00 00 00 00 00 00 00 01 00 00 3F 36 93 DF");
+    gw_thing_msg_clear(&m);
+    CHECK_INT(decode_hex(p,
+                         "A5 01 02 73 6E 72 30 30 30 30 31 74 6F 6B 31 32 33 34 35 02 00 93 A2 2A "
+                         "5B",
+                         &m, &rej),
+              0);
+    CHECK_INT(m.kind, GW_MSG_HEARTBEAT);
+    gw_thing_msg_clear(&m);
+    CHECK_INT(decode_hex(p,
+                         "A5 01 03 73 6E 72 30 30 30 30 31 74 6F 6B 31 32 33 34 35 03 00 09 33 51 "
+                         "2C 0E",
+                         &m, &rej),
+              0);
+    CHECK_STR(m.name, "low_battery");
+    CHECK_VAL_INT(&m, "level", 9);
+    gw_thing_msg_clear(&m);
+
+    json_t *in = json_pack("{s:i}", "blink_s", 3);
+    gw_error err = {0};
+    CHECK_INT(
+        gw_binary_encode_command(p, "snr00001", "identify", in, 5, out, sizeof(out), &n, &err), 0);
+    CHECK_BYTES(out, n,
+                "A5 01 82 73 6E 72 30 30 30 30 31 00 00 00 00 00 00 00 00 05 00 03 00 1B 00 50 "
+                "2C");
+    json_decref(in);
+    in = json_pack("{s:i}", "interval_s", 300);
+    CHECK_INT(gw_binary_encode_command(p, "snr00001", NULL, in, 6, out, sizeof(out), &n, &err), 0);
+    const bin_msg *which;
+    CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
+    CHECK_VAL_INT(&m, "interval_s", 300);
+    CHECK_STR(m.device_id, "snr00001");
+    gw_thing_msg_clear(&m);
+    json_decref(in);
+    /* a device id longer than the field */
+    in = json_pack("{s:i}", "interval_s", 300);
+    CHECK_INT(gw_binary_encode_command(p, "snr000001", NULL, in, 6, out, sizeof(out), &n, &err),
+              GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "frame.header[3]: 9 bytes do not fit 8");
+    json_decref(in);
+    /* a datagram over max_frame, and a truncated one */
+    uint8_t big[200] = {0};
+    CHECK_INT(ops->decode(p, NULL, big, sizeof(big), &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "frame of 200 bytes exceeds max_frame 128");
+    CHECK_INT(ops->decode(p, NULL, big, 3, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "too short for its check");
+    bt_free(&r);
+}
+
+/* ---- framing modes without an example: fixed size, an end delimiter only ---------------- */
+
+static void test_fixed_and_crlf(void)
+{
+    bt_loaded r = bt_load_text(
+        "{ \"id\": \"f\", \"protocol\": \"mqtt\", \"codec\": \"binary\",\n"
+        "  \"properties\": [ { \"id\": \"n\", \"type\": \"int\" } ],\n"
+        "  \"frame\": { \"max_frame\": 6, \"framing\": { \"mode\": \"fixed\", \"length\": 6 },\n"
+        "    \"header\": [ { \"name\": \"cmd\", \"type\": \"u8\" }, { \"type\": \"u8\", \"role\": "
+        "\"seq\" } ],\n"
+        "    \"discriminator\": \"cmd\", \"check\": { \"algorithm\": \"sum8\" },\n"
+        "    \"messages\": [ { \"kind\": \"report\", \"match\": 1, \"fields\": [ { \"type\": "
+        "\"u16\", \"property\": \"n\" } ] },\n"
+        "                    { \"kind\": \"heartbeat\", \"match\": 2 } ] } }");
+    uint8_t buf[256];
+    size_t len = 0;
+    CHECK_INT(r.rc, 0);
+    if (r.p) {
+        for (uint32_t s = 1; s <= 10; s++)
+            len += s % 2 ? build_up(r.p, BIN_K_REPORT, 1, "{\"n\": 513}", s, 0, buf + len, 64)
+                         : build_up(r.p, BIN_K_HEARTBEAT, 2, NULL, s, 0, buf + len, 64);
+        CHECK_INT(len, 60);
+        CHECK_BYTES(buf, 6, "01 01 02 01 00 05");
+        check_stream(r.p, buf, len, 10, "fixed");
+    }
+    bt_free(&r);
+
+    r = bt_load_text(
+        "{ \"id\": \"l\", \"protocol\": \"mqtt\", \"codec\": \"binary\",\n"
+        "  \"properties\": [ { \"id\": \"text\", \"type\": \"string\" } ],\n"
+        "  \"frame\": { \"max_frame\": 64, \"framing\": { \"mode\": \"delimiter\", \"end\": "
+        "\"0D0A\" },\n"
+        "    \"header\": [ { \"type\": \"string\", \"size\": 2, \"role\": \"seq\" } ],\n"
+        "    \"messages\": [ { \"kind\": \"report\", \"fields\": [ { \"type\": \"string\", "
+        "\"prefix\": 1, \"property\": \"text\" } ] } ] } }");
+    CHECK_INT(r.rc, GW_ECONFIG); /* seq needs an integer */
+    CHECK_CONTAINS(r.errors, "frame.header[0].role: role seq needs an integer field type");
+    bt_free(&r);
+    r = bt_load_text(
+        "{ \"id\": \"l\", \"protocol\": \"mqtt\", \"codec\": \"binary\",\n"
+        "  \"properties\": [ { \"id\": \"text\", \"type\": \"string\" } ],\n"
+        "  \"frame\": { \"max_frame\": 64, \"framing\": { \"mode\": \"delimiter\", \"end\": "
+        "\"0D0A\" },\n"
+        "    \"header\": [ { \"type\": \"u8\", \"role\": \"seq\" } ],\n"
+        "    \"messages\": [ { \"kind\": \"report\", \"fields\": [ { \"type\": \"string\", "
+        "\"prefix\": 1, \"property\": \"text\" } ] } ] } }");
+    CHECK_INT(r.rc, 0);
+    if (r.p) {
+        len = 0;
+        for (uint32_t s = 1; s <= 10; s++)
+            len += build_up(r.p, BIN_K_REPORT, 0, "{\"text\": \"hello\"}", s, 0, buf + len, 64);
+        CHECK_INT(len, 10 * 9);
+        CHECK_BYTES(buf, 9, "01 05 68 65 6C 6C 6F 0D 0A");
+        check_stream(r.p, buf, len, 10, "end delimiter");
+        /* empty lines between frames are skipped */
+        uint8_t two[32];
+        size_t n = bt_unhex("0D 0A 0D 0A 01 01 41 0D 0A", two, sizeof(two)), skip;
+        CHECK_INT(ops->frame(r.p, two, n, &skip), 5);
+        CHECK_INT(skip, 4);
+        uint8_t big[100];
+        memset(big, 'x', sizeof(big));
+        CHECK_INT(ops->frame(r.p, big, 63, &skip), 0);
+        CHECK_INT(ops->frame(r.p, big, 64, &skip), GW_ETOOBIG);
+    }
+    bt_free(&r);
+}
+
+/* ---- every field type and transform ----------------------------------------------------- */
+
+static const char *const types_product =
+    "{ \"id\": \"t\", \"protocol\": \"mqtt\", \"codec\": \"binary\",\n"
+    "  \"properties\": [\n"
+    "    { \"id\": \"u8\", \"type\": \"int\" }, { \"id\": \"i8\", \"type\": \"int\" },\n"
+    "    { \"id\": \"u16\", \"type\": \"int\" }, { \"id\": \"i16\", \"type\": \"int\" },\n"
+    "    { \"id\": \"u32\", \"type\": \"long\" }, { \"id\": \"i32\", \"type\": \"int\" },\n"
+    "    { \"id\": \"u64\", \"type\": \"long\" }, { \"id\": \"i64\", \"type\": \"long\" },\n"
+    "    { \"id\": \"f32\", \"type\": \"float\" }, { \"id\": \"f64\", \"type\": \"double\" },\n"
+    "    { \"id\": \"bcd\", \"type\": \"long\" }, { \"id\": \"bcds\", \"type\": \"string\" },\n"
+    "    { \"id\": \"str\", \"type\": \"string\" }, { \"id\": \"flag\", \"type\": \"bool\" },\n"
+    "    { \"id\": \"nib\", \"type\": \"int\" },\n"
+    "    { \"id\": \"en\", \"type\": \"enum\", \"values\": [\"x\", \"y\", \"z\"] },\n"
+    "    { \"id\": \"scaled\", \"type\": \"double\" }, { \"id\": \"offs\", \"type\": \"int\" },\n"
+    "    { \"id\": \"be16\", \"type\": \"int\" }, { \"id\": \"pstr\", \"type\": \"string\" },\n"
+    "    { \"id\": \"hex\", \"type\": \"string\" }, { \"id\": \"phex\", \"type\": \"string\" } "
+    "],\n"
+    "  \"frame\": { \"endian\": \"little\", \"max_frame\": 200, \"framing\": { \"mode\": "
+    "\"datagram\" },\n"
+    "    \"check\": { \"algorithm\": \"crc16-ccitt\", \"endian\": \"big\" },\n"
+    "    \"messages\": [ { \"kind\": \"report\", \"fields\": [\n"
+    "      { \"type\": \"u8\", \"property\": \"u8\" }, { \"type\": \"i8\", \"property\": \"i8\" "
+    "},\n"
+    "      { \"type\": \"u16\", \"property\": \"u16\" }, { \"type\": \"i16\", \"property\": "
+    "\"i16\" },\n"
+    "      { \"type\": \"u32\", \"property\": \"u32\" }, { \"type\": \"i32\", \"property\": "
+    "\"i32\" },\n"
+    "      { \"type\": \"u64\", \"property\": \"u64\" }, { \"type\": \"i64\", \"property\": "
+    "\"i64\" },\n"
+    "      { \"type\": \"f32\", \"property\": \"f32\" }, { \"type\": \"f64\", \"property\": "
+    "\"f64\" },\n"
+    "      { \"type\": \"bcd\", \"size\": 3, \"property\": \"bcd\" },\n"
+    "      { \"type\": \"bcd\", \"size\": 2, \"property\": \"bcds\" },\n"
+    "      { \"type\": \"string\", \"size\": 6, \"property\": \"str\" },\n"
+    "      { \"name\": \"flag\", \"offset\": 53, \"type\": \"u8\", \"bit\": 0, \"property\": "
+    "\"flag\" },\n"
+    "      { \"offset\": 53, \"type\": \"u8\", \"bit\": 1, \"bits\": 3, \"property\": \"nib\" "
+    "},\n"
+    "      { \"name\": \"en\", \"offset\": 53, \"type\": \"u8\", \"bit\": 4, \"bits\": 2, "
+    "\"property\": \"en\" },\n"
+    "      { \"offset\": 54, \"type\": \"u16\", \"scale\": 0.5, \"add\": -10, \"property\": "
+    "\"scaled\" },\n"
+    "      { \"type\": \"u8\", \"scale\": 2, \"add\": 1, \"property\": \"offs\" },\n"
+    "      { \"type\": \"u16\", \"endian\": \"big\", \"property\": \"be16\" },\n"
+    "      { \"name\": \"pstr\", \"type\": \"string\", \"prefix\": 1, \"property\": \"pstr\" },\n"
+    "      { \"name\": \"hex\", \"type\": \"bytes\", \"size\": 3, \"property\": \"hex\" },\n"
+    "      { \"name\": \"phex\", \"type\": \"bytes\", \"prefix\": 2, \"property\": \"phex\" } ] } "
+    "] } }";
+
+#define TYPES_VALUES                                                                               \
+    "{\"u8\": 1, \"i8\": -2, \"u16\": 4660, \"i16\": -300, \"u32\": 2309737967, \"i32\": "         \
+    "-100000, \"u64\": 72623859790382856, \"i64\": -2, \"f32\": 1.5, \"f64\": -2.25, \"bcd\": "    \
+    "123456, \"bcds\": \"0042\", \"str\": \"abc\", \"flag\": true, \"nib\": 5, \"en\": \"z\", "    \
+    "\"scaled\": 40.0, \"offs\": 21, \"be16\": 258, \"pstr\": \"h\\u00e9llo\", \"hex\": "          \
+    "\"a1b2c3\", \"phex\": \"ff00\"}"
+
+#define TYPES_BODY                                                                                 \
+    "01 FE 34 12 D4 FE EF CD AB 89 60 79 FE FF 08 07 06 05 04 03 02 01 FE FF FF FF FF FF FF FF "   \
+    "00 00 C0 3F 00 00 00 00 00 00 02 C0 12 34 56 00 42 61 62 63 00 00 00 2B 64 00 0A 01 02 06 "   \
+    "68 C3 A9 6C 6C 6F A1 B2 C3 02 00 FF 00"
+
+static void fix_ccitt(uint8_t *f, size_t n)
+{
+    uint16_t c = gw__crc16_ccitt(f, n - 2, 0xffff);
+    f[n - 2] = (uint8_t)(c >> 8);
+    f[n - 1] = (uint8_t)c;
+}
+
+static void test_field_types(void)
+{
+    bt_loaded r = bt_load_text(types_product);
+    const gw_product *p = r.p;
+    uint8_t f[256], want[256];
+    gw_thing_msg m;
+    gw_reject rej;
+    if (!p) {
+        fprintf(stderr, "%s", r.errors);
+        CHECK(0);
+        return;
+    }
+    size_t n = build_up(p, BIN_K_REPORT, 0, TYPES_VALUES, 0, 0, f, sizeof(f));
+    size_t wn = bt_unhex(TYPES_BODY " 00 00", want, sizeof(want));
+    fix_ccitt(want, wn);
+    CHECK_INT(n, 75);
+    CHECK_STR(bt_hex(f, n), bt_hex(want, wn));
+
+    CHECK_INT(ops->decode(p, NULL, want, wn, &m, &rej), 0);
+    json_t *exp = json_loads(TYPES_VALUES, 0, NULL);
+    char *got = json_dumps(m.values, JSON_SORT_KEYS | JSON_COMPACT);
+    char *wanted = json_dumps(exp, JSON_SORT_KEYS | JSON_COMPACT);
+    CHECK_STR(got, wanted);
+    free(got);
+    free(wanted);
+    CHECK_VAL_REAL(&m, "f32", 1.5);
+    CHECK_VAL_REAL(&m, "scaled", 40.0); /* a real scale makes a real */
+    CHECK_VAL_INT(&m, "offs", 21);      /* an integer transform keeps an integer */
+    CHECK_VAL_INT(&m, "bcd", 123456);
+    CHECK_VAL_STR(&m, "bcds", "0042");
+    json_t *norm = NULL;
+    CHECK_INT(gw_tm_check_report(p, m.values, &norm, &rej), 0);
+    json_decref(norm);
+    json_decref(exp);
+    gw_thing_msg_clear(&m);
+
+    /* refusals of single fields */
+    struct {
+        size_t at;
+        uint8_t byte;
+        const char *detail;
+    } bad[] = {
+        {33, 0x7F, "field frame.messages[0].fields[8]: not a finite number"}, /* f32 NaN/inf */
+        {42, 0x1A, "field frame.messages[0].fields[10]: byte 0 (0x1A) is not BCD"},
+        {47, 0xC3, "field frame.messages[0].fields[12]: not valid UTF-8 text"},
+        {53, 0x3B, "field en: en index 3 is not listed (0..2)"},
+        {59, 0x30, "field pstr (offset 59, 49 bytes): the frame has 75 bytes"},
+        {69, 0x09, "field phex (offset 69, 11 bytes): the frame has 75 bytes"},
+        {21, 0x81,
+         "field frame.messages[0].fields[6]: 9295995896645158664 does not fit a "
+         "64-bit signed integer"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t b[256];
+        memcpy(b, want, wn);
+        b[bad[i].at] = bad[i].byte;
+        if (bad[i].at == 33)
+            b[32] = 0xC0, b[31] = 0, b[30] = 0; /* 0x7FC00000: NaN */
+        fix_ccitt(b, wn);
+        CHECK_INT(ops->decode(p, NULL, b, wn, &m, &rej), GW_EINVAL);
+        CHECK_CONTAINS(rej.detail, bad[i].detail);
+        CHECK(m.values == NULL);
+        gw_thing_msg_clear(&m);
+    }
+
+    /* encode refusals */
+    const bin_msg *bm = msg_by_match(p, BIN_K_REPORT, 0);
+    gw_error err = {0};
+    json_t *v = json_loads(TYPES_VALUES, 0, NULL);
+    bin_src src = {.values = v};
+    json_object_set_new(v, "u8", json_integer(256));
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, sizeof(f), &n, &err), GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "frame.messages[0].fields[0]: 256 does not fit 8 bits");
+    json_object_set_new(v, "u8", json_integer(1));
+    json_object_set_new(v, "nib", json_integer(8));
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, sizeof(f), &n, &err), GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "8 does not fit 3 bits");
+    json_object_set_new(v, "nib", json_integer(5));
+    json_object_set_new(v, "str", json_string("abcdefg"));
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, sizeof(f), &n, &err), GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "7 bytes do not fit 6");
+    json_object_set_new(v, "str", json_string("abc"));
+    json_object_set_new(v, "hex", json_string("a1b2z3"));
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, sizeof(f), &n, &err), GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "is not a hex string");
+    json_object_set_new(v, "hex", json_string("a1b2c3"));
+    json_object_set_new(v, "bcds", json_string("12345"));
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, sizeof(f), &n, &err), GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "5 digits do not fit 2 BCD bytes");
+    json_object_set_new(v, "bcds", json_string("42"));
+    json_object_del(v, "be16");
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, sizeof(f), &n, &err), GW_EINVAL);
+    CHECK_CONTAINS(err.msg, "\"be16\" is missing");
+    json_object_set_new(v, "be16", json_integer(258));
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, 74, &n, &err), GW_ETOOBIG);
+    CHECK_INT(gw__binary_encode(p->codec_state, bm, &src, f, 75, &n, &err), 0);
+    CHECK_INT(want[46], 0x42);
+    CHECK_STR(bt_hex(f, n), bt_hex(want, wn)); /* "42" is right-aligned: 00 42 */
+    json_decref(v);
+    bt_free(&r);
+}
+
+int main(void)
+{
+    test_check_vectors();
+    test_check_in_frames();
+    test_meter();
+    test_meter_rejects();
+    test_meter_stream();
+    test_tracker();
+    test_tracker_stream();
+    test_sensor();
+    test_fixed_and_crlf();
+    test_field_types();
+    TEST_MAIN_END();
+}
