@@ -153,12 +153,22 @@ int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_r
     return 0;
 }
 
+/* raw * scale, computed as raw / 10^k when scale is 0.1, 0.01, ... (any 1/n): 2301 * 0.1 is
+ * 230.10000000000002 but 2301 / 10 is the double nearest 230.1, which is what the device meant. */
+static double scaled(double raw, double scale)
+{
+    double inv = 1.0 / scale, n = nearbyint(inv);
+    if (fabs(n) >= 2 && fabs(inv - n) <= 1e-9 * fabs(n))
+        return raw / n;
+    return raw * scale;
+}
+
 int gw__binary_xform(const bin_field *f, bin_num *n, gw_reject *rej)
 {
     if (!f->has_xform)
         return 0;
     if (n->kind == BIN_NUM_REAL) {
-        n->d = n->d * f->scale + f->add;
+        n->d = scaled(n->d, f->scale) + f->add;
         goto finite;
     }
     if (f->int_xform) {
@@ -172,7 +182,7 @@ int gw__binary_xform(const bin_field *f, bin_num *n, gw_reject *rej)
         n->i = r;
         return 0;
     }
-    n->d = (n->kind == BIN_NUM_UINT ? (double)n->u : (double)n->i) * f->scale + f->add;
+    n->d = scaled(n->kind == BIN_NUM_UINT ? (double)n->u : (double)n->i, f->scale) + f->add;
     n->kind = BIN_NUM_REAL;
 finite:
     if (!isfinite(n->d))

@@ -147,6 +147,8 @@ static int ring_push(gw_stream_conn *c, uint32_t entry, uint32_t *seq)
     return 0;
 }
 
+static void close_after_eof(gw_stream_conn *c);
+
 /* Sends every ready ack at the head of the ring. */
 static void ack_drain(gw_stream_conn *c)
 {
@@ -181,6 +183,8 @@ static void ack_drain(gw_stream_conn *c)
         if (!c->busy) /* inside process: its loop goes on by itself */
             gw__stream_resume(c);
     }
+    if (!c->busy)
+        close_after_eof(c);
 }
 
 int gw_stream_ack_push(gw_stream_conn *c, uint32_t entry, bool ready, uint32_t *seq)
@@ -292,7 +296,15 @@ static void release_input(gw_stream_conn *c)
 
 static bool must_stop_reading(const gw_stream_conn *c)
 {
-    return c->paused_bp || c->paused_inflight || c->state == GW_STREAM_CLOSING;
+    return c->paused_bp || c->paused_inflight || c->eof || c->state == GW_STREAM_CLOSING;
+}
+
+/* The peer half-closed (EOF) while acks were pending: once everything it sent has been processed
+ * and acknowledged, the connection ends as lost (a will applies). */
+static void close_after_eof(gw_stream_conn *c)
+{
+    if (c->eof && c->ack_n == 0 && !c->paused_bp && c->state != GW_STREAM_CLOSING)
+        gw_stream_close(c, "connection_lost", true);
 }
 
 static void stop_reading(gw_stream_conn *c)
@@ -333,6 +345,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     gw_stream_conn *c = stream->data;
     if (nread < 0) {
+        if (nread == UV_EOF && c->state == GW_STREAM_OPEN && (c->ack_n || c->paused_bp)) {
+            /* Half-closed: it may still read; answer what it sent before closing. */
+            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed its side; finishing acks", NULL);
+            c->eof = true;
+            stop_reading(c);
+            return;
+        }
         if (nread == UV_EOF)
             GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed", NULL);
         else
@@ -390,6 +409,7 @@ void gw__stream_resume(gw_stream_conn *c)
         stop_reading(c);
     else
         start_reading(c);
+    close_after_eof(c);
 }
 
 void gw__stream_stop_reading(gw_stream_conn *c)

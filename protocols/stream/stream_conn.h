@@ -88,6 +88,7 @@ struct gw_stream_conn {
     uint32_t listener; /* index of the listener that accepted it */
     uint8_t state;     /* GW_STREAM_* */
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
+    bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
 };
 
 /* The session ops of every stream connection (the stream module implements them). */

@@ -948,8 +948,8 @@ def run(main):
 
 
 def load_product(pid):
-    """A product JSON shipped in config/products/ (or config/products.binary/), as a dict."""
-    for d in ("products", "products.binary"):
+    """A product JSON shipped in config/products/, as a dict."""
+    for d in ("products",):
         p = os.path.join(SRC, "config", d, pid + ".json")
         if os.path.exists(p):
             with open(p, encoding="utf-8") as f:

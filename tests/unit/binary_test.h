@@ -1,5 +1,5 @@
 /* binary_test.h: what the binary codec's unit tests share: loading a product (JSON text, or one of
- * config/products.binary/ with its protocol switched to mqtt so no TCP/UDP adapter is needed)
+ * config/products/ with its protocol switched to mqtt so no TCP/UDP adapter is needed)
  * through the real config loader, JSON-path edits of a base product, and hex helpers. */
 #ifndef GW_BINARY_TEST_H
 #define GW_BINARY_TEST_H
@@ -95,7 +95,7 @@ static inline json_t *bt_read_example(const char *name)
 {
     char path[256];
     json_error_t e;
-    snprintf(path, sizeof(path), "../../config/products.binary/%s", name);
+    snprintf(path, sizeof(path), "../../config/products/%s", name);
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
     if (!root) {
         fprintf(stderr, "%s:%d: %s\n", path, e.line, e.text);

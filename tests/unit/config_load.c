@@ -69,7 +69,7 @@ static void check_gateway(const gw_config *c)
     CHECK_INT(c->store.synchronous, GW_SYNC_NORMAL);
     CHECK_INT(c->store.cache_kb, 8192);
     CHECK(json_is_object(c->adapters));
-    CHECK_INT(json_object_size(c->adapters), 1);
+    CHECK_INT(json_object_size(c->adapters), 3); /* mqtt, tcp, udp */
     json_t *l = json_object_get(json_object_get(c->adapters, "mqtt"), "listeners");
     CHECK_STR(json_string_value(json_object_get(json_array_get(l, 0), "address")), "0.0.0.0");
     CHECK_INT(json_integer_value(json_object_get(json_array_get(l, 0), "port")), 1883);
@@ -80,7 +80,8 @@ static void check_thermo(const gw_config *c)
     const gw_product *p = gw_config_product(c, "thermo");
     const gw_value_spec *s;
 
-    CHECK(p == &c->products[1]); /* products sorted by file name: meter.json, thermo.json */
+    /* products sorted by file name: meter-tcp, meter, sensor-udp, thermo, tracker-808 */
+    CHECK(p == &c->products[3]);
     if (!p)
         return;
     CHECK_STR(p->id, "thermo");
@@ -200,7 +201,7 @@ static void check_thermo(const gw_config *c)
 static void check_meter(const gw_config *c)
 {
     const gw_product *p = gw_config_product(c, "meter");
-    CHECK(p == &c->products[0]);
+    CHECK(p == &c->products[1]);
     if (!p)
         return;
     CHECK_STR(p->file, "products/meter.json");
@@ -236,6 +237,12 @@ static void check_devices(const gw_config *c)
     }
     d = gw_config_device(c, "m-001");
     CHECK(d && d->index == 2 && d->product == gw_config_product(c, "meter"));
+    d = gw_config_device(c, "mtr00001");
+    CHECK(d && d->product == gw_config_product(c, "meter-tcp"));
+    d = gw_config_device(c, "013912345678");
+    CHECK(d && d->product == gw_config_product(c, "tracker-808"));
+    d = gw_config_device(c, "snr00001");
+    CHECK(d && d->product == gw_config_product(c, "sensor-udp") && d->index == 5);
 
     /* (ptr, len) look-ups on topic segments, which are not NUL-terminated. */
     d = gw_config_device_n(c, topic + 8, 5);
@@ -261,8 +268,8 @@ static void test_default_config(void)
     CHECK_INT(d.n, 0);
     CHECK(c != NULL);
     if (c) {
-        CHECK_INT(c->n_products, 2);
-        CHECK_INT(c->n_devices, 3);
+        CHECK_INT(c->n_products, 5); /* thermo, meter (MQTT); meter-tcp, tracker-808 (TCP); sensor-udp (UDP) */
+        CHECK_INT(c->n_devices, 6);
         check_gateway(c);
         check_thermo(c);
         check_meter(c);
