@@ -268,7 +268,8 @@ static void test_default_config(void)
     CHECK_INT(d.n, 0);
     CHECK(c != NULL);
     if (c) {
-        CHECK_INT(c->n_products, 5); /* thermo, meter (MQTT); meter-tcp, tracker-808 (TCP); sensor-udp (UDP) */
+        CHECK_INT(c->n_products,
+                  5); /* thermo, meter (MQTT); meter-tcp, tracker-808 (TCP); sensor-udp (UDP) */
         CHECK_INT(c->n_devices, 6);
         check_gateway(c);
         check_thermo(c);
