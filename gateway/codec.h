@@ -43,7 +43,7 @@ typedef struct gw_thing_msg {
     char secret[128];   /* login frame / token field; "" if none */
     uint32_t seq;       /* the frame's sequence number if the layout declares one, for the ack */
     uint32_t type_code; /* the frame's discriminator value, for the ack */
-    int auth_state;     /* set by decode when the layout declares an HMAC: see verify */
+    int auth_state;     /* 1 when the layout declares an HMAC: verify must check it */
 } gw_thing_msg;
 
 void gw_thing_msg_clear(gw_thing_msg *m);
@@ -68,10 +68,12 @@ typedef struct gw_codec_ops {
      * never become a frame. Never reads past len. */
     int (*frame)(const gw_product *p, const uint8_t *buf, size_t len, size_t *skip);
     /* Binary transports: the ack frame for a decoded message (after its events are committed, or
-     * status < 0 for a rejection when the layout has a negative ack). 0 and *n (0: this message
-     * kind has no ack), or GW_ETOOBIG if cap is too small. NULL: the codec never acks. */
-    int (*encode_ack)(const gw_product *p, const gw_thing_msg *m, int status, uint8_t *out,
-                      size_t cap, size_t *n);
+     * status < 0 for a rejection when the layout has a negative ack). secret: the device's
+     * secret (keys the ack's MAC when the layout declares one; NULL when the device is not known:
+     * then such a layout sends no ack). 0 and *n (0: this message kind has no ack), or
+     * GW_ETOOBIG if cap is too small. NULL: the codec never acks. */
+    int (*encode_ack)(const gw_product *p, const gw_thing_msg *m, int status, const char *secret,
+                      uint8_t *out, size_t cap, size_t *n);
     /* Binary transports: checks a decoded frame's authentication against the device's secret
      * (token field, or HMAC over the declared byte range). 0 ok, GW_EAUTH. NULL: nothing to check
      * beyond the adapter's own (login frame secret). */

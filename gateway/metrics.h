@@ -40,6 +40,7 @@
     X(GW_M_TCP_BAD_UNDECODABLE, "tcp_bad_frames_total{reason=\"undecodable\"}", NULL)              \
     X(GW_M_TCP_BAD_DEVICE, "tcp_bad_frames_total{reason=\"device_mismatch\"}", NULL)               \
     X(GW_M_TCP_BAD_INCOMPLETE, "tcp_bad_frames_total{reason=\"incomplete\"}", NULL)                \
+    X(GW_M_TCP_BAD_AUTH, "tcp_bad_frames_total{reason=\"bad_auth\"}", NULL)                        \
     X(GW_M_TCP_LOGIN_UNKNOWN, "tcp_login_failures_total{reason=\"unknown_device\"}", NULL)         \
     X(GW_M_TCP_LOGIN_SECRET, "tcp_login_failures_total{reason=\"bad_secret\"}", NULL)              \
     X(GW_M_TCP_LOGIN_NONE, "tcp_login_failures_total{reason=\"not_a_login\"}", NULL)               \

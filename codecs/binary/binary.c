@@ -213,6 +213,13 @@ static int decode_body(const bin_layout *l, bool down, const uint8_t *body, size
     uint64_t code = 0;
     if (l->algo && check_frame(l, body, len, rej))
         return GW_EINVAL;
+    if (l->has_auth) { /* the MAC itself is checked by verify, which knows the device's secret */
+        size_t f, t, a;
+        const char *why = gw__binary_mac_place(l, (int64_t)len, &f, &t, &a);
+        if (why)
+            return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "frame of %zu bytes: %s", len, why);
+        out->auth_state = 1;
+    }
     for (size_t i = 0; i < l->n_header; i++)
         if (read_field(&d, &l->header[i], out, (int)i == l->disc ? &code : NULL, rej))
             return GW_EINVAL;
@@ -293,8 +300,8 @@ static const bin_msg *upstream_of(const bin_layout *l, const gw_thing_msg *m)
     return bm && msg_kind((bin_kind)bm->kind) == m->kind ? bm : NULL;
 }
 
-static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, int status, uint8_t *out,
-                             size_t cap, size_t *n)
+static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, int status,
+                             const char *secret, uint8_t *out, size_t cap, size_t *n)
 {
     const bin_layout *l = layout_of(p);
     gw_error err = {0};
@@ -305,7 +312,9 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, int sta
     const bin_msg *ack = &l->acks[bm->ack];
     if (status < 0 && !ack->role_result)
         return 0; /* no negative ack in this layout */
-    bin_src src = {.req = m, .status = status};
+    if (l->has_auth && !secret)
+        return 0; /* no MAC without the device's secret: no ack */
+    bin_src src = {.req = m, .status = status, .secret = secret};
     return gw__binary_encode(l, ack, &src, out, cap, n, &err);
 }
 
@@ -313,12 +322,21 @@ static int binary_verify(const gw_product *p, const gw_thing_msg *m, const uint8
                          size_t len, const char *secret)
 {
     const bin_layout *l = layout_of(p);
-    (void)frame, (void)len;
     if (!l)
         return GW_EAUTH;
     const bin_msg *bm = upstream_of(l, m);
     if (!bm && m->kind != GW_MSG_NONE)
         return GW_EAUTH;
+    if (l->has_auth) {
+        uint8_t scratch[GW_BINARY_MAX_FRAME], mac[32];
+        const uint8_t *body;
+        size_t body_len, at;
+        gw_reject rej;
+        if (!frame || !secret || gw__binary_body(l, frame, len, scratch, &body, &body_len, &rej) ||
+            gw__binary_mac(l, body, body_len, secret, mac, &at) != 0 ||
+            !gw__ct_equal(mac, body + at, l->mac_size))
+            return GW_EAUTH;
+    }
     if (!(bm ? bm->role_secret : l->header_secret))
         return 0;
     /* constant time in the secret's bytes */
@@ -350,9 +368,9 @@ static const bin_msg *find_write(const bin_layout *l, const json_t *props)
     return NULL;
 }
 
-int gw_binary_encode_command(const gw_product *p, const char *device_id, const char *function,
-                             json_t *inputs, uint32_t seq, uint8_t *out, size_t cap, size_t *n,
-                             gw_error *err)
+int gw_binary_encode_command(const gw_product *p, const char *device_id, const char *secret,
+                             const char *function, json_t *inputs, uint32_t seq, uint8_t *out,
+                             size_t cap, size_t *n, gw_error *err)
 {
     const bin_layout *l = layout_of(p);
     const bin_msg *m = NULL;
@@ -386,7 +404,7 @@ int gw_binary_encode_command(const gw_product *p, const char *device_id, const c
         return gw_error_set(err, GW_ENOTFOUND,
                             "no write message carries exactly the properties given");
     }
-    bin_src src = {.device_id = device_id, .seq = seq, .values = inputs};
+    bin_src src = {.device_id = device_id, .seq = seq, .values = inputs, .secret = secret};
     return gw__binary_encode(l, m, &src, out, cap, n, err);
 }
 

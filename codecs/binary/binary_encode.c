@@ -189,6 +189,17 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
         }
         gw__binary_put_uint(body + l->len_off, l->len_width, l->len_little, (uint64_t)v);
     }
+    if (l->has_auth) { /* the MAC first: the check covers it */
+        uint8_t mac[32];
+        size_t at;
+        if (gw__binary_mac(l, body, len, src->secret, mac, &at) != 0) {
+            rc = src->secret ? gw_error_set(err, GW_EINVAL,
+                                            "frame.auth: does not fit a frame of %zu bytes", len)
+                             : gw_error_set(err, GW_EINVAL, "frame.auth: no secret for the MAC");
+            goto done;
+        }
+        memcpy(body + at, mac, l->mac_size);
+    }
     if (l->algo) {
         int64_t from = l->ck_from < 0 ? (int64_t)len + l->ck_from : l->ck_from;
         int64_t to = l->ck_to < 0 ? (int64_t)len + l->ck_to : l->ck_to;

@@ -15,12 +15,14 @@ static const char *const kind_names[] = {"login",          "report",      "event
 static const char *const algo_names[] = {"",      "crc16-modbus", "crc16-ccitt", "crc16-xmodem",
                                          "crc32", "xor",          "sum8"};
 
-static const char *const frame_keys[] = {
-    "endian", "max_frame", "framing", "header", "discriminator", "check", "messages", "ack", NULL};
+static const char *const frame_keys[] = {"endian",        "max_frame", "framing", "header",
+                                         "discriminator", "check",     "auth",    "messages",
+                                         "ack",           NULL};
 static const char *const msg_keys[] = {"kind",     "match",  "length", "event",
                                        "function", "fields", "ack",    NULL};
 static const char *const ack_keys[] = {"match", "fields", NULL};
 static const char *const check_keys[] = {"algorithm", "from", "to", "at", "endian", NULL};
+static const char *const auth_keys[] = {"algorithm", "from", "to", "at", "size", NULL};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -329,7 +331,7 @@ static int parse_match(gw__bl_ctx *x, const json_t *o, const char *path, bin_msg
 static int no_bytes(gw__bl_ctx *x, const bin_msg *m, const char *path)
 {
     const bin_layout *l = x->l;
-    if (l->n_header || m->n_fields || l->framing == BIN_FR_LENGTH || l->algo ||
+    if (l->n_header || m->n_fields || l->framing == BIN_FR_LENGTH || l->algo || l->has_auth ||
         l->framing == BIN_FR_FIXED)
         return 0;
     return gw__bl_fail(x, path, "an empty frame: declare at least one field");
@@ -540,6 +542,55 @@ static int parse_check(gw__bl_ctx *x, const json_t *c)
     return 0;
 }
 
+/* "auth": an HMAC-SHA256 keyed with the device's secret, truncated to size bytes at "at", over
+ * [from, to). By default it sits right before a trailing check (which covers it), or last. */
+static int parse_auth(gw__bl_ctx *x, const json_t *c)
+{
+    const char *path = "frame.auth";
+    char p[GW__BL_PATH_CAP];
+    bin_layout *l = x->l;
+    int64_t n, cap = x->body_cap;
+    bool have;
+    size_t from, to, at;
+    if (!json_is_object(c))
+        return gw__bl_fail(x, path, "must be an object");
+    if (gw__bl_unknown_keys(x, c, auth_keys, path))
+        return GW_ECONFIG;
+    const char *a = json_string_value(json_object_get(c, "algorithm"));
+    if (!a || strcmp(a, "hmac-sha256") != 0)
+        return gw__bl_fail(x, gw__bl_sub(p, path, "algorithm"), "must be \"hmac-sha256\"");
+    if (gw__bl_get_int(x, c, "size", path, 4, 32, false, &n, &have))
+        return GW_ECONFIG;
+    l->mac_size = have ? (uint8_t)n : 32;
+    if (gw__bl_get_int(x, c, "at", path, -cap, cap - l->mac_size, false, &n, &have))
+        return GW_ECONFIG;
+    l->mac_at = have                      ? (int32_t)n
+                : l->algo && l->ck_at < 0 ? l->ck_at - l->mac_size
+                                          : -(int32_t)l->mac_size;
+    if (gw__bl_get_int(x, c, "from", path, -cap, cap, false, &n, &have))
+        return GW_ECONFIG;
+    l->mac_from = have ? (int32_t)n : 0;
+    if (gw__bl_get_int(x, c, "to", path, -cap, cap, false, &n, &have))
+        return GW_ECONFIG;
+    l->mac_to = have ? (int32_t)n : l->mac_at;
+    if (l->mac_at < 0 && l->mac_at > -(int32_t)l->mac_size)
+        return gw__bl_fail(x, gw__bl_sub(p, path, "at"), "a %u-byte MAC at %d runs past the end",
+                           l->mac_size, l->mac_at);
+    if (l->mac_to == 0 && (have || l->mac_at == 0))
+        return gw__bl_fail(x, gw__bl_sub(p, path, "to"),
+                           "an empty range (0 means the start; use a negative "
+                           "value to count from the end)");
+    if ((l->mac_from >= 0) == (l->mac_to >= 0) && l->mac_from > l->mac_to)
+        return gw__bl_fail(x, gw__bl_sub(p, path, "from"), "%d is after to %d", l->mac_from,
+                           l->mac_to);
+    l->has_auth = true;
+    const char *why = gw__binary_mac_place(l, cap, &from, &to, &at);
+    if (why)
+        return gw__bl_fail(x, path, "%s (at %d, range %d..%d)", why, l->mac_at, l->mac_from,
+                           l->mac_to);
+    return 0;
+}
+
 static int parse_header(gw__bl_ctx *x, const json_t *root)
 {
     bin_layout *l = x->l;
@@ -554,6 +605,8 @@ static int parse_header(gw__bl_ctx *x, const json_t *root)
         return GW_ECONFIG;
     if (l->algo && l->ck_at < 0)
         l->header_tail = (uint32_t)-l->ck_at;
+    if (l->has_auth && l->mac_at < 0 && (uint32_t)-l->mac_at > l->header_tail)
+        l->header_tail = (uint32_t)-l->mac_at;
     for (size_t i = 0; i < l->n_header; i++) {
         const bin_field *h = &l->header[i];
         l->header_secret |= h->role == BIN_ROLE_SECRET;
@@ -603,6 +656,9 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
     const json_t *c = json_object_get(root, "check");
     if (c && parse_check(x, c))
         return GW_ECONFIG;
+    const json_t *au = json_object_get(root, "auth");
+    if (au && parse_auth(x, au))
+        return GW_ECONFIG;
     if (parse_header(x, root))
         return GW_ECONFIG;
     if (gw__bl_check_shape(x, NULL))
@@ -635,11 +691,14 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
             if (l->header[i].pos == BIN_POS_START &&
                 l->header[i].off + (int64_t)l->header[i].size > min)
                 min = l->header[i].off + (int64_t)l->header[i].size;
-        if (l->algo && l->ck_at < 0)
-            min += -l->ck_at;
-        else if (l->algo && l->ck_at + l->ck_width > min)
+        int64_t tail = l->algo && l->ck_at < 0 ? -l->ck_at : 0;
+        if (l->has_auth && l->mac_at < 0 && -l->mac_at > tail)
+            tail = -l->mac_at;
+        if (l->algo && l->ck_at >= 0 && l->ck_at + l->ck_width > min)
             min = l->ck_at + l->ck_width;
-        l->min_total = (uint32_t)min;
+        if (l->has_auth && l->mac_at >= 0 && l->mac_at + l->mac_size > min)
+            min = l->mac_at + l->mac_size;
+        l->min_total = (uint32_t)(min + tail);
     }
     return 0;
 }

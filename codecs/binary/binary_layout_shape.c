@@ -118,7 +118,7 @@ static int check_extents(gw__bl_ctx *x, extent *e, size_t n, int64_t len, const 
 int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m)
 {
     bin_layout *l = x->l;
-    size_t cap = l->n_header + (m ? m->n_fields : 0) + 2, n = 0;
+    size_t cap = l->n_header + (m ? m->n_fields : 0) + 3, n = 0;
     extent *e = calloc(cap, sizeof(*e));
     int rc;
     if (!e)
@@ -127,6 +127,8 @@ int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m)
         e[n++] = (extent){l->len_off, l->len_width, NULL, "the length field"};
     if (l->algo)
         e[n++] = (extent){l->ck_at, l->ck_width, NULL, "the check"};
+    if (l->has_auth)
+        e[n++] = (extent){l->mac_at, l->mac_size, NULL, "the MAC (frame.auth)"};
     for (size_t pass = 0; pass < 2; pass++) {
         const bin_field *fs = pass ? (m ? m->fields : NULL) : l->header;
         size_t nf = pass ? (m ? m->n_fields : 0) : l->n_header;
@@ -153,6 +155,13 @@ int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m)
                              "the check (at %d) lies inside its own range %d..%d in a "
                              "frame of %s %lld",
                              l->ck_at, l->ck_from, l->ck_to, bound, (long long)len);
+    }
+    if (rc == 0 && len >= 0 && l->has_auth) {
+        size_t f, t, a;
+        const char *why = gw__binary_mac_place(l, len, &f, &t, &a);
+        if (why)
+            rc = gw__bl_fail(x, "frame.auth", "%s (at %d, range %d..%d) in a frame of %s %lld", why,
+                             l->mac_at, l->mac_from, l->mac_to, bound, (long long)len);
     }
     return rc;
 }

@@ -13,13 +13,14 @@ extern const gw_codec_ops gw_codec_binary_ops;
 /* Downstream: the command frame for a function invoke (function = function id, inputs = its
  * inputs object) or a property write (function = NULL, inputs = properties object; the first
  * "write" message whose properties are exactly inputs' keys), addressed to device_id (written
- * into a device_id field if the layout has one; may be NULL otherwise), carrying seq. The values
- * should already have passed the thing model (gw_tm_check_params). Returns 0 and *n, GW_ETOOBIG
- * if cap is too small (max_frame always suffices), GW_ENOTFOUND if the layout has no such
- * command, GW_EINVAL for a value the layout cannot carry; err says why. */
-int gw_binary_encode_command(const gw_product *p, const char *device_id, const char *function,
-                             json_t *inputs, uint32_t seq, uint8_t *out, size_t cap, size_t *n,
-                             gw_error *err);
+ * into a device_id field if the layout has one; may be NULL otherwise), carrying seq. secret is
+ * the device's secret, keying the MAC of a layout with "auth" (NULL otherwise: GW_EINVAL there).
+ * The values should already have passed the thing model (gw_tm_check_params). Returns 0 and *n,
+ * GW_ETOOBIG if cap is too small (max_frame always suffices), GW_ENOTFOUND if the layout has no
+ * such command, GW_EINVAL for a value the layout cannot carry; err says why. */
+int gw_binary_encode_command(const gw_product *p, const char *device_id, const char *secret,
+                             const char *function, json_t *inputs, uint32_t seq, uint8_t *out,
+                             size_t cap, size_t *n, gw_error *err);
 
 /* The product's max_frame (0 if p does not use this codec): the buffer a transport needs. */
 size_t gw_binary_max_frame(const gw_product *p);

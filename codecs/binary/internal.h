@@ -143,6 +143,11 @@ typedef struct bin_layout {
     /* check */
     uint8_t algo, ck_width, ck_little;
     int32_t ck_from, ck_to, ck_at;
+    /* auth: HMAC-SHA256 keyed with the device's secret over [mac_from, mac_to), truncated to
+     * mac_size bytes at mac_at; computed before the check, which covers it */
+    bool has_auth;
+    uint8_t mac_size;
+    int32_t mac_from, mac_to, mac_at;
     /* messages: upstream and downstream in declaration order; acks apart */
     bin_msg *msgs;
     size_t n_msgs;
@@ -206,6 +211,29 @@ uint16_t gw__crc16_modbus(const uint8_t *buf, size_t len);
 uint16_t gw__crc16_ccitt(const uint8_t *buf, size_t len, uint16_t init);
 uint32_t gw__crc32(const uint8_t *buf, size_t len);
 
+/* binary_hmac.c: SHA-256 (FIPS 180-4), HMAC-SHA256 (RFC 2104), constant-time comparison. */
+typedef struct gw__sha256_ctx {
+    uint32_t h[8];
+    uint64_t n; /* bytes hashed */
+    uint8_t buf[64];
+    size_t used;
+} gw__sha256_ctx;
+void gw__sha256_init(gw__sha256_ctx *s);
+void gw__sha256_update(gw__sha256_ctx *s, const void *data, size_t len);
+void gw__sha256_final(gw__sha256_ctx *s, uint8_t out[32]);
+void gw__sha256(const void *data, size_t len, uint8_t out[32]);
+void gw__hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                     uint8_t out[32]);
+bool gw__ct_equal(const uint8_t *a, const uint8_t *b, size_t n);
+/* The MAC's place in a body of len bytes: NULL, or why it does not fit (also: the check must
+ * cover the MAC, the MAC must not cover the check). */
+const char *gw__binary_mac_place(const bin_layout *l, int64_t len, size_t *from, size_t *to,
+                                 size_t *at);
+/* HMAC-SHA256 with secret over the body's covered bytes into mac, its place in *at; -1 when the
+ * MAC does not fit or secret is NULL. */
+int gw__binary_mac(const bin_layout *l, const uint8_t *body, size_t len, const char *secret,
+                   uint8_t mac[32], size_t *at);
+
 /* binary_frame.c: raw stream <-> body. */
 int gw__binary_frame(const bin_layout *l, const uint8_t *buf, size_t len, size_t *skip);
 /* The body of a whole frame: *body points into buf, or into scratch (cap >= len) when escapes
@@ -261,6 +289,7 @@ typedef struct bin_src {
     const char *device_id;
     uint32_t seq;
     const json_t *values; /* command inputs / properties */
+    const char *secret;   /* the device's secret: the MAC of a layout with "auth" */
 } bin_src;
 int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
                       size_t cap, size_t *n, gw_error *err);

@@ -47,8 +47,10 @@ static void bad_stream(gw__tcp_conn *c, gw_metric m, const char *why, const char
 static size_t make_ack(gw__tcp_conn *c, const gw_thing_msg *m, int status, uint8_t *buf, size_t cap)
 {
     const gw_product *p = product_of(c);
+    const char *secret = c->s.base.dev ? c->s.base.dev->secret : NULL; /* NULL before login */
     size_t n = 0;
-    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, status, buf, cap, &n) != 0)
+    if (!p->codec_ops->encode_ack ||
+        p->codec_ops->encode_ack(p, m, status, secret, buf, cap, &n) != 0)
         return 0;
     return n;
 }
@@ -182,6 +184,12 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
         LOG(GW_LOG_WARN, c, "frame names another device; closing", "device=%s",
             gw_log_quote(q, sizeof(q), m.device_id));
         gw_stream_close(&c->s, "protocol_error", false);
+        rc = -1;
+        goto done;
+    } else if (m.auth_state && p->codec_ops->verify &&
+               p->codec_ops->verify(p, &m, frame, len, c->s.base.dev->secret) != 0) {
+        /* a layout with a MAC: every frame carries one, not only the first */
+        bad_stream(c, GW_M_TCP_BAD_AUTH, "bad_auth", "the frame's MAC does not verify");
         rc = -1;
         goto done;
     }

@@ -287,11 +287,13 @@ static gw__udp_sess *sess_open(gw__udp_sock *us, const gw_device *dev, const str
 
 /* Encodes the ack for m (status 0, or < 0 for a rejection) into the loop's ack buffer; 0 bytes
  * when the layout has none. */
-static size_t encode_ack(gw__udp_loop *ul, const gw_product *p, const gw_thing_msg *m, int status)
+static size_t encode_ack(gw__udp_sess *s, const gw_thing_msg *m, int status)
 {
+    const gw_product *p = s->base.dev->product;
+    gw__udp_loop *ul = s->ul;
     size_t n = 0;
-    if (!p->codec_ops->encode_ack ||
-        p->codec_ops->encode_ack(p, m, status, ul->ackbuf, ul->ackbuf_size, &n) != 0)
+    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, status, s->base.dev->secret,
+                                                              ul->ackbuf, ul->ackbuf_size, &n) != 0)
         return 0;
     return n;
 }
@@ -343,18 +345,17 @@ static int authenticate(const gw_product *p, const gw_thing_msg *m, const uint8_
 /* A decoded, authenticated message of s's device. */
 static void handle(gw__udp_sess *s, gw_thing_msg *m)
 {
-    const gw_product *p = s->base.dev->product;
     gw__udp_loop *ul = s->ul;
     gw_reject rej = {GW_R_NONE, ""};
     size_t n;
 
     gw_metric_inc(GW_M_MSG_RECEIVED);
     if (m->kind == GW_MSG_HEARTBEAT || m->kind == GW_MSG_LOGIN) {
-        if ((n = encode_ack(ul, p, m, 0)) > 0)
+        if ((n = encode_ack(s, m, 0)) > 0)
             gw__udp_send(s->sock, &s->addr, ul->ackbuf, n);
         return;
     }
-    n = encode_ack(ul, p, m, 0);
+    n = encode_ack(s, m, 0);
     int64_t token = n ? ack_hold(s, ul->ackbuf, n) : 0;
     if (token < 0)
         return; /* out of memory: no ack, the device resends */
@@ -363,7 +364,7 @@ static void handle(gw__udp_sess *s, gw_thing_msg *m)
         return;
     if (n)
         ack_unhold(s, (uint32_t)token);
-    if (rc == GW_EINVAL && (n = encode_ack(ul, p, m, GW_EINVAL)) > 0)
+    if (rc == GW_EINVAL && (n = encode_ack(s, m, GW_EINVAL)) > 0)
         gw__udp_send(s->sock, &s->addr, ul->ackbuf, n); /* the layout's negative ack */
 }
 

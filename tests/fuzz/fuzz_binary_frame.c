@@ -189,6 +189,29 @@ static const char *const products[] = {
                                                 "\"heartbeat\", \"match\": 2 } ],"
                                                 " \"ack\": { \"match\": 3, \"fields\": [ { "
                                                 "\"type\": \"u8\", \"role\": \"result\" } ] } } }",
+
+    /* delimited and escaped, 4-byte HMAC-SHA256 before an XOR check that covers it */
+    PRODUCT_HEAD(
+        "mac",
+        "{ \"id\": \"n\", \"type\": \"int\" }") "\"frame\": { \"max_frame\": 64, \"framing\": { "
+                                                "\"mode\": \"delimiter\", \"start\": \"7E\", "
+                                                "\"end\": \"7E\", \"escape\": { \"byte\": \"7D\", "
+                                                "\"map\": { \"7E\": \"02\", \"7D\": \"01\" } } },"
+                                                " \"header\": [ { \"name\": \"c\", \"type\": "
+                                                "\"u8\" }, { \"type\": \"u16\", \"role\": \"seq\" "
+                                                "}, "
+                                                "{ \"type\": \"string\", \"size\": 4, \"role\": "
+                                                "\"device_id\" } ],"
+                                                " \"discriminator\": \"c\", \"check\": { "
+                                                "\"algorithm\": \"xor\" },"
+                                                " \"auth\": { \"algorithm\": \"hmac-sha256\", "
+                                                "\"size\": 4 },"
+                                                " \"messages\": [ { \"kind\": \"report\", "
+                                                "\"match\": 1, \"fields\": [ { \"type\": \"i32\", "
+                                                "\"property\": \"n\" } ] }, { \"kind\": "
+                                                "\"heartbeat\", \"match\": 2 } ],"
+                                                " \"ack\": { \"match\": 3, \"fields\": [ { "
+                                                "\"type\": \"u8\", \"role\": \"result\" } ] } } }",
 };
 #define N_PRODUCTS (sizeof(products) / sizeof(products[0]))
 
@@ -285,7 +308,7 @@ static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_
     gw_thing_msg again;
     const bin_msg *w2;
 
-    int rc = gw_codec_binary_ops.encode_ack(p, m, 0, out, sizeof(out), &n);
+    int rc = gw_codec_binary_ops.encode_ack(p, m, 0, "fuzz-secret", out, sizeof(out), &n);
     if (rc != 0)
         abort();
     if (n && l->framing != BIN_FR_DATAGRAM && gw_codec_binary_ops.frame(p, out, n, &skip) != (int)n)
@@ -299,7 +322,8 @@ static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_
     bin_src src = {.values = m->values,
                    .seq = m->seq,
                    .device_id = m->device_id,
-                   .status = m->success ? 0 : -1};
+                   .status = m->success ? 0 : -1,
+                   .secret = "fuzz-secret"};
     gw_error err = {0};
     rc = gw__binary_encode(l, which, &src, out, sizeof(out), &n, &err);
     if (rc == GW_EINVAL || rc == GW_ETOOBIG)
@@ -311,6 +335,10 @@ static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_
         abort();
     }
     if (w2 != which || !same_values(m->values, again.values))
+        abort();
+    /* our own MAC verifies with the secret it was made with, and not with another */
+    if (l->has_auth && (gw_codec_binary_ops.verify(p, &again, out, n, "fuzz-secret") != 0 ||
+                        gw_codec_binary_ops.verify(p, &again, out, n, "fuzz-secreT") == 0))
         abort();
     gw_thing_msg_clear(&again);
 }
@@ -334,14 +362,23 @@ static void decode_fixed_check(const gw_product *p, const uint8_t *frame, size_t
     if (from < 0 || to > (int64_t)n || from > to || at < 0 || at + l->ck_width > (int64_t)n)
         return;
     memcpy(body, b, n);
+    if (l->has_auth) { /* a MAC made with the secret check_decoded verifies with */
+        uint8_t mac[32];
+        size_t mat;
+        if (gw__binary_mac(l, body, n, "fuzz-secret", mac, &mat) != 0)
+            return;
+        memcpy(body + mat, mac, l->mac_size);
+    }
     uint32_t c = gw__binary_check((bin_algo)l->algo, body + from, (size_t)(to - from));
     gw__binary_put_uint(body + at, l->ck_width, l->ck_little, c);
     if (gw__binary_wrap(l, body, n, wire, sizeof(wire), &wn) != 0)
         return;
     memset(&rej, 0, sizeof(rej));
-    if (gw__binary_decode(p, false, wire, wn, &m, &which, &rej) == 0)
+    if (gw__binary_decode(p, false, wire, wn, &m, &which, &rej) == 0) {
+        if (l->has_auth && gw_codec_binary_ops.verify(p, &m, wire, wn, "fuzz-secret") != 0)
+            abort(); /* we just made the MAC right */
         check_decoded(p, &m, which);
-    else if (rej.reason == GW_R_BAD_CHECK)
+    } else if (rej.reason == GW_R_BAD_CHECK)
         abort(); /* we just made it right */
     else
         check_reject(&m, &rej);

@@ -152,10 +152,10 @@ static void exercise(const gw_product *p, const uint8_t *data, size_t size)
         gw_thing_msg req = {.seq = 77, .type_code = bm->match, .timestamp_ms = 5000};
         strcpy(req.device_id, "42");
         strcpy(req.msg_id, "9");
-        bin_src src = {.device_id = "42", .seq = 77, .values = values};
+        bin_src src = {.device_id = "42", .seq = 77, .values = values, .secret = "k"};
         round_trip(p, bm, &src);
         if (bm->ack >= 0) {
-            bin_src ack = {.req = &req, .status = (int)(i % 2) - 1};
+            bin_src ack = {.req = &req, .status = (int)(i % 2) - 1, .secret = "k"};
             round_trip(p, &l->acks[bm->ack], &ack);
         }
         json_decref(values);

@@ -260,7 +260,7 @@ static void test_meter(void)
     CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55word"), 0);
     CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55wore"), GW_EAUTH);
     CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55word!"), GW_EAUTH);
-    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n, "68 00 07 80 00 01 01 00 17 BC");
     gw_thing_msg_clear(&m);
 
@@ -281,13 +281,13 @@ static void test_meter(void)
     json_t *norm = NULL;
     CHECK_INT(gw_tm_check_report(p, m.values, &norm, &rej), 0);
     json_decref(norm);
-    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n, "68 00 07 80 00 02 02 00 E7 4C");
-    CHECK_INT(ops->encode_ack(p, &m, -1, out, sizeof(out), &n), 0); /* negative: result 1 */
+    CHECK_INT(ops->encode_ack(p, &m, -1, NULL, out, sizeof(out), &n), 0); /* negative: result 1 */
     CHECK_INT(n, 10);
     CHECK_INT(out[7], 1);
     CHECK_INT(gw__crc16_modbus(out, 8), out[8] | out[9] << 8);
-    CHECK_INT(ops->encode_ack(p, &m, 0, out, 9, &n), GW_ETOOBIG);
+    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, 9, &n), GW_ETOOBIG);
     gw_thing_msg_clear(&m);
 
     CHECK_INT(decode_hex(p, METER_EVENT, &m, &rej), 0);
@@ -310,7 +310,7 @@ static void test_meter(void)
     CHECK_INT(m.success, 1);
     CHECK_INT(m.seq, 7);
     CHECK_VAL_REAL(&m, "previous_kwh", 12.5);
-    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
     CHECK_INT(n, 0);
     gw_thing_msg_clear(&m);
     n = build_up(p, BIN_K_WRITE_REPLY, 6, NULL, 8, -1, out, sizeof(out));
@@ -322,9 +322,9 @@ static void test_meter(void)
     /* commands: the documented bytes, and back through decode */
     json_t *in = json_pack("{s:b}", "confirm", 1);
     gw_error err = {0};
-    CHECK_INT(
-        gw_binary_encode_command(p, "mtr00001", "reset_counter", in, 7, out, sizeof(out), &n, &err),
-        0);
+    CHECK_INT(gw_binary_encode_command(p, "mtr00001", NULL, "reset_counter", in, 7, out,
+                                       sizeof(out), &n, &err),
+              0);
     CHECK_BYTES(out, n, "68 00 06 85 00 07 01 90 3A");
     const bin_msg *which;
     CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
@@ -333,7 +333,7 @@ static void test_meter(void)
     gw_thing_msg_clear(&m);
     json_decref(in);
     in = json_pack("{s:s}", "tariff", "night");
-    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, in, 9, out, sizeof(out), &n, &err), 0);
+    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, NULL, in, 9, out, sizeof(out), &n, &err), 0);
     CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
     CHECK(which && which->kind == BIN_K_WRITE);
     CHECK_VAL_STR(&m, "tariff", "night");
@@ -341,17 +341,18 @@ static void test_meter(void)
     gw_thing_msg_clear(&m);
     json_decref(in);
     in = json_pack("{s:s}", "tariff", "dusk");
-    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, in, 9, out, sizeof(out), &n, &err),
+    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, NULL, in, 9, out, sizeof(out), &n, &err),
               GW_EINVAL);
     CHECK_CONTAINS(err.msg, "\"dusk\" is not a value of tariff");
     json_decref(in);
     in = json_pack("{s:i}", "pulses", 3);
-    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, in, 9, out, sizeof(out), &n, &err),
+    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, NULL, in, 9, out, sizeof(out), &n, &err),
               GW_ENOTFOUND);
-    CHECK_INT(gw_binary_encode_command(p, NULL, "reboot", in, 9, out, sizeof(out), &n, &err),
+    CHECK_INT(gw_binary_encode_command(p, NULL, NULL, "reboot", in, 9, out, sizeof(out), &n, &err),
               GW_ENOTFOUND);
-    CHECK_INT(gw_binary_encode_command(p, NULL, "reset_counter", in, 9, out, sizeof(out), &n, &err),
-              GW_EINVAL);
+    CHECK_INT(
+        gw_binary_encode_command(p, NULL, NULL, "reset_counter", in, 9, out, sizeof(out), &n, &err),
+        GW_EINVAL);
     CHECK_CONTAINS(err.msg, "inputs.pulses: no field");
     json_decref(in);
     bt_free(&r);
@@ -374,7 +375,7 @@ static void test_meter_rejects(void)
     CHECK_INT(rej.reason, GW_R_BAD_CHECK);
     CHECK_STR(gw_reason_name(rej.reason), "bad_check");
     CHECK_CONTAINS(rej.detail, "crc16-modbus: the frame says 0x37A1, the bytes give 0xC8A1");
-    CHECK_INT(ops->encode_ack(p, &m, -1, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, -1, NULL, out, sizeof(out), &n), 0);
     CHECK_INT(n, 0);
     gw_thing_msg_clear(&m);
 
@@ -405,7 +406,7 @@ static void test_meter_rejects(void)
     CHECK_INT(m.kind, GW_MSG_PROPERTY_REPORT); /* kept for a negative ack */
     CHECK_INT(m.seq, 2);
     CHECK(m.values == NULL);
-    CHECK_INT(ops->encode_ack(p, &m, -1, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, -1, NULL, out, sizeof(out), &n), 0);
     CHECK_INT(n, 10);
     CHECK_INT(out[7], 1);
     gw_thing_msg_clear(&m);
@@ -532,7 +533,7 @@ static void test_tracker(void)
     CHECK_VAL_INT(&m, "direction", 126); /* 00 7E, escaped as 00 7D 02 */
     CHECK_VAL_STR(&m, "gps_time", "240115103000");
     CHECK_INT(ops->verify(p, &m, NULL, 0, "whatever"), 0);
-    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n, "7E 80 01 00 05 01 39 12 34 56 78 00 03 00 03 02 00 00 B6 7E");
     gw_thing_msg_clear(&m);
     /* the ack frames and decodes as the downstream message it is */
@@ -555,9 +556,9 @@ static void test_tracker(void)
 
     /* the function reply carries the command's serial in its body: it overrides the header's */
     gw_error err = {0};
-    CHECK_INT(
-        gw_binary_encode_command(p, "013912345678", "reboot", NULL, 9, out, sizeof(out), &n, &err),
-        0);
+    CHECK_INT(gw_binary_encode_command(p, "013912345678", NULL, "reboot", NULL, 9, out, sizeof(out),
+                                       &n, &err),
+              0);
     CHECK_BYTES(out, n, "7E 81 05 00 01 01 39 12 34 56 78 00 09 04 B8 7E");
     CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
     CHECK(which && which->kind == BIN_K_INVOKE);
@@ -668,7 +669,7 @@ static void test_sensor(void)
     CHECK_INT(ops->verify(p, &m, NULL, 0, "tok12345"), 0);
     CHECK_INT(ops->verify(p, &m, NULL, 0, "tok12346"), GW_EAUTH);
     CHECK_INT(ops->verify(p, &m, NULL, 0, NULL), GW_EAUTH);
-    CHECK_INT(ops->encode_ack(p, &m, 0, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n,
                 "A5 01 81 73 6E 72 30 30 30 30 31 00 00 00 00 00 00 00 00 01 00 00 3F 36 93 DF");
     gw_thing_msg_clear(&m);
@@ -690,14 +691,16 @@ static void test_sensor(void)
 
     json_t *in = json_pack("{s:i}", "blink_s", 3);
     gw_error err = {0};
-    CHECK_INT(
-        gw_binary_encode_command(p, "snr00001", "identify", in, 5, out, sizeof(out), &n, &err), 0);
+    CHECK_INT(gw_binary_encode_command(p, "snr00001", NULL, "identify", in, 5, out, sizeof(out), &n,
+                                       &err),
+              0);
     CHECK_BYTES(out, n,
                 "A5 01 82 73 6E 72 30 30 30 30 31 00 00 00 00 00 00 00 00 05 00 03 00 1B 00 50 "
                 "2C");
     json_decref(in);
     in = json_pack("{s:i}", "interval_s", 300);
-    CHECK_INT(gw_binary_encode_command(p, "snr00001", NULL, in, 6, out, sizeof(out), &n, &err), 0);
+    CHECK_INT(
+        gw_binary_encode_command(p, "snr00001", NULL, NULL, in, 6, out, sizeof(out), &n, &err), 0);
     const bin_msg *which;
     CHECK_INT(gw__binary_decode(p, true, out, n, &m, &which, &rej), 0);
     CHECK_VAL_INT(&m, "interval_s", 300);
@@ -706,8 +709,9 @@ static void test_sensor(void)
     json_decref(in);
     /* a device id longer than the field */
     in = json_pack("{s:i}", "interval_s", 300);
-    CHECK_INT(gw_binary_encode_command(p, "snr000001", NULL, in, 6, out, sizeof(out), &n, &err),
-              GW_EINVAL);
+    CHECK_INT(
+        gw_binary_encode_command(p, "snr000001", NULL, NULL, in, 6, out, sizeof(out), &n, &err),
+        GW_EINVAL);
     CHECK_CONTAINS(err.msg, "frame.header[3]: 9 bytes do not fit 8");
     json_decref(in);
     /* a datagram over max_frame, and a truncated one */
