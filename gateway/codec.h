@@ -4,6 +4,7 @@
 #define GW_CODEC_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,12 @@ typedef struct gw_thing_msg {
 
 void gw_thing_msg_clear(gw_thing_msg *m);
 
+/* What a binary transport needs to know about a product's frames (gw_codec_ops.frame_info). */
+typedef struct gw_frame_info {
+    size_t max_frame;      /* the largest frame on the wire */
+    bool device_id_in_all; /* every frame names its device (no login frame needed) */
+} gw_frame_info;
+
 typedef struct gw_codec_ops {
     uint32_t abi; /* GW_CODEC_ABI */
     const char *name;
@@ -79,6 +86,8 @@ typedef struct gw_codec_ops {
      * beyond the adapter's own (login frame secret). */
     int (*verify)(const gw_product *p, const gw_thing_msg *m, const uint8_t *frame, size_t len,
                   const char *secret);
+    /* Binary transports: the product's frame facts (set at init). NULL: not a framing codec. */
+    void (*frame_info)(const gw_product *p, gw_frame_info *out);
 } gw_codec_ops;
 
 #endif

@@ -38,6 +38,16 @@ size_t gw_binary_max_frame(const gw_product *p)
     return l ? l->max_frame : 0;
 }
 
+static void binary_frame_info(const gw_product *p, gw_frame_info *out)
+{
+    const bin_layout *l = layout_of(p);
+    out->max_frame = l ? l->max_frame : 0;
+    out->device_id_in_all = false;
+    for (size_t i = 0; l && i < l->n_header; i++)
+        if (l->header[i].target == BIN_TG_ROLE && l->header[i].role == BIN_ROLE_DEVICE_ID)
+            out->device_id_in_all = true;
+}
+
 static int binary_frame(const gw_product *p, const uint8_t *buf, size_t len, size_t *skip)
 {
     const bin_layout *l = layout_of(p);
@@ -418,4 +428,5 @@ const gw_codec_ops gw_codec_binary_ops = {
     .frame = binary_frame,
     .encode_ack = binary_encode_ack,
     .verify = binary_verify,
+    .frame_info = binary_frame_info,
 };

@@ -24,28 +24,6 @@ static const gw_cfg_field tcp_fields[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
-/* Reads what the adapter needs from the product's "frame" layout (validated by its codec): the
- * max frame size and whether the header carries a device_id field (present in every frame). */
-static void layout_facts(const gw_product *p, uint32_t *max_frame, bool *id_every_frame)
-{
-    const json_t *frame = p->raw ? json_object_get(p->raw, "frame") : NULL;
-    const json_t *mf = frame ? json_object_get(frame, "max_frame") : NULL;
-    const json_t *hdr = frame ? json_object_get(frame, "header") : NULL;
-    size_t i;
-    const json_t *f;
-    *max_frame = json_is_integer(mf) && json_integer_value(mf) > 0 &&
-                         json_integer_value(mf) <= MAX_FRAME_LIMIT
-                     ? (uint32_t)json_integer_value(mf)
-                     : MAX_FRAME_LIMIT;
-    *id_every_frame = false;
-    json_array_foreach(hdr, i, f)
-    {
-        const char *role = json_string_value(json_object_get(f, "role"));
-        if (role && strcmp(role, "device_id") == 0)
-            *id_every_frame = true;
-    }
-}
-
 static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, gw_diag *diag)
 {
     const gw_listen *li = &ad->cfg.listeners.v[i];
@@ -73,7 +51,12 @@ static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, 
     }
     gw__tcp_serve *sv = &ad->serve[i];
     sv->product = p;
-    layout_facts(p, &sv->max_frame, &sv->id_every_frame);
+    gw_frame_info fi = {MAX_FRAME_LIMIT, false};
+    if (p->codec_ops && p->codec_ops->frame_info)
+        p->codec_ops->frame_info(p, &fi);
+    sv->max_frame =
+        fi.max_frame && fi.max_frame <= MAX_FRAME_LIMIT ? (uint32_t)fi.max_frame : MAX_FRAME_LIMIT;
+    sv->id_every_frame = fi.device_id_in_all;
     if (ad->cfg.max_frame && ad->cfg.max_frame < sv->max_frame)
         sv->max_frame = ad->cfg.max_frame;
     sv->idle_ms = p->idle_timeout_ms ? p->idle_timeout_ms : ad->cfg.idle_timeout_ms;

@@ -23,14 +23,13 @@ static const gw_cfg_field udp_fields[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
-/* The product's largest datagram: the binary layout's "frame"."max_frame" (the codec has checked
- * it), else the largest UDP payload. */
+/* The product's largest datagram, as its codec declares it, else the largest UDP payload. */
 static size_t product_max_frame(const gw_product *p)
 {
-    json_t *fr = p->raw ? json_object_get(p->raw, "frame") : NULL;
-    json_t *v = fr ? json_object_get(fr, "max_frame") : NULL;
-    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
-    return n > 0 && n <= UDP_MAX_DATAGRAM ? (size_t)n : UDP_MAX_DATAGRAM;
+    gw_frame_info fi = {0, false};
+    if (p->codec_ops && p->codec_ops->frame_info)
+        p->codec_ops->frame_info(p, &fi);
+    return fi.max_frame > 0 && fi.max_frame <= UDP_MAX_DATAGRAM ? fi.max_frame : UDP_MAX_DATAGRAM;
 }
 
 /* Each listener names an existing udp product; each udp product has a listener. */
