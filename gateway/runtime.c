@@ -272,16 +272,20 @@ int gw_runtime_start(gw_runtime *rt, gw_error *err)
     return 0;
 }
 
-void gw_runtime_report_listener(gw_runtime *rt, const char *adapter, const char *addr, int port)
+void gw_runtime_report_listener(gw_runtime *rt, const char *adapter, const char *addr, int port,
+                                const char *product)
 {
+    char prod[80] = "";
+    if (product && product[0])
+        snprintf(prod, sizeof(prod), " product=%s", product);
     pthread_mutex_lock(&rt->listeners_mu);
     if (rt->listeners_len < sizeof(rt->listeners))
         rt->listeners_len += (size_t)snprintf(
             rt->listeners + rt->listeners_len, sizeof(rt->listeners) - rt->listeners_len,
-            "listener adapter=%s address=%s port=%d\n", adapter, addr, port);
+            "listener adapter=%s address=%s port=%d%s\n", adapter, addr, port, prod);
     pthread_mutex_unlock(&rt->listeners_mu);
-    GW_LOG_INFO("runtime", NULL, NULL, "listening", "adapter=%s address=%s port=%d", adapter, addr,
-                port);
+    GW_LOG_INFO("runtime", NULL, NULL, "listening", "adapter=%s address=%s port=%d%s", adapter,
+                addr, port, prod);
 }
 
 /* ---- run on every loop, synchronously (main thread) ---- */

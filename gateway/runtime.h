@@ -79,8 +79,10 @@ void gw_loop_post(gw_loop *l, gw_inbox_msg *m);
 /* Runs fn(loop, arg) on every loop and waits until all have run it. Main thread only. */
 void gw_runtime_run_on_all(gw_runtime *rt, void (*fn)(gw_loop *l, void *arg), void *arg);
 
-/* Adapters, on loop 0 after binding: records a listener for --ready-fd and the log. */
-void gw_runtime_report_listener(gw_runtime *rt, const char *adapter, const char *addr, int port);
+/* Adapters, on loop 0 after binding: records a listener for --ready-fd and the log. product: the
+ * product a binary-transport listener serves (NULL or "" for none). */
+void gw_runtime_report_listener(gw_runtime *rt, const char *adapter, const char *addr, int port,
+                                const char *product);
 
 /* The store queue is full: the caller stops reading; a resume comes through adapter->ops->resume
  * on this loop once the store drains. Counts store_backpressure_total. */

@@ -44,7 +44,7 @@ static int listen_one(gw_stream_loop *sl, const gw_listen *li, uint16_t *bound, 
     }
     if (!*bound) { /* the first loop bound it: the others share its port */
         *bound = port;
-        gw_runtime_report_listener(sl->loop->rt, area, li->address, port);
+        gw_runtime_report_listener(sl->loop->rt, area, li->address, port, li->product);
     }
     return 0;
 }

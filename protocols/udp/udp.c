@@ -176,7 +176,7 @@ static int listen_one(gw__udp_loop *ul, size_t i)
     }
     if (!ul->ad->bound_ports[i]) { /* the first loop bound it: the others share its port */
         ul->ad->bound_ports[i] = port;
-        gw_runtime_report_listener(ul->loop->rt, "udp", li->address, port);
+        gw_runtime_report_listener(ul->loop->rt, "udp", li->address, port, li->product);
     }
     return 0;
 }

@@ -190,15 +190,18 @@ def hmac_part(t, gw, port, dev, key):
 
 def main(t):
     products = [fixed_product(a) for a in FIXED_CHECKS] + [delim_product(), hmac_product()]
-    ports = {p["id"]: g.free_port() for p in products}
+    # Port 0 everywhere: each listener's bound port comes back on --ready-fd with its product.
     short = {"fixed-sum8": "fxsum8", "fixed-crc16-ccitt": "fxccitt", "fixed-crc32": "fxcrc32",
              "delim-xor": "dlxor", "fixed-hmac": "fxhmac"}  # 8 bytes at most: the device id field
     devices = [{"id": short[p["id"]], "product": p["id"], "secret": "s-" + p["id"]}
                for p in products]
     dev_of = {d["product"]: d["id"] for d in devices}
     cfg = {"adapters": {"mqtt": None, "tcp": {"listeners": [
-        {"address": g.HOST, "port": ports[p["id"]], "product": p["id"]} for p in products]}}}
+        {"address": g.HOST, "port": 0, "product": p["id"]} for p in products]}}}
     gw = g.Gateway(products=products, devices=devices, config=cfg)
+    ports = gw.product_ports
+    t.check(sorted(ports) == sorted(p["id"] for p in products),
+            "--ready-fd names every listener's product", ports)
     for algo, w in FIXED_CHECKS.items():
         pid = "fixed-" + algo
         exercise(t, gw, ports[pid], pid, dev_of[pid],

@@ -217,6 +217,7 @@ class Gateway:
         self.ready_timeout = ready_timeout
         self.proc = None
         self.ports = {}
+        self.product_ports = {}
         self.exit_code = None
         self.write_config()
         _gateways.append(self)
@@ -261,6 +262,7 @@ class Gateway:
         _started.append(self.proc)
         self.exit_code = None
         self.ports = {}
+        self.product_ports = {}  # binary transports: product id -> its listener's port
         buf = b""
         deadline = time.monotonic() + self.ready_timeout * SLOW
         ready = False
@@ -282,7 +284,9 @@ class Gateway:
         for line in buf.decode("utf-8", "replace").splitlines():
             kv = parse_logfmt(line)
             if line.startswith("listener") and "adapter" in kv and "port" in kv:
-                self.ports[kv["adapter"]] = int(kv["port"])
+                self.ports.setdefault(kv["adapter"], int(kv["port"]))  # its first listener
+                if "product" in kv:
+                    self.product_ports[kv["product"]] = int(kv["port"])
         if not ready:
             code = self.proc.poll()
             if code is None:
