@@ -4,25 +4,8 @@
  * device id + token in every frame, CRC-32) over UDP. It shares no code with the gateway (its own
  * CRCs and encoders), so it measures iotgw and the sink server alike. Prints one
  * `bench=frame_load ...` line. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#define LOADGEN_PROG "frame_load"
+#include "loadgen.h"
 
 #define RBUF_SIZE   (256 * 1024) /* one read buffer for every TCP connection */
 #define CARRY_MAX   256          /* partial server frame kept between reads (meter max_frame) */
@@ -80,8 +63,7 @@ typedef struct conn {
     uint32_t k;       /* message counter: the values vary with it */
     bool shut, want_out;
     /* TCP */
-    uint8_t *out; /* pending bytes */
-    uint32_t out_len, out_off, out_cap;
+    outbuf out; /* pending bytes */
     uint8_t carry[CARRY_MAX];
     uint32_t carry_len;
     /* UDP */
@@ -133,57 +115,7 @@ static struct state {
     uint8_t rbuf[CARRY_MAX + RBUF_SIZE];
 } g;
 
-/* ---- checks ---- */
-
-static uint16_t crc16_tab[256];
-static uint32_t crc32_tab[256];
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint16_t c16 = (uint16_t)i;
-        uint32_t c32 = i;
-        for (int b = 0; b < 8; b++) {
-            c16 = (uint16_t)(c16 & 1 ? (c16 >> 1) ^ 0xA001 : c16 >> 1); /* 0x8005 reflected */
-            c32 = c32 & 1 ? (c32 >> 1) ^ 0xEDB88320u : c32 >> 1;        /* 0x04C11DB7 refl. */
-        }
-        crc16_tab[i] = c16;
-        crc32_tab[i] = c32;
-    }
-}
-
-/* CRC-16/MODBUS: poly 0x8005 reflected, init 0xFFFF, no xorout. */
-static uint16_t crc16_modbus(const uint8_t *p, size_t n)
-{
-    uint16_t c = 0xFFFF;
-    while (n--)
-        c = (uint16_t)((c >> 8) ^ crc16_tab[(c ^ *p++) & 0xFF]);
-    return c;
-}
-
-/* CRC-32/ISO-HDLC (zlib): reflected, init and xorout 0xFFFFFFFF. */
-static uint32_t crc32_iso(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--)
-        c = (c >> 8) ^ crc32_tab[(c ^ *p++) & 0xFF];
-    return c ^ 0xFFFFFFFFu;
-}
-
 /* ---- small helpers ---- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "frame_load: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
 
 static void put16be(uint8_t *p, uint32_t v)
 {
@@ -211,48 +143,6 @@ static void put_str8(uint8_t *p, const char *s)
     size_t l = strlen(s);
     memset(p, 0, 8);
     memcpy(p, s, l > 8 ? 8 : l);
-}
-
-/* Expands the one %d conversion in fmt (optional 0 flag and width) and %%. Returns 0, or -1 if
- * the result does not fit or fmt is bad. No printf with a runtime format string. */
-static int fmt_one(const char *fmt, long n, char *out, size_t cap)
-{
-    size_t k = 0;
-    int used = 0;
-    for (const char *p = fmt; *p; p++) {
-        char tmp[64];
-        if (*p != '%' || p[1] == '%') {
-            if (*p == '%')
-                p++;
-            if (k + 1 >= cap)
-                return -1;
-            out[k++] = *p;
-            continue;
-        }
-        p++;
-        bool zero = *p == '0';
-        int width = 0;
-        while (*p >= '0' && *p <= '9')
-            width = width * 10 + (*p++ - '0');
-        if (*p != 'd' || used++)
-            return -1;
-        char digits[24];
-        int nd = 0, t = 0;
-        unsigned long v = (unsigned long)n;
-        do
-            digits[nd++] = (char)('0' + v % 10);
-        while ((v /= 10) && nd < 23);
-        for (int i = nd; i < width && t < 32; i++)
-            tmp[t++] = zero ? '0' : ' ';
-        while (nd)
-            tmp[t++] = digits[--nd];
-        if (k + (size_t)t >= cap)
-            return -1;
-        memcpy(out + k, tmp, (size_t)t);
-        k += (size_t)t;
-    }
-    out[k] = 0;
-    return used == 1 ? 0 : -1;
 }
 
 /* ---- frame templates ---- */
@@ -386,28 +276,6 @@ static int selftest(void)
 
 /* ---- connections ---- */
 
-static void out_reserve(conn *c, uint32_t more)
-{
-    if (c->out_off && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_len + more <= c->out_cap)
-        return;
-    if (c->out_off) {
-        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-        c->out_len -= c->out_off;
-        c->out_off = 0;
-        if (c->out_len + more <= c->out_cap)
-            return;
-    }
-    uint32_t cap = c->out_cap ? c->out_cap : 256;
-    while (cap < c->out_len + more)
-        cap *= 2;
-    c->out = realloc(c->out, cap);
-    if (!c->out)
-        die("realloc");
-    c->out_cap = cap;
-}
-
 static bool streaming(void)
 {
     return g.ph == P_WARMUP || g.ph == P_MEASURE;
@@ -418,13 +286,11 @@ static void set_mask(conn *c)
     if (c->state == C_DEAD || c->state == C_IDLE)
         return;
     uint32_t m = EPOLLIN;
-    if (c->state == C_CONNECTING || c->out_off < c->out_len || c->want_out)
+    if (c->state == C_CONNECTING || c->out.off < c->out.len || c->want_out)
         m |= EPOLLOUT;
     if (m == c->mask)
         return;
-    struct epoll_event ev = {.events = m, .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
-        die("epoll_ctl");
+    epoll_set(g.ep, EPOLL_CTL_MOD, c->fd, m, c);
     c->mask = m;
 }
 
@@ -464,15 +330,15 @@ static void tcp_refill(conn *c)
     uint32_t k = (uint32_t)o.window - c->outstanding;
     if (!k)
         return;
-    out_reserve(c, k * M_REPORT_LEN);
-    uint8_t *p = c->out + c->out_len;
+    ob_reserve(&c->out, k * M_REPORT_LEN);
+    uint8_t *p = c->out.buf + c->out.len;
     uint32_t t = (uint32_t)time(NULL), idx = (uint32_t)(c - g.c);
     for (uint32_t i = 0; i < k; i++, p += M_REPORT_LEN) {
         meter_vals v;
         meter_vary(&v, c->k++, idx, t);
         meter_report(p, (uint16_t)c->seq++, &v);
     }
-    c->out_len += k * M_REPORT_LEN;
+    c->out.len += k * M_REPORT_LEN;
     c->outstanding += k;
     g.sent_total += k;
 }
@@ -480,16 +346,10 @@ static void tcp_refill(conn *c)
 /* Writes pending bytes; returns false on EAGAIN or error (then the connection may be dead). */
 static bool flush_out(conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                conn_fail(c, strerror(errno));
-            return false;
-        }
-        c->out_off += (uint32_t)n;
-    }
-    return true;
+    int r = ob_send(c->fd, &c->out);
+    if (r < 0)
+        conn_fail(c, strerror(errno));
+    return r > 0;
 }
 
 static void tcp_flush(conn *c)
@@ -586,16 +446,14 @@ static void tcp_readable(conn *c)
 static void tcp_writable(conn *c)
 {
     if (c->state == C_CONNECTING) {
-        int err = 0;
-        socklen_t l = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        int err = sock_error(c->fd);
         if (err) {
             conn_fail(c, strerror(err));
             return;
         }
-        out_reserve(c, M_LOGIN_LEN);
-        c->out_len +=
-            (uint32_t)meter_login(c->out + c->out_len, (uint16_t)c->seq++, c->dev, o.secret);
+        ob_reserve(&c->out, M_LOGIN_LEN);
+        c->out.len +=
+            (uint32_t)meter_login(c->out.buf + c->out.len, (uint16_t)c->seq++, c->dev, o.secret);
         c->state = C_WAIT_LOGIN;
     }
     tcp_flush(c);
@@ -606,20 +464,14 @@ static void tcp_start(int idx, const struct sockaddr_in *sa)
     conn *c = &g.c[idx];
     g.started++;
     g.pending++;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        die("socket (raise ulimit -n?)");
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->state = C_CONNECTING;
-    if (connect(c->fd, (const struct sockaddr *)sa, sizeof *sa) < 0 && errno != EINPROGRESS) {
-        conn_fail(c, strerror(errno));
+    int err = tcp_connect_nb(sa, &c->fd);
+    if (err) {
+        conn_fail(c, strerror(err));
         return;
     }
     c->mask = EPOLLIN | EPOLLOUT;
-    struct epoll_event ev = {.events = c->mask, .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        die("epoll_ctl");
+    epoll_set(g.ep, EPOLL_CTL_ADD, c->fd, c->mask, c);
 }
 
 /* ---- UDP endpoints ---- */
@@ -771,20 +623,10 @@ static void udp_start(int idx, const struct sockaddr_in *sa)
     c->state = C_READY;
     g.connected++;
     c->mask = EPOLLIN;
-    struct epoll_event ev = {.events = c->mask, .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        die("epoll_ctl");
+    epoll_set(g.ep, EPOLL_CTL_ADD, c->fd, c->mask, c);
 }
 
 /* ---- phases ---- */
-
-static void mark(const char *what)
-{
-    if (!o.marks)
-        return;
-    printf("mark %s\n", what);
-    fflush(stdout);
-}
 
 static void begin_streaming(phase ph)
 {
@@ -793,7 +635,7 @@ static void begin_streaming(phase ph)
     if (ph == P_MEASURE) {
         g.t0 = g.t_phase;
         g.base = g.acked_total;
-        mark("measure_start");
+        mark_if(o.marks, "measure_start");
     }
     for (int i = 0; i < o.conns; i++) {
         conn *c = &g.c[i];
@@ -837,7 +679,7 @@ static void finish(void)
 {
     g.t_end = now_s();
     g.msgs = g.acked_total - g.base;
-    mark("measure_end");
+    mark_if(o.marks, "measure_end");
     g.ph = P_DRAIN;
     g.t_phase = g.t_end;
 }
@@ -947,62 +789,27 @@ static void usage(void)
     exit(2);
 }
 
-/* Options: --name value or --name=value; kind i int, d double, s string, b flag. */
-static const struct optdef {
-    const char *name;
-    char kind;
-    void *p;
-} OPTS[] = {{"host", 's', &o.host},
-            {"port", 'i', &o.port},
-            {"proto", 's', &o.proto},
-            {"conns", 'i', &o.conns},
-            {"window", 'i', &o.window},
-            {"seconds", 'd', &o.seconds},
-            {"warmup", 'd', &o.warmup},
-            {"device-fmt", 's', &o.device_fmt},
-            {"first-device", 'i', &o.first_device},
-            {"secret", 's', &o.secret},
-            {"connect-rate", 'd', &o.connect_rate},
-            {"timeout", 'd', &o.timeout},
-            {"ack-timeout-ms", 'i', &o.ack_timeout_ms},
-            {"sockbuf", 'i', &o.sockbuf},
-            {"marks", 'b', &o.marks},
-            {"selftest", 'b', &o.selftest}};
+/* Options: --name value or --name=value (loadgen.h's parse_opts). */
+static const optdef OPTS[] = {{"host", 's', &o.host},
+                              {"port", 'i', &o.port},
+                              {"proto", 's', &o.proto},
+                              {"conns", 'i', &o.conns},
+                              {"window", 'i', &o.window},
+                              {"seconds", 'd', &o.seconds},
+                              {"warmup", 'd', &o.warmup},
+                              {"device-fmt", 's', &o.device_fmt},
+                              {"first-device", 'i', &o.first_device},
+                              {"secret", 's', &o.secret},
+                              {"connect-rate", 'd', &o.connect_rate},
+                              {"timeout", 'd', &o.timeout},
+                              {"ack-timeout-ms", 'i', &o.ack_timeout_ms},
+                              {"sockbuf", 'i', &o.sockbuf},
+                              {"marks", 'b', &o.marks},
+                              {"selftest", 'b', &o.selftest}};
 
 static void parse_args(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = NULL;
-        if (strncmp(a, "--", 2) != 0)
-            usage();
-        a += 2;
-        size_t len = strcspn(a, "=");
-        if (a[len] == '=')
-            val = a + len + 1;
-        const struct optdef *d = NULL;
-        for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++)
-            if (strlen(OPTS[k].name) == len && strncmp(OPTS[k].name, a, len) == 0)
-                d = &OPTS[k];
-        if (!d)
-            usage();
-        if (d->kind == 'b') {
-            if (val)
-                usage();
-            *(bool *)d->p = true;
-            continue;
-        }
-        if (!val && (val = argv[++i]) == NULL)
-            usage();
-        char *end = NULL;
-        if (d->kind == 's')
-            *(const char **)d->p = val;
-        if (d->kind == 'i')
-            *(int *)d->p = (int)strtol(val, &end, 10);
-        if (d->kind == 'd')
-            *(double *)d->p = strtod(val, &end);
-        if (end && (end == val || *end))
-            usage();
-    }
+    parse_opts(argc, argv, OPTS, sizeof OPTS / sizeof OPTS[0], usage);
     if (o.selftest)
         return;
     udp = strcmp(o.proto, "udp") == 0;
@@ -1021,7 +828,7 @@ static void parse_args(int argc, char **argv)
         exit(2);
     }
     char dev[64];
-    if (fmt_one(o.device_fmt, o.first_device + o.conns - 1, dev, sizeof dev) < 0 ||
+    if (fmt_one(o.device_fmt, o.first_device + o.conns - 1, NULL, dev, sizeof dev) != 1 ||
         strlen(dev) > 8) {
         fprintf(stderr, "frame_load: bad --device-fmt (one %%d expected, ids of at most 8 "
                         "bytes: a string[8] field)\n");
@@ -1031,18 +838,8 @@ static void parse_args(int argc, char **argv)
 
 static void setup(struct sockaddr_in *sa)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)o.port);
-    if (inet_pton(AF_INET, o.host, &sa->sin_addr) != 1) {
-        fprintf(stderr, "frame_load: --host must be a numeric IPv4 address\n");
-        exit(2);
-    }
+    raise_nofile();
+    ipv4_addr(sa, o.host, o.port);
     g.c = calloc((size_t)o.conns, sizeof *g.c);
     if (!g.c)
         die("calloc");
@@ -1050,21 +847,9 @@ static void setup(struct sockaddr_in *sa)
         g.c[i].fd = -1;
         g.c[i].state = C_IDLE;
         g.c[i].seq = 1;
-        fmt_one(o.device_fmt, o.first_device + i, g.c[i].dev, sizeof g.c[i].dev);
+        fmt_one(o.device_fmt, o.first_device + i, NULL, g.c[i].dev, sizeof g.c[i].dev);
     }
-    g.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (g.ep < 0)
-        die("epoll_create1");
-    sigset_t ss;
-    sigemptyset(&ss);
-    sigaddset(&ss, SIGTERM);
-    sigaddset(&ss, SIGINT);
-    sigprocmask(SIG_BLOCK, &ss, NULL);
-    g.sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (g.sigfd < 0)
-        die("signalfd");
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &g.sigfd};
-    epoll_ctl(g.ep, EPOLL_CTL_ADD, g.sigfd, &ev);
+    g.ep = epoll_with_signals(&g.sigfd);
 }
 
 int main(int argc, char **argv)
@@ -1085,15 +870,11 @@ int main(int argc, char **argv)
         int timeout = advance();
         if (g.ph == P_END)
             break;
-        int n = epoll_wait(g.ep, evs, MAX_EVENTS, timeout);
-        if (n < 0 && errno != EINTR)
-            die("epoll_wait");
+        int n = wait_events(g.ep, evs, MAX_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
             void *ptr = evs[i].data.ptr;
             if (ptr == &g.sigfd) {
-                struct signalfd_siginfo si;
-                while (read(g.sigfd, &si, sizeof si) > 0) {
-                }
+                drain_signals(g.sigfd);
                 stop = true;
                 continue;
             }

@@ -1,25 +1,8 @@
 /* mqtt_load.c: MQTT 3.1.1 publish load generator for the ingest benchmark. One thread, epoll,
  * non-blocking sockets and its own tiny CONNECT/PUBLISH encoders: it shares no code with the
  * gateway, so it measures mosquitto and iotgw alike. Prints one `bench=mqtt_load ...` line. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#define LOADGEN_PROG "mqtt_load"
+#include "loadgen.h"
 
 #define RBUF_SIZE   (256 * 1024) /* one read buffer for every connection */
 #define Q0_BATCH    (64 * 1024)  /* QoS 0: bytes of back-to-back PUBLISHes per write */
@@ -55,9 +38,8 @@ typedef struct conn {
     uint64_t q0_pinged;        /* QoS 0: stream position of the last PINGREQ */
     uint64_t pings[PINGS_MAX]; /* QoS 0: stream positions of PINGREQs in flight (FIFO) */
     uint32_t ping_head, ping_n;
-    bool shut;    /* P_CLOSE: DISCONNECT written and SHUT_WR done */
-    uint8_t *out; /* pending bytes: CONNECT, QoS 1 refills, PINGREQ */
-    uint32_t out_len, out_off, out_cap;
+    bool shut;            /* P_CLOSE: DISCONNECT written and SHUT_WR done */
+    outbuf out;           /* pending bytes: CONNECT, QoS 1 refills, PINGREQ */
     uint32_t outstanding; /* QoS 1: PUBLISHes without PUBACK */
     uint16_t next_pid;
     uint8_t carry[CARRY_MAX];
@@ -108,77 +90,12 @@ static struct state {
     uint8_t rbuf[CARRY_MAX + RBUF_SIZE];
 } g;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "mqtt_load: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
 static void *xmalloc(size_t n)
 {
     void *p = malloc(n);
     if (!p)
         die("malloc");
     return p;
-}
-
-/* Expands the one conversion in fmt (%d with optional 0 flag and width, or %s) and %%; no printf
- * with a runtime format string. Returns 0, or -1 if the result does not fit or fmt is bad. */
-static int fmt_one(const char *fmt, long n, const char *s, char *out, size_t cap)
-{
-    size_t k = 0;
-    int used = 0;
-    for (const char *p = fmt; *p; p++) {
-        char tmp[64];
-        const char *ins = tmp;
-        if (*p != '%' || p[1] == '%') {
-            if (*p == '%')
-                p++;
-            if (k + 1 >= cap)
-                return -1;
-            out[k++] = *p;
-            continue;
-        }
-        p++;
-        bool zero = *p == '0';
-        int width = 0;
-        while (*p >= '0' && *p <= '9')
-            width = width * 10 + (*p++ - '0');
-        if (*p == 'd' && !s) {
-            char digits[24];
-            int nd = 0;
-            unsigned long v = (unsigned long)n;
-            do
-                digits[nd++] = (char)('0' + v % 10);
-            while ((v /= 10) && nd < 23);
-            int t = 0;
-            for (int i = nd; i < width && t < 32; i++)
-                tmp[t++] = zero ? '0' : ' ';
-            while (nd)
-                tmp[t++] = digits[--nd];
-            tmp[t] = 0;
-        } else if (*p == 's' && s) {
-            ins = s;
-        } else {
-            return -1;
-        }
-        if (used++)
-            return -1;
-        size_t l = strlen(ins);
-        if (k + l >= cap)
-            return -1;
-        memcpy(out + k, ins, l);
-        k += l;
-    }
-    out[k] = 0;
-    return 0;
 }
 
 static size_t put_rl(uint8_t *p, uint32_t rl)
@@ -271,28 +188,6 @@ static void build_publish(conn *c, int idx, const char *cid)
     }
 }
 
-static void out_reserve(conn *c, uint32_t more)
-{
-    if (c->out_off && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_len + more <= c->out_cap)
-        return;
-    if (c->out_off) {
-        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-        c->out_len -= c->out_off;
-        c->out_off = 0;
-        if (c->out_len + more <= c->out_cap)
-            return;
-    }
-    uint32_t cap = c->out_cap ? c->out_cap : 256;
-    while (cap < c->out_len + more)
-        cap *= 2;
-    c->out = realloc(c->out, cap);
-    if (!c->out)
-        die("realloc");
-    c->out_cap = cap;
-}
-
 static bool streaming(void)
 {
     return g.ph == P_WARMUP || g.ph == P_MEASURE;
@@ -312,13 +207,11 @@ static void set_mask(conn *c)
     if (c->state == C_DEAD)
         return;
     uint32_t m = EPOLLIN;
-    if (c->state == C_CONNECTING || c->out_off < c->out_len || q0_open(c))
+    if (c->state == C_CONNECTING || c->out.off < c->out.len || q0_open(c))
         m |= EPOLLOUT;
     if (m == c->mask)
         return;
-    struct epoll_event ev = {.events = m, .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
-        die("epoll_ctl");
+    epoll_set(g.ep, EPOLL_CTL_MOD, c->fd, m, c);
     c->mask = m;
 }
 
@@ -359,8 +252,8 @@ static void refill(conn *c)
     uint32_t k = (uint32_t)o.window - c->outstanding;
     if (!k)
         return;
-    out_reserve(c, k * c->pub_len);
-    uint8_t *p = c->out + c->out_len;
+    ob_reserve(&c->out, k * c->pub_len);
+    uint8_t *p = c->out.buf + c->out.len;
     for (uint32_t i = 0; i < k; i++, p += c->pub_len) {
         memcpy(p, c->pub, c->pub_len);
         p[c->pid_off] = (uint8_t)(c->next_pid >> 8);
@@ -368,31 +261,25 @@ static void refill(conn *c)
         if (++c->next_pid == 0)
             c->next_pid = 1;
     }
-    c->out_len += k * c->pub_len;
+    c->out.len += k * c->pub_len;
     c->outstanding += k;
     g.sent_total += k;
 }
 
 static void queue_ping(conn *c)
 {
-    out_reserve(c, 2);
-    c->out[c->out_len++] = 0xC0;
-    c->out[c->out_len++] = 0x00;
+    ob_reserve(&c->out, 2);
+    c->out.buf[c->out.len++] = 0xC0;
+    c->out.buf[c->out.len++] = 0x00;
 }
 
 /* Writes pending bytes; returns false on EAGAIN or error (then the connection may be dead). */
 static bool flush_out(conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                conn_fail(c, strerror(errno));
-            return false;
-        }
-        c->out_off += (uint32_t)n;
-    }
-    return true;
+    int r = ob_send(c->fd, &c->out);
+    if (r < 0)
+        conn_fail(c, strerror(errno));
+    return r > 0;
 }
 
 /* Writes pending bytes, then (QoS 0, streaming) the endless PUBLISH stream until EAGAIN or the
@@ -528,17 +415,15 @@ partial:
 static void on_writable(conn *c)
 {
     if (c->state == C_CONNECTING) {
-        int err = 0;
-        socklen_t l = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        int err = sock_error(c->fd);
         if (err) {
             conn_fail(c, strerror(err));
             return;
         }
         char cid[256];
         fmt_one(o.client_fmt, c - g.c, NULL, cid, sizeof cid);
-        out_reserve(c, (uint32_t)(32 + strlen(cid) + strlen(o.username) + strlen(o.password)));
-        c->out_len += (uint32_t)enc_connect(c->out + c->out_len, cid);
+        ob_reserve(&c->out, (uint32_t)(32 + strlen(cid) + strlen(o.username) + strlen(o.password)));
+        c->out.len += (uint32_t)enc_connect(c->out.buf + c->out.len, cid);
         c->state = C_WAIT_CONNACK;
     }
     flush(c);
@@ -549,20 +434,14 @@ static void start_conn(int idx, const struct sockaddr_in *sa)
     conn *c = &g.c[idx];
     g.started++;
     g.pending++;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        die("socket (raise ulimit -n?)");
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->state = C_CONNECTING;
-    if (connect(c->fd, (const struct sockaddr *)sa, sizeof *sa) < 0 && errno != EINPROGRESS) {
-        conn_fail(c, strerror(errno));
+    int err = tcp_connect_nb(sa, &c->fd);
+    if (err) {
+        conn_fail(c, strerror(err));
         return;
     }
     c->mask = EPOLLIN | EPOLLOUT;
-    struct epoll_event ev = {.events = c->mask, .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        die("epoll_ctl");
+    epoll_set(g.ep, EPOLL_CTL_ADD, c->fd, c->mask, c);
 }
 
 /* QoS 0 barrier: finish the partial PUBLISH, then PINGREQ; done when every PINGRESP is back. */
@@ -577,9 +456,9 @@ static void start_barrier(phase ph)
             continue;
         uint32_t off = (uint32_t)(c->q0_bytes % c->pub_len);
         uint32_t rest = off ? c->pub_len - off : 0;
-        out_reserve(c, rest + 2);
-        memcpy(c->out + c->out_len, c->pub + off, rest);
-        c->out_len += rest;
+        ob_reserve(&c->out, rest + 2);
+        memcpy(c->out.buf + c->out.len, c->pub + off, rest);
+        c->out.len += rest;
         c->q0_bytes += rest;
         queue_ping(c);
         c->state = C_SYNC;
@@ -602,14 +481,6 @@ static uint64_t counted(void)
     return o.qos ? g.acked_total : q0_msgs();
 }
 
-static void mark(const char *what)
-{
-    if (!o.marks)
-        return;
-    printf("mark %s\n", what);
-    fflush(stdout);
-}
-
 static void begin_streaming(phase ph)
 {
     g.ph = ph;
@@ -617,7 +488,7 @@ static void begin_streaming(phase ph)
     if (ph == P_MEASURE) {
         g.t0 = g.t_phase;
         g.base = counted();
-        mark("measure_start");
+        mark_if(o.marks, "measure_start");
     }
     for (int i = 0; i < o.conns; i++) {
         if (g.c[i].state != C_READY)
@@ -647,7 +518,7 @@ static void finish(void)
 {
     g.t_end = now_s();
     g.msgs = counted() - g.base;
-    mark("measure_end");
+    mark_if(o.marks, "measure_end");
     g.ph = P_CLOSE;
     g.t_phase = g.t_end;
     g.closing = 0;
@@ -655,9 +526,9 @@ static void finish(void)
         conn *c = &g.c[i];
         if (c->state != C_READY && c->state != C_SYNC)
             continue;
-        out_reserve(c, 2);
-        c->out[c->out_len++] = 0xE0; /* DISCONNECT */
-        c->out[c->out_len++] = 0x00;
+        ob_reserve(&c->out, 2);
+        c->out.buf[c->out.len++] = 0xE0; /* DISCONNECT */
+        c->out.buf[c->out.len++] = 0x00;
         g.closing++;
         flush(c);
     }
@@ -760,66 +631,29 @@ static void usage(void)
     exit(2);
 }
 
-/* Options: --name value or --name=value; kind i int, l long, d double, s string, b flag. */
-static const struct optdef {
-    const char *name;
-    char kind;
-    void *p;
-} OPTS[] = {{"host", 's', &o.host},
-            {"port", 'i', &o.port},
-            {"conns", 'i', &o.conns},
-            {"qos", 'i', &o.qos},
-            {"window", 'i', &o.window},
-            {"seconds", 'd', &o.seconds},
-            {"warmup", 'd', &o.warmup},
-            {"payload-size", 'i', &o.payload_size},
-            {"client-fmt", 's', &o.client_fmt},
-            {"username", 's', &o.username},
-            {"password", 's', &o.password},
-            {"topic-fmt", 's', &o.topic_fmt},
-            {"idle", 'b', &o.idle},
-            {"connect-rate", 'd', &o.connect_rate},
-            {"timeout", 'd', &o.timeout},
-            {"keepalive", 'i', &o.keepalive},
-            {"marks", 'b', &o.marks},
-            {"q0-inflight", 'l', &o.q0_inflight}};
+/* Options: --name value or --name=value (loadgen.h's parse_opts). */
+static const optdef OPTS[] = {{"host", 's', &o.host},
+                              {"port", 'i', &o.port},
+                              {"conns", 'i', &o.conns},
+                              {"qos", 'i', &o.qos},
+                              {"window", 'i', &o.window},
+                              {"seconds", 'd', &o.seconds},
+                              {"warmup", 'd', &o.warmup},
+                              {"payload-size", 'i', &o.payload_size},
+                              {"client-fmt", 's', &o.client_fmt},
+                              {"username", 's', &o.username},
+                              {"password", 's', &o.password},
+                              {"topic-fmt", 's', &o.topic_fmt},
+                              {"idle", 'b', &o.idle},
+                              {"connect-rate", 'd', &o.connect_rate},
+                              {"timeout", 'd', &o.timeout},
+                              {"keepalive", 'i', &o.keepalive},
+                              {"marks", 'b', &o.marks},
+                              {"q0-inflight", 'l', &o.q0_inflight}};
 
 static void parse_args(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = NULL;
-        if (strncmp(a, "--", 2) != 0)
-            usage();
-        a += 2;
-        size_t len = strcspn(a, "=");
-        if (a[len] == '=')
-            val = a + len + 1;
-        const struct optdef *d = NULL;
-        for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++)
-            if (strlen(OPTS[k].name) == len && strncmp(OPTS[k].name, a, len) == 0)
-                d = &OPTS[k];
-        if (!d)
-            usage();
-        if (d->kind == 'b') {
-            if (val)
-                usage();
-            *(bool *)d->p = true;
-            continue;
-        }
-        if (!val && (val = argv[++i]) == NULL)
-            usage();
-        char *end = NULL;
-        if (d->kind == 's')
-            *(const char **)d->p = val;
-        if (d->kind == 'i')
-            *(int *)d->p = (int)strtol(val, &end, 10);
-        if (d->kind == 'l')
-            *(long *)d->p = strtol(val, &end, 10);
-        if (d->kind == 'd')
-            *(double *)d->p = strtod(val, &end);
-        if (end && (end == val || *end))
-            usage();
-    }
+    parse_opts(argc, argv, OPTS, sizeof OPTS / sizeof OPTS[0], usage);
     if (o.conns < 1 || (o.qos != 0 && o.qos != 1) || o.window < 1 || o.window > 65535 ||
         o.port < 1 || o.port > 65535 || o.connect_rate <= 0 || o.keepalive < 0 ||
         o.q0_inflight < 0 || o.keepalive > 65535 || strlen(o.username) > 1024 ||
@@ -838,18 +672,8 @@ static void parse_args(int argc, char **argv)
 
 static void setup(struct sockaddr_in *sa)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)o.port);
-    if (inet_pton(AF_INET, o.host, &sa->sin_addr) != 1) {
-        fprintf(stderr, "mqtt_load: --host must be a numeric IPv4 address\n");
-        exit(2);
-    }
+    raise_nofile();
+    ipv4_addr(sa, o.host, o.port);
     g.c = calloc((size_t)o.conns, sizeof *g.c);
     if (!g.c)
         die("calloc");
@@ -862,19 +686,7 @@ static void setup(struct sockaddr_in *sa)
             build_publish(&g.c[i], i, cid);
         }
     }
-    g.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (g.ep < 0)
-        die("epoll_create1");
-    sigset_t ss;
-    sigemptyset(&ss);
-    sigaddset(&ss, SIGTERM);
-    sigaddset(&ss, SIGINT);
-    sigprocmask(SIG_BLOCK, &ss, NULL);
-    g.sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (g.sigfd < 0)
-        die("signalfd");
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &g.sigfd};
-    epoll_ctl(g.ep, EPOLL_CTL_ADD, g.sigfd, &ev);
+    g.ep = epoll_with_signals(&g.sigfd);
     if (o.idle) { /* stdin EOF ends the hold; fails harmlessly for /dev/null or files */
         struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &g.ep};
         epoll_ctl(g.ep, EPOLL_CTL_ADD, 0, &sev);
@@ -896,15 +708,11 @@ int main(int argc, char **argv)
         int timeout = advance();
         if (g.ph == P_END)
             break;
-        int n = epoll_wait(g.ep, evs, MAX_EVENTS, timeout);
-        if (n < 0 && errno != EINTR)
-            die("epoll_wait");
+        int n = wait_events(g.ep, evs, MAX_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
             void *ptr = evs[i].data.ptr;
             if (ptr == &g.sigfd) {
-                struct signalfd_siginfo si;
-                while (read(g.sigfd, &si, sizeof si) > 0) {
-                }
+                drain_signals(g.sigfd);
                 stop = true;
                 continue;
             }

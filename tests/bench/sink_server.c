@@ -9,12 +9,8 @@
  *
  * Prints `listener proto=tcp address=127.0.0.1 port=N` and `ready` on stdout once bound; SIGTERM
  * or SIGINT prints `frames=N` and exits 0. */
-#include <signal.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#define LOADGEN_PROG "sink_server"
+#include "loadgen.h" /* CRCs */
 #include <uv.h>
 
 #define READ_SIZE (64 * 1024)
@@ -46,39 +42,6 @@ static struct {
     uint8_t rbuf[MAX_FRAME + READ_SIZE];
     uint8_t acks[(MAX_FRAME + READ_SIZE) / MIN_FRAME * ACK_LEN];
 } g;
-
-static uint16_t crc16_tab[256];
-static uint32_t crc32_tab[256];
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint16_t c16 = (uint16_t)i;
-        uint32_t c32 = i;
-        for (int b = 0; b < 8; b++) {
-            c16 = (uint16_t)(c16 & 1 ? (c16 >> 1) ^ 0xA001 : c16 >> 1);
-            c32 = c32 & 1 ? (c32 >> 1) ^ 0xEDB88320u : c32 >> 1;
-        }
-        crc16_tab[i] = c16;
-        crc32_tab[i] = c32;
-    }
-}
-
-static uint16_t crc16_modbus(const uint8_t *p, size_t n)
-{
-    uint16_t c = 0xFFFF;
-    while (n--)
-        c = (uint16_t)((c >> 8) ^ crc16_tab[(c ^ *p++) & 0xFF]);
-    return c;
-}
-
-static uint32_t crc32_iso(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--)
-        c = (c >> 8) ^ crc32_tab[(c ^ *p++) & 0xFF];
-    return c ^ 0xFFFFFFFFu;
-}
 
 /* ---- TCP ---- */
 

@@ -1,0 +1,397 @@
+"""benchlib.py: what bench_mqtt.py and bench_frames.py share. Output helpers, /proc CPU and RSS
+sampling, the server base class (start, stop by PID), the iotgw runner (config, --check-config,
+--ready-fd), building the C helpers, reading a generator's `mark` lines and the temp-dir run.
+Standard library only; each driver keeps its own cases and figures."""
+
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    pass
+
+
+def out(line):
+    print(line, flush=True)
+
+
+def note(msg):
+    print("# " + msg, file=sys.stderr, flush=True)
+
+
+def warn(prog, msg):
+    print(f"{prog}: {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_kv(line):
+    return dict(w.split("=", 1) for w in line.split() if "=" in w)
+
+
+def log_tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except (OSError, TypeError):
+        return ""
+
+
+# ---- /proc sampling ----
+
+def proc_cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, whole thread group
+
+
+def proc_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def settled_rss_kb(pid, timeout=3.0):
+    """RSS once it stops moving (two samples 200 ms apart agree within 16 KiB), or at timeout."""
+    deadline = time.monotonic() + timeout
+    last = proc_rss_kb(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        cur = proc_rss_kb(pid)
+        if abs(cur - last) <= 16:
+            return cur
+        last = cur
+    return last
+
+
+def _proc_stat_cpu():
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def machine_busy_ticks():
+    """CPU ticks every process of the machine has used (all cores: total - idle - iowait)."""
+    v = _proc_stat_cpu()
+    return sum(v) - v[3] - v[4]
+
+
+def cpu_idle_pct(interval=0.5):
+    """Share of the machine's CPU time idle over interval: other load skews every figure."""
+    def sample():
+        v = _proc_stat_cpu()
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+    i0, t0 = sample()
+    time.sleep(interval)
+    i1, t1 = sample()
+    return 100.0 * (i1 - i0) / max(1, t1 - t0)
+
+
+def env_fields():
+    """The machine part of a `bench=..._env` line: how busy it was just before the run."""
+    return (f"cpus={os.cpu_count()} loadavg_1m={os.getloadavg()[0]:.2f} "
+            f"cpu_idle_pct={cpu_idle_pct():.0f}")
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ---- servers ----
+
+def read_until_ready(fd, deadline):
+    """What fd says up to its 'ready' line. Returns (bytes, None) or (bytes, 'eof'/'timeout')."""
+    buf = b""
+    while b"ready\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return buf, "timeout"
+        if not select.select([fd], [], [], left)[0]:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf, "eof"
+        buf += chunk
+    return buf, None
+
+
+def listener_port(buf, key, value):
+    """The port of the first `listener ... key=value ... port=N` line."""
+    for line in buf.decode(errors="replace").splitlines():
+        kv = parse_kv(line)
+        if line.startswith("listener") and kv.get(key) == value and "port" in kv:
+            return int(kv["port"])
+    return None
+
+
+class Server:
+    name = "?"
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.proc = None
+        self.port = None
+        self.log = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, timeout=30.0):
+        """SIGTERM by PID, wait; SIGKILL if it hangs. Returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            note(f"{self.name} pid {self.pid} ignored SIGTERM for {timeout:.0f} s: SIGKILL")
+            self.proc.kill()
+            self.proc.wait()
+            raise BenchError(f"{self.name} did not stop on SIGTERM")
+
+    def fail_start(self, why):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        raise BenchError(f"{self.name} failed to start: {why}\n{log_tail(self.log)}")
+
+
+def iotgw_binary():
+    binary = os.environ.get("IOTGW_BIN", os.path.join(SRC, "build", "iotgw"))
+    if not os.access(binary, os.X_OK):
+        raise BenchError(f"iotgw binary {binary} not found (set IOTGW_BIN)")
+    return binary
+
+
+class Iotgw(Server):
+    """The gateway: each driver's subclass writes its products and devices into cfgdir and
+    names the adapter; this class writes gateway.json and starts iotgw with --ready-fd."""
+    name = "iotgw"
+
+    def __init__(self, tmp, binary, n_devices, loops):
+        super().__init__(tmp)
+        self.binary = binary
+        self.loops = loops
+        self.n_devices = n_devices
+        self.db = None
+        self.cfgdir = os.path.join(tmp, "iotgw")
+
+    def version(self):
+        r = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise BenchError(f"iotgw --version exited with {r.returncode}: {r.stderr.strip()}")
+        words = [w for w in r.stdout.split() if w[:1].isdigit()]
+        return words[0] if words else "unknown"
+
+    def write_gateway(self, tag, products_dir, devices_file, adapters):
+        """gateway-TAG.json with a fresh storage path (data-TAG/iotgw.db). Returns its path."""
+        data = os.path.join(self.cfgdir, f"data-{tag}")
+        os.makedirs(data, exist_ok=True)
+        gw = {
+            "loops": self.loops,
+            "log_level": "info",
+            "products_dir": products_dir,
+            "devices_file": devices_file,
+            "max_connections": self.n_devices + 1000,
+            "admin": {"enabled": True, "address": "127.0.0.1", "port": 0},
+            "storage": {"path": f"data-{tag}/iotgw.db"},
+            "adapters": adapters,
+        }
+        path = os.path.join(self.cfgdir, f"gateway-{tag}.json")
+        with open(path, "w") as f:
+            json.dump(gw, f, indent=2)
+        self.db = os.path.join(data, "iotgw.db")
+        return path
+
+    def check_config(self, path):
+        r = subprocess.run([self.binary, "-c", path, "--check-config"], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise BenchError(f"iotgw --check-config exited with {r.returncode}:\n"
+                             f"{r.stdout}{r.stderr}")
+
+    def launch(self, path, tag, adapter):
+        """Starts iotgw -c path --ready-fd; takes the port of its `adapter` listener."""
+        self.log = os.path.join(self.tmp, f"iotgw-{tag}.log")
+        rfd, wfd = os.pipe()
+        try:
+            with open(self.log, "w") as logf:
+                self.proc = subprocess.Popen(
+                    [self.binary, "-c", path, "--ready-fd", str(wfd)], stdin=subprocess.DEVNULL,
+                    stdout=logf, stderr=subprocess.STDOUT, pass_fds=(wfd,))
+        finally:
+            os.close(wfd)
+        try:
+            buf, err = read_until_ready(rfd, time.monotonic() + 30)
+        finally:
+            os.close(rfd)
+        if err:
+            if err == "eof":
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            self.fail_start(f"no 'ready' on --ready-fd ({err}, exit {self.proc.poll()}, "
+                            f"got {buf!r})")
+        self.port = listener_port(buf, "adapter", adapter)
+        if not self.port:
+            self.fail_start(f"no 'listener adapter={adapter} ... port=N' line in {buf!r}")
+
+    def stored_properties(self):
+        """(rows of kind 'property' in events, None) or (None, error text)."""
+        r = subprocess.run(["sqlite3", self.db,
+                            "SELECT count(*) FROM events WHERE kind='property'"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return None, r.stderr.strip()
+        return int(r.stdout.strip()), None
+
+
+# ---- the C helpers ----
+
+def find_bin(tmp, name, env, pkgs=()):
+    """$ENV, else the CMake build's binary if newer than its sources (name.c, loadgen.h), else cc
+    into the temp dir."""
+    if os.environ.get(env):
+        return os.environ[env]
+    src = os.path.join(HERE, name + ".c")
+    newest = max(os.path.getmtime(p) for p in (src, os.path.join(HERE, "loadgen.h"))
+                 if os.path.exists(p))
+    for build in (os.environ.get("IOTGW_BUILD", ""), os.path.join(SRC, "build")):
+        cand = os.path.join(build, name) if build else ""
+        if cand and os.access(cand, os.X_OK) and os.path.getmtime(cand) >= newest:
+            return cand
+    flags = []
+    if pkgs:
+        r = subprocess.run(["pkg-config", "--cflags", "--libs"] + list(pkgs),
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"pkg-config {' '.join(pkgs)}: {r.stderr.strip()}")
+        flags = r.stdout.split()
+    exe = os.path.join(tmp, name)
+    r = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-std=gnu11", "-o", exe, src] + flags,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError(f"cannot build {name}: {r.stderr}")
+    return exe
+
+
+def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
+    """Runs a generator with --marks to its end. At `mark measure_start` / `mark measure_end` it
+    samples the server's CPU ticks (and its RSS at the end); with whole_machine, also the
+    generator's and the machine's busy ticks and the time. Returns (exit code, the generator's
+    `result_prefix ...` line as a dict, the samples as a dict)."""
+    gen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    w = {"cpu0": None, "cpu1": None, "rss": None}
+    res = {}
+    for line in gen.stdout:
+        if line.startswith("mark measure_start"):
+            w["cpu0"] = proc_cpu_ticks(srv_pid)
+            if whole_machine:
+                w.update(gen0=proc_cpu_ticks(gen.pid), all0=machine_busy_ticks(),
+                         t0=time.monotonic())
+        elif line.startswith("mark measure_end"):
+            w["cpu1"] = proc_cpu_ticks(srv_pid)
+            if whole_machine:
+                w.update(gen1=proc_cpu_ticks(gen.pid), all1=machine_busy_ticks(),
+                         t1=time.monotonic())
+            w["rss"] = proc_rss_kb(srv_pid)
+        elif line.startswith(result_prefix):
+            res = parse_kv(line)
+    rc = gen.wait()
+    if w["cpu0"] is None or w["cpu1"] is None:
+        res = {}  # no window: callers treat it as a failed run
+    return rc, res, w
+
+
+def ingest_figs(res, w):
+    """msg_per_s, cpu_us_per_msg (server CPU over the window / msgs), rss_kb, msgs, seconds."""
+    msgs = int(res["msgs"])
+    return {
+        "msg_per_s": float(res["msg_per_s"]),
+        "cpu_us_per_msg": (w["cpu1"] - w["cpu0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0,
+        "rss_kb": w["rss"], "msgs": msgs, "seconds": res["seconds"],
+    }
+
+
+def run_each(prog, srvs, run_one, bench, case):
+    """run_one(server) for every server. A BenchError is reported (`bench server=NAME case
+    error=failed` on stdout, the cause on stderr) and the run goes on. Returns (figures by server
+    name, failures)."""
+    figs, failed = {}, 0
+    for name, s in srvs.items():
+        try:
+            figs[name] = run_one(s)
+        except BenchError as e:  # report, go on with the other cases, exit 1 at the end
+            failed += 1
+            out(f"{bench} server={name} {case} error=failed")
+            warn(prog, e)
+    return figs, failed
+
+
+def ratio(figs, num, den):
+    """figs[num] msg_per_s over figs[den]'s, or None when either is missing or den's is 0."""
+    if num in figs and den in figs and figs[den]["msg_per_s"]:
+        return figs[num]["msg_per_s"] / figs[den]["msg_per_s"]
+    return None
+
+
+# ---- command line and the run ----
+
+def add_common_args(ap, smoke_help):
+    ap.add_argument("--smoke", action="store_true", help=smoke_help)
+    ap.add_argument("--seconds", type=float, help="measure window per case (default 5, smoke 1)")
+    ap.add_argument("--warmup", type=float, help="warm-up per case (default 1, smoke 0.3)")
+
+
+def resolve_times(args):
+    args.seconds = args.seconds or (1.0 if args.smoke else 5.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.smoke else 1.0)
+
+
+def run_in_tmp(prog, keep, body):
+    """body(tmp, srvs) in a fresh temp dir; it fills srvs (name -> Server) and returns True when
+    every case passed. Reports a BenchError or ^C, stops what is still running, keeps the temp
+    dir after a failure (or with keep). Returns the exit code."""
+    tmp = tempfile.mkdtemp(prefix=prog + ".")
+    ok = False
+    srvs = {}
+    try:
+        ok = body(tmp, srvs)
+    except BenchError as e:
+        warn(prog, e)
+    except KeyboardInterrupt:
+        warn(prog, "interrupted")
+    finally:
+        for s in srvs.values():  # only after an error or ^C: each case stops its own server
+            try:
+                s.stop(10)
+            except BenchError:
+                pass
+        if keep or not ok:
+            note(f"configs, logs and databases kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
