@@ -3,6 +3,7 @@
 #include "json_write.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,48 @@ static void put(wbuf *b, const char *s, size_t n)
     b->len += n;
 }
 
+/* Fast path without printf for the common sensor value, a decimal with up to 6 fractional digits
+ * (21.5, 230.1, -40.0): m = d * 10^k rounded; if m / 10^k (exact operands, so correctly rounded,
+ * as strtod of the same digits is) gives d back, those digits are a round-trip text of d, and the
+ * first k that works gives the shortest one. 0 when d needs the general path. */
+static size_t real_fast(char *buf, double d)
+{
+    static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+    if (!(d > -1e9 && d < 1e9))
+        return 0;
+    for (int k = 0; k < 7; k++) {
+        double m = nearbyint(d * pow10[k]);
+        if (m / pow10[k] != d)
+            continue;
+        char digits[24];
+        int64_t v = (int64_t)(m < 0 ? -m : m);
+        int n = 0, o = 0;
+        do {
+            digits[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        while (n <= k) /* at least one digit before the point */
+            digits[n++] = '0';
+        if (signbit(d))
+            buf[o++] = '-';
+        while (n > k)
+            buf[o++] = digits[--n];
+        buf[o++] = '.';
+        if (k == 0)
+            buf[o++] = '0';
+        while (n > 0)
+            buf[o++] = digits[--n];
+        buf[o] = 0;
+        return (size_t)o;
+    }
+    return 0;
+}
+
 size_t gw_json_real(char *buf, double d)
 {
+    size_t fast = real_fast(buf, d);
+    if (fast)
+        return fast;
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(buf, 32, "%.*g", prec, d);

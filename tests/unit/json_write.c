@@ -45,6 +45,22 @@ int main(void)
                "{\"t\":21.5,\"a\":[1,2],\"s\":{\"k\":\"v\"}}");
     check_text(json_object(), "{}");
     check_text(json_array(), "[]");
+    check_text(json_real(230.1), "230.1");
+    check_text(json_real(-0.5), "-0.5");
+    check_text(json_real(0.000001), "0.000001");
+    check_text(json_real(-0.0), "-0.0");
+    check_text(json_real(123456.789), "123456.789");
+    check_text(json_real(31.234567), "31.234567");
+    check_text(json_real(1234.56), "1234.56");
+    check_text(json_real(0.1234567), "0.1234567");
+    check_text(json_real(5e8 + 0.25), "500000000.25");
+    check_text(json_real(2e9), "2000000000.0");
+    /* Every value with up to 6 decimals in a sweep reads back exactly, whichever path wrote it. */
+    for (int i = -200000; i <= 200000; i += 7) {
+        check_real_roundtrip(i / 1000.0);
+        check_real_roundtrip(i * 0.1);
+        check_real_roundtrip(i / 3.0);
+    }
     const double samples[] = {
         0.0,  -0.0, 1.0 / 3.0, 123456789.123456789, 5e-324, DBL_MAX, M_PI, -1e-7, 100.0, 1e15,
         1e16, 1e17, 80.1f};
