@@ -326,6 +326,21 @@ static int put_bcd(const bin_field *f, const char *digits, uint8_t *b, gw_error 
     return 0;
 }
 
+/* An f32/f64 field's IEEE bytes for d. */
+static void put_float(const bin_field *f, double d, uint8_t *b, size_t w)
+{
+    uint64_t raw;
+    if (f->type == BIN_F32) {
+        float fl = (float)d;
+        uint32_t r32;
+        memcpy(&r32, &fl, sizeof(r32));
+        raw = r32;
+    } else {
+        memcpy(&raw, &d, sizeof(raw));
+    }
+    gw__binary_put_uint(b, w, f->little, raw);
+}
+
 int gw__binary_put_int(const bin_field *f, int64_t v, uint8_t *b, gw_error *err)
 {
     if (f->type == BIN_BCD) {
@@ -337,17 +352,7 @@ int gw__binary_put_int(const bin_field *f, int64_t v, uint8_t *b, gw_error *err)
     }
     size_t w = gw__binary_type_width((bin_type)f->type);
     if (f->type == BIN_F32 || f->type == BIN_F64) {
-        double d = (double)v;
-        uint64_t raw;
-        if (f->type == BIN_F32) {
-            float fl = (float)d;
-            uint32_t r32;
-            memcpy(&r32, &fl, sizeof(r32));
-            raw = r32;
-        } else {
-            memcpy(&raw, &d, sizeof(raw));
-        }
-        gw__binary_put_uint(b, w, f->little, raw);
+        put_float(f, (double)v, b, w);
         return 0;
     }
     bool is_signed =
@@ -376,16 +381,7 @@ static int put_real(const bin_field *f, double d, uint8_t *b, gw_error *err)
 {
     size_t w = gw__binary_type_width((bin_type)f->type);
     if (f->type == BIN_F32 || f->type == BIN_F64) {
-        uint64_t raw;
-        if (f->type == BIN_F32) {
-            float fl = (float)d;
-            uint32_t r32;
-            memcpy(&r32, &fl, sizeof(r32));
-            raw = r32;
-        } else {
-            memcpy(&raw, &d, sizeof(raw));
-        }
-        gw__binary_put_uint(b, w, f->little, raw);
+        put_float(f, d, b, w);
         return 0;
     }
     double r = nearbyint(d);
