@@ -33,8 +33,44 @@ typedef struct gw_store_cfg {
     uint32_t batch_ms;  /* ... or this long after the batch's first event (0: as soon as idle) */
     uint32_t queue_max; /* store queue bound (events); adapters pause reading when full */
     gw_sync_mode synchronous;
-    uint32_t cache_kb; /* SQLite page cache */
+    uint32_t cache_kb;      /* SQLite page cache */
+    int64_t retention_rows; /* keep at most this many events (oldest forwarded go first); 0: all */
+    uint32_t max_db_mb;     /* disk budget of the database (used pages); 0: none */
 } gw_store_cfg;
+
+/* What happens when unforwarded events alone fill the outbox budget. */
+typedef enum gw_outbox_policy {
+    GW_OUTBOX_BACKPRESSURE, /* stop acknowledging and reading from devices (default) */
+    GW_OUTBOX_DROP_OLDEST,  /* opt-in: drop the oldest unforwarded events, counted and logged */
+} gw_outbox_policy;
+
+/* The upstream bridge ("north" in gateway.json): a cloud MQTT broker, the outbox, and commands. */
+typedef struct gw_north_cfg {
+    bool enabled;
+    char *host;
+    uint32_t port;
+    char *client_id;
+    char *username; /* NULL: none */
+    char *password; /* NULL: none */
+    char *ca_file;  /* set: TLS (with cert_file/key_file for a client certificate) */
+    char *cert_file;
+    char *key_file;
+    bool tls_insecure;    /* skip the server host name check (tests) */
+    uint32_t keepalive_s; /* MQTT keep-alive towards the broker */
+    bool clean_session;   /* default false: the broker keeps our command subscriptions */
+    char *prefix;         /* {prefix} in the topic templates; commands arrive under it */
+    char *topic_property; /* templates: {prefix} {product} {device} {event} */
+    char *topic_event;
+    char *topic_online;
+    char *topic_offline;
+    uint32_t window;           /* publishes in flight (unacknowledged) at most */
+    uint32_t reconnect_min_ms; /* back-off: first delay, doubled per failure up to max, jittered */
+    uint32_t reconnect_max_ms;
+    int64_t max_outbox_rows; /* unforwarded events at most (budget) */
+    gw_outbox_policy outbox_policy;
+    uint32_t max_pending;            /* commands awaiting a device reply, in total */
+    uint32_t max_pending_per_device; /* ... per device */
+} gw_north_cfg;
 
 typedef struct gw_config {
     char *file;     /* gateway.json path as given */
@@ -46,6 +82,7 @@ typedef struct gw_config {
     gw_listen admin;          /* metrics/health HTTP; admin_enabled false: none */
     bool admin_enabled;
     gw_store_cfg store;
+    gw_north_cfg north;
     json_t *adapters; /* object: adapter name -> its section, checked by the adapter's cfg_fields */
     gw_product *products;
     size_t n_products;

@@ -95,6 +95,7 @@ typedef struct gw_gateway_file {
     uint32_t read_buffer;
     json_t *admin;
     json_t *storage;
+    json_t *north;
     json_t *adapters;
 } gw_gateway_file;
 
@@ -109,6 +110,8 @@ typedef struct gw_storage_file {
     uint32_t batch_max, batch_ms, queue_max;
     int synchronous;
     uint32_t cache_kb;
+    int64_t retention_rows;
+    uint32_t max_db_mb;
 } gw_storage_file;
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -127,6 +130,7 @@ static const gw_cfg_field gateway_fields[] = {
     GF("read_buffer", GW_CFG_UINT32, read_buffer, 4096, 16777216, NULL),
     GF("admin", GW_CFG_JSON, admin, 0, 0, NULL),
     GF("storage", GW_CFG_JSON, storage, 0, 0, NULL),
+    GF("north", GW_CFG_JSON, north, 0, 0, NULL),
     GF("adapters", GW_CFG_JSON, adapters, 0, 0, NULL),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
@@ -153,6 +157,8 @@ static const gw_cfg_field storage_fields[] = {
     SF("queue_max", GW_CFG_UINT32, queue_max, 16, 10000000, NULL),
     SF("synchronous", GW_CFG_ENUM, synchronous, 0, 0, sync_modes),
     SF("cache_kb", GW_CFG_UINT32, cache_kb, 256, 4194304, NULL),
+    SF("retention_rows", GW_CFG_INT64, retention_rows, 0, 1000000000000LL, NULL),
+    SF("max_db_mb", GW_CFG_UINT32, max_db_mb, 0, 16777216, NULL),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -221,6 +227,8 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
     c->store.queue_max = s.queue_max;
     c->store.synchronous = s.synchronous == 1 ? GW_SYNC_FULL : GW_SYNC_NORMAL;
     c->store.cache_kb = s.cache_kb;
+    c->store.retention_rows = s.retention_rows;
+    c->store.max_db_mb = s.max_db_mb;
     if (s.path && !*s.path)
         gw__config_err(x, c->file, "storage.path", "must not be empty");
     else if (s.path && !(c->store.path = resolve(c->dir, s.path)))
@@ -310,6 +318,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     c->read_buffer = g.read_buffer;
     load_admin(x, c, g.admin);
     load_storage(x, c, g.storage);
+    gw__config_load_north(x, c, g.north);
     load_adapters(x, c, g.adapters);
 
     c->index = calloc(1, sizeof(gw__config_index));
@@ -382,6 +391,7 @@ void gw_config_free(gw_config *c)
         free(ix);
     }
     json_decref(c->adapters);
+    gw__config_north_free(c);
     free(c->store.path);
     free(c->file);
     free(c->dir);

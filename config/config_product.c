@@ -60,9 +60,9 @@ static const struct {
     {"required", T_ALL},
 };
 
-static const char *const product_keys[] = {
-    "id",         "name",   "description", "protocol", "codec", "auth", "idle_timeout_ms",
-    "properties", "events", "functions",   NULL};
+static const char *const product_keys[] = {"id",         "name",   "description",     "protocol",
+                                           "codec",      "auth",   "idle_timeout_ms", "commands",
+                                           "properties", "events", "functions",       NULL};
 static const char *const event_keys[] = {"id", "name", "description", "level", "params", NULL};
 static const char *const function_keys[] = {"id",      "name",       "description", "inputs",
                                             "outputs", "timeout_ms", NULL};
@@ -506,6 +506,17 @@ static const gw_cfg_field auth_fields[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
+typedef struct commands_file {
+    int offline;
+    uint32_t ttl_ms;
+} commands_file;
+static const char *const offline_modes[] = {"reject", "queue", NULL};
+static const gw_cfg_field commands_fields[] = {
+    {"offline", GW_CFG_ENUM, offsetof(commands_file, offline), 0, 0, offline_modes, false},
+    {"ttl_ms", GW_CFG_UINT32, offsetof(commands_file, ttl_ms), 1, 604800000, NULL, false},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
 /* protocol: a compiled-in adapter that gateway.json enables. */
 static void parse_protocol(prod_ctx *pc, const gw_config *c, const json_t *v, gw_product *p)
 {
@@ -560,6 +571,13 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
     if ((v = json_object_get(root, "idle_timeout_ms")) &&
         take_int(pc, v, "idle_timeout_ms", 0, 86400000, &n))
         p->idle_timeout_ms = (uint32_t)n;
+    p->cmd_ttl_ms = 60000;
+    if ((v = json_object_get(root, "commands"))) {
+        commands_file cf = {0, 60000};
+        pc->x->errors += gw_cfg_parse(commands_fields, v, &cf, pc->file, "commands", pc->x->diag);
+        p->cmd_queue_offline = cf.offline == 1;
+        p->cmd_ttl_ms = cf.ttl_ms;
+    }
     if ((v = json_object_get(root, "properties")))
         parse_specs(pc, v, "properties", SPEC_PROPERTY, 1, false, &p->properties, &p->n_properties);
     if ((v = json_object_get(root, "events")))

@@ -66,4 +66,8 @@ void gw__config_product_free(gw_product *p);
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);
 
+/* The "north" section (config_north.c): defaults when obj is NULL. */
+void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj);
+void gw__config_north_free(gw_config *c);
+
 #endif

@@ -14,6 +14,8 @@
 
 #define GW_CODEC_ABI 1
 
+struct gw_command;
+
 typedef enum gw_msg_kind {
     GW_MSG_NONE = 0,
     GW_MSG_PROPERTY_REPORT,
@@ -88,6 +90,12 @@ typedef struct gw_codec_ops {
                   const char *secret);
     /* Binary transports: the product's frame facts (set at init). NULL: not a framing codec. */
     void (*frame_info)(const gw_product *p, gw_frame_info *out);
+    /* Downstream: the bytes of a command (function invoke or property write; its arguments
+     * already passed the thing model) for device_id; secret keys a MAC where the layout has one.
+     * 0 and *n, GW_ETOOBIG if cap is too small, GW_ENOTFOUND / GW_EINVAL when this codec or
+     * product cannot carry the command (err says why). NULL: the codec carries no commands. */
+    int (*encode_command)(const gw_product *p, const struct gw_command *c, const char *device_id,
+                          const char *secret, uint8_t *out, size_t cap, size_t *n, gw_error *err);
 } gw_codec_ops;
 
 #endif

@@ -54,7 +54,31 @@
     X(GW_M_UDP_DROP_BAD_AUTH, "udp_dropped_total{reason=\"bad_auth\"}", NULL)                      \
     X(GW_M_UDP_DROP_BAD_CHECK, "udp_dropped_total{reason=\"bad_check\"}", NULL)                    \
     X(GW_M_UDP_IDLE, "udp_idle_timeouts_total", "UDP sessions ended by the idle timeout")          \
-    X(GW_M_UDP_TAKEOVER, "udp_takeovers_total", "UDP sessions moved to another loop")
+    X(GW_M_UDP_TAKEOVER, "udp_takeovers_total", "UDP sessions moved to another loop")              \
+    X(GW_M_NORTH_CONNECTED, "north_connected", "1 while the upstream broker link is up (gauge)")   \
+    X(GW_M_NORTH_RECONNECTS, "north_reconnects_total",                                             \
+      "upstream connection attempts after the "                                                    \
+      "first")                                                                                     \
+    X(GW_M_NORTH_FORWARDED, "north_forwarded_total", "events acknowledged by the upstream broker") \
+    X(GW_M_NORTH_PUBLISHED, "north_published_total", "upstream publishes sent (incl. resends)")    \
+    X(GW_M_NORTH_INFLIGHT, "north_inflight", "upstream publishes awaiting PUBACK (gauge)")         \
+    X(GW_M_NORTH_QUEUED, "north_queued", "events in the outbox, not yet forwarded (gauge)")        \
+    X(GW_M_NORTH_DROPPED, "north_dropped_total",                                                   \
+      "unforwarded events dropped by outbox_policy drop_oldest")                                   \
+    X(GW_M_NORTH_OUTBOX_FULL, "north_outbox_full_total",                                           \
+      "times the outbox budget was reached (back-pressure applied)")                               \
+    X(GW_M_STORE_RETAINED_DELETED, "store_retention_deleted_total",                                \
+      "forwarded events deleted by retention or the disk budget")                                  \
+    X(GW_M_CMD_RECEIVED, "commands_received_total", "commands received from upstream")             \
+    X(GW_M_CMD_SENT, "commands_sent_total", "commands sent to devices")                            \
+    X(GW_M_CMD_REPLIED, "commands_replied_total", "device replies matched to a pending command")   \
+    X(GW_M_CMD_REJECTED, "commands_rejected_total", "commands refused before sending")             \
+    X(GW_M_CMD_OFFLINE, "commands_offline_total", "commands answered 'device offline'")            \
+    X(GW_M_CMD_QUEUED, "commands_queued_total", "commands queued for an offline device")           \
+    X(GW_M_CMD_EXPIRED, "commands_expired_total", "queued commands whose TTL ran out")             \
+    X(GW_M_CMD_TIMEOUT, "commands_timeouts_total", "commands with no reply in timeout_ms")         \
+    X(GW_M_CMD_LATE, "commands_late_replies_total", "replies matching no pending command")         \
+    X(GW_M_CMD_PENDING, "commands_pending", "commands awaiting a reply or a session (gauge)")
 
 /* MQTT protocol errors, one labelled counter each: X(enum, "label") */
 #define GW_MQTT_ERRORS(X)                                                                          \

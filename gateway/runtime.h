@@ -56,7 +56,8 @@ struct gw_runtime {
     unsigned n_loops;
     gw_adapter adapters[GW_MAX_ADAPTERS];
     unsigned n_adapters;
-    gw_session **slots; /* per device: its current session (under a stripe lock) */
+    gw_session **slots;           /* per device: its current session (under a stripe lock) */
+    struct gw_commands *commands; /* downstream command table; NULL when north is disabled */
     pthread_mutex_t stripes[GW_DEVICE_STRIPES];
     pthread_mutex_t listeners_mu;
     char listeners[1024]; /* "listener adapter=.. address=.. port=..\n" lines for --ready-fd */

@@ -14,6 +14,7 @@
 typedef struct gw_session gw_session;
 typedef struct gw_session_ops gw_session_ops;
 typedef struct gw_loop gw_loop;
+struct gw_command;
 
 struct gw_session_ops {
     const char *area; /* log area: "mqtt" */
@@ -28,6 +29,11 @@ struct gw_session_ops {
     void (*peer)(gw_session *s, char *buf, size_t cap);
     /* Last reference gone: free the memory (on any thread). */
     void (*destroy)(gw_session *s);
+    /* On the session's loop: sends a downstream command to the device, encoded by its product's
+     * codec (MQTT publish, TCP/UDP frame). 0 once handed to the transport, or a negative code with
+     * err filled (e.g. GW_ENOTFOUND: the device has not subscribed to the command topic; GW_EINVAL:
+     * the codec cannot carry it). NULL: this adapter carries no commands. */
+    int (*command)(gw_session *s, const struct gw_command *c, gw_error *err);
 };
 
 struct gw_session {

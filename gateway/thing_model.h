@@ -90,6 +90,10 @@ typedef struct gw_product {
     size_t n_events;
     gw_function_spec *functions;
     size_t n_functions;
+    /* "commands": {"offline": "reject"|"queue", "ttl_ms": N}: a command for an offline device is
+     * answered at once with an error (default), or queued up to ttl_ms for its next session. */
+    bool cmd_queue_offline;
+    uint32_t cmd_ttl_ms;
 } gw_product;
 
 /* Look-ups by id (NULL if absent). */

@@ -16,8 +16,17 @@ typedef enum gw_event_kind {
     GW_EV_EVENT,
     GW_EV_ONLINE,
     GW_EV_OFFLINE,
-    GW_EV_FUNCTION_REPLY,
+    GW_EV_FUNCTION_REPLY, /* a command's outcome (device reply, or the gateway's error) */
+    GW_EV_WRITE_REPLY,
+    GW_EV_READ_REPLY,
+    GW_EV_COMMAND, /* command log only: a row in the commands table; not an event, not forwarded */
 } gw_event_kind;
+
+#define GW_EV__COUNT (GW_EV_COMMAND + 1)
+
+/* "property", "event", "online", "offline", "function_reply", "write_reply", "read_reply",
+ * "command": the events.kind column and the upstream payload's "kind". */
+const char *gw_event_kind_name(gw_event_kind k);
 
 struct gw_session;
 typedef struct gw_store gw_store;
@@ -37,6 +46,14 @@ typedef struct gw_event {
     struct gw_session *sess; /* completion target (holds a reference), or NULL */
     uint32_t token;          /* adapter's completion token (e.g. MQTT packet id) */
     int status;              /* 0 committed, or a negative code */
+    /* Command log. GW_EV_COMMAND: inserts a commands row (device, msg_id = the cloud's messageId,
+     * name = function id or "write"/"read", payload = the request) with cmd_op ("invoke",
+     * "write", "read") and cmd_status as its first status. Reply kinds with cmd_status set:
+     * also update the newest commands row of (device, msg_id) to cmd_status, with the reply
+     * (payload) and the time. Static strings; NULL for everything else. */
+    const char *cmd_op;
+    const char *cmd_status; /* "queued", "sent", "success", "failed", "timeout", "rejected",
+                               "offline", "expired" */
 } gw_event;
 
 /* Opens (creating or migrating) the database, marks every device offline (a crash leaves stale
@@ -64,6 +81,40 @@ int64_t gw_store_depth(const gw_store *s);
 /* Sets the function the writer calls after a commit for events with sess != NULL; it must move
  * them to their loop (runtime does: one inbox message per loop per batch). */
 void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head), void *arg);
+
+/* ---- outbox (store-and-forward; active when the north bridge is enabled) ----
+ * Every event but GW_EV_COMMAND gets an outbox row in the same transaction as the event itself.
+ * The north thread reads the outbox in id order (gw_store_reader) and reports the ids the broker
+ * acknowledged (gw_store_forwarded); the writer deletes those rows in its next transaction. */
+
+/* Any thread: these event ids were acknowledged upstream. Never blocks on the database. */
+void gw_store_forwarded(gw_store *s, const int64_t *ids, size_t n);
+/* Called by the writer after each commit that added outbox rows (on the writer thread). */
+void gw_store_set_commit_hook(gw_store *s, void (*fn)(void *arg), void *arg);
+/* Unforwarded events (outbox rows), as the writer last counted them. */
+int64_t gw_store_outbox_rows(const gw_store *s);
+
+/* A read-only connection for one thread (the north thread): the outbox and the latest values. */
+typedef struct gw_store_reader gw_store_reader;
+
+typedef struct gw_outbox_row {
+    int64_t id; /* event id */
+    int64_t ts;
+    const char *device, *product, *kind, *name, *msg_id, *payload; /* name, msg_id, payload may be
+                                                                      NULL; valid during fn */
+    size_t payload_len;
+} gw_outbox_row;
+
+int gw_store_reader_open(gw_store_reader **out, const gw_config *cfg, gw_error *err);
+void gw_store_reader_close(gw_store_reader *r);
+/* Calls fn for up to limit unforwarded events with id > after_id, in id order; fn returns 0 to go
+ * on. Returns the number of rows passed to fn, or a negative code. */
+int gw_store_reader_outbox(gw_store_reader *r, int64_t after_id, size_t limit,
+                           int (*fn)(void *arg, const gw_outbox_row *row), void *arg);
+/* The latest stored value of dev's properties named in names (a JSON array of ids; NULL: all):
+ * *out = {"id": {"value": v, "time": ms}, ...} (ids never reported are absent). 0 or GW_ESTORE. */
+int gw_store_reader_properties(gw_store_reader *r, const gw_device *dev, const json_t *names,
+                               json_t **out);
 
 /* Stops the writer after it has committed everything queued, joins it and closes the database. */
 void gw_store_close(gw_store *s);

@@ -20,8 +20,14 @@ int64_t gw_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const char *const kind_names[] = {"property", "event", "online", "offline",
-                                         "function_reply"};
+static const char *const kind_names[GW_EV__COUNT] = {"property",   "event",          "online",
+                                                     "offline",    "function_reply", "write_reply",
+                                                     "read_reply", "command"};
+
+const char *gw_event_kind_name(gw_event_kind k)
+{
+    return (unsigned)k < GW_EV__COUNT ? kind_names[k] : "?";
+}
 
 /* ---- queue side (any thread) ---- */
 
@@ -40,6 +46,7 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
     ev->sess = NULL;
     ev->token = 0;
     ev->status = 0;
+    ev->cmd_op = ev->cmd_status = NULL;
     int64_t d = __atomic_add_fetch(&s->depth, 1, __ATOMIC_RELAXED);
     if (d >= s->max && !__atomic_load_n(&s->full_seen, __ATOMIC_RELAXED))
         __atomic_store_n(&s->full_seen, 1, __ATOMIC_RELAXED);

@@ -1,0 +1,150 @@
+/* config_north.c: gateway.json's "north" section: the upstream MQTT broker, topic templates, the
+ * outbox budget and policy, and the bounds on pending commands. */
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg_schema.h"
+
+static const char *const policies[] = {"backpressure", "drop_oldest", NULL};
+
+#define NF(name, type, field, lo, hi, en)                                                          \
+    {                                                                                              \
+        name, type, offsetof(gw_north_cfg, field), lo, hi, en, false                               \
+    }
+static const gw_cfg_field north_fields[] = {
+    NF("enabled", GW_CFG_BOOL, enabled, 0, 0, NULL),
+    NF("host", GW_CFG_STRING, host, 0, 0, NULL),
+    NF("port", GW_CFG_UINT32, port, 1, 65535, NULL),
+    NF("client_id", GW_CFG_STRING, client_id, 0, 0, NULL),
+    NF("username", GW_CFG_STRING, username, 0, 0, NULL),
+    NF("password", GW_CFG_STRING, password, 0, 0, NULL),
+    NF("ca_file", GW_CFG_STRING, ca_file, 0, 0, NULL),
+    NF("cert_file", GW_CFG_STRING, cert_file, 0, 0, NULL),
+    NF("key_file", GW_CFG_STRING, key_file, 0, 0, NULL),
+    NF("tls_insecure", GW_CFG_BOOL, tls_insecure, 0, 0, NULL),
+    NF("keepalive_s", GW_CFG_UINT32, keepalive_s, 5, 65535, NULL),
+    NF("clean_session", GW_CFG_BOOL, clean_session, 0, 0, NULL),
+    NF("prefix", GW_CFG_STRING, prefix, 0, 0, NULL),
+    NF("topic_property", GW_CFG_STRING, topic_property, 0, 0, NULL),
+    NF("topic_event", GW_CFG_STRING, topic_event, 0, 0, NULL),
+    NF("topic_online", GW_CFG_STRING, topic_online, 0, 0, NULL),
+    NF("topic_offline", GW_CFG_STRING, topic_offline, 0, 0, NULL),
+    NF("window", GW_CFG_UINT32, window, 1, 65535, NULL),
+    NF("reconnect_min_ms", GW_CFG_UINT32, reconnect_min_ms, 10, 600000, NULL),
+    NF("reconnect_max_ms", GW_CFG_UINT32, reconnect_max_ms, 10, 3600000, NULL),
+    NF("max_outbox_rows", GW_CFG_INT64, max_outbox_rows, 1, 1000000000000LL, NULL),
+    NF("outbox_policy", GW_CFG_ENUM, outbox_policy, 0, 0, policies),
+    NF("max_pending", GW_CFG_UINT32, max_pending, 1, 1000000, NULL),
+    NF("max_pending_per_device", GW_CFG_UINT32, max_pending_per_device, 1, 65535, NULL),
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+/* A topic template: only known placeholders, no wildcards, {event} where it is needed. */
+static void check_template(gw__config_ctx *x, const gw_config *c, const char *key, const char *t,
+                           bool needs_event)
+{
+    static const char *const names[] = {"{prefix}", "{product}", "{device}", "{event}", NULL};
+    char path[64];
+    bool has_event = false;
+    snprintf(path, sizeof(path), "north.%s", key);
+    if (!t || !*t) {
+        gw__config_err(x, c->file, path, "must not be empty");
+        return;
+    }
+    for (const char *p = t; *p; p++) {
+        if (*p == '+' || *p == '#') {
+            gw__config_err(x, c->file, path, "\"%s\": wildcards are not allowed in a topic", t);
+            return;
+        }
+        if (*p != '{')
+            continue;
+        size_t i = 0;
+        while (names[i] && strncmp(p, names[i], strlen(names[i])) != 0)
+            i++;
+        if (!names[i]) {
+            gw__config_err(x, c->file, path,
+                           "\"%s\": unknown placeholder (known: {prefix} {product} {device} "
+                           "{event})",
+                           t);
+            return;
+        }
+        has_event |= i == 3;
+        p += strlen(names[i]) - 1;
+    }
+    if (needs_event && !has_event)
+        gw__config_err(x, c->file, path, "\"%s\": must contain {event}", t);
+    else if (!needs_event && has_event)
+        gw__config_err(x, c->file, path, "\"%s\": {event} only makes sense in topic_event", t);
+}
+
+void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj)
+{
+    gw_north_cfg *n = &c->north;
+    char host[256];
+    *n = (gw_north_cfg){.enabled = false,
+                        .host = "127.0.0.1",
+                        .port = 1883,
+                        .client_id = NULL,
+                        .keepalive_s = 30,
+                        .clean_session = false,
+                        .prefix = "iotgw",
+                        .topic_property = "{prefix}/{product}/{device}/properties/report",
+                        .topic_event = "{prefix}/{product}/{device}/event/{event}",
+                        .topic_online = "{prefix}/{product}/{device}/online",
+                        .topic_offline = "{prefix}/{product}/{device}/offline",
+                        .window = 256,
+                        .reconnect_min_ms = 500,
+                        .reconnect_max_ms = 30000,
+                        .max_outbox_rows = 10000000,
+                        .outbox_policy = GW_OUTBOX_BACKPRESSURE,
+                        .max_pending = 10000,
+                        .max_pending_per_device = 16};
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "host");
+    host[sizeof(host) - 1] = 0;
+    char id[300];
+    snprintf(id, sizeof(id), "iotgw-%s", host);
+    n->client_id = id;
+    x->errors += gw_cfg_parse(north_fields, obj, n, c->file, "north", x->diag);
+    if (!obj)
+        return;
+    if (!n->host || !*n->host)
+        gw__config_err(x, c->file, "north.host", "must not be empty");
+    if (!n->client_id || !*n->client_id || strlen(n->client_id) > 128)
+        gw__config_err(x, c->file, "north.client_id", "must be 1..128 bytes");
+    if (!n->prefix || !*n->prefix || strpbrk(n->prefix, "+#") || n->prefix[0] == '$')
+        gw__config_err(x, c->file, "north.prefix",
+                       "must be non-empty, without wildcards, not starting with $");
+    if (n->password && !n->username)
+        gw__config_err(x, c->file, "north.password", "needs north.username");
+    if ((n->cert_file != NULL) != (n->key_file != NULL))
+        gw__config_err(x, c->file, n->cert_file ? "north.key_file" : "north.cert_file",
+                       "cert_file and key_file go together");
+    if ((n->cert_file || n->tls_insecure) && !n->ca_file)
+        gw__config_err(x, c->file, "north.ca_file", "TLS settings need ca_file");
+    const char *files[] = {n->ca_file, n->cert_file, n->key_file};
+    const char *fkeys[] = {"north.ca_file", "north.cert_file", "north.key_file"};
+    for (int i = 0; i < 3; i++)
+        if (files[i] && access(files[i], R_OK) != 0)
+            gw__config_err(x, c->file, fkeys[i], "cannot read \"%s\"", files[i]);
+    if (n->reconnect_max_ms < n->reconnect_min_ms)
+        gw__config_err(x, c->file, "north.reconnect_max_ms", "must be >= reconnect_min_ms (%u)",
+                       n->reconnect_min_ms);
+    if (n->max_pending_per_device > n->max_pending)
+        gw__config_err(x, c->file, "north.max_pending_per_device", "must be <= max_pending (%u)",
+                       n->max_pending);
+    check_template(x, c, "topic_property", n->topic_property, false);
+    check_template(x, c, "topic_event", n->topic_event, true);
+    check_template(x, c, "topic_online", n->topic_online, false);
+    check_template(x, c, "topic_offline", n->topic_offline, false);
+}
+
+void gw__config_north_free(gw_config *c)
+{
+    gw_cfg_free(north_fields, &c->north);
+}
