@@ -12,6 +12,7 @@ typedef struct wbuf {
     char *p;
     size_t len, cap;
     int oom;
+    int fixed; /* the caller's buffer: running out of room is an error, not a realloc */
 } wbuf;
 
 static void put(wbuf *b, const char *s, size_t n)
@@ -19,6 +20,10 @@ static void put(wbuf *b, const char *s, size_t n)
     if (b->oom)
         return;
     if (b->len + n + 1 > b->cap) {
+        if (b->fixed) {
+            b->oom = 1;
+            return;
+        }
         size_t cap = b->cap ? b->cap : 128;
         while (cap < b->len + n + 1)
             cap *= 2;
@@ -176,7 +181,7 @@ static void put_value(wbuf *b, const json_t *v, int depth)
 
 char *gw_json_write(const json_t *v)
 {
-    wbuf b = {NULL, 0, 0, 0};
+    wbuf b = {NULL, 0, 0, 0, 0};
     put_value(&b, v, 0);
     if (b.oom || !b.p) {
         free(b.p);
@@ -184,6 +189,16 @@ char *gw_json_write(const json_t *v)
     }
     b.p[b.len] = 0;
     return b.p;
+}
+
+size_t gw_json_string(char *out, size_t cap, const char *s, size_t n)
+{
+    wbuf b = {out, 0, cap, 0, 1};
+    put_string(&b, s, n);
+    if (b.oom)
+        return 0;
+    out[b.len] = 0;
+    return b.len;
 }
 
 const char *gw_json_kind(const json_t *v)

@@ -14,6 +14,10 @@ char *gw_json_write(const json_t *v);
  * bytes); returns its length. */
 size_t gw_json_real(char *buf, double d);
 
+/* s[0..n) as a quoted, escaped JSON string into out (NUL-terminated); returns its length, or 0
+ * if it does not fit cap. The bytes are copied as they are (callers pass valid UTF-8). */
+size_t gw_json_string(char *out, size_t cap, const char *s, size_t n);
+
 /* "object", "array", "string", "integer", "real", "bool" or "null", for messages. */
 const char *gw_json_kind(const json_t *v);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <mosquitto.h>
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -14,6 +15,7 @@
 #include "admin.h"
 #include "log.h"
 #include "metrics.h"
+#include "north/north.h"
 #include "registry.h"
 #include "runtime.h"
 
@@ -24,6 +26,7 @@ typedef struct gw_main {
     gw_config *cfg;
     gw_store *store;
     gw_runtime *rt;
+    gw_north *north;
     gw_admin *admin;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
@@ -107,6 +110,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
     if (wait_until_drained(m, 1))
         GW_LOG_WARN("main", NULL, NULL, "sessions did not close in time", "depth=%lld",
                     (long long)gw_store_depth(m->store));
+    gw_north_stop(m->north); /* its last acknowledgements reach the store before it closes */
     gw_store_close(m->store);
     m->store = NULL;
     gw_runtime_join(m->rt);
@@ -191,7 +195,9 @@ int main(int argc, char **argv)
     int rc = 1, admin_port = 0;
     mkdir_parents(m.cfg->store.path);
     uv_loop_init(&m.loop);
-    if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err)) {
+    mosquitto_lib_init();
+    if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err) ||
+        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         goto out;
     }
@@ -206,7 +212,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (gw_runtime_start(m.rt, &err)) {
+    if (gw_runtime_start(m.rt, &err) || gw_north_start(m.north, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         rc = 1;
         goto out;
@@ -232,7 +238,9 @@ out:
     if (!m.stopping && m.rt) { /* a start-up failure after threads began */
         gw_runtime_join(m.rt);
     }
+    gw_north_stop(m.north);
     gw_store_close(m.store);
+    gw_north_free(m.north);
     gw_runtime_free(m.rt);
     if (m.admin && !m.stopping)
         gw_admin_stop(m.admin);
@@ -240,5 +248,6 @@ out:
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_free(m.cfg);
+    mosquitto_lib_cleanup();
     return rc;
 }

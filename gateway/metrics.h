@@ -63,6 +63,8 @@
     X(GW_M_NORTH_PUBLISHED, "north_published_total", "upstream publishes sent (incl. resends)")    \
     X(GW_M_NORTH_INFLIGHT, "north_inflight", "upstream publishes awaiting PUBACK (gauge)")         \
     X(GW_M_NORTH_QUEUED, "north_queued", "events in the outbox, not yet forwarded (gauge)")        \
+    X(GW_M_NORTH_PUBLISH_ERRORS, "north_publish_errors_total",                                     \
+      "upstream publishes that failed locally (retried)")                                          \
     X(GW_M_NORTH_DROPPED, "north_dropped_total",                                                   \
       "unforwarded events dropped by outbox_policy drop_oldest")                                   \
     X(GW_M_NORTH_OUTBOX_FULL, "north_outbox_full_total",                                           \

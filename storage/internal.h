@@ -22,10 +22,33 @@ typedef struct gw__prop_slot {
     int64_t ts;
 } gw__prop_slot;
 
+/* The outbox and the budgets (store_outbox.c), writer-thread state unless noted. */
+typedef struct gw__outbox {
+    bool enabled;     /* north is enabled: every event gets an outbox row */
+    int64_t rows;     /* atomic: unforwarded events */
+    int64_t added;    /* rows inserted in the current batch */
+    int full;         /* atomic: backpressure policy and the budget is reached */
+    int64_t first_id; /* oldest event id (retention), 0 if none */
+    int64_t last_id;  /* newest event id */
+    /* acknowledged ids from the north thread, under the store mutex */
+    int64_t *fwd;
+    size_t n_fwd, cap_fwd;
+    int64_t *taken; /* writer: ids being deleted by the current transaction */
+    size_t n_taken, cap_taken;
+    int64_t deleted, dropped, trimmed; /* this transaction's counts, applied after COMMIT */
+    int64_t new_first;                 /* oldest event id after this transaction's trim */
+    bool db_full;                      /* max_db_mb reached with nothing forwarded to delete */
+    void (*hook)(void *arg);
+    void *hook_arg;
+    int64_t last_drop_log_ms;
+    sqlite3_stmt *ins, *del, *drop, *min_id, *trim, *ins_cmd, *up_cmd, *trim_cmd;
+} gw__outbox;
+
 struct gw_store {
     const gw_config *cfg;
     sqlite3 *db;
     sqlite3_stmt *ins_event, *up_prop, *up_state, *touch_state, *begin, *commit, *rollback;
+    gw__outbox ob;
 
     pthread_t thread;
     int started;
@@ -53,6 +76,23 @@ struct gw_store {
 };
 
 int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err);
+int gw__store_step(sqlite3_stmt *st);
+
+/* store_outbox.c */
+int gw__outbox_open(gw_store *s, gw_error *err); /* statements, counts */
+void gw__outbox_close(gw_store *s);
+/* In the batch's transaction: the outbox row of an event just inserted (rowid id), or the command
+ * log row / update of a command event. 0 or an SQLite code. */
+int gw__outbox_event(gw_store *s, const gw_event *ev, int64_t id);
+int gw__outbox_command(gw_store *s, const gw_event *ev);
+/* Takes the acknowledged ids queued by the north thread (caller holds s->mu): true if any. */
+bool gw__outbox_take_fwd(gw_store *s);
+bool gw__outbox_has_fwd(const gw_store *s); /* caller holds s->mu */
+/* In the batch's transaction, after the events: deletes forwarded rows, applies retention, the
+ * disk budget and the outbox policy. 0 or an SQLite code. */
+int gw__outbox_maintain(gw_store *s);
+/* After the batch: COMMIT succeeded (committed true) or was rolled back. */
+void gw__outbox_after(gw_store *s, bool committed);
 int gw__store_prepare(gw_store *s, gw_error *err);
 int gw__store_mark_offline(gw_store *s, gw_error *err);
 

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define GW_SCHEMA_VERSION 1
+#define GW_SCHEMA_VERSION 2
 
 static const char *const schema_v1 =
     "CREATE TABLE IF NOT EXISTS events("
@@ -18,6 +18,16 @@ static const char *const schema_v1 =
     "CREATE TABLE IF NOT EXISTS property_state("
     " device TEXT NOT NULL, property TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL,"
     " PRIMARY KEY(device, property)) WITHOUT ROWID;";
+
+/* v2: store-and-forward. outbox: one row per unforwarded event (deleted when the broker
+ * acknowledges it); commands: the downstream command log. */
+static const char *const schema_v2 =
+    "CREATE TABLE IF NOT EXISTS outbox(event_id INTEGER PRIMARY KEY);"
+    "CREATE TABLE IF NOT EXISTS commands("
+    " id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, device TEXT NOT NULL, product TEXT NOT NULL,"
+    " msg_id TEXT, op TEXT NOT NULL, name TEXT, request TEXT, status TEXT NOT NULL,"
+    " done_ts INTEGER, reply TEXT);"
+    "CREATE INDEX IF NOT EXISTS commands_device_msg ON commands(device, msg_id);";
 
 static int exec(sqlite3 *db, const char *sql, gw_error *err)
 {
@@ -53,9 +63,10 @@ int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err)
         return gw_error_set(err, GW_ESTORE,
                             "database schema version %d is newer than this gateway (%d)", version,
                             GW_SCHEMA_VERSION);
-    if (version < 1) {
-        if (exec(db, "BEGIN", err) || exec(db, schema_v1, err) ||
-            exec(db, "PRAGMA user_version=1", err) || exec(db, "COMMIT", err)) {
+    if (version < GW_SCHEMA_VERSION) { /* each step is idempotent: v0 -> v1 -> v2 */
+        if (exec(db, "BEGIN", err) || (version < 1 && exec(db, schema_v1, err)) ||
+            exec(db, schema_v2, err) || exec(db, "PRAGMA user_version=2", err) ||
+            exec(db, "COMMIT", err)) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return GW_ESTORE;
         }
@@ -95,20 +106,31 @@ int gw__store_prepare(gw_store *s, gw_error *err)
     return 0;
 }
 
-/* A gateway that crashed could not write its offline events: write them now, reason "restart". */
+/* A gateway that crashed could not write its offline events: write them now, reason "restart"
+ * (queued for forwarding like any event). Commands it was still waiting on are "aborted". */
 int gw__store_mark_offline(gw_store *s, gw_error *err)
 {
-    char sql[512];
+    char sql[1024];
     long long now = (long long)gw_now_ms();
     snprintf(sql, sizeof(sql),
              "BEGIN;"
+             "CREATE TEMP TABLE IF NOT EXISTS restart_mark(last INTEGER);"
+             "DELETE FROM restart_mark;"
+             "INSERT INTO restart_mark SELECT COALESCE(MAX(id), 0) FROM events;"
              "INSERT INTO events(ts, rx_ts, device, product, kind, name, payload)"
              " SELECT %lld, %lld, device, product, 'offline', 'restart', "
              "'{\"reason\":\"restart\",\"will\":false}'"
              " FROM device_state WHERE online = 1;"
+             "%s"
              "UPDATE device_state SET online = 0, last_offline_reason = 'restart' WHERE online = 1;"
+             "UPDATE commands SET status = 'aborted', done_ts = %lld"
+             " WHERE status IN ('received', 'queued', 'sent');"
              "COMMIT;",
-             now, now);
+             now, now,
+             s->cfg->north.enabled ? "INSERT INTO outbox(event_id) SELECT id FROM events"
+                                     " WHERE id > (SELECT last FROM restart_mark);"
+                                   : "",
+             now);
     if (exec(s->db, sql, err)) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return GW_ESTORE;

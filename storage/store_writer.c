@@ -67,12 +67,18 @@ void gw_store_event_done(gw_store *s, gw_event *ev)
     gw_metric_add(GW_M_STORE_DEPTH, -1);
     int64_t d = __atomic_sub_fetch(&s->depth, 1, __ATOMIC_RELAXED);
     if (d <= s->low && __atomic_load_n(&s->full_seen, __ATOMIC_RELAXED) &&
+        !__atomic_load_n(&s->ob.full, __ATOMIC_ACQUIRE) &&
         __atomic_exchange_n(&s->full_seen, 0, __ATOMIC_ACQ_REL) && s->on_drain)
         s->on_drain(s->drain_arg);
 }
 
 bool gw_store_full(const gw_store *s)
 {
+    if (__atomic_load_n(&s->ob.full, __ATOMIC_ACQUIRE)) {
+        /* a reader pauses: the writer's "outbox below budget" must resume it */
+        __atomic_store_n(&((gw_store *)s)->full_seen, 1, __ATOMIC_RELEASE);
+        return true;
+    }
     return __atomic_load_n(&s->depth, __ATOMIC_RELAXED) >= s->max;
 }
 
@@ -181,7 +187,7 @@ static void touch(gw_store *s, const gw_event *ev)
     }
 }
 
-static int step(sqlite3_stmt *st)
+int gw__store_step(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -191,6 +197,8 @@ static int step(sqlite3_stmt *st)
 static int write_event(gw_store *s, gw_event *ev)
 {
     sqlite3_stmt *st = s->ins_event;
+    if (ev->kind == GW_EV_COMMAND)
+        return gw__outbox_command(s, ev);
     sqlite3_bind_int64(st, 1, ev->ts);
     sqlite3_bind_int64(st, 2, ev->rx_ts);
     sqlite3_bind_text(st, 3, ev->dev->id, -1, SQLITE_STATIC);
@@ -208,7 +216,9 @@ static int write_event(gw_store *s, gw_event *ev)
         sqlite3_bind_text(st, 8, ev->payload, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 8);
-    int rc = step(st);
+    int rc = gw__store_step(st);
+    if (!rc)
+        rc = gw__outbox_event(s, ev, sqlite3_last_insert_rowid(s->db));
     if (rc)
         return rc;
     touch(s, ev);
@@ -239,7 +249,7 @@ static int write_states(gw_store *s)
             sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 3, text ? text : "null", -1, SQLITE_TRANSIENT);
             sqlite3_bind_int64(st, 4, p->ts);
-            rc = step(st);
+            rc = gw__store_step(st);
             free(text);
         }
         p->dev = 0;
@@ -261,11 +271,11 @@ static int write_states(gw_store *s)
                 sqlite3_bind_text(st, 5, t->reason, -1, SQLITE_STATIC);
             else
                 sqlite3_bind_null(st, 5);
-            rc = step(st);
+            rc = gw__store_step(st);
         } else {
             sqlite3_bind_text(s->touch_state, 1, d->id, -1, SQLITE_STATIC);
             sqlite3_bind_int64(s->touch_state, 2, t->last_seen);
-            rc = step(s->touch_state);
+            rc = gw__store_step(s->touch_state);
         }
     }
     s->n_touched = 0;
@@ -275,16 +285,19 @@ static int write_states(gw_store *s)
 /* One transaction for the whole batch. 0, or the SQLite error code (the batch was rolled back). */
 static int commit_batch(gw_store *s, gw_event *batch)
 {
-    int rc = step(s->begin);
+    int rc = gw__store_step(s->begin);
     for (gw_event *ev = batch; ev && !rc; ev = ev->next)
         rc = write_event(s, ev);
     int rc2 = write_states(s); /* always run: it also clears the batch's scratch state */
     if (!rc)
         rc = rc2;
     if (!rc)
-        rc = step(s->commit);
+        rc = gw__outbox_maintain(s);
+    if (!rc)
+        rc = gw__store_step(s->commit);
     if (rc)
-        step(s->rollback);
+        gw__store_step(s->rollback);
+    gw__outbox_after(s, rc == 0);
     return rc;
 }
 
@@ -312,7 +325,7 @@ static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
 }
 
 /* Takes up to batch_max events; with batch_ms, waits that long after the first for more. */
-static gw_event *take_batch(gw_store *s, size_t *count)
+static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd)
 {
     size_t want = s->cfg->store.batch_max, n = 0;
     gw_event *head = NULL, **tailp = &head;
@@ -336,6 +349,8 @@ static gw_event *take_batch(gw_store *s, size_t *count)
             break;
         if (n > 0 && s->cfg->store.batch_ms == 0)
             break;
+        if (n == 0 && gw__outbox_has_fwd(s))
+            break; /* acknowledged ids to delete: a transaction of their own */
         s->writer_waiting = 1;
         if (n == 0) {
             pthread_cond_wait(&s->cond, &s->mu);
@@ -351,6 +366,7 @@ static gw_event *take_batch(gw_store *s, size_t *count)
         }
         s->writer_waiting = 0;
     }
+    *fwd = gw__outbox_take_fwd(s);
     pthread_mutex_unlock(&s->mu);
     *count = n;
     return head;
@@ -362,8 +378,9 @@ static void *writer_main(void *arg)
     gw_metrics_thread_init(GW_METRIC_SHARDS - 1);
     for (;;) {
         size_t n;
-        gw_event *batch = take_batch(s, &n);
-        if (!batch) {
+        bool fwd;
+        gw_event *batch = take_batch(s, &n, &fwd);
+        if (!batch && !fwd) {
             pthread_mutex_lock(&s->mu);
             int done = s->stop && !s->head;
             pthread_mutex_unlock(&s->mu);
@@ -422,7 +439,7 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
         return GW_ESTORE;
     }
     if (gw__store_schema(s->db, &cfg->store, err) || gw__store_prepare(s, err) ||
-        gw__store_mark_offline(s, err)) {
+        gw__store_mark_offline(s, err) || gw__outbox_open(s, err)) {
         gw_store_close(s);
         return GW_ESTORE;
     }
@@ -456,6 +473,7 @@ void gw_store_close(gw_store *s)
                            s->begin,     s->commit,  s->rollback};
     for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
         sqlite3_finalize(sts[i]);
+    gw__outbox_close(s);
     if (s->db)
         sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);

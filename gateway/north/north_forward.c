@@ -1,0 +1,139 @@
+/* north_forward.c: store-and-forward from the outbox: publishes events in id (commit) order at
+ * QoS 1 while the in-flight window has room, marks them forwarded only on PUBACK, and after a
+ * lost link resends from the first unacknowledged event. */
+#include "north_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../log.h"
+#include "../metrics.h"
+
+#define TOPIC_CAP 1024
+
+static uint32_t win_cap(const gw_north *n)
+{
+    return n->nc->window;
+}
+
+/* Grows the payload buffer to hold need bytes. */
+static int payload_room(gw_north *n, size_t need)
+{
+    if (need <= n->payload_cap)
+        return 0;
+    size_t cap = n->payload_cap ? n->payload_cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(n->payload, cap);
+    if (!p)
+        return GW_ENOMEM;
+    n->payload = p;
+    n->payload_cap = cap;
+    return 0;
+}
+
+/* 1: published (or skipped for good); 0: stop (link gone or out of memory). */
+static int publish_row(void *arg, const gw_outbox_row *row)
+{
+    gw_north *n = arg;
+    struct mosquitto *m = n->link ? n->link->mosq : NULL;
+    int mid = 0;
+    if (!m || !n->up)
+        return 1;
+    size_t tlen =
+        gw_north_topic(n->nc, row->kind, row->product, row->device, row->name, n->topic, TOPIC_CAP);
+    size_t need = row->payload_len + 1024;
+    if (payload_room(n, need))
+        return 1;
+    size_t plen = gw_north_payload(row, n->payload, n->payload_cap);
+    if (!tlen || !plen) { /* cannot be expressed upstream: say so once, never block the rest */
+        GW_LOG_ERROR("north", row->device, NULL, "event cannot be forwarded; skipped",
+                     "event_id=%lld kind=%s", (long long)row->id, row->kind);
+        gw_metric_inc(GW_M_NORTH_PUBLISH_ERRORS);
+        n->cursor = row->id;
+        n->acked[n->n_acked++] = row->id;
+        return 0;
+    }
+    int rc = mosquitto_publish(m, &mid, n->topic, (int)plen, n->payload, 1, false);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        gw_metric_inc(GW_M_NORTH_PUBLISH_ERRORS);
+        if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO)
+            gw__north_link_down(n, "publish failed", rc);
+        return 1; /* retried from the cursor */
+    }
+    uint32_t i = (n->win_head + n->win_n) % win_cap(n);
+    n->win[i] = (gw__north_slot){row->id, mid, false};
+    n->win_n++;
+    n->cursor = row->id;
+    gw_metric_inc(GW_M_NORTH_PUBLISHED);
+    gw_metric_inc(GW_M_NORTH_INFLIGHT);
+    return 0;
+}
+
+void gw__north_pump(gw_north *n)
+{
+    while (n->up && n->link && n->win_n < win_cap(n) &&
+           __atomic_exchange_n(&n->more, 0, __ATOMIC_ACQ_REL)) {
+        size_t room = win_cap(n) - n->win_n;
+        int got = gw_store_reader_outbox(n->reader, n->cursor, room, publish_row, n);
+        if (got < 0) {
+            GW_LOG_ERROR("north", NULL, NULL, "reading the outbox failed; retrying", "error=%d",
+                         got);
+            __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* the misc timer retries */
+            break;
+        }
+        if ((size_t)got >= room || n->win_n >= win_cap(n) || !n->up)
+            __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* more may be waiting */
+    }
+    gw__north_flush_acked(n);
+    if (n->link)
+        gw__north_link_update(n);
+}
+
+void gw__north_on_puback(gw_north *n, int mid)
+{
+    uint32_t cap = win_cap(n);
+    for (uint32_t k = 0; k < n->win_n; k++) {
+        gw__north_slot *s = &n->win[(n->win_head + k) % cap];
+        if (s->mid != mid || s->acked)
+            continue;
+        s->acked = true;
+        n->acked[n->n_acked++] = s->id;
+        gw_metric_add(GW_M_NORTH_INFLIGHT, -1);
+        break;
+    }
+    /* the window slides over the acknowledged head: it bounds what is out of order */
+    while (n->win_n && n->win[n->win_head].acked) {
+        n->win_head = (n->win_head + 1) % cap;
+        n->win_n--;
+        __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
+    }
+}
+
+void gw__north_flush_acked(gw_north *n)
+{
+    if (!n->n_acked)
+        return;
+    gw_store_forwarded(n->store, n->acked, n->n_acked);
+    n->n_acked = 0;
+}
+
+void gw__north_reset_window(gw_north *n)
+{
+    uint32_t cap = win_cap(n);
+    int64_t first_unacked = 0;
+    for (uint32_t k = 0; k < n->win_n; k++) {
+        gw__north_slot *s = &n->win[(n->win_head + k) % cap];
+        if (!s->acked) {
+            if (!first_unacked)
+                first_unacked = s->id;
+            gw_metric_add(GW_M_NORTH_INFLIGHT, -1);
+        }
+    }
+    /* everything below the first unacknowledged one was acknowledged (its outbox row goes) */
+    if (first_unacked)
+        n->cursor = first_unacked - 1;
+    n->win_head = n->win_n = 0;
+    gw__north_flush_acked(n);
+    __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
+}

@@ -1,0 +1,77 @@
+/* north_internal.h: what the north bridge's files share: the bridge state owned by the north
+ * thread (link, window, cursor) and the hooks between the link and the forwarder. */
+#ifndef GW_NORTH_INTERNAL_H
+#define GW_NORTH_INTERNAL_H
+
+#include <mosquitto.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../command.h"
+#include "north.h"
+
+/* One connection attempt: the libmosquitto client and the poll on its socket. Freed in the
+ * poll's close callback (the socket stays open until then). */
+typedef struct gw__north_link {
+    struct gw_north *n;
+    struct mosquitto *mosq;
+    uv_poll_t poll;
+    bool polling;
+    int events; /* UV_READABLE | UV_WRITABLE currently asked for */
+} gw__north_link;
+
+typedef struct gw__north_slot {
+    int64_t id; /* event id */
+    int mid;    /* libmosquitto message id */
+    bool acked;
+} gw__north_slot;
+
+struct gw_north {
+    const gw_config *cfg;
+    const gw_north_cfg *nc;
+    gw_runtime *rt;
+    gw_store *store;
+    gw_store_reader *reader;
+    gw_commands *commands;
+
+    pthread_t thread;
+    bool started;
+    uv_loop_t loop;
+    uv_async_t wake; /* commit hook, stop */
+    uv_timer_t misc; /* keep-alive (mosquitto_loop_misc), 1 s */
+    uv_timer_t tick; /* command timeouts, 50 ms */
+    uv_timer_t retry;
+    int stop; /* atomic: main asked to stop */
+    int more; /* atomic: the writer committed outbox rows since the last read */
+
+    gw__north_link *link; /* current attempt, NULL while waiting to retry */
+    bool up;              /* CONNACK accepted */
+    unsigned failures;    /* consecutive failed attempts (back-off exponent) */
+    bool ever_tried;
+    uint64_t rng;
+
+    /* forwarding window: publishes in id order awaiting PUBACK (ring) */
+    gw__north_slot *win;
+    uint32_t win_head, win_n;
+    int64_t cursor; /* highest event id published on this connection (or acked before it) */
+    int64_t *acked; /* acknowledged ids not yet handed to the store */
+    size_t n_acked;
+    char *topic, *payload;
+    size_t payload_cap;
+};
+
+/* north_link.c */
+void gw__north_link_start(gw_north *n); /* connect now (or after the back-off) */
+void gw__north_link_down(gw_north *n, const char *why, int rc);
+void gw__north_link_update(gw_north *n); /* poll events after publishing (want_write) */
+void gw__north_link_close(gw_north *n);  /* shutdown: DISCONNECT and close */
+
+/* north_forward.c */
+void gw__north_pump(gw_north *n); /* publish from the outbox while the window has room */
+void gw__north_on_puback(gw_north *n, int mid);
+void gw__north_flush_acked(gw_north *n);  /* hand acknowledged ids to the store */
+void gw__north_reset_window(gw_north *n); /* link lost: resend from the first unacked */
+
+#endif

@@ -1,0 +1,303 @@
+/* north_link.c: the upstream MQTT connection: a libmosquitto client driven from the north
+ * thread's libuv loop (its socket polled, mosquitto_loop_read/write/misc called from callbacks;
+ * no libmosquitto thread), reconnection with exponential back-off and jitter, and the command
+ * subscriptions. */
+#include "north_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../log.h"
+#include "../metrics.h"
+
+/* ---- back-off ---- */
+
+static uint64_t next_rand(gw_north *n)
+{
+    n->rng ^= n->rng << 13;
+    n->rng ^= n->rng >> 7;
+    n->rng ^= n->rng << 17;
+    return n->rng;
+}
+
+/* min * 2^failures capped at max, then "equal jitter": half fixed, half random. */
+static uint64_t backoff_ms(gw_north *n)
+{
+    uint64_t d = n->nc->reconnect_min_ms;
+    for (unsigned i = 1; i < n->failures && d < n->nc->reconnect_max_ms; i++)
+        d *= 2;
+    if (d > n->nc->reconnect_max_ms)
+        d = n->nc->reconnect_max_ms;
+    return d / 2 + next_rand(n) % (d / 2 + 1);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    gw__north_link_start(t->data);
+}
+
+/* ---- polling ---- */
+
+static void on_poll(uv_poll_t *p, int status, int events);
+
+static void set_events(gw__north_link *l)
+{
+    int want = UV_READABLE | (mosquitto_want_write(l->mosq) ? UV_WRITABLE : 0);
+    if (!l->polling || want == l->events)
+        return;
+    l->events = want;
+    uv_poll_start(&l->poll, want, on_poll);
+}
+
+void gw__north_link_update(gw_north *n)
+{
+    if (n->link)
+        set_events(n->link);
+}
+
+static void on_link_closed(uv_handle_t *h)
+{
+    gw__north_link *l = h->data;
+    mosquitto_destroy(l->mosq); /* closes the socket, now that nothing polls it */
+    free(l);
+}
+
+/* Tears the current attempt down; schedules the next one unless stopping. */
+void gw__north_link_down(gw_north *n, const char *why, int rc)
+{
+    gw__north_link *l = n->link;
+    if (!l)
+        return;
+    n->link = NULL;
+    if (n->up) {
+        n->up = false;
+        gw_metric_add(GW_M_NORTH_CONNECTED, -1);
+        GW_LOG_WARN("north", NULL, NULL, "upstream link lost", "why=\"%s\" error=\"%s\"", why,
+                    rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    } else {
+        GW_LOG_WARN("north", NULL, NULL, "upstream connection failed",
+                    "host=%s port=%u why=\"%s\" error=\"%s\" failures=%u", n->nc->host, n->nc->port,
+                    why, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                    n->failures + 1);
+    }
+    n->failures++;
+    gw__north_reset_window(n);
+    if (l->polling) {
+        uv_poll_stop(&l->poll);
+        uv_close((uv_handle_t *)&l->poll, on_link_closed);
+    } else {
+        mosquitto_destroy(l->mosq);
+        free(l);
+    }
+    if (!__atomic_load_n(&n->stop, __ATOMIC_ACQUIRE))
+        uv_timer_start(&n->retry, on_retry, backoff_ms(n), 0);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    gw__north_link *l = p->data;
+    gw_north *n = l->n;
+    int rc = MOSQ_ERR_SUCCESS;
+    if (status < 0) {
+        gw__north_link_down(n, uv_strerror(status), MOSQ_ERR_CONN_LOST);
+        return;
+    }
+    if (events & UV_READABLE)
+        rc = mosquitto_loop_read(l->mosq, 1);
+    if (rc == MOSQ_ERR_SUCCESS && n->link == l && (events & UV_WRITABLE))
+        rc = mosquitto_loop_write(l->mosq, 1);
+    if (n->link != l) /* a callback took the link down */
+        return;
+    if (rc != MOSQ_ERR_SUCCESS) {
+        gw__north_link_down(n, "socket", rc);
+        return;
+    }
+    gw__north_pump(n); /* acks freed the window; flushes acked ids; updates the poll */
+}
+
+/* ---- libmosquitto callbacks (inside loop_read/write) ---- */
+
+static void subscribe_commands(gw_north *n, struct mosquitto *m)
+{
+    static const char *const suffixes[] = {"function/invoke", "properties/write",
+                                           "properties/read"};
+    char topic[512];
+    if (!n->commands)
+        return;
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(topic, sizeof(topic), "%s/+/+/%s", n->nc->prefix, suffixes[i]);
+        int rc = mosquitto_subscribe(m, NULL, topic, 1);
+        if (rc != MOSQ_ERR_SUCCESS)
+            GW_LOG_ERROR("north", NULL, NULL, "subscribe failed", "topic=%s error=\"%s\"", topic,
+                         mosquitto_strerror(rc));
+    }
+}
+
+static void on_connect(struct mosquitto *m, void *arg, int rc)
+{
+    gw_north *n = arg;
+    if (!n->link || n->link->mosq != m)
+        return;
+    if (rc != 0) {
+        GW_LOG_ERROR("north", NULL, NULL, "upstream broker refused the connection",
+                     "host=%s port=%u connack=%d reason=\"%s\"", n->nc->host, n->nc->port, rc,
+                     mosquitto_connack_string(rc));
+        gw__north_link_down(n, "connection refused", MOSQ_ERR_CONN_REFUSED);
+        return;
+    }
+    n->up = true;
+    n->failures = 0;
+    gw_metric_inc(GW_M_NORTH_CONNECTED);
+    GW_LOG_INFO("north", NULL, NULL, "upstream connected", "host=%s port=%u outbox=%lld",
+                n->nc->host, n->nc->port, (long long)gw_store_outbox_rows(n->store));
+    subscribe_commands(n, m);
+    __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
+}
+
+static void on_disconnect(struct mosquitto *m, void *arg, int rc)
+{
+    gw_north *n = arg;
+    if (n->link && n->link->mosq == m)
+        gw__north_link_down(n, "disconnected", rc ? rc : MOSQ_ERR_CONN_LOST);
+}
+
+static void on_publish(struct mosquitto *m, void *arg, int mid)
+{
+    (void)m;
+    gw__north_on_puback(arg, mid);
+}
+
+/* {prefix}/{product}/{device}/<function/invoke|properties/write|properties/read> */
+static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
+{
+    gw_north *n = arg;
+    char product[64], device[64];
+    (void)m;
+    if (!n->commands || !msg->topic)
+        return;
+    size_t pl = strlen(n->nc->prefix);
+    const char *t = msg->topic;
+    if (strncmp(t, n->nc->prefix, pl) != 0 || t[pl] != '/')
+        return;
+    const char *p = t + pl + 1, *slash1 = strchr(p, '/');
+    const char *d = slash1 ? slash1 + 1 : NULL, *slash2 = d ? strchr(d, '/') : NULL;
+    if (!slash2 || (size_t)(slash1 - p) >= sizeof(product) ||
+        (size_t)(slash2 - d) >= sizeof(device))
+        return;
+    memcpy(product, p, (size_t)(slash1 - p));
+    product[slash1 - p] = 0;
+    memcpy(device, d, (size_t)(slash2 - d));
+    device[slash2 - d] = 0;
+    const char *op = slash2 + 1;
+    gw_command_op kind;
+    if (strcmp(op, "function/invoke") == 0)
+        kind = GW_CMD_INVOKE;
+    else if (strcmp(op, "properties/write") == 0)
+        kind = GW_CMD_WRITE;
+    else if (strcmp(op, "properties/read") == 0)
+        kind = GW_CMD_READ;
+    else
+        return; /* our own ".../reply" never matches the subscriptions; anything else is not ours */
+    gw_commands_on_cloud(n->commands, kind, product, device, msg->payload,
+                         msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
+}
+
+static void on_log(struct mosquitto *m, void *arg, int level, const char *text)
+{
+    (void)m;
+    (void)arg;
+    if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING))
+        GW_LOG_WARN("north", NULL, NULL, "libmosquitto", "text=\"%s\"", text);
+}
+
+/* ---- connecting ---- */
+
+static struct mosquitto *new_client(gw_north *n)
+{
+    const gw_north_cfg *c = n->nc;
+    struct mosquitto *m = mosquitto_new(c->client_id, c->clean_session, n);
+    if (!m)
+        return NULL;
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_max_inflight_messages_set(m, c->window);
+    mosquitto_connect_callback_set(m, on_connect);
+    mosquitto_disconnect_callback_set(m, on_disconnect);
+    mosquitto_publish_callback_set(m, on_publish);
+    mosquitto_message_callback_set(m, on_message);
+    mosquitto_log_callback_set(m, on_log);
+    if (c->username && mosquitto_username_pw_set(m, c->username, c->password) != MOSQ_ERR_SUCCESS)
+        goto fail;
+    if (c->ca_file) {
+        int rc = mosquitto_tls_set(m, c->ca_file, NULL, c->cert_file, c->key_file, NULL);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            GW_LOG_ERROR("north", NULL, NULL, "TLS set-up failed", "error=\"%s\"",
+                         mosquitto_strerror(rc));
+            goto fail;
+        }
+        if (c->tls_insecure)
+            mosquitto_tls_insecure_set(m, true);
+    }
+    return m;
+fail:
+    mosquitto_destroy(m);
+    return NULL;
+}
+
+void gw__north_link_start(gw_north *n)
+{
+    if (n->link || __atomic_load_n(&n->stop, __ATOMIC_ACQUIRE))
+        return;
+    if (n->ever_tried)
+        gw_metric_inc(GW_M_NORTH_RECONNECTS);
+    n->ever_tried = true;
+    gw__north_link *l = calloc(1, sizeof(*l));
+    if (!l || !(l->mosq = new_client(n))) {
+        free(l);
+        n->failures++;
+        uv_timer_start(&n->retry, on_retry, backoff_ms(n), 0);
+        return;
+    }
+    l->n = n;
+    n->link = l;
+    int rc =
+        mosquitto_connect_async(l->mosq, n->nc->host, (int)n->nc->port, (int)n->nc->keepalive_s);
+    int fd = mosquitto_socket(l->mosq);
+    if (rc != MOSQ_ERR_SUCCESS || fd < 0) {
+        gw__north_link_down(n, "connect", rc != MOSQ_ERR_SUCCESS ? rc : MOSQ_ERR_NO_CONN);
+        return;
+    }
+    if (uv_poll_init_socket(&n->loop, &l->poll, fd) != 0) {
+        gw__north_link_down(n, "poll", MOSQ_ERR_UNKNOWN);
+        return;
+    }
+    l->poll.data = l;
+    l->polling = true;
+    l->events = -1;
+    set_events(l);
+}
+
+void gw__north_link_close(gw_north *n)
+{
+    gw__north_link *l = n->link;
+    if (!l)
+        return;
+    n->link = NULL; /* callbacks from here on see no link */
+    if (n->up) {
+        mosquitto_disconnect(l->mosq);
+        mosquitto_loop_write(l->mosq, 1); /* the DISCONNECT, best effort */
+    }
+    if (n->up) {
+        n->up = false;
+        gw_metric_add(GW_M_NORTH_CONNECTED, -1);
+    }
+    gw__north_reset_window(n);
+    if (l->polling) {
+        uv_poll_stop(&l->poll);
+        uv_close((uv_handle_t *)&l->poll, on_link_closed);
+    } else {
+        mosquitto_destroy(l->mosq);
+        free(l);
+    }
+}
