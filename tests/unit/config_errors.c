@@ -409,6 +409,50 @@ static void test_gateway_values(void)
     CHECK_ONE(r, "gateway.json: must be a JSON object\n");
 }
 
+static void test_north(void)
+{
+    result r = load_gateway("{ " ADAPTERS_OK ", \"north\": { \"enabled\": true, \"prefix\": "
+                            "\"a/#\" } }");
+    CHECK_ONE(r, "gateway.json: north.prefix: must be non-empty, without wildcards, not starting "
+                 "with $\n");
+
+    r = load_gateway("{ " ADAPTERS_OK ", \"north\": { \"topic_event\": \"{prefix}/{device}\","
+                     " \"topic_online\": \"{prefix}/{colour}\" } }");
+    CHECK_INT(r.n, 2);
+    CHECK_CONTAINS(r.text, "gateway.json: north.topic_event: \"{prefix}/{device}\": must contain "
+                           "{event}\n");
+    CHECK_CONTAINS(r.text, "gateway.json: north.topic_online: \"{prefix}/{colour}\": unknown "
+                           "placeholder");
+
+    r = load_gateway("{ " ADAPTERS_OK ", \"north\": { \"reconnect_min_ms\": 5000, "
+                     "\"reconnect_max_ms\": 1000, \"outbox_policy\": \"yolo\" } }");
+    CHECK_INT(r.n, 2);
+    CHECK_CONTAINS(r.text, "gateway.json: north.reconnect_max_ms: must be >= reconnect_min_ms "
+                           "(5000)\n");
+    CHECK_CONTAINS(r.text, "gateway.json: north.outbox_policy: \"yolo\" is not one of "
+                           "\"backpressure\", \"drop_oldest\"\n");
+
+    r = load_gateway("{ " ADAPTERS_OK ", \"north\": { \"ca_file\": \"/nonexistent/ca.pem\", "
+                     "\"password\": \"x\", \"port\": 0 } }");
+    CHECK_INT(r.n, 3);
+    CHECK_CONTAINS(r.text, "gateway.json: north.ca_file: cannot read \"/nonexistent/ca.pem\"\n");
+    CHECK_CONTAINS(r.text, "gateway.json: north.password: needs north.username\n");
+    CHECK_CONTAINS(r.text, "gateway.json: north.port: 0 is out of range 1..65535\n");
+
+    r = load_gateway("{ " ADAPTERS_OK ", \"north\": { \"window\": 10, \"colour\": 1 },"
+                     " \"storage\": { \"retention_rows\": -1 } }");
+    CHECK_INT(r.n, 2);
+    CHECK_CONTAINS(r.text, "gateway.json: north.colour: unknown key\n");
+    CHECK_CONTAINS(r.text, "gateway.json: storage.retention_rows: -1 is out of range");
+
+    r = load_product("{ \"id\": \"a\", \"protocol\": \"mqtt\", \"codec\": \"json\", "
+                     "\"commands\": { \"offline\": \"later\", \"ttl_ms\": 0 } }");
+    CHECK_INT(r.n, 2);
+    CHECK_CONTAINS(r.text, "a.json: commands.offline: \"later\" is not one of \"reject\", "
+                           "\"queue\"\n");
+    CHECK_CONTAINS(r.text, "a.json: commands.ttl_ms: 0 is out of range");
+}
+
 static void test_files_and_ids(void)
 {
     result r = load_gateway("{ " ADAPTERS_OK ", \"products_dir\": \"nowhere\" }");
@@ -486,6 +530,7 @@ int main(void)
     test_missing_required();
     test_gateway_values();
     test_files_and_ids();
+    test_north();
     test_many_errors();
     TEST_MAIN_END();
 }
