@@ -376,6 +376,7 @@ static void *writer_main(void *arg)
 {
     gw_store *s = arg;
     gw_metrics_thread_init(GW_METRIC_SHARDS - 1);
+    pthread_setname_np(pthread_self(), "iotgw-writer");
     for (;;) {
         size_t n;
         bool fwd;

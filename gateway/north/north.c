@@ -70,6 +70,7 @@ static void *north_main(void *arg)
 {
     gw_north *n = arg;
     gw_metrics_thread_init(GW_METRIC_SHARDS - 2);
+    pthread_setname_np(pthread_self(), "iotgw-north");
     gw__north_link_start(n);
     uv_timer_start(&n->misc, on_misc, 1000, 1000);
     if (n->commands)
