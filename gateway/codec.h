@@ -40,7 +40,8 @@ typedef struct gw_thing_msg {
     int64_t timestamp_ms; /* device's timestamp, 0 if none */
     char name[64];        /* event id, function id; "" if none */
     int success;          /* replies: 1 success, 0 failure */
-    json_t *values;       /* report: properties; event: data; reply: outputs (may be NULL) */
+    char error[160]; /* replies: the device's own failure text ("error: message"), "" if none */
+    json_t *values;  /* report: properties; event: data; reply: outputs (may be NULL) */
     /* Binary transports (TCP/UDP) only: */
     char device_id[64]; /* from a login frame or the product's device-id field; "" if none */
     char secret[128];   /* login frame / token field; "" if none */
@@ -55,6 +56,7 @@ void gw_thing_msg_clear(gw_thing_msg *m);
 typedef struct gw_frame_info {
     size_t max_frame;      /* the largest frame on the wire */
     bool device_id_in_all; /* every frame names its device (no login frame needed) */
+    uint64_t seq_max;      /* the largest seq the command frames carry (0: no seq field) */
 } gw_frame_info;
 
 typedef struct gw_codec_ops {

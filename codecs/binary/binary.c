@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../../gateway/command.h"
+
 static const char *const product_keys[] = {"frame", NULL};
 
 static const char *const algo_label[] = {"",      "crc16-modbus", "crc16-ccitt", "crc16-xmodem",
@@ -38,14 +40,51 @@ size_t gw_binary_max_frame(const gw_product *p)
     return l ? l->max_frame : 0;
 }
 
+/* The largest value a seq or msg_id field holds (0: it is not one). */
+static uint64_t seq_field_max(const bin_field *f)
+{
+    if (f->target != BIN_TG_ROLE || (f->role != BIN_ROLE_SEQ && f->role != BIN_ROLE_MSG_ID))
+        return 0;
+    if (f->type == BIN_STRING || f->type == BIN_BCD) { /* decimal digits */
+        unsigned digits = f->prefix ? 19 : f->type == BIN_BCD ? 2 * f->size : f->size;
+        uint64_t m = 1;
+        for (unsigned i = 0; i < digits && i < 19; i++)
+            m *= 10;
+        return m - 1;
+    }
+    size_t w = gw__binary_type_width((bin_type)f->type);
+    unsigned bits = f->bits ? f->bits : (unsigned)w * 8;
+    bool is_signed =
+        f->type == BIN_I8 || f->type == BIN_I16 || f->type == BIN_I32 || f->type == BIN_I64;
+    if (!w || f->type == BIN_F32 || f->type == BIN_F64 || f->type == BIN_BYTES)
+        return 0;
+    if (is_signed)
+        bits--;
+    return bits >= 64 ? UINT64_MAX : (1ull << bits) - 1;
+}
+
+static uint64_t seq_min(uint64_t a, uint64_t b)
+{
+    return !a ? b : !b ? a : a < b ? a : b;
+}
+
 static void binary_frame_info(const gw_product *p, gw_frame_info *out)
 {
     const bin_layout *l = layout_of(p);
     out->max_frame = l ? l->max_frame : 0;
     out->device_id_in_all = false;
-    for (size_t i = 0; l && i < l->n_header; i++)
+    out->seq_max = 0;
+    for (size_t i = 0; l && i < l->n_header; i++) {
         if (l->header[i].target == BIN_TG_ROLE && l->header[i].role == BIN_ROLE_DEVICE_ID)
             out->device_id_in_all = true;
+        out->seq_max = seq_min(out->seq_max, seq_field_max(&l->header[i]));
+    }
+    for (size_t i = 0; l && i < l->n_msgs; i++) {
+        const bin_msg *m = &l->msgs[i];
+        for (size_t j = 0; (m->kind == BIN_K_INVOKE || m->kind == BIN_K_WRITE) && j < m->n_fields;
+             j++)
+            out->seq_max = seq_min(out->seq_max, seq_field_max(&m->fields[j]));
+    }
 }
 
 static int binary_frame(const gw_product *p, const uint8_t *buf, size_t len, size_t *skip)
@@ -418,6 +457,20 @@ int gw_binary_encode_command(const gw_product *p, const char *device_id, const c
     return gw__binary_encode(l, m, &src, out, cap, n, err);
 }
 
+/* The codec op: a function invoke (its function's frame) or a property write. */
+static int binary_encode_command(const gw_product *p, const gw_command *c, const char *device_id,
+                                 const char *secret, uint8_t *out, size_t cap, size_t *n,
+                                 gw_error *err)
+{
+    *n = 0;
+    if (c->op == GW_CMD_INVOKE && !c->fn)
+        return gw_error_set(err, GW_EINVAL, "binary codec: invoke without a function");
+    if (c->op != GW_CMD_INVOKE && c->op != GW_CMD_WRITE)
+        return gw_error_set(err, GW_EINVAL, "binary codec: only invoke and write go to devices");
+    return gw_binary_encode_command(p, device_id, secret, c->op == GW_CMD_INVOKE ? c->fn->id : NULL,
+                                    c->args, c->seq, out, cap, n, err);
+}
+
 const gw_codec_ops gw_codec_binary_ops = {
     .abi = GW_CODEC_ABI,
     .name = "binary",
@@ -429,4 +482,5 @@ const gw_codec_ops gw_codec_binary_ops = {
     .encode_ack = binary_encode_ack,
     .verify = binary_verify,
     .frame_info = binary_frame_info,
+    .encode_command = binary_encode_command,
 };

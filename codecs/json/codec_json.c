@@ -1,11 +1,13 @@
 /* codec_json.c: the "json" codec: decodes the contract's JSON payloads (property reports, events,
- * function and write replies) into thing messages. Checks the envelope only; the thing model
- * checks the values (gw_tm_check_*), so the two stay separate. */
+ * function and write replies) into thing messages and encodes downstream commands. Checks the
+ * envelope only; the thing model checks the values (gw_tm_check_*), so the two stay separate. */
 #include "codec_json.h"
+#include "../../gateway/command.h"
 #include "../../gateway/json_write.h"
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Which optional/required keys the message kind allows besides messageId, timestamp, version. */
@@ -54,6 +56,31 @@ static int copy_id(char *dst, size_t cap, const char *key, const json_t *v, gw_r
                              cap - 1);
     memcpy(dst, json_string_value(v), len + 1);
     return 0;
+}
+
+/* Cuts a trailing multi-byte character that snprintf left incomplete. */
+static void utf8_trim(char *s)
+{
+    size_t n = strlen(s), i = n;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0)
+        return;
+    unsigned char b = (unsigned char)s[i - 1];
+    size_t want = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    if (n - (i - 1) < want)
+        s[i - 1] = 0;
+}
+
+/* A reply's "error" (a code: first) and "message" into out->error as "error: message". */
+static void note_error(gw_thing_msg *out, const char *text, bool is_code)
+{
+    char tmp[2 * sizeof(out->error) + 4];
+    const char *a = is_code ? text : out->error, *b = is_code ? out->error : text;
+    snprintf(tmp, sizeof(tmp), "%.159s%s%.159s", a, a[0] && b[0] ? ": " : "", b);
+    tmp[sizeof(out->error) - 1] = 0;
+    utf8_trim(tmp);
+    memcpy(out->error, tmp, sizeof(out->error));
 }
 
 /* One top-level key. Returns 0 or GW_EINVAL with rej filled. */
@@ -114,10 +141,18 @@ static int decode_key(const char *key, size_t key_len, json_t *v, unsigned allow
             return expect(rej, "function", "string", v);
         return copy_id(out->name, sizeof(out->name), "function", v, rej);
     }
-    if ((allowed & K_ERROR) && KEY_IS("error"))
-        return json_is_string(v) ? 0 : expect(rej, "error", "string", v);
-    if ((allowed & K_MESSAGE) && KEY_IS("message"))
-        return json_is_string(v) ? 0 : expect(rej, "message", "string", v);
+    if ((allowed & K_ERROR) && KEY_IS("error")) {
+        if (!json_is_string(v))
+            return expect(rej, "error", "string", v);
+        note_error(out, json_string_value(v), true);
+        return 0;
+    }
+    if ((allowed & K_MESSAGE) && KEY_IS("message")) {
+        if (!json_is_string(v))
+            return expect(rej, "message", "string", v);
+        note_error(out, json_string_value(v), false);
+        return 0;
+    }
     return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "unknown key \"%.*s\"",
                          key_len > 40 ? 40 : (int)key_len, key);
 }
@@ -191,6 +226,43 @@ static int json_decode(const gw_product *p, const gw_decode_hint *hint, const ui
     return decode(hint, buf, len, out, rej); /* gw_reject_set keeps details valid UTF-8 */
 }
 
+/* {"messageId":..,"function":..,"inputs":{..}} or {"messageId":..,"properties":{..}}: the
+ * contract's downstream payloads, compact. */
+static int json_encode_command(const gw_product *p, const gw_command *c, const char *device_id,
+                               const char *secret, uint8_t *out, size_t cap, size_t *n,
+                               gw_error *err)
+{
+    (void)p, (void)device_id, (void)secret;
+    *n = 0;
+    if (c->op != GW_CMD_INVOKE && c->op != GW_CMD_WRITE)
+        return gw_error_set(err, GW_EINVAL, "json codec: only invoke and write go to devices");
+    if (c->op == GW_CMD_INVOKE && !c->fn)
+        return gw_error_set(err, GW_EINVAL, "json codec: invoke without a function");
+    json_t *o = json_object();
+    json_t *args = c->args ? json_deep_copy(c->args) : json_object();
+    int bad = !o || !args || json_object_set_new(o, "messageId", json_string(c->dev_msg_id));
+    if (!bad && c->op == GW_CMD_INVOKE)
+        bad = json_object_set_new(o, "function", json_string(c->fn->id)) ||
+              json_object_set_new(o, "inputs", args);
+    else if (!bad)
+        bad = json_object_set_new(o, "properties", args);
+    else
+        json_decref(args);
+    char *text = bad ? NULL : gw_json_write(o);
+    json_decref(o);
+    if (!text)
+        return gw_error_set(err, GW_ENOMEM, "json codec: out of memory");
+    size_t len = strlen(text);
+    int rc = 0;
+    if (len > cap)
+        rc = gw_error_set(err, GW_ETOOBIG, "json codec: %zu bytes do not fit %zu", len, cap);
+    else
+        memcpy(out, text, len);
+    *n = rc ? 0 : len;
+    free(text);
+    return rc;
+}
+
 const gw_codec_ops gw_codec_json_ops = {
     .abi = GW_CODEC_ABI,
     .name = "json",
@@ -198,4 +270,5 @@ const gw_codec_ops gw_codec_json_ops = {
     .init = NULL,
     .uninit = NULL,
     .decode = json_decode,
+    .encode_command = json_encode_command,
 };

@@ -51,7 +51,7 @@ static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, 
     }
     gw__tcp_serve *sv = &ad->serve[i];
     sv->product = p;
-    gw_frame_info fi = {MAX_FRAME_LIMIT, false};
+    gw_frame_info fi = {.max_frame = MAX_FRAME_LIMIT};
     if (p->codec_ops && p->codec_ops->frame_info)
         p->codec_ops->frame_info(p, &fi);
     sv->max_frame =

@@ -26,7 +26,7 @@ static const gw_cfg_field udp_fields[] = {
 /* The product's largest datagram, as its codec declares it, else the largest UDP payload. */
 static size_t product_max_frame(const gw_product *p)
 {
-    gw_frame_info fi = {0, false};
+    gw_frame_info fi = {.max_frame = 0};
     if (p->codec_ops && p->codec_ops->frame_info)
         p->codec_ops->frame_info(p, &fi);
     return fi.max_frame > 0 && fi.max_frame <= UDP_MAX_DATAGRAM ? fi.max_frame : UDP_MAX_DATAGRAM;
