@@ -1,11 +1,13 @@
 /* dispatch.c: validation against the thing model, normalisation into an event, and the counters
- * and log lines for accepted and rejected device messages. */
+ * and log lines for accepted and rejected device messages; command replies go to the command
+ * table. */
 #include "dispatch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "command.h"
 #include "json_write.h"
 #include "log.h"
 #include "metrics.h"
@@ -26,7 +28,6 @@ void gw_dispatch_rejected(gw_session *s, const gw_reject *rej, const char *msg_i
 static const gw_event_kind kinds[] = {
     [GW_MSG_PROPERTY_REPORT] = GW_EV_PROPERTY,
     [GW_MSG_EVENT] = GW_EV_EVENT,
-    [GW_MSG_FUNCTION_REPLY] = GW_EV_FUNCTION_REPLY,
 };
 
 int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_commit,
@@ -42,6 +43,13 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
         break;
     case GW_MSG_EVENT:
         rc = gw_tm_check_event(p, m->name, m->values, &norm, rej);
+        break;
+    case GW_MSG_FUNCTION_REPLY:
+    case GW_MSG_WRITE_REPLY:
+        /* matched with the pending command (which counts and logs a refusal itself) */
+        if (s->loop->rt->commands)
+            return gw_commands_reply(s, m, token, want_commit, rej);
+        rc = gw_reject_set(rej, GW_R_UNSUPPORTED, "no commands are pending (north disabled)");
         break;
     default:
         rc = gw_reject_set(rej, GW_R_UNSUPPORTED, "message kind not accepted here");

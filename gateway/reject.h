@@ -20,7 +20,8 @@
     X(GW_R_UNKNOWN_TOPIC, "unknown_topic")                                                         \
     X(GW_R_UNSUPPORTED, "unsupported")                                                             \
     X(GW_R_BAD_CHECK, "bad_check")                                                                 \
-    X(GW_R_UNKNOWN_MESSAGE, "unknown_message")
+    X(GW_R_UNKNOWN_MESSAGE, "unknown_message")                                                     \
+    X(GW_R_LATE_REPLY, "late_reply")
 
 typedef enum gw_reason {
     GW_R_NONE = 0,
