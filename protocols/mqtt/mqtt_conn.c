@@ -1,6 +1,6 @@
 /* mqtt_conn.c: the MQTT side of one device connection (the stream module reads, pauses, acks and
  * closes it): packet framing, CONNECT authentication, ACL, PUBLISH to the dispatcher with acks in
- * order after commit, SUBSCRIBE, keep-alive, last will. */
+ * order after commit, SUBSCRIBE, keep-alive, last will, downstream commands and their replies. */
 #include "mqtt_internal.h"
 
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "../../gateway/alloc.h"
 #include "../../gateway/auth.h"
 #include "../../gateway/codec.h"
+#include "../../gateway/command.h"
 #include "../../gateway/dispatch.h"
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
@@ -200,6 +201,10 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
     memset(&m, 0, sizeof(m));
     if (rlen == 17 && memcmp(rest, "properties/report", 17) == 0) {
         hint.kind = GW_MSG_PROPERTY_REPORT;
+    } else if (rlen == 21 && memcmp(rest, "function/invoke/reply", 21) == 0) {
+        hint.kind = GW_MSG_FUNCTION_REPLY;
+    } else if (rlen == 22 && memcmp(rest, "properties/write/reply", 22) == 0) {
+        hint.kind = GW_MSG_WRITE_REPLY;
     } else if (rlen > 6 && memcmp(rest, "event/", 6) == 0 && rlen - 6 < sizeof(event_id) &&
                !memchr(rest + 6, '/', rlen - 6)) {
         memcpy(event_id, rest + 6, rlen - 6);
@@ -318,6 +323,93 @@ static bool filter_allowed(const gw__mqtt_conn *c, const char *f, size_t len)
     return own_topic(c, f, len);
 }
 
+/* ---- downstream commands ---- */
+
+/* "/{product}/{device}/function/invoke" or ".../properties/write" into buf; its length. */
+static size_t command_topic(const gw__mqtt_conn *c, gw_command_op op, char *buf, size_t cap)
+{
+    const gw_device *dev = c->s.base.dev;
+    int n = snprintf(buf, cap, "/%s/%s/%s", dev->product->id, dev->id,
+                     op == GW_CMD_INVOKE ? "function/invoke" : "properties/write");
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* The granted QoS of the device's subscriptions matching topic (the highest), or -1. */
+static int sub_qos(const gw__mqtt_conn *c, const char *topic, size_t len)
+{
+    int qos = -1;
+    for (const gw__mqtt_sub *s = c->subs; s; s = s->next)
+        if (s->qos > qos && gw_mqtt_topic_match(s->filter, s->len, topic, len))
+            qos = s->qos;
+    return qos;
+}
+
+static bool covers_commands(const gw__mqtt_conn *c, const gw__mqtt_sub *s)
+{
+    char t[320];
+    gw_command_op ops[] = {GW_CMD_INVOKE, GW_CMD_WRITE};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = command_topic(c, ops[i], t, sizeof(t));
+        if (n && gw_mqtt_topic_match(s->filter, s->len, t, n))
+            return true;
+    }
+    return false;
+}
+
+/* The session's command op: the product's codec encodes the payload, published on the command
+ * topic at min(granted QoS, 1) with this connection's next packet id (the PUBACK is accepted and
+ * needs nothing: the device's reply is what completes the command). */
+static int send_command(gw_session *base, const gw_command *cmd, gw_error *err)
+{
+    gw__mqtt_conn *c = (gw__mqtt_conn *)base;
+    const gw_product *p = base->dev ? base->dev->product : NULL;
+    char topic[320];
+    uint8_t small[2048], *payload = small;
+    size_t tlen, plen = 0, cap = sizeof(small);
+    int rc;
+
+    if (c->s.state != GW_STREAM_OPEN)
+        return gw_error_set(err, GW_ECLOSED, "the connection is closing");
+    if (!p->codec_ops->encode_command)
+        return gw_error_set(err, GW_EINVAL, "codec %s carries no commands", p->codec);
+    if (!(tlen = command_topic(c, cmd->op, topic, sizeof(topic))))
+        return gw_error_set(err, GW_ETOOBIG, "command topic too long");
+    int qos = sub_qos(c, topic, tlen);
+    if (qos < 0)
+        return gw_error_set(err, GW_ENOTFOUND, "the device has not subscribed to %s", topic);
+    while ((rc = p->codec_ops->encode_command(p, cmd, base->dev->id, base->dev->secret, payload,
+                                              cap, &plen, err)) == GW_ETOOBIG &&
+           cap < cfg_of(c)->max_packet_size) {
+        cap *= 8;
+        if (payload != small)
+            gw_free(GW_AREA_SESSION, payload);
+        if (!(payload = gw_malloc(GW_AREA_SESSION, cap)))
+            return gw_error_set(err, GW_ENOMEM, "out of memory");
+    }
+    if (rc == 0) {
+        uint16_t pid = 0;
+        if (qos > 0) {
+            if (++c->next_pid == 0)
+                c->next_pid = 1;
+            pid = c->next_pid;
+        }
+        size_t need = gw_mqtt_publish_size(tlen, plen, (uint8_t)qos);
+        if (need == 0)
+            rc = gw_error_set(err, GW_ETOOBIG, "the command does not fit an MQTT packet");
+        else if (gw_stream_out_reserve(&c->s, need) != 0)
+            rc = gw_error_set(err, GW_ENOMEM, "out of memory");
+        else {
+            c->s.out_len += (uint32_t)gw_mqtt_encode_publish(
+                c->s.out + c->s.out_len, c->s.out_cap - c->s.out_len, topic, tlen, payload, plen,
+                (uint8_t)qos, pid, false);
+            gw_session_mark_dirty(base);
+        }
+    }
+    if (payload != small)
+        gw_free(GW_AREA_SESSION, payload);
+    return rc;
+}
+
 static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
 {
     uint16_t pid;
@@ -325,6 +417,7 @@ static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     gw_mqtt_str f;
     uint8_t qos, rcs[64];
     size_t n = 0;
+    bool commands = false;
     const char *why = NULL;
     if (gw_mqtt_decode_subscribe(body, len, &pid, &it, &why) != 0) {
         protocol_error(c, error_kind(why), why ? why : "bad SUBSCRIBE");
@@ -353,8 +446,11 @@ static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
                     c->n_subs++;
                 }
             }
-            if (s)
+            if (s) {
                 rc = qos > 1 ? 1 : qos;
+                s->qos = rc;
+                commands |= covers_commands(c, s);
+            }
         }
         if (n < sizeof(rcs))
             rcs[n++] = rc;
@@ -363,6 +459,8 @@ static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     size_t sz = gw_mqtt_encode_suback(pkt, sizeof(pkt), pid, rcs, n);
     if (sz <= sizeof(pkt))
         gw_stream_out(&c->s, pkt, sz);
+    if (commands) /* after the SUBACK: the device can take commands now */
+        gw_commands_ready(&c->s.base);
     return 0;
 }
 
@@ -441,7 +539,8 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
     case GW_MQTT_PUBACK:
     case GW_MQTT_PUBREC:
     case GW_MQTT_PUBCOMP:
-        /* Acks for downstream publishes; the gateway sends none at QoS > 0 yet. */
+        /* Acks for downstream command publishes: nothing waits for them (the device's reply
+         * completes a command), so they are only checked. */
         if (gw_mqtt_decode_ack(body, fh->remaining, &pid) != 0) {
             protocol_error(c, GW_MQTT_E_MALFORMED, "bad ack");
             return -1;
@@ -567,7 +666,7 @@ static void destroy(gw_stream_conn *sc)
 }
 
 const gw_stream_ops gw__mqtt_stream_ops = {
-    .session = GW_STREAM_SESSION_OPS("mqtt"),
+    .session = GW_STREAM_SESSION_OPS("mqtt", send_command),
     .conn_size = sizeof(gw__mqtt_conn),
     .opened = opened,
     .process = process,

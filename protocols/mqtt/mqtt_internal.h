@@ -1,5 +1,5 @@
 /* mqtt_internal.h: what the MQTT adapter's files share: its config and the connection (a stream
- * connection plus subscriptions, QoS 2 ids and the last will). */
+ * connection plus subscriptions, QoS 2 ids, the last will and downstream packet ids). */
 #ifndef GW_MQTT_INTERNAL_H
 #define GW_MQTT_INTERNAL_H
 
@@ -29,6 +29,7 @@ typedef struct gw__mqtt_adapter {
 typedef struct gw__mqtt_sub {
     struct gw__mqtt_sub *next;
     uint16_t len;
+    uint8_t qos; /* granted */
     char filter[];
 } gw__mqtt_sub;
 
@@ -47,6 +48,7 @@ typedef struct gw__mqtt_conn {
     gw__mqtt_sub *subs;
     uint16_t n_subs;
     uint8_t prefix_len; /* length of "/{product}/{device}/" */
+    uint16_t next_pid;  /* packet id of the last downstream QoS 1 PUBLISH (commands) */
 } gw__mqtt_conn;
 
 /* mqtt_conn.c */

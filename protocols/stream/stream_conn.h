@@ -29,7 +29,7 @@ enum { GW_STREAM_NEW, GW_STREAM_OPEN, GW_STREAM_CLOSING };
 #define GW_STREAM_ACK_MASK  (GW_STREAM_ACK_BYTES - 1)
 
 typedef struct gw_stream_ops {
-    /* first: the connections' session ops, GW_STREAM_SESSION_OPS("mqtt") (area = log area) */
+    /* first: the connections' session ops, GW_STREAM_SESSION_OPS("mqtt", command op) */
     gw_session_ops session;
     size_t conn_size; /* the adapter's connection struct, which starts with gw_stream_conn */
     /* A new connection, accepted and listed: set its first deadline (login/connect timeout). */
@@ -97,10 +97,12 @@ void gw__stream_kick(gw_session *s);
 void gw__stream_flush(gw_session *s);
 void gw__stream_peer(gw_session *s, char *buf, size_t cap);
 void gw__stream_destroy(gw_session *s);
-#define GW_STREAM_SESSION_OPS(area_)                                                               \
+/* area_: the log area; command_: the adapter's session command op (NULL: no commands). */
+#define GW_STREAM_SESSION_OPS(area_, command_)                                                     \
     {                                                                                              \
         .area = (area_), .committed = gw__stream_committed, .kick = gw__stream_kick,               \
         .flush = gw__stream_flush, .peer = gw__stream_peer, .destroy = gw__stream_destroy,         \
+        .command = (command_),                                                                     \
     }
 
 /* ---- per loop (adapter ops glue) ---- */

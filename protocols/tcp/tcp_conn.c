@@ -1,6 +1,7 @@
 /* tcp_conn.c: the TCP side of one binary-frame device connection (the stream module reads, pauses,
  * acks and closes it): framing with the product's codec, login or device-id authentication,
- * frames to the dispatcher with acks after commit, heartbeats, login and idle timeouts. */
+ * frames to the dispatcher with acks after commit, heartbeats, login and idle timeouts, and
+ * command frames downstream. */
 #include "tcp_internal.h"
 
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "../../gateway/auth.h"
 #include "../../gateway/codec.h"
+#include "../../gateway/command.h"
 #include "../../gateway/dispatch.h"
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
@@ -165,6 +167,7 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     gw_reject rej = {GW_R_NONE, ""};
     gw_thing_msg m;
     int rc = 0;
+    bool fresh = c->s.state != GW_STREAM_OPEN;
 
     memset(&m, 0, sizeof(m));
     gw_metric_inc(GW_M_TCP_FRAMES);
@@ -213,6 +216,8 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     }
 done:
     gw_thing_msg_clear(&m);
+    if (fresh && rc == 0 && c->s.state == GW_STREAM_OPEN) /* logged in: after the login's ack */
+        gw_commands_ready(&c->s.base);
     return rc;
 }
 
@@ -254,6 +259,30 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
     return off;
 }
 
+/* ---- commands ---- */
+
+/* The session's command op: the product's codec encodes the command frame straight into the
+ * connection's output (written at the end of the loop iteration). */
+static int send_command(gw_session *base, const gw_command *cmd, gw_error *err)
+{
+    gw__tcp_conn *c = (gw__tcp_conn *)base;
+    const gw_product *p = product_of(c);
+    size_t cap = c->sv->max_frame, n = 0;
+    if (c->s.state != GW_STREAM_OPEN)
+        return gw_error_set(err, GW_ECLOSED, "the connection is closing");
+    if (!p->codec_ops->encode_command)
+        return gw_error_set(err, GW_EINVAL, "codec %s carries no commands", p->codec);
+    if (gw_stream_out_reserve(&c->s, cap) != 0)
+        return gw_error_set(err, GW_ENOMEM, "out of memory");
+    int rc = p->codec_ops->encode_command(p, cmd, base->dev->id, base->dev->secret,
+                                          c->s.out + c->s.out_len, cap, &n, err);
+    if (rc != 0)
+        return rc;
+    c->s.out_len += (uint32_t)n;
+    gw_session_mark_dirty(base);
+    return 0;
+}
+
 /* ---- stream callbacks ---- */
 
 static void opened(gw_stream_conn *sc)
@@ -286,7 +315,7 @@ static void expired(gw_stream_conn *sc)
 }
 
 const gw_stream_ops gw__tcp_stream_ops = {
-    .session = GW_STREAM_SESSION_OPS("tcp"),
+    .session = GW_STREAM_SESSION_OPS("tcp", send_command),
     .conn_size = sizeof(gw__tcp_conn),
     .opened = opened,
     .process = process,

@@ -1,6 +1,7 @@
 /* udp_session.c: one datagram's path (size check, decode, device look-up, verify against the
  * device's secret) and the per-device UDP session: its last authenticated source address, idle
- * deadline, acks sent after commit, take-over by another loop, and close. */
+ * deadline, acks sent after commit, command frames sent there, take-over by another loop, and
+ * close. */
 #include "udp_internal.h"
 
 #include "../../gateway/auth.h"
@@ -10,6 +11,7 @@
 
 #include "../../gateway/alloc.h"
 #include "../../gateway/codec.h"
+#include "../../gateway/command.h"
 #include "../../gateway/dispatch.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/log.h"
@@ -246,6 +248,24 @@ static void flush(gw_session *s)
     (void)s; /* acks go out as soon as they are known */
 }
 
+/* The session's command op: one datagram to the device's last authenticated address, encoded by
+ * the product's codec in the loop's frame buffer. */
+static int send_command(gw_session *base, const gw_command *cmd, gw_error *err)
+{
+    gw__udp_sess *s = sess_of(base);
+    const gw_product *p = base->dev->product;
+    size_t n = 0;
+    if (s->closing)
+        return gw_error_set(err, GW_ECLOSED, "the session has ended");
+    if (!p->codec_ops->encode_command)
+        return gw_error_set(err, GW_EINVAL, "codec %s carries no commands", p->codec);
+    int rc = p->codec_ops->encode_command(p, cmd, base->dev->id, base->dev->secret, s->ul->ackbuf,
+                                          s->ul->ackbuf_size, &n, err);
+    if (rc == 0)
+        gw__udp_send(s->sock, &s->addr, s->ul->ackbuf, n);
+    return rc;
+}
+
 static const gw_session_ops sess_ops = {
     .area = "udp",
     .committed = committed,
@@ -253,6 +273,7 @@ static const gw_session_ops sess_ops = {
     .flush = flush,
     .peer = peer_of,
     .destroy = destroy,
+    .command = send_command,
 };
 
 static uint32_t idle_ms(const gw__udp_loop *ul, const gw_device *dev)
@@ -410,6 +431,7 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
         gw_thing_msg_clear(&m);
         return;
     }
+    bool opened = !s;
     if (!s) {
         s = sess_open(us, dev, from);
         if (!s) {
@@ -429,6 +451,8 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
     s->deadline = uv_now(&ul->loop->uv) + idle_ms(ul, dev);
     handle(s, &m);
     gw_thing_msg_clear(&m);
+    if (opened && !s->closing) /* the device is reachable at its address: queued commands go */
+        gw_commands_ready(&s->base);
 }
 
 /* ---- sweep and shutdown ---- */
