@@ -69,7 +69,7 @@ static int dry_run(const gw_device *dev, const gw__cmd_req *r, gw_error *err)
 
 static void read_properties(gw_commands *c, const gw_device *dev, const gw__cmd_req *r)
 {
-    gw_store_reader *reader = gw__commands_reader(c);
+    gw_store_reader *reader = c->reader;
     json_t *out = NULL;
     int rc = reader ? gw_store_reader_properties(reader, dev, r->args, &out) : GW_ESTORE;
     if (rc != 0) {
@@ -90,7 +90,7 @@ static void read_properties(gw_commands *c, const gw_device *dev, const gw__cmd_
 void gw_commands_on_cloud(gw_commands *c, gw_command_op op, const char *product, const char *device,
                           const void *payload, size_t len)
 {
-    const gw_config *cfg = gw__commands_cfg(c);
+    const gw_config *cfg = c->cfg;
     const gw_device *dev = device ? gw_config_device(cfg, device) : NULL;
     gw__cmd_req r;
     gw_error err = {0, ""};

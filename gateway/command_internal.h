@@ -1,10 +1,11 @@
 /* command_internal.h: what the command files share: a cloud request parsed and validated against
  * the thing model (a pure function of the product and the payload, so it is unit-tested without
- * threads), the reply payload texts, and the table's entry points for command_cloud.c. */
+ * threads), the reply payload texts, and the table (its entries, the lock, the event order). */
 #ifndef GW_COMMAND_INTERNAL_H
 #define GW_COMMAND_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,9 +21,10 @@ typedef struct gw__cmd_req {
     gw_command_op op;
     char msg_id[64];            /* the cloud's messageId ("" if missing or unusable) */
     const gw_function_spec *fn; /* invoke */
-    json_t *args;    /* invoke: normalised inputs; write: normalised properties; read: the names
-                        asked for (array of strings), NULL for all */
-    json_t *request; /* the parsed payload (for the command log), NULL if it was not JSON */
+    json_t *args;     /* invoke: normalised inputs; write: normalised properties; read: the names
+                         asked for (array of strings), NULL for all */
+    json_t *request;  /* the parsed payload (for the command log), NULL if it was not JSON */
+    char fn_name[64]; /* invoke: the function id as asked for (also when it is unknown) */
     const char *code;
     char message[192];
 } gw__cmd_req;
@@ -50,21 +52,71 @@ char *gw__cmd_success_json(const char *key, json_t *value);
  * "failed"). */
 const char *gw__cmd_error_status(const char *code);
 
-/* ---- the table (command.c), for command_cloud.c ---- */
+/* ---- the table (command.c; the device side in command_route.c) ---- */
 
-/* Emits events in order: to the store (gw_store_submit), or to the sink tests install. The
- * caller holds the table's lock whenever the events belong to a command in the table. */
+enum { GW__CMD_WAIT, GW__CMD_SENT, GW__CMD_DONE };
+
+/* One pending command. Owned by the heap (every entry has a deadline); listed in its device's
+ * list while not GW__CMD_DONE. */
+typedef struct gw__cmd_entry {
+    gw_command cmd;
+    struct gw__cmd_entry *next; /* the device's list, oldest first */
+    int64_t deadline;           /* gw_now_ms; GW__CMD_DONE: 0, so the next tick answers it */
+    uint32_t heap_at;
+    uint32_t timeout_ms; /* reply timeout once sent */
+    uint8_t state;
+    const char *code;  /* GW__CMD_DONE: the error reply's code */
+    char message[160]; /* GW__CMD_DONE: ... and its message */
+} gw__cmd_entry;
+
+typedef struct gw__cmd_dev {
+    gw__cmd_entry *head;
+    uint32_t n;   /* entries in the list */
+    uint32_t seq; /* the last seq handed out to this device */
+} gw__cmd_dev;
+
+struct gw_commands {
+    gw_runtime *rt;
+    const gw_config *cfg;
+    gw_store_reader *reader; /* property reads, NULL in unit tests */
+    pthread_mutex_t mu;      /* everything below, and the order of the events submitted */
+    gw__cmd_dev *devs;       /* per device index */
+    gw__cmd_entry **heap;    /* every pending entry, by deadline */
+    uint32_t heap_n, heap_cap;
+    void (*sink)(void *arg, gw_event *ev);
+    void *sink_arg;
+};
+
+/* Emits events in order: to the store (gw_store_submit), or to the sink tests install. Called
+ * with the lock held whenever the events belong to a command in the table. */
 void gw__commands_emit(gw_commands *c, gw_event *head, gw_event *tail, size_t n);
+void gw__cmd_emit1(gw_commands *c, gw_event *ev); /* NULL-safe */
 /* Test hook: every event goes to fn instead of the store (fn owns it). NULL: the store. */
 void gw__commands_set_sink(gw_commands *c, void (*fn)(void *arg, gw_event *ev), void *arg);
 
-/* The command log row for a request (GW_EV_COMMAND with status), and the reply event of an error
- * (code + message, status from the code). NULL on out of memory. */
+/* The command log row of a request (GW_EV_COMMAND with status); a reply event named name with
+ * payload (taken); the reply event of an error (code + message, status from the code). NULL on
+ * out of memory. */
 gw_event *gw__cmd_log_event(gw_commands *c, const gw_device *dev, const gw__cmd_req *r,
                             const char *status);
+gw_event *gw__cmd_reply_event(gw_commands *c, const gw_device *dev, gw_command_op op,
+                              const char *name, const char *msg_id, char *payload,
+                              const char *status);
 gw_event *gw__cmd_error_event(gw_commands *c, const gw_device *dev, gw_command_op op,
-                              const gw_function_spec *fn, const char *msg_id, const char *code,
+                              const char *name, const char *msg_id, const char *code,
                               const char *message);
+/* The event name of a request: the function id asked for, "write" or "read". */
+const char *gw__cmd_req_name(const gw__cmd_req *r);
+/* The log line of a command that ends without a device reply. */
+void gw__cmd_log_outcome(const gw_device *dev, gw_command_op op, const char *name,
+                         const char *msg_id, const char *code, const char *message);
+
+/* Entries, lock held: a new deadline; out of the table for good (the pending gauge follows);
+ * ended from a loop with an error that the next tick answers (counted here); freed. */
+void gw__cmd_set_deadline(gw_commands *c, gw__cmd_entry *e, int64_t deadline);
+void gw__cmd_entry_remove(gw_commands *c, gw__cmd_entry *e);
+void gw__cmd_entry_fail(gw_commands *c, gw__cmd_entry *e, const char *code, const char *message);
+void gw__cmd_entry_free(gw__cmd_entry *e);
 
 /* Answers a request at once (a rejection with code + message, or payload: a success reply,
  * taken): its log row and its reply, or "duplicate_message_id" when its messageId is pending for
@@ -77,8 +129,9 @@ void gw__commands_answer(gw_commands *c, const gw_device *dev, const gw__cmd_req
  * replied, counted). Consumes r->args. */
 void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r);
 
-/* The read connection (property reads), NULL in unit tests. */
-gw_store_reader *gw__commands_reader(const gw_commands *c);
-const gw_config *gw__commands_cfg(const gw_commands *c);
+/* command_route.c: the device's current session (retained) or NULL; asks s's loop to send the
+ * device's waiting commands (takes the reference to s). */
+gw_session *gw__cmd_owner_of(gw_runtime *rt, const gw_device *dev);
+void gw__cmd_post_route(gw_commands *c, gw_session *s);
 
 #endif

@@ -68,6 +68,10 @@ static int parse_invoke(const gw_product *p, json_t *root, gw__cmd_req *r)
         return fail(r, "invalid_payload", "missing key \"function\"");
     if (!json_is_string(f))
         return fail(r, "invalid_payload", "function: expected string, got %s", gw_json_kind(f));
+    gw_reject tmp; /* the id as asked for, cut to size and kept valid UTF-8, for the log */
+    gw_reject_set(&tmp, GW_R_NONE, "%.63s", json_string_value(f));
+    memcpy(r->fn_name, tmp.detail, sizeof(r->fn_name));
+    r->fn_name[sizeof(r->fn_name) - 1] = 0;
     r->fn = gw_tm_function(p, json_string_value(f));
     if (!r->fn)
         return fail(r, "unknown_function", "function %.64s: not in the thing model of %s",
@@ -202,6 +206,13 @@ const char *gw__cmd_event_name(gw_command_op op, const gw_function_spec *fn)
     if (op == GW_CMD_INVOKE)
         return fn && fn->id ? fn->id : "";
     return gw__cmd_op_name(op);
+}
+
+const char *gw__cmd_req_name(const gw__cmd_req *r)
+{
+    if (r->op != GW_CMD_INVOKE)
+        return gw__cmd_op_name(r->op);
+    return r->fn ? r->fn->id : r->fn_name;
 }
 
 const char *gw__cmd_error_status(const char *code)

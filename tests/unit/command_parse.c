@@ -1,6 +1,6 @@
 /* command_parse.c: cloud command payloads against the thing model, table-driven: every error code
- * with its exact message, normalised arguments, messageId forms, keys accepted and refused; and
- * the reply payload texts and the command-log status of each code. */
+ * with its exact message, normalised arguments, messageId forms, keys accepted and refused, the
+ * name a log row gets; and the reply payload texts and the command-log status of each code. */
 #include "command_test.h"
 
 typedef struct pcase {
@@ -116,6 +116,26 @@ static void test_cases(const gw_product *p)
     }
 }
 
+static void test_names(const gw_product *p)
+{
+    gw__cmd_req r;
+    const char *a = "{\"messageId\":\"a\",\"function\":\"fly\"}";
+    gw__cmd_parse(p, GW_CMD_INVOKE, a, strlen(a), &r);
+    CHECK_STR(gw__cmd_req_name(&r), "fly"); /* the log row names what was asked for */
+    gw__cmd_req_clear(&r);
+    const char *b = "{\"messageId\":\"a\",\"function\":\"ping\"}";
+    gw__cmd_parse(p, GW_CMD_INVOKE, b, strlen(b), &r);
+    CHECK_STR(gw__cmd_req_name(&r), "ping");
+    gw__cmd_req_clear(&r);
+    const char *w = "{\"messageId\":\"a\",\"properties\":{\"level\":1}}";
+    gw__cmd_parse(p, GW_CMD_WRITE, w, strlen(w), &r);
+    CHECK_STR(gw__cmd_req_name(&r), "write");
+    gw__cmd_req_clear(&r);
+    gw__cmd_parse(p, GW_CMD_READ, "{}", 2, &r);
+    CHECK_STR(gw__cmd_req_name(&r), "read");
+    gw__cmd_req_clear(&r);
+}
+
 static void test_utf8_message(const gw_product *p)
 {
     /* a 64-byte function id of 2-byte characters, cut mid-character in the message: still UTF-8
@@ -184,6 +204,7 @@ int main(void)
     ct_env e;
     ct_setup(&e, "");
     test_cases(gw_config_product(e.cfg, "thermo"));
+    test_names(gw_config_product(e.cfg, "thermo"));
     test_utf8_message(gw_config_product(e.cfg, "thermo"));
     test_payloads();
     ct_teardown(&e);
