@@ -55,5 +55,7 @@ stage "benchmark smoke"
 IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" /usr/bin/python3 tests/bench/bench_mqtt.py --smoke
 IOTGW_BIN="$ROOT/build/iotgw" FRAME_LOAD_BIN="$ROOT/build/frame_load" \
     SINK_SERVER_BIN="$ROOT/build/sink_server" /usr/bin/python3 tests/bench/bench_frames.py --smoke
+IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
+    NORTH_SUB_BIN="$ROOT/build/north_sub" /usr/bin/python3 tests/bench/bench_north.py --smoke
 
 stage "done: every stage passed"

@@ -31,6 +31,8 @@ typedef struct conn {
     uint8_t *pub;     /* this connection's PUBLISH packet (QoS 1: packet id at pid_off) */
     uint32_t pub_len; /* bytes */
     uint32_t pid_off; /* offset of the packet id (QoS 1) */
+    uint32_t mid_off; /* --seq-ids: offset of the messageId's SEQ_DIGITS digits */
+    uint64_t seq;     /* --seq-ids / --count: PUBLISHes queued on this connection */
     uint8_t *batch;   /* QoS 0: the PUBLISH repeated to ~Q0_BATCH bytes */
     uint32_t batch_len;
     uint64_t q0_bytes;         /* QoS 0: bytes of the endless PUBLISH stream written or queued */
@@ -60,6 +62,8 @@ static struct opts {
     double timeout;
     int keepalive;
     long q0_inflight;
+    bool seq_ids; /* QoS 1: messageId = this connection's message number (end-to-end checks) */
+    long count;   /* QoS 1: PUBLISHes per connection; the window ends when all are acked */
 } o = {.host = "127.0.0.1",
        .port = 1883,
        .conns = 1,
@@ -149,6 +153,13 @@ static const char PAY_HEAD[] =
     "\"level\":3,\"name\":\"";
 static const char PAY_TAIL[] = "\"}}";
 #define PAY_MIN ((int)(sizeof PAY_HEAD - 1 + sizeof PAY_TAIL - 1))
+/* --seq-ids: the messageId is the message's number on its connection, SEQ_DIGITS digits with
+ * leading zeros (1, 2, ...), so a subscriber downstream can find gaps and duplicates. */
+#define SEQ_DIGITS 10
+static const char PAY_HEAD_SEQ[] =
+    "{\"messageId\":\"0000000000\",\"properties\":{\"temperature\":21.5,\"humidity\":40.2,"
+    "\"level\":3,\"name\":\"";
+#define PAY_MIN_SEQ ((int)(sizeof PAY_HEAD_SEQ - 1 + sizeof PAY_TAIL - 1))
 
 static void build_publish(conn *c, int idx, const char *cid)
 {
@@ -168,9 +179,12 @@ static void build_publish(conn *c, int idx, const char *cid)
     c->pid_off = (uint32_t)n;
     if (o.qos)
         p[n++] = 0, p[n++] = 0;
-    size_t pad = pl - (size_t)PAY_MIN;
-    memcpy(p + n, PAY_HEAD, sizeof PAY_HEAD - 1);
-    n += sizeof PAY_HEAD - 1;
+    const char *head = o.seq_ids ? PAY_HEAD_SEQ : PAY_HEAD;
+    size_t hl = o.seq_ids ? sizeof PAY_HEAD_SEQ - 1 : sizeof PAY_HEAD - 1;
+    size_t pad = pl - (size_t)(o.seq_ids ? PAY_MIN_SEQ : PAY_MIN);
+    c->mid_off = (uint32_t)(n + strlen("{\"messageId\":\""));
+    memcpy(p + n, head, hl);
+    n += hl;
     memset(p + n, 'x', pad);
     n += pad;
     memcpy(p + n, PAY_TAIL, sizeof PAY_TAIL - 1);
@@ -250,6 +264,8 @@ static void refill(conn *c)
     if (o.qos != 1 || c->state != C_READY || !streaming())
         return;
     uint32_t k = (uint32_t)o.window - c->outstanding;
+    if (o.count && (uint64_t)o.count - c->seq < k)
+        k = (uint32_t)((uint64_t)o.count - c->seq);
     if (!k)
         return;
     ob_reserve(&c->out, k * c->pub_len);
@@ -258,6 +274,10 @@ static void refill(conn *c)
         memcpy(p, c->pub, c->pub_len);
         p[c->pid_off] = (uint8_t)(c->next_pid >> 8);
         p[c->pid_off + 1] = (uint8_t)c->next_pid;
+        c->seq++;
+        if (o.seq_ids)
+            for (uint64_t v = c->seq, d = SEQ_DIGITS; d-- > 0; v /= 10)
+                p[c->mid_off + d] = (uint8_t)('0' + v % 10);
         if (++c->next_pid == 0)
             c->next_pid = 1;
     }
@@ -534,6 +554,17 @@ static void finish(void)
     }
 }
 
+/* --count: every live connection has queued its count and has nothing outstanding. */
+static bool all_counted(void)
+{
+    for (int i = 0; i < o.conns; i++) {
+        const conn *c = &g.c[i];
+        if (c->state == C_READY && (c->seq < (uint64_t)o.count || c->outstanding))
+            return false;
+    }
+    return true;
+}
+
 /* Phase changes driven by time and by barrier completion. Returns the epoll timeout in ms. */
 static int advance(void)
 {
@@ -570,6 +601,10 @@ static int advance(void)
         return g.started < o.conns ? 1 : 100;
     case P_WARMUP:
     case P_MEASURE:
+        if (o.count && g.ph == P_MEASURE && all_counted()) {
+            finish();
+            return 0;
+        }
         left = g.t_phase + (g.ph == P_WARMUP ? o.warmup : o.seconds) - t;
         if (left > 0)
             return (int)(left * 1000) + 1;
@@ -627,7 +662,7 @@ static void usage(void)
                     "  [--seconds S] [--warmup S] [--payload-size B] [--client-fmt 'bench-%%05d']\n"
                     "  [--username U] [--password P] [--topic-fmt '/bench/%%s/properties/report']\n"
                     "  [--idle] [--connect-rate R] [--timeout S] [--keepalive S] [--marks]\n"
-                    "  [--q0-inflight BYTES (0: unbounded)]\n");
+                    "  [--q0-inflight BYTES (0: unbounded)] [--seq-ids] [--count N]\n");
     exit(2);
 }
 
@@ -649,7 +684,9 @@ static const optdef OPTS[] = {{"host", 's', &o.host},
                               {"timeout", 'd', &o.timeout},
                               {"keepalive", 'i', &o.keepalive},
                               {"marks", 'b', &o.marks},
-                              {"q0-inflight", 'l', &o.q0_inflight}};
+                              {"q0-inflight", 'l', &o.q0_inflight},
+                              {"seq-ids", 'b', &o.seq_ids},
+                              {"count", 'l', &o.count}};
 
 static void parse_args(int argc, char **argv)
 {
@@ -657,10 +694,11 @@ static void parse_args(int argc, char **argv)
     if (o.conns < 1 || (o.qos != 0 && o.qos != 1) || o.window < 1 || o.window > 65535 ||
         o.port < 1 || o.port > 65535 || o.connect_rate <= 0 || o.keepalive < 0 ||
         o.q0_inflight < 0 || o.keepalive > 65535 || strlen(o.username) > 1024 ||
-        strlen(o.password) > 1024)
+        strlen(o.password) > 1024 || o.count < 0 || ((o.seq_ids || o.count) && o.qos != 1))
         usage();
-    if (o.payload_size < PAY_MIN || o.payload_size > 1 << 20) {
-        fprintf(stderr, "mqtt_load: --payload-size must be %d..%d\n", PAY_MIN, 1 << 20);
+    int pay_min = o.seq_ids ? PAY_MIN_SEQ : PAY_MIN;
+    if (o.payload_size < pay_min || o.payload_size > 1 << 20) {
+        fprintf(stderr, "mqtt_load: --payload-size must be %d..%d\n", pay_min, 1 << 20);
         exit(2);
     }
     char cid[256];

@@ -905,36 +905,293 @@ def paho_stop(c):
 
 
 class Mosquitto:
-    def __init__(self, extra_conf=""):
+    """A mosquitto on a free loopback port (or `port`), in its own temp dir. Keyword options (all
+    additions; the defaults give the original anonymous, non-persistent broker): persistence=True
+    keeps its database in the temp dir (persistence_location), so halt() + start() (a broker
+    restart on the same port) keeps persistent sessions and their queued messages;
+    anonymous=False for password_file setups; extra_conf is appended (options for the listener,
+    e.g. cafile/certfile/keyfile, as it follows the listener line); start=False to start later."""
+
+    def __init__(self, extra_conf="", port=None, persistence=False, anonymous=True, start=True):
         self.dir = tempfile.mkdtemp(prefix="iotgw-mosq-")
-        self.port = free_port()
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        with open(conf, "w") as f:
-            f.write("listener %d %s\nallow_anonymous true\npersistence false\n%s\n"
-                    % (self.port, HOST, extra_conf))
+        self.port = port or free_port()
+        self.conf_path = os.path.join(self.dir, "mosquitto.conf")
+        conf = "listener %d %s\nallow_anonymous %s\npersistence %s\n" % (
+            self.port, HOST, "true" if anonymous else "false", "true" if persistence else "false")
+        if persistence:
+            conf += "persistence_location %s/\n" % self.dir
+        if os.geteuid() == 0 and (persistence or not anonymous or port):
+            # as root mosquitto drops to user "mosquitto", which cannot write the persistence
+            # file or read key files in this 0700 temp dir
+            conf += "user root\n"
+        with open(self.conf_path, "w") as f:
+            f.write(conf + "%s\n" % extra_conf)
         self.log_path = os.path.join(self.dir, "mosquitto.log")
-        logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stdout=logf,
+        self.proc = None
+        if start:
+            self.start()
+
+    def start(self, timeout=10):
+        """Starts the broker (again: same config, port and persistence dir); waits for the port."""
+        if self.alive():
+            raise GatewayError("mosquitto already running")
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", self.conf_path], stdout=logf,
                                      stderr=logf, stdin=subprocess.DEVNULL)
         logf.close()
         _started.append(self.proc)
 
         def up():
+            if self.proc.poll() is not None:
+                raise GatewayError("mosquitto exited with %r" % self.proc.returncode)
             s = socket.create_connection((HOST, self.port), timeout=0.5)
             s.close()
             return True
-        if not wait_until(up, 10):
-            raise GatewayError("mosquitto did not start")
+        if not wait_until(up, timeout):
+            raise GatewayError("mosquitto did not start; log:\n%s" % self.log)
 
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def halt(self, sig=signal.SIGTERM):
+        """Stops the process by PID (SIGTERM: mosquitto saves its persistence file), keeps the
+        dir, so start() brings the same broker back."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+    def stop(self):
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# What a cloud broker for the north tests needs besides the defaults: mosquitto drops QoS 1
+# messages queued for one client beyond max_queued_messages (default 1000), which a subscriber
+# catching up on a backlog reaches at once; the tests count every message, so the cloud queues
+# are unbounded in practice.
+CLOUD_CONF = "max_queued_messages 100000000\n"
+
+
+def north_cfg(broker_port, **over):
+    """A gateway.json "north" section for a cloud broker on loopback: enabled, fast reconnects
+    (tests wait seconds, not the production 30 s back-off), any key overridable."""
+    n = {"enabled": True, "host": HOST, "port": broker_port, "client_id": "iotgw-test",
+         "reconnect_min_ms": 100, "reconnect_max_ms": 1000}
+    n.update(over)
+    return n
+
+
+class CloudSubscriber:
+    """The cloud side of the north tests: a paho 1.6 client on a broker, subscribed (QoS 1 by
+    default) to `topics`, recording every message as (topic, payload bytes, dup flag) in arrival
+    order. clean_session=False (default) keeps its session, and so what the broker queues for
+    it, across a broker restart (with Mosquitto(persistence=True)); paho's network thread
+    reconnects by itself. tls: dict of paho tls_set() arguments."""
+
+    def __init__(self, port, topics=("#",), client_id="cloud-sub", clean_session=False, qos=1,
+                 username=None, password=None, tls=None, timeout=10.0, wait=True):
+        import threading
+        import paho.mqtt.client as mqtt
+        self.lock = threading.Lock()
+        self.msgs = []
+        self.keys = set()  # distinct (device, messageId) seen
+        self.topics = list(topics)
+        self.qos = qos
+        self.connects = 0
+        self.subscribed = threading.Event()
+        self.last_rc = None
+        c = mqtt.Client(client_id=client_id, clean_session=clean_session,
+                        protocol=mqtt.MQTTv311)
+        if username is not None:
+            c.username_pw_set(username, password)
+        if tls is not None:
+            c.tls_set(**tls)
+        c.reconnect_delay_set(0.05, 0.5)
+        c.max_inflight_messages_set(1000)
+
+        def on_connect(cl, ud, flags, rc):
+            self.last_rc = rc
+            if rc == 0:
+                self.connects += 1
+                cl.subscribe([(t, qos) for t in self.topics])
+
+        def on_subscribe(cl, ud, mid, granted):
+            self.subscribed.set()
+
+        def on_message(cl, ud, msg):
+            payload = bytes(msg.payload)
+            try:
+                d = json.loads(payload)
+            except ValueError:
+                d = None
+            key = north_key((None, d, None))
+            with self.lock:
+                self.msgs.append((msg.topic, payload, bool(msg.dup), d))
+                if key is not None:
+                    self.keys.add(key)
+
+        c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
+        self.client = c
+        c.connect(HOST, port, keepalive=30)
+        c.loop_start()
+        if wait and not self.subscribed.wait(timeout * SLOW):
+            raise GatewayError("cloud subscriber: no SUBACK (last CONNACK rc %r)" % self.last_rc)
+
+    def count(self):
+        with self.lock:
+            return len(self.msgs)
+
+    def distinct(self):
+        """How many distinct (device, messageId) arrived."""
+        with self.lock:
+            return len(self.keys)
+
+    def keyset(self):
+        """A copy of the distinct (device, messageId) seen."""
+        with self.lock:
+            return set(self.keys)
+
+    def snapshot(self):
+        """[(topic, payload bytes, dup)] in arrival order."""
+        with self.lock:
+            return [m[:3] for m in self.msgs]
+
+    def clear(self):
+        with self.lock:
+            self.msgs = []
+            self.keys = set()
+
+    def records(self):
+        """[(topic, payload dict (None if not JSON), dup)] in arrival order."""
+        with self.lock:
+            return [(m[0], m[3], m[2]) for m in self.msgs]
+
+    def wait_for(self, pred, timeout):
+        """Polls pred(self) until true or timeout (stretched under sanitizers)."""
+        return wait_until(lambda: pred(self), timeout, interval=0.05)
+
+    def stop(self):
+        try:
+            self.client.disconnect()
+        except Exception:
+            pass
+        try:
+            self.client.loop_stop()
+        except Exception:
+            pass
+
+
+def north_key(rec):
+    """(device, messageId) of an upstream record from CloudSubscriber.records(), or None."""
+    _, d, _ = rec
+    if not isinstance(d, dict) or "messageId" not in d:
+        return None
+    return (d.get("device"), d.get("messageId"))
+
+
+def tally(keys):
+    """Accounting of upstream arrivals: (set of distinct keys, duplicates = arrivals - distinct)."""
+    seen = set()
+    dup = 0
+    for k in keys:
+        if k in seen:
+            dup += 1
+        else:
+            seen.add(k)
+    return seen, dup
+
+
+class QoS1Stream:
+    """One device's numbered QoS 1 publishes with up to `window` in flight over a RawClient.
+    make(seq) -> (topic, payload); the default is a property report with messageId
+    "<dev>-<seq>" and timestamp TS0 + seq. acked: sequence numbers PUBACKed, in order."""
+    TS0 = 1700000000000
+
+    def __init__(self, client, dev, window=50, make=None, product="thermo"):
+        self.c = client
+        self.dev = dev
+        self.window = window
+        self.product = product
+        self.make = make or self.report
+        self.next = 1
+        self.out = {}  # packet id -> seq
+        self.acked = []
+        self.errors = []
+
+    def report(self, seq):
+        return report_topic(self.dev, self.product), json.dumps(
+            {"messageId": "%s-%d" % (self.dev, seq), "timestamp": self.TS0 + seq,
+             "properties": {"temperature": round((seq % 1600) / 10.0 - 40.0, 1),
+                            "humidity": seq % 101}}, separators=(",", ":"))
+
+    def run(self, upto, stall=None, timeout=60.0):
+        """Publishes up to seq `upto` (inclusive) and waits for its PUBACKs. Returns True when
+        all are acked; with `stall`, returns False as soon as no PUBACK came for `stall` seconds
+        while some were outstanding (back-pressure); False at timeout. Exceptions -> errors."""
+        deadline = time.monotonic() + timeout * SLOW
+        last_ack = time.monotonic()
+        try:
+            while True:
+                batch = []
+                while len(self.out) < self.window and self.next <= upto:
+                    seq = self.next
+                    pid = (seq - 1) % 65535 + 1
+                    topic, payload = self.make(seq)
+                    batch.append(publish_packet(topic, payload, 1, pid))
+                    self.out[pid] = seq
+                    self.next += 1
+                if batch:
+                    self.c.send(b"".join(batch))
+                if not self.out:
+                    return True
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                wait = min(deadline - now, 0.2)
+                p = self.c.read_packet(wait / SLOW)
+                if p is None:
+                    if stall is not None and time.monotonic() - last_ack >= stall:
+                        return False
+                    continue
+                if p.type != PUBACK or p.pid not in self.out:
+                    self.errors.append("unexpected %r" % p)
+                    continue
+                self.acked.append(self.out.pop(p.pid))
+                last_ack = time.monotonic()
+        except (Closed, OSError) as e:
+            self.errors.append("%s: %r" % (self.dev, e))
+            return False
+
+
+def run_streams(streams, upto, stall=None, timeout=60.0):
+    """QoS1Stream.run(upto) for every stream, one thread each. Returns the list of results."""
+    import threading
+    res = [None] * len(streams)
+
+    def one(i):
+        res[i] = streams[i].run(upto if not callable(upto) else upto(streams[i]), stall, timeout)
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(len(streams))]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    return res
 
 
 def run(main):
