@@ -132,7 +132,8 @@ def main(t):
         kinds = [recs[i][1].get("kind") for i in idx]
         on = [recs[i] for i in idx if recs[i][1].get("kind") == "online"]
         off = [recs[i] for i in idx if recs[i][1].get("kind") == "offline"]
-        t.check(len(on) == 1 and kinds[0] == "online", "%s: one online event, first" % dev, kinds[:3])
+        t.check(len(on) == 1 and kinds[0] == "online", "%s: one online event, first" % dev,
+                kinds[:3])
         t.check(len(off) == 1 and kinds[-1] == "offline", "%s: one offline event, last" % dev,
                 kinds[-3:])
         if on:
