@@ -31,7 +31,7 @@ def sensor_cmd(data):
 
 
 def main(t):
-    broker = g.Mosquitto()
+    broker = g.Mosquitto(extra_conf=cl.BROKER_CONF)
     meter = g.load_product(b.METER)
     meter["commands"] = {"offline": "queue", "ttl_ms": 10000}
     sensor = g.load_product(su.PRODUCT)
