@@ -94,6 +94,15 @@ def main(t):
             "not subscribed: send_failed", r and r[1])
     d3.stop()
 
+    # ---- a QoS 0 subscription (to everything under the device): the command at QoS 0 ----
+    d4 = cl.Device(gw, "t-004", subscribe=("#",), qos=0)
+    cloud.invoke("thermo", "t-004", "g-q0", "reboot", {"delay_s": 1})
+    got = d4.wait_command("g-q0")
+    t.check(got and got[0] == "/thermo/t-004/function/invoke" and got[2] == 0,
+            "a wildcard QoS 0 subscription gets the command at QoS 0", got)
+    t.check(cloud.reply("t-004", "g-q0"), "... and its reply completes it")
+    d4.stop()
+
     # ---- queue product: delivered when the device comes back ----
     cloud.invoke("thermq", "q-001", "q-1", "reboot", {"delay_s": 2})
     t.check(g.wait_until(lambda: gw.metric("commands_queued_total") - m0.get(

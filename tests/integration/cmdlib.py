@@ -136,12 +136,12 @@ def ok_reply(topic, d):
 
 
 class Device:
-    """A paho device on the gateway's MQTT listener, subscribed (QoS 1) to its command topics.
+    """A paho device on the gateway's MQTT listener, subscribed (QoS qos) to its command topics.
     Every command it gets is recorded as (topic, payload dict, qos); answer(topic, dict) returns
     the reply to publish on topic + "/reply" (QoS 1), or None for no reply."""
 
     def __init__(self, gw, dev, product="thermo", subscribe=("function/invoke", "properties/write"),
-                 answer=ok_reply, secret=None):
+                 answer=ok_reply, secret=None, qos=1):
         import paho.mqtt.client as mqtt
         self.dev, self.product = dev, product
         self.lock = threading.Lock()
@@ -156,7 +156,7 @@ class Device:
             if rc == 0:
                 nodelay(cl)
             if rc == 0 and self.topics:
-                cl.subscribe([(t, 1) for t in self.topics])
+                cl.subscribe([(t, qos) for t in self.topics])
             elif rc == 0:
                 self.subscribed.set()
 
