@@ -174,7 +174,7 @@ static char *dir_of(const char *path)
 }
 
 /* rel if absolute, else dir/rel. */
-static char *resolve(const char *dir, const char *rel)
+char *gw__config_resolve(const char *dir, const char *rel)
 {
     if (rel[0] == '/')
         return strdup(rel);
@@ -231,7 +231,7 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
     c->store.max_db_mb = s.max_db_mb;
     if (s.path && !*s.path)
         gw__config_err(x, c->file, "storage.path", "must not be empty");
-    else if (s.path && !(c->store.path = resolve(c->dir, s.path)))
+    else if (s.path && !(c->store.path = gw__config_resolve(c->dir, s.path)))
         gw__config_err(x, c->file, "storage.path", "out of memory");
     gw_cfg_free(storage_fields, &s);
 }
@@ -328,14 +328,15 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     }
     if (g.products_dir && !*g.products_dir)
         gw__config_err(x, c->file, "products_dir", "must not be empty");
-    else if (g.products_dir && (products = resolve(c->dir, g.products_dir)))
+    else if (g.products_dir && (products = gw__config_resolve(c->dir, g.products_dir)))
         products_ok = true;
     /* Without a readable products folder every device would be "unknown product". */
     if (products_ok)
         products_ok = gw__config_load_products(x, c, products, g.products_dir);
     if (g.devices_file && !*g.devices_file)
         gw__config_err(x, c->file, "devices_file", "must not be empty");
-    else if (g.devices_file && products_ok && (devices = resolve(c->dir, g.devices_file)))
+    else if (g.devices_file && products_ok &&
+             (devices = gw__config_resolve(c->dir, g.devices_file)))
         gw__config_load_devices(x, c, devices, g.devices_file);
     if (c->adapters)
         check_adapters(x, c);

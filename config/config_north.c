@@ -127,11 +127,22 @@ void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj)
                        "cert_file and key_file go together");
     if ((n->cert_file || n->tls_insecure) && !n->ca_file)
         gw__config_err(x, c->file, "north.ca_file", "TLS settings need ca_file");
-    const char *files[] = {n->ca_file, n->cert_file, n->key_file};
+    /* relative to the folder of gateway.json, like every path in it */
+    char **files[] = {&n->ca_file, &n->cert_file, &n->key_file};
     const char *fkeys[] = {"north.ca_file", "north.cert_file", "north.key_file"};
-    for (int i = 0; i < 3; i++)
-        if (files[i] && access(files[i], R_OK) != 0)
-            gw__config_err(x, c->file, fkeys[i], "cannot read \"%s\"", files[i]);
+    for (int i = 0; i < 3; i++) {
+        if (!*files[i])
+            continue;
+        char *abs = gw__config_resolve(c->dir, *files[i]);
+        if (!abs) {
+            gw__config_err(x, c->file, fkeys[i], "out of memory");
+            continue;
+        }
+        if (access(abs, R_OK) != 0)
+            gw__config_err(x, c->file, fkeys[i], "cannot read \"%s\"", abs);
+        free(*files[i]);
+        *files[i] = abs;
+    }
     if (n->reconnect_max_ms < n->reconnect_min_ms)
         gw__config_err(x, c->file, "north.reconnect_max_ms", "must be >= reconnect_min_ms (%u)",
                        n->reconnect_min_ms);

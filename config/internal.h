@@ -66,6 +66,9 @@ void gw__config_product_free(gw_product *p);
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);
 
+/* rel if absolute, else dir/rel (malloc'd; NULL on out of memory). */
+char *gw__config_resolve(const char *dir, const char *rel);
+
 /* The "north" section (config_north.c): defaults when obj is NULL. */
 void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj);
 void gw__config_north_free(gw_config *c);

@@ -76,6 +76,7 @@ gw_event *gw__cmd_reply_event(gw_commands *c, const gw_device *dev, gw_command_o
     snprintf(ev->msg_id, sizeof(ev->msg_id), "%s", msg_id);
     ev->payload = payload;
     ev->cmd_status = status;
+    ev->gateway_made = true; /* the device reply path (command_route.c) clears it */
     return ev;
 }
 

@@ -190,6 +190,7 @@ int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_
     if (!ev) {
         rc = GW_ENOMEM;
     } else {
+        ev->gateway_made = false;     /* the device's own reply */
         if (want_commit && !refuse) { /* acknowledged to the device once committed */
             gw_session_retain(s);
             ev->sess = s;

@@ -33,7 +33,8 @@ typedef struct gw__outbox {
     /* acknowledged ids from the north thread, under the store mutex */
     int64_t *fwd;
     size_t n_fwd, cap_fwd;
-    int64_t *taken; /* writer: ids being deleted by the current transaction */
+    int64_t fwd_done; /* atomic: acknowledged ids whose deletion has committed (running count) */
+    int64_t *taken;   /* writer: ids being deleted by the current transaction */
     size_t n_taken, cap_taken;
     int64_t deleted, dropped, trimmed; /* this transaction's counts, applied after COMMIT */
     int64_t new_first;                 /* oldest event id after this transaction's trim */

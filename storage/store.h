@@ -52,6 +52,8 @@ typedef struct gw_event {
      * also update the newest commands row of (device, msg_id) to cmd_status, with the reply
      * (payload) and the time. Static strings; NULL for everything else. */
     const char *cmd_op;
+    bool gateway_made; /* the gateway's own outcome (timeout, offline, read...): the device was not
+                          heard from, so its last_seen does not move */
     const char *cmd_status; /* "queued", "sent", "success", "failed", "timeout", "rejected",
                                "offline", "expired" */
 } gw_event;
@@ -89,7 +91,11 @@ void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *h
 
 /* Any thread: these event ids were acknowledged upstream. Never blocks on the database. */
 void gw_store_forwarded(gw_store *s, const int64_t *ids, size_t n);
-/* Called by the writer after each commit that added outbox rows (on the writer thread). */
+/* How many ids passed to gw_store_forwarded (a running count, in the order given) have had their
+ * outbox rows deleted by a committed transaction. */
+int64_t gw_store_forwarded_done(const gw_store *s);
+/* Called by the writer after each commit that added outbox rows or deleted forwarded ones (on
+ * the writer thread). */
 void gw_store_set_commit_hook(gw_store *s, void (*fn)(void *arg), void *arg);
 /* Unforwarded events (outbox rows), as the writer last counted them. */
 int64_t gw_store_outbox_rows(const gw_store *s);

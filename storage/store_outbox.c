@@ -149,7 +149,6 @@ void gw_store_forwarded(gw_store *s, const int64_t *ids, size_t n)
     o->n_fwd += n;
     wake = s->writer_waiting;
     pthread_mutex_unlock(&s->mu);
-    gw_metric_add(GW_M_NORTH_FORWARDED, (int64_t)n);
     if (wake)
         pthread_cond_signal(&s->cond);
 }
@@ -255,8 +254,13 @@ int gw__outbox_maintain(gw_store *s)
         int64_t used =
             (query_int(s->db, "PRAGMA page_count") - query_int(s->db, "PRAGMA freelist_count")) *
             query_int(s->db, "PRAGMA page_size");
-        if (used > (int64_t)sc->max_db_mb * 1048576) {
-            rc = trim(s, keep_below, TRIM_CHUNK, &n);
+        int64_t budget = (int64_t)sc->max_db_mb * 1048576;
+        if (used > budget) {
+            /* about as many of the oldest rows as the excess holds, at the average row size */
+            int64_t rows_now = o->last_id - o->first_id + 1;
+            int64_t per_row = rows_now > 0 ? used / rows_now : used;
+            int64_t want = per_row > 0 ? (used - budget) / per_row + 1 : 1;
+            rc = trim(s, keep_below, want < TRIM_CHUNK ? want : TRIM_CHUNK, &n);
             o->trimmed += n;
             if (!rc && n == 0) { /* only unforwarded events left */
                 o->db_full = true;
@@ -290,6 +294,11 @@ void gw__outbox_after(gw_store *s, bool committed)
         int64_t delta = o->added - o->deleted - o->dropped;
         int64_t rows = __atomic_add_fetch(&o->rows, delta, __ATOMIC_RELAXED);
         gw_metric_add(GW_M_NORTH_QUEUED, delta);
+        size_t done = o->n_taken; /* forwarded for good: the north thread may free their slots */
+        if (done) {
+            __atomic_add_fetch(&o->fwd_done, (int64_t)done, __ATOMIC_RELEASE);
+            gw_metric_add(GW_M_NORTH_FORWARDED, (int64_t)done);
+        }
         o->n_taken = 0;
         if (o->trimmed) {
             gw_metric_add(GW_M_STORE_RETAINED_DELETED, o->trimmed);
@@ -329,7 +338,7 @@ void gw__outbox_after(gw_store *s, bool committed)
                 __atomic_exchange_n(&s->full_seen, 0, __ATOMIC_ACQ_REL) && s->on_drain)
                 s->on_drain(s->drain_arg);
         }
-        if (o->added) { /* under the mutex: gw_store_set_commit_hook(NULL) waits for a call */
+        if (o->added || done) { /* under the mutex: set_commit_hook(NULL) waits for a call */
             pthread_mutex_lock(&s->mu);
             if (o->hook)
                 o->hook(o->hook_arg);
@@ -345,6 +354,11 @@ void gw_store_set_commit_hook(gw_store *s, void (*fn)(void *arg), void *arg)
     s->ob.hook = fn;
     s->ob.hook_arg = arg;
     pthread_mutex_unlock(&s->mu);
+}
+
+int64_t gw_store_forwarded_done(const gw_store *s)
+{
+    return __atomic_load_n(&s->ob.fwd_done, __ATOMIC_ACQUIRE);
 }
 
 int64_t gw_store_outbox_rows(const gw_store *s)

@@ -47,6 +47,7 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
     ev->token = 0;
     ev->status = 0;
     ev->cmd_op = ev->cmd_status = NULL;
+    ev->gateway_made = false;
     int64_t d = __atomic_add_fetch(&s->depth, 1, __ATOMIC_RELAXED);
     if (d >= s->max && !__atomic_load_n(&s->full_seen, __ATOMIC_RELAXED))
         __atomic_store_n(&s->full_seen, 1, __ATOMIC_RELAXED);
@@ -169,6 +170,8 @@ static int props_note(gw_store *s, uint32_t dev, const char *key, json_t *val, i
 
 static void touch(gw_store *s, const gw_event *ev)
 {
+    if (ev->gateway_made)
+        return;
     gw__dev_touch *t = &s->touch[ev->dev->index];
     if (!t->touched) {
         t->touched = 1;

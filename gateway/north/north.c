@@ -15,12 +15,13 @@
 
 #define TOPIC_CAP 1024
 
-/* Writer thread, after a commit that added outbox rows. */
+/* Writer thread, after a commit that added outbox rows or deleted forwarded ones (which frees
+ * window slots). uv_async_send coalesces: one wake-up however many commits. */
 static void on_commit(void *arg)
 {
     gw_north *n = arg;
-    if (!__atomic_exchange_n(&n->more, 1, __ATOMIC_ACQ_REL))
-        uv_async_send(&n->wake);
+    __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
+    uv_async_send(&n->wake);
 }
 
 static void close_handle(uv_handle_t *h)

@@ -2,7 +2,6 @@
  * templates) and its normalised JSON payload. Pure functions over caller buffers. */
 #include "north.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "../json_write.h"
@@ -97,6 +96,23 @@ size_t gw_north_topic(const gw_north_cfg *cfg, const char *kind, const char *pro
     return finish(&o);
 }
 
+/* Decimal text of v into buf (>= 21 bytes); returns its length. No printf on the hot path. */
+static size_t put_i64(char *buf, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    return len;
+}
+
 /* sep"key":"escaped value" (sep: "{" for the first member, "," after) */
 static void put_field(out *o, const char *sep, const char *key, const char *v)
 {
@@ -120,8 +136,8 @@ size_t gw_north_payload(const gw_outbox_row *row, char *buf, size_t cap)
     put_field(&o, "{", "device", row->device);
     put_field(&o, ",", "product", row->product);
     put_field(&o, ",", "kind", row->kind);
-    snprintf(num, sizeof(num), ",\"time\":%lld", (long long)row->ts);
-    puts_(&o, num);
+    puts_(&o, ",\"time\":");
+    put(&o, num, put_i64(num, row->ts));
     if (row->name)
         put_field(&o, ",", "name", row->name);
     if (row->msg_id)

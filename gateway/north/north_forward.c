@@ -3,7 +3,10 @@
  * lost link resends from the first unacknowledged event. */
 #include "north_internal.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "../log.h"
@@ -62,7 +65,7 @@ static int publish_row(void *arg, const gw_outbox_row *row)
         return 1; /* retried from the cursor */
     }
     uint32_t i = (n->win_head + n->win_n) % win_cap(n);
-    n->win[i] = (gw__north_slot){row->id, mid, false};
+    n->win[i] = (gw__north_slot){row->id, 0, mid, false};
     n->win_n++;
     n->cursor = row->id;
     gw_metric_inc(GW_M_NORTH_PUBLISHED);
@@ -70,8 +73,38 @@ static int publish_row(void *arg, const gw_outbox_row *row)
     return 0;
 }
 
+/* Frees the head slots whose PUBACK came and whose outbox deletion has committed. */
+static void slide(gw_north *n)
+{
+    uint32_t cap = win_cap(n);
+    int64_t done = gw_store_forwarded_done(n->store);
+    while (n->win_n && n->win[n->win_head].acked && n->win[n->win_head].handoff <= done) {
+        n->win_head = (n->win_head + 1) % cap;
+        n->win_n--;
+        if (n->ack_hint)
+            n->ack_hint--;
+        __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
+    }
+}
+
+/* The socket has TCP_NODELAY (a lone reply goes out at once); a burst of publishes is corked
+ * so that it leaves in full segments, and uncorked (sent) when the burst ends. */
+static void cork(gw_north *n, int on)
+{
+    int fd = n->link ? mosquitto_socket(n->link->mosq) : -1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
 void gw__north_pump(gw_north *n)
 {
+    bool corked = false;
+    gw__north_flush_acked(n);
+    slide(n);
+    if (n->up && n->link && n->win_n < win_cap(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE)) {
+        cork(n, 1);
+        corked = true;
+    }
     while (n->up && n->link && n->win_n < win_cap(n) &&
            __atomic_exchange_n(&n->more, 0, __ATOMIC_ACQ_REL)) {
         size_t room = win_cap(n) - n->win_n;
@@ -85,6 +118,8 @@ void gw__north_pump(gw_north *n)
         if ((size_t)got >= room || n->win_n >= win_cap(n) || !n->up)
             __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* more may be waiting */
     }
+    if (corked)
+        cork(n, 0);
     gw__north_flush_acked(n);
     if (n->link)
         gw__north_link_update(n);
@@ -93,20 +128,19 @@ void gw__north_pump(gw_north *n)
 void gw__north_on_puback(gw_north *n, int mid)
 {
     uint32_t cap = win_cap(n);
-    for (uint32_t k = 0; k < n->win_n; k++) {
+    /* brokers acknowledge in order: start after the last match and wrap */
+    uint32_t from = n->ack_hint < n->win_n ? n->ack_hint : 0;
+    for (uint32_t j = 0; j < n->win_n; j++) {
+        uint32_t k = (from + j) % n->win_n;
         gw__north_slot *s = &n->win[(n->win_head + k) % cap];
         if (s->mid != mid || s->acked)
             continue;
+        n->ack_hint = k + 1;
         s->acked = true;
         n->acked[n->n_acked++] = s->id;
+        s->handoff = n->handed + (int64_t)n->n_acked;
         gw_metric_add(GW_M_NORTH_INFLIGHT, -1);
         break;
-    }
-    /* the window slides over the acknowledged head: it bounds what is out of order */
-    while (n->win_n && n->win[n->win_head].acked) {
-        n->win_head = (n->win_head + 1) % cap;
-        n->win_n--;
-        __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
     }
 }
 
@@ -115,6 +149,7 @@ void gw__north_flush_acked(gw_north *n)
     if (!n->n_acked)
         return;
     gw_store_forwarded(n->store, n->acked, n->n_acked);
+    n->handed += (int64_t)n->n_acked;
     n->n_acked = 0;
 }
 
@@ -133,7 +168,7 @@ void gw__north_reset_window(gw_north *n)
     /* everything below the first unacknowledged one was acknowledged (its outbox row goes) */
     if (first_unacked)
         n->cursor = first_unacked - 1;
-    n->win_head = n->win_n = 0;
+    n->win_head = n->win_n = n->ack_hint = 0;
     gw__north_flush_acked(n);
     __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
 }

@@ -22,9 +22,12 @@ typedef struct gw__north_link {
     int events; /* UV_READABLE | UV_WRITABLE currently asked for */
 } gw__north_link;
 
+/* A window slot stays taken from the publish until the outbox row's deletion has committed, so
+ * that "in flight" (what a crash may send twice) is bounded by the window. */
 typedef struct gw__north_slot {
-    int64_t id; /* event id */
-    int mid;    /* libmosquitto message id */
+    int64_t id;      /* event id */
+    int64_t handoff; /* acked: its position in the ids handed to the store (running count) */
+    int mid;         /* libmosquitto message id */
     bool acked;
 } gw__north_slot;
 
@@ -55,9 +58,11 @@ struct gw_north {
     /* forwarding window: publishes in id order awaiting PUBACK (ring) */
     gw__north_slot *win;
     uint32_t win_head, win_n;
-    int64_t cursor; /* highest event id published on this connection (or acked before it) */
-    int64_t *acked; /* acknowledged ids not yet handed to the store */
+    uint32_t ack_hint; /* window position after the last PUBACK matched */
+    int64_t cursor;    /* highest event id published on this connection (or acked before it) */
+    int64_t *acked;    /* acknowledged ids not yet handed to the store */
     size_t n_acked;
+    int64_t handed; /* ids handed to the store so far (running count) */
     char *topic, *payload;
     size_t payload_cap;
 };
