@@ -40,6 +40,7 @@ static void on_wake(uv_async_t *h)
         close_handle((uv_handle_t *)&n->misc);
         close_handle((uv_handle_t *)&n->tick);
         close_handle((uv_handle_t *)&n->retry);
+        close_handle((uv_handle_t *)&n->hold);
         return;
     }
     gw__north_pump(n);
@@ -115,7 +116,8 @@ int gw_north_create(gw_north **out, const gw_config *cfg, gw_runtime *rt, gw_sto
     uv_timer_init(&n->loop, &n->misc);
     uv_timer_init(&n->loop, &n->tick);
     uv_timer_init(&n->loop, &n->retry);
-    n->wake.data = n->misc.data = n->tick.data = n->retry.data = n;
+    uv_timer_init(&n->loop, &n->hold);
+    n->wake.data = n->misc.data = n->tick.data = n->retry.data = n->hold.data = n;
     gw_store_set_commit_hook(store, on_commit, n);
     *out = n;
     return 0;
@@ -157,6 +159,7 @@ void gw_north_free(gw_north *n)
             close_handle((uv_handle_t *)&n->misc);
             close_handle((uv_handle_t *)&n->tick);
             close_handle((uv_handle_t *)&n->retry);
+            close_handle((uv_handle_t *)&n->hold);
         }
         uv_run(&n->loop, UV_RUN_DEFAULT);
         uv_loop_close(&n->loop);

@@ -20,6 +20,7 @@ typedef struct gw__north_link {
     uv_poll_t poll;
     bool polling;
     int events; /* UV_READABLE | UV_WRITABLE currently asked for */
+    bool held;  /* not reading: the store queue is full */
 } gw__north_link;
 
 /* A window slot stays taken from the publish until the outbox row's deletion has committed, so
@@ -46,8 +47,9 @@ struct gw_north {
     uv_timer_t misc; /* keep-alive (mosquitto_loop_misc), 1 s */
     uv_timer_t tick; /* command timeouts, 50 ms */
     uv_timer_t retry;
-    int stop; /* atomic: main asked to stop */
-    int more; /* atomic: the writer committed outbox rows since the last read */
+    uv_timer_t hold; /* re-checks a full store queue (commands paused) */
+    int stop;        /* atomic: main asked to stop */
+    int more;        /* atomic: the writer committed outbox rows since the last read */
 
     gw__north_link *link; /* current attempt, NULL while waiting to retry */
     bool up;              /* CONNACK accepted */

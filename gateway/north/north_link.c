@@ -42,13 +42,41 @@ static void on_retry(uv_timer_t *t)
 
 static void on_poll(uv_poll_t *p, int status, int events);
 
+/* Commands create events: while the store queue is at queue_max the socket is not read (the
+ * broker keeps the commands; the writer drains the queue without the north thread), re-checked
+ * every 5 ms. */
+static bool store_busy(gw_north *n)
+{
+    return gw_store_depth(n->store) >= (int64_t)n->cfg->store.queue_max;
+}
+
+static void on_hold(uv_timer_t *t)
+{
+    gw_north *n = t->data;
+    if (n->link)
+        gw__north_link_update(n);
+}
+
 static void set_events(gw__north_link *l)
 {
-    int want = UV_READABLE | (mosquitto_want_write(l->mosq) ? UV_WRITABLE : 0);
+    gw_north *n = l->n;
+    bool busy = n->commands && store_busy(n);
+    int want = (busy ? 0 : UV_READABLE) | (mosquitto_want_write(l->mosq) ? UV_WRITABLE : 0);
+    if (busy) {
+        if (!l->held)
+            gw_metric_inc(GW_M_STORE_BACKPRESSURE);
+        l->held = true;
+        uv_timer_start(&n->hold, on_hold, 5, 0);
+    } else {
+        l->held = false;
+    }
     if (!l->polling || want == l->events)
         return;
     l->events = want;
-    uv_poll_start(&l->poll, want, on_poll);
+    if (want)
+        uv_poll_start(&l->poll, want, on_poll);
+    else
+        uv_poll_stop(&l->poll);
 }
 
 void gw__north_link_update(gw_north *n)
