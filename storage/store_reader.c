@@ -24,6 +24,8 @@ int gw_store_reader_open(gw_store_reader **out, const gw_config *cfg, gw_error *
     if (rc != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(r->db, 5000);
+    /* it reads the newest rows (the outbox's head) and a device's property_state: a small cache */
+    sqlite3_exec(r->db, "PRAGMA cache_size=-1024", NULL, NULL, NULL);
     if (sqlite3_prepare_v3(r->db,
                            "SELECT e.id, e.ts, e.device, e.product, e.kind, e.name, e.msg_id,"
                            " e.payload FROM outbox o JOIN events e ON e.id = o.event_id"
