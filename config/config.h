@@ -38,6 +38,17 @@ typedef struct gw_store_cfg {
     uint32_t max_db_mb;     /* disk budget of the database (used pages); 0: none */
 } gw_store_cfg;
 
+/* Per-source-address limits ("limits" in gateway.json); 0 disables each. */
+typedef struct gw_limits_cfg {
+    uint32_t max_connections_per_source;
+    uint32_t connect_rate_per_source;  /* new connections per second, sustained */
+    uint32_t connect_burst_per_source; /* ... and in a burst */
+    uint32_t auth_failures_per_source; /* failed logins before a back-off */
+    uint32_t auth_backoff_ms;          /* the first back-off; doubled per further failure */
+    uint32_t auth_backoff_max_ms;
+    uint32_t sources_max; /* sources tracked at once (the table's size) */
+} gw_limits_cfg;
+
 /* What happens when unforwarded events alone fill the outbox budget. */
 typedef enum gw_outbox_policy {
     GW_OUTBOX_BACKPRESSURE, /* stop acknowledging and reading from devices (default) */
@@ -83,6 +94,7 @@ typedef struct gw_config {
     bool admin_enabled;
     gw_store_cfg store;
     gw_north_cfg north;
+    gw_limits_cfg limits;
     json_t *adapters; /* object: adapter name -> its section, checked by the adapter's cfg_fields */
     gw_product *products;
     size_t n_products;

@@ -96,6 +96,7 @@ typedef struct gw_gateway_file {
     json_t *admin;
     json_t *storage;
     json_t *north;
+    json_t *limits;
     json_t *adapters;
 } gw_gateway_file;
 
@@ -131,6 +132,7 @@ static const gw_cfg_field gateway_fields[] = {
     GF("admin", GW_CFG_JSON, admin, 0, 0, NULL),
     GF("storage", GW_CFG_JSON, storage, 0, 0, NULL),
     GF("north", GW_CFG_JSON, north, 0, 0, NULL),
+    GF("limits", GW_CFG_JSON, limits, 0, 0, NULL),
     GF("adapters", GW_CFG_JSON, adapters, 0, 0, NULL),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
@@ -236,6 +238,40 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
     gw_cfg_free(storage_fields, &s);
 }
 
+#define LF(name, field, lo, hi)                                                                    \
+    {                                                                                              \
+        name, GW_CFG_UINT32, offsetof(gw_limits_cfg, field), lo, hi, NULL, false                   \
+    }
+static const gw_cfg_field limits_fields[] = {
+    LF("max_connections_per_source", max_connections_per_source, 0, 10000000),
+    LF("connect_rate_per_source", connect_rate_per_source, 0, 1000000),
+    LF("connect_burst_per_source", connect_burst_per_source, 0, 1000000),
+    LF("auth_failures_per_source", auth_failures_per_source, 0, 1000000),
+    LF("auth_backoff_ms", auth_backoff_ms, 1, 86400000),
+    LF("auth_backoff_max_ms", auth_backoff_max_ms, 1, 86400000),
+    LF("sources_max", sources_max, 64, 16777216),
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+/* Per-source limits: every one off unless configured (tests and benchmarks open thousands of
+ * connections from 127.0.0.1); the shipped gateway.json turns them on. */
+static void load_limits(gw__config_ctx *x, gw_config *c, const json_t *obj)
+{
+    c->limits = (gw_limits_cfg){
+        .auth_backoff_ms = 1000, .auth_backoff_max_ms = 60000, .sources_max = 65536};
+    x->errors += gw_cfg_parse(limits_fields, obj, &c->limits, c->file, "limits", x->diag);
+    if (c->limits.connect_rate_per_source && !c->limits.connect_burst_per_source)
+        c->limits.connect_burst_per_source = c->limits.connect_rate_per_source;
+    if (c->limits.connect_burst_per_source &&
+        c->limits.connect_burst_per_source < c->limits.connect_rate_per_source)
+        gw__config_err(x, c->file, "limits.connect_burst_per_source",
+                       "must be >= connect_rate_per_source (%u)",
+                       c->limits.connect_rate_per_source);
+    if (c->limits.auth_backoff_max_ms < c->limits.auth_backoff_ms)
+        gw__config_err(x, c->file, "limits.auth_backoff_max_ms", "must be >= auth_backoff_ms (%u)",
+                       c->limits.auth_backoff_ms);
+}
+
 static void load_adapters(gw__config_ctx *x, gw_config *c, json_t *obj)
 {
     const char *key;
@@ -319,6 +355,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     load_admin(x, c, g.admin);
     load_storage(x, c, g.storage);
     gw__config_load_north(x, c, g.north);
+    load_limits(x, c, g.limits);
     load_adapters(x, c, g.adapters);
 
     c->index = calloc(1, sizeof(gw__config_index));

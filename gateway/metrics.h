@@ -13,6 +13,13 @@
     X(GW_M_CONN_ACCEPTED, "connections_accepted_total", "TCP connections accepted")                \
     X(GW_M_CONN_ACTIVE, "connections_active", "open device connections (gauge)")                   \
     X(GW_M_CONN_REFUSED, "connections_refused_total", "connections refused over max_connections")  \
+    X(GW_M_LIMITED_PER_SOURCE, "connections_limited_total{reason=\"per_source\"}",                 \
+      "connections refused by a per-source limit")                                                 \
+    X(GW_M_LIMITED_RATE, "connections_limited_total{reason=\"connect_rate\"}", NULL)               \
+    X(GW_M_LIMITED_BACKOFF, "connections_limited_total{reason=\"auth_backoff\"}", NULL)            \
+    X(GW_M_LIMITED_TABLE_FULL, "connections_limited_total{reason=\"source_table_full\"}", NULL)    \
+    X(GW_M_AUTH_BACKOFFS, "auth_backoffs_total",                                                   \
+      "sources put in (or kept in) an authentication back-off")                                    \
     X(GW_M_MSG_RECEIVED, "messages_received_total", "device messages received")                    \
     X(GW_M_MSG_ACCEPTED, "messages_accepted_total", "device messages validated and queued")        \
     X(GW_M_EV_COMMITTED, "events_committed_total", "events committed to SQLite")                   \

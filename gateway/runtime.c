@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "limits.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -207,7 +208,7 @@ int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, g
     rt->loops = gw_calloc(GW_AREA_RUNTIME, rt->n_loops, sizeof(gw_loop));
     rt->slots =
         gw_calloc(GW_AREA_RUNTIME, cfg->n_devices ? cfg->n_devices : 1, sizeof(gw_session *));
-    if (!rt->loops || !rt->slots) {
+    if (!rt->loops || !rt->slots || gw_limits_create(&rt->limits, &cfg->limits) != 0) {
         gw_runtime_free(rt);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     }
@@ -406,5 +407,6 @@ void gw_runtime_free(gw_runtime *rt)
             rt->adapters[i].ops->uninit(&rt->adapters[i]);
     gw_free(GW_AREA_RUNTIME, rt->loops);
     gw_free(GW_AREA_RUNTIME, rt->slots);
+    gw_limits_free(rt->limits);
     gw_free(GW_AREA_RUNTIME, rt);
 }

@@ -58,6 +58,7 @@ struct gw_runtime {
     unsigned n_adapters;
     gw_session **slots;           /* per device: its current session (under a stripe lock) */
     struct gw_commands *commands; /* downstream command table; NULL when north is disabled */
+    struct gw_limits *limits;     /* per-source limits; NULL when none is configured */
     pthread_mutex_t stripes[GW_DEVICE_STRIPES];
     pthread_mutex_t listeners_mu;
     char listeners[1024]; /* "listener adapter=.. address=.. port=..\n" lines for --ready-fd */

@@ -89,6 +89,7 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     }
     const gw_device *dev = gw_config_device_n(cfg, cn.client_id.p, cn.client_id.len);
     if (!dev) {
+        gw_stream_auth_failed(&c->s);
         refuse(c, 5, GW_M_MQTT_AUTH_UNKNOWN, "unknown_device", cn.client_id.p, cn.client_id.len);
         return -1;
     }
@@ -96,9 +97,11 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     if (!cn.has_username || !cn.has_password || cn.username.len != strlen(pid) ||
         memcmp(cn.username.p, pid, cn.username.len) != 0 ||
         !gw_secret_equal(dev->secret, cn.password, cn.password_len)) {
+        gw_stream_auth_failed(&c->s);
         refuse(c, 4, GW_M_MQTT_AUTH_BAD_CRED, "bad_credentials", cn.client_id.p, cn.client_id.len);
         return -1;
     }
+    gw_stream_auth_ok(&c->s);
     c->s.base.dev = dev;
     c->prefix_len = (uint8_t)(1 + strlen(pid) + 1 + strlen(dev->id) + 1);
     if (cn.has_will) {

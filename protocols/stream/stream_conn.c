@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../gateway/alloc.h"
+#include "../../gateway/limits.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/metrics.h"
 #include "stream_internal.h"
@@ -460,6 +461,8 @@ static void on_closed(uv_handle_t *h)
         c->in_list = false;
     }
     gw_metric_add(GW_M_CONN_ACTIVE, -1);
+    if (c->admitted)
+        gw_limits_release(sl->loop->rt->limits, &c->src.sa);
     gw_session_release(&c->base);
 }
 
@@ -477,6 +480,32 @@ void gw_stream_close(gw_stream_conn *c, const char *reason, bool will)
     if (c->out_len)
         gw_stream_flush(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* A refused connection is logged at most once a second per loop (a flood must not flood the log);
+ * every one is counted. */
+static void limited_log(gw_stream_conn *c, gw_limit_verdict v)
+{
+    uint64_t now = uv_now(&c->sl->loop->uv);
+    if (now - c->sl->last_limit_log < 1000 && c->sl->last_limit_log)
+        return;
+    c->sl->last_limit_log = now;
+    GW_STREAM_LOG(GW_LOG_WARN, c, "connection refused by a per-source limit", "reason=%s",
+                  gw_limit_reason(v));
+}
+
+void gw_stream_auth_failed(gw_stream_conn *c)
+{
+    gw_limits *lim = c->sl->loop->rt->limits;
+    if (lim && c->admitted)
+        gw_limits_auth_failed(lim, &c->src.sa, uv_hrtime() / 1000000);
+}
+
+void gw_stream_auth_ok(gw_stream_conn *c)
+{
+    gw_limits *lim = c->sl->loop->rt->limits;
+    if (lim && c->admitted)
+        gw_limits_auth_ok(lim, &c->src.sa);
 }
 
 void gw__stream_on_connection(uv_stream_t *server, int status)
@@ -507,6 +536,18 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
         c->state = GW_STREAM_CLOSING;
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;
+    }
+    gw_limits *lim = sl->loop->rt->limits;
+    int slen = sizeof(c->src);
+    if (lim && uv_tcp_getpeername(&c->tcp, &c->src.sa, &slen) == 0) {
+        gw_limit_verdict v = gw_limits_admit(lim, &c->src.sa, uv_hrtime() / 1000000);
+        if (v != GW_LIMIT_OK) {
+            limited_log(c, v);
+            c->state = GW_STREAM_CLOSING;
+            uv_close((uv_handle_t *)&c->tcp, on_closed);
+            return;
+        }
+        c->admitted = true;
     }
     gw_metric_inc(GW_M_CONN_ACCEPTED);
     uv_tcp_nodelay(&c->tcp, 1);

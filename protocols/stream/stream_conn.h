@@ -66,8 +66,9 @@ struct gw_stream_loop {
     gw_stream_server *servers;
     size_t n_servers;
     uv_timer_t sweep;
-    gw_stream_conn *conns;  /* every connection on this loop (doubly linked) */
-    gw_stream_conn *paused; /* stopped for back-pressure (singly linked via pnext) */
+    gw_stream_conn *conns;   /* every connection on this loop (doubly linked) */
+    gw_stream_conn *paused;  /* stopped for back-pressure (singly linked via pnext) */
+    uint64_t last_limit_log; /* uv_now of the last "refused by a per-source limit" line */
     bool stopping;
 };
 
@@ -85,6 +86,12 @@ struct gw_stream_conn {
     uint8_t *ackb;                              /* byte acks queued behind the ring's entries */
     uint32_t ackb_head, ackb_len, ackb_cap;
     uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } src;             /* the peer, as admitted by the per-source limits (released at close) */
+    bool admitted;     /* counted in the per-source limits */
     uint32_t listener; /* index of the listener that accepted it */
     uint8_t state;     /* GW_STREAM_* */
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
@@ -147,6 +154,10 @@ int gw_stream_ack_push(gw_stream_conn *c, uint32_t entry, bool ready, uint32_t *
 int gw_stream_ack_push_bytes(gw_stream_conn *c, const uint8_t *p, size_t n, bool ready,
                              uint32_t *seq);
 void gw_stream_ack_ready(gw_stream_conn *c, uint32_t seq);
+
+/* Authentication outcome of this connection's source, for the per-source back-off. */
+void gw_stream_auth_failed(gw_stream_conn *c);
+void gw_stream_auth_ok(gw_stream_conn *c);
 
 /* "127.0.0.1:5501". */
 void gw_stream_peer(const gw_stream_conn *c, char *buf, size_t cap);

@@ -78,6 +78,7 @@ static void login_failed(gw__tcp_conn *c, const gw_thing_msg *m, gw_metric metri
 {
     char q[96];
     gw_metric_inc(metric);
+    gw_stream_auth_failed(&c->s);
     LOG(GW_LOG_WARN, c, "login refused; closing", "reason=%s device=%s", why,
         gw_log_quote(q, sizeof(q), m->device_id));
     if (m->kind == GW_MSG_LOGIN && ack_now(c, m, -1) != 0)
@@ -107,6 +108,7 @@ static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *f
         login_failed(c, m, GW_M_TCP_LOGIN_SECRET, "bad_secret");
         return -1;
     }
+    gw_stream_auth_ok(&c->s);
     c->s.state = GW_STREAM_OPEN;
     refresh_deadline(c);
     if (gw_session_online(&c->s.base, dev, "tcp") > 0) {
