@@ -499,10 +499,12 @@ static void parse_functions(prod_ctx *pc, const json_t *arr, gw_product *p)
 
 typedef struct auth_file {
     int mode;
+    bool coap_query_token;
 } auth_file;
 static const char *const auth_modes[] = {"device-secret", NULL};
 static const gw_cfg_field auth_fields[] = {
     {"mode", GW_CFG_ENUM, offsetof(auth_file, mode), 0, 0, auth_modes, true},
+    {"coap_query_token", GW_CFG_BOOL, offsetof(auth_file, coap_query_token), 0, 0, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -563,9 +565,11 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
     if ((v = json_object_get(root, "description")) && !json_is_string(v))
         err(pc, "description", "must be a string");
     parse_protocol(pc, c, json_object_get(root, "protocol"), p);
+    p->coap_query_token = true;
     if ((v = json_object_get(root, "auth"))) {
-        auth_file a = {0};
+        auth_file a = {0, true};
         pc->x->errors += gw_cfg_parse(auth_fields, v, &a, pc->file, "auth", pc->x->diag);
+        p->coap_query_token = a.coap_query_token;
         gw_cfg_free(auth_fields, &a);
     }
     if ((v = json_object_get(root, "idle_timeout_ms")) &&

@@ -8,6 +8,37 @@
 
 #include "reject.h"
 
+/* The CoAP adapter's counters (README "CoAP device contract"). */
+#define GW_COAP_METRICS(X)                                                                         \
+    X(GW_M_COAP_DATAGRAMS, "coap_datagrams_total", "CoAP datagrams received")                      \
+    X(GW_M_COAP_REQUESTS, "coap_requests_total", "CoAP requests received (duplicates included)")   \
+    X(GW_M_COAP_MALFORMED, "coap_dropped_total{reason=\"malformed\"}", NULL)                       \
+    X(GW_M_COAP_DEDUP, "coap_dedup_hits_total", "retransmitted requests answered from the cache")  \
+    X(GW_M_COAP_BLOCK_REFUSED, "coap_block_refused_total", "payloads refused with 4.13")           \
+    X(GW_M_COAP_SEPARATE, "coap_separate_responses_total", "answers sent after an empty ACK")      \
+    X(GW_M_COAP_BUSY, "coap_busy_total", "requests answered 5.03 (store queue full)")              \
+    X(GW_M_COAP_AUTH_BAD, "coap_auth_failures_total{reason=\"bad_token\"}", NULL)                  \
+    X(GW_M_COAP_AUTH_UNKNOWN, "coap_auth_failures_total{reason=\"unknown_device\"}", NULL)         \
+    X(GW_M_COAP_OBSERVERS, "coap_observers", "devices observing function/invoke (gauge)")          \
+    X(GW_M_COAP_OBSERVERS_DROPPED, "coap_observers_dropped_total",                                 \
+      "observers dropped (no ACK or RST)")                                                         \
+    X(GW_M_COAP_NOTIFICATIONS, "coap_notifications_total", "command notifications sent")           \
+    X(GW_M_COAP_IDLE, "coap_idle_timeouts_total", "CoAP sessions ended by the idle timeout")       \
+    X(GW_M_COAP_TAKEOVER, "coap_takeovers_total", "CoAP sessions moved to another loop")           \
+    X(GW_M_COAP_R_204, "coap_responses_total{code=\"2.04\"}", NULL)                                \
+    X(GW_M_COAP_R_205, "coap_responses_total{code=\"2.05\"}", NULL)                                \
+    X(GW_M_COAP_R_231, "coap_responses_total{code=\"2.31\"}", NULL)                                \
+    X(GW_M_COAP_R_400, "coap_responses_total{code=\"4.00\"}", NULL)                                \
+    X(GW_M_COAP_R_401, "coap_responses_total{code=\"4.01\"}", NULL)                                \
+    X(GW_M_COAP_R_402, "coap_responses_total{code=\"4.02\"}", NULL)                                \
+    X(GW_M_COAP_R_404, "coap_responses_total{code=\"4.04\"}", NULL)                                \
+    X(GW_M_COAP_R_405, "coap_responses_total{code=\"4.05\"}", NULL)                                \
+    X(GW_M_COAP_R_408, "coap_responses_total{code=\"4.08\"}", NULL)                                \
+    X(GW_M_COAP_R_413, "coap_responses_total{code=\"4.13\"}", NULL)                                \
+    X(GW_M_COAP_R_415, "coap_responses_total{code=\"4.15\"}", NULL)                                \
+    X(GW_M_COAP_R_500, "coap_responses_total{code=\"5.00\"}", NULL)                                \
+    X(GW_M_COAP_R_503, "coap_responses_total{code=\"5.03\"}", NULL)
+
 /* Plain counters and gauges: X(enum, "prometheus name without iotgw_", "help") */
 #define GW_METRICS(X)                                                                              \
     X(GW_M_CONN_ACCEPTED, "connections_accepted_total", "TCP connections accepted")                \
@@ -87,7 +118,8 @@
     X(GW_M_CMD_EXPIRED, "commands_expired_total", "queued commands whose TTL ran out")             \
     X(GW_M_CMD_TIMEOUT, "commands_timeouts_total", "commands with no reply in timeout_ms")         \
     X(GW_M_CMD_LATE, "commands_late_replies_total", "replies matching no pending command")         \
-    X(GW_M_CMD_PENDING, "commands_pending", "commands awaiting a reply or a session (gauge)")
+    X(GW_M_CMD_PENDING, "commands_pending", "commands awaiting a reply or a session (gauge)")      \
+    GW_COAP_METRICS(X)
 
 /* MQTT protocol errors, one labelled counter each: X(enum, "label") */
 #define GW_MQTT_ERRORS(X)                                                                          \

@@ -13,6 +13,9 @@
 #ifdef GW_ADAPTER_UDP
 #include "../protocols/udp/udp.h"
 #endif
+#ifdef GW_ADAPTER_COAP
+#include "../protocols/coap/coap.h"
+#endif
 #ifdef GW_CODEC_JSON
 #include "../codecs/json/codec_json.h"
 #endif
@@ -29,6 +32,9 @@ static const gw_adapter_ops *const adapters[] = {
 #endif
 #ifdef GW_ADAPTER_UDP
     &gw_adapter_udp_ops,
+#endif
+#ifdef GW_ADAPTER_COAP
+    &gw_adapter_coap_ops,
 #endif
     NULL,
 };

@@ -2,6 +2,7 @@
  * function and write replies) into thing messages and encodes downstream commands. Checks the
  * envelope only; the thing model checks the values (gw_tm_check_*), so the two stay separate. */
 #include "codec_json.h"
+#include "json_map.h"
 #include "../../gateway/command.h"
 #include "../../gateway/json_write.h"
 
@@ -219,11 +220,48 @@ fail:
     return rc;
 }
 
+/* A product with a "json" section: the device's own document, read through the map. */
+static int decode_mapped(const gw__json_map *m, const gw_decode_hint *hint, const uint8_t *buf,
+                         size_t len, gw_thing_msg *out, gw_reject *rej)
+{
+    json_error_t jerr;
+    memset(out, 0, sizeof(*out));
+    out->kind = hint->kind;
+    if (hint->kind == GW_MSG_EVENT)
+        snprintf(out->name, sizeof(out->name), "%s", hint->name);
+    json_t *doc =
+        json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!doc)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "JSON syntax error at %d:%d: %s",
+                             jerr.line, jerr.column, jerr.text);
+    int rc = gw__json_map_apply(m, hint->kind, hint->name, doc, out, rej);
+    json_decref(doc);
+    return rc;
+}
+
 static int json_decode(const gw_product *p, const gw_decode_hint *hint, const uint8_t *buf,
                        size_t len, gw_thing_msg *out, gw_reject *rej)
 {
-    (void)p;
+    const gw__json_map *m = p ? p->codec_state : NULL;
+    if (hint && gw__json_map_covers(m, hint->kind, hint->name))
+        return decode_mapped(m, hint, buf, len, out, rej);
     return decode(hint, buf, len, out, rej); /* gw_reject_set keeps details valid UTF-8 */
+}
+
+static const char *const json_product_keys[] = {"json", NULL};
+
+static int json_init(gw_product *p, gw_error *err)
+{
+    gw__json_map *m = NULL;
+    int rc = gw__json_map_load(p, p->raw ? json_object_get(p->raw, "json") : NULL, &m, err);
+    p->codec_state = m;
+    return rc;
+}
+
+static void json_uninit(gw_product *p)
+{
+    gw__json_map_free(p->codec_state);
+    p->codec_state = NULL;
 }
 
 /* {"messageId":..,"function":..,"inputs":{..}} or {"messageId":..,"properties":{..}}: the
@@ -266,9 +304,9 @@ static int json_encode_command(const gw_product *p, const gw_command *c, const c
 const gw_codec_ops gw_codec_json_ops = {
     .abi = GW_CODEC_ABI,
     .name = "json",
-    .product_keys = NULL,
-    .init = NULL,
-    .uninit = NULL,
+    .product_keys = json_product_keys,
+    .init = json_init,
+    .uninit = json_uninit,
     .decode = json_decode,
     .encode_command = json_encode_command,
 };

@@ -197,10 +197,56 @@ static void run(gw_msg_kind kind, const char *name, const uint8_t *data, size_t 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The same thing model read through a "json" map (codecs/json/json_map.c): nested paths,
+ * indexes, quoted names, scale/offset onto int and float, timestamp in seconds, message id. */
+static gw_product mapped;
+
+static void mapped_init(void)
+{
+    static const char *section =
+        "{\"properties\": {\"temperature\": {\"path\": \"$.d.t\", \"scale\": 0.1, "
+        "\"add\": -40}, \"level\": {\"path\": \"$.d['lv']\", \"scale\": 2}, \"ratio\": "
+        "\"$.r[1][0]\", \"pos\": \"$.pos\", \"list\": \"$.l\"}, \"events\": {\"overheat\": "
+        "{\"t\": \"$.a.t\"}}, \"timestamp\": {\"path\": \"$.ts\", \"unit\": \"s\"}, "
+        "\"message_id\": \"$.id\"}";
+    gw_error err = {0, ""};
+    mapped = product;
+    mapped.raw = json_pack("{s:o}", "json", json_loads(section, 0, NULL));
+    if (!mapped.raw || gw_codec_json_ops.init(&mapped, &err) != 0 || !mapped.codec_state)
+        abort();
+}
+
+static void run_mapped(gw_msg_kind kind, const char *name, const uint8_t *data, size_t size)
+{
+    gw_decode_hint hint = {kind, name};
+    gw_thing_msg msg;
+    gw_reject rej = {0};
+    json_t *out = NULL;
+    int rc = gw_codec_json_ops.decode(&mapped, &hint, data, size, &msg, &rej);
+    if (rc != 0) {
+        check_rc(rc, &rej, NULL);
+        if (msg.values)
+            abort();
+        return;
+    }
+    if (!json_is_object(msg.values) || memchr(msg.msg_id, 0, sizeof(msg.msg_id)) == NULL ||
+        msg.timestamp_ms < 0)
+        abort();
+    rc = kind == GW_MSG_EVENT ? gw_tm_check_event(&mapped, name, msg.values, &out, &rej)
+                              : gw_tm_check_report(&mapped, msg.values, &out, &rej);
+    check_rc(rc, &rej, rc ? out : NULL);
+    json_decref(out);
+    gw_thing_msg_clear(&msg);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (!mapped.codec_state)
+        mapped_init();
     run(GW_MSG_PROPERTY_REPORT, NULL, data, size);
     run(GW_MSG_EVENT, "overheat", data, size);
     run(GW_MSG_FUNCTION_REPLY, NULL, data, size);
+    run_mapped(GW_MSG_PROPERTY_REPORT, NULL, data, size);
+    run_mapped(GW_MSG_EVENT, "overheat", data, size);
     return 0;
 }

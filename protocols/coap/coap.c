@@ -1,0 +1,241 @@
+/* coap.c: the CoAP adapter's ops table: its config section, one SO_REUSEPORT UDP socket per
+ * listener on every loop (each peer's datagrams stay on one loop), the loop's tick timer
+ * (retransmissions, piggyback windows, ?wait, idle sweep), back-pressure and shutdown. */
+#include "coap_internal.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../gateway/alloc.h"
+#include "../../gateway/listen.h"
+#include "../../gateway/log.h"
+#include "coap.h"
+
+#define COAP_OUT_CAP 65536
+
+static const gw_cfg_field coap_fields[] = {
+    {"listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, listeners), 0, 0, NULL, false},
+    {"dtls_listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, dtls_listeners), 0, 0, NULL, false},
+    {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__coap_cfg, idle_timeout_ms), 100, 86400000, NULL,
+     false},
+    {"max_block_bytes", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_block_bytes), 16, 16777216, NULL,
+     false},
+    {"max_block_total", GW_CFG_INT64, offsetof(gw__coap_cfg, max_block_total), 16, 1LL << 40, NULL,
+     false},
+    {"max_wait_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_wait_s), 0, 3600, NULL, false},
+    {"piggyback_ms", GW_CFG_UINT32, offsetof(gw__coap_cfg, piggyback_ms), 0, 1900, NULL, false},
+    {"dedup_entries", GW_CFG_UINT32, offsetof(gw__coap_cfg, dedup_entries), 16, 1048576, NULL,
+     false},
+    {"busy_max_age_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, busy_max_age_s), 0, 3600, NULL, false},
+    {"rcvbuf", GW_CFG_UINT32, offsetof(gw__coap_cfg, rcvbuf), 0, 1073741824, NULL, false},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+static int coap_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_diag *diag)
+{
+    gw__coap_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
+    if (!ad)
+        return GW_ENOMEM;
+    ad->cfg.idle_timeout_ms = 300000;
+    ad->cfg.max_block_bytes = 65536;
+    ad->cfg.max_block_total = 16777216;
+    ad->cfg.max_wait_s = 30;
+    ad->cfg.piggyback_ms = 1000;
+    ad->cfg.dedup_entries = 4096;
+    ad->cfg.busy_max_age_s = 5;
+    ad->cfg.rcvbuf = 4u << 20;
+    a->state = ad;
+    if (gw_cfg_parse(coap_fields, cfg, &ad->cfg, gcfg->file, "adapters.coap", diag) > 0)
+        return GW_ECONFIG;
+    if (ad->cfg.dtls_listeners.n && !a->rt)
+        GW_LOG_WARN("coap", NULL, NULL,
+                    "dtls_listeners: DTLS-PSK is not implemented in this build; ignored", NULL);
+    uint32_t n = 16;
+    while (n < ad->cfg.dedup_entries)
+        n *= 2;
+    ad->cfg.dedup_entries = n;
+    ad->bound_ports =
+        gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n ? ad->cfg.listeners.n : 1, sizeof(uint16_t));
+    return ad->bound_ports ? 0 : GW_ENOMEM;
+}
+
+static gw__coap_loop *loop_state(gw_adapter *a, gw_loop *loop)
+{
+    return loop->adapter_state[gw_adapter_index(a)];
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    gw__coap_tick(t->data);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    gw__coap_sock *sock = h->data;
+    gw_loop *l = sock->cl->loop;
+    (void)suggested;
+    *buf = uv_buf_init(l->rbuf, (unsigned)l->rbuf_size);
+}
+
+static void recv_all(gw__coap_loop *cl, bool on);
+
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                    unsigned flags)
+{
+    gw__coap_sock *sock = h->data;
+    if (nread < 0) {
+        GW_LOG_DEBUG("coap", NULL, NULL, "receive error", "error=\"%s\"", uv_strerror((int)nread));
+        return;
+    }
+    if (!from || sock->cl->stopping)
+        return;
+    gw__coap_datagram(sock, (const uint8_t *)buf->base, (size_t)nread, from,
+                      (flags & UV_UDP_PARTIAL) != 0);
+}
+
+static void recv_all(gw__coap_loop *cl, bool on)
+{
+    for (size_t i = 0; i < cl->n_socks; i++) {
+        gw__coap_sock *sock = &cl->socks[i];
+        if (!sock->open || sock->receiving == on)
+            continue;
+        if (on ? uv_udp_recv_start(&sock->h, on_alloc, on_recv) == 0
+               : uv_udp_recv_stop(&sock->h) == 0)
+            sock->receiving = on;
+    }
+}
+
+static int listen_one(gw__coap_loop *cl, size_t i)
+{
+    const gw_listen *li = &cl->ad->cfg.listeners.v[i];
+    gw__coap_sock *sock = &cl->socks[i];
+    uint16_t port = cl->ad->bound_ports[i] ? cl->ad->bound_ports[i] : li->port;
+    sock->cl = cl;
+    int rc = gw_listen_udp(&cl->loop->uv, &sock->h, li, &port, (int)cl->ad->cfg.rcvbuf);
+    sock->h.data = sock;
+    sock->open = sock->h.type == UV_UDP;
+    if (rc) {
+        GW_LOG_ERROR("coap", NULL, NULL, "cannot listen", "address=%s port=%u error=\"%s\"",
+                     li->address, port, uv_strerror(rc));
+        return rc;
+    }
+    if (!cl->ad->bound_ports[i]) {
+        cl->ad->bound_ports[i] = port;
+        gw_runtime_report_listener(cl->loop->rt, "coap", li->address, port, NULL);
+    }
+    return 0;
+}
+
+static int coap_start(gw_adapter *a, gw_loop *loop)
+{
+    gw__coap_adapter *ad = a->state;
+    gw__coap_loop *cl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*cl));
+    if (!cl)
+        return GW_ENOMEM;
+    cl->a = a;
+    cl->ad = ad;
+    cl->loop = loop;
+    cl->n_socks = ad->cfg.listeners.n;
+    cl->socks = gw_calloc(GW_AREA_RUNTIME, cl->n_socks ? cl->n_socks : 1, sizeof(gw__coap_sock));
+    cl->dedup_cap = ad->cfg.dedup_entries;
+    cl->dedup = gw_calloc(GW_AREA_SESSION, cl->dedup_cap, sizeof(gw__coap_dedup));
+    cl->out_cap = COAP_OUT_CAP;
+    cl->out = gw_malloc(GW_AREA_RUNTIME, cl->out_cap);
+    cl->next_mid = (uint16_t)(uv_hrtime() ^ (loop->index << 12));
+    loop->adapter_state[gw_adapter_index(a)] = cl;
+    if (!cl->socks || !cl->dedup || !cl->out)
+        return GW_ENOMEM; /* uninit frees what was allocated */
+    uv_timer_init(&loop->uv, &cl->tick);
+    cl->tick.data = cl;
+    uv_timer_start(&cl->tick, on_tick, GW_COAP_TICK_MS, GW_COAP_TICK_MS);
+    for (size_t i = 0; i < cl->n_socks; i++) {
+        int rc = listen_one(cl, i);
+        if (rc)
+            return rc;
+    }
+    recv_all(cl, true);
+    return 0;
+}
+
+/* Back-pressure: CoAP keeps reading and answers 5.03 with Max-Age while the store is full. */
+static void coap_pause(gw_adapter *a, gw_loop *loop)
+{
+    (void)a;
+    (void)loop;
+}
+
+static void coap_resume(gw_adapter *a, gw_loop *loop)
+{
+    (void)a;
+    (void)loop;
+}
+
+static void coap_stop(gw_adapter *a, gw_loop *loop)
+{
+    gw__coap_loop *cl = loop_state(a, loop);
+    if (!cl)
+        return;
+    cl->stopping = true;
+    recv_all(cl, false);
+}
+
+static void coap_close_sessions(gw_adapter *a, gw_loop *loop)
+{
+    gw__coap_loop *cl = loop_state(a, loop);
+    if (!cl)
+        return;
+    gw__coap_close_all(cl, "shutdown");
+    for (size_t i = 0; i < cl->n_socks; i++) {
+        gw__coap_sock *sock = &cl->socks[i];
+        if (sock->open && !uv_is_closing((uv_handle_t *)&sock->h))
+            uv_close((uv_handle_t *)&sock->h, NULL);
+    }
+    if (cl->tick.type == UV_TIMER && !uv_is_closing((uv_handle_t *)&cl->tick))
+        uv_close((uv_handle_t *)&cl->tick, NULL);
+}
+
+static void loop_free(gw__coap_loop *cl)
+{
+    while (cl->xchgs)
+        gw__coap_xchg_free(cl->xchgs);
+    gw__coap_blocks_free(cl, true);
+    for (uint32_t i = 0; cl->dedup && i < cl->dedup_cap; i++)
+        gw_free(GW_AREA_SESSION, cl->dedup[i].resp);
+    gw_free(GW_AREA_SESSION, cl->dedup);
+    gw_free(GW_AREA_SESSION, cl->table);
+    gw_free(GW_AREA_RUNTIME, cl->out);
+    gw_free(GW_AREA_RUNTIME, cl->socks);
+    gw_free(GW_AREA_RUNTIME, cl);
+}
+
+static void coap_uninit(gw_adapter *a)
+{
+    gw__coap_adapter *ad = a->state;
+    if (!ad)
+        return;
+    gw_runtime *rt = a->rt;
+    for (unsigned i = 0; rt && i < rt->n_loops; i++) {
+        gw__coap_loop *cl = rt->loops[i].adapter_state[gw_adapter_index(a)];
+        if (cl) {
+            loop_free(cl);
+            rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
+        }
+    }
+    gw_cfg_free(coap_fields, &ad->cfg);
+    gw_free(GW_AREA_RUNTIME, ad->bound_ports);
+    gw_free(GW_AREA_RUNTIME, ad);
+    a->state = NULL;
+}
+
+const gw_adapter_ops gw_adapter_coap_ops = {
+    .abi = GW_ADAPTER_ABI,
+    .name = "coap",
+    .init = coap_init,
+    .start = coap_start,
+    .pause = coap_pause,
+    .resume = coap_resume,
+    .stop = coap_stop,
+    .close_sessions = coap_close_sessions,
+    .uninit = coap_uninit,
+};

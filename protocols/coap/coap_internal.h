@@ -1,0 +1,211 @@
+/* coap_internal.h: what the CoAP adapter's files share: its config, the per-loop state (sockets,
+ * the device -> session hash, the message-id dedup cache, open exchanges, Block1 transfers) and
+ * the per-device session with its observer and the commands waiting for it. */
+#ifndef GW_COAP_INTERNAL_H
+#define GW_COAP_INTERNAL_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../../config/cfg_schema.h"
+#include "../../gateway/runtime.h"
+#include "../../gateway/session.h"
+#include "coap_msg.h"
+
+#define GW_COAP_HELD_MAX     4 /* commands held for a device that does not observe */
+#define GW_COAP_MAX_RETRANS  4 /* RFC 7252 MAX_RETRANSMIT */
+#define GW_COAP_ACK_TIMEOUT  2000
+#define GW_COAP_EXCH_LIFE_MS 247000 /* RFC 7252 EXCHANGE_LIFETIME: dedup entries live this long */
+#define GW_COAP_TICK_MS      50
+
+typedef struct gw__coap_cfg {
+    gw_listen_list listeners;
+    gw_listen_list dtls_listeners;
+    uint32_t idle_timeout_ms;
+    uint32_t max_block_bytes; /* one Block1 transfer (and one plain payload) at most */
+    int64_t max_block_total;  /* all Block1 transfers of the gateway together */
+    uint32_t max_wait_s;      /* ?wait=N cap */
+    uint32_t piggyback_ms;    /* answer in the ACK when the commit takes less than this */
+    uint32_t dedup_entries;   /* per loop; message ids remembered for EXCHANGE_LIFETIME */
+    uint32_t busy_max_age_s;  /* Max-Age of a 5.03 */
+    uint32_t rcvbuf;
+} gw__coap_cfg;
+
+typedef struct gw__coap_adapter {
+    gw__coap_cfg cfg;
+    uint16_t *bound_ports; /* per listener: the port loop 0 bound */
+    int64_t block_total;   /* atomic: bytes held by Block1 transfers, all loops */
+} gw__coap_adapter;
+
+typedef struct gw__coap_loop gw__coap_loop;
+typedef struct gw__coap_sess gw__coap_sess;
+typedef struct gw__coap_xchg gw__coap_xchg;
+
+typedef union gw__coap_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} gw__coap_addr;
+
+typedef struct gw__coap_sock {
+    uv_udp_t h;
+    gw__coap_loop *cl;
+    bool receiving, open;
+} gw__coap_sock;
+
+/* A message id seen from a peer: its answer (to resend on a duplicate) or the exchange still
+ * working on it. Direct-mapped: a newer id may evict an older one (bounded memory). */
+typedef struct gw__coap_dedup {
+    gw__coap_addr addr;
+    uint16_t mid;
+    bool used;
+    uint64_t expires;
+    gw__coap_xchg *x; /* still pending */
+    uint8_t *resp;    /* the answer sent (gw_malloc'd) */
+    uint16_t resp_len;
+} gw__coap_dedup;
+
+typedef enum gw__coap_xstate {
+    GW__X_COMMIT,  /* waiting for the event's commit */
+    GW__X_WAIT,    /* committed; ?wait: holding the answer for a command */
+    GW__X_CONFIRM, /* a CON we sent (separate response, notification) awaiting its ACK */
+} gw__coap_xstate;
+
+/* One request being answered, or one CON of ours awaiting an ACK. */
+struct gw__coap_xchg {
+    gw__coap_xchg *next, *prev; /* the loop's list */
+    gw__coap_loop *cl;
+    gw__coap_sess *s; /* holds a reference; NULL for none */
+    gw__coap_sock *sock;
+    gw__coap_addr addr;
+    gw__coap_xstate state;
+    uint8_t req_type; /* CON or NON */
+    uint8_t tkl, token[8];
+    uint16_t mid;         /* the request's; then the CON's own */
+    uint32_t ev_token;    /* dispatch token */
+    gw__coap_xchg *tnext; /* the loop's token hash */
+    bool in_tokens;
+    uint32_t wait_s; /* ?wait=N (capped), reports only */
+    bool report;
+    bool acked;  /* empty ACK sent: the answer goes as a separate response */
+    bool notify; /* an observe notification */
+    bool has_block1;
+    uint32_t block1;       /* echoed */
+    uint64_t ack_deadline; /* piggyback window end */
+    uint64_t wait_deadline;
+    uint64_t rexmit_at;
+    unsigned retries, rexmit_ms;
+    uint8_t *out; /* the CON's bytes */
+    uint16_t out_len;
+};
+
+/* Block1 reassembly of one peer. */
+typedef struct gw__coap_block {
+    struct gw__coap_block *next;
+    gw__coap_addr addr;
+    char path[200]; /* product/device/resource, so a new transfer is recognised */
+    uint8_t *buf;
+    size_t len, cap;
+    uint64_t last;
+} gw__coap_block;
+
+struct gw__coap_loop {
+    gw_adapter *a;
+    gw__coap_adapter *ad;
+    gw_loop *loop;
+    gw__coap_sock *socks;
+    size_t n_socks;
+    uv_timer_t tick;
+    uint64_t next_sweep;
+    gw__coap_sess **table;
+    uint32_t table_cap, n_sess;
+    gw__coap_dedup *dedup;
+    uint32_t dedup_cap;
+    gw__coap_xchg *xchgs;
+    gw__coap_xchg *tokens[1024]; /* ev_token -> exchange waiting for its commit */
+    gw__coap_block *blocks;
+    uint16_t next_mid;
+    uint32_t next_ev_token;
+    uint8_t *out; /* encoding buffer */
+    size_t out_cap;
+    bool paused, stopping;
+    uint64_t log_window;
+    uint32_t log_n, log_suppressed;
+};
+
+/* A command encoded for a device that does not observe: it rides on the next response. */
+typedef struct gw__coap_held {
+    uint16_t len;
+    uint8_t data[];
+} gw__coap_held;
+
+struct gw__coap_sess {
+    gw_session base; /* first */
+    gw__coap_loop *cl;
+    gw__coap_sock *sock;
+    gw__coap_sess *hnext;
+    gw__coap_addr addr; /* last authenticated source */
+    uint64_t deadline;
+    bool closing;
+    /* observe on .../function/invoke */
+    bool observing;
+    uint8_t obs_tkl, obs_token[8];
+    gw__coap_addr obs_addr;
+    gw__coap_sock *obs_sock;
+    uint32_t obs_seq;
+    gw__coap_held *held[GW_COAP_HELD_MAX];
+    unsigned n_held;
+};
+
+/* coap_session.c: sessions, auth, idle, sending, dedup, exchanges */
+gw__coap_sess *gw__coap_sess_find(gw__coap_loop *cl, uint32_t dev_index);
+gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const gw_device *dev,
+                                  const struct sockaddr *from);
+void gw__coap_sess_close(gw__coap_sess *s, const char *reason);
+void gw__coap_sweep(gw__coap_loop *cl);
+void gw__coap_close_all(gw__coap_loop *cl, const char *reason);
+uint32_t gw__coap_idle_ms(const gw__coap_loop *cl, const gw_device *dev);
+void gw__coap_addr_set(gw__coap_addr *a, const struct sockaddr *sa);
+bool gw__coap_addr_equal(const gw__coap_addr *a, const struct sockaddr *sa);
+void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n);
+bool gw__coap_log_ok(gw__coap_loop *cl);
+void gw__coap_count_response(uint8_t code);
+
+gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid);
+gw__coap_dedup *gw__coap_dedup_slot(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid);
+void gw__coap_dedup_store(gw__coap_loop *cl, const gw__coap_addr *addr, uint16_t mid,
+                          const uint8_t *p, size_t n);
+
+gw__coap_xchg *gw__coap_xchg_new(gw__coap_loop *cl, gw__coap_sess *s);
+void gw__coap_xchg_free(gw__coap_xchg *x);
+/* Answers x (code, optional Content-Format + payload) in its ACK, as a NON, or as a CON separate
+ * response; frees x unless it becomes a CON awaiting its ACK. */
+void gw__coap_xchg_answer(gw__coap_xchg *x, uint8_t code, int cf, const uint8_t *payload, size_t n);
+/* Sends a CON (bytes already encoded with mid) and tracks it until ACK/RST or give-up. */
+void gw__coap_send_con(gw__coap_xchg *x, const uint8_t *p, size_t n);
+void gw__coap_tick(gw__coap_loop *cl);
+/* An ACK or RST from a peer: the CON of ours it answers. */
+void gw__coap_on_ack(gw__coap_loop *cl, const gw_coap_msg *m, const struct sockaddr *from);
+uint16_t gw__coap_mid(gw__coap_loop *cl);
+
+/* coap_request.c */
+void gw__coap_datagram(gw__coap_sock *sock, const uint8_t *buf, size_t len,
+                       const struct sockaddr *from, bool truncated);
+void gw__coap_blocks_free(gw__coap_loop *cl, bool all);
+
+/* Sends the empty ACK of x's CON request: its answer will be a separate response. */
+void gw__coap_xchg_ack_empty(gw__coap_xchg *x);
+/* Puts x in the token hash (it waits for ev_token's commit). */
+void gw__coap_xchg_await(gw__coap_xchg *x, uint32_t ev_token);
+
+/* coap_observe.c */
+int gw__coap_command(gw_session *base, const struct gw_command *c, gw_error *err);
+void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r);
+/* A report's events are committed: answer it (with a held command, or hold it for ?wait). */
+void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s);
+void gw__coap_held_clear(gw__coap_sess *s);
+void gw__coap_observer_drop(gw__coap_sess *s, const char *why);
+
+#endif

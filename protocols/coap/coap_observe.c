@@ -1,0 +1,190 @@
+/* coap_observe.c: downstream commands over CoAP: the observe registration on
+ * /{product}/{device}/function/invoke (RFC 7641), commands sent as CON notifications, observers
+ * dropped when they stop answering, and for devices that do not observe, commands held in the
+ * session to ride on the response to the next report (?wait=N holds that response for one). */
+#include "coap_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../../gateway/alloc.h"
+#include "../../gateway/codec.h"
+#include "../../gateway/command.h"
+#include "../../gateway/listen.h"
+#include "../../gateway/log.h"
+#include "../../gateway/metrics.h"
+
+void gw__coap_held_clear(gw__coap_sess *s)
+{
+    for (unsigned i = 0; i < s->n_held; i++)
+        gw_free(GW_AREA_SESSION, s->held[i]);
+    s->n_held = 0;
+}
+
+void gw__coap_observer_drop(gw__coap_sess *s, const char *why)
+{
+    if (!s->observing)
+        return;
+    s->observing = false;
+    gw_metric_add(GW_M_COAP_OBSERVERS, -1);
+    if (why) {
+        gw_metric_inc(GW_M_COAP_OBSERVERS_DROPPED);
+        GW_LOG_INFO("coap", s->base.dev->id, NULL, "observer dropped", "reason=%s", why);
+    }
+}
+
+/* Sends one command payload to the observer as a CON notification. */
+static int notify(gw__coap_sess *s, const uint8_t *p, size_t n)
+{
+    gw__coap_loop *cl = s->cl;
+    gw_coap_out o;
+    gw__coap_xchg *x = gw__coap_xchg_new(cl, s);
+    if (!x)
+        return GW_ENOMEM;
+    x->notify = true;
+    x->sock = s->obs_sock;
+    x->addr = s->obs_addr;
+    x->req_type = GW_COAP_CON;
+    x->tkl = s->obs_tkl;
+    memcpy(x->token, s->obs_token, s->obs_tkl);
+    x->mid = gw__coap_mid(cl);
+    s->obs_seq = (s->obs_seq + 1) & 0xFFFFFF;
+    gw_coap_out_begin(&o, cl->out, cl->out_cap, GW_COAP_CON, GW_COAP_CONTENT, x->mid, x->token,
+                      x->tkl);
+    gw_coap_out_opt_uint(&o, GW_COAP_OPT_OBSERVE, s->obs_seq);
+    gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT,
+                         (uint32_t)gw_coap_codec_format(s->base.dev->product->codec));
+    gw_coap_out_payload(&o, p, n);
+    if (o.err) {
+        gw__coap_xchg_free(x);
+        return GW_ETOOBIG;
+    }
+    gw_metric_inc(GW_M_COAP_NOTIFICATIONS);
+    gw__coap_send_con(x, o.buf, o.len);
+    return 0;
+}
+
+/* A report of s's device waiting (?wait) for a command, if any. */
+static gw__coap_xchg *waiting_report(gw__coap_sess *s)
+{
+    for (gw__coap_xchg *x = s->cl->xchgs; x; x = x->next)
+        if (x->s == s && x->state == GW__X_WAIT)
+            return x;
+    return NULL;
+}
+
+static void answer_with_held(gw__coap_xchg *x, gw__coap_sess *s)
+{
+    gw__coap_held *h = s->held[0];
+    memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
+    s->n_held--;
+    gw__coap_xchg_answer(x, GW_COAP_CHANGED, gw_coap_codec_format(s->base.dev->product->codec),
+                         h->data, h->len);
+    gw_free(GW_AREA_SESSION, h);
+}
+
+void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
+{
+    gw__coap_sess *s = x->s;
+    bool had = s->n_held == GW_COAP_HELD_MAX;
+    if (s->n_held) {
+        answer_with_held(x, s);
+        if (had && !s->closing)
+            gw_commands_ready(&s->base); /* room again for commands still queued */
+        return;
+    }
+    if (wait_s && !s->closing) {
+        x->state = GW__X_WAIT;
+        x->wait_deadline = uv_now(&x->cl->loop->uv) + (uint64_t)wait_s * 1000;
+        return;
+    }
+    gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
+}
+
+/* The session's command op: the codec's bytes go to a waiting report's response, else to the
+ * observer as a notification, else they are held for the next report's response. Runs with the
+ * command table locked: it must not call back into it. */
+int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
+{
+    gw__coap_sess *s = (gw__coap_sess *)base;
+    gw__coap_loop *cl = s->cl;
+    const gw_product *p = base->dev->product;
+    size_t n = 0;
+    uint8_t *buf = cl->out + cl->out_cap / 2; /* the first half encodes the message around it */
+    size_t cap = cl->out_cap / 2 - 64;        /* never overlaps the encoded header */
+
+    if (s->closing)
+        return gw_error_set(err, GW_ECLOSED, "the session has ended");
+    if (!p->codec_ops->encode_command)
+        return gw_error_set(err, GW_EINVAL, "codec %s carries no commands", p->codec);
+    if (!s->observing && s->n_held >= GW_COAP_HELD_MAX)
+        return gw_error_set(err, GW_ENOTFOUND, "%u commands already wait for the device",
+                            GW_COAP_HELD_MAX);
+    int rc =
+        p->codec_ops->encode_command(p, c, base->dev->id, base->dev->secret, buf, cap, &n, err);
+    if (rc)
+        return rc;
+    gw__coap_xchg *w = waiting_report(s);
+    if (w) {
+        gw__coap_xchg_answer(w, GW_COAP_CHANGED, gw_coap_codec_format(p->codec), buf, n);
+        return 0;
+    }
+    if (s->observing)
+        return notify(s, buf, n) == 0 ? 0 : gw_error_set(err, GW_ENOMEM, "cannot notify");
+    gw__coap_held *h = gw_malloc(GW_AREA_SESSION, sizeof(*h) + n);
+    if (!h)
+        return gw_error_set(err, GW_ENOMEM, "out of memory");
+    h->len = (uint16_t)n;
+    memcpy(h->data, buf, n);
+    s->held[s->n_held++] = h;
+    return 0;
+}
+
+/* GET .../function/invoke: Observe 0 registers (held commands then go out as notifications),
+ * Observe 1 deregisters; a plain GET polls: a held command, or an empty 2.05. */
+void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
+{
+    gw__coap_loop *cl = s->cl;
+    gw_coap_out o;
+    int cf = gw_coap_codec_format(s->base.dev->product->codec);
+
+    if (r->observe == 0) {
+        if (!s->observing)
+            gw_metric_add(GW_M_COAP_OBSERVERS, 1);
+        s->observing = true;
+        s->obs_tkl = x->tkl;
+        memcpy(s->obs_token, x->token, x->tkl);
+        s->obs_addr = x->addr;
+        s->obs_sock = x->sock;
+        s->obs_seq = (s->obs_seq + 1) & 0xFFFFFF;
+        uint8_t type = x->req_type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
+        uint16_t mid = type == GW_COAP_ACK ? x->mid : gw__coap_mid(cl);
+        gw_coap_out_begin(&o, cl->out, cl->out_cap, type, GW_COAP_CONTENT, mid, x->token, x->tkl);
+        gw_coap_out_opt_uint(&o, GW_COAP_OPT_OBSERVE, s->obs_seq);
+        gw__coap_count_response(GW_COAP_CONTENT);
+        gw__coap_dedup_store(cl, &x->addr, x->mid, o.buf, o.len);
+        gw__coap_send(x->sock, &x->addr, o.buf, o.len);
+        gw__coap_xchg_free(x);
+        GW_LOG_DEBUG("coap", s->base.dev->id, NULL, "observing commands", NULL);
+        while (s->n_held && s->observing) {
+            gw__coap_held *h = s->held[0];
+            memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
+            s->n_held--;
+            notify(s, h->data, h->len);
+            gw_free(GW_AREA_SESSION, h);
+        }
+        gw_commands_ready(&s->base);
+        return;
+    }
+    if (r->observe == 1)
+        gw__coap_observer_drop(s, NULL);
+    if (s->n_held) {
+        gw__coap_held *h = s->held[0];
+        memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
+        s->n_held--;
+        gw__coap_xchg_answer(x, GW_COAP_CONTENT, cf, h->data, h->len);
+        gw_free(GW_AREA_SESSION, h);
+        return;
+    }
+    gw__coap_xchg_answer(x, GW_COAP_CONTENT, -1, NULL, 0);
+}

@@ -1,0 +1,584 @@
+/* coap_session.c: the per-device CoAP session (last authenticated address, idle deadline,
+ * take-over, close), sending datagrams, the message-id dedup cache, and exchanges: answers after
+ * the commit piggybacked in the ACK or sent as separate CON responses, retransmitted until acked.
+ */
+#include "coap_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../../gateway/alloc.h"
+#include "../../gateway/command.h"
+#include "../../gateway/listen.h"
+#include "../../gateway/log.h"
+#include "../../gateway/metrics.h"
+
+#define LOG_PER_SECOND 10
+
+static gw__coap_sess *sess_of(gw_session *s)
+{
+    return (gw__coap_sess *)s;
+}
+
+static void peer_of(gw_session *s, char *buf, size_t cap)
+{
+    gw_sockaddr_str(&sess_of(s)->addr.sa, buf, cap);
+}
+
+void gw__coap_addr_set(gw__coap_addr *a, const struct sockaddr *sa)
+{
+    memset(a, 0, sizeof(*a));
+    if (sa->sa_family == AF_INET6)
+        memcpy(&a->in6, sa, sizeof(a->in6));
+    else
+        memcpy(&a->in, sa, sizeof(a->in));
+}
+
+bool gw__coap_addr_equal(const gw__coap_addr *a, const struct sockaddr *sa)
+{
+    if (a->sa.sa_family != sa->sa_family)
+        return false;
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)sa;
+        return a->in6.sin6_port == b->sin6_port &&
+               memcmp(&a->in6.sin6_addr, &b->sin6_addr, sizeof(b->sin6_addr)) == 0 &&
+               a->in6.sin6_scope_id == b->sin6_scope_id;
+    }
+    const struct sockaddr_in *b = (const struct sockaddr_in *)sa;
+    return a->in.sin_port == b->sin_port && a->in.sin_addr.s_addr == b->sin_addr.s_addr;
+}
+
+bool gw__coap_log_ok(gw__coap_loop *cl)
+{
+    uint64_t now = uv_now(&cl->loop->uv);
+    if (now - cl->log_window >= 1000) {
+        if (cl->log_suppressed)
+            GW_LOG_WARN("coap", NULL, NULL, "log lines suppressed", "count=%u", cl->log_suppressed);
+        cl->log_window = now;
+        cl->log_n = 0;
+        cl->log_suppressed = 0;
+    }
+    if (cl->log_n < LOG_PER_SECOND) {
+        cl->log_n++;
+        return true;
+    }
+    cl->log_suppressed++;
+    return false;
+}
+
+void gw__coap_count_response(uint8_t code)
+{
+    gw_metric m;
+    switch (code) {
+    case GW_COAP_CHANGED:
+        m = GW_M_COAP_R_204;
+        break;
+    case GW_COAP_CONTENT:
+        m = GW_M_COAP_R_205;
+        break;
+    case GW_COAP_CONTINUE:
+        m = GW_M_COAP_R_231;
+        break;
+    case GW_COAP_BAD_REQUEST:
+        m = GW_M_COAP_R_400;
+        break;
+    case GW_COAP_UNAUTHORIZED:
+        m = GW_M_COAP_R_401;
+        break;
+    case GW_COAP_BAD_OPTION:
+        m = GW_M_COAP_R_402;
+        break;
+    case GW_COAP_NOT_FOUND:
+        m = GW_M_COAP_R_404;
+        break;
+    case GW_COAP_NOT_ALLOWED:
+        m = GW_M_COAP_R_405;
+        break;
+    case GW_COAP_INCOMPLETE:
+        m = GW_M_COAP_R_408;
+        break;
+    case GW_COAP_TOO_LARGE:
+        m = GW_M_COAP_R_413;
+        break;
+    case GW_COAP_UNSUPPORTED_CF:
+        m = GW_M_COAP_R_415;
+        break;
+    case GW_COAP_UNAVAILABLE:
+        m = GW_M_COAP_R_503;
+        break;
+    default:
+        m = GW_M_COAP_R_500;
+        break;
+    }
+    gw_metric_inc(m);
+}
+
+/* ---- sending ---- */
+
+typedef struct send_req {
+    uv_udp_send_t req;
+    uint8_t data[];
+} send_req;
+
+static void on_sent(uv_udp_send_t *req, int status)
+{
+    (void)status; /* a lost datagram: the peer retransmits, or we do for our CONs */
+    gw_free(GW_AREA_SESSION, req);
+}
+
+void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n)
+{
+    if (!sock || !sock->open || uv_is_closing((uv_handle_t *)&sock->h))
+        return;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int rc = uv_udp_try_send(&sock->h, &b, 1, &to->sa);
+    if (rc >= 0 || (rc != UV_EAGAIN && rc != UV_ENOSYS))
+        return;
+    send_req *r = gw_malloc(GW_AREA_SESSION, sizeof(*r) + n);
+    if (!r)
+        return;
+    memcpy(r->data, p, n);
+    b = uv_buf_init((char *)r->data, (unsigned)n);
+    if (uv_udp_send(&r->req, &sock->h, &b, 1, &to->sa, on_sent) != 0)
+        gw_free(GW_AREA_SESSION, r);
+}
+
+uint16_t gw__coap_mid(gw__coap_loop *cl)
+{
+    return cl->next_mid++;
+}
+
+/* ---- dedup cache ---- */
+
+static uint32_t dedup_hash(const struct sockaddr *sa, uint16_t mid)
+{
+    uint32_t h = 2166136261u ^ mid;
+    const uint8_t *p;
+    size_t n;
+    if (sa->sa_family == AF_INET6) {
+        p = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        n = 16;
+        h ^= ((const struct sockaddr_in6 *)sa)->sin6_port;
+    } else {
+        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+        n = 4;
+        h ^= (uint32_t)((const struct sockaddr_in *)sa)->sin_port << 16;
+    }
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h ^ (h >> 15);
+}
+
+gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid)
+{
+    gw__coap_dedup *d = &cl->dedup[dedup_hash(from, mid) & (cl->dedup_cap - 1)];
+    if (!d->used || d->mid != mid || !gw__coap_addr_equal(&d->addr, from))
+        return NULL;
+    if (!d->x && d->expires <= uv_now(&cl->loop->uv))
+        return NULL;
+    return d;
+}
+
+/* A slot for a new id: an older id's entry there is forgotten (unless still pending: then the new
+ * id is not remembered, NULL). */
+gw__coap_dedup *gw__coap_dedup_slot(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid)
+{
+    gw__coap_dedup *d = &cl->dedup[dedup_hash(from, mid) & (cl->dedup_cap - 1)];
+    if (d->used && d->x)
+        return NULL;
+    gw_free(GW_AREA_SESSION, d->resp);
+    memset(d, 0, sizeof(*d));
+    d->used = true;
+    d->mid = mid;
+    gw__coap_addr_set(&d->addr, from);
+    d->expires = uv_now(&cl->loop->uv) + GW_COAP_EXCH_LIFE_MS;
+    return d;
+}
+
+void gw__coap_dedup_store(gw__coap_loop *cl, const gw__coap_addr *addr, uint16_t mid,
+                          const uint8_t *p, size_t n)
+{
+    gw__coap_dedup *d = gw__coap_dedup_find(cl, &addr->sa, mid);
+    if (!d)
+        return;
+    d->x = NULL;
+    gw_free(GW_AREA_SESSION, d->resp);
+    d->resp = n ? gw_malloc(GW_AREA_SESSION, n) : NULL;
+    d->resp_len = d->resp ? (uint16_t)n : 0;
+    if (d->resp)
+        memcpy(d->resp, p, n);
+}
+
+/* ---- exchanges ---- */
+
+gw__coap_xchg *gw__coap_xchg_new(gw__coap_loop *cl, gw__coap_sess *s)
+{
+    gw__coap_xchg *x = gw_calloc(GW_AREA_SESSION, 1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->cl = cl;
+    x->s = s;
+    if (s)
+        gw_session_retain(&s->base);
+    x->next = cl->xchgs;
+    if (cl->xchgs)
+        cl->xchgs->prev = x;
+    cl->xchgs = x;
+    return x;
+}
+
+static gw__coap_xchg **token_bucket(gw__coap_loop *cl, uint32_t t)
+{
+    return &cl->tokens[t & (sizeof(cl->tokens) / sizeof(cl->tokens[0]) - 1)];
+}
+
+void gw__coap_xchg_await(gw__coap_xchg *x, uint32_t ev_token)
+{
+    gw__coap_xchg **b = token_bucket(x->cl, ev_token);
+    x->ev_token = ev_token;
+    x->tnext = *b;
+    *b = x;
+    x->in_tokens = true;
+}
+
+static void token_remove(gw__coap_xchg *x)
+{
+    if (!x->in_tokens)
+        return;
+    for (gw__coap_xchg **pp = token_bucket(x->cl, x->ev_token); *pp; pp = &(*pp)->tnext) {
+        if (*pp == x) {
+            *pp = x->tnext;
+            break;
+        }
+    }
+    x->in_tokens = false;
+}
+
+void gw__coap_xchg_free(gw__coap_xchg *x)
+{
+    gw__coap_loop *cl = x->cl;
+    token_remove(x);
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        cl->xchgs = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    if (!x->notify && x->state != GW__X_CONFIRM && x->req_type == GW_COAP_CON) {
+        gw__coap_dedup *d = gw__coap_dedup_find(cl, &x->addr.sa, x->mid);
+        if (d && d->x == x)
+            d->x = NULL;
+    }
+    gw_free(GW_AREA_SESSION, x->out);
+    if (x->s)
+        gw_session_release(&x->s->base);
+    gw_free(GW_AREA_SESSION, x);
+}
+
+void gw__coap_send_con(gw__coap_xchg *x, const uint8_t *p, size_t n)
+{
+    x->state = GW__X_CONFIRM;
+    token_remove(x);
+    x->out = gw_malloc(GW_AREA_SESSION, n);
+    if (!x->out) {
+        gw__coap_send(x->sock, &x->addr, p, n); /* once, untracked */
+        gw__coap_xchg_free(x);
+        return;
+    }
+    memcpy(x->out, p, n);
+    x->out_len = (uint16_t)n;
+    x->retries = 0;
+    /* ACK_TIMEOUT with a random factor in [1, 1.5) */
+    x->rexmit_ms = GW_COAP_ACK_TIMEOUT + (unsigned)(uv_hrtime() % (GW_COAP_ACK_TIMEOUT / 2));
+    x->rexmit_at = uv_now(&x->cl->loop->uv) + x->rexmit_ms;
+    gw__coap_send(x->sock, &x->addr, p, n);
+}
+
+void gw__coap_xchg_answer(gw__coap_xchg *x, uint8_t code, int cf, const uint8_t *payload, size_t n)
+{
+    gw__coap_loop *cl = x->cl;
+    gw_coap_out o;
+    bool con = x->acked && x->req_type == GW_COAP_CON;
+    uint8_t type = x->req_type == GW_COAP_NON ? GW_COAP_NON : con ? GW_COAP_CON : GW_COAP_ACK;
+    uint16_t mid = type == GW_COAP_ACK ? x->mid : gw__coap_mid(cl);
+    gw__coap_dedup *d = gw__coap_dedup_find(cl, &x->addr.sa, x->mid);
+
+    if (!x->notify && d && d->x == x)
+        d->x = NULL; /* answered: a duplicate gets the stored answer (or the empty ACK) */
+    gw_coap_out_begin(&o, cl->out, cl->out_cap, type, code, mid, x->token, x->tkl);
+    if (x->has_block1)
+        gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, x->block1);
+    if (n && cf >= 0)
+        gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT, (uint32_t)cf);
+    gw_coap_out_payload(&o, payload, n);
+    if (o.err) { /* cannot happen with the adapter's buffer; answer without the payload */
+        gw_coap_out_begin(&o, cl->out, cl->out_cap, type, GW_COAP_INTERNAL, mid, x->token, x->tkl);
+        code = GW_COAP_INTERNAL;
+    }
+    gw__coap_count_response(code);
+    if (type == GW_COAP_ACK)
+        gw__coap_dedup_store(cl, &x->addr, x->mid, o.buf, o.len);
+    if (con) {
+        gw_metric_inc(GW_M_COAP_SEPARATE);
+        x->mid = mid;
+        gw__coap_send_con(x, o.buf, o.len);
+        return;
+    }
+    if (type == GW_COAP_NON)
+        gw__coap_dedup_store(cl, &x->addr, x->mid, o.buf, o.len);
+    gw__coap_send(x->sock, &x->addr, o.buf, o.len);
+    gw__coap_xchg_free(x);
+}
+
+/* A CON of ours gave up or was reset. */
+static void con_failed(gw__coap_xchg *x, const char *why)
+{
+    if (x->notify && x->s)
+        gw__coap_observer_drop(x->s, why);
+    gw__coap_xchg_free(x);
+}
+
+void gw__coap_on_ack(gw__coap_loop *cl, const gw_coap_msg *m, const struct sockaddr *from)
+{
+    for (gw__coap_xchg *x = cl->xchgs; x; x = x->next) {
+        if (x->state != GW__X_CONFIRM || x->mid != m->mid || !gw__coap_addr_equal(&x->addr, from))
+            continue;
+        if (m->type == GW_COAP_RST)
+            con_failed(x, "reset");
+        else
+            gw__coap_xchg_free(x);
+        return;
+    }
+}
+
+void gw__coap_xchg_ack_empty(gw__coap_xchg *x)
+{
+    uint8_t b[4] = {0x60, 0, (uint8_t)(x->mid >> 8), (uint8_t)x->mid};
+    x->acked = true;
+    gw__coap_dedup_store(x->cl, &x->addr, x->mid, b, 4);
+    gw__coap_dedup *d = gw__coap_dedup_find(x->cl, &x->addr.sa, x->mid);
+    if (d)
+        d->x = x; /* still pending: a duplicate gets the empty ACK again */
+    gw__coap_send(x->sock, &x->addr, b, 4);
+}
+
+void gw__coap_tick(gw__coap_loop *cl)
+{
+    uint64_t now = uv_now(&cl->loop->uv);
+    gw__coap_xchg *x, *next;
+    for (x = cl->xchgs; x; x = next) {
+        next = x->next;
+        if (x->state == GW__X_CONFIRM) {
+            if (now < x->rexmit_at)
+                continue;
+            if (x->retries >= GW_COAP_MAX_RETRANS) {
+                con_failed(x, "no_ack");
+                continue;
+            }
+            x->retries++;
+            x->rexmit_ms *= 2;
+            x->rexmit_at = now + x->rexmit_ms;
+            gw__coap_send(x->sock, &x->addr, x->out, x->out_len);
+            continue;
+        }
+        if (!x->acked && x->req_type == GW_COAP_CON && now >= x->ack_deadline)
+            gw__coap_xchg_ack_empty(x);
+        if (x->state == GW__X_WAIT && now >= x->wait_deadline)
+            gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
+    }
+    if (now >= cl->next_sweep) {
+        gw__coap_sweep(cl);
+        gw__coap_blocks_free(cl, false);
+    }
+}
+
+/* ---- session ops ---- */
+
+static void committed(gw_session *base, gw_event *ev)
+{
+    gw__coap_sess *s = sess_of(base);
+    gw__coap_xchg *x = *token_bucket(s->cl, ev->token);
+    while (x && !(x->ev_token == ev->token && x->s == s && x->state == GW__X_COMMIT))
+        x = x->tnext;
+    if (!x)
+        return;
+    token_remove(x);
+    if (ev->status != 0) {
+        if (GW_LOG_WARN >= gw_log_level) {
+            char peer[64];
+            peer_of(base, peer, sizeof(peer));
+            gw_log_write(GW_LOG_WARN, "coap", base->dev->id, peer, "not acknowledged: store error",
+                         "error=\"%s\"", gw_strerror(ev->status));
+        }
+        gw__coap_xchg_answer(x, GW_COAP_INTERNAL, -1, NULL, 0);
+        return;
+    }
+    if (x->report && !s->closing)
+        gw__coap_report_done(x, x->wait_s);
+    else
+        gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
+}
+
+static void destroy(gw_session *base)
+{
+    gw__coap_held_clear(sess_of(base));
+    gw_free(GW_AREA_SESSION, base);
+}
+
+static void kick(gw_session *base)
+{
+    gw__coap_sess *s = sess_of(base);
+    if (s->closing)
+        return;
+    if (GW_LOG_INFO >= gw_log_level) {
+        char peer[64];
+        peer_of(base, peer, sizeof(peer));
+        gw_log_write(GW_LOG_INFO, "coap", base->dev->id, peer,
+                     "session moved: the device now sends from another address", NULL);
+    }
+    gw_metric_inc(GW_M_COAP_TAKEOVER);
+    gw__coap_sess_close(s, NULL);
+}
+
+static void flush(gw_session *s)
+{
+    (void)s;
+}
+
+static const gw_session_ops sess_ops = {
+    .area = "coap",
+    .committed = committed,
+    .kick = kick,
+    .flush = flush,
+    .peer = peer_of,
+    .destroy = destroy,
+    .command = gw__coap_command,
+};
+
+/* ---- the per-loop hash: device index -> session ---- */
+
+gw__coap_sess *gw__coap_sess_find(gw__coap_loop *cl, uint32_t index)
+{
+    if (!cl->table_cap)
+        return NULL;
+    gw__coap_sess *s = cl->table[index & (cl->table_cap - 1)];
+    while (s && s->base.dev->index != index)
+        s = s->hnext;
+    return s;
+}
+
+static int table_grow(gw__coap_loop *cl)
+{
+    uint32_t cap = cl->table_cap ? cl->table_cap * 2 : 64;
+    gw__coap_sess **t = gw_calloc(GW_AREA_SESSION, cap, sizeof(*t));
+    if (!t)
+        return GW_ENOMEM;
+    for (uint32_t i = 0; i < cl->table_cap; i++) {
+        gw__coap_sess *s = cl->table[i], *next;
+        for (; s; s = next) {
+            next = s->hnext;
+            uint32_t b = s->base.dev->index & (cap - 1);
+            s->hnext = t[b];
+            t[b] = s;
+        }
+    }
+    gw_free(GW_AREA_SESSION, cl->table);
+    cl->table = t;
+    cl->table_cap = cap;
+    return 0;
+}
+
+static void table_remove(gw__coap_loop *cl, gw__coap_sess *s)
+{
+    if (!cl->table_cap)
+        return;
+    gw__coap_sess **pp = &cl->table[s->base.dev->index & (cl->table_cap - 1)];
+    for (; *pp; pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            s->hnext = NULL;
+            cl->n_sess--;
+            return;
+        }
+    }
+}
+
+uint32_t gw__coap_idle_ms(const gw__coap_loop *cl, const gw_device *dev)
+{
+    return dev->product->idle_timeout_ms ? dev->product->idle_timeout_ms
+                                         : cl->ad->cfg.idle_timeout_ms;
+}
+
+gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const gw_device *dev,
+                                  const struct sockaddr *from)
+{
+    if (cl->n_sess >= cl->table_cap && table_grow(cl) != 0)
+        return NULL;
+    gw__coap_sess *s = gw_calloc(GW_AREA_SESSION, 1, sizeof(*s));
+    if (!s)
+        return NULL;
+    gw_session_init(&s->base, &sess_ops, cl->loop);
+    s->cl = cl;
+    s->sock = sock;
+    gw__coap_addr_set(&s->addr, from);
+    s->base.dev = dev;
+    uint32_t b = dev->index & (cl->table_cap - 1);
+    s->hnext = cl->table[b];
+    cl->table[b] = s;
+    cl->n_sess++;
+    gw_session_online(&s->base, dev, "coap");
+    return s;
+}
+
+/* Ends the session: offline event (reason) if it still owns its device; exchanges still open keep
+ * their reference and finish (their answers still go out). */
+void gw__coap_sess_close(gw__coap_sess *s, const char *reason)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    for (gw__coap_xchg *x = s->cl->xchgs, *next; x; x = next) {
+        next = x->next;
+        if (x->s == s && x->state == GW__X_WAIT)
+            gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0); /* no command came */
+    }
+    if (s->observing)
+        gw__coap_observer_drop(s, NULL);
+    if (reason)
+        gw_session_offline(&s->base, reason, false);
+    table_remove(s->cl, s);
+    gw__coap_held_clear(s);
+    gw_session_release(&s->base);
+}
+
+void gw__coap_sweep(gw__coap_loop *cl)
+{
+    uint64_t now = uv_now(&cl->loop->uv);
+    uint32_t period = cl->ad->cfg.idle_timeout_ms / 4;
+    cl->next_sweep = now + (period < 20 ? 20 : period > 1000 ? 1000 : period);
+    for (uint32_t i = 0; i < cl->table_cap; i++) {
+        gw__coap_sess *s = cl->table[i], *next;
+        for (; s; s = next) {
+            next = s->hnext;
+            if (now < s->deadline)
+                continue;
+            gw_metric_inc(GW_M_COAP_IDLE);
+            if (GW_LOG_INFO >= gw_log_level) {
+                char peer[64];
+                peer_of(&s->base, peer, sizeof(peer));
+                gw_log_write(GW_LOG_INFO, "coap", s->base.dev->id, peer,
+                             "idle timeout; device offline", "idle_timeout_ms=%u",
+                             gw__coap_idle_ms(cl, s->base.dev));
+            }
+            gw__coap_sess_close(s, "idle_timeout");
+        }
+    }
+}
+
+void gw__coap_close_all(gw__coap_loop *cl, const char *reason)
+{
+    for (uint32_t i = 0; i < cl->table_cap; i++) {
+        while (cl->table[i])
+            gw__coap_sess_close(cl->table[i], reason);
+    }
+}
