@@ -25,6 +25,8 @@
     X(GW_M_COAP_NOTIFICATIONS, "coap_notifications_total", "command notifications sent")           \
     X(GW_M_COAP_IDLE, "coap_idle_timeouts_total", "CoAP sessions ended by the idle timeout")       \
     X(GW_M_COAP_TAKEOVER, "coap_takeovers_total", "CoAP sessions moved to another loop")           \
+    X(GW_M_COAP_DTLS_FAILED, "coap_dtls_handshake_failures_total",                                 \
+      "DTLS handshakes failed (bad PSK, unknown identity, timeout, peer limit)")                   \
     X(GW_M_COAP_R_204, "coap_responses_total{code=\"2.04\"}", NULL)                                \
     X(GW_M_COAP_R_205, "coap_responses_total{code=\"2.05\"}", NULL)                                \
     X(GW_M_COAP_R_231, "coap_responses_total{code=\"2.31\"}", NULL)                                \

@@ -10,6 +10,7 @@
 #include "../../gateway/alloc.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/log.h"
+#include "../../gateway/metrics.h"
 #include "coap.h"
 
 #define COAP_OUT_CAP 65536
@@ -29,6 +30,8 @@ static const gw_cfg_field coap_fields[] = {
      false},
     {"busy_max_age_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, busy_max_age_s), 0, 3600, NULL, false},
     {"rcvbuf", GW_CFG_UINT32, offsetof(gw__coap_cfg, rcvbuf), 0, 1073741824, NULL, false},
+    {"max_dtls_peers", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_dtls_peers), 1, 10000000, NULL,
+     false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -45,18 +48,21 @@ static int coap_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     ad->cfg.dedup_entries = 4096;
     ad->cfg.busy_max_age_s = 5;
     ad->cfg.rcvbuf = 4u << 20;
+    ad->cfg.max_dtls_peers = 100000;
     a->state = ad;
     if (gw_cfg_parse(coap_fields, cfg, &ad->cfg, gcfg->file, "adapters.coap", diag) > 0)
         return GW_ECONFIG;
-    if (ad->cfg.dtls_listeners.n && !a->rt)
-        GW_LOG_WARN("coap", NULL, NULL,
-                    "dtls_listeners: DTLS-PSK is not implemented in this build; ignored", NULL);
+    if (!ad->cfg.listeners.n && !ad->cfg.dtls_listeners.n)
+        gw_diag_add(diag, gcfg->file, "adapters.coap.listeners",
+                    "no listeners and no dtls_listeners");
+    if (ad->cfg.dtls_listeners.n && gw__coap_dtls_init(ad, diag, gcfg->file) != 0)
+        return GW_ECONFIG;
     uint32_t n = 16;
     while (n < ad->cfg.dedup_entries)
         n *= 2;
     ad->cfg.dedup_entries = n;
-    ad->bound_ports =
-        gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n ? ad->cfg.listeners.n : 1, sizeof(uint16_t));
+    ad->bound_ports = gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n + ad->cfg.dtls_listeners.n + 1,
+                                sizeof(uint16_t));
     return ad->bound_ports ? 0 : GW_ENOMEM;
 }
 
@@ -90,8 +96,12 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     }
     if (!from || sock->cl->stopping)
         return;
-    gw__coap_datagram(sock, (const uint8_t *)buf->base, (size_t)nread, from,
-                      (flags & UV_UDP_PARTIAL) != 0);
+    gw_metric_inc(GW_M_COAP_DATAGRAMS);
+    if (sock->dtls)
+        gw__coap_dtls_input(sock, (const uint8_t *)buf->base, (size_t)nread, from);
+    else
+        gw__coap_request(sock, (const uint8_t *)buf->base, (size_t)nread, from,
+                         (flags & UV_UDP_PARTIAL) != 0, NULL);
 }
 
 static void recv_all(gw__coap_loop *cl, bool on)
@@ -108,8 +118,12 @@ static void recv_all(gw__coap_loop *cl, bool on)
 
 static int listen_one(gw__coap_loop *cl, size_t i)
 {
-    const gw_listen *li = &cl->ad->cfg.listeners.v[i];
+    size_t n_plain = cl->ad->cfg.listeners.n;
+    bool dtls = i >= n_plain;
+    const gw_listen *li =
+        dtls ? &cl->ad->cfg.dtls_listeners.v[i - n_plain] : &cl->ad->cfg.listeners.v[i];
     gw__coap_sock *sock = &cl->socks[i];
+    sock->dtls = dtls;
     uint16_t port = cl->ad->bound_ports[i] ? cl->ad->bound_ports[i] : li->port;
     sock->cl = cl;
     int rc = gw_listen_udp(&cl->loop->uv, &sock->h, li, &port, (int)cl->ad->cfg.rcvbuf);
@@ -122,7 +136,7 @@ static int listen_one(gw__coap_loop *cl, size_t i)
     }
     if (!cl->ad->bound_ports[i]) {
         cl->ad->bound_ports[i] = port;
-        gw_runtime_report_listener(cl->loop->rt, "coap", li->address, port, NULL);
+        gw_runtime_report_listener(cl->loop->rt, dtls ? "coaps" : "coap", li->address, port, NULL);
     }
     return 0;
 }
@@ -136,15 +150,19 @@ static int coap_start(gw_adapter *a, gw_loop *loop)
     cl->a = a;
     cl->ad = ad;
     cl->loop = loop;
-    cl->n_socks = ad->cfg.listeners.n;
+    cl->n_socks = ad->cfg.listeners.n + ad->cfg.dtls_listeners.n;
     cl->socks = gw_calloc(GW_AREA_RUNTIME, cl->n_socks ? cl->n_socks : 1, sizeof(gw__coap_sock));
     cl->dedup_cap = ad->cfg.dedup_entries;
     cl->dedup = gw_calloc(GW_AREA_SESSION, cl->dedup_cap, sizeof(gw__coap_dedup));
     cl->out_cap = COAP_OUT_CAP;
     cl->out = gw_malloc(GW_AREA_RUNTIME, cl->out_cap);
     cl->next_mid = (uint16_t)(uv_hrtime() ^ (loop->index << 12));
+    if (ad->cfg.dtls_listeners.n) {
+        cl->dtls_buf_size = COAP_OUT_CAP;
+        cl->dtls_buf = gw_malloc(GW_AREA_RUNTIME, cl->dtls_buf_size);
+    }
     loop->adapter_state[gw_adapter_index(a)] = cl;
-    if (!cl->socks || !cl->dedup || !cl->out)
+    if (!cl->socks || !cl->dedup || !cl->out || (ad->cfg.dtls_listeners.n && !cl->dtls_buf))
         return GW_ENOMEM; /* uninit frees what was allocated */
     uv_timer_init(&loop->uv, &cl->tick);
     cl->tick.data = cl;
@@ -200,6 +218,8 @@ static void loop_free(gw__coap_loop *cl)
     while (cl->xchgs)
         gw__coap_xchg_free(cl->xchgs);
     gw__coap_blocks_free(cl, true);
+    gw__coap_dtls_free_all(cl);
+    gw_free(GW_AREA_RUNTIME, cl->dtls_buf);
     for (uint32_t i = 0; cl->dedup && i < cl->dedup_cap; i++)
         gw_free(GW_AREA_SESSION, cl->dedup[i].resp);
     gw_free(GW_AREA_SESSION, cl->dedup);
@@ -222,6 +242,7 @@ static void coap_uninit(gw_adapter *a)
             rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
         }
     }
+    gw__coap_dtls_uninit(ad);
     gw_cfg_free(coap_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->bound_ports);
     gw_free(GW_AREA_RUNTIME, ad);

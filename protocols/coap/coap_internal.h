@@ -31,17 +31,20 @@ typedef struct gw__coap_cfg {
     uint32_t dedup_entries;   /* per loop; message ids remembered for EXCHANGE_LIFETIME */
     uint32_t busy_max_age_s;  /* Max-Age of a 5.03 */
     uint32_t rcvbuf;
+    uint32_t max_dtls_peers; /* per loop: DTLS peers (handshaking or established) at most */
 } gw__coap_cfg;
 
 typedef struct gw__coap_adapter {
     gw__coap_cfg cfg;
-    uint16_t *bound_ports; /* per listener: the port loop 0 bound */
-    int64_t block_total;   /* atomic: bytes held by Block1 transfers, all loops */
+    uint16_t *bound_ports;      /* per listener: the port loop 0 bound */
+    int64_t block_total;        /* atomic: bytes held by Block1 transfers, all loops */
+    struct ssl_ctx_st *ssl_ctx; /* DTLS-PSK (coaps), NULL without dtls_listeners */
 } gw__coap_adapter;
 
 typedef struct gw__coap_loop gw__coap_loop;
 typedef struct gw__coap_sess gw__coap_sess;
 typedef struct gw__coap_xchg gw__coap_xchg;
+typedef struct gw__coap_dpeer gw__coap_dpeer;
 
 typedef union gw__coap_addr {
     struct sockaddr sa;
@@ -53,6 +56,7 @@ typedef struct gw__coap_sock {
     uv_udp_t h;
     gw__coap_loop *cl;
     bool receiving, open;
+    bool dtls; /* a coaps socket: datagrams go through the peer's DTLS session */
 } gw__coap_sock;
 
 /* A message id seen from a peer: its answer (to resend on a duplicate) or the exchange still
@@ -131,6 +135,10 @@ struct gw__coap_loop {
     uint8_t *out; /* encoding buffer */
     size_t out_cap;
     bool paused, stopping;
+    gw__coap_dpeer **dpeers; /* DTLS peers by address (coap_dtls.c) */
+    uint32_t n_dpeers;
+    uint8_t *dtls_buf; /* decrypted datagrams */
+    size_t dtls_buf_size;
     uint64_t log_window;
     uint32_t log_n, log_suppressed;
 };
@@ -169,7 +177,10 @@ void gw__coap_close_all(gw__coap_loop *cl, const char *reason);
 uint32_t gw__coap_idle_ms(const gw__coap_loop *cl, const gw_device *dev);
 void gw__coap_addr_set(gw__coap_addr *a, const struct sockaddr *sa);
 bool gw__coap_addr_equal(const gw__coap_addr *a, const struct sockaddr *sa);
+/* Sends a CoAP message to a peer (through its DTLS session on a coaps socket). */
 void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n);
+/* Sends a datagram as is. */
+void gw__coap_send_raw(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n);
 bool gw__coap_log_ok(gw__coap_loop *cl);
 void gw__coap_count_response(uint8_t code);
 
@@ -190,15 +201,25 @@ void gw__coap_tick(gw__coap_loop *cl);
 void gw__coap_on_ack(gw__coap_loop *cl, const gw_coap_msg *m, const struct sockaddr *from);
 uint16_t gw__coap_mid(gw__coap_loop *cl);
 
-/* coap_request.c */
-void gw__coap_datagram(gw__coap_sock *sock, const uint8_t *buf, size_t len,
-                       const struct sockaddr *from, bool truncated);
+/* coap_request.c: one CoAP message from a peer; psk_dev: the device a DTLS session authenticated
+ * (NULL on plain CoAP: the request's ?token= authenticates it). */
+void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
+                      const struct sockaddr *from, bool truncated, const gw_device *psk_dev);
 void gw__coap_blocks_free(gw__coap_loop *cl, bool all);
 
 /* Sends the empty ACK of x's CON request: its answer will be a separate response. */
 void gw__coap_xchg_ack_empty(gw__coap_xchg *x);
 /* Puts x in the token hash (it waits for ev_token's commit). */
 void gw__coap_xchg_await(gw__coap_xchg *x, uint32_t ev_token);
+
+/* coap_dtls.c */
+int gw__coap_dtls_init(gw__coap_adapter *ad, gw_diag *diag, const char *file);
+void gw__coap_dtls_uninit(gw__coap_adapter *ad);
+void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
+                         const struct sockaddr *from);
+bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *buf, size_t n);
+void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep);
+void gw__coap_dtls_free_all(gw__coap_loop *cl);
 
 /* coap_observe.c */
 int gw__coap_command(gw_session *base, const struct gw_command *c, gw_error *err);

@@ -16,8 +16,9 @@
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
 
-#define BLOCK_IDLE_MS 93000 /* RFC 7252 MAX_TRANSMIT_WAIT: a transfer silent this long is dropped  \
-                             */
+#define BLOCK_IDLE_MS                                                                              \
+    93000 /* RFC 7252 MAX_TRANSMIT_WAIT: a transfer silent this long is dropped                    \
+           */
 
 /* Extras of an answer decided on the spot. */
 typedef struct imm {
@@ -231,7 +232,8 @@ static gw_msg_kind kind_of(gw_coap_res res)
 
 /* Product, device, credentials. The device or NULL (refused and answered). */
 static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr *from,
-                                     const gw_coap_msg *m, const gw_coap_req *r)
+                                     const gw_coap_msg *m, const gw_coap_req *r,
+                                     const gw_device *psk_dev)
 {
     const gw_config *cfg = sock->cl->loop->rt->cfg;
     const gw_product *p = gw_config_product(cfg, r->product);
@@ -246,6 +248,14 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
         gw_metric_inc(GW_M_COAP_AUTH_UNKNOWN);
         refuse(sock, from, m, GW_COAP_NOT_FOUND, r->device, "unknown_device", "unknown device",
                NULL);
+        return NULL;
+    }
+    if (psk_dev) { /* DTLS: the session's PSK identity is the device; ?token= is not needed */
+        if (psk_dev == dev)
+            return dev;
+        gw_metric_inc(GW_M_COAP_AUTH_BAD);
+        refuse(sock, from, m, GW_COAP_UNAUTHORIZED, r->device, "identity_mismatch",
+               "the DTLS identity is another device", NULL);
         return NULL;
     }
     if (!p->coap_query_token) {
@@ -282,7 +292,7 @@ static gw__coap_sess *session(gw__coap_sock *sock, const gw_device *dev,
 }
 
 static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_coap_msg *m,
-                   const gw_coap_req *r)
+                   const gw_coap_req *r, const gw_device *psk_dev)
 {
     gw__coap_loop *cl = sock->cl;
     gw__coap_adapter *ad = cl->ad;
@@ -290,7 +300,7 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     char detail[160], path[200];
     imm e = {0};
 
-    const gw_device *dev = authenticate(sock, from, m, r);
+    const gw_device *dev = authenticate(sock, from, m, r, psk_dev);
     if (!dev)
         return;
     const gw_product *p = dev->product;
@@ -418,14 +428,13 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     gw_session_release(&s->base);
 }
 
-void gw__coap_datagram(gw__coap_sock *sock, const uint8_t *buf, size_t len,
-                       const struct sockaddr *from, bool truncated)
+void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
+                      const struct sockaddr *from, bool truncated, const gw_device *psk_dev)
 {
     gw__coap_loop *cl = sock->cl;
     gw_coap_msg m;
     gw_coap_req r;
 
-    gw_metric_inc(GW_M_COAP_DATAGRAMS);
     int rc = gw_coap_parse(buf, len, &m);
     if (rc == GW_EAGAIN || rc == GW_EPROTO) {
         gw_metric_inc(GW_M_COAP_MALFORMED);
@@ -476,5 +485,5 @@ void gw__coap_datagram(gw__coap_sock *sock, const uint8_t *buf, size_t len,
         refuse(sock, from, &m, (uint8_t)rc, r.device, "bad_request", detail, NULL);
         return;
     }
-    handle(sock, from, &m, &r);
+    handle(sock, from, &m, &r, psk_dev);
 }

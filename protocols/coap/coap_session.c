@@ -128,6 +128,15 @@ static void on_sent(uv_udp_send_t *req, int status)
 
 void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n)
 {
+    if (sock && sock->dtls) {
+        gw__coap_dtls_send(sock, to, p, n); /* no session (any more): nothing to answer */
+        return;
+    }
+    gw__coap_send_raw(sock, to, p, n);
+}
+
+void gw__coap_send_raw(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n)
+{
     if (!sock || !sock->open || uv_is_closing((uv_handle_t *)&sock->h))
         return;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
@@ -386,10 +395,12 @@ void gw__coap_tick(gw__coap_loop *cl)
         if (x->state == GW__X_WAIT && now >= x->wait_deadline)
             gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
     }
-    if (now >= cl->next_sweep) {
+    bool sweep = now >= cl->next_sweep;
+    if (sweep) {
         gw__coap_sweep(cl);
         gw__coap_blocks_free(cl, false);
     }
+    gw__coap_dtls_tick(cl, sweep);
 }
 
 /* ---- session ops ---- */
