@@ -263,6 +263,7 @@ class Gateway:
         self.exit_code = None
         self.ports = {}
         self.product_ports = {}  # binary transports: product id -> its listener's port
+        self.listeners = []  # every `listener ...` line of --ready-fd, parsed (all addresses)
         buf = b""
         deadline = time.monotonic() + self.ready_timeout * SLOW
         ready = False
@@ -283,6 +284,8 @@ class Gateway:
             os.close(rfd)
         for line in buf.decode("utf-8", "replace").splitlines():
             kv = parse_logfmt(line)
+            if line.startswith("listener"):
+                self.listeners.append(kv)
             if line.startswith("listener") and "adapter" in kv and "port" in kv:
                 self.ports.setdefault(kv["adapter"], int(kv["port"]))  # its first listener
                 if "product" in kv:
