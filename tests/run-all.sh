@@ -57,5 +57,6 @@ IOTGW_BIN="$ROOT/build/iotgw" FRAME_LOAD_BIN="$ROOT/build/frame_load" \
     SINK_SERVER_BIN="$ROOT/build/sink_server" /usr/bin/python3 tests/bench/bench_frames.py --smoke
 IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
     NORTH_SUB_BIN="$ROOT/build/north_sub" /usr/bin/python3 tests/bench/bench_north.py --smoke
+IOTGW_BIN="$ROOT/build/iotgw" COAP_LOAD_BIN="$ROOT/build/coap_load" /usr/bin/python3 tests/bench/bench_coap.py --smoke
 
 stage "done: every stage passed"
