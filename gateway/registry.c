@@ -22,6 +22,9 @@
 #ifdef GW_CODEC_BINARY
 #include "../codecs/binary/codec_binary.h"
 #endif
+#ifdef GW_CODEC_PROTOBUF
+#include "../codecs/protobuf/codec_protobuf.h"
+#endif
 
 static const gw_adapter_ops *const adapters[] = {
 #ifdef GW_ADAPTER_MQTT
@@ -45,6 +48,9 @@ static const gw_codec_ops *const codecs[] = {
 #endif
 #ifdef GW_CODEC_BINARY
     &gw_codec_binary_ops,
+#endif
+#ifdef GW_CODEC_PROTOBUF
+    &gw_codec_protobuf_ops,
 #endif
     NULL,
 };
