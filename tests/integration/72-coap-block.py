@@ -18,7 +18,8 @@ def note_report(msg_id, n):
                                   [:pad]})
 
 
-def upload(cl, dev, payload, szx=2, order=None, query=None, size1=None, method=c.POST):
+def upload(cl, dev, payload, szx=2, order=None, query=None, size1=None, method=c.POST,
+           timeout=5.0):
     """Block1 upload of payload; returns the list of responses (one per block sent)."""
     bs = 2 ** (szx + 4)
     blocks = [payload[i:i + bs] for i in range(0, len(payload), bs)]
@@ -30,7 +31,8 @@ def upload(cl, dev, payload, szx=2, order=None, query=None, size1=None, method=c
         if size1 is not None and num == 0:
             opts.append((c.SIZE1, size1))
         r = cl.request(method, c.report_path(P, dev), blocks[num],
-                       query=query if query is not None else c.dev_query(dev), options=opts)
+                       query=query if query is not None else c.dev_query(dev), options=opts,
+                       timeout=timeout)
         out.append(r)
         if r is None or r.code_str not in ("2.31", "2.04"):
             break
@@ -101,15 +103,16 @@ def main(t):
 
     # too large: a transfer over max_block_bytes, a single payload over it, Size1 over it
     big = note_report("huge", MAX + 2048).encode()
-    rs = upload(cl, "c-005", big, szx=6)
+    rs = upload(cl, "c-005", big, szx=6, timeout=2)
     t.eq(rs[-1] and rs[-1].code_str, "4.13", "Block1 transfer over max_block_bytes: 4.13")
     t.check(rs[-1] is not None and rs[-1].uint(c.SIZE1) == MAX,
             "4.13 carries Size1 = max_block_bytes", rs[-1])
     t.check(len(rs) <= MAX // 1024 + 1, "refused as soon as the total passes the bound "
             "(after %d blocks)" % len(rs))
-    r = cl.post(c.report_path(P, "c-005"), big[:MAX + 100], query=c.dev_query("c-005"))
+    r = cl.post(c.report_path(P, "c-005"), big[:MAX + 100], query=c.dev_query("c-005"),
+                timeout=2)
     t.eq(r and r.code_str, "4.13", "a single datagram payload over max_block_bytes: 4.13")
-    rs = upload(cl, "c-005", note_report("s1", 2048).encode(), szx=6, size1=MAX + 1)
+    rs = upload(cl, "c-005", note_report("s1", 2048).encode(), szx=6, size1=MAX + 1, timeout=2)
     t.eq(rs[0] and rs[0].code_str, "4.13", "Size1 over max_block_bytes on block 0: 4.13 at once")
     t.eq(gw.scalar("SELECT count(*) FROM events WHERE device='c-005' AND kind='property'"), 0,
          "nothing stored")

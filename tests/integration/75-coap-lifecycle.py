@@ -86,11 +86,22 @@ def main(t):
     t.eq(r and r.code_str, "2.04", "the next report is served")
     t.eq(len(online_rows(gw, "c-001")), 2, "a second online event")
 
-    # another source port for the same device (roaming): served, no new online event
+    # another source port for the same device (roaming): served, stays online. When the new port
+    # hashes to another loop the session moves there (coap_takeovers_total) and gw_session_online
+    # writes an online event with the new peer; on the same loop the address changes silently.
+    tk0 = gw.metric("coap_takeovers_total")
     cl2 = c.Client(port)
     r = c.report(cl2, P, "c-001", 21, {"humidity": 5})
     t.eq(r and r.code_str, "2.04", "same device from another source port: 2.04")
-    t.eq(len(online_rows(gw, "c-001")), 2, "no online event for a new source port")
+    # the kick is posted to the old loop; real 0.3 s: the idle timeout (1.5 s) must not pass
+    g.wait_until(lambda: gw.metric("coap_takeovers_total") > tk0, 0.3 / g.SLOW)
+    moved = gw.metric("coap_takeovers_total") - tk0
+    rows = online_rows(gw, "c-001")
+    t.eq(len(rows), 2 + int(moved), "an online event only if the session moved loops "
+         "(moved: %d)" % moved)
+    if moved:
+        t.eq(json.loads(rows[-1][0]).get("peer"), cl2.peer, "... naming the new source")
+    t.eq(offline_rows(gw, "c-001"), [("idle_timeout",)], "no offline event for the move")
 
     # IPv6
     if have_v6:
