@@ -163,6 +163,7 @@ struct gw__coap_sess {
     gw__coap_addr obs_addr;
     gw__coap_sock *obs_sock;
     uint32_t obs_seq;
+    gw__coap_xchg *answering; /* a report/poll answer a command may ride on right now */
     gw__coap_held *held[GW_COAP_HELD_MAX];
     unsigned n_held;
 };

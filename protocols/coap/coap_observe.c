@@ -1,7 +1,7 @@
 /* coap_observe.c: downstream commands over CoAP: the observe registration on
  * /{product}/{device}/function/invoke (RFC 7641), commands sent as CON notifications, observers
- * dropped when they stop answering, and for devices that do not observe, commands held in the
- * session to ride on the response to the next report (?wait=N holds that response for one). */
+ * dropped when they stop answering, and for devices that do not observe, commands riding on the
+ * response to their next report or poll (?wait=N holds that response for one). */
 #include "coap_internal.h"
 
 #include <stdio.h>
@@ -83,6 +83,17 @@ static void answer_with_held(gw__coap_xchg *x, gw__coap_sess *s)
     gw_free(GW_AREA_SESSION, h);
 }
 
+/* Asks the command table for one command to ride on x's answer; true if one did (x answered). */
+static bool ride(gw__coap_sess *s, gw__coap_xchg *x)
+{
+    s->answering = x;
+    gw_commands_ready(&s->base);
+    if (!s->answering)
+        return true;
+    s->answering = NULL;
+    return false;
+}
+
 void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
 {
     gw__coap_sess *s = x->s;
@@ -93,7 +104,13 @@ void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
             gw_commands_ready(&s->base); /* room again for commands still queued */
         return;
     }
-    if (wait_s && !s->closing) {
+    if (s->closing) {
+        gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
+        return;
+    }
+    if (ride(s, x))
+        return;
+    if (wait_s) {
         x->state = GW__X_WAIT;
         x->wait_deadline = uv_now(&x->cl->loop->uv) + (uint64_t)wait_s * 1000;
         return;
@@ -101,9 +118,11 @@ void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
     gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
 }
 
-/* The session's command op: the codec's bytes go to a waiting report's response, else to the
- * observer as a notification, else they are held for the next report's response. Runs with the
- * command table locked: it must not call back into it. */
+/* The session's command op: the codec's bytes go to the answer being made (a report's 2.04, a
+ * poll's 2.05) or a report held by ?wait, else to the observer as a notification; else, for a
+ * product that queues commands, they stay in the command table (GW_ENOTFOUND) until the device's
+ * next request asks (gw_commands_ready), and for other products they are held in the session for
+ * the next answer. Runs with the command table locked: it must not call back into it. */
 int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
 {
     gw__coap_sess *s = (gw__coap_sess *)base;
@@ -117,20 +136,24 @@ int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
         return gw_error_set(err, GW_ECLOSED, "the session has ended");
     if (!p->codec_ops->encode_command)
         return gw_error_set(err, GW_EINVAL, "codec %s carries no commands", p->codec);
-    if (!s->observing && s->n_held >= GW_COAP_HELD_MAX)
-        return gw_error_set(err, GW_ENOTFOUND, "%u commands already wait for the device",
-                            GW_COAP_HELD_MAX);
     int rc =
         p->codec_ops->encode_command(p, c, base->dev->id, base->dev->secret, buf, cap, &n, err);
     if (rc)
         return rc;
-    gw__coap_xchg *w = waiting_report(s);
+    gw__coap_xchg *w = s->answering ? s->answering : waiting_report(s);
     if (w) {
-        gw__coap_xchg_answer(w, GW_COAP_CHANGED, gw_coap_codec_format(p->codec), buf, n);
+        s->answering = NULL;
+        gw__coap_xchg_answer(w, w->report ? GW_COAP_CHANGED : GW_COAP_CONTENT,
+                             gw_coap_codec_format(p->codec), buf, n);
         return 0;
     }
     if (s->observing)
         return notify(s, buf, n) == 0 ? 0 : gw_error_set(err, GW_ENOMEM, "cannot notify");
+    if (p->cmd_queue_offline) /* it stays in the command table (TTL) until the device asks */
+        return gw_error_set(err, GW_ENOTFOUND, "the device takes commands with its next request");
+    if (s->n_held >= GW_COAP_HELD_MAX)
+        return gw_error_set(err, GW_ENOTFOUND, "%u commands already wait for the device",
+                            GW_COAP_HELD_MAX);
     gw__coap_held *h = gw_malloc(GW_AREA_SESSION, sizeof(*h) + n);
     if (!h)
         return gw_error_set(err, GW_ENOMEM, "out of memory");
@@ -178,6 +201,8 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
     }
     if (r->observe == 1)
         gw__coap_observer_drop(s, NULL);
+    if (!s->n_held && ride(s, x))
+        return;
     if (s->n_held) {
         gw__coap_held *h = s->held[0];
         memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));

@@ -37,19 +37,20 @@ static void answer_now(gw__coap_sock *sock, const struct sockaddr *from, const g
     uint16_t mid = type == GW_COAP_ACK ? m->mid : gw__coap_mid(cl);
     gw__coap_addr to;
 
+    bool diag = e && e->diag && *e->diag;
     gw_coap_out_begin(&o, cl->out, cl->out_cap, type, code, mid, m->token, m->tkl);
+    if (diag) /* options in ascending number order */
+        gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT, 0); /* text/plain */
     if (e && e->has_max_age)
         gw_coap_out_opt_uint(&o, GW_COAP_OPT_MAX_AGE, e->max_age);
     if (e && e->has_block1)
         gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, e->block1);
     if (e && e->has_size1)
         gw_coap_out_opt_uint(&o, GW_COAP_OPT_SIZE1, e->size1);
-    if (e && e->diag && *e->diag) {
-        gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT, 0); /* text/plain */
+    if (diag)
         gw_coap_out_payload(&o, e->diag, strlen(e->diag));
-    }
-    if (o.err)
-        return;
+    if (o.err) /* cannot happen with the loop's buffer: answer the bare code */
+        gw_coap_out_begin(&o, cl->out, cl->out_cap, type, code, mid, m->token, m->tkl);
     gw__coap_count_response(code);
     gw__coap_addr_set(&to, from);
     if (gw__coap_dedup_slot(cl, from, m->mid))
@@ -344,6 +345,16 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     const uint8_t *payload = m->payload;
     size_t len = m->payload_len;
     gw__coap_block *blk = NULL;
+    if (r->has_size1 && r->size1 > ad->cfg.max_block_bytes) { /* announced too large */
+        gw_metric_inc(GW_M_COAP_BLOCK_REFUSED);
+        e.has_size1 = true;
+        e.size1 = ad->cfg.max_block_bytes;
+        snprintf(detail, sizeof(detail), "Size1 %u over max_block_bytes %u", r->size1,
+                 ad->cfg.max_block_bytes);
+        refuse(sock, from, m, GW_COAP_TOO_LARGE, dev->id, "too_large", detail, &e);
+        gw_session_release(&s->base);
+        return;
+    }
     if (r->has_block1) {
         snprintf(path, sizeof(path), "%s/%s/%d/%s", r->product, r->device, (int)r->res, r->event);
         int rc = block1(sock, from, m, r, path, &blk);

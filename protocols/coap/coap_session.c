@@ -315,10 +315,10 @@ void gw__coap_xchg_answer(gw__coap_xchg *x, uint8_t code, int cf, const uint8_t 
     if (!x->notify && d && d->x == x)
         d->x = NULL; /* answered: a duplicate gets the stored answer (or the empty ACK) */
     gw_coap_out_begin(&o, cl->out, cl->out_cap, type, code, mid, x->token, x->tkl);
-    if (x->has_block1)
-        gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, x->block1);
     if (n && cf >= 0)
         gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT, (uint32_t)cf);
+    if (x->has_block1)
+        gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, x->block1);
     gw_coap_out_payload(&o, payload, n);
     if (o.err) { /* cannot happen with the adapter's buffer; answer without the payload */
         gw_coap_out_begin(&o, cl->out, cl->out_cap, type, GW_COAP_INTERNAL, mid, x->token, x->tkl);

@@ -32,10 +32,10 @@ static void answer(const gw_coap_msg *m, uint8_t code, bool block1, uint32_t b1,
     gw_coap_msg back;
     gw_coap_out_begin(&o, out, sizeof(out), m->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON,
                       code, m->mid, m->token, m->tkl);
-    if (block1)
-        gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, b1);
     if (n)
         gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT, 0);
+    if (block1)
+        gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, b1);
     gw_coap_out_payload(&o, p, n);
     REQUIRE(o.err == 0);
     REQUIRE(gw_coap_parse(out, o.len, &back) == 0);
