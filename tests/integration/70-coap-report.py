@@ -163,6 +163,15 @@ def main(t):
         run = c.coap_client(u, payload=body, cf=cf, wait_s=3)
         t.check(run.last == want, "coap-client, %s: %s" % (what, want), run)
 
+    # ---- every answer counted by its code ----
+    mc = gw.metrics()
+    got = {code: g.metric_delta(m0, mc, g.metric_key("coap_responses_total", code=code))
+           for code in ("4.00", "4.01", "4.02", "4.04", "4.05", "4.15")}
+    t.eq(got, {"4.00": 5.0, "4.01": 1.0, "4.02": 1.0, "4.04": 7.0, "4.05": 1.0, "4.15": 4.0},
+         "iotgw_coap_responses_total{code} counts every refusal")
+    n204 = g.metric_delta(m0, mc, g.metric_key("coap_responses_total", code="2.04"))
+    t.check(n204 >= 9, "... and the 2.04s (%d)" % n204)
+
     # ---- many endpoints at once: all answered 2.04, each stored once ----
     devs = ["c-%03d" % i for i in range(2, 31)]
     eps = {d: c.Client(port) for d in devs}

@@ -66,6 +66,7 @@ def main(t):
     t.check(r is not None and r.opt(c.OBSERVE) is not None, "the answer carries Observe "
             "(registered)", r)
     seq0 = r.uint(c.OBSERVE, 0) if r else 0
+    t.check(g.wait_until(lambda: gw.metric("coap_observers") == 1, 2), "coap_observers 1")
 
     # ---- command -> CON notification -> ACK -> reply POST -> cloud ----
     cloud.invoke(P, "c-001", "g-1", "reboot", {"delay_s": 5})
@@ -120,6 +121,9 @@ def main(t):
     cloud.invoke(P, "c-001", "g-4", "reboot", {"delay_s": 1})
     n4 = ob.notification(timeout=1.5)
     t.check(n4 is None, "after the RST no more notifications", n4)
+    t.eq(gw.metric("coap_observers"), 0.0, "coap_observers 0 after the RST")
+    t.eq(gw.metric("coap_notifications_total"), 3.0,
+         "coap_notifications_total counts g-1, g-2 (its retransmission not), g-3")
 
     # ---- sleepy device: held command rides on the next response ----
     sl = c.Client(port)
