@@ -192,7 +192,8 @@ static int block1(gw__coap_sock *sock, const struct sockaddr *from, const gw_coa
                "block1", detail, NULL);
         return -1;
     }
-    memcpy(b->buf + b->len, m->payload, m->payload_len);
+    if (m->payload_len) /* a last block may be empty */
+        memcpy(b->buf + b->len, m->payload, m->payload_len);
     b->len = total;
     b->last = uv_now(&cl->loop->uv);
     if (r->b1_more) {
@@ -362,7 +363,7 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
             gw_session_release(&s->base);
             return;
         }
-        payload = blk->buf;
+        payload = blk->len ? blk->buf : (const uint8_t *)"";
         len = blk->len;
         e.has_block1 = true;
         e.block1 = gw_coap_block1_value(r->b1_num, false, r->b1_szx);

@@ -94,7 +94,8 @@ static void one(const uint8_t *d, size_t n)
         gw_coap_block1_check(have, r.b1_num, r.b1_szx, m.payload_len, r.b1_more, MAX_BLOCK, &total);
     if (rc == 0) {
         REQUIRE(total <= MAX_BLOCK && total == have + m.payload_len);
-        memcpy(assembled + have, m.payload, m.payload_len);
+        if (m.payload_len) /* an empty last block: no payload pointer */
+            memcpy(assembled + have, m.payload, m.payload_len);
         have = r.b1_more ? total : 0;
         answer(&m, r.b1_more ? GW_COAP_CONTINUE : GW_COAP_CHANGED, true,
                gw_coap_block1_value(r.b1_num, r.b1_more, r.b1_szx), NULL, 0);
