@@ -111,6 +111,9 @@ void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
     if (ride(s, x))
         return;
     if (wait_s) {
+        gw__coap_xchg *older = waiting_report(s);
+        if (older) /* one held answer per device: the older one is answered now */
+            gw__coap_xchg_answer(older, GW_COAP_CHANGED, -1, NULL, 0);
         x->state = GW__X_WAIT;
         x->wait_deadline = uv_now(&x->cl->loop->uv) + (uint64_t)wait_s * 1000;
         return;

@@ -352,10 +352,13 @@ void gw__coap_on_ack(gw__coap_loop *cl, const gw_coap_msg *m, const struct socka
     for (gw__coap_xchg *x = cl->xchgs; x; x = x->next) {
         if (x->state != GW__X_CONFIRM || x->mid != m->mid || !gw__coap_addr_equal(&x->addr, from))
             continue;
-        if (m->type == GW_COAP_RST)
+        if (m->type == GW_COAP_RST) {
             con_failed(x, "reset");
-        else
+        } else {
+            if (x->s && !x->s->closing) /* the device answered: it is alive */
+                x->s->deadline = uv_now(&cl->loop->uv) + gw__coap_idle_ms(cl, x->s->base.dev);
             gw__coap_xchg_free(x);
+        }
         return;
     }
 }
