@@ -141,12 +141,12 @@ static int listen_one(gw__coap_loop *cl, size_t i)
     return 0;
 }
 
-static int coap_start(gw_adapter *a, gw_loop *loop)
+gw__coap_loop *gw__coap_loop_new(gw_adapter *a, gw_loop *loop)
 {
     gw__coap_adapter *ad = a->state;
     gw__coap_loop *cl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*cl));
     if (!cl)
-        return GW_ENOMEM;
+        return NULL;
     cl->a = a;
     cl->ad = ad;
     cl->loop = loop;
@@ -161,9 +161,19 @@ static int coap_start(gw_adapter *a, gw_loop *loop)
         cl->dtls_buf_size = COAP_OUT_CAP;
         cl->dtls_buf = gw_malloc(GW_AREA_RUNTIME, cl->dtls_buf_size);
     }
+    if (!cl->socks || !cl->dedup || !cl->out || (ad->cfg.dtls_listeners.n && !cl->dtls_buf)) {
+        gw__coap_loop_free(cl);
+        return NULL;
+    }
+    return cl;
+}
+
+static int coap_start(gw_adapter *a, gw_loop *loop)
+{
+    gw__coap_loop *cl = gw__coap_loop_new(a, loop);
+    if (!cl)
+        return GW_ENOMEM;
     loop->adapter_state[gw_adapter_index(a)] = cl;
-    if (!cl->socks || !cl->dedup || !cl->out || (ad->cfg.dtls_listeners.n && !cl->dtls_buf))
-        return GW_ENOMEM; /* uninit frees what was allocated */
     uv_timer_init(&loop->uv, &cl->tick);
     cl->tick.data = cl;
     uv_timer_start(&cl->tick, on_tick, GW_COAP_TICK_MS, GW_COAP_TICK_MS);
@@ -213,7 +223,7 @@ static void coap_close_sessions(gw_adapter *a, gw_loop *loop)
         uv_close((uv_handle_t *)&cl->tick, NULL);
 }
 
-static void loop_free(gw__coap_loop *cl)
+void gw__coap_loop_free(gw__coap_loop *cl)
 {
     while (cl->xchgs)
         gw__coap_xchg_free(cl->xchgs);
@@ -238,7 +248,7 @@ static void coap_uninit(gw_adapter *a)
     for (unsigned i = 0; rt && i < rt->n_loops; i++) {
         gw__coap_loop *cl = rt->loops[i].adapter_state[gw_adapter_index(a)];
         if (cl) {
-            loop_free(cl);
+            gw__coap_loop_free(cl);
             rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
         }
     }

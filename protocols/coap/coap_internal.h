@@ -168,6 +168,11 @@ struct gw__coap_sess {
     unsigned n_held;
 };
 
+/* coap.c: a loop's CoAP state without sockets or timer (coap_start adds them; the fuzz target
+ * feeds gw__coap_request directly), and its release after the loop has stopped. */
+gw__coap_loop *gw__coap_loop_new(gw_adapter *a, gw_loop *loop);
+void gw__coap_loop_free(gw__coap_loop *cl);
+
 /* coap_session.c: sessions, auth, idle, sending, dedup, exchanges */
 gw__coap_sess *gw__coap_sess_find(gw__coap_loop *cl, uint32_t dev_index);
 gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const gw_device *dev,

@@ -1,13 +1,25 @@
-/* fuzz_coap_request.c: libFuzzer target for the CoAP adapter's request path without sockets: the
- * input is a sequence of datagrams (2-byte big-endian length prefixes; a short input is one
- * datagram) fed to the parser and the request classifier, with a Block1 reassembly state kept
- * across datagrams under the adapter's bounds, and every answer the adapter would send encoded
- * and parsed back. Invariants (bounds, round trips) abort on failure. */
+/* fuzz_coap_request.c: libFuzzer target for the CoAP adapter's request path without sockets. The
+ * input is one datagram, and also a sequence of datagrams (2-byte big-endian length prefixes).
+ * (1) The pure layer: parser and request classifier, with a Block1 reassembly state kept across
+ * datagrams under the bounds, and every answer encoded and parsed back (invariants abort).
+ * (2) The adapter itself: each datagram goes to gw__coap_request on a loop's CoAP state with a
+ * real configuration (a coap product, two devices), store and runtime, but a socket that sends
+ * nothing; queued events are "committed" after each datagram (the session's committed op runs, as
+ * after a real commit) and the loop's tick runs, so dedup, Block1 buffers, exchanges, separate
+ * answers, sessions and the thing model are all exercised. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "gateway/error.h"
+#include "gateway/log.h"
+#include "gateway/runtime.h"
+#include "protocols/coap/coap.h"
+#include "protocols/coap/coap_internal.h"
 #include "protocols/coap/coap_msg.h"
 
 #define MAX_BLOCK 4096
@@ -111,8 +123,114 @@ static void one(const uint8_t *d, size_t n)
     free(copy);
 }
 
+/* ---- (2) the adapter's request path on a socketless loop ---- */
+
+static gw_config *cfg;
+static gw_store *store;
+static gw_runtime *rt;
+static gw__coap_loop *cl;
+static gw__coap_sock *sock;
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void setup(void)
+{
+    char dir[] = "/tmp/fuzz_coap_XXXXXX", path[512];
+    gw_diag diag = {0};
+    gw_error err = {0, ""};
+    REQUIRE(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/products", dir);
+    REQUIRE(mkdir(path, 0700) == 0);
+    put_file(dir, "products/p.json",
+             "{\"id\":\"p\",\"protocol\":\"coap\",\"codec\":\"json\",\"properties\":["
+             "{\"id\":\"t\",\"type\":\"float\",\"min\":-40,\"max\":125},"
+             "{\"id\":\"s\",\"type\":\"string\",\"max_length\":4000}],"
+             "\"events\":[{\"id\":\"e\",\"params\":[{\"id\":\"x\",\"type\":\"int\"}]}],"
+             "\"functions\":[{\"id\":\"f\",\"inputs\":[],\"outputs\":[]}]}");
+    put_file(dir, "products/q.json",
+             "{\"id\":\"q\",\"protocol\":\"coap\",\"codec\":\"json\",\"auth\":"
+             "{\"mode\":\"device-secret\",\"coap_query_token\":false},\"properties\":["
+             "{\"id\":\"t\",\"type\":\"int\"}]}");
+    put_file(dir, "devices.json",
+             "[{\"id\":\"d\",\"product\":\"p\",\"secret\":\"k\"},"
+             "{\"id\":\"d2\",\"product\":\"p\",\"secret\":\"k2\"},"
+             "{\"id\":\"q1\",\"product\":\"q\",\"secret\":\"k\"}]");
+    put_file(dir, "gateway.json",
+             "{\"loops\":1,\"log_level\":\"error\",\"admin\":{\"enabled\":false},"
+             "\"storage\":{\"path\":\"db.sqlite\"},\"adapters\":{\"coap\":{\"listeners\":"
+             "[{\"address\":\"127.0.0.1\",\"port\":0}],\"max_block_bytes\":2048,"
+             "\"max_block_total\":3000,\"dedup_entries\":16,\"piggyback_ms\":0,"
+             "\"max_wait_s\":1}}}");
+    snprintf(path, sizeof(path), "%s/gateway.json", dir);
+    REQUIRE(gw_config_load(path, &cfg, &diag) == 0);
+    REQUIRE(gw_store_open(&store, cfg, &err) == 0);
+    REQUIRE(gw_runtime_create(&rt, cfg, store, &err) == 0);
+    gw_log_level = getenv("FUZZ_COAP_VERBOSE") ? GW_LOG_DEBUG : GW_LOG_ERROR + 1;
+    gw_adapter *a = gw_runtime_add_adapter(rt, &gw_adapter_coap_ops);
+    REQUIRE(a && a->ops->init(a, json_object_get(cfg->adapters, "coap"), cfg, &diag) == 0);
+    cl = gw__coap_loop_new(a, &rt->loops[0]);
+    REQUIRE(cl);
+    rt->loops[0].adapter_state[gw_adapter_index(a)] = cl;
+    sock = &cl->socks[0];
+    sock->cl = cl; /* never opened: gw__coap_send sends nothing */
+}
+
+/* What the writer and the loop do after a commit: each queued event's session hears of it. */
+static void commit_all(void)
+{
+    gw_loop *l = &rt->loops[0];
+    gw_event *ev = l->pend_head, *next;
+    l->pend_head = l->pend_tail = NULL;
+    l->pend_n = 0;
+    for (; ev; ev = next) {
+        next = ev->next;
+        ev->status = 0;
+        if (ev->sess)
+            ev->sess->ops->committed(ev->sess, ev);
+        gw_store_event_done(store, ev);
+    }
+}
+
+static void adapter_one(const uint8_t *d, size_t n, unsigned peer)
+{
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(5000 + (peer & 1))};
+    from.sin_addr.s_addr = htonl(0x7f000001);
+    uint8_t *copy = calloc(1, n ? n : 1);
+    if (n)
+        memcpy(copy, d, n);
+    gw__coap_request(sock, copy, n, (const struct sockaddr *)&from, false, NULL);
+    free(copy);
+    if (peer & 2)
+        commit_all(); /* sometimes the commit comes after the next datagram (dedup while pending) */
+    uv_update_time(&rt->loops[0].uv);
+    gw__coap_tick(cl);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (!cl)
+        setup();
+    adapter_one(data, size, 2);
+    size_t j = 0;
+    while (j + 2 <= size) {
+        size_t n = (size_t)data[j] << 8 | data[j + 1];
+        j += 2;
+        if (n > size - j)
+            n = size - j;
+        /* the peer (bit 0) and whether the commit waits (bit 1) come from the message id */
+        adapter_one(data + j, n, n >= 4 ? (data[j + 2] & 1u) | (data[j + 3] & 2u) : 2);
+        j += n;
+    }
+    commit_all();
+
     have = 0;
     one(data, size); /* the whole input as one datagram */
     have = 0;
