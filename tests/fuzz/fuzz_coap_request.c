@@ -141,12 +141,30 @@ static void put_file(const char *dir, const char *name, const char *text)
     fclose(f);
 }
 
+static char tmpdir[] = "/tmp/fuzz_coap_XXXXXX";
+
+/* The scratch configuration and database go at exit. */
+static void cleanup(void)
+{
+    static const char *const files[] = {"products/p.json", "products/q.json", "devices.json",
+                                        "gateway.json",    "db.sqlite",       "db.sqlite-wal",
+                                        "db.sqlite-shm",   "products",        NULL};
+    char path[512];
+    for (size_t i = 0; files[i]; i++) {
+        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
+        if (unlink(path) != 0)
+            rmdir(path);
+    }
+    rmdir(tmpdir);
+}
+
 static void setup(void)
 {
-    char dir[] = "/tmp/fuzz_coap_XXXXXX", path[512];
+    char *dir = tmpdir, path[512];
     gw_diag diag = {0};
     gw_error err = {0, ""};
     REQUIRE(mkdtemp(dir));
+    atexit(cleanup);
     snprintf(path, sizeof(path), "%s/products", dir);
     REQUIRE(mkdir(path, 0700) == 0);
     put_file(dir, "products/p.json",
