@@ -19,6 +19,7 @@
 #define GW_COAP_ACK_TIMEOUT  2000
 #define GW_COAP_EXCH_LIFE_MS 247000 /* RFC 7252 EXCHANGE_LIFETIME: dedup entries live this long */
 #define GW_COAP_TICK_MS      50
+#define GW_COAP_CON_MAX      16 /* CONs of ours awaiting a device's ACK, per session */
 
 typedef struct gw__coap_cfg {
     gw_listen_list listeners;
@@ -157,6 +158,7 @@ struct gw__coap_sess {
     gw__coap_addr addr; /* last authenticated source */
     uint64_t deadline;
     bool closing;
+    uint16_t n_con; /* CONs tracked for retransmission */
     /* observe on .../function/invoke */
     bool observing;
     uint8_t obs_tkl, obs_token[8];

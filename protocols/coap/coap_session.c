@@ -278,6 +278,8 @@ void gw__coap_xchg_free(gw__coap_xchg *x)
         if (d && d->x == x)
             d->x = NULL;
     }
+    if (x->out && x->s)
+        x->s->n_con--;
     gw_free(GW_AREA_SESSION, x->out);
     if (x->s)
         gw_session_release(&x->s->base);
@@ -288,7 +290,9 @@ void gw__coap_send_con(gw__coap_xchg *x, const uint8_t *p, size_t n)
 {
     x->state = GW__X_CONFIRM;
     token_remove(x);
-    x->out = gw_malloc(GW_AREA_SESSION, n);
+    /* a device that never ACKs cannot pile up retransmission state: past GW_COAP_CON_MAX its
+     * CONs go out once, untracked */
+    x->out = !x->s || x->s->n_con < GW_COAP_CON_MAX ? gw_malloc(GW_AREA_SESSION, n) : NULL;
     if (!x->out) {
         gw__coap_send(x->sock, &x->addr, p, n); /* once, untracked */
         gw__coap_xchg_free(x);
@@ -296,6 +300,8 @@ void gw__coap_send_con(gw__coap_xchg *x, const uint8_t *p, size_t n)
     }
     memcpy(x->out, p, n);
     x->out_len = (uint16_t)n;
+    if (x->s)
+        x->s->n_con++;
     x->retries = 0;
     /* ACK_TIMEOUT with a random factor in [1, 1.5) */
     x->rexmit_ms = GW_COAP_ACK_TIMEOUT + (unsigned)(uv_hrtime() % (GW_COAP_ACK_TIMEOUT / 2));
