@@ -1,4 +1,4 @@
-# Proves cloud commands to CoAP devices with a real cloud broker: a device observing /{p}/{d}/function/invoke gets each command as a CON notification (token and rising Observe number, Content-Format 50, the exact payload), retransmitted with the same message id until ACKed, its POST to .../function/invoke/reply reaches the cloud on .../function/invoke/reply; an RST cancels the observation; a sleepy device that does not observe gets a held command in the response to its next report, and with ?wait=N a command that arrives during the wait, or an empty 2.04 when none comes within N (capped by max_wait_s).
+# Proves cloud commands to CoAP devices with a real cloud broker: a device observing /{p}/{d}/function/invoke gets each command as a CON notification (token and rising Observe number, Content-Format 50, the exact payload), retransmitted with the same message id until ACKed, its POST to .../function/invoke/reply reaches the cloud on .../function/invoke/reply; an RST cancels the observation and Observe 1 deregisters; a sleepy device that does not observe gets a held command in the response to its next report, and with ?wait=N a command that arrives during the wait, or an empty 2.04 when none comes within N (capped by max_wait_s); a plain GET polls the waiting command (then an empty 2.05), POST on function/invoke is 4.05.
 import copy
 import json
 import time
@@ -117,11 +117,15 @@ def main(t):
     # ---- RST cancels the observation ----
     cloud.invoke(P, "c-001", "g-3", "reboot", {"delay_s": 1})
     n = ob.notification(rst=True)
-    t.check(n is not None, "notification for g-3 (answered with RST)")
+    t.check(n is not None and n.json().get("messageId") == "g-3",
+            "notification for g-3 (answered with RST)", n)
+    # the RST and the next command race (UDP vs. the cloud broker) on a loaded machine: wait for
+    # the gauge, then send the next command
+    t.check(g.wait_until(lambda: gw.metric("coap_observers") == 0, 5),
+            "coap_observers 0 after the RST")
     cloud.invoke(P, "c-001", "g-4", "reboot", {"delay_s": 1})
     n4 = ob.notification(timeout=1.5)
     t.check(n4 is None, "after the RST no more notifications", n4)
-    t.eq(gw.metric("coap_observers"), 0.0, "coap_observers 0 after the RST")
     t.eq(gw.metric("coap_notifications_total"), 3.0,
          "coap_notifications_total counts g-1, g-2 (its retransmission not), g-3")
 
@@ -191,7 +195,39 @@ def main(t):
            query=c.dev_query("c-003"))
     t.check(cloud.reply("c-003", "g-q"), "cloud receives the queued command's reply")
 
-    for x in (ob.c, sl, q):
+    # a plain GET on function/invoke polls: the waiting command, then an empty 2.05
+    cloud.invoke(P, "c-004", "g-p", "reboot", {"delay_s": 6})
+    time.sleep(0.3)
+    pl = c.Client(port)
+    poll_path = "/%s/c-004/function/invoke" % P
+    r = pl.request(c.GET, poll_path, query=c.dev_query("c-004"), cf=None)
+    t.check(r is not None and r.code_str == "2.05" and r.payload and
+            r.json().get("messageId") == "g-p" and r.opt(c.OBSERVE) is None,
+            "plain GET on function/invoke (poll): 2.05 with the waiting command", r)
+    pl.post(poll_path + "/reply",
+            cl.compact({"messageId": "g-p", "success": True, "outputs": {"ok": True}}),
+            query=c.dev_query("c-004"))
+    t.check(cloud.reply("c-004", "g-p"), "cloud receives the polled command's reply")
+    r = pl.request(c.GET, poll_path, query=c.dev_query("c-004"), cf=None)
+    t.check(r is not None and r.code_str == "2.05" and not r.payload,
+            "a poll with nothing waiting: empty 2.05", r)
+    r = pl.post(poll_path, b"{}", query=c.dev_query("c-004"))
+    t.eq(r and r.code_str, "4.05", "POST on function/invoke: 4.05")
+
+    # Observe: 1 deregisters
+    o5 = Observer(port, "c-005")
+    r = o5.register(0)
+    t.eq(r and r.code_str, "2.05", "c-005 observes")
+    n_obs = gw.metric("coap_observers")
+    r = o5.register(1)
+    t.eq(r and r.code_str, "2.05", "GET with Observe 1 (deregister): 2.05")
+    t.check(g.wait_until(lambda: gw.metric("coap_observers") == n_obs - 1, 2),
+            "coap_observers back down by one")
+    cloud.invoke(P, "c-005", "g-d", "reboot", {"delay_s": 7})
+    n5 = o5.notification(timeout=1.5)
+    t.check(n5 is None or n5.type == c.ACK, "no notification after deregistering", n5)
+
+    for x in (ob.c, sl, q, pl, o5.c):
         x.close()
     cloud.stop()
     _ = (copy, json)
