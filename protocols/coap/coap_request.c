@@ -450,6 +450,14 @@ void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     int rc = gw_coap_parse(buf, len, &m);
     if (rc == GW_EAGAIN || rc == GW_EPROTO) {
         gw_metric_inc(GW_M_COAP_MALFORMED);
+        if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(sock->cl)) {
+            char peer[64];
+            gw_sockaddr_str(from, peer, sizeof(peer));
+            gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "datagram dropped",
+                         "reason=malformed bytes=%zu detail=\"%s\"", len,
+                         rc == GW_EAGAIN ? "not a CoAP version 1 message"
+                                         : "message format error (RFC 7252 3)");
+        }
         if (rc == GW_EPROTO && m.type == GW_COAP_CON)
             send_rst(sock, from, m.mid); /* RFC 7252 4.2: a format error is rejected */
         return;
