@@ -318,6 +318,17 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         refuse(sock, from, m, GW_COAP_UNSUPPORTED_CF, dev->id, "content_format", detail, NULL);
         return;
     }
+    /* A busy gateway opens no session: its online event would only add to the full queue. */
+    if (r->res != GW_COAP_RES_INVOKE && gw_store_full(cl->loop->rt->store) &&
+        !gw__coap_sess_find(cl, dev->index)) {
+        gw_loop_note_backpressure(cl->loop);
+        gw_metric_inc(GW_M_COAP_BUSY);
+        e.has_max_age = true;
+        e.max_age = ad->cfg.busy_max_age_s;
+        refuse(sock, from, m, GW_COAP_UNAVAILABLE, dev->id, "store_full",
+               "the gateway is busy; retry after Max-Age", &e);
+        return;
+    }
     bool opened;
     gw__coap_sess *s = session(sock, dev, from, &opened);
     if (!s) {
