@@ -40,7 +40,7 @@ def upload(cl, dev, payload, szx=2, order=None, query=None, size1=None, method=c
 
 
 def main(t):
-    gw = c.gateway(n_devices=8, coap=c.coap_adapter(max_block_bytes=MAX))
+    gw = c.gateway(n_devices=9, coap=c.coap_adapter(max_block_bytes=MAX))
     port = c.coap_port(gw)
     cl = c.Client(port)
 
@@ -92,6 +92,28 @@ def main(t):
          "a block out of order: 4.08 Request Entity Incomplete")
     rs = upload(cl, "c-004", p, order=[3])
     t.eq([r.code_str if r else None for r in rs], ["4.08"], "a transfer starting at block 3: 4.08")
+    # CVE-2024-31031 shape (libcoap): block numbers whose offset num * size overflows 32 bits
+    # must not wrap around to an in-bounds offset. Block 0 is accepted, then the largest block
+    # number with the largest size (2^20 - 1 blocks of 1 KiB: 1 GiB), then one that wraps a
+    # 32-bit product to 0 (4,194,304 x 1 KiB = 2^32) if the option could carry it (it cannot:
+    # NUM has 20 bits), and the transfer must still complete correctly afterwards.
+    OVF_DEV = "c-009"
+    blk = note_report("ovf", 2048).encode()
+    r0 = cl.post(c.report_path(P, OVF_DEV), blk[:1024], query=c.dev_query(OVF_DEV),
+                 options=[(c.BLOCK1, c.block_value(0, True, 6))])
+    big = cl.post(c.report_path(P, OVF_DEV), blk[1024:], query=c.dev_query(OVF_DEV),
+                  options=[(c.BLOCK1, c.block_value((1 << 20) - 1, False, 6))])
+    t.check(r0 is not None and r0.code_str == "2.31" and big is not None and
+            big.code_str in ("4.08", "4.13"),
+            "block 2^20-1 of 1 KiB after block 0: refused (4.08 or 4.13), no wrap-around",
+            (r0 and r0.code_str, big and big.code_str))
+    t.eq(gw.scalar("SELECT count(*) FROM events WHERE msg_id='ovf'"), 0,
+         "nothing stored from the overflowing sequence")
+    rs = upload(cl, OVF_DEV, blk, szx=6)
+    t.eq([r.code_str if r else None for r in rs], ["2.31", "2.04"],
+         "the same report uploaded properly afterwards is accepted")
+    t.check(g.wait_until(lambda: gw.scalar("SELECT count(*) FROM events WHERE msg_id='ovf'") == 1,
+                         5), "and stored once")
     r = cl.post(c.report_path(P, "c-004"), p[:50], query=c.dev_query("c-004"),
                 options=[(c.BLOCK1, c.block_value(0, True, 2))])
     t.eq(r and r.code_str, "4.00", "a non-last block shorter than its size: 4.00")
