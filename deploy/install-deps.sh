@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libuv1-dev libjansson-dev libsqlite3-dev sqlite3
   libmosquitto-dev mosquitto mosquitto-clients
-  libcoap3-dev libcoap3-bin
+  libcoap3-dev libcoap3-bin libssl-dev openssl
   libprotobuf-c-dev protobuf-c-compiler
   clang libclang-rt-14-dev clang-format
   python3 python3-paho-mqtt python3-psutil
