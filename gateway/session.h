@@ -41,7 +41,8 @@ struct gw_session {
     gw_loop *loop;
     const gw_device *dev; /* set by gw_session_online */
     gw_session *dirty_next;
-    uint32_t refs; /* atomic */
+    gw_session *index_next; /* datagram adapters' per-loop index (session_index.h) */
+    uint32_t refs;          /* atomic */
     uint8_t dirty;
     uint8_t online; /* owns its device's slot */
 };

@@ -233,7 +233,7 @@ void gw__coap_loop_free(gw__coap_loop *cl)
     for (uint32_t i = 0; cl->dedup && i < cl->dedup_cap; i++)
         gw_free(GW_AREA_SESSION, cl->dedup[i].resp);
     gw_free(GW_AREA_SESSION, cl->dedup);
-    gw_free(GW_AREA_SESSION, cl->table);
+    gw_session_index_free(&cl->sessions);
     gw_free(GW_AREA_RUNTIME, cl->out);
     gw_free(GW_AREA_RUNTIME, cl->socks);
     gw_free(GW_AREA_RUNTIME, cl);

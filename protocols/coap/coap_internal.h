@@ -12,6 +12,7 @@
 #include "../../config/cfg_schema.h"
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
+#include "../../gateway/session_index.h"
 #include "coap_msg.h"
 
 #define GW_COAP_HELD_MAX     4 /* commands held for a device that does not observe */
@@ -124,8 +125,7 @@ struct gw__coap_loop {
     size_t n_socks;
     uv_timer_t tick;
     uint64_t next_sweep;
-    gw__coap_sess **table;
-    uint32_t table_cap, n_sess;
+    gw_session_index sessions; /* device index -> session */
     gw__coap_dedup *dedup;
     uint32_t dedup_cap;
     gw__coap_xchg *xchgs;
@@ -154,7 +154,6 @@ struct gw__coap_sess {
     gw_session base; /* first */
     gw__coap_loop *cl;
     gw__coap_sock *sock;
-    gw__coap_sess *hnext;
     gw__coap_addr addr; /* last authenticated source */
     uint64_t deadline;
     bool closing;

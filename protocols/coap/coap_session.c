@@ -475,52 +475,9 @@ static const gw_session_ops sess_ops = {
     .command = gw__coap_command,
 };
 
-/* ---- the per-loop hash: device index -> session ---- */
-
 gw__coap_sess *gw__coap_sess_find(gw__coap_loop *cl, uint32_t index)
 {
-    if (!cl->table_cap)
-        return NULL;
-    gw__coap_sess *s = cl->table[index & (cl->table_cap - 1)];
-    while (s && s->base.dev->index != index)
-        s = s->hnext;
-    return s;
-}
-
-static int table_grow(gw__coap_loop *cl)
-{
-    uint32_t cap = cl->table_cap ? cl->table_cap * 2 : 64;
-    gw__coap_sess **t = gw_calloc(GW_AREA_SESSION, cap, sizeof(*t));
-    if (!t)
-        return GW_ENOMEM;
-    for (uint32_t i = 0; i < cl->table_cap; i++) {
-        gw__coap_sess *s = cl->table[i], *next;
-        for (; s; s = next) {
-            next = s->hnext;
-            uint32_t b = s->base.dev->index & (cap - 1);
-            s->hnext = t[b];
-            t[b] = s;
-        }
-    }
-    gw_free(GW_AREA_SESSION, cl->table);
-    cl->table = t;
-    cl->table_cap = cap;
-    return 0;
-}
-
-static void table_remove(gw__coap_loop *cl, gw__coap_sess *s)
-{
-    if (!cl->table_cap)
-        return;
-    gw__coap_sess **pp = &cl->table[s->base.dev->index & (cl->table_cap - 1)];
-    for (; *pp; pp = &(*pp)->hnext) {
-        if (*pp == s) {
-            *pp = s->hnext;
-            s->hnext = NULL;
-            cl->n_sess--;
-            return;
-        }
-    }
+    return (gw__coap_sess *)gw_session_index_find(&cl->sessions, index);
 }
 
 uint32_t gw__coap_idle_ms(const gw__coap_loop *cl, const gw_device *dev)
@@ -532,8 +489,6 @@ uint32_t gw__coap_idle_ms(const gw__coap_loop *cl, const gw_device *dev)
 gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const gw_device *dev,
                                   const struct sockaddr *from)
 {
-    if (cl->n_sess >= cl->table_cap && table_grow(cl) != 0)
-        return NULL;
     gw__coap_sess *s = gw_calloc(GW_AREA_SESSION, 1, sizeof(*s));
     if (!s)
         return NULL;
@@ -542,10 +497,10 @@ gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const 
     s->sock = sock;
     gw__coap_addr_set(&s->addr, from);
     s->base.dev = dev;
-    uint32_t b = dev->index & (cl->table_cap - 1);
-    s->hnext = cl->table[b];
-    cl->table[b] = s;
-    cl->n_sess++;
+    if (gw_session_index_add(&cl->sessions, &s->base) != 0) {
+        gw_free(GW_AREA_SESSION, s);
+        return NULL;
+    }
     gw_session_online(&s->base, dev, "coap");
     return s;
 }
@@ -566,9 +521,24 @@ void gw__coap_sess_close(gw__coap_sess *s, const char *reason)
         gw__coap_observer_drop(s, NULL);
     if (reason)
         gw_session_offline(&s->base, reason, false);
-    table_remove(s->cl, s);
+    gw_session_index_remove(&s->cl->sessions, &s->base);
     gw__coap_held_clear(s);
     gw_session_release(&s->base);
+}
+
+static void sweep_one(gw_session *base, void *arg)
+{
+    gw__coap_sess *s = (gw__coap_sess *)base;
+    if (*(const uint64_t *)arg < s->deadline)
+        return;
+    gw_metric_inc(GW_M_COAP_IDLE);
+    if (GW_LOG_INFO >= gw_log_level) {
+        char peer[64];
+        peer_of(&s->base, peer, sizeof(peer));
+        gw_log_write(GW_LOG_INFO, "coap", s->base.dev->id, peer, "idle timeout; device offline",
+                     "idle_timeout_ms=%u", gw__coap_idle_ms(s->cl, s->base.dev));
+    }
+    gw__coap_sess_close(s, "idle_timeout");
 }
 
 void gw__coap_sweep(gw__coap_loop *cl)
@@ -576,29 +546,15 @@ void gw__coap_sweep(gw__coap_loop *cl)
     uint64_t now = uv_now(&cl->loop->uv);
     uint32_t period = cl->ad->cfg.idle_timeout_ms / 4;
     cl->next_sweep = now + (period < 20 ? 20 : period > 1000 ? 1000 : period);
-    for (uint32_t i = 0; i < cl->table_cap; i++) {
-        gw__coap_sess *s = cl->table[i], *next;
-        for (; s; s = next) {
-            next = s->hnext;
-            if (now < s->deadline)
-                continue;
-            gw_metric_inc(GW_M_COAP_IDLE);
-            if (GW_LOG_INFO >= gw_log_level) {
-                char peer[64];
-                peer_of(&s->base, peer, sizeof(peer));
-                gw_log_write(GW_LOG_INFO, "coap", s->base.dev->id, peer,
-                             "idle timeout; device offline", "idle_timeout_ms=%u",
-                             gw__coap_idle_ms(cl, s->base.dev));
-            }
-            gw__coap_sess_close(s, "idle_timeout");
-        }
-    }
+    gw_session_index_each(&cl->sessions, sweep_one, &now);
+}
+
+static void close_one(gw_session *s, void *reason)
+{
+    gw__coap_sess_close((gw__coap_sess *)s, reason);
 }
 
 void gw__coap_close_all(gw__coap_loop *cl, const char *reason)
 {
-    for (uint32_t i = 0; i < cl->table_cap; i++) {
-        while (cl->table[i])
-            gw__coap_sess_close(cl->table[i], reason);
-    }
+    gw_session_index_each(&cl->sessions, close_one, (void *)reason);
 }

@@ -276,7 +276,7 @@ static void udp_uninit(gw_adapter *a)
     for (unsigned i = 0; rt && i < rt->n_loops; i++) {
         gw__udp_loop *ul = rt->loops[i].adapter_state[gw_adapter_index(a)];
         if (ul) {
-            gw_free(GW_AREA_SESSION, ul->table);
+            gw_session_index_free(&ul->sessions);
             if (ul->own_buf)
                 gw_free(GW_AREA_RUNTIME, ul->buf);
             gw_free(GW_AREA_RUNTIME, ul->ackbuf);

@@ -12,6 +12,7 @@
 #include "../../config/cfg_schema.h"
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
+#include "../../gateway/session_index.h"
 
 typedef struct gw__udp_cfg {
     gw_listen_list listeners;
@@ -52,8 +53,7 @@ struct gw__udp_loop {
     gw__udp_sock *socks;
     size_t n_socks;
     uv_timer_t sweep;
-    gw__udp_sess **table; /* device index -> session, chained through hnext */
-    uint32_t table_cap, n_sess;
+    gw_session_index sessions; /* device index -> session */
     uint8_t *buf; /* receive buffer: the loop's rbuf, or our own when max_frame needs more */
     size_t buf_size;
     uint8_t *ackbuf; /* ack frames are encoded here (max_frame bytes) */
@@ -75,9 +75,8 @@ struct gw__udp_sess {
     gw_session base; /* first: a gw_session * is a gw__udp_sess * */
     gw__udp_loop *ul;
     gw__udp_sock *sock; /* the socket the device last sent to (acks go out through it) */
-    gw__udp_sess *hnext;
-    gw__udp_addr addr; /* the device's last authenticated source address */
-    uint64_t deadline; /* idle timeout (uv_now ms) */
+    gw__udp_addr addr;  /* the device's last authenticated source address */
+    uint64_t deadline;  /* idle timeout (uv_now ms) */
     gw__udp_ack *acks, *acks_tail;
     uint32_t next_token;
     bool closing;

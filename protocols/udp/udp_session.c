@@ -122,52 +122,9 @@ void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, 
         gw_free(GW_AREA_SESSION, r);
 }
 
-/* ---- the per-loop hash: device index -> session ---- */
-
 static gw__udp_sess *table_find(gw__udp_loop *ul, uint32_t index)
 {
-    if (!ul->table_cap)
-        return NULL;
-    gw__udp_sess *s = ul->table[index & (ul->table_cap - 1)];
-    while (s && s->base.dev->index != index)
-        s = s->hnext;
-    return s;
-}
-
-static int table_grow(gw__udp_loop *ul)
-{
-    uint32_t cap = ul->table_cap ? ul->table_cap * 2 : 64;
-    gw__udp_sess **t = gw_calloc(GW_AREA_SESSION, cap, sizeof(*t));
-    if (!t)
-        return GW_ENOMEM;
-    for (uint32_t i = 0; i < ul->table_cap; i++) {
-        gw__udp_sess *s = ul->table[i], *next;
-        for (; s; s = next) {
-            next = s->hnext;
-            uint32_t b = s->base.dev->index & (cap - 1);
-            s->hnext = t[b];
-            t[b] = s;
-        }
-    }
-    gw_free(GW_AREA_SESSION, ul->table);
-    ul->table = t;
-    ul->table_cap = cap;
-    return 0;
-}
-
-static void table_remove(gw__udp_loop *ul, gw__udp_sess *s)
-{
-    if (!ul->table_cap)
-        return;
-    gw__udp_sess **pp = &ul->table[s->base.dev->index & (ul->table_cap - 1)];
-    for (; *pp; pp = &(*pp)->hnext) {
-        if (*pp == s) {
-            *pp = s->hnext;
-            s->hnext = NULL;
-            ul->n_sess--;
-            return;
-        }
-    }
+    return (gw__udp_sess *)gw_session_index_find(&ul->sessions, index);
 }
 
 /* ---- session lifecycle ---- */
@@ -191,7 +148,7 @@ static void sess_close(gw__udp_sess *s, const char *reason)
     s->closing = true;
     if (reason)
         gw_session_offline(&s->base, reason, false);
-    table_remove(s->ul, s);
+    gw_session_index_remove(&s->ul->sessions, &s->base);
     free_acks(s);
     gw_session_release(&s->base);
 }
@@ -285,8 +242,6 @@ static uint32_t idle_ms(const gw__udp_loop *ul, const gw_device *dev)
 static gw__udp_sess *sess_open(gw__udp_sock *us, const gw_device *dev, const struct sockaddr *from)
 {
     gw__udp_loop *ul = us->ul;
-    if (ul->n_sess >= ul->table_cap && table_grow(ul) != 0)
-        return NULL;
     gw__udp_sess *s = gw_calloc(GW_AREA_SESSION, 1, sizeof(*s));
     if (!s)
         return NULL;
@@ -295,10 +250,10 @@ static gw__udp_sess *sess_open(gw__udp_sock *us, const gw_device *dev, const str
     s->sock = us;
     addr_set(&s->addr, from);
     s->base.dev = dev;
-    uint32_t b = dev->index & (ul->table_cap - 1);
-    s->hnext = ul->table[b];
-    ul->table[b] = s;
-    ul->n_sess++;
+    if (gw_session_index_add(&ul->sessions, &s->base) != 0) {
+        gw_free(GW_AREA_SESSION, s);
+        return NULL;
+    }
     gw_session_online(&s->base, dev, "udp");
     GW_LOG_DEBUG("udp", dev->id, NULL, "online", "loop=%u", ul->loop->index);
     return s;
@@ -457,35 +412,34 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
 
 /* ---- sweep and shutdown ---- */
 
+static void sweep_one(gw_session *base, void *arg)
+{
+    gw__udp_sess *s = (gw__udp_sess *)base;
+    if (*(const uint64_t *)arg < s->deadline)
+        return;
+    gw_metric_inc(GW_M_UDP_IDLE);
+    if (GW_LOG_INFO >= gw_log_level) {
+        char peer[64];
+        peer_of(&s->base, peer, sizeof(peer));
+        gw_log_write(GW_LOG_INFO, "udp", s->base.dev->id, peer, "idle timeout; device offline",
+                     "idle_timeout_ms=%u", idle_ms(s->ul, s->base.dev));
+    }
+    sess_close(s, "idle_timeout");
+}
+
 void gw__udp_sweep(gw__udp_loop *ul)
 {
     uint64_t now = uv_now(&ul->loop->uv);
-    for (uint32_t i = 0; i < ul->table_cap; i++) {
-        gw__udp_sess *s = ul->table[i], *next;
-        for (; s; s = next) {
-            next = s->hnext;
-            if (now < s->deadline)
-                continue;
-            gw_metric_inc(GW_M_UDP_IDLE);
-            if (GW_LOG_INFO >= gw_log_level) {
-                char peer[64];
-                peer_of(&s->base, peer, sizeof(peer));
-                gw_log_write(GW_LOG_INFO, "udp", s->base.dev->id, peer,
-                             "idle timeout; device offline", "idle_timeout_ms=%u",
-                             idle_ms(ul, s->base.dev));
-            }
-            sess_close(s, "idle_timeout");
-        }
-    }
+    gw_session_index_each(&ul->sessions, sweep_one, &now);
+}
+
+static void close_one(gw_session *s, void *reason)
+{
+    sess_close((gw__udp_sess *)s, reason);
 }
 
 void gw__udp_close_all(gw__udp_loop *ul, const char *reason)
 {
-    for (uint32_t i = 0; i < ul->table_cap; i++) {
-        while (ul->table[i])
-            sess_close(ul->table[i], reason);
-    }
-    gw_free(GW_AREA_SESSION, ul->table);
-    ul->table = NULL;
-    ul->table_cap = 0;
+    gw_session_index_each(&ul->sessions, close_one, (void *)reason);
+    gw_session_index_free(&ul->sessions);
 }
