@@ -193,6 +193,28 @@ static inline void parse_opts(int argc, char **argv, const optdef *defs, size_t 
 /* ---- process setup ---- */
 
 /* Soft RLIMIT_NOFILE up to the hard limit: one fd per connection. */
+/* MQTT encoding shared by the MQTT generator and the cloud subscriber: a remaining length
+ * (varint) and a length-prefixed UTF-8 string. Return the bytes written. */
+static inline size_t put_rl(uint8_t *p, uint32_t rl)
+{
+    size_t n = 0;
+    do {
+        uint8_t b = rl % 128;
+        rl /= 128;
+        p[n++] = (uint8_t)(rl ? b | 0x80 : b);
+    } while (rl);
+    return n;
+}
+
+static inline size_t put_str(uint8_t *p, const char *s)
+{
+    size_t l = strlen(s);
+    p[0] = (uint8_t)(l >> 8);
+    p[1] = (uint8_t)l;
+    memcpy(p + 2, s, l);
+    return l + 2;
+}
+
 static inline void raise_nofile(void)
 {
     struct rlimit rl;

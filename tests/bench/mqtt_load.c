@@ -102,26 +102,6 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-static size_t put_rl(uint8_t *p, uint32_t rl)
-{
-    size_t n = 0;
-    do {
-        uint8_t b = rl % 128;
-        rl /= 128;
-        p[n++] = (uint8_t)(rl ? b | 0x80 : b);
-    } while (rl);
-    return n;
-}
-
-static size_t put_str(uint8_t *p, const char *s)
-{
-    size_t l = strlen(s);
-    p[0] = (uint8_t)(l >> 8);
-    p[1] = (uint8_t)l;
-    memcpy(p + 2, s, l);
-    return l + 2;
-}
-
 /* CONNECT: protocol MQTT level 4, clean session, username + password when given. */
 static size_t enc_connect(uint8_t *p, const char *cid)
 {

@@ -92,26 +92,6 @@ static bool set_add(uint64_t h)
 
 /* ---- MQTT ---- */
 
-static size_t put_rl(uint8_t *p, uint32_t rl)
-{
-    size_t n = 0;
-    do {
-        uint8_t b = rl % 128;
-        rl /= 128;
-        p[n++] = (uint8_t)(rl ? b | 0x80 : b);
-    } while (rl);
-    return n;
-}
-
-static size_t put_str(uint8_t *p, const char *s)
-{
-    size_t l = strlen(s);
-    p[0] = (uint8_t)(l >> 8);
-    p[1] = (uint8_t)l;
-    memcpy(p + 2, s, l);
-    return l + 2;
-}
-
 static void queue_connect(void)
 {
     uint32_t rl = 10 + 2 + (uint32_t)strlen(o.client_id);
