@@ -92,6 +92,19 @@ static void on_link_closed(uv_handle_t *h)
     free(l);
 }
 
+/* Frees an attempt: the poll is stopped and closed first, the client (and its socket) goes in the
+ * close callback. */
+static void link_free(gw__north_link *l)
+{
+    if (l->polling) {
+        uv_poll_stop(&l->poll);
+        uv_close((uv_handle_t *)&l->poll, on_link_closed);
+    } else {
+        mosquitto_destroy(l->mosq);
+        free(l);
+    }
+}
+
 /* Tears the current attempt down; schedules the next one unless stopping. */
 void gw__north_link_down(gw_north *n, const char *why, int rc)
 {
@@ -112,13 +125,7 @@ void gw__north_link_down(gw_north *n, const char *why, int rc)
     }
     n->failures++;
     gw__north_reset_window(n);
-    if (l->polling) {
-        uv_poll_stop(&l->poll);
-        uv_close((uv_handle_t *)&l->poll, on_link_closed);
-    } else {
-        mosquitto_destroy(l->mosq);
-        free(l);
-    }
+    link_free(l);
     if (!__atomic_load_n(&n->stop, __ATOMIC_ACQUIRE))
         uv_timer_start(&n->retry, on_retry, backoff_ms(n), 0);
 }
@@ -310,17 +317,9 @@ void gw__north_link_close(gw_north *n)
     if (n->up) {
         mosquitto_disconnect(l->mosq);
         mosquitto_loop_write(l->mosq, 1); /* the DISCONNECT, best effort */
-    }
-    if (n->up) {
         n->up = false;
         gw_metric_add(GW_M_NORTH_CONNECTED, -1);
     }
     gw__north_reset_window(n);
-    if (l->polling) {
-        uv_poll_stop(&l->poll);
-        uv_close((uv_handle_t *)&l->poll, on_link_closed);
-    } else {
-        mosquitto_destroy(l->mosq);
-        free(l);
-    }
+    link_free(l);
 }

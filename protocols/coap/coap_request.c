@@ -293,6 +293,22 @@ static gw__coap_sess *session(gw__coap_sock *sock, const gw_device *dev,
     return s;
 }
 
+/* The store queue is full: 5.03 with Max-Age (back-pressure for CoAP). True if answered so. */
+static bool refuse_if_busy(gw__coap_sock *sock, const struct sockaddr *from, const gw_coap_msg *m,
+                           const gw_device *dev, imm *e)
+{
+    gw__coap_loop *cl = sock->cl;
+    if (!gw_store_full(cl->loop->rt->store))
+        return false;
+    gw_loop_note_backpressure(cl->loop);
+    gw_metric_inc(GW_M_COAP_BUSY);
+    e->has_max_age = true;
+    e->max_age = cl->ad->cfg.busy_max_age_s;
+    refuse(sock, from, m, GW_COAP_UNAVAILABLE, dev->id, "store_full",
+           "the gateway is busy; retry after Max-Age", e);
+    return true;
+}
+
 static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_coap_msg *m,
                    const gw_coap_req *r, const gw_device *psk_dev)
 {
@@ -319,16 +335,9 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         return;
     }
     /* A busy gateway opens no session: its online event would only add to the full queue. */
-    if (r->res != GW_COAP_RES_INVOKE && gw_store_full(cl->loop->rt->store) &&
-        !gw__coap_sess_find(cl, dev->index)) {
-        gw_loop_note_backpressure(cl->loop);
-        gw_metric_inc(GW_M_COAP_BUSY);
-        e.has_max_age = true;
-        e.max_age = ad->cfg.busy_max_age_s;
-        refuse(sock, from, m, GW_COAP_UNAVAILABLE, dev->id, "store_full",
-               "the gateway is busy; retry after Max-Age", &e);
+    if (r->res != GW_COAP_RES_INVOKE && !gw__coap_sess_find(cl, dev->index) &&
+        refuse_if_busy(sock, from, m, dev, &e))
         return;
-    }
     bool opened;
     gw__coap_sess *s = session(sock, dev, from, &opened);
     if (!s) {
@@ -389,13 +398,7 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         return;
     }
 
-    if (gw_store_full(cl->loop->rt->store)) {
-        gw_loop_note_backpressure(cl->loop);
-        gw_metric_inc(GW_M_COAP_BUSY);
-        e.has_max_age = true;
-        e.max_age = ad->cfg.busy_max_age_s;
-        refuse(sock, from, m, GW_COAP_UNAVAILABLE, dev->id, "store_full",
-               "the gateway is busy; retry after Max-Age", &e);
+    if (refuse_if_busy(sock, from, m, dev, &e)) {
         if (blk)
             block_free(cl, blk);
         gw_session_release(&s->base);
