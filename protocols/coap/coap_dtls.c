@@ -1,7 +1,10 @@
 /* coap_dtls.c: DTLS 1.2 with pre-shared keys on the CoAP adapter's own SO_REUSEPORT sockets
  * (coaps): one OpenSSL context for the adapter, one SSL object per peer on the peer's loop fed
  * through memory BIOs, the PSK identity = device id and the key = its secret; decrypted datagrams
- * go to the same request path as plain CoAP, answers go back through the peer's SSL. */
+ * go to the same request path as plain CoAP, answers go back through the peer's SSL. A source
+ * whose handshakes fail authentication (wrong key, unknown identity: only possible after the
+ * cookie exchange has proved the address) counts towards the per-source auth back-off of
+ * gateway/limits.c, and a source in back-off has its ClientHellos dropped. */
 #include "coap_internal.h"
 
 #include <openssl/err.h>
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include "../../gateway/alloc.h"
+#include "../../gateway/limits.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
@@ -20,6 +24,10 @@
 #define DTLS_MTU      1280
 #define DTLS_BUCKETS  1024
 #define HANDSHAKE_MAX 10000 /* ms: a handshake not finished by then is dropped */
+/* ms from the PSK identity to a verified Finished. A Finished under a wrong key fails its MAC and
+ * DTLS discards it silently (RFC 6347 4.1.2.7), so a wrong key shows only as a client that never
+ * finishes; this allows two retransmissions of its flight (1 s, then 2 s later). */
+#define PSK_FINISH_MAX 4000
 
 struct gw__coap_dpeer {
     gw__coap_dpeer *next;
@@ -28,6 +36,7 @@ struct gw__coap_dpeer {
     SSL *ssl;
     BIO *rbio, *wbio;
     bool established;
+    uint64_t psk_at; /* when the PSK callback ran (0: not yet): the cookie exchange is behind us */
     const gw_device *dev;
     uint64_t started, last;
 };
@@ -57,6 +66,8 @@ static uint32_t addr_hash(const struct sockaddr *sa)
 static unsigned int psk_cb(SSL *ssl, const char *identity, unsigned char *psk, unsigned int max_len)
 {
     gw__coap_loop *cl = SSL_get_ex_data(ssl, ex_loop);
+    gw__coap_dpeer *p = SSL_get_app_data(ssl);
+    p->psk_at = uv_now(&cl->loop->uv);
     const gw_device *dev = identity ? gw_config_device(cl->loop->rt->cfg, identity) : NULL;
     if (!dev || !dev->product->protocol || strcmp(dev->product->protocol, "coap") != 0)
         return 0;
@@ -191,15 +202,36 @@ static gw__coap_dpeer *peer_new(gw__coap_loop *cl, gw__coap_sock *sock, const st
     return p;
 }
 
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000; /* the clock gateway/limits.c is driven by */
+}
+
+/* A failure after the PSK callback ran (unknown identity, no valid Finished) is an authentication
+ * failure of a proven address; one before it (a timeout, a bad ClientHello) may come from a
+ * spoofed source and is not held against it. */
 static void handshake_failed(gw__coap_loop *cl, gw__coap_dpeer *p, const char *why)
 {
     gw_metric_inc(GW_M_COAP_DTLS_FAILED);
+    if (p->psk_at)
+        gw_limits_auth_failed(cl->loop->rt->limits, &p->addr.sa, now_ms());
     if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(cl)) {
         char peer[64];
         gw_sockaddr_str(&p->addr.sa, peer, sizeof(peer));
         gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "DTLS handshake failed", "reason=%s", why);
     }
     peer_free(cl, p);
+}
+
+/* A ClientHello from a source in back-off (the adapter's log budget bounds a flood of them). */
+static void backoff_log(gw__coap_loop *cl, const struct sockaddr *from)
+{
+    if (GW_LOG_WARN < gw_log_level || !gw__coap_log_ok(cl))
+        return;
+    char peer[64];
+    gw_sockaddr_str(from, peer, sizeof(peer));
+    gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "DTLS handshake refused by a per-source limit",
+                 "reason=%s", gw_limit_reason(GW_LIMIT_BACKOFF));
 }
 
 void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
@@ -216,6 +248,10 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
         if (cl->n_dpeers >= cl->ad->cfg.max_dtls_peers) {
             gw_metric_inc(GW_M_COAP_DTLS_FAILED);
             return;
+        }
+        if (gw_limits_blocked(cl->loop->rt->limits, from, now_ms())) {
+            backoff_log(cl, from);
+            return; /* counted in connections_limited_total{reason="auth_backoff"} */
         }
         if (!(p = peer_new(cl, sock, from)))
             return;
@@ -243,6 +279,7 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
             return;
         }
         p->established = true;
+        gw_limits_auth_ok(cl->loop->rt->limits, &p->addr.sa);
         GW_LOG_DEBUG("coap", p->dev->id, NULL, "DTLS session established", NULL);
     }
     for (;;) {
@@ -289,6 +326,11 @@ void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep)
         for (; p; p = next) {
             next = p->next;
             if (!p->established) {
+                if (p->psk_at && now - p->psk_at >= PSK_FINISH_MAX) {
+                    handshake_failed(cl, p,
+                                     "no valid Finished after the PSK identity (wrong key?)");
+                    continue;
+                }
                 if (now - p->started >= HANDSHAKE_MAX) {
                     handshake_failed(cl, p, "timeout");
                     continue;

@@ -1,4 +1,4 @@
-# Proves CoAP device authentication: on plain CoAP the ?token= query must be the device's secret (missing, wrong, another device's token, a prefix or an extension of it are 4.01, an unknown device 4.04; nothing stored, counted), a product with "coap_query_token": false refuses plain CoAP even with the right token (DTLS-PSK only), and over DTLS-PSK (identity = device id, key = secret; libcoap's coap-client-openssl) the right key is served without a token while a wrong key, an unknown identity and a path naming another device are refused.
+# Proves CoAP device authentication: on plain CoAP the ?token= query must be the device's secret (missing, wrong, another device's token, a prefix or an extension of it are 4.01, an unknown device 4.04; nothing stored, counted), a product with "coap_query_token": false refuses plain CoAP even with the right token (DTLS-PSK only), and over DTLS-PSK (identity = device id, key = secret; libcoap's coap-client-openssl) the right key is served without a token while a wrong key, an unknown identity and a path naming another device are refused; wrong-key handshakes past auth_failures_per_source put the source in a back-off that refuses even the right key until it ends (counted, logged), and a success forgets the failures.
 import copy
 import time
 
@@ -108,6 +108,59 @@ def main(t):
         run = dtls("c-004", g.secret_of("c-004"), msg_id="d5")
         t.check(run.last == "2.04", "DTLS with the right key after failures: 2.04", run)
     cl.close()
+    gw.stop()
+    if sport:
+        dtls_backoff(t)
+
+
+def dtls_backoff(t):
+    """Wrong-key handshakes past auth_failures_per_source put the source in back-off: even the
+    right key is refused until it ends; counted by reason; a success forgets the failures."""
+    gw = c.gateway(devices=g.make_devices(["c-001", "c-002"], P), dtls=True,
+                   config={"limits": {"auth_failures_per_source": 2, "auth_backoff_ms": 3000,
+                                      "auth_backoff_max_ms": 3000}})
+    sport = c.coaps_port(gw)
+
+    def dtls(dev, key, msg_id, wait_s=3):
+        uri = c.coap_uri(sport, c.report_path(P, dev), None, scheme="coaps")
+        return c.coap_client(uri, payload=c.report_body(msg_id, {"humidity": 1}),
+                             args=("-u", dev, "-k", key), binary=c.CLIENT_OPENSSL, timeout=30,
+                             wait_s=wait_s)
+
+    def backoff_refusals():
+        return gw.metrics().get(g.metric_key("connections_limited_total", reason="auth_backoff"),
+                                0.0)
+
+    run = dtls("c-001", g.secret_of("c-001"), "b0", wait_s=10)
+    t.check(run.last == "2.04", "back-off: the right key is served first", run)
+    for i in range(2):
+        run = dtls("c-001", "wrong-key", "bad%d" % i)
+        t.check(run.last is None, "back-off: wrong key %d refused" % (i + 1), run)
+    t.check(g.wait_until(lambda: gw.metric("auth_backoffs_total") >= 1, 8),
+            "two wrong-key handshakes start a back-off (auth_backoffs_total)",
+            gw.metric("auth_backoffs_total"))
+    t_block = time.monotonic()
+    run = dtls("c-002", g.secret_of("c-002"), "b1")
+    t.check(run.last is None, "during the back-off even the right key gets no handshake", run)
+    t.check(backoff_refusals() >= 1, "counted in connections_limited_total{reason=auth_backoff}",
+            backoff_refusals())
+    t.check("DTLS handshake refused by a per-source limit" in gw.log,
+            "logged with the reason", None)
+    t.eq(stored(gw, "c-002", "b1"), 0, "nothing stored during the back-off")
+    time.sleep(max(0.0, 3.3 - (time.monotonic() - t_block)))
+    run = dtls("c-002", g.secret_of("c-002"), "b2", wait_s=10)
+    t.check(run.last == "2.04", "after the back-off the right key is served again", run)
+    t.eq(stored(gw, "c-002", "b2"), 1, "and stored")
+    # the success forgot the failures: one more wrong key does not start a new back-off
+    n = gw.metric("auth_backoffs_total")
+    f = gw.metric("coap_dtls_handshake_failures_total")
+    dtls("c-001", "wrong-key", "bad9")
+    t.check(g.wait_until(lambda: gw.metric("coap_dtls_handshake_failures_total") > f, 8),
+            "the later wrong key is a counted handshake failure")
+    run = dtls("c-001", g.secret_of("c-001"), "b3", wait_s=10)
+    t.check(run.last == "2.04" and gw.metric("auth_backoffs_total") == n,
+            "a success resets the count: one later failure starts no back-off", run)
+    gw.stop()
 
 
 g.run(main)
