@@ -12,7 +12,7 @@
 #include "reject.h"
 #include "thing_model.h"
 
-#define GW_CODEC_ABI 1
+#define GW_CODEC_ABI 2
 
 struct gw_command;
 
@@ -78,13 +78,15 @@ typedef struct gw_codec_ops {
      * when the frame would exceed the product's max frame size, GW_EPROTO for bytes that can
      * never become a frame. Never reads past len. */
     int (*frame)(const gw_product *p, const uint8_t *buf, size_t len, size_t *skip);
-    /* Binary transports: the ack frame for a decoded message (after its events are committed, or
-     * status < 0 for a rejection when the layout has a negative ack). secret: the device's
-     * secret (keys the ack's MAC when the layout declares one; NULL when the device is not known:
-     * then such a layout sends no ack). 0 and *n (0: this message kind has no ack), or
-     * GW_ETOOBIG if cap is too small. NULL: the codec never acks. */
-    int (*encode_ack)(const gw_product *p, const gw_thing_msg *m, int status, const char *secret,
-                      uint8_t *out, size_t cap, size_t *n);
+    /* The codec's own ack for a decoded message: after its events are committed (rej NULL), or
+     * for a rejection (rej: reason and detail; a codec without a negative ack writes nothing).
+     * Binary transports send it as the ack frame; MQTT sends a rejection's on "<topic>/reply"
+     * (JSON when the codec writes none). secret: the device's secret (keys the ack's MAC when
+     * the layout declares one; NULL when the device is not known: then such a layout sends no
+     * ack). 0 and *n (0: this message kind has no ack), or GW_ETOOBIG if cap is too small.
+     * NULL: the codec never acks. */
+    int (*encode_ack)(const gw_product *p, const gw_thing_msg *m, const gw_reject *rej,
+                      const char *secret, uint8_t *out, size_t cap, size_t *n);
     /* Binary transports: checks a decoded frame's authentication against the device's secret
      * (token field, or HMAC over the declared byte range). 0 ok, GW_EAUTH. NULL: nothing to check
      * beyond the adapter's own (login frame secret). */

@@ -349,9 +349,10 @@ static const bin_msg *upstream_of(const bin_layout *l, const gw_thing_msg *m)
     return bm && msg_kind((bin_kind)bm->kind) == m->kind ? bm : NULL;
 }
 
-static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, int status,
+static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const gw_reject *rej,
                              const char *secret, uint8_t *out, size_t cap, size_t *n)
 {
+    int status = rej ? -1 : 0; /* the layout's result field carries only accepted / refused */
     const bin_layout *l = layout_of(p);
     gw_error err = {0};
     *n = 0;

@@ -38,8 +38,8 @@ json_t *gw__pb_fields_json(Iotgw__Field *const *f, size_t n, const char *path, u
 bool gw__pb_prefixed(const gw_product *p);
 
 /* gw_codec_ops.encode_ack / encode_command (pb_encode.c). */
-int gw__pb_encode_ack(const gw_product *p, const gw_thing_msg *m, int status, const char *secret,
-                      uint8_t *out, size_t cap, size_t *n);
+int gw__pb_encode_ack(const gw_product *p, const gw_thing_msg *m, const gw_reject *rej,
+                      const char *secret, uint8_t *out, size_t cap, size_t *n);
 int gw__pb_encode_command(const gw_product *p, const struct gw_command *c, const char *device_id,
                           const char *secret, uint8_t *out, size_t cap, size_t *n, gw_error *err);
 

@@ -202,13 +202,19 @@ int gw__pb_encode_command(const gw_product *p, const gw_command *c, const char *
     return rc;
 }
 
-int gw__pb_encode_ack(const gw_product *p, const gw_thing_msg *m, int status, const char *secret,
-                      uint8_t *out, size_t cap, size_t *n)
+/* Ack{message_id, ok} after a commit; a rejection also says why: code = the reason's name
+ * ("out_of_range", "malformed_payload"; "rejected" when there is none, e.g. a refused login) and
+ * message = its detail. Bounded: a 63-byte id, a reason name, a 191-byte detail. */
+int gw__pb_encode_ack(const gw_product *p, const gw_thing_msg *m, const gw_reject *rej,
+                      const char *secret, uint8_t *out, size_t cap, size_t *n)
 {
     (void)secret;
     Iotgw__Ack ack = IOTGW__ACK__INIT;
     ack.message_id = (char *)m->msg_id;
-    ack.ok = status >= 0;
-    ack.code = status >= 0 ? "" : "rejected";
+    ack.ok = rej == NULL;
+    if (rej) {
+        ack.code = (char *)(rej->reason != GW_R_NONE ? gw_reason_name(rej->reason) : "rejected");
+        ack.message = (char *)rej->detail;
+    }
     return pack(p, &ack.base, out, cap, n);
 }

@@ -158,33 +158,44 @@ static bool has_sub(const gw__mqtt_conn *c, const char *topic, size_t len)
     return false;
 }
 
-/* Tells a subscribed device why its message was refused, on "<topic>/reply" (QoS 0). */
-static void send_reject_reply(gw__mqtt_conn *c, const char *topic, size_t tlen, const char *msg_id,
-                              const gw_reject *rej)
+/* Tells a subscribed device why its message m was refused, on "<topic>/reply" (QoS 0): in the
+ * codec's own negative ack where it has one (protobuf: an Ack), else as JSON
+ * {"messageId","success":false,"code","message"}. */
+static void send_reject_reply(gw__mqtt_conn *c, const char *topic, size_t tlen,
+                              const gw_thing_msg *m, const gw_reject *rej)
 {
-    char rt[320], q[256];
+    const gw_product *p = c->s.base.dev->product;
+    char rt[320];
+    uint8_t ack[512];
+    size_t blen = 0;
+    char *json = NULL;
     if (!c->subs || tlen + 6 >= sizeof(rt))
         return;
     memcpy(rt, topic, tlen);
     memcpy(rt + tlen, "/reply", 6);
     if (!has_sub(c, rt, tlen + 6))
         return;
-    json_t *o = json_pack("{s:s,s:b,s:s,s:s}", "messageId", msg_id ? msg_id : "", "success", 0,
-                          "code", gw_reason_name(rej->reason), "message", rej->detail);
-    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    (void)q;
-    if (!body)
-        return;
-    size_t blen = strlen(body);
+    const uint8_t *body = ack;
+    if (!p->codec_ops->encode_ack ||
+        p->codec_ops->encode_ack(p, m, rej, c->s.base.dev->secret, ack, sizeof(ack), &blen) != 0 ||
+        blen == 0) {
+        json_t *o = json_pack("{s:s,s:b,s:s,s:s}", "messageId", m->msg_id, "success", 0, "code",
+                              gw_reason_name(rej->reason), "message", rej->detail);
+        json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!json)
+            return;
+        body = (const uint8_t *)json;
+        blen = strlen(json);
+    }
     size_t need = gw_mqtt_publish_size(tlen + 6, blen, 0);
     if (gw_stream_out_reserve(&c->s, need) == 0) {
-        c->s.out_len += (uint32_t)gw_mqtt_encode_publish(c->s.out + c->s.out_len,
-                                                         c->s.out_cap - c->s.out_len, rt, tlen + 6,
-                                                         (const uint8_t *)body, blen, 0, 0, false);
+        c->s.out_len +=
+            (uint32_t)gw_mqtt_encode_publish(c->s.out + c->s.out_len, c->s.out_cap - c->s.out_len,
+                                             rt, tlen + 6, body, blen, 0, 0, false);
         gw_session_mark_dirty(&c->s.base);
     }
-    free(body);
+    free(json);
 }
 
 /* Decodes and dispatches a PUBLISH on one of the device's own topics. Returns 0 when queued for
@@ -222,13 +233,13 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
     }
     if (p->codec_ops->decode(p, &hint, payload, plen, &m, &rej) != 0) {
         gw_dispatch_rejected(&c->s.base, &rej, m.msg_id);
-        send_reject_reply(c, topic, tlen, m.msg_id, &rej);
+        send_reject_reply(c, topic, tlen, &m, &rej);
         gw_thing_msg_clear(&m);
         return;
     }
     int rc = gw_dispatch_message(&c->s.base, &m, seq, want_commit, &rej);
     if (rc == GW_EINVAL)
-        send_reject_reply(c, topic, tlen, m.msg_id, &rej);
+        send_reject_reply(c, topic, tlen, &m, &rej);
     *queued = rc == 0;
     gw_thing_msg_clear(&m);
 }

@@ -45,24 +45,25 @@ static void bad_stream(gw__tcp_conn *c, gw_metric m, const char *why, const char
 
 /* ---- acks ---- */
 
-/* The codec's ack for m with status (0 accepted, < 0 rejected) into buf; its length (0: none). */
-static size_t make_ack(gw__tcp_conn *c, const gw_thing_msg *m, int status, uint8_t *buf, size_t cap)
+/* The codec's ack for m (rej NULL: accepted, else refused and why) into buf; its length (0: none).
+ */
+static size_t make_ack(gw__tcp_conn *c, const gw_thing_msg *m, const gw_reject *rej, uint8_t *buf,
+                       size_t cap)
 {
     const gw_product *p = product_of(c);
     const char *secret = c->s.base.dev ? c->s.base.dev->secret : NULL; /* NULL before login */
     size_t n = 0;
-    if (!p->codec_ops->encode_ack ||
-        p->codec_ops->encode_ack(p, m, status, secret, buf, cap, &n) != 0)
+    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, rej, secret, buf, cap, &n) != 0)
         return 0;
     return n;
 }
 
-/* Sends m's ack (status as above) once every earlier ack has gone out. */
-static int ack_now(gw__tcp_conn *c, const gw_thing_msg *m, int status)
+/* Sends m's ack (rej as above) once every earlier ack has gone out. */
+static int ack_now(gw__tcp_conn *c, const gw_thing_msg *m, const gw_reject *rej)
 {
     uint8_t buf[ACK_MAX];
     uint32_t seq;
-    size_t n = make_ack(c, m, status, buf, sizeof(buf));
+    size_t n = make_ack(c, m, rej, buf, sizeof(buf));
     if (n == 0)
         return 0;
     if (gw_stream_ack_push_bytes(&c->s, buf, n, true, &seq) != 0) {
@@ -81,7 +82,9 @@ static void login_failed(gw__tcp_conn *c, const gw_thing_msg *m, gw_metric metri
     gw_stream_auth_failed(&c->s);
     LOG(GW_LOG_WARN, c, "login refused; closing", "reason=%s device=%s", why,
         gw_log_quote(q, sizeof(q), m->device_id));
-    if (m->kind == GW_MSG_LOGIN && ack_now(c, m, -1) != 0)
+    /* the same answer whatever failed: a prober learns nothing about which devices exist */
+    static const gw_reject refused = {GW_R_NONE, "login refused"};
+    if (m->kind == GW_MSG_LOGIN && ack_now(c, m, &refused) != 0)
         return;
     gw_stream_close(&c->s, "refused", false);
 }
@@ -129,12 +132,12 @@ static int ingest(gw__tcp_conn *c, gw_thing_msg *m)
     uint8_t buf[ACK_MAX];
     uint32_t seq, token = c->s.ack_seq + c->s.ack_n; /* the sequence number the next push gets */
     gw_reject rej = {GW_R_NONE, ""};
-    size_t n = make_ack(c, m, 0, buf, sizeof(buf));
+    size_t n = make_ack(c, m, NULL, buf, sizeof(buf));
 
     gw_metric_inc(GW_M_MSG_RECEIVED);
     int rc = gw_dispatch_message(&c->s.base, m, token, n > 0, &rej);
     if (rc == GW_EINVAL) /* counted and logged by the dispatcher */
-        return ack_now(c, m, -1);
+        return ack_now(c, m, &rej);
     if (rc != 0) {
         gw_stream_close(&c->s, "out_of_memory", false);
         return -1;
@@ -147,7 +150,8 @@ static int ingest(gw__tcp_conn *c, gw_thing_msg *m)
 }
 
 /* A frame that did not decode: before login it ends the connection; after, it is counted and
- * rejected (a bad check is never acked: the device resends). */
+ * rejected with the codec's negative ack where it can write one (protobuf: an Ack saying why;
+ * a bad check is never acked: the device resends). */
 static int undecodable(gw__tcp_conn *c, gw_thing_msg *m, const gw_reject *rej)
 {
     bool check = rej->reason == GW_R_BAD_CHECK;
@@ -159,7 +163,7 @@ static int undecodable(gw__tcp_conn *c, gw_thing_msg *m, const gw_reject *rej)
     gw_metric_inc(check ? GW_M_TCP_BAD_CHECK : GW_M_TCP_BAD_UNDECODABLE);
     gw_metric_inc(GW_M_MSG_RECEIVED);
     gw_dispatch_rejected(&c->s.base, rej, m->msg_id);
-    return 0;
+    return check ? 0 : ack_now(c, m, rej);
 }
 
 /* Handles one whole frame. 0 to go on, -1 when the connection is closing. */
@@ -180,7 +184,7 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     if (c->s.state != GW_STREAM_OPEN) {
         if ((rc = authenticate(c, &m, frame, len)) != 0 || m.kind == GW_MSG_LOGIN) {
             if (rc == 0)
-                rc = ack_now(c, &m, 0);
+                rc = ack_now(c, &m, NULL);
             goto done;
         }
     } else if (c->sv->id_every_frame && strcmp(m.device_id, c->s.base.dev->id) != 0) {
@@ -206,11 +210,11 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
             bad_stream(c, GW_M_TCP_BAD_DEVICE, "second_login", "login for another device");
             rc = -1;
         } else {
-            rc = ack_now(c, &m, 0);
+            rc = ack_now(c, &m, NULL);
         }
         break;
     case GW_MSG_HEARTBEAT:
-        rc = ack_now(c, &m, 0);
+        rc = ack_now(c, &m, NULL);
         break;
     default:
         rc = ingest(c, &m);

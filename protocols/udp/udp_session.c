@@ -261,14 +261,14 @@ static gw__udp_sess *sess_open(gw__udp_sock *us, const gw_device *dev, const str
 
 /* ---- acks ---- */
 
-/* Encodes the ack for m (status 0, or < 0 for a rejection) into the loop's ack buffer; 0 bytes
+/* Encodes the ack for m (rej NULL, or why it was refused) into the loop's ack buffer; 0 bytes
  * when the layout has none. */
-static size_t encode_ack(gw__udp_sess *s, const gw_thing_msg *m, int status)
+static size_t encode_ack(gw__udp_sess *s, const gw_thing_msg *m, const gw_reject *rej)
 {
     const gw_product *p = s->base.dev->product;
     gw__udp_loop *ul = s->ul;
     size_t n = 0;
-    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, status, s->base.dev->secret,
+    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, rej, s->base.dev->secret,
                                                               ul->ackbuf, ul->ackbuf_size, &n) != 0)
         return 0;
     return n;
@@ -327,11 +327,11 @@ static void handle(gw__udp_sess *s, gw_thing_msg *m)
 
     gw_metric_inc(GW_M_MSG_RECEIVED);
     if (m->kind == GW_MSG_HEARTBEAT || m->kind == GW_MSG_LOGIN) {
-        if ((n = encode_ack(s, m, 0)) > 0)
+        if ((n = encode_ack(s, m, NULL)) > 0)
             gw__udp_send(s->sock, &s->addr, ul->ackbuf, n);
         return;
     }
-    n = encode_ack(s, m, 0);
+    n = encode_ack(s, m, NULL);
     int64_t token = n ? ack_hold(s, ul->ackbuf, n) : 0;
     if (token < 0)
         return; /* out of memory: no ack, the device resends */
@@ -340,7 +340,7 @@ static void handle(gw__udp_sess *s, gw_thing_msg *m)
         return;
     if (n)
         ack_unhold(s, (uint32_t)token);
-    if (rc == GW_EINVAL && (n = encode_ack(s, m, GW_EINVAL)) > 0)
+    if (rc == GW_EINVAL && (n = encode_ack(s, m, &rej)) > 0)
         gw__udp_send(s->sock, &s->addr, ul->ackbuf, n); /* the layout's negative ack */
 }
 

@@ -308,7 +308,7 @@ static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_
     gw_thing_msg again;
     const bin_msg *w2;
 
-    int rc = gw_codec_binary_ops.encode_ack(p, m, 0, "fuzz-secret", out, sizeof(out), &n);
+    int rc = gw_codec_binary_ops.encode_ack(p, m, NULL, "fuzz-secret", out, sizeof(out), &n);
     if (rc != 0)
         abort();
     if (n && l->framing != BIN_FR_DATAGRAM && gw_codec_binary_ops.frame(p, out, n, &skip) != (int)n)

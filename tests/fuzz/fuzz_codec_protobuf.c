@@ -114,7 +114,7 @@ static void one(const gw_product *p, gw_msg_kind kind, const char *name, const u
     json_decref(out);
     uint8_t ack[256];
     size_t n;
-    if (p->codec_ops->encode_ack(p, &m, 0, "s", ack, sizeof(ack), &n) != 0 || n < 2)
+    if (p->codec_ops->encode_ack(p, &m, NULL, "s", ack, sizeof(ack), &n) != 0 || n < 2)
         abort();
     p->codec_ops->verify(p, &m, data, size, "s");
     gw_thing_msg_clear(&m);

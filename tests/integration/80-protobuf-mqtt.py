@@ -1,4 +1,4 @@
-# Proves the protobuf codec on MQTT with paho: a DeviceMessage report carrying every value type is stored with the same normalised values as JSON (ints, reals, bool, string, enum, date, struct, array), an event is stored, thing-model rejections (out_of_range, wrong_type) and codec rejections (truncated, unknown oneof, oneof disagreeing with the topic) are PUBACKed, not stored, counted by reason and answered on the reply topic, and a cloud invoke and property write reach the device as DeviceCommand and its protobuf replies come back to the cloud.
+# Proves the protobuf codec on MQTT with paho: a DeviceMessage report carrying every value type is stored with the same normalised values as JSON (ints, reals, bool, string, enum, date, struct, array), an event is stored, thing-model rejections (out_of_range, wrong_type) and codec rejections (truncated, unknown oneof, oneof disagreeing with the topic) are PUBACKed, not stored, counted by reason and answered on the reply topic with a protobuf Ack (reason, detail, message id), and a cloud invoke and property write reach the device as DeviceCommand and its protobuf replies come back to the cloud.
 import copy
 import json
 import threading
@@ -104,6 +104,7 @@ def main(t):
         ("event id disagrees with the topic", "event/overheat",
          pb.event("other", {}, msg_id="r-6"), "malformed_payload"),
     ]
+    ids = {"out of range": "r-1", "wrong type": "r-2", "oneof disagrees with the topic": "r-5"}
     n_stored = gw.scalar("SELECT count(*) FROM events WHERE kind IN ('property','event')")
     for what, kind, payload, reason in cases:
         m0 = gw.metric("iotgw_messages_rejected_total", reason=reason)
@@ -115,9 +116,12 @@ def main(t):
                 "%s: answered on the reply topic" % what)
         r = d.received(kind + "/reply")
         if len(r) > n_replies:
-            body = json.loads(r[-1])
-            t.eq((body.get("success"), body.get("code")), (False, reason),
-                 "%s: reply says %s" % (what, reason))
+            ack = pb.decode_ack(bytes(r[-1]))  # the product's codec: a protobuf Ack, not JSON
+            t.eq((ack["ok"], ack["code"]), (False, reason),
+                 "%s: reply is an Ack saying %s" % (what, reason))
+            t.check(ack.get("message"), "%s: ... with the detail" % what, ack)
+            if what in ids:
+                t.eq(ack["message_id"], ids[what], "%s: ... and the message's id" % what)
     t.eq(gw.scalar("SELECT count(*) FROM events WHERE kind IN ('property','event')"), n_stored,
          "no rejected message stored")
     log = gw.log

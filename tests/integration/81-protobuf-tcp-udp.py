@@ -1,4 +1,4 @@
-# Proves the protobuf codec on byte transports with raw sockets: TCP (meter-pb) — login frame first (else refused), 4-byte big-endian length-prefixed DeviceMessages split and coalesced across writes, Ack frames after the commit in order, a thing-model rejection answered with ok=false and not stored, an undecodable frame rejected after login, an oversized length prefix closing the stream, heartbeats acked; UDP (sensor-pb) — device_id + token in every datagram, a bad token or unknown device dropped without an answer, acks after the commit; and a cloud invoke and write round trip on both transports through the north bridge.
+# Proves the protobuf codec on byte transports with raw sockets: TCP (meter-pb) — login frame first (else refused), 4-byte big-endian length-prefixed DeviceMessages split and coalesced across writes, Ack frames after the commit in order, a thing-model rejection answered with ok=false, its reason and detail, and not stored, an undecodable frame after login answered ok=false malformed_payload (the connection goes on), an oversized length prefix closing the stream, heartbeats acked; UDP (sensor-pb) — device_id + token in every datagram, a bad token or unknown device dropped without an answer, acks after the commit; and a cloud invoke and write round trip on both transports through the north bridge.
 import json
 import socket
 import struct
@@ -76,7 +76,8 @@ def tcp_part(t, gw, port):
     d = Tcp(port)
     d.send(pb.frame(pb.login("mpb-001", "nope", msg_id="l-0")))
     a = d.acks(1)
-    t.eq(a[:1], [{"message_id": "l-0", "ok": False, "code": "rejected"}], "bad secret: Ack ok=false")
+    t.eq(a[:1], [{"message_id": "l-0", "ok": False, "code": "rejected", "message": "login refused"}],
+         "bad secret: Ack ok=false, 'login refused' (the same for an unknown device)")
     t.check(d.wait_closed(), "bad secret: closed")
 
     # login, then a report split byte by byte and two messages in one write
@@ -108,14 +109,20 @@ def tcp_part(t, gw, port):
     # rejections after login: thing model (ok=false), undecodable (no ack, counted), both not stored
     m0 = gw.metric("iotgw_messages_rejected_total", reason="out_of_range")
     d.send(pb.frame(pb.report({"voltage": 500.0}, msg_id="r-2")))
-    t.eq(d.acks(1), [{"message_id": "r-2", "ok": False, "code": "rejected"}],
-         "out of range: Ack ok=false")
+    a = d.acks(1)
+    t.eq([(x["message_id"], x["ok"], x["code"]) for x in a], [("r-2", False, "out_of_range")],
+         "out of range: Ack ok=false, code out_of_range")
+    t.check(a and "voltage" in a[0].get("message", "") and "500" in a[0].get("message", ""),
+            "... and the Ack's message names the property and the value", a)
     t.eq(gw.metric("iotgw_messages_rejected_total", reason="out_of_range"), m0 + 1,
          "counted as out_of_range")
     m0 = gw.metric("iotgw_messages_rejected_total", reason="malformed_payload")
     d.send(pb.frame(pb.report(vals, msg_id="r-3")[:-4]) + pb.frame(pb.heartbeat(msg_id="h-2")))
-    t.eq([x["message_id"] for x in d.acks(1)], ["h-2"], "a truncated message gets no Ack; the "
-         "connection goes on")
+    a = d.acks(2)
+    t.eq([(x["ok"], x["code"]) for x in a[:1]], [(False, "malformed_payload")],
+         "a truncated message: Ack ok=false, code malformed_payload")
+    t.check(a and "truncated" in a[0].get("message", ""), "... its message says truncated", a)
+    t.eq([x["message_id"] for x in a[1:]], ["h-2"], "the connection goes on (next frame acked)")
     t.check(g.wait_until(lambda: gw.metric("iotgw_messages_rejected_total",
                                            reason="malformed_payload") == m0 + 1, 5),
             "counted as malformed_payload")
@@ -159,8 +166,10 @@ def udp_part(t, gw, port):
     t.eq(gw.metric("iotgw_udp_dropped_total", reason="malformed"), m0 + 1, "counted malformed")
     u.send(pb.report({"battery": 101}, msg_id="u-5", device_id=dev, token=tok))
     a = u.recv()
-    t.eq(a and pb.decode_ack(a), {"message_id": "u-5", "ok": False, "code": "rejected"},
-         "out of range: Ack ok=false")
+    a = a and pb.decode_ack(a)
+    t.eq(a and (a["message_id"], a["ok"], a["code"]), ("u-5", False, "out_of_range"),
+         "out of range: Ack ok=false, code out_of_range")
+    t.check(a and "battery" in a.get("message", ""), "... its message names the property", a)
     t.eq(props(gw, dev).get("battery"), 90, "the rejected value is not stored")
     u.send(pb.heartbeat(msg_id="u-6", device_id=dev, token=tok))
     a = u.recv()

@@ -184,8 +184,11 @@ def frame(msg):
 
 def decode_ack(b):
     d = {n: v for n, _, v in fields(b)}
-    return {"message_id": d.get(1, b"").decode(), "ok": bool(d.get(2, 0)),
-            "code": d.get(3, b"").decode()}
+    out = {"message_id": d.get(1, b"").decode(), "ok": bool(d.get(2, 0)),
+           "code": d.get(3, b"").decode()}
+    if 4 in d:
+        out["message"] = d[4].decode()
+    return out
 
 
 def decode_command(b):

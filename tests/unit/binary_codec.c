@@ -7,6 +7,8 @@
 
 #include <math.h>
 
+static const gw_reject REFUSED = {GW_R_OUT_OF_RANGE, "properties.v: 9 is above max 5"};
+
 static const gw_codec_ops *ops = &gw_codec_binary_ops;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -260,7 +262,7 @@ static void test_meter(void)
     CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55word"), 0);
     CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55wore"), GW_EAUTH);
     CHECK_INT(ops->verify(p, &m, NULL, 0, "pa55word!"), GW_EAUTH);
-    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n, "68 00 07 80 00 01 01 00 17 BC");
     gw_thing_msg_clear(&m);
 
@@ -281,13 +283,14 @@ static void test_meter(void)
     json_t *norm = NULL;
     CHECK_INT(gw_tm_check_report(p, m.values, &norm, &rej), 0);
     json_decref(norm);
-    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n, "68 00 07 80 00 02 02 00 E7 4C");
-    CHECK_INT(ops->encode_ack(p, &m, -1, NULL, out, sizeof(out), &n), 0); /* negative: result 1 */
+    CHECK_INT(ops->encode_ack(p, &m, &REFUSED, NULL, out, sizeof(out), &n),
+              0); /* negative: result 1 */
     CHECK_INT(n, 10);
     CHECK_INT(out[7], 1);
     CHECK_INT(gw__crc16_modbus(out, 8), out[8] | out[9] << 8);
-    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, 9, &n), GW_ETOOBIG);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, 9, &n), GW_ETOOBIG);
     gw_thing_msg_clear(&m);
 
     CHECK_INT(decode_hex(p, METER_EVENT, &m, &rej), 0);
@@ -310,7 +313,7 @@ static void test_meter(void)
     CHECK_INT(m.success, 1);
     CHECK_INT(m.seq, 7);
     CHECK_VAL_REAL(&m, "previous_kwh", 12.5);
-    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
     CHECK_INT(n, 0);
     gw_thing_msg_clear(&m);
     n = build_up(p, BIN_K_WRITE_REPLY, 6, NULL, 8, -1, out, sizeof(out));
@@ -375,7 +378,7 @@ static void test_meter_rejects(void)
     CHECK_INT(rej.reason, GW_R_BAD_CHECK);
     CHECK_STR(gw_reason_name(rej.reason), "bad_check");
     CHECK_CONTAINS(rej.detail, "crc16-modbus: the frame says 0x37A1, the bytes give 0xC8A1");
-    CHECK_INT(ops->encode_ack(p, &m, -1, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, &REFUSED, NULL, out, sizeof(out), &n), 0);
     CHECK_INT(n, 0);
     gw_thing_msg_clear(&m);
 
@@ -406,7 +409,7 @@ static void test_meter_rejects(void)
     CHECK_INT(m.kind, GW_MSG_PROPERTY_REPORT); /* kept for a negative ack */
     CHECK_INT(m.seq, 2);
     CHECK(m.values == NULL);
-    CHECK_INT(ops->encode_ack(p, &m, -1, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, &REFUSED, NULL, out, sizeof(out), &n), 0);
     CHECK_INT(n, 10);
     CHECK_INT(out[7], 1);
     gw_thing_msg_clear(&m);
@@ -533,7 +536,7 @@ static void test_tracker(void)
     CHECK_VAL_INT(&m, "direction", 126); /* 00 7E, escaped as 00 7D 02 */
     CHECK_VAL_STR(&m, "gps_time", "240115103000");
     CHECK_INT(ops->verify(p, &m, NULL, 0, "whatever"), 0);
-    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n, "7E 80 01 00 05 01 39 12 34 56 78 00 03 00 03 02 00 00 B6 7E");
     gw_thing_msg_clear(&m);
     /* the ack frames and decodes as the downstream message it is */
@@ -669,7 +672,7 @@ static void test_sensor(void)
     CHECK_INT(ops->verify(p, &m, NULL, 0, "tok12345"), 0);
     CHECK_INT(ops->verify(p, &m, NULL, 0, "tok12346"), GW_EAUTH);
     CHECK_INT(ops->verify(p, &m, NULL, 0, NULL), GW_EAUTH);
-    CHECK_INT(ops->encode_ack(p, &m, 0, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n,
                 "A5 01 81 73 6E 72 30 30 30 30 31 00 00 00 00 00 00 00 00 01 00 00 3F 36 93 DF");
     gw_thing_msg_clear(&m);

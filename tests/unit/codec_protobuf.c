@@ -505,18 +505,32 @@ static void test_encode(void)
     /* acks */
     gw_thing_msg am = {.kind = GW_MSG_PROPERTY_REPORT};
     strcpy(am.msg_id, "m-9");
-    CHECK_INT(ops->encode_ack(&prod, &am, 0, "sec", out, sizeof(out), &n), 0);
+    CHECK_INT(ops->encode_ack(&prod, &am, NULL, "sec", out, sizeof(out), &n), 0);
     Iotgw__Ack *ack = iotgw__ack__unpack(NULL, n, out);
     CHECK(ack && ack->ok && strcmp(ack->message_id, "m-9") == 0 && ack->code[0] == 0);
     if (ack)
         iotgw__ack__free_unpacked(ack, NULL);
-    CHECK_INT(ops->encode_ack(&tcp, &am, GW_EINVAL, NULL, out, sizeof(out), &n), 0);
+    /* a refusal says why: the reason's name and its detail */
+    gw_reject why = {GW_R_OUT_OF_RANGE, "properties.temperature: 300 is above max 125"};
+    CHECK_INT(ops->encode_ack(&tcp, &am, &why, NULL, out, sizeof(out), &n), 0);
     CHECK((size_t)out[3] == n - 4);
     ack = iotgw__ack__unpack(NULL, n - 4, out + 4);
-    CHECK(ack && !ack->ok && strcmp(ack->code, "rejected") == 0);
+    CHECK(ack && !ack->ok && strcmp(ack->code, "out_of_range") == 0 &&
+          strcmp(ack->message, why.detail) == 0);
     if (ack)
         iotgw__ack__free_unpacked(ack, NULL);
-    CHECK_INT(ops->encode_ack(&tcp, &am, 0, NULL, out, 5, &n), GW_ETOOBIG);
+    /* no reason (a refused login): code "rejected"; the longest detail and id still fit 512 */
+    gw_reject none = {GW_R_NONE, ""};
+    memset(none.detail, 'd', sizeof(none.detail) - 1);
+    memset(am.msg_id, 'm', sizeof(am.msg_id) - 1);
+    CHECK_INT(ops->encode_ack(&tcp, &am, &none, NULL, out, 512, &n), 0);
+    ack = iotgw__ack__unpack(NULL, n - 4, out + 4);
+    CHECK(ack && !ack->ok && strcmp(ack->code, "rejected") == 0 &&
+          strlen(ack->message) == sizeof(none.detail) - 1);
+    if (ack)
+        iotgw__ack__free_unpacked(ack, NULL);
+    strcpy(am.msg_id, "m-9");
+    CHECK_INT(ops->encode_ack(&tcp, &am, NULL, NULL, out, 5, &n), GW_ETOOBIG);
 }
 
 int main(void)
