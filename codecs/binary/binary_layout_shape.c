@@ -74,6 +74,9 @@ static int check_extents(gw__bl_ctx *x, extent *e, size_t n, int64_t len, const 
         if (len >= 0 && e[i].start < 0 && (e[i].start += len) < 0)
             return gw__bl_fail(x, at, "before the start of the frame (%s %lld)", bound,
                                (long long)len);
+        if (e[i].start < 0 && e[i].start + e[i].size > 0) /* counted from the end, runs past it */
+            return gw__bl_fail(x, at, "past the end of the frame (%lld bytes at offset %lld)",
+                               (long long)e[i].size, (long long)e[i].start);
         if ((len >= 0 || e[i].start >= 0) &&
             e[i].start + e[i].size > (len >= 0 ? len : x->body_cap))
             return gw__bl_fail(x, at, "past the frame (%s %lld)", bound,

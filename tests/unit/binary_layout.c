@@ -332,6 +332,11 @@ static void test_shapes(void)
                "and 2 from the end exceed max_frame 64)");
     CHECK_EDIT("frame.messages[2].length", "4",
                "frame.header[2].offset: past the frame (length 4)");
+    /* counted from the end but wider than the distance to it (found by fuzz_binary_layout: the
+     * encoder then wrote a frame its own decoder refused) */
+    CHECK_EDIT("frame.messages[1].fields[1].offset", "-1",
+               "frame.messages[1].fields[1].offset: past the end of the frame (2 bytes at offset "
+               "-1)");
     CHECK_EDIT("frame.messages[1].fields[1].offset", "-70",
                "frame.messages[1].fields[1].offset: -70 is out of range -64..63");
     /* a fixed offset after a variable-length field */
