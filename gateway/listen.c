@@ -46,13 +46,14 @@ int gw_listen_tcp(uv_loop_t *loop, uv_tcp_t *srv, const gw_listen *at, uint16_t 
     return 0;
 }
 
-int gw_listen_udp(uv_loop_t *loop, uv_udp_t *h, const gw_listen *at, uint16_t *port, int rcvbuf)
+int gw_listen_udp(uv_loop_t *loop, uv_udp_t *h, const gw_listen *at, uint16_t *port, int rcvbuf,
+                  unsigned flags)
 {
     struct sockaddr_storage ss;
     int v6, rc, len = sizeof(ss);
     if ((rc = sockaddr_of(at, *port, &ss, &v6)) != 0)
         return rc;
-    if ((rc = uv_udp_init_ex(loop, h, v6 ? AF_INET6 : AF_INET)) != 0)
+    if ((rc = uv_udp_init_ex(loop, h, (v6 ? AF_INET6 : AF_INET) | flags)) != 0)
         return rc;
     if ((rc = reuseport((uv_handle_t *)h)) != 0 ||
         (rc = uv_udp_bind(h, (struct sockaddr *)&ss, 0)) != 0)

@@ -14,8 +14,10 @@
 int gw_listen_tcp(uv_loop_t *loop, uv_tcp_t *srv, const gw_listen *at, uint16_t *port,
                   uv_connection_cb on_connection);
 
-/* Binds a UDP socket the same way (SO_REUSEPORT), with receive buffer rcvbuf bytes (0: default). */
-int gw_listen_udp(uv_loop_t *loop, uv_udp_t *h, const gw_listen *at, uint16_t *port, int rcvbuf);
+/* Binds a UDP socket the same way (SO_REUSEPORT), with receive buffer rcvbuf bytes (0: default).
+ * flags: uv_udp_init_ex's, e.g. UV_UDP_RECVMMSG (then the alloc_cb is gw_dgram_recv_buf's). */
+int gw_listen_udp(uv_loop_t *loop, uv_udp_t *h, const gw_listen *at, uint16_t *port, int rcvbuf,
+                  unsigned flags);
 
 /* "127.0.0.1:5501" or "[::1]:5501" ("?" when unknown). */
 void gw_sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);

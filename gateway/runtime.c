@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "dgram.h"
 #include "limits.h"
 #include "log.h"
 #include "metrics.h"
@@ -75,6 +76,7 @@ static void on_check(uv_check_t *h)
         s->ops->flush(s);
         gw_session_release(s);
     }
+    gw_dgram_flush(l);
 }
 
 void gw_session_mark_dirty(gw_session *s)
@@ -105,6 +107,7 @@ static void on_done(gw_loop *l, gw_inbox_msg *m)
         gw_store_event_done(l->rt->store, ev);
         ev = next;
     }
+    gw_dgram_flush(l); /* the answers of this commit go out now, not after this iteration's reads */
 }
 
 /* Called by the writer with every committed event that has a session: one message per loop. */
@@ -401,6 +404,7 @@ void gw_runtime_free(gw_runtime *rt)
             uv_sem_destroy(&l->started);
         }
         gw_free(GW_AREA_RUNTIME, l->rbuf);
+        gw_dgram_free(l);
     }
     for (unsigned i = 0; i < rt->n_adapters; i++)
         if (rt->adapters[i].ops->uninit)

@@ -37,8 +37,9 @@ struct gw_loop {
     /* events validated this iteration, submitted to the store in one go at its end */
     gw_event *pend_head, *pend_tail;
     size_t pend_n;
-    gw_session *dirty; /* sessions with output to flush this iteration */
-    char *rbuf;        /* shared read buffer, cfg->read_buffer bytes */
+    gw_session *dirty;      /* sessions with output to flush this iteration */
+    char *rbuf;             /* shared read buffer, cfg->read_buffer bytes */
+    struct gw_dgram *dgram; /* datagram receive buffer and output batch (dgram.c), on first use */
     size_t rbuf_size;
     int rbuf_busy;
     void *adapter_state[GW_MAX_ADAPTERS]; /* per adapter, indexed like rt->adapters */

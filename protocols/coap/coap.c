@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../gateway/alloc.h"
+#include "../../gateway/dgram.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
@@ -79,9 +80,8 @@ static void on_tick(uv_timer_t *t)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gw__coap_sock *sock = h->data;
-    gw_loop *l = sock->cl->loop;
     (void)suggested;
-    *buf = uv_buf_init(l->rbuf, (unsigned)l->rbuf_size);
+    gw_dgram_recv_buf(sock->cl->loop, buf);
 }
 
 static void recv_all(gw__coap_loop *cl, bool on);
@@ -126,7 +126,8 @@ static int listen_one(gw__coap_loop *cl, size_t i)
     sock->dtls = dtls;
     uint16_t port = cl->ad->bound_ports[i] ? cl->ad->bound_ports[i] : li->port;
     sock->cl = cl;
-    int rc = gw_listen_udp(&cl->loop->uv, &sock->h, li, &port, (int)cl->ad->cfg.rcvbuf);
+    int rc =
+        gw_listen_udp(&cl->loop->uv, &sock->h, li, &port, (int)cl->ad->cfg.rcvbuf, UV_UDP_RECVMMSG);
     sock->h.data = sock;
     sock->open = sock->h.type == UV_UDP;
     if (rc) {
@@ -214,6 +215,7 @@ static void coap_close_sessions(gw_adapter *a, gw_loop *loop)
     if (!cl)
         return;
     gw__coap_close_all(cl, "shutdown");
+    gw_dgram_flush(loop);
     for (size_t i = 0; i < cl->n_socks; i++) {
         gw__coap_sock *sock = &cl->socks[i];
         if (sock->open && !uv_is_closing((uv_handle_t *)&sock->h))

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../gateway/alloc.h"
+#include "../../gateway/dgram.h"
 #include "../../gateway/command.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/log.h"
@@ -115,17 +116,6 @@ void gw__coap_count_response(uint8_t code)
 
 /* ---- sending ---- */
 
-typedef struct send_req {
-    uv_udp_send_t req;
-    uint8_t data[];
-} send_req;
-
-static void on_sent(uv_udp_send_t *req, int status)
-{
-    (void)status; /* a lost datagram: the peer retransmits, or we do for our CONs */
-    gw_free(GW_AREA_SESSION, req);
-}
-
 void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n)
 {
     if (sock && sock->dtls) {
@@ -137,19 +127,8 @@ void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *
 
 void gw__coap_send_raw(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n)
 {
-    if (!sock || !sock->open || uv_is_closing((uv_handle_t *)&sock->h))
-        return;
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    int rc = uv_udp_try_send(&sock->h, &b, 1, &to->sa);
-    if (rc >= 0 || (rc != UV_EAGAIN && rc != UV_ENOSYS))
-        return;
-    send_req *r = gw_malloc(GW_AREA_SESSION, sizeof(*r) + n);
-    if (!r)
-        return;
-    memcpy(r->data, p, n);
-    b = uv_buf_init((char *)r->data, (unsigned)n);
-    if (uv_udp_send(&r->req, &sock->h, &b, 1, &to->sa, on_sent) != 0)
-        gw_free(GW_AREA_SESSION, r);
+    if (sock && sock->open) /* a lost datagram: the peer retransmits, or we do for our CONs */
+        gw_dgram_send(sock->cl->loop, &sock->h, &to->sa, p, n);
 }
 
 uint16_t gw__coap_mid(gw__coap_loop *cl)

@@ -9,6 +9,7 @@
 
 #include "../../gateway/alloc.h"
 #include "../../gateway/codec.h"
+#include "../../gateway/dgram.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/log.h"
 #include "udp.h"
@@ -122,7 +123,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gw__udp_sock *us = h->data;
     (void)suggested;
-    *buf = uv_buf_init((char *)us->ul->buf, (unsigned)us->ul->buf_size);
+    gw_dgram_recv_buf(us->ul->loop, buf);
 }
 
 static void recv_all(gw__udp_loop *ul, bool on);
@@ -136,14 +137,27 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         GW_LOG_DEBUG("udp", NULL, NULL, "receive error", "error=\"%s\"", uv_strerror((int)nread));
         return;
     }
-    if (!from || ul->stopping)
-        return; /* nothing more to read now */
+    if (!from) { /* nothing more to read now, or the end of a recvmmsg batch */
+        if (ul->pause_pending) {
+            ul->pause_pending = false;
+            recv_all(ul, false);
+        }
+        return;
+    }
+    if (ul->stopping)
+        return;
     gw__udp_datagram(us, (const uint8_t *)buf->base, (size_t)nread, from,
                      (flags & UV_UDP_PARTIAL) != 0);
     if (!ul->paused && gw_store_full(ul->loop->rt->store)) {
         ul->paused = true;
-        recv_all(ul, false);
         gw_loop_note_backpressure(ul->loop);
+        /* Inside a recvmmsg batch, stopping now would make libuv drop the batch's remaining
+         * datagrams: they are taken (at most GW_DGRAM_RECV_BATCH - 1 over the store's bound) and
+         * reading stops after the batch. */
+        if (flags & UV_UDP_MMSG_CHUNK)
+            ul->pause_pending = true;
+        else
+            recv_all(ul, false);
     }
 }
 
@@ -166,7 +180,8 @@ static int listen_one(gw__udp_loop *ul, size_t i)
     us->ul = ul;
     us->product = ul->ad->products[i];
     us->max_frame = product_max_frame(us->product);
-    int rc = gw_listen_udp(&ul->loop->uv, &us->h, li, &port, (int)ul->ad->cfg.rcvbuf);
+    int rc =
+        gw_listen_udp(&ul->loop->uv, &us->h, li, &port, (int)ul->ad->cfg.rcvbuf, UV_UDP_RECVMMSG);
     us->h.data = us;
     us->open = us->h.type == UV_UDP; /* initialised: must be closed */
     if (rc) {
@@ -192,20 +207,9 @@ static int udp_start(gw_adapter *a, gw_loop *loop)
     ul->loop = loop;
     ul->n_socks = ad->cfg.listeners.n;
     ul->socks = gw_calloc(GW_AREA_RUNTIME, ul->n_socks ? ul->n_socks : 1, sizeof(gw__udp_sock));
-    /* One byte over the largest frame, so an oversized datagram is seen whole-or-truncated. */
-    ul->buf_size = ad->max_frame + 1;
-    if (loop->rbuf_size >= ul->buf_size) {
-        ul->buf = (uint8_t *)loop->rbuf;
-        ul->buf_size = loop->rbuf_size;
-    } else {
-        ul->buf = gw_malloc(GW_AREA_RUNTIME, ul->buf_size);
-        ul->own_buf = true;
-    }
     ul->ackbuf_size = ad->max_frame;
     ul->ackbuf = gw_malloc(GW_AREA_RUNTIME, ul->ackbuf_size);
-    if (!ul->socks || !ul->buf || !ul->ackbuf) {
-        if (ul->own_buf)
-            gw_free(GW_AREA_RUNTIME, ul->buf);
+    if (!ul->socks || !ul->ackbuf) {
         gw_free(GW_AREA_RUNTIME, ul->ackbuf);
         gw_free(GW_AREA_RUNTIME, ul->socks);
         gw_free(GW_AREA_RUNTIME, ul);
@@ -258,6 +262,7 @@ static void udp_close_sessions(gw_adapter *a, gw_loop *loop)
     if (!ul)
         return;
     gw__udp_close_all(ul, "shutdown");
+    gw_dgram_flush(loop);
     for (size_t i = 0; i < ul->n_socks; i++) {
         gw__udp_sock *us = &ul->socks[i];
         if (us->open && !uv_is_closing((uv_handle_t *)&us->h))
@@ -277,8 +282,6 @@ static void udp_uninit(gw_adapter *a)
         gw__udp_loop *ul = rt->loops[i].adapter_state[gw_adapter_index(a)];
         if (ul) {
             gw_session_index_free(&ul->sessions);
-            if (ul->own_buf)
-                gw_free(GW_AREA_RUNTIME, ul->buf);
             gw_free(GW_AREA_RUNTIME, ul->ackbuf);
             gw_free(GW_AREA_RUNTIME, ul->socks);
             gw_free(GW_AREA_RUNTIME, ul);

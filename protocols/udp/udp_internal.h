@@ -54,11 +54,10 @@ struct gw__udp_loop {
     size_t n_socks;
     uv_timer_t sweep;
     gw_session_index sessions; /* device index -> session */
-    uint8_t *buf; /* receive buffer: the loop's rbuf, or our own when max_frame needs more */
-    size_t buf_size;
-    uint8_t *ackbuf; /* ack frames are encoded here (max_frame bytes) */
+    uint8_t *ackbuf;           /* ack frames are encoded here (max_frame bytes) */
     size_t ackbuf_size;
-    bool own_buf, paused, stopping;
+    bool paused, stopping;
+    bool pause_pending;  /* the store filled up inside a recvmmsg batch: stop reading after it */
     uint64_t log_window; /* rate-limited drop logs: start of the current second (uv_now) */
     uint32_t log_n, log_suppressed;
 };
@@ -87,7 +86,7 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
                       bool truncated);
 void gw__udp_sweep(gw__udp_loop *ul);
 void gw__udp_close_all(gw__udp_loop *ul, const char *reason);
-/* Sends one frame to addr through us: uv_udp_try_send, else a queued send of a copy. */
+/* Sends one frame to addr through us, in the loop's output batch (gateway/dgram.h). */
 void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, size_t n);
 /* Drop logging, at most a few lines per second per loop; counts the rest. */
 bool gw__udp_log_ok(gw__udp_loop *ul);

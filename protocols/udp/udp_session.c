@@ -12,6 +12,7 @@
 #include "../../gateway/alloc.h"
 #include "../../gateway/codec.h"
 #include "../../gateway/command.h"
+#include "../../gateway/dgram.h"
 #include "../../gateway/dispatch.h"
 #include "../../gateway/listen.h"
 #include "../../gateway/log.h"
@@ -92,34 +93,10 @@ static void drop(gw__udp_loop *ul, gw_metric m, const struct sockaddr *from, con
 
 /* ---- sending ---- */
 
-typedef struct send_req {
-    uv_udp_send_t req;
-    uint8_t data[];
-} send_req;
-
-static void on_sent(uv_udp_send_t *req, int status)
-{
-    (void)status; /* a lost ack is a lost datagram: the device resends */
-    gw_free(GW_AREA_SESSION, req);
-}
-
 void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, size_t n)
 {
-    if (!us->open || uv_is_closing((uv_handle_t *)&us->h))
-        return;
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    int rc = uv_udp_try_send(&us->h, &b, 1, &addr->sa);
-    if (rc >= 0)
-        return;
-    if (rc != UV_EAGAIN && rc != UV_ENOSYS)
-        return; /* e.g. unreachable: nothing to queue */
-    send_req *r = gw_malloc(GW_AREA_SESSION, sizeof(*r) + n);
-    if (!r)
-        return;
-    memcpy(r->data, p, n);
-    b = uv_buf_init((char *)r->data, (unsigned)n);
-    if (uv_udp_send(&r->req, &us->h, &b, 1, &addr->sa, on_sent) != 0)
-        gw_free(GW_AREA_SESSION, r);
+    if (us->open) /* a lost ack is a lost datagram: the device resends */
+        gw_dgram_send(us->ul->loop, &us->h, &addr->sa, p, n);
 }
 
 static gw__udp_sess *table_find(gw__udp_loop *ul, uint32_t index)

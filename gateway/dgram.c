@@ -1,0 +1,157 @@
+/* dgram.c: datagram I/O shared by the UDP and CoAP adapters: SO_REUSEPORT sockets read with
+ * recvmmsg into the loop's receive buffer, and the loop's output batch, sent with sendmmsg at the
+ * end of each iteration (one system call for the answers of a whole commit instead of one each). */
+#include "dgram.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "alloc.h"
+#include "runtime.h"
+
+#define SLOT_BYTES 65536 /* libuv's recvmmsg gives each datagram a 64 KiB slot */
+
+struct gw_dgram {
+    char *rbuf; /* GW_DGRAM_RECV_BATCH slots */
+    size_t n, used;
+    uv_udp_t *h[GW_DGRAM_OUT_MAX];
+    struct sockaddr_storage to[GW_DGRAM_OUT_MAX];
+    struct iovec iov[GW_DGRAM_OUT_MAX];
+    struct mmsghdr msg[GW_DGRAM_OUT_MAX];
+    uint8_t data[GW_DGRAM_OUT_BYTES];
+};
+
+static struct gw_dgram *state(gw_loop *l)
+{
+    if (!l->dgram)
+        l->dgram = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*l->dgram));
+    return l->dgram;
+}
+
+void gw_dgram_recv_buf(gw_loop *l, uv_buf_t *buf)
+{
+    struct gw_dgram *d = state(l);
+    if (d && !d->rbuf)
+        d->rbuf = gw_malloc(GW_AREA_RUNTIME, (size_t)GW_DGRAM_RECV_BATCH * SLOT_BYTES);
+    *buf =
+        d && d->rbuf ? uv_buf_init(d->rbuf, GW_DGRAM_RECV_BATCH * SLOT_BYTES) : uv_buf_init(0, 0);
+}
+
+/* ---- sending ---- */
+
+typedef struct queued {
+    uv_udp_send_t req;
+    uint8_t data[];
+} queued;
+
+static void on_queued_sent(uv_udp_send_t *req, int status)
+{
+    (void)status; /* a failure is a lost datagram: the peer retransmits, or we do for our CONs */
+    gw_free(GW_AREA_SESSION, req);
+}
+
+/* A copy of the datagram in libuv's send queue, sent when the socket is writable. */
+static void send_queued(uv_udp_t *h, const struct sockaddr *to, const void *p, size_t n)
+{
+    queued *q = gw_malloc(GW_AREA_SESSION, sizeof(*q) + n);
+    if (!q)
+        return;
+    memcpy(q->data, p, n);
+    uv_buf_t b = uv_buf_init((char *)q->data, (unsigned)n);
+    if (uv_udp_send(&q->req, h, &b, 1, to, on_queued_sent) != 0)
+        gw_free(GW_AREA_SESSION, q);
+}
+
+/* One datagram now: the kernel, else libuv's queue when the socket buffer is full. */
+static void send_now(uv_udp_t *h, const struct sockaddr *to, const void *p, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int rc = uv_udp_try_send(h, &b, 1, to);
+    if (rc == UV_EAGAIN || rc == UV_ENOSYS) /* ENOSYS: libuv's queue is not empty: keep order */
+        send_queued(h, to, p, n);
+}
+
+static bool usable(uv_udp_t *h)
+{
+    return h->type == UV_UDP && !uv_is_closing((uv_handle_t *)h);
+}
+
+/* Sends msg[i..j), all on socket h: sendmmsg while the kernel takes them; what it cannot take now
+ * goes to libuv's queue, and a datagram refused for another reason is skipped. */
+static void send_run(struct gw_dgram *d, uv_udp_t *h, size_t i, size_t j)
+{
+    uv_os_fd_t fd;
+    if (!usable(h))
+        return;
+    if (uv_udp_get_send_queue_count(h) > 0 || uv_fileno((uv_handle_t *)h, &fd) != 0) {
+        for (; i < j; i++) /* behind earlier queued datagrams: keep their order */
+            send_queued(h, (struct sockaddr *)&d->to[i], d->iov[i].iov_base, d->iov[i].iov_len);
+        return;
+    }
+    while (i < j) {
+        int k = sendmmsg(fd, &d->msg[i], (unsigned)(j - i), MSG_DONTWAIT);
+        if (k > 0) {
+            i += (size_t)k;
+        } else if (k < 0 && errno == EINTR) {
+            continue;
+        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+            for (; i < j; i++)
+                send_queued(h, (struct sockaddr *)&d->to[i], d->iov[i].iov_base, d->iov[i].iov_len);
+        } else {
+            i++; /* this datagram's destination refused it (e.g. unreachable): drop it */
+        }
+    }
+}
+
+void gw_dgram_flush(gw_loop *l)
+{
+    struct gw_dgram *d = l->dgram;
+    if (!d || !d->n)
+        return;
+    size_t i = 0;
+    while (i < d->n) {
+        size_t j = i + 1;
+        while (j < d->n && d->h[j] == d->h[i])
+            j++;
+        send_run(d, d->h[i], i, j);
+        i = j;
+    }
+    d->n = d->used = 0;
+}
+
+void gw_dgram_send(gw_loop *l, uv_udp_t *h, const struct sockaddr *to, const void *p, size_t n)
+{
+    if (!usable(h))
+        return;
+    struct gw_dgram *d = state(l);
+    size_t alen =
+        to->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (!d || n > GW_DGRAM_OUT_BYTES / 4) {
+        if (d)
+            gw_dgram_flush(l); /* keep the order of this iteration's datagrams */
+        send_now(h, to, p, n);
+        return;
+    }
+    if (d->n == GW_DGRAM_OUT_MAX || d->used + n > GW_DGRAM_OUT_BYTES)
+        gw_dgram_flush(l);
+    size_t k = d->n++;
+    memcpy(d->data + d->used, p, n);
+    memcpy(&d->to[k], to, alen);
+    d->h[k] = h;
+    d->iov[k] = (struct iovec){d->data + d->used, n};
+    d->msg[k] = (struct mmsghdr){.msg_hdr = {.msg_name = &d->to[k],
+                                             .msg_namelen = (socklen_t)alen,
+                                             .msg_iov = &d->iov[k],
+                                             .msg_iovlen = 1}};
+    d->used += n;
+}
+
+void gw_dgram_free(gw_loop *l)
+{
+    if (!l->dgram)
+        return;
+    gw_free(GW_AREA_RUNTIME, l->dgram->rbuf);
+    gw_free(GW_AREA_RUNTIME, l->dgram);
+    l->dgram = NULL;
+}
