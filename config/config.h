@@ -32,6 +32,7 @@ typedef struct gw_store_cfg {
     uint32_t batch_max; /* commit after this many events ... */
     uint32_t batch_ms;  /* ... or this long after the batch's first event (0: as soon as idle) */
     uint32_t queue_max; /* store queue bound (events); adapters pause reading when full */
+    uint32_t state_lag_ms; /* under load, device/property state trails the events by this much */
     gw_sync_mode synchronous;
     uint32_t cache_kb;      /* SQLite page cache */
     int64_t retention_rows; /* keep at most this many events (oldest forwarded go first); 0: all */

@@ -108,7 +108,7 @@ typedef struct gw_admin_file {
 
 typedef struct gw_storage_file {
     char *path;
-    uint32_t batch_max, batch_ms, queue_max;
+    uint32_t batch_max, batch_ms, queue_max, state_lag_ms;
     int synchronous;
     uint32_t cache_kb;
     int64_t retention_rows;
@@ -157,6 +157,7 @@ static const gw_cfg_field storage_fields[] = {
     SF("batch_max", GW_CFG_UINT32, batch_max, 1, 100000, NULL),
     SF("batch_ms", GW_CFG_UINT32, batch_ms, 0, 10000, NULL),
     SF("queue_max", GW_CFG_UINT32, queue_max, 16, 10000000, NULL),
+    SF("state_lag_ms", GW_CFG_UINT32, state_lag_ms, 0, 60000, NULL),
     SF("synchronous", GW_CFG_ENUM, synchronous, 0, 0, sync_modes),
     SF("cache_kb", GW_CFG_UINT32, cache_kb, 256, 4194304, NULL),
     SF("retention_rows", GW_CFG_INT64, retention_rows, 0, 1000000000000LL, NULL),
@@ -220,6 +221,7 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
                          .batch_max = 1000,
                          .batch_ms = 0,
                          .queue_max = 16384,
+                         .state_lag_ms = 50,
                          .synchronous = GW_SYNC_NORMAL,
                          .cache_kb = 8192};
 
@@ -227,6 +229,7 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
     c->store.batch_max = s.batch_max;
     c->store.batch_ms = s.batch_ms;
     c->store.queue_max = s.queue_max;
+    c->store.state_lag_ms = s.state_lag_ms;
     c->store.synchronous = s.synchronous == 1 ? GW_SYNC_FULL : GW_SYNC_NORMAL;
     c->store.cache_kb = s.cache_kb;
     c->store.retention_rows = s.retention_rows;

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "runtime.h"
 
 #define AREA "command"
 
@@ -71,6 +72,8 @@ static void read_properties(gw_commands *c, const gw_device *dev, const gw__cmd_
 {
     gw_store_reader *reader = c->reader;
     json_t *out = NULL;
+    if (reader && c->rt && c->rt->store) /* the latest values include every committed report */
+        gw_store_sync_state(c->rt->store, 1000);
     int rc = reader ? gw_store_reader_properties(reader, dev, r->args, &out) : GW_ESTORE;
     if (rc != 0) {
         gw__commands_answer(c, dev, r, "store_error",

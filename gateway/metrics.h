@@ -57,6 +57,12 @@
     X(GW_M_MSG_ACCEPTED, "messages_accepted_total", "device messages validated and queued")        \
     X(GW_M_EV_COMMITTED, "events_committed_total", "events committed to SQLite")                   \
     X(GW_M_STORE_BATCHES, "store_batches_total", "store transactions committed")                   \
+    X(GW_M_STORE_STATE_WRITES, "store_state_writes_total",                                         \
+      "transactions that wrote the device and property state noted since the last one")            \
+    X(GW_M_STORE_STATE_UNWRITTEN, "store_state_unwritten",                                         \
+      "committed events whose device/property state is not written yet (gauge)")                   \
+    X(GW_M_STORE_STATE_REPLAYED, "store_state_replayed_total",                                     \
+      "events whose state was replayed at start-up (committed after the last state write)")        \
     X(GW_M_STORE_DEPTH, "store_queue_depth", "events waiting for the store writer (gauge)")        \
     X(GW_M_STORE_BACKPRESSURE, "store_backpressure_total",                                         \
       "reads paused because the store queue was full")                                             \

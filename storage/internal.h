@@ -17,8 +17,9 @@ typedef struct gw__dev_touch {
 typedef struct gw__prop_slot {
     uint32_t dev; /* device index + 1; 0 = empty */
     uint32_t hash;
-    const char *key;
+    const char *key; /* both point into parent, which the slot holds a reference to */
     json_t *val;
+    json_t *parent;
     int64_t ts;
 } gw__prop_slot;
 
@@ -48,7 +49,8 @@ typedef struct gw__outbox {
 struct gw_store {
     const gw_config *cfg;
     sqlite3 *db;
-    sqlite3_stmt *ins_event, *up_prop, *up_state, *touch_state, *begin, *commit, *rollback;
+    sqlite3_stmt *ins_event, *up_prop, *up_state, *touch_state, *set_mark, *begin, *commit,
+        *rollback;
     gw__outbox ob;
 
     pthread_t thread;
@@ -59,6 +61,11 @@ struct gw_store {
     size_t qlen;
     int stop;
     int writer_waiting;
+    /* gw_store_sync_state: under mu */
+    pthread_cond_t state_cond; /* broadcast after each state write */
+    uint64_t state_gen;        /* state writes so far */
+    bool state_req;            /* a thread waits for the notes to be written */
+    int state_pending;         /* atomic: notes are waiting to be written */
 
     int64_t depth; /* atomic: live events */
     int64_t max, low;
@@ -68,12 +75,17 @@ struct gw_store {
     void (*deliver)(void *arg, gw_event *head);
     void *deliver_arg;
 
-    /* writer-thread state */
+    /* writer-thread state: device and property state noted since it was last written */
     gw__dev_touch *touch; /* one per device */
-    uint32_t *touched;    /* device indexes touched in this batch */
+    uint32_t *touched;    /* device indexes touched */
     size_t n_touched;
-    gw__prop_slot *props; /* open addressing, latest value per (device, property) in the batch */
+    gw__prop_slot *props; /* open addressing, latest value per (device, property) */
     size_t props_cap, props_used;
+    int64_t state_since;  /* when the oldest unwritten note was taken (ms), 0: none */
+    int64_t state_events; /* events noted since (the store_state_unwritten gauge) */
+    int64_t state_id;     /* the newest event noted: the state mark once written */
+    bool state_urgent;    /* an online/offline change: write in this transaction */
+    bool state_written;   /* this transaction wrote the notes */
 };
 
 int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err);
@@ -95,6 +107,23 @@ int gw__outbox_maintain(gw_store *s);
 /* After the batch: COMMIT succeeded (committed true) or was rolled back. */
 void gw__outbox_after(gw_store *s, bool committed);
 int gw__store_prepare(gw_store *s, gw_error *err);
+
+/* store_state.c: device_state and property_state, written from the notes of committed events */
+int gw__state_grow(gw_store *s); /* the property table: first size, then doubling */
+/* Notes a committed event (its row id) in the transaction that inserts it. 0 or an SQLite code. */
+int gw__state_note(gw_store *s, const gw_event *ev, int64_t id);
+/* Whether this transaction writes the notes: an online/offline change, a gw_store_sync_state
+ * waiting, or the oldest unwritten note is state_lag_ms old. */
+bool gw__state_due(gw_store *s);
+/* In the transaction: the notes' rows and the state mark. 0 or an SQLite code. */
+int gw__state_write(gw_store *s);
+/* The same in a transaction of its own. 0 or an SQLite code (the notes stay for a retry). */
+int gw__state_commit(gw_store *s);
+/* After the transaction: committed notes are forgotten; rolled-back ones stay for the retry. */
+void gw__state_after(gw_store *s, bool committed);
+void gw__state_clear(gw_store *s); /* forgets (and releases) every note */
+/* At start-up: the state of events committed after the mark (a crash), written now. */
+int gw__state_replay(gw_store *s, gw_error *err);
 int gw__store_mark_offline(gw_store *s, gw_error *err);
 
 #endif

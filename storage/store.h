@@ -80,6 +80,12 @@ bool gw_store_full(const gw_store *s);
 /* Live events (created and not yet done). */
 int64_t gw_store_depth(const gw_store *s);
 
+/* The latest-state tables (device_state, property_state) trail committed events by up to
+ * storage.state_lag_ms (online/offline changes excepted). This asks the writer to write what it
+ * has noted now and waits until it has, at most timeout_ms: 0, or -ETIMEDOUT. Any thread but
+ * the writer's; returns at once when nothing is waiting to be written. */
+int gw_store_sync_state(gw_store *s, unsigned timeout_ms);
+
 /* Sets the function the writer calls after a commit for events with sess != NULL; it must move
  * them to their loop (runtime does: one inbox message per loop per batch). */
 void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head), void *arg);

@@ -1,6 +1,7 @@
 /* store_writer.c: the store queue and its one writer thread. Events are committed in batches (up
- * to batch_max, or batch_ms after the first one), device and property state are coalesced per
- * batch, and only after COMMIT are events handed back to their loops to be acknowledged. */
+ * to batch_max, or batch_ms after the first one), each event's device and property state is noted
+ * for store_state.c, and only after COMMIT are events handed back to their loops to be
+ * acknowledged. */
 #include "internal.h"
 
 #include <errno.h>
@@ -115,81 +116,6 @@ void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *h
 
 /* ---- writer thread ---- */
 
-static uint32_t hash_str(const char *k, uint32_t dev)
-{
-    uint32_t h = 2166136261u ^ dev;
-    for (; *k; k++)
-        h = (h ^ (uint8_t)*k) * 16777619u;
-    return h ? h : 1;
-}
-
-static int props_grow(gw_store *s)
-{
-    size_t ncap = s->props_cap ? s->props_cap * 2 : 1024;
-    gw__prop_slot *n = gw_calloc(GW_AREA_STORE, ncap, sizeof(*n));
-    if (!n)
-        return GW_ENOMEM;
-    for (size_t i = 0; i < s->props_cap; i++) {
-        gw__prop_slot *o = &s->props[i];
-        if (!o->dev)
-            continue;
-        size_t j = o->hash & (ncap - 1);
-        while (n[j].dev)
-            j = (j + 1) & (ncap - 1);
-        n[j] = *o;
-    }
-    gw_free(GW_AREA_STORE, s->props);
-    s->props = n;
-    s->props_cap = ncap;
-    return 0;
-}
-
-/* Remembers the latest value per (device, property) of this batch; written once at the end. */
-static int props_note(gw_store *s, uint32_t dev, const char *key, json_t *val, int64_t ts)
-{
-    if ((s->props_used + 1) * 2 > s->props_cap && props_grow(s))
-        return GW_ENOMEM;
-    uint32_t h = hash_str(key, dev);
-    size_t j = h & (s->props_cap - 1);
-    for (;; j = (j + 1) & (s->props_cap - 1)) {
-        gw__prop_slot *p = &s->props[j];
-        if (!p->dev) {
-            *p = (gw__prop_slot){dev + 1, h, key, val, ts};
-            s->props_used++;
-            return 0;
-        }
-        if (p->hash == h && p->dev == dev + 1 && strcmp(p->key, key) == 0) {
-            if (ts >= p->ts) {
-                p->val = val;
-                p->ts = ts;
-            }
-            return 0;
-        }
-    }
-}
-
-static void touch(gw_store *s, const gw_event *ev)
-{
-    if (ev->gateway_made)
-        return;
-    gw__dev_touch *t = &s->touch[ev->dev->index];
-    if (!t->touched) {
-        t->touched = 1;
-        t->online = -1;
-        t->last_seen = 0;
-        t->reason = NULL;
-        s->touched[s->n_touched++] = ev->dev->index;
-    }
-    if (ev->rx_ts > t->last_seen)
-        t->last_seen = ev->rx_ts;
-    if (ev->kind == GW_EV_ONLINE) {
-        t->online = 1;
-    } else if (ev->kind == GW_EV_OFFLINE) {
-        t->online = 0;
-        t->reason = ev->name;
-    }
-}
-
 int gw__store_step(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
@@ -220,69 +146,10 @@ static int write_event(gw_store *s, gw_event *ev)
     else
         sqlite3_bind_null(st, 8);
     int rc = gw__store_step(st);
+    int64_t id = sqlite3_last_insert_rowid(s->db);
     if (!rc)
-        rc = gw__outbox_event(s, ev, sqlite3_last_insert_rowid(s->db));
-    if (rc)
-        return rc;
-    touch(s, ev);
-    if (ev->kind == GW_EV_PROPERTY && ev->values) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(ev->values, key, val)
-        {
-            if (props_note(s, ev->dev->index, key, val, ev->ts))
-                return SQLITE_NOMEM;
-        }
-    }
-    return 0;
-}
-
-static int write_states(gw_store *s)
-{
-    int rc = 0;
-    const gw_device *devs = s->cfg->devices;
-    for (size_t i = 0; i < s->props_cap && s->props_used; i++) {
-        gw__prop_slot *p = &s->props[i];
-        if (!p->dev)
-            continue;
-        if (!rc) {
-            char *text = gw_json_write(p->val);
-            sqlite3_stmt *st = s->up_prop;
-            sqlite3_bind_text(st, 1, devs[p->dev - 1].id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, text ? text : "null", -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(st, 4, p->ts);
-            rc = gw__store_step(st);
-            free(text);
-        }
-        p->dev = 0;
-    }
-    s->props_used = 0;
-    for (size_t i = 0; i < s->n_touched; i++) {
-        gw__dev_touch *t = &s->touch[s->touched[i]];
-        const gw_device *d = &devs[s->touched[i]];
-        t->touched = 0;
-        if (rc)
-            continue;
-        if (t->online >= 0) {
-            sqlite3_stmt *st = s->up_state;
-            sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, d->product->id, -1, SQLITE_STATIC);
-            sqlite3_bind_int(st, 3, t->online);
-            sqlite3_bind_int64(st, 4, t->last_seen);
-            if (t->reason)
-                sqlite3_bind_text(st, 5, t->reason, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 5);
-            rc = gw__store_step(st);
-        } else {
-            sqlite3_bind_text(s->touch_state, 1, d->id, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(s->touch_state, 2, t->last_seen);
-            rc = gw__store_step(s->touch_state);
-        }
-    }
-    s->n_touched = 0;
-    return rc;
+        rc = gw__outbox_event(s, ev, id);
+    return rc ? rc : gw__state_note(s, ev, id);
 }
 
 /* One transaction for the whole batch. 0, or the SQLite error code (the batch was rolled back). */
@@ -291,9 +158,8 @@ static int commit_batch(gw_store *s, gw_event *batch)
     int rc = gw__store_step(s->begin);
     for (gw_event *ev = batch; ev && !rc; ev = ev->next)
         rc = write_event(s, ev);
-    int rc2 = write_states(s); /* always run: it also clears the batch's scratch state */
-    if (!rc)
-        rc = rc2;
+    if (!rc && gw__state_due(s))
+        rc = gw__state_write(s);
     if (!rc)
         rc = gw__outbox_maintain(s);
     if (!rc)
@@ -301,6 +167,7 @@ static int commit_batch(gw_store *s, gw_event *batch)
     if (rc)
         gw__store_step(s->rollback);
     gw__outbox_after(s, rc == 0);
+    gw__state_after(s, rc == 0);
     return rc;
 }
 
@@ -328,13 +195,14 @@ static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
 }
 
 /* Takes up to batch_max events; with batch_ms, waits that long after the first for more. */
-static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd)
+static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
 {
     size_t want = s->cfg->store.batch_max, n = 0;
     gw_event *head = NULL, **tailp = &head;
     struct timespec deadline = {0, 0};
     int timed_out = 0;
 
+    *state = false;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->head && n < want) {
@@ -355,7 +223,20 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd)
         if (n == 0 && gw__outbox_has_fwd(s))
             break; /* acknowledged ids to delete: a transaction of their own */
         s->writer_waiting = 1;
-        if (n == 0) {
+        if (n == 0 && s->state_since && s->state_req) { /* gw_store_sync_state waits */
+            s->writer_waiting = 0;
+            *state = true;
+            break;
+        }
+        if (n == 0 && s->state_since) { /* idle with unwritten state: write it when it is due */
+            int64_t due = s->state_since + s->cfg->store.state_lag_ms;
+            struct timespec at = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+            if (pthread_cond_timedwait(&s->cond, &s->mu, &at) == ETIMEDOUT && !s->head) {
+                s->writer_waiting = 0;
+                *state = true;
+                break;
+            }
+        } else if (n == 0) {
             pthread_cond_wait(&s->cond, &s->mu);
         } else {
             if (deadline.tv_sec == 0) {
@@ -375,6 +256,19 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd)
     return head;
 }
 
+/* The state noted since the last write, in a transaction of its own (idle, or shutting down). */
+static void write_state(gw_store *s)
+{
+    int rc = gw__state_commit(s);
+    if (rc) {
+        gw_metric_inc(GW_M_STORE_ERRORS);
+        GW_LOG_ERROR("store", NULL, NULL, "state write failed; retrying", "error=%d sqlite=\"%s\"",
+                     rc, sqlite3_errmsg(s->db));
+        struct timespec ts = {0, 100000000L}; /* the notes stay: retried in 100 ms */
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     gw_store *s = arg;
@@ -382,12 +276,14 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "iotgw-writer");
     for (;;) {
         size_t n;
-        bool fwd;
-        gw_event *batch = take_batch(s, &n, &fwd);
+        bool fwd, state;
+        gw_event *batch = take_batch(s, &n, &fwd, &state);
         if (!batch && !fwd) {
             pthread_mutex_lock(&s->mu);
             int done = s->stop && !s->head;
             pthread_mutex_unlock(&s->mu);
+            if (state || (done && s->state_since))
+                write_state(s);
             if (done)
                 break;
             continue;
@@ -402,8 +298,12 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&s->mu);
             stopping = s->stop;
             pthread_mutex_unlock(&s->mu);
-            if (stopping && ++tries >= 5)
-                break; /* shutting down: give up; nothing of this batch was acknowledged */
+            if (stopping && ++tries >= 5) {
+                /* shutting down: give up; nothing of this batch was acknowledged. The state noted
+                 * since the last write goes too: the next start replays it from the events. */
+                gw__state_clear(s);
+                break;
+            }
             struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
             if (backoff_ms < 5000)
@@ -427,9 +327,10 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
     s->low = s->max / 2;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->state_cond, NULL);
     s->touch = gw_calloc(GW_AREA_STORE, cfg->n_devices ? cfg->n_devices : 1, sizeof(*s->touch));
     s->touched = gw_calloc(GW_AREA_STORE, cfg->n_devices ? cfg->n_devices : 1, sizeof(uint32_t));
-    if (!s->touch || !s->touched || props_grow(s)) {
+    if (!s->touch || !s->touched || gw__state_grow(s)) {
         gw_store_close(s);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     }
@@ -443,7 +344,7 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
         return GW_ESTORE;
     }
     if (gw__store_schema(s->db, &cfg->store, err) || gw__store_prepare(s, err) ||
-        gw__store_mark_offline(s, err) || gw__outbox_open(s, err)) {
+        gw__state_replay(s, err) || gw__store_mark_offline(s, err) || gw__outbox_open(s, err)) {
         gw_store_close(s);
         return GW_ESTORE;
     }
@@ -473,8 +374,9 @@ void gw_store_close(gw_store *s)
         pthread_cond_signal(&s->cond);
         pthread_join(s->thread, NULL);
     }
+    gw__state_clear(s);
     sqlite3_stmt *sts[] = {s->ins_event, s->up_prop, s->up_state, s->touch_state,
-                           s->begin,     s->commit,  s->rollback};
+                           s->set_mark,  s->begin,   s->commit,   s->rollback};
     for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
         sqlite3_finalize(sts[i]);
     gw__outbox_close(s);
@@ -482,6 +384,7 @@ void gw_store_close(gw_store *s)
         sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->state_cond);
     gw_free(GW_AREA_STORE, s->touch);
     gw_free(GW_AREA_STORE, s->touched);
     gw_free(GW_AREA_STORE, s->props);

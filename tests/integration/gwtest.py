@@ -396,15 +396,27 @@ class Gateway:
     def metric(self, name, default=0.0, **labels):
         return self.metrics().get(metric_key(name, **labels), default)
 
-    def query(self, sql, params=()):
+    def state_written(self, timeout=10.0):
+        """Waits until the running gateway has written the device and property state of every
+        committed event (the state tables trail the events by up to storage.state_lag_ms:
+        README, "Storage"). True at once when the gateway is not running or has no admin."""
+        if not self.alive() or not self.admin_port:
+            return True
+        return wait_until(lambda: self.metric("store_state_unwritten") == 0, timeout)
+
+    def query(self, sql, params=(), wait_state=True):
+        """Rows of a read-only query; a query of property_state or device_state first waits
+        for the state to be written (state_written), unless wait_state is False."""
+        if wait_state and "_state" in sql and not self.state_written():
+            raise GatewayError("device/property state still unwritten after 10 s")
         con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10.0 * SLOW)
         try:
             return con.execute(sql, params).fetchall()
         finally:
             con.close()
 
-    def scalar(self, sql, params=()):
-        rows = self.query(sql, params)
+    def scalar(self, sql, params=(), wait_state=True):
+        rows = self.query(sql, params, wait_state)
         return rows[0][0] if rows else None
 
     def threads(self):

@@ -1,0 +1,337 @@
+/* store_state.c: the latest-state tables (device_state, property_state). The writer notes each
+ * committed event's device and property values here and writes them state_lag_ms after the first
+ * unwritten note (with a batch of events, or on their own when the writer is idle): one row per
+ * device and property however many reports came in between. Online/offline changes are written
+ * in their event's transaction. meta.state_mark is the newest event whose state is written; at
+ * start-up, events past it (the gateway was killed) are replayed. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "../gateway/alloc.h"
+#include "../gateway/json_write.h"
+#include "../gateway/log.h"
+#include "../gateway/metrics.h"
+
+static uint32_t hash_str(const char *k, uint32_t dev)
+{
+    uint32_t h = 2166136261u ^ dev;
+    for (; *k; k++)
+        h = (h ^ (uint8_t)*k) * 16777619u;
+    return h ? h : 1;
+}
+
+int gw__state_grow(gw_store *s)
+{
+    size_t ncap = s->props_cap ? s->props_cap * 2 : 1024;
+    gw__prop_slot *n = gw_calloc(GW_AREA_STORE, ncap, sizeof(*n));
+    if (!n)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < s->props_cap; i++) {
+        gw__prop_slot *o = &s->props[i];
+        if (!o->dev)
+            continue;
+        size_t j = o->hash & (ncap - 1);
+        while (n[j].dev)
+            j = (j + 1) & (ncap - 1);
+        n[j] = *o;
+    }
+    gw_free(GW_AREA_STORE, s->props);
+    s->props = n;
+    s->props_cap = ncap;
+    return 0;
+}
+
+/* The latest value per (device, property) since the last write. The slot holds a reference to the
+ * object the value and its key live in (the event's values), so it outlives the event. */
+static int note_prop(gw_store *s, uint32_t dev, const char *key, json_t *val, json_t *parent,
+                     int64_t ts)
+{
+    if ((s->props_used + 1) * 2 > s->props_cap && gw__state_grow(s))
+        return GW_ENOMEM;
+    uint32_t h = hash_str(key, dev);
+    size_t j = h & (s->props_cap - 1);
+    for (;; j = (j + 1) & (s->props_cap - 1)) {
+        gw__prop_slot *p = &s->props[j];
+        if (!p->dev) {
+            *p = (gw__prop_slot){dev + 1, h, key, val, json_incref(parent), ts};
+            s->props_used++;
+            return 0;
+        }
+        if (p->hash == h && p->dev == dev + 1 && strcmp(p->key, key) == 0) {
+            if (ts >= p->ts) {
+                json_incref(parent);
+                json_decref(p->parent);
+                *p = (gw__prop_slot){dev + 1, h, key, val, parent, ts};
+            }
+            return 0;
+        }
+    }
+}
+
+static gw__dev_touch *touch_dev(gw_store *s, uint32_t index, int64_t seen)
+{
+    gw__dev_touch *t = &s->touch[index];
+    if (!t->touched) {
+        t->touched = 1;
+        t->online = -1;
+        t->last_seen = 0;
+        t->reason = NULL;
+        s->touched[s->n_touched++] = index;
+    }
+    if (seen > t->last_seen)
+        t->last_seen = seen;
+    return t;
+}
+
+int gw__state_note(gw_store *s, const gw_event *ev, int64_t id)
+{
+    if (!s->state_since) {
+        s->state_since = gw_now_ms();
+        __atomic_store_n(&s->state_pending, 1, __ATOMIC_RELEASE);
+    }
+    s->state_id = id;
+    s->state_events++;
+    gw_metric_inc(GW_M_STORE_STATE_UNWRITTEN);
+    if (!ev->gateway_made) {
+        gw__dev_touch *t = touch_dev(s, ev->dev->index, ev->rx_ts);
+        if (ev->kind == GW_EV_ONLINE || ev->kind == GW_EV_OFFLINE) {
+            t->online = ev->kind == GW_EV_ONLINE;
+            t->reason = ev->kind == GW_EV_OFFLINE ? ev->name : NULL;
+            /* written in this event's transaction: the restart pass trusts device_state.online,
+             * and reason points into the event (valid while its batch is being committed) */
+            s->state_urgent = true;
+        }
+    }
+    if (ev->kind == GW_EV_PROPERTY && ev->values) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(ev->values, key, val)
+        {
+            if (note_prop(s, ev->dev->index, key, val, ev->values, ev->ts))
+                return SQLITE_NOMEM;
+        }
+    }
+    return 0;
+}
+
+bool gw__state_due(gw_store *s)
+{
+    if (!s->state_since)
+        return false;
+    if (s->state_urgent || gw_now_ms() - s->state_since >= (int64_t)s->cfg->store.state_lag_ms)
+        return true;
+    pthread_mutex_lock(&s->mu);
+    bool asked = s->state_req;
+    pthread_mutex_unlock(&s->mu);
+    return asked;
+}
+
+static int write_props(gw_store *s)
+{
+    const gw_device *devs = s->cfg->devices;
+    for (size_t i = 0; i < s->props_cap; i++) {
+        gw__prop_slot *p = &s->props[i];
+        if (!p->dev)
+            continue;
+        char *text = gw_json_write(p->val);
+        sqlite3_stmt *st = s->up_prop;
+        sqlite3_bind_text(st, 1, devs[p->dev - 1].id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, text ? text : "null", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, p->ts);
+        int rc = gw__store_step(st);
+        free(text);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int write_devices(gw_store *s)
+{
+    const gw_device *devs = s->cfg->devices;
+    for (size_t i = 0; i < s->n_touched; i++) {
+        gw__dev_touch *t = &s->touch[s->touched[i]];
+        const gw_device *d = &devs[s->touched[i]];
+        sqlite3_stmt *st;
+        if (t->online >= 0) {
+            st = s->up_state;
+            sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, d->product->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 3, t->online);
+            sqlite3_bind_int64(st, 4, t->last_seen);
+            if (t->reason)
+                sqlite3_bind_text(st, 5, t->reason, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 5);
+        } else {
+            st = s->touch_state;
+            sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, t->last_seen);
+        }
+        int rc = gw__store_step(st);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int gw__state_write(gw_store *s)
+{
+    int rc = write_props(s);
+    if (!rc)
+        rc = write_devices(s);
+    if (!rc) {
+        sqlite3_bind_int64(s->set_mark, 1, s->state_id);
+        rc = gw__store_step(s->set_mark);
+    }
+    if (!rc)
+        s->state_written = true;
+    return rc;
+}
+
+void gw__state_clear(gw_store *s)
+{
+    for (size_t i = 0; i < s->props_cap && s->props_used; i++) {
+        gw__prop_slot *p = &s->props[i];
+        if (!p->dev)
+            continue;
+        json_decref(p->parent);
+        p->dev = 0;
+        s->props_used--;
+    }
+    for (size_t i = 0; i < s->n_touched; i++)
+        s->touch[s->touched[i]].touched = 0;
+    s->n_touched = 0;
+    s->state_since = 0;
+    s->state_urgent = false;
+    gw_metric_add(GW_M_STORE_STATE_UNWRITTEN, -s->state_events);
+    s->state_events = 0;
+    __atomic_store_n(&s->state_pending, 0, __ATOMIC_RELEASE);
+}
+
+int gw__state_commit(gw_store *s)
+{
+    int rc = gw__store_step(s->begin);
+    if (!rc)
+        rc = gw__state_write(s);
+    if (!rc)
+        rc = gw__store_step(s->commit);
+    if (rc)
+        gw__store_step(s->rollback);
+    gw__state_after(s, rc == 0);
+    return rc;
+}
+
+void gw__state_after(gw_store *s, bool committed)
+{
+    if (committed && s->state_written) {
+        gw__state_clear(s);
+        gw_metric_inc(GW_M_STORE_STATE_WRITES);
+        pthread_mutex_lock(&s->mu);
+        s->state_gen++;
+        s->state_req = false;
+        pthread_mutex_unlock(&s->mu);
+        pthread_cond_broadcast(&s->state_cond);
+    }
+    s->state_written = false; /* rolled back: the notes stay, and the retry writes them again */
+}
+
+int gw_store_sync_state(gw_store *s, unsigned timeout_ms)
+{
+    if (!__atomic_load_n(&s->state_pending, __ATOMIC_ACQUIRE))
+        return 0;
+    struct timespec at;
+    clock_gettime(CLOCK_REALTIME, &at);
+    at.tv_sec += timeout_ms / 1000;
+    at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (at.tv_nsec >= 1000000000L) {
+        at.tv_sec++;
+        at.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    uint64_t gen = s->state_gen;
+    s->state_req = true;
+    pthread_cond_signal(&s->cond);
+    while (s->state_gen == gen && __atomic_load_n(&s->state_pending, __ATOMIC_ACQUIRE) && !rc)
+        if (pthread_cond_timedwait(&s->state_cond, &s->mu, &at) == ETIMEDOUT)
+            rc = -ETIMEDOUT;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- replay at start-up ---- */
+
+static int64_t read_mark(gw_store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t mark = -1;
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'state_mark'", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        mark = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return mark;
+}
+
+/* Events committed after the last state write (the gateway was killed in between) are noted again
+ * and their state written, in one transaction. Reports and events move last_seen; property
+ * reports' values go into property_state as when they arrived. */
+int gw__state_replay(gw_store *s, gw_error *err)
+{
+    int64_t mark = read_mark(s);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    int64_t n = 0, last = mark;
+    if (mark < 0)
+        return gw_error_set(err, GW_ESTORE, "database has no state mark (meta table)");
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, device, kind, ts, rx_ts, payload FROM events WHERE id > ?1"
+                           " AND kind IN ('property', 'event') ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return gw_error_set(err, GW_ESTORE, "sqlite: %s", sqlite3_errmsg(s->db));
+    sqlite3_bind_int64(st, 1, mark);
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        const char *dev_id = (const char *)sqlite3_column_text(st, 1);
+        const gw_device *dev = dev_id ? gw_config_device(s->cfg, dev_id) : NULL;
+        last = sqlite3_column_int64(st, 0);
+        if (!dev)
+            continue; /* no longer configured */
+        gw_event ev = {.kind = strcmp((const char *)sqlite3_column_text(st, 2), "property") == 0
+                                   ? GW_EV_PROPERTY
+                                   : GW_EV_EVENT,
+                       .dev = dev,
+                       .ts = sqlite3_column_int64(st, 3),
+                       .rx_ts = sqlite3_column_int64(st, 4)};
+        const char *payload = (const char *)sqlite3_column_text(st, 5);
+        if (ev.kind == GW_EV_PROPERTY && payload) {
+            ev.values = json_loads(payload, 0, NULL);
+            if (ev.values && !json_is_object(ev.values)) {
+                json_decref(ev.values);
+                ev.values = NULL;
+            }
+        }
+        rc = gw__state_note(s, &ev, last);
+        json_decref(ev.values); /* the notes keep their own reference */
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (!rc && s->state_since) {
+        s->state_id = last;
+        rc = gw__state_commit(s);
+    }
+    gw__state_clear(s);
+    if (rc)
+        return gw_error_set(err, GW_ESTORE, "replaying the state of %lld events: %s", (long long)n,
+                            sqlite3_errmsg(s->db));
+    if (n) {
+        gw_metric_add(GW_M_STORE_STATE_REPLAYED, n);
+        GW_LOG_INFO("store", NULL, NULL, "device and property state replayed",
+                    "events=%lld after_id=%lld", (long long)n, (long long)mark);
+    }
+    return 0;
+}
