@@ -1,5 +1,6 @@
-# Proves the latest-state tables trail the events without losing them: with a long storage.state_lag_ms, acknowledged reports are in events but their property_state is written only later; after a SIGKILL the restart replays them (property_state = the newest value per property, last_seen moved); a SIGTERM writes them before exiting.
+# Proves the latest-state tables trail the events without losing them: with a long storage.state_lag_ms, acknowledged reports are in events but their property_state is written only later; after a SIGKILL the restart replays them (property_state = the newest value per property, last_seen moved); a SIGTERM writes them before exiting; a schema v2 database is migrated with its state taken as written.
 import json
+import sqlite3
 
 import gwtest as g
 
@@ -75,6 +76,49 @@ def main(t):
     t.eq(gw.find_log(mark, msg="device and property state replayed"), [],
          "nothing to replay after a clean stop")
     t.eq(gw.stop(), 0, "SIGTERM: exit 0")
+    migrate_v2(t)
+
+
+V2 = """
+CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, rx_ts INTEGER NOT NULL,
+  device TEXT NOT NULL, product TEXT NOT NULL, kind TEXT NOT NULL, name TEXT, msg_id TEXT,
+  payload TEXT);
+CREATE TABLE device_state(device TEXT PRIMARY KEY, product TEXT NOT NULL, online INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL, last_offline_reason TEXT);
+CREATE TABLE property_state(device TEXT NOT NULL, property TEXT NOT NULL, value TEXT NOT NULL,
+  ts INTEGER NOT NULL, PRIMARY KEY(device, property)) WITHOUT ROWID;
+CREATE TABLE outbox(event_id INTEGER PRIMARY KEY);
+CREATE TABLE commands(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, device TEXT NOT NULL,
+  product TEXT NOT NULL, msg_id TEXT, op TEXT NOT NULL, name TEXT, request TEXT,
+  status TEXT NOT NULL, done_ts INTEGER, reply TEXT);
+CREATE INDEX commands_device_msg ON commands(device, msg_id);
+INSERT INTO events VALUES(7, 1000, 1000, 't-001', 'thermo', 'property', NULL, 'old',
+  '{"temperature":30.5}');
+INSERT INTO device_state VALUES('t-001', 'thermo', 0, 1000, 'shutdown');
+INSERT INTO property_state VALUES('t-001', 'temperature', '30.5', 1000);
+PRAGMA user_version=2;
+"""
+
+
+def migrate_v2(t):
+    """A database written by a v2 gateway: its state was written with its events, so the mark
+    starts at its newest event and nothing is replayed."""
+    gw = g.Gateway(n_devices=2, start=False)
+    con = sqlite3.connect(gw.db_path)
+    con.executescript(V2)
+    con.close()
+    gw.start()
+    t.eq(gw.scalar("PRAGMA user_version"), 3, "v2 database migrated to v3")
+    t.eq(gw.query("SELECT key, value FROM meta"), [("state_mark", 7)],
+         "state mark = the newest event")
+    t.eq(gw.metric("store_state_replayed_total"), 0.0, "nothing replayed")
+    c = g.device_client(gw, DEV)
+    t.check(report(c, 1), "a report after the migration")
+    t.eq(state(gw)["temperature"][0], 10.25, "property_state updated as before")
+    c.disconnect()
+    t.eq(gw.stop(), 0, "SIGTERM: exit 0")
+    t.eq(gw.scalar("SELECT value FROM meta WHERE key='state_mark'"),
+         gw.scalar("SELECT max(id) FROM events"), "the mark follows the events")
 
 
 g.run(main)
