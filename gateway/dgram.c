@@ -1,6 +1,7 @@
 /* dgram.c: datagram I/O shared by the UDP and CoAP adapters: SO_REUSEPORT sockets read with
- * recvmmsg into the loop's receive buffer, and the loop's output batch, sent with sendmmsg at the
- * end of each iteration (one system call for the answers of a whole commit instead of one each). */
+ * recvmmsg into the loop's receive buffer, and the loop's output batch, sent with sendmmsg after
+ * each commit's answers and at the end of each iteration (one system call for the answers of a
+ * whole commit instead of one each). */
 #include "dgram.h"
 
 #include <errno.h>
@@ -78,30 +79,25 @@ static bool usable(uv_udp_t *h)
 }
 
 /* Sends msg[i..j), all on socket h: sendmmsg while the kernel takes them; what it cannot take now
- * goes to libuv's queue, and a datagram refused for another reason is skipped. */
+ * goes to libuv's queue (as does everything behind datagrams already queued there: their order is
+ * kept), and a datagram refused for another reason is skipped. */
 static void send_run(struct gw_dgram *d, uv_udp_t *h, size_t i, size_t j)
 {
     uv_os_fd_t fd;
     if (!usable(h))
         return;
-    if (uv_udp_get_send_queue_count(h) > 0 || uv_fileno((uv_handle_t *)h, &fd) != 0) {
-        for (; i < j; i++) /* behind earlier queued datagrams: keep their order */
-            send_queued(h, (struct sockaddr *)&d->to[i], d->iov[i].iov_base, d->iov[i].iov_len);
-        return;
-    }
-    while (i < j) {
+    bool queue = uv_udp_get_send_queue_count(h) > 0 || uv_fileno((uv_handle_t *)h, &fd) != 0;
+    while (i < j && !queue) {
         int k = sendmmsg(fd, &d->msg[i], (unsigned)(j - i), MSG_DONTWAIT);
-        if (k > 0) {
+        if (k > 0)
             i += (size_t)k;
-        } else if (k < 0 && errno == EINTR) {
-            continue;
-        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-            for (; i < j; i++)
-                send_queued(h, (struct sockaddr *)&d->to[i], d->iov[i].iov_base, d->iov[i].iov_len);
-        } else {
+        else if (k == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+            queue = true;
+        else if (errno != EINTR)
             i++; /* this datagram's destination refused it (e.g. unreachable): drop it */
-        }
     }
+    for (; i < j; i++)
+        send_queued(h, (struct sockaddr *)&d->to[i], d->iov[i].iov_base, d->iov[i].iov_len);
 }
 
 void gw_dgram_flush(gw_loop *l)
