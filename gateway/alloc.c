@@ -8,7 +8,8 @@
 static int64_t area_bytes[GW_AREA__COUNT];
 static uint64_t fail_nth;
 
-static const char *const area_names[GW_AREA__COUNT] = {"session", "event", "store", "runtime"};
+static const char *const area_names[GW_AREA__COUNT] = {"session", "event",  "store",
+                                                       "runtime", "output", "tls"};
 
 const char *gw_area_name(gw_area a)
 {

@@ -11,6 +11,8 @@ typedef enum gw_area {
     GW_AREA_EVENT,
     GW_AREA_STORE,
     GW_AREA_RUNTIME,
+    GW_AREA_OUTPUT, /* bytes queued for a peer that it has not taken yet */
+    GW_AREA_TLS,    /* OpenSSL's own allocations (DTLS/TLS state) */
     GW_AREA__COUNT
 } gw_area;
 
