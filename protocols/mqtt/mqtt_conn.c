@@ -145,11 +145,12 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack(pkt, present, 0)); /* MQTT-3.2.2-2/-1 */
     if (gw_session_online(&c->s.base, dev, "mqtt") > 0) {
         gw_metric_inc(GW_M_MQTT_TAKEOVER);
-        LOG(GW_LOG_INFO, c, "session taken over", "keepalive=%u clean_session=%d present=%d",
-            cn.keepalive, cn.clean_session, present);
+        LOG(GW_LOG_INFO, c, "session taken over",
+            "keepalive=%u clean_session=%d present=%d loop=%u", cn.keepalive, cn.clean_session,
+            present, c->s.sl->loop->index);
     } else {
-        LOG(GW_LOG_DEBUG, c, "connected", "keepalive=%u clean_session=%d present=%d", cn.keepalive,
-            cn.clean_session, present);
+        LOG(GW_LOG_DEBUG, c, "connected", "keepalive=%u clean_session=%d present=%d loop=%u",
+            cn.keepalive, cn.clean_session, present, c->s.sl->loop->index);
     }
     if (present && any_covers_commands(c)) /* resumed subscriptions take commands at once */
         gw_commands_ready(&c->s.base);

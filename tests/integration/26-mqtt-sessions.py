@@ -9,6 +9,7 @@ CMD_DEV, Q2_DEV, SUB_DEV, FLOOD_DEV = "t-001", "t-002", "t-003", "t-004"
 N_REFUSED = 60000
 MAX_LOG_LINES = 3  # "a handful": the refused SUBSCRIBE must be one line, not 60,000
 EXPIRY_S = 1
+MAX_RECONNECTS = 24  # until a resume landed on the other loop, after DISCONNECT and by takeover
 BIG_FILTERS, BIG_LEN = 30, 2000  # a stored session holding ~60 KB of filters (memory check)
 
 
@@ -80,46 +81,77 @@ def refused_flood(t, gw):
     c.disconnect()
 
 
+def conn_loop(gw, mark, dev):
+    """The loop index of dev's newest connection logged since mark (log_level debug)."""
+    def last():
+        ls = [d for d in map(g.parse_logfmt, gw.log_lines(mark))
+              if d.get("dev") == dev and d.get("msg") in ("connected", "session taken over")]
+        return ls[-1].get("loop") if ls else None
+    return g.wait_until(last, 2)
+
+
 def persistent_commands(t, gw, broker):
-    """A clean_session=0 device subscribes once, then reconnects (new connections, one taking
-    over a still open one): each CONNACK says session present and a command reaches it."""
+    """A clean_session=0 device subscribes once, then reconnects (new connections, every other one
+    taking over a still open one) until a resume has landed on the other loop both ways: each
+    CONNACK says session present and a command reaches the device on its stored subscription."""
     cloud = cl.Cloud(broker.port)
     t.check(cloud.wait_ready("thermo", CMD_DEV), "north link up (a property read is answered)")
     m0 = gw.metrics()
     base = m0.get("mqtt_sessions_stored", 0)  # other devices' stored sessions
+    mark = gw.log_mark()
     c, sp = connect(gw, CMD_DEV, False)
     t.eq(sp, 0, "first clean_session=0 CONNACK: session-present 0 (nothing stored yet)")
     t.eq(c.subscribe(1, [("/thermo/%s/function/invoke" % CMD_DEV, 1)]), [1],
          "subscribed to the invoke topic (QoS 1)")
     t.check(g.wait_until(lambda: gw.metric("mqtt_sessions_stored") == base + 1, 3),
             "mqtt_sessions_stored + 1")
-    received = 0
-    for i in range(6):  # several new connections: SO_REUSEPORT spreads them over both loops
-        takeover = i % 2 == 1
-        if not takeover:
+    prev = conn_loop(gw, mark, CMD_DEV)
+    cross = {"after DISCONNECT": 0, "takeover": 0}
+    ok_all, n_resumed = True, 0
+    for i in range(MAX_RECONNECTS):
+        kind = "takeover" if i % 2 else "after DISCONNECT"
+        if kind != "takeover":
             c.disconnect()
+        mark = gw.log_mark()
         n, sp = connect(gw, CMD_DEV, False)
-        t.eq(sp, 1, "reconnect %d (%s): session-present 1" %
-             (i, "takeover of an open connection" if takeover else "after DISCONNECT"))
-        if takeover:
-            t.check(c.wait_closed(3), "reconnect %d: the old connection is closed" % i)
+        n_resumed += 1
+        ok = sp == 1
+        if kind == "takeover":
+            ok = c.wait_closed(3) and ok
             c.close()
         c = n
+        loop = conn_loop(gw, mark, CMD_DEV)
+        if loop is not None and prev is not None and loop != prev:
+            cross[kind] += 1
+        prev = loop
         mid = "cmd-%d" % i
         cloud.invoke("thermo", CMD_DEV, mid, "reboot", {"delay_s": 1})
         p = c.expect(g.PUBLISH, timeout=5)
         got = p.publish() if p is not None else None
-        ok = got is not None and got[0] == "/thermo/%s/function/invoke" % CMD_DEV and \
+        ok = ok and got is not None and got[0] == "/thermo/%s/function/invoke" % CMD_DEV and \
             mid.encode() in got[3]
-        received += ok
-        t.check(ok, "reconnect %d: the command arrives without resubscribing" % i, got)
         if ok:
             c.publish("/thermo/%s/function/invoke/reply" % CMD_DEV,
                       cl.compact(cl.ok_reply(got[0], {"messageId": mid})), 0)
             r = cloud.reply(CMD_DEV, mid)
-            t.check(r and r[1].get("success") is True, "reconnect %d: the cloud gets the reply" % i)
+            ok = bool(r and r[1].get("success") is True)
+        if not ok:
+            t.check(False, "reconnect %d (%s, loop %s): session-present 1, the command arrives "
+                    "without resubscribing, the cloud gets the reply" % (i, kind, loop), (sp, got))
+            ok_all = False
+            break
+        if i >= 5 and all(cross.values()):
+            break
+    t.check(ok_all, "%d reconnects (every other one a takeover): each session-present 1 and the "
+            "command arrives on the stored subscription, answered" % n_resumed)
+    t.info("resumes on the other loop: %s" % cross)
+    t.check(cross["after DISCONNECT"] > 0, "a reconnect after DISCONNECT resumed the session on "
+            "the other loop", cross)
+    t.check(cross["takeover"] > 0, "a takeover resumed the session on the other loop while the "
+            "old connection was open there", cross)
     m1 = gw.metrics()
-    t.eq(g.metric_delta(m0, m1, "mqtt_sessions_resumed_total"), 6, "mqtt_sessions_resumed_total +6")
+    t.eq(g.metric_delta(m0, m1, "mqtt_sessions_resumed_total"), n_resumed,
+         "mqtt_sessions_resumed_total + %d" % n_resumed)
     t.eq(m1.get("mqtt_sessions_stored"), base + 1, "still one stored session for the device")
 
     # clean_session=1 discards it (MQTT-3.1.2-6): no session present, no subscription
@@ -210,7 +242,7 @@ def expiry(t):
 def main(t):
     broker = g.Mosquitto(extra_conf=cl.BROKER_CONF)
     gw = g.Gateway(n_devices=5, config={
-        "north": cl.north(broker.port), "storage": {"batch_ms": 0},
+        "north": cl.north(broker.port), "storage": {"batch_ms": 0}, "log_level": "debug",
         "adapters": {"mqtt": {"max_subscriptions": 128, "max_packet_size": 1048576}}})
     subscribe_100(t, gw)
     refused_flood(t, gw)
