@@ -79,6 +79,12 @@
     X(GW_M_MQTT_AUTH_CLIENTID, "mqtt_auth_failures_total{reason=\"identifier_rejected\"}", NULL)   \
     X(GW_M_MQTT_ACL_PUB, "mqtt_acl_denied_total{op=\"publish\"}", NULL)                            \
     X(GW_M_MQTT_ACL_SUB, "mqtt_acl_denied_total{op=\"subscribe\"}", NULL)                          \
+    X(GW_M_MQTT_SESSIONS_STORED, "mqtt_sessions_stored",                                           \
+      "clean_session=0 sessions kept for their devices, connected or not (gauge)")                 \
+    X(GW_M_MQTT_SESSIONS_RESUMED, "mqtt_sessions_resumed_total",                                   \
+      "CONNECTs that resumed a stored session (session present)")                                  \
+    X(GW_M_MQTT_SESSIONS_EXPIRED, "mqtt_sessions_expired_total",                                   \
+      "stored sessions freed session_expiry_s after their last connection")                        \
     X(GW_M_TCP_FRAMES, "tcp_frames_total", "TCP frames received (decoded or not)")                 \
     X(GW_M_TCP_BAD_OVERSIZED, "tcp_bad_frames_total{reason=\"oversized\"}", NULL)                  \
     X(GW_M_TCP_BAD_GARBAGE, "tcp_bad_frames_total{reason=\"garbage\"}", NULL)                      \

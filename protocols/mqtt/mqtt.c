@@ -18,6 +18,8 @@ static const gw_cfg_field mqtt_fields[] = {
     {"max_inflight", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, max_inflight), 1, 65535, NULL, false},
     {"max_subscriptions", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, max_subscriptions), 1, 1024, NULL,
      false},
+    {"session_expiry_s", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, session_expiry_s), 0, 2592000, NULL,
+     false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -30,6 +32,7 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     ad->cfg.connect_timeout_ms = 10000;
     ad->cfg.max_inflight = 1024;
     ad->cfg.max_subscriptions = 32;
+    ad->cfg.session_expiry_s = 3600;
     a->state = ad;
     if (gw_cfg_parse(mqtt_fields, cfg, &ad->cfg, gcfg->file, "adapters.mqtt", diag) > 0)
         return GW_ECONFIG;
@@ -42,6 +45,8 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
             return GW_ECONFIG;
         }
     }
+    if (gw__mqtt_sessions_init(&ad->sessions, gcfg->n_devices, ad->cfg.session_expiry_s) != 0)
+        return GW_ENOMEM;
     ad->bound_ports =
         gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n ? ad->cfg.listeners.n : 1, sizeof(uint16_t));
     return ad->bound_ports ? 0 : GW_ENOMEM;
@@ -50,6 +55,7 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
 static int mqtt_start(gw_adapter *a, gw_loop *loop)
 {
     gw__mqtt_adapter *ad = a->state;
+    gw__mqtt_sessions_start(&ad->sessions, loop);
     return gw_stream_start(a, loop, &gw__mqtt_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
                            ad->cfg.max_inflight);
 }
@@ -63,6 +69,7 @@ static void mqtt_pause(gw_adapter *a, gw_loop *loop)
 static void mqtt_close_sessions(gw_adapter *a, gw_loop *loop)
 {
     gw_stream_close_all(a, loop, "shutdown");
+    gw__mqtt_sessions_stop(&((gw__mqtt_adapter *)a->state)->sessions, loop);
 }
 
 static void mqtt_uninit(gw_adapter *a)
@@ -71,6 +78,7 @@ static void mqtt_uninit(gw_adapter *a)
     if (!ad)
         return;
     gw_stream_free_all(a);
+    gw__mqtt_sessions_free(&ad->sessions);
     gw_cfg_free(mqtt_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->bound_ports);
     gw_free(GW_AREA_RUNTIME, ad);

@@ -23,6 +23,11 @@ static const gw__mqtt_cfg *cfg_of(const gw__mqtt_conn *c)
     return &((const gw__mqtt_adapter *)c->s.sl->user)->cfg;
 }
 
+static gw__mqtt_sessions *sessions_of(const gw__mqtt_conn *c)
+{
+    return &((gw__mqtt_adapter *)c->s.sl->user)->sessions;
+}
+
 /* ---- errors ---- */
 
 static void protocol_error(gw__mqtt_conn *c, gw_mqtt_error e, const char *what)
@@ -64,6 +69,7 @@ static void refuse(gw__mqtt_conn *c, uint8_t rc, gw_metric m, const char *why, c
 }
 
 static bool own_topic(const gw__mqtt_conn *c, const char *t, size_t len);
+static bool any_covers_commands(gw__mqtt_conn *c);
 
 static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
 {
@@ -125,17 +131,29 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
         c->will_qos = cn.will_qos;
         c->has_will = true;
     }
+    /* clean_session=0: the device's stored session (subscriptions, QoS 2 ids), wherever its
+     * previous connection lived; clean_session=1 discards it (mqtt_session.c). */
+    bool present = false;
+    if (gw__mqtt_session_attach(sessions_of(c), c, dev->index, cn.clean_session, &present) != 0) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
     c->keepalive = cn.keepalive;
     c->s.deadline = cn.keepalive ? uv_now(&c->s.sl->loop->uv) + cn.keepalive * 1500ull : 0;
     c->s.state = GW_STREAM_OPEN;
     uint8_t pkt[4];
-    gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack(pkt, false, 0));
+    gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack(pkt, present, 0)); /* MQTT-3.2.2-2/-1 */
     if (gw_session_online(&c->s.base, dev, "mqtt") > 0) {
         gw_metric_inc(GW_M_MQTT_TAKEOVER);
-        LOG(GW_LOG_INFO, c, "session taken over", "keepalive=%u", cn.keepalive);
+        LOG(GW_LOG_INFO, c, "session taken over",
+            "keepalive=%u clean_session=%d present=%d loop=%u", cn.keepalive, cn.clean_session,
+            present, c->s.sl->loop->index);
     } else {
-        LOG(GW_LOG_DEBUG, c, "connected", "keepalive=%u", cn.keepalive);
+        LOG(GW_LOG_DEBUG, c, "connected", "keepalive=%u clean_session=%d present=%d loop=%u",
+            cn.keepalive, cn.clean_session, present, c->s.sl->loop->index);
     }
+    if (present && any_covers_commands(c)) /* resumed subscriptions take commands at once */
+        gw_commands_ready(&c->s.base);
     return 0;
 }
 
@@ -152,10 +170,14 @@ static bool own_topic(const gw__mqtt_conn *c, const char *t, size_t len)
 
 static bool has_sub(const gw__mqtt_conn *c, const char *topic, size_t len)
 {
-    for (const gw__mqtt_sub *s = c->subs; s; s = s->next)
-        if (gw_mqtt_topic_match(s->filter, s->len, topic, len))
-            return true;
-    return false;
+    bool yes = false;
+    if (!c->st)
+        return false;
+    pthread_mutex_lock(c->mu);
+    for (const gw__mqtt_sub *s = c->st->subs; s && !yes; s = s->next)
+        yes = gw_mqtt_topic_match(s->filter, s->len, topic, len);
+    pthread_mutex_unlock(c->mu);
+    return yes;
 }
 
 /* Tells a subscribed device why its message m was refused, on "<topic>/reply" (QoS 0): in the
@@ -169,7 +191,7 @@ static void send_reject_reply(gw__mqtt_conn *c, const char *topic, size_t tlen,
     uint8_t ack[512];
     size_t blen = 0;
     char *json = NULL;
-    if (!c->subs || tlen + 6 >= sizeof(rt))
+    if (tlen + 6 >= sizeof(rt))
         return;
     memcpy(rt, topic, tlen);
     memcpy(rt + tlen, "/reply", 6);
@@ -244,40 +266,62 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
     gw_thing_msg_clear(&m);
 }
 
-/* QoS 2 packet ids received and not yet released (PUBREL): 1 if pid is already there (a
- * retransmission), 0 if it was added, -1 if the set is full or out of memory. */
+/* QoS 2 packet ids received and not yet released (PUBREL), in the session state (kept across
+ * connections for clean_session=0, so a PUBLISH resent after a reconnect is not stored twice):
+ * 1 if pid is already there (a retransmission), 0 if it was added, -1 if the set is full or out
+ * of memory. */
 static int q2_note(gw__mqtt_conn *c, uint16_t pid)
 {
-    for (uint16_t i = 0; i < c->q2_n; i++)
-        if (c->q2_ids[i] == pid)
-            return 1;
-    if (c->q2_n >= cfg_of(c)->max_inflight)
+    gw__mqtt_state *st = c->st;
+    int rc = 0;
+    if (!st)
         return -1;
-    if (c->q2_n == c->q2_cap) {
-        uint16_t cap = c->q2_cap ? (uint16_t)(c->q2_cap * 2) : 8;
-        uint16_t *n = gw_realloc(GW_AREA_SESSION, c->q2_ids, cap * sizeof(uint16_t));
-        if (!n)
-            return -1;
-        c->q2_ids = n;
-        c->q2_cap = cap;
+    pthread_mutex_lock(c->mu);
+    for (uint16_t i = 0; i < st->q2_n; i++)
+        if (st->q2_ids[i] == pid) {
+            rc = 1;
+            goto done;
+        }
+    if (st->q2_n >= cfg_of(c)->max_inflight) {
+        rc = -1;
+        goto done;
     }
-    c->q2_ids[c->q2_n++] = pid;
-    return 0;
+    if (st->q2_n == st->q2_cap) {
+        uint32_t cap = st->q2_cap ? st->q2_cap * 2u : 8u;
+        if (cap > 65535)
+            cap = 65535;
+        uint16_t *n = gw_realloc(GW_AREA_SESSION, st->q2_ids, cap * sizeof(uint16_t));
+        if (!n) {
+            rc = -1;
+            goto done;
+        }
+        st->q2_ids = n;
+        st->q2_cap = (uint16_t)cap;
+    }
+    st->q2_ids[st->q2_n++] = pid;
+done:
+    pthread_mutex_unlock(c->mu);
+    return rc;
 }
 
 static void q2_release(gw__mqtt_conn *c, uint16_t pid)
 {
-    for (uint16_t i = 0; i < c->q2_n; i++) {
-        if (c->q2_ids[i] == pid) {
-            c->q2_ids[i] = c->q2_ids[--c->q2_n];
+    gw__mqtt_state *st = c->st;
+    if (!st)
+        return;
+    pthread_mutex_lock(c->mu);
+    for (uint16_t i = 0; i < st->q2_n; i++) {
+        if (st->q2_ids[i] == pid) {
+            st->q2_ids[i] = st->q2_ids[--st->q2_n];
             break;
         }
     }
-    if (c->q2_n == 0) {
-        gw_free(GW_AREA_SESSION, c->q2_ids);
-        c->q2_ids = NULL;
-        c->q2_cap = 0;
+    if (st->q2_n == 0) {
+        gw_free(GW_AREA_SESSION, st->q2_ids);
+        st->q2_ids = NULL;
+        st->q2_cap = 0;
     }
+    pthread_mutex_unlock(c->mu);
 }
 
 static int handle_publish(gw__mqtt_conn *c, uint8_t flags, const uint8_t *body, uint32_t len)
@@ -352,9 +396,13 @@ static size_t command_topic(const gw__mqtt_conn *c, gw_command_op op, char *buf,
 static int sub_qos(const gw__mqtt_conn *c, const char *topic, size_t len)
 {
     int qos = -1;
-    for (const gw__mqtt_sub *s = c->subs; s; s = s->next)
+    if (!c->st)
+        return -1;
+    pthread_mutex_lock(c->mu);
+    for (const gw__mqtt_sub *s = c->st->subs; s; s = s->next)
         if (s->qos > qos && gw_mqtt_topic_match(s->filter, s->len, topic, len))
             qos = s->qos;
+    pthread_mutex_unlock(c->mu);
     return qos;
 }
 
@@ -424,55 +472,89 @@ static int send_command(gw_session *base, const gw_command *cmd, gw_error *err)
     return rc;
 }
 
+/* Whether any subscription of the session covers a command topic. */
+static bool any_covers_commands(gw__mqtt_conn *c)
+{
+    bool yes = false;
+    if (!c->st)
+        return false;
+    pthread_mutex_lock(c->mu);
+    for (const gw__mqtt_sub *s = c->st->subs; s && !yes; s = s->next)
+        yes = covers_commands(c, s);
+    pthread_mutex_unlock(c->mu);
+    return yes;
+}
+
+/* Adds or updates one allowed filter in the session (lock held); its return code: the granted
+ * QoS (at most 1), or 0x80 when max_subscriptions is reached or memory is short. */
+static uint8_t subscribe_one(gw__mqtt_conn *c, gw__mqtt_state *st, gw_mqtt_str f, uint8_t qos,
+                             bool *commands)
+{
+    gw__mqtt_sub *s = st->subs;
+    while (s && !(s->len == f.len && memcmp(s->filter, f.p, f.len) == 0))
+        s = s->next;
+    if (!s && st->n_subs < cfg_of(c)->max_subscriptions) {
+        s = gw_malloc(GW_AREA_SESSION, sizeof(*s) + f.len + 1u);
+        if (s) {
+            s->len = f.len;
+            memcpy(s->filter, f.p, f.len);
+            s->filter[f.len] = 0;
+            s->next = st->subs;
+            st->subs = s;
+            st->n_subs++;
+        }
+    }
+    if (!s)
+        return 0x80;
+    s->qos = qos > 1 ? 1 : qos;
+    *commands |= covers_commands(c, s);
+    return s->qos;
+}
+
+/* One return code per filter, in order (MQTT-3.9.3-1), however many the packet holds: the SUBACK
+ * is sized from the filter count and its codes written straight into the output buffer (bounded
+ * by max_packet_size: a filter takes at least 4 bytes of the SUBSCRIBE, its code 1 of the SUBACK).
+ * Refused filters are logged once per packet: their count and the first one. */
 static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
 {
     uint16_t pid;
     gw_mqtt_sub_iter it;
-    gw_mqtt_str f;
-    uint8_t qos, rcs[64];
-    size_t n = 0;
+    gw_mqtt_str f, first_refused = {NULL, 0};
+    uint8_t qos;
+    size_t n = 0, refused = 0;
     bool commands = false;
     const char *why = NULL;
     if (gw_mqtt_decode_subscribe(body, len, &pid, &it, &why) != 0) {
         protocol_error(c, error_kind(why), why ? why : "bad SUBSCRIBE");
         return -1;
     }
-    while (gw_mqtt_sub_next(&it, &f, &qos)) {
-        uint8_t rc = 0x80;
-        if (!filter_allowed(c, f.p, f.len)) {
-            char q[128], t[100];
-            snprintf(t, sizeof(t), "%.*s", f.len > 96 ? 96 : f.len, f.p);
-            gw_metric_inc(GW_M_MQTT_ACL_SUB);
-            LOG(GW_LOG_WARN, c, "subscribe outside the device's topics refused", "filter=%s",
-                gw_log_quote(q, sizeof(q), t));
-        } else {
-            gw__mqtt_sub *s = c->subs;
-            while (s && !(s->len == f.len && memcmp(s->filter, f.p, f.len) == 0))
-                s = s->next;
-            if (!s && c->n_subs < cfg_of(c)->max_subscriptions) {
-                s = gw_malloc(GW_AREA_SESSION, sizeof(*s) + f.len + 1u);
-                if (s) {
-                    s->len = f.len;
-                    memcpy(s->filter, f.p, f.len);
-                    s->filter[f.len] = 0;
-                    s->next = c->subs;
-                    c->subs = s;
-                    c->n_subs++;
-                }
-            }
-            if (s) {
-                rc = qos > 1 ? 1 : qos;
-                s->qos = rc;
-                commands |= covers_commands(c, s);
-            }
-        }
-        if (n < sizeof(rcs))
-            rcs[n++] = rc;
+    size_t count = gw_mqtt_sub_count(&it), size = gw_mqtt_suback_size(count);
+    if (!c->st || size == 0 || gw_stream_out_reserve(&c->s, size) != 0) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
     }
-    uint8_t pkt[80];
-    size_t sz = gw_mqtt_encode_suback(pkt, sizeof(pkt), pid, rcs, n);
-    if (sz <= sizeof(pkt))
-        gw_stream_out(&c->s, pkt, sz);
+    uint8_t *pkt = c->s.out + c->s.out_len;
+    uint8_t *rcs = pkt + gw_mqtt_encode_suback_head(pkt, pid, count);
+    pthread_mutex_lock(c->mu);
+    while (n < count && gw_mqtt_sub_next(&it, &f, &qos)) {
+        uint8_t rc = 0x80;
+        if (filter_allowed(c, f.p, f.len))
+            rc = subscribe_one(c, c->st, f, qos, &commands);
+        else if (refused++ == 0)
+            first_refused = f;
+        rcs[n++] = rc;
+    }
+    pthread_mutex_unlock(c->mu);
+    c->s.out_len += (uint32_t)size;
+    if (refused) {
+        char q[128], t[100];
+        snprintf(t, sizeof(t), "%.*s", first_refused.len > 96 ? 96 : first_refused.len,
+                 first_refused.p);
+        gw_metric_add(GW_M_MQTT_ACL_SUB, (int64_t)refused);
+        LOG(GW_LOG_WARN, c, "subscribe outside the device's topics refused",
+            "refused=%zu filters=%zu first=%s", refused, count, gw_log_quote(q, sizeof(q), t));
+    }
+    gw_session_mark_dirty(&c->s.base);
     if (commands) /* after the SUBACK: the device can take commands now */
         gw_commands_ready(&c->s.base);
     return 0;
@@ -489,16 +571,20 @@ static int handle_unsubscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t le
         protocol_error(c, error_kind(why), why ? why : "bad UNSUBSCRIBE");
         return -1;
     }
-    while (gw_mqtt_sub_next(&it, &f, &qos)) {
-        for (gw__mqtt_sub **pp = &c->subs; *pp; pp = &(*pp)->next) {
-            if ((*pp)->len == f.len && memcmp((*pp)->filter, f.p, f.len) == 0) {
-                gw__mqtt_sub *s = *pp;
-                *pp = s->next;
-                gw_free(GW_AREA_SESSION, s);
-                c->n_subs--;
-                break;
+    if (c->st) {
+        pthread_mutex_lock(c->mu);
+        while (gw_mqtt_sub_next(&it, &f, &qos)) {
+            for (gw__mqtt_sub **pp = &c->st->subs; *pp; pp = &(*pp)->next) {
+                if ((*pp)->len == f.len && memcmp((*pp)->filter, f.p, f.len) == 0) {
+                    gw__mqtt_sub *s = *pp;
+                    *pp = s->next;
+                    gw_free(GW_AREA_SESSION, s);
+                    c->st->n_subs--;
+                    break;
+                }
             }
         }
+        pthread_mutex_unlock(c->mu);
     }
     uint8_t pkt[4];
     gw_stream_out(&c->s, pkt, gw_mqtt_encode_ack(pkt, GW_MQTT_UNSUBACK, pid));
@@ -648,6 +734,7 @@ static bool closing(gw_stream_conn *sc, const char *reason, bool will)
     (void)reason;
     bool applied = will ? apply_will(c) : false;
     c->has_will = false;
+    gw__mqtt_session_detach(sessions_of(c), c); /* kept for clean_session=0, else freed */
     return applied;
 }
 
@@ -669,12 +756,8 @@ static void expired(gw_stream_conn *sc)
 static void destroy(gw_stream_conn *sc)
 {
     gw__mqtt_conn *c = (gw__mqtt_conn *)sc;
-    while (c->subs) {
-        gw__mqtt_sub *n = c->subs->next;
-        gw_free(GW_AREA_SESSION, c->subs);
-        c->subs = n;
-    }
-    gw_free(GW_AREA_SESSION, c->q2_ids);
+    /* The state was detached at closing (the adapter may be gone by now); own is empty then. */
+    gw__mqtt_state_clear(&c->own);
     gw_free(GW_AREA_SESSION, c->will_topic);
     gw_free(GW_AREA_SESSION, c->will_payload);
 }

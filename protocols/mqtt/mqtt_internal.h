@@ -1,8 +1,11 @@
-/* mqtt_internal.h: what the MQTT adapter's files share: its config and the connection (a stream
- * connection plus subscriptions, QoS 2 ids, the last will and downstream packet ids). */
+/* mqtt_internal.h: what the MQTT adapter's files share: its config, the session state
+ * (subscriptions and QoS 2 ids, kept per device across connections for clean_session=0) and the
+ * connection (a stream connection plus its session state, the last will and downstream packet ids).
+ */
 #ifndef GW_MQTT_INTERNAL_H
 #define GW_MQTT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -19,12 +22,8 @@ typedef struct gw__mqtt_cfg {
     uint32_t connect_timeout_ms;
     uint32_t max_inflight;
     uint32_t max_subscriptions;
+    uint32_t session_expiry_s; /* a clean_session=0 session is kept this long after disconnect */
 } gw__mqtt_cfg;
-
-typedef struct gw__mqtt_adapter {
-    gw__mqtt_cfg cfg;
-    uint16_t *bound_ports; /* per listener: the port loop 0 bound (for port 0) */
-} gw__mqtt_adapter;
 
 typedef struct gw__mqtt_sub {
     struct gw__mqtt_sub *next;
@@ -33,25 +32,79 @@ typedef struct gw__mqtt_sub {
     char filter[];
 } gw__mqtt_sub;
 
+/* What MQTT 3.1.1 keeps of a session: the subscriptions (at most max_subscriptions) and the QoS 2
+ * packet ids received and awaiting PUBREL (at most max_inflight). A clean_session=1 connection
+ * has its own, freed with it; a clean_session=0 device's is stored in the adapter's per-device
+ * table and outlives its connections until session_expiry_s after the last one ends. Every field
+ * is read and written under the device's stripe lock (gw__mqtt_sessions.mu). */
+typedef struct gw__mqtt_state {
+    gw__mqtt_sub *subs;
+    uint16_t *q2_ids; /* allocated only while any */
+    uint16_t n_subs, q2_n, q2_cap;
+    /* stored sessions only: */
+    bool stored;    /* allocated by the store (else embedded in its connection) */
+    bool in_table;  /* the device's current stored session (false once discarded) */
+    uint32_t users; /* connections using it; 0: detached, on the stripe's expiry list */
+    uint32_t dev_index;
+    uint64_t expires_ms;                  /* monotonic ms (uv_hrtime), while detached */
+    struct gw__mqtt_state *dprev, *dnext; /* the stripe's detached list */
+} gw__mqtt_state;
+
+#define GW__MQTT_STRIPES 64
+
+/* The stored sessions of clean_session=0 devices: one slot per configured device, shared by every
+ * loop (a reconnect may land on any loop), striped locks by device index. */
+typedef struct gw__mqtt_sessions {
+    pthread_mutex_t mu[GW__MQTT_STRIPES];
+    gw__mqtt_state **by_dev; /* [n_devices] */
+    gw__mqtt_state *detached[GW__MQTT_STRIPES];
+    size_t n_devices;
+    uint32_t expiry_s;
+    uv_timer_t sweep; /* on loop 0: frees expired sessions */
+    bool sweep_on, inited;
+} gw__mqtt_sessions;
+
+typedef struct gw__mqtt_adapter {
+    gw__mqtt_cfg cfg;
+    uint16_t *bound_ports; /* per listener: the port loop 0 bound (for port 0) */
+    gw__mqtt_sessions sessions;
+} gw__mqtt_adapter;
+
 /* A device connection: the stream connection (session, TCP handle, input, output, acks) plus
  * what MQTT adds. */
 typedef struct gw__mqtt_conn {
-    gw_stream_conn s; /* first */
-    uint16_t *q2_ids; /* QoS 2 packet ids awaiting PUBREL (allocated only while any) */
-    uint16_t q2_n, q2_cap;
+    gw_stream_conn s;    /* first */
+    gw__mqtt_state own;  /* the session state of a clean_session=1 connection */
+    gw__mqtt_state *st;  /* &own or a stored session; NULL before CONNECT and once closing */
+    pthread_mutex_t *mu; /* the device's stripe lock, guarding *st */
     uint16_t keepalive;
     bool has_will;
     uint8_t will_qos;
     char *will_topic;
     uint8_t *will_payload;
     uint16_t will_topic_len, will_payload_len;
-    gw__mqtt_sub *subs;
-    uint16_t n_subs;
     uint8_t prefix_len; /* length of "/{product}/{device}/" */
     uint16_t next_pid;  /* packet id of the last downstream QoS 1 PUBLISH (commands) */
 } gw__mqtt_conn;
 
 /* mqtt_conn.c */
 extern const gw_stream_ops gw__mqtt_stream_ops;
+
+/* mqtt_session.c. init/free: main thread (adapter init/uninit); free also frees every stored
+ * session. start/stop: on loop 0 (the expiry sweep). */
+int gw__mqtt_sessions_init(gw__mqtt_sessions *ss, size_t n_devices, uint32_t expiry_s);
+void gw__mqtt_sessions_free(gw__mqtt_sessions *ss);
+void gw__mqtt_sessions_start(gw__mqtt_sessions *ss, gw_loop *loop);
+void gw__mqtt_sessions_stop(gw__mqtt_sessions *ss, gw_loop *loop);
+/* At CONNECT: clean_session=0 takes the device's stored session (creating one; *present = true
+ * when one was resumed), clean_session=1 discards it and uses its own. Sets c->st and c->mu.
+ * GW_ENOMEM when a new stored session cannot be allocated. */
+int gw__mqtt_session_attach(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t dev_index, bool clean,
+                            bool *present);
+/* The connection ends (its closing hook, on its loop): a stored session is left for the next
+ * connection and expires session_expiry_s later; its own state is freed. c->st = NULL. */
+void gw__mqtt_session_detach(gw__mqtt_sessions *ss, gw__mqtt_conn *c);
+/* Frees the subscriptions and ids of a state (not the state). Lock held or state private. */
+void gw__mqtt_state_clear(gw__mqtt_state *st);
 
 #endif

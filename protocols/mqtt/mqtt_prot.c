@@ -462,6 +462,17 @@ int gw_mqtt_sub_next(gw_mqtt_sub_iter *it, gw_mqtt_str *filter, uint8_t *qos)
     return 1;
 }
 
+size_t gw_mqtt_sub_count(const gw_mqtt_sub_iter *it)
+{
+    gw_mqtt_sub_iter i = *it;
+    gw_mqtt_str f;
+    uint8_t q;
+    size_t n = 0;
+    while (gw_mqtt_sub_next(&i, &f, &q))
+        n++;
+    return n;
+}
+
 int gw_mqtt_decode_ack(const uint8_t *body, uint32_t len, uint16_t *packet_id)
 {
     if (len != 2 || rd16(body) == 0)
@@ -546,19 +557,31 @@ size_t gw_mqtt_encode_ack(uint8_t out[4], uint8_t type, uint16_t packet_id)
     return 4;
 }
 
-size_t gw_mqtt_encode_suback(uint8_t *out, size_t cap, uint16_t packet_id, const uint8_t *rcs,
-                             size_t n)
+size_t gw_mqtt_suback_size(size_t n)
 {
     if (n == 0 || n > GW_MQTT_MAX_REMAINING - 2)
         return 0;
-    size_t rem = 2 + n, size = 1 + vbi_len(rem) + rem;
-    if (cap < size)
+    return 1 + vbi_len(2 + n) + 2 + n;
+}
+
+size_t gw_mqtt_encode_suback_head(uint8_t out[7], uint16_t packet_id, size_t n)
+{
+    if (n == 0 || n > GW_MQTT_MAX_REMAINING - 2)
+        return 0;
+    size_t h = 1 + put_vbi(out + 1, 2 + n);
+    out[0] = GW_MQTT_SUBACK << 4;
+    wr16(out + h, packet_id);
+    return h + 2;
+}
+
+size_t gw_mqtt_encode_suback(uint8_t *out, size_t cap, uint16_t packet_id, const uint8_t *rcs,
+                             size_t n)
+{
+    size_t size = gw_mqtt_suback_size(n);
+    if (size == 0 || cap < size)
         return size;
-    uint8_t *p = out;
-    *p++ = GW_MQTT_SUBACK << 4;
-    p += put_vbi(p, rem);
-    wr16(p, packet_id);
-    memcpy(p + 2, rcs, n);
+    size_t h = gw_mqtt_encode_suback_head(out, packet_id, n);
+    memmove(out + h, rcs, n);
     return size;
 }
 

@@ -117,6 +117,9 @@ int gw_mqtt_decode_unsubscribe(const uint8_t *body, uint32_t len, uint16_t *pack
                                gw_mqtt_sub_iter *it, const char **why);
 /* 1 and the next filter (qos = 0 for unsubscribe), or 0 at the end. */
 int gw_mqtt_sub_next(gw_mqtt_sub_iter *it, gw_mqtt_str *filter, uint8_t *qos);
+/* The number of filters the iterator has left (it is not advanced). A SUBSCRIBE of len bytes holds
+ * at most (len - 2) / 4 of them. */
+size_t gw_mqtt_sub_count(const gw_mqtt_sub_iter *it);
 
 /* PUBACK/PUBREC/PUBREL/PUBCOMP (and UNSUBACK): remaining must be exactly 2 and id != 0. */
 int gw_mqtt_decode_ack(const uint8_t *body, uint32_t len, uint16_t *packet_id);
@@ -147,6 +150,13 @@ size_t gw_mqtt_encode_connack(uint8_t out[4], bool session_present, uint8_t rc);
 size_t gw_mqtt_encode_ack(uint8_t out[4], uint8_t type, uint16_t packet_id);
 size_t gw_mqtt_encode_suback(uint8_t *out, size_t cap, uint16_t packet_id, const uint8_t *rcs,
                              size_t n);
+/* SUBACK for any number of filters without a return-code array: gw_mqtt_suback_size(n) is the
+ * whole packet (0 when n is 0 or over GW_MQTT_MAX_REMAINING - 2); gw_mqtt_encode_suback_head
+ * writes the fixed header and packet id (at most 7 bytes) and returns their length h, the caller
+ * then writes the n return codes at out + h (rcs may also already sit there: encode_suback moves
+ * them with memmove). */
+size_t gw_mqtt_suback_size(size_t n);
+size_t gw_mqtt_encode_suback_head(uint8_t out[7], uint16_t packet_id, size_t n);
 size_t gw_mqtt_encode_pingresp(uint8_t out[2]);
 size_t gw_mqtt_publish_size(size_t topic_len, size_t payload_len, uint8_t qos);
 size_t gw_mqtt_encode_publish(uint8_t *out, size_t cap, const char *topic, size_t topic_len,

@@ -210,7 +210,7 @@ static void check_subscribe(const uint8_t *body, uint32_t len, bool unsub)
     REQUIRE(id != 0);
     gw_mqtt_str f;
     uint8_t q;
-    size_t count = 0, used = 2;
+    size_t count = 0, used = 2, expect = gw_mqtt_sub_count(&it);
     while (gw_mqtt_sub_next(&it, &f, &q)) {
         count++;
         used += 2 + f.len + (unsub ? 0 : 1);
@@ -220,7 +220,7 @@ static void check_subscribe(const uint8_t *body, uint32_t len, bool unsub)
         if (last_topic_len)
             check_match(f.p, f.len, last_topic, last_topic_len);
     }
-    REQUIRE(count >= 1 && used == len);
+    REQUIRE(count >= 1 && used == len && count == expect && count <= (len - 2) / (unsub ? 3 : 4));
     REQUIRE(gw_mqtt_sub_next(&it, &f, &q) == 0);
     if (count == 1 && !unsub) { /* one filter: re-encodes to the same body */
         uint8_t *out = malloc(len + 5);
@@ -279,6 +279,9 @@ static void check_body(const gw_mqtt_fixed *fh, const uint8_t *body, uint32_t le
             uint8_t *out = malloc(n + 7);
             size_t sz = gw_mqtt_encode_suback(out, n + 7, id, rcs, n);
             REQUIRE(sz > 0 && sz <= n + 7 && memcmp(out + sz - len, body, len) == 0);
+            uint8_t head[7];
+            size_t h = gw_mqtt_encode_suback_head(head, id, n);
+            REQUIRE(h + n == sz && gw_mqtt_suback_size(n) == sz && memcmp(head, out, h) == 0);
             free(out);
         }
         break;

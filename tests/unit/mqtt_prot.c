@@ -591,6 +591,7 @@ static void test_subscribe(void)
             continue;
         }
         CHECK_INT(id, c->id);
+        CHECK_INT(gw_mqtt_sub_count(&it), c->count); /* counting leaves the iterator as it was */
         gw_mqtt_str f;
         uint8_t q;
         int count = 0;
@@ -825,6 +826,78 @@ static void test_encode_connect(void)
     free(b);
 }
 
+/* A SUBACK for as many filters as a SUBSCRIBE holds (no fixed cap): 100, 127/128 (the remaining
+ * length's first 1 -> 2 byte step at 126/127 codes), 60,000 (3-byte length); the head plus codes
+ * written in place equal encode_suback, and decode back to the same codes in order. */
+static void test_suback_many(void)
+{
+    static const size_t counts[] = {1, 100, 125, 126, 127, 16381, 16382, 60000};
+    for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+        size_t n = counts[k], size = gw_mqtt_suback_size(n);
+        CHECK_INT(size, 1 + (2 + n < 128 ? 1 : 2 + n < 16384 ? 2 : 3) + 2 + n);
+        uint8_t *a = malloc(size), *b = malloc(size), *rcs = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = (uint8_t[]){0, 1, 0x80, 2}[(i * 7 + i / 3) % 4];
+        size_t h = gw_mqtt_encode_suback_head(a, 0x4242, n);
+        CHECK_INT(h, size - n);
+        memcpy(a + h, rcs, n);
+        CHECK_INT(gw_mqtt_encode_suback(b, size, 0x4242, rcs, n), size);
+        CHECK(memcmp(a, b, size) == 0);
+        /* rcs already in place at the tail: encode_suback moves them onto themselves */
+        memcpy(b + h, rcs, n);
+        CHECK_INT(gw_mqtt_encode_suback(b, size, 0x4242, b + h, n), size);
+        CHECK(memcmp(a, b, size) == 0);
+        gw_mqtt_fixed fh;
+        const uint8_t *body = frame(a, size, &fh), *r = NULL;
+        size_t got = 0;
+        uint16_t id = 0;
+        CHECK_INT(fh.type, GW_MQTT_SUBACK);
+        CHECK_INT(gw_mqtt_decode_suback(body, fh.remaining, &id, &r, &got), 0);
+        CHECK_INT(id, 0x4242);
+        CHECK_INT(got, n);
+        CHECK(r && memcmp(r, rcs, n) == 0);
+        free(a);
+        free(b);
+        free(rcs);
+    }
+    uint8_t h[7];
+    CHECK_INT(gw_mqtt_suback_size(0), 0);
+    CHECK_INT(gw_mqtt_encode_suback_head(h, 1, 0), 0);
+    CHECK_INT(gw_mqtt_suback_size(GW_MQTT_MAX_REMAINING - 1), 0);
+    CHECK_INT(gw_mqtt_suback_size(GW_MQTT_MAX_REMAINING - 2), 5 + GW_MQTT_MAX_REMAINING);
+    CHECK_INT(gw_mqtt_encode_suback_head(h, 9, GW_MQTT_MAX_REMAINING - 2), 7);
+    CHECK(memcmp(h, "\x90\xFF\xFF\xFF\x7F\x00\x09", 7) == 0);
+
+    /* A SUBSCRIBE of 100 filters counts 100, and iterates them in order. */
+    uint8_t sub[2 + 100 * 16];
+    size_t len = 2;
+    sub[0] = 0;
+    sub[1] = 3;
+    for (int i = 0; i < 100; i++) {
+        int fl = snprintf((char *)sub + len + 2, 14, "/p/d/f%d", i);
+        sub[len] = 0;
+        sub[len + 1] = (uint8_t)fl;
+        len += 2 + (size_t)fl;
+        sub[len++] = (uint8_t)(i % 3);
+    }
+    uint8_t *hb = heap(sub, len);
+    gw_mqtt_sub_iter it;
+    uint16_t id;
+    CHECK_INT(gw_mqtt_decode_subscribe(hb, (uint32_t)len, &id, &it, NULL), 0);
+    CHECK_INT(gw_mqtt_sub_count(&it), 100);
+    gw_mqtt_str f;
+    uint8_t q;
+    for (int i = 0; i < 100; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "/p/d/f%d", i);
+        CHECK_INT(gw_mqtt_sub_next(&it, &f, &q), 1);
+        CHECK(str_eq(f, want));
+        CHECK_INT(q, i % 3);
+    }
+    CHECK_INT(gw_mqtt_sub_count(&it), 0);
+    free(hb);
+}
+
 int main(void)
 {
     test_fixed_header();
@@ -838,5 +911,6 @@ int main(void)
     test_encode_small();
     test_encode_publish();
     test_encode_connect();
+    test_suback_many();
     TEST_MAIN_END();
 }
