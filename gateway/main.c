@@ -146,6 +146,7 @@ int main(int argc, char **argv)
     gw_diag diag = {0};
     gw_error err = {0, ""};
 
+    gw_log_limit_thread(0); /* the main thread's lines (start-up, config, shutdown) are all kept */
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
             cfg_path = argv[++i];
@@ -189,6 +190,7 @@ int main(int argc, char **argv)
         return 0;
     }
     gw_log_level = m.cfg->log_level;
+    gw_log_rate_limit = m.cfg->log_rate_limit;
     gw_metrics_thread_init(0);
     signal(SIGPIPE, SIG_IGN);
 
