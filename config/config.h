@@ -111,6 +111,20 @@ typedef struct gw_config {
 int gw_config_load(const char *path, gw_config **out, gw_diag *diag);
 void gw_config_free(gw_config *c);
 
+/* One listening address of a loaded configuration: admin's, or an entry of an adapter's listener
+ * array (the keys its ops->listen_keys name). */
+typedef struct gw_config_listener {
+    char adapter[32]; /* "admin", "mqtt", "coap", ... */
+    char owner[64];   /* "admin", "adapters.coap.dtls_listeners": one socket set */
+    char path[80];    /* "admin", "adapters.coap.dtls_listeners[1]" */
+    int transport;    /* GW_TRANSPORT_TCP / _UDP (gateway/adapter.h) */
+    gw_listen at;     /* address, port (0: ephemeral), product */
+} gw_config_listener;
+
+/* Every listener of c (entries an adapter's own check refused are left out). Returns 0 and a
+ * malloc'd array in *out (free it) with *n entries, or GW_ENOMEM. */
+int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n);
+
 const gw_product *gw_config_product(const gw_config *c, const char *id);
 const gw_device *gw_config_device(const gw_config *c, const char *id);
 /* Same, with a length (topic segments are not NUL-terminated). */

@@ -384,6 +384,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
         gw__config_load_devices(x, c, devices, g.devices_file);
     if (c->adapters)
         check_adapters(x, c);
+    gw__config_check_listeners(x, c);
 done:
     free(products);
     free(devices);
