@@ -206,13 +206,15 @@ static void rl_report(rl_slot *s)
     tl_rl.owed--;
 }
 
-static void rl_sweep(uint64_t now)
+/* Reports every call site whose window has ended with lines suppressed, but skip (whose count
+ * the line being written carries). */
+static void rl_sweep(uint64_t now, const rl_slot *skip)
 {
     rl_table *t = &tl_rl;
     uint64_t next = UINT64_MAX;
     for (size_t i = 0; i < RL_SLOTS && t->owed; i++) {
         rl_slot *s = &t->slot[i];
-        if (!s->used || !s->suppressed)
+        if (!s->used || !s->suppressed || s == skip)
             continue;
         if (now - s->start >= GW_LOG_RATE_WINDOW_MS)
             rl_report(s);
@@ -228,7 +230,7 @@ void gw_log_tick(void)
         return;
     uint64_t now = now_ms();
     if (now >= tl_rl.next_sweep)
-        rl_sweep(now);
+        rl_sweep(now, NULL);
 }
 
 static rl_slot *rl_find(const char *area, const char *msg, const char *fmt, int level, uint64_t now)
@@ -254,13 +256,14 @@ static bool rl_admit(int level, const char *area, const char *msg, const char *f
                      uint32_t *carried)
 {
     uint64_t now = now_ms();
-    if (tl_rl.owed && now >= tl_rl.next_sweep)
-        rl_sweep(now);
     rl_slot *s = rl_find(area, msg, fmt, level, now);
     if (now - s->start >= GW_LOG_RATE_WINDOW_MS) {
         s->start = now;
         s->n = 0;
     }
+    /* other call sites' summaries; this one's count goes on this line, the window's first */
+    if (tl_rl.owed && now >= tl_rl.next_sweep)
+        rl_sweep(now, s->n == 0 ? s : NULL);
     if (s->n >= gw_log_rate_limit) {
         if (!s->suppressed++) {
             tl_rl.owed++;
