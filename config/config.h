@@ -89,7 +89,7 @@ typedef struct gw_config {
     char *dir;      /* its folder: base for relative paths */
     uint32_t loops; /* I/O threads; 0 in the file means the number of cores (resolved at load) */
     int log_level;  /* GW_LOG_* */
-    uint32_t log_rate_limit;  /* lines per call site per second on each loop thread; 0: none */
+    uint32_t log_rate_limit;  /* lines per call site per second per thread (not main); 0: none */
     uint32_t max_connections; /* all adapters, all loops */
     uint32_t read_buffer;     /* per-loop read buffer bytes */
     gw_listen admin;          /* metrics/health HTTP; admin_enabled false: none */
