@@ -1,9 +1,8 @@
-# Proves the log is bounded and true: floods of rejected messages (MQTT out-of-range reports, UDP datagrams with a bad CRC, CoAP requests for an unknown device) for a few seconds each keep the gateway's log under LINES_PER_S_MAX lines per second, every rejection is still counted by its counter and accounted for in the log (lines written + their suppressed=N = messages), log_suppressed_total counts the rest; and a messageId (MQTT) or device id (UDP, CoAP) holding a quote, a newline, U+2028 or bytes that are not UTF-8 stays one quoted field of one line that a logfmt parser reads back exactly.
+# Proves the log is bounded and true: floods of rejected messages (MQTT out-of-range reports, TCP meter frames with a bad CRC, UDP datagrams with a bad CRC, CoAP requests for an unknown device) for a few seconds each keep the gateway's log under LINES_PER_S_MAX lines per second, every rejection is still counted by its counter and accounted for in the log (lines written + their suppressed=N = messages), log_suppressed_total counts the rest; and a messageId (MQTT) or device id (UDP, CoAP) holding a quote, a newline, U+2028 or bytes that are not UTF-8 stays one quoted field of one line that a logfmt parser reads back exactly.
 import re
-import socket
-import struct
 import time
 
+import binframes as b
 import coaplib as c
 import gwtest as g
 import sensor_udp as su
@@ -85,12 +84,14 @@ def lines_since(gw, mark):
 def make_gateway():
     coap_prod = c.product(P)
     cfg = {"adapters": {
+        "tcp": {"listeners": [{"address": g.HOST, "port": 0, "product": b.METER}]},
         "udp": {"listeners": [{"address": g.HOST, "port": 0, "product": su.PRODUCT}]},
         "coap": c.coap_adapter(),
     }}
     devices = (g.make_devices(["t-001", "t-002"]) + su.devices(su.dev_ids(2)) +
-               g.make_devices(["c-001"], P))
-    return g.Gateway(products=[g.THERMO, g.load_product(su.PRODUCT), coap_prod],
+               g.make_devices(["c-001"], P) + b.meter_devices(["mtr00002"]))
+    return g.Gateway(products=[g.THERMO, g.load_product(su.PRODUCT), coap_prod,
+                               g.load_product(b.METER)],
                      devices=devices, config=cfg, loops=2)
 
 
@@ -229,9 +230,29 @@ def flood_mqtt(t, gw):
                           30)
     dt = time.monotonic() - t0
     t.check(ack is not None, "MQTT flood: the device's next good report is PUBACKed")
-    check_flood(t, gw, "MQTT flood", mark, m0, sent, 'messages_rejected_total{reason="out_of_range"}',
-                b"mqtt", b"message rejected", dt)
+    check_flood(t, gw, "MQTT flood", mark, m0, sent,
+                'messages_rejected_total{reason="out_of_range"}', b"mqtt", b"message rejected", dt)
     cl.close()
+
+
+def flood_tcp(t, gw):
+    d = b.Dev(g.adapter_port(gw, "tcp"))
+    d.send(b.meter_login("mtr00002", b.meter_secret("mtr00002")))
+    t.eq(len(d.recv_n(b.METER_ACK_LEN)), b.METER_ACK_LEN, "TCP flood: the meter is logged in")
+    bad = b.meter_report(1, crc_ok=False)  # counted, logged, never acked; the session goes on
+    seq = [100]
+    m0, mark, t0 = gw.metrics(), len(log_bytes(gw)), time.monotonic()
+
+    def send(k):  # k bad frames, then a heartbeat whose ack says they were all read
+        seq[0] += 1
+        d.send(bad * k + b.meter_heartbeat(seq[0]))
+        d.recv_n(b.METER_ACK_LEN, 10)
+        return k
+    sent = paced(send)
+    dt = time.monotonic() - t0
+    check_flood(t, gw, "TCP flood", mark, m0, sent, 'tcp_bad_frames_total{reason="bad_check"}',
+                b"tcp", b"message rejected", dt)
+    d.close()
 
 
 def flood_udp(t, gw):
@@ -279,7 +300,8 @@ def flood_coap(t, gw):
     dt = time.monotonic() - t0
     t.eq(answered[0], sent, "CoAP flood: every request answered")
     check_flood(t, gw, "CoAP flood", mark, m0, sent,
-                'coap_auth_failures_total{reason="unknown_device"}', b"coap", b"request refused", dt)
+                'coap_auth_failures_total{reason="unknown_device"}', b"coap", b"request refused",
+                dt)
     co.close()
 
 
@@ -290,6 +312,7 @@ def main(t):
     time.sleep(1.1)  # the forged lines' call sites start the floods with fresh windows
     m0 = gw.metrics()
     flood_mqtt(t, gw)
+    flood_tcp(t, gw)
     flood_udp(t, gw)
     flood_coap(t, gw)
     t.check(g.metric_delta(m0, gw.metrics(), "log_suppressed_total") > 0,
