@@ -89,6 +89,7 @@ typedef struct gw_config {
     char *dir;      /* its folder: base for relative paths */
     uint32_t loops; /* I/O threads; 0 in the file means the number of cores (resolved at load) */
     int log_level;  /* GW_LOG_* */
+    uint32_t log_rate_limit;  /* lines per call site per second per thread (not main); 0: none */
     uint32_t max_connections; /* all adapters, all loops */
     uint32_t read_buffer;     /* per-loop read buffer bytes */
     gw_listen admin;          /* metrics/health HTTP; admin_enabled false: none */
@@ -109,6 +110,20 @@ typedef struct gw_config {
  * Returns 0 and *out on success, GW_ECONFIG if diag has errors (then *out is NULL). */
 int gw_config_load(const char *path, gw_config **out, gw_diag *diag);
 void gw_config_free(gw_config *c);
+
+/* One listening address of a loaded configuration: admin's, or an entry of an adapter's listener
+ * array (the keys its ops->listen_keys name). */
+typedef struct gw_config_listener {
+    char adapter[32]; /* "admin", "mqtt", "coap", ... */
+    char owner[64];   /* "admin", "adapters.coap.dtls_listeners": one socket set */
+    char path[80];    /* "admin", "adapters.coap.dtls_listeners[1]" */
+    int transport;    /* GW_TRANSPORT_TCP / _UDP (gateway/adapter.h) */
+    gw_listen at;     /* address, port (0: ephemeral), product */
+} gw_config_listener;
+
+/* Every listener of c (entries an adapter's own check refused are left out). Returns 0 and a
+ * malloc'd array in *out (free it) with *n entries, or GW_ENOMEM. */
+int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n);
 
 const gw_product *gw_config_product(const gw_config *c, const char *id);
 const gw_device *gw_config_device(const gw_config *c, const char *id);

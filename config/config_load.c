@@ -89,6 +89,7 @@ void gw__config_unknown_keys(gw__config_ctx *x, const json_t *obj, const char *c
 typedef struct gw_gateway_file {
     uint32_t loops;
     int log_level;
+    uint32_t log_rate_limit;
     char *products_dir;
     char *devices_file;
     uint32_t max_connections;
@@ -125,6 +126,7 @@ static const char *const sync_modes[] = {"normal", "full", NULL};
 static const gw_cfg_field gateway_fields[] = {
     GF("loops", GW_CFG_UINT32, loops, 0, GW_LOOPS_MAX, NULL),
     GF("log_level", GW_CFG_ENUM, log_level, 0, 0, log_levels),
+    GF("log_rate_limit", GW_CFG_UINT32, log_rate_limit, 0, 1000000, NULL),
     GF("products_dir", GW_CFG_STRING, products_dir, 0, 0, NULL),
     GF("devices_file", GW_CFG_STRING, devices_file, 0, 0, NULL),
     GF("max_connections", GW_CFG_UINT32, max_connections, 1, 10000000, NULL),
@@ -334,6 +336,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
 {
     gw_gateway_file g = {.loops = 0,
                          .log_level = 1,
+                         .log_rate_limit = 10,
                          .products_dir = "products",
                          .devices_file = "devices.json",
                          .max_connections = 100000,
@@ -353,6 +356,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     x->errors += gw_cfg_parse(gateway_fields, root, &g, c->file, "", x->diag);
     c->loops = g.loops ? g.loops : default_loops();
     c->log_level = g.log_level;
+    c->log_rate_limit = g.log_rate_limit;
     c->max_connections = g.max_connections;
     c->read_buffer = g.read_buffer;
     load_admin(x, c, g.admin);
@@ -380,6 +384,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
         gw__config_load_devices(x, c, devices, g.devices_file);
     if (c->adapters)
         check_adapters(x, c);
+    gw__config_check_listeners(x, c);
 done:
     free(products);
     free(devices);

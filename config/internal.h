@@ -30,6 +30,11 @@ json_t *gw__config_load_json(gw__config_ctx *x, const char *path, const char *di
 #define GW__ID_MAX 63
 bool gw__config_id_ok(const char *s);
 
+/* No two listeners take one port of one transport (config_listen.c): two adapters on one address
+ * and port, or a wildcard address (0.0.0.0, :: which takes IPv4 too) over another's, would share
+ * its traffic. Run after the adapters' own checks. */
+void gw__config_check_listeners(gw__config_ctx *x, const gw_config *c);
+
 /* Reports keys of obj that are not in allowed (NULL-terminated) nor in extra (may be NULL). */
 void gw__config_unknown_keys(gw__config_ctx *x, const json_t *obj, const char *const *allowed,
                              const char *const *extra, const char *file, const char *path);

@@ -17,6 +17,16 @@ typedef struct gw_loop gw_loop;
 typedef struct gw_runtime gw_runtime;
 typedef struct gw_adapter_ops gw_adapter_ops;
 
+/* The transport of a listening socket. */
+typedef enum gw_transport { GW_TRANSPORT_TCP = 1, GW_TRANSPORT_UDP = 2 } gw_transport;
+
+/* A key of an adapter's section holding an array of listeners ({"address", "port"}), and the
+ * transport they are bound with. */
+typedef struct gw_listen_key {
+    const char *key; /* NULL ends a list */
+    gw_transport transport;
+} gw_listen_key;
+
 /* One configured adapter (one per name in gateway.json "adapters"). */
 struct gw_adapter {
     const gw_adapter_ops *ops;
@@ -43,6 +53,10 @@ struct gw_adapter_ops {
     void (*close_sessions)(gw_adapter *a, gw_loop *loop);
     /* After every loop has stopped. */
     void (*uninit)(gw_adapter *a);
+    /* The keys of its section that list listeners, ended by {NULL}: the config check refuses two
+     * listeners taking one port of one transport (across all adapters and admin), and start-up
+     * refuses a port another process holds (gw_listen_probe). */
+    const gw_listen_key *listen_keys;
 };
 
 #endif

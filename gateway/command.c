@@ -375,9 +375,11 @@ out:
         gw__cmd_post_route(c, s);
     else if (s)
         gw_session_release(s);
-    else if (e)
-        GW_LOG_DEBUG(AREA, dev->id, NULL, "command queued for an offline device",
-                     "msg_id=%s ttl_ms=%u", r->msg_id, p->cmd_ttl_ms);
+    else if (e && GW_LOG_DEBUG >= gw_log_level) {
+        char q[160];
+        gw_log_write(GW_LOG_DEBUG, AREA, dev->id, NULL, "command queued for an offline device",
+                     "msg_id=%s ttl_ms=%u", gw_log_value(q, sizeof(q), r->msg_id), p->cmd_ttl_ms);
+    }
 }
 
 /* ---- deadlines ---- */

@@ -78,8 +78,13 @@ static gw_session *send_waiting(gw_commands *c, gw_session *s, bool from_route)
             e->state = GW__CMD_SENT;
             gw__cmd_set_deadline(c, e, gw_now_ms() + e->timeout_ms);
             gw_metric_inc(GW_M_CMD_SENT);
-            GW_LOG_DEBUG(AREA, dev->id, NULL, "command sent", "op=%s msg_id=%s dev_msg_id=%s",
-                         gw__cmd_op_name(e->cmd.op), e->cmd.msg_id, e->cmd.dev_msg_id);
+            if (GW_LOG_DEBUG >= gw_log_level) {
+                char q1[160], q2[160];
+                gw_log_write(GW_LOG_DEBUG, AREA, dev->id, NULL, "command sent",
+                             "op=%s msg_id=%s dev_msg_id=%s", gw__cmd_op_name(e->cmd.op),
+                             gw_log_value(q1, sizeof(q1), e->cmd.msg_id),
+                             gw_log_value(q2, sizeof(q2), e->cmd.dev_msg_id));
+            }
         } else if (queue && (rc == GW_ENOTFOUND || rc == GW_ECLOSED)) {
             continue; /* not able to take commands yet: it waits for the session's ready */
         } else if (rc == GW_ECLOSED) {
@@ -201,8 +206,12 @@ int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_
         gw__cmd_emit1(c, ev);
     }
     pthread_mutex_unlock(&c->mu);
-    GW_LOG_DEBUG(AREA, s->dev->id, NULL, "command replied", "op=%s msg_id=%s status=%s",
-                 gw__cmd_op_name(op), e->cmd.msg_id, status);
+    if (GW_LOG_DEBUG >= gw_log_level) {
+        char q[160];
+        gw_log_write(GW_LOG_DEBUG, AREA, s->dev->id, NULL, "command replied",
+                     "op=%s msg_id=%s status=%s", gw__cmd_op_name(op),
+                     gw_log_value(q, sizeof(q), e->cmd.msg_id), status);
+    }
     gw__cmd_entry_free(e);
     if (refuse) {
         gw_dispatch_rejected(s, rej, m->msg_id);

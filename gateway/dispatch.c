@@ -15,14 +15,16 @@
 
 void gw_dispatch_rejected(gw_session *s, const gw_reject *rej, const char *msg_id)
 {
-    char peer[64], q[256];
+    char peer[64], q[256], qid[160];
     gw_metric_reject(rej->reason);
     if (GW_LOG_WARN < gw_log_level)
         return;
     s->ops->peer(s, peer, sizeof(peer));
+    /* the device's messageId is the device's text: quoted like every value from outside */
     gw_log_write(GW_LOG_WARN, s->ops->area, s->dev ? s->dev->id : NULL, peer, "message rejected",
                  "reason=%s msg_id=%s detail=%s", gw_reason_name(rej->reason),
-                 msg_id && msg_id[0] ? msg_id : "-", gw_log_quote(q, sizeof(q), rej->detail));
+                 gw_log_value(qid, sizeof(qid), msg_id && msg_id[0] ? msg_id : "-"),
+                 gw_log_quote(q, sizeof(q), rej->detail));
 }
 
 static const gw_event_kind kinds[] = {

@@ -1,10 +1,15 @@
-/* listen.c: SO_REUSEPORT listeners (TCP and UDP) and peer-address text. */
+/* listen.c: SO_REUSEPORT listeners (TCP and UDP), the start-up probe that no other process holds
+ * their ports, and peer-address text. */
 #include "listen.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include "adapter.h"
 
 static int sockaddr_of(const gw_listen *at, uint16_t port, struct sockaddr_storage *ss, int *v6)
 {
@@ -63,6 +68,49 @@ int gw_listen_udp(uv_loop_t *loop, uv_udp_t *h, const gw_listen *at, uint16_t *p
     uv_udp_getsockname(h, (struct sockaddr *)&ss, &len);
     *port = port_of(&ss);
     return 0;
+}
+
+static int probe_one(const gw_config_listener *l)
+{
+    struct sockaddr_storage ss;
+    int v6, on = 1, rc = 0;
+    if ((rc = sockaddr_of(&l->at, l->at.port, &ss, &v6)) != 0)
+        return rc;
+    int fd =
+        socket(v6 ? AF_INET6 : AF_INET,
+               (l->transport == GW_TRANSPORT_UDP ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (l->transport == GW_TRANSPORT_TCP &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0)
+        rc = -errno;
+    else if (bind(fd, (struct sockaddr *)&ss,
+                  v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) != 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+int gw_listen_probe(const gw_config *c, gw_error *err, gw_config_listener *failed)
+{
+    gw_config_listener *v;
+    size_t n;
+    int rc = gw_config_listeners(c, &v, &n);
+    if (rc)
+        return gw_error_set(err, rc, "out of memory");
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!v[i].at.port || (rc = probe_one(&v[i])) == 0)
+            continue;
+        if (failed)
+            *failed = v[i];
+        gw_error_set(err, rc, "%s: %s: %s port %u/%s (%s) %s: %s", c->file, v[i].path,
+                     v[i].at.address, v[i].at.port,
+                     v[i].transport == GW_TRANSPORT_UDP ? "udp" : "tcp", v[i].adapter,
+                     rc == -EADDRINUSE ? "is already in use by another process" : "cannot be bound",
+                     gw_strerror(rc));
+    }
+    free(v);
+    return rc;
 }
 
 void gw_sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap)

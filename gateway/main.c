@@ -13,6 +13,7 @@
 
 #include "../config/config.h"
 #include "admin.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "north/north.h"
@@ -146,6 +147,7 @@ int main(int argc, char **argv)
     gw_diag diag = {0};
     gw_error err = {0, ""};
 
+    gw_log_limit_thread(0); /* the main thread's lines (start-up, config, shutdown) are all kept */
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
             cfg_path = argv[++i];
@@ -189,8 +191,23 @@ int main(int argc, char **argv)
         return 0;
     }
     gw_log_level = m.cfg->log_level;
+    gw_log_rate_limit = m.cfg->log_rate_limit;
     gw_metrics_thread_init(0);
     signal(SIGPIPE, SIG_IGN);
+    /* Before the database is opened or any loop binds (with SO_REUSEPORT, which would share a
+     * port another gateway holds): every configured port must be free. */
+    gw_config_listener busy;
+    memset(&busy, 0, sizeof(busy));
+    if (gw_listen_probe(m.cfg, &err, &busy) != 0) {
+        char q[400];
+        GW_LOG_ERROR("main", NULL, NULL, "cannot listen: address in use or not available",
+                     "adapter=%s address=%s port=%u transport=%s path=%s error=%s", busy.adapter,
+                     busy.at.address, busy.at.port,
+                     busy.transport == GW_TRANSPORT_UDP ? "udp" : "tcp", busy.path,
+                     gw_log_quote(q, sizeof(q), err.msg));
+        gw_config_free(m.cfg);
+        return 1;
+    }
 
     int rc = 1, admin_port = 0;
     mkdir_parents(m.cfg->store.path);

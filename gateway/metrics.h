@@ -68,6 +68,8 @@
       "reads paused because the store queue was full")                                             \
     X(GW_M_STORE_ERRORS, "store_errors_total", "failed store transactions")                        \
     X(GW_M_DEVICES_ONLINE, "devices_online", "devices with an open session (gauge)")               \
+    X(GW_M_LOG_SUPPRESSED, "log_suppressed_total",                                                 \
+      "log lines suppressed by the per-thread, per-call-site rate limit (log_rate_limit)")         \
     X(GW_M_MQTT_CONNECT_TIMEOUT, "mqtt_connect_timeouts_total",                                    \
       "connections closed before CONNECT")                                                         \
     X(GW_M_MQTT_KEEPALIVE, "mqtt_keepalive_timeouts_total",                                        \

@@ -77,6 +77,7 @@ static void on_check(uv_check_t *h)
         gw_session_release(s);
     }
     gw_dgram_flush(l);
+    gw_log_tick();
 }
 
 void gw_session_mark_dirty(gw_session *s)
@@ -188,12 +189,14 @@ static void *loop_main(void *arg)
     snprintf(name, sizeof(name), "gw-loop-%u", l->index);
     pthread_setname_np(pthread_self(), name);
     gw_metrics_thread_init(1 + l->index);
+    gw_log_limit_thread(0); /* the adapters' start-up lines are all written */
     l->start_rc = 0;
     for (unsigned i = 0; i < rt->n_adapters && !l->start_rc; i++) {
         gw_adapter *a = &rt->adapters[i];
         l->start_rc = a->ops->start(a, l);
     }
     uv_sem_post(&l->started);
+    gw_log_limit_thread(1); /* from now on lines come from peers: rate-limited per call site */
     if (l->start_rc == 0)
         uv_run(&l->uv, UV_RUN_DEFAULT);
     return NULL;

@@ -261,6 +261,9 @@ static void coap_uninit(gw_adapter *a)
     a->state = NULL;
 }
 
+static const gw_listen_key listen_keys[] = {
+    {"listeners", GW_TRANSPORT_UDP}, {"dtls_listeners", GW_TRANSPORT_UDP}, {NULL, 0}};
+
 const gw_adapter_ops gw_adapter_coap_ops = {
     .abi = GW_ADAPTER_ABI,
     .name = "coap",
@@ -271,4 +274,5 @@ const gw_adapter_ops gw_adapter_coap_ops = {
     .stop = coap_stop,
     .close_sessions = coap_close_sessions,
     .uninit = coap_uninit,
+    .listen_keys = listen_keys,
 };

@@ -215,18 +215,20 @@ static void handshake_failed(gw__coap_loop *cl, gw__coap_dpeer *p, const char *w
     gw_metric_inc(GW_M_COAP_DTLS_FAILED);
     if (p->psk_at)
         gw_limits_auth_failed(cl->loop->rt->limits, &p->addr.sa, now_ms());
-    if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(cl)) {
-        char peer[64];
+    if (GW_LOG_WARN >= gw_log_level) {
+        char peer[64], q[160];
         gw_sockaddr_str(&p->addr.sa, peer, sizeof(peer));
-        gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "DTLS handshake failed", "reason=%s", why);
+        gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "DTLS handshake failed", "reason=%s",
+                     gw_log_value(q, sizeof(q), why));
     }
     peer_free(cl, p);
 }
 
-/* A ClientHello from a source in back-off (the adapter's log budget bounds a flood of them). */
+/* A ClientHello from a source in back-off (the log's rate limit bounds a flood of them). */
 static void backoff_log(gw__coap_loop *cl, const struct sockaddr *from)
 {
-    if (GW_LOG_WARN < gw_log_level || !gw__coap_log_ok(cl))
+    (void)cl;
+    if (GW_LOG_WARN < gw_log_level)
         return;
     char peer[64];
     gw_sockaddr_str(from, peer, sizeof(peer));

@@ -140,8 +140,6 @@ struct gw__coap_loop {
     uint32_t n_dpeers;
     uint8_t *dtls_buf; /* decrypted datagrams */
     size_t dtls_buf_size;
-    uint64_t log_window;
-    uint32_t log_n, log_suppressed;
 };
 
 /* A command encoded for a device that does not observe: it rides on the next response. */
@@ -188,7 +186,6 @@ bool gw__coap_addr_equal(const gw__coap_addr *a, const struct sockaddr *sa);
 void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n);
 /* Sends a datagram as is. */
 void gw__coap_send_raw(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n);
-bool gw__coap_log_ok(gw__coap_loop *cl);
 void gw__coap_count_response(uint8_t code);
 
 gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid);

@@ -63,16 +63,15 @@ static void refuse(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
                    uint8_t code, const char *dev, const char *reason, const char *detail,
                    const imm *e)
 {
-    gw__coap_loop *cl = sock->cl;
     imm ex = e ? *e : (imm){0};
     if (!ex.diag && detail)
         ex.diag = detail;
-    if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(cl)) {
-        char peer[64], c[8], q1[160], q2[256];
+    if (GW_LOG_WARN >= gw_log_level) { /* dev (from the URI) is quoted by gw_log_write */
+        char peer[64], c[8], q2[256];
         gw_sockaddr_str(from, peer, sizeof(peer));
         gw_coap_code_str(code, c);
-        gw_log_write(GW_LOG_WARN, "coap", dev && *dev ? gw_log_value(q1, sizeof(q1), dev) : NULL,
-                     peer, "request refused", "reason=%s code=%s detail=%s", reason, c,
+        gw_log_write(GW_LOG_WARN, "coap", dev && *dev ? dev : NULL, peer, "request refused",
+                     "reason=%s code=%s detail=%s", reason, c,
                      gw_log_quote(q2, sizeof(q2), detail ? detail : ""));
     }
     answer_now(sock, from, m, code, &ex);
@@ -464,7 +463,7 @@ void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     int rc = gw_coap_parse(buf, len, &m);
     if (rc == GW_EAGAIN || rc == GW_EPROTO) {
         gw_metric_inc(GW_M_COAP_MALFORMED);
-        if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(sock->cl)) {
+        if (GW_LOG_WARN >= gw_log_level) {
             char peer[64];
             gw_sockaddr_str(from, peer, sizeof(peer));
             gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "datagram dropped",

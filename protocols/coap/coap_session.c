@@ -14,8 +14,6 @@
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
 
-#define LOG_PER_SECOND 10
-
 static gw__coap_sess *sess_of(gw_session *s)
 {
     return (gw__coap_sess *)s;
@@ -47,24 +45,6 @@ bool gw__coap_addr_equal(const gw__coap_addr *a, const struct sockaddr *sa)
     }
     const struct sockaddr_in *b = (const struct sockaddr_in *)sa;
     return a->in.sin_port == b->sin_port && a->in.sin_addr.s_addr == b->sin_addr.s_addr;
-}
-
-bool gw__coap_log_ok(gw__coap_loop *cl)
-{
-    uint64_t now = uv_now(&cl->loop->uv);
-    if (now - cl->log_window >= 1000) {
-        if (cl->log_suppressed)
-            GW_LOG_WARN("coap", NULL, NULL, "log lines suppressed", "count=%u", cl->log_suppressed);
-        cl->log_window = now;
-        cl->log_n = 0;
-        cl->log_suppressed = 0;
-    }
-    if (cl->log_n < LOG_PER_SECOND) {
-        cl->log_n++;
-        return true;
-    }
-    cl->log_suppressed++;
-    return false;
 }
 
 void gw__coap_count_response(uint8_t code)

@@ -85,6 +85,8 @@ static void mqtt_uninit(gw_adapter *a)
     a->state = NULL;
 }
 
+static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_TCP}, {NULL, 0}};
+
 const gw_adapter_ops gw_adapter_mqtt_ops = {
     .abi = GW_ADAPTER_ABI,
     .name = "mqtt",
@@ -95,4 +97,5 @@ const gw_adapter_ops gw_adapter_mqtt_ops = {
     .stop = gw_stream_stop,
     .close_sessions = mqtt_close_sessions,
     .uninit = mqtt_uninit,
+    .listen_keys = listen_keys,
 };

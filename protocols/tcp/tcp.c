@@ -129,6 +129,8 @@ static void tcp_uninit(gw_adapter *a)
     a->state = NULL;
 }
 
+static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_TCP}, {NULL, 0}};
+
 const gw_adapter_ops gw_adapter_tcp_ops = {
     .abi = GW_ADAPTER_ABI,
     .name = "tcp",
@@ -139,4 +141,5 @@ const gw_adapter_ops gw_adapter_tcp_ops = {
     .stop = gw_stream_stop,
     .close_sessions = tcp_close_sessions,
     .uninit = tcp_uninit,
+    .listen_keys = listen_keys,
 };

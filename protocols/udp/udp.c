@@ -52,19 +52,7 @@ static int check_products(gw__udp_adapter *ad, const gw_config *gcfg, gw_diag *d
             gw_diag_add(diag, gcfg->file, path, "product \"%s\" has protocol \"%s\", not \"udp\"",
                         li->product, p->protocol ? p->protocol : "");
             errors++;
-        } else {
-            for (size_t j = 0; j < i && li->port; j++) {
-                const gw_listen *o = &ad->cfg.listeners.v[j];
-                if (o->port == li->port && strcmp(o->address, li->address) == 0) {
-                    snprintf(path, sizeof(path), "adapters.udp.listeners[%zu].port", i);
-                    gw_diag_add(diag, gcfg->file, path,
-                                "same address and port as listeners[%zu] (one socket serves one "
-                                "product)",
-                                j);
-                    errors++;
-                    break;
-                }
-            }
+        } else { /* two listeners on one port: config/config_listen.c, for every adapter */
             ad->products[i] = p;
             size_t mf = product_max_frame(p);
             if (mf > ad->max_frame)
@@ -295,6 +283,8 @@ static void udp_uninit(gw_adapter *a)
     a->state = NULL;
 }
 
+static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_UDP}, {NULL, 0}};
+
 const gw_adapter_ops gw_adapter_udp_ops = {
     .abi = GW_ADAPTER_ABI,
     .name = "udp",
@@ -305,4 +295,5 @@ const gw_adapter_ops gw_adapter_udp_ops = {
     .stop = udp_stop,
     .close_sessions = udp_close_sessions,
     .uninit = udp_uninit,
+    .listen_keys = listen_keys,
 };

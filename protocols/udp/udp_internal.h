@@ -57,9 +57,7 @@ struct gw__udp_loop {
     uint8_t *ackbuf;           /* ack frames are encoded here (max_frame bytes) */
     size_t ackbuf_size;
     bool paused, stopping;
-    bool pause_pending;  /* the store filled up inside a recvmmsg batch: stop reading after it */
-    uint64_t log_window; /* rate-limited drop logs: start of the current second (uv_now) */
-    uint32_t log_n, log_suppressed;
+    bool pause_pending; /* the store filled up inside a recvmmsg batch: stop reading after it */
 };
 
 /* Ack frames encoded when a message is accepted, sent when its event is committed. */
@@ -88,7 +86,5 @@ void gw__udp_sweep(gw__udp_loop *ul);
 void gw__udp_close_all(gw__udp_loop *ul, const char *reason);
 /* Sends one frame to addr through us, in the loop's output batch (gateway/dgram.h). */
 void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, size_t n);
-/* Drop logging, at most a few lines per second per loop; counts the rest. */
-bool gw__udp_log_ok(gw__udp_loop *ul);
 
 #endif

@@ -18,8 +18,6 @@
 #include "../../gateway/log.h"
 #include "../../gateway/metrics.h"
 
-#define LOG_PER_SECOND 10
-
 static const gw_session_ops sess_ops;
 
 static gw__udp_sess *sess_of(gw_session *s)
@@ -57,33 +55,15 @@ static bool addr_equal(const gw__udp_addr *a, const struct sockaddr *sa)
     return a->in.sin_port == b->sin_port && a->in.sin_addr.s_addr == b->sin_addr.s_addr;
 }
 
-/* ---- rate-limited drop logs ---- */
-
-bool gw__udp_log_ok(gw__udp_loop *ul)
-{
-    uint64_t now = uv_now(&ul->loop->uv);
-    if (now - ul->log_window >= 1000) {
-        if (ul->log_suppressed)
-            GW_LOG_WARN("udp", NULL, NULL, "drop log lines suppressed", "count=%u",
-                        ul->log_suppressed);
-        ul->log_window = now;
-        ul->log_n = 0;
-        ul->log_suppressed = 0;
-    }
-    if (ul->log_n < LOG_PER_SECOND) {
-        ul->log_n++;
-        return true;
-    }
-    ul->log_suppressed++;
-    return false;
-}
+/* ---- drops: counted, and logged within the log's per-loop, per-call-site rate limit ---- */
 
 static void drop(gw__udp_loop *ul, gw_metric m, const struct sockaddr *from, const char *reason,
                  const char *dev_id, const char *detail)
 {
     char peer[64], q1[160], q2[256];
     gw_metric_inc(m);
-    if (GW_LOG_WARN < gw_log_level || !gw__udp_log_ok(ul))
+    (void)ul;
+    if (GW_LOG_WARN < gw_log_level)
         return;
     gw_sockaddr_str(from, peer, sizeof(peer));
     gw_log_write(GW_LOG_WARN, "udp", NULL, peer, "datagram dropped", "reason=%s claimed_dev=%s%s%s",
