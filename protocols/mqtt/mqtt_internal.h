@@ -19,6 +19,7 @@ typedef struct gw__mqtt_cfg {
     uint32_t connect_timeout_ms;
     uint32_t max_inflight;
     uint32_t max_subscriptions;
+    gw_stream_out_cfg out; /* output_* bounds */
 } gw__mqtt_cfg;
 
 typedef struct gw__mqtt_adapter {
