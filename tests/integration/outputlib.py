@@ -14,7 +14,7 @@ RCVBUF = 4096
 FLOOD_S = 10.0
 TAIL_S = 3.0
 # A flood stops early when RSS grew this much (the unfixed gateway grows ~1 byte per byte sent).
-RSS_ABORT_KB = 768 * 1024
+RSS_ABORT_KB = 512 * 1024
 # Set to measure an unfixed gateway (IOTGW_BIN of a build without the output bounds): the tests
 # then leave the output_* keys out of the config and only print their figures.
 BASELINE = os.environ.get("IOTGW_OUTPUT_BASELINE") == "1"
