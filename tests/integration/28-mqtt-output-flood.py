@@ -1,4 +1,5 @@
-# Proves a device that never reads cannot grow the gateway: (a) a logged-in device floods PINGREQ with a small receive window, (b) a device subscribed to its own ".../properties/report/reply" floods rejected reports, (c) a device subscribed to its command topics never reads while the cloud sends it large property writes. Each time: RSS growth over 10 s stays under a stated bound, the gateway stops reading the peer (output_paused_total) and closes it with reason output_overflow (counted, logged, in its offline event) once its output stalls or passes the hard limit, another device gets PUBACKs throughout, and the log stays under a stated number of lines per second; the queued bytes show in iotgw_memory_bytes{area="output"}; in (c) every command still gets exactly one reply upstream (the command queue's own bound, max_pending_per_device, is unit-tested in command_table.c).
+# Proves a device that never reads cannot grow the gateway: (a) a logged-in device floods PINGREQ with a small receive window, (b) a device subscribed to its own ".../properties/report/reply" floods rejected reports, (c) a device subscribed to its command topics never reads while the cloud sends it large property writes. Each time: RSS growth over 10 s stays under a stated bound, the gateway stops reading the peer (output_paused_total) and closes it with reason output_overflow (counted, logged, in its offline event) once its output stalls or passes the hard limit, another device gets PUBACKs throughout, and the log stays under a stated number of lines per second; the queued bytes show in iotgw_memory_bytes{area="output"}; in (c) every command still gets exactly one reply upstream (the command queue's own bound, max_pending_per_device, is unit-tested in command_table.c). (d) 40 idle admin connections: /metrics is still answered and the oldest are closed (at most 16 open).
+import socket
 import time
 
 import cmdlib as cl
@@ -10,6 +11,8 @@ LOG_LINES_PER_S_MAX = 200
 STALL_MS = 4000
 OUT_CFG = {"output_stall_timeout_ms": STALL_MS}  # high 64 KiB, low 16 KiB, hard 1 MiB: defaults
 HARD_LIMIT = 1048576
+ADMIN_CONNS = 16  # gateway/admin.c
+ADMIN_IDLE = 40
 NOTE = "n" * 60000  # a property write of ~60 KB
 
 
@@ -140,6 +143,27 @@ def main(t):
     pc.close()
     s.close()
     cloud.stop()
+
+    # ---- (d) the admin endpoint: idle connections are bounded, /metrics stays served ----
+    idle = [socket.create_connection((g.HOST, gw.admin_port)) for _ in range(ADMIN_IDLE)]
+    status, _ = gw.http_get("/metrics")
+    t.eq(status, 200, "(d) /metrics answered beside %d idle admin connections" % ADMIN_IDLE)
+
+    def evicted():
+        n = 0
+        for k in idle:
+            k.settimeout(0.01)
+            try:
+                n += k.recv(1) == b""
+            except socket.timeout:
+                pass
+            except OSError:
+                n += 1
+        return n >= ADMIN_IDLE + 1 - ADMIN_CONNS
+    t.check(g.wait_until(evicted, 5), "(d) the oldest idle admin connections are closed (at most "
+            "%d open)" % ADMIN_CONNS)
+    for k in idle:
+        k.close()
 
 
 if __name__ == "__main__":
