@@ -77,7 +77,6 @@ void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n)
 typedef struct write_req {
     uv_write_t req;
     gw_stream_conn *c;
-    size_t size;
     uint8_t data[];
 } write_req;
 
@@ -167,7 +166,6 @@ void gw_stream_flush(gw_stream_conn *c)
         }
         memcpy(w->data, c->out + n, rest);
         w->c = c;
-        w->size = rest;
         gw_session_retain(&c->base);
         if (!queued)
             c->out_progress = uv_now(&c->sl->loop->uv);
