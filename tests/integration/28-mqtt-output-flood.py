@@ -1,5 +1,7 @@
-# Proves a device that never reads cannot grow the gateway: (a) a logged-in device floods PINGREQ with a small receive window, (b) a device subscribed to its own ".../properties/report/reply" floods rejected reports, (c) a device subscribed to its command topics never reads while the cloud sends it large property writes. Each time: RSS growth over 10 s stays under a stated bound, the gateway stops reading the peer (output_paused_total) and closes it with reason output_overflow (counted, logged, in its offline event) once its output stalls or passes the hard limit, another device gets PUBACKs throughout, and the log stays under a stated number of lines per second; the queued bytes show in iotgw_memory_bytes{area="output"}; in (c) every command still gets exactly one reply upstream (the command queue's own bound, max_pending_per_device, is unit-tested in command_table.c). (d) 40 idle admin connections: /metrics is still answered and the oldest are closed (at most 16 open).
+# Proves a device that never reads cannot grow the gateway: (a) a logged-in device floods PINGREQ with a small receive window, (b) a device subscribed to its own ".../properties/report/reply" floods rejected reports, (c) a device subscribed to its command topics never reads while the cloud sends it large property writes. Each time: RSS growth over 10 s stays under a stated bound, the gateway stops reading the peer (output_paused_total) and closes it with reason output_overflow (counted, logged, in its offline event) once its output stalls or passes the hard limit, another device gets PUBACKs throughout, and the log stays under a stated number of lines per second; the queued bytes show in iotgw_memory_bytes{area="output"}; in (c) every command still gets exactly one reply upstream (the command queue's own bound, max_pending_per_device, is unit-tested in command_table.c). (d) a reader that starts late after 2 MB of PINGREQ is paused, resumed and gets every PINGRESP. (0) --check-config refuses low_water >= high_water and hard_limit <= high_water. (e) 40 idle admin connections: /metrics is still answered and the oldest are closed (at most 16 open).
 import socket
+import threading
+import time
 
 import cmdlib as cl
 import gwtest as g
@@ -12,6 +14,7 @@ OUT_CFG = {"output_stall_timeout_ms": STALL_MS}  # high 64 KiB, low 16 KiB, hard
 HARD_LIMIT = 1048576
 ADMIN_CONNS = 16  # gateway/admin.c
 ADMIN_IDLE = 40
+SLOW_PINGS = 1000000  # 2 MB of PINGREQ, far over output_high_water
 NOTE = "n" * 60000  # a property write of ~60 KB
 
 
@@ -68,6 +71,13 @@ def assert_flood(t, gw, name, r, m0, prob, dev, closed_seen=True):
 
 
 def main(t):
+    # ---- (0) the bounds are checked ----
+    for over, key in (({"output_low_water": 65536}, "output_low_water"),
+                      ({"output_hard_limit": 65536}, "output_hard_limit")):
+        bad = g.Gateway(config={"adapters": {"mqtt": over}}, start=False)
+        rc, out, err = g.check_config(bad)
+        t.check(rc != 0 and "adapters.mqtt." + key in out + err,
+                "(0) --check-config refuses %r" % over, (rc, out, err))
     broker = None if o.BASELINE else g.Mosquitto(extra_conf=cl.BROKER_CONF)
     config = {"adapters": {"mqtt": {} if o.BASELINE else OUT_CFG},
               "storage": {"batch_ms": 0}}
@@ -142,10 +152,39 @@ def main(t):
     s.close()
     cloud.stop()
 
-    # ---- (d) the admin endpoint: idle connections are bounded, /metrics stays served ----
+    # ---- (d) a slow reader is paused and resumed: every PINGRESP arrives, nothing is closed ----
+    s = o.small_socket(gw.mqtt_port)
+    c = o.raw_mqtt(s)
+    t.eq(c.connect_device("t-006"), 0, "(d) t-006 connected")
+    m0 = gw.metrics()
+    got = {"n": 0}
+
+    def reader():
+        time.sleep(1.0)  # let the output back up first
+        s.settimeout(20 * g.SLOW)
+        while got["n"] < 2 * SLOW_PINGS:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got["n"] += len(chunk)
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    s.sendall(g.PINGREQ_PKT * SLOW_PINGS)
+    th.join(30 * g.SLOW)
+    t.eq(got["n"], 2 * SLOW_PINGS, "(d) a reader that starts late gets all %d PINGRESPs"
+         % SLOW_PINGS)
+    m1 = gw.metrics()
+    key = g.metric_key("output_paused_total", adapter="mqtt")
+    t.check(m1.get(key, 0) - m0.get(key, 0) >= 1, "(d) it was paused meanwhile, then resumed")
+    key = g.metric_key("output_overflow_total", adapter="mqtt")
+    t.eq(m1.get(key, 0) - m0.get(key, 0), 0.0, "(d) ... and not closed")
+    t.check(c.ping(), "(d) it is still served")
+    s.close()
+
+    # ---- (e) the admin endpoint: idle connections are bounded, /metrics stays served ----
     idle = [socket.create_connection((g.HOST, gw.admin_port)) for _ in range(ADMIN_IDLE)]
     status, _ = gw.http_get("/metrics")
-    t.eq(status, 200, "(d) /metrics answered beside %d idle admin connections" % ADMIN_IDLE)
+    t.eq(status, 200, "(e) /metrics answered beside %d idle admin connections" % ADMIN_IDLE)
 
     def evicted():
         n = 0
@@ -158,7 +197,7 @@ def main(t):
             except OSError:
                 n += 1
         return n >= ADMIN_IDLE + 1 - ADMIN_CONNS
-    t.check(g.wait_until(evicted, 5), "(d) the oldest idle admin connections are closed (at most "
+    t.check(g.wait_until(evicted, 5), "(e) the oldest idle admin connections are closed (at most "
             "%d open)" % ADMIN_CONNS)
     for k in idle:
         k.close()
