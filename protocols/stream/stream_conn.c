@@ -1,6 +1,8 @@
 /* stream_conn.c: one byte-stream device connection: reading on the loop's shared buffer with
- * partial input kept per connection, pauses (back-pressure, acks in flight), the ordered ack ring
- * completed by the store, output flush, accept and close. The adapter's callbacks do the rest. */
+ * partial input kept per connection, pauses (back-pressure, acks in flight, output over high
+ * water), the ordered ack ring completed by the store, output flush with its bounds (closed with
+ * output_overflow past the hard limit or when stalled), accept and close. The adapter's callbacks
+ * do the rest. */
 #include "stream_conn.h"
 
 #include <string.h>

@@ -1,7 +1,8 @@
 /* stream_conn.h: the mechanics every byte-stream device adapter (MQTT, TCP) shares: listeners on
  * every loop, a connection embedding gw_session + uv_tcp_t, reading on the loop's shared buffer
- * with partial input kept per connection, back-pressure and in-flight pauses, acks sent in arrival
- * order once committed, output flush, close with a refcounted session, and deadline sweeps. The
+ * with partial input kept per connection, back-pressure, in-flight and output pauses, acks sent in
+ * arrival order once committed, bounded output, close with a refcounted session, and deadline
+ * sweeps. The
  * adapter supplies a small callback table (process bytes / send an ack / closing / expired). */
 #ifndef GW_STREAM_CONN_H
 #define GW_STREAM_CONN_H

@@ -1,5 +1,6 @@
 /* stream_loop.c: a stream adapter's per-loop state: one SO_REUSEPORT listener per configured
- * address on every loop, the deadline sweep timer, back-pressure resume and shutdown. */
+ * address on every loop, the deadline (and output stall) sweep timer, back-pressure resume, the
+ * output bounds' config and shutdown. */
 #include <stdio.h>
 #include <string.h>
 
