@@ -2,8 +2,8 @@
  * every loop, a connection embedding gw_session + uv_tcp_t, reading on the loop's shared buffer
  * with partial input kept per connection, back-pressure, in-flight and output pauses, acks sent in
  * arrival order once committed, bounded output, close with a refcounted session, and deadline
- * sweeps. The
- * adapter supplies a small callback table (process bytes / send an ack / closing / expired). */
+ * sweeps. The adapter supplies a small callback table (process bytes / send an ack / closing /
+ * expired). */
 #ifndef GW_STREAM_CONN_H
 #define GW_STREAM_CONN_H
 
