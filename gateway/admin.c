@@ -1,6 +1,10 @@
-/* admin.c: GET /health and GET /metrics over a minimal HTTP/1.0 server on the main loop. */
+/* admin.c: GET /health and GET /metrics over a minimal HTTP/1.0 server on the main loop. Bounded:
+ * at most ADMIN_CONNS open connections (a new one closes the oldest), each closed ADMIN_TIMEOUT_MS
+ * after it was accepted; a request of at most REQ_MAX bytes, one response of at most BODY_MAX plus
+ * headers (accounted in the "output" memory area). */
 #include "admin.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,45 +12,91 @@
 #include "alloc.h"
 #include "metrics.h"
 
-#define REQ_MAX  4096
-#define BODY_MAX (64 * 1024)
+#define REQ_MAX          4096
+#define BODY_MAX         (64 * 1024)
+#define HEAD_MAX         256
+#define ADMIN_CONNS      16
+#define ADMIN_TIMEOUT_MS 10000
+
+typedef struct admin_conn admin_conn;
 
 struct gw_admin {
     uv_tcp_t server;
     uv_loop_t *loop;
+    admin_conn *conns; /* open connections (doubly linked) */
+    unsigned n_conns;
+    bool stopped; /* freed when the server handle and the last connection are closed */
+    bool server_closed;
 };
 
-typedef struct admin_conn {
+struct admin_conn {
     uv_tcp_t tcp;
+    uv_timer_t timer; /* ADMIN_TIMEOUT_MS after accept */
     uv_write_t wr;
-    size_t len;
+    gw_admin *a;
+    admin_conn *prev, *next;
+    int handles; /* open handles (tcp, timer) */
+    bool closing;
+    size_t len, resp_size;
     char req[REQ_MAX];
     char *resp;
-} admin_conn;
+};
 
-static void on_conn_closed(uv_handle_t *h)
+static void admin_maybe_free(gw_admin *a)
+{
+    if (a->stopped && a->server_closed && a->n_conns == 0)
+        free(a);
+}
+
+static void on_handle_closed(uv_handle_t *h)
 {
     admin_conn *c = h->data;
-    free(c->resp);
+    if (--c->handles > 0)
+        return;
+    gw_admin *a = c->a;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    a->n_conns--;
+    if (c->resp)
+        gw_free(GW_AREA_OUTPUT, c->resp);
     free(c);
+    admin_maybe_free(a);
+}
+
+static void conn_close(admin_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
 }
 
 static void on_sent(uv_write_t *w, int status)
 {
     admin_conn *c = w->data;
     (void)status;
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    conn_close(c);
 }
 
 static void respond(admin_conn *c, int code, const char *type, const char *body, size_t blen)
 {
     const char *text = code == 200 ? "OK" : code == 404 ? "Not Found" : "Bad Request";
-    c->resp = malloc(blen + 256);
+    c->resp = gw_malloc(GW_AREA_OUTPUT, blen + HEAD_MAX);
     if (!c->resp) {
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        conn_close(c);
         return;
     }
-    int n = snprintf(c->resp, 256,
+    int n = snprintf(c->resp, HEAD_MAX,
                      "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
                      code, text, type, blen);
@@ -55,7 +105,7 @@ static void respond(admin_conn *c, int code, const char *type, const char *body,
     c->wr.data = c;
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_sent) != 0)
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        conn_close(c);
 }
 
 static void handle(admin_conn *c)
@@ -65,7 +115,7 @@ static void handle(admin_conn *c)
     } else if (strncmp(c->req, "GET /metrics ", 13) == 0) {
         char *body = malloc(BODY_MAX);
         if (!body) {
-            uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+            conn_close(c);
             return;
         }
         size_t n = gw_metrics_render(body, BODY_MAX);
@@ -95,7 +145,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     admin_conn *c = s->data;
     (void)buf;
     if (n < 0) {
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        conn_close(c);
         return;
     }
     c->len += (size_t)n;
@@ -106,18 +156,47 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         respond(c, 400, "text/plain", "request too large\n", 18);
 }
 
+/* Past ADMIN_CONNS open connections the oldest goes: an idle client cannot lock /metrics out. */
+static void evict_oldest(gw_admin *a)
+{
+    admin_conn *oldest = NULL;
+    unsigned open = 0;
+    for (admin_conn *c = a->conns; c; c = c->next) { /* newest first */
+        if (!c->closing) {
+            open++;
+            oldest = c;
+        }
+    }
+    if (open > ADMIN_CONNS && oldest)
+        conn_close(oldest);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
+    gw_admin *a = server->data;
     if (status < 0)
         return;
     admin_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return;
+    c->a = a;
+    c->next = a->conns;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    a->n_conns++;
+    c->handles = 2;
     uv_tcp_init(server->loop, &c->tcp);
+    uv_timer_init(server->loop, &c->timer);
     c->tcp.data = c;
+    c->timer.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
+    evict_oldest(a);
 }
 
 int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *port)
@@ -152,11 +231,17 @@ int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *po
 
 static void on_server_closed(uv_handle_t *h)
 {
-    free(h->data);
+    gw_admin *a = h->data;
+    a->server_closed = true;
+    admin_maybe_free(a);
 }
 
 void gw_admin_stop(gw_admin *a)
 {
-    if (a)
-        uv_close((uv_handle_t *)&a->server, on_server_closed);
+    if (!a)
+        return;
+    a->stopped = true;
+    for (admin_conn *c = a->conns; c; c = c->next)
+        conn_close(c);
+    uv_close((uv_handle_t *)&a->server, on_server_closed);
 }

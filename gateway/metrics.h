@@ -101,6 +101,12 @@
     X(GW_M_TCP_LOGIN_TIMEOUT, "tcp_login_timeouts_total", "connections closed before a login")     \
     X(GW_M_TCP_IDLE, "tcp_idle_timeouts_total", "TCP sessions closed by the idle timeout")         \
     X(GW_M_TCP_TAKEOVER, "tcp_takeovers_total", "TCP sessions taken over by a new connection")     \
+    X(GW_M_MQTT_OUTPUT_PAUSED, "output_paused_total{adapter=\"mqtt\"}",                            \
+      "times a connection stopped being read because its unsent output passed output_high_water")  \
+    X(GW_M_TCP_OUTPUT_PAUSED, "output_paused_total{adapter=\"tcp\"}", NULL)                        \
+    X(GW_M_MQTT_OUTPUT_OVERFLOW, "output_overflow_total{adapter=\"mqtt\"}",                        \
+      "connections closed because their output passed output_hard_limit or stalled")               \
+    X(GW_M_TCP_OUTPUT_OVERFLOW, "output_overflow_total{adapter=\"tcp\"}", NULL)                    \
     X(GW_M_UDP_DATAGRAMS, "udp_datagrams_total", "UDP datagrams received")                         \
     X(GW_M_UDP_DROP_OVERSIZED, "udp_dropped_total{reason=\"oversized\"}", NULL)                    \
     X(GW_M_UDP_DROP_MALFORMED, "udp_dropped_total{reason=\"malformed\"}", NULL)                    \

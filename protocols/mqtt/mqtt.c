@@ -20,6 +20,7 @@ static const gw_cfg_field mqtt_fields[] = {
      false},
     {"session_expiry_s", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, session_expiry_s), 0, 2592000, NULL,
      false},
+    GW_STREAM_OUT_FIELDS(gw__mqtt_cfg, out),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -33,8 +34,10 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     ad->cfg.max_inflight = 1024;
     ad->cfg.max_subscriptions = 32;
     ad->cfg.session_expiry_s = 3600;
+    gw_stream_out_defaults(&ad->cfg.out, GW_M_MQTT_OUTPUT_PAUSED, GW_M_MQTT_OUTPUT_OVERFLOW);
     a->state = ad;
-    if (gw_cfg_parse(mqtt_fields, cfg, &ad->cfg, gcfg->file, "adapters.mqtt", diag) > 0)
+    if (gw_cfg_parse(mqtt_fields, cfg, &ad->cfg, gcfg->file, "adapters.mqtt", diag) > 0 ||
+        gw_stream_out_check(&ad->cfg.out, gcfg->file, "adapters.mqtt", diag))
         return GW_ECONFIG;
     for (size_t i = 0; i < ad->cfg.listeners.n; i++) {
         if (ad->cfg.listeners.v[i].product[0]) { /* MQTT devices name their product at CONNECT */
@@ -57,7 +60,7 @@ static int mqtt_start(gw_adapter *a, gw_loop *loop)
     gw__mqtt_adapter *ad = a->state;
     gw__mqtt_sessions_start(&ad->sessions, loop);
     return gw_stream_start(a, loop, &gw__mqtt_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
-                           ad->cfg.max_inflight);
+                           ad->cfg.max_inflight, &ad->cfg.out);
 }
 
 static void mqtt_pause(gw_adapter *a, gw_loop *loop)

@@ -686,10 +686,9 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
             c->s.in_need = (uint32_t)total;
             break;
         }
-        if (fh.type == GW_MQTT_PUBLISH && c->s.state == GW_STREAM_OPEN) {
-            if (gw_stream_hold(&c->s))
-                break;
-        }
+        if (c->s.state == GW_STREAM_OPEN && /* PUBLISH: store and in-flight too; any: output */
+            (fh.type == GW_MQTT_PUBLISH ? gw_stream_hold(&c->s) : gw_stream_out_full(&c->s)))
+            break;
         if (handle_packet(c, &fh, buf + off + fh.header_len) != 0) {
             off += total;
             break;

@@ -23,6 +23,7 @@ typedef struct gw__mqtt_cfg {
     uint32_t max_inflight;
     uint32_t max_subscriptions;
     uint32_t session_expiry_s; /* a clean_session=0 session is kept this long after disconnect */
+    gw_stream_out_cfg out;     /* output_* bounds */
 } gw__mqtt_cfg;
 
 typedef struct gw__mqtt_sub {

@@ -1,6 +1,8 @@
 /* stream_conn.c: one byte-stream device connection: reading on the loop's shared buffer with
- * partial input kept per connection, pauses (back-pressure, acks in flight), the ordered ack ring
- * completed by the store, output flush, accept and close. The adapter's callbacks do the rest. */
+ * partial input kept per connection, pauses (back-pressure, acks in flight, output over high
+ * water), the ordered ack ring completed by the store, output flush with its bounds (closed with
+ * output_overflow past the hard limit or when stalled), accept and close. The adapter's callbacks
+ * do the rest. */
 #include "stream_conn.h"
 
 #include <string.h>
@@ -39,14 +41,25 @@ void gw__stream_peer(gw_session *s, char *buf, size_t cap)
 
 /* ---- output ---- */
 
+size_t gw_stream_unsent(const gw_stream_conn *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) + c->out_len;
+}
+
 int gw_stream_out_reserve(gw_stream_conn *c, size_t n)
 {
     if (c->out_len + n <= c->out_cap)
         return 0;
+    if (gw_stream_unsent(c) + n > c->sl->out.hard_limit || c->out_overflow) {
+        /* the flush closes the connection (output_overflow) */
+        c->out_overflow = true;
+        gw_session_mark_dirty(&c->base);
+        return GW_ETOOBIG;
+    }
     size_t cap = c->out_cap ? c->out_cap : 256;
     while (cap < c->out_len + n)
         cap *= 2;
-    uint8_t *o = gw_realloc(GW_AREA_SESSION, c->out, cap);
+    uint8_t *o = gw_realloc(GW_AREA_OUTPUT, c->out, cap);
     if (!o)
         return GW_ENOMEM;
     c->out = o;
@@ -57,7 +70,7 @@ int gw_stream_out_reserve(gw_stream_conn *c, size_t n)
 void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n)
 {
     if (gw_stream_out_reserve(c, n))
-        return; /* out of memory: the peer will time out and retry */
+        return; /* over the hard limit (closing), or out of memory: the peer times out, retries */
     memcpy(c->out + c->out_len, p, n);
     c->out_len += (uint32_t)n;
     gw_session_mark_dirty(&c->base);
@@ -69,25 +82,72 @@ typedef struct write_req {
     uint8_t data[];
 } write_req;
 
+/* Lists a connection paused for output whose output fell below low water: the out_kick timer
+ * resumes it on the next iteration (not from inside a flush or a write callback). */
+static void out_drained(gw_stream_conn *c)
+{
+    gw_stream_loop *sl = c->sl;
+    if (!c->paused_out || c->out_listed || c->state == GW_STREAM_CLOSING ||
+        gw_stream_unsent(c) >= sl->out.low_water)
+        return;
+    c->out_listed = true;
+    c->onext = sl->out_ready;
+    sl->out_ready = c;
+    gw_session_retain(&c->base);
+    if (!uv_is_closing((uv_handle_t *)&sl->out_kick))
+        uv_timer_start(&sl->out_kick, gw__stream_out_kick, 0, 0);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
     gw_stream_conn *c = w->c;
     if (status < 0 && status != UV_ECANCELED && c->state != GW_STREAM_CLOSING)
         gw_stream_close(c, "connection_lost", true);
-    gw_free(GW_AREA_SESSION, w);
+    gw_free(GW_AREA_OUTPUT, w);
+    if (status == 0) {
+        c->out_progress = uv_now(&c->sl->loop->uv);
+        out_drained(c);
+    }
     gw_session_release(&c->base);
 }
 
-/* Writes what is pending: uv_try_write first (no copy, no request), a queued write for the rest. */
+/* Closes a connection whose output passed the hard limit or stalled: counted and logged. */
+void gw__stream_out_overflow(gw_stream_conn *c, const char *why)
+{
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    size_t unsent = gw_stream_unsent(c);
+    c->out_len = 0; /* nothing more for this peer */
+    gw_metric_inc(c->sl->out.overflow_metric);
+    GW_STREAM_LOG(GW_LOG_WARN, c, "output backed up; closing",
+                  "reason=output_overflow why=%s unsent=%zu hard_limit=%u", why, unsent,
+                  c->sl->out.hard_limit);
+    gw_stream_close(c, "output_overflow", true);
+}
+
+static void pause_for_output(gw_stream_conn *c)
+{
+    if (!c->paused_out) {
+        c->paused_out = true;
+        gw_metric_inc(c->sl->out.paused_metric);
+    }
+    gw__stream_stop_reading(c);
+}
+
+/* Writes what is pending: uv_try_write first (no copy, no request), a queued write for the rest.
+ * Output over the hard limit closes the connection; over high water, it stops being read. */
 void gw_stream_flush(gw_stream_conn *c)
 {
+    if (c->out_overflow && c->state != GW_STREAM_CLOSING) {
+        gw__stream_out_overflow(c, "hard_limit");
+        goto done;
+    }
     if (!c->out_len || uv_is_closing((uv_handle_t *)&c->tcp))
         goto done;
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     uv_buf_t b = uv_buf_init((char *)c->out, c->out_len);
-    int n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)
-                ? UV_EAGAIN
-                : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    int n = queued ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == UV_EAGAIN)
         n = 0;
     if (n < 0) {
@@ -97,7 +157,11 @@ void gw_stream_flush(gw_stream_conn *c)
     }
     if ((uint32_t)n < c->out_len) {
         size_t rest = c->out_len - (size_t)n;
-        write_req *w = gw_malloc(GW_AREA_SESSION, sizeof(*w) + rest);
+        if (queued + rest > c->sl->out.hard_limit) {
+            gw__stream_out_overflow(c, "hard_limit");
+            goto done;
+        }
+        write_req *w = gw_malloc(GW_AREA_OUTPUT, sizeof(*w) + rest);
         if (!w) {
             gw_stream_close(c, "connection_lost", false);
             goto done;
@@ -105,18 +169,26 @@ void gw_stream_flush(gw_stream_conn *c)
         memcpy(w->data, c->out + n, rest);
         w->c = c;
         gw_session_retain(&c->base);
+        if (!queued)
+            c->out_progress = uv_now(&c->sl->loop->uv);
         b = uv_buf_init((char *)w->data, (unsigned)rest);
         if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
-            gw_free(GW_AREA_SESSION, w);
+            gw_free(GW_AREA_OUTPUT, w);
             gw_session_release(&c->base);
         }
     }
 done:
     /* An idle connection keeps no output buffer: what was not written went to a write request. */
     c->out_len = 0;
-    gw_free(GW_AREA_SESSION, c->out);
+    gw_free(GW_AREA_OUTPUT, c->out);
     c->out = NULL;
     c->out_cap = 0;
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    if (gw_stream_unsent(c) > c->sl->out.high_water)
+        pause_for_output(c);
+    else if (c->paused_out)
+        out_drained(c); /* paused by gw_stream_out_full, and the kernel took it all */
 }
 
 void gw__stream_flush(gw_session *s)
@@ -250,9 +322,19 @@ void gw__stream_committed(gw_session *s, gw_event *ev)
 
 /* ---- reading ---- */
 
+bool gw_stream_out_full(gw_stream_conn *c)
+{
+    if (c->paused_out)
+        return true;
+    if (gw_stream_unsent(c) < c->sl->out.high_water)
+        return false;
+    pause_for_output(c);
+    return true;
+}
+
 bool gw_stream_hold(gw_stream_conn *c)
 {
-    if (c->paused_inflight)
+    if (c->paused_inflight || gw_stream_out_full(c))
         return true;
     if (gw_store_full(c->sl->loop->rt->store)) {
         c->paused_bp = true;
@@ -297,7 +379,8 @@ static void release_input(gw_stream_conn *c)
 
 static bool must_stop_reading(const gw_stream_conn *c)
 {
-    return c->paused_bp || c->paused_inflight || c->eof || c->state == GW_STREAM_CLOSING;
+    return c->paused_bp || c->paused_inflight || c->paused_out || c->eof ||
+           c->state == GW_STREAM_CLOSING;
 }
 
 /* The peer half-closed (EOF) while acks were pending: once everything it sent has been processed
@@ -413,6 +496,36 @@ void gw__stream_resume(gw_stream_conn *c)
     close_after_eof(c);
 }
 
+void gw__stream_out_kick(uv_timer_t *t)
+{
+    gw_stream_loop *sl = t->data;
+    gw_stream_conn *c = sl->out_ready;
+    sl->out_ready = NULL;
+    while (c) {
+        gw_stream_conn *next = c->onext;
+        c->onext = NULL;
+        c->out_listed = false;
+        if (c->state != GW_STREAM_CLOSING && c->paused_out &&
+            gw_stream_unsent(c) < sl->out.low_water) {
+            c->paused_out = false;
+            if (!c->paused_bp) /* else the store's resume (resume_all) reads it again */
+                gw__stream_resume(c);
+        }
+        gw_session_release(&c->base);
+        c = next;
+    }
+}
+
+void gw__stream_out_sweep(gw_stream_conn *c, uint64_t now)
+{
+    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (q == 0 || q < c->out_seen)
+        c->out_progress = now;
+    c->out_seen = q;
+    if (q && now - c->out_progress >= c->sl->out.stall_timeout_ms)
+        gw__stream_out_overflow(c, "stalled");
+}
+
 void gw__stream_stop_reading(gw_stream_conn *c)
 {
     if (c->reading) {
@@ -432,7 +545,7 @@ void gw__stream_destroy(gw_session *s)
     if (ops->destroy)
         ops->destroy(c);
     gw_free(GW_AREA_SESSION, c->in);
-    gw_free(GW_AREA_SESSION, c->out);
+    gw_free(GW_AREA_OUTPUT, c->out);
     gw_free(GW_AREA_SESSION, c->acks);
     gw_free(GW_AREA_SESSION, c->ackb);
     gw_free(GW_AREA_SESSION, c);

@@ -1,8 +1,9 @@
 /* stream_conn.h: the mechanics every byte-stream device adapter (MQTT, TCP) shares: listeners on
  * every loop, a connection embedding gw_session + uv_tcp_t, reading on the loop's shared buffer
- * with partial input kept per connection, back-pressure and in-flight pauses, acks sent in arrival
- * order once committed, output flush, close with a refcounted session, and deadline sweeps. The
- * adapter supplies a small callback table (process bytes / send an ack / closing / expired). */
+ * with partial input kept per connection, back-pressure, in-flight and output pauses, acks sent in
+ * arrival order once committed, bounded output, close with a refcounted session, and deadline
+ * sweeps. The adapter supplies a small callback table (process bytes / send an ack / closing /
+ * expired). */
 #ifndef GW_STREAM_CONN_H
 #define GW_STREAM_CONN_H
 
@@ -12,7 +13,9 @@
 #include <uv.h>
 
 #include "../../config/cfg_schema.h"
+#include "../../config/diag.h"
 #include "../../gateway/log.h"
+#include "../../gateway/metrics.h"
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
 
@@ -50,6 +53,37 @@ typedef struct gw_stream_ops {
     void (*destroy)(gw_stream_conn *c);
 } gw_stream_ops;
 
+/* Output bounds of one adapter's connections (issue 13). Unsent output is the libuv write queue
+ * plus what this iteration appended: past high_water the connection is not read again until it
+ * falls below low_water; past hard_limit, or when it makes no progress for stall_timeout_ms, the
+ * connection closes with reason "output_overflow" (counted in overflow_metric). */
+typedef struct gw_stream_out_cfg {
+    uint32_t high_water, low_water, hard_limit, stall_timeout_ms;
+    gw_metric paused_metric, overflow_metric;
+} gw_stream_out_cfg;
+
+#define GW_STREAM_OUT_HIGH_WATER 65536u
+#define GW_STREAM_OUT_LOW_WATER  16384u
+#define GW_STREAM_OUT_HARD_LIMIT 1048576u
+#define GW_STREAM_OUT_STALL_MS   30000u
+
+/* The adapter config fields of an embedded gw_stream_out_cfg (member out_ of type_). */
+#define GW__STREAM_OUT_FIELD(key_, type_, member_, min_, max_)                                     \
+    {                                                                                              \
+        (key_), GW_CFG_UINT32, offsetof(type_, member_), (min_), (max_), NULL, false               \
+    }
+#define GW_STREAM_OUT_FIELDS(type_, out_)                                                          \
+    GW__STREAM_OUT_FIELD("output_high_water", type_, out_.high_water, 1024, 67108864),             \
+        GW__STREAM_OUT_FIELD("output_low_water", type_, out_.low_water, 0, 67108864),              \
+        GW__STREAM_OUT_FIELD("output_hard_limit", type_, out_.hard_limit, 4096, 268435456),        \
+        GW__STREAM_OUT_FIELD("output_stall_timeout_ms", type_, out_.stall_timeout_ms, 100,         \
+                             86400000)
+
+/* Sets the defaults (before gw_cfg_parse) / checks low < high < hard after it (1 = error). */
+void gw_stream_out_defaults(gw_stream_out_cfg *o, gw_metric paused, gw_metric overflow);
+int gw_stream_out_check(const gw_stream_out_cfg *o, const char *file, const char *section,
+                        gw_diag *diag);
+
 typedef struct gw_stream_server {
     uv_tcp_t tcp;
     gw_stream_loop *sl;
@@ -66,9 +100,12 @@ struct gw_stream_loop {
     gw_stream_server *servers;
     size_t n_servers;
     uv_timer_t sweep;
-    gw_stream_conn *conns;   /* every connection on this loop (doubly linked) */
-    gw_stream_conn *paused;  /* stopped for back-pressure (singly linked via pnext) */
-    uint64_t last_limit_log; /* uv_now of the last "refused by a per-source limit" line */
+    gw_stream_conn *conns;     /* every connection on this loop (doubly linked) */
+    gw_stream_conn *paused;    /* stopped for back-pressure (singly linked via pnext) */
+    gw_stream_out_cfg out;     /* output bounds */
+    gw_stream_conn *out_ready; /* paused for output, now below low water (via onext, retained) */
+    uv_timer_t out_kick;       /* resumes out_ready on the next iteration */
+    uint64_t last_limit_log;   /* uv_now of the last "refused by a per-source limit" line */
     bool stopping;
 };
 
@@ -96,6 +133,10 @@ struct gw_stream_conn {
     uint8_t state;     /* GW_STREAM_* */
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
     bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
+    bool paused_out, out_listed, out_overflow; /* output over high water / listed / over limit */
+    gw_stream_conn *onext;                     /* sl->out_ready */
+    uint64_t out_progress;                     /* uv_now of the last progress of queued output */
+    size_t out_seen;                           /* write queue size at the last sweep */
 };
 
 /* The session ops of every stream connection (the stream module implements them). */
@@ -117,7 +158,8 @@ void gw__stream_destroy(gw_session *s);
 /* Allocates the loop state, starts the sweep timer and listens on every listener (SO_REUSEPORT;
  * bound_ports[i], shared by every loop, is set by the first loop and reported for --ready-fd). */
 int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
-                    const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight);
+                    const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight,
+                    const gw_stream_out_cfg *out);
 gw_stream_loop *gw_stream_loop_of(gw_adapter *a, gw_loop *loop);
 /* Back-pressure lifted: every connection paused for it parses what it held and reads again. */
 void gw_stream_resume_all(gw_adapter *a, gw_loop *loop);
@@ -138,11 +180,20 @@ static inline bool gw_stream_closing(const gw_stream_conn *c)
 /* Closes (async): the adapter's closing hook, the offline event if the device is online, pending
  * output written, the handle closed; memory goes with the last session reference. */
 void gw_stream_close(gw_stream_conn *c, const char *reason, bool will);
-/* True when a unit that stores events must wait: too many acks in flight, or the store queue is
- * full (then the connection pauses until the runtime resumes it). Call before ingesting. */
+/* True when a unit that stores events must wait: too many acks in flight, the store queue is
+ * full (then the connection pauses until the runtime resumes it), or its output is over the high
+ * water mark (see gw_stream_out_full). Call before ingesting. */
 bool gw_stream_hold(gw_stream_conn *c);
+/* True when the connection's unsent output is over its high water mark (or it is paused for
+ * output): the unit must wait, the connection is not read until its output drains. Call before
+ * any unit that answers. */
+bool gw_stream_out_full(gw_stream_conn *c);
+/* Bytes of output not taken by the kernel yet (libuv's write queue + this iteration's). */
+size_t gw_stream_unsent(const gw_stream_conn *c);
 
-/* Output, written at the end of the loop iteration (or now, with gw_stream_flush). */
+/* Output, written at the end of the loop iteration (or now, with gw_stream_flush). Past the
+ * hard limit gw_stream_out_reserve refuses (GW_ETOOBIG) and the flush closes the connection
+ * (output_overflow). */
 int gw_stream_out_reserve(gw_stream_conn *c, size_t n);
 void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n);
 void gw_stream_flush(gw_stream_conn *c);

@@ -1,5 +1,6 @@
 /* stream_loop.c: a stream adapter's per-loop state: one SO_REUSEPORT listener per configured
- * address on every loop, the deadline sweep timer, back-pressure resume and shutdown. */
+ * address on every loop, the deadline (and output stall) sweep timer, back-pressure resume, the
+ * output bounds' config and shutdown. */
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,9 @@ static void on_sweep(uv_timer_t *t)
     gw_stream_conn *c = sl->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->state == GW_STREAM_CLOSING)
+            continue;
+        gw__stream_out_sweep(c, now);
         if (!c->deadline || now < c->deadline || c->state == GW_STREAM_CLOSING)
             continue;
         sl->ops->expired(c);
@@ -49,8 +53,36 @@ static int listen_one(gw_stream_loop *sl, const gw_listen *li, uint16_t *bound, 
     return 0;
 }
 
+void gw_stream_out_defaults(gw_stream_out_cfg *o, gw_metric paused, gw_metric overflow)
+{
+    o->high_water = GW_STREAM_OUT_HIGH_WATER;
+    o->low_water = GW_STREAM_OUT_LOW_WATER;
+    o->hard_limit = GW_STREAM_OUT_HARD_LIMIT;
+    o->stall_timeout_ms = GW_STREAM_OUT_STALL_MS;
+    o->paused_metric = paused;
+    o->overflow_metric = overflow;
+}
+
+int gw_stream_out_check(const gw_stream_out_cfg *o, const char *file, const char *section,
+                        gw_diag *diag)
+{
+    char path[96];
+    if (o->low_water >= o->high_water) {
+        snprintf(path, sizeof(path), "%s.output_low_water", section);
+        gw_diag_add(diag, file, path, "must be below output_high_water (%u)", o->high_water);
+        return 1;
+    }
+    if (o->hard_limit <= o->high_water) {
+        snprintf(path, sizeof(path), "%s.output_hard_limit", section);
+        gw_diag_add(diag, file, path, "must be above output_high_water (%u)", o->high_water);
+        return 1;
+    }
+    return 0;
+}
+
 int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
-                    const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight)
+                    const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight,
+                    const gw_stream_out_cfg *out)
 {
     gw_stream_loop *sl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*sl));
     if (!sl)
@@ -60,6 +92,7 @@ int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void
     sl->ops = ops;
     sl->user = user;
     sl->max_inflight = max_inflight ? max_inflight : 1;
+    sl->out = *out;
     sl->n_servers = ls->n;
     sl->servers = gw_calloc(GW_AREA_RUNTIME, ls->n ? ls->n : 1, sizeof(gw_stream_server));
     if (!sl->servers) {
@@ -70,6 +103,8 @@ int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void
     uv_timer_init(&loop->uv, &sl->sweep);
     sl->sweep.data = sl;
     uv_timer_start(&sl->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    uv_timer_init(&loop->uv, &sl->out_kick);
+    sl->out_kick.data = sl;
     for (size_t i = 0; i < sl->n_servers; i++) {
         int rc = listen_one(sl, &ls->v[i], &bound_ports[i], (uint32_t)i);
         if (rc)
@@ -122,6 +157,14 @@ void gw_stream_close_all(gw_adapter *a, gw_loop *loop, const char *reason)
     }
     if (!uv_is_closing((uv_handle_t *)&sl->sweep))
         uv_close((uv_handle_t *)&sl->sweep, NULL);
+    for (c = sl->out_ready, sl->out_ready = NULL; c; c = next) {
+        next = c->onext;
+        c->onext = NULL;
+        c->out_listed = false;
+        gw_session_release(&c->base);
+    }
+    if (!uv_is_closing((uv_handle_t *)&sl->out_kick))
+        uv_close((uv_handle_t *)&sl->out_kick, NULL);
 }
 
 void gw_stream_free_all(gw_adapter *a)

@@ -21,6 +21,7 @@ static const gw_cfg_field tcp_fields[] = {
      false},
     {"max_inflight", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_inflight), 1, 65535, NULL, false},
     {"max_frame", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_frame), 0, MAX_FRAME_LIMIT, NULL, false},
+    GW_STREAM_OUT_FIELDS(gw__tcp_cfg, out),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -71,8 +72,10 @@ static int tcp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     ad->cfg.login_timeout_ms = 10000;
     ad->cfg.idle_timeout_ms = 300000;
     ad->cfg.max_inflight = 256;
+    gw_stream_out_defaults(&ad->cfg.out, GW_M_TCP_OUTPUT_PAUSED, GW_M_TCP_OUTPUT_OVERFLOW);
     a->state = ad;
-    if (gw_cfg_parse(tcp_fields, cfg, &ad->cfg, gcfg->file, "adapters.tcp", diag) > 0)
+    if (gw_cfg_parse(tcp_fields, cfg, &ad->cfg, gcfg->file, "adapters.tcp", diag) > 0 ||
+        gw_stream_out_check(&ad->cfg.out, gcfg->file, "adapters.tcp", diag))
         return GW_ECONFIG;
     size_t n = ad->cfg.listeners.n ? ad->cfg.listeners.n : 1;
     ad->serve = gw_calloc(GW_AREA_RUNTIME, n, sizeof(*ad->serve));
@@ -102,7 +105,7 @@ static int tcp_start(gw_adapter *a, gw_loop *loop)
 {
     gw__tcp_adapter *ad = a->state;
     return gw_stream_start(a, loop, &gw__tcp_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
-                           ad->cfg.max_inflight);
+                           ad->cfg.max_inflight, &ad->cfg.out);
 }
 
 static void tcp_pause(gw_adapter *a, gw_loop *loop)

@@ -16,7 +16,8 @@ typedef struct gw__tcp_cfg {
     uint32_t login_timeout_ms;
     uint32_t idle_timeout_ms;
     uint32_t max_inflight;
-    uint32_t max_frame; /* 0: each product's own frame.max_frame */
+    uint32_t max_frame;    /* 0: each product's own frame.max_frame */
+    gw_stream_out_cfg out; /* output_* bounds */
 } gw__tcp_cfg;
 
 /* What a listener serves, resolved once at init. */
