@@ -4,7 +4,7 @@
  * memory BIOs on the peer's loop) exists only for an address that proved it receives; the PSK
  * identity = device id and the key = its secret; decrypted datagrams go to the same request path
  * as plain CoAP, answers go back through the peer's SSL. A device has at most
- * max_dtls_peers_per_device established peers over all loops (a newer one closes its oldest). A
+ * max_dtls_peers_per_device established peers over all loops (newer ones close the older). A
  * source whose handshakes fail authentication (wrong key, unknown identity) counts towards the
  * per-source auth back-off of gateway/limits.c, and a source in back-off has its ClientHellos
  * dropped. */
@@ -31,6 +31,9 @@
  * DTLS discards it silently (RFC 6347 4.1.2.7), so a wrong key shows only as a client that never
  * finishes; this allows two retransmissions of its flight (1 s, then 2 s later). */
 #define PSK_FINISH_MAX 4000
+/* ms without a datagram either way after which an established peer gives its record buffers
+ * (about 33 KB: SSL_MODE_RELEASE_BUFFERS does not release them for DTLS in OpenSSL 3.0) back */
+#define BUFFERS_IDLE_MS 1000
 
 struct gw__coap_dpeer {
     gw__coap_dpeer *next;     /* cl->dpeers chain (by address) */
@@ -40,10 +43,13 @@ struct gw__coap_dpeer {
     SSL *ssl;
     BIO *rbio, *wbio;
     bool established;
+    bool released;   /* record buffers given back (SSL_free_buffers) */
     bool counted;    /* in ad->dtls_dev_peers[dev->index] */
+    uint64_t seq;    /* the device's how-many-th established peer */
     uint64_t psk_at; /* when the PSK callback ran (0: not yet) */
     const gw_device *dev;
     uint64_t started, last;
+    uint64_t io; /* the last datagram in or out */
 };
 
 static int ex_loop = -1; /* SSL ex_data index: the gw__coap_loop */
@@ -133,7 +139,8 @@ int gw__coap_dtls_init(gw__coap_adapter *ad, const gw_config *gcfg, gw_diag *dia
     SSL_CTX *ctx = SSL_CTX_new(DTLS_server_method());
     ad->n_devices = gcfg->n_devices;
     ad->dtls_dev_peers = gw_calloc(GW_AREA_RUNTIME, ad->n_devices + 1, sizeof(uint32_t));
-    if (!ctx || !ad->dtls_dev_peers) {
+    ad->dtls_dev_seq = gw_calloc(GW_AREA_RUNTIME, ad->n_devices + 1, sizeof(uint64_t));
+    if (!ctx || !ad->dtls_dev_peers || !ad->dtls_dev_seq) {
         if (ctx)
             SSL_CTX_free(ctx);
         gw_diag_add(diag, gcfg->file, "adapters.coap.dtls_listeners",
@@ -162,7 +169,9 @@ void gw__coap_dtls_uninit(gw__coap_adapter *ad)
         SSL_CTX_free(ad->ssl_ctx);
     ad->ssl_ctx = NULL;
     gw_free(GW_AREA_RUNTIME, ad->dtls_dev_peers);
+    gw_free(GW_AREA_RUNTIME, ad->dtls_dev_seq);
     ad->dtls_dev_peers = NULL;
+    ad->dtls_dev_seq = NULL;
 }
 
 /* Sends what an SSL object wrote, one datagram per read of the memory BIO; the bytes sent. */
@@ -181,6 +190,20 @@ static size_t send_written(gw__coap_sock *sock, const gw__coap_addr *to, BIO *wb
 static void flush(gw__coap_dpeer *p)
 {
     send_written(p->sock, &p->addr, p->wbio);
+}
+
+/* The record buffers back before p reads or writes; false when out of memory. */
+static bool buffers(gw__coap_dpeer *p, uint64_t now)
+{
+    p->io = now;
+    if (p->released) {
+        if (!SSL_alloc_buffers(p->ssl)) {
+            ERR_clear_error();
+            return false;
+        }
+        p->released = false;
+    }
+    return true;
 }
 
 static gw__coap_dpeer *find(gw__coap_loop *cl, const struct sockaddr *sa)
@@ -348,51 +371,36 @@ static gw__coap_dpeer *listen_hello(gw__coap_loop *cl, gw__coap_sock *sock, cons
     return p;
 }
 
-/* ---- at most max_dtls_peers_per_device established peers per device, all loops together ---- */
+/* ---- at most max_dtls_peers_per_device established peers per device, all loops together ----
+ * Each established peer of a device gets the next number of the device's sequence; when the
+ * device has more than the cap, every peer of it older than its newest `cap` handshakes is
+ * closed: on this loop at once, on the other loops through their inbox. */
 
-/* Takes one peer of the excess off the device's count; false when it is within its cap. */
-static bool take_excess(gw__coap_loop *cl, const gw_device *dev)
+/* Closes this loop's peers of dev numbered up to upto (close_notify first). */
+static void trim_device(gw__coap_loop *cl, const gw_device *dev, uint64_t upto)
 {
-    uint32_t *c = &cl->ad->dtls_dev_peers[dev->index], cap = cl->ad->cfg.max_dtls_peers_per_device;
-    uint32_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
-    while (v > cap)
-        if (__atomic_compare_exchange_n(c, &v, v - 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-            return true;
-    return false;
-}
-
-/* This loop's oldest established peer of dev other than keep. */
-static gw__coap_dpeer *oldest_of(gw__coap_loop *cl, const gw_device *dev,
-                                 const gw__coap_dpeer *keep)
-{
-    gw__coap_dpeer *old = NULL;
     if (!cl->dpeers_dev)
-        return NULL;
-    for (gw__coap_dpeer *q = cl->dpeers_dev[dev_bucket(dev)]; q; q = q->dev_next)
-        if (q->dev == dev && q != keep)
-            old = q; /* newest first: the last one found is the oldest */
-    return old;
-}
-
-/* Closes this loop's older peers of dev (close_notify) while the device is over its cap. */
-static void trim_device(gw__coap_loop *cl, const gw_device *dev, const gw__coap_dpeer *keep)
-{
-    gw__coap_dpeer *q;
-    while ((q = oldest_of(cl, dev, keep)) && take_excess(cl, dev)) {
-        q->counted = false; /* take_excess took it off the count */
+        return;
+    gw__coap_dpeer **pp = &cl->dpeers_dev[dev_bucket(dev)];
+    while (*pp) {
+        gw__coap_dpeer *q = *pp;
+        if (q->dev != dev || q->seq > upto) {
+            pp = &q->dev_next;
+            continue;
+        }
         gw_metric_inc(GW_M_COAP_DTLS_DEV_CAP);
         if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(cl)) {
             char peer[64];
             gw_sockaddr_str(&q->addr.sa, peer, sizeof(peer));
             gw_log_write(GW_LOG_WARN, "coap", dev->id, peer,
-                         "DTLS session closed: the device opened a newer one",
+                         "DTLS session closed: the device opened newer ones",
                          "reason=max_dtls_peers_per_device max_dtls_peers_per_device=%u",
                          cl->ad->cfg.max_dtls_peers_per_device);
         }
         SSL_shutdown(q->ssl);
         flush(q);
         ERR_clear_error();
-        peer_free(cl, q);
+        peer_free(cl, q); /* unlinks q from *pp */
     }
 }
 
@@ -400,6 +408,7 @@ typedef struct trim_msg {
     gw_inbox_msg m;
     gw_adapter *a;
     const gw_device *dev;
+    uint64_t upto;
 } trim_msg;
 
 static void on_trim(gw_loop *l, gw_inbox_msg *m)
@@ -407,33 +416,34 @@ static void on_trim(gw_loop *l, gw_inbox_msg *m)
     trim_msg *t = (trim_msg *)m;
     gw__coap_loop *cl = l->adapter_state[gw_adapter_index(t->a)];
     if (cl && !cl->stopping)
-        trim_device(cl, t->dev, NULL);
+        trim_device(cl, t->dev, t->upto);
     gw_free(GW_AREA_SESSION, t);
 }
 
-/* p is established: it counts towards its device's cap; over the cap, the device's oldest peer on
- * this loop goes, or (none here) the other loops close theirs. */
+/* p is established: it counts towards its device's cap. */
 static void count_device_peer(gw__coap_loop *cl, gw__coap_dpeer *p)
 {
     uint32_t b = dev_bucket(p->dev), cap = cl->ad->cfg.max_dtls_peers_per_device;
+    uint32_t *count = &cl->ad->dtls_dev_peers[p->dev->index];
+    p->seq = __atomic_add_fetch(&cl->ad->dtls_dev_seq[p->dev->index], 1, __ATOMIC_RELAXED);
     p->dev_next = cl->dpeers_dev[b];
     cl->dpeers_dev[b] = p;
     p->counted = true;
-    if (__atomic_add_fetch(&cl->ad->dtls_dev_peers[p->dev->index], 1, __ATOMIC_RELAXED) <= cap)
+    if (__atomic_add_fetch(count, 1, __ATOMIC_RELAXED) <= cap || p->seq <= cap)
         return;
-    trim_device(cl, p->dev, p);
+    uint64_t upto = p->seq - cap;
+    trim_device(cl, p->dev, upto);
     gw_runtime *rt = cl->loop->rt;
-    for (unsigned i = 0; i < rt->n_loops; i++) {
-        if (__atomic_load_n(&cl->ad->dtls_dev_peers[p->dev->index], __ATOMIC_RELAXED) <= cap)
-            break;
+    for (unsigned i = 0; i < rt->n_loops && __atomic_load_n(count, __ATOMIC_RELAXED) > cap; i++) {
         if (&rt->loops[i] == cl->loop)
             continue;
         trim_msg *t = gw_malloc(GW_AREA_SESSION, sizeof(*t));
         if (!t)
-            break; /* over the cap until another of its peers is established or closes */
+            break; /* over the cap until the device's next handshake */
         t->m.fn = on_trim;
         t->a = cl->a;
         t->dev = p->dev;
+        t->upto = upto;
         gw_loop_post(&rt->loops[i], &t->m);
     }
 }
@@ -457,9 +467,11 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
             return;
         /* p->ssl holds the ClientHello that carried the cookie */
     } else {
+        if (!buffers(p, uv_now(&cl->loop->uv)))
+            return; /* out of memory: a lost datagram */
         BIO_write(p->rbio, buf, (int)len);
     }
-    p->last = uv_now(&cl->loop->uv);
+    p->last = p->io = uv_now(&cl->loop->uv);
     if (!p->established) {
         int rc = SSL_do_handshake(p->ssl);
         flush(p);
@@ -508,7 +520,7 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
 bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *buf, size_t n)
 {
     gw__coap_dpeer *p = find(sock->cl, &to->sa);
-    if (!p || !p->established)
+    if (!p || !p->established || !buffers(p, uv_now(&sock->cl->loop->uv)))
         return false;
     if (SSL_write(p->ssl, buf, (int)n) <= 0) {
         ERR_clear_error();
@@ -518,7 +530,8 @@ bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint
     return true;
 }
 
-/* Handshake retransmissions and give-ups; established peers idle past the idle timeout go. */
+/* Handshake retransmissions and give-ups; established peers quiet for BUFFERS_IDLE_MS give their
+ * record buffers back, those idle past the idle timeout go. */
 void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep)
 {
     uint64_t now = uv_now(&cl->loop->uv);
@@ -542,6 +555,8 @@ void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep)
                     flush(p);
             } else if (sweep && now - p->last >= gw__coap_idle_ms(cl, p->dev)) {
                 peer_free(cl, p);
+            } else if (!p->released && now - p->io >= BUFFERS_IDLE_MS) {
+                p->released = SSL_free_buffers(p->ssl) == 1; /* 0: data still pending */
             }
         }
     }

@@ -43,6 +43,7 @@ typedef struct gw__coap_adapter {
     int64_t block_total;        /* atomic: bytes held by Block1 transfers, all loops */
     struct ssl_ctx_st *ssl_ctx; /* DTLS-PSK (coaps), NULL without dtls_listeners */
     uint32_t *dtls_dev_peers;   /* atomic, per device index: its established DTLS peers */
+    uint64_t *dtls_dev_seq;     /* atomic, per device index: its DTLS peers established so far */
     size_t n_devices;
 } gw__coap_adapter;
 
