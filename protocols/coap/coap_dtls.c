@@ -349,8 +349,12 @@ static gw__coap_dpeer *listen_hello(gw__coap_loop *cl, gw__coap_sock *sock, cons
 {
     if (!cl->dtls_listen_to && !(cl->dtls_listen_to = BIO_ADDR_new()))
         return NULL;
-    if (!cl->dtls_listen && !(cl->dtls_listen = ssl_new(cl)))
-        return NULL;
+    if (!cl->dtls_listen) {
+        if (!(cl->dtls_listen = ssl_new(cl)))
+            return NULL;
+        /* it answers every hello: keeping its buffers saves 16 KB of malloc/free per hello */
+        SSL_clear_mode(cl->dtls_listen, SSL_MODE_RELEASE_BUFFERS);
+    }
     SSL *ssl = cl->dtls_listen;
     gw__coap_addr_set(&cl->dtls_from, from);
     BIO_write(SSL_get_rbio(ssl), buf, (int)len);
@@ -397,9 +401,11 @@ static void trim_device(gw__coap_loop *cl, const gw_device *dev, uint64_t upto)
                          "reason=max_dtls_peers_per_device max_dtls_peers_per_device=%u",
                          cl->ad->cfg.max_dtls_peers_per_device);
         }
-        SSL_shutdown(q->ssl);
-        flush(q);
-        ERR_clear_error();
+        if (buffers(q, uv_now(&cl->loop->uv))) { /* close_notify */
+            SSL_shutdown(q->ssl);
+            flush(q);
+            ERR_clear_error();
+        }
         peer_free(cl, q); /* unlinks q from *pp */
     }
 }
