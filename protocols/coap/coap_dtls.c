@@ -303,8 +303,7 @@ static gw__coap_dpeer *peer_new(gw__coap_loop *cl, gw__coap_sock *sock, const st
 }
 
 /* A failure after the PSK callback ran (unknown identity, no valid Finished) is an authentication
- * failure of a proven address; one before it (a timeout, a bad ClientHello) may come from a
- * spoofed source and is not held against it. */
+ * failure; one before it (a timeout, a bad ClientHello) is not held against the source. */
 static void handshake_failed(gw__coap_loop *cl, gw__coap_dpeer *p, const char *why)
 {
     gw_metric_inc(GW_M_COAP_DTLS_FAILED);
