@@ -137,9 +137,8 @@ static int cookie_verify(SSL *ssl, const unsigned char *cookie, unsigned int len
 int gw__coap_dtls_init(gw__coap_adapter *ad, const gw_config *gcfg, gw_diag *diag)
 {
     SSL_CTX *ctx = SSL_CTX_new(DTLS_server_method());
-    ad->n_devices = gcfg->n_devices;
-    ad->dtls_dev_peers = gw_calloc(GW_AREA_RUNTIME, ad->n_devices + 1, sizeof(uint32_t));
-    ad->dtls_dev_seq = gw_calloc(GW_AREA_RUNTIME, ad->n_devices + 1, sizeof(uint64_t));
+    ad->dtls_dev_peers = gw_calloc(GW_AREA_RUNTIME, gcfg->n_devices + 1, sizeof(uint32_t));
+    ad->dtls_dev_seq = gw_calloc(GW_AREA_RUNTIME, gcfg->n_devices + 1, sizeof(uint64_t));
     if (!ctx || !ad->dtls_dev_peers || !ad->dtls_dev_seq) {
         if (ctx)
             SSL_CTX_free(ctx);

@@ -33,7 +33,7 @@ typedef struct gw__coap_cfg {
     uint32_t dedup_entries;   /* per loop; message ids remembered for EXCHANGE_LIFETIME */
     uint32_t busy_max_age_s;  /* Max-Age of a 5.03 */
     uint32_t rcvbuf;
-    uint32_t max_dtls_peers; /* per loop: DTLS peers (handshaking or established) at most */
+    uint32_t max_dtls_peers; /* per loop: DTLS peers past the cookie (handshaking or established) */
     uint32_t max_dtls_peers_per_device; /* all loops: established DTLS peers of one device */
 } gw__coap_cfg;
 
@@ -44,7 +44,6 @@ typedef struct gw__coap_adapter {
     struct ssl_ctx_st *ssl_ctx; /* DTLS-PSK (coaps), NULL without dtls_listeners */
     uint32_t *dtls_dev_peers;   /* atomic, per device index: its established DTLS peers */
     uint64_t *dtls_dev_seq;     /* atomic, per device index: its DTLS peers established so far */
-    size_t n_devices;
 } gw__coap_adapter;
 
 typedef struct gw__coap_loop gw__coap_loop;
