@@ -8,12 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <mosquitto.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <uv.h>
 
 #include "../config/config.h"
 #include "admin.h"
 #include "listen.h"
+#include "alloc.h"
 #include "log.h"
 #include "metrics.h"
 #include "north/north.h"
@@ -33,6 +35,34 @@ typedef struct gw_main {
     uv_signal_t sigterm, sigint;
     int stopping;
 } gw_main;
+
+/* OpenSSL's allocations (the CoAP adapter's DTLS and libmosquitto's north TLS link, one
+ * process-wide allocator) are counted in iotgw_memory_bytes{area="tls"}. CRYPTO_realloc hands
+ * size 0 to a custom realloc as is: that frees. */
+static void *tls_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return gw_malloc(GW_AREA_TLS, n);
+}
+
+static void *tls_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (n == 0) {
+        gw_free(GW_AREA_TLS, p);
+        return NULL;
+    }
+    return gw_realloc(GW_AREA_TLS, p, n);
+}
+
+static void tls_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    gw_free(GW_AREA_TLS, p);
+}
 
 static void usage(FILE *f)
 {
@@ -148,6 +178,8 @@ int main(int argc, char **argv)
     gw_error err = {0, ""};
 
     gw_log_limit_thread(0); /* the main thread's lines (start-up, config, shutdown) are all kept */
+    /* before anything can call into OpenSSL (it refuses once it has allocated) */
+    int tls_counted = CRYPTO_set_mem_functions(tls_malloc, tls_realloc, tls_free);
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
             cfg_path = argv[++i];
@@ -192,6 +224,9 @@ int main(int argc, char **argv)
     }
     gw_log_level = m.cfg->log_level;
     gw_log_rate_limit = m.cfg->log_rate_limit;
+    if (!tls_counted)
+        GW_LOG_WARN("main", NULL, NULL,
+                    "OpenSSL allocated before start-up; its memory is not counted", NULL);
     gw_metrics_thread_init(0);
     signal(SIGPIPE, SIG_IGN);
     /* Before the database is opened or any loop binds (with SO_REUSEPORT, which would share a

@@ -26,7 +26,15 @@
     X(GW_M_COAP_IDLE, "coap_idle_timeouts_total", "CoAP sessions ended by the idle timeout")       \
     X(GW_M_COAP_TAKEOVER, "coap_takeovers_total", "CoAP sessions moved to another loop")           \
     X(GW_M_COAP_DTLS_FAILED, "coap_dtls_handshake_failures_total",                                 \
-      "DTLS handshakes failed (bad PSK, unknown identity, timeout, peer limit)")                   \
+      "DTLS handshakes failed after the cookie (bad PSK, unknown identity, timeout)")              \
+    X(GW_M_COAP_DTLS_HVR, "coap_dtls_hello_verify_total",                                          \
+      "ClientHellos without a valid cookie answered statelessly (HelloVerifyRequest)")             \
+    X(GW_M_COAP_DTLS_REFUSED_MAX, "coap_dtls_refused_total{reason=\"max_dtls_peers\"}",            \
+      "ClientHellos with a valid cookie refused because the loop has max_dtls_peers")              \
+    X(GW_M_COAP_DTLS_PEERS, "coap_dtls_peers",                                                     \
+      "DTLS peers: handshakes past the cookie and established sessions (gauge)")                   \
+    X(GW_M_COAP_DTLS_DEV_CAP, "coap_dtls_peers_closed_total{reason=\"per_device\"}",               \
+      "older DTLS peers of a device closed by max_dtls_peers_per_device")                          \
     X(GW_M_COAP_R_204, "coap_responses_total{code=\"2.04\"}", NULL)                                \
     X(GW_M_COAP_R_205, "coap_responses_total{code=\"2.05\"}", NULL)                                \
     X(GW_M_COAP_R_231, "coap_responses_total{code=\"2.31\"}", NULL)                                \

@@ -1,10 +1,13 @@
 /* coap_dtls.c: DTLS 1.2 with pre-shared keys on the CoAP adapter's own SO_REUSEPORT sockets
- * (coaps): one OpenSSL context for the adapter, one SSL object per peer on the peer's loop fed
- * through memory BIOs, the PSK identity = device id and the key = its secret; decrypted datagrams
- * go to the same request path as plain CoAP, answers go back through the peer's SSL. A source
- * whose handshakes fail authentication (wrong key, unknown identity: only possible after the
- * cookie exchange has proved the address) counts towards the per-source auth back-off of
- * gateway/limits.c, and a source in back-off has its ClientHellos dropped. */
+ * (coaps): one OpenSSL context for the adapter; a ClientHello without a valid cookie is answered
+ * statelessly by DTLSv1_listen on one scratch SSL per loop, so a peer (an SSL object fed through
+ * memory BIOs on the peer's loop) exists only for an address that proved it receives; the PSK
+ * identity = device id and the key = its secret; decrypted datagrams go to the same request path
+ * as plain CoAP, answers go back through the peer's SSL. A device has at most
+ * max_dtls_peers_per_device established peers over all loops (newer ones close the older). A
+ * source whose handshakes fail authentication (wrong key, unknown identity) counts towards the
+ * per-source auth back-off of gateway/limits.c, and a source in back-off has its ClientHellos
+ * dropped. */
 #include "coap_internal.h"
 
 #include <openssl/err.h>
@@ -28,17 +31,25 @@
  * DTLS discards it silently (RFC 6347 4.1.2.7), so a wrong key shows only as a client that never
  * finishes; this allows two retransmissions of its flight (1 s, then 2 s later). */
 #define PSK_FINISH_MAX 4000
+/* ms without a datagram either way after which an established peer gives its record buffers
+ * (about 33 KB: SSL_MODE_RELEASE_BUFFERS does not release them for DTLS in OpenSSL 3.0) back */
+#define BUFFERS_IDLE_MS 1000
 
 struct gw__coap_dpeer {
-    gw__coap_dpeer *next;
+    gw__coap_dpeer *next;     /* cl->dpeers chain (by address) */
+    gw__coap_dpeer *dev_next; /* cl->dpeers_dev chain (by device), established peers only */
     gw__coap_addr addr;
     gw__coap_sock *sock;
     SSL *ssl;
     BIO *rbio, *wbio;
     bool established;
-    uint64_t psk_at; /* when the PSK callback ran (0: not yet): the cookie exchange is behind us */
+    bool released;   /* record buffers given back (SSL_free_buffers) */
+    bool counted;    /* in ad->dtls_dev_peers[dev->index] */
+    uint64_t seq;    /* the device's how-many-th established peer */
+    uint64_t psk_at; /* when the PSK callback ran (0: not yet) */
     const gw_device *dev;
     uint64_t started, last;
+    uint64_t io; /* the last datagram in or out */
 };
 
 static int ex_loop = -1; /* SSL ex_data index: the gw__coap_loop */
@@ -67,6 +78,8 @@ static unsigned int psk_cb(SSL *ssl, const char *identity, unsigned char *psk, u
 {
     gw__coap_loop *cl = SSL_get_ex_data(ssl, ex_loop);
     gw__coap_dpeer *p = SSL_get_app_data(ssl);
+    if (!p)
+        return 0; /* the scratch SSL never gets this far */
     p->psk_at = uv_now(&cl->loop->uv);
     const gw_device *dev = identity ? gw_config_device(cl->loop->rt->cfg, identity) : NULL;
     if (!dev || !dev->product->protocol || strcmp(dev->product->protocol, "coap") != 0)
@@ -78,21 +91,32 @@ static unsigned int psk_cb(SSL *ssl, const char *identity, unsigned char *psk, u
     return (unsigned int)n;
 }
 
-/* Cookies (RFC 6347 4.2.1): an HMAC of the peer's address under a per-process random key, so a
- * spoofed source gets a HelloVerifyRequest, not the server's flight. */
+/* Cookies (RFC 6347 4.2.1): an HMAC of the peer's address and a 64 s epoch under a per-process
+ * random key; the current and the previous epoch verify, so a cookie is good for 64-128 s. A
+ * spoofed source gets a HelloVerifyRequest, not the server's flight, and costs nothing. */
+#define COOKIE_EPOCH_MS 64000
 static uint8_t cookie_secret[32];
 
-static void cookie_of(SSL *ssl, uint8_t out[32])
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000; /* the clock gateway/limits.c is driven by */
+}
+
+static void cookie_of(SSL *ssl, uint64_t epoch, uint8_t out[32])
 {
     gw__coap_dpeer *p = SSL_get_app_data(ssl);
+    gw__coap_loop *cl = SSL_get_ex_data(ssl, ex_loop);
+    const gw__coap_addr *a = p ? &p->addr : &cl->dtls_from; /* the scratch SSL: dtls_from */
+    uint8_t msg[sizeof(*a) + 8];
+    memcpy(msg, a, sizeof(*a));
+    memcpy(msg + sizeof(*a), &epoch, 8);
     unsigned int n = 32;
-    HMAC(EVP_sha256(), cookie_secret, sizeof(cookie_secret), (const uint8_t *)&p->addr,
-         sizeof(p->addr), out, &n);
+    HMAC(EVP_sha256(), cookie_secret, sizeof(cookie_secret), msg, sizeof(msg), out, &n);
 }
 
 static int cookie_gen(SSL *ssl, unsigned char *cookie, unsigned int *len)
 {
-    cookie_of(ssl, cookie);
+    cookie_of(ssl, now_ms() / COOKIE_EPOCH_MS, cookie);
     *len = 32;
     return 1;
 }
@@ -100,15 +124,26 @@ static int cookie_gen(SSL *ssl, unsigned char *cookie, unsigned int *len)
 static int cookie_verify(SSL *ssl, const unsigned char *cookie, unsigned int len)
 {
     uint8_t want[32];
-    cookie_of(ssl, want);
-    return len == 32 && CRYPTO_memcmp(cookie, want, 32) == 0;
+    uint64_t epoch = now_ms() / COOKIE_EPOCH_MS;
+    if (len != 32)
+        return 0;
+    cookie_of(ssl, epoch, want);
+    if (CRYPTO_memcmp(cookie, want, 32) == 0)
+        return 1;
+    cookie_of(ssl, epoch - 1, want);
+    return CRYPTO_memcmp(cookie, want, 32) == 0;
 }
 
-int gw__coap_dtls_init(gw__coap_adapter *ad, gw_diag *diag, const char *file)
+int gw__coap_dtls_init(gw__coap_adapter *ad, const gw_config *gcfg, gw_diag *diag)
 {
     SSL_CTX *ctx = SSL_CTX_new(DTLS_server_method());
-    if (!ctx) {
-        gw_diag_add(diag, file, "adapters.coap.dtls_listeners", "cannot create a DTLS context");
+    ad->dtls_dev_peers = gw_calloc(GW_AREA_RUNTIME, gcfg->n_devices + 1, sizeof(uint32_t));
+    ad->dtls_dev_seq = gw_calloc(GW_AREA_RUNTIME, gcfg->n_devices + 1, sizeof(uint64_t));
+    if (!ctx || !ad->dtls_dev_peers || !ad->dtls_dev_seq) {
+        if (ctx)
+            SSL_CTX_free(ctx);
+        gw_diag_add(diag, gcfg->file, "adapters.coap.dtls_listeners",
+                    "cannot create a DTLS context");
         return GW_ECONFIG;
     }
     if (ex_loop < 0)
@@ -121,6 +156,8 @@ int gw__coap_dtls_init(gw__coap_adapter *ad, gw_diag *diag, const char *file)
     SSL_CTX_set_cookie_generate_cb(ctx, cookie_gen);
     SSL_CTX_set_cookie_verify_cb(ctx, cookie_verify);
     SSL_CTX_set_read_ahead(ctx, 1);
+    /* an idle peer gives its record buffers back (they come again with its next datagram) */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     ad->ssl_ctx = ctx;
     return 0;
 }
@@ -130,15 +167,42 @@ void gw__coap_dtls_uninit(gw__coap_adapter *ad)
     if (ad->ssl_ctx)
         SSL_CTX_free(ad->ssl_ctx);
     ad->ssl_ctx = NULL;
+    gw_free(GW_AREA_RUNTIME, ad->dtls_dev_peers);
+    gw_free(GW_AREA_RUNTIME, ad->dtls_dev_seq);
+    ad->dtls_dev_peers = NULL;
+    ad->dtls_dev_seq = NULL;
 }
 
-/* Sends what the SSL object wrote, one datagram per read of the memory BIO. */
-static void flush(gw__coap_dpeer *p)
+/* Sends what an SSL object wrote, one datagram per read of the memory BIO; the bytes sent. */
+static size_t send_written(gw__coap_sock *sock, const gw__coap_addr *to, BIO *wbio)
 {
     uint8_t buf[DTLS_MTU * 4];
+    size_t sent = 0;
     int n;
-    while (BIO_ctrl_pending(p->wbio) > 0 && (n = BIO_read(p->wbio, buf, sizeof(buf))) > 0)
-        gw__coap_send_raw(p->sock, &p->addr, buf, (size_t)n);
+    while (BIO_ctrl_pending(wbio) > 0 && (n = BIO_read(wbio, buf, sizeof(buf))) > 0) {
+        gw__coap_send_raw(sock, to, buf, (size_t)n);
+        sent += (size_t)n;
+    }
+    return sent;
+}
+
+static void flush(gw__coap_dpeer *p)
+{
+    send_written(p->sock, &p->addr, p->wbio);
+}
+
+/* The record buffers back before p reads or writes; false when out of memory. */
+static bool buffers(gw__coap_dpeer *p, uint64_t now)
+{
+    p->io = now;
+    if (p->released) {
+        if (!SSL_alloc_buffers(p->ssl)) {
+            ERR_clear_error();
+            return false;
+        }
+        p->released = false;
+    }
+    return true;
 }
 
 static gw__coap_dpeer *find(gw__coap_loop *cl, const struct sockaddr *sa)
@@ -151,6 +215,11 @@ static gw__coap_dpeer *find(gw__coap_loop *cl, const struct sockaddr *sa)
     return p;
 }
 
+static uint32_t dev_bucket(const gw_device *dev)
+{
+    return dev->index & (DTLS_BUCKETS - 1);
+}
+
 static void peer_free(gw__coap_loop *cl, gw__coap_dpeer *p)
 {
     for (gw__coap_dpeer **pp = &cl->dpeers[addr_hash(&p->addr.sa)]; *pp; pp = &(*pp)->next) {
@@ -159,39 +228,68 @@ static void peer_free(gw__coap_loop *cl, gw__coap_dpeer *p)
             break;
         }
     }
+    if (p->established) {
+        for (gw__coap_dpeer **pp = &cl->dpeers_dev[dev_bucket(p->dev)]; *pp;
+             pp = &(*pp)->dev_next) {
+            if (*pp == p) {
+                *pp = p->dev_next;
+                break;
+            }
+        }
+    }
+    if (p->counted)
+        __atomic_fetch_sub(&cl->ad->dtls_dev_peers[p->dev->index], 1, __ATOMIC_RELAXED);
     cl->n_dpeers--;
+    gw_metric_add(GW_M_COAP_DTLS_PEERS, -1);
     SSL_free(p->ssl); /* frees both BIOs */
     gw_free(GW_AREA_SESSION, p);
 }
 
-static gw__coap_dpeer *peer_new(gw__coap_loop *cl, gw__coap_sock *sock, const struct sockaddr *sa)
+/* An SSL object in server state fed through memory BIOs on cl's loop. */
+static SSL *ssl_new(gw__coap_loop *cl)
+{
+    SSL *ssl = SSL_new(cl->ad->ssl_ctx);
+    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+    if (!ssl || !rbio || !wbio) {
+        if (ssl)
+            SSL_free(ssl);
+        BIO_free(rbio);
+        BIO_free(wbio);
+        ERR_clear_error();
+        return NULL;
+    }
+    BIO_set_mem_eof_return(rbio, -1);
+    SSL_set_bio(ssl, rbio, wbio);
+    SSL_set_ex_data(ssl, ex_loop, cl);
+    SSL_set_app_data(ssl, NULL);
+    SSL_set_accept_state(ssl);
+    SSL_set_mtu(ssl, DTLS_MTU);
+    DTLS_set_link_mtu(ssl, DTLS_MTU);
+    return ssl;
+}
+
+/* A peer for a source whose ClientHello carried a valid cookie: it takes the SSL object that
+ * verified it (holding that ClientHello); NULL (ssl untouched) when out of memory. */
+static gw__coap_dpeer *peer_new(gw__coap_loop *cl, gw__coap_sock *sock, const struct sockaddr *sa,
+                                SSL *ssl)
 {
     if (!cl->dpeers) {
         cl->dpeers = gw_calloc(GW_AREA_SESSION, DTLS_BUCKETS, sizeof(*cl->dpeers));
-        if (!cl->dpeers)
+        cl->dpeers_dev = gw_calloc(GW_AREA_SESSION, DTLS_BUCKETS, sizeof(*cl->dpeers_dev));
+        if (!cl->dpeers || !cl->dpeers_dev) {
+            gw_free(GW_AREA_SESSION, cl->dpeers);
+            gw_free(GW_AREA_SESSION, cl->dpeers_dev);
+            cl->dpeers = cl->dpeers_dev = NULL;
             return NULL;
+        }
     }
     gw__coap_dpeer *p = gw_calloc(GW_AREA_SESSION, 1, sizeof(*p));
     if (!p)
         return NULL;
-    p->ssl = SSL_new(cl->ad->ssl_ctx);
-    p->rbio = BIO_new(BIO_s_mem());
-    p->wbio = BIO_new(BIO_s_mem());
-    if (!p->ssl || !p->rbio || !p->wbio) {
-        if (p->ssl)
-            SSL_free(p->ssl);
-        BIO_free(p->rbio);
-        BIO_free(p->wbio);
-        gw_free(GW_AREA_SESSION, p);
-        return NULL;
-    }
-    BIO_set_mem_eof_return(p->rbio, -1);
-    SSL_set_bio(p->ssl, p->rbio, p->wbio);
-    SSL_set_ex_data(p->ssl, ex_loop, cl);
+    p->ssl = ssl;
+    p->rbio = SSL_get_rbio(ssl);
+    p->wbio = SSL_get_wbio(ssl);
     SSL_set_app_data(p->ssl, p);
-    SSL_set_accept_state(p->ssl);
-    SSL_set_mtu(p->ssl, DTLS_MTU);
-    DTLS_set_link_mtu(p->ssl, DTLS_MTU);
     p->sock = sock;
     gw__coap_addr_set(&p->addr, sa);
     p->started = p->last = uv_now(&cl->loop->uv);
@@ -199,17 +297,12 @@ static gw__coap_dpeer *peer_new(gw__coap_loop *cl, gw__coap_sock *sock, const st
     p->next = cl->dpeers[b];
     cl->dpeers[b] = p;
     cl->n_dpeers++;
+    gw_metric_inc(GW_M_COAP_DTLS_PEERS);
     return p;
 }
 
-static uint64_t now_ms(void)
-{
-    return uv_hrtime() / 1000000; /* the clock gateway/limits.c is driven by */
-}
-
 /* A failure after the PSK callback ran (unknown identity, no valid Finished) is an authentication
- * failure of a proven address; one before it (a timeout, a bad ClientHello) may come from a
- * spoofed source and is not held against it. */
+ * failure; one before it (a timeout, a bad ClientHello) is not held against the source. */
 static void handshake_failed(gw__coap_loop *cl, gw__coap_dpeer *p, const char *why)
 {
     gw_metric_inc(GW_M_COAP_DTLS_FAILED);
@@ -236,6 +329,131 @@ static void backoff_log(gw__coap_loop *cl, const struct sockaddr *from)
                  "reason=%s", gw_limit_reason(GW_LIMIT_BACKOFF));
 }
 
+/* A refusal because the loop holds max_dtls_peers (the source proved its address). */
+static void refused_log(gw__coap_loop *cl, const struct sockaddr *from)
+{
+    gw_metric_inc(GW_M_COAP_DTLS_REFUSED_MAX);
+    if (GW_LOG_WARN < gw_log_level || !gw__coap_log_ok(cl))
+        return;
+    char peer[64];
+    gw_sockaddr_str(from, peer, sizeof(peer));
+    gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "DTLS handshake refused: too many DTLS peers",
+                 "reason=max_dtls_peers max_dtls_peers=%u", cl->ad->cfg.max_dtls_peers);
+}
+
+/* A datagram from a source without a peer: DTLSv1_listen (OpenSSL's stateless cookie exchange)
+ * answers a ClientHello without a valid cookie with a HelloVerifyRequest and drops anything else;
+ * only a ClientHello with a valid cookie returns a peer, which takes the scratch SSL object. */
+static gw__coap_dpeer *listen_hello(gw__coap_loop *cl, gw__coap_sock *sock, const uint8_t *buf,
+                                    size_t len, const struct sockaddr *from)
+{
+    if (!cl->dtls_listen_to && !(cl->dtls_listen_to = BIO_ADDR_new()))
+        return NULL;
+    if (!cl->dtls_listen) {
+        if (!(cl->dtls_listen = ssl_new(cl)))
+            return NULL;
+        /* it answers every hello: keeping its buffers saves 16 KB of malloc/free per hello */
+        SSL_clear_mode(cl->dtls_listen, SSL_MODE_RELEASE_BUFFERS);
+    }
+    SSL *ssl = cl->dtls_listen;
+    gw__coap_addr_set(&cl->dtls_from, from);
+    BIO_write(SSL_get_rbio(ssl), buf, (int)len);
+    int rc = DTLSv1_listen(ssl, cl->dtls_listen_to);
+    if (send_written(sock, &cl->dtls_from, SSL_get_wbio(ssl)))
+        gw_metric_inc(GW_M_COAP_DTLS_HVR);
+    (void)BIO_reset(SSL_get_rbio(ssl)); /* nothing of this datagram stays */
+    ERR_clear_error();
+    if (rc <= 0)
+        return NULL; /* no valid cookie (answered or dropped); the next call clears the SSL */
+    if (cl->n_dpeers >= cl->ad->cfg.max_dtls_peers) {
+        refused_log(cl, from);
+        return NULL;
+    }
+    gw__coap_dpeer *p = peer_new(cl, sock, from, ssl);
+    if (p)
+        cl->dtls_listen = NULL; /* the peer has it; a new scratch comes with the next hello */
+    return p;
+}
+
+/* ---- at most max_dtls_peers_per_device established peers per device, all loops together ----
+ * Each established peer of a device gets the next number of the device's sequence; when the
+ * device has more than the cap, every peer of it older than its newest `cap` handshakes is
+ * closed: on this loop at once, on the other loops through their inbox. */
+
+/* Closes this loop's peers of dev numbered up to upto (close_notify first). */
+static void trim_device(gw__coap_loop *cl, const gw_device *dev, uint64_t upto)
+{
+    if (!cl->dpeers_dev)
+        return;
+    gw__coap_dpeer **pp = &cl->dpeers_dev[dev_bucket(dev)];
+    while (*pp) {
+        gw__coap_dpeer *q = *pp;
+        if (q->dev != dev || q->seq > upto) {
+            pp = &q->dev_next;
+            continue;
+        }
+        gw_metric_inc(GW_M_COAP_DTLS_DEV_CAP);
+        if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(cl)) {
+            char peer[64];
+            gw_sockaddr_str(&q->addr.sa, peer, sizeof(peer));
+            gw_log_write(GW_LOG_WARN, "coap", dev->id, peer,
+                         "DTLS session closed: the device opened newer ones",
+                         "reason=max_dtls_peers_per_device max_dtls_peers_per_device=%u",
+                         cl->ad->cfg.max_dtls_peers_per_device);
+        }
+        if (buffers(q, uv_now(&cl->loop->uv))) { /* close_notify */
+            SSL_shutdown(q->ssl);
+            flush(q);
+            ERR_clear_error();
+        }
+        peer_free(cl, q); /* unlinks q from *pp */
+    }
+}
+
+typedef struct trim_msg {
+    gw_inbox_msg m;
+    gw_adapter *a;
+    const gw_device *dev;
+    uint64_t upto;
+} trim_msg;
+
+static void on_trim(gw_loop *l, gw_inbox_msg *m)
+{
+    trim_msg *t = (trim_msg *)m;
+    gw__coap_loop *cl = l->adapter_state[gw_adapter_index(t->a)];
+    if (cl && !cl->stopping)
+        trim_device(cl, t->dev, t->upto);
+    gw_free(GW_AREA_SESSION, t);
+}
+
+/* p is established: it counts towards its device's cap. */
+static void count_device_peer(gw__coap_loop *cl, gw__coap_dpeer *p)
+{
+    uint32_t b = dev_bucket(p->dev), cap = cl->ad->cfg.max_dtls_peers_per_device;
+    uint32_t *count = &cl->ad->dtls_dev_peers[p->dev->index];
+    p->seq = __atomic_add_fetch(&cl->ad->dtls_dev_seq[p->dev->index], 1, __ATOMIC_RELAXED);
+    p->dev_next = cl->dpeers_dev[b];
+    cl->dpeers_dev[b] = p;
+    p->counted = true;
+    if (__atomic_add_fetch(count, 1, __ATOMIC_RELAXED) <= cap || p->seq <= cap)
+        return;
+    uint64_t upto = p->seq - cap;
+    trim_device(cl, p->dev, upto);
+    gw_runtime *rt = cl->loop->rt;
+    for (unsigned i = 0; i < rt->n_loops && __atomic_load_n(count, __ATOMIC_RELAXED) > cap; i++) {
+        if (&rt->loops[i] == cl->loop)
+            continue;
+        trim_msg *t = gw_malloc(GW_AREA_SESSION, sizeof(*t));
+        if (!t)
+            break; /* over the cap until the device's next handshake */
+        t->m.fn = on_trim;
+        t->a = cl->a;
+        t->dev = p->dev;
+        t->upto = upto;
+        gw_loop_post(&rt->loops[i], &t->m);
+    }
+}
+
 void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
                          const struct sockaddr *from)
 {
@@ -247,19 +465,19 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     if (!p) {
         if (len < 13 || buf[0] != 22) /* only a handshake record opens a peer */
             return;
-        if (cl->n_dpeers >= cl->ad->cfg.max_dtls_peers) {
-            gw_metric_inc(GW_M_COAP_DTLS_FAILED);
-            return;
-        }
         if (gw_limits_blocked(cl->loop->rt->limits, from, now_ms())) {
             backoff_log(cl, from);
             return; /* counted in connections_limited_total{reason="auth_backoff"} */
         }
-        if (!(p = peer_new(cl, sock, from)))
+        if (!(p = listen_hello(cl, sock, buf, len, from)))
             return;
+        /* p->ssl holds the ClientHello that carried the cookie */
+    } else {
+        if (!buffers(p, uv_now(&cl->loop->uv)))
+            return; /* out of memory: a lost datagram */
+        BIO_write(p->rbio, buf, (int)len);
     }
-    p->last = uv_now(&cl->loop->uv);
-    BIO_write(p->rbio, buf, (int)len);
+    p->last = p->io = uv_now(&cl->loop->uv);
     if (!p->established) {
         int rc = SSL_do_handshake(p->ssl);
         flush(p);
@@ -283,6 +501,7 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
         p->established = true;
         gw_limits_auth_ok(cl->loop->rt->limits, &p->addr.sa);
         GW_LOG_DEBUG("coap", p->dev->id, NULL, "DTLS session established", NULL);
+        count_device_peer(cl, p);
     }
     for (;;) {
         int n = SSL_read(p->ssl, plain, cap);
@@ -307,7 +526,7 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
 bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *buf, size_t n)
 {
     gw__coap_dpeer *p = find(sock->cl, &to->sa);
-    if (!p || !p->established)
+    if (!p || !p->established || !buffers(p, uv_now(&sock->cl->loop->uv)))
         return false;
     if (SSL_write(p->ssl, buf, (int)n) <= 0) {
         ERR_clear_error();
@@ -317,7 +536,8 @@ bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint
     return true;
 }
 
-/* Handshake retransmissions and give-ups; established peers idle past the idle timeout go. */
+/* Handshake retransmissions and give-ups; established peers quiet for BUFFERS_IDLE_MS give their
+ * record buffers back, those idle past the idle timeout go. */
 void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep)
 {
     uint64_t now = uv_now(&cl->loop->uv);
@@ -341,6 +561,8 @@ void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep)
                     flush(p);
             } else if (sweep && now - p->last >= gw__coap_idle_ms(cl, p->dev)) {
                 peer_free(cl, p);
+            } else if (!p->released && now - p->io >= BUFFERS_IDLE_MS) {
+                p->released = SSL_free_buffers(p->ssl) == 1; /* 0: data still pending */
             }
         }
     }
@@ -352,5 +574,11 @@ void gw__coap_dtls_free_all(gw__coap_loop *cl)
         while (cl->dpeers[i])
             peer_free(cl, cl->dpeers[i]);
     gw_free(GW_AREA_SESSION, cl->dpeers);
-    cl->dpeers = NULL;
+    gw_free(GW_AREA_SESSION, cl->dpeers_dev);
+    cl->dpeers = cl->dpeers_dev = NULL;
+    if (cl->dtls_listen)
+        SSL_free(cl->dtls_listen);
+    cl->dtls_listen = NULL;
+    BIO_ADDR_free(cl->dtls_listen_to);
+    cl->dtls_listen_to = NULL;
 }

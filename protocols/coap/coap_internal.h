@@ -33,7 +33,8 @@ typedef struct gw__coap_cfg {
     uint32_t dedup_entries;   /* per loop; message ids remembered for EXCHANGE_LIFETIME */
     uint32_t busy_max_age_s;  /* Max-Age of a 5.03 */
     uint32_t rcvbuf;
-    uint32_t max_dtls_peers; /* per loop: DTLS peers (handshaking or established) at most */
+    uint32_t max_dtls_peers; /* per loop: DTLS peers past the cookie (handshaking or established) */
+    uint32_t max_dtls_peers_per_device; /* all loops: established DTLS peers of one device */
 } gw__coap_cfg;
 
 typedef struct gw__coap_adapter {
@@ -41,6 +42,8 @@ typedef struct gw__coap_adapter {
     uint16_t *bound_ports;      /* per listener: the port loop 0 bound */
     int64_t block_total;        /* atomic: bytes held by Block1 transfers, all loops */
     struct ssl_ctx_st *ssl_ctx; /* DTLS-PSK (coaps), NULL without dtls_listeners */
+    uint32_t *dtls_dev_peers;   /* atomic, per device index: its established DTLS peers */
+    uint64_t *dtls_dev_seq;     /* atomic, per device index: its DTLS peers established so far */
 } gw__coap_adapter;
 
 typedef struct gw__coap_loop gw__coap_loop;
@@ -136,9 +139,13 @@ struct gw__coap_loop {
     uint8_t *out; /* encoding buffer */
     size_t out_cap;
     bool paused, stopping;
-    gw__coap_dpeer **dpeers; /* DTLS peers by address (coap_dtls.c) */
+    gw__coap_dpeer **dpeers;     /* DTLS peers by address (coap_dtls.c) */
+    gw__coap_dpeer **dpeers_dev; /* established DTLS peers by device index, newest first */
     uint32_t n_dpeers;
-    uint8_t *dtls_buf; /* decrypted datagrams */
+    struct ssl_st *dtls_listen;        /* answers cookie-less ClientHellos (DTLSv1_listen) */
+    union bio_addr_st *dtls_listen_to; /* DTLSv1_listen's out parameter (unused with mem BIOs) */
+    gw__coap_addr dtls_from;           /* the source DTLSv1_listen's cookie is for */
+    uint8_t *dtls_buf;                 /* decrypted datagrams */
     size_t dtls_buf_size;
 };
 
@@ -217,7 +224,7 @@ void gw__coap_xchg_ack_empty(gw__coap_xchg *x);
 void gw__coap_xchg_await(gw__coap_xchg *x, uint32_t ev_token);
 
 /* coap_dtls.c */
-int gw__coap_dtls_init(gw__coap_adapter *ad, gw_diag *diag, const char *file);
+int gw__coap_dtls_init(gw__coap_adapter *ad, const gw_config *gcfg, gw_diag *diag);
 void gw__coap_dtls_uninit(gw__coap_adapter *ad);
 void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
                          const struct sockaddr *from);
