@@ -333,7 +333,7 @@ static void backoff_log(gw__coap_loop *cl, const struct sockaddr *from)
 static void refused_log(gw__coap_loop *cl, const struct sockaddr *from)
 {
     gw_metric_inc(GW_M_COAP_DTLS_REFUSED_MAX);
-    if (GW_LOG_WARN < gw_log_level || !gw__coap_log_ok(cl))
+    if (GW_LOG_WARN < gw_log_level)
         return;
     char peer[64];
     gw_sockaddr_str(from, peer, sizeof(peer));
@@ -393,7 +393,7 @@ static void trim_device(gw__coap_loop *cl, const gw_device *dev, uint64_t upto)
             continue;
         }
         gw_metric_inc(GW_M_COAP_DTLS_DEV_CAP);
-        if (GW_LOG_WARN >= gw_log_level && gw__coap_log_ok(cl)) {
+        if (GW_LOG_WARN >= gw_log_level) {
             char peer[64];
             gw_sockaddr_str(&q->addr.sa, peer, sizeof(peer));
             gw_log_write(GW_LOG_WARN, "coap", dev->id, peer,
