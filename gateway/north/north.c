@@ -56,6 +56,8 @@ static void on_misc(uv_timer_t *t)
             gw__north_link_down(n, "keep-alive", rc);
         else if (n->link == l && rc == MOSQ_ERR_NO_CONN && n->up)
             gw__north_link_down(n, "keep-alive", rc);
+        else if (n->link == l)
+            gw__north_link_watchdog(n);
     }
     if (n->up)
         __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* a periodic re-read never hurts */
