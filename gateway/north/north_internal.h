@@ -44,9 +44,10 @@ struct gw_north {
     pthread_t thread;
     bool started;
     uv_loop_t loop;
-    uv_async_t wake; /* commit hook, stop */
-    uv_timer_t misc; /* keep-alive (mosquitto_loop_misc), 1 s */
-    uv_timer_t tick; /* command timeouts, 50 ms */
+    uv_async_t wake;  /* commit hook, stop */
+    uv_timer_t misc;  /* keep-alive (mosquitto_loop_misc), 1 s */
+    uv_timer_t watch; /* PUBACK timeout checks, puback_timeout_ms / 10 (100 ms..1 s) */
+    uv_timer_t tick;  /* command timeouts, 50 ms */
     uv_timer_t retry;
     uv_timer_t hold; /* re-checks a full store queue (commands paused) */
     int stop;        /* atomic: main asked to stop */
@@ -78,7 +79,7 @@ void gw__north_link_start(gw_north *n); /* connect now (or after the back-off) *
 void gw__north_link_down(gw_north *n, const char *why, int rc);
 void gw__north_link_update(gw_north *n); /* poll events after publishing (want_write) */
 void gw__north_link_close(gw_north *n);  /* shutdown: DISCONNECT and close */
-/* Misc timer (every second): drops the link when publishes are in flight and no PUBACK came for
+/* Watch timer: drops the link when publishes are in flight and no PUBACK came for
  * puback_timeout_ms (counted, logged); reconnects with the back-off and resends the window. */
 void gw__north_link_watchdog(gw_north *n);
 
