@@ -414,6 +414,11 @@ void gw_store_close(gw_store *s)
         pthread_mutex_unlock(&s->mu);
         pthread_cond_signal(&s->cond);
         pthread_join(s->thread, NULL);
+        /* Readers paused by a budget still reached at the stop (the outbox, broker down) hold
+         * their connections until resumed: resumed now, their sessions closed by now, they let
+         * go of them. */
+        if (s->on_drain && __atomic_exchange_n(&s->full_seen, 0, __ATOMIC_ACQ_REL))
+            s->on_drain(s->drain_arg);
     }
     gw__state_clear(s);
     sqlite3_stmt *sts[] = {s->ins_event, s->up_prop, s->up_state, s->touch_state,

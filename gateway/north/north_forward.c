@@ -104,6 +104,7 @@ void gw__north_pump(gw_north *n)
     if (n->up && n->link && n->win_n < win_cap(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE)) {
         cork(n, 1);
         corked = true;
+        uv_update_time(&n->loop); /* the publishes' send time (the PUBACK timeout) is now */
     }
     while (n->up && n->link && n->win_n < win_cap(n) &&
            __atomic_exchange_n(&n->more, 0, __ATOMIC_ACQ_REL)) {
