@@ -166,12 +166,14 @@ def main(t):
     gw = g.Gateway(n_devices=NDEV, config={
         "north": g.north_cfg(fb.port, puback_timeout_ms=TIMEOUT_MS, window=WINDOW,
                              max_outbox_rows=MAXR, reconnect_min_ms=100, reconnect_max_ms=1000),
-        "storage": {"queue_max": 64, "batch_max": 32}})
+        "storage": {"queue_max": 16, "batch_max": 32}})
     t.check(g.wait_until(lambda: gw.metric("north_connected") == 1, 10),
             "the link comes up to the fake broker")
     devs = g.thermo_ids(NDEV)
     clients = [g.device_client(gw, d, timeout=30) for d in devs]
-    streams = [g.QoS1Stream(c, d, window=20) for c, d in zip(clients, devs)]
+    # each device sends its 200 at once, so the store queue (queue_max 16) fills with events
+    # held for the budget: the north thread must still read the PUBACKs that free the outbox
+    streams = [g.QoS1Stream(c, d, window=PER) for c, d in zip(clients, devs)]
 
     # phase 1: the broker swallows; devices fill the outbox budget and are held
     res = g.run_streams(streams, PER, stall=3.0, timeout=60)
@@ -213,6 +215,7 @@ def main(t):
             if i + 1 < len(conns)]
     t.info("connections %d, publishes per connection %s, drop after %s s, reconnect gaps %s s"
            % (len(conns), per_conn, ["%.2f" % x for x in waits], ["%.2f" % x for x in gaps]))
+    t.info("events held in the store queue for the budget: %d" % gw.metric("store_queue_depth"))
     t.eq(gw.scalar("SELECT count(*) FROM outbox"), MAXR, "the outbox holds max_outbox_rows")
 
     # phase 2: the broker acknowledges; the held devices resume and everything arrives
