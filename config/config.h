@@ -78,6 +78,8 @@ typedef struct gw_north_cfg {
     uint32_t window;           /* publishes in flight (unacknowledged) at most */
     uint32_t reconnect_min_ms; /* back-off: first delay, doubled per failure up to max, jittered */
     uint32_t reconnect_max_ms;
+    /* publishes in flight and no PUBACK for this long: drop the link, reconnect, resend */
+    uint32_t puback_timeout_ms;
     int64_t max_outbox_rows; /* unforwarded events at most (budget) */
     gw_outbox_policy outbox_policy;
     uint32_t max_pending;            /* commands awaiting a device reply, in total */

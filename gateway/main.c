@@ -134,6 +134,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
         return;
     GW_LOG_INFO("main", NULL, NULL, "shutting down", "signal=%s", why);
     gw_runtime_stop_accepting(m->rt);
+    gw_store_release_held(m->store); /* held for the outbox budget: committed, not lost */
     if (wait_until_drained(m, 0))
         GW_LOG_WARN("main", NULL, NULL, "store did not drain in time", "depth=%lld",
                     (long long)gw_store_depth(m->store));

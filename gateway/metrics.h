@@ -137,6 +137,8 @@
       "unforwarded events dropped by outbox_policy drop_oldest")                                   \
     X(GW_M_NORTH_OUTBOX_FULL, "north_outbox_full_total",                                           \
       "times the outbox budget was reached (back-pressure applied)")                               \
+    X(GW_M_NORTH_PUBACK_TIMEOUTS, "north_puback_timeouts_total",                                   \
+      "upstream links dropped for want of a PUBACK within north.puback_timeout_ms")                \
     X(GW_M_STORE_RETAINED_DELETED, "store_retention_deleted_total",                                \
       "forwarded events deleted by retention or the disk budget")                                  \
     X(GW_M_CMD_RECEIVED, "commands_received_total", "commands received from upstream")             \

@@ -60,6 +60,8 @@ struct gw_store {
     gw_event *head, *tail;
     size_t qlen;
     int stop;
+    int unheld;   /* shutting down: events held for the outbox budget are committed anyway */
+    int64_t held; /* atomic: queued events the writer holds for the outbox budget */
     int writer_waiting;
     /* gw_store_sync_state: under mu */
     pthread_cond_t state_cond; /* broadcast after each state write */
@@ -106,6 +108,9 @@ bool gw__outbox_has_fwd(const gw_store *s); /* caller holds s->mu */
 int gw__outbox_maintain(gw_store *s);
 /* After the batch: COMMIT succeeded (committed true) or was rolled back. */
 void gw__outbox_after(gw_store *s, bool committed);
+/* Outbox rows the next transaction may add within max_outbox_rows (policy backpressure; 0 when
+ * the budget is reached); INT64_MAX when nothing limits them. Writer thread. */
+int64_t gw__outbox_room(const gw_store *s);
 int gw__store_prepare(gw_store *s, gw_error *err);
 
 /* store_state.c: device_state and property_state, written from the notes of committed events */

@@ -79,6 +79,14 @@ void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n);
 bool gw_store_full(const gw_store *s);
 /* Live events (created and not yet done). */
 int64_t gw_store_depth(const gw_store *s);
+/* Of those, the queued events the writer holds back because committing them would take the
+ * outbox past north.max_outbox_rows (policy backpressure); they wait for forwarded rows to be
+ * deleted, so a thread that frees them (the north thread) must not pause for them. */
+int64_t gw_store_held(const gw_store *s);
+/* Shutdown, once devices are no longer read: events held for the outbox budget are committed
+ * anyway (and acknowledged while their sessions last): accepted before the stop, they are not
+ * lost; the outbox may pass its budget by those (at most queue_max). */
+void gw_store_release_held(gw_store *s);
 
 /* The latest-state tables (device_state, property_state) trail committed events by up to
  * storage.state_lag_ms (online/offline changes excepted). This asks the writer to write what it

@@ -1,6 +1,7 @@
 /* store_outbox.c: the writer's side of store-and-forward: an outbox row per event in the event's
  * own transaction, deletion of the rows the broker acknowledged, the command log, retention of
- * forwarded events, the disk budget, and the outbox policy (back-pressure or drop oldest). */
+ * forwarded events, the disk budget, and the outbox policy (back-pressure, enforced before
+ * acknowledging through gw__outbox_room, or drop oldest). */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -61,7 +62,26 @@ int gw__outbox_open(gw_store *s, gw_error *err)
     o->first_id = query_int(s->db, "SELECT MIN(id) FROM events");
     o->last_id = query_int(s->db, "SELECT MAX(id) FROM events");
     gw_metric_add(GW_M_NORTH_QUEUED, o->rows);
+    if (o->enabled && s->cfg->north.outbox_policy == GW_OUTBOX_BACKPRESSURE &&
+        o->rows >= s->cfg->north.max_outbox_rows) { /* e.g. a budget lowered since the last run */
+        o->full = 1;
+        gw_metric_inc(GW_M_NORTH_OUTBOX_FULL);
+        GW_LOG_WARN("store", NULL, NULL, "outbox full: back-pressure until the broker drains it",
+                    "outbox=%lld max_outbox_rows=%lld", (long long)o->rows,
+                    (long long)s->cfg->north.max_outbox_rows);
+    }
     return 0;
+}
+
+int64_t gw__outbox_room(const gw_store *s)
+{
+    const gw__outbox *o = &s->ob;
+    const gw_north_cfg *nc = &s->cfg->north;
+    if (!o->enabled || nc->outbox_policy != GW_OUTBOX_BACKPRESSURE)
+        return INT64_MAX;
+    /* rows being deleted by the same transaction are not counted: exact, never past the budget */
+    int64_t room = nc->max_outbox_rows - __atomic_load_n(&o->rows, __ATOMIC_RELAXED);
+    return room > 0 ? room : 0;
 }
 
 void gw__outbox_close(gw_store *s)

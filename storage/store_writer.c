@@ -1,7 +1,7 @@
 /* store_writer.c: the store queue and its one writer thread. Events are committed in batches (up
  * to batch_max, or batch_ms after the first one), each event's device and property state is noted
  * for store_state.c, and only after COMMIT are events handed back to their loops to be
- * acknowledged. */
+ * acknowledged; events that would pass the outbox budget wait in the queue, unacknowledged. */
 #include "internal.h"
 
 #include <errno.h>
@@ -87,6 +87,19 @@ bool gw_store_full(const gw_store *s)
 int64_t gw_store_depth(const gw_store *s)
 {
     return __atomic_load_n(&s->depth, __ATOMIC_RELAXED);
+}
+
+int64_t gw_store_held(const gw_store *s)
+{
+    return __atomic_load_n(&s->held, __ATOMIC_RELAXED);
+}
+
+void gw_store_release_held(gw_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->unheld = 1;
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_signal(&s->cond);
 }
 
 void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n)
@@ -194,31 +207,58 @@ static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
         s->deliver(s->deliver_arg, back);
 }
 
-/* Takes up to batch_max events; with batch_ms, waits that long after the first for more. */
+/* The gateway's own command bookkeeping (command log rows, its outcomes of commands) is never
+ * held for the outbox budget: the north thread makes most of it, and the north thread must keep
+ * reading the PUBACKs that free the room held events wait for. */
+static bool bypasses_budget(const gw_event *ev)
+{
+    return ev->kind == GW_EV_COMMAND || ev->gateway_made;
+}
+
+/* Takes up to batch_max events; with batch_ms, waits that long after the first for more. Events
+ * that would take the outbox past max_outbox_rows (policy backpressure) stay queued, in order,
+ * unacknowledged, until forwarded rows are deleted (s->held counts them); events that bypass the
+ * budget are taken from behind them. Caller: the writer. */
 static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
 {
     size_t want = s->cfg->store.batch_max, n = 0;
     gw_event *head = NULL, **tailp = &head;
     struct timespec deadline = {0, 0};
     int timed_out = 0;
+    int64_t used = 0; /* outbox rows this batch will add */
 
     *state = false;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->head && n < want) {
-            gw_event *ev = s->head;
-            s->head = ev->next;
-            if (!s->head)
-                s->tail = NULL;
+        int64_t room = s->stop || s->unheld ? INT64_MAX : gw__outbox_room(s) - used;
+        gw_event **pp = &s->head, *prev = NULL;
+        bool blocked = false;
+        while (*pp && n < want) {
+            gw_event *ev = *pp;
+            bool bypass = bypasses_budget(ev);
+            if (!bypass && (blocked || room <= 0)) { /* held: later ones keep their order */
+                blocked = true;
+                prev = ev;
+                pp = &ev->next;
+                continue;
+            }
+            *pp = ev->next;
+            if (s->tail == ev)
+                s->tail = prev;
             s->qlen--;
             ev->next = NULL;
             *tailp = ev;
             tailp = &ev->next;
             n++;
+            if (!bypass) {
+                room--;
+                used++;
+            }
         }
+        __atomic_store_n(&s->held, blocked ? (int64_t)s->qlen : 0, __ATOMIC_RELAXED);
         if (n >= want || s->stop || timed_out)
             break;
-        if (n > 0 && s->cfg->store.batch_ms == 0)
+        if (n > 0 && (s->cfg->store.batch_ms == 0 || blocked))
             break;
         if (n == 0 && gw__outbox_has_fwd(s))
             break; /* acknowledged ids to delete: a transaction of their own */
@@ -231,7 +271,8 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
         if (n == 0 && s->state_since) { /* idle with unwritten state: write it when it is due */
             int64_t due = s->state_since + s->cfg->store.state_lag_ms;
             struct timespec at = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
-            if (pthread_cond_timedwait(&s->cond, &s->mu, &at) == ETIMEDOUT && !s->head) {
+            if (pthread_cond_timedwait(&s->cond, &s->mu, &at) == ETIMEDOUT &&
+                (!s->head || blocked)) {
                 s->writer_waiting = 0;
                 *state = true;
                 break;
@@ -373,6 +414,11 @@ void gw_store_close(gw_store *s)
         pthread_mutex_unlock(&s->mu);
         pthread_cond_signal(&s->cond);
         pthread_join(s->thread, NULL);
+        /* Readers paused by a budget still reached at the stop (the outbox, broker down) hold
+         * their connections until resumed: resumed now, their sessions closed by now, they let
+         * go of them. */
+        if (s->on_drain && __atomic_exchange_n(&s->full_seen, 0, __ATOMIC_ACQ_REL))
+            s->on_drain(s->drain_arg);
     }
     gw__state_clear(s);
     sqlite3_stmt *sts[] = {s->ins_event, s->up_prop, s->up_state, s->touch_state,

@@ -1,6 +1,6 @@
 /* north.c: the north bridge's life: creation (outbox reader, command table), its one thread and
- * libuv loop, the writer's commit hook that wakes it, the keep-alive and command timers, and the
- * orderly stop that hands the last acknowledgements to the store. */
+ * libuv loop, the writer's commit hook that wakes it, the keep-alive, PUBACK-timeout and command
+ * timers, and the orderly stop that hands the last acknowledgements to the store. */
 #include "north_internal.h"
 
 #include <stdlib.h>
@@ -38,6 +38,7 @@ static void on_wake(uv_async_t *h)
         gw__north_flush_acked(n);
         close_handle((uv_handle_t *)&n->wake);
         close_handle((uv_handle_t *)&n->misc);
+        close_handle((uv_handle_t *)&n->watch);
         close_handle((uv_handle_t *)&n->tick);
         close_handle((uv_handle_t *)&n->retry);
         close_handle((uv_handle_t *)&n->hold);
@@ -62,6 +63,11 @@ static void on_misc(uv_timer_t *t)
     gw__north_pump(n);
 }
 
+static void on_watch(uv_timer_t *t)
+{
+    gw__north_link_watchdog(t->data);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     gw_north *n = t->data;
@@ -75,6 +81,11 @@ static void *north_main(void *arg)
     pthread_setname_np(pthread_self(), "iotgw-north");
     gw__north_link_start(n);
     uv_timer_start(&n->misc, on_misc, 1000, 1000);
+    /* the PUBACK timeout is checked ten times per timeout (at most every second, at least every
+     * 100 ms): a stalled link is dropped within 10 % of puback_timeout_ms after it expires */
+    uint64_t every = n->nc->puback_timeout_ms / 10;
+    every = every < 100 ? 100 : every > 1000 ? 1000 : every;
+    uv_timer_start(&n->watch, on_watch, every, every);
     if (n->commands)
         uv_timer_start(&n->tick, on_tick, 50, 50);
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -114,10 +125,12 @@ int gw_north_create(gw_north **out, const gw_config *cfg, gw_runtime *rt, gw_sto
     uv_loop_init(&n->loop);
     uv_async_init(&n->loop, &n->wake, on_wake);
     uv_timer_init(&n->loop, &n->misc);
+    uv_timer_init(&n->loop, &n->watch);
     uv_timer_init(&n->loop, &n->tick);
     uv_timer_init(&n->loop, &n->retry);
     uv_timer_init(&n->loop, &n->hold);
     n->wake.data = n->misc.data = n->tick.data = n->retry.data = n->hold.data = n;
+    n->watch.data = n;
     gw_store_set_commit_hook(store, on_commit, n);
     *out = n;
     return 0;
@@ -157,6 +170,7 @@ void gw_north_free(gw_north *n)
         if (!uv_is_closing((uv_handle_t *)&n->wake)) { /* never started: close here */
             close_handle((uv_handle_t *)&n->wake);
             close_handle((uv_handle_t *)&n->misc);
+            close_handle((uv_handle_t *)&n->watch);
             close_handle((uv_handle_t *)&n->tick);
             close_handle((uv_handle_t *)&n->retry);
             close_handle((uv_handle_t *)&n->hold);

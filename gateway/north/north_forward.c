@@ -65,7 +65,7 @@ static int publish_row(void *arg, const gw_outbox_row *row)
         return 1; /* retried from the cursor */
     }
     uint32_t i = (n->win_head + n->win_n) % win_cap(n);
-    n->win[i] = (gw__north_slot){row->id, 0, mid, false};
+    n->win[i] = (gw__north_slot){row->id, 0, uv_now(&n->loop), mid, false};
     n->win_n++;
     n->cursor = row->id;
     gw_metric_inc(GW_M_NORTH_PUBLISHED);
@@ -104,6 +104,7 @@ void gw__north_pump(gw_north *n)
     if (n->up && n->link && n->win_n < win_cap(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE)) {
         cork(n, 1);
         corked = true;
+        uv_update_time(&n->loop); /* the publishes' send time (the PUBACK timeout) is now */
     }
     while (n->up && n->link && n->win_n < win_cap(n) &&
            __atomic_exchange_n(&n->more, 0, __ATOMIC_ACQ_REL)) {
@@ -137,11 +138,33 @@ void gw__north_on_puback(gw_north *n, int mid)
             continue;
         n->ack_hint = k + 1;
         s->acked = true;
+        n->progress = uv_now(&n->loop);
+        if (n->stalled) { /* this broker acknowledges again: back-off from scratch next time */
+            n->stalled = false;
+            n->failures = 0;
+        }
         n->acked[n->n_acked++] = s->id;
         s->handoff = n->handed + (int64_t)n->n_acked;
         gw_metric_add(GW_M_NORTH_INFLIGHT, -1);
         break;
     }
+}
+
+bool gw__north_oldest_unacked(const gw_north *n, uint64_t *sent, uint32_t *unacked)
+{
+    uint32_t cap = win_cap(n), count = 0;
+    bool found = false;
+    for (uint32_t k = 0; k < n->win_n; k++) {
+        const gw__north_slot *s = &n->win[(n->win_head + k) % cap];
+        if (s->acked)
+            continue;
+        if (!found)
+            *sent = s->sent;
+        found = true;
+        count++;
+    }
+    *unacked = count;
+    return found;
 }
 
 void gw__north_flush_acked(gw_north *n)

@@ -28,6 +28,7 @@ typedef struct gw__north_link {
 typedef struct gw__north_slot {
     int64_t id;      /* event id */
     int64_t handoff; /* acked: its position in the ids handed to the store (running count) */
+    uint64_t sent;   /* when it was published (loop time, ms): the PUBACK timeout */
     int mid;         /* libmosquitto message id */
     bool acked;
 } gw__north_slot;
@@ -43,9 +44,10 @@ struct gw_north {
     pthread_t thread;
     bool started;
     uv_loop_t loop;
-    uv_async_t wake; /* commit hook, stop */
-    uv_timer_t misc; /* keep-alive (mosquitto_loop_misc), 1 s */
-    uv_timer_t tick; /* command timeouts, 50 ms */
+    uv_async_t wake;  /* commit hook, stop */
+    uv_timer_t misc;  /* keep-alive (mosquitto_loop_misc), 1 s */
+    uv_timer_t watch; /* PUBACK timeout checks, puback_timeout_ms / 10 (100 ms..1 s) */
+    uv_timer_t tick;  /* command timeouts, 50 ms */
     uv_timer_t retry;
     uv_timer_t hold; /* re-checks a full store queue (commands paused) */
     int stop;        /* atomic: main asked to stop */
@@ -54,6 +56,9 @@ struct gw_north {
     gw__north_link *link; /* current attempt, NULL while waiting to retry */
     bool up;              /* CONNACK accepted */
     unsigned failures;    /* consecutive failed attempts (back-off exponent) */
+    bool stalled;      /* the last link was dropped for want of a PUBACK: the back-off keeps growing
+                          until a PUBACK arrives on a later link (not reset by the CONNACK) */
+    uint64_t progress; /* loop time (ms) of the last PUBACK, CONNACK or resumed read */
     bool ever_tried;
     uint64_t rng;
 
@@ -74,11 +79,17 @@ void gw__north_link_start(gw_north *n); /* connect now (or after the back-off) *
 void gw__north_link_down(gw_north *n, const char *why, int rc);
 void gw__north_link_update(gw_north *n); /* poll events after publishing (want_write) */
 void gw__north_link_close(gw_north *n);  /* shutdown: DISCONNECT and close */
+/* Watch timer: drops the link when publishes are in flight and no PUBACK came for
+ * puback_timeout_ms (counted, logged); reconnects with the back-off and resends the window. */
+void gw__north_link_watchdog(gw_north *n);
 
 /* north_forward.c */
 void gw__north_pump(gw_north *n); /* publish from the outbox while the window has room */
 void gw__north_on_puback(gw_north *n, int mid);
 void gw__north_flush_acked(gw_north *n);  /* hand acknowledged ids to the store */
 void gw__north_reset_window(gw_north *n); /* link lost: resend from the first unacked */
+/* The oldest unacknowledged publish in the window: its publish time (loop ms) and the number of
+ * unacknowledged publishes; false if none. */
+bool gw__north_oldest_unacked(const gw_north *n, uint64_t *sent, uint32_t *unacked);
 
 #endif

@@ -44,10 +44,11 @@ static void on_poll(uv_poll_t *p, int status, int events);
 
 /* Commands create events: while the store queue is at queue_max the socket is not read (the
  * broker keeps the commands; the writer drains the queue without the north thread), re-checked
- * every 5 ms. */
+ * every 5 ms. Events the writer holds for the outbox budget do not count: they wait for the
+ * PUBACKs read here (the commands' own events are never held). */
 static bool store_busy(gw_north *n)
 {
-    return gw_store_depth(n->store) >= (int64_t)n->cfg->store.queue_max;
+    return gw_store_depth(n->store) - gw_store_held(n->store) >= (int64_t)n->cfg->store.queue_max;
 }
 
 static void on_hold(uv_timer_t *t)
@@ -68,6 +69,8 @@ static void set_events(gw__north_link *l)
         l->held = true;
         uv_timer_start(&n->hold, on_hold, 5, 0);
     } else {
+        if (l->held) /* PUBACKs waited in our socket: the PUBACK timeout counts from now */
+            n->progress = uv_now(&n->loop);
         l->held = false;
     }
     if (!l->polling || want == l->events)
@@ -105,13 +108,18 @@ static void link_free(gw__north_link *l)
     }
 }
 
-/* Tears the current attempt down; schedules the next one unless stopping. */
-void gw__north_link_down(gw_north *n, const char *why, int rc)
+/* Tears the current attempt down (goodbye: a DISCONNECT first, best effort); schedules the next
+ * one unless stopping. */
+static void link_down(gw_north *n, const char *why, int rc, bool goodbye)
 {
     gw__north_link *l = n->link;
     if (!l)
         return;
-    n->link = NULL;
+    n->link = NULL; /* the DISCONNECT's own callback sees no link */
+    if (goodbye && n->up) {
+        mosquitto_disconnect(l->mosq);
+        mosquitto_loop_write(l->mosq, 1);
+    }
     if (n->up) {
         n->up = false;
         gw_metric_add(GW_M_NORTH_CONNECTED, -1);
@@ -128,6 +136,38 @@ void gw__north_link_down(gw_north *n, const char *why, int rc)
     link_free(l);
     if (!__atomic_load_n(&n->stop, __ATOMIC_ACQUIRE))
         uv_timer_start(&n->retry, on_retry, backoff_ms(n), 0);
+}
+
+void gw__north_link_down(gw_north *n, const char *why, int rc)
+{
+    link_down(n, why, rc, false);
+}
+
+/* A broker that takes publishes and never acknowledges them would hold the window (and, with
+ * the outbox at its budget, every device) forever on a link that looks up. The wait counts from
+ * the oldest unacknowledged publish, the last PUBACK or the end of our own read pause, whichever
+ * is latest: a slow link that acknowledges something within the timeout is not dropped.
+ * libmosquitto does not resend by itself: every attempt is a fresh client (no in-flight state
+ * carried over) and within a connection it resends only after a CONNACK; the window is resent
+ * from the first unacknowledged event by reset_window, as after any lost link. */
+void gw__north_link_watchdog(gw_north *n)
+{
+    gw__north_link *l = n->link;
+    uint64_t sent = 0, now, since;
+    uint32_t unacked = 0;
+    if (!l || !n->up || l->held || !gw__north_oldest_unacked(n, &sent, &unacked))
+        return;
+    now = uv_now(&n->loop);
+    since = sent > n->progress ? sent : n->progress;
+    if (now < since || now - since < n->nc->puback_timeout_ms)
+        return;
+    gw_metric_inc(GW_M_NORTH_PUBACK_TIMEOUTS);
+    GW_LOG_WARN("north", NULL, NULL, "no PUBACK from the upstream broker: dropping the link",
+                "host=%s port=%u waited_ms=%llu oldest_ms=%llu unacked=%u puback_timeout_ms=%u",
+                n->nc->host, n->nc->port, (unsigned long long)(now - since),
+                (unsigned long long)(now - sent), unacked, n->nc->puback_timeout_ms);
+    n->stalled = true;
+    link_down(n, "puback timeout", MOSQ_ERR_TIMEOUT, true);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
@@ -183,7 +223,9 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
         return;
     }
     n->up = true;
-    n->failures = 0;
+    if (!n->stalled) /* after a PUBACK timeout, the first PUBACK resets the back-off */
+        n->failures = 0;
+    n->progress = uv_now(&n->loop);
     gw_metric_inc(GW_M_NORTH_CONNECTED);
     GW_LOG_INFO("north", NULL, NULL, "upstream connected", "host=%s port=%u outbox=%lld",
                 n->nc->host, n->nc->port, (long long)gw_store_outbox_rows(n->store));

@@ -1,4 +1,6 @@
-# Proves the outbox budget and storage retention: with the broker down, policy backpressure withholds device PUBACKs after about max_outbox_rows (+ the store queue) and loses nothing; drop_oldest acks everything and drops exactly the oldest unforwarded (counted); retention_rows / max_db_mb delete forwarded events first and never leave the outbox inconsistent.
+# Proves the outbox budget and storage retention: with the broker down, policy backpressure acknowledges exactly max_outbox_rows events (the online events included; 1,000 and, as in issue 13, 100 with a large batch), withholds the rest (devices stay connected, unacknowledged messages wait in the store queue) and loses nothing; a SIGTERM while devices are held exits at once and stores what was held; drop_oldest acks everything and drops exactly the oldest unforwarded (counted); retention_rows / max_db_mb delete forwarded events first and never leave the outbox inconsistent.
+import time
+
 import gwtest as g
 
 SCALE = 2 if g.SANITIZED else 1
@@ -38,47 +40,85 @@ def cloud(tag):
     return broker, sub
 
 
-def part_backpressure(t):
-    MAXR, QMAX, NDEV, PER = 1000, 64, 2, 1000
-    broker, sub = cloud("a")
+def part_backpressure(t, MAXR=1000, QMAX=64, BATCH=32, tag="a"):
+    NDEV, PER = 2, 1000
+    what = "backpressure %d" % MAXR
+    broker, sub = cloud(tag)
     broker.halt()
     gw = g.Gateway(n_devices=NDEV, loops=LOOPS, config={
         "north": g.north_cfg(broker.port, max_outbox_rows=MAXR, outbox_policy="backpressure"),
-        "storage": {"queue_max": QMAX, "batch_max": 32}})
+        "storage": {"queue_max": QMAX, "batch_max": BATCH}})
     devs = g.thermo_ids(NDEV)
     clients = [g.device_client(gw, d, timeout=30) for d in devs]
     streams = [g.QoS1Stream(c, d, window=20) for c, d in zip(clients, devs)]
     res = g.run_streams(streams, PER, stall=2.0, timeout=60)
     acked = sum(len(s.acked) for s in streams)
-    t.eq(res, [False] * NDEV, "backpressure: PUBACKs stop before all %d are acked" % (NDEV * PER))
-    t.eq([s.errors for s in streams], [[]] * NDEV, "backpressure: devices stay connected")
-    # acked device messages + the online events fill the outbox; the store queue may add its
-    # bound (events already accepted are committed and acked), each loop one more
-    lo, hi = MAXR - QMAX - NDEV, MAXR + QMAX + LOOPS
-    t.check(lo <= acked <= hi, "backpressure: PUBACKs withheld after about max_outbox_rows %d "
-            "(acked %d, allowed %d..%d)" % (MAXR, acked, lo, hi))
+    t.eq(res, [False] * NDEV, "%s: PUBACKs stop before all %d are acked" % (what, NDEV * PER))
+    t.eq([s.errors for s in streams], [[]] * NDEV, "%s: devices stay connected" % what)
+    # the budget is enforced before acknowledging: the online events are outbox rows too, and
+    # the writer commits no event that would take the outbox past max_outbox_rows (the rest wait
+    # in the store queue, unacknowledged)
+    t.eq(acked, MAXR - NDEV, "%s: exactly max_outbox_rows - %d online events acknowledged"
+         % (what, NDEV))
     n_out = outbox_rows(gw)
-    t.check(n_out <= MAXR + QMAX + LOOPS + NDEV, "backpressure: outbox rows bounded", n_out)
-    t.check(gw.metric("north_outbox_full_total") > 0, "backpressure: north_outbox_full_total > 0")
-    t.eq(gw.metric("north_dropped_total"), 0.0, "backpressure: nothing dropped")
+    t.eq(n_out, MAXR, "%s: outbox rows = max_outbox_rows" % what)
+    t.check(gw.metric("north_outbox_full_total") > 0, "%s: north_outbox_full_total > 0" % what)
+    t.eq(gw.metric("north_dropped_total"), 0.0, "%s: nothing dropped" % what)
+    held = gw.metric("store_queue_depth")
+    t.check(held <= sum(len(s.out) for s in streams), "%s: what was read waits in the store "
+            "queue (at most the devices' unacknowledged messages)" % what, held)
 
     broker.start()
     res = g.run_streams(streams, PER, timeout=90)
-    t.check(all(res), "backpressure: once the broker drains the outbox, every message is acked",
+    t.check(all(res), "%s: once the broker drains the outbox, every message is acked" % what,
             [s.errors[:2] for s in streams])
     total = NDEV * PER
     t.check(sub.wait_for(lambda s: s.distinct() >= total, 60),
-            "backpressure: all %d arrive upstream" % total, sub.distinct())
+            "%s: all %d arrive upstream" % (what, total), sub.distinct())
     missing = want_keys(streams) - sub.keyset()
-    t.eq(len(missing), 0, "backpressure: nothing acked is lost")
+    t.eq(len(missing), 0, "%s: nothing acked is lost" % what)
     _, dup = g.tally(filter(None, map(g.north_key, sub.records())))
-    t.info("backpressure: acked %d before the stall (outbox %d rows, max %d, queue_max %d); "
-           "outbox_full_total %d; upstream duplicates %d"
-           % (acked, n_out, MAXR, QMAX, gw.metric("north_outbox_full_total"), dup))
+    t.info("%s: acked %d before the stall (outbox %d rows, max %d, queue_max %d, batch_max %d, "
+           "%d held in the queue); outbox_full_total %d; upstream duplicates %d"
+           % (what, acked, n_out, MAXR, QMAX, BATCH, held, gw.metric("north_outbox_full_total"),
+              dup))
     for c in clients:
         c.disconnect()
-    t.eq(gw.stop(), 0, "backpressure: SIGTERM exit 0")
+    t.eq(gw.stop(), 0, "%s: SIGTERM exit 0" % what)
     sub.stop()
+    broker.stop()
+
+
+def part_stop_while_held(t):
+    """SIGTERM while devices are held by the budget: the held events are committed (nothing
+    accepted is lost) and the gateway does not wait out its 15 s drain limit."""
+    MAXR, NDEV = 100, 2
+    broker = g.Mosquitto()
+    broker.halt()
+    gw = g.Gateway(n_devices=NDEV, loops=LOOPS, config={
+        "north": g.north_cfg(broker.port, max_outbox_rows=MAXR)})
+    devs = g.thermo_ids(NDEV)
+    clients = [g.device_client(gw, d, timeout=30) for d in devs]
+    # a window over the budget: the first burst alone passes it, so events are surely held
+    streams = [g.QoS1Stream(c, d, window=150) for c, d in zip(clients, devs)]
+    g.run_streams(streams, 500, stall=1.0, timeout=30)
+    held = gw.metric("store_queue_depth")
+    t.check(held > 0, "stop while held: events wait in the store queue", held)
+    t0 = time.monotonic()
+    code = gw.stop()
+    dt = time.monotonic() - t0
+    t.eq(code, 0, "stop while held: SIGTERM exit 0")
+    t.check(dt < 10 * g.SLOW, "stop while held: exits without waiting for the broker",
+            "%.1f s" % dt)
+    sent = set((s.dev, "%s-%d" % (s.dev, q)) for s in streams for q in range(1, s.next))
+    stored = set(gw.query("SELECT device, msg_id FROM events WHERE msg_id IS NOT NULL"))
+    t.check(want_keys(streams) <= stored, "stop while held: every acked message stored")
+    acked = sum(len(s.acked) for s in streams)
+    t.eq(len(stored & sent), acked + held, "stop while held: the held messages are stored too")
+    t.info("stop while held: %d held at SIGTERM, exit after %.2f s, %d of %d sent stored, "
+           "outbox %d (max %d)" % (held, dt, len(stored & sent), len(sent), outbox_rows(gw), MAXR))
+    for c in clients:
+        c.close()
     broker.stop()
 
 
@@ -237,6 +277,8 @@ def part_max_db_mb(t):
 
 def main(t):
     part_backpressure(t)
+    part_backpressure(t, MAXR=100, QMAX=256, BATCH=1000, tag="e")
+    part_stop_while_held(t)
     part_drop_oldest(t)
     part_retention_rows(t)
     part_max_db_mb(t)
