@@ -33,6 +33,8 @@ static const gw_cfg_field coap_fields[] = {
     {"rcvbuf", GW_CFG_UINT32, offsetof(gw__coap_cfg, rcvbuf), 0, 1073741824, NULL, false},
     {"max_dtls_peers", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_dtls_peers), 1, 10000000, NULL,
      false},
+    {"max_con_bytes", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_con_bytes), 0, 1073741824, NULL,
+     false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -50,6 +52,7 @@ static int coap_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     ad->cfg.busy_max_age_s = 5;
     ad->cfg.rcvbuf = 4u << 20;
     ad->cfg.max_dtls_peers = 100000;
+    ad->cfg.max_con_bytes = 1u << 20;
     a->state = ad;
     if (gw_cfg_parse(coap_fields, cfg, &ad->cfg, gcfg->file, "adapters.coap", diag) > 0)
         return GW_ECONFIG;

@@ -34,6 +34,7 @@ typedef struct gw__coap_cfg {
     uint32_t busy_max_age_s;  /* Max-Age of a 5.03 */
     uint32_t rcvbuf;
     uint32_t max_dtls_peers; /* per loop: DTLS peers (handshaking or established) at most */
+    uint32_t max_con_bytes;  /* per loop: bytes of our CONs kept for retransmission */
 } gw__coap_cfg;
 
 typedef struct gw__coap_adapter {
@@ -142,6 +143,7 @@ struct gw__coap_loop {
     size_t dtls_buf_size;
     uint64_t log_window;
     uint32_t log_n, log_suppressed;
+    size_t con_bytes; /* CONs kept for retransmission: copies + exchanges (max_con_bytes) */
 };
 
 /* A command encoded for a device that does not observe: it rides on the next response. */
