@@ -6,6 +6,7 @@
 
 #include "../../gateway/auth.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -297,12 +298,15 @@ static void ack_unhold(gw__udp_sess *s, uint32_t token)
 static void replayed(gw__udp_sock *us, gw__udp_sess *s, bool here, const gw_thing_msg *m,
                      const struct sockaddr *from, const char *reason)
 {
+    char again[96];
     size_t n;
     if (s && here && !s->closing && m->seq_set && s->acked_valid && m->seq == s->acked_seq &&
         (n = encode_ack(s, m, NULL)) > 0) {
         gw__udp_send(s->sock, &s->addr, s->ul->ackbuf, n);
-        reason = "a retransmission of the last acknowledged datagram: acknowledged again, not "
-                 "stored";
+        snprintf(again, sizeof(again),
+                 "seq %" PRIu32 " retransmitted from the device's address: acked again, not stored",
+                 m->seq);
+        reason = again;
     }
     drop(us->ul, GW_M_UDP_DROP_REPLAY, from, "replay", m->device_id, reason);
 }
