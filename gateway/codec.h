@@ -48,6 +48,7 @@ typedef struct gw_thing_msg {
     uint32_t seq;       /* the frame's sequence number if the layout declares one, for the ack */
     uint32_t type_code; /* the frame's discriminator value, for the ack */
     int auth_state;     /* 1 when the layout declares an HMAC: verify must check it */
+    bool seq_set;       /* the frame carried a seq field (seq is its value) */
 } gw_thing_msg;
 
 void gw_thing_msg_clear(gw_thing_msg *m);
@@ -57,6 +58,8 @@ typedef struct gw_frame_info {
     size_t max_frame;      /* the largest frame on the wire */
     bool device_id_in_all; /* every frame names its device (no login frame needed) */
     uint64_t seq_max;      /* the largest seq the command frames carry (0: no seq field) */
+    uint64_t up_seq_max;   /* the largest seq the device's frames carry (0: no seq field) */
+    bool up_timestamp;     /* the device's frames may carry a timestamp (timestamp_ms) */
 } gw_frame_info;
 
 typedef struct gw_codec_ops {

@@ -47,7 +47,9 @@
     X(GW_M_COAP_R_413, "coap_responses_total{code=\"4.13\"}", NULL)                                \
     X(GW_M_COAP_R_415, "coap_responses_total{code=\"4.15\"}", NULL)                                \
     X(GW_M_COAP_R_500, "coap_responses_total{code=\"5.00\"}", NULL)                                \
-    X(GW_M_COAP_R_503, "coap_responses_total{code=\"5.03\"}", NULL)
+    X(GW_M_COAP_R_503, "coap_responses_total{code=\"5.03\"}", NULL)                                \
+    X(GW_M_COAP_CON_UNTRACKED, "coap_con_untracked_total{reason=\"output_overflow\"}",             \
+      "CONs sent once without a retransmission copy (session or loop bound reached)")
 
 /* Plain counters and gauges: X(enum, "prometheus name without iotgw_", "help") */
 #define GW_METRICS(X)                                                                              \
@@ -121,8 +123,11 @@
     X(GW_M_UDP_DROP_UNKNOWN, "udp_dropped_total{reason=\"unknown_device\"}", NULL)                 \
     X(GW_M_UDP_DROP_BAD_AUTH, "udp_dropped_total{reason=\"bad_auth\"}", NULL)                      \
     X(GW_M_UDP_DROP_BAD_CHECK, "udp_dropped_total{reason=\"bad_check\"}", NULL)                    \
+    X(GW_M_UDP_DROP_REPLAY, "udp_dropped_total{reason=\"replay\"}", NULL)                          \
     X(GW_M_UDP_IDLE, "udp_idle_timeouts_total", "UDP sessions ended by the idle timeout")          \
     X(GW_M_UDP_TAKEOVER, "udp_takeovers_total", "UDP sessions moved to another loop")              \
+    X(GW_M_DGRAM_OUTPUT_DROPPED, "dgram_output_dropped_total{reason=\"output_overflow\"}",         \
+      "UDP/CoAP datagrams not sent: the loop's queue of unsendable datagrams was at its bound")    \
     X(GW_M_NORTH_CONNECTED, "north_connected", "1 while the upstream broker link is up (gauge)")   \
     X(GW_M_NORTH_RECONNECTS, "north_reconnects_total",                                             \
       "upstream connection attempts after the "                                                    \

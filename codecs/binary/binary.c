@@ -68,19 +68,34 @@ static uint64_t seq_min(uint64_t a, uint64_t b)
     return !a ? b : !b ? a : a < b ? a : b;
 }
 
+/* A field of role seq (up) or timestamp in the device's frames: the seq window's facts. */
+static void up_roles(const bin_field *f, gw_frame_info *out)
+{
+    if (f->target != BIN_TG_ROLE)
+        return;
+    if (f->role == BIN_ROLE_SEQ)
+        out->up_seq_max = seq_min(out->up_seq_max, seq_field_max(f));
+    out->up_timestamp |= f->role == BIN_ROLE_TIMESTAMP;
+}
+
 static void binary_frame_info(const gw_product *p, gw_frame_info *out)
 {
     const bin_layout *l = layout_of(p);
     out->max_frame = l ? l->max_frame : 0;
     out->device_id_in_all = false;
     out->seq_max = 0;
+    out->up_seq_max = 0;
+    out->up_timestamp = false;
     for (size_t i = 0; l && i < l->n_header; i++) {
         if (l->header[i].target == BIN_TG_ROLE && l->header[i].role == BIN_ROLE_DEVICE_ID)
             out->device_id_in_all = true;
         out->seq_max = seq_min(out->seq_max, seq_field_max(&l->header[i]));
+        up_roles(&l->header[i], out);
     }
     for (size_t i = 0; l && i < l->n_msgs; i++) {
         const bin_msg *m = &l->msgs[i];
+        for (size_t j = 0; BIN_K_IS_UP(m->kind) && j < m->n_fields; j++)
+            up_roles(&m->fields[j], out);
         for (size_t j = 0; (m->kind == BIN_K_INVOKE || m->kind == BIN_K_WRITE) && j < m->n_fields;
              j++)
             out->seq_max = seq_min(out->seq_max, seq_field_max(&m->fields[j]));
@@ -150,6 +165,7 @@ static int read_role(const bin_field *f, const uint8_t *b, size_t n, gw_thing_ms
     switch (f->role) {
     case BIN_ROLE_SEQ:
         out->seq = (uint32_t)u;
+        out->seq_set = true;
         break;
     case BIN_ROLE_RESULT:
         out->success = u == 0;

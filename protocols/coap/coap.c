@@ -35,6 +35,8 @@ static const gw_cfg_field coap_fields[] = {
      false},
     {"max_dtls_peers_per_device", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_dtls_peers_per_device),
      1, 1000000, NULL, false},
+    {"max_con_bytes", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_con_bytes), 0, 1073741824, NULL,
+     false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -53,6 +55,7 @@ static int coap_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     ad->cfg.rcvbuf = 4u << 20;
     ad->cfg.max_dtls_peers = 100000;
     ad->cfg.max_dtls_peers_per_device = 4;
+    ad->cfg.max_con_bytes = 1u << 20;
     a->state = ad;
     if (gw_cfg_parse(coap_fields, cfg, &ad->cfg, gcfg->file, "adapters.coap", diag) > 0)
         return GW_ECONFIG;

@@ -35,6 +35,7 @@ typedef struct gw__coap_cfg {
     uint32_t rcvbuf;
     uint32_t max_dtls_peers; /* per loop: DTLS peers past the cookie (handshaking or established) */
     uint32_t max_dtls_peers_per_device; /* all loops: established DTLS peers of one device */
+    uint32_t max_con_bytes;             /* per loop: bytes of our CONs kept for retransmission */
 } gw__coap_cfg;
 
 typedef struct gw__coap_adapter {
@@ -147,6 +148,7 @@ struct gw__coap_loop {
     gw__coap_addr dtls_from;           /* the source DTLSv1_listen's cookie is for */
     uint8_t *dtls_buf;                 /* decrypted datagrams */
     size_t dtls_buf_size;
+    size_t con_bytes; /* CONs kept for retransmission: copies + exchanges (max_con_bytes) */
 };
 
 /* A command encoded for a device that does not observe: it rides on the next response. */

@@ -17,7 +17,7 @@
 void gw__coap_held_clear(gw__coap_sess *s)
 {
     for (unsigned i = 0; i < s->n_held; i++)
-        gw_free(GW_AREA_SESSION, s->held[i]);
+        gw_free(GW_AREA_OUTPUT, s->held[i]);
     s->n_held = 0;
 }
 
@@ -80,7 +80,7 @@ static void answer_with_held(gw__coap_xchg *x, gw__coap_sess *s)
     s->n_held--;
     gw__coap_xchg_answer(x, GW_COAP_CHANGED, gw_coap_codec_format(s->base.dev->product->codec),
                          h->data, h->len);
-    gw_free(GW_AREA_SESSION, h);
+    gw_free(GW_AREA_OUTPUT, h);
 }
 
 /* Asks the command table for one command to ride on x's answer; true if one did (x answered). */
@@ -157,7 +157,7 @@ int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
     if (s->n_held >= GW_COAP_HELD_MAX)
         return gw_error_set(err, GW_ENOTFOUND, "%u commands already wait for the device",
                             GW_COAP_HELD_MAX);
-    gw__coap_held *h = gw_malloc(GW_AREA_SESSION, sizeof(*h) + n);
+    gw__coap_held *h = gw_malloc(GW_AREA_OUTPUT, sizeof(*h) + n);
     if (!h)
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     h->len = (uint16_t)n;
@@ -197,7 +197,7 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
             memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
             s->n_held--;
             notify(s, h->data, h->len);
-            gw_free(GW_AREA_SESSION, h);
+            gw_free(GW_AREA_OUTPUT, h);
         }
         gw_commands_ready(&s->base);
         return;
@@ -211,7 +211,7 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
         memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
         s->n_held--;
         gw__coap_xchg_answer(x, GW_COAP_CONTENT, cf, h->data, h->len);
-        gw_free(GW_AREA_SESSION, h);
+        gw_free(GW_AREA_OUTPUT, h);
         return;
     }
     gw__coap_xchg_answer(x, GW_COAP_CONTENT, -1, NULL, 0);

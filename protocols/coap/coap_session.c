@@ -179,6 +179,12 @@ void gw__coap_dedup_store(gw__coap_loop *cl, const gw__coap_addr *addr, uint16_t
 
 /* ---- exchanges ---- */
 
+/* What a CON kept for retransmission counts against max_con_bytes: its copy and its exchange. */
+static size_t con_cost(size_t n)
+{
+    return n + sizeof(gw__coap_xchg);
+}
+
 gw__coap_xchg *gw__coap_xchg_new(gw__coap_loop *cl, gw__coap_sess *s)
 {
     gw__coap_xchg *x = gw_calloc(GW_AREA_SESSION, 1, sizeof(*x));
@@ -237,21 +243,48 @@ void gw__coap_xchg_free(gw__coap_xchg *x)
         if (d && d->x == x)
             d->x = NULL;
     }
-    if (x->out && x->s)
-        x->s->n_con--;
-    gw_free(GW_AREA_SESSION, x->out);
+    if (x->out) {
+        if (x->s)
+            x->s->n_con--;
+        cl->con_bytes -= con_cost(x->out_len);
+    }
+    gw_free(GW_AREA_OUTPUT, x->out);
     if (x->s)
         gw_session_release(&x->s->base);
     gw_free(GW_AREA_SESSION, x);
 }
 
+/* A CON that goes out once, without a copy: a device that never ACKs cannot pile up
+ * retransmission state past GW_COAP_CON_MAX per session or max_con_bytes per loop. */
+static void con_untracked(gw__coap_xchg *x, const uint8_t *p, size_t n, const char *bound)
+{
+    gw__coap_loop *cl = x->cl;
+    gw_metric_inc(GW_M_COAP_CON_UNTRACKED);
+    if (GW_LOG_WARN >= gw_log_level) {
+        char peer[64];
+        gw_sockaddr_str(&x->addr.sa, peer, sizeof(peer));
+        gw_log_write(GW_LOG_WARN, "coap", x->s ? x->s->base.dev->id : NULL, peer,
+                     "CON sent once, not kept for retransmission",
+                     "reason=output_overflow bound=%s con_bytes=%zu", bound, cl->con_bytes);
+    }
+    gw__coap_send(x->sock, &x->addr, p, n);
+    gw__coap_xchg_free(x);
+}
+
 void gw__coap_send_con(gw__coap_xchg *x, const uint8_t *p, size_t n)
 {
+    gw__coap_loop *cl = x->cl;
     x->state = GW__X_CONFIRM;
     token_remove(x);
-    /* a device that never ACKs cannot pile up retransmission state: past GW_COAP_CON_MAX its
-     * CONs go out once, untracked */
-    x->out = !x->s || x->s->n_con < GW_COAP_CON_MAX ? gw_malloc(GW_AREA_SESSION, n) : NULL;
+    if (x->s && x->s->n_con >= GW_COAP_CON_MAX) {
+        con_untracked(x, p, n, "session");
+        return;
+    }
+    if (cl->con_bytes + con_cost(n) > cl->ad->cfg.max_con_bytes) {
+        con_untracked(x, p, n, "loop");
+        return;
+    }
+    x->out = gw_malloc(GW_AREA_OUTPUT, n);
     if (!x->out) {
         gw__coap_send(x->sock, &x->addr, p, n); /* once, untracked */
         gw__coap_xchg_free(x);
@@ -259,6 +292,7 @@ void gw__coap_send_con(gw__coap_xchg *x, const uint8_t *p, size_t n)
     }
     memcpy(x->out, p, n);
     x->out_len = (uint16_t)n;
+    cl->con_bytes += con_cost(n);
     if (x->s)
         x->s->n_con++;
     x->retries = 0;

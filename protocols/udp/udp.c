@@ -21,6 +21,8 @@ static const gw_cfg_field udp_fields[] = {
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__udp_cfg, idle_timeout_ms), 100, 86400000, NULL,
      false},
     {"rcvbuf", GW_CFG_UINT32, offsetof(gw__udp_cfg, rcvbuf), 0, 1073741824, NULL, false},
+    {"replay_window_s", GW_CFG_UINT32, offsetof(gw__udp_cfg, replay_window_s), 0, 86400, NULL,
+     false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -85,6 +87,7 @@ static int udp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
         return GW_ENOMEM;
     ad->cfg.idle_timeout_ms = 300000;
     ad->cfg.rcvbuf = 4u << 20;
+    ad->cfg.replay_window_s = 120;
     ad->sweep_ms = 1000;
     a->state = ad;
     if (gw_cfg_parse(udp_fields, cfg, &ad->cfg, gcfg->file, "adapters.udp", diag) > 0)
@@ -94,7 +97,9 @@ static int udp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     ad->products = gw_calloc(GW_AREA_RUNTIME, n, sizeof(*ad->products));
     if (!ad->bound_ports || !ad->products)
         return GW_ENOMEM;
-    return check_products(ad, gcfg, diag) ? GW_ECONFIG : 0;
+    if (check_products(ad, gcfg, diag))
+        return GW_ECONFIG;
+    return gw__udp_replay_init(ad, gcfg);
 }
 
 static gw__udp_loop *loop_state(gw_adapter *a, gw_loop *loop)
@@ -168,6 +173,7 @@ static int listen_one(gw__udp_loop *ul, size_t i)
     us->ul = ul;
     us->product = ul->ad->products[i];
     us->max_frame = product_max_frame(us->product);
+    gw__udp_replay_sock(us);
     int rc =
         gw_listen_udp(&ul->loop->uv, &us->h, li, &port, (int)ul->ad->cfg.rcvbuf, UV_UDP_RECVMMSG);
     us->h.data = us;
@@ -276,6 +282,7 @@ static void udp_uninit(gw_adapter *a)
             rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
         }
     }
+    gw__udp_replay_free(ad);
     gw_cfg_free(udp_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->bound_ports);
     gw_free(GW_AREA_RUNTIME, ad->products);

@@ -1,6 +1,6 @@
 /* udp_internal.h: what the UDP adapter's files share: its config, the per-loop state (one socket
- * per listener, the device-index -> session hash, the receive buffer) and the per-device session.
- */
+ * per listener, the device-index -> session hash, the receive buffer), the per-device session and
+ * the per-device replay window (shared by the loops). */
 #ifndef GW_UDP_INTERNAL_H
 #define GW_UDP_INTERNAL_H
 
@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "../../config/cfg_schema.h"
+#include "../../gateway/codec.h"
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
 #include "../../gateway/session_index.h"
@@ -18,7 +19,16 @@ typedef struct gw__udp_cfg {
     gw_listen_list listeners;
     uint32_t idle_timeout_ms;
     uint32_t rcvbuf;
+    uint32_t replay_window_s; /* 0: no replay window */
 } gw__udp_cfg;
+
+/* One device's replay window (udp_replay.c), under its device stripe lock (runtime.h). */
+typedef struct gw__udp_replay {
+    uint64_t seen; /* bit i: seq hi - i was accepted */
+    uint32_t hi;   /* the highest seq accepted (modulo the seq field's range) */
+    uint32_t at_s; /* monotonic second + 1 when hi was accepted; 0: none yet */
+    int64_t ts_ms; /* the newest device timestamp accepted; 0: none */
+} gw__udp_replay;
 
 typedef struct gw__udp_adapter {
     gw__udp_cfg cfg;
@@ -26,6 +36,7 @@ typedef struct gw__udp_adapter {
     const gw_product **products; /* per listener: the product it serves */
     size_t max_frame;            /* largest max frame of the listeners' products */
     uint32_t sweep_ms;           /* idle sweep period */
+    gw__udp_replay *replay;      /* per device (config index); NULL when no product needs one */
 } gw__udp_adapter;
 
 typedef struct gw__udp_sess gw__udp_sess;
@@ -37,6 +48,8 @@ typedef struct gw__udp_sock {
     gw__udp_loop *ul;
     const gw_product *product;
     size_t max_frame; /* the product's */
+    uint64_t seq_mod; /* the range of the device frames' seq field (0: none; replay window) */
+    bool timestamp;   /* the device's frames may carry a timestamp (replay window) */
     bool receiving, open;
 } gw__udp_sock;
 
@@ -64,6 +77,8 @@ struct gw__udp_loop {
 typedef struct gw__udp_ack {
     struct gw__udp_ack *next;
     uint32_t token;
+    uint32_t seq; /* the message's, when seq_set */
+    bool seq_set;
     uint16_t len;
     uint8_t data[];
 } gw__udp_ack;
@@ -76,6 +91,8 @@ struct gw__udp_sess {
     uint64_t deadline;  /* idle timeout (uv_now ms) */
     gw__udp_ack *acks, *acks_tail;
     uint32_t next_token;
+    uint32_t acked_seq; /* the seq of the last positive ack sent (acked_valid) */
+    bool acked_valid;
     bool closing;
 };
 
@@ -86,5 +103,22 @@ void gw__udp_sweep(gw__udp_loop *ul);
 void gw__udp_close_all(gw__udp_loop *ul, const char *reason);
 /* Sends one frame to addr through us, in the loop's output batch (gateway/dgram.h). */
 void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, size_t n);
+
+/* udp_replay.c: what an authenticated datagram of dev is to its replay window. */
+typedef enum gw__udp_verdict {
+    GW__UDP_FRESH,  /* newer than anything accepted (or no window): it may move the address */
+    GW__UDP_OLDER,  /* accepted (unseen seq below the highest, a reply, an older timestamp), but
+                     * it does not move the device's address */
+    GW__UDP_REPLAY, /* refused: a seq already accepted, below the window, or a stale timestamp */
+} gw__udp_verdict;
+/* Allocates the per-device windows when a listener's product declares a seq or a timestamp. */
+int gw__udp_replay_init(gw__udp_adapter *ad, const gw_config *cfg);
+void gw__udp_replay_free(gw__udp_adapter *ad);
+/* The window's facts of a socket's product (seq_mod, timestamp). */
+void gw__udp_replay_sock(gw__udp_sock *us);
+/* Checks m against dev's window and records it when accepted; detail says why a replay is one.
+ * *online_elsewhere: the device has a session on another loop (read under the same lock). */
+gw__udp_verdict gw__udp_replay_check(gw__udp_sock *us, const gw_device *dev, const gw_thing_msg *m,
+                                     char *detail, size_t cap, bool *online_elsewhere);
 
 #endif

@@ -1,11 +1,12 @@
 /* udp_session.c: one datagram's path (size check, decode, device look-up, verify against the
- * device's secret) and the per-device UDP session: its last authenticated source address, idle
- * deadline, acks sent after commit, command frames sent there, take-over by another loop, and
- * close. */
+ * device's secret, replay window) and the per-device UDP session: its last authenticated source
+ * address, idle deadline, acks sent after commit, command frames sent there, take-over by another
+ * loop, and close. */
 #include "udp_internal.h"
 
 #include "../../gateway/auth.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,7 +91,7 @@ static void free_acks(gw__udp_sess *s)
 {
     while (s->acks) {
         gw__udp_ack *n = s->acks->next;
-        gw_free(GW_AREA_SESSION, s->acks);
+        gw_free(GW_AREA_OUTPUT, s->acks);
         s->acks = n;
     }
     s->acks_tail = NULL;
@@ -146,15 +147,17 @@ static void committed(gw_session *base, gw_event *ev)
     }
     if (!a)
         return;
-    if (ev->status == 0 && !s->closing)
+    if (ev->status == 0 && !s->closing) {
         gw__udp_send(s->sock, &s->addr, a->data, a->len);
-    else if (ev->status != 0 && GW_LOG_WARN >= gw_log_level) {
+        s->acked_seq = a->seq;
+        s->acked_valid = a->seq_set;
+    } else if (ev->status != 0 && GW_LOG_WARN >= gw_log_level) {
         char peer[64];
         peer_of(base, peer, sizeof(peer));
         gw_log_write(GW_LOG_WARN, "udp", base->dev->id, peer, "not acknowledged: store error",
                      "error=\"%s\"", gw_strerror(ev->status));
     }
-    gw_free(GW_AREA_SESSION, a);
+    gw_free(GW_AREA_OUTPUT, a);
 }
 
 static void flush(gw_session *s)
@@ -231,14 +234,17 @@ static size_t encode_ack(gw__udp_sess *s, const gw_thing_msg *m, const gw_reject
     return n;
 }
 
-/* Keeps the ack until the message's event is committed; returns its token, or -1 (no memory). */
-static int64_t ack_hold(gw__udp_sess *s, const uint8_t *frame, size_t n)
+/* Keeps the ack of m until its event is committed (GW_AREA_OUTPUT: one per message in flight,
+ * bounded by the store's back-pressure); returns its token, or -1 (no memory). */
+static int64_t ack_hold(gw__udp_sess *s, const gw_thing_msg *m, const uint8_t *frame, size_t n)
 {
-    gw__udp_ack *a = gw_malloc(GW_AREA_SESSION, sizeof(*a) + n);
+    gw__udp_ack *a = gw_malloc(GW_AREA_OUTPUT, sizeof(*a) + n);
     if (!a)
         return -1;
     a->next = NULL;
     a->token = s->next_token++;
+    a->seq = m->seq;
+    a->seq_set = m->seq_set;
     a->len = (uint16_t)n;
     memcpy(a->data, frame, n);
     if (s->acks_tail)
@@ -261,10 +267,29 @@ static void ack_unhold(gw__udp_sess *s, uint32_t token)
     }
     *pp = NULL;
     s->acks_tail = prev;
-    gw_free(GW_AREA_SESSION, a);
+    gw_free(GW_AREA_OUTPUT, a);
 }
 
 /* ---- one datagram ---- */
+
+/* A replayed datagram (reason): dropped and counted. A retransmission of the last acknowledged
+ * one from the device's own address gets its ack again (its first ack may have been lost); it is
+ * not stored again. */
+static void replayed(gw__udp_sock *us, gw__udp_sess *s, bool here, const gw_thing_msg *m,
+                     const struct sockaddr *from, const char *reason)
+{
+    char again[96];
+    size_t n;
+    if (s && here && !s->closing && m->seq_set && s->acked_valid && m->seq == s->acked_seq &&
+        (n = encode_ack(s, m, NULL)) > 0) {
+        gw__udp_send(s->sock, &s->addr, s->ul->ackbuf, n);
+        snprintf(again, sizeof(again),
+                 "seq %" PRIu32 " retransmitted from the device's address: acked again, not stored",
+                 m->seq);
+        reason = again;
+    }
+    drop(us->ul, GW_M_UDP_DROP_REPLAY, from, "replay", m->device_id, reason);
+}
 
 static int authenticate(const gw_product *p, const gw_thing_msg *m, const uint8_t *buf, size_t len,
                         const gw_device *dev)
@@ -284,12 +309,15 @@ static void handle(gw__udp_sess *s, gw_thing_msg *m)
 
     gw_metric_inc(GW_M_MSG_RECEIVED);
     if (m->kind == GW_MSG_HEARTBEAT || m->kind == GW_MSG_LOGIN) {
-        if ((n = encode_ack(s, m, NULL)) > 0)
+        if ((n = encode_ack(s, m, NULL)) > 0) {
             gw__udp_send(s->sock, &s->addr, ul->ackbuf, n);
+            s->acked_seq = m->seq;
+            s->acked_valid = m->seq_set;
+        }
         return;
     }
     n = encode_ack(s, m, NULL);
-    int64_t token = n ? ack_hold(s, ul->ackbuf, n) : 0;
+    int64_t token = n ? ack_hold(s, m, ul->ackbuf, n) : 0;
     if (token < 0)
         return; /* out of memory: no ack, the device resends */
     int rc = gw_dispatch_message(&s->base, m, (uint32_t)token, n > 0, &rej);
@@ -343,6 +371,19 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
         gw_thing_msg_clear(&m);
         return;
     }
+    char why[128] = "";
+    bool elsewhere = false;
+    gw__udp_verdict v = gw__udp_replay_check(us, dev, &m, why, sizeof(why), &elsewhere);
+    bool here = s && addr_equal(&s->addr, from) && s->sock == us;
+    if (v == GW__UDP_REPLAY || (v == GW__UDP_OLDER && !s && elsewhere)) {
+        if (v == GW__UDP_OLDER)
+            snprintf(why, sizeof(why),
+                     "not newer than the device's last datagram, whose session "
+                     "is on another loop: its address stays");
+        replayed(us, s, here, &m, from, why);
+        gw_thing_msg_clear(&m);
+        return;
+    }
     bool opened = !s;
     if (!s) {
         s = sess_open(us, dev, from);
@@ -350,14 +391,24 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
             gw_thing_msg_clear(&m);
             return;
         }
-    } else if (!addr_equal(&s->addr, from) || s->sock != us) {
+    } else if (!here && v == GW__UDP_OLDER) {
+        /* stored (a late or reordered datagram) but not newer than what the device sent: it
+         * does not move the device's address, so a replay cannot redirect acks and commands */
+        if (GW_LOG_INFO >= gw_log_level) {
+            char now[64];
+            gw_sockaddr_str(from, now, sizeof(now));
+            gw_log_write(GW_LOG_INFO, "udp", dev->id, now,
+                         "datagram from another address not newer than the last: address kept",
+                         NULL);
+        }
+    } else if (!here) {
         if (GW_LOG_INFO >= gw_log_level) {
             char was[64], now[64];
             gw_sockaddr_str(&s->addr.sa, was, sizeof(was));
             gw_sockaddr_str(from, now, sizeof(now));
             gw_log_write(GW_LOG_INFO, "udp", dev->id, now, "device address changed", "was=%s", was);
         }
-        addr_set(&s->addr, from); /* roaming: verified, so the new address is the device's */
+        addr_set(&s->addr, from); /* roaming: verified and new, so the address is the device's */
         s->sock = us;
     }
     s->deadline = uv_now(&ul->loop->uv) + idle_ms(ul, dev);
