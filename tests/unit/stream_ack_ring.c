@@ -38,13 +38,13 @@
 
 typedef struct tconn {
     gw_stream_conn s;
-    int id;
-    char reason[32]; /* why it closed ("" while open) */
+    int id; /* its index in conns[] and reasons[] */
 } tconn;
 
 #define MAX_CONNS 16
 static tconn *conns[MAX_CONNS];
 static int n_conns, n_destroyed;
+static char reasons[MAX_CONNS][32]; /* why each closed ("" while open); outlives the connection */
 
 static gw_config *cfg;
 static gw_store *store;
@@ -76,7 +76,7 @@ static void t_opened(gw_stream_conn *c)
 static bool t_closing(gw_stream_conn *c, const char *reason, bool will)
 {
     (void)will;
-    snprintf(((tconn *)c)->reason, sizeof(((tconn *)c)->reason), "%s", reason);
+    snprintf(reasons[((tconn *)c)->id], sizeof(reasons[0]), "%s", reason);
     return false;
 }
 
@@ -369,6 +369,7 @@ static void test_out_of_order(void)
 {
     tconn *c;
     client *k = connect_client(0, &c);
+    int id = c->id;
     int base = n_held;
     say_events(k, 0, 5);
     WAIT_UNTIL(n_held == base + 5);
@@ -390,14 +391,15 @@ static void test_out_of_order(void)
     CHECK(c->s.acks == NULL); /* an empty ring keeps no memory */
     CHECK_INT(c->s.ack_seq, 5);
     client_close(k);
-    WAIT_UNTIL(c->reason[0]);
-    CHECK_STR(c->reason, "connection_lost");
+    WAIT_UNTIL(reasons[id][0]);
+    CHECK_STR(reasons[id], "connection_lost");
 }
 
 static void test_mixed(void)
 {
     tconn *c;
     client *k = connect_client(0, &c);
+    int id = c->id;
     int base = n_held;
     /* seq 0: entry 10 (event), 1: bytes (event), 2: entry 11 ready, 3: entry 12 (event), 4: bytes
      * ready, 5: bytes (event) */
@@ -420,7 +422,7 @@ static void test_mixed(void)
     CHECK_STR(k->in, "A10\nbone\nA11\nA12\nbtwo\nbthree\n");
     CHECK(c->s.acks == NULL && c->s.ackb == NULL);
     client_close(k);
-    WAIT_UNTIL(c->reason[0]);
+    WAIT_UNTIL(reasons[id][0]);
 }
 
 /* The ring (16 entries first) wraps, then grows while wrapped: order survives the copy. */
@@ -428,6 +430,7 @@ static void test_wrap_and_growth(void)
 {
     tconn *c;
     client *k = connect_client(0, &c);
+    int id = c->id;
     int base = n_held;
     say_events(k, 0, 12);
     WAIT_UNTIL(n_held == base + 12);
@@ -453,7 +456,7 @@ static void test_wrap_and_growth(void)
     settle();
     CHECK_STR(k->in, acks(0, 28));
     client_close(k);
-    WAIT_UNTIL(c->reason[0]);
+    WAIT_UNTIL(reasons[id][0]);
 }
 
 /* max_inflight 8: reading stops at 8 pending acks and resumes when fewer than half remain. */
@@ -464,6 +467,7 @@ static void test_inflight(void)
     sl->max_inflight = 8;
     tconn *c;
     client *k = connect_client(0, &c);
+    int id = c->id;
     int base = n_held;
     say_events(k, 0, 20);
     WAIT_UNTIL(n_held == base + 8);
@@ -495,7 +499,7 @@ static void test_inflight(void)
     CHECK_STR(k->in, acks(0, 20));
     sl->max_inflight = saved;
     client_close(k);
-    WAIT_UNTIL(c->reason[0]);
+    WAIT_UNTIL(reasons[id][0]);
 }
 
 /* A second connection logs in as the same device while the first has acks pending: the first
@@ -513,9 +517,10 @@ static void test_takeover(void)
     WAIT_UNTIL(k1->n >= 3);
     int destroyed = n_destroyed, id1 = c1->id;
     client *k2 = connect_client(0, &c2);
+    int id2 = c2->id;
     say(k2, "Ldev1\n");
     WAIT_UNTIL(k1->eof);
-    CHECK_STR(c1->reason, "takeover");
+    CHECK_STR(reasons[id1], "takeover");
     CHECK(c2->s.base.online);
     settle();
     CHECK(conns[id1] == c1); /* closed, but two pending events hold it */
@@ -531,8 +536,8 @@ static void test_takeover(void)
     WAIT_UNTIL(k2->n >= 3);
     CHECK_STR(k2->in, "A7\n");
     client_close(k2);
-    WAIT_UNTIL(c2->reason[0]);
-    CHECK_STR(c2->reason, "connection_lost");
+    WAIT_UNTIL(reasons[id2][0]);
+    CHECK_STR(reasons[id2], "connection_lost");
 }
 
 /* The device half-closes with acks pending: they still go out, in order, then the close. */
@@ -540,12 +545,13 @@ static void test_half_close(void)
 {
     tconn *c;
     client *k = connect_client(0, &c);
+    int id = c->id;
     int base = n_held;
     say_events(k, 0, 3);
     WAIT_UNTIL(n_held == base + 3);
     REQUIRE(shutdown(k->fd, SHUT_WR) == 0);
     WAIT_UNTIL(c->s.eof);
-    CHECK(c->reason[0] == 0);
+    CHECK(reasons[id][0] == 0);
     commit(base + 2);
     commit(base + 1);
     settle();
@@ -554,7 +560,7 @@ static void test_half_close(void)
     commit(base + 0);
     WAIT_UNTIL(k->eof);
     CHECK_STR(k->in, acks(0, 3));
-    CHECK_STR(c->reason, "connection_lost");
+    CHECK_STR(reasons[id], "connection_lost");
 }
 
 /* The device goes away with acks pending: the connection closes at once; the pending commits
@@ -563,14 +569,15 @@ static void test_close_pending(void)
 {
     tconn *c;
     client *k = connect_client(0, &c);
-    int base = n_held, id = c->id, destroyed = n_destroyed;
+    int id = c->id;
+    int base = n_held, destroyed = n_destroyed;
     say_events(k, 0, 3);
     WAIT_UNTIL(n_held == base + 3);
     struct linger lg = {1, 0};
     setsockopt(k->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)); /* a reset, not a half-close */
     client_close(k);
-    WAIT_UNTIL(c->reason[0]);
-    CHECK_STR(c->reason, "connection_lost");
+    WAIT_UNTIL(reasons[id][0]);
+    CHECK_STR(reasons[id], "connection_lost");
     settle();
     CHECK_INT(n_destroyed, destroyed);
     commit(base + 1);
@@ -587,13 +594,14 @@ static void test_store_error(void)
 {
     tconn *c;
     client *k = connect_client(0, &c);
+    int id = c->id;
     int base = n_held;
     say_events(k, 0, 3);
     WAIT_UNTIL(n_held == base + 3);
     commit(base + 0);
     complete(base + 1, GW_ESTORE);
     WAIT_UNTIL(k->eof);
-    CHECK_STR(c->reason, "store_error");
+    CHECK_STR(reasons[id], "store_error");
     commit(base + 2);
     CHECK_STR(k->in, "A0\n");
 }
@@ -604,6 +612,7 @@ static void test_output_bounds(void)
 {
     tconn *c;
     client *k = connect_client(4096, &c);
+    int id = c->id;
     int base = n_held;
     int64_t paused0 = gw_metric_get(GW_M_TCP_OUTPUT_PAUSED);
     int64_t over0 = gw_metric_get(GW_M_TCP_OUTPUT_OVERFLOW);
@@ -640,13 +649,13 @@ static void test_output_bounds(void)
     size_t before = k->n;
     say(k, "X200000\n");
     WAIT_UNTIL(c->s.paused_out);
-    for (int i = 2; i < 22 && !c->reason[0]; i++)
+    for (int i = 2; i < 22 && !reasons[id][0]; i++)
         commit(base + i);
     for (int i = 2; i < 22; i++)
         if (held[base + i])
             commit(base + i);
-    WAIT_UNTIL(c->reason[0]);
-    CHECK_STR(c->reason, "output_overflow");
+    WAIT_UNTIL(reasons[id][0]);
+    CHECK_STR(reasons[id], "output_overflow");
     CHECK_INT(gw_metric_get(GW_M_TCP_OUTPUT_OVERFLOW) - over0, 1);
     k->reads = true;
     WAIT_UNTIL(k->eof);
