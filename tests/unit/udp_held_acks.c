@@ -137,7 +137,8 @@ static size_t frame(uint8_t *b, uint8_t type, const char *dev, const char *tok, 
     n += 16;
     b[n++] = (uint8_t)seq;
     b[n++] = (uint8_t)(seq >> 8);
-    memcpy(b + n, body, body_len);
+    if (body_len)
+        memcpy(b + n, body, body_len);
     n += body_len;
     uint32_t c = crc32(b, n);
     b[n++] = (uint8_t)(c >> 24);
