@@ -320,10 +320,20 @@ static client *connect_client(int rcvbuf, tconn **conn)
     return k;
 }
 
+/* Sends all of text, running the loop while the socket's buffers are full. */
 static void say(client *k, const char *text)
 {
-    size_t n = strlen(text);
-    REQUIRE(send(k->fd, text, n, MSG_NOSIGNAL) == (ssize_t)n);
+    size_t n = strlen(text), done = 0;
+    uint64_t end = now_ms() + 5000;
+    while (done < n) {
+        ssize_t r = send(k->fd, text + done, n - done, MSG_NOSIGNAL);
+        if (r > 0) {
+            done += (size_t)r;
+            continue;
+        }
+        REQUIRE(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && now_ms() < end);
+        poll_once();
+    }
 }
 
 static void client_close(client *k)
