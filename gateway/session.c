@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
@@ -47,7 +48,7 @@ static gw_event *lifecycle_event(gw_session *s, gw_event_kind kind, const gw_dev
 {
     gw_event *ev = gw_store_event_new(s->loop->rt->store, kind, dev);
     if (ev)
-        ev->payload = strdup(payload);
+        ev->payload = gw_strdup(GW_AREA_EVENT, payload);
     return ev;
 }
 
