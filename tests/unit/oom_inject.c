@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,11 +90,18 @@ typedef struct area_snap {
     int64_t b[GW_AREA__COUNT];
 } area_snap;
 
+/* Bytes a cache legitimately holds in the session area (the CoAP dedup cache's answers, whose
+ * sizes change as entries are replaced): left out of the comparison. */
+static gw__coap_loop *dedup_of;
+
 static area_snap snap(void)
 {
     area_snap s;
     for (int a = 0; a < GW_AREA__COUNT; a++)
         s.b[a] = gw_alloc_bytes((gw_area)a);
+    for (uint32_t i = 0; dedup_of && dedup_of->dedup && i < dedup_of->dedup_cap; i++)
+        if (dedup_of->dedup[i].resp)
+            s.b[GW_AREA_SESSION] -= (int64_t)malloc_usable_size(dedup_of->dedup[i].resp);
     return s;
 }
 
@@ -105,8 +113,6 @@ typedef int (*scenario_fn)(void *arg, int faulted);
 /* Runs fn with the n-th allocation failing, n = 1, 2, ..., until a run makes fewer than n
  * allocations; checks the area byte counts after each run. Returns the number of failing runs.
  * with_json: jansson's allocations are counted (and failed) too. */
-static int cache_may_shrink; /* a cache entry that could not be replaced leaves an area smaller */
-
 static unsigned oom_loop(const char *name, scenario_fn fn, void *arg, int with_json)
 {
     json_faults = with_json;
@@ -118,7 +124,7 @@ static unsigned oom_loop(const char *name, scenario_fn fn, void *arg, int with_j
         uint64_t left = gw_alloc_fail_nth(0);
         area_snap after = snap();
         for (int a = 0; a < GW_AREA__COUNT; a++)
-            if (after.b[a] > before.b[a] || (after.b[a] < before.b[a] && !cache_may_shrink)) {
+            if (after.b[a] != before.b[a]) {
                 gw_t_fail++;
                 fprintf(stderr, "%s n=%u: area %s %lld -> %lld bytes\n", name, n,
                         gw_area_name((gw_area)a), (long long)before.b[a], (long long)after.b[a]);
@@ -574,7 +580,7 @@ int main(void)
     coap_setup(&env, scratch);
     for (int i = 0; i < 64; i++) /* the dedup cache fills up: from here on it replaces entries */
         CHECK_INT(run_coap(&env, 0), 0);
-    cache_may_shrink = 1; /* the dedup cache may lose an entry it could not replace */
+    dedup_of = env.cl;
     CHECK(oom_loop("coap_first_request", run_coap, &env, 0) > 3);
     coap_commit_all(&env);
 
