@@ -6,6 +6,7 @@
 #include "stream_conn.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "../../gateway/alloc.h"
 #include "../../gateway/limits.h"
@@ -621,6 +622,17 @@ void gw_stream_auth_ok(gw_stream_conn *c)
         gw_limits_auth_ok(lim, &c->src.sa);
 }
 
+/* No memory for a new connection: refuse it by closing the accepted socket. libuv stops watching a
+ * listener whose callback returned without uv_accept (it waits for that call), so the listener
+ * would never accept again; taking the pending fd (a libuv struct field, unix) keeps it going. */
+static void shed_connection(uv_stream_t *server)
+{
+    if (server->accepted_fd >= 0) {
+        close(server->accepted_fd);
+        server->accepted_fd = -1;
+    }
+}
+
 void gw__stream_on_connection(uv_stream_t *server, int status)
 {
     gw_stream_server *srv = server->data;
@@ -629,8 +641,10 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
     if (status < 0 || sl->stopping)
         return;
     gw_stream_conn *c = gw_calloc(GW_AREA_SESSION, 1, sl->ops->conn_size);
-    if (!c)
+    if (!c) {
+        shed_connection(server);
         return;
+    }
     gw_session_init(&c->base, &sl->ops->session, sl->loop);
     c->sl = sl;
     c->listener = srv->index;
