@@ -13,6 +13,7 @@
 #include "test.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <malloc.h>
@@ -34,6 +35,11 @@
 #include "protocols/coap/coap.h"
 #include "protocols/coap/coap_internal.h"
 #include "protocols/coap/coap_msg.h"
+#include "protocols/mqtt/mqtt.h"
+#include "protocols/stream/stream_conn.h"
+#include "protocols/tcp/tcp.h"
+#include "protocols/udp/udp.h"
+#include "protocols/udp/udp_internal.h"
 #include "storage/store.h"
 
 #include "pb_wire.h"
@@ -303,14 +309,35 @@ static gw_config *scratch_config(void)
         json_array_append_new(devs,
                               json_pack("{s:s,s:s,s:s}", "id", id, "product", "p", "secret", "k"));
     }
+    /* the shipped products of the other adapters, with a device each */
+    static const char *const shipped[][4] = {{"thermo", "mqtt", "t-001", "t001-secret"},
+                                             {"meter-tcp", "tcp", "mtr00001", "pa55word"},
+                                             {"sensor-udp", "udp", "snr00001", "tok12345"}};
+    for (size_t i = 0; i < sizeof(shipped) / sizeof(shipped[0]); i++) {
+        char from[600];
+        snprintf(from, sizeof(from), "../../config/products/%s.json", shipped[i][0]);
+        json_t *prod = json_load_file(from, 0, NULL);
+        snprintf(path, sizeof(path), "%s/products/%s.json", tmpdir, shipped[i][0]);
+        if (!prod || json_dump_file(prod, path, 0) != 0)
+            exit(2);
+        json_decref(prod);
+        json_array_append_new(devs, json_pack("{s:s,s:s,s:s}", "id", shipped[i][2], "product",
+                                              shipped[i][0], "secret", shipped[i][3]));
+    }
     snprintf(path, sizeof(path), "%s/devices.json", tmpdir);
     json_dump_file(devs, path, 0);
     json_decref(devs);
     put_file("gateway.json",
              "{\"loops\":1,\"log_level\":\"error\",\"admin\":{\"enabled\":false},"
              "\"storage\":{\"path\":\"db.sqlite\",\"state_lag_ms\":0},"
+             "\"limits\":{\"connect_rate_per_source\":0,\"auth_failures_per_source\":0},"
              "\"adapters\":{\"coap\":{\"listeners\":[{\"address\":\"127.0.0.1\",\"port\":0}],"
-             "\"piggyback_ms\":0,\"max_wait_s\":1,\"dedup_entries\":16}}}");
+             "\"piggyback_ms\":0,\"max_wait_s\":1,\"dedup_entries\":16},"
+             "\"mqtt\":{\"listeners\":[{\"address\":\"127.0.0.1\",\"port\":0}]},"
+             "\"tcp\":{\"listeners\":[{\"address\":\"127.0.0.1\",\"port\":0,"
+             "\"product\":\"meter-tcp\"}]},"
+             "\"udp\":{\"listeners\":[{\"address\":\"127.0.0.1\",\"port\":0,"
+             "\"product\":\"sensor-udp\"}]}}}");
     snprintf(db_path, sizeof(db_path), "%s/db.sqlite", tmpdir);
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
     if (gw_config_load(path, &c, &d) != 0) {
@@ -481,6 +508,163 @@ static void coap_setup(coap_env *e, const gw_config *c)
     gw_diag_free(&d);
 }
 
+/* ---- UDP: a device's first datagram (session set-up), on the loop's socket ---- */
+
+typedef struct udp_env {
+    coap_env *e;
+    gw__udp_loop *ul;
+} udp_env;
+
+static const uint8_t *unhex(const char *hex, size_t *n);
+
+static int run_udp(void *arg, int faulted)
+{
+    udp_env *u = arg;
+    size_t len;
+    const uint8_t *frame = unhex("A5 01 01 73 6E 72 30 30 30 30 31 74 6F 6B 31 32 33 34 35 01 00 "
+                                 "66 08 A8 11 57 01 3C 00 35 3D C3 F7",
+                                 &len);
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(9)}; /* discard */
+    from.sin_addr.s_addr = htonl(0x7f000001);
+    uint64_t n = gw_alloc_fail_nth(0);
+    int64_t accepted = gw_metric_get(GW_M_MSG_ACCEPTED);
+    gw_alloc_fail_nth(n);
+    gw__udp_datagram(&u->ul->socks[0], frame, len, (const struct sockaddr *)&from, false);
+    coap_commit_all(u->e); /* the session hears of the commit (its ack goes out) */
+    uv_run(&u->e->rt->loops[0].uv, UV_RUN_NOWAIT);
+    gw__udp_close_all(u->ul, "test");
+    n = gw_alloc_fail_nth(0);
+    int rc = gw_metric_get(GW_M_MSG_ACCEPTED) == accepted + 1 ? 0 : GW_ENOMEM;
+    for (int i = 0; i < 5000 && gw_store_depth(u->e->store) > 0; i++)
+        usleep(1000);
+    CHECK_INT(gw_store_depth(u->e->store), 0);
+    gw_alloc_fail_nth(n);
+    return rc;
+}
+
+/* ---- MQTT and TCP: a client connects, authenticates and sends one message, over a real socket
+ * to the adapter's listener on loop 0, whose iterations this thread runs (no loop thread). ---- */
+
+typedef struct stream_env {
+    coap_env *e;
+    gw_adapter *a;
+    uint16_t port;
+    const uint8_t *send;
+    size_t send_len;
+    const uint8_t *want; /* the whole answer of a successful run */
+    size_t want_len;
+} stream_env;
+
+static bool stream_idle(stream_env *s)
+{
+    gw_stream_loop *sl = gw_stream_loop_of(s->a, &s->e->rt->loops[0]);
+    return !sl->conns && gw_store_depth(s->e->store) == 0;
+}
+
+static int run_stream(void *arg, int faulted)
+{
+    stream_env *s = arg;
+    uv_loop_t *uv = &s->e->rt->loops[0].uv;
+    uint8_t got[256];
+    size_t have = 0;
+    bool eof = false;
+    uint64_t n = gw_alloc_fail_nth(0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(s->port)};
+    to.sin_addr.s_addr = htonl(0x7f000001);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0 || (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0 && errno != EINPROGRESS))
+        exit(2);
+    gw_alloc_fail_nth(n);
+    for (int i = 0; i < 200 && !eof && have < s->want_len; i++) {
+        uv_run(uv, UV_RUN_NOWAIT);
+        if (i == 1 && send(fd, s->send, s->send_len, MSG_NOSIGNAL) != (ssize_t)s->send_len)
+            eof = true;
+        ssize_t r = recv(fd, got + have, sizeof(got) - have, 0);
+        if (r > 0)
+            have += (size_t)r;
+        else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            eof = true;
+        else
+            usleep(i < 20 ? 100 : 1000);
+    }
+    close(fd);
+    for (int i = 0; i < 2000 && !stream_idle(s); i++) { /* the connection's close callbacks */
+        uv_run(uv, UV_RUN_NOWAIT);
+        usleep(500);
+    }
+    n = gw_alloc_fail_nth(0);
+    CHECK(stream_idle(s));
+    int rc = have == s->want_len && memcmp(got, s->want, have) == 0 ? 0 : GW_ENOMEM;
+    if (rc && getenv("OOM_VERBOSE")) {
+        fprintf(stderr, "%s answer:", s->a->ops->name);
+        for (size_t i = 0; i < have; i++)
+            fprintf(stderr, " %02X", got[i]);
+        fprintf(stderr, "%s\n", eof ? " (closed)" : "");
+    }
+    /* an answer of the whole length is a (negative) ack; else the gateway must have closed:
+     * neither leaves the device waiting for ever */
+    if (rc && !eof && have < s->want_len) {
+        gw_t_fail++;
+        fprintf(stderr, "%s: %zu answer bytes and the connection still open\n", s->a->ops->name,
+                have);
+    }
+    gw_alloc_fail_nth(n);
+    return rc;
+}
+
+static size_t mqtt_str(uint8_t *b, const char *s)
+{
+    size_t n = strlen(s);
+    b[0] = (uint8_t)(n >> 8), b[1] = (uint8_t)n;
+    memcpy(b + 2, s, n);
+    return n + 2;
+}
+
+/* CONNECT (t-001, clean session) and a QoS 1 report; CONNACK and PUBACK back. */
+static size_t mqtt_exchange(uint8_t *b)
+{
+    static const char body[] = "{\"messageId\":\"1\",\"properties\":{\"temperature\":21.5}}";
+    uint8_t v[200];
+    size_t n = 0, k = 0;
+    memcpy(v, "\x00\x04MQTT\x04\xC2\x00\x3C", 10), k = 10;
+    k += mqtt_str(v + k, "t-001");
+    k += mqtt_str(v + k, "thermo");
+    k += mqtt_str(v + k, "t001-secret");
+    b[n++] = 0x10, b[n++] = (uint8_t)k;
+    memcpy(b + n, v, k), n += k;
+    k = mqtt_str(v, "/thermo/t-001/properties/report");
+    v[k++] = 0, v[k++] = 1;
+    memcpy(v + k, body, sizeof(body) - 1), k += sizeof(body) - 1;
+    b[n++] = 0x32, b[n++] = (uint8_t)k;
+    memcpy(b + n, v, k), n += k;
+    return n;
+}
+
+static gw_adapter *start_adapter(coap_env *e, const gw_adapter_ops *ops, const char *key)
+{
+    gw_diag d = {0};
+    gw_adapter *a = gw_runtime_add_adapter(e->rt, ops);
+    if (!a || a->ops->init(a, json_object_get(e->cfg->adapters, key), e->cfg, &d) != 0 ||
+        a->ops->start(a, &e->rt->loops[0]) != 0) {
+        for (size_t i = 0; i < d.n; i++)
+            fprintf(stderr, "diag: %s\n", d.msgs[i]);
+        exit(2);
+    }
+    gw_diag_free(&d);
+    return a;
+}
+
+static uint16_t stream_port(stream_env *s)
+{
+    gw_stream_loop *sl = gw_stream_loop_of(s->a, &s->e->rt->loops[0]);
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (!sl || !sl->n_servers ||
+        uv_tcp_getsockname(&sl->servers[0].tcp, (struct sockaddr *)&ss, &len) != 0)
+        exit(2);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
 /* ---- main ---- */
 
 static const uint8_t *unhex(const char *hex, size_t *n)
@@ -505,7 +689,7 @@ static const uint8_t *unhex(const char *hex, size_t *n)
 int main(void)
 {
     json_set_alloc_funcs(json_alloc, free);
-    gw_log_level = GW_LOG_ERROR + 1; /* the failures would log; the counts are what is checked */
+    gw_log_level = getenv("OOM_VERBOSE") ? GW_LOG_DEBUG : GW_LOG_ERROR + 1; /* counts are checked */
 
     /* config load */
     gw_config *shipped = NULL;
@@ -583,6 +767,49 @@ int main(void)
     dedup_of = env.cl;
     CHECK(oom_loop("coap_first_request", run_coap, &env, 0) > 3);
     coap_commit_all(&env);
+
+    /* the UDP adapter, started on loop 0 (its socket is real; the datagram is handed over) */
+    static udp_env uenv;
+    uenv.e = &env;
+    gw_adapter *ua = start_adapter(&env, &gw_adapter_udp_ops, "udp");
+    uenv.ul = env.rt->loops[0].adapter_state[gw_adapter_index(ua)];
+    CHECK_INT(run_udp(&uenv, 0), 0);
+    CHECK(oom_loop("udp_first_datagram", run_udp, &uenv, 1) > 3);
+
+    /* MQTT CONNECT + PUBLISH, TCP login + report: real sockets, this thread runs the loop */
+    static uint8_t mqtt_in[256];
+    static const uint8_t mqtt_out[] = {0x20, 2, 0, 0, 0x40, 2, 0, 1};
+    static stream_env mq, tc;
+    mq.e = &env;
+    mq.a = start_adapter(&env, &gw_adapter_mqtt_ops, "mqtt");
+    mq.port = stream_port(&mq);
+    mq.send = mqtt_in;
+    mq.send_len = mqtt_exchange(mqtt_in);
+    mq.want = mqtt_out, mq.want_len = sizeof(mqtt_out);
+    CHECK_INT(run_stream(&mq, 0), 0);
+    CHECK(oom_loop("mqtt_connect_publish", run_stream, &mq, 0) > 3);
+
+    static uint8_t tcp_in[64], tcp_out[32];
+    size_t l1, l2;
+    const uint8_t *login = unhex("68 00 15 01 00 01 6D 74 72 30 30 30 30 31 70 61 35 35 77 6F "
+                                 "72 64 6B BE",
+                                 &l1);
+    memcpy(tcp_in, login, l1);
+    const uint8_t *report =
+        unhex("68 00 17 02 00 02 00 01 E2 40 05 DC 08 FD 00 0F 12 06 01 05 65 53 F1 00 A1 C8", &l2);
+    memcpy(tcp_in + l1, report, l2);
+    size_t a1, a2;
+    const uint8_t *ack1 = unhex("68 00 07 80 00 01 01 00 17 BC", &a1);
+    memcpy(tcp_out, ack1, a1);
+    const uint8_t *ack2 = unhex("68 00 07 80 00 02 02 00 E7 4C", &a2);
+    memcpy(tcp_out + a1, ack2, a2);
+    tc.e = &env;
+    tc.a = start_adapter(&env, &gw_adapter_tcp_ops, "tcp");
+    tc.port = stream_port(&tc);
+    tc.send = tcp_in, tc.send_len = l1 + l2;
+    tc.want = tcp_out, tc.want_len = a1 + a2;
+    CHECK_INT(run_stream(&tc, 0), 0);
+    CHECK(oom_loop("tcp_login_report", run_stream, &tc, 1) > 3);
 
     gw_config_free(shipped);
     free(config_want);
