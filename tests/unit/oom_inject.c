@@ -90,6 +90,45 @@ static void *json_alloc(size_t n)
     return json_faults ? __wrap_malloc(n) : __real_malloc(n);
 }
 
+/* SQLite's allocations (SQLITE_CONFIG_MALLOC, set before its first use) fail too, in the store
+ * scenarios: SQLite answers SQLITE_NOMEM, which the store must turn into an error or a retry. */
+static int sqlite_faults;
+
+static void *sq_malloc(int n)
+{
+    return sqlite_faults && gw_alloc_fault() ? NULL : __real_malloc((size_t)n);
+}
+
+static void sq_free(void *p)
+{
+    free(p);
+}
+
+static void *sq_realloc(void *p, int n)
+{
+    return sqlite_faults && gw_alloc_fault() ? NULL : __real_realloc(p, (size_t)n);
+}
+
+static int sq_size(void *p)
+{
+    return p ? (int)malloc_usable_size(p) : 0;
+}
+
+static int sq_roundup(int n)
+{
+    return (n + 7) & ~7;
+}
+
+static int sq_init(void *arg)
+{
+    return SQLITE_OK;
+}
+
+static void sq_shutdown(void *arg) {}
+
+static const sqlite3_mem_methods sq_mem = {sq_malloc,  sq_free, sq_realloc,  sq_size,
+                                           sq_roundup, sq_init, sq_shutdown, NULL};
+
 /* ---- the loop ---- */
 
 typedef struct area_snap {
@@ -689,6 +728,10 @@ static const uint8_t *unhex(const char *hex, size_t *n)
 int main(void)
 {
     json_set_alloc_funcs(json_alloc, free);
+    if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sq_mem) != SQLITE_OK) {
+        fprintf(stderr, "sqlite3_config(SQLITE_CONFIG_MALLOC) refused\n");
+        return 2;
+    }
     gw_log_level = getenv("OOM_VERBOSE") ? GW_LOG_DEBUG : GW_LOG_ERROR + 1; /* counts are checked */
 
     /* config load */
@@ -755,8 +798,10 @@ int main(void)
     /* the store */
     static gw_config *scratch;
     scratch = scratch_config();
+    sqlite_faults = 1;
     CHECK(oom_loop("store_open", run_store_open, scratch, 1) > 3);
     CHECK(oom_loop("store_commit", run_store_commit, scratch, 1) > 3);
+    sqlite_faults = 0;
     CHECK(db_count("SELECT count(*) FROM events") > 0);
 
     /* the CoAP adapter (its state stays reachable from here until exit) */
