@@ -1,12 +1,14 @@
 /* oom_inject.c: out-of-memory injection. For n = 1, 2, ... the n-th allocation fails (once) while
  * a piece of the gateway runs: config load (the shipped config/gateway.json), store open, a store
- * batch commit, each codec's decode (json, protobuf, binary) with the thing-model check, and the
- * CoAP adapter's request path for a device's first datagram (session set-up), until n exceeds
- * the allocations made. Allocations counted: gw_malloc and friends (gw_alloc_fail_nth), gwcore's
- * plain malloc/calloc/realloc/strdup/strndup (the link wraps them, CMakeLists.txt) and jansson's
- * (json_set_alloc_funcs); SQLite's and libuv's own are not. Each run: no crash, a clear error
- * (or the same result as without a failure), the per-area byte counts back where they were (and
- * no leak under ASan with detect_leaks=1), and a failed commit stores all of its batch or none. */
+ * batch commit, each codec's decode (json, protobuf, binary) with the thing-model check, and each
+ * adapter's session set-up (CoAP first report, UDP first datagram, MQTT CONNECT + PUBLISH, TCP
+ * login + report), until n exceeds the allocations made. Allocations counted: gw_malloc and
+ * friends (gw_alloc_fail_nth), gwcore's plain malloc/calloc/realloc/strdup/strndup (the link
+ * wraps them, CMakeLists.txt), jansson's (json_set_alloc_funcs) and, for the store, SQLite's
+ * (SQLITE_CONFIG_MALLOC); libuv's and OpenSSL's are not. Each run: no crash, a clear error (or the
+ * same result as without a failure), the per-area byte counts back where they were (and no leak
+ * under ASan with detect_leaks=1), a commit stores all of its batch or none, and a device is
+ * answered in full or disconnected, never left waiting. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -151,8 +153,8 @@ static area_snap snap(void)
 }
 
 /* One run of a scenario: returns 0 (it did what it does without a failure, or absorbed the
- * failure with the same outcome) or a negative code; 'ok' says whether that outcome is one the
- * scenario accepts for a failed allocation (checked by the scenario itself). */
+ * failure with the same outcome) or a negative code; the scenario itself checks that the outcome
+ * is one it accepts. faulted: 0 for a reference run without failures. */
 typedef int (*scenario_fn)(void *arg, int faulted);
 
 /* Runs fn with the n-th allocation failing, n = 1, 2, ..., until a run makes fewer than n
