@@ -374,6 +374,8 @@ static void load_all(gw__config_ctx *x, gw_config *c)
         gw__config_err(x, c->file, "products_dir", "must not be empty");
     else if (g.products_dir && (products = gw__config_resolve(c->dir, g.products_dir)))
         products_ok = true;
+    else if (g.products_dir)
+        gw__config_err(x, c->file, "products_dir", "out of memory");
     /* Without a readable products folder every device would be "unknown product". */
     if (products_ok)
         products_ok = gw__config_load_products(x, c, products, g.products_dir);
@@ -382,6 +384,8 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     else if (g.devices_file && products_ok &&
              (devices = gw__config_resolve(c->dir, g.devices_file)))
         gw__config_load_devices(x, c, devices, g.devices_file);
+    else if (g.devices_file && products_ok)
+        gw__config_err(x, c->file, "devices_file", "out of memory");
     if (c->adapters)
         check_adapters(x, c);
     gw__config_check_listeners(x, c);

@@ -45,7 +45,7 @@ struct admin_conn {
 static void admin_maybe_free(gw_admin *a)
 {
     if (a->stopped && a->server_closed && a->n_conns == 0)
-        free(a);
+        gw_free(GW_AREA_RUNTIME, a);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -63,7 +63,7 @@ static void on_handle_closed(uv_handle_t *h)
     a->n_conns--;
     if (c->resp)
         gw_free(GW_AREA_OUTPUT, c->resp);
-    free(c);
+    gw_free(GW_AREA_RUNTIME, c);
     admin_maybe_free(a);
 }
 
@@ -113,7 +113,7 @@ static void handle(admin_conn *c)
     if (strncmp(c->req, "GET /health ", 12) == 0) {
         respond(c, 200, "text/plain", "ok\n", 3);
     } else if (strncmp(c->req, "GET /metrics ", 13) == 0) {
-        char *body = malloc(BODY_MAX);
+        char *body = gw_malloc(GW_AREA_RUNTIME, BODY_MAX);
         if (!body) {
             conn_close(c);
             return;
@@ -125,7 +125,7 @@ static void handle(admin_conn *c)
         if (n > BODY_MAX)
             n = BODY_MAX;
         respond(c, 200, "text/plain; version=0.0.4", body, n);
-        free(body);
+        gw_free(GW_AREA_RUNTIME, body);
     } else if (strncmp(c->req, "GET ", 4) == 0) {
         respond(c, 404, "text/plain", "not found\n", 10);
     } else {
@@ -176,7 +176,7 @@ static void on_connection(uv_stream_t *server, int status)
     gw_admin *a = server->data;
     if (status < 0)
         return;
-    admin_conn *c = calloc(1, sizeof(*c));
+    admin_conn *c = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*c));
     if (!c)
         return;
     c->a = a;
@@ -203,7 +203,7 @@ int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *po
 {
     struct sockaddr_storage ss;
     int rc, len = sizeof(ss);
-    gw_admin *a = calloc(1, sizeof(*a));
+    gw_admin *a = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*a));
     *out = NULL;
     if (!a)
         return UV_ENOMEM;
@@ -211,7 +211,7 @@ int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *po
     rc = strchr(at->address, ':') ? uv_ip6_addr(at->address, at->port, (struct sockaddr_in6 *)&ss)
                                   : uv_ip4_addr(at->address, at->port, (struct sockaddr_in *)&ss);
     if (rc) {
-        free(a);
+        gw_free(GW_AREA_RUNTIME, a);
         return rc;
     }
     uv_tcp_init(loop, &a->server);

@@ -2,11 +2,11 @@
 #include "alloc.h"
 
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int64_t area_bytes[GW_AREA__COUNT];
-static uint64_t fail_nth;
 
 static const char *const area_names[GW_AREA__COUNT] = {"session", "event",  "store",
                                                        "runtime", "output", "tls"};
@@ -16,13 +16,37 @@ const char *gw_area_name(gw_area a)
     return (unsigned)a < GW_AREA__COUNT ? area_names[a] : "unknown";
 }
 
+#ifdef GW_ALLOC_FAULTS
+static uint64_t fail_nth;
+
+/* Decrements the armed count; the call that takes it to 0 fails (only that one: a CAS, so two
+ * threads cannot both see 1 -> 0, and a disarmed 0 is never decremented). */
 static int should_fail(void)
 {
     uint64_t n = __atomic_load_n(&fail_nth, __ATOMIC_RELAXED);
-    if (n == 0)
-        return 0;
-    return __atomic_sub_fetch(&fail_nth, 1, __ATOMIC_RELAXED) == 0;
+    while (n != 0)
+        if (__atomic_compare_exchange_n(&fail_nth, &n, n - 1, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return n == 1;
+    return 0;
 }
+
+int gw_alloc_fault(void)
+{
+    return should_fail();
+}
+
+uint64_t gw_alloc_fail_nth(uint64_t n)
+{
+    return __atomic_exchange_n(&fail_nth, n, __ATOMIC_RELAXED);
+}
+#else
+/* Production builds: no hook, no cost. */
+static inline int should_fail(void)
+{
+    return 0;
+}
+#endif
 
 static void *account(gw_area a, void *p)
 {
@@ -73,9 +97,4 @@ char *gw_strdup(gw_area a, const char *s)
 int64_t gw_alloc_bytes(gw_area a)
 {
     return __atomic_load_n(&area_bytes[a], __ATOMIC_RELAXED);
-}
-
-void gw_alloc_fail_nth(uint64_t n)
-{
-    __atomic_store_n(&fail_nth, n, __ATOMIC_RELAXED);
 }

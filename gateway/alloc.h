@@ -1,5 +1,6 @@
 /* alloc.h: gw_malloc and friends count live bytes per area (exported as metrics) and, in test and
- * fuzz builds, can be told to fail the N-th call so out-of-memory paths are exercised. */
+ * fuzz builds (GW_ALLOC_FAULTS), can be told to fail the N-th call so out-of-memory paths are
+ * exercised. */
 #ifndef GW_ALLOC_H
 #define GW_ALLOC_H
 
@@ -26,7 +27,15 @@ char *gw_strdup(gw_area a, const char *s);
 int64_t gw_alloc_bytes(gw_area a);
 const char *gw_area_name(gw_area a);
 
-/* Test/fuzz hook: the n-th allocation from now fails (0 disables). */
-void gw_alloc_fail_nth(uint64_t n);
+#ifdef GW_ALLOC_FAULTS
+/* Test/fuzz hook, compiled only into builds with tests or fuzz targets (CMake option
+ * GW_ALLOC_FAULTS; never in the gateway's own code): the n-th allocation from now fails, once (0
+ * disarms). Returns what was left of the previous arming: 0 when it fired (or was never armed),
+ * else how many allocations it still waited for. The count is global (all threads). */
+uint64_t gw_alloc_fail_nth(uint64_t n);
+/* For a test's own allocation wrappers (e.g. ld --wrap=malloc, json_set_alloc_funcs): counts one
+ * allocation against the armed n and says whether this one must fail. */
+int gw_alloc_fault(void);
+#endif
 
 #endif

@@ -69,7 +69,7 @@ gw_event *gw__cmd_reply_event(gw_commands *c, const gw_device *dev, gw_command_o
 {
     gw_event *ev = gw_store_event_new(c->rt->store, gw__cmd_reply_kind(op), dev);
     if (!ev) {
-        free(payload);
+        gw_free(GW_AREA_EVENT, payload);
         return NULL;
     }
     snprintf(ev->name, sizeof(ev->name), "%s", name);
@@ -270,7 +270,7 @@ static void answer_locked(gw_commands *c, const gw_device *dev, const gw__cmd_re
     const char *name = gw__cmd_req_name(r);
     char dup[160];
     if (r->msg_id[0] && pending_id(c, dev, r->msg_id)) {
-        free(payload);
+        gw_free(GW_AREA_EVENT, payload);
         payload = NULL;
         code = "duplicate_message_id";
         snprintf(dup, sizeof(dup), "messageId %s is already pending for %s", r->msg_id, dev->id);

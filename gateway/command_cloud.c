@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
@@ -57,12 +58,12 @@ static int dry_run(const gw_device *dev, const gw__cmd_req *r, gw_error *err)
             break;
         cap *= 16;
         if (buf != small)
-            free(buf);
-        if (!(buf = malloc(cap)))
+            gw_free(GW_AREA_RUNTIME, buf);
+        if (!(buf = gw_malloc(GW_AREA_RUNTIME, cap)))
             return gw_error_set(err, GW_ENOMEM, "out of memory");
     }
     if (buf != small)
-        free(buf);
+        gw_free(GW_AREA_RUNTIME, buf);
     if (rc == GW_ETOOBIG)
         gw_error_set(err, rc, "the encoded command exceeds %zu bytes", cap);
     return rc;

@@ -67,7 +67,7 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
     if (!ev || !payload) {
         if (ev)
             gw_store_event_done(s->loop->rt->store, ev);
-        free(payload);
+        gw_free(GW_AREA_EVENT, payload);
         json_decref(norm);
         return GW_ENOMEM;
     }

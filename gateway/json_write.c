@@ -12,7 +12,8 @@ typedef struct wbuf {
     char *p;
     size_t len, cap;
     int oom;
-    int fixed; /* the caller's buffer: running out of room is an error, not a realloc */
+    int fixed;    /* the caller's buffer: running out of room is an error, not a realloc */
+    gw_area area; /* where a growing buffer is allocated */
 } wbuf;
 
 static void put(wbuf *b, const char *s, size_t n)
@@ -27,7 +28,7 @@ static void put(wbuf *b, const char *s, size_t n)
         size_t cap = b->cap ? b->cap : 128;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *p = realloc(b->p, cap);
+        char *p = gw_realloc(b->area, b->p, cap);
         if (!p) {
             b->oom = 1;
             return;
@@ -179,21 +180,26 @@ static void put_value(wbuf *b, const json_t *v, int depth)
     }
 }
 
-char *gw_json_write(const json_t *v)
+char *gw_json_write_in(gw_area a, const json_t *v)
 {
-    wbuf b = {NULL, 0, 0, 0, 0};
+    wbuf b = {NULL, 0, 0, 0, 0, a};
     put_value(&b, v, 0);
     if (b.oom || !b.p) {
-        free(b.p);
+        gw_free(a, b.p);
         return NULL;
     }
     b.p[b.len] = 0;
     return b.p;
 }
 
+char *gw_json_write(const json_t *v)
+{
+    return gw_json_write_in(GW_AREA_EVENT, v);
+}
+
 size_t gw_json_string(char *out, size_t cap, const char *s, size_t n)
 {
-    wbuf b = {out, 0, cap, 0, 1};
+    wbuf b = {out, 0, cap, 0, 1, GW_AREA_EVENT};
     put_string(&b, s, n);
     if (b.oom)
         return 0;

@@ -7,7 +7,13 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* Returns a malloc'd NUL-terminated text of v (any JSON value), or NULL on out of memory. */
+#include "alloc.h"
+
+/* Returns a NUL-terminated text of v (any JSON value) allocated in area a (free it with
+ * gw_free(a, ...)), or NULL on out of memory. */
+char *gw_json_write_in(gw_area a, const json_t *v);
+
+/* gw_json_write_in(GW_AREA_EVENT, v): an event payload (gw_event.payload). */
 char *gw_json_write(const json_t *v);
 
 /* Writes a double's shortest round-trip text (always with '.' or an exponent) into buf (>= 32

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
@@ -39,7 +40,7 @@ static void on_kick(gw_loop *l, gw_inbox_msg *m)
     (void)l;
     k->victim->ops->kick(k->victim);
     gw_session_release(k->victim);
-    free(k);
+    gw_free(GW_AREA_RUNTIME, k);
 }
 
 static gw_event *lifecycle_event(gw_session *s, gw_event_kind kind, const gw_device *dev,
@@ -47,7 +48,7 @@ static gw_event *lifecycle_event(gw_session *s, gw_event_kind kind, const gw_dev
 {
     gw_event *ev = gw_store_event_new(s->loop->rt->store, kind, dev);
     if (ev)
-        ev->payload = strdup(payload);
+        ev->payload = gw_strdup(GW_AREA_EVENT, payload);
     return ev;
 }
 
@@ -76,7 +77,7 @@ int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
         return 0;
     }
     /* The old session's slot reference moves to the kick message. */
-    kick_msg *k = malloc(sizeof(*k));
+    kick_msg *k = gw_malloc(GW_AREA_RUNTIME, sizeof(*k));
     if (k) {
         k->m.fn = on_kick;
         k->victim = old;

@@ -41,7 +41,7 @@ typedef struct gw_event {
     int64_t rx_ts; /* receive time, epoch ms */
     char msg_id[64];
     char name[64];           /* event id, offline reason */
-    char *payload;           /* JSON text (malloc'd, may be NULL) */
+    char *payload;           /* JSON text (gw_malloc(GW_AREA_EVENT), may be NULL) */
     json_t *values;          /* property events: normalised properties, for property_state */
     struct gw_session *sess; /* completion target (holds a reference), or NULL */
     uint32_t token;          /* adapter's completion token (e.g. MQTT packet id) */

@@ -91,8 +91,8 @@ void gw__outbox_close(gw_store *s)
                            o->trim, o->ins_cmd, o->up_cmd, o->trim_cmd};
     for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
         sqlite3_finalize(sts[i]);
-    free(o->fwd);
-    free(o->taken);
+    gw_free(GW_AREA_STORE, o->fwd);
+    gw_free(GW_AREA_STORE, o->taken);
 }
 
 /* ---- per event, inside the batch's transaction ---- */
@@ -157,7 +157,7 @@ void gw_store_forwarded(gw_store *s, const int64_t *ids, size_t n)
         size_t cap = o->cap_fwd ? o->cap_fwd : 1024;
         while (cap < o->n_fwd + n)
             cap *= 2;
-        int64_t *nf = realloc(o->fwd, cap * sizeof(*nf));
+        int64_t *nf = gw_realloc(GW_AREA_STORE, o->fwd, cap * sizeof(*nf));
         if (!nf) { /* the rows stay: forwarded again after a restart (at-least-once) */
             pthread_mutex_unlock(&s->mu);
             return;
@@ -195,7 +195,8 @@ bool gw__outbox_take_fwd(gw_store *s)
         o->cap_fwd = c;
     } else {
         if (o->n_taken + o->n_fwd > o->cap_taken) {
-            int64_t *nt = realloc(o->taken, (o->n_taken + o->n_fwd) * sizeof(*nt));
+            int64_t *nt =
+                gw_realloc(GW_AREA_STORE, o->taken, (o->n_taken + o->n_fwd) * sizeof(*nt));
             if (!nt)
                 return true; /* the rest waits for the next batch */
             o->taken = nt;

@@ -136,14 +136,14 @@ static int write_props(gw_store *s)
         gw__prop_slot *p = &s->props[i];
         if (!p->dev)
             continue;
-        char *text = gw_json_write(p->val);
+        char *text = gw_json_write_in(GW_AREA_STORE, p->val);
         sqlite3_stmt *st = s->up_prop;
         sqlite3_bind_text(st, 1, devs[p->dev - 1].id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, text ? text : "null", -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 4, p->ts);
         int rc = gw__store_step(st);
-        free(text);
+        gw_free(GW_AREA_STORE, text);
         if (rc)
             return rc;
     }

@@ -60,7 +60,7 @@ void gw_session_release(struct gw_session *sess); /* gateway/session.c */
 
 void gw_store_event_done(gw_store *s, gw_event *ev)
 {
-    free(ev->payload);
+    gw_free(GW_AREA_EVENT, ev->payload);
     if (ev->values)
         json_decref(ev->values);
     if (ev->sess)

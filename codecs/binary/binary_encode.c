@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../gateway/alloc.h"
+
 /* Where a field's value comes from. */
 typedef struct src_val {
     enum { SV_ZERO, SV_RAW, SV_NUM, SV_TEXT, SV_JSON } kind;
@@ -132,7 +134,7 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
     int rc;
 
     *n = 0;
-    if (nf > sizeof(pl) / sizeof(pl[0]) && !(ps = calloc(nf, sizeof(*ps))))
+    if (nf > sizeof(pl) / sizeof(pl[0]) && !(ps = gw_calloc(GW_AREA_SESSION, nf, sizeof(*ps))))
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     if (l->framing == BIN_FR_DELIMITER)
         body_cap -= (size_t)l->start_len + l->end_len;
@@ -219,6 +221,6 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
         gw_error_set(err, rc, "the frame does not fit %zu bytes (max_frame %u)", cap, l->max_frame);
 done:
     if (ps != pl)
-        free(ps);
+        gw_free(GW_AREA_SESSION, ps);
     return rc;
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../gateway/alloc.h"
+
 #define LABEL gw__binary_label
 
 static const char hexdig[] = "0123456789abcdef";
@@ -213,7 +215,7 @@ int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, json_t **
         return (*out = new_or_reject(json_stringn((const char *)b, len), f, rej)) ? 0 : GW_EINVAL;
     }
     if (f->type == BIN_BYTES) {
-        char small[512], *h = 2 * n < sizeof(small) ? small : malloc(2 * n + 1);
+        char small[512], *h = 2 * n < sizeof(small) ? small : gw_malloc(GW_AREA_SESSION, 2 * n + 1);
         if (!h)
             return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: out of memory", LABEL(f));
         for (size_t i = 0; i < n; i++) {
@@ -222,7 +224,7 @@ int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, json_t **
         }
         *out = new_or_reject(json_stringn(h, 2 * n), f, rej);
         if (h != small)
-            free(h);
+            gw_free(GW_AREA_SESSION, h);
         return *out ? 0 : GW_EINVAL;
     }
     if (f->type == BIN_BCD && s && s->type == GW_T_STRING) {

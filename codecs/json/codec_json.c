@@ -286,7 +286,7 @@ static int json_encode_command(const gw_product *p, const gw_command *c, const c
         bad = json_object_set_new(o, "properties", args);
     else
         json_decref(args);
-    char *text = bad ? NULL : gw_json_write(o);
+    char *text = bad ? NULL : gw_json_write_in(GW_AREA_SESSION, o);
     json_decref(o);
     if (!text)
         return gw_error_set(err, GW_ENOMEM, "json codec: out of memory");
@@ -297,7 +297,7 @@ static int json_encode_command(const gw_product *p, const gw_command *c, const c
     else
         memcpy(out, text, len);
     *n = rc ? 0 : len;
-    free(text);
+    gw_free(GW_AREA_SESSION, text);
     return rc;
 }
 

@@ -105,9 +105,9 @@ int gw_north_create(gw_north **out, const gw_config *cfg, gw_runtime *rt, gw_sto
     n->nc = &cfg->north;
     n->rt = rt;
     n->store = store;
-    n->win = calloc(n->nc->window, sizeof(*n->win));
-    n->acked = calloc(2 * (size_t)n->nc->window + 16, sizeof(*n->acked));
-    n->topic = malloc(TOPIC_CAP);
+    n->win = gw_calloc(GW_AREA_RUNTIME, n->nc->window, sizeof(*n->win));
+    n->acked = gw_calloc(GW_AREA_RUNTIME, 2 * (size_t)n->nc->window + 16, sizeof(*n->acked));
+    n->topic = gw_malloc(GW_AREA_RUNTIME, TOPIC_CAP);
     n->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)n;
     if (!n->rng)
         n->rng = 88172645463325252ull;
@@ -178,9 +178,9 @@ void gw_north_free(gw_north *n)
         uv_run(&n->loop, UV_RUN_DEFAULT);
         uv_loop_close(&n->loop);
     }
-    free(n->win);
-    free(n->acked);
-    free(n->topic);
-    free(n->payload);
+    gw_free(GW_AREA_RUNTIME, n->win);
+    gw_free(GW_AREA_RUNTIME, n->acked);
+    gw_free(GW_AREA_RUNTIME, n->topic);
+    gw_free(GW_AREA_RUNTIME, n->payload);
     gw_free(GW_AREA_RUNTIME, n);
 }

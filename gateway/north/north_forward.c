@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <string.h>
 
+#include "../alloc.h"
 #include "../log.h"
 #include "../metrics.h"
 
@@ -27,7 +28,7 @@ static int payload_room(gw_north *n, size_t need)
     size_t cap = n->payload_cap ? n->payload_cap : 4096;
     while (cap < need)
         cap *= 2;
-    char *p = realloc(n->payload, cap);
+    char *p = gw_realloc(GW_AREA_RUNTIME, n->payload, cap);
     if (!p)
         return GW_ENOMEM;
     n->payload = p;

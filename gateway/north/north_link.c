@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../alloc.h"
 #include "../log.h"
 #include "../metrics.h"
 
@@ -92,7 +93,7 @@ static void on_link_closed(uv_handle_t *h)
 {
     gw__north_link *l = h->data;
     mosquitto_destroy(l->mosq); /* closes the socket, now that nothing polls it */
-    free(l);
+    gw_free(GW_AREA_RUNTIME, l);
 }
 
 /* Frees an attempt: the poll is stopped and closed first, the client (and its socket) goes in the
@@ -104,7 +105,7 @@ static void link_free(gw__north_link *l)
         uv_close((uv_handle_t *)&l->poll, on_link_closed);
     } else {
         mosquitto_destroy(l->mosq);
-        free(l);
+        gw_free(GW_AREA_RUNTIME, l);
     }
 }
 
@@ -324,9 +325,9 @@ void gw__north_link_start(gw_north *n)
     if (n->ever_tried)
         gw_metric_inc(GW_M_NORTH_RECONNECTS);
     n->ever_tried = true;
-    gw__north_link *l = calloc(1, sizeof(*l));
+    gw__north_link *l = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*l));
     if (!l || !(l->mosq = new_client(n))) {
-        free(l);
+        gw_free(GW_AREA_RUNTIME, l);
         n->failures++;
         uv_timer_start(&n->retry, on_retry, backoff_ms(n), 0);
         return;

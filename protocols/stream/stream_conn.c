@@ -6,6 +6,7 @@
 #include "stream_conn.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "../../gateway/alloc.h"
 #include "../../gateway/limits.h"
@@ -48,6 +49,8 @@ size_t gw_stream_unsent(const gw_stream_conn *c)
 
 int gw_stream_out_reserve(gw_stream_conn *c, size_t n)
 {
+    if (c->out_oom)
+        return GW_ENOMEM;
     if (c->out_len + n <= c->out_cap)
         return 0;
     if (gw_stream_unsent(c) + n > c->sl->out.hard_limit || c->out_overflow) {
@@ -60,8 +63,11 @@ int gw_stream_out_reserve(gw_stream_conn *c, size_t n)
     while (cap < c->out_len + n)
         cap *= 2;
     uint8_t *o = gw_realloc(GW_AREA_OUTPUT, c->out, cap);
-    if (!o)
+    if (!o) { /* a gap in a byte stream: later bytes (an ack after a lost CONNACK) must not go */
+        c->out_oom = true;
+        gw_session_mark_dirty(&c->base);
         return GW_ENOMEM;
+    }
     c->out = o;
     c->out_cap = (uint32_t)cap;
     return 0;
@@ -70,7 +76,7 @@ int gw_stream_out_reserve(gw_stream_conn *c, size_t n)
 void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n)
 {
     if (gw_stream_out_reserve(c, n))
-        return; /* over the hard limit (closing), or out of memory: the peer times out, retries */
+        return; /* over the hard limit or out of memory: the flush closes the connection */
     memcpy(c->out + c->out_len, p, n);
     c->out_len += (uint32_t)n;
     gw_session_mark_dirty(&c->base);
@@ -141,6 +147,13 @@ void gw_stream_flush(gw_stream_conn *c)
 {
     if (c->out_overflow && c->state != GW_STREAM_CLOSING) {
         gw__stream_out_overflow(c, "hard_limit");
+        goto done;
+    }
+    if (c->out_oom && c->state != GW_STREAM_CLOSING) {
+        c->out_len = 0;
+        GW_STREAM_LOG(GW_LOG_WARN, c, "output lost to out of memory; closing",
+                      "reason=out_of_memory");
+        gw_stream_close(c, "out_of_memory", false);
         goto done;
     }
     if (!c->out_len || uv_is_closing((uv_handle_t *)&c->tcp))
@@ -621,6 +634,17 @@ void gw_stream_auth_ok(gw_stream_conn *c)
         gw_limits_auth_ok(lim, &c->src.sa);
 }
 
+/* No memory for a new connection: refuse it by closing the accepted socket. libuv stops watching a
+ * listener whose callback returned without uv_accept (it waits for that call), so the listener
+ * would never accept again; taking the pending fd (a libuv struct field, unix) keeps it going. */
+static void shed_connection(uv_stream_t *server)
+{
+    if (server->accepted_fd >= 0) {
+        close(server->accepted_fd);
+        server->accepted_fd = -1;
+    }
+}
+
 void gw__stream_on_connection(uv_stream_t *server, int status)
 {
     gw_stream_server *srv = server->data;
@@ -629,8 +653,10 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
     if (status < 0 || sl->stopping)
         return;
     gw_stream_conn *c = gw_calloc(GW_AREA_SESSION, 1, sl->ops->conn_size);
-    if (!c)
+    if (!c) {
+        shed_connection(server);
         return;
+    }
     gw_session_init(&c->base, &sl->ops->session, sl->loop);
     c->sl = sl;
     c->listener = srv->index;

@@ -134,9 +134,10 @@ struct gw_stream_conn {
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
     bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
     bool paused_out, out_listed, out_overflow; /* output over high water / listed / over limit */
-    gw_stream_conn *onext;                     /* sl->out_ready */
-    uint64_t out_progress;                     /* uv_now of the last progress of queued output */
-    size_t out_seen;                           /* write queue size at the last sweep */
+    bool out_oom; /* output lost to out of memory: nothing more is sent, the flush closes */
+    gw_stream_conn *onext; /* sl->out_ready */
+    uint64_t out_progress; /* uv_now of the last progress of queued output */
+    size_t out_seen;       /* write queue size at the last sweep */
 };
 
 /* The session ops of every stream connection (the stream module implements them). */

@@ -88,8 +88,8 @@ static int tcp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     for (size_t j = 0; j < gcfg->n_products; j++) { /* every tcp product needs a port */
         const gw_product *p = &gcfg->products[j];
         bool served = false;
-        if (!p->protocol || strcmp(p->protocol, "tcp") != 0)
-            continue;
+        if (!p->id || !p->protocol || strcmp(p->protocol, "tcp") != 0)
+            continue; /* no id: a product that failed to load (reported already) */
         for (size_t i = 0; i < ad->cfg.listeners.n; i++)
             served = served || strcmp(ad->cfg.listeners.v[i].product, p->id) == 0;
         if (!served) {

@@ -67,8 +67,8 @@ static int check_products(gw__udp_adapter *ad, const gw_config *gcfg, gw_diag *d
     for (size_t j = 0; j < gcfg->n_products; j++) {
         const gw_product *p = &gcfg->products[j];
         bool served = false;
-        if (!p->protocol || strcmp(p->protocol, "udp") != 0)
-            continue;
+        if (!p->id || !p->protocol || strcmp(p->protocol, "udp") != 0)
+            continue; /* no id: a product that failed to load (reported already) */
         for (size_t i = 0; i < ad->cfg.listeners.n && !served; i++)
             served = strcmp(ad->cfg.listeners.v[i].product, p->id) == 0;
         if (!served) {
