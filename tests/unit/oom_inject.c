@@ -378,7 +378,8 @@ static gw_config *scratch_config(void)
              "\"tcp\":{\"listeners\":[{\"address\":\"127.0.0.1\",\"port\":0,"
              "\"product\":\"meter-tcp\"}]},"
              "\"udp\":{\"listeners\":[{\"address\":\"127.0.0.1\",\"port\":0,"
-             "\"product\":\"sensor-udp\"}]}}}");
+             "\"product\":\"sensor-udp\"}],"
+             "\"replay_window_s\":0}}}"); /* the UDP run resends one datagram on purpose */
     snprintf(db_path, sizeof(db_path), "%s/db.sqlite", tmpdir);
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
     if (gw_config_load(path, &c, &d) != 0) {
