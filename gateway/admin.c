@@ -1,4 +1,5 @@
-/* admin.c: GET /health and GET /metrics over a minimal HTTP/1.0 server on the main loop. Bounded:
+/* admin.c: GET /health (503 with the reason while store commits fail) and GET /metrics over a
+ * minimal HTTP/1.0 server on the main loop. Bounded:
  * at most ADMIN_CONNS open connections (a new one closes the oldest), each closed ADMIN_TIMEOUT_MS
  * after it was accepted; a request of at most REQ_MAX bytes, one response of at most BODY_MAX plus
  * headers (accounted in the "output" memory area). */
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../storage/store.h"
 #include "alloc.h"
 #include "metrics.h"
 
@@ -23,7 +25,8 @@ typedef struct admin_conn admin_conn;
 struct gw_admin {
     uv_tcp_t server;
     uv_loop_t *loop;
-    admin_conn *conns; /* open connections (doubly linked) */
+    const gw_store *store; /* /health: commits failing (NULL: not consulted) */
+    admin_conn *conns;     /* open connections (doubly linked) */
     unsigned n_conns;
     bool stopped; /* freed when the server handle and the last connection are closed */
     bool server_closed;
@@ -90,7 +93,10 @@ static void on_sent(uv_write_t *w, int status)
 
 static void respond(admin_conn *c, int code, const char *type, const char *body, size_t blen)
 {
-    const char *text = code == 200 ? "OK" : code == 404 ? "Not Found" : "Bad Request";
+    const char *text = code == 200   ? "OK"
+                       : code == 404 ? "Not Found"
+                       : code == 503 ? "Service Unavailable"
+                                     : "Bad Request";
     c->resp = gw_malloc(GW_AREA_OUTPUT, blen + HEAD_MAX);
     if (!c->resp) {
         conn_close(c);
@@ -111,7 +117,17 @@ static void respond(admin_conn *c, int code, const char *type, const char *body,
 static void handle(admin_conn *c)
 {
     if (strncmp(c->req, "GET /health ", 12) == 0) {
-        respond(c, 200, "text/plain", "ok\n", 3);
+        const char *detail = NULL,
+                   *why = c->a->store ? gw_store_failing(c->a->store, &detail) : NULL;
+        if (why) {
+            char body[256];
+            int n = snprintf(body, sizeof(body), "store commits failing: reason=%s sqlite=\"%s\"\n",
+                             why, detail ? detail : "");
+            respond(c, 503, "text/plain", body,
+                    n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
+        } else {
+            respond(c, 200, "text/plain", "ok\n", 3);
+        }
     } else if (strncmp(c->req, "GET /metrics ", 13) == 0) {
         char *body = gw_malloc(GW_AREA_RUNTIME, BODY_MAX);
         if (!body) {
@@ -199,7 +215,8 @@ static void on_connection(uv_stream_t *server, int status)
     evict_oldest(a);
 }
 
-int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *port)
+int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, const gw_store *store,
+                   int *port)
 {
     struct sockaddr_storage ss;
     int rc, len = sizeof(ss);
@@ -208,6 +225,7 @@ int gw_admin_start(gw_admin **out, uv_loop_t *loop, const gw_listen *at, int *po
     if (!a)
         return UV_ENOMEM;
     a->loop = loop;
+    a->store = store;
     rc = strchr(at->address, ':') ? uv_ip6_addr(at->address, at->port, (struct sockaddr_in6 *)&ss)
                                   : uv_ip4_addr(at->address, at->port, (struct sockaddr_in *)&ss);
     if (rc) {

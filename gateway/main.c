@@ -259,7 +259,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (m.cfg->admin_enabled &&
-        (rc = gw_admin_start(&m.admin, &m.loop, &m.cfg->admin, &admin_port)) != 0) {
+        (rc = gw_admin_start(&m.admin, &m.loop, &m.cfg->admin, m.store, &admin_port)) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "address=%s port=%u error=\"%s\"",
                      m.cfg->admin.address, m.cfg->admin.port, uv_strerror(rc));
         rc = 1;

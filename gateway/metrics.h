@@ -77,6 +77,12 @@
     X(GW_M_STORE_BACKPRESSURE, "store_backpressure_total",                                         \
       "reads paused because the store queue was full")                                             \
     X(GW_M_STORE_ERRORS, "store_errors_total", "failed store transactions")                        \
+    X(GW_M_STORE_FAIL_FULL, "store_commit_failures_total{reason=\"full\"}",                        \
+      "failed store transactions by SQLite error: full, ioerr, busy, corrupt, other")              \
+    X(GW_M_STORE_FAIL_IOERR, "store_commit_failures_total{reason=\"ioerr\"}", NULL)                \
+    X(GW_M_STORE_FAIL_BUSY, "store_commit_failures_total{reason=\"busy\"}", NULL)                  \
+    X(GW_M_STORE_FAIL_CORRUPT, "store_commit_failures_total{reason=\"corrupt\"}", NULL)            \
+    X(GW_M_STORE_FAIL_OTHER, "store_commit_failures_total{reason=\"other\"}", NULL)                \
     X(GW_M_DEVICES_ONLINE, "devices_online", "devices with an open session (gauge)")               \
     X(GW_M_LOG_SUPPRESSED, "log_suppressed_total",                                                 \
       "log lines suppressed by the per-thread, per-call-site rate limit (log_rate_limit)")         \

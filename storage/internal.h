@@ -88,10 +88,17 @@ struct gw_store {
     int64_t state_id;     /* the newest event noted: the state mark once written */
     bool state_urgent;    /* an online/offline change: write in this transaction */
     bool state_written;   /* this transaction wrote the notes */
+    /* the failing statement's own error, taken before the ROLLBACK (gw__store_rollback) */
+    int err_code;      /* writer: SQLite extended code */
+    char err_msg[160]; /* writer: its sqlite3_errmsg */
+    int failing;       /* atomic: err_code of the failing commit; 0 once one succeeds */
 };
 
 int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err);
 int gw__store_step(sqlite3_stmt *st);
+/* After a failed step (rc) of a transaction: keeps the error (err_code, err_msg), then ROLLBACK,
+ * whose own error would hide it (a full disk has rolled back already). Writer thread. */
+void gw__store_rollback(gw_store *s, int rc);
 
 /* store_outbox.c */
 int gw__outbox_open(gw_store *s, gw_error *err); /* statements, counts */

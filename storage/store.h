@@ -113,6 +113,10 @@ int64_t gw_store_forwarded_done(const gw_store *s);
 void gw_store_set_commit_hook(gw_store *s, void (*fn)(void *arg), void *arg);
 /* Unforwarded events (outbox rows), as the writer last counted them. */
 int64_t gw_store_outbox_rows(const gw_store *s);
+/* While store transactions fail (from the first failed commit until one succeeds): the reason
+ * ("full", "ioerr", "busy", "corrupt", "other", as in iotgw_store_commit_failures_total) and, in
+ * *detail, SQLite's text for the error; NULL while commits succeed. Any thread (GET /health). */
+const char *gw_store_failing(const gw_store *s, const char **detail);
 
 /* A read-only connection for one thread (the north thread): the outbox and the latest values. */
 typedef struct gw_store_reader gw_store_reader;

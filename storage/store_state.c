@@ -221,7 +221,7 @@ int gw__state_commit(gw_store *s)
     if (!rc)
         rc = gw__store_step(s->commit);
     if (rc)
-        gw__store_step(s->rollback);
+        gw__store_rollback(s, rc);
     gw__state_after(s, rc == 0);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -136,6 +137,77 @@ int gw__store_step(sqlite3_stmt *st)
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
 }
 
+void gw__store_rollback(gw_store *s, int rc)
+{
+    int code = sqlite3_extended_errcode(s->db);
+    if ((code & 0xff) == (rc & 0xff)) {
+        snprintf(s->err_msg, sizeof(s->err_msg), "%s", sqlite3_errmsg(s->db));
+    } else { /* not SQLite's own (SQLITE_NOMEM of a note): its generic text */
+        code = rc;
+        snprintf(s->err_msg, sizeof(s->err_msg), "%s", sqlite3_errstr(rc));
+    }
+    s->err_code = code;
+    gw__store_step(s->rollback);
+}
+
+/* iotgw_store_commit_failures_total{reason}: a failed transaction's reason, by its SQLite code. */
+static const struct {
+    const char *reason;
+    gw_metric metric;
+} fail_kinds[] = {{"full", GW_M_STORE_FAIL_FULL},
+                  {"ioerr", GW_M_STORE_FAIL_IOERR},
+                  {"busy", GW_M_STORE_FAIL_BUSY},
+                  {"corrupt", GW_M_STORE_FAIL_CORRUPT},
+                  {"other", GW_M_STORE_FAIL_OTHER}};
+
+static unsigned fail_kind(int code)
+{
+    switch (code & 0xff) {
+    case SQLITE_FULL:
+        return 0;
+    case SQLITE_IOERR:
+        return 1;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return 2;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return 3;
+    default:
+        return 4;
+    }
+}
+
+/* The code a failed transaction is reported by: its failing statement's own (err_code). */
+static int fail_code(const gw_store *s, int rc)
+{
+    return s->err_code ? s->err_code : rc;
+}
+
+/* Counts a failed transaction (rc) by its own error and marks the store failing for /health; a
+ * success (rc 0) clears the mark. Writer thread. */
+static void commit_outcome(gw_store *s, int rc)
+{
+    if (!rc) {
+        if (__atomic_load_n(&s->failing, __ATOMIC_RELAXED))
+            __atomic_store_n(&s->failing, 0, __ATOMIC_RELAXED);
+        return;
+    }
+    gw_metric_inc(GW_M_STORE_ERRORS);
+    gw_metric_inc(fail_kinds[fail_kind(fail_code(s, rc))].metric);
+    __atomic_store_n(&s->failing, fail_code(s, rc), __ATOMIC_RELAXED);
+}
+
+const char *gw_store_failing(const gw_store *s, const char **detail)
+{
+    int code = __atomic_load_n(&s->failing, __ATOMIC_RELAXED);
+    if (!code)
+        return NULL;
+    if (detail)
+        *detail = sqlite3_errstr(code);
+    return fail_kinds[fail_kind(code)].reason;
+}
+
 static int write_event(gw_store *s, gw_event *ev)
 {
     sqlite3_stmt *st = s->ins_event;
@@ -178,7 +250,7 @@ static int commit_batch(gw_store *s, gw_event *batch)
     if (!rc)
         rc = gw__store_step(s->commit);
     if (rc)
-        gw__store_step(s->rollback);
+        gw__store_rollback(s, rc);
     gw__outbox_after(s, rc == 0);
     gw__state_after(s, rc == 0);
     return rc;
@@ -191,6 +263,11 @@ static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
         gw_event *ev = batch;
         batch = ev->next;
         ev->status = status;
+        /* The values' last reference may be the state notes' (this thread): jansson's refcount
+         * is atomic but its free is not ordered after another thread's decrement, so the event's
+         * reference is dropped here, not by the loop it goes back to (which never reads it). */
+        json_decref(ev->values);
+        ev->values = NULL;
         if (ev->sess && s->deliver) {
             *backp = ev;
             backp = &ev->next;
@@ -300,11 +377,13 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
 /* The state noted since the last write, in a transaction of its own (idle, or shutting down). */
 static void write_state(gw_store *s)
 {
+    s->err_code = 0;
     int rc = gw__state_commit(s);
+    commit_outcome(s, rc);
     if (rc) {
-        gw_metric_inc(GW_M_STORE_ERRORS);
-        GW_LOG_ERROR("store", NULL, NULL, "state write failed; retrying", "error=%d sqlite=\"%s\"",
-                     rc, sqlite3_errmsg(s->db));
+        GW_LOG_ERROR("store", NULL, NULL, "state write failed; retrying",
+                     "error=%d reason=%s sqlite=\"%s\"", fail_code(s, rc),
+                     fail_kinds[fail_kind(fail_code(s, rc))].reason, s->err_msg);
         struct timespec ts = {0, 100000000L}; /* the notes stay: retried in 100 ms */
         nanosleep(&ts, NULL);
     }
@@ -331,10 +410,15 @@ static void *writer_main(void *arg)
         }
         unsigned backoff_ms = 50;
         int rc, tries = 0;
-        while ((rc = commit_batch(s, batch)) != 0) {
-            gw_metric_inc(GW_M_STORE_ERRORS);
+        for (;;) {
+            s->err_code = 0;
+            rc = commit_batch(s, batch);
+            commit_outcome(s, rc);
+            if (!rc)
+                break;
             GW_LOG_ERROR("store", NULL, NULL, "commit failed; retrying",
-                         "error=%d sqlite=\"%s\" events=%zu", rc, sqlite3_errmsg(s->db), n);
+                         "error=%d reason=%s sqlite=\"%s\" events=%zu", fail_code(s, rc),
+                         fail_kinds[fail_kind(fail_code(s, rc))].reason, s->err_msg, n);
             int stopping;
             pthread_mutex_lock(&s->mu);
             stopping = s->stop;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run-all.sh: installs what is missing, builds and runs the whole suite: format check, the normal
-# build's ctest (unit, fuzz-corpus replay, integration), the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer, a bounded libFuzzer run of every fuzz target, and
-# the benchmark in smoke mode. Exits non-zero on the first failing stage.
+# build's ctest (unit, fuzz-corpus replay, integration), a Release build with -Werror and its unit
+# tests, the same suite under AddressSanitizer + UndefinedBehaviorSanitizer, the unit tests and the
+# cross-thread integration tests under ThreadSanitizer, a bounded libFuzzer run of every fuzz
+# target, and the benchmark in smoke mode. Exits non-zero on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -25,6 +26,12 @@ stage "tests"
 ctest --test-dir build --output-on-failure -j"$JOBS" -L 'unit|fuzz'
 ctest --test-dir build --output-on-failure -L integration
 
+# Release is -O3: its flow analysis warns where RelWithDebInfo's -O2 does not (the benchmarks too)
+stage "build (Release, -Werror) and its unit tests"
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DGW_WERROR=ON -DGW_BUILD_BENCH=ON >/dev/null
+cmake --build build-release -j"$JOBS"
+ctest --test-dir build-release --output-on-failure -j"$JOBS" -L unit
+
 stage "build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE='address;undefined' -DGW_WERROR=ON \
       -DGW_BUILD_BENCH=OFF >/dev/null
@@ -36,6 +43,22 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L 'unit|fuzz'
 IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -L integration
 unset ASAN_OPTIONS UBSAN_OPTIONS
+
+# The integration tests whose gateway runs the cross-thread paths: completions through the loops'
+# inboxes (10, 16, 23, 24, 34, 43), state notes and replay (25), persistent sessions and take-over
+# (26), store failure and /health (27), the north thread and its outbox (60, 61, 63, 66), commands
+# crossing north -> loops -> store (50, 51, 73), CoAP sessions moving between loops (75).
+TSAN_TESTS='^integ\.(10|16|23|24|25|26|27|34|43|50|51|60|61|63|66|73|75)-'
+stage "build (ThreadSanitizer)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_SANITIZE=thread -DGW_WERROR=ON \
+      -DGW_BUILD_BENCH=OFF >/dev/null
+cmake --build build-tsan -j"$JOBS"
+
+stage "tests under ThreadSanitizer (unit, cross-thread integration)"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp"
+IOTGW_SANITIZED=1 ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -L unit
+IOTGW_SANITIZED=1 ctest --test-dir build-tsan --output-on-failure -L integration -R "$TSAN_TESTS"
+unset TSAN_OPTIONS
 
 stage "libFuzzer (clang), ${FUZZ_SECONDS}s per target"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DGW_FUZZ=ON \

@@ -309,7 +309,7 @@ static int parse_match(gw__bl_ctx *x, const json_t *o, const char *path, bin_msg
 {
     char p[GW__BL_PATH_CAP];
     uint64_t max;
-    int64_t n;
+    int64_t n = 0; /* a Release (-O3) build cannot see it is set whenever have is */
     bool have;
     if (disc_max(x->l, &max) < 0) {
         if (json_object_get(o, "match"))
