@@ -51,8 +51,9 @@ typedef struct st_env {
     pthread_mutex_t mu;
     gw_event *inbox, **inbox_tail; /* delivered by the writer, not yet taken by the loop */
     int delivers;                  /* deliver calls (one per committed batch with sessions) */
-    int chain[256];                /* events per deliver call (the first 256) */
-    sqlite3 *check;                /* the checker's connection ("unix" VFS) */
+    int closing;    /* under mu: the store is being closed, completions are taken on the writer */
+    int chain[256]; /* events per deliver call (the first 256) */
+    sqlite3 *check; /* the checker's connection ("unix" VFS) */
     sqlite3_stmt *by_msg;
     uint32_t next_token;
     uint32_t last_a, last_b; /* newest token completed per session (order check) */
@@ -166,6 +167,8 @@ static inline int64_t st_stored(st_env *e, uint32_t token)
 /* ---- the loop: completions ---- */
 
 /* Writer thread: what runtime's completion does, a hand-over to the loop. */
+static inline void st_take(st_env *e);
+
 static inline void st_deliver(void *arg, gw_event *head)
 {
     st_env *e = arg;
@@ -181,8 +184,12 @@ static inline void st_deliver(void *arg, gw_event *head)
     e->delivers++;
     *e->inbox_tail = head;
     e->inbox_tail = &tail->next;
+    int closing = e->closing;
     pthread_mutex_unlock(&e->mu);
-    uv_async_send(&e->async);
+    if (closing) /* the loop waits in gw_store_close: released before the store goes */
+        st_take(e);
+    else
+        uv_async_send(&e->async);
 }
 
 /* Loop thread: each completed event is checked (stored if acknowledged, in order per session)
@@ -360,13 +367,18 @@ static inline int st_open(st_env *e)
     return 0;
 }
 
-/* Stops the writer (it commits what is queued) and closes the store; completions still in the
- * inbox are taken. */
+/* Stops the writer (it commits what is queued) and closes the store; completions are taken
+ * (those of the last batches on the writer thread, while the loop thread waits here). */
 static inline void st_close(st_env *e)
 {
-    gw_store_close(e->s);
     st_take(e);
+    pthread_mutex_lock(&e->mu);
+    e->closing = 1;
+    pthread_mutex_unlock(&e->mu);
+    st_take(e);
+    gw_store_close(e->s);
     e->s = NULL;
+    e->closing = 0;
 }
 
 static inline void st_env_free(st_env *e)
