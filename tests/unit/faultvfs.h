@@ -45,12 +45,14 @@ static struct {
 static inline int fv_check(fv_kind k)
 {
     long n = __atomic_add_fetch(&fv.calls[k], 1, __ATOMIC_SEQ_CST);
-    if (!__atomic_load_n(&fv.armed, __ATOMIC_ACQUIRE) || fv.kind != k)
+    long at = __atomic_load_n(&fv.at, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&fv.armed, __ATOMIC_SEQ_CST) ||
+        __atomic_load_n(&fv.kind, __ATOMIC_SEQ_CST) != k)
         return SQLITE_OK;
-    if (n < fv.at || n - fv.at >= fv.count)
+    if (n < at || n - at >= __atomic_load_n(&fv.count, __ATOMIC_SEQ_CST))
         return SQLITE_OK;
     __atomic_add_fetch(&fv.hits, 1, __ATOMIC_SEQ_CST);
-    return fv.rc;
+    return __atomic_load_n(&fv.rc, __ATOMIC_SEQ_CST);
 }
 
 /* Fails calls at..at+count-1 of kind k (numbered from 1 from now) with rc. */
@@ -60,10 +62,10 @@ static inline void fv_arm(fv_kind k, long at, long count, int rc)
     for (int i = 0; i < FV__COUNT; i++)
         __atomic_store_n(&fv.calls[i], 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&fv.hits, 0, __ATOMIC_SEQ_CST);
-    fv.kind = k;
-    fv.at = at;
-    fv.count = count;
-    fv.rc = rc;
+    __atomic_store_n(&fv.kind, k, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fv.at, at, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fv.count, count, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fv.rc, rc, __ATOMIC_SEQ_CST);
     __atomic_store_n(&fv.armed, 1, __ATOMIC_SEQ_CST);
 }
 
