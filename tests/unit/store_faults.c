@@ -105,6 +105,7 @@ static void batch_commit(const fault_spec *f)
         CHECK(done);
         for (uint32_t t = first; t < first + 5; t++)
             CHECK_INT(e->rec[t].acked, 1); /* a single fault: the retry commits */
+        CHECK_INT(gw_store_depth(e->s), 0);
         if (hits == 0)
             break;
     }
@@ -162,6 +163,7 @@ static void state_write(const fault_spec *f)
         fv_disarm();
         CHECK_INT(rc, 0);
         CHECK(state_matches(e));
+        CHECK_INT(gw_metric_get(GW_M_STORE_STATE_UNWRITTEN), 0); /* retried notes not left over */
         CHECK_INT(st_scalar(e, "SELECT value FROM meta WHERE key = 'state_mark'"),
                   st_scalar(e, "SELECT MAX(id) FROM events"));
         CHECK(st_integrity_ok(e));
