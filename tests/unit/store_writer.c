@@ -1,0 +1,345 @@
+/* store_writer.c: the store writer with an SQLite database in a temp dir and an in-process loop
+ * receiving its completions: batching (batch_max, group commit within batch_ms), retry after a
+ * failed commit (faultvfs: every write fails for a while), completion order (per session, across
+ * batches, events without a session freed), state lag (state_lag_ms coalescing, online changes
+ * at once, gw_store_sync_state) and the replay after a crash (the files copied while the state
+ * is unwritten, as a kill would leave them). */
+#include "faultvfs.h"
+#include "store_test.h"
+
+#include <fcntl.h>
+
+#include "gateway/log.h"
+
+static int chain_at(st_env *e, int i)
+{
+    pthread_mutex_lock(&e->mu);
+    int n = i < e->delivers ? e->chain[i] : -1;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+/* ---- batching ---- */
+
+static void batching(void)
+{
+    /* batch_max: 25 events queued before the writer starts go in batches of 10, 10, 5 */
+    st_env *e = st_env_new();
+    gw_error err = {0};
+    e->cfg->store.batch_max = 10;
+    e->cfg->store.batch_ms = 0;
+    CHECK_INT(gw_store_open(&e->s, e->cfg, &err), 0);
+    gw_store_set_completion(e->s, st_deliver, e);
+    uint32_t first = st_submit_props(e, "t-001", ST_SESS_A, 25, 0);
+    CHECK_INT(gw_store_depth(e->s), 25);
+    int64_t batches = gw_metric_get(GW_M_STORE_BATCHES);
+    CHECK_INT(gw_store_start(e->s, NULL, NULL), 0);
+    CHECK(st_wait_range(e, first, first + 24, 10000));
+    CHECK_INT(gw_metric_get(GW_M_STORE_BATCHES) - batches, 3);
+    CHECK_INT(e->delivers, 3);
+    CHECK_INT(chain_at(e, 0), 10);
+    CHECK_INT(chain_at(e, 1), 10);
+    CHECK_INT(chain_at(e, 2), 5);
+    CHECK_INT(gw_store_depth(e->s), 0);
+    st_env_free(e);
+
+    /* group commit: with batch_ms, events arriving within the window share one transaction */
+    e = st_env_new();
+    e->cfg->store.batch_max = 100;
+    e->cfg->store.batch_ms = st_slow(300);
+    CHECK_INT(st_open(e), 0);
+    batches = gw_metric_get(GW_M_STORE_BATCHES);
+    int64_t t0 = st_ms();
+    first = st_submit_props(e, "t-001", ST_SESS_A, 1, 0);
+    st_sleep_ms(20);
+    st_submit_props(e, "t-002", ST_SESS_B, 2, 0);
+    CHECK(st_wait_range(e, first, first + 2, 10000));
+    int64_t took = st_ms() - t0;
+    CHECK_INT(gw_metric_get(GW_M_STORE_BATCHES) - batches, 1);
+    CHECK_INT(e->delivers, 1);
+    CHECK_INT(chain_at(e, 0), 3);
+    CHECK(took >= (int64_t)e->cfg->store.batch_ms - 20); /* the window was waited for */
+    printf("  group commit: 3 events in one batch after %lld ms (batch_ms %u)\n", (long long)took,
+           e->cfg->store.batch_ms);
+    st_env_free(e);
+
+    /* ... and batch_max ends the window early */
+    e = st_env_new();
+    e->cfg->store.batch_max = 4;
+    e->cfg->store.batch_ms = 5000;
+    CHECK_INT(st_open(e), 0);
+    t0 = st_ms();
+    first = st_submit_props(e, "t-001", ST_SESS_A, 1, 0);
+    st_sleep_ms(20);
+    st_submit_props(e, "t-001", ST_SESS_A, 3, 1);
+    CHECK(st_wait_range(e, first, first + 3, 10000));
+    took = st_ms() - t0;
+    CHECK_INT(e->delivers, 1);
+    CHECK_INT(chain_at(e, 0), 4);
+    CHECK(took < 2500);
+    st_env_free(e);
+}
+
+/* ---- retry after a failed commit ---- */
+
+static void retry(void)
+{
+    st_env *e = st_env_new();
+    e->cfg->north.enabled = true;
+    CHECK_INT(st_open(e), 0);
+    uint32_t first = st_submit_props(e, "t-001", ST_SESS_A, 2, 0);
+    CHECK(st_wait_range(e, first, first + 1, 10000));
+
+    /* the disk is full for a while: nothing is acknowledged, the writer keeps trying */
+    int64_t errs = gw_metric_get(GW_M_STORE_ERRORS);
+    int64_t committed = gw_metric_get(GW_M_EV_COMMITTED);
+    fv_arm(FV_WRITE, 1, 1000000, SQLITE_FULL);
+    first = st_submit_props(e, "t-001", ST_SESS_A, 3, 10);
+    st_pump(e, NULL, st_slow(500));
+    for (uint32_t t = first; t < first + 3; t++)
+        CHECK_INT(e->rec[t].acked + e->rec[t].failed, 0);
+    CHECK_INT(st_stored(e, first), 0);
+    CHECK(gw_metric_get(GW_M_STORE_ERRORS) - errs >= 2); /* 50, 100, 200 ms back-off */
+    CHECK_INT(gw_metric_get(GW_M_EV_COMMITTED), committed);
+    CHECK_INT(gw_store_outbox_rows(e->s), 2);
+    fv_disarm();
+    /* space returns: the same batch commits, acknowledged in order */
+    CHECK(st_wait_range(e, first, first + 2, 10000));
+    for (uint32_t t = first; t < first + 3; t++) {
+        CHECK_INT(e->rec[t].acked, 1);
+        CHECK_INT(st_stored(e, t), 1);
+    }
+    CHECK_INT(gw_metric_get(GW_M_EV_COMMITTED) - committed, 3);
+    CHECK_INT(gw_store_outbox_rows(e->s), 5);
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM outbox"), 5);
+    st_totals t = st_audit(e);
+    CHECK_INT(t.unstored + t.out_of_order + t.lost + t.dup, 0);
+    st_env_free(e);
+}
+
+/* ---- completion order ---- */
+
+static void order(void)
+{
+    st_env *e = st_env_new();
+    e->cfg->store.batch_max = 7;
+    CHECK_INT(st_open(e), 0);
+    uint32_t first = e->next_token + 1;
+    int with_sess = 0;
+    for (int i = 0; i < 40; i++) { /* chains of 1..4 events, sessions interleaved, some none */
+        int n = 1 + i % 4;
+        gw_event *head = NULL, *tail = NULL;
+        for (int j = 0; j < n; j++) {
+            struct gw_session *sess = (i + j) % 5 == 4 ? NULL : (i + j) % 2 ? ST_SESS_B : ST_SESS_A;
+            gw_event *ev = st_event(e, GW_EV_EVENT, (i + j) % 3 ? "t-001" : "t-002", sess, NULL);
+            with_sess += sess != NULL;
+            if (tail)
+                tail->next = ev;
+            else
+                head = ev;
+            tail = ev;
+        }
+        gw_store_submit(e->s, head, tail, (size_t)n);
+        if (i % 8 == 0)
+            st_pump(e, NULL, 5);
+    }
+    uint32_t last = e->next_token;
+    /* every event with a session completes, once, in submission order per session */
+    int acked = 0;
+    for (uint32_t t = first; t <= last; t++)
+        acked += e->rec[t].acked;
+    for (int64_t end = st_ms() + st_slow(10000); acked < with_sess && st_ms() < end;) {
+        st_pump(e, NULL, 20);
+        acked = 0;
+        for (uint32_t t = first; t <= last; t++)
+            acked += e->rec[t].acked;
+    }
+    CHECK_INT(acked, with_sess);
+    st_totals t = st_audit(e);
+    CHECK_INT(t.out_of_order, 0);
+    CHECK_INT(t.unstored, 0);
+    CHECK_INT(t.dup, 0);
+    /* and every event (with a session or not) is stored, in submission order */
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM events WHERE kind = 'event'"), last - first + 1);
+    char sql[256];
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT COUNT(*) FROM events a JOIN events b ON b.id = a.id + 1"
+        " WHERE a.kind = 'event' AND b.kind = 'event'"
+        " AND CAST(substr(b.msg_id, 2) AS INTEGER) != CAST(substr(a.msg_id, 2) AS INTEGER) + 1");
+    CHECK_INT(st_scalar(e, sql), 0);
+    CHECK_INT(gw_store_depth(e->s), 0); /* the ones without a session were freed by the writer */
+    printf("  order: %u events, %d completed in order to 2 sessions in %d deliveries\n",
+           last - first + 1, with_sess, e->delivers);
+    st_env_free(e);
+}
+
+/* ---- state lag ---- */
+
+static int64_t prop_value(st_env *e, const char *dev)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT value FROM property_state WHERE device = '%s' AND property = 'temperature'",
+             dev);
+    return st_scalar(e, sql);
+}
+
+static int64_t writes_want;
+static bool state_written(st_env *e)
+{
+    (void)e;
+    return gw_metric_get(GW_M_STORE_STATE_WRITES) >= writes_want;
+}
+
+static void state_lag(void)
+{
+    st_env *e = st_env_new();
+    unsigned lag = st_slow(800);
+    e->cfg->store.state_lag_ms = lag;
+    CHECK_INT(st_open(e), 0);
+
+    /* an online change is written in its own transaction: visible when acknowledged */
+    int64_t writes = gw_metric_get(GW_M_STORE_STATE_WRITES);
+    gw_event *on = st_event(e, GW_EV_ONLINE, "t-001", ST_SESS_A, NULL);
+    uint32_t tok = on->token;
+    gw_store_submit(e->s, on, on, 1);
+    CHECK(st_wait_range(e, tok, tok, 10000));
+    CHECK_INT(st_scalar(e, "SELECT online FROM device_state WHERE device = 't-001'"), 1);
+    CHECK_INT(gw_metric_get(GW_M_STORE_STATE_WRITES) - writes, 1);
+
+    /* five reports in five batches: the state trails them, then one write has the last */
+    writes = gw_metric_get(GW_M_STORE_STATE_WRITES);
+    int64_t t0 = st_ms();
+    for (int i = 1; i <= 5; i++) {
+        uint32_t f = st_submit_props(e, "t-001", ST_SESS_A, 1, i);
+        CHECK(st_wait_range(e, f, f, 10000));
+    }
+    int64_t acked_after = st_ms() - t0;
+    if (acked_after < lag / 2) { /* the lag has not passed: nothing written yet */
+        CHECK_INT(prop_value(e, "t-001"), -1);
+        CHECK_INT(gw_metric_get(GW_M_STORE_STATE_WRITES), writes);
+    }
+    writes_want = writes + 1;
+    CHECK(st_pump(e, state_written, lag * 4));
+    int64_t written_after = st_ms() - t0;
+    st_pump(e, NULL, 50);
+    if (acked_after < lag) /* all five noted within the lag: coalesced into one write */
+        CHECK_INT(gw_metric_get(GW_M_STORE_STATE_WRITES) - writes, 1);
+    CHECK_INT(prop_value(e, "t-001"), 5);
+    CHECK(written_after >= (int64_t)lag - 50);
+    CHECK_INT(st_scalar(e, "SELECT value FROM meta WHERE key = 'state_mark'"),
+              st_scalar(e, "SELECT MAX(id) FROM events"));
+    printf("  state lag: 5 reports acked in %lld ms, state written once after %lld ms (lag %u)\n",
+           (long long)acked_after, (long long)written_after, lag);
+
+    /* gw_store_sync_state writes at once what is noted; with nothing noted it returns at once */
+    writes = gw_metric_get(GW_M_STORE_STATE_WRITES);
+    uint32_t f = st_submit_props(e, "t-001", ST_SESS_A, 1, 6);
+    CHECK(st_wait_range(e, f, f, 10000));
+    t0 = st_ms();
+    CHECK_INT(gw_store_sync_state(e->s, 5000), 0);
+    int64_t synced = st_ms() - t0;
+    CHECK(synced < (int64_t)lag / 2);
+    CHECK_INT(prop_value(e, "t-001"), 6);
+    CHECK_INT(gw_metric_get(GW_M_STORE_STATE_WRITES) - writes, 1);
+    CHECK_INT(gw_store_sync_state(e->s, 5000), 0);
+    CHECK_INT(gw_metric_get(GW_M_STORE_STATE_WRITES) - writes, 1);
+    printf("  sync_state: written in %lld ms\n", (long long)synced);
+    st_env_free(e);
+}
+
+/* ---- replay after a crash ---- */
+
+static void copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ssize_t n;
+    if (in < 0 || out < 0)
+        st_die("copy_file: open");
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n)
+            st_die("copy_file: write");
+    close(in);
+    close(out);
+}
+
+static void replay(void)
+{
+    st_env *e = st_env_new();
+    e->cfg->store.state_lag_ms = 600000;
+    CHECK_INT(st_open(e), 0);
+    gw_event *on = st_event(e, GW_EV_ONLINE, "t-002", ST_SESS_A, NULL);
+    uint32_t first = on->token;
+    st_submit1(e, on);
+    CHECK(st_wait_range(e, first, first, 10000));
+    int64_t mark = st_scalar(e, "SELECT value FROM meta WHERE key = 'state_mark'");
+    for (int i = 1; i <= 4; i++) {
+        uint32_t f = st_submit_props(e, "t-002", ST_SESS_A, 1, 20 + i);
+        CHECK(st_wait_range(e, f, f, 10000));
+    }
+    gw_event *ev = st_event(e, GW_EV_EVENT, "t-002", ST_SESS_A, NULL);
+    uint32_t last = ev->token;
+    st_submit1(e, ev);
+    CHECK(st_wait_range(e, last, last, 10000));
+    CHECK_INT(prop_value(e, "t-002"), -1); /* the state is not written yet */
+
+    /* the crash: the files as they are now (the writer is idle: everything is acknowledged) */
+    char db[200], wal[220], from[300];
+    snprintf(db, sizeof(db), "%s/crash.db", e->dir);
+    snprintf(wal, sizeof(wal), "%s/crash.db-wal", e->dir);
+    snprintf(from, sizeof(from), "%s-wal", e->path);
+    copy_file(e->path, db);
+    copy_file(from, wal);
+    st_close(e); /* this one writes its state at the stop */
+    CHECK_INT(prop_value(e, "t-002"), 24);
+    st_check_close(e);
+
+    /* the restart on the crashed files: 5 events past the mark are replayed */
+    snprintf(e->path, sizeof(e->path), "%s", db);
+    free(e->cfg->store.path);
+    e->cfg->store.path = strdup(db);
+    CHECK_INT(st_scalar(e, "SELECT value FROM meta WHERE key = 'state_mark'"), mark);
+    CHECK_INT(prop_value(e, "t-002"), -1);
+    st_check_close(e);
+    int64_t replayed = gw_metric_get(GW_M_STORE_STATE_REPLAYED);
+    CHECK_INT(st_open(e), 0);
+    CHECK_INT(gw_metric_get(GW_M_STORE_STATE_REPLAYED) - replayed, 5);
+    CHECK_INT(prop_value(e, "t-002"), 24);
+    CHECK_INT(st_scalar(e, "SELECT last_seen FROM device_state WHERE device = 't-002'"),
+              st_scalar(e, "SELECT MAX(rx_ts) FROM events WHERE device = 't-002'"
+                           " AND kind IN ('property', 'event')"));
+    CHECK_INT(st_scalar(e, "SELECT value FROM meta WHERE key = 'state_mark'"),
+              st_scalar(e, "SELECT MAX(id) FROM events WHERE kind IN ('property', 'event')"));
+    /* the crash left t-002 online: the start closes it (reason "restart") */
+    CHECK_INT(st_scalar(e, "SELECT online FROM device_state WHERE device = 't-002'"), 0);
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM events WHERE kind = 'offline'"
+                           " AND name = 'restart'"),
+              1);
+    st_totals t = st_audit(e);
+    CHECK_INT(t.lost + t.dup, 0);
+    CHECK(st_integrity_ok(e));
+
+    /* a clean stop after that: nothing to replay at the next start */
+    st_close(e);
+    replayed = gw_metric_get(GW_M_STORE_STATE_REPLAYED);
+    CHECK_INT(st_open(e), 0);
+    CHECK_INT(gw_metric_get(GW_M_STORE_STATE_REPLAYED), replayed);
+    st_env_free(e);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (fv_install() != SQLITE_OK)
+        st_die("faultvfs");
+    if (!getenv("STORE_TEST_LOG"))
+        gw_log_level = GW_LOG_ERROR + 1; /* the retries' error lines are expected */
+    batching();
+    retry();
+    order();
+    state_lag();
+    replay();
+    TEST_MAIN_END();
+}
