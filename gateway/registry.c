@@ -2,7 +2,10 @@
  * CMake option. A new plugin is one include and one line here. */
 #include "registry.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "../config/config.h"
 
 #ifdef GW_ADAPTER_MQTT
 #include "../protocols/mqtt/mqtt.h"
@@ -84,9 +87,8 @@ const gw_codec_ops *gw_registry_codec(const char *name)
 int gw_registry_check(gw_error *err)
 {
     for (size_t i = 0; adapters[i]; i++) {
-        if (adapters[i]->abi != GW_ADAPTER_ABI)
-            return gw_error_set(err, GW_ECONFIG, "adapter %s: ABI %u, expected %u",
-                                adapters[i]->name, adapters[i]->abi, GW_ADAPTER_ABI);
+        if (gw_metrics_register(adapters[i]->metrics) != 0)
+            return gw_error_set(err, GW_ENOMEM, "adapter %s: too many metrics", adapters[i]->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(adapters[i]->name, adapters[j]->name) == 0)
                 return gw_error_set(err, GW_ECONFIG, "adapter %s registered twice",
@@ -101,4 +103,17 @@ int gw_registry_check(gw_error *err)
                 return gw_error_set(err, GW_ECONFIG, "codec %s registered twice", codecs[i]->name);
     }
     return 0;
+}
+
+int gw_adapter_parse_config(gw_adapter *a, const json_t *section, void *cfg,
+                            const struct gw_config *gcfg, gw_diag *diag)
+{
+    char path[96];
+    if (gw_metrics_register(a->ops->metrics) != 0) {
+        gw_diag_add(diag, gcfg->file, "adapters", "adapter %s: too many metrics", a->ops->name);
+        return GW_ECONFIG;
+    }
+    snprintf(path, sizeof(path), "adapters.%s", a->ops->name);
+    return gw_cfg_parse(a->ops->cfg_fields, section, cfg, gcfg->file, path, diag) > 0 ? GW_ECONFIG
+                                                                                      : 0;
 }

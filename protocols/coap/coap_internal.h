@@ -13,6 +13,7 @@
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
 #include "../../gateway/session_index.h"
+#include "coap_metrics.h"
 #include "coap_msg.h"
 
 #define GW_COAP_HELD_MAX     4 /* commands held for a device that does not observe */
