@@ -358,6 +358,9 @@ void gw_cfg_defaults(const gw_cfg_field *fields, void *dst)
             break;
         }
     }
+    for (const gw_cfg_field *f = fields; f->name; f++)
+        if (f->type == GW_CFG_STRING && f->def_str)
+            *FIELD(dst, f, char *) = (char *)f->def_str; /* owned (copied) by gw_cfg_parse */
 }
 
 static const char *type_name(gw_cfg_type t)
@@ -382,11 +385,19 @@ static const char *type_name(gw_cfg_type t)
 
 void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
 {
-    fprintf(f, "### `%s`\n\n| key | type | default | range |\n| --- | --- | --- | --- |\n", path);
+    if (*path)
+        fprintf(f, "### `%s`\n\n", path);
+    else
+        fputs("### top level\n\n", f);
+    fputs("| key | type | default | range |\n| --- | --- | --- | --- |\n", f);
     for (const gw_cfg_field *x = fields; x->name; x++) {
         fprintf(f, "| `%s` | %s | ", x->name, type_name(x->type));
         if (x->required)
             fputs("required", f);
+        else if (x->type == GW_CFG_STRING && x->def_str)
+            fprintf(f, "`\"%s\"`", x->def_str);
+        else if (x->type == GW_CFG_JSON)
+            fputs("its section", f);
         else if (!x->has_def)
             fputs("none", f);
         else if (x->type == GW_CFG_BOOL)

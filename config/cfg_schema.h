@@ -31,10 +31,12 @@ typedef struct gw_cfg_field {
     bool required;
     bool has_def; /* numbers, bools and enums: def is the default, stored before parsing */
     int64_t def;
+    const char *def_str; /* strings: the default (NULL: none, or set by the caller) */
 } gw_cfg_field;
 
 /* Appended to a field's initialiser: the key's default, written once in the table. */
-#define GW_CFG_DEF(v) true, (int64_t)(v)
+#define GW_CFG_DEF(v)     true, (int64_t)(v), NULL
+#define GW_CFG_DEF_STR(s) false, 0, (s)
 
 typedef struct gw_listen gw_listen;
 typedef struct gw_listen_list {

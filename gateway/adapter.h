@@ -66,6 +66,11 @@ struct gw_adapter_ops {
     /* Its metrics, ended by {NULL}: registered at start, shown by /metrics whether configured or
      * not. */
     const gw_metric_def *metrics;
+    /* The keys it owns in the "auth" object of its protocol's products, with their defaults,
+     * ended by {NULL} (NULL: none): the config loader parses them into a product_data_size block
+     * at gw_product.adapter_data, read-only once loaded (e.g. CoAP's coap_query_token). */
+    const gw_cfg_field *product_auth_fields;
+    size_t product_data_size;
 };
 
 /* For init: registers the adapter's metrics (once), then parses section into cfg (the defaults

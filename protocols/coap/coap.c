@@ -47,6 +47,14 @@ static const gw_cfg_field coap_fields[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
+/* Per product, in its "auth": "coap_query_token": false refuses plain CoAP's ?token= (4.01):
+ * DTLS-PSK only. */
+static const gw_cfg_field coap_product_fields[] = {
+    {"coap_query_token", GW_CFG_BOOL, offsetof(gw__coap_product, query_token), 0, 0, NULL, false,
+     GW_CFG_DEF(true)},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
 static int coap_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_diag *diag)
 {
     gw__coap_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
@@ -271,4 +279,6 @@ const gw_adapter_ops gw_adapter_coap_ops = {
     .listen_keys = listen_keys,
     .cfg_fields = coap_fields,
     .metrics = gw__coap_metrics,
+    .product_auth_fields = coap_product_fields,
+    .product_data_size = sizeof(gw__coap_product),
 };

@@ -23,6 +23,11 @@
 #define GW_COAP_TICK_MS      50
 #define GW_COAP_CON_MAX      16 /* CONs of ours awaiting a device's ACK, per session */
 
+/* A CoAP product's data (gw_product.adapter_data): the keys of its "auth" CoAP owns. */
+typedef struct gw__coap_product {
+    bool query_token; /* "coap_query_token" (default true): plain CoAP's ?token= is accepted */
+} gw__coap_product;
+
 typedef struct gw__coap_cfg {
     gw_listen_list listeners;
     gw_listen_list dtls_listeners;
