@@ -414,7 +414,7 @@ void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
                    (x->min != 0 || x->max != 0)) {
             fprintf(f, "%lld..%lld", (long long)x->min, (long long)x->max);
         } else if (x->type == GW_CFG_LISTENERS) {
-            fputs("array of `{\"address\", \"port\"}`", f);
+            fputs("array of `{\"address\", \"port\"}` (tcp, udp: `\"product\"`)", f);
         }
         fputs(" |\n", f);
     }

@@ -455,4 +455,11 @@ void gw_config_reference(FILE *f)
         if (ops->cfg_fields)
             gw_cfg_reference(f, path, ops->cfg_fields);
     }
+    for (size_t i = 0; gw_registry_adapter_at(i); i++) {
+        const gw_adapter_ops *ops = gw_registry_adapter_at(i);
+        char path[80];
+        snprintf(path, sizeof(path), "product \"auth\" (protocol %s)", ops->name);
+        if (ops->product_auth_fields)
+            gw_cfg_reference(f, path, ops->product_auth_fields);
+    }
 }
