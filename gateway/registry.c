@@ -1,5 +1,6 @@
-/* registry.c: the adapters and codecs compiled into this binary, one line each, each behind its
- * CMake option. A new plugin is one include and one line here. */
+/* registry.c: the adapters and codecs compiled into this binary, each behind its CMake option.
+ * Adapters come from CMake's gw_adapter() lines (gen/gw_adapters.h); a codec is one include and one
+ * line here. */
 #include "registry.h"
 
 #include <stdio.h>
@@ -7,18 +8,6 @@
 
 #include "../config/config.h"
 
-#ifdef GW_ADAPTER_MQTT
-#include "../protocols/mqtt/mqtt.h"
-#endif
-#ifdef GW_ADAPTER_TCP
-#include "../protocols/tcp/tcp.h"
-#endif
-#ifdef GW_ADAPTER_UDP
-#include "../protocols/udp/udp.h"
-#endif
-#ifdef GW_ADAPTER_COAP
-#include "../protocols/coap/coap.h"
-#endif
 #ifdef GW_CODEC_JSON
 #include "../codecs/json/codec_json.h"
 #endif
@@ -29,20 +18,17 @@
 #include "../codecs/protobuf/codec_protobuf.h"
 #endif
 
-static const gw_adapter_ops *const adapters[] = {
-#ifdef GW_ADAPTER_MQTT
-    &gw_adapter_mqtt_ops,
-#endif
-#ifdef GW_ADAPTER_TCP
-    &gw_adapter_tcp_ops,
-#endif
-#ifdef GW_ADAPTER_UDP
-    &gw_adapter_udp_ops,
-#endif
-#ifdef GW_ADAPTER_COAP
-    &gw_adapter_coap_ops,
-#endif
-    NULL,
+/* gen/gw_adapters.h (CMake): GW_BUILTIN_ADAPTERS(X), X(name) for each gw_adapter() line that is
+ * on; the adapter's table is gw_adapter_<name>_ops. */
+#include "gw_adapters.h"
+
+#define GW_ADAPTER_DECL(name) extern const gw_adapter_ops gw_adapter_##name##_ops;
+GW_BUILTIN_ADAPTERS(GW_ADAPTER_DECL)
+
+#define ADAPTERS_MAX 16 /* built in plus added (gw_registry_add_adapter) */
+static const gw_adapter_ops *adapters[ADAPTERS_MAX + 1] = {
+#define GW_ADAPTER_ENTRY(name) &gw_adapter_##name##_ops,
+    GW_BUILTIN_ADAPTERS(GW_ADAPTER_ENTRY) NULL,
 };
 
 static const gw_codec_ops *const codecs[] = {
@@ -82,6 +68,21 @@ const gw_codec_ops *gw_registry_codec(const char *name)
         if (strcmp(codecs[i]->name, name) == 0)
             return codecs[i];
     return NULL;
+}
+
+int gw_registry_add_adapter(const gw_adapter_ops *ops, gw_error *err)
+{
+    size_t n = 0;
+    while (adapters[n])
+        if (strcmp(adapters[n++]->name, ops->name) == 0)
+            return gw_error_set(err, GW_ECONFIG, "adapter %s registered twice", ops->name);
+    if (n == ADAPTERS_MAX)
+        return gw_error_set(err, GW_ECONFIG, "adapter %s: more than %d adapters", ops->name,
+                            ADAPTERS_MAX);
+    if (gw_metrics_register(ops->metrics) != 0)
+        return gw_error_set(err, GW_ENOMEM, "adapter %s: too many metrics", ops->name);
+    adapters[n] = ops;
+    return 0;
 }
 
 int gw_registry_check(gw_error *err)
