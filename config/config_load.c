@@ -448,18 +448,15 @@ void gw_config_reference(FILE *f)
     gw_cfg_reference(f, "storage", storage_fields);
     gw_cfg_reference(f, "limits", limits_fields);
     gw__config_north_reference(f);
-    for (size_t i = 0; gw_registry_adapter_at(i); i++) {
-        const gw_adapter_ops *ops = gw_registry_adapter_at(i);
-        char path[80];
-        snprintf(path, sizeof(path), "adapters.%s", ops->name);
-        if (ops->cfg_fields)
-            gw_cfg_reference(f, path, ops->cfg_fields);
-    }
-    for (size_t i = 0; gw_registry_adapter_at(i); i++) {
-        const gw_adapter_ops *ops = gw_registry_adapter_at(i);
-        char path[80];
-        snprintf(path, sizeof(path), "product \"auth\" (protocol %s)", ops->name);
-        if (ops->product_auth_fields)
-            gw_cfg_reference(f, path, ops->product_auth_fields);
+    for (int auth = 0; auth < 2; auth++) { /* the adapters' sections, then their product keys */
+        for (size_t i = 0; gw_registry_adapter_at(i); i++) {
+            const gw_adapter_ops *ops = gw_registry_adapter_at(i);
+            const gw_cfg_field *fields = auth ? ops->product_auth_fields : ops->cfg_fields;
+            char path[80];
+            snprintf(path, sizeof(path), auth ? "product \"auth\" (protocol %s)" : "adapters.%s",
+                     ops->name);
+            if (fields)
+                gw_cfg_reference(f, path, fields);
+        }
     }
 }
