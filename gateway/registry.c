@@ -96,9 +96,6 @@ int gw_registry_check(gw_error *err)
                                     adapters[i]->name);
     }
     for (size_t i = 0; codecs[i]; i++) {
-        if (codecs[i]->abi != GW_CODEC_ABI)
-            return gw_error_set(err, GW_ECONFIG, "codec %s: ABI %u, expected %u", codecs[i]->name,
-                                codecs[i]->abi, GW_CODEC_ABI);
         for (size_t j = 0; j < i; j++)
             if (strcmp(codecs[i]->name, codecs[j]->name) == 0)
                 return gw_error_set(err, GW_ECONFIG, "codec %s registered twice", codecs[i]->name);
