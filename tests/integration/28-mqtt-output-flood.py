@@ -158,9 +158,12 @@ def main(t):
     t.eq(c.connect_device("t-006"), 0, "(d) t-006 connected")
     m0 = gw.metrics()
     got = {"n": 0}
+    paused = g.metric_key("output_paused_total", adapter="mqtt")
 
     def reader():
-        time.sleep(1.0)  # let the output back up first
+        # reads only once the output has backed up and the connection is paused
+        g.wait_until(lambda: gw.metric("output_paused_total", adapter="mqtt") >
+                     m0.get(paused, 0), 10)
         s.settimeout(20 * g.SLOW)
         while got["n"] < 2 * SLOW_PINGS:
             chunk = s.recv(65536)
