@@ -23,7 +23,9 @@ cmake --build build -j"$JOBS"
 
 stage "tests"
 ctest --test-dir build --output-on-failure -j"$JOBS" -L 'unit|fuzz'
-ctest --test-dir build --output-on-failure -L integration
+# the integration tests run in parallel (each has its own temp dir and free ports; the few that
+# measure timing or memory under load are RUN_SERIAL in CMakeLists.txt)
+ctest --test-dir build --output-on-failure -j"$JOBS" -L integration
 
 stage "build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE='address;undefined' -DGW_WERROR=ON \
@@ -34,7 +36,7 @@ stage "tests under ASan + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L 'unit|fuzz'
-IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -L integration
+IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L integration
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 stage "libFuzzer (clang), ${FUZZ_SECONDS}s per target"
