@@ -18,6 +18,12 @@ SLOW_PINGS = 1000000  # 2 MB of PINGREQ, far over output_high_water
 NOTE = "n" * 60000  # a property write of ~60 KB
 
 
+
+def closed_since(m0):
+    """A flood's done predicate: the gateway counted a close with output_overflow since m0."""
+    k = g.metric_key("output_overflow_total", adapter="mqtt")
+    return lambda m: m.get(k, 0) > m0.get(k, 0)
+
 def bad_report(i):
     return g.publish_packet(g.report_topic("t-003"),
                             '{"messageId":"b%d","properties":{"temperature":999}}' % i)
@@ -91,7 +97,7 @@ def main(t):
     t.eq(c.connect_device("t-001"), 0, "(a) t-001 connected")
     prob, pc = prober(gw, "t-002")
     m0 = gw.metrics()
-    r = o.flood(gw, o.Flooder(s, g.PINGREQ_PKT * 32768), prob)
+    r = o.flood(gw, o.Flooder(s, g.PINGREQ_PKT * 32768), prob, done=closed_since(m0))
     if o.BASELINE:
         t.info(o.describe("baseline PINGREQ flood", r))
         t.check(True, "baseline figures printed")
@@ -113,7 +119,8 @@ def main(t):
             "(b) a rejected report is answered on it", p)
     prob, pc = prober(gw, "t-002")
     m0 = gw.metrics()
-    r = o.flood(gw, o.Flooder(s, b"".join(bad_report(i) for i in range(1000))), prob)
+    r = o.flood(gw, o.Flooder(s, b"".join(bad_report(i) for i in range(1000))), prob,
+                done=closed_since(m0))
     assert_flood(t, gw, "(b) rejected-report flood", r, m0, prob, "t-003")
     pc.close()
     s.close()
@@ -136,7 +143,7 @@ def main(t):
             sent.append(mid)
             cloud.send("write", "thermo", "t-004", {"messageId": mid, "properties": {"note": NOTE}})
     m0 = gw.metrics()
-    r = o.flood(gw, o.Flooder(s, b""), prob, extra=send_commands)
+    r = o.flood(gw, o.Flooder(s, b""), prob, extra=send_commands, done=closed_since(m0))
     t.info("figure: (c) %d property writes of %d KB sent to t-004" % (len(sent), len(NOTE) // 1000))
     assert_flood(t, gw, "(c) commands never read", r, m0, prob, "t-004", closed_seen=False)
     # sent ones time out after 5 s; the rest were answered at once (offline, busy)
