@@ -60,7 +60,7 @@ def main(t):
 
     # more requests within the idle timeout: no new online event, no offline
     for i in range(3):
-        time.sleep(IDLE_MS / 1000.0 / 3)
+        time.sleep(IDLE_MS / 1000.0 / 3)  # the pace under test (not a condition wait)
         r = c.report(cl, P, "c-001", 10 + i, {"humidity": 3})
         t.eq(r and r.code_str, "2.04", "report %d within the idle timeout" % (i + 1))
     t.eq(len(online_rows(gw, "c-001")), 1, "still one online event")
