@@ -23,8 +23,9 @@ cmake --build build -j"$JOBS"
 
 stage "tests"
 ctest --test-dir build --output-on-failure -j"$JOBS" -L 'unit|fuzz'
-# the integration tests run in parallel (each has its own temp dir and free ports; the few that
-# measure timing or memory under load are RUN_SERIAL in CMakeLists.txt)
+# the integration tests run in parallel: each has its own temp dirs and free ports, waits on
+# barriers (a message, a metric, a log line) rather than sleeps, and states its timing and memory
+# bounds on the gateway's own process and counters, so the other tests' load does not move them
 ctest --test-dir build --output-on-failure -j"$JOBS" -L integration
 
 stage "build (ASan + UBSan)"

@@ -520,7 +520,35 @@ def raise_fd_limit(n=8192):
     return want
 
 
+def ephemeral_range():
+    """The kernel's range of local ports for client sockets (ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
+    """A TCP port of 127.0.0.1 that is free now, below the kernel's ephemeral range: no client
+    socket (of this test or of one running in parallel, thousands in the flood tests) and no
+    connect() to a closed port (self-connect) can be given it meanwhile, so a broker restarted on
+    it (north outage tests) finds it free. Falls back to a port the kernel picks."""
+    import random
+    lo, _ = ephemeral_range()
+    base = 10000 if lo > 12000 else 1024
+    rnd = random.Random(os.getpid() * 1000003 + time.monotonic_ns())
+    for _ in range(200 if lo > base else 0):
+        p = rnd.randrange(base, lo)
+        s = socket.socket()
+        try:
+            s.bind((HOST, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket()
     s.bind((HOST, 0))
     p = s.getsockname()[1]
