@@ -1,7 +1,6 @@
 # Proves a device that never reads cannot grow the gateway: (a) a logged-in device floods PINGREQ with a small receive window, (b) a device subscribed to its own ".../properties/report/reply" floods rejected reports, (c) a device subscribed to its command topics never reads while the cloud sends it large property writes. Each time: RSS growth over 10 s stays under a stated bound, the gateway stops reading the peer (output_paused_total) and closes it with reason output_overflow (counted, logged, in its offline event) once its output stalls or passes the hard limit, another device gets PUBACKs throughout, and the log stays under a stated number of lines per second; the queued bytes show in iotgw_memory_bytes{area="output"}; in (c) every command still gets exactly one reply upstream (the command queue's own bound, max_pending_per_device, is unit-tested in command_table.c). (d) a reader that starts late after 2 MB of PINGREQ is paused, resumed and gets every PINGRESP. (0) --check-config refuses low_water >= high_water and hard_limit <= high_water. (e) 40 idle admin connections: /metrics is still answered and the oldest are closed (at most 16 open).
 import socket
 import threading
-import time
 
 import cmdlib as cl
 import gwtest as g
