@@ -20,7 +20,7 @@ PORTS = {1883: ("mqtt", None), 9100: ("admin", None), 5020: ("tcp", "meter-tcp")
          5808: ("tcp", "tracker-808"), 5021: ("tcp", "meter-pb"), 5690: ("udp", "sensor-udp"),
          5691: ("udp", "sensor-pb"), 5683: ("coap", None), 5684: ("coaps", None)}
 TOOLS = ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr", "nc", "xxd", "sqlite3", "curl",
-         "coap-client-openssl", "protoc-c")
+         "coap-client-openssl", "protoc-c", "mosquitto")
 
 
 def blocks(path):
@@ -44,13 +44,14 @@ def blocks(path):
     return out
 
 
-def shipped_gateway():
+def shipped_gateway(broker):
     src = os.path.join(g.SRC, "config")
     cfg = json.load(open(os.path.join(src, "gateway.json")))
     products = [json.load(open(p, encoding="utf-8"))
                 for p in sorted(glob.glob(os.path.join(src, "products", "*.json")))]
     devices = json.load(open(os.path.join(src, "devices.json")))
     cfg["admin"]["port"] = 0
+    cfg["north"] = dict(cfg.get("north", {}), enabled=True, host=g.HOST, port=broker.port)
     cfg["storage"]["path"] = "data/iotgw.db"
     for name, ad in cfg["adapters"].items():
         for key in ("listeners", "dtls_listeners"):
@@ -120,8 +121,10 @@ def main(t):
     only = os.environ.get("DOCS_FILE")  # a doc to test instead (the proof that a stale one fails)
     if only:
         docs = [only]
-    gw = shipped_gateway()
+    broker = g.Mosquitto()  # the upstream broker the docs call "mosquitto -p 1884"
+    gw = shipped_gateway(broker)
     ports = port_map(gw)
+    ports[1884] = broker.port
     t.info("ports: %s" % ports)
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + ":" + os.environ["PATH"])
     ran = skipped = checked = 0
@@ -158,6 +161,7 @@ def main(t):
     t.check(ran >= 8 and checked >= 10, "most examples run and state their output",
             (ran, checked))
     gw.stop()
+    broker.stop()
 
 
 g.run(main)
