@@ -113,6 +113,46 @@ def expectations(code):
     return exp
 
 
+GENERATED = ("docs/CONFIG-KEYS.md",)  # written by the build's generator; may be absent here
+
+
+def slug(heading):
+    """GitHub's anchor of a heading."""
+    h = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return h.replace(" ", "-")
+
+
+def check_links(t, docs):
+    """Every relative link of README.md and docs/ names a file that exists and, with #anchor, a
+    heading of that file."""
+    bad, n = [], 0
+    anchors = {}
+    for path in docs:
+        text = open(path, encoding="utf-8").read()
+        text = re.sub(r"```.*?```", "", text, flags=re.S)
+        for m in re.finditer(r"\]\(([^)\s]+)\)", text):
+            target = m.group(1)
+            if re.match(r"^[a-z]+:", target):
+                continue
+            n += 1
+            file, _, anchor = target.partition("#")
+            full = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+            rel = os.path.relpath(full, g.SRC)
+            if not os.path.exists(full):
+                if rel not in GENERATED:
+                    bad.append("%s -> %s" % (os.path.relpath(path, g.SRC), target))
+                continue
+            if anchor and full.endswith(".md"):
+                if full not in anchors:
+                    body = re.sub(r"```.*?```", "", open(full, encoding="utf-8").read(),
+                                  flags=re.S)
+                    anchors[full] = {slug(h) for h in re.findall(r"^#+ (.*)$", body, re.M)}
+                if anchor not in anchors[full]:
+                    bad.append("%s -> %s (no such heading)" % (os.path.relpath(path, g.SRC),
+                                                               target))
+    t.check(not bad, "all %d relative links of the docs resolve (files and headings)" % n, bad)
+
+
 def main(t):
     missing = [x for x in TOOLS if not shutil.which(x)]
     t.check(not missing, "the tools the examples use are installed", missing)
@@ -122,6 +162,8 @@ def main(t):
     if only:
         docs = [only]
     broker = g.Mosquitto()  # the upstream broker the docs call "mosquitto -p 1884"
+    if not only:
+        check_links(t, docs)
     gw = shipped_gateway(broker)
     ports = port_map(gw)
     ports[1884] = broker.port
