@@ -69,6 +69,7 @@ def shipped_gateway(broker):
     gw.cfg = cfg  # the shipped keys as they are, not merged into the test defaults
     gw.cfg["loops"] = 2
     gw.write_config()
+    os.makedirs(gw.path("tmp"), exist_ok=True)
     gw.start()
     return gw
 
@@ -83,6 +84,7 @@ def port_map(gw):
 
 
 def rewrite(code, gw, ports):
+    code = code.replace("/tmp/", gw.path("tmp") + "/")  # the examples' scratch files, private
     for old, new in ports.items():
         code = re.sub(r"(?<![\d.])%d(?![\d])" % old, str(new), code)
     coap, coaps = ports.get(5683), ports.get(5684)
