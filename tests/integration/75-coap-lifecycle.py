@@ -101,6 +101,7 @@ def main(t):
          "(moved: %d)" % moved)
     if moved:
         t.eq(json.loads(rows[-1][0]).get("peer"), cl2.peer, "... naming the new source")
+        t.eq(json.loads(rows[-1][0]).get("takeover"), True, "... marked \"takeover\": true")
     t.eq(offline_rows(gw, "c-001"), [("idle_timeout",)], "no offline event for the move")
 
     # IPv6
