@@ -85,6 +85,7 @@ void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n)
 typedef struct write_req {
     uv_write_t req;
     gw_stream_conn *c;
+    size_t len; /* counted in the loop's out_queued */
     uint8_t data[];
 } write_req;
 
@@ -110,6 +111,7 @@ static void on_written(uv_write_t *req, int status)
     gw_stream_conn *c = w->c;
     if (status < 0 && status != UV_ECANCELED && c->state != GW_STREAM_CLOSING)
         gw_stream_close(c, "connection_lost", true);
+    c->sl->out_queued -= w->len;
     gw_free(GW_AREA_OUTPUT, w);
     if (status == 0) {
         c->out_progress = uv_now(&c->sl->loop->uv);
@@ -127,8 +129,8 @@ void gw__stream_out_overflow(gw_stream_conn *c, const char *why)
     c->out_len = 0; /* nothing more for this peer */
     gw_metric_inc(c->sl->out.overflow_metric);
     GW_STREAM_LOG(GW_LOG_WARN, c, "output backed up; closing",
-                  "reason=output_overflow why=%s unsent=%zu hard_limit=%u", why, unsent,
-                  c->sl->out.hard_limit);
+                  "reason=output_overflow why=%s unsent=%zu hard_limit=%u loop_queued=%zu", why,
+                  unsent, c->sl->out.hard_limit, c->sl->out_queued);
     gw_stream_close(c, "output_overflow", true);
 }
 
@@ -174,6 +176,12 @@ void gw_stream_flush(gw_stream_conn *c)
             gw__stream_out_overflow(c, "hard_limit");
             goto done;
         }
+        /* The loop's bound: the connection that would take the loop's queued output past it is
+         * closed (a peer that reads keeps up through uv_try_write and queues nothing). */
+        if (c->sl->out_queued + rest > c->sl->out.loop_limit) {
+            gw__stream_out_overflow(c, "loop_limit");
+            goto done;
+        }
         write_req *w = gw_malloc(GW_AREA_OUTPUT, sizeof(*w) + rest);
         if (!w) {
             gw_stream_close(c, "connection_lost", false);
@@ -181,6 +189,7 @@ void gw_stream_flush(gw_stream_conn *c)
         }
         memcpy(w->data, c->out + n, rest);
         w->c = c;
+        w->len = rest;
         gw_session_retain(&c->base);
         if (!queued)
             c->out_progress = uv_now(&c->sl->loop->uv);
@@ -188,6 +197,8 @@ void gw_stream_flush(gw_stream_conn *c)
         if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
             gw_free(GW_AREA_OUTPUT, w);
             gw_session_release(&c->base);
+        } else {
+            c->sl->out_queued += rest;
         }
     }
 done:

@@ -59,6 +59,7 @@ typedef struct gw_stream_ops {
  * connection closes with reason "output_overflow" (counted in overflow_metric). */
 typedef struct gw_stream_out_cfg {
     uint32_t high_water, low_water, hard_limit, stall_timeout_ms;
+    uint32_t loop_limit; /* bytes queued for all of one loop's connections of the adapter */
     gw_metric paused_metric, overflow_metric;
 } gw_stream_out_cfg;
 
@@ -66,6 +67,7 @@ typedef struct gw_stream_out_cfg {
 #define GW_STREAM_OUT_LOW_WATER  16384u
 #define GW_STREAM_OUT_HARD_LIMIT 1048576u
 #define GW_STREAM_OUT_STALL_MS   30000u
+#define GW_STREAM_OUT_LOOP_LIMIT 67108864u
 
 /* The adapter config fields of an embedded gw_stream_out_cfg (member out_ of type_). */
 #define GW__STREAM_OUT_FIELD(key_, type_, member_, min_, max_, def_)                               \
@@ -81,10 +83,12 @@ typedef struct gw_stream_out_cfg {
         GW__STREAM_OUT_FIELD("output_hard_limit", type_, out_.hard_limit, 4096, 268435456,         \
                              GW_STREAM_OUT_HARD_LIMIT),                                            \
         GW__STREAM_OUT_FIELD("output_stall_timeout_ms", type_, out_.stall_timeout_ms, 100,         \
-                             86400000, GW_STREAM_OUT_STALL_MS)
+                             86400000, GW_STREAM_OUT_STALL_MS),                                    \
+        GW__STREAM_OUT_FIELD("output_loop_limit", type_, out_.loop_limit, 65536, 4294967295u,      \
+                             GW_STREAM_OUT_LOOP_LIMIT)
 
 /* Sets the defaults and metrics (tests; adapters take the defaults from GW_STREAM_OUT_FIELDS and
- * set the metrics) / checks low < high < hard after gw_cfg_parse (1 = error). */
+ * set the metrics) / checks low < high < hard <= loop after gw_cfg_parse (1 = error). */
 void gw_stream_out_defaults(gw_stream_out_cfg *o, gw_metric paused, gw_metric overflow);
 int gw_stream_out_check(const gw_stream_out_cfg *o, const char *file, const char *section,
                         gw_diag *diag);
@@ -108,6 +112,7 @@ struct gw_stream_loop {
     gw_stream_conn *conns;     /* every connection on this loop (doubly linked) */
     gw_stream_conn *paused;    /* stopped for back-pressure (singly linked via pnext) */
     gw_stream_out_cfg out;     /* output bounds */
+    size_t out_queued;         /* bytes in this loop's write requests (bounded by out.loop_limit) */
     gw_stream_conn *out_ready; /* paused for output, now below low water (via onext, retained) */
     uv_timer_t out_kick;       /* resumes out_ready on the next iteration */
     uint64_t last_limit_log;   /* uv_now of the last "refused by a per-source limit" line */

@@ -59,6 +59,7 @@ void gw_stream_out_defaults(gw_stream_out_cfg *o, gw_metric paused, gw_metric ov
     o->low_water = GW_STREAM_OUT_LOW_WATER;
     o->hard_limit = GW_STREAM_OUT_HARD_LIMIT;
     o->stall_timeout_ms = GW_STREAM_OUT_STALL_MS;
+    o->loop_limit = GW_STREAM_OUT_LOOP_LIMIT;
     o->paused_metric = paused;
     o->overflow_metric = overflow;
 }
@@ -75,6 +76,11 @@ int gw_stream_out_check(const gw_stream_out_cfg *o, const char *file, const char
     if (o->hard_limit <= o->high_water) {
         snprintf(path, sizeof(path), "%s.output_hard_limit", section);
         gw_diag_add(diag, file, path, "must be above output_high_water (%u)", o->high_water);
+        return 1;
+    }
+    if (o->loop_limit < o->hard_limit) {
+        snprintf(path, sizeof(path), "%s.output_loop_limit", section);
+        gw_diag_add(diag, file, path, "must be at least output_hard_limit (%u)", o->hard_limit);
         return 1;
     }
     return 0;

@@ -673,6 +673,42 @@ static void test_output_bounds(void)
     CHECK(memchr(k->in + before, 'b', k->n - before) == NULL); /* no ack went out */
 }
 
+/* The loop's bound: with output already queued for one connection, the connection whose queued
+ * output would take the loop's total past output_loop_limit is closed (output_overflow); the first
+ * one is left alone and drains when its device reads. */
+static void test_output_loop_limit(void)
+{
+    tconn *ca, *cb;
+    client *ka = connect_client(4096, &ca);
+    client *kb = connect_client(4096, &cb);
+    int ida = ca->id, idb = cb->id;
+    gw_stream_loop *sl = gw_stream_loop_of(ad, lp);
+    uint32_t saved = sl->out.loop_limit;
+    int64_t over0 = gw_metric_get(GW_M_TCP_OUTPUT_OVERFLOW);
+    ka->reads = false;
+    kb->reads = false;
+    say(ka, "X200000\n");
+    WAIT_UNTIL(ca->s.paused_out);
+    CHECK(sl->out_queued > 0);
+    /* the requests' memory: at least what libuv has left to write of them */
+    CHECK(sl->out_queued >= uv_stream_get_write_queue_size((uv_stream_t *)&ca->s.tcp));
+    sl->out.loop_limit = (uint32_t)sl->out_queued + 1000; /* B's first queued write passes it */
+    say(kb, "X200000\n");
+    WAIT_UNTIL(reasons[idb][0]);
+    CHECK_STR(reasons[idb], "output_overflow");
+    CHECK_INT(gw_metric_get(GW_M_TCP_OUTPUT_OVERFLOW) - over0, 1);
+    CHECK(!reasons[ida][0]);
+    CHECK(sl->out_queued <= sl->out.loop_limit);
+    kb->reads = true;
+    WAIT_UNTIL(kb->eof);
+    ka->reads = true; /* A was within the bound: all of its output arrives */
+    WAIT_UNTIL(ka->n >= 200001);
+    CHECK_INT(ka->n, 200001);
+    WAIT_UNTIL(sl->out_queued == 0);
+    CHECK(!reasons[ida][0]);
+    sl->out.loop_limit = saved;
+}
+
 /* ---- set-up ---- */
 
 static char tmpdir[] = "/tmp/unit_stream_XXXXXX";
@@ -770,6 +806,7 @@ int main(void)
     test_close_pending();
     test_store_error();
     test_output_bounds();
+    test_output_loop_limit();
     CHECK_INT(live_held(), 0);
     teardown();
     CHECK_INT(n_destroyed, n_conns);
