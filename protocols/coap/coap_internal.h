@@ -1,6 +1,6 @@
 /* coap_internal.h: what the CoAP adapter's files share: its config, the per-loop state (sockets,
- * the message-id dedup cache, open exchanges, Block1 transfers) and
- * the per-device session with its observer and the commands waiting for it. */
+ * the message-id dedup cache, open exchanges, Block1 transfers) and the per-device session with
+ * its observer and the commands waiting for it (on protocols/dgram/'s sockets and sessions). */
 #ifndef GW_COAP_INTERNAL_H
 #define GW_COAP_INTERNAL_H
 

@@ -1,8 +1,7 @@
 /* coap_session.c: what the CoAP session adds to a datagram session (protocols/dgram/): its
- * exchanges and observer closed with it; sending datagrams, the message-id dedup cache, and
- * exchanges: answers after the commit piggybacked in the ACK or sent as separate CON responses,
- * retransmitted until acked.
- */
+ * exchanges and observer closed with it; sending, the message-id dedup cache, and exchanges:
+ * answers after the commit piggybacked in the ACK or sent as separate CON responses, retransmitted
+ * until acked. */
 #include "coap_internal.h"
 
 #include <stdio.h>

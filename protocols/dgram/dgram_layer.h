@@ -28,12 +28,12 @@ typedef union gw_dgram_addr {
 } gw_dgram_addr;
 
 typedef struct gw_dgram_loop gw_dgram_loop;
+typedef struct gw_dgram_sess gw_dgram_sess;
 
 /* An adapter's datagram state shared by its loops (first member of the adapter's state). */
 typedef struct gw_dgram_adapter {
     uint16_t *bound_ports; /* per listener: the port the first loop bound (for port 0) */
 } gw_dgram_adapter;
-typedef struct gw_dgram_sess gw_dgram_sess;
 
 /* One listener's socket on one loop (first member of the adapter's socket). */
 typedef struct gw_dgram_sock {

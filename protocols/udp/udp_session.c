@@ -1,7 +1,6 @@
 /* udp_session.c: one datagram's path (size check, decode, device look-up, verify against the
- * device's secret, replay window) and the per-device UDP session: its last authenticated source
- * address, idle deadline, acks sent after commit, command frames sent there, take-over by another
- * loop, and close. */
+ * device's secret, replay window, address move) and what the UDP session adds to a datagram
+ * session (protocols/dgram/): acks held until their commit, command frames sent to the device. */
 #include "udp_internal.h"
 
 #include "../../gateway/auth.h"
