@@ -261,6 +261,7 @@ int gw_cfg_parse(const gw_cfg_field *fields, const json_t *obj, void *dst, const
     const json_t *v;
     int errors = 0;
 
+    gw_cfg_defaults(fields, dst);
     if (obj && !json_is_object(obj)) {
         gw_diag_add(diag, file, path, "must be an object");
         errors++;
@@ -333,4 +334,89 @@ void gw_cfg_free(const gw_cfg_field *fields, void *dst)
             break;
         }
     }
+}
+
+void gw_cfg_defaults(const gw_cfg_field *fields, void *dst)
+{
+    for (const gw_cfg_field *f = fields; f->name; f++) {
+        if (!f->has_def)
+            continue;
+        switch (f->type) {
+        case GW_CFG_UINT32:
+            *FIELD(dst, f, uint32_t) = (uint32_t)f->def;
+            break;
+        case GW_CFG_INT64:
+            *FIELD(dst, f, int64_t) = f->def;
+            break;
+        case GW_CFG_BOOL:
+            *FIELD(dst, f, bool) = f->def != 0;
+            break;
+        case GW_CFG_ENUM:
+            *FIELD(dst, f, int) = (int)f->def;
+            break;
+        default:
+            break;
+        }
+    }
+    for (const gw_cfg_field *f = fields; f->name; f++)
+        if (f->type == GW_CFG_STRING && f->def_str)
+            *FIELD(dst, f, char *) = (char *)f->def_str; /* owned (copied) by gw_cfg_parse */
+}
+
+static const char *type_name(gw_cfg_type t)
+{
+    switch (t) {
+    case GW_CFG_UINT32:
+    case GW_CFG_INT64:
+        return "integer";
+    case GW_CFG_BOOL:
+        return "boolean";
+    case GW_CFG_STRING:
+        return "string";
+    case GW_CFG_ENUM:
+        return "string (enum)";
+    case GW_CFG_LISTENERS:
+        return "listeners";
+    case GW_CFG_JSON:
+        return "object";
+    }
+    return "?";
+}
+
+void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
+{
+    if (*path)
+        fprintf(f, "### `%s`\n\n", path);
+    else
+        fputs("### top level\n\n", f);
+    fputs("| key | type | default | range |\n| --- | --- | --- | --- |\n", f);
+    for (const gw_cfg_field *x = fields; x->name; x++) {
+        fprintf(f, "| `%s` | %s | ", x->name, type_name(x->type));
+        if (x->required)
+            fputs("required", f);
+        else if (x->type == GW_CFG_STRING && x->def_str)
+            fprintf(f, "`\"%s\"`", x->def_str);
+        else if (x->type == GW_CFG_JSON)
+            fputs("its section", f);
+        else if (!x->has_def)
+            fputs("none", f);
+        else if (x->type == GW_CFG_BOOL)
+            fputs(x->def ? "true" : "false", f);
+        else if (x->type == GW_CFG_ENUM && x->enum_names)
+            fprintf(f, "`%s`", x->enum_names[x->def]);
+        else
+            fprintf(f, "%lld", (long long)x->def);
+        fputs(" | ", f);
+        if (x->type == GW_CFG_ENUM && x->enum_names) {
+            for (size_t i = 0; x->enum_names[i]; i++)
+                fprintf(f, "%s`%s`", i ? ", " : "", x->enum_names[i]);
+        } else if ((x->type == GW_CFG_UINT32 || x->type == GW_CFG_INT64) &&
+                   (x->min != 0 || x->max != 0)) {
+            fprintf(f, "%lld..%lld", (long long)x->min, (long long)x->max);
+        } else if (x->type == GW_CFG_LISTENERS) {
+            fputs("array of `{\"address\", \"port\"}` (tcp, udp: `\"product\"`)", f);
+        }
+        fputs(" |\n", f);
+    }
+    fputs("\n", f);
 }

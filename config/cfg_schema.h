@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "diag.h"
 
@@ -28,7 +29,14 @@ typedef struct gw_cfg_field {
     int64_t min, max;              /* numbers: inclusive range (both 0: no check) */
     const char *const *enum_names; /* GW_CFG_ENUM: NULL-terminated */
     bool required;
+    bool has_def; /* numbers, bools and enums: def is the default, stored before parsing */
+    int64_t def;
+    const char *def_str; /* strings: the default (NULL: none, or set by the caller) */
 } gw_cfg_field;
+
+/* Appended to a field's initialiser: the key's default, written once in the table. */
+#define GW_CFG_DEF(v)     true, (int64_t)(v), NULL
+#define GW_CFG_DEF_STR(s) false, 0, (s)
 
 typedef struct gw_listen gw_listen;
 typedef struct gw_listen_list {
@@ -37,11 +45,15 @@ typedef struct gw_listen_list {
 } gw_listen_list;
 
 /* fields is terminated by an entry with name == NULL. obj may be NULL (all defaults; missing
- * required keys are errors). Defaults are whatever dst already holds. Returns the number of errors
- * added to diag. path is the object's JSON path ("adapters.mqtt"). */
+ * required keys are errors). Defaults: a field's def (has_def), else whatever dst already holds.
+ * Returns the number of errors added to diag. path is the object's JSON path ("adapters.mqtt"). */
 int gw_cfg_parse(const gw_cfg_field *fields, const json_t *obj, void *dst, const char *file,
                  const char *path, gw_diag *diag);
 /* Frees the strings, listener lists and JSON references gw_cfg_parse stored in dst. */
 void gw_cfg_free(const gw_cfg_field *fields, void *dst);
+/* Writes the defaults of the fields that have one (has_def) into dst. */
+void gw_cfg_defaults(const gw_cfg_field *fields, void *dst);
+/* Markdown table of an object's keys (key, type, default, range) for section path, into f. */
+void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields);
 
 #endif

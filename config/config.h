@@ -4,6 +4,7 @@
 #define GW_CONFIG_H
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +113,9 @@ typedef struct gw_config {
  * Returns 0 and *out on success, GW_ECONFIG if diag has errors (then *out is NULL). */
 int gw_config_load(const char *path, gw_config **out, gw_diag *diag);
 void gw_config_free(gw_config *c);
+/* Markdown reference of every gateway.json key (the core's sections, then each compiled-in
+ * adapter's), from the gw_cfg_field tables: type, default, range (iotgw --config-reference). */
+void gw_config_reference(FILE *f);
 
 /* One listening address of a loaded configuration: admin's, or an entry of an adapter's listener
  * array (the keys its ops->listen_keys name). */

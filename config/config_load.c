@@ -119,18 +119,18 @@ typedef struct gw_storage_file {
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const sync_modes[] = {"normal", "full", NULL};
 
-#define GF(name, type, field, lo, hi, en)                                                          \
+#define GF(name, type, field, lo, hi, en, ...)                                                     \
     {                                                                                              \
-        name, type, offsetof(gw_gateway_file, field), lo, hi, en, false                            \
+        name, type, offsetof(gw_gateway_file, field), lo, hi, en, false, __VA_ARGS__               \
     }
 static const gw_cfg_field gateway_fields[] = {
-    GF("loops", GW_CFG_UINT32, loops, 0, GW_LOOPS_MAX, NULL),
-    GF("log_level", GW_CFG_ENUM, log_level, 0, 0, log_levels),
-    GF("log_rate_limit", GW_CFG_UINT32, log_rate_limit, 0, 1000000, NULL),
-    GF("products_dir", GW_CFG_STRING, products_dir, 0, 0, NULL),
-    GF("devices_file", GW_CFG_STRING, devices_file, 0, 0, NULL),
-    GF("max_connections", GW_CFG_UINT32, max_connections, 1, 10000000, NULL),
-    GF("read_buffer", GW_CFG_UINT32, read_buffer, 4096, 16777216, NULL),
+    GF("loops", GW_CFG_UINT32, loops, 0, GW_LOOPS_MAX, NULL, GW_CFG_DEF(0)),
+    GF("log_level", GW_CFG_ENUM, log_level, 0, 0, log_levels, GW_CFG_DEF(1)),
+    GF("log_rate_limit", GW_CFG_UINT32, log_rate_limit, 0, 1000000, NULL, GW_CFG_DEF(10)),
+    GF("products_dir", GW_CFG_STRING, products_dir, 0, 0, NULL, GW_CFG_DEF_STR("products")),
+    GF("devices_file", GW_CFG_STRING, devices_file, 0, 0, NULL, GW_CFG_DEF_STR("devices.json")),
+    GF("max_connections", GW_CFG_UINT32, max_connections, 1, 10000000, NULL, GW_CFG_DEF(100000)),
+    GF("read_buffer", GW_CFG_UINT32, read_buffer, 4096, 16777216, NULL, GW_CFG_DEF(65536)),
     GF("admin", GW_CFG_JSON, admin, 0, 0, NULL),
     GF("storage", GW_CFG_JSON, storage, 0, 0, NULL),
     GF("north", GW_CFG_JSON, north, 0, 0, NULL),
@@ -139,31 +139,31 @@ static const gw_cfg_field gateway_fields[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
-#define AF(name, type, field, lo, hi)                                                              \
+#define AF(name, type, field, lo, hi, ...)                                                         \
     {                                                                                              \
-        name, type, offsetof(gw_admin_file, field), lo, hi, NULL, false                            \
+        name, type, offsetof(gw_admin_file, field), lo, hi, NULL, false, __VA_ARGS__               \
     }
 static const gw_cfg_field admin_fields[] = {
-    AF("enabled", GW_CFG_BOOL, enabled, 0, 0),
-    AF("address", GW_CFG_STRING, address, 0, 0),
-    AF("port", GW_CFG_UINT32, port, 0, 65535),
+    AF("enabled", GW_CFG_BOOL, enabled, 0, 0, GW_CFG_DEF(true)),
+    AF("address", GW_CFG_STRING, address, 0, 0, GW_CFG_DEF_STR("127.0.0.1")),
+    AF("port", GW_CFG_UINT32, port, 0, 65535, GW_CFG_DEF(9100)),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
-#define SF(name, type, field, lo, hi, en)                                                          \
+#define SF(name, type, field, lo, hi, en, ...)                                                     \
     {                                                                                              \
-        name, type, offsetof(gw_storage_file, field), lo, hi, en, false                            \
+        name, type, offsetof(gw_storage_file, field), lo, hi, en, false, __VA_ARGS__               \
     }
 static const gw_cfg_field storage_fields[] = {
-    SF("path", GW_CFG_STRING, path, 0, 0, NULL),
-    SF("batch_max", GW_CFG_UINT32, batch_max, 1, 100000, NULL),
-    SF("batch_ms", GW_CFG_UINT32, batch_ms, 0, 10000, NULL),
-    SF("queue_max", GW_CFG_UINT32, queue_max, 16, 10000000, NULL),
-    SF("state_lag_ms", GW_CFG_UINT32, state_lag_ms, 0, 60000, NULL),
-    SF("synchronous", GW_CFG_ENUM, synchronous, 0, 0, sync_modes),
-    SF("cache_kb", GW_CFG_UINT32, cache_kb, 256, 4194304, NULL),
-    SF("retention_rows", GW_CFG_INT64, retention_rows, 0, 1000000000000LL, NULL),
-    SF("max_db_mb", GW_CFG_UINT32, max_db_mb, 0, 16777216, NULL),
+    SF("path", GW_CFG_STRING, path, 0, 0, NULL, GW_CFG_DEF_STR("../data/iotgw.db")),
+    SF("batch_max", GW_CFG_UINT32, batch_max, 1, 100000, NULL, GW_CFG_DEF(1000)),
+    SF("batch_ms", GW_CFG_UINT32, batch_ms, 0, 10000, NULL, GW_CFG_DEF(0)),
+    SF("queue_max", GW_CFG_UINT32, queue_max, 16, 10000000, NULL, GW_CFG_DEF(16384)),
+    SF("state_lag_ms", GW_CFG_UINT32, state_lag_ms, 0, 60000, NULL, GW_CFG_DEF(50)),
+    SF("synchronous", GW_CFG_ENUM, synchronous, 0, 0, sync_modes, GW_CFG_DEF(0)),
+    SF("cache_kb", GW_CFG_UINT32, cache_kb, 256, 4194304, NULL, GW_CFG_DEF(8192)),
+    SF("retention_rows", GW_CFG_INT64, retention_rows, 0, 1000000000000LL, NULL, GW_CFG_DEF(0)),
+    SF("max_db_mb", GW_CFG_UINT32, max_db_mb, 0, 16777216, NULL, GW_CFG_DEF(0)),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -201,7 +201,7 @@ static uint32_t default_loops(void)
 static void load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj)
 {
     unsigned char bin[16];
-    gw_admin_file a = {.enabled = true, .address = "127.0.0.1", .port = 9100};
+    gw_admin_file a = {0}; /* the defaults are admin_fields' */
 
     x->errors += gw_cfg_parse(admin_fields, obj, &a, c->file, "admin", x->diag);
     c->admin_enabled = a.enabled;
@@ -219,13 +219,7 @@ static void load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj)
 
 static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
 {
-    gw_storage_file s = {.path = "../data/iotgw.db",
-                         .batch_max = 1000,
-                         .batch_ms = 0,
-                         .queue_max = 16384,
-                         .state_lag_ms = 50,
-                         .synchronous = GW_SYNC_NORMAL,
-                         .cache_kb = 8192};
+    gw_storage_file s = {0}; /* the defaults are storage_fields' */
 
     x->errors += gw_cfg_parse(storage_fields, obj, &s, c->file, "storage", x->diag);
     c->store.batch_max = s.batch_max;
@@ -243,18 +237,18 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
     gw_cfg_free(storage_fields, &s);
 }
 
-#define LF(name, field, lo, hi)                                                                    \
+#define LF(name, field, lo, hi, ...)                                                               \
     {                                                                                              \
-        name, GW_CFG_UINT32, offsetof(gw_limits_cfg, field), lo, hi, NULL, false                   \
+        name, GW_CFG_UINT32, offsetof(gw_limits_cfg, field), lo, hi, NULL, false, __VA_ARGS__      \
     }
 static const gw_cfg_field limits_fields[] = {
-    LF("max_connections_per_source", max_connections_per_source, 0, 10000000),
-    LF("connect_rate_per_source", connect_rate_per_source, 0, 1000000),
-    LF("connect_burst_per_source", connect_burst_per_source, 0, 1000000),
-    LF("auth_failures_per_source", auth_failures_per_source, 0, 1000000),
-    LF("auth_backoff_ms", auth_backoff_ms, 1, 86400000),
-    LF("auth_backoff_max_ms", auth_backoff_max_ms, 1, 86400000),
-    LF("sources_max", sources_max, 64, 16777216),
+    LF("max_connections_per_source", max_connections_per_source, 0, 10000000, GW_CFG_DEF(0)),
+    LF("connect_rate_per_source", connect_rate_per_source, 0, 1000000, GW_CFG_DEF(0)),
+    LF("connect_burst_per_source", connect_burst_per_source, 0, 1000000, GW_CFG_DEF(0)),
+    LF("auth_failures_per_source", auth_failures_per_source, 0, 1000000, GW_CFG_DEF(0)),
+    LF("auth_backoff_ms", auth_backoff_ms, 1, 86400000, GW_CFG_DEF(1000)),
+    LF("auth_backoff_max_ms", auth_backoff_max_ms, 1, 86400000, GW_CFG_DEF(60000)),
+    LF("sources_max", sources_max, 64, 16777216, GW_CFG_DEF(65536)),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -262,8 +256,7 @@ static const gw_cfg_field limits_fields[] = {
  * connections from 127.0.0.1); the shipped gateway.json turns them on. */
 static void load_limits(gw__config_ctx *x, gw_config *c, const json_t *obj)
 {
-    c->limits = (gw_limits_cfg){
-        .auth_backoff_ms = 1000, .auth_backoff_max_ms = 60000, .sources_max = 65536};
+    c->limits = (gw_limits_cfg){0}; /* the defaults are limits_fields' */
     x->errors += gw_cfg_parse(limits_fields, obj, &c->limits, c->file, "limits", x->diag);
     if (c->limits.connect_rate_per_source && !c->limits.connect_burst_per_source)
         c->limits.connect_burst_per_source = c->limits.connect_rate_per_source;
@@ -334,13 +327,7 @@ static void check_adapters(gw__config_ctx *x, gw_config *c)
 /* gateway.json itself; then products and devices. */
 static void load_all(gw__config_ctx *x, gw_config *c)
 {
-    gw_gateway_file g = {.loops = 0,
-                         .log_level = 1,
-                         .log_rate_limit = 10,
-                         .products_dir = "products",
-                         .devices_file = "devices.json",
-                         .max_connections = 100000,
-                         .read_buffer = 65536};
+    gw_gateway_file g = {0}; /* the defaults are gateway_fields' */
     char *products = NULL, *devices = NULL;
     bool products_ok = false;
 
@@ -446,4 +433,30 @@ void gw_config_free(gw_config *c)
     free(c->file);
     free(c->dir);
     free(c);
+}
+
+void gw_config_reference(FILE *f)
+{
+    fputs("# gateway.json keys\n\n"
+          "Generated by `iotgw --config-reference` from the config tables (the core's and each "
+          "adapter's `cfg_fields`); do not edit: `unit.config_reference` fails when this file and "
+          "the binary's output differ. Ranges are inclusive; `loops` 0 means one loop per CPU; "
+          "`north.client_id` defaults to `iotgw-<hostname>`.\n\n",
+          f);
+    gw_cfg_reference(f, "", gateway_fields);
+    gw_cfg_reference(f, "admin", admin_fields);
+    gw_cfg_reference(f, "storage", storage_fields);
+    gw_cfg_reference(f, "limits", limits_fields);
+    gw__config_north_reference(f);
+    for (int auth = 0; auth < 2; auth++) { /* the adapters' sections, then their product keys */
+        for (size_t i = 0; gw_registry_adapter_at(i); i++) {
+            const gw_adapter_ops *ops = gw_registry_adapter_at(i);
+            const gw_cfg_field *fields = auth ? ops->product_auth_fields : ops->cfg_fields;
+            char path[80];
+            snprintf(path, sizeof(path), auth ? "product \"auth\" (protocol %s)" : "adapters.%s",
+                     ops->name);
+            if (fields)
+                gw_cfg_reference(f, path, fields);
+        }
+    }
 }

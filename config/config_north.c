@@ -12,36 +12,44 @@
 
 static const char *const policies[] = {"backpressure", "drop_oldest", NULL};
 
-#define NF(name, type, field, lo, hi, en)                                                          \
+#define NF(name, type, field, lo, hi, en, ...)                                                     \
     {                                                                                              \
-        name, type, offsetof(gw_north_cfg, field), lo, hi, en, false                               \
+        name, type, offsetof(gw_north_cfg, field), lo, hi, en, false, __VA_ARGS__                  \
     }
 static const gw_cfg_field north_fields[] = {
-    NF("enabled", GW_CFG_BOOL, enabled, 0, 0, NULL),
-    NF("host", GW_CFG_STRING, host, 0, 0, NULL),
-    NF("port", GW_CFG_UINT32, port, 1, 65535, NULL),
+    NF("enabled", GW_CFG_BOOL, enabled, 0, 0, NULL, GW_CFG_DEF(false)),
+    NF("host", GW_CFG_STRING, host, 0, 0, NULL, GW_CFG_DEF_STR("127.0.0.1")),
+    NF("port", GW_CFG_UINT32, port, 1, 65535, NULL, GW_CFG_DEF(1883)),
     NF("client_id", GW_CFG_STRING, client_id, 0, 0, NULL),
     NF("username", GW_CFG_STRING, username, 0, 0, NULL),
     NF("password", GW_CFG_STRING, password, 0, 0, NULL),
     NF("ca_file", GW_CFG_STRING, ca_file, 0, 0, NULL),
     NF("cert_file", GW_CFG_STRING, cert_file, 0, 0, NULL),
     NF("key_file", GW_CFG_STRING, key_file, 0, 0, NULL),
-    NF("tls_insecure", GW_CFG_BOOL, tls_insecure, 0, 0, NULL),
-    NF("keepalive_s", GW_CFG_UINT32, keepalive_s, 5, 65535, NULL),
-    NF("clean_session", GW_CFG_BOOL, clean_session, 0, 0, NULL),
-    NF("prefix", GW_CFG_STRING, prefix, 0, 0, NULL),
-    NF("topic_property", GW_CFG_STRING, topic_property, 0, 0, NULL),
-    NF("topic_event", GW_CFG_STRING, topic_event, 0, 0, NULL),
-    NF("topic_online", GW_CFG_STRING, topic_online, 0, 0, NULL),
-    NF("topic_offline", GW_CFG_STRING, topic_offline, 0, 0, NULL),
-    NF("window", GW_CFG_UINT32, window, 1, 65535, NULL),
-    NF("puback_timeout_ms", GW_CFG_UINT32, puback_timeout_ms, 1000, 3600000, NULL),
-    NF("reconnect_min_ms", GW_CFG_UINT32, reconnect_min_ms, 10, 600000, NULL),
-    NF("reconnect_max_ms", GW_CFG_UINT32, reconnect_max_ms, 10, 3600000, NULL),
-    NF("max_outbox_rows", GW_CFG_INT64, max_outbox_rows, 1, 1000000000000LL, NULL),
-    NF("outbox_policy", GW_CFG_ENUM, outbox_policy, 0, 0, policies),
-    NF("max_pending", GW_CFG_UINT32, max_pending, 1, 1000000, NULL),
-    NF("max_pending_per_device", GW_CFG_UINT32, max_pending_per_device, 1, 65535, NULL),
+    NF("tls_insecure", GW_CFG_BOOL, tls_insecure, 0, 0, NULL, GW_CFG_DEF(false)),
+    NF("keepalive_s", GW_CFG_UINT32, keepalive_s, 5, 65535, NULL, GW_CFG_DEF(30)),
+    NF("clean_session", GW_CFG_BOOL, clean_session, 0, 0, NULL, GW_CFG_DEF(false)),
+    NF("prefix", GW_CFG_STRING, prefix, 0, 0, NULL, GW_CFG_DEF_STR("iotgw")),
+    NF("topic_property", GW_CFG_STRING, topic_property, 0, 0, NULL,
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/properties/report")),
+    NF("topic_event", GW_CFG_STRING, topic_event, 0, 0, NULL,
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/event/{event}")),
+    NF("topic_online", GW_CFG_STRING, topic_online, 0, 0, NULL,
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/online")),
+    NF("topic_offline", GW_CFG_STRING, topic_offline, 0, 0, NULL,
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/offline")),
+    NF("window", GW_CFG_UINT32, window, 1, 65535, NULL, GW_CFG_DEF(256)),
+    NF("puback_timeout_ms", GW_CFG_UINT32, puback_timeout_ms, 1000, 3600000, NULL,
+       GW_CFG_DEF(30000)),
+    NF("reconnect_min_ms", GW_CFG_UINT32, reconnect_min_ms, 10, 600000, NULL, GW_CFG_DEF(500)),
+    NF("reconnect_max_ms", GW_CFG_UINT32, reconnect_max_ms, 10, 3600000, NULL, GW_CFG_DEF(30000)),
+    NF("max_outbox_rows", GW_CFG_INT64, max_outbox_rows, 1, 1000000000000LL, NULL,
+       GW_CFG_DEF(10000000)),
+    NF("outbox_policy", GW_CFG_ENUM, outbox_policy, 0, 0, policies,
+       GW_CFG_DEF(GW_OUTBOX_BACKPRESSURE)),
+    NF("max_pending", GW_CFG_UINT32, max_pending, 1, 1000000, NULL, GW_CFG_DEF(10000)),
+    NF("max_pending_per_device", GW_CFG_UINT32, max_pending_per_device, 1, 65535, NULL,
+       GW_CFG_DEF(16)),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -87,25 +95,7 @@ void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj)
 {
     gw_north_cfg *n = &c->north;
     char host[256];
-    *n = (gw_north_cfg){.enabled = false,
-                        .host = "127.0.0.1",
-                        .port = 1883,
-                        .client_id = NULL,
-                        .keepalive_s = 30,
-                        .clean_session = false,
-                        .prefix = "iotgw",
-                        .topic_property = "{prefix}/{product}/{device}/properties/report",
-                        .topic_event = "{prefix}/{product}/{device}/event/{event}",
-                        .topic_online = "{prefix}/{product}/{device}/online",
-                        .topic_offline = "{prefix}/{product}/{device}/offline",
-                        .window = 256,
-                        .puback_timeout_ms = 30000,
-                        .reconnect_min_ms = 500,
-                        .reconnect_max_ms = 30000,
-                        .max_outbox_rows = 10000000,
-                        .outbox_policy = GW_OUTBOX_BACKPRESSURE,
-                        .max_pending = 10000,
-                        .max_pending_per_device = 16};
+    *n = (gw_north_cfg){0}; /* the defaults are north_fields'; client_id's is the host's */
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "host");
     host[sizeof(host) - 1] = 0;
@@ -160,4 +150,9 @@ void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj)
 void gw__config_north_free(gw_config *c)
 {
     gw_cfg_free(north_fields, &c->north);
+}
+
+void gw__config_north_reference(FILE *f)
+{
+    gw_cfg_reference(f, "north", north_fields);
 }

@@ -499,14 +499,62 @@ static void parse_functions(prod_ctx *pc, const json_t *arr, gw_product *p)
 
 typedef struct auth_file {
     int mode;
-    bool coap_query_token;
 } auth_file;
 static const char *const auth_modes[] = {"device-secret", NULL};
 static const gw_cfg_field auth_fields[] = {
     {"mode", GW_CFG_ENUM, offsetof(auth_file, mode), 0, 0, auth_modes, true},
-    {"coap_query_token", GW_CFG_BOOL, offsetof(auth_file, coap_query_token), 0, 0, NULL, false},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
+
+static bool has_field(const gw_cfg_field *fields, const char *key)
+{
+    for (; fields && fields->name; fields++)
+        if (strcmp(fields->name, key) == 0)
+            return true;
+    return false;
+}
+
+/* "auth" (v, NULL if absent): the core's keys, and those the product's protocol adapter owns
+ * (product_auth_fields), parsed with their defaults into its per-product data (adapter_data). */
+static void parse_auth(prod_ctx *pc, const json_t *v, gw_product *p)
+{
+    const gw_adapter_ops *ad = p->protocol ? gw_registry_adapter(p->protocol) : NULL;
+    const gw_cfg_field *own = ad ? ad->product_auth_fields : NULL;
+    json_t *core = NULL, *mine = NULL;
+    const char *key;
+    json_t *x;
+
+    if (own && ad->product_data_size && !(p->adapter_data = calloc(1, ad->product_data_size))) {
+        err(pc, "auth", "out of memory");
+        return;
+    }
+    if (own && json_is_object(v)) {
+        core = json_object();
+        mine = json_object();
+        if (!core || !mine) {
+            err(pc, "auth", "out of memory");
+            goto done;
+        }
+        json_object_foreach((json_t *)v, key, x)
+        {
+            if (json_object_set(has_field(own, key) ? mine : core, key, x) != 0) {
+                err(pc, "auth", "out of memory");
+                goto done;
+            }
+        }
+    }
+    if (v) {
+        auth_file a = {0};
+        pc->x->errors +=
+            gw_cfg_parse(auth_fields, core ? core : v, &a, pc->file, "auth", pc->x->diag);
+        gw_cfg_free(auth_fields, &a);
+    }
+    if (p->adapter_data)
+        pc->x->errors += gw_cfg_parse(own, mine, p->adapter_data, pc->file, "auth", pc->x->diag);
+done:
+    json_decref(core);
+    json_decref(mine);
+}
 
 typedef struct commands_file {
     int offline;
@@ -565,13 +613,7 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
     if ((v = json_object_get(root, "description")) && !json_is_string(v))
         err(pc, "description", "must be a string");
     parse_protocol(pc, c, json_object_get(root, "protocol"), p);
-    p->coap_query_token = true;
-    if ((v = json_object_get(root, "auth"))) {
-        auth_file a = {0, true};
-        pc->x->errors += gw_cfg_parse(auth_fields, v, &a, pc->file, "auth", pc->x->diag);
-        p->coap_query_token = a.coap_query_token;
-        gw_cfg_free(auth_fields, &a);
-    }
+    parse_auth(pc, json_object_get(root, "auth"), p);
     if ((v = json_object_get(root, "idle_timeout_ms")) &&
         take_int(pc, v, "idle_timeout_ms", 0, 86400000, &n))
         p->idle_timeout_ms = (uint32_t)n;
@@ -604,6 +646,11 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
 
 void gw__config_product_free(gw_product *p)
 {
+    const gw_adapter_ops *ad = p->protocol ? gw_registry_adapter(p->protocol) : NULL;
+    if (p->adapter_data && ad)
+        gw_cfg_free(ad->product_auth_fields, p->adapter_data);
+    free(p->adapter_data);
+    p->adapter_data = NULL;
     if (p->codec_ops && p->codec_ops->uninit)
         p->codec_ops->uninit(p);
     p->codec_ops = NULL;

@@ -76,6 +76,7 @@ char *gw__config_resolve(const char *dir, const char *rel);
 
 /* The "north" section (config_north.c): defaults when obj is NULL. */
 void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj);
+void gw__config_north_reference(FILE *f);
 void gw__config_north_free(gw_config *c);
 
 #endif

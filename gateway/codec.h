@@ -12,8 +12,6 @@
 #include "reject.h"
 #include "thing_model.h"
 
-#define GW_CODEC_ABI 2
-
 struct gw_command;
 
 typedef enum gw_msg_kind {
@@ -63,7 +61,6 @@ typedef struct gw_frame_info {
 } gw_frame_info;
 
 typedef struct gw_codec_ops {
-    uint32_t abi; /* GW_CODEC_ABI */
     const char *name;
     /* Keys this codec adds to a product's JSON (NULL-terminated, may be NULL), so the loader
      * accepts them there and rejects all other unknown keys. */

@@ -67,9 +67,11 @@ static void tls_free(void *p, const char *file, int line)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: iotgw -c FILE [--check-config] [--ready-fd N] [--version]\n"
+               "       iotgw --config-reference\n"
                "  -c, --config FILE   gateway.json (products and devices are found from it)\n"
                "  --check-config      validate the whole configuration and exit (0 ok, 2 errors)\n"
-               "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n");
+               "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n"
+               "  --config-reference  print every gateway.json key (markdown) and exit\n");
 }
 
 /* Initialises the adapter of every section of gateway.json's "adapters" into rt. */
@@ -188,6 +190,9 @@ int main(int argc, char **argv)
             check_only = 1;
         } else if (!strcmp(argv[i], "--ready-fd") && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--config-reference")) {
+            gw_config_reference(stdout);
+            return 0;
         } else if (!strcmp(argv[i], "--version")) {
             printf("iotgw %s (libuv %s, sqlite %s, jansson %s)\n", GW_VERSION, uv_version_string(),
                    sqlite3_libversion(), JANSSON_VERSION);

@@ -1,5 +1,7 @@
-/* metrics.h: the gateway's named counters and gauges. Threads add to their own cache-line shard
- * (no contention on the hot path); readers sum the shards. Exported by the admin endpoint. */
+/* metrics.h: the gateway's named counters and gauges: the core's (an enum, below) and those each
+ * adapter registers (its own table, gw_metrics_register). Threads add to their own cache-line
+ * shard (no contention on the hot path); readers sum the shards. Exported by the admin endpoint
+ * with # HELP and # TYPE lines (a name ending in _total is a counter, any other a gauge). */
 #ifndef GW_METRICS_H
 #define GW_METRICS_H
 
@@ -8,50 +10,8 @@
 
 #include "reject.h"
 
-/* The CoAP adapter's counters (README "CoAP device contract"). */
-#define GW_COAP_METRICS(X)                                                                         \
-    X(GW_M_COAP_DATAGRAMS, "coap_datagrams_total", "CoAP datagrams received")                      \
-    X(GW_M_COAP_REQUESTS, "coap_requests_total", "CoAP requests received (duplicates included)")   \
-    X(GW_M_COAP_MALFORMED, "coap_dropped_total{reason=\"malformed\"}", NULL)                       \
-    X(GW_M_COAP_DEDUP, "coap_dedup_hits_total", "retransmitted requests answered from the cache")  \
-    X(GW_M_COAP_BLOCK_REFUSED, "coap_block_refused_total", "payloads refused with 4.13")           \
-    X(GW_M_COAP_SEPARATE, "coap_separate_responses_total", "answers sent after an empty ACK")      \
-    X(GW_M_COAP_BUSY, "coap_busy_total", "requests answered 5.03 (store queue full)")              \
-    X(GW_M_COAP_AUTH_BAD, "coap_auth_failures_total{reason=\"bad_token\"}", NULL)                  \
-    X(GW_M_COAP_AUTH_UNKNOWN, "coap_auth_failures_total{reason=\"unknown_device\"}", NULL)         \
-    X(GW_M_COAP_OBSERVERS, "coap_observers", "devices observing function/invoke (gauge)")          \
-    X(GW_M_COAP_OBSERVERS_DROPPED, "coap_observers_dropped_total",                                 \
-      "observers dropped (no ACK or RST)")                                                         \
-    X(GW_M_COAP_NOTIFICATIONS, "coap_notifications_total", "command notifications sent")           \
-    X(GW_M_COAP_IDLE, "coap_idle_timeouts_total", "CoAP sessions ended by the idle timeout")       \
-    X(GW_M_COAP_TAKEOVER, "coap_takeovers_total", "CoAP sessions moved to another loop")           \
-    X(GW_M_COAP_DTLS_FAILED, "coap_dtls_handshake_failures_total",                                 \
-      "DTLS handshakes failed after the cookie (bad PSK, unknown identity, timeout)")              \
-    X(GW_M_COAP_DTLS_HVR, "coap_dtls_hello_verify_total",                                          \
-      "ClientHellos without a valid cookie answered statelessly (HelloVerifyRequest)")             \
-    X(GW_M_COAP_DTLS_REFUSED_MAX, "coap_dtls_refused_total{reason=\"max_dtls_peers\"}",            \
-      "ClientHellos with a valid cookie refused because the loop has max_dtls_peers")              \
-    X(GW_M_COAP_DTLS_PEERS, "coap_dtls_peers",                                                     \
-      "DTLS peers: handshakes past the cookie and established sessions (gauge)")                   \
-    X(GW_M_COAP_DTLS_DEV_CAP, "coap_dtls_peers_closed_total{reason=\"per_device\"}",               \
-      "older DTLS peers of a device closed by max_dtls_peers_per_device")                          \
-    X(GW_M_COAP_R_204, "coap_responses_total{code=\"2.04\"}", NULL)                                \
-    X(GW_M_COAP_R_205, "coap_responses_total{code=\"2.05\"}", NULL)                                \
-    X(GW_M_COAP_R_231, "coap_responses_total{code=\"2.31\"}", NULL)                                \
-    X(GW_M_COAP_R_400, "coap_responses_total{code=\"4.00\"}", NULL)                                \
-    X(GW_M_COAP_R_401, "coap_responses_total{code=\"4.01\"}", NULL)                                \
-    X(GW_M_COAP_R_402, "coap_responses_total{code=\"4.02\"}", NULL)                                \
-    X(GW_M_COAP_R_404, "coap_responses_total{code=\"4.04\"}", NULL)                                \
-    X(GW_M_COAP_R_405, "coap_responses_total{code=\"4.05\"}", NULL)                                \
-    X(GW_M_COAP_R_408, "coap_responses_total{code=\"4.08\"}", NULL)                                \
-    X(GW_M_COAP_R_413, "coap_responses_total{code=\"4.13\"}", NULL)                                \
-    X(GW_M_COAP_R_415, "coap_responses_total{code=\"4.15\"}", NULL)                                \
-    X(GW_M_COAP_R_500, "coap_responses_total{code=\"5.00\"}", NULL)                                \
-    X(GW_M_COAP_R_503, "coap_responses_total{code=\"5.03\"}", NULL)                                \
-    X(GW_M_COAP_CON_UNTRACKED, "coap_con_untracked_total{reason=\"output_overflow\"}",             \
-      "CONs sent once without a retransmission copy (session or loop bound reached)")
-
-/* Plain counters and gauges: X(enum, "prometheus name without iotgw_", "help") */
+/* The core's counters and gauges: X(enum, "prometheus name without iotgw_", "help"); help NULL:
+ * the help of another sample of the same family. */
 #define GW_METRICS(X)                                                                              \
     X(GW_M_CONN_ACCEPTED, "connections_accepted_total", "TCP connections accepted")                \
     X(GW_M_CONN_ACTIVE, "connections_active", "open device connections (gauge)")                   \
@@ -86,52 +46,6 @@
     X(GW_M_DEVICES_ONLINE, "devices_online", "devices with an open session (gauge)")               \
     X(GW_M_LOG_SUPPRESSED, "log_suppressed_total",                                                 \
       "log lines suppressed by the per-thread, per-call-site rate limit (log_rate_limit)")         \
-    X(GW_M_MQTT_CONNECT_TIMEOUT, "mqtt_connect_timeouts_total",                                    \
-      "connections closed before CONNECT")                                                         \
-    X(GW_M_MQTT_KEEPALIVE, "mqtt_keepalive_timeouts_total",                                        \
-      "sessions closed by keep-alive expiry")                                                      \
-    X(GW_M_MQTT_TAKEOVER, "mqtt_takeovers_total", "sessions taken over by a new connection")       \
-    X(GW_M_MQTT_WILLS, "mqtt_wills_total", "last wills applied")                                   \
-    X(GW_M_MQTT_AUTH_BAD_CRED, "mqtt_auth_failures_total{reason=\"bad_credentials\"}", NULL)       \
-    X(GW_M_MQTT_AUTH_UNKNOWN, "mqtt_auth_failures_total{reason=\"unknown_device\"}", NULL)         \
-    X(GW_M_MQTT_AUTH_CLIENTID, "mqtt_auth_failures_total{reason=\"identifier_rejected\"}", NULL)   \
-    X(GW_M_MQTT_ACL_PUB, "mqtt_acl_denied_total{op=\"publish\"}", NULL)                            \
-    X(GW_M_MQTT_ACL_SUB, "mqtt_acl_denied_total{op=\"subscribe\"}", NULL)                          \
-    X(GW_M_MQTT_SESSIONS_STORED, "mqtt_sessions_stored",                                           \
-      "clean_session=0 sessions kept for their devices, connected or not (gauge)")                 \
-    X(GW_M_MQTT_SESSIONS_RESUMED, "mqtt_sessions_resumed_total",                                   \
-      "CONNECTs that resumed a stored session (session present)")                                  \
-    X(GW_M_MQTT_SESSIONS_EXPIRED, "mqtt_sessions_expired_total",                                   \
-      "stored sessions freed session_expiry_s after their last connection")                        \
-    X(GW_M_TCP_FRAMES, "tcp_frames_total", "TCP frames received (decoded or not)")                 \
-    X(GW_M_TCP_BAD_OVERSIZED, "tcp_bad_frames_total{reason=\"oversized\"}", NULL)                  \
-    X(GW_M_TCP_BAD_GARBAGE, "tcp_bad_frames_total{reason=\"garbage\"}", NULL)                      \
-    X(GW_M_TCP_BAD_CHECK, "tcp_bad_frames_total{reason=\"bad_check\"}", NULL)                      \
-    X(GW_M_TCP_BAD_UNDECODABLE, "tcp_bad_frames_total{reason=\"undecodable\"}", NULL)              \
-    X(GW_M_TCP_BAD_DEVICE, "tcp_bad_frames_total{reason=\"device_mismatch\"}", NULL)               \
-    X(GW_M_TCP_BAD_INCOMPLETE, "tcp_bad_frames_total{reason=\"incomplete\"}", NULL)                \
-    X(GW_M_TCP_BAD_AUTH, "tcp_bad_frames_total{reason=\"bad_auth\"}", NULL)                        \
-    X(GW_M_TCP_LOGIN_UNKNOWN, "tcp_login_failures_total{reason=\"unknown_device\"}", NULL)         \
-    X(GW_M_TCP_LOGIN_SECRET, "tcp_login_failures_total{reason=\"bad_secret\"}", NULL)              \
-    X(GW_M_TCP_LOGIN_NONE, "tcp_login_failures_total{reason=\"not_a_login\"}", NULL)               \
-    X(GW_M_TCP_LOGIN_TIMEOUT, "tcp_login_timeouts_total", "connections closed before a login")     \
-    X(GW_M_TCP_IDLE, "tcp_idle_timeouts_total", "TCP sessions closed by the idle timeout")         \
-    X(GW_M_TCP_TAKEOVER, "tcp_takeovers_total", "TCP sessions taken over by a new connection")     \
-    X(GW_M_MQTT_OUTPUT_PAUSED, "output_paused_total{adapter=\"mqtt\"}",                            \
-      "times a connection stopped being read because its unsent output passed output_high_water")  \
-    X(GW_M_TCP_OUTPUT_PAUSED, "output_paused_total{adapter=\"tcp\"}", NULL)                        \
-    X(GW_M_MQTT_OUTPUT_OVERFLOW, "output_overflow_total{adapter=\"mqtt\"}",                        \
-      "connections closed because their output passed output_hard_limit or stalled")               \
-    X(GW_M_TCP_OUTPUT_OVERFLOW, "output_overflow_total{adapter=\"tcp\"}", NULL)                    \
-    X(GW_M_UDP_DATAGRAMS, "udp_datagrams_total", "UDP datagrams received")                         \
-    X(GW_M_UDP_DROP_OVERSIZED, "udp_dropped_total{reason=\"oversized\"}", NULL)                    \
-    X(GW_M_UDP_DROP_MALFORMED, "udp_dropped_total{reason=\"malformed\"}", NULL)                    \
-    X(GW_M_UDP_DROP_UNKNOWN, "udp_dropped_total{reason=\"unknown_device\"}", NULL)                 \
-    X(GW_M_UDP_DROP_BAD_AUTH, "udp_dropped_total{reason=\"bad_auth\"}", NULL)                      \
-    X(GW_M_UDP_DROP_BAD_CHECK, "udp_dropped_total{reason=\"bad_check\"}", NULL)                    \
-    X(GW_M_UDP_DROP_REPLAY, "udp_dropped_total{reason=\"replay\"}", NULL)                          \
-    X(GW_M_UDP_IDLE, "udp_idle_timeouts_total", "UDP sessions ended by the idle timeout")          \
-    X(GW_M_UDP_TAKEOVER, "udp_takeovers_total", "UDP sessions moved to another loop")              \
     X(GW_M_DGRAM_OUTPUT_DROPPED, "dgram_output_dropped_total{reason=\"output_overflow\"}",         \
       "UDP/CoAP datagrams not sent: the loop's queue of unsendable datagrams was at its bound")    \
     X(GW_M_NORTH_CONNECTED, "north_connected", "1 while the upstream broker link is up (gauge)")   \
@@ -161,42 +75,43 @@
     X(GW_M_CMD_EXPIRED, "commands_expired_total", "queued commands whose TTL ran out")             \
     X(GW_M_CMD_TIMEOUT, "commands_timeouts_total", "commands with no reply in timeout_ms")         \
     X(GW_M_CMD_LATE, "commands_late_replies_total", "replies matching no pending command")         \
-    X(GW_M_CMD_PENDING, "commands_pending", "commands awaiting a reply or a session (gauge)")      \
-    GW_COAP_METRICS(X)
-
-/* MQTT protocol errors, one labelled counter each: X(enum, "label") */
-#define GW_MQTT_ERRORS(X)                                                                          \
-    X(GW_MQTT_E_REMAINING_LENGTH, "bad_remaining_length")                                          \
-    X(GW_MQTT_E_UTF8, "invalid_utf8")                                                              \
-    X(GW_MQTT_E_WILDCARD, "wildcard_topic")                                                        \
-    X(GW_MQTT_E_BEFORE_CONNECT, "packet_before_connect")                                           \
-    X(GW_MQTT_E_OVERSIZED, "oversized_packet")                                                     \
-    X(GW_MQTT_E_MALFORMED, "malformed_packet")                                                     \
-    X(GW_MQTT_E_SERVER_ONLY, "server_only_packet")                                                 \
-    X(GW_MQTT_E_CONNECT_TWICE, "connect_twice")                                                    \
-    X(GW_MQTT_E_BAD_PROTOCOL, "bad_protocol")
-
-typedef enum gw_mqtt_error {
-#define GW_MQTT_E_ENUM(e, label) e,
-    GW_MQTT_ERRORS(GW_MQTT_E_ENUM)
-#undef GW_MQTT_E_ENUM
-        GW_MQTT_E__COUNT
-} gw_mqtt_error;
+    X(GW_M_CMD_PENDING, "commands_pending", "commands awaiting a reply or a session (gauge)")
 
 typedef enum gw_metric {
+    GW_M__UNREGISTERED, /* a handle whose table is not registered: counted, never shown */
 #define GW_M_ENUM(e, name, help) e,
     GW_METRICS(GW_M_ENUM)
 #undef GW_M_ENUM
         GW_M__PLAIN_END,
     GW_M__REJECT_BASE = GW_M__PLAIN_END,
-    GW_M__MQTT_ERR_BASE = GW_M__REJECT_BASE + GW_R__COUNT,
-    GW_M__COUNT = GW_M__MQTT_ERR_BASE + GW_MQTT_E__COUNT
+    GW_M__CORE_END = GW_M__REJECT_BASE + GW_R__COUNT, /* adapters' metrics from here */
+    GW_M__MAX = 512                                   /* every metric: the shard size */
 } gw_metric;
+
+/* One metric of an adapter's table (ended by name NULL): the handle to set at registration
+ * (NULL for none), the Prometheus name without iotgw_ (labels included) and the help (NULL: the
+ * family's). */
+typedef struct gw_metric_def {
+    gw_metric *id;
+    const char *name;
+    const char *help;
+} gw_metric_def;
+
+/* X-macro helpers for an adapter's list X(handle, "name", "help"): declare the handles (header),
+ * define them (one .c file) and build the table. */
+#define GW_METRIC_HANDLE_DECL(e, name, help) extern gw_metric e;
+#define GW_METRIC_HANDLE_DEF(e, name, help)  gw_metric e = GW_M__UNREGISTERED;
+#define GW_METRIC_DEF(e, name, help)         {&e, name, help},
+
+/* Registers a table: consecutive ids, each written to its handle. Main thread, before the loops
+ * run (the registry registers every built-in adapter's table at start; an adapter's init may call
+ * it again: a table registers once). 0, or GW_ENOMEM when GW_M__MAX would be passed. */
+int gw_metrics_register(const gw_metric_def *defs);
 
 #define GW_METRIC_SHARDS 16
 
 typedef struct gw_metric_shard {
-    _Alignas(64) int64_t v[GW_M__COUNT];
+    _Alignas(64) int64_t v[GW_M__MAX];
 } gw_metric_shard;
 
 extern gw_metric_shard gw_metric_shards[GW_METRIC_SHARDS];
@@ -216,10 +131,6 @@ static inline void gw_metric_inc(gw_metric m)
 static inline void gw_metric_reject(gw_reason r)
 {
     gw_metric_add((gw_metric)(GW_M__REJECT_BASE + (int)r), 1);
-}
-static inline void gw_metric_mqtt_error(gw_mqtt_error e)
-{
-    gw_metric_add((gw_metric)(GW_M__MQTT_ERR_BASE + (int)e), 1);
 }
 
 int64_t gw_metric_get(gw_metric m);

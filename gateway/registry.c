@@ -1,21 +1,13 @@
-/* registry.c: the adapters and codecs compiled into this binary, one line each, each behind its
- * CMake option. A new plugin is one include and one line here. */
+/* registry.c: the adapters and codecs compiled into this binary, each behind its CMake option.
+ * Adapters come from CMake's gw_adapter() lines (gen/gw_adapters.h); a codec is one include and one
+ * line here. */
 #include "registry.h"
 
+#include <stdio.h>
 #include <string.h>
 
-#ifdef GW_ADAPTER_MQTT
-#include "../protocols/mqtt/mqtt.h"
-#endif
-#ifdef GW_ADAPTER_TCP
-#include "../protocols/tcp/tcp.h"
-#endif
-#ifdef GW_ADAPTER_UDP
-#include "../protocols/udp/udp.h"
-#endif
-#ifdef GW_ADAPTER_COAP
-#include "../protocols/coap/coap.h"
-#endif
+#include "../config/config.h"
+
 #ifdef GW_CODEC_JSON
 #include "../codecs/json/codec_json.h"
 #endif
@@ -26,20 +18,17 @@
 #include "../codecs/protobuf/codec_protobuf.h"
 #endif
 
-static const gw_adapter_ops *const adapters[] = {
-#ifdef GW_ADAPTER_MQTT
-    &gw_adapter_mqtt_ops,
-#endif
-#ifdef GW_ADAPTER_TCP
-    &gw_adapter_tcp_ops,
-#endif
-#ifdef GW_ADAPTER_UDP
-    &gw_adapter_udp_ops,
-#endif
-#ifdef GW_ADAPTER_COAP
-    &gw_adapter_coap_ops,
-#endif
-    NULL,
+/* gen/gw_adapters.h (CMake): GW_BUILTIN_ADAPTERS(X), X(name) for each gw_adapter() line that is
+ * on; the adapter's table is gw_adapter_<name>_ops. */
+#include "gw_adapters.h"
+
+#define GW_ADAPTER_DECL(name) extern const gw_adapter_ops gw_adapter_##name##_ops;
+GW_BUILTIN_ADAPTERS(GW_ADAPTER_DECL)
+
+#define ADAPTERS_MAX 16 /* built in plus added (gw_registry_add_adapter) */
+static const gw_adapter_ops *adapters[ADAPTERS_MAX + 1] = {
+#define GW_ADAPTER_ENTRY(name) &gw_adapter_##name##_ops,
+    GW_BUILTIN_ADAPTERS(GW_ADAPTER_ENTRY) NULL,
 };
 
 static const gw_codec_ops *const codecs[] = {
@@ -81,24 +70,48 @@ const gw_codec_ops *gw_registry_codec(const char *name)
     return NULL;
 }
 
+int gw_registry_add_adapter(const gw_adapter_ops *ops, gw_error *err)
+{
+    size_t n = 0;
+    while (adapters[n])
+        if (strcmp(adapters[n++]->name, ops->name) == 0)
+            return gw_error_set(err, GW_ECONFIG, "adapter %s registered twice", ops->name);
+    if (n == ADAPTERS_MAX)
+        return gw_error_set(err, GW_ECONFIG, "adapter %s: more than %d adapters", ops->name,
+                            ADAPTERS_MAX);
+    if (gw_metrics_register(ops->metrics) != 0)
+        return gw_error_set(err, GW_ENOMEM, "adapter %s: too many metrics", ops->name);
+    adapters[n] = ops;
+    return 0;
+}
+
 int gw_registry_check(gw_error *err)
 {
     for (size_t i = 0; adapters[i]; i++) {
-        if (adapters[i]->abi != GW_ADAPTER_ABI)
-            return gw_error_set(err, GW_ECONFIG, "adapter %s: ABI %u, expected %u",
-                                adapters[i]->name, adapters[i]->abi, GW_ADAPTER_ABI);
+        if (gw_metrics_register(adapters[i]->metrics) != 0)
+            return gw_error_set(err, GW_ENOMEM, "adapter %s: too many metrics", adapters[i]->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(adapters[i]->name, adapters[j]->name) == 0)
                 return gw_error_set(err, GW_ECONFIG, "adapter %s registered twice",
                                     adapters[i]->name);
     }
     for (size_t i = 0; codecs[i]; i++) {
-        if (codecs[i]->abi != GW_CODEC_ABI)
-            return gw_error_set(err, GW_ECONFIG, "codec %s: ABI %u, expected %u", codecs[i]->name,
-                                codecs[i]->abi, GW_CODEC_ABI);
         for (size_t j = 0; j < i; j++)
             if (strcmp(codecs[i]->name, codecs[j]->name) == 0)
                 return gw_error_set(err, GW_ECONFIG, "codec %s registered twice", codecs[i]->name);
     }
     return 0;
+}
+
+int gw_adapter_parse_config(gw_adapter *a, const json_t *section, void *cfg,
+                            const struct gw_config *gcfg, gw_diag *diag)
+{
+    char path[96];
+    if (gw_metrics_register(a->ops->metrics) != 0) {
+        gw_diag_add(diag, gcfg->file, "adapters", "adapter %s: too many metrics", a->ops->name);
+        return GW_ECONFIG;
+    }
+    snprintf(path, sizeof(path), "adapters.%s", a->ops->name);
+    return gw_cfg_parse(a->ops->cfg_fields, section, cfg, gcfg->file, path, diag) > 0 ? GW_ECONFIG
+                                                                                      : 0;
 }

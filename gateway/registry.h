@@ -14,7 +14,13 @@ const gw_adapter_ops *gw_registry_adapter(const char *name);
 const gw_adapter_ops *gw_registry_adapter_at(size_t i);
 const gw_codec_ops *gw_registry_codec_at(size_t i);
 
-/* Checks every compiled-in table once (ABI, names, no duplicates): 0 or GW_ECONFIG with err. */
+/* Checks every compiled-in table once (names, no duplicates) and registers the adapters'
+ * metrics: 0 or GW_ECONFIG with err. */
 int gw_registry_check(gw_error *err);
+
+/* Adds an adapter that is not built in (tests/unit/fake_adapter.c), on the main thread before
+ * gw_config_load: it then serves "adapters.<name>" and products of that protocol like a built-in
+ * one, and its metrics are registered. 0, or GW_ECONFIG (name taken, table full) with err. */
+int gw_registry_add_adapter(const gw_adapter_ops *ops, gw_error *err);
 
 #endif

@@ -94,8 +94,9 @@ typedef struct gw_product {
      * answered at once with an error (default), or queued up to ttl_ms for its next session. */
     bool cmd_queue_offline;
     uint32_t cmd_ttl_ms;
-    /* "auth": {"coap_query_token": false}: plain CoAP's ?token= is refused (4.01); DTLS only. */
-    bool coap_query_token;
+    /* The protocol adapter's per-product data: the keys of "auth" it owns (its
+     * product_auth_fields, e.g. CoAP's coap_query_token), parsed by the config loader. */
+    void *adapter_data;
 } gw_product;
 
 /* Look-ups by id (NULL if absent). */

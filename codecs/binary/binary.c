@@ -489,7 +489,6 @@ static int binary_encode_command(const gw_product *p, const gw_command *c, const
 }
 
 const gw_codec_ops gw_codec_binary_ops = {
-    .abi = GW_CODEC_ABI,
     .name = "binary",
     .product_keys = product_keys,
     .init = binary_init,

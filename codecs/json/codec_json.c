@@ -302,7 +302,6 @@ static int json_encode_command(const gw_product *p, const gw_command *c, const c
 }
 
 const gw_codec_ops gw_codec_json_ops = {
-    .abi = GW_CODEC_ABI,
     .name = "json",
     .product_keys = json_product_keys,
     .init = json_init,

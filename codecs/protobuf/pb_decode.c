@@ -384,7 +384,6 @@ static int pb_frame(const gw_product *p, const uint8_t *buf, size_t len, size_t 
 }
 
 const gw_codec_ops gw_codec_protobuf_ops = {
-    .abi = GW_CODEC_ABI,
     .name = "protobuf",
     .product_keys = NULL,
     .init = NULL,

@@ -12,27 +12,42 @@
 
 #define COAP_OUT_CAP 65536
 
+GW_COAP_METRICS(GW_METRIC_HANDLE_DEF)
+const gw_metric_def gw__coap_metrics[] = {GW_COAP_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
+
 static const gw_cfg_field coap_fields[] = {
     {"listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, listeners), 0, 0, NULL, false},
     {"dtls_listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, dtls_listeners), 0, 0, NULL, false},
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__coap_cfg, idle_timeout_ms), 100, 86400000, NULL,
-     false},
+     false, GW_CFG_DEF(300000)},
     {"max_block_bytes", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_block_bytes), 16, 16777216, NULL,
-     false},
+     false, GW_CFG_DEF(65536)},
     {"max_block_total", GW_CFG_INT64, offsetof(gw__coap_cfg, max_block_total), 16, 1LL << 40, NULL,
-     false},
-    {"max_wait_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_wait_s), 0, 3600, NULL, false},
-    {"piggyback_ms", GW_CFG_UINT32, offsetof(gw__coap_cfg, piggyback_ms), 0, 1900, NULL, false},
+     false, GW_CFG_DEF(16777216)},
+    {"max_wait_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_wait_s), 0, 3600, NULL, false,
+     GW_CFG_DEF(30)},
+    {"piggyback_ms", GW_CFG_UINT32, offsetof(gw__coap_cfg, piggyback_ms), 0, 1900, NULL, false,
+     GW_CFG_DEF(1000)},
     {"dedup_entries", GW_CFG_UINT32, offsetof(gw__coap_cfg, dedup_entries), 16, 1048576, NULL,
-     false},
-    {"busy_max_age_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, busy_max_age_s), 0, 3600, NULL, false},
-    {"rcvbuf", GW_CFG_UINT32, offsetof(gw__coap_cfg, rcvbuf), 0, 1073741824, NULL, false},
+     false, GW_CFG_DEF(4096)},
+    {"busy_max_age_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, busy_max_age_s), 0, 3600, NULL, false,
+     GW_CFG_DEF(5)},
+    {"rcvbuf", GW_CFG_UINT32, offsetof(gw__coap_cfg, rcvbuf), 0, 1073741824, NULL, false,
+     GW_CFG_DEF(4u << 20)},
     {"max_dtls_peers", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_dtls_peers), 1, 10000000, NULL,
-     false},
+     false, GW_CFG_DEF(100000)},
     {"max_dtls_peers_per_device", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_dtls_peers_per_device),
-     1, 1000000, NULL, false},
+     1, 1000000, NULL, false, GW_CFG_DEF(4)},
     {"max_con_bytes", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_con_bytes), 0, 1073741824, NULL,
-     false},
+     false, GW_CFG_DEF(1u << 20)},
+    {NULL, 0, 0, 0, 0, NULL, false},
+};
+
+/* Per product, in its "auth": "coap_query_token": false refuses plain CoAP's ?token= (4.01):
+ * DTLS-PSK only. */
+static const gw_cfg_field coap_product_fields[] = {
+    {"coap_query_token", GW_CFG_BOOL, offsetof(gw__coap_product, query_token), 0, 0, NULL, false,
+     GW_CFG_DEF(true)},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -41,19 +56,8 @@ static int coap_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     gw__coap_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
     if (!ad)
         return GW_ENOMEM;
-    ad->cfg.idle_timeout_ms = 300000;
-    ad->cfg.max_block_bytes = 65536;
-    ad->cfg.max_block_total = 16777216;
-    ad->cfg.max_wait_s = 30;
-    ad->cfg.piggyback_ms = 1000;
-    ad->cfg.dedup_entries = 4096;
-    ad->cfg.busy_max_age_s = 5;
-    ad->cfg.rcvbuf = 4u << 20;
-    ad->cfg.max_dtls_peers = 100000;
-    ad->cfg.max_dtls_peers_per_device = 4;
-    ad->cfg.max_con_bytes = 1u << 20;
     a->state = ad;
-    if (gw_cfg_parse(coap_fields, cfg, &ad->cfg, gcfg->file, "adapters.coap", diag) > 0)
+    if (gw_adapter_parse_config(a, cfg, &ad->cfg, gcfg, diag) != 0)
         return GW_ECONFIG;
     if (!ad->cfg.listeners.n && !ad->cfg.dtls_listeners.n)
         gw_diag_add(diag, gcfg->file, "adapters.coap.listeners",
@@ -157,14 +161,16 @@ static const gw_listen_key listen_keys[] = {
     {"listeners", GW_TRANSPORT_UDP}, {"dtls_listeners", GW_TRANSPORT_UDP}, {NULL, 0}};
 
 const gw_adapter_ops gw_adapter_coap_ops = {
-    .abi = GW_ADAPTER_ABI,
     .name = "coap",
     .init = coap_init,
     .start = coap_start,
-    .pause = gw_dgram_pause, /* CoAP keeps reading and answers 5.03 while the store is full */
-    .resume = gw_dgram_resume,
+    .resume = gw_dgram_resume, /* CoAP never pauses: it answers 5.03 while the store is full */
     .stop = gw_dgram_stop,
     .close_sessions = gw_dgram_close_sessions,
     .uninit = coap_uninit,
     .listen_keys = listen_keys,
+    .cfg_fields = coap_fields,
+    .metrics = gw__coap_metrics,
+    .product_auth_fields = coap_product_fields,
+    .product_data_size = sizeof(gw__coap_product),
 };

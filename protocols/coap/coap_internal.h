@@ -13,6 +13,7 @@
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
 #include "../dgram/dgram_layer.h"
+#include "coap_metrics.h"
 #include "coap_msg.h"
 
 #define GW_COAP_HELD_MAX     4 /* commands held for a device that does not observe */
@@ -21,6 +22,11 @@
 #define GW_COAP_EXCH_LIFE_MS 247000 /* RFC 7252 EXCHANGE_LIFETIME: dedup entries live this long */
 #define GW_COAP_TICK_MS      50
 #define GW_COAP_CON_MAX      16 /* CONs of ours awaiting a device's ACK, per session */
+
+/* A CoAP product's data (gw_product.adapter_data): the keys of its "auth" CoAP owns. */
+typedef struct gw__coap_product {
+    bool query_token; /* "coap_query_token" (default true): plain CoAP's ?token= is accepted */
+} gw__coap_product;
 
 typedef struct gw__coap_cfg {
     gw_listen_list listeners;

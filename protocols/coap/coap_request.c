@@ -259,7 +259,8 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
                "the DTLS identity is another device", NULL);
         return NULL;
     }
-    if (!p->coap_query_token) {
+    const gw__coap_product *cp = p->adapter_data; /* NULL: a product built without the loader */
+    if (cp && !cp->query_token) {
         gw_metric_inc(GW_M_COAP_AUTH_BAD);
         refuse(sock, from, m, GW_COAP_UNAUTHORIZED, r->device, "query_token_disabled",
                "this product accepts DTLS-PSK only", NULL);

@@ -469,7 +469,7 @@ static void on_tick(gw_dgram_loop *dl)
 /* Not pause_when_full: CoAP keeps reading and answers 5.03 (Max-Age) while the store is full. */
 const gw_dgram_ops gw__coap_dgram_ops = {
     .area = "coap",
-    .metric = {GW_M_COAP_IDLE, GW_M_COAP_TAKEOVER},
+    .metric = {&GW_M_COAP_IDLE, &GW_M_COAP_TAKEOVER},
     .datagram = on_datagram,
     .tick = on_tick,
     .listen = gw__coap_listen,

@@ -48,7 +48,8 @@ typedef struct gw_dgram_ops {
     const char *area;     /* log area and session protocol: "udp", "coap" */
     bool pause_when_full; /* stop reading while the store is full (else the adapter answers) */
     struct {
-        gw_metric idle, takeover; /* sessions closed by the sweep, taken over by another loop */
+        const gw_metric *idle, *takeover; /* handles (set at registration): sessions closed by the
+                                           * sweep, taken over by another loop */
     } metric;
     /* A datagram read from s (truncated: larger than the receive slot). */
     void (*datagram)(gw_dgram_sock *s, const uint8_t *p, size_t n, const struct sockaddr *from,
@@ -126,11 +127,10 @@ void gw_dgram_sock_send(gw_dgram_sock *s, const gw_dgram_addr *to, const uint8_t
 /* Reading on or off on every socket of the loop. */
 void gw_dgram_receive(gw_dgram_loop *dl, bool on);
 /* gw_adapter_ops entries (the adapter's per-loop state starts with its gw_dgram_loop):
- * back-pressure, reading stops and starts again (an adapter whose ops do not pause_when_full
- * keeps reading and answers itself); stop: reading stops for good, the sockets stay open so that
- * answers still committing go out; close_sessions: every session closes ("shutdown"), the output
- * batch goes out, the sockets and the timer close. */
-void gw_dgram_pause(gw_adapter *a, gw_loop *loop);
+ * resume: reading starts again after the store was full (an adapter whose ops do not
+ * pause_when_full keeps reading and answers itself); stop: reading stops for good, the sockets
+ * stay open so that answers still committing go out; close_sessions: every session closes
+ * ("shutdown"), the output batch goes out, the sockets and the timer close. */
 void gw_dgram_resume(gw_adapter *a, gw_loop *loop);
 void gw_dgram_stop(gw_adapter *a, gw_loop *loop);
 void gw_dgram_close_sessions(gw_adapter *a, gw_loop *loop);

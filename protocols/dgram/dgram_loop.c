@@ -181,15 +181,6 @@ static gw_dgram_loop *loop_state(gw_adapter *a, gw_loop *loop)
     return loop->adapter_state[gw_adapter_index(a)];
 }
 
-void gw_dgram_pause(gw_adapter *a, gw_loop *loop)
-{
-    gw_dgram_loop *dl = loop_state(a, loop);
-    if (dl && dl->ops->pause_when_full && !dl->paused) {
-        dl->paused = true;
-        gw_dgram_receive(dl, false);
-    }
-}
-
 void gw_dgram_resume(gw_adapter *a, gw_loop *loop)
 {
     gw_dgram_loop *dl = loop_state(a, loop);

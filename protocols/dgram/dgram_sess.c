@@ -90,7 +90,7 @@ void gw_dgram_sess_kick(gw_session *base)
         gw_log_write(GW_LOG_INFO, s->dl->ops->area, base->dev->id, peer,
                      "session moved: the device now sends from another address", NULL);
     }
-    gw_metric_inc(s->dl->ops->metric.takeover);
+    gw_metric_inc(*s->dl->ops->metric.takeover);
     gw_dgram_sess_close(s, NULL); /* no offline event: the device stays online on its new loop */
 }
 
@@ -99,7 +99,7 @@ static void sweep_one(gw_session *base, void *arg)
     gw_dgram_sess *s = (gw_dgram_sess *)base;
     if (*(const uint64_t *)arg < s->deadline)
         return;
-    gw_metric_inc(s->dl->ops->metric.idle);
+    gw_metric_inc(*s->dl->ops->metric.idle);
     if (GW_LOG_INFO >= gw_log_level) {
         char peer[64];
         gw_dgram_sess_peer(base, peer, sizeof(peer));

@@ -9,17 +9,26 @@
 #include "../../gateway/alloc.h"
 #include "mqtt.h"
 
+GW_MQTT_METRICS(GW_METRIC_HANDLE_DEF)
+gw_metric gw__mqtt_error_base = GW_M__UNREGISTERED;
+#define GW_MQTT_E_DEF(e, label)                                                                    \
+    {e == 0 ? &gw__mqtt_error_base : NULL, "mqtt_protocol_errors_total{error=\"" label "\"}",      \
+     e == 0 ? "MQTT connections closed for a protocol error, by error" : NULL},
+const gw_metric_def gw__mqtt_metrics[] = {GW_MQTT_METRICS(GW_METRIC_DEF)
+                                              GW_MQTT_ERRORS(GW_MQTT_E_DEF){NULL, NULL, NULL}};
+
 static const gw_cfg_field mqtt_fields[] = {
     {"listeners", GW_CFG_LISTENERS, offsetof(gw__mqtt_cfg, listeners), 0, 0, NULL, true},
     {"max_packet_size", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, max_packet_size), 64, 268435455, NULL,
-     false},
+     false, GW_CFG_DEF(262144)},
     {"connect_timeout_ms", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, connect_timeout_ms), 100, 600000,
-     NULL, false},
-    {"max_inflight", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, max_inflight), 1, 65535, NULL, false},
+     NULL, false, GW_CFG_DEF(10000)},
+    {"max_inflight", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, max_inflight), 1, 65535, NULL, false,
+     GW_CFG_DEF(1024)},
     {"max_subscriptions", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, max_subscriptions), 1, 1024, NULL,
-     false},
+     false, GW_CFG_DEF(32)},
     {"session_expiry_s", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, session_expiry_s), 0, 2592000, NULL,
-     false},
+     false, GW_CFG_DEF(3600)},
     GW_STREAM_OUT_FIELDS(gw__mqtt_cfg, out),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
@@ -29,16 +38,12 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     gw__mqtt_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
     if (!ad)
         return GW_ENOMEM;
-    ad->cfg.max_packet_size = 262144;
-    ad->cfg.connect_timeout_ms = 10000;
-    ad->cfg.max_inflight = 1024;
-    ad->cfg.max_subscriptions = 32;
-    ad->cfg.session_expiry_s = 3600;
-    gw_stream_out_defaults(&ad->cfg.out, GW_M_MQTT_OUTPUT_PAUSED, GW_M_MQTT_OUTPUT_OVERFLOW);
     a->state = ad;
-    if (gw_cfg_parse(mqtt_fields, cfg, &ad->cfg, gcfg->file, "adapters.mqtt", diag) > 0 ||
+    if (gw_adapter_parse_config(a, cfg, &ad->cfg, gcfg, diag) != 0 ||
         gw_stream_out_check(&ad->cfg.out, gcfg->file, "adapters.mqtt", diag))
         return GW_ECONFIG;
+    ad->cfg.out.paused_metric = GW_M_MQTT_OUTPUT_PAUSED;
+    ad->cfg.out.overflow_metric = GW_M_MQTT_OUTPUT_OVERFLOW;
     for (size_t i = 0; i < ad->cfg.listeners.n; i++) {
         if (ad->cfg.listeners.v[i].product[0]) { /* MQTT devices name their product at CONNECT */
             char path[64];
@@ -63,12 +68,6 @@ static int mqtt_start(gw_adapter *a, gw_loop *loop)
                            ad->cfg.max_inflight, &ad->cfg.out);
 }
 
-static void mqtt_pause(gw_adapter *a, gw_loop *loop)
-{
-    (void)a;
-    (void)loop; /* sessions pause themselves when they see the store full */
-}
-
 static void mqtt_close_sessions(gw_adapter *a, gw_loop *loop)
 {
     gw_stream_close_all(a, loop, "shutdown");
@@ -91,14 +90,14 @@ static void mqtt_uninit(gw_adapter *a)
 static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_TCP}, {NULL, 0}};
 
 const gw_adapter_ops gw_adapter_mqtt_ops = {
-    .abi = GW_ADAPTER_ABI,
     .name = "mqtt",
     .init = mqtt_init,
     .start = mqtt_start,
-    .pause = mqtt_pause,
     .resume = gw_stream_resume_all,
     .stop = gw_stream_stop,
     .close_sessions = mqtt_close_sessions,
     .uninit = mqtt_uninit,
     .listen_keys = listen_keys,
+    .cfg_fields = mqtt_fields,
+    .metrics = gw__mqtt_metrics,
 };

@@ -14,6 +14,7 @@
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
 #include "../stream/stream_conn.h"
+#include "mqtt_metrics.h"
 #include "mqtt_prot.h"
 
 typedef struct gw__mqtt_cfg {

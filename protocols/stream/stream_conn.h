@@ -68,18 +68,23 @@ typedef struct gw_stream_out_cfg {
 #define GW_STREAM_OUT_STALL_MS   30000u
 
 /* The adapter config fields of an embedded gw_stream_out_cfg (member out_ of type_). */
-#define GW__STREAM_OUT_FIELD(key_, type_, member_, min_, max_)                                     \
+#define GW__STREAM_OUT_FIELD(key_, type_, member_, min_, max_, def_)                               \
     {                                                                                              \
-        (key_), GW_CFG_UINT32, offsetof(type_, member_), (min_), (max_), NULL, false               \
+        (key_), GW_CFG_UINT32, offsetof(type_, member_), (min_), (max_), NULL, false,              \
+            GW_CFG_DEF(def_)                                                                       \
     }
 #define GW_STREAM_OUT_FIELDS(type_, out_)                                                          \
-    GW__STREAM_OUT_FIELD("output_high_water", type_, out_.high_water, 1024, 67108864),             \
-        GW__STREAM_OUT_FIELD("output_low_water", type_, out_.low_water, 0, 67108864),              \
-        GW__STREAM_OUT_FIELD("output_hard_limit", type_, out_.hard_limit, 4096, 268435456),        \
+    GW__STREAM_OUT_FIELD("output_high_water", type_, out_.high_water, 1024, 67108864,              \
+                         GW_STREAM_OUT_HIGH_WATER),                                                \
+        GW__STREAM_OUT_FIELD("output_low_water", type_, out_.low_water, 0, 67108864,               \
+                             GW_STREAM_OUT_LOW_WATER),                                             \
+        GW__STREAM_OUT_FIELD("output_hard_limit", type_, out_.hard_limit, 4096, 268435456,         \
+                             GW_STREAM_OUT_HARD_LIMIT),                                            \
         GW__STREAM_OUT_FIELD("output_stall_timeout_ms", type_, out_.stall_timeout_ms, 100,         \
-                             86400000)
+                             86400000, GW_STREAM_OUT_STALL_MS)
 
-/* Sets the defaults (before gw_cfg_parse) / checks low < high < hard after it (1 = error). */
+/* Sets the defaults and metrics (tests; adapters take the defaults from GW_STREAM_OUT_FIELDS and
+ * set the metrics) / checks low < high < hard after gw_cfg_parse (1 = error). */
 void gw_stream_out_defaults(gw_stream_out_cfg *o, gw_metric paused, gw_metric overflow);
 int gw_stream_out_check(const gw_stream_out_cfg *o, const char *file, const char *section,
                         gw_diag *diag);

@@ -13,14 +13,19 @@
 
 #define MAX_FRAME_LIMIT 65536 /* the binary codec's bound on any product's max_frame */
 
+GW_TCP_METRICS(GW_METRIC_HANDLE_DEF)
+const gw_metric_def gw__tcp_metrics[] = {GW_TCP_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
+
 static const gw_cfg_field tcp_fields[] = {
     {"listeners", GW_CFG_LISTENERS, offsetof(gw__tcp_cfg, listeners), 0, 0, NULL, true},
     {"login_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, login_timeout_ms), 100, 3600000, NULL,
-     false},
+     false, GW_CFG_DEF(10000)},
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, idle_timeout_ms), 100, 86400000, NULL,
-     false},
-    {"max_inflight", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_inflight), 1, 65535, NULL, false},
-    {"max_frame", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_frame), 0, MAX_FRAME_LIMIT, NULL, false},
+     false, GW_CFG_DEF(300000)},
+    {"max_inflight", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_inflight), 1, 65535, NULL, false,
+     GW_CFG_DEF(256)},
+    {"max_frame", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_frame), 0, MAX_FRAME_LIMIT, NULL, false,
+     GW_CFG_DEF(0)},
     GW_STREAM_OUT_FIELDS(gw__tcp_cfg, out),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
@@ -69,14 +74,12 @@ static int tcp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     gw__tcp_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
     if (!ad)
         return GW_ENOMEM;
-    ad->cfg.login_timeout_ms = 10000;
-    ad->cfg.idle_timeout_ms = 300000;
-    ad->cfg.max_inflight = 256;
-    gw_stream_out_defaults(&ad->cfg.out, GW_M_TCP_OUTPUT_PAUSED, GW_M_TCP_OUTPUT_OVERFLOW);
     a->state = ad;
-    if (gw_cfg_parse(tcp_fields, cfg, &ad->cfg, gcfg->file, "adapters.tcp", diag) > 0 ||
+    if (gw_adapter_parse_config(a, cfg, &ad->cfg, gcfg, diag) != 0 ||
         gw_stream_out_check(&ad->cfg.out, gcfg->file, "adapters.tcp", diag))
         return GW_ECONFIG;
+    ad->cfg.out.paused_metric = GW_M_TCP_OUTPUT_PAUSED;
+    ad->cfg.out.overflow_metric = GW_M_TCP_OUTPUT_OVERFLOW;
     size_t n = ad->cfg.listeners.n ? ad->cfg.listeners.n : 1;
     ad->serve = gw_calloc(GW_AREA_RUNTIME, n, sizeof(*ad->serve));
     ad->bound_ports = gw_calloc(GW_AREA_RUNTIME, n, sizeof(uint16_t));
@@ -108,12 +111,6 @@ static int tcp_start(gw_adapter *a, gw_loop *loop)
                            ad->cfg.max_inflight, &ad->cfg.out);
 }
 
-static void tcp_pause(gw_adapter *a, gw_loop *loop)
-{
-    (void)a;
-    (void)loop; /* connections pause themselves when they see the store full */
-}
-
 static void tcp_close_sessions(gw_adapter *a, gw_loop *loop)
 {
     gw_stream_close_all(a, loop, "shutdown");
@@ -135,14 +132,14 @@ static void tcp_uninit(gw_adapter *a)
 static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_TCP}, {NULL, 0}};
 
 const gw_adapter_ops gw_adapter_tcp_ops = {
-    .abi = GW_ADAPTER_ABI,
     .name = "tcp",
     .init = tcp_init,
     .start = tcp_start,
-    .pause = tcp_pause,
     .resume = gw_stream_resume_all,
     .stop = gw_stream_stop,
     .close_sessions = tcp_close_sessions,
     .uninit = tcp_uninit,
     .listen_keys = listen_keys,
+    .cfg_fields = tcp_fields,
+    .metrics = gw__tcp_metrics,
 };

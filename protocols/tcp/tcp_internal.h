@@ -10,6 +10,7 @@
 #include "../../config/cfg_schema.h"
 #include "../../gateway/runtime.h"
 #include "../stream/stream_conn.h"
+#include "tcp_metrics.h"
 
 typedef struct gw__tcp_cfg {
     gw_listen_list listeners;

@@ -13,13 +13,17 @@
 
 #define UDP_MAX_DATAGRAM 65507 /* IPv4's largest UDP payload */
 
+GW_UDP_METRICS(GW_METRIC_HANDLE_DEF)
+const gw_metric_def gw__udp_metrics[] = {GW_UDP_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
+
 static const gw_cfg_field udp_fields[] = {
     {"listeners", GW_CFG_LISTENERS, offsetof(gw__udp_cfg, listeners), 0, 0, NULL, true},
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__udp_cfg, idle_timeout_ms), 100, 86400000, NULL,
-     false},
-    {"rcvbuf", GW_CFG_UINT32, offsetof(gw__udp_cfg, rcvbuf), 0, 1073741824, NULL, false},
+     false, GW_CFG_DEF(300000)},
+    {"rcvbuf", GW_CFG_UINT32, offsetof(gw__udp_cfg, rcvbuf), 0, 1073741824, NULL, false,
+     GW_CFG_DEF(4u << 20)},
     {"replay_window_s", GW_CFG_UINT32, offsetof(gw__udp_cfg, replay_window_s), 0, 86400, NULL,
-     false},
+     false, GW_CFG_DEF(120)},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -82,12 +86,9 @@ static int udp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     gw__udp_adapter *ad = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ad));
     if (!ad)
         return GW_ENOMEM;
-    ad->cfg.idle_timeout_ms = 300000;
-    ad->cfg.rcvbuf = 4u << 20;
-    ad->cfg.replay_window_s = 120;
     ad->sweep_ms = 1000;
     a->state = ad;
-    if (gw_cfg_parse(udp_fields, cfg, &ad->cfg, gcfg->file, "adapters.udp", diag) > 0)
+    if (gw_adapter_parse_config(a, cfg, &ad->cfg, gcfg, diag) != 0)
         return GW_ECONFIG;
     size_t n = ad->cfg.listeners.n ? ad->cfg.listeners.n : 1;
     ad->products = gw_calloc(GW_AREA_RUNTIME, n, sizeof(*ad->products));
@@ -158,14 +159,14 @@ static void udp_uninit(gw_adapter *a)
 static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_UDP}, {NULL, 0}};
 
 const gw_adapter_ops gw_adapter_udp_ops = {
-    .abi = GW_ADAPTER_ABI,
     .name = "udp",
     .init = udp_init,
     .start = udp_start,
-    .pause = gw_dgram_pause,
     .resume = gw_dgram_resume,
     .stop = gw_dgram_stop,
     .close_sessions = gw_dgram_close_sessions,
     .uninit = udp_uninit,
     .listen_keys = listen_keys,
+    .cfg_fields = udp_fields,
+    .metrics = gw__udp_metrics,
 };

@@ -14,6 +14,7 @@
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
 #include "../dgram/dgram_layer.h"
+#include "udp_metrics.h"
 
 typedef struct gw__udp_cfg {
     gw_listen_list listeners;

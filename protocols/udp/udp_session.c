@@ -337,7 +337,7 @@ void gw__udp_close_all(gw__udp_loop *ul, const char *reason)
 const gw_dgram_ops gw__udp_dgram_ops = {
     .area = "udp",
     .pause_when_full = true,
-    .metric = {GW_M_UDP_IDLE, GW_M_UDP_TAKEOVER},
+    .metric = {&GW_M_UDP_IDLE, &GW_M_UDP_TAKEOVER},
     .datagram = gw__udp_datagram,
     .listen = gw__udp_listen,
     .close_end = close_end,

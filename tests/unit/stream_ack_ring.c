@@ -21,6 +21,7 @@
 #include "gateway/runtime.h"
 #include "protocols/stream/stream_conn.h"
 #include "protocols/stream/stream_internal.h"
+#include "protocols/tcp/tcp_metrics.h"
 #include "test.h"
 
 #define REQUIRE(c)                                                                                 \
@@ -179,7 +180,6 @@ static const gw_stream_ops t_ops = {
     .destroy = t_destroy,
 };
 static const gw_adapter_ops t_adapter = {
-    .abi = GW_ADAPTER_ABI,
     .name = "test",
     .uninit = gw_stream_free_all,
 };
@@ -759,6 +759,7 @@ static void teardown(void)
 
 int main(void)
 {
+    REQUIRE(gw_metrics_register(gw__tcp_metrics) == 0); /* the TCP output metrics it counts */
     setup();
     test_out_of_order();
     test_mixed();
