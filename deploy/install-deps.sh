@@ -11,7 +11,7 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler
   clang libclang-rt-14-dev clang-format
   python3 python3-paho-mqtt python3-psutil
-  procps netcat-openbsd xxd
+  procps netcat-openbsd xxd curl
 )
 
 missing=()

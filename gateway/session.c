@@ -47,7 +47,7 @@ static gw_event *lifecycle_event(gw_session *s, gw_event_kind kind, const gw_dev
                                  const char *payload)
 {
     gw_event *ev = gw_store_event_new(s->loop->rt->store, kind, dev);
-    if (ev)
+    if (ev && payload)
         ev->payload = gw_strdup(GW_AREA_EVENT, payload);
     return ev;
 }
@@ -57,8 +57,7 @@ int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
     gw_runtime *rt = s->loop->rt;
     char peer[64], payload[160];
     s->ops->peer(s, peer, sizeof(peer));
-    snprintf(payload, sizeof(payload), "{\"adapter\":\"%s\",\"peer\":\"%s\"}", adapter, peer);
-    gw_event *ev = lifecycle_event(s, GW_EV_ONLINE, dev, payload);
+    gw_event *ev = lifecycle_event(s, GW_EV_ONLINE, dev, NULL);
     pthread_mutex_t *mu = &rt->stripes[dev->index % GW_DEVICE_STRIPES];
 
     s->dev = dev;
@@ -67,6 +66,12 @@ int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
     pthread_mutex_lock(mu);
     gw_session *old = rt->slots[dev->index];
     rt->slots[dev->index] = s;
+    /* A take-over (or an address move to another loop) stores a second online with no offline
+     * between: it says so, so that a cloud can pair the two. */
+    snprintf(payload, sizeof(payload), "{\"adapter\":\"%s\",\"peer\":\"%s\"%s}", adapter, peer,
+             old ? ",\"takeover\":true" : "");
+    if (ev)
+        ev->payload = gw_strdup(GW_AREA_EVENT, payload);
     gw_loop_flush_events(s->loop);
     if (ev)
         gw_store_submit(rt->store, ev, ev, 1);

@@ -24,7 +24,10 @@ cmake --build build -j"$JOBS"
 
 stage "tests"
 ctest --test-dir build --output-on-failure -j"$JOBS" -L 'unit|fuzz'
-ctest --test-dir build --output-on-failure -L integration
+# the integration tests run in parallel: each has its own temp dirs and free ports, waits on
+# barriers (a message, a metric, a log line) rather than sleeps, and states its timing and memory
+# bounds on the gateway's own process and counters, so the other tests' load does not move them
+ctest --test-dir build --output-on-failure -j"$JOBS" -L integration
 
 # Release is -O3: its flow analysis warns where RelWithDebInfo's -O2 does not (the benchmarks too)
 stage "build (Release, -Werror) and its unit tests"
@@ -41,7 +44,7 @@ stage "tests under ASan + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L 'unit|fuzz'
-IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -L integration
+IOTGW_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L integration
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 # The integration tests whose gateway runs the cross-thread paths: completions through the loops'

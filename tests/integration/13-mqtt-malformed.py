@@ -142,7 +142,7 @@ def main(t):
             pub = g.publish_packet(g.report_topic("t-003"),
                                    g.report_payload("split-%d" % split, {"humidity": split}), 1, 9)
             s.send(pub[:split])
-            time.sleep(0.1)
+            time.sleep(0.1)  # separate reads, as above (not a condition wait)
             s.send(pub[split:])
             try:
                 p = s.expect(g.PUBACK, 2)

@@ -1,4 +1,5 @@
 # Proves session takeover: a second connection with the same client id closes the first (paho sees a disconnect, a raw socket EOF), counts mqtt_takeovers_total, keeps the device online and stores both sessions' messages.
+import json
 import gwtest as g
 
 DEV = "t-001"
@@ -36,6 +37,10 @@ def main(t):
          "no offline event for the taken-over session")
     t.eq(count(gw, "SELECT count(*) FROM events WHERE device=? AND kind='online'", DEV), 2,
          "two online events (A, B)")
+    onl = [json.loads(r[0]) for r in gw.query(
+        "SELECT payload FROM events WHERE device=? AND kind='online' ORDER BY id", (DEV,))]
+    t.check(len(onl) == 2 and "takeover" not in onl[0] and onl[1].get("takeover") is True,
+            "the take-over's online event carries \"takeover\": true (the first does not)", onl)
     t.eq(count(gw, "SELECT online FROM device_state WHERE device=?", DEV), 1,
          "device_state: still online")
     t.eq(gw.metric("devices_online"), 1.0, "devices_online = 1 (not 2, not 0)")

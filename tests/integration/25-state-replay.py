@@ -37,9 +37,22 @@ def report(c, i):
     return ack is not None
 
 
+def connect(gw):
+    """DEV's connection, once its online event is committed with the state noted before it. An
+    online change is written in its event's transaction together with every note taken so far,
+    so a report that shared the online event's batch would have its state written at once; after
+    this barrier every report goes in a later batch, and its state waits for state_lag_ms."""
+    n0 = gw.metric("events_committed_total")
+    c = g.device_client(gw, DEV)
+    if not g.wait_until(lambda: gw.metric("events_committed_total") > n0 and
+                        gw.metric("store_state_unwritten") == 0, 10):
+        raise g.GatewayError("the online event of %s was not committed and written" % DEV)
+    return c
+
+
 def main(t):
     gw = g.Gateway(n_devices=2, config={"storage": {"state_lag_ms": 60000}})
-    c = g.device_client(gw, DEV)
+    c = connect(gw)
     t.check(all(report(c, i) for i in range(N)), "%d reports acknowledged" % N)
     t.eq(gw.scalar("SELECT count(*) FROM events WHERE device=? AND kind='property'", (DEV,)), N,
          "every report is in events")
@@ -65,7 +78,7 @@ def main(t):
     t.eq(gw.query("PRAGMA integrity_check"), [("ok",)], "integrity_check ok")
 
     # a clean stop writes what is noted; the next start has nothing to replay
-    c = g.device_client(gw, DEV)
+    c = connect(gw)
     t.check(report(c, N) and report(c, N + 1), "two more reports acknowledged")
     t.eq(gw.metric("store_state_unwritten"), 2.0, "noted, not written")
     c.disconnect()

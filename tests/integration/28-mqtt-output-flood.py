@@ -1,7 +1,6 @@
 # Proves a device that never reads cannot grow the gateway: (a) a logged-in device floods PINGREQ with a small receive window, (b) a device subscribed to its own ".../properties/report/reply" floods rejected reports, (c) a device subscribed to its command topics never reads while the cloud sends it large property writes. Each time: RSS growth over 10 s stays under a stated bound, the gateway stops reading the peer (output_paused_total) and closes it with reason output_overflow (counted, logged, in its offline event) once its output stalls or passes the hard limit, another device gets PUBACKs throughout, and the log stays under a stated number of lines per second; the queued bytes show in iotgw_memory_bytes{area="output"}; in (c) every command still gets exactly one reply upstream (the command queue's own bound, max_pending_per_device, is unit-tested in command_table.c). (d) a reader that starts late after 2 MB of PINGREQ is paused, resumed and gets every PINGRESP. (0) --check-config refuses low_water >= high_water and hard_limit <= high_water. (e) 40 idle admin connections: /metrics is still answered and the oldest are closed (at most 16 open).
 import socket
 import threading
-import time
 
 import cmdlib as cl
 import gwtest as g
@@ -17,6 +16,12 @@ ADMIN_IDLE = 40
 SLOW_PINGS = 1000000  # 2 MB of PINGREQ, far over output_high_water
 NOTE = "n" * 60000  # a property write of ~60 KB
 
+
+
+def closed_since(m0):
+    """A flood's done predicate: the gateway counted a close with output_overflow since m0."""
+    k = g.metric_key("output_overflow_total", adapter="mqtt")
+    return lambda m: m.get(k, 0) > m0.get(k, 0)
 
 def bad_report(i):
     return g.publish_packet(g.report_topic("t-003"),
@@ -91,7 +96,7 @@ def main(t):
     t.eq(c.connect_device("t-001"), 0, "(a) t-001 connected")
     prob, pc = prober(gw, "t-002")
     m0 = gw.metrics()
-    r = o.flood(gw, o.Flooder(s, g.PINGREQ_PKT * 32768), prob)
+    r = o.flood(gw, o.Flooder(s, g.PINGREQ_PKT * 32768), prob, done=closed_since(m0))
     if o.BASELINE:
         t.info(o.describe("baseline PINGREQ flood", r))
         t.check(True, "baseline figures printed")
@@ -113,7 +118,8 @@ def main(t):
             "(b) a rejected report is answered on it", p)
     prob, pc = prober(gw, "t-002")
     m0 = gw.metrics()
-    r = o.flood(gw, o.Flooder(s, b"".join(bad_report(i) for i in range(1000))), prob)
+    r = o.flood(gw, o.Flooder(s, b"".join(bad_report(i) for i in range(1000))), prob,
+                done=closed_since(m0))
     assert_flood(t, gw, "(b) rejected-report flood", r, m0, prob, "t-003")
     pc.close()
     s.close()
@@ -136,7 +142,7 @@ def main(t):
             sent.append(mid)
             cloud.send("write", "thermo", "t-004", {"messageId": mid, "properties": {"note": NOTE}})
     m0 = gw.metrics()
-    r = o.flood(gw, o.Flooder(s, b""), prob, extra=send_commands)
+    r = o.flood(gw, o.Flooder(s, b""), prob, extra=send_commands, done=closed_since(m0))
     t.info("figure: (c) %d property writes of %d KB sent to t-004" % (len(sent), len(NOTE) // 1000))
     assert_flood(t, gw, "(c) commands never read", r, m0, prob, "t-004", closed_seen=False)
     # sent ones time out after 5 s; the rest were answered at once (offline, busy)
@@ -158,9 +164,12 @@ def main(t):
     t.eq(c.connect_device("t-006"), 0, "(d) t-006 connected")
     m0 = gw.metrics()
     got = {"n": 0}
+    paused = g.metric_key("output_paused_total", adapter="mqtt")
 
     def reader():
-        time.sleep(1.0)  # let the output back up first
+        # reads only once the output has backed up and the connection is paused
+        g.wait_until(lambda: gw.metric("output_paused_total", adapter="mqtt") >
+                     m0.get(paused, 0), 10)
         s.settimeout(20 * g.SLOW)
         while got["n"] < 2 * SLOW_PINGS:
             chunk = s.recv(65536)

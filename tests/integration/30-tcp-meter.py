@@ -102,7 +102,7 @@ def main(t):
     for i in range(5):
         d.send(b.meter_heartbeat(10 + i))
         alive = alive and d.recv_n(10, timeout=3) == b.meter_ack(10 + i, 4)
-        time.sleep(0.5)
+        time.sleep(0.5)  # the pace under test (not a condition wait)
     t.check(alive, "heartbeats every 0.5 s for 2.5 s: acked, session kept (idle 1.5 s)")
 
     # peer close -> connection_lost

@@ -53,7 +53,8 @@ def one_flood(t, gw, port, name, dev, probe_dev, chunk):
     prob, pd, ok = prober(port, probe_dev)
     t.check(ok, "%s: %s logged in" % (name, probe_dev))
     m0 = gw.metrics()
-    r = o.flood(gw, o.Flooder(s, chunk), prob)
+    ovf = g.metric_key("output_overflow_total", adapter="tcp")
+    r = o.flood(gw, o.Flooder(s, chunk), prob, done=lambda m: m.get(ovf, 0) > m0.get(ovf, 0))
     if o.BASELINE:
         t.info(o.describe("baseline " + name, r))
         pd.close()

@@ -62,13 +62,12 @@ def main(t):
     before = gw.scalar("SELECT count(*) FROM events WHERE device=?", (dev,))
     a, dt = c.request(su.heartbeat(dev, 50), 5)
     t.eq(a, (dev, 50, 0), "heartbeat acked with its seq")
-    time.sleep(0.4)
-    t.eq(gw.scalar("SELECT count(*) FROM events WHERE device=?", (dev,)), before,
-         "heartbeat stores no event")
 
-    # event low_battery
+    # event low_battery (acknowledged once committed: the barrier for the heartbeat's check)
     a, _ = c.request(su.event(dev, 51, 9), 5)
     t.eq(a, (dev, 51, 0), "event acked")
+    t.eq(gw.scalar("SELECT count(*) FROM events WHERE device=?", (dev,)), before + 1,
+         "heartbeat stores no event (the event acknowledged after it is the only new row)")
     t.eq(gw.query("SELECT name, payload FROM events WHERE device=? AND kind='event'", (dev,)),
          [("low_battery", '{"level":9}')], "event stored with its param")
 
@@ -119,8 +118,10 @@ def main(t):
     t.check(per_dev <= 256, "session memory per idle device <= 256 bytes: %.0f" % per_dev)
 
     # shutdown with a report still committing (batch_ms 300): it is stored and acknowledged
+    n0 = gw.metric("udp_datagrams_total")
     c.send(su.report(dev, 60))
-    time.sleep(0.1)  # received, not yet committed
+    t.check(g.wait_until(lambda: gw.metric("udp_datagrams_total") > n0, 5),
+            "the report is received (udp_datagrams_total moved)")
     t.eq(gw.stop(), 0, "SIGTERM: exit 0")
     t.eq(c.ack(2), (dev, 60, 0), "a report in flight at SIGTERM is still acknowledged")
     t.eq(gw.scalar("SELECT count(*) FROM events WHERE device=? AND msg_id='60'", (dev,)), 1,

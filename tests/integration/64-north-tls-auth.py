@@ -90,6 +90,14 @@ def main(t):
     t.check(re.search(r"as iotgw-64 .*u'gwuser'", broker.log),
             "the broker saw the gateway log in as gwuser")
     c.disconnect()
+    # barrier for the count the refused gateways are checked against below: the offline event
+    # is committed, everything committed is forwarded, and what the broker acknowledged has
+    # reached the subscriber
+    t.check(g.wait_until(lambda: gw.scalar("SELECT count(*) FROM events WHERE kind='offline'")
+                         == 1 and gw.scalar("SELECT count(*) FROM outbox") == 0 and
+                         sub.count() >= gw.metric("north_forwarded_total"), 20),
+            "TLS + password: the offline event forwarded too",
+            (sub.count(), gw.metric("north_forwarded_total")))
     t.eq(gw.stop(), 0, "TLS + password: SIGTERM exit 0")
 
     # ca_file relative to the folder of gateway.json, like every relative path in it

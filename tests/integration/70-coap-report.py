@@ -71,8 +71,10 @@ def main(t):
     # ---- retransmitted CON, same message id: answered each time, stored once ----
     mid, tok = cl.next_mid(), cl.next_token()
     dg = c.encode(c.CON, c.POST, mid, tok, opts, c.report_body(6, {"humidity": 44}))
+    q0 = gw.metric("coap_requests_total")
     cl.send(dg)
-    time.sleep(0.05)  # still committing (batch_ms 300): the duplicate arrives in flight
+    # the first copy is received and committing (batch_ms 300): the duplicate arrives in flight
+    g.wait_until(lambda: gw.metric("coap_requests_total") > q0, 5, interval=0.005)
     cl.send(dg)
     first = cl.wait_response(mid, tok)
     t.eq(first and first.code_str, "2.04", "CON: answered")
@@ -86,7 +88,10 @@ def main(t):
             "a retransmission after the answer is ACKed again (the stored ACK: 2.04, or empty "
             "when the answer went separately)", third)
     t.eq(cl.recv(0.5), None, "... and nothing else is sent for it")
-    time.sleep(0.5)
+    # a later report, answered after its commit, is the barrier: a copy of 6 taken as a new
+    # request would have been queued before it (same socket, same loop) and committed with it
+    r = c.report(cl, P, dev, "6b", {"humidity": 45})
+    t.eq(r and r.code_str, "2.04", "a later report: 2.04")
     t.eq(rows(gw, dev, 6), 1, "the retransmitted CON is stored once")
     t.eq(gw.scalar("SELECT count(*) FROM events WHERE device=? AND msg_id='6'", (dev,)), 1,
          "no second row of any kind for it")
@@ -211,7 +216,6 @@ def main(t):
     t.check(busy and all(got[d].uint(c.MAX_AGE) is not None and got[d].uint(c.MAX_AGE) >= 1
                          for d in busy), "every 5.03 carries a Max-Age (retry after seconds)",
             busy and got[busy[0]])
-    time.sleep(0.2)
     g.wait_until(lambda: gw2.metric("store_queue_depth") == 0, 10)
     stored = {r[0] for r in gw2.query("SELECT device FROM events WHERE kind='property'")}
     t.eq(stored, set(ok), "exactly the 2.04-answered requests are stored")

@@ -154,6 +154,7 @@ def dtls_backoff(t):
     t.check("DTLS handshake refused by a per-source limit" in gw.log,
             "logged with the reason", None)
     t.eq(stored(gw, "c-002", "b1"), 0, "nothing stored during the back-off")
+    # the back-off's own time must pass (nothing observable ends it; not a condition wait)
     time.sleep(max(0.0, backoff_ms / 1000.0 + 0.3 - (time.monotonic() - t_block)))
     run = dtls("c-002", g.secret_of("c-002"), "b2", wait_s=10)
     t.check(run.last == "2.04", "after the back-off the right key is served again", run)

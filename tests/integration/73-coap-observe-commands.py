@@ -134,8 +134,10 @@ def main(t):
     r = c.report(sl, P, "c-002", "s1", {"humidity": 1})
     t.eq(r and r.code_str, "2.04", "sleepy device: first report (online, not observing)")
     t.eq(r and r.payload, b"", "no command yet: empty 2.04")
+    pend = gw.metric("commands_pending")
     cloud.invoke(P, "c-002", "g-s1", "reboot", {"delay_s": 2})
-    time.sleep(0.5)
+    t.check(g.wait_until(lambda: gw.metric("commands_pending") > pend, 5),
+            "the command reaches the gateway (commands_pending +1)")
     t.eq(cloud.count("c-002", "g-s1"), 0, "no reply while the command is held")
     r = sl.post(c.report_path(P, "c-002"), c.report_body("s2", {"humidity": 2}),
                 query=c.dev_query("c-002") + ("wait=0",))
@@ -156,7 +158,9 @@ def main(t):
     sl.send(c.encode(c.CON, c.POST, mid, tok, c.path_options(
         c.report_path(P, "c-002"), c.dev_query("c-002") + ("wait=%d" % MAX_WAIT,)) +
         [(c.CONTENT_FORMAT, 50)], c.report_body("s3", {"humidity": 3})))
-    time.sleep(0.5)
+    # the report is committed (then held for the wait) before the command is sent
+    t.check(g.wait_until(lambda: gw.scalar("SELECT count(*) FROM events WHERE device='c-002' "
+                                           "AND msg_id='s3'") == 1, 5), "s3 committed")
     cloud.invoke(P, "c-002", "g-s2", "reboot", {"delay_s": 3})
     empties = []
     r = sl.wait_response(mid, tok, timeout=MAX_WAIT + 3, seen_empty_ack=empties)
@@ -183,8 +187,10 @@ def main(t):
                    "('w1','w60','s3')"), 3, "the waiting reports were stored")
 
     # a command for an offline device of a queue product waits for its first request
+    queued = gw.metric("commands_queued_total")
     cloud.invoke(P, "c-003", "g-q", "reboot", {"delay_s": 4})
-    time.sleep(0.3)
+    t.check(g.wait_until(lambda: gw.metric("commands_queued_total") > queued, 5),
+            "the command is queued for the offline device (commands_queued_total +1)")
     q = c.Client(port)
     r = c.report(q, P, "c-003", "q1", {"humidity": 5})
     t.check(r is not None and r.code_str == "2.04" and r.payload and
@@ -196,8 +202,10 @@ def main(t):
     t.check(cloud.reply("c-003", "g-q"), "cloud receives the queued command's reply")
 
     # a plain GET on function/invoke polls: the waiting command, then an empty 2.05
+    queued = gw.metric("commands_queued_total")
     cloud.invoke(P, "c-004", "g-p", "reboot", {"delay_s": 6})
-    time.sleep(0.3)
+    t.check(g.wait_until(lambda: gw.metric("commands_queued_total") > queued, 5),
+            "the command is queued for the poller (commands_queued_total +1)")
     pl = c.Client(port)
     poll_path = "/%s/c-004/function/invoke" % P
     r = pl.request(c.GET, poll_path, query=c.dev_query("c-004"), cf=None)

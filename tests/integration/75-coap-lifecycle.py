@@ -39,8 +39,8 @@ def main(t):
     cl = c.Client(port)
     r = c.report(cl, P, "c-001", 1, {"humidity": 1}, secret="wrong")
     t.eq(r and r.code_str, "4.01", "wrong token: 4.01")
-    time.sleep(0.3)
-    t.eq(online_rows(gw, "c-001"), [], "no online event after a refused request")
+    # a session brought online counts in devices_online before its request is answered
+    t.eq(gw.metric("devices_online"), 0.0, "no session after a refused request")
 
     # first authenticated request: online, with adapter and peer
     r = c.report(cl, P, "c-001", 2, {"humidity": 2})
@@ -60,7 +60,7 @@ def main(t):
 
     # more requests within the idle timeout: no new online event, no offline
     for i in range(3):
-        time.sleep(IDLE_MS / 1000.0 / 3)
+        time.sleep(IDLE_MS / 1000.0 / 3)  # the pace under test (not a condition wait)
         r = c.report(cl, P, "c-001", 10 + i, {"humidity": 3})
         t.eq(r and r.code_str, "2.04", "report %d within the idle timeout" % (i + 1))
     t.eq(len(online_rows(gw, "c-001")), 1, "still one online event")
@@ -101,6 +101,7 @@ def main(t):
          "(moved: %d)" % moved)
     if moved:
         t.eq(json.loads(rows[-1][0]).get("peer"), cl2.peer, "... naming the new source")
+        t.eq(json.loads(rows[-1][0]).get("takeover"), True, "... marked \"takeover\": true")
     t.eq(offline_rows(gw, "c-001"), [("idle_timeout",)], "no offline event for the move")
 
     # IPv6

@@ -94,9 +94,21 @@ class Results:
         sys.exit(0 if (self.failed == 0 and self.passed > 0) else 1)
 
 
-def wait_until(pred, timeout=10.0, interval=0.02):
+def transient(e):
+    """True for the errors a poll may meet before its condition holds, which wait_until treats as
+    "not yet": the database busy, locked or not created yet (sqlite3.OperationalError with such a
+    message; an SQL error is not transient), a port not open yet or a connection reset
+    (ConnectionError), an answer slower than its socket time-out (TimeoutError)."""
+    if isinstance(e, sqlite3.OperationalError):
+        msg = str(e)
+        return any(s in msg for s in ("locked", "busy", "unable to open", "no such table"))
+    return isinstance(e, (ConnectionError, TimeoutError))
+
+
+def wait_until(pred, timeout=10.0, interval=0.02, retry=()):
     """Polls pred() until it returns a truthy value (returned) or timeout (returns the last value,
-    falsy). Exceptions from pred count as falsy (e.g. database busy, port not yet open)."""
+    falsy). Transient errors from pred (transient(), or an instance of a type in `retry`) count
+    as falsy; any other exception is not the awaited condition and is raised at once."""
     deadline = time.monotonic() + timeout * SLOW
     last = None
     while True:
@@ -105,8 +117,9 @@ def wait_until(pred, timeout=10.0, interval=0.02):
             if last:
                 return last
         except Exception as e:  # noqa: BLE001
+            if not (transient(e) or (retry and isinstance(e, retry))):
+                raise
             last = None
-            _ = e
         if time.monotonic() >= deadline:
             return last
         time.sleep(interval)
@@ -507,7 +520,35 @@ def raise_fd_limit(n=8192):
     return want
 
 
+def ephemeral_range():
+    """The kernel's range of local ports for client sockets (ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
+    """A TCP port of 127.0.0.1 that is free now, below the kernel's ephemeral range: no client
+    socket (of this test or of one running in parallel, thousands in the flood tests) and no
+    connect() to a closed port (self-connect) can be given it meanwhile, so a broker restarted on
+    it (north outage tests) finds it free. Falls back to a port the kernel picks."""
+    import random
+    lo, _ = ephemeral_range()
+    base = 10000 if lo > 12000 else 1024
+    rnd = random.Random(os.getpid() * 1000003 + time.monotonic_ns())
+    for _ in range(200 if lo > base else 0):
+        p = rnd.randrange(base, lo)
+        s = socket.socket()
+        try:
+            s.bind((HOST, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket()
     s.bind((HOST, 0))
     p = s.getsockname()[1]
@@ -1110,6 +1151,120 @@ class CloudSubscriber:
             self.client.loop_stop()
         except Exception:
             pass
+
+
+class MqttTap:
+    """A TCP relay between the gateway's north client and a broker on loopback that records every
+    PUBLISH the gateway writes, per connection: what the gateway itself sent (resends included),
+    apart from what the broker delivers to its subscribers (its own redeliveries included). Each
+    connection accepted is relayed to 127.0.0.1:upstream_port; when the broker is down the
+    connection is closed at once (the gateway sees a failed connection attempt); when either
+    side closes, both are closed. conns(): per connection, the list of (dup flag, topic, payload
+    bytes) published on it, in order."""
+
+    def __init__(self, upstream_port):
+        import threading
+        self.upstream = upstream_port
+        self.lock = threading.Lock()
+        self._conns = []  # per accepted connection that reached the broker: [(dup, topic, payload)]
+        self.refused = 0  # connections closed at once (broker down)
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.bind((HOST, 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.socks = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while not self.closed:
+            try:
+                down, _ = self.ls.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection((HOST, self.upstream), timeout=5)
+                up.settimeout(None)
+            except OSError:
+                with self.lock:
+                    self.refused += 1
+                down.close()
+                continue
+            for s in (down, up):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                pubs = []
+                self._conns.append(pubs)
+                self.socks += [down, up]
+            threading.Thread(target=self._pump, args=(down, up, pubs), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down, None), daemon=True).start()
+
+    def _pump(self, src, dst, pubs):
+        buf = bytearray()
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if pubs is not None:  # gateway -> broker: record its PUBLISH packets
+                    buf += data
+                    off = 0
+                    while True:
+                        pkt = _split_packet(buf, off)
+                        if pkt is None:
+                            break
+                        first, body, off = pkt
+                        if first >> 4 == PUBLISH:
+                            tl = struct.unpack("!H", body[:2])[0]
+                            pos = 2 + tl + (2 if (first >> 1) & 3 else 0)
+                            with self.lock:
+                                pubs.append((bool(first & 8), bytes(body[2:2 + tl]).decode(
+                                    "utf-8", "replace"), bytes(body[pos:])))
+                    del buf[:off]
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def conns(self):
+        """Per connection that reached the broker, its publishes [(dup, topic, payload bytes)]."""
+        with self.lock:
+            return [list(p) for p in self._conns]
+
+    def stop(self):
+        self.closed = True
+        self.ls.close()
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def _split_packet(buf, off):
+    """(first byte, body, offset after it) of the whole MQTT packet at buf[off:], or None."""
+    if len(buf) - off < 2:
+        return None
+    n, mult, i = 0, 1, off + 1
+    while True:
+        if i >= len(buf):
+            return None
+        n += (buf[i] & 0x7F) * mult
+        mult *= 128
+        i += 1
+        if not buf[i - 1] & 0x80:
+            break
+    if len(buf) < i + n:
+        return None
+    return buf[off], buf[i:i + n], i + n
 
 
 def north_key(rec):

@@ -141,8 +141,11 @@ def accounted(m):
     return sum(v for k, v in m.items() if k.startswith("memory_bytes{"))
 
 
-def flood(gw, flooder, prober=None, seconds=FLOOD_S, extra=None):
-    """Runs flooder (and prober) for seconds while sampling the gateway's RSS. Returns a dict:
+def flood(gw, flooder, prober=None, seconds=FLOOD_S, extra=None, done=None):
+    """Runs flooder (and prober) for seconds while sampling the gateway's RSS; with done (a
+    predicate over the parsed /metrics, e.g. the close was counted), goes on past seconds until
+    done holds or 2 * seconds * SLOW have passed: on a loaded machine (parallel tests, ASan)
+    the gateway may need longer to make the output that gets the flooder closed. Returns a dict:
     rss0_kb, rss_max_kb, growth_kb, sent, tail_sent (bytes taken in the last TAIL_S), closed_at
     (seconds into the flood, or None), log_lines, log_rate (lines/s), aborted (RSS cap hit),
     output_max (peak iotgw_memory_bytes{area="output"}), acct_growth_kb (peak growth of the sum
@@ -159,7 +162,11 @@ def flood(gw, flooder, prober=None, seconds=FLOOD_S, extra=None):
     rss_max = rss0
     out_max = 0
     aborted = False
-    while time.monotonic() - t0 < seconds:
+    finished = done is None or BASELINE
+    while True:
+        el = time.monotonic() - t0
+        if el >= seconds and (finished or el >= 2 * seconds * g.SLOW):
+            break
         time.sleep(0.1)
         rss_max = max(rss_max, gw.rss_kb())
         if not BASELINE:
@@ -167,6 +174,7 @@ def flood(gw, flooder, prober=None, seconds=FLOOD_S, extra=None):
                 m = gw.metrics()
                 out_max = max(out_max, m.get(g.metric_key("memory_bytes", area="output"), 0))
                 acct_max = max(acct_max, accounted(m))
+                finished = finished or bool(done(m))
             except Exception:  # noqa: BLE001
                 pass
         if extra:
