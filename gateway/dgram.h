@@ -1,7 +1,8 @@
-/* dgram.h: datagram I/O shared by the UDP and CoAP adapters: a loop's receive buffer for
- * recvmmsg (libuv's UV_UDP_RECVMMSG: up to GW_DGRAM_RECV_BATCH datagrams per system call) and its
- * output batch (every datagram sent during a loop iteration goes out at the iteration's end, one
- * sendmmsg per run of datagrams on the same socket). */
+/* dgram.h: datagram I/O batching, used by protocols/dgram/ (the UDP and CoAP adapters' layer)
+ * and flushed by the runtime: a loop's receive buffer for recvmmsg (libuv's UV_UDP_RECVMMSG: up to
+ * GW_DGRAM_RECV_BATCH datagrams per system call) and its output batch (every datagram sent during
+ * a loop iteration goes out at the iteration's end, one sendmmsg per run of datagrams on the same
+ * socket). */
 #ifndef GW_DGRAM_H
 #define GW_DGRAM_H
 

@@ -1,6 +1,6 @@
-/* coap.c: the CoAP adapter's ops table: its config section, one SO_REUSEPORT UDP socket per
- * listener on every loop (each peer's datagrams stay on one loop), the loop's tick timer
- * (retransmissions, piggyback windows, ?wait, idle sweep), back-pressure and shutdown. */
+/* coap.c: the CoAP adapter's ops table: its config section, one UDP socket per listener (plain or
+ * DTLS) on every loop and the loop's tick timer (retransmissions, piggyback windows, ?wait, idle
+ * sweep); listening, the timer and shutdown are protocols/dgram/'s. */
 #include "coap_internal.h"
 
 #include <stddef.h>
@@ -8,10 +8,6 @@
 #include <string.h>
 
 #include "../../gateway/alloc.h"
-#include "../../gateway/dgram.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
 #include "coap.h"
 
 #define COAP_OUT_CAP 65536
@@ -72,95 +68,31 @@ static int coap_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
     while (n < ad->cfg.dedup_entries)
         n *= 2;
     ad->cfg.dedup_entries = n;
-    ad->bound_ports = gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n + ad->cfg.dtls_listeners.n + 1,
-                                sizeof(uint16_t));
-    return ad->bound_ports ? 0 : GW_ENOMEM;
+    return gw_dgram_adapter_init(&ad->dg, ad->cfg.listeners.n + ad->cfg.dtls_listeners.n + 1);
 }
 
-static gw__coap_loop *loop_state(gw_adapter *a, gw_loop *loop)
+int gw__coap_listen(gw_dgram_loop *dl, size_t i)
 {
-    return loop->adapter_state[gw_adapter_index(a)];
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    gw__coap_tick(t->data);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    gw__coap_sock *sock = h->data;
-    (void)suggested;
-    gw_dgram_recv_buf(sock->cl->loop, buf);
-}
-
-static void recv_all(gw__coap_loop *cl, bool on);
-
-static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-                    unsigned flags)
-{
-    gw__coap_sock *sock = h->data;
-    if (nread < 0) {
-        GW_LOG_DEBUG("coap", NULL, NULL, "receive error", "error=\"%s\"", uv_strerror((int)nread));
-        return;
-    }
-    if (!from || sock->cl->stopping)
-        return;
-    gw_metric_inc(GW_M_COAP_DATAGRAMS);
-    if (sock->dtls)
-        gw__coap_dtls_input(sock, (const uint8_t *)buf->base, (size_t)nread, from);
-    else
-        gw__coap_request(sock, (const uint8_t *)buf->base, (size_t)nread, from,
-                         (flags & UV_UDP_PARTIAL) != 0, NULL);
-}
-
-static void recv_all(gw__coap_loop *cl, bool on)
-{
-    for (size_t i = 0; i < cl->n_socks; i++) {
-        gw__coap_sock *sock = &cl->socks[i];
-        if (!sock->open || sock->receiving == on)
-            continue;
-        if (on ? uv_udp_recv_start(&sock->h, on_alloc, on_recv) == 0
-               : uv_udp_recv_stop(&sock->h) == 0)
-            sock->receiving = on;
-    }
-}
-
-static int listen_one(gw__coap_loop *cl, size_t i)
-{
+    gw__coap_loop *cl = (gw__coap_loop *)dl;
     size_t n_plain = cl->ad->cfg.listeners.n;
     bool dtls = i >= n_plain;
     const gw_listen *li =
         dtls ? &cl->ad->cfg.dtls_listeners.v[i - n_plain] : &cl->ad->cfg.listeners.v[i];
     gw__coap_sock *sock = &cl->socks[i];
     sock->dtls = dtls;
-    uint16_t port = cl->ad->bound_ports[i] ? cl->ad->bound_ports[i] : li->port;
-    sock->cl = cl;
-    int rc =
-        gw_listen_udp(&cl->loop->uv, &sock->h, li, &port, (int)cl->ad->cfg.rcvbuf, UV_UDP_RECVMMSG);
-    sock->h.data = sock;
-    sock->open = sock->h.type == UV_UDP;
-    if (rc) {
-        GW_LOG_ERROR("coap", NULL, NULL, "cannot listen", "address=%s port=%u error=\"%s\"",
-                     li->address, port, uv_strerror(rc));
-        return rc;
-    }
-    if (!cl->ad->bound_ports[i]) {
-        cl->ad->bound_ports[i] = port;
-        gw_runtime_report_listener(cl->loop->rt, dtls ? "coaps" : "coap", li->address, port, NULL);
-    }
-    return 0;
+    return gw_dgram_listen(&cl->dl, &sock->d, li, i, cl->ad->cfg.rcvbuf, dtls ? "coaps" : "coap",
+                           NULL);
 }
 
 gw__coap_loop *gw__coap_loop_new(gw_adapter *a, gw_loop *loop)
 {
     gw__coap_adapter *ad = a->state;
-    gw__coap_loop *cl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*cl));
+    gw__coap_loop *cl = (gw__coap_loop *)gw_dgram_loop_new(sizeof(*cl), &gw__coap_dgram_ops, a,
+                                                           loop, ad->cfg.idle_timeout_ms);
     if (!cl)
         return NULL;
     cl->a = a;
     cl->ad = ad;
-    cl->loop = loop;
     cl->n_socks = ad->cfg.listeners.n + ad->cfg.dtls_listeners.n;
     cl->socks = gw_calloc(GW_AREA_RUNTIME, cl->n_socks ? cl->n_socks : 1, sizeof(gw__coap_sock));
     cl->dedup_cap = ad->cfg.dedup_entries;
@@ -176,6 +108,10 @@ gw__coap_loop *gw__coap_loop_new(gw_adapter *a, gw_loop *loop)
         gw__coap_loop_free(cl);
         return NULL;
     }
+    for (size_t i = 0; i < cl->n_socks; i++) { /* a unit test may send through them unbound */
+        cl->socks[i].cl = cl;
+        cl->socks[i].d.dl = &cl->dl;
+    }
     return cl;
 }
 
@@ -184,49 +120,7 @@ static int coap_start(gw_adapter *a, gw_loop *loop)
     gw__coap_loop *cl = gw__coap_loop_new(a, loop);
     if (!cl)
         return GW_ENOMEM;
-    loop->adapter_state[gw_adapter_index(a)] = cl;
-    uv_timer_init(&loop->uv, &cl->tick);
-    cl->tick.data = cl;
-    uv_timer_start(&cl->tick, on_tick, GW_COAP_TICK_MS, GW_COAP_TICK_MS);
-    for (size_t i = 0; i < cl->n_socks; i++) {
-        int rc = listen_one(cl, i);
-        if (rc)
-            return rc;
-    }
-    recv_all(cl, true);
-    return 0;
-}
-
-/* Back-pressure: CoAP keeps reading and answers 5.03 with Max-Age while the store is full. */
-static void coap_resume(gw_adapter *a, gw_loop *loop)
-{
-    (void)a;
-    (void)loop;
-}
-
-static void coap_stop(gw_adapter *a, gw_loop *loop)
-{
-    gw__coap_loop *cl = loop_state(a, loop);
-    if (!cl)
-        return;
-    cl->stopping = true;
-    recv_all(cl, false);
-}
-
-static void coap_close_sessions(gw_adapter *a, gw_loop *loop)
-{
-    gw__coap_loop *cl = loop_state(a, loop);
-    if (!cl)
-        return;
-    gw__coap_close_all(cl, "shutdown");
-    gw_dgram_flush(loop);
-    for (size_t i = 0; i < cl->n_socks; i++) {
-        gw__coap_sock *sock = &cl->socks[i];
-        if (sock->open && !uv_is_closing((uv_handle_t *)&sock->h))
-            uv_close((uv_handle_t *)&sock->h, NULL);
-    }
-    if (cl->tick.type == UV_TIMER && !uv_is_closing((uv_handle_t *)&cl->tick))
-        uv_close((uv_handle_t *)&cl->tick, NULL);
+    return gw_dgram_start(&cl->dl, a, GW_COAP_TICK_MS, cl->n_socks);
 }
 
 void gw__coap_loop_free(gw__coap_loop *cl)
@@ -239,30 +133,28 @@ void gw__coap_loop_free(gw__coap_loop *cl)
     for (uint32_t i = 0; cl->dedup && i < cl->dedup_cap; i++)
         gw_free(GW_AREA_SESSION, cl->dedup[i].resp);
     gw_free(GW_AREA_SESSION, cl->dedup);
-    gw_session_index_free(&cl->sessions);
+    gw_dgram_loop_free(&cl->dl);
     gw_free(GW_AREA_RUNTIME, cl->out);
     gw_free(GW_AREA_RUNTIME, cl->socks);
     gw_free(GW_AREA_RUNTIME, cl);
 }
 
-static void coap_uninit(gw_adapter *a)
+static void free_loop(gw_dgram_loop *dl)
+{
+    gw__coap_loop_free((gw__coap_loop *)dl);
+}
+
+static void free_state(gw_adapter *a)
 {
     gw__coap_adapter *ad = a->state;
-    if (!ad)
-        return;
-    gw_runtime *rt = a->rt;
-    for (unsigned i = 0; rt && i < rt->n_loops; i++) {
-        gw__coap_loop *cl = rt->loops[i].adapter_state[gw_adapter_index(a)];
-        if (cl) {
-            gw__coap_loop_free(cl);
-            rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
-        }
-    }
     gw__coap_dtls_uninit(ad);
     gw_cfg_free(coap_fields, &ad->cfg);
-    gw_free(GW_AREA_RUNTIME, ad->bound_ports);
     gw_free(GW_AREA_RUNTIME, ad);
-    a->state = NULL;
+}
+
+static void coap_uninit(gw_adapter *a)
+{
+    gw_dgram_uninit(a, free_loop, free_state);
 }
 
 static const gw_listen_key listen_keys[] = {
@@ -272,9 +164,9 @@ const gw_adapter_ops gw_adapter_coap_ops = {
     .name = "coap",
     .init = coap_init,
     .start = coap_start,
-    .resume = coap_resume,
-    .stop = coap_stop,
-    .close_sessions = coap_close_sessions,
+    .resume = gw_dgram_resume, /* CoAP never pauses: it answers 5.03 while the store is full */
+    .stop = gw_dgram_stop,
+    .close_sessions = gw_dgram_close_sessions,
     .uninit = coap_uninit,
     .listen_keys = listen_keys,
     .cfg_fields = coap_fields,

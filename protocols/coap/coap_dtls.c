@@ -38,7 +38,7 @@
 struct gw__coap_dpeer {
     gw__coap_dpeer *next;     /* cl->dpeers chain (by address) */
     gw__coap_dpeer *dev_next; /* cl->dpeers_dev chain (by device), established peers only */
-    gw__coap_addr addr;
+    gw_dgram_addr addr;
     gw__coap_sock *sock;
     SSL *ssl;
     BIO *rbio, *wbio;
@@ -56,21 +56,7 @@ static int ex_loop = -1; /* SSL ex_data index: the gw__coap_loop */
 
 static uint32_t addr_hash(const struct sockaddr *sa)
 {
-    uint32_t h = 2166136261u;
-    const uint8_t *p;
-    size_t n;
-    if (sa->sa_family == AF_INET6) {
-        p = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        n = 16;
-        h ^= ((const struct sockaddr_in6 *)sa)->sin6_port;
-    } else {
-        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-        n = 4;
-        h ^= ((const struct sockaddr_in *)sa)->sin_port;
-    }
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return (h ^ (h >> 13)) & (DTLS_BUCKETS - 1);
+    return gw_dgram_addr_hash(sa, 0) & (DTLS_BUCKETS - 1);
 }
 
 /* PSK: identity = device id of a coap product, key = its secret. */
@@ -80,8 +66,8 @@ static unsigned int psk_cb(SSL *ssl, const char *identity, unsigned char *psk, u
     gw__coap_dpeer *p = SSL_get_app_data(ssl);
     if (!p)
         return 0; /* the scratch SSL never gets this far */
-    p->psk_at = uv_now(&cl->loop->uv);
-    const gw_device *dev = identity ? gw_config_device(cl->loop->rt->cfg, identity) : NULL;
+    p->psk_at = uv_now(&cl->dl.loop->uv);
+    const gw_device *dev = identity ? gw_config_device(cl->dl.loop->rt->cfg, identity) : NULL;
     if (!dev || !dev->product->protocol || strcmp(dev->product->protocol, "coap") != 0)
         return 0;
     size_t n = strlen(dev->secret);
@@ -106,7 +92,7 @@ static void cookie_of(SSL *ssl, uint64_t epoch, uint8_t out[32])
 {
     gw__coap_dpeer *p = SSL_get_app_data(ssl);
     gw__coap_loop *cl = SSL_get_ex_data(ssl, ex_loop);
-    const gw__coap_addr *a = p ? &p->addr : &cl->dtls_from; /* the scratch SSL: dtls_from */
+    const gw_dgram_addr *a = p ? &p->addr : &cl->dtls_from; /* the scratch SSL: dtls_from */
     uint8_t msg[sizeof(*a) + 8];
     memcpy(msg, a, sizeof(*a));
     memcpy(msg + sizeof(*a), &epoch, 8);
@@ -174,7 +160,7 @@ void gw__coap_dtls_uninit(gw__coap_adapter *ad)
 }
 
 /* Sends what an SSL object wrote, one datagram per read of the memory BIO; the bytes sent. */
-static size_t send_written(gw__coap_sock *sock, const gw__coap_addr *to, BIO *wbio)
+static size_t send_written(gw__coap_sock *sock, const gw_dgram_addr *to, BIO *wbio)
 {
     uint8_t buf[DTLS_MTU * 4];
     size_t sent = 0;
@@ -210,7 +196,7 @@ static gw__coap_dpeer *find(gw__coap_loop *cl, const struct sockaddr *sa)
     if (!cl->dpeers)
         return NULL;
     gw__coap_dpeer *p = cl->dpeers[addr_hash(sa)];
-    while (p && !gw__coap_addr_equal(&p->addr, sa))
+    while (p && !gw_dgram_addr_equal(&p->addr, sa))
         p = p->next;
     return p;
 }
@@ -291,8 +277,8 @@ static gw__coap_dpeer *peer_new(gw__coap_loop *cl, gw__coap_sock *sock, const st
     p->wbio = SSL_get_wbio(ssl);
     SSL_set_app_data(p->ssl, p);
     p->sock = sock;
-    gw__coap_addr_set(&p->addr, sa);
-    p->started = p->last = uv_now(&cl->loop->uv);
+    gw_dgram_addr_set(&p->addr, sa);
+    p->started = p->last = uv_now(&cl->dl.loop->uv);
     uint32_t b = addr_hash(sa);
     p->next = cl->dpeers[b];
     cl->dpeers[b] = p;
@@ -307,7 +293,7 @@ static void handshake_failed(gw__coap_loop *cl, gw__coap_dpeer *p, const char *w
 {
     gw_metric_inc(GW_M_COAP_DTLS_FAILED);
     if (p->psk_at)
-        gw_limits_auth_failed(cl->loop->rt->limits, &p->addr.sa, now_ms());
+        gw_limits_auth_failed(cl->dl.loop->rt->limits, &p->addr.sa, now_ms());
     if (GW_LOG_WARN >= gw_log_level) {
         char peer[64], q[160];
         gw_sockaddr_str(&p->addr.sa, peer, sizeof(peer));
@@ -356,7 +342,7 @@ static gw__coap_dpeer *listen_hello(gw__coap_loop *cl, gw__coap_sock *sock, cons
         SSL_clear_mode(cl->dtls_listen, SSL_MODE_RELEASE_BUFFERS);
     }
     SSL *ssl = cl->dtls_listen;
-    gw__coap_addr_set(&cl->dtls_from, from);
+    gw_dgram_addr_set(&cl->dtls_from, from);
     BIO_write(SSL_get_rbio(ssl), buf, (int)len);
     int rc = DTLSv1_listen(ssl, cl->dtls_listen_to);
     if (send_written(sock, &cl->dtls_from, SSL_get_wbio(ssl)))
@@ -401,7 +387,7 @@ static void trim_device(gw__coap_loop *cl, const gw_device *dev, uint64_t upto)
                          "reason=max_dtls_peers_per_device max_dtls_peers_per_device=%u",
                          cl->ad->cfg.max_dtls_peers_per_device);
         }
-        if (buffers(q, uv_now(&cl->loop->uv))) { /* close_notify */
+        if (buffers(q, uv_now(&cl->dl.loop->uv))) { /* close_notify */
             SSL_shutdown(q->ssl);
             flush(q);
             ERR_clear_error();
@@ -421,7 +407,7 @@ static void on_trim(gw_loop *l, gw_inbox_msg *m)
 {
     trim_msg *t = (trim_msg *)m;
     gw__coap_loop *cl = l->adapter_state[gw_adapter_index(t->a)];
-    if (cl && !cl->stopping)
+    if (cl && !cl->dl.stopping)
         trim_device(cl, t->dev, t->upto);
     gw_free(GW_AREA_SESSION, t);
 }
@@ -439,9 +425,9 @@ static void count_device_peer(gw__coap_loop *cl, gw__coap_dpeer *p)
         return;
     uint64_t upto = p->seq - cap;
     trim_device(cl, p->dev, upto);
-    gw_runtime *rt = cl->loop->rt;
+    gw_runtime *rt = cl->dl.loop->rt;
     for (unsigned i = 0; i < rt->n_loops && __atomic_load_n(count, __ATOMIC_RELAXED) > cap; i++) {
-        if (&rt->loops[i] == cl->loop)
+        if (&rt->loops[i] == cl->dl.loop)
             continue;
         trim_msg *t = gw_malloc(GW_AREA_SESSION, sizeof(*t));
         if (!t)
@@ -465,7 +451,7 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     if (!p) {
         if (len < 13 || buf[0] != 22) /* only a handshake record opens a peer */
             return;
-        if (gw_limits_blocked(cl->loop->rt->limits, from, now_ms())) {
+        if (gw_limits_blocked(cl->dl.loop->rt->limits, from, now_ms())) {
             backoff_log(cl, from);
             return; /* counted in connections_limited_total{reason="auth_backoff"} */
         }
@@ -473,11 +459,11 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
             return;
         /* p->ssl holds the ClientHello that carried the cookie */
     } else {
-        if (!buffers(p, uv_now(&cl->loop->uv)))
+        if (!buffers(p, uv_now(&cl->dl.loop->uv)))
             return; /* out of memory: a lost datagram */
         BIO_write(p->rbio, buf, (int)len);
     }
-    p->last = p->io = uv_now(&cl->loop->uv);
+    p->last = p->io = uv_now(&cl->dl.loop->uv);
     if (!p->established) {
         int rc = SSL_do_handshake(p->ssl);
         flush(p);
@@ -493,13 +479,13 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
             return;
         }
         const char *id = SSL_get_psk_identity(p->ssl);
-        p->dev = id ? gw_config_device(cl->loop->rt->cfg, id) : NULL;
+        p->dev = id ? gw_config_device(cl->dl.loop->rt->cfg, id) : NULL;
         if (!p->dev) {
             handshake_failed(cl, p, "unknown identity");
             return;
         }
         p->established = true;
-        gw_limits_auth_ok(cl->loop->rt->limits, &p->addr.sa);
+        gw_limits_auth_ok(cl->dl.loop->rt->limits, &p->addr.sa);
         GW_LOG_DEBUG("coap", p->dev->id, NULL, "DTLS session established", NULL);
         count_device_peer(cl, p);
     }
@@ -523,10 +509,10 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     flush(p);
 }
 
-bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *buf, size_t n)
+bool gw__coap_dtls_send(gw__coap_sock *sock, const gw_dgram_addr *to, const uint8_t *buf, size_t n)
 {
     gw__coap_dpeer *p = find(sock->cl, &to->sa);
-    if (!p || !p->established || !buffers(p, uv_now(&sock->cl->loop->uv)))
+    if (!p || !p->established || !buffers(p, uv_now(&sock->cl->dl.loop->uv)))
         return false;
     if (SSL_write(p->ssl, buf, (int)n) <= 0) {
         ERR_clear_error();
@@ -540,7 +526,7 @@ bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint
  * record buffers back, those idle past the idle timeout go. */
 void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep)
 {
-    uint64_t now = uv_now(&cl->loop->uv);
+    uint64_t now = uv_now(&cl->dl.loop->uv);
     if (!cl->dpeers || !cl->n_dpeers)
         return;
     for (uint32_t i = 0; i < DTLS_BUCKETS; i++) {
@@ -559,7 +545,7 @@ void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep)
                 }
                 if (DTLSv1_handle_timeout(p->ssl) > 0)
                     flush(p);
-            } else if (sweep && now - p->last >= gw__coap_idle_ms(cl, p->dev)) {
+            } else if (sweep && now - p->last >= gw_dgram_idle_ms(&cl->dl, p->dev)) {
                 peer_free(cl, p);
             } else if (!p->released && now - p->io >= BUFFERS_IDLE_MS) {
                 p->released = SSL_free_buffers(p->ssl) == 1; /* 0: data still pending */

@@ -1,6 +1,6 @@
 /* coap_internal.h: what the CoAP adapter's files share: its config, the per-loop state (sockets,
- * the device -> session hash, the message-id dedup cache, open exchanges, Block1 transfers) and
- * the per-device session with its observer and the commands waiting for it. */
+ * the message-id dedup cache, open exchanges, Block1 transfers) and the per-device session with
+ * its observer and the commands waiting for it (on protocols/dgram/'s sockets and sessions). */
 #ifndef GW_COAP_INTERNAL_H
 #define GW_COAP_INTERNAL_H
 
@@ -12,7 +12,7 @@
 #include "../../config/cfg_schema.h"
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
-#include "../../gateway/session_index.h"
+#include "../dgram/dgram_layer.h"
 #include "coap_metrics.h"
 #include "coap_msg.h"
 
@@ -45,8 +45,8 @@ typedef struct gw__coap_cfg {
 } gw__coap_cfg;
 
 typedef struct gw__coap_adapter {
+    gw_dgram_adapter dg; /* first: the bound ports */
     gw__coap_cfg cfg;
-    uint16_t *bound_ports;      /* per listener: the port loop 0 bound */
     int64_t block_total;        /* atomic: bytes held by Block1 transfers, all loops */
     struct ssl_ctx_st *ssl_ctx; /* DTLS-PSK (coaps), NULL without dtls_listeners */
     uint32_t *dtls_dev_peers;   /* atomic, per device index: its established DTLS peers */
@@ -58,23 +58,16 @@ typedef struct gw__coap_sess gw__coap_sess;
 typedef struct gw__coap_xchg gw__coap_xchg;
 typedef struct gw__coap_dpeer gw__coap_dpeer;
 
-typedef union gw__coap_addr {
-    struct sockaddr sa;
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6;
-} gw__coap_addr;
-
 typedef struct gw__coap_sock {
-    uv_udp_t h;
+    gw_dgram_sock d; /* first */
     gw__coap_loop *cl;
-    bool receiving, open;
     bool dtls; /* a coaps socket: datagrams go through the peer's DTLS session */
 } gw__coap_sock;
 
 /* A message id seen from a peer: its answer (to resend on a duplicate) or the exchange still
  * working on it. Direct-mapped: a newer id may evict an older one (bounded memory). */
 typedef struct gw__coap_dedup {
-    gw__coap_addr addr;
+    gw_dgram_addr addr;
     uint16_t mid;
     bool used;
     uint64_t expires;
@@ -95,7 +88,7 @@ struct gw__coap_xchg {
     gw__coap_loop *cl;
     gw__coap_sess *s; /* holds a reference; NULL for none */
     gw__coap_sock *sock;
-    gw__coap_addr addr;
+    gw_dgram_addr addr;
     gw__coap_xstate state;
     uint8_t req_type; /* CON or NON */
     uint8_t tkl, token[8];
@@ -120,7 +113,7 @@ struct gw__coap_xchg {
 /* Block1 reassembly of one peer. */
 typedef struct gw__coap_block {
     struct gw__coap_block *next;
-    gw__coap_addr addr;
+    gw_dgram_addr addr;
     char path[200]; /* product/device/resource, so a new transfer is recognised */
     uint8_t *buf;
     size_t len, cap;
@@ -128,14 +121,12 @@ typedef struct gw__coap_block {
 } gw__coap_block;
 
 struct gw__coap_loop {
+    gw_dgram_loop dl; /* first: sockets, tick timer, sessions, shutdown */
     gw_adapter *a;
     gw__coap_adapter *ad;
-    gw_loop *loop;
     gw__coap_sock *socks;
     size_t n_socks;
-    uv_timer_t tick;
     uint64_t next_sweep;
-    gw_session_index sessions; /* device index -> session */
     gw__coap_dedup *dedup;
     uint32_t dedup_cap;
     gw__coap_xchg *xchgs;
@@ -145,13 +136,12 @@ struct gw__coap_loop {
     uint32_t next_ev_token;
     uint8_t *out; /* encoding buffer */
     size_t out_cap;
-    bool paused, stopping;
     gw__coap_dpeer **dpeers;     /* DTLS peers by address (coap_dtls.c) */
     gw__coap_dpeer **dpeers_dev; /* established DTLS peers by device index, newest first */
     uint32_t n_dpeers;
     struct ssl_st *dtls_listen;        /* answers cookie-less ClientHellos (DTLSv1_listen) */
     union bio_addr_st *dtls_listen_to; /* DTLSv1_listen's out parameter (unused with mem BIOs) */
-    gw__coap_addr dtls_from;           /* the source DTLSv1_listen's cookie is for */
+    gw_dgram_addr dtls_from;           /* the source DTLSv1_listen's cookie is for */
     uint8_t *dtls_buf;                 /* decrypted datagrams */
     size_t dtls_buf_size;
     size_t con_bytes; /* CONs kept for retransmission: copies + exchanges (max_con_bytes) */
@@ -164,17 +154,13 @@ typedef struct gw__coap_held {
 } gw__coap_held;
 
 struct gw__coap_sess {
-    gw_session base; /* first */
+    gw_dgram_sess d; /* first: address, idle deadline, index */
     gw__coap_loop *cl;
-    gw__coap_sock *sock;
-    gw__coap_addr addr; /* last authenticated source */
-    uint64_t deadline;
-    bool closing;
     uint16_t n_con; /* CONs tracked for retransmission */
     /* observe on .../function/invoke */
     bool observing;
     uint8_t obs_tkl, obs_token[8];
-    gw__coap_addr obs_addr;
+    gw_dgram_addr obs_addr;
     gw__coap_sock *obs_sock;
     uint32_t obs_seq;
     gw__coap_xchg *answering; /* a report/poll answer a command may ride on right now */
@@ -194,18 +180,18 @@ gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const 
 void gw__coap_sess_close(gw__coap_sess *s, const char *reason);
 void gw__coap_sweep(gw__coap_loop *cl);
 void gw__coap_close_all(gw__coap_loop *cl, const char *reason);
-uint32_t gw__coap_idle_ms(const gw__coap_loop *cl, const gw_device *dev);
-void gw__coap_addr_set(gw__coap_addr *a, const struct sockaddr *sa);
-bool gw__coap_addr_equal(const gw__coap_addr *a, const struct sockaddr *sa);
+extern const gw_dgram_ops gw__coap_dgram_ops;
+/* coap.c: gw_dgram_ops.listen: binds listener i's socket (plain listeners first, then DTLS). */
+int gw__coap_listen(gw_dgram_loop *dl, size_t i);
 /* Sends a CoAP message to a peer (through its DTLS session on a coaps socket). */
-void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n);
+void gw__coap_send(gw__coap_sock *sock, const gw_dgram_addr *to, const uint8_t *p, size_t n);
 /* Sends a datagram as is. */
-void gw__coap_send_raw(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n);
+void gw__coap_send_raw(gw__coap_sock *sock, const gw_dgram_addr *to, const uint8_t *p, size_t n);
 void gw__coap_count_response(uint8_t code);
 
 gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid);
 gw__coap_dedup *gw__coap_dedup_slot(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid);
-void gw__coap_dedup_store(gw__coap_loop *cl, const gw__coap_addr *addr, uint16_t mid,
+void gw__coap_dedup_store(gw__coap_loop *cl, const gw_dgram_addr *addr, uint16_t mid,
                           const uint8_t *p, size_t n);
 
 gw__coap_xchg *gw__coap_xchg_new(gw__coap_loop *cl, gw__coap_sess *s);
@@ -236,7 +222,7 @@ int gw__coap_dtls_init(gw__coap_adapter *ad, const gw_config *gcfg, gw_diag *dia
 void gw__coap_dtls_uninit(gw__coap_adapter *ad);
 void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
                          const struct sockaddr *from);
-bool gw__coap_dtls_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *buf, size_t n);
+bool gw__coap_dtls_send(gw__coap_sock *sock, const gw_dgram_addr *to, const uint8_t *buf, size_t n);
 void gw__coap_dtls_tick(gw__coap_loop *cl, bool sweep);
 void gw__coap_dtls_free_all(gw__coap_loop *cl);
 

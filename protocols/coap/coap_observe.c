@@ -29,7 +29,7 @@ void gw__coap_observer_drop(gw__coap_sess *s, const char *why)
     gw_metric_add(GW_M_COAP_OBSERVERS, -1);
     if (why) {
         gw_metric_inc(GW_M_COAP_OBSERVERS_DROPPED);
-        GW_LOG_INFO("coap", s->base.dev->id, NULL, "observer dropped", "reason=%s", why);
+        GW_LOG_INFO("coap", s->d.base.dev->id, NULL, "observer dropped", "reason=%s", why);
     }
 }
 
@@ -53,7 +53,7 @@ static int notify(gw__coap_sess *s, const uint8_t *p, size_t n)
                       x->tkl);
     gw_coap_out_opt_uint(&o, GW_COAP_OPT_OBSERVE, s->obs_seq);
     gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT,
-                         (uint32_t)gw_coap_codec_format(s->base.dev->product->codec));
+                         (uint32_t)gw_coap_codec_format(s->d.base.dev->product->codec));
     gw_coap_out_payload(&o, p, n);
     if (o.err) {
         gw__coap_xchg_free(x);
@@ -78,7 +78,7 @@ static void answer_with_held(gw__coap_xchg *x, gw__coap_sess *s)
     gw__coap_held *h = s->held[0];
     memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
     s->n_held--;
-    gw__coap_xchg_answer(x, GW_COAP_CHANGED, gw_coap_codec_format(s->base.dev->product->codec),
+    gw__coap_xchg_answer(x, GW_COAP_CHANGED, gw_coap_codec_format(s->d.base.dev->product->codec),
                          h->data, h->len);
     gw_free(GW_AREA_OUTPUT, h);
 }
@@ -87,7 +87,7 @@ static void answer_with_held(gw__coap_xchg *x, gw__coap_sess *s)
 static bool ride(gw__coap_sess *s, gw__coap_xchg *x)
 {
     s->answering = x;
-    gw_commands_ready(&s->base);
+    gw_commands_ready(&s->d.base);
     if (!s->answering)
         return true;
     s->answering = NULL;
@@ -100,11 +100,11 @@ void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
     bool had = s->n_held == GW_COAP_HELD_MAX;
     if (s->n_held) {
         answer_with_held(x, s);
-        if (had && !s->closing)
-            gw_commands_ready(&s->base); /* room again for commands still queued */
+        if (had && !s->d.closing)
+            gw_commands_ready(&s->d.base); /* room again for commands still queued */
         return;
     }
-    if (s->closing) {
+    if (s->d.closing) {
         gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
         return;
     }
@@ -115,7 +115,7 @@ void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
         if (older) /* one held answer per device: the older one is answered now */
             gw__coap_xchg_answer(older, GW_COAP_CHANGED, -1, NULL, 0);
         x->state = GW__X_WAIT;
-        x->wait_deadline = uv_now(&x->cl->loop->uv) + (uint64_t)wait_s * 1000;
+        x->wait_deadline = uv_now(&x->cl->dl.loop->uv) + (uint64_t)wait_s * 1000;
         return;
     }
     gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
@@ -135,7 +135,7 @@ int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
     uint8_t *buf = cl->out + cl->out_cap / 2; /* the first half encodes the message around it */
     size_t cap = cl->out_cap / 2 - 64;        /* never overlaps the encoded header */
 
-    if (s->closing)
+    if (s->d.closing)
         return gw_error_set(err, GW_ECLOSED, "the session has ended");
     if (!p->codec_ops->encode_command)
         return gw_error_set(err, GW_EINVAL, "codec %s carries no commands", p->codec);
@@ -172,7 +172,7 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
 {
     gw__coap_loop *cl = s->cl;
     gw_coap_out o;
-    int cf = gw_coap_codec_format(s->base.dev->product->codec);
+    int cf = gw_coap_codec_format(s->d.base.dev->product->codec);
 
     if (r->observe == 0) {
         if (!s->observing)
@@ -191,7 +191,7 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
         gw__coap_dedup_store(cl, &x->addr, x->mid, o.buf, o.len);
         gw__coap_send(x->sock, &x->addr, o.buf, o.len);
         gw__coap_xchg_free(x);
-        GW_LOG_DEBUG("coap", s->base.dev->id, NULL, "observing commands", NULL);
+        GW_LOG_DEBUG("coap", s->d.base.dev->id, NULL, "observing commands", NULL);
         while (s->n_held && s->observing) {
             gw__coap_held *h = s->held[0];
             memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
@@ -199,7 +199,7 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
             notify(s, h->data, h->len);
             gw_free(GW_AREA_OUTPUT, h);
         }
-        gw_commands_ready(&s->base);
+        gw_commands_ready(&s->d.base);
         return;
     }
     if (r->observe == 1)

@@ -35,7 +35,7 @@ static void answer_now(gw__coap_sock *sock, const struct sockaddr *from, const g
     gw_coap_out o;
     uint8_t type = m->type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
     uint16_t mid = type == GW_COAP_ACK ? m->mid : gw__coap_mid(cl);
-    gw__coap_addr to;
+    gw_dgram_addr to;
 
     bool diag = e && e->diag && *e->diag;
     gw_coap_out_begin(&o, cl->out, cl->out_cap, type, code, mid, m->token, m->tkl);
@@ -52,7 +52,7 @@ static void answer_now(gw__coap_sock *sock, const struct sockaddr *from, const g
     if (o.err) /* cannot happen with the loop's buffer: answer the bare code */
         gw_coap_out_begin(&o, cl->out, cl->out_cap, type, code, mid, m->token, m->tkl);
     gw__coap_count_response(code);
-    gw__coap_addr_set(&to, from);
+    gw_dgram_addr_set(&to, from);
     if (gw__coap_dedup_slot(cl, from, m->mid))
         gw__coap_dedup_store(cl, &to, m->mid, o.buf, o.len);
     gw__coap_send(sock, &to, o.buf, o.len);
@@ -80,8 +80,8 @@ static void refuse(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
 static void send_rst(gw__coap_sock *sock, const struct sockaddr *from, uint16_t mid)
 {
     uint8_t b[4] = {0x70, 0, (uint8_t)(mid >> 8), (uint8_t)mid};
-    gw__coap_addr to;
-    gw__coap_addr_set(&to, from);
+    gw_dgram_addr to;
+    gw_dgram_addr_set(&to, from);
     gw__coap_send(sock, &to, b, 4);
 }
 
@@ -102,7 +102,7 @@ static void block_free(gw__coap_loop *cl, gw__coap_block *b)
 
 void gw__coap_blocks_free(gw__coap_loop *cl, bool all)
 {
-    uint64_t now = uv_now(&cl->loop->uv);
+    uint64_t now = uv_now(&cl->dl.loop->uv);
     gw__coap_block *b = cl->blocks, *next;
     for (; b; b = next) {
         next = b->next;
@@ -114,7 +114,7 @@ void gw__coap_blocks_free(gw__coap_loop *cl, bool all)
 static gw__coap_block *block_find(gw__coap_loop *cl, const struct sockaddr *from)
 {
     for (gw__coap_block *b = cl->blocks; b; b = b->next)
-        if (gw__coap_addr_equal(&b->addr, from))
+        if (gw_dgram_addr_equal(&b->addr, from))
             return b;
     return NULL;
 }
@@ -143,7 +143,7 @@ static int block1(gw__coap_sock *sock, const struct sockaddr *from, const gw_coa
             refuse(sock, from, m, GW_COAP_INTERNAL, r->device, "no_memory", NULL, NULL);
             return -1;
         }
-        gw__coap_addr_set(&b->addr, from);
+        gw_dgram_addr_set(&b->addr, from);
         snprintf(b->path, sizeof(b->path), "%s", path);
         b->next = cl->blocks;
         cl->blocks = b;
@@ -194,7 +194,7 @@ static int block1(gw__coap_sock *sock, const struct sockaddr *from, const gw_coa
     if (m->payload_len) /* a last block may be empty */
         memcpy(b->buf + b->len, m->payload, m->payload_len);
     b->len = total;
-    b->last = uv_now(&cl->loop->uv);
+    b->last = uv_now(&cl->dl.loop->uv);
     if (r->b1_more) {
         e.has_block1 = true;
         e.block1 = gw_coap_block1_value(r->b1_num, true, r->b1_szx);
@@ -236,7 +236,7 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
                                      const gw_coap_msg *m, const gw_coap_req *r,
                                      const gw_device *psk_dev)
 {
-    const gw_config *cfg = sock->cl->loop->rt->cfg;
+    const gw_config *cfg = sock->cl->dl.loop->rt->cfg;
     const gw_product *p = gw_config_product(cfg, r->product);
     const gw_device *dev = gw_config_device(cfg, r->device);
     if (!p || !p->protocol || strcmp(p->protocol, "coap") != 0) {
@@ -284,12 +284,10 @@ static gw__coap_sess *session(gw__coap_sock *sock, const gw_device *dev,
     *opened = !s;
     if (!s)
         s = gw__coap_sess_open(cl, sock, dev, from);
-    else if (!gw__coap_addr_equal(&s->addr, from) || s->sock != sock) {
-        gw__coap_addr_set(&s->addr, from);
-        s->sock = sock;
-    }
+    else if (!gw_dgram_sess_at(&s->d, &sock->d, from))
+        gw_dgram_sess_move(&s->d, &sock->d, from);
     if (s)
-        s->deadline = uv_now(&cl->loop->uv) + gw__coap_idle_ms(cl, dev);
+        gw_dgram_sess_touch(&s->d);
     return s;
 }
 
@@ -298,9 +296,9 @@ static bool refuse_if_busy(gw__coap_sock *sock, const struct sockaddr *from, con
                            const gw_device *dev, imm *e)
 {
     gw__coap_loop *cl = sock->cl;
-    if (!gw_store_full(cl->loop->rt->store))
+    if (!gw_store_full(cl->dl.loop->rt->store))
         return false;
-    gw_loop_note_backpressure(cl->loop);
+    gw_loop_note_backpressure(cl->dl.loop);
     gw_metric_inc(GW_M_COAP_BUSY);
     e->has_max_age = true;
     e->max_age = cl->ad->cfg.busy_max_age_s;
@@ -344,14 +342,14 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         refuse(sock, from, m, GW_COAP_INTERNAL, dev->id, "no_memory", NULL, NULL);
         return;
     }
-    gw_session_retain(&s->base); /* gw_commands_ready may end it */
-    if (opened && !s->closing)
-        gw_commands_ready(&s->base); /* queued commands ride on responses (or notifications) */
+    gw_session_retain(&s->d.base); /* gw_commands_ready may end it */
+    if (opened && !s->d.closing)
+        gw_commands_ready(&s->d.base); /* queued commands ride on responses (or notifications) */
     if (r->res == GW_COAP_RES_INVOKE) {
         gw__coap_xchg *x = gw__coap_xchg_new(cl, s);
         if (x) {
             x->sock = sock;
-            gw__coap_addr_set(&x->addr, from);
+            gw_dgram_addr_set(&x->addr, from);
             x->req_type = m->type;
             x->mid = m->mid;
             x->tkl = m->tkl;
@@ -359,7 +357,7 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
             gw__coap_dedup_slot(cl, from, m->mid);
             gw__coap_observe(s, x, r);
         }
-        gw_session_release(&s->base);
+        gw_session_release(&s->d.base);
         return;
     }
 
@@ -373,14 +371,14 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         snprintf(detail, sizeof(detail), "Size1 %u over max_block_bytes %u", r->size1,
                  ad->cfg.max_block_bytes);
         refuse(sock, from, m, GW_COAP_TOO_LARGE, dev->id, "too_large", detail, &e);
-        gw_session_release(&s->base);
+        gw_session_release(&s->d.base);
         return;
     }
     if (r->has_block1) {
         snprintf(path, sizeof(path), "%s/%s/%d/%s", r->product, r->device, (int)r->res, r->event);
         int rc = block1(sock, from, m, r, path, &blk);
         if (rc != 0) {
-            gw_session_release(&s->base);
+            gw_session_release(&s->d.base);
             return;
         }
         payload = blk->len ? blk->buf : (const uint8_t *)"";
@@ -394,14 +392,14 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         snprintf(detail, sizeof(detail), "payload of %zu bytes over max_block_bytes %u", len,
                  ad->cfg.max_block_bytes);
         refuse(sock, from, m, GW_COAP_TOO_LARGE, dev->id, "too_large", detail, &e);
-        gw_session_release(&s->base);
+        gw_session_release(&s->d.base);
         return;
     }
 
     if (refuse_if_busy(sock, from, m, dev, &e)) {
         if (blk)
             block_free(cl, blk);
-        gw_session_release(&s->base);
+        gw_session_release(&s->d.base);
         return;
     }
 
@@ -413,11 +411,11 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     if (blk)
         block_free(cl, blk);
     if (rc != 0) {
-        gw_dispatch_rejected(&s->base, &rej, msg.msg_id);
+        gw_dispatch_rejected(&s->d.base, &rej, msg.msg_id);
         gw_thing_msg_clear(&msg);
         answer_now(sock, from, m, GW_COAP_BAD_REQUEST,
                    &(imm){.diag = rej.detail, .has_block1 = e.has_block1, .block1 = e.block1});
-        gw_session_release(&s->base);
+        gw_session_release(&s->d.base);
         return;
     }
 
@@ -425,11 +423,11 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     if (!x) {
         gw_thing_msg_clear(&msg);
         answer_now(sock, from, m, GW_COAP_INTERNAL, NULL);
-        gw_session_release(&s->base);
+        gw_session_release(&s->d.base);
         return;
     }
     x->sock = sock;
-    gw__coap_addr_set(&x->addr, from);
+    gw_dgram_addr_set(&x->addr, from);
     x->req_type = m->type;
     x->mid = m->mid;
     x->tkl = m->tkl;
@@ -438,20 +436,20 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     x->block1 = e.block1;
     x->report = r->res == GW_COAP_RES_REPORT;
     x->wait_s = r->has_wait ? (r->wait_s < ad->cfg.max_wait_s ? r->wait_s : ad->cfg.max_wait_s) : 0;
-    x->ack_deadline = uv_now(&cl->loop->uv) + ad->cfg.piggyback_ms;
+    x->ack_deadline = uv_now(&cl->dl.loop->uv) + ad->cfg.piggyback_ms;
     gw__coap_dedup *d = gw__coap_dedup_slot(cl, from, m->mid);
     if (d)
         d->x = x;
     uint32_t token = cl->next_ev_token++;
     gw__coap_xchg_await(x, token);
-    rc = gw_dispatch_message(&s->base, &msg, token, true, &rej);
+    rc = gw_dispatch_message(&s->d.base, &msg, token, true, &rej);
     gw_thing_msg_clear(&msg);
     if (rc != 0) {
         const char *diag = rc == GW_EINVAL ? rej.detail : gw_strerror(rc);
         gw__coap_xchg_answer(x, rc == GW_EINVAL ? GW_COAP_BAD_REQUEST : GW_COAP_INTERNAL, 0,
                              (const uint8_t *)diag, strlen(diag));
     }
-    gw_session_release(&s->base);
+    gw_session_release(&s->d.base);
 }
 
 void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,

@@ -1,7 +1,7 @@
-/* coap_session.c: the per-device CoAP session (last authenticated address, idle deadline,
- * take-over, close), sending datagrams, the message-id dedup cache, and exchanges: answers after
- * the commit piggybacked in the ACK or sent as separate CON responses, retransmitted until acked.
- */
+/* coap_session.c: what the CoAP session adds to a datagram session (protocols/dgram/): its
+ * exchanges and observer closed with it; sending, the message-id dedup cache, and exchanges:
+ * answers after the commit piggybacked in the ACK or sent as separate CON responses, retransmitted
+ * until acked. */
 #include "coap_internal.h"
 
 #include <stdio.h>
@@ -17,34 +17,6 @@
 static gw__coap_sess *sess_of(gw_session *s)
 {
     return (gw__coap_sess *)s;
-}
-
-static void peer_of(gw_session *s, char *buf, size_t cap)
-{
-    gw_sockaddr_str(&sess_of(s)->addr.sa, buf, cap);
-}
-
-void gw__coap_addr_set(gw__coap_addr *a, const struct sockaddr *sa)
-{
-    memset(a, 0, sizeof(*a));
-    if (sa->sa_family == AF_INET6)
-        memcpy(&a->in6, sa, sizeof(a->in6));
-    else
-        memcpy(&a->in, sa, sizeof(a->in));
-}
-
-bool gw__coap_addr_equal(const gw__coap_addr *a, const struct sockaddr *sa)
-{
-    if (a->sa.sa_family != sa->sa_family)
-        return false;
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)sa;
-        return a->in6.sin6_port == b->sin6_port &&
-               memcmp(&a->in6.sin6_addr, &b->sin6_addr, sizeof(b->sin6_addr)) == 0 &&
-               a->in6.sin6_scope_id == b->sin6_scope_id;
-    }
-    const struct sockaddr_in *b = (const struct sockaddr_in *)sa;
-    return a->in.sin_port == b->sin_port && a->in.sin_addr.s_addr == b->sin_addr.s_addr;
 }
 
 void gw__coap_count_response(uint8_t code)
@@ -96,7 +68,7 @@ void gw__coap_count_response(uint8_t code)
 
 /* ---- sending ---- */
 
-void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n)
+void gw__coap_send(gw__coap_sock *sock, const gw_dgram_addr *to, const uint8_t *p, size_t n)
 {
     if (sock && sock->dtls) {
         gw__coap_dtls_send(sock, to, p, n); /* no session (any more): nothing to answer */
@@ -105,10 +77,9 @@ void gw__coap_send(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *
     gw__coap_send_raw(sock, to, p, n);
 }
 
-void gw__coap_send_raw(gw__coap_sock *sock, const gw__coap_addr *to, const uint8_t *p, size_t n)
+void gw__coap_send_raw(gw__coap_sock *sock, const gw_dgram_addr *to, const uint8_t *p, size_t n)
 {
-    if (sock && sock->open) /* a lost datagram: the peer retransmits, or we do for our CONs */
-        gw_dgram_send(sock->cl->loop, &sock->h, &to->sa, p, n);
+    gw_dgram_sock_send(sock ? &sock->d : NULL, to, p, n);
 }
 
 uint16_t gw__coap_mid(gw__coap_loop *cl)
@@ -120,29 +91,15 @@ uint16_t gw__coap_mid(gw__coap_loop *cl)
 
 static uint32_t dedup_hash(const struct sockaddr *sa, uint16_t mid)
 {
-    uint32_t h = 2166136261u ^ mid;
-    const uint8_t *p;
-    size_t n;
-    if (sa->sa_family == AF_INET6) {
-        p = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        n = 16;
-        h ^= ((const struct sockaddr_in6 *)sa)->sin6_port;
-    } else {
-        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-        n = 4;
-        h ^= (uint32_t)((const struct sockaddr_in *)sa)->sin_port << 16;
-    }
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h ^ (h >> 15);
+    return gw_dgram_addr_hash(sa, mid);
 }
 
 gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid)
 {
     gw__coap_dedup *d = &cl->dedup[dedup_hash(from, mid) & (cl->dedup_cap - 1)];
-    if (!d->used || d->mid != mid || !gw__coap_addr_equal(&d->addr, from))
+    if (!d->used || d->mid != mid || !gw_dgram_addr_equal(&d->addr, from))
         return NULL;
-    if (!d->x && d->expires <= uv_now(&cl->loop->uv))
+    if (!d->x && d->expires <= uv_now(&cl->dl.loop->uv))
         return NULL;
     return d;
 }
@@ -158,12 +115,12 @@ gw__coap_dedup *gw__coap_dedup_slot(gw__coap_loop *cl, const struct sockaddr *fr
     memset(d, 0, sizeof(*d));
     d->used = true;
     d->mid = mid;
-    gw__coap_addr_set(&d->addr, from);
-    d->expires = uv_now(&cl->loop->uv) + GW_COAP_EXCH_LIFE_MS;
+    gw_dgram_addr_set(&d->addr, from);
+    d->expires = uv_now(&cl->dl.loop->uv) + GW_COAP_EXCH_LIFE_MS;
     return d;
 }
 
-void gw__coap_dedup_store(gw__coap_loop *cl, const gw__coap_addr *addr, uint16_t mid,
+void gw__coap_dedup_store(gw__coap_loop *cl, const gw_dgram_addr *addr, uint16_t mid,
                           const uint8_t *p, size_t n)
 {
     gw__coap_dedup *d = gw__coap_dedup_find(cl, &addr->sa, mid);
@@ -193,7 +150,7 @@ gw__coap_xchg *gw__coap_xchg_new(gw__coap_loop *cl, gw__coap_sess *s)
     x->cl = cl;
     x->s = s;
     if (s)
-        gw_session_retain(&s->base);
+        gw_session_retain(&s->d.base);
     x->next = cl->xchgs;
     if (cl->xchgs)
         cl->xchgs->prev = x;
@@ -250,7 +207,7 @@ void gw__coap_xchg_free(gw__coap_xchg *x)
     }
     gw_free(GW_AREA_OUTPUT, x->out);
     if (x->s)
-        gw_session_release(&x->s->base);
+        gw_session_release(&x->s->d.base);
     gw_free(GW_AREA_SESSION, x);
 }
 
@@ -263,7 +220,7 @@ static void con_untracked(gw__coap_xchg *x, const uint8_t *p, size_t n, const ch
     if (GW_LOG_WARN >= gw_log_level) {
         char peer[64];
         gw_sockaddr_str(&x->addr.sa, peer, sizeof(peer));
-        gw_log_write(GW_LOG_WARN, "coap", x->s ? x->s->base.dev->id : NULL, peer,
+        gw_log_write(GW_LOG_WARN, "coap", x->s ? x->s->d.base.dev->id : NULL, peer,
                      "CON sent once, not kept for retransmission",
                      "reason=output_overflow bound=%s con_bytes=%zu", bound, cl->con_bytes);
     }
@@ -298,7 +255,7 @@ void gw__coap_send_con(gw__coap_xchg *x, const uint8_t *p, size_t n)
     x->retries = 0;
     /* ACK_TIMEOUT with a random factor in [1, 1.5) */
     x->rexmit_ms = GW_COAP_ACK_TIMEOUT + (unsigned)(uv_hrtime() % (GW_COAP_ACK_TIMEOUT / 2));
-    x->rexmit_at = uv_now(&x->cl->loop->uv) + x->rexmit_ms;
+    x->rexmit_at = uv_now(&x->cl->dl.loop->uv) + x->rexmit_ms;
     gw__coap_send(x->sock, &x->addr, p, n);
 }
 
@@ -349,13 +306,13 @@ static void con_failed(gw__coap_xchg *x, const char *why)
 void gw__coap_on_ack(gw__coap_loop *cl, const gw_coap_msg *m, const struct sockaddr *from)
 {
     for (gw__coap_xchg *x = cl->xchgs; x; x = x->next) {
-        if (x->state != GW__X_CONFIRM || x->mid != m->mid || !gw__coap_addr_equal(&x->addr, from))
+        if (x->state != GW__X_CONFIRM || x->mid != m->mid || !gw_dgram_addr_equal(&x->addr, from))
             continue;
         if (m->type == GW_COAP_RST) {
             con_failed(x, "reset");
         } else {
-            if (x->s && !x->s->closing) /* the device answered: it is alive */
-                x->s->deadline = uv_now(&cl->loop->uv) + gw__coap_idle_ms(cl, x->s->base.dev);
+            if (x->s && !x->s->d.closing) /* the device answered: it is alive */
+                gw_dgram_sess_touch(&x->s->d);
             gw__coap_xchg_free(x);
         }
         return;
@@ -375,7 +332,7 @@ void gw__coap_xchg_ack_empty(gw__coap_xchg *x)
 
 void gw__coap_tick(gw__coap_loop *cl)
 {
-    uint64_t now = uv_now(&cl->loop->uv);
+    uint64_t now = uv_now(&cl->dl.loop->uv);
     gw__coap_xchg *x, *next;
     for (x = cl->xchgs; x; x = next) {
         next = x->next;
@@ -419,14 +376,14 @@ static void committed(gw_session *base, gw_event *ev)
     if (ev->status != 0) {
         if (GW_LOG_WARN >= gw_log_level) {
             char peer[64];
-            peer_of(base, peer, sizeof(peer));
+            gw_dgram_sess_peer(base, peer, sizeof(peer));
             gw_log_write(GW_LOG_WARN, "coap", base->dev->id, peer, "not acknowledged: store error",
                          "error=\"%s\"", gw_strerror(ev->status));
         }
         gw__coap_xchg_answer(x, GW_COAP_INTERNAL, -1, NULL, 0);
         return;
     }
-    if (x->report && !s->closing)
+    if (x->report && !s->d.closing)
         gw__coap_report_done(x, x->wait_s);
     else
         gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0);
@@ -438,73 +395,29 @@ static void destroy(gw_session *base)
     gw_free(GW_AREA_SESSION, base);
 }
 
-static void kick(gw_session *base)
-{
-    gw__coap_sess *s = sess_of(base);
-    if (s->closing)
-        return;
-    if (GW_LOG_INFO >= gw_log_level) {
-        char peer[64];
-        peer_of(base, peer, sizeof(peer));
-        gw_log_write(GW_LOG_INFO, "coap", base->dev->id, peer,
-                     "session moved: the device now sends from another address", NULL);
-    }
-    gw_metric_inc(GW_M_COAP_TAKEOVER);
-    gw__coap_sess_close(s, NULL);
-}
-
-static void flush(gw_session *s)
-{
-    (void)s;
-}
-
-static const gw_session_ops sess_ops = {
-    .area = "coap",
-    .committed = committed,
-    .kick = kick,
-    .flush = flush,
-    .peer = peer_of,
-    .destroy = destroy,
-    .command = gw__coap_command,
-};
+static const gw_session_ops sess_ops =
+    GW_DGRAM_SESS_OPS("coap", committed, destroy, gw__coap_command);
 
 gw__coap_sess *gw__coap_sess_find(gw__coap_loop *cl, uint32_t index)
 {
-    return (gw__coap_sess *)gw_session_index_find(&cl->sessions, index);
-}
-
-uint32_t gw__coap_idle_ms(const gw__coap_loop *cl, const gw_device *dev)
-{
-    return dev->product->idle_timeout_ms ? dev->product->idle_timeout_ms
-                                         : cl->ad->cfg.idle_timeout_ms;
+    return (gw__coap_sess *)gw_dgram_sess_find(&cl->dl, index);
 }
 
 gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const gw_device *dev,
                                   const struct sockaddr *from)
 {
-    gw__coap_sess *s = gw_calloc(GW_AREA_SESSION, 1, sizeof(*s));
-    if (!s)
-        return NULL;
-    gw_session_init(&s->base, &sess_ops, cl->loop);
-    s->cl = cl;
-    s->sock = sock;
-    gw__coap_addr_set(&s->addr, from);
-    s->base.dev = dev;
-    if (gw_session_index_add(&cl->sessions, &s->base) != 0) {
-        gw_free(GW_AREA_SESSION, s);
-        return NULL;
-    }
-    gw_session_online(&s->base, dev, "coap");
+    gw__coap_sess *s = (gw__coap_sess *)gw_dgram_sess_open(&cl->dl, sizeof(gw__coap_sess),
+                                                           &sess_ops, &sock->d, dev, from);
+    if (s)
+        s->cl = cl;
     return s;
 }
 
-/* Ends the session: offline event (reason) if it still owns its device; exchanges still open keep
- * their reference and finish (their answers still go out). */
-void gw__coap_sess_close(gw__coap_sess *s, const char *reason)
+/* gw_dgram_ops.close_begin: exchanges still open keep their reference and finish (their answers
+ * still go out); one holding its answer for a command is answered now, and the observer goes. */
+static void close_begin(gw_dgram_sess *ds)
 {
-    if (s->closing)
-        return;
-    s->closing = true;
+    gw__coap_sess *s = (gw__coap_sess *)ds;
     for (gw__coap_xchg *x = s->cl->xchgs, *next; x; x = next) {
         next = x->next;
         if (x->s == s && x->state == GW__X_WAIT)
@@ -512,42 +425,54 @@ void gw__coap_sess_close(gw__coap_sess *s, const char *reason)
     }
     if (s->observing)
         gw__coap_observer_drop(s, NULL);
-    if (reason)
-        gw_session_offline(&s->base, reason, false);
-    gw_session_index_remove(&s->cl->sessions, &s->base);
-    gw__coap_held_clear(s);
-    gw_session_release(&s->base);
 }
 
-static void sweep_one(gw_session *base, void *arg)
+static void close_end(gw_dgram_sess *s)
 {
-    gw__coap_sess *s = (gw__coap_sess *)base;
-    if (*(const uint64_t *)arg < s->deadline)
-        return;
-    gw_metric_inc(GW_M_COAP_IDLE);
-    if (GW_LOG_INFO >= gw_log_level) {
-        char peer[64];
-        peer_of(&s->base, peer, sizeof(peer));
-        gw_log_write(GW_LOG_INFO, "coap", s->base.dev->id, peer, "idle timeout; device offline",
-                     "idle_timeout_ms=%u", gw__coap_idle_ms(s->cl, s->base.dev));
-    }
-    gw__coap_sess_close(s, "idle_timeout");
+    gw__coap_held_clear((gw__coap_sess *)s);
+}
+
+void gw__coap_sess_close(gw__coap_sess *s, const char *reason)
+{
+    gw_dgram_sess_close(&s->d, reason);
 }
 
 void gw__coap_sweep(gw__coap_loop *cl)
 {
-    uint64_t now = uv_now(&cl->loop->uv);
+    uint64_t now = uv_now(&cl->dl.loop->uv);
     uint32_t period = cl->ad->cfg.idle_timeout_ms / 4;
     cl->next_sweep = now + (period < 20 ? 20 : period > 1000 ? 1000 : period);
-    gw_session_index_each(&cl->sessions, sweep_one, &now);
-}
-
-static void close_one(gw_session *s, void *reason)
-{
-    gw__coap_sess_close((gw__coap_sess *)s, reason);
+    gw_dgram_sweep(&cl->dl);
 }
 
 void gw__coap_close_all(gw__coap_loop *cl, const char *reason)
 {
-    gw_session_index_each(&cl->sessions, close_one, (void *)reason);
+    gw_dgram_close_all(&cl->dl, reason);
 }
+
+static void on_datagram(gw_dgram_sock *ds, const uint8_t *p, size_t n, const struct sockaddr *from,
+                        bool truncated)
+{
+    gw__coap_sock *sock = (gw__coap_sock *)ds;
+    gw_metric_inc(GW_M_COAP_DATAGRAMS);
+    if (sock->dtls)
+        gw__coap_dtls_input(sock, p, n, from);
+    else
+        gw__coap_request(sock, p, n, from, truncated, NULL);
+}
+
+static void on_tick(gw_dgram_loop *dl)
+{
+    gw__coap_tick((gw__coap_loop *)dl);
+}
+
+/* Not pause_when_full: CoAP keeps reading and answers 5.03 (Max-Age) while the store is full. */
+const gw_dgram_ops gw__coap_dgram_ops = {
+    .area = "coap",
+    .metric = {&GW_M_COAP_IDLE, &GW_M_COAP_TAKEOVER},
+    .datagram = on_datagram,
+    .tick = on_tick,
+    .listen = gw__coap_listen,
+    .close_begin = close_begin,
+    .close_end = close_end,
+};

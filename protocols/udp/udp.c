@@ -1,6 +1,6 @@
-/* udp.c: the UDP adapter's ops table: its config section (listeners, each serving one product),
- * one SO_REUSEPORT socket per listener on every loop, the idle sweep timer, back-pressure and
- * shutdown. Datagrams and sessions are udp_session.c's. */
+/* udp.c: the UDP adapter's ops table: its config section (listeners, each serving one product)
+ * and one socket per listener on every loop with its product's facts; listening, the idle sweep
+ * timer, back-pressure and shutdown are protocols/dgram/'s. Datagrams are udp_session.c's. */
 #include "udp_internal.h"
 
 #include <stddef.h>
@@ -9,9 +9,6 @@
 
 #include "../../gateway/alloc.h"
 #include "../../gateway/codec.h"
-#include "../../gateway/dgram.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
 #include "udp.h"
 
 #define UDP_MAX_DATAGRAM 65507 /* IPv4's largest UDP payload */
@@ -94,112 +91,35 @@ static int udp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     if (gw_adapter_parse_config(a, cfg, &ad->cfg, gcfg, diag) != 0)
         return GW_ECONFIG;
     size_t n = ad->cfg.listeners.n ? ad->cfg.listeners.n : 1;
-    ad->bound_ports = gw_calloc(GW_AREA_RUNTIME, n, sizeof(uint16_t));
     ad->products = gw_calloc(GW_AREA_RUNTIME, n, sizeof(*ad->products));
-    if (!ad->bound_ports || !ad->products)
+    if (gw_dgram_adapter_init(&ad->dg, n) != 0 || !ad->products)
         return GW_ENOMEM;
     if (check_products(ad, gcfg, diag))
         return GW_ECONFIG;
     return gw__udp_replay_init(ad, gcfg);
 }
 
-static gw__udp_loop *loop_state(gw_adapter *a, gw_loop *loop)
+int gw__udp_listen(gw_dgram_loop *dl, size_t i)
 {
-    return loop->adapter_state[gw_adapter_index(a)];
-}
-
-static void on_sweep(uv_timer_t *t)
-{
-    gw__udp_sweep(t->data);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    gw__udp_sock *us = h->data;
-    (void)suggested;
-    gw_dgram_recv_buf(us->ul->loop, buf);
-}
-
-static void recv_all(gw__udp_loop *ul, bool on);
-
-static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-                    unsigned flags)
-{
-    gw__udp_sock *us = h->data;
-    gw__udp_loop *ul = us->ul;
-    if (nread < 0) {
-        GW_LOG_DEBUG("udp", NULL, NULL, "receive error", "error=\"%s\"", uv_strerror((int)nread));
-        return;
-    }
-    if (!from) { /* nothing more to read now, or the end of a recvmmsg batch */
-        if (ul->pause_pending) {
-            ul->pause_pending = false;
-            recv_all(ul, false);
-        }
-        return;
-    }
-    if (ul->stopping)
-        return;
-    gw__udp_datagram(us, (const uint8_t *)buf->base, (size_t)nread, from,
-                     (flags & UV_UDP_PARTIAL) != 0);
-    if (!ul->paused && gw_store_full(ul->loop->rt->store)) {
-        ul->paused = true;
-        gw_loop_note_backpressure(ul->loop);
-        /* Inside a recvmmsg batch, stopping now would make libuv drop the batch's remaining
-         * datagrams: they are taken (at most GW_DGRAM_RECV_BATCH - 1 over the store's bound) and
-         * reading stops after the batch. */
-        if (flags & UV_UDP_MMSG_CHUNK)
-            ul->pause_pending = true;
-        else
-            recv_all(ul, false);
-    }
-}
-
-static void recv_all(gw__udp_loop *ul, bool on)
-{
-    for (size_t i = 0; i < ul->n_socks; i++) {
-        gw__udp_sock *us = &ul->socks[i];
-        if (!us->open || us->receiving == on)
-            continue;
-        if (on ? uv_udp_recv_start(&us->h, on_alloc, on_recv) == 0 : uv_udp_recv_stop(&us->h) == 0)
-            us->receiving = on;
-    }
-}
-
-static int listen_one(gw__udp_loop *ul, size_t i)
-{
-    const gw_listen *li = &ul->ad->cfg.listeners.v[i];
+    gw__udp_loop *ul = (gw__udp_loop *)dl;
     gw__udp_sock *us = &ul->socks[i];
-    uint16_t port = ul->ad->bound_ports[i] ? ul->ad->bound_ports[i] : li->port;
     us->ul = ul;
     us->product = ul->ad->products[i];
     us->max_frame = product_max_frame(us->product);
     gw__udp_replay_sock(us);
-    int rc =
-        gw_listen_udp(&ul->loop->uv, &us->h, li, &port, (int)ul->ad->cfg.rcvbuf, UV_UDP_RECVMMSG);
-    us->h.data = us;
-    us->open = us->h.type == UV_UDP; /* initialised: must be closed */
-    if (rc) {
-        GW_LOG_ERROR("udp", NULL, NULL, "cannot listen", "address=%s port=%u error=\"%s\"",
-                     li->address, port, uv_strerror(rc));
-        return rc;
-    }
-    if (!ul->ad->bound_ports[i]) { /* the first loop bound it: the others share its port */
-        ul->ad->bound_ports[i] = port;
-        gw_runtime_report_listener(ul->loop->rt, "udp", li->address, port, li->product);
-    }
-    return 0;
+    return gw_dgram_listen(&ul->dl, &us->d, &ul->ad->cfg.listeners.v[i], i, ul->ad->cfg.rcvbuf,
+                           "udp", ul->ad->cfg.listeners.v[i].product);
 }
 
 static int udp_start(gw_adapter *a, gw_loop *loop)
 {
     gw__udp_adapter *ad = a->state;
-    gw__udp_loop *ul = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*ul));
+    gw__udp_loop *ul = (gw__udp_loop *)gw_dgram_loop_new(sizeof(*ul), &gw__udp_dgram_ops, a, loop,
+                                                         ad->cfg.idle_timeout_ms);
     if (!ul)
         return GW_ENOMEM;
     ul->a = a;
     ul->ad = ad;
-    ul->loop = loop;
     ul->n_socks = ad->cfg.listeners.n;
     ul->socks = gw_calloc(GW_AREA_RUNTIME, ul->n_socks ? ul->n_socks : 1, sizeof(gw__udp_sock));
     ul->ackbuf_size = ad->max_frame;
@@ -210,76 +130,30 @@ static int udp_start(gw_adapter *a, gw_loop *loop)
         gw_free(GW_AREA_RUNTIME, ul);
         return GW_ENOMEM;
     }
-    loop->adapter_state[gw_adapter_index(a)] = ul;
-    uv_timer_init(&loop->uv, &ul->sweep);
-    ul->sweep.data = ul;
-    uv_timer_start(&ul->sweep, on_sweep, ad->sweep_ms, ad->sweep_ms);
-    for (size_t i = 0; i < ul->n_socks; i++) {
-        int rc = listen_one(ul, i);
-        if (rc)
-            return rc;
-    }
-    recv_all(ul, true);
-    return 0;
+    return gw_dgram_start(&ul->dl, a, ad->sweep_ms, ul->n_socks);
 }
 
-static void udp_resume(gw_adapter *a, gw_loop *loop)
+static void free_loop(gw_dgram_loop *dl)
 {
-    gw__udp_loop *ul = loop_state(a, loop);
-    if (!ul || !ul->paused || ul->stopping)
-        return;
-    ul->paused = false; /* if the store is full again, the next datagram pauses us again */
-    recv_all(ul, true);
+    gw__udp_loop *ul = (gw__udp_loop *)dl;
+    gw_dgram_loop_free(&ul->dl);
+    gw_free(GW_AREA_RUNTIME, ul->ackbuf);
+    gw_free(GW_AREA_RUNTIME, ul->socks);
+    gw_free(GW_AREA_RUNTIME, ul);
 }
 
-/* Stop reading; the sockets stay open so that acks of messages still committing go out. */
-static void udp_stop(gw_adapter *a, gw_loop *loop)
+static void free_state(gw_adapter *a)
 {
-    gw__udp_loop *ul = loop_state(a, loop);
-    if (!ul)
-        return;
-    ul->stopping = true;
-    recv_all(ul, false);
-}
-
-static void udp_close_sessions(gw_adapter *a, gw_loop *loop)
-{
-    gw__udp_loop *ul = loop_state(a, loop);
-    if (!ul)
-        return;
-    gw__udp_close_all(ul, "shutdown");
-    gw_dgram_flush(loop);
-    for (size_t i = 0; i < ul->n_socks; i++) {
-        gw__udp_sock *us = &ul->socks[i];
-        if (us->open && !uv_is_closing((uv_handle_t *)&us->h))
-            uv_close((uv_handle_t *)&us->h, NULL);
-    }
-    if (!uv_is_closing((uv_handle_t *)&ul->sweep))
-        uv_close((uv_handle_t *)&ul->sweep, NULL);
+    gw__udp_adapter *ad = a->state;
+    gw__udp_replay_free(ad);
+    gw_cfg_free(udp_fields, &ad->cfg);
+    gw_free(GW_AREA_RUNTIME, ad->products);
+    gw_free(GW_AREA_RUNTIME, ad);
 }
 
 static void udp_uninit(gw_adapter *a)
 {
-    gw__udp_adapter *ad = a->state;
-    if (!ad)
-        return;
-    gw_runtime *rt = a->rt;
-    for (unsigned i = 0; rt && i < rt->n_loops; i++) {
-        gw__udp_loop *ul = rt->loops[i].adapter_state[gw_adapter_index(a)];
-        if (ul) {
-            gw_session_index_free(&ul->sessions);
-            gw_free(GW_AREA_RUNTIME, ul->ackbuf);
-            gw_free(GW_AREA_RUNTIME, ul->socks);
-            gw_free(GW_AREA_RUNTIME, ul);
-            rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
-        }
-    }
-    gw__udp_replay_free(ad);
-    gw_cfg_free(udp_fields, &ad->cfg);
-    gw_free(GW_AREA_RUNTIME, ad->bound_ports);
-    gw_free(GW_AREA_RUNTIME, ad->products);
-    gw_free(GW_AREA_RUNTIME, ad);
-    a->state = NULL;
+    gw_dgram_uninit(a, free_loop, free_state);
 }
 
 static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_UDP}, {NULL, 0}};
@@ -288,9 +162,9 @@ const gw_adapter_ops gw_adapter_udp_ops = {
     .name = "udp",
     .init = udp_init,
     .start = udp_start,
-    .resume = udp_resume,
-    .stop = udp_stop,
-    .close_sessions = udp_close_sessions,
+    .resume = gw_dgram_resume,
+    .stop = gw_dgram_stop,
+    .close_sessions = gw_dgram_close_sessions,
     .uninit = udp_uninit,
     .listen_keys = listen_keys,
     .cfg_fields = udp_fields,

@@ -1,6 +1,6 @@
 /* udp_internal.h: what the UDP adapter's files share: its config, the per-loop state (one socket
- * per listener, the device-index -> session hash, the receive buffer), the per-device session and
- * the per-device replay window (shared by the loops). */
+ * per listener and the ack buffer; sockets and sessions are protocols/dgram/'s), the per-device
+ * session and the per-device replay window (shared by the loops). */
 #ifndef GW_UDP_INTERNAL_H
 #define GW_UDP_INTERNAL_H
 
@@ -13,7 +13,7 @@
 #include "../../gateway/codec.h"
 #include "../../gateway/runtime.h"
 #include "../../gateway/session.h"
-#include "../../gateway/session_index.h"
+#include "../dgram/dgram_layer.h"
 #include "udp_metrics.h"
 
 typedef struct gw__udp_cfg {
@@ -32,8 +32,8 @@ typedef struct gw__udp_replay {
 } gw__udp_replay;
 
 typedef struct gw__udp_adapter {
+    gw_dgram_adapter dg; /* first: the bound ports */
     gw__udp_cfg cfg;
-    uint16_t *bound_ports;       /* per listener: the port loop 0 bound (for port 0) */
     const gw_product **products; /* per listener: the product it serves */
     size_t max_frame;            /* largest max frame of the listeners' products */
     uint32_t sweep_ms;           /* idle sweep period */
@@ -45,33 +45,22 @@ typedef struct gw__udp_loop gw__udp_loop;
 
 /* One listener's socket on one loop. */
 typedef struct gw__udp_sock {
-    uv_udp_t h;
+    gw_dgram_sock d; /* first */
     gw__udp_loop *ul;
     const gw_product *product;
     size_t max_frame; /* the product's */
     uint64_t seq_mod; /* the range of the device frames' seq field (0: none; replay window) */
     bool timestamp;   /* the device's frames may carry a timestamp (replay window) */
-    bool receiving, open;
 } gw__udp_sock;
 
-typedef union gw__udp_addr {
-    struct sockaddr sa;
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6;
-} gw__udp_addr;
-
 struct gw__udp_loop {
+    gw_dgram_loop dl; /* first: sockets, sweep timer, sessions, back-pressure */
     gw_adapter *a;
     gw__udp_adapter *ad;
-    gw_loop *loop;
     gw__udp_sock *socks;
     size_t n_socks;
-    uv_timer_t sweep;
-    gw_session_index sessions; /* device index -> session */
-    uint8_t *ackbuf;           /* ack frames are encoded here (max_frame bytes) */
+    uint8_t *ackbuf; /* ack frames are encoded here (max_frame bytes) */
     size_t ackbuf_size;
-    bool paused, stopping;
-    bool pause_pending; /* the store filled up inside a recvmmsg batch: stop reading after it */
 };
 
 /* Ack frames encoded when a message is accepted, sent when its event is committed. */
@@ -85,25 +74,22 @@ typedef struct gw__udp_ack {
 } gw__udp_ack;
 
 struct gw__udp_sess {
-    gw_session base; /* first: a gw_session * is a gw__udp_sess * */
+    gw_dgram_sess d; /* first: address, idle deadline, index; a gw_session * is a gw__udp_sess * */
     gw__udp_loop *ul;
-    gw__udp_sock *sock; /* the socket the device last sent to (acks go out through it) */
-    gw__udp_addr addr;  /* the device's last authenticated source address */
-    uint64_t deadline;  /* idle timeout (uv_now ms) */
     gw__udp_ack *acks, *acks_tail;
     uint32_t next_token;
     uint32_t acked_seq; /* the seq of the last positive ack sent (acked_valid) */
     bool acked_valid;
-    bool closing;
 };
 
 /* udp_session.c */
-void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const struct sockaddr *from,
-                      bool truncated);
-void gw__udp_sweep(gw__udp_loop *ul);
+/* gw_dgram_ops.datagram: one datagram read from a listener's socket (a gw__udp_sock). */
+void gw__udp_datagram(gw_dgram_sock *ds, const uint8_t *buf, size_t len,
+                      const struct sockaddr *from, bool truncated);
 void gw__udp_close_all(gw__udp_loop *ul, const char *reason);
-/* Sends one frame to addr through us, in the loop's output batch (gateway/dgram.h). */
-void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, size_t n);
+extern const gw_dgram_ops gw__udp_dgram_ops;
+/* udp.c: gw_dgram_ops.listen: binds listener i's socket with its product's facts. */
+int gw__udp_listen(gw_dgram_loop *dl, size_t i);
 
 /* udp_replay.c: what an authenticated datagram of dev is to its replay window. */
 typedef enum gw__udp_verdict {

@@ -99,7 +99,7 @@ gw__udp_verdict gw__udp_replay_check(gw__udp_sock *us, const gw_device *dev, con
 {
     gw__udp_loop *ul = us->ul;
     gw__udp_adapter *ad = ul->ad;
-    gw_runtime *rt = ul->loop->rt;
+    gw_runtime *rt = ul->dl.loop->rt;
     bool seq = us->seq_mod && m->seq_set && own_seq(m->kind);
     bool ts = us->timestamp && m->timestamp_ms != 0;
     uint32_t window_s = ad->cfg.replay_window_s;
@@ -113,7 +113,7 @@ gw__udp_verdict gw__udp_replay_check(gw__udp_sock *us, const gw_device *dev, con
                  m->timestamp_ms, window_s);
         return GW__UDP_REPLAY;
     }
-    uint32_t now_s = (uint32_t)(uv_now(&ul->loop->uv) / 1000) + 1;
+    uint32_t now_s = (uint32_t)(uv_now(&ul->dl.loop->uv) / 1000) + 1;
     pthread_mutex_t *mu = &rt->stripes[dev->index % GW_DEVICE_STRIPES];
     pthread_mutex_lock(mu);
     gw__udp_replay *r = &ad->replay[dev->index];
@@ -125,7 +125,7 @@ gw__udp_verdict gw__udp_replay_check(gw__udp_sock *us, const gw_device *dev, con
         r->ts_ms = m->timestamp_ms;
     }
     gw_session *owner = rt->slots[dev->index];
-    *online_elsewhere = owner && owner->loop != ul->loop;
+    *online_elsewhere = owner && owner->loop != ul->dl.loop;
     pthread_mutex_unlock(mu);
     return v;
 }

@@ -1,7 +1,6 @@
 /* udp_session.c: one datagram's path (size check, decode, device look-up, verify against the
- * device's secret, replay window) and the per-device UDP session: its last authenticated source
- * address, idle deadline, acks sent after commit, command frames sent there, take-over by another
- * loop, and close. */
+ * device's secret, replay window, address move) and what the UDP session adds to a datagram
+ * session (protocols/dgram/): acks held until their commit, command frames sent to the device. */
 #include "udp_internal.h"
 
 #include "../../gateway/auth.h"
@@ -26,36 +25,6 @@ static gw__udp_sess *sess_of(gw_session *s)
     return (gw__udp_sess *)s;
 }
 
-static void peer_of(gw_session *s, char *buf, size_t cap)
-{
-    gw_sockaddr_str(&sess_of(s)->addr.sa, buf, cap);
-}
-
-/* ---- addresses ---- */
-
-static void addr_set(gw__udp_addr *a, const struct sockaddr *sa)
-{
-    memset(a, 0, sizeof(*a));
-    if (sa->sa_family == AF_INET6)
-        memcpy(&a->in6, sa, sizeof(a->in6));
-    else
-        memcpy(&a->in, sa, sizeof(a->in));
-}
-
-static bool addr_equal(const gw__udp_addr *a, const struct sockaddr *sa)
-{
-    if (a->sa.sa_family != sa->sa_family)
-        return false;
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)sa;
-        return a->in6.sin6_port == b->sin6_port &&
-               memcmp(&a->in6.sin6_addr, &b->sin6_addr, sizeof(b->sin6_addr)) == 0 &&
-               a->in6.sin6_scope_id == b->sin6_scope_id;
-    }
-    const struct sockaddr_in *b = (const struct sockaddr_in *)sa;
-    return a->in.sin_port == b->sin_port && a->in.sin_addr.s_addr == b->sin_addr.s_addr;
-}
-
 /* ---- drops: counted, and logged within the log's per-loop, per-call-site rate limit ---- */
 
 static void drop(gw__udp_loop *ul, gw_metric m, const struct sockaddr *from, const char *reason,
@@ -74,17 +43,6 @@ static void drop(gw__udp_loop *ul, gw_metric m, const struct sockaddr *from, con
 
 /* ---- sending ---- */
 
-void gw__udp_send(gw__udp_sock *us, const gw__udp_addr *addr, const uint8_t *p, size_t n)
-{
-    if (us->open) /* a lost ack is a lost datagram: the device resends */
-        gw_dgram_send(us->ul->loop, &us->h, &addr->sa, p, n);
-}
-
-static gw__udp_sess *table_find(gw__udp_loop *ul, uint32_t index)
-{
-    return (gw__udp_sess *)gw_session_index_find(&ul->sessions, index);
-}
-
 /* ---- session lifecycle ---- */
 
 static void free_acks(gw__udp_sess *s)
@@ -97,39 +55,16 @@ static void free_acks(gw__udp_sess *s)
     s->acks_tail = NULL;
 }
 
-/* Ends the session: offline event (reason) if it still owns its device, out of the hash, the
- * adapter's reference dropped (events in flight keep it alive until their commit). */
-static void sess_close(gw__udp_sess *s, const char *reason)
+/* gw_dgram_ops.close_end: the acks not sent yet are dropped with the session. */
+static void close_end(gw_dgram_sess *s)
 {
-    if (s->closing)
-        return;
-    s->closing = true;
-    if (reason)
-        gw_session_offline(&s->base, reason, false);
-    gw_session_index_remove(&s->ul->sessions, &s->base);
-    free_acks(s);
-    gw_session_release(&s->base);
+    free_acks((gw__udp_sess *)s);
 }
 
 static void destroy(gw_session *s)
 {
     free_acks(sess_of(s));
     gw_free(GW_AREA_SESSION, s);
-}
-
-static void kick(gw_session *base)
-{
-    gw__udp_sess *s = sess_of(base);
-    if (s->closing)
-        return;
-    if (GW_LOG_INFO >= gw_log_level) {
-        char peer[64];
-        peer_of(base, peer, sizeof(peer));
-        gw_log_write(GW_LOG_INFO, "udp", base->dev->id, peer,
-                     "session moved: the device now sends from another address", NULL);
-    }
-    gw_metric_inc(GW_M_UDP_TAKEOVER);
-    sess_close(s, NULL); /* no offline event: the device stays online on its new loop */
 }
 
 static void committed(gw_session *base, gw_event *ev)
@@ -147,22 +82,17 @@ static void committed(gw_session *base, gw_event *ev)
     }
     if (!a)
         return;
-    if (ev->status == 0 && !s->closing) {
-        gw__udp_send(s->sock, &s->addr, a->data, a->len);
+    if (ev->status == 0 && !s->d.closing) {
+        gw_dgram_sock_send(s->d.sock, &s->d.addr, a->data, a->len);
         s->acked_seq = a->seq;
         s->acked_valid = a->seq_set;
     } else if (ev->status != 0 && GW_LOG_WARN >= gw_log_level) {
         char peer[64];
-        peer_of(base, peer, sizeof(peer));
+        gw_dgram_sess_peer(base, peer, sizeof(peer));
         gw_log_write(GW_LOG_WARN, "udp", base->dev->id, peer, "not acknowledged: store error",
                      "error=\"%s\"", gw_strerror(ev->status));
     }
     gw_free(GW_AREA_OUTPUT, a);
-}
-
-static void flush(gw_session *s)
-{
-    (void)s; /* acks go out as soon as they are known */
 }
 
 /* The session's command op: one datagram to the device's last authenticated address, encoded by
@@ -172,50 +102,28 @@ static int send_command(gw_session *base, const gw_command *cmd, gw_error *err)
     gw__udp_sess *s = sess_of(base);
     const gw_product *p = base->dev->product;
     size_t n = 0;
-    if (s->closing)
+    if (s->d.closing)
         return gw_error_set(err, GW_ECLOSED, "the session has ended");
     if (!p->codec_ops->encode_command)
         return gw_error_set(err, GW_EINVAL, "codec %s carries no commands", p->codec);
     int rc = p->codec_ops->encode_command(p, cmd, base->dev->id, base->dev->secret, s->ul->ackbuf,
                                           s->ul->ackbuf_size, &n, err);
     if (rc == 0)
-        gw__udp_send(s->sock, &s->addr, s->ul->ackbuf, n);
+        gw_dgram_sock_send(s->d.sock, &s->d.addr, s->ul->ackbuf, n);
     return rc;
 }
 
-static const gw_session_ops sess_ops = {
-    .area = "udp",
-    .committed = committed,
-    .kick = kick,
-    .flush = flush,
-    .peer = peer_of,
-    .destroy = destroy,
-    .command = send_command,
-};
-
-static uint32_t idle_ms(const gw__udp_loop *ul, const gw_device *dev)
-{
-    return dev->product->idle_timeout_ms ? dev->product->idle_timeout_ms
-                                         : ul->ad->cfg.idle_timeout_ms;
-}
+static const gw_session_ops sess_ops = GW_DGRAM_SESS_OPS("udp", committed, destroy, send_command);
 
 static gw__udp_sess *sess_open(gw__udp_sock *us, const gw_device *dev, const struct sockaddr *from)
 {
     gw__udp_loop *ul = us->ul;
-    gw__udp_sess *s = gw_calloc(GW_AREA_SESSION, 1, sizeof(*s));
+    gw__udp_sess *s = (gw__udp_sess *)gw_dgram_sess_open(&ul->dl, sizeof(gw__udp_sess), &sess_ops,
+                                                         &us->d, dev, from);
     if (!s)
         return NULL;
-    gw_session_init(&s->base, &sess_ops, ul->loop);
     s->ul = ul;
-    s->sock = us;
-    addr_set(&s->addr, from);
-    s->base.dev = dev;
-    if (gw_session_index_add(&ul->sessions, &s->base) != 0) {
-        gw_free(GW_AREA_SESSION, s);
-        return NULL;
-    }
-    gw_session_online(&s->base, dev, "udp");
-    GW_LOG_DEBUG("udp", dev->id, NULL, "online", "loop=%u", ul->loop->index);
+    GW_LOG_DEBUG("udp", dev->id, NULL, "online", "loop=%u", ul->dl.loop->index);
     return s;
 }
 
@@ -225,10 +133,10 @@ static gw__udp_sess *sess_open(gw__udp_sock *us, const gw_device *dev, const str
  * when the layout has none. */
 static size_t encode_ack(gw__udp_sess *s, const gw_thing_msg *m, const gw_reject *rej)
 {
-    const gw_product *p = s->base.dev->product;
+    const gw_product *p = s->d.base.dev->product;
     gw__udp_loop *ul = s->ul;
     size_t n = 0;
-    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, rej, s->base.dev->secret,
+    if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, rej, s->d.base.dev->secret,
                                                               ul->ackbuf, ul->ackbuf_size, &n) != 0)
         return 0;
     return n;
@@ -280,9 +188,9 @@ static void replayed(gw__udp_sock *us, gw__udp_sess *s, bool here, const gw_thin
 {
     char again[96];
     size_t n;
-    if (s && here && !s->closing && m->seq_set && s->acked_valid && m->seq == s->acked_seq &&
+    if (s && here && !s->d.closing && m->seq_set && s->acked_valid && m->seq == s->acked_seq &&
         (n = encode_ack(s, m, NULL)) > 0) {
-        gw__udp_send(s->sock, &s->addr, s->ul->ackbuf, n);
+        gw_dgram_sock_send(s->d.sock, &s->d.addr, s->ul->ackbuf, n);
         snprintf(again, sizeof(again),
                  "seq %" PRIu32 " retransmitted from the device's address: acked again, not stored",
                  m->seq);
@@ -310,7 +218,7 @@ static void handle(gw__udp_sess *s, gw_thing_msg *m)
     gw_metric_inc(GW_M_MSG_RECEIVED);
     if (m->kind == GW_MSG_HEARTBEAT || m->kind == GW_MSG_LOGIN) {
         if ((n = encode_ack(s, m, NULL)) > 0) {
-            gw__udp_send(s->sock, &s->addr, ul->ackbuf, n);
+            gw_dgram_sock_send(s->d.sock, &s->d.addr, ul->ackbuf, n);
             s->acked_seq = m->seq;
             s->acked_valid = m->seq_set;
         }
@@ -320,21 +228,22 @@ static void handle(gw__udp_sess *s, gw_thing_msg *m)
     int64_t token = n ? ack_hold(s, m, ul->ackbuf, n) : 0;
     if (token < 0)
         return; /* out of memory: no ack, the device resends */
-    int rc = gw_dispatch_message(&s->base, m, (uint32_t)token, n > 0, &rej);
+    int rc = gw_dispatch_message(&s->d.base, m, (uint32_t)token, n > 0, &rej);
     if (rc == 0)
         return;
     if (n)
         ack_unhold(s, (uint32_t)token);
     if (rc == GW_EINVAL && (n = encode_ack(s, m, &rej)) > 0)
-        gw__udp_send(s->sock, &s->addr, ul->ackbuf, n); /* the layout's negative ack */
+        gw_dgram_sock_send(s->d.sock, &s->d.addr, ul->ackbuf, n); /* the layout's negative ack */
 }
 
-void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const struct sockaddr *from,
-                      bool truncated)
+void gw__udp_datagram(gw_dgram_sock *ds, const uint8_t *buf, size_t len,
+                      const struct sockaddr *from, bool truncated)
 {
+    gw__udp_sock *us = (gw__udp_sock *)ds;
     gw__udp_loop *ul = us->ul;
     const gw_product *p = us->product;
-    const gw_config *cfg = ul->loop->rt->cfg;
+    const gw_config *cfg = ul->dl.loop->rt->cfg;
     gw_reject rej = {GW_R_NONE, ""};
     gw_decode_hint hint = {GW_MSG_NONE, NULL};
     gw_thing_msg m;
@@ -362,10 +271,10 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
         gw_thing_msg_clear(&m);
         return;
     }
-    gw__udp_sess *s = table_find(ul, dev->index);
+    gw__udp_sess *s = (gw__udp_sess *)gw_dgram_sess_find(&ul->dl, dev->index);
     if (authenticate(p, &m, buf, len, dev) != 0) {
         /* A spoofed source fails here too: the session keeps its remembered address. */
-        bool spoof = s && !addr_equal(&s->addr, from);
+        bool spoof = s && !gw_dgram_addr_equal(&s->d.addr, from);
         drop(ul, GW_M_UDP_DROP_BAD_AUTH, from, "bad_auth", m.device_id,
              spoof ? "source differs from the device's address" : NULL);
         gw_thing_msg_clear(&m);
@@ -374,7 +283,7 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
     char why[128] = "";
     bool elsewhere = false;
     gw__udp_verdict v = gw__udp_replay_check(us, dev, &m, why, sizeof(why), &elsewhere);
-    bool here = s && addr_equal(&s->addr, from) && s->sock == us;
+    bool here = s && gw_dgram_sess_at(&s->d, &us->d, from);
     if (v == GW__UDP_REPLAY || (v == GW__UDP_OLDER && !s && elsewhere)) {
         if (v == GW__UDP_OLDER)
             snprintf(why, sizeof(why),
@@ -404,50 +313,32 @@ void gw__udp_datagram(gw__udp_sock *us, const uint8_t *buf, size_t len, const st
     } else if (!here) {
         if (GW_LOG_INFO >= gw_log_level) {
             char was[64], now[64];
-            gw_sockaddr_str(&s->addr.sa, was, sizeof(was));
+            gw_sockaddr_str(&s->d.addr.sa, was, sizeof(was));
             gw_sockaddr_str(from, now, sizeof(now));
             gw_log_write(GW_LOG_INFO, "udp", dev->id, now, "device address changed", "was=%s", was);
         }
-        addr_set(&s->addr, from); /* roaming: verified and new, so the address is the device's */
-        s->sock = us;
+        gw_dgram_sess_move(&s->d, &us->d, from);
     }
-    s->deadline = uv_now(&ul->loop->uv) + idle_ms(ul, dev);
+    gw_dgram_sess_touch(&s->d);
     handle(s, &m);
     gw_thing_msg_clear(&m);
-    if (opened && !s->closing) /* the device is reachable at its address: queued commands go */
-        gw_commands_ready(&s->base);
+    if (opened && !s->d.closing) /* the device is reachable at its address: queued commands go */
+        gw_commands_ready(&s->d.base);
 }
 
-/* ---- sweep and shutdown ---- */
-
-static void sweep_one(gw_session *base, void *arg)
-{
-    gw__udp_sess *s = (gw__udp_sess *)base;
-    if (*(const uint64_t *)arg < s->deadline)
-        return;
-    gw_metric_inc(GW_M_UDP_IDLE);
-    if (GW_LOG_INFO >= gw_log_level) {
-        char peer[64];
-        peer_of(&s->base, peer, sizeof(peer));
-        gw_log_write(GW_LOG_INFO, "udp", s->base.dev->id, peer, "idle timeout; device offline",
-                     "idle_timeout_ms=%u", idle_ms(s->ul, s->base.dev));
-    }
-    sess_close(s, "idle_timeout");
-}
-
-void gw__udp_sweep(gw__udp_loop *ul)
-{
-    uint64_t now = uv_now(&ul->loop->uv);
-    gw_session_index_each(&ul->sessions, sweep_one, &now);
-}
-
-static void close_one(gw_session *s, void *reason)
-{
-    sess_close((gw__udp_sess *)s, reason);
-}
+/* ---- shutdown ---- */
 
 void gw__udp_close_all(gw__udp_loop *ul, const char *reason)
 {
-    gw_session_index_each(&ul->sessions, close_one, (void *)reason);
-    gw_session_index_free(&ul->sessions);
+    gw_dgram_close_all(&ul->dl, reason);
+    gw_session_index_free(&ul->dl.sessions);
 }
+
+const gw_dgram_ops gw__udp_dgram_ops = {
+    .area = "udp",
+    .pause_when_full = true,
+    .metric = {&GW_M_UDP_IDLE, &GW_M_UDP_TAKEOVER},
+    .datagram = gw__udp_datagram,
+    .listen = gw__udp_listen,
+    .close_end = close_end,
+};

@@ -331,7 +331,7 @@ static void test_con_bound(void)
     int sent = 0;
     for (uint64_t t = 1000; t <= 200000; t += 1000) {
         at(1000000 + 200 + t);
-        s->deadline = lp->uv.time + 100000; /* the idle sweep is another test's */
+        s->d.deadline = lp->uv.time + 100000; /* the idle sweep is another test's */
         tick();
         sent += receive();
     }
@@ -359,19 +359,19 @@ static void test_idle_close(void)
     report_from(&dev_addr, "d2", GW_COAP_CON, 4001, NULL); /* committing at the close */
     gw__coap_sess *s = gw__coap_sess_find(cl, gw_config_device(cfg, "d2")->index);
     REQUIRE(s);
-    uint32_t refs = s->base.refs; /* its own, the slot's, the two exchanges', the event's */
+    uint32_t refs = s->d.base.refs; /* its own, the slot's, the two exchanges', the event's */
     CHECK_INT(refs, 5);
     at(2000000 + 200 + 10000 + 1000); /* idle_timeout 10 s (the CON retransmitted meanwhile) */
     tick();
     receive();
     CHECK_INT(gw_metric_get(GW_M_COAP_IDLE) - idle0, 1);
     CHECK(gw__coap_sess_find(cl, gw_config_device(cfg, "d2")->index) == NULL);
-    CHECK(s->closing);
-    CHECK_INT(s->base.refs, refs - 2); /* its own and the slot's went */
+    CHECK(s->d.closing);
+    CHECK_INT(s->d.base.refs, refs - 2); /* its own and the slot's went */
     commit(base + 1);
     CHECK_INT(receive(), 1);
     CHECK(answers(&rxs[0], GW_COAP_CON, GW_COAP_CHANGED, 4001)); /* acked empty meanwhile */
-    CHECK_INT(s->base.refs, refs - 3); /* the event went; its exchange now awaits an ACK */
+    CHECK_INT(s->d.base.refs, refs - 3); /* the event went; its exchange now awaits an ACK */
     /* the two CONs run out of retransmissions: the last reference goes (ASan: no leak) */
     for (uint64_t t = 0; t <= 200000; t += 1000) {
         at(2000000 + 20000 + t);
@@ -450,9 +450,9 @@ static void setup(void)
     /* the gateway's socket (answers only: requests are handed to gw__coap_request) */
     struct sockaddr_in any = {.sin_family = AF_INET};
     any.sin_addr.s_addr = htonl(0x7f000001);
-    REQUIRE(uv_udp_init(&lp->uv, &sock->h) == 0);
-    REQUIRE(uv_udp_bind(&sock->h, (const struct sockaddr *)&any, 0) == 0);
-    sock->open = true;
+    REQUIRE(uv_udp_init(&lp->uv, &sock->d.h) == 0);
+    REQUIRE(uv_udp_bind(&sock->d.h, (const struct sockaddr *)&any, 0) == 0);
+    sock->d.open = true;
     /* the device's socket */
     cfd = socket(AF_INET, SOCK_DGRAM, 0);
     REQUIRE(cfd >= 0);
@@ -474,8 +474,8 @@ static void teardown(void)
     for (int i = 0; i < n_held; i++)
         if (held[i])
             commit(i);
-    uv_close((uv_handle_t *)&sock->h, NULL);
-    sock->open = false;
+    uv_close((uv_handle_t *)&sock->d.h, NULL);
+    sock->d.open = false;
     close(cfd);
     gw_store_close(store);
     gw_runtime_free(rt); /* the adapter's uninit frees the loop state (exchanges left: none) */

@@ -571,7 +571,7 @@ static int run_udp(void *arg, int faulted)
     uint64_t n = gw_alloc_fail_nth(0);
     int64_t accepted = gw_metric_get(GW_M_MSG_ACCEPTED);
     gw_alloc_fail_nth(n);
-    gw__udp_datagram(&u->ul->socks[0], frame, len, (const struct sockaddr *)&from, false);
+    gw__udp_datagram(&u->ul->socks[0].d, frame, len, (const struct sockaddr *)&from, false);
     coap_commit_all(u->e); /* the session hears of the commit (its ack goes out) */
     uv_run(&u->e->rt->loops[0].uv, UV_RUN_NOWAIT);
     gw__udp_close_all(u->ul, "test");

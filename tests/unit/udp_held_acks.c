@@ -249,7 +249,8 @@ static int loop_of(const client *c)
 static gw__udp_sess *session_on(int loop, const char *dev)
 {
     gw__udp_loop *ul = rt->loops[loop].adapter_state[gw_adapter_index(ad)];
-    return (gw__udp_sess *)gw_session_index_find(&ul->sessions, gw_config_device(cfg, dev)->index);
+    return (gw__udp_sess *)gw_session_index_find(&ul->dl.sessions,
+                                                 gw_config_device(cfg, dev)->index);
 }
 
 static void count_one(gw_session *s, void *arg)
@@ -264,7 +265,7 @@ static int sessions(void)
     int n = 0;
     for (unsigned i = 0; i < rt->n_loops; i++) {
         gw__udp_loop *ul = rt->loops[i].adapter_state[gw_adapter_index(ad)];
-        gw_session_index_each(&ul->sessions, count_one, &n);
+        gw_session_index_each(&ul->dl.sessions, count_one, &n);
     }
     return n;
 }
@@ -337,15 +338,15 @@ static void test_takeover(void)
     WAIT_UNTIL(n_held == base + 1);
     gw__udp_sess *old = session_on(0, "snr00001");
     REQUIRE(old);
-    uint32_t refs = old->base.refs;
+    uint32_t refs = old->d.base.refs;
     report(&other, "snr00001", 31);
     WAIT_UNTIL(n_held == base + 2 && gw_metric_get(GW_M_UDP_TAKEOVER) == take0 + 1);
     CHECK(session_on(0, "snr00001") == NULL);
     CHECK(session_on(1, "snr00001") != NULL);
-    CHECK(old->closing);
-    CHECK(old->acks == NULL);            /* dropped */
-    CHECK_INT(old->base.refs, refs - 2); /* the loop's and the slot's went; the event's not */
-    commit(base + 0);                    /* the old session's event: no ack, anywhere */
+    CHECK(old->d.closing);
+    CHECK(old->acks == NULL);              /* dropped */
+    CHECK_INT(old->d.base.refs, refs - 2); /* the loop's and the slot's went; the event's not */
+    commit(base + 0);                      /* the old session's event: no ack, anywhere */
     commit(base + 1);
     CHECK(got_ack(&other, "snr00001", 31));
     CHECK(quiet(&a));
@@ -459,7 +460,7 @@ static void setup(void)
         uv_check_stop(&rt->loops[i].check); /* the test takes the events */
         REQUIRE(ad->ops->start(ad, &rt->loops[i]) == 0);
     }
-    port = ((gw__udp_adapter *)ad->state)->bound_ports[0];
+    port = ((gw__udp_adapter *)ad->state)->dg.bound_ports[0];
     REQUIRE(port);
     /* two clients read by loop 0, one by loop 1 */
     client pool[40];
