@@ -7,6 +7,20 @@
 
 #include "store.h"
 
+/* Drops a reference to an event's values that two threads share (the loop that made the event and
+ * the writer's state notes). jansson's decrement is an atomic release, but json_delete is not
+ * ordered after the other thread's earlier decrement (and its reads); the thread that takes the
+ * count to 0 first acquires it, as a shared pointer does, so either thread may free the values. */
+static inline void gw__values_release(json_t *v)
+{
+    if (!v || __atomic_load_n(&v->refcount, __ATOMIC_RELAXED) == (size_t)-1)
+        return;
+    if (__atomic_sub_fetch(&v->refcount, 1, __ATOMIC_RELEASE) == 0) {
+        (void)__atomic_load_n(&v->refcount, __ATOMIC_ACQUIRE);
+        json_delete(v);
+    }
+}
+
 typedef struct gw__dev_touch {
     int64_t last_seen;
     int8_t online; /* -1 unchanged in this batch, 0 offline, 1 online */

@@ -63,7 +63,7 @@ static int note_prop(gw_store *s, uint32_t dev, const char *key, json_t *val, js
         if (p->hash == h && p->dev == dev + 1 && strcmp(p->key, key) == 0) {
             if (ts >= p->ts) {
                 json_incref(parent);
-                json_decref(p->parent);
+                gw__values_release(p->parent);
                 *p = (gw__prop_slot){dev + 1, h, key, val, parent, ts};
             }
             return 0;
@@ -199,7 +199,7 @@ void gw__state_clear(gw_store *s)
         gw__prop_slot *p = &s->props[i];
         if (!p->dev)
             continue;
-        json_decref(p->parent);
+        gw__values_release(p->parent);
         p->dev = 0;
         s->props_used--;
     }

@@ -62,8 +62,7 @@ void gw_session_release(struct gw_session *sess); /* gateway/session.c */
 void gw_store_event_done(gw_store *s, gw_event *ev)
 {
     gw_free(GW_AREA_EVENT, ev->payload);
-    if (ev->values)
-        json_decref(ev->values);
+    gw__values_release(ev->values); /* on the event's loop, or the writer's for failed ones */
     if (ev->sess)
         gw_session_release(ev->sess);
     gw_free(GW_AREA_EVENT, ev);
@@ -263,11 +262,6 @@ static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
         gw_event *ev = batch;
         batch = ev->next;
         ev->status = status;
-        /* The values' last reference may be the state notes' (this thread): jansson's refcount
-         * is atomic but its free is not ordered after another thread's decrement, so the event's
-         * reference is dropped here, not by the loop it goes back to (which never reads it). */
-        json_decref(ev->values);
-        ev->values = NULL;
         if (ev->sess && s->deliver) {
             *backp = ev;
             backp = &ev->next;
