@@ -74,6 +74,7 @@ struct gw_store {
     int full_seen; /* atomic: set when depth reached max; cleared when on_drain fires */
     void (*on_drain)(void *arg);
     void *drain_arg;
+    void (*release)(struct gw_session *sess); /* drops an event's completion reference */
     void (*deliver)(void *arg, gw_event *head);
     void *deliver_arg;
 

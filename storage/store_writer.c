@@ -57,15 +57,13 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
     return ev;
 }
 
-void gw_session_release(struct gw_session *sess); /* gateway/session.c */
-
 void gw_store_event_done(gw_store *s, gw_event *ev)
 {
     gw_free(GW_AREA_EVENT, ev->payload);
     if (ev->values)
         json_decref(ev->values);
-    if (ev->sess)
-        gw_session_release(ev->sess);
+    if (ev->sess && s->release)
+        s->release(ev->sess);
     gw_free(GW_AREA_EVENT, ev);
     gw_metric_add(GW_M_STORE_DEPTH, -1);
     int64_t d = __atomic_sub_fetch(&s->depth, 1, __ATOMIC_RELAXED);
@@ -122,9 +120,11 @@ void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n)
         pthread_cond_signal(&s->cond);
 }
 
-void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head), void *arg)
+void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head),
+                             void (*release)(struct gw_session *sess), void *arg)
 {
     s->deliver = deliver;
+    s->release = release;
     s->deliver_arg = arg;
 }
 
