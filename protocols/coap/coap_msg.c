@@ -34,7 +34,7 @@ int gw_coap_parse(const uint8_t *buf, size_t len, gw_coap_msg *m)
 {
     memset(m, 0, sizeof(*m));
     if (len < 4 || (buf[0] >> 6) != 1)
-        return GW_EAGAIN;
+        return GW_EINCOMPLETE;
     m->type = (buf[0] >> 4) & 3;
     m->tkl = buf[0] & 15;
     m->code = buf[1];
@@ -386,7 +386,7 @@ int gw_coap_block1_check(size_t have, uint32_t num, unsigned szx, size_t n, bool
         return GW_EPROTO;
     size_t size = (size_t)16 << szx;
     if ((uint64_t)num * size != have)
-        return GW_EAGAIN;
+        return GW_EINCOMPLETE;
     if (more ? n != size : n > size)
         return GW_EPROTO;
     if (n > max_bytes || have > max_bytes - n)
