@@ -274,7 +274,8 @@ static int query(gw_coap_req *r, const gw_coap_opt *o)
     return 0;
 }
 
-int gw_coap_request_parse(const gw_coap_msg *m, gw_coap_req *r)
+/* The classification: 0, or the CoAP response code refusing the request. */
+static int classify(const gw_coap_msg *m, gw_coap_req *r)
 {
     const gw_coap_opt *seg[8];
     size_t n_seg = 0;
@@ -344,6 +345,13 @@ int gw_coap_request_parse(const gw_coap_msg *m, gw_coap_req *r)
                                      : m->code != GW_COAP_POST && m->code != GW_COAP_PUT)
         return GW_COAP_NOT_ALLOWED;
     return 0;
+}
+
+int gw_coap_request_parse(const gw_coap_msg *m, gw_coap_req *r)
+{
+    int code = classify(m, r);
+    r->refuse = (uint8_t)code;
+    return code ? GW_EPROTO : 0;
 }
 
 /* ---- Content-Format table ---- */

@@ -121,9 +121,11 @@ typedef struct gw_coap_req {
     bool has_size1;
     uint32_t size1;
     uint16_t bad_option; /* the unknown critical option, for the 4.02 log */
+    uint8_t refuse;      /* the response code refusing the request (gw_coap_request_parse), or 0 */
 } gw_coap_req;
 
-/* Classifies a parsed request (code GET/POST/PUT). 0, or the response code refusing it:
+/* Classifies a parsed request (code GET/POST/PUT). 0, or GW_EPROTO with the response code
+ * refusing it in r->refuse:
  * 4.02 an unrecognised critical option or a repeated non-repeatable one; 4.04 a path that is no
  * device resource (or a segment over 63 bytes); 4.05 a method the resource does not take; 4.00 a
  * bad query (?wait not a number) or a Block1 with SZX 7. */

@@ -507,14 +507,14 @@ void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     rc = gw_coap_request_parse(&m, &r);
     if (rc != 0) {
         char detail[64];
-        if (rc == GW_COAP_BAD_OPTION)
+        if (r.refuse == GW_COAP_BAD_OPTION)
             snprintf(detail, sizeof(detail), "unrecognised critical option %u", r.bad_option);
         else
             snprintf(detail, sizeof(detail), "%s",
-                     rc == GW_COAP_NOT_FOUND     ? "no such resource"
-                     : rc == GW_COAP_NOT_ALLOWED ? "method not allowed on this resource"
-                                                 : "bad request");
-        refuse(sock, from, &m, (uint8_t)rc, r.device, "bad_request", detail, NULL);
+                     r.refuse == GW_COAP_NOT_FOUND     ? "no such resource"
+                     : r.refuse == GW_COAP_NOT_ALLOWED ? "method not allowed on this resource"
+                                                       : "bad request");
+        refuse(sock, from, &m, r.refuse, r.device, "bad_request", detail, NULL);
         return;
     }
     handle(sock, from, &m, &r, psk_dev);

@@ -83,8 +83,8 @@ static void one(const uint8_t *d, size_t n)
     }
     rc = gw_coap_request_parse(&m, &r);
     if (rc != 0) {
-        REQUIRE((rc >> 5) == 4);
-        answer(&m, (uint8_t)rc, false, 0, "refused", 7);
+        REQUIRE(rc == GW_EPROTO && (r.refuse >> 5) == 4);
+        answer(&m, r.refuse, false, 0, "refused", 7);
         free(copy);
         return;
     }

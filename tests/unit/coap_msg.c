@@ -33,7 +33,9 @@ static int classify(const char *const *path, const char *const *q, uint8_t code,
     gw_coap_msg m;
     size_t n = build(buf, sizeof(buf), GW_COAP_CON, code, path, q, 50, "{}");
     CHECK_INT(gw_coap_parse(buf, n, &m), 0);
-    return gw_coap_request_parse(&m, r);
+    int rc = gw_coap_request_parse(&m, r);
+    CHECK_INT(rc, r->refuse ? GW_EPROTO : 0); /* refused: GW_EPROTO, the answer in r->refuse */
+    return r->refuse;
 }
 
 static void test_round_trip(void)
@@ -161,7 +163,8 @@ static void test_options(void)
     gw_coap_out_begin(&o, buf, sizeof(buf), GW_COAP_CON, GW_COAP_PUT, 1, NULL, 0);
     gw_coap_out_opt(&o, 9, "x", 1);
     CHECK_INT(gw_coap_parse(buf, o.len, &m), 0);
-    CHECK_INT(gw_coap_request_parse(&m, &r), GW_COAP_BAD_OPTION);
+    CHECK_INT(gw_coap_request_parse(&m, &r), GW_EPROTO);
+    CHECK_INT(r.refuse, GW_COAP_BAD_OPTION);
     CHECK_INT(r.bad_option, 9);
     gw_coap_out_begin(&o, buf, sizeof(buf), GW_COAP_CON, GW_COAP_PUT, 1, NULL, 0);
     const char *path[] = {"p", "d", "properties", "report"};
@@ -184,7 +187,8 @@ static void test_options(void)
     gw_coap_out_begin(&o, buf, sizeof(buf), GW_COAP_CON, GW_COAP_PUT, 1, NULL, 0);
     gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, 7);
     CHECK_INT(gw_coap_parse(buf, o.len, &m), 0);
-    CHECK_INT(gw_coap_request_parse(&m, &r), GW_COAP_BAD_REQUEST);
+    CHECK_INT(gw_coap_request_parse(&m, &r), GW_EPROTO);
+    CHECK_INT(r.refuse, GW_COAP_BAD_REQUEST);
     char c[8];
     gw_coap_code_str(GW_COAP_TOO_LARGE, c);
     CHECK_STR(c, "4.13");
