@@ -3,9 +3,10 @@
  * a look-up is a hash plus one or two compares. */
 #include "internal.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../gateway/error.h"
 
 static uint32_t fnv1a(const char *s, size_t len)
 {
@@ -31,7 +32,7 @@ int gw__config_hash_init(gw__config_hash *h, size_t n)
     h->slots = calloc(cap, sizeof(*h->slots));
     if (!h->slots) {
         h->mask = 0;
-        return -ENOMEM;
+        return GW_ENOMEM;
     }
     h->mask = cap - 1;
     return 0;

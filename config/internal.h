@@ -56,7 +56,7 @@ typedef struct gw__config_index {
     gw__config_hash devices;
 } gw__config_index;
 
-int gw__config_hash_init(gw__config_hash *h, size_t n);
+int gw__config_hash_init(gw__config_hash *h, size_t n); /* 0 or GW_ENOMEM */
 void gw__config_hash_free(gw__config_hash *h);
 /* Inserts item idx of base (stride bytes apart) under its id; returns -1 if inserted, else the
  * index of the item already holding that id. */

@@ -11,28 +11,12 @@
 
 #include "../storage/store.h"
 #include "codec.h"
+#include "command_types.h"
 #include "session.h"
 #include "thing_model.h"
 
 typedef struct gw_runtime gw_runtime;
 typedef struct gw_commands gw_commands;
-
-typedef enum gw_command_op {
-    GW_CMD_INVOKE, /* {prefix}/{product}/{device}/function/invoke */
-    GW_CMD_WRITE,  /* .../properties/write */
-    GW_CMD_READ,   /* .../properties/read: answered by the gateway from the latest stored values */
-} gw_command_op;
-
-/* One command as handed to a session's ops->command and a codec's encode_command. */
-typedef struct gw_command {
-    gw_command_op op;
-    const gw_device *dev;
-    char msg_id[64];            /* the cloud's messageId */
-    char dev_msg_id[64];        /* the id the device sees and echoes in its reply */
-    uint32_t seq;               /* numeric id for binary layouts (dev_msg_id is its decimal text) */
-    const gw_function_spec *fn; /* GW_CMD_INVOKE */
-    json_t *args; /* invoke: validated inputs (object); write: validated properties (object) */
-} gw_command;
 
 /* Main thread, before the loops start. reader: the north thread's read connection (property
  * reads); the table's bounds come from cfg->north. */

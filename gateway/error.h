@@ -14,7 +14,7 @@
     X(GW_EAUTH, -10005, "authentication failed")                                                   \
     X(GW_EINVAL, -10006, "invalid value")                                                          \
     X(GW_ETOOBIG, -10007, "too big")                                                               \
-    X(GW_EAGAIN, -10008, "incomplete, need more data")                                             \
+    X(GW_EINCOMPLETE, -10008, "incomplete, need more data")                                        \
     X(GW_ENOMEM, -10009, "out of memory")                                                          \
     X(GW_EDUP, -10010, "duplicate")                                                                \
     X(GW_ESTORE, -10011, "storage error")                                                          \

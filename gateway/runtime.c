@@ -242,7 +242,7 @@ int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, g
         uv_sem_init(&l->started, 0);
         l->resume_msg.fn = on_resume;
     }
-    gw_store_set_completion(store, deliver, rt);
+    gw_store_set_completion(store, deliver, gw_session_release, rt);
     *out = rt;
     return 0;
 }

@@ -88,6 +88,7 @@ struct gw_store {
     int full_seen; /* atomic: set when depth reached max; cleared when on_drain fires */
     void (*on_drain)(void *arg);
     void *drain_arg;
+    void (*release)(struct gw_session *sess); /* drops an event's completion reference */
     void (*deliver)(void *arg, gw_event *head);
     void *deliver_arg;
 
@@ -109,23 +110,27 @@ struct gw_store {
 };
 
 int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err);
+/* Steps (and resets) a statement: 0 (done or a row), or the negated SQLite code. Inside storage
+ * the writer's transaction steps fail with -SQLITE_… (negative as everywhere, the code kept for
+ * the failure metrics and logs); the public functions answer GW_ESTORE / GW_ENOMEM. */
 int gw__store_step(sqlite3_stmt *st);
-/* After a failed step (rc) of a transaction: keeps the error (err_code, err_msg), then ROLLBACK,
- * whose own error would hide it (a full disk has rolled back already). Writer thread. */
+/* After a failed step (rc, a negated SQLite code) of a transaction: keeps the error (err_code,
+ * err_msg), then ROLLBACK, whose own error would hide it (a full disk has rolled back already).
+ * Writer thread. */
 void gw__store_rollback(gw_store *s, int rc);
 
 /* store_outbox.c */
 int gw__outbox_open(gw_store *s, gw_error *err); /* statements, counts */
 void gw__outbox_close(gw_store *s);
 /* In the batch's transaction: the outbox row of an event just inserted (rowid id), or the command
- * log row / update of a command event. 0 or an SQLite code. */
+ * log row / update of a command event. 0 or -SQLITE_…. */
 int gw__outbox_event(gw_store *s, const gw_event *ev, int64_t id);
 int gw__outbox_command(gw_store *s, const gw_event *ev);
 /* Takes the acknowledged ids queued by the north thread (caller holds s->mu): true if any. */
 bool gw__outbox_take_fwd(gw_store *s);
 bool gw__outbox_has_fwd(const gw_store *s); /* caller holds s->mu */
 /* In the batch's transaction, after the events: deletes forwarded rows, applies retention, the
- * disk budget and the outbox policy. 0 or an SQLite code. */
+ * disk budget and the outbox policy. 0 or -SQLITE_…. */
 int gw__outbox_maintain(gw_store *s);
 /* After the batch: COMMIT succeeded (committed true) or was rolled back. */
 void gw__outbox_after(gw_store *s, bool committed);
@@ -136,14 +141,14 @@ int gw__store_prepare(gw_store *s, gw_error *err);
 
 /* store_state.c: device_state and property_state, written from the notes of committed events */
 int gw__state_grow(gw_store *s); /* the property table: first size, then doubling */
-/* Notes a committed event (its row id) in the transaction that inserts it. 0 or an SQLite code. */
+/* Notes a committed event (its row id) in the transaction that inserts it. 0 or -SQLITE_…. */
 int gw__state_note(gw_store *s, const gw_event *ev, int64_t id);
 /* Whether this transaction writes the notes: an online/offline change, a gw_store_sync_state
  * waiting, or the oldest unwritten note is state_lag_ms old. */
 bool gw__state_due(gw_store *s);
-/* In the transaction: the notes' rows and the state mark. 0 or an SQLite code. */
+/* In the transaction: the notes' rows and the state mark. 0 or -SQLITE_…. */
 int gw__state_write(gw_store *s);
-/* The same in a transaction of its own. 0 or an SQLite code (the notes stay for a retry). */
+/* The same in a transaction of its own. 0 or -SQLITE_… (the notes stay for a retry). */
 int gw__state_commit(gw_store *s);
 /* After the transaction: committed notes are forgotten; rolled-back ones stay for the retry. */
 void gw__state_after(gw_store *s, bool committed);

@@ -43,7 +43,7 @@ typedef struct gw_event {
     char name[64];           /* event id, offline reason */
     char *payload;           /* JSON text (gw_malloc(GW_AREA_EVENT), may be NULL) */
     json_t *values;          /* property events: normalised properties, for property_state */
-    struct gw_session *sess; /* completion target (holds a reference), or NULL */
+    struct gw_session *sess; /* opaque completion target (holds a reference), or NULL */
     uint32_t token;          /* adapter's completion token (e.g. MQTT packet id) */
     int status;              /* 0 committed, or a negative code */
     /* Command log. GW_EV_COMMAND: inserts a commands row (device, msg_id = the cloud's messageId,
@@ -95,8 +95,12 @@ void gw_store_release_held(gw_store *s);
 int gw_store_sync_state(gw_store *s, unsigned timeout_ms);
 
 /* Sets the function the writer calls after a commit for events with sess != NULL; it must move
- * them to their loop (runtime does: one inbox message per loop per batch). */
-void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head), void *arg);
+ * them to their loop (runtime does: one inbox message per loop per batch). release(sess) drops
+ * the reference such an event holds on its completion target (gw_store_event_done): the store
+ * never looks inside that target (it knows nothing of sessions). Main thread, before start;
+ * release may be NULL when no event will carry a target. */
+void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head),
+                             void (*release)(struct gw_session *sess), void *arg);
 
 /* ---- outbox (store-and-forward; active when the north bridge is enabled) ----
  * Every event but GW_EV_COMMAND gets an outbox row in the same transaction as the event itself.

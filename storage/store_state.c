@@ -111,7 +111,7 @@ int gw__state_note(gw_store *s, const gw_event *ev, int64_t id)
         json_object_foreach(ev->values, key, val)
         {
             if (note_prop(s, ev->dev->index, key, val, ev->values, ev->ts))
-                return SQLITE_NOMEM;
+                return -SQLITE_NOMEM;
         }
     }
     return 0;

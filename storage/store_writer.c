@@ -57,14 +57,12 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
     return ev;
 }
 
-void gw_session_release(struct gw_session *sess); /* gateway/session.c */
-
 void gw_store_event_done(gw_store *s, gw_event *ev)
 {
     gw_free(GW_AREA_EVENT, ev->payload);
     gw__values_release(ev->values); /* on the event's loop, or the writer's for failed ones */
-    if (ev->sess)
-        gw_session_release(ev->sess);
+    if (ev->sess && s->release)
+        s->release(ev->sess);
     gw_free(GW_AREA_EVENT, ev);
     gw_metric_add(GW_M_STORE_DEPTH, -1);
     int64_t d = __atomic_sub_fetch(&s->depth, 1, __ATOMIC_RELAXED);
@@ -121,9 +119,11 @@ void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n)
         pthread_cond_signal(&s->cond);
 }
 
-void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head), void *arg)
+void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head),
+                             void (*release)(struct gw_session *sess), void *arg)
 {
     s->deliver = deliver;
+    s->release = release;
     s->deliver_arg = arg;
 }
 
@@ -133,17 +133,18 @@ int gw__store_step(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -rc;
 }
 
 void gw__store_rollback(gw_store *s, int rc)
 {
+    int sql = -rc; /* the SQLite code */
     int code = sqlite3_extended_errcode(s->db);
-    if ((code & 0xff) == (rc & 0xff)) {
+    if ((code & 0xff) == (sql & 0xff)) {
         snprintf(s->err_msg, sizeof(s->err_msg), "%s", sqlite3_errmsg(s->db));
     } else { /* not SQLite's own (SQLITE_NOMEM of a note): its generic text */
-        code = rc;
-        snprintf(s->err_msg, sizeof(s->err_msg), "%s", sqlite3_errstr(rc));
+        code = sql;
+        snprintf(s->err_msg, sizeof(s->err_msg), "%s", sqlite3_errstr(sql));
     }
     s->err_code = code;
     gw__store_step(s->rollback);
@@ -177,10 +178,11 @@ static unsigned fail_kind(int code)
     }
 }
 
-/* The code a failed transaction is reported by: its failing statement's own (err_code). */
+/* The SQLite code a failed transaction (rc, a negated SQLite code) is reported by: its failing
+ * statement's own (err_code). */
 static int fail_code(const gw_store *s, int rc)
 {
-    return s->err_code ? s->err_code : rc;
+    return s->err_code ? s->err_code : -rc;
 }
 
 /* Counts a failed transaction (rc) by its own error and marks the store failing for /health; a
@@ -236,7 +238,7 @@ static int write_event(gw_store *s, gw_event *ev)
     return rc ? rc : gw__state_note(s, ev, id);
 }
 
-/* One transaction for the whole batch. 0, or the SQLite error code (the batch was rolled back). */
+/* One transaction for the whole batch. 0, or a negated SQLite code (the batch was rolled back). */
 static int commit_batch(gw_store *s, gw_event *batch)
 {
     int rc = gw__store_step(s->begin);

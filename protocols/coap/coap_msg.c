@@ -34,7 +34,7 @@ int gw_coap_parse(const uint8_t *buf, size_t len, gw_coap_msg *m)
 {
     memset(m, 0, sizeof(*m));
     if (len < 4 || (buf[0] >> 6) != 1)
-        return GW_EAGAIN;
+        return GW_EINCOMPLETE;
     m->type = (buf[0] >> 4) & 3;
     m->tkl = buf[0] & 15;
     m->code = buf[1];
@@ -274,7 +274,8 @@ static int query(gw_coap_req *r, const gw_coap_opt *o)
     return 0;
 }
 
-int gw_coap_request_parse(const gw_coap_msg *m, gw_coap_req *r)
+/* The classification: 0, or the CoAP response code refusing the request. */
+static int classify(const gw_coap_msg *m, gw_coap_req *r)
 {
     const gw_coap_opt *seg[8];
     size_t n_seg = 0;
@@ -346,6 +347,13 @@ int gw_coap_request_parse(const gw_coap_msg *m, gw_coap_req *r)
     return 0;
 }
 
+int gw_coap_request_parse(const gw_coap_msg *m, gw_coap_req *r)
+{
+    int code = classify(m, r);
+    r->refuse = (uint8_t)code;
+    return code ? GW_EPROTO : 0;
+}
+
 /* ---- Content-Format table ---- */
 
 static const struct {
@@ -386,7 +394,7 @@ int gw_coap_block1_check(size_t have, uint32_t num, unsigned szx, size_t n, bool
         return GW_EPROTO;
     size_t size = (size_t)16 << szx;
     if ((uint64_t)num * size != have)
-        return GW_EAGAIN;
+        return GW_EINCOMPLETE;
     if (more ? n != size : n > size)
         return GW_EPROTO;
     if (n > max_bytes || have > max_bytes - n)

@@ -64,7 +64,7 @@ typedef struct gw_coap_msg {
     size_t payload_len;
 } gw_coap_msg;
 
-/* Parses a datagram. 0; GW_EAGAIN when fewer than 4 bytes or not version 1 (silently ignored,
+/* Parses a datagram. 0; GW_EINCOMPLETE when fewer than 4 bytes or not version 1 (silently ignored,
  * RFC 7252 3); GW_EPROTO for a message format error (token length 9..15, a reserved option
  * nibble, an option past the end, a payload marker without payload, an empty message with
  * bytes after the header: a CON is answered with RST); GW_ETOOBIG for more than
@@ -121,9 +121,11 @@ typedef struct gw_coap_req {
     bool has_size1;
     uint32_t size1;
     uint16_t bad_option; /* the unknown critical option, for the 4.02 log */
+    uint8_t refuse;      /* the response code refusing the request (gw_coap_request_parse), or 0 */
 } gw_coap_req;
 
-/* Classifies a parsed request (code GET/POST/PUT). 0, or the response code refusing it:
+/* Classifies a parsed request (code GET/POST/PUT). 0, or GW_EPROTO with the response code
+ * refusing it in r->refuse:
  * 4.02 an unrecognised critical option or a repeated non-repeatable one; 4.04 a path that is no
  * device resource (or a segment over 63 bytes); 4.05 a method the resource does not take; 4.00 a
  * bad query (?wait not a number) or a Block1 with SZX 7. */
@@ -137,7 +139,7 @@ bool gw_coap_codec_accepts(const char *codec, int cf);
 int gw_coap_codec_format(const char *codec);
 
 /* Block1 bounds: a block (num, szx, payload n bytes, more) arriving with have bytes already
- * assembled for this transfer. 0: append at have (the new length is *total); GW_EAGAIN: out of
+ * assembled for this transfer. 0: append at have (the new length is *total); GW_EINCOMPLETE: out of
  * order (4.08); GW_ETOOBIG: past max_bytes (4.13); GW_EPROTO: SZX 7, or a non-last block whose
  * payload is not exactly the block size (4.00). */
 int gw_coap_block1_check(size_t have, uint32_t num, unsigned szx, size_t n, bool more,

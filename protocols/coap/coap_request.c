@@ -186,9 +186,9 @@ static int block1(gw__coap_sock *sock, const struct sockaddr *from, const gw_coa
         if (b)
             block_free(cl, b);
         snprintf(detail, sizeof(detail), "block %u %s", r->b1_num,
-                 rc == GW_EAGAIN ? "out of order" : "has the wrong size");
-        refuse(sock, from, m, rc == GW_EAGAIN ? GW_COAP_INCOMPLETE : GW_COAP_BAD_REQUEST, r->device,
-               "block1", detail, NULL);
+                 rc == GW_EINCOMPLETE ? "out of order" : "has the wrong size");
+        refuse(sock, from, m, rc == GW_EINCOMPLETE ? GW_COAP_INCOMPLETE : GW_COAP_BAD_REQUEST,
+               r->device, "block1", detail, NULL);
         return -1;
     }
     if (m->payload_len) /* a last block may be empty */
@@ -460,15 +460,15 @@ void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     gw_coap_req r;
 
     int rc = gw_coap_parse(buf, len, &m);
-    if (rc == GW_EAGAIN || rc == GW_EPROTO) {
+    if (rc == GW_EINCOMPLETE || rc == GW_EPROTO) {
         gw_metric_inc(GW_M_COAP_MALFORMED);
         if (GW_LOG_WARN >= gw_log_level) {
             char peer[64];
             gw_sockaddr_str(from, peer, sizeof(peer));
             gw_log_write(GW_LOG_WARN, "coap", NULL, peer, "datagram dropped",
                          "reason=malformed bytes=%zu detail=\"%s\"", len,
-                         rc == GW_EAGAIN ? "not a CoAP version 1 message"
-                                         : "message format error (RFC 7252 3)");
+                         rc == GW_EINCOMPLETE ? "not a CoAP version 1 message"
+                                              : "message format error (RFC 7252 3)");
         }
         if (rc == GW_EPROTO && m.type == GW_COAP_CON)
             send_rst(sock, from, m.mid); /* RFC 7252 4.2: a format error is rejected */
@@ -507,14 +507,14 @@ void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     rc = gw_coap_request_parse(&m, &r);
     if (rc != 0) {
         char detail[64];
-        if (rc == GW_COAP_BAD_OPTION)
+        if (r.refuse == GW_COAP_BAD_OPTION)
             snprintf(detail, sizeof(detail), "unrecognised critical option %u", r.bad_option);
         else
             snprintf(detail, sizeof(detail), "%s",
-                     rc == GW_COAP_NOT_FOUND     ? "no such resource"
-                     : rc == GW_COAP_NOT_ALLOWED ? "method not allowed on this resource"
-                                                 : "bad request");
-        refuse(sock, from, &m, (uint8_t)rc, r.device, "bad_request", detail, NULL);
+                     r.refuse == GW_COAP_NOT_FOUND     ? "no such resource"
+                     : r.refuse == GW_COAP_NOT_ALLOWED ? "method not allowed on this resource"
+                                                       : "bad request");
+        refuse(sock, from, &m, r.refuse, r.device, "bad_request", detail, NULL);
         return;
     }
     handle(sock, from, &m, &r, psk_dev);

@@ -667,7 +667,7 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
         const char *why = NULL;
         int rc =
             gw_mqtt_fixed_header_why(buf + off, len - off, cfg_of(c)->max_packet_size, &fh, &why);
-        if (rc == GW_EAGAIN)
+        if (rc == GW_EINCOMPLETE)
             break;
         if (rc == GW_ETOOBIG) {
             protocol_error(c, GW_MQTT_E_OVERSIZED, "packet over max_packet_size");

@@ -39,7 +39,7 @@ static inline int fixed_header(const uint8_t *buf, size_t len, uint32_t max_pack
                                gw_mqtt_fixed *out, const char **why)
 {
     gw_mqtt_fixed f = {0};
-    int rc = GW_EAGAIN;
+    int rc = GW_EINCOMPLETE;
     if (len == 0)
         goto done;
     f.type = buf[0] >> 4;
@@ -88,7 +88,7 @@ int gw_mqtt_fixed_header_why(const uint8_t *buf, size_t len, uint32_t max_packet
 {
     const char *w = NULL;
     int rc = fixed_header(buf, len, max_packet, out, &w);
-    if (rc != 0 && rc != GW_EAGAIN && why)
+    if (rc != 0 && rc != GW_EINCOMPLETE && why)
         *why = w;
     return rc;
 }
@@ -98,7 +98,7 @@ int gw_mqtt_frame(const uint8_t *buf, size_t len, uint32_t max_packet, gw_mqtt_f
     const char *why;
     int rc = fixed_header(buf, len, max_packet, out, &why);
     if (rc == 0 && len - out->header_len < out->remaining)
-        return GW_EAGAIN;
+        return GW_EINCOMPLETE;
     return rc;
 }
 

@@ -40,11 +40,11 @@ typedef struct gw_mqtt_fixed {
     uint8_t header_len;
 } gw_mqtt_fixed;
 
-/* 0: header complete (packet = header_len + remaining bytes); GW_EAGAIN: need more bytes (a partial
- * remaining-length with < 4 bytes seen); GW_EPROTO: type 0 or 15, remaining length longer than 4
- * bytes, or fixed-header flags invalid for the type (PUBREL/SUBSCRIBE/UNSUBSCRIBE need 0x2, PUBLISH
- * any except QoS 3, all others 0); GW_ETOOBIG: header_len + remaining > max_packet. Decides as
- * early as possible: the first byte is judged on its own, GW_ETOOBIG as soon as the length is
+/* 0: header complete (packet = header_len + remaining bytes); GW_EINCOMPLETE: need more bytes (a
+ * partial remaining-length with < 4 bytes seen); GW_EPROTO: type 0 or 15, remaining length longer
+ * than 4 bytes, or fixed-header flags invalid for the type (PUBREL/SUBSCRIBE/UNSUBSCRIBE need 0x2,
+ * PUBLISH any except QoS 3, all others 0); GW_ETOOBIG: header_len + remaining > max_packet. Decides
+ * as early as possible: the first byte is judged on its own, GW_ETOOBIG as soon as the length is
  * known, before the body arrives. Never reads more than 5 bytes. Non-minimal length encodings (0x80
  * 0x00) are accepted, as 3.1.1 does not forbid them. *out is always written: type and flags once
  * byte 0 is seen (also on GW_EPROTO), remaining and header_len once the length is complete (also on
@@ -55,8 +55,8 @@ int gw_mqtt_fixed_header(const uint8_t *buf, size_t len, uint32_t max_packet, gw
  * "oversized_packet". */
 int gw_mqtt_fixed_header_why(const uint8_t *buf, size_t len, uint32_t max_packet,
                              gw_mqtt_fixed *out, const char **why);
-/* Same verdicts, but GW_EAGAIN until the whole packet (header_len + remaining) is in buf; *out is
- * filled as soon as the header is complete, so the caller can size its buffer while it waits. */
+/* Same verdicts, but GW_EINCOMPLETE until the whole packet (header_len + remaining) is in buf; *out
+ * is filled as soon as the header is complete, so the caller can size its buffer while it waits. */
 int gw_mqtt_frame(const uint8_t *buf, size_t len, uint32_t max_packet, gw_mqtt_fixed *out);
 
 typedef struct gw_mqtt_connect {

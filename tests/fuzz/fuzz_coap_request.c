@@ -65,7 +65,7 @@ static void one(const uint8_t *d, size_t n)
     if (n)
         memcpy(copy, d, n);
     int rc = gw_coap_parse(copy, n, &m);
-    if (rc == GW_EAGAIN || rc == GW_EPROTO) {
+    if (rc == GW_EINCOMPLETE || rc == GW_EPROTO) {
         REQUIRE(n < 4 || m.tkl <= 8);
         free(copy);
         return;
@@ -83,8 +83,8 @@ static void one(const uint8_t *d, size_t n)
     }
     rc = gw_coap_request_parse(&m, &r);
     if (rc != 0) {
-        REQUIRE((rc >> 5) == 4);
-        answer(&m, (uint8_t)rc, false, 0, "refused", 7);
+        REQUIRE(rc == GW_EPROTO && (r.refuse >> 5) == 4);
+        answer(&m, r.refuse, false, 0, "refused", 7);
         free(copy);
         return;
     }
@@ -112,12 +112,12 @@ static void one(const uint8_t *d, size_t n)
         answer(&m, r.b1_more ? GW_COAP_CONTINUE : GW_COAP_CHANGED, true,
                gw_coap_block1_value(r.b1_num, r.b1_more, r.b1_szx), NULL, 0);
     } else {
-        REQUIRE(rc == GW_EAGAIN || rc == GW_ETOOBIG || rc == GW_EPROTO);
+        REQUIRE(rc == GW_EINCOMPLETE || rc == GW_ETOOBIG || rc == GW_EPROTO);
         have = 0;
         answer(&m,
-               rc == GW_EAGAIN    ? GW_COAP_INCOMPLETE
-               : rc == GW_ETOOBIG ? GW_COAP_TOO_LARGE
-                                  : GW_COAP_BAD_REQUEST,
+               rc == GW_EINCOMPLETE ? GW_COAP_INCOMPLETE
+               : rc == GW_ETOOBIG   ? GW_COAP_TOO_LARGE
+                                    : GW_COAP_BAD_REQUEST,
                false, 0, NULL, 0);
     }
     free(copy);

@@ -308,8 +308,8 @@ static void stream(const uint8_t *data, size_t size)
         size_t avail = size - off;
         int rc = gw_mqtt_fixed_header(data + off, avail, MAX_PACKET, &fh);
         int rf = gw_mqtt_frame(data + off, avail, MAX_PACKET, &fr);
-        REQUIRE(rc == 0 || rc == GW_EAGAIN || rc == GW_EPROTO || rc == GW_ETOOBIG);
-        REQUIRE(rc == 0 ? rf == 0 || rf == GW_EAGAIN : rf == rc);
+        REQUIRE(rc == 0 || rc == GW_EINCOMPLETE || rc == GW_EPROTO || rc == GW_ETOOBIG);
+        REQUIRE(rc == 0 ? rf == 0 || rf == GW_EINCOMPLETE : rf == rc);
         gw_mqtt_fixed fw;
         const char *why = NULL;
         REQUIRE(gw_mqtt_fixed_header_why(data + off, avail, MAX_PACKET, &fw, &why) == rc);
@@ -317,7 +317,7 @@ static void stream(const uint8_t *data, size_t size)
                 fw.header_len == fh.header_len);
         REQUIRE((why != NULL) == (rc == GW_EPROTO || rc == GW_ETOOBIG));
         REQUIRE(fh.type == data[off] >> 4 && fh.flags == (data[off] & 0x0F));
-        if (rc == GW_EAGAIN)
+        if (rc == GW_EINCOMPLETE)
             REQUIRE(avail < 5);
         if (rc != 0)
             break;
@@ -326,7 +326,7 @@ static void stream(const uint8_t *data, size_t size)
         REQUIRE((size_t)fh.header_len + fh.remaining <= MAX_PACKET);
         REQUIRE(gw_mqtt_type_name(fh.type) != NULL);
         if (avail - fh.header_len < fh.remaining) {
-            REQUIRE(rf == GW_EAGAIN);
+            REQUIRE(rf == GW_EINCOMPLETE);
             break;
         }
         REQUIRE(rf == 0 && fr.remaining == fh.remaining && fr.header_len == fh.header_len);

@@ -33,7 +33,9 @@ static int classify(const char *const *path, const char *const *q, uint8_t code,
     gw_coap_msg m;
     size_t n = build(buf, sizeof(buf), GW_COAP_CON, code, path, q, 50, "{}");
     CHECK_INT(gw_coap_parse(buf, n, &m), 0);
-    return gw_coap_request_parse(&m, r);
+    int rc = gw_coap_request_parse(&m, r);
+    CHECK_INT(rc, r->refuse ? GW_EPROTO : 0); /* refused: GW_EPROTO, the answer in r->refuse */
+    return r->refuse;
 }
 
 static void test_round_trip(void)
@@ -89,8 +91,8 @@ static void test_round_trip(void)
 static void test_format_errors(void)
 {
     gw_coap_msg m;
-    CHECK_INT(gw_coap_parse((const uint8_t *)"\x40\x01", 2, &m), GW_EAGAIN);         /* < 4 */
-    CHECK_INT(gw_coap_parse((const uint8_t *)"\x80\x01\x00\x01", 4, &m), GW_EAGAIN); /* v2 */
+    CHECK_INT(gw_coap_parse((const uint8_t *)"\x40\x01", 2, &m), GW_EINCOMPLETE);         /* < 4 */
+    CHECK_INT(gw_coap_parse((const uint8_t *)"\x80\x01\x00\x01", 4, &m), GW_EINCOMPLETE); /* v2 */
     CHECK_INT(gw_coap_parse((const uint8_t *)"\x49\x01\x00\x01", 4, &m), GW_EPROTO); /* tkl 9 */
     CHECK_INT(gw_coap_parse((const uint8_t *)"\x4F\x01\x00\x01", 4, &m), GW_EPROTO); /* tkl 15 */
     CHECK_INT(gw_coap_parse((const uint8_t *)"\x42\x01\x00\x01\xAA", 5, &m), GW_EPROTO);
@@ -161,7 +163,8 @@ static void test_options(void)
     gw_coap_out_begin(&o, buf, sizeof(buf), GW_COAP_CON, GW_COAP_PUT, 1, NULL, 0);
     gw_coap_out_opt(&o, 9, "x", 1);
     CHECK_INT(gw_coap_parse(buf, o.len, &m), 0);
-    CHECK_INT(gw_coap_request_parse(&m, &r), GW_COAP_BAD_OPTION);
+    CHECK_INT(gw_coap_request_parse(&m, &r), GW_EPROTO);
+    CHECK_INT(r.refuse, GW_COAP_BAD_OPTION);
     CHECK_INT(r.bad_option, 9);
     gw_coap_out_begin(&o, buf, sizeof(buf), GW_COAP_CON, GW_COAP_PUT, 1, NULL, 0);
     const char *path[] = {"p", "d", "properties", "report"};
@@ -184,7 +187,8 @@ static void test_options(void)
     gw_coap_out_begin(&o, buf, sizeof(buf), GW_COAP_CON, GW_COAP_PUT, 1, NULL, 0);
     gw_coap_out_opt_uint(&o, GW_COAP_OPT_BLOCK1, 7);
     CHECK_INT(gw_coap_parse(buf, o.len, &m), 0);
-    CHECK_INT(gw_coap_request_parse(&m, &r), GW_COAP_BAD_REQUEST);
+    CHECK_INT(gw_coap_request_parse(&m, &r), GW_EPROTO);
+    CHECK_INT(r.refuse, GW_COAP_BAD_REQUEST);
     char c[8];
     gw_coap_code_str(GW_COAP_TOO_LARGE, c);
     CHECK_STR(c, "4.13");
@@ -216,8 +220,8 @@ static void test_block_bounds(void)
     CHECK_INT(total, 128);
     CHECK_INT(gw_coap_block1_check(128, 2, 2, 10, false, 1024, &total), 0); /* last, short */
     CHECK_INT(total, 138);
-    CHECK_INT(gw_coap_block1_check(64, 2, 2, 64, true, 1024, &total), GW_EAGAIN);  /* gap */
-    CHECK_INT(gw_coap_block1_check(128, 1, 2, 64, true, 1024, &total), GW_EAGAIN); /* repeat */
+    CHECK_INT(gw_coap_block1_check(64, 2, 2, 64, true, 1024, &total), GW_EINCOMPLETE);  /* gap */
+    CHECK_INT(gw_coap_block1_check(128, 1, 2, 64, true, 1024, &total), GW_EINCOMPLETE); /* repeat */
     CHECK_INT(gw_coap_block1_check(0, 0, 2, 63, true, 1024, &total), GW_EPROTO);
     CHECK_INT(gw_coap_block1_check(0, 0, 2, 65, false, 1024, &total), GW_EPROTO);
     CHECK_INT(gw_coap_block1_check(0, 0, 7, 16, true, 1024, &total), GW_EPROTO);
@@ -226,7 +230,7 @@ static void test_block_bounds(void)
     CHECK_INT(gw_coap_block1_check(1024, 16, 2, 1, false, 1024, &total), GW_ETOOBIG);
     CHECK_INT(gw_coap_block1_check(0, 0, 6, 1024, true, 512, &total), GW_ETOOBIG);
     /* a huge block number cannot wrap into a valid offset */
-    CHECK_INT(gw_coap_block1_check(0, 0xFFFFF, 6, 1024, true, 1u << 30, &total), GW_EAGAIN);
+    CHECK_INT(gw_coap_block1_check(0, 0xFFFFF, 6, 1024, true, 1u << 30, &total), GW_EINCOMPLETE);
     CHECK_INT(gw_coap_block1_value(5, true, 6), (5 << 4) | 8 | 6);
 }
 

@@ -40,10 +40,10 @@ struct fh_case {
 
 static const struct fh_case fh_cases[] = {
     {"connect, empty body", B(0x10, 0x00), 65536, 0, 0, 2},
-    {"first byte only", B(0x30), 65536, GW_EAGAIN, 0, 0},
-    {"partial length 1", B(0x30, 0x80), 65536, GW_EAGAIN, 0, 0},
-    {"partial length 2", B(0x30, 0xFF, 0xFF), 65536, GW_EAGAIN, 0, 0},
-    {"partial length 3", B(0x30, 0x80, 0x80, 0x80), 65536, GW_EAGAIN, 0, 0},
+    {"first byte only", B(0x30), 65536, GW_EINCOMPLETE, 0, 0},
+    {"partial length 1", B(0x30, 0x80), 65536, GW_EINCOMPLETE, 0, 0},
+    {"partial length 2", B(0x30, 0xFF, 0xFF), 65536, GW_EINCOMPLETE, 0, 0},
+    {"partial length 3", B(0x30, 0x80, 0x80, 0x80), 65536, GW_EINCOMPLETE, 0, 0},
     {"4 length bytes all continued", B(0x30, 0xFF, 0xFF, 0xFF, 0xFF), UINT32_MAX, GW_EPROTO, 0, 0},
     {"CVE-2017-7651: 5 length bytes", B(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F), UINT32_MAX, GW_EPROTO,
      0, 0},
@@ -106,7 +106,7 @@ static void test_fixed_header(void)
         free(b);
     }
     gw_mqtt_fixed fh;
-    CHECK_INT(gw_mqtt_fixed_header((const uint8_t *)"", 0, 65536, &fh), GW_EAGAIN);
+    CHECK_INT(gw_mqtt_fixed_header((const uint8_t *)"", 0, 65536, &fh), GW_EINCOMPLETE);
 
     /* *out is always written; _why names the counter's error kind. */
     struct {
@@ -121,7 +121,7 @@ static void test_fixed_header(void)
         {B(0x80, 0x00), 65536, GW_EPROTO, "malformed_packet", GW_MQTT_SUBSCRIBE},
         {B(0x30, 0xFF, 0xFF, 0xFF, 0xFF), 65536, GW_EPROTO, "bad_remaining_length", 3},
         {B(0x30, 0x80, 0x80, 0x04), 65536, GW_ETOOBIG, "oversized_packet", 3},
-        {B(0x30, 0x80), 65536, GW_EAGAIN, "(untouched)", 3},
+        {B(0x30, 0x80), 65536, GW_EINCOMPLETE, "(untouched)", 3},
         {B(0x30, 0x00), 65536, 0, "(untouched)", 3},
     };
     for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
@@ -132,7 +132,7 @@ static void test_fixed_header(void)
         CHECK_STR(why, whys[i].why);
         CHECK_INT(fh.type, whys[i].type);
         CHECK_INT(fh.flags, whys[i].b[0] & 0x0F);
-        if (whys[i].rc == GW_EPROTO || whys[i].rc == GW_EAGAIN)
+        if (whys[i].rc == GW_EPROTO || whys[i].rc == GW_EINCOMPLETE)
             CHECK(fh.remaining == 0 && fh.header_len == 0);
         free(b);
     }
@@ -141,14 +141,14 @@ static void test_fixed_header(void)
     uint8_t *b = heap(B(0x30, 0xE8, 0x07, 0x00, 0x01, 'a'));
     CHECK_INT(gw_mqtt_fixed_header(b, 6, 65536, &fh), 0);
     CHECK_INT(fh.remaining, 1000);
-    CHECK_INT(gw_mqtt_frame(b, 6, 65536, &fh), GW_EAGAIN);
+    CHECK_INT(gw_mqtt_frame(b, 6, 65536, &fh), GW_EINCOMPLETE);
     CHECK_INT(fh.remaining, 1000);
     CHECK_INT(gw_mqtt_frame(b, 6, 512, &fh), GW_ETOOBIG);
-    CHECK_INT(gw_mqtt_frame(b, 2, 65536, &fh), GW_EAGAIN);
+    CHECK_INT(gw_mqtt_frame(b, 2, 65536, &fh), GW_EINCOMPLETE);
     free(b);
     b = heap(B(0x30, 0xFF, 0xFF, 0xFF, 0x7F, 0x00));
     CHECK_INT(gw_mqtt_frame(b, 6, 65536, &fh), GW_ETOOBIG);
-    CHECK_INT(gw_mqtt_frame(b, 6, UINT32_MAX, &fh), GW_EAGAIN);
+    CHECK_INT(gw_mqtt_frame(b, 6, UINT32_MAX, &fh), GW_EINCOMPLETE);
     free(b);
     b = heap(B(0x30, 0xFF, 0xFF, 0xFF, 0xFF));
     CHECK_INT(gw_mqtt_frame(b, 5, UINT32_MAX, &fh), GW_EPROTO);
@@ -156,7 +156,7 @@ static void test_fixed_header(void)
     b = heap(B(0xC0, 0x00, 0xE0));
     CHECK_INT(gw_mqtt_frame(b, 3, 65536, &fh), 0);
     CHECK_INT(fh.type, GW_MQTT_PINGREQ);
-    CHECK_INT(gw_mqtt_frame(b + 2, 1, 65536, &fh), GW_EAGAIN);
+    CHECK_INT(gw_mqtt_frame(b + 2, 1, 65536, &fh), GW_EINCOMPLETE);
     free(b);
 }
 

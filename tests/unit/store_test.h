@@ -361,7 +361,7 @@ static inline int st_open(st_env *e)
         fprintf(stderr, "store open: %s\n", err.msg);
         return rc;
     }
-    gw_store_set_completion(e->s, st_deliver, e);
+    gw_store_set_completion(e->s, st_deliver, NULL, e);
     if (gw_store_start(e->s, NULL, NULL))
         st_die("store start");
     return 0;

@@ -29,7 +29,7 @@ static void batching(void)
     e->cfg->store.batch_max = 10;
     e->cfg->store.batch_ms = 0;
     CHECK_INT(gw_store_open(&e->s, e->cfg, &err), 0);
-    gw_store_set_completion(e->s, st_deliver, e);
+    gw_store_set_completion(e->s, st_deliver, NULL, e);
     uint32_t first = st_submit_props(e, "t-001", ST_SESS_A, 25, 0);
     CHECK_INT(gw_store_depth(e->s), 25);
     int64_t batches = gw_metric_get(GW_M_STORE_BATCHES);
