@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "diag.h"
-#include "../gateway/thing_model.h"
+#include "../gateway/core/thing_model.h"
 
 typedef struct gw_listen {
     char address[64]; /* numeric IPv4 or IPv6 */
@@ -123,7 +123,7 @@ typedef struct gw_config_listener {
     char adapter[32]; /* "admin", "mqtt", "coap", ... */
     char owner[64];   /* "admin", "adapters.coap.dtls_listeners": one socket set */
     char path[80];    /* "admin", "adapters.coap.dtls_listeners[1]" */
-    int transport;    /* GW_TRANSPORT_TCP / _UDP (gateway/adapter.h) */
+    int transport;    /* GW_TRANSPORT_TCP / _UDP (gateway/core/adapter.h) */
     gw_listen at;     /* address, port (0: ephemeral), product */
 } gw_config_listener;
 

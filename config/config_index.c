@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gateway/error.h"
+#include "../gateway/util/error.h"
 
 static uint32_t fnv1a(const char *s, size_t len)
 {

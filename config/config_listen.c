@@ -1,8 +1,8 @@
 /* config_listen.c: every listening address of the configuration (admin's and each adapter's
  * listener arrays, with their transport), and the check that no two of them take one port. */
 #include "internal.h"
-#include "../gateway/error.h"
-#include "../gateway/registry.h"
+#include "../gateway/util/error.h"
+#include "../gateway/core/registry.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>

@@ -3,8 +3,8 @@
  * other config files share (error counting, JSON file loading, id checks, unknown keys). */
 #include "internal.h"
 #include "cfg_schema.h"
-#include "../gateway/error.h"
-#include "../gateway/registry.h"
+#include "../gateway/util/error.h"
+#include "../gateway/core/registry.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>

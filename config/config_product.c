@@ -1,11 +1,11 @@
 /* config_product.c: products/NAME.json -> gw_product. Parses the product's keys and its thing model
- * (properties, events, functions and their typed value specs) into gateway/thing_model.h's
+ * (properties, events, functions and their typed value specs) into gateway/core/thing_model.h's
  * structs, reporting every problem with the file and JSON path, then runs the codec's init. */
 #include "internal.h"
 #include "cfg_schema.h"
-#include "../gateway/codec.h"
-#include "../gateway/error.h"
-#include "../gateway/registry.h"
+#include "../gateway/core/codec.h"
+#include "../gateway/util/error.h"
+#include "../gateway/core/registry.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -13,14 +13,14 @@
 #include <uv.h>
 
 #include "../config/config.h"
-#include "admin.h"
-#include "listen.h"
-#include "alloc.h"
-#include "log.h"
-#include "metrics.h"
+#include "admin/admin.h"
+#include "util/listen.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/metrics.h"
 #include "north/north.h"
-#include "registry.h"
-#include "runtime.h"
+#include "core/registry.h"
+#include "core/runtime.h"
 
 #define GW_VERSION       "0.1.0"
 #define SHUTDOWN_WAIT_MS 15000

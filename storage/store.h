@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "../config/config.h"
-#include "../gateway/error.h"
+#include "../gateway/util/error.h"
 
 typedef enum gw_event_kind {
     GW_EV_PROPERTY,

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gateway/alloc.h"
-#include "../gateway/log.h"
-#include "../gateway/metrics.h"
+#include "../gateway/util/alloc.h"
+#include "../gateway/util/log.h"
+#include "../gateway/util/metrics.h"
 
 #define TRIM_CHUNK 5000 /* events deleted per batch at most by retention or the disk budget */
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gateway/alloc.h"
+#include "../gateway/util/alloc.h"
 
 struct gw_store_reader {
     sqlite3 *db;

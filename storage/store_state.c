@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "../gateway/alloc.h"
-#include "../gateway/json_write.h"
-#include "../gateway/log.h"
-#include "../gateway/metrics.h"
+#include "../gateway/util/alloc.h"
+#include "../gateway/util/json_write.h"
+#include "../gateway/util/log.h"
+#include "../gateway/util/metrics.h"
 
 static uint32_t hash_str(const char *k, uint32_t dev)
 {

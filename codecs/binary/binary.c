@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/command_types.h"
+#include "../../gateway/command/command_types.h"
 
 static const char *const product_keys[] = {"frame", NULL};
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
+#include "../../gateway/util/alloc.h"
 
 /* Where a field's value comes from. */
 typedef struct src_val {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
+#include "../../gateway/util/alloc.h"
 
 #define LABEL gw__binary_label
 

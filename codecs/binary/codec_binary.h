@@ -3,7 +3,7 @@
 #ifndef GW_CODEC_BINARY_H
 #define GW_CODEC_BINARY_H
 
-#include "../../gateway/codec.h"
+#include "../../gateway/core/codec.h"
 
 /* Upper bound of any product's max_frame (bytes on the wire). */
 #define GW_BINARY_MAX_FRAME 65536

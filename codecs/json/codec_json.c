@@ -3,8 +3,8 @@
  * envelope only; the thing model checks the values (gw_tm_check_*), so the two stay separate. */
 #include "codec_json.h"
 #include "json_map.h"
-#include "../../gateway/command_types.h"
-#include "../../gateway/json_write.h"
+#include "../../gateway/command/command_types.h"
+#include "../../gateway/util/json_write.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
 #ifndef GW_CODEC_JSON_H
 #define GW_CODEC_JSON_H
 
-#include "../../gateway/codec.h"
+#include "../../gateway/core/codec.h"
 
 extern const gw_codec_ops gw_codec_json_ops;
 

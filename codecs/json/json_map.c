@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../gateway/json_write.h"
+#include "../../gateway/util/json_write.h"
 
 #define MAX_STEPS 16
 #define MAX_TEXT  96 /* a path as quoted in messages */

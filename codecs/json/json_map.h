@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "../../gateway/codec.h"
+#include "../../gateway/core/codec.h"
 
 typedef struct gw__json_map gw__json_map;
 

@@ -4,7 +4,7 @@
 #ifndef GW_CODEC_PROTOBUF_H
 #define GW_CODEC_PROTOBUF_H
 
-#include "../../gateway/codec.h"
+#include "../../gateway/core/codec.h"
 
 #define GW_PB_MAX_MESSAGE  65532     /* bytes of one DeviceMessage (the TCP frame adds 4) */
 #define GW_PB_PREFIX       4         /* TCP: big-endian length of the message that follows */

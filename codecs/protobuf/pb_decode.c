@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/auth.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/auth.h"
 
 /* ---- the bounded arena ---- */
 

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/command_types.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/command/command_types.h"
 
 /* One block holds every protobuf-c struct of a command: per JSON value at most a Value, a Field,
  * a Struct or Array, and a pointer in its parent's list. Strings point into the JSON. */

@@ -8,10 +8,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../alloc.h"
-#include "../log.h"
-#include "../metrics.h"
-#include "../runtime.h"
+#include "../util/alloc.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
+#include "../core/runtime.h"
 
 #define TOPIC_CAP 1024
 

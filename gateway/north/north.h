@@ -6,7 +6,7 @@
 
 #include "../../config/config.h"
 #include "../../storage/store.h"
-#include "../error.h"
+#include "../util/error.h"
 
 typedef struct gw_north gw_north;
 typedef struct gw_runtime gw_runtime;

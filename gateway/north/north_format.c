@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "../json_write.h"
+#include "../util/json_write.h"
 
 typedef struct out {
     char *p;

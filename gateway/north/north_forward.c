@@ -9,9 +9,9 @@
 #include <sys/socket.h>
 #include <string.h>
 
-#include "../alloc.h"
-#include "../log.h"
-#include "../metrics.h"
+#include "../util/alloc.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
 
 #define TOPIC_CAP 1024
 

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../command.h"
+#include "../command/command.h"
 #include "north.h"
 
 /* One connection attempt: the libmosquitto client and the poll on its socket. Freed in the

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../alloc.h"
-#include "../log.h"
-#include "../metrics.h"
+#include "../util/alloc.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
 
 /* ---- back-off ---- */
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
+#include "../../gateway/util/alloc.h"
 #include "coap.h"
 
 #define COAP_OUT_CAP 65536

@@ -2,7 +2,7 @@
 #ifndef GW_COAP_H
 #define GW_COAP_H
 
-#include "../../gateway/adapter.h"
+#include "../../gateway/core/adapter.h"
 
 extern const gw_adapter_ops gw_adapter_coap_ops;
 

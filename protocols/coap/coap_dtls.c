@@ -6,7 +6,7 @@
  * as plain CoAP, answers go back through the peer's SSL. A device has at most
  * max_dtls_peers_per_device established peers over all loops (newer ones close the older). A
  * source whose handshakes fail authentication (wrong key, unknown identity) counts towards the
- * per-source auth back-off of gateway/limits.c, and a source in back-off has its ClientHellos
+ * per-source auth back-off of gateway/util/limits.c, and a source in back-off has its ClientHellos
  * dropped. */
 #include "coap_internal.h"
 
@@ -18,11 +18,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/limits.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/limits.h"
+#include "../../gateway/util/listen.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
 
 #define DTLS_MTU      1280
 #define DTLS_BUCKETS  1024
@@ -85,7 +85,7 @@ static uint8_t cookie_secret[32];
 
 static uint64_t now_ms(void)
 {
-    return uv_hrtime() / 1000000; /* the clock gateway/limits.c is driven by */
+    return uv_hrtime() / 1000000; /* the clock gateway/util/limits.c is driven by */
 }
 
 static void cookie_of(SSL *ssl, uint64_t epoch, uint8_t out[32])

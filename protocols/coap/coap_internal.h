@@ -10,8 +10,8 @@
 #include <uv.h>
 
 #include "../../config/cfg_schema.h"
-#include "../../gateway/runtime.h"
-#include "../../gateway/session.h"
+#include "../../gateway/core/runtime.h"
+#include "../../gateway/core/session.h"
 #include "../dgram/dgram_layer.h"
 #include "coap_metrics.h"
 #include "coap_msg.h"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/error.h"
+#include "../../gateway/util/error.h"
 
 /* ---- parsing ---- */
 

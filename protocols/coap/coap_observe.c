@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/codec.h"
-#include "../../gateway/command.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/core/codec.h"
+#include "../../gateway/command/command.h"
+#include "../../gateway/util/listen.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
 
 void gw__coap_held_clear(gw__coap_sess *s)
 {

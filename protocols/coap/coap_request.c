@@ -7,14 +7,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/auth.h"
-#include "../../gateway/codec.h"
-#include "../../gateway/command.h"
-#include "../../gateway/dispatch.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/auth.h"
+#include "../../gateway/core/codec.h"
+#include "../../gateway/command/command.h"
+#include "../../gateway/core/dispatch.h"
+#include "../../gateway/util/listen.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
 
 #define BLOCK_IDLE_MS                                                                              \
     93000 /* RFC 7252 MAX_TRANSMIT_WAIT: a transfer silent this long is dropped                    \

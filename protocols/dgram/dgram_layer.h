@@ -5,7 +5,7 @@
  * take-over by another loop, close-all at shutdown) and the peer-address hash. An adapter embeds
  * gw_dgram_loop, gw_dgram_sock and gw_dgram_sess first in its own structs and gives a
  * gw_dgram_ops table. Loop thread only. The I/O batching (recvmmsg buffer, output batch) is
- * gateway/dgram.h's. */
+ * gateway/core/dgram.h's. */
 #ifndef GW_DGRAM_LAYER_H
 #define GW_DGRAM_LAYER_H
 
@@ -15,11 +15,11 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../../gateway/listen.h"
-#include "../../gateway/metrics.h"
-#include "../../gateway/runtime.h"
-#include "../../gateway/session.h"
-#include "../../gateway/session_index.h"
+#include "../../gateway/util/listen.h"
+#include "../../gateway/util/metrics.h"
+#include "../../gateway/core/runtime.h"
+#include "../../gateway/core/session.h"
+#include "../../gateway/core/session_index.h"
 
 typedef union gw_dgram_addr {
     struct sockaddr sa;
@@ -121,8 +121,8 @@ int gw_dgram_start(gw_dgram_loop *dl, gw_adapter *a, uint64_t period_ms, size_t 
  * the port and reports it (kind, product) for --ready-fd; the others share it. */
 int gw_dgram_listen(gw_dgram_loop *dl, gw_dgram_sock *s, const gw_listen *li, size_t i,
                     uint32_t rcvbuf, const char *kind, const char *product);
-/* Sends p[0..n) to `to` through s in the loop's output batch (gateway/dgram.h); nothing once s is
- * closed (a lost datagram: the peer retransmits). */
+/* Sends p[0..n) to `to` through s in the loop's output batch (gateway/core/dgram.h); nothing once s
+ * is closed (a lost datagram: the peer retransmits). */
 void gw_dgram_sock_send(gw_dgram_sock *s, const gw_dgram_addr *to, const uint8_t *p, size_t n);
 /* Reading on or off on every socket of the loop. */
 void gw_dgram_receive(gw_dgram_loop *dl, bool on);

@@ -5,9 +5,9 @@
 
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/dgram.h"
-#include "../../gateway/log.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/core/dgram.h"
+#include "../../gateway/util/log.h"
 
 /* ---- addresses ---- */
 

@@ -4,8 +4,8 @@
  * What a session carries besides (held acks, exchanges, observe) is the adapter's. */
 #include "dgram_layer.h"
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/log.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/log.h"
 
 gw_dgram_sess *gw_dgram_sess_find(gw_dgram_loop *dl, uint32_t dev_index)
 {

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
+#include "../../gateway/util/alloc.h"
 #include "mqtt.h"
 
 GW_MQTT_METRICS(GW_METRIC_HANDLE_DEF)

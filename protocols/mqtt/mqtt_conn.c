@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/auth.h"
-#include "../../gateway/codec.h"
-#include "../../gateway/command.h"
-#include "../../gateway/dispatch.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/auth.h"
+#include "../../gateway/core/codec.h"
+#include "../../gateway/command/command.h"
+#include "../../gateway/core/dispatch.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
 
 #define ACK_TYPE(e)             (((e) >> 16) & 0xff)
 #define LOG(level, c, msg, ...) GW_STREAM_LOG(level, &(c)->s, msg, __VA_ARGS__)

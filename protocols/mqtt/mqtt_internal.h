@@ -11,8 +11,8 @@
 #include <uv.h>
 
 #include "../../config/cfg_schema.h"
-#include "../../gateway/runtime.h"
-#include "../../gateway/session.h"
+#include "../../gateway/core/runtime.h"
+#include "../../gateway/core/session.h"
 #include "../stream/stream_conn.h"
 #include "mqtt_metrics.h"
 #include "mqtt_prot.h"

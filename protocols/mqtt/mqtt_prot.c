@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "gateway/error.h"
+#include "gateway/util/error.h"
 
 static const char R_UTF8[] = "invalid_utf8";
 static const char R_WILD[] = "wildcard_topic";

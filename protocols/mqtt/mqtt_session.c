@@ -6,8 +6,8 @@
 
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/metrics.h"
 
 #define SWEEP_MS 1000
 

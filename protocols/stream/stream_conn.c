@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/limits.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/limits.h"
+#include "../../gateway/util/listen.h"
+#include "../../gateway/util/metrics.h"
 #include "stream_internal.h"
 
 #define IN_MIN 4096

@@ -14,10 +14,10 @@
 
 #include "../../config/cfg_schema.h"
 #include "../../config/diag.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
-#include "../../gateway/runtime.h"
-#include "../../gateway/session.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
+#include "../../gateway/core/runtime.h"
+#include "../../gateway/core/session.h"
 
 typedef struct gw_stream_conn gw_stream_conn;
 typedef struct gw_stream_loop gw_stream_loop;

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/listen.h"
+#include "../../gateway/util/log.h"
 #include "stream_internal.h"
 
 #define SWEEP_MS 250

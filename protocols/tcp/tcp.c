@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/codec.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/core/codec.h"
 #include "tcp.h"
 
 #define MAX_FRAME_LIMIT 65536 /* the binary codec's bound on any product's max_frame */

@@ -2,7 +2,7 @@
 #ifndef GW_TCP_H
 #define GW_TCP_H
 
-#include "../../gateway/adapter.h"
+#include "../../gateway/core/adapter.h"
 
 extern const gw_adapter_ops gw_adapter_tcp_ops;
 

@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/auth.h"
-#include "../../gateway/codec.h"
-#include "../../gateway/command.h"
-#include "../../gateway/dispatch.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/auth.h"
+#include "../../gateway/core/codec.h"
+#include "../../gateway/command/command.h"
+#include "../../gateway/core/dispatch.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
 
 #define ACK_MAX 512 /* an ack frame larger than this is not sent (layouts keep them small) */
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "../../config/cfg_schema.h"
-#include "../../gateway/runtime.h"
+#include "../../gateway/core/runtime.h"
 #include "../stream/stream_conn.h"
 #include "tcp_metrics.h"
 

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/codec.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/core/codec.h"
 #include "udp.h"
 
 #define UDP_MAX_DATAGRAM 65507 /* IPv4's largest UDP payload */

@@ -1,8 +1,8 @@
-/* udp.h: the UDP device adapter's ops table (registered in gateway/registry.c). */
+/* udp.h: the UDP device adapter's ops table (registered in gateway/core/registry.c). */
 #ifndef GW_UDP_H
 #define GW_UDP_H
 
-#include "../../gateway/adapter.h"
+#include "../../gateway/core/adapter.h"
 
 extern const gw_adapter_ops gw_adapter_udp_ops;
 

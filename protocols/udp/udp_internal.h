@@ -10,9 +10,9 @@
 #include <uv.h>
 
 #include "../../config/cfg_schema.h"
-#include "../../gateway/codec.h"
-#include "../../gateway/runtime.h"
-#include "../../gateway/session.h"
+#include "../../gateway/core/codec.h"
+#include "../../gateway/core/runtime.h"
+#include "../../gateway/core/session.h"
 #include "../dgram/dgram_layer.h"
 #include "udp_metrics.h"
 

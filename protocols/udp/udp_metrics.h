@@ -3,7 +3,7 @@
 #ifndef GW_UDP_METRICS_H
 #define GW_UDP_METRICS_H
 
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/metrics.h"
 
 /* X(handle, "prometheus name without iotgw_", "help") */
 #define GW_UDP_METRICS(X)                                                                          \

@@ -8,7 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "../../gateway/alloc.h"
+#include "../../gateway/util/alloc.h"
 
 #define WINDOW_BITS 64 /* seqs below the highest that may still arrive late (reordering) */
 

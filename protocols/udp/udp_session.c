@@ -3,20 +3,20 @@
  * session (protocols/dgram/): acks held until their commit, command frames sent to the device. */
 #include "udp_internal.h"
 
-#include "../../gateway/auth.h"
+#include "../../gateway/util/auth.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/codec.h"
-#include "../../gateway/command.h"
-#include "../../gateway/dgram.h"
-#include "../../gateway/dispatch.h"
-#include "../../gateway/listen.h"
-#include "../../gateway/log.h"
-#include "../../gateway/metrics.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/core/codec.h"
+#include "../../gateway/command/command.h"
+#include "../../gateway/core/dgram.h"
+#include "../../gateway/core/dispatch.h"
+#include "../../gateway/util/listen.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
 
 static const gw_session_ops sess_ops;
 

@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/error.h"
-#include "gateway/log.h"
-#include "gateway/runtime.h"
+#include "gateway/util/error.h"
+#include "gateway/util/log.h"
+#include "gateway/core/runtime.h"
 #include "protocols/coap/coap.h"
 #include "protocols/coap/coap_internal.h"
 #include "protocols/coap/coap_msg.h"

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "codecs/json/codec_json.h"
-#include "gateway/error.h"
-#include "gateway/thing_model.h"
+#include "gateway/util/error.h"
+#include "gateway/core/thing_model.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define REQ  .required = true

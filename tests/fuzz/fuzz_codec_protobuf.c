@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "codecs/protobuf/internal.h"
-#include "gateway/command.h"
-#include "gateway/error.h"
+#include "gateway/command/command.h"
+#include "gateway/util/error.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -1,16 +1,16 @@
-/* fuzz_command_parse.c: the cloud command parser (gateway/command_parse.c) on arbitrary bytes,
- * as a function invoke, a property write and a property read. Checks: success means a function
- * and object arguments (invoke), an object of writable properties (write) or an array or NULL of
- * names (read), and that the arguments validate again to themselves; failure means a code and a
- * one-line message that fit a JSON reply; the messageId is always NUL-terminated; the reply JSON
- * builds for both. */
+/* fuzz_command_parse.c: the cloud command parser (gateway/command/command_parse.c) on arbitrary
+ * bytes, as a function invoke, a property write and a property read. Checks: success means a
+ * function and object arguments (invoke), an object of writable properties (write) or an array or
+ * NULL of names (read), and that the arguments validate again to themselves; failure means a code
+ * and a one-line message that fit a JSON reply; the messageId is always NUL-terminated; the reply
+ * JSON builds for both. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/command_internal.h"
-#include "gateway/error.h"
-#include "gateway/thing_model.h"
+#include "gateway/command/command_internal.h"
+#include "gateway/util/error.h"
+#include "gateway/core/thing_model.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/error.h"
+#include "gateway/util/error.h"
 #include "protocols/mqtt/mqtt_prot.h"
 
 #define MAX_PACKET 65536

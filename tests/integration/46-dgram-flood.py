@@ -12,7 +12,7 @@ FLOOD_S = 10.0
 LOOPS = 2
 MAX_CON_BYTES = 16384  # per loop (adapters.coap.max_con_bytes)
 QUEUE_MAX = 2048  # storage.queue_max: events (and UDP acks) in flight
-DGRAM_QUEUE_BYTES = 256 * 1024  # gateway/dgram.h GW_DGRAM_QUEUE_BYTES, per loop
+DGRAM_QUEUE_BYTES = 256 * 1024  # gateway/core/dgram.h GW_DGRAM_QUEUE_BYTES, per loop
 # output area: per loop the CON copies and the send queue, plus the acks held until commit
 OUTPUT_BOUND = LOOPS * (MAX_CON_BYTES + DGRAM_QUEUE_BYTES) + QUEUE_MAX * 96
 # RSS growth over the flood (SQLite's cache included); under ASan freed memory waits in its

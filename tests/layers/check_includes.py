@@ -13,15 +13,15 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                        os.path.join(os.path.dirname(__file__), "..", ".."))
 PURE = ("storage", "config", "codecs")
 FORBIDDEN = {  # header (relative to ROOT) -> why
-    "gateway/session.h": "sessions",
-    "gateway/session_index.h": "sessions",
-    "gateway/runtime.h": "the runtime",
-    "gateway/command.h": "the command table (codecs want gateway/command_types.h)",
-    "gateway/command_internal.h": "the command table",
-    "gateway/dispatch.h": "dispatch",
-    "gateway/dgram.h": "the datagram layer",
-    "gateway/listen.h": "listeners",
-    "gateway/admin.h": "the admin endpoint",
+    "gateway/core/session.h": "sessions",
+    "gateway/core/session_index.h": "sessions",
+    "gateway/core/runtime.h": "the runtime",
+    "gateway/command/command.h": "the command table (codecs want gateway/command/command_types.h)",
+    "gateway/command/command_internal.h": "the command table",
+    "gateway/core/dispatch.h": "dispatch",
+    "gateway/core/dgram.h": "the datagram layer",
+    "gateway/util/listen.h": "listeners",
+    "gateway/admin/admin.h": "the admin endpoint",
 }
 NO_STORAGE = ("config", "codecs")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

@@ -10,7 +10,7 @@
 #include "test.h"
 #include "config/config.h"
 #include "codecs/binary/internal.h"
-#include "gateway/error.h"
+#include "gateway/util/error.h"
 
 #include <ctype.h>
 #include <ftw.h>

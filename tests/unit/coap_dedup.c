@@ -13,11 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/dgram.h"
-#include "gateway/error.h"
-#include "gateway/log.h"
-#include "gateway/metrics.h"
-#include "gateway/runtime.h"
+#include "gateway/core/dgram.h"
+#include "gateway/util/error.h"
+#include "gateway/util/log.h"
+#include "gateway/util/metrics.h"
+#include "gateway/core/runtime.h"
 #include "protocols/coap/coap.h"
 #include "protocols/coap/coap_internal.h"
 #include "protocols/coap/coap_msg.h"

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "gateway/error.h"
+#include "gateway/util/error.h"
 #include "test.h"
 
 /* Encodes a request with the given path segments and queries. */

@@ -1,7 +1,7 @@
 /* codec_json.c: the "json" codec's envelope rules: every key per message kind, syntax errors,
  * duplicate keys, messageId forms and limits, ownership of the decoded values. */
 #include "codecs/json/codec_json.h"
-#include "gateway/error.h"
+#include "gateway/util/error.h"
 
 #include <string.h>
 

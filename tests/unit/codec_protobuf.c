@@ -3,8 +3,8 @@
  * framing, and encode_command / encode_ack bytes unpacked again with protobuf-c. */
 #include "codecs/json/codec_json.h"
 #include "codecs/protobuf/internal.h"
-#include "gateway/command.h"
-#include "gateway/error.h"
+#include "gateway/command/command.h"
+#include "gateway/util/error.h"
 
 #include <string.h>
 

@@ -7,7 +7,7 @@
 #endif
 #include "test.h"
 #include "config/config.h"
-#include "gateway/error.h"
+#include "gateway/util/error.h"
 
 #include <ftw.h>
 #include <sys/stat.h>

@@ -7,8 +7,8 @@
 #endif
 #include "test.h"
 #include "config/config.h"
-#include "gateway/error.h"
-#include "gateway/registry.h"
+#include "gateway/util/error.h"
+#include "gateway/core/registry.h"
 
 #include <dirent.h>
 #include <ftw.h>

@@ -1,6 +1,6 @@
-/* dgram_queue.c: the loop's queue of datagrams the kernel cannot take now (gateway/dgram.c) stays
- * within GW_DGRAM_QUEUE_BYTES, is counted in GW_AREA_OUTPUT, drops the rest (output_overflow) and
- * drains in order once the socket takes datagrams again. On loopback sendmmsg never returns
+/* dgram_queue.c: the loop's queue of datagrams the kernel cannot take now (gateway/core/dgram.c)
+ * stays within GW_DGRAM_QUEUE_BYTES, is counted in GW_AREA_OUTPUT, drops the rest (output_overflow)
+ * and drains in order once the socket takes datagrams again. On loopback sendmmsg never returns
  * EAGAIN, so gw_dgram_test_blocked stands in for a full socket buffer. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -8,10 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../gateway/alloc.h"
-#include "../../gateway/dgram.h"
-#include "../../gateway/metrics.h"
-#include "../../gateway/runtime.h"
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/core/dgram.h"
+#include "../../gateway/util/metrics.h"
+#include "../../gateway/core/runtime.h"
 #include "test.h"
 
 #define PAYLOAD 100

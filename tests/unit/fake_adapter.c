@@ -11,9 +11,9 @@
 
 #include "config/cfg_schema.h"
 #include "config/config.h"
-#include "gateway/adapter.h"
-#include "gateway/metrics.h"
-#include "gateway/registry.h"
+#include "gateway/core/adapter.h"
+#include "gateway/util/metrics.h"
+#include "gateway/core/registry.h"
 #include "test.h"
 
 #define REQUIRE(c)                                                                                 \

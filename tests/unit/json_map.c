@@ -5,7 +5,7 @@
  * thing model exactly like contract payloads. */
 #include "codecs/json/codec_json.h"
 #include "codecs/json/json_map.h"
-#include "gateway/thing_model.h"
+#include "gateway/core/thing_model.h"
 #include "test.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))

@@ -3,7 +3,7 @@
 #include <float.h>
 #include <math.h>
 
-#include "gateway/json_write.h"
+#include "gateway/util/json_write.h"
 #include "test.h"
 
 static void check_text(json_t *v, const char *want)

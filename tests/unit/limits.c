@@ -1,4 +1,4 @@
-/* limits.c: the per-source limits of gateway/limits.c with a test-controlled clock (every call
+/* limits.c: the per-source limits of gateway/util/limits.c with a test-controlled clock (every call
  * takes now_ms): the connect token bucket (burst, sustained rate, refill, cap), the per-source
  * connection cap, the authentication back-off (threshold, doubling, maximum, reset on success,
  * datagram sources) and the fixed source table (refusal when the probe window is all busy, reuse
@@ -6,8 +6,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "gateway/limits.h"
-#include "gateway/metrics.h"
+#include "gateway/util/limits.h"
+#include "gateway/util/metrics.h"
 #include "test.h"
 
 static struct sockaddr_in v4(uint32_t host)

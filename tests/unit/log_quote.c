@@ -4,8 +4,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
-#include "gateway/metrics.h"
+#include "gateway/util/log.h"
+#include "gateway/util/metrics.h"
 #include "test.h"
 
 static void q(const char *in, const char *want)

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "gateway/error.h"
+#include "gateway/util/error.h"
 #include "test.h"
 
 #define B(...) (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})

@@ -11,7 +11,7 @@
 
 #include <limits.h>
 
-#include "gateway/log.h"
+#include "gateway/util/log.h"
 
 typedef struct fault_spec {
     fv_kind kind;

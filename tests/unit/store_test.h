@@ -19,8 +19,8 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "gateway/json_write.h"
-#include "gateway/metrics.h"
+#include "gateway/util/json_write.h"
+#include "gateway/util/metrics.h"
 #include "storage/store.h"
 #include "test.h"
 

@@ -9,7 +9,7 @@
 
 #include <fcntl.h>
 
-#include "gateway/log.h"
+#include "gateway/util/log.h"
 
 static int chain_at(st_env *e, int i)
 {

@@ -16,9 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/error.h"
-#include "gateway/log.h"
-#include "gateway/runtime.h"
+#include "gateway/util/error.h"
+#include "gateway/util/log.h"
+#include "gateway/core/runtime.h"
 #include "protocols/stream/stream_conn.h"
 #include "protocols/stream/stream_internal.h"
 #include "protocols/tcp/tcp_metrics.h"

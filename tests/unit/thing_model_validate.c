@@ -1,8 +1,8 @@
 /* thing_model_validate.c: the thing-model validator: every type's accepted values, boundaries and
  * rejection reasons, nested paths, report all-or-nothing, events, function params, normalisation.
  */
-#include "gateway/thing_model.h"
-#include "gateway/error.h"
+#include "gateway/core/thing_model.h"
+#include "gateway/util/error.h"
 
 #include <float.h>
 #include <stdarg.h>

@@ -12,11 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/dgram.h"
-#include "gateway/error.h"
-#include "gateway/log.h"
-#include "gateway/metrics.h"
-#include "gateway/runtime.h"
+#include "gateway/core/dgram.h"
+#include "gateway/util/error.h"
+#include "gateway/util/log.h"
+#include "gateway/util/metrics.h"
+#include "gateway/core/runtime.h"
 #include "protocols/udp/udp.h"
 #include "protocols/udp/udp_internal.h"
 #include "test.h"

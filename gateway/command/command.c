@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "json_write.h"
-#include "log.h"
-#include "metrics.h"
-#include "runtime.h"
+#include "../util/alloc.h"
+#include "../util/json_write.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
+#include "../core/runtime.h"
 
 #define AREA "command"
 

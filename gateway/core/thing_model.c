@@ -3,8 +3,8 @@
  * Hot path: no allocation beyond the normalised output, paths and details formatted only on
  * failure. */
 #include "thing_model.h"
-#include "json_write.h"
-#include "error.h"
+#include "../util/json_write.h"
+#include "../util/error.h"
 
 #include <float.h>
 #include <math.h>

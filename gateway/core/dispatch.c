@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "command.h"
-#include "json_write.h"
-#include "log.h"
-#include "metrics.h"
+#include "../command/command.h"
+#include "../util/json_write.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
 #include "runtime.h"
 
 void gw_dispatch_rejected(gw_session *s, const gw_reject *rej, const char *msg_id)

@@ -9,11 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../storage/store.h"
-#include "codec.h"
+#include "../../storage/store.h"
+#include "../core/codec.h"
 #include "command_types.h"
-#include "session.h"
-#include "thing_model.h"
+#include "../core/session.h"
+#include "../core/thing_model.h"
 
 typedef struct gw_runtime gw_runtime;
 typedef struct gw_commands gw_commands;

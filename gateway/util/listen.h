@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../config/config.h"
+#include "../../config/config.h"
 #include "error.h"
 
 /* Binds and listens srv on at->address:*port (0: ephemeral), with SO_REUSEPORT. *port is the

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "json_write.h"
+#include "../util/json_write.h"
 
 static int fail(gw__cmd_req *r, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

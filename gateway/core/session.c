@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "log.h"
-#include "metrics.h"
+#include "../util/alloc.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
 #include "runtime.h"
 
 void gw_session_init(gw_session *s, const gw_session_ops *ops, gw_loop *loop)

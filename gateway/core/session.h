@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../config/config.h"
-#include "../storage/store.h"
+#include "../../config/config.h"
+#include "../../storage/store.h"
 
 typedef struct gw_session gw_session;
 typedef struct gw_session_ops gw_session_ops;

@@ -6,7 +6,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "thing_model.h"
+#include "../core/thing_model.h"
 
 struct gw_device;
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "../util/error.h"
 #include "reject.h"
 #include "thing_model.h"
 

@@ -5,7 +5,7 @@
 
 #include <uv.h>
 
-#include "../config/config.h"
+#include "../../config/config.h"
 
 typedef struct gw_admin gw_admin;
 struct gw_store;

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "dispatch.h"
-#include "log.h"
-#include "metrics.h"
-#include "runtime.h"
+#include "../util/alloc.h"
+#include "../core/dispatch.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
+#include "../core/runtime.h"
 
 #define AREA "command"
 

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "alloc.h"
-#include "log.h"
-#include "metrics.h"
+#include "../util/alloc.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
 #include "runtime.h"
 
 #define SLOT_BYTES 65536 /* libuv's recvmmsg gives each datagram a 64 KiB slot */

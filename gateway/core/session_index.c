@@ -1,8 +1,8 @@
 /* session_index.c: the chained device index -> session hash of session_index.h. */
 #include "session_index.h"
 
-#include "alloc.h"
-#include "error.h"
+#include "../util/alloc.h"
+#include "../util/error.h"
 
 gw_session *gw_session_index_find(const gw_session_index *ix, uint32_t dev_index)
 {

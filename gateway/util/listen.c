@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "adapter.h"
+#include "../core/adapter.h"
 
 static int sockaddr_of(const gw_listen *at, uint16_t port, struct sockaddr_storage *ss, int *v6)
 {

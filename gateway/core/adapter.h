@@ -8,10 +8,10 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "../config/cfg_schema.h"
-#include "../config/diag.h"
-#include "error.h"
-#include "metrics.h"
+#include "../../config/cfg_schema.h"
+#include "../../config/diag.h"
+#include "../util/error.h"
+#include "../util/metrics.h"
 
 struct gw_config;
 typedef struct gw_adapter gw_adapter;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "../config/config.h"
+#include "../../config/config.h"
 
 typedef struct gw_limits gw_limits;
 

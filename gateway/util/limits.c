@@ -1,4 +1,4 @@
-/* limits.c: the per-source table behind gateway/limits.h: open addressing over a fixed array
+/* limits.c: the per-source table behind gateway/util/limits.h: open addressing over a fixed array
  * (sources_max rounded up to a power of two, bounded probing), one mutex (held for a few hundred
  * nanoseconds per accept or authentication outcome), idle entries reused oldest first. */
 #include "limits.h"

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "../util/alloc.h"
 #include "dgram.h"
-#include "limits.h"
-#include "log.h"
-#include "metrics.h"
+#include "../util/limits.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
 
 /* ---- inbox ---- */
 

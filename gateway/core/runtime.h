@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../config/config.h"
-#include "../storage/store.h"
+#include "../../config/config.h"
+#include "../../storage/store.h"
 #include "adapter.h"
 #include "session.h"
 

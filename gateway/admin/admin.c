@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../storage/store.h"
-#include "alloc.h"
-#include "metrics.h"
+#include "../../storage/store.h"
+#include "../util/alloc.h"
+#include "../util/metrics.h"
 
 #define REQ_MAX          4096
 #define BODY_MAX         (64 * 1024)
