@@ -634,10 +634,14 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
     /* The codec sees only a product whose thing model is sound. codec_ops stays NULL unless init
      * succeeded, so gw__config_product_free knows whether to call uninit. */
     if (codec && pc->x->errors == errors_before) {
-        gw_error e = {0};
+        size_t before = pc->x->diag->n;
         p->codec_ops = codec;
-        if (codec->init && codec->init(p, &e) != 0) {
-            err(pc, NULL, "%s", e.msg[0] ? e.msg : "codec init failed");
+        if (codec->init && codec->init(p, pc->x->diag, pc->file) != 0) {
+            /* the codec reported into the diag list: count its lines as errors */
+            if (pc->x->diag->n == before)
+                err(pc, NULL, "codec init failed");
+            else
+                pc->x->errors += (int)(pc->x->diag->n - before);
             p->codec_ops = NULL;
             p->codec_state = NULL;
         }

@@ -19,10 +19,10 @@ static const bin_layout *layout_of(const gw_product *p)
     return p && p->codec_ops == &gw_codec_binary_ops ? p->codec_state : NULL;
 }
 
-static int binary_init(gw_product *p, gw_error *err)
+static int binary_init(gw_product *p, gw_diag *diag, const char *file)
 {
     bin_layout *l;
-    int rc = gw__binary_layout_load(p, &l, err);
+    int rc = gw__binary_layout_load(p, &l, diag, file);
     if (rc == 0)
         p->codec_state = l;
     return rc;

@@ -33,7 +33,8 @@ int gw__bl_fail(gw__bl_ctx *x, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return gw_error_set(x->err, GW_ECONFIG, "%s: %s", path, msg);
+    gw_diag_add(x->diag, x->file, path, "%s", msg);
+    return GW_ECONFIG;
 }
 
 /* snprintf into a GW__BL_PATH_CAP buffer; a path that does not fit is cut, fine for a message. */
@@ -672,12 +673,15 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
         return gw__bl_fail(x, "frame.messages", "more than 1024 messages");
     if (!(l->msgs = calloc(nm, sizeof(*l->msgs))) || !(l->acks = calloc(nm + 1, sizeof(*l->acks))))
         return gw__bl_fail(x, "frame.messages", "out of memory");
+    int bad = 0; /* messages are independent: report the problems of each */
     for (size_t i = 0; i < nm; i++) {
         gw__bl_pathf(p, "frame.messages[%zu]", i);
         l->n_msgs = i + 1;
         if (parse_message(x, json_array_get(ms, i), p, &l->msgs[i]))
-            return GW_ECONFIG;
+            bad = GW_ECONFIG;
     }
+    if (bad)
+        return bad;
     int default_ack = -1;
     const json_t *ack = json_object_get(root, "ack");
     if (ack && !json_is_false(ack) && parse_ack(x, ack, "frame.ack", &default_ack))
@@ -732,20 +736,21 @@ void gw__binary_layout_free(bin_layout *l)
     free(l);
 }
 
-int gw__binary_layout_load(const gw_product *p, bin_layout **out, gw_error *err)
+int gw__binary_layout_load(const gw_product *p, bin_layout **out, gw_diag *diag, const char *file)
 {
     *out = NULL;
     const json_t *root = p->raw ? json_object_get(p->raw, "frame") : NULL;
+    gw__bl_ctx x = {.p = p, .diag = diag, .file = file};
     if (!root)
-        return gw_error_set(err, GW_ECONFIG,
-                            "frame: missing required key (the binary codec's frame layout)");
+        return gw__bl_fail(&x, "frame", "missing required key (the binary codec's frame layout)");
     bin_layout *l = calloc(1, sizeof(*l));
     if (!l)
-        return gw_error_set(err, GW_ECONFIG, "frame: out of memory");
-    gw__bl_ctx x = {.p = p, .l = l, .err = err};
+        return gw__bl_fail(&x, "frame", "out of memory");
+    x.l = l;
+    size_t before = diag->n;
     if (parse_frame(&x, root) != 0) {
-        if (err && err->code == 0)
-            gw_error_set(err, GW_ECONFIG, "frame: invalid");
+        if (diag->n == before)
+            gw__bl_fail(&x, "frame", "invalid");
         gw__binary_layout_free(l);
         return GW_ECONFIG;
     }

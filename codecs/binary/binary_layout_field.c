@@ -357,11 +357,14 @@ int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, cons
     if (!(*out = calloc(n, sizeof(**out))))
         return gw__bl_fail(x, path, "out of memory");
     *n_out = n;
+    int bad = 0; /* fields are independent: report the problems of each */
     for (size_t i = 0; i < n; i++) {
         gw__bl_pathf(p, "%s[%zu]", path, i);
         if (parse_field(x, json_array_get(arr, i), p, c, &(*out)[i]))
-            return GW_ECONFIG;
+            bad = GW_ECONFIG;
     }
+    if (bad)
+        return bad;
     /* one field per target and per role in a list */
     for (size_t i = 1; i < n; i++) {
         const bin_field *a = &(*out)[i];

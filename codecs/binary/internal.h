@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "codec_binary.h"
+#include "../../config/diag.h"
 
 typedef enum bin_type {
     BIN_U8,
@@ -156,7 +157,7 @@ typedef struct bin_layout {
 } bin_layout;
 
 /* binary_layout.c */
-int gw__binary_layout_load(const gw_product *p, bin_layout **out, gw_error *err);
+int gw__binary_layout_load(const gw_product *p, bin_layout **out, gw_diag *diag, const char *file);
 void gw__binary_layout_free(bin_layout *l);
 
 /* What the layout loader's files share (binary_layout*.c): the load, the first error as
@@ -165,7 +166,8 @@ void gw__binary_layout_free(bin_layout *l);
 typedef struct gw__bl_ctx {
     const gw_product *p;
     bin_layout *l;
-    gw_error *err;
+    gw_diag *diag;     /* every problem found, as "file: frame.<path>: what" */
+    const char *file;  /* the product's file, for diag */
     bool little;       /* frame.endian */
     uint32_t body_cap; /* the longest body a frame may have */
 } gw__bl_ctx;

@@ -3,6 +3,7 @@
  * envelope only; the thing model checks the values (gw_tm_check_*), so the two stay separate. */
 #include "codec_json.h"
 #include "json_map.h"
+#include "../../config/diag.h"
 #include "../../gateway/command/command_types.h"
 #include "../../gateway/util/json_write.h"
 
@@ -250,10 +251,13 @@ static int json_decode(const gw_product *p, const gw_decode_hint *hint, const ui
 
 static const char *const json_product_keys[] = {"json", NULL};
 
-static int json_init(gw_product *p, gw_error *err)
+static int json_init(gw_product *p, gw_diag *diag, const char *file)
 {
     gw__json_map *m = NULL;
-    int rc = gw__json_map_load(p, p->raw ? json_object_get(p->raw, "json") : NULL, &m, err);
+    gw_error err = {0, ""};
+    int rc = gw__json_map_load(p, p->raw ? json_object_get(p->raw, "json") : NULL, &m, &err);
+    if (rc != 0 && err.msg[0]) /* err.msg is "path: what" */
+        gw_diag_add(diag, file, NULL, "%s", err.msg);
     p->codec_state = m;
     return rc;
 }

@@ -60,14 +60,17 @@ typedef struct gw_frame_info {
     bool up_timestamp;     /* the device's frames may carry a timestamp (timestamp_ms) */
 } gw_frame_info;
 
+struct gw_diag; /* config/diag.h */
+
 typedef struct gw_codec_ops {
     const char *name;
     /* Keys this codec adds to a product's JSON (NULL-terminated, may be NULL), so the loader
      * accepts them there and rejects all other unknown keys. */
     const char *const *product_keys;
     /* Once per product using this codec, at config load: checks the product's codec section
-     * (p->raw) and may set p->codec_state. Returns 0 or GW_ECONFIG with err->msg = "path: what". */
-    int (*init)(gw_product *p, gw_error *err);
+     * (p->raw) and may set p->codec_state. Returns 0, or GW_ECONFIG after adding every problem it
+     * found to diag as "file: path: what" (gw_diag_add; file names the product's file). */
+    int (*init)(gw_product *p, struct gw_diag *diag, const char *file);
     void (*uninit)(gw_product *p);
     /* bytes -> message. 0, or GW_EINVAL with rej filled (reason + detail). Must not retain buf. */
     int (*decode)(const gw_product *p, const gw_decode_hint *hint, const uint8_t *buf, size_t len,

@@ -315,32 +315,34 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     gw_reject rej = {GW_R_NONE, ""};
     char detail[160], path[200];
     imm e = {0};
+    gw__coap_sess *s = NULL;    /* retained once found: released at done */
+    gw__coap_block *blk = NULL; /* a completed Block1 body: freed at done */
 
     const gw_device *dev = authenticate(sock, from, m, r, psk_dev);
     if (!dev)
-        return;
+        goto done;
     const gw_product *p = dev->product;
     if (r->res == GW_COAP_RES_EVENT && !find_event(p, r->event)) {
         gw_metric_reject(GW_R_UNKNOWN_EVENT);
         snprintf(detail, sizeof(detail), "unknown event \"%.64s\"", r->event);
         refuse(sock, from, m, GW_COAP_NOT_FOUND, dev->id, "unknown_event", detail, NULL);
-        return;
+        goto done;
     }
     if (r->res != GW_COAP_RES_INVOKE && !gw_coap_codec_accepts(p->codec, r->content_format)) {
         snprintf(detail, sizeof(detail), "Content-Format %d; codec %s takes %d", r->content_format,
                  p->codec, gw_coap_codec_format(p->codec));
         refuse(sock, from, m, GW_COAP_UNSUPPORTED_CF, dev->id, "content_format", detail, NULL);
-        return;
+        goto done;
     }
     /* A busy gateway opens no session: its online event would only add to the full queue. */
     if (r->res != GW_COAP_RES_INVOKE && !gw__coap_sess_find(cl, dev->index) &&
         refuse_if_busy(sock, from, m, dev, &e))
-        return;
+        goto done;
     bool opened;
-    gw__coap_sess *s = session(sock, dev, from, &opened);
+    s = session(sock, dev, from, &opened);
     if (!s) {
         refuse(sock, from, m, GW_COAP_INTERNAL, dev->id, "no_memory", NULL, NULL);
-        return;
+        goto done;
     }
     gw_session_retain(&s->d.base); /* gw_commands_ready may end it */
     if (opened && !s->d.closing)
@@ -357,13 +359,11 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
             gw__coap_dedup_slot(cl, from, m->mid);
             gw__coap_observe(s, x, r);
         }
-        gw_session_release(&s->d.base);
-        return;
+        goto done;
     }
 
     const uint8_t *payload = m->payload;
     size_t len = m->payload_len;
-    gw__coap_block *blk = NULL;
     if (r->has_size1 && r->size1 > ad->cfg.max_block_bytes) { /* announced too large */
         gw_metric_inc(GW_M_COAP_BLOCK_REFUSED);
         e.has_size1 = true;
@@ -371,16 +371,13 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         snprintf(detail, sizeof(detail), "Size1 %u over max_block_bytes %u", r->size1,
                  ad->cfg.max_block_bytes);
         refuse(sock, from, m, GW_COAP_TOO_LARGE, dev->id, "too_large", detail, &e);
-        gw_session_release(&s->d.base);
-        return;
+        goto done;
     }
     if (r->has_block1) {
         snprintf(path, sizeof(path), "%s/%s/%d/%s", r->product, r->device, (int)r->res, r->event);
         int rc = block1(sock, from, m, r, path, &blk);
-        if (rc != 0) {
-            gw_session_release(&s->d.base);
-            return;
-        }
+        if (rc != 0)
+            goto done;
         payload = blk->len ? blk->buf : (const uint8_t *)"";
         len = blk->len;
         e.has_block1 = true;
@@ -392,16 +389,11 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         snprintf(detail, sizeof(detail), "payload of %zu bytes over max_block_bytes %u", len,
                  ad->cfg.max_block_bytes);
         refuse(sock, from, m, GW_COAP_TOO_LARGE, dev->id, "too_large", detail, &e);
-        gw_session_release(&s->d.base);
-        return;
+        goto done;
     }
 
-    if (refuse_if_busy(sock, from, m, dev, &e)) {
-        if (blk)
-            block_free(cl, blk);
-        gw_session_release(&s->d.base);
-        return;
-    }
+    if (refuse_if_busy(sock, from, m, dev, &e))
+        goto done;
 
     gw_thing_msg msg;
     gw_decode_hint hint = {kind_of(r->res), r->res == GW_COAP_RES_EVENT ? r->event : NULL};
@@ -410,21 +402,20 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     int rc = p->codec_ops->decode(p, &hint, payload, len, &msg, &rej);
     if (blk)
         block_free(cl, blk);
+    blk = NULL;
     if (rc != 0) {
         gw_dispatch_rejected(&s->d.base, &rej, msg.msg_id);
         gw_thing_msg_clear(&msg);
         answer_now(sock, from, m, GW_COAP_BAD_REQUEST,
                    &(imm){.diag = rej.detail, .has_block1 = e.has_block1, .block1 = e.block1});
-        gw_session_release(&s->d.base);
-        return;
+        goto done;
     }
 
     gw__coap_xchg *x = gw__coap_xchg_new(cl, s);
     if (!x) {
         gw_thing_msg_clear(&msg);
         answer_now(sock, from, m, GW_COAP_INTERNAL, NULL);
-        gw_session_release(&s->d.base);
-        return;
+        goto done;
     }
     x->sock = sock;
     gw_dgram_addr_set(&x->addr, from);
@@ -449,7 +440,11 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         gw__coap_xchg_answer(x, rc == GW_EINVAL ? GW_COAP_BAD_REQUEST : GW_COAP_INTERNAL, 0,
                              (const uint8_t *)diag, strlen(diag));
     }
-    gw_session_release(&s->d.base);
+done:
+    if (blk)
+        block_free(cl, blk);
+    if (s)
+        gw_session_release(&s->d.base);
 }
 
 void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,

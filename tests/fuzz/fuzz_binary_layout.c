@@ -186,15 +186,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             .functions = functions,
             .n_functions = N(functions),
         };
-        gw_error err = {0};
-        int rc = gw_codec_binary_ops.init(&p, &err);
+        gw_diag dg = {0};
+        int rc = gw_codec_binary_ops.init(&p, &dg, NULL);
         if (rc != 0) {
-            if (rc != GW_ECONFIG || strncmp(err.msg, "frame", 5) != 0 || p.codec_state)
+            if (rc != GW_ECONFIG || dg.n == 0 || p.codec_state)
                 abort();
-            json_t *d = json_string(err.msg);
-            json_decref(d);
+            for (size_t q = 0; q < dg.n; q++) {
+                if (strncmp(dg.msgs[q], "frame", 5) != 0)
+                    abort();
+                json_t *d = json_string(dg.msgs[q]);
+                json_decref(d);
+            }
+            gw_diag_free(&dg);
             continue;
         }
+        if (dg.n != 0)
+            abort();
         if (!p.codec_state)
             abort();
         exercise(&p, data, size);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codecs/json/codec_json.h"
+#include "config/diag.h"
 #include "gateway/util/error.h"
 #include "gateway/core/thing_model.h"
 
@@ -209,10 +210,10 @@ static void mapped_init(void)
         "\"$.r[1][0]\", \"pos\": \"$.pos\", \"list\": \"$.l\"}, \"events\": {\"overheat\": "
         "{\"t\": \"$.a.t\"}}, \"timestamp\": {\"path\": \"$.ts\", \"unit\": \"s\"}, "
         "\"message_id\": \"$.id\"}";
-    gw_error err = {0, ""};
+    gw_diag dg = {0};
     mapped = product;
     mapped.raw = json_pack("{s:o}", "json", json_loads(section, 0, NULL));
-    if (!mapped.raw || gw_codec_json_ops.init(&mapped, &err) != 0 || !mapped.codec_state)
+    if (!mapped.raw || gw_codec_json_ops.init(&mapped, &dg, NULL) != 0 || !mapped.codec_state)
         abort();
 }
 

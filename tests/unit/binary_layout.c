@@ -185,14 +185,16 @@ static void test_datagram_needs_udp(void)
     CHECK_INT(r.rc, 0);
     if (r.p) {
         gw_product copy = *r.p;
-        gw_error err = {0};
+        gw_diag d = {0};
         copy.protocol = "tcp";
         copy.codec_state = NULL;
-        CHECK_INT(gw_codec_binary_ops.init(&copy, &err), GW_ECONFIG);
-        CHECK_CONTAINS(err.msg, "frame.framing.mode: \"datagram\" frames need a datagram "
-                                "transport, not tcp");
+        CHECK_INT(gw_codec_binary_ops.init(&copy, &d, NULL), GW_ECONFIG);
+        CHECK_CONTAINS(d.n ? d.msgs[0] : "", "frame.framing.mode: \"datagram\" frames need a "
+                                             "datagram transport, not tcp");
+        gw_diag_free(&d);
         copy.protocol = "udp";
-        CHECK_INT(gw_codec_binary_ops.init(&copy, &err), 0);
+        CHECK_INT(gw_codec_binary_ops.init(&copy, &d, NULL), 0);
+        gw_diag_free(&d);
         gw_codec_binary_ops.uninit(&copy);
     }
     bt_free(&r);

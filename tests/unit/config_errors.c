@@ -514,6 +514,47 @@ static void test_many_errors(void)
     CHECK(strstr(r.text, "products/b.json") < strstr(r.text, "devices.json"));
 }
 
+/* A codec reports every problem of a product's codec section, not just the first: two bad
+ * fields in one binary message and a bad message next to it, each with its JSON path. */
+#define GATEWAY_UDP                                                                                \
+    "{ \"log_level\": \"warn\", \"admin\": { \"port\": 0 },\n"                                     \
+    "  \"adapters\": { \"udp\": { \"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0, "    \
+    "\"product\": \"a\" } ] } } }\n"
+#define PRODUCT_BINARY(messages)                                                                   \
+    "{ \"id\": \"a\", \"protocol\": \"udp\", \"codec\": \"binary\",\n"                             \
+    "  \"properties\": [ { \"id\": \"t\", \"type\": \"int\" } ],\n"                                \
+    "  \"frame\": { \"framing\": { \"mode\": \"datagram\" },\n"                                    \
+    "    \"header\": [ { \"name\": \"type\", \"type\": \"u8\" },\n"                                \
+    "                { \"name\": \"dev\", \"type\": \"string\", \"size\": 8, \"role\": "           \
+    "\"device_id\" } ],\n"                                                                         \
+    "    \"discriminator\": \"type\", \"messages\": [ " messages " ] } }\n"
+
+static void test_codec_errors_all_reported(void)
+{
+    const char *const good[] = {
+        "a.json",
+        PRODUCT_BINARY("{ \"kind\": \"report\", \"match\": 1, \"fields\": [ { \"name\": \"t\", "
+                       "\"type\": \"u8\", \"property\": \"t\" } ] }"),
+        NULL};
+    result r = load(GATEWAY_UDP, good, DEVICES_OK);
+    CHECK_INT(r.rc, 0);
+    CHECK_INT(r.n, 0);
+
+    const char *const bad[] = {
+        "a.json",
+        PRODUCT_BINARY("{ \"kind\": \"report\", \"match\": 1, \"fields\": [ { \"name\": \"t\", "
+                       "\"type\": \"u99\", \"property\": \"t\" }, { \"name\": \"u\", \"type\": "
+                       "\"u8\", \"property\": \"nope\" } ] },"
+                       "{ \"kind\": \"bogus\", \"match\": 2 }"),
+        NULL};
+    r = load(GATEWAY_UDP, bad, DEVICES_OK);
+    CHECK_INT(r.rc, GW_ECONFIG);
+    CHECK_INT(r.n, 3);
+    CHECK_CONTAINS(r.text, "\nproducts/a.json: frame.messages[0].fields[0].type: ");
+    CHECK_CONTAINS(r.text, "\nproducts/a.json: frame.messages[0].fields[1].property: ");
+    CHECK_CONTAINS(r.text, "\nproducts/a.json: frame.messages[1].kind: ");
+}
+
 int main(void)
 {
     test_ok_baseline();
@@ -532,5 +573,6 @@ int main(void)
     test_files_and_ids();
     test_north();
     test_many_errors();
+    test_codec_errors_all_reported();
     TEST_MAIN_END();
 }

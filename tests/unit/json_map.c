@@ -5,6 +5,7 @@
  * thing model exactly like contract payloads. */
 #include "codecs/json/codec_json.h"
 #include "codecs/json/json_map.h"
+#include "config/diag.h"
 #include "gateway/core/thing_model.h"
 #include "test.h"
 
@@ -44,11 +45,12 @@ static gw_product product(void)
 /* Loads section (JSON text); returns the init code and the message. */
 static int load(gw_product *p, const char *section, char *msg, size_t cap)
 {
-    gw_error err = {0, ""};
+    gw_diag d = {0};
     json_t *raw = json_pack("{s:o}", "json", json_loads(section, 0, NULL));
     p->raw = raw;
-    int rc = gw_codec_json_ops.init(p, &err);
-    snprintf(msg, cap, "%s", err.msg);
+    int rc = gw_codec_json_ops.init(p, &d, NULL);
+    snprintf(msg, cap, "%s", d.n ? d.msgs[0] : "");
+    gw_diag_free(&d);
     return rc;
 }
 
@@ -196,7 +198,7 @@ int main(void)
 
     /* a product without the section decodes the contract as before */
     gw_product q = product();
-    CHECK_INT(gw_codec_json_ops.init(&q, &(gw_error){0, ""}), 0);
+    CHECK_INT(gw_codec_json_ops.init(&q, &(gw_diag){0}, NULL), 0);
     check_reject(&q, GW_MSG_PROPERTY_REPORT, NULL, "{\"d\": {\"t\": 1}}", GW_R_MALFORMED_PAYLOAD,
                  "unknown key \"d\"");
     gw_codec_json_ops.uninit(&q);
