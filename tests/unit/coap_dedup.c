@@ -22,6 +22,7 @@
 #include "protocols/coap/coap_internal.h"
 #include "protocols/coap/coap_msg.h"
 #include "test.h"
+#include "tmpdir.h"
 
 #define REQUIRE(c)                                                                                 \
     do {                                                                                           \
@@ -388,26 +389,12 @@ static char tmpdir[] = "/tmp/unit_coap_XXXXXX";
 
 static void put_file(const char *name, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs(text, f);
-    fclose(f);
+    gw_t_put_file(tmpdir, name, text);
 }
 
 static void cleanup(void)
 {
-    static const char *const files[] = {
-        "products/p.json", "devices.json",  "gateway.json", "db.sqlite",
-        "db.sqlite-wal",   "db.sqlite-shm", "products",     NULL};
-    char path[512];
-    for (size_t i = 0; files[i]; i++) {
-        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
-        if (unlink(path) != 0)
-            rmdir(path);
-    }
-    rmdir(tmpdir);
+    gw_t_rm_tree(tmpdir);
 }
 
 static gw_adapter *ad;

@@ -15,6 +15,7 @@
 #include "gateway/util/metrics.h"
 #include "gateway/core/registry.h"
 #include "test.h"
+#include "tmpdir.h"
 
 #define REQUIRE(c)                                                                                 \
     do {                                                                                           \
@@ -99,25 +100,12 @@ static char tmpdir[] = "/tmp/unit_fake_XXXXXX";
 
 static void put_file(const char *name, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs(text, f);
-    fclose(f);
+    gw_t_put_file(tmpdir, name, text);
 }
 
 static void cleanup(void)
 {
-    static const char *const files[] = {"products/p.json", "products/q.json", "devices.json",
-                                        "gateway.json",    "products",        NULL};
-    char path[512];
-    for (size_t i = 0; files[i]; i++) {
-        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
-        if (unlink(path) != 0)
-            rmdir(path);
-    }
-    rmdir(tmpdir);
+    gw_t_rm_tree(tmpdir);
 }
 
 /* Writes gateway.json with the fake section and product p's auth, loads it; returns the config

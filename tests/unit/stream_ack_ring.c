@@ -23,6 +23,7 @@
 #include "protocols/stream/stream_internal.h"
 #include "protocols/tcp/tcp_metrics.h"
 #include "test.h"
+#include "tmpdir.h"
 
 #define REQUIRE(c)                                                                                 \
     do {                                                                                           \
@@ -715,26 +716,12 @@ static char tmpdir[] = "/tmp/unit_stream_XXXXXX";
 
 static void put_file(const char *name, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs(text, f);
-    fclose(f);
+    gw_t_put_file(tmpdir, name, text);
 }
 
 static void cleanup(void)
 {
-    static const char *const files[] = {
-        "products/p.json", "devices.json",  "gateway.json", "db.sqlite",
-        "db.sqlite-wal",   "db.sqlite-shm", "products",     NULL};
-    char path[512];
-    for (size_t i = 0; files[i]; i++) {
-        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
-        if (unlink(path) != 0)
-            rmdir(path);
-    }
-    rmdir(tmpdir);
+    gw_t_rm_tree(tmpdir);
 }
 
 static void setup(void)

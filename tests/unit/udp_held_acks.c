@@ -20,6 +20,7 @@
 #include "protocols/udp/udp.h"
 #include "protocols/udp/udp_internal.h"
 #include "test.h"
+#include "tmpdir.h"
 
 #define REQUIRE(c)                                                                                 \
     do {                                                                                           \
@@ -381,12 +382,7 @@ static char tmpdir[] = "/tmp/unit_udp_XXXXXX";
 
 static void put_file(const char *name, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs(text, f);
-    fclose(f);
+    gw_t_put_file(tmpdir, name, text);
 }
 
 /* The repository's sensor-udp product, next to this file's folder. */
@@ -409,21 +405,7 @@ static void copy_product(void)
 
 static void cleanup(void)
 {
-    static const char *const files[] = {"products/sensor-udp.json",
-                                        "devices.json",
-                                        "gateway.json",
-                                        "db.sqlite",
-                                        "db.sqlite-wal",
-                                        "db.sqlite-shm",
-                                        "products",
-                                        NULL};
-    char path[512];
-    for (size_t i = 0; files[i]; i++) {
-        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
-        if (unlink(path) != 0)
-            rmdir(path);
-    }
-    rmdir(tmpdir);
+    gw_t_rm_tree(tmpdir);
 }
 
 static void setup(void)
