@@ -1,0 +1,14 @@
+/* api_products.c: GET /api/products[/{id}] (not written yet: answers 501). */
+#include "api_handlers.h"
+
+void gw_api_products_list(gw_api_req *r, gw_api_ctx *ctx)
+{
+    (void)ctx;
+    gw_api_reply_error(r, 501, "not_implemented", NULL, "not implemented yet");
+}
+
+void gw_api_product_get(gw_api_req *r, gw_api_ctx *ctx)
+{
+    (void)ctx;
+    gw_api_reply_error(r, 501, "not_implemented", NULL, "not implemented yet");
+}
