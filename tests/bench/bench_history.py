@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""bench_history.py: the history index (issue 16). Fills a database with N property reports over D
+devices through the store's own ingest path (history_fill: gw_store_open, the writer thread and
+its batches, as the gateway runs them), once without the history index (events_device) and once
+with it, and prints the ingest rate of each (and per slice of events, as the database grows). On
+the database with the index it then prints the latency of one device's latest 100 events for
+random devices in straight SQL (history_fill --queries) and through the HTTP API
+(GET /api/devices/{id}/events?limit=100 on a running iotgw, keep-alive connection), p50/p99.
+Prints `bench=history_... key=value` lines; never passes or fails on figures.
+  /usr/bin/python3 tests/bench/bench_history.py                  # 10M events, 10k devices
+  /usr/bin/python3 tests/bench/bench_history.py --smoke          # CI: 50k events, 500 devices
+  /usr/bin/python3 tests/bench/bench_history.py --events 2000000 --devices 10000"""
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+import bench_mqtt  # noqa: E402  (its Iotgw: the bench product and devices)
+from benchlib import BenchError, note, out  # noqa: E402
+
+READ_TOKEN = "bench-history-read-token-0123456789"
+
+
+def fill_bin():
+    for build in (os.environ.get("IOTGW_BUILD", ""), os.path.join(benchlib.SRC, "build")):
+        cand = os.path.join(build, "history_fill") if build else ""
+        if cand and os.access(cand, os.X_OK):
+            return os.environ.get("HISTORY_FILL_BIN", cand)
+    if os.environ.get("HISTORY_FILL_BIN"):
+        return os.environ["HISTORY_FILL_BIN"]
+    raise BenchError("history_fill not built (cmake -DGW_BUILD_BENCH=ON; or HISTORY_FILL_BIN)")
+
+
+def run_fill(binary, cfg, events, slice_, index, queries):
+    cmd = [binary, "-c", cfg, "-n", str(events), "--slice", str(slice_)]
+    if not index:
+        cmd.append("--no-index")
+    if queries:
+        cmd += ["--queries", str(queries)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    figs = {}
+    for line in p.stdout:
+        out(line.rstrip())
+        kv = benchlib.parse_kv(line)
+        if kv.get("bench") in ("history_fill", "history_sql"):
+            figs[kv["bench"]] = kv
+    if p.wait() != 0:
+        raise BenchError(f"history_fill exited with {p.returncode}")
+    return figs
+
+
+def api_latency(srv, n_devices, queries):
+    """p50/p99 of GET /api/devices/{id}/events?limit=100 for random devices."""
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    t, rows = [], 0
+    rnd = random.Random(7)
+    try:
+        for _ in range(queries):
+            dev = "bench-%05d" % rnd.randrange(n_devices)
+            t0 = time.perf_counter()
+            c.request("GET", f"/api/devices/{dev}/events?limit=100",
+                      headers={"Authorization": "Bearer " + READ_TOKEN})
+            r = c.getresponse()
+            body = r.read()
+            t.append((time.perf_counter() - t0) * 1e3)
+            if r.status != 200:
+                raise BenchError(f"GET events: {r.status} {body[:200]!r}")
+            rows += len(json.loads(body)["events"])
+    finally:
+        c.close()
+    t.sort()
+    out(f"bench=history_api queries={queries} rows={rows} p50_ms={t[len(t) // 2]:.3f} "
+        f"p99_ms={t[len(t) * 99 // 100]:.3f} max_ms={t[-1]:.3f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="CI: 50k events over 500 devices")
+    ap.add_argument("--events", type=int, help="events to fill (default 10,000,000)")
+    ap.add_argument("--devices", type=int, help="devices (default 10,000)")
+    ap.add_argument("--queries", type=int, help="latency samples (default 1000, smoke 100)")
+    ap.add_argument("--skip-no-index", action="store_true", help="fill only with the index")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, databases)")
+    args = ap.parse_args()
+    events = args.events or (50000 if args.smoke else 10000000)
+    devices = args.devices or (500 if args.smoke else 10000)
+    queries = args.queries or (100 if args.smoke else 1000)
+    slice_ = max(events // 10, 1)
+
+    def body(tmp, srvs):
+        binary = benchlib.iotgw_binary()
+        filler = fill_bin()
+        srv = bench_mqtt.Iotgw(tmp, binary, devices, 1)
+        out(f"bench=history_env cpus={os.cpu_count()} loadavg_1m={os.getloadavg()[0]:.2f} "
+            f"cpu_idle_pct={benchlib.cpu_idle_pct():.0f} events={events} devices={devices}")
+        figs = {}
+        if not args.skip_no_index:
+            cfg = srv.write_config("noindex")
+            figs["off"] = run_fill(filler, cfg, events, slice_, False, 0)
+            os.unlink(srv.db)  # the disk: a 10M database is ~1.5 GB
+            for ext in ("-wal", "-shm"):
+                if os.path.exists(srv.db + ext):
+                    os.unlink(srv.db + ext)
+        cfg = srv.write_config("index")
+        figs["on"] = run_fill(filler, cfg, events, slice_, True, queries)
+        if "off" in figs:
+            on = float(figs["on"]["history_fill"]["msg_per_s"])
+            off = float(figs["off"]["history_fill"]["msg_per_s"])
+            out(f"bench=history_index_cost ingest_with_index_over_without={on / off:.3f} "
+                f"cost_pct={(1 - on / off) * 100:.1f}")
+        # the API on the filled database (the same config, with a read token)
+        with open(cfg) as f:
+            gw = json.load(f)
+        gw["admin"] = {"enabled": True, "listeners": [{"address": "127.0.0.1", "port": 0}],
+                       "tokens": [{"name": "bench", "role": "read",
+                                   "sha256": hashlib.sha256(READ_TOKEN.encode()).hexdigest()}]}
+        api_cfg = os.path.join(srv.cfgdir, "gateway-api.json")
+        with open(api_cfg, "w") as f:
+            json.dump(gw, f, indent=2)
+        try:
+            srv.check_config(api_cfg)
+        except BenchError as e:
+            note(f"this iotgw has no management API yet, the HTTP case is skipped: {e}")
+            return True
+        srvs["iotgw"] = srv
+        srv.launch(api_cfg, "api", "admin")
+        try:
+            api_latency(srv, devices, queries)
+        finally:
+            srv.stop()
+            del srvs["iotgw"]
+        return True
+
+    return benchlib.run_in_tmp("bench_history", args.keep, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

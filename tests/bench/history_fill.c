@@ -1,0 +1,170 @@
+/* history_fill.c: fills a gateway database through the store's own ingest path (gw_store_open,
+ * the writer thread, its batches, outbox off) with property reports of random devices, and prints
+ * the ingest rate per slice of events; then, optionally, the latency of "a device's latest 100
+ * events" in straight SQL on a read-only connection. Driven by bench_history.py:
+ *   history_fill -c gateway.json -n EVENTS [--no-index] [--slice N] [--queries Q] */
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "gateway/util/alloc.h"
+#include "gateway/util/metrics.h"
+#include "storage/store.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Latest 100 of random devices, straight SQL (the API's query), on a read-only connection. */
+static void query_latency(const char *path, const gw_config *cfg, int queries)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    double *t = calloc((size_t)queries, sizeof(*t));
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "SELECT id, ts, product, kind, name, msg_id, payload FROM events"
+                           " WHERE device = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                           -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "query: %s\n", sqlite3_errmsg(db));
+        exit(2);
+    }
+    long rows = 0;
+    for (int i = 0; i < queries; i++) {
+        const gw_device *d = &cfg->devices[next_rand() % cfg->n_devices];
+        double t0 = now_s();
+        sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, INT64_MAX);
+        sqlite3_bind_int(st, 3, 100);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            rows++;
+            (void)sqlite3_column_text(st, 6);
+        }
+        sqlite3_reset(st);
+        t[i] = (now_s() - t0) * 1e3;
+    }
+    qsort(t, (size_t)queries, sizeof(*t), cmp_double);
+    printf("bench=history_sql queries=%d rows=%ld p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", queries,
+           rows, t[queries / 2], t[queries * 99 / 100], t[queries - 1]);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(t);
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = NULL;
+    long long events = 1000000, slice = 1000000;
+    int no_index = 0, queries = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") && i + 1 < argc)
+            cfg_path = argv[++i];
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc)
+            events = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--slice") && i + 1 < argc)
+            slice = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--queries") && i + 1 < argc)
+            queries = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-index"))
+            no_index = 1;
+        else {
+            fprintf(stderr, "usage: history_fill -c gateway.json -n EVENTS [--no-index]"
+                            " [--slice N] [--queries Q]\n");
+            return 1;
+        }
+    }
+    gw_config *cfg;
+    gw_diag diag = {0};
+    gw_error err = {0, ""};
+    gw_store *s;
+    if (!cfg_path || gw_config_load(cfg_path, &cfg, &diag) || diag.n) {
+        for (size_t i = 0; i < diag.n; i++)
+            fprintf(stderr, "%s\n", diag.msgs[i]);
+        return 2;
+    }
+    gw_metrics_thread_init(0);
+    if (gw_store_open(&s, cfg, &err)) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        return 2;
+    }
+    if (no_index) { /* the history index off: the ingest cost it adds is the difference */
+        sqlite3 *db;
+        if (sqlite3_open(cfg->store.path, &db) != SQLITE_OK ||
+            sqlite3_exec(db, "DROP INDEX IF EXISTS events_device", NULL, NULL, NULL) != SQLITE_OK) {
+            fprintf(stderr, "drop index: %s\n", sqlite3_errmsg(db));
+            return 2;
+        }
+        sqlite3_close(db);
+    }
+    if (gw_store_start(s, NULL, NULL)) {
+        fprintf(stderr, "store start failed\n");
+        return 2;
+    }
+    double t0 = now_s(), ts = t0;
+    int64_t base_ms = gw_now_ms();
+    long long done_slice = 0;
+    for (long long i = 0; i < events; i++) {
+        while (gw_store_full(s))
+            usleep(100);
+        const gw_device *d = &cfg->devices[next_rand() % cfg->n_devices];
+        gw_event *ev = gw_store_event_new(s, GW_EV_PROPERTY, d);
+        if (!ev) {
+            fprintf(stderr, "out of memory\n");
+            return 2;
+        }
+        double temp = (double)(i % 1000) / 10.0;
+        ev->ts = ev->rx_ts = base_ms + i / 1000;
+        snprintf(ev->msg_id, sizeof(ev->msg_id), "%lld", i);
+        ev->values = json_pack("{s:f,s:f,s:i}", "temperature", temp, "humidity", 40.5, "level",
+                               (int)(i % 10));
+        char buf[160];
+        int n = snprintf(buf, sizeof(buf),
+                         "{\"temperature\":%.1f,\"humidity\":40.5,\"level\":%d,"
+                         "\"name\":\"bench-history-padding-0123456789\"}",
+                         temp, (int)(i % 10));
+        (void)n;
+        ev->payload = gw_strdup(GW_AREA_EVENT, buf);
+        gw_store_submit(s, ev, ev, 1);
+        if ((i + 1) % slice == 0) {
+            /* the queue holds at most queue_max: the rate of a slice is the writer's */
+            double t = now_s();
+            printf("bench=history_fill_slice index=%s events=%lld msg_per_s=%.0f\n",
+                   no_index ? "off" : "on", i + 1, (double)(i + 1 - done_slice) / (t - ts));
+            fflush(stdout);
+            ts = t;
+            done_slice = i + 1;
+        }
+    }
+    gw_store_close(s);
+    double total = now_s() - t0;
+    printf("bench=history_fill index=%s events=%lld devices=%zu seconds=%.1f msg_per_s=%.0f\n",
+           no_index ? "off" : "on", events, cfg->n_devices, total, (double)events / total);
+    fflush(stdout);
+    if (queries > 0)
+        query_latency(cfg->store.path, cfg, queries);
+    gw_config_free(cfg);
+    return 0;
+}
