@@ -330,15 +330,15 @@ static void migration(const fault_spec *f)
         }
         CHECK(st_integrity_ok(e));
         int64_t v = st_scalar(e, "PRAGMA user_version");
-        CHECK(v == 2 || v == 3);
+        CHECK(v == 2 || v == 4);
         if (rc == 0)
-            CHECK_INT(v, 3);
+            CHECK_INT(v, 4);
         st_check_close(e);
         /* the next start, without faults, completes the migration */
         s = NULL;
         CHECK_INT(gw_store_open(&s, e->cfg, &err), 0);
         gw_store_close(s);
-        CHECK_INT(st_scalar(e, "PRAGMA user_version"), 3);
+        CHECK_INT(st_scalar(e, "PRAGMA user_version"), 4);
         CHECK_INT(st_scalar(e, "SELECT value FROM meta WHERE key = 'state_mark'"), 7);
         CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM events WHERE id <= 7"), 2);
         CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM events WHERE kind = 'offline'"
