@@ -1,15 +1,21 @@
 #!/usr/bin/python3
-"""bench_history.py: the history index (issue 16). Fills a database with N property reports over D
+"""bench_history.py: the history layout (issue 16). Fills a database with N property reports over D
 devices through the store's own ingest path (history_fill: gw_store_open, the writer thread and
-its batches, as the gateway runs them), once without the history index (events_device) and once
-with it, and prints the ingest rate of each (and per slice of events, as the database grows). On
-the database with the index it then prints the latency of one device's latest 100 events for
-random devices in straight SQL (history_fill --queries) and through the HTTP API
-(GET /api/devices/{id}/events?limit=100 on a running iotgw, keep-alive connection), p50/p99.
-Prints `bench=history_... key=value` lines; never passes or fails on figures.
+its batches, as the gateway runs them) and prints the ingest rate (overall and per slice of
+events, as the database grows) of up to three layouts:
+  base   the store without any history layout (a history_fill built from the tree before it:
+         --base-fill BIN or HISTORY_FILL_BASE_BIN; skipped when not given)
+  chain  this tree: events.prev + history_head (what the gateway uses)
+  index  the plain alternative, chain plus an index on events(device) (--plain-index)
+and the ingest cost of chain (and index) against base. On the chain database it prints the
+latency of one device's latest 100 events for random devices through the store's reader (the
+API's query without HTTP) and through the HTTP API (GET /api/devices/{id}/events?limit=100 on a
+running iotgw, one keep-alive connection), p50/p99. Never passes or fails on figures.
   /usr/bin/python3 tests/bench/bench_history.py                  # 10M events, 10k devices
   /usr/bin/python3 tests/bench/bench_history.py --smoke          # CI: 50k events, 500 devices
-  /usr/bin/python3 tests/bench/bench_history.py --events 2000000 --devices 10000"""
+  /usr/bin/python3 tests/bench/bench_history.py --events 2000000 --devices 10000 --plain-index
+The base binary: `git archive <commit before the layout> | tar -x -C /tmp/base`, copy
+tests/bench/history_fill.c there, build it with -DCMAKE_C_FLAGS=-DHISTORY_FILL_BASE."""
 
 import argparse
 import hashlib
@@ -42,8 +48,8 @@ def fill_bin():
 
 def run_fill(binary, cfg, events, slice_, index, queries):
     cmd = [binary, "-c", cfg, "-n", str(events), "--slice", str(slice_)]
-    if not index:
-        cmd.append("--no-index")
+    if index:
+        cmd.append("--index")
     if queries:
         cmd += ["--queries", str(queries)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -51,7 +57,7 @@ def run_fill(binary, cfg, events, slice_, index, queries):
     for line in p.stdout:
         out(line.rstrip())
         kv = benchlib.parse_kv(line)
-        if kv.get("bench") in ("history_fill", "history_sql"):
+        if kv.get("bench") in ("history_fill", "history_store"):
             figs[kv["bench"]] = kv
     if p.wait() != 0:
         raise BenchError(f"history_fill exited with {p.returncode}")
@@ -88,7 +94,10 @@ def main():
     ap.add_argument("--events", type=int, help="events to fill (default 10,000,000)")
     ap.add_argument("--devices", type=int, help="devices (default 10,000)")
     ap.add_argument("--queries", type=int, help="latency samples (default 1000, smoke 100)")
-    ap.add_argument("--skip-no-index", action="store_true", help="fill only with the index")
+    ap.add_argument("--base-fill", default=os.environ.get("HISTORY_FILL_BASE_BIN"),
+                    help="history_fill built without the history layout (the baseline)")
+    ap.add_argument("--plain-index", action="store_true",
+                    help="also fill with an index on events(device), the alternative")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, databases)")
     args = ap.parse_args()
     events = args.events or (50000 if args.smoke else 10000000)
@@ -103,20 +112,26 @@ def main():
         out(f"bench=history_env cpus={os.cpu_count()} loadavg_1m={os.getloadavg()[0]:.2f} "
             f"cpu_idle_pct={benchlib.cpu_idle_pct():.0f} events={events} devices={devices}")
         figs = {}
-        if not args.skip_no_index:
-            cfg = srv.write_config("noindex")
-            figs["off"] = run_fill(filler, cfg, events, slice_, False, 0)
-            os.unlink(srv.db)  # the disk: a 10M database is ~1.5 GB
-            for ext in ("-wal", "-shm"):
-                if os.path.exists(srv.db + ext):
-                    os.unlink(srv.db + ext)
-        cfg = srv.write_config("index")
-        figs["on"] = run_fill(filler, cfg, events, slice_, True, queries)
-        if "off" in figs:
-            on = float(figs["on"]["history_fill"]["msg_per_s"])
-            off = float(figs["off"]["history_fill"]["msg_per_s"])
-            out(f"bench=history_index_cost ingest_with_index_over_without={on / off:.3f} "
-                f"cost_pct={(1 - on / off) * 100:.1f}")
+
+        def drop(db):  # the disk: a 10M database is ~2 GB
+            for ext in ("", "-wal", "-shm"):
+                if os.path.exists(db + ext):
+                    os.unlink(db + ext)
+
+        for layout, binary_, index in (("base", args.base_fill, False),
+                                       ("index", filler if args.plain_index else None, True)):
+            if binary_:
+                figs[layout] = run_fill(binary_, srv.write_config(layout), events, slice_, index,
+                                        0)
+                drop(srv.db)
+        cfg = srv.write_config("chain")
+        figs["chain"] = run_fill(filler, cfg, events, slice_, False, queries)
+        for layout in ("chain", "index"):
+            if "base" in figs and layout in figs:
+                on = float(figs[layout]["history_fill"]["msg_per_s"])
+                off = float(figs["base"]["history_fill"]["msg_per_s"])
+                out(f"bench=history_ingest_cost layout={layout} over_base={on / off:.3f} "
+                    f"cost_pct={(1 - on / off) * 100:.1f}")
         # the API on the filled database (the same config, with a read token)
         with open(cfg) as f:
             gw = json.load(f)

@@ -1,8 +1,11 @@
 /* history_fill.c: fills a gateway database through the store's own ingest path (gw_store_open,
- * the writer thread, its batches, outbox off) with property reports of random devices, and prints
- * the ingest rate per slice of events; then, optionally, the latency of "a device's latest 100
- * events" in straight SQL on a read-only connection. Driven by bench_history.py:
- *   history_fill -c gateway.json -n EVENTS [--no-index] [--slice N] [--queries Q] */
+ * the writer thread, its batches, outbox off) with an online event per device and then property
+ * reports of random devices, and prints the ingest rate per slice of events; then, optionally,
+ * the latency of "a device's latest 100 events" through the store's reader (the API's query, no
+ * HTTP). --index adds the plain alternative, an index on events(device), to compare its cost.
+ * Built with -DHISTORY_FILL_BASE against a tree without the history layout, it is the baseline.
+ * Driven by bench_history.py:
+ *   history_fill -c gateway.json -n EVENTS [--index] [--slice N] [--queries Q] */
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -15,6 +18,12 @@
 #include "gateway/util/alloc.h"
 #include "gateway/util/metrics.h"
 #include "storage/store.h"
+
+#ifdef HISTORY_FILL_BASE
+#define BASE_MODE 1
+#else
+#define BASE_MODE 0
+#endif
 
 static double now_s(void)
 {
@@ -38,47 +47,50 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Latest 100 of random devices, straight SQL (the API's query), on a read-only connection. */
-static void query_latency(const char *path, const gw_config *cfg, int queries)
+#ifndef HISTORY_FILL_BASE
+static int count_row(void *arg, const gw_outbox_row *row)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
+    (void)row;
+    (*(long *)arg)++;
+    return 0;
+}
+
+/* Latest 100 of random devices through the reader the API uses (gw_store_reader_history). */
+static void query_latency(const gw_config *cfg, int queries)
+{
+    gw_store_reader *r;
+    gw_error err = {0, ""};
     double *t = calloc((size_t)queries, sizeof(*t));
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "SELECT id, ts, product, kind, name, msg_id, payload FROM events"
-                           " WHERE device = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK) {
-        fprintf(stderr, "query: %s\n", sqlite3_errmsg(db));
+    if (!t || gw_store_reader_open(&r, cfg, &err)) {
+        fprintf(stderr, "reader: %s\n", err.msg);
         exit(2);
     }
     long rows = 0;
     for (int i = 0; i < queries; i++) {
         const gw_device *d = &cfg->devices[next_rand() % cfg->n_devices];
+        gw_history_query q = {
+            .device = d->id, .from = INT64_MIN, .to = INT64_MAX, .limit = 100, .scan_max = 2000};
+        int64_t next;
         double t0 = now_s();
-        sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, INT64_MAX);
-        sqlite3_bind_int(st, 3, 100);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            rows++;
-            (void)sqlite3_column_text(st, 6);
+        if (gw_store_reader_history(r, &q, count_row, &rows, &next) < 0) {
+            fprintf(stderr, "history query failed\n");
+            exit(2);
         }
-        sqlite3_reset(st);
         t[i] = (now_s() - t0) * 1e3;
     }
     qsort(t, (size_t)queries, sizeof(*t), cmp_double);
-    printf("bench=history_sql queries=%d rows=%ld p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", queries,
+    printf("bench=history_store queries=%d rows=%ld p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", queries,
            rows, t[queries / 2], t[queries * 99 / 100], t[queries - 1]);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    gw_store_reader_close(r);
     free(t);
 }
+#endif
 
 int main(int argc, char **argv)
 {
     const char *cfg_path = NULL;
     long long events = 1000000, slice = 1000000;
-    int no_index = 0, queries = 0;
+    int with_index = 0, queries = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-c") && i + 1 < argc)
             cfg_path = argv[++i];
@@ -88,10 +100,10 @@ int main(int argc, char **argv)
             slice = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--queries") && i + 1 < argc)
             queries = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--no-index"))
-            no_index = 1;
+        else if (!strcmp(argv[i], "--index"))
+            with_index = 1;
         else {
-            fprintf(stderr, "usage: history_fill -c gateway.json -n EVENTS [--no-index]"
+            fprintf(stderr, "usage: history_fill -c gateway.json -n EVENTS [--index]"
                             " [--slice N] [--queries Q]\n");
             return 1;
         }
@@ -110,11 +122,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "store: %s\n", err.msg);
         return 2;
     }
-    if (no_index) { /* the history index off: the ingest cost it adds is the difference */
+    if (with_index) { /* the alternative layout: an index on events(device) */
         sqlite3 *db;
         if (sqlite3_open(cfg->store.path, &db) != SQLITE_OK ||
-            sqlite3_exec(db, "DROP INDEX IF EXISTS events_device", NULL, NULL, NULL) != SQLITE_OK) {
-            fprintf(stderr, "drop index: %s\n", sqlite3_errmsg(db));
+            sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS bench_events_device ON events(device)",
+                         NULL, NULL, NULL) != SQLITE_OK) {
+            fprintf(stderr, "create index: %s\n", sqlite3_errmsg(db));
             return 2;
         }
         sqlite3_close(db);
@@ -123,6 +136,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "store start failed\n");
         return 2;
     }
+    /* every device goes online first, as sessions do */
+    for (size_t i = 0; i < cfg->n_devices; i++) {
+        while (gw_store_full(s))
+            usleep(100);
+        gw_event *ev = gw_store_event_new(s, GW_EV_ONLINE, &cfg->devices[i]);
+        if (!ev)
+            return 2;
+        ev->payload = gw_strdup(GW_AREA_EVENT, "{\"adapter\":\"mqtt\",\"peer\":\"127.0.0.1:1\"}");
+        gw_store_submit(s, ev, ev, 1);
+    }
+    const char *mode = BASE_MODE ? "base" : with_index ? "index" : "chain";
     double t0 = now_s(), ts = t0;
     int64_t base_ms = gw_now_ms();
     long long done_slice = 0;
@@ -151,8 +175,8 @@ int main(int argc, char **argv)
         if ((i + 1) % slice == 0) {
             /* the queue holds at most queue_max: the rate of a slice is the writer's */
             double t = now_s();
-            printf("bench=history_fill_slice index=%s events=%lld msg_per_s=%.0f\n",
-                   no_index ? "off" : "on", i + 1, (double)(i + 1 - done_slice) / (t - ts));
+            printf("bench=history_fill_slice layout=%s events=%lld msg_per_s=%.0f\n", mode, i + 1,
+                   (double)(i + 1 - done_slice) / (t - ts));
             fflush(stdout);
             ts = t;
             done_slice = i + 1;
@@ -160,11 +184,15 @@ int main(int argc, char **argv)
     }
     gw_store_close(s);
     double total = now_s() - t0;
-    printf("bench=history_fill index=%s events=%lld devices=%zu seconds=%.1f msg_per_s=%.0f\n",
-           no_index ? "off" : "on", events, cfg->n_devices, total, (double)events / total);
+    printf("bench=history_fill layout=%s events=%lld devices=%zu seconds=%.1f msg_per_s=%.0f\n",
+           mode, events, cfg->n_devices, total, (double)events / total);
     fflush(stdout);
+#ifndef HISTORY_FILL_BASE
     if (queries > 0)
-        query_latency(cfg->store.path, cfg, queries);
+        query_latency(cfg, queries);
+#else
+    (void)queries;
+#endif
     gw_config_free(cfg);
     return 0;
 }
