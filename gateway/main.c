@@ -291,6 +291,11 @@ int main(int argc, char **argv)
     m.api_ctx.rt = m.rt;
     m.api_ctx.cfg = m.cfg;
     m.api_ctx.store = m.store;
+    /* the API's own read-only connection (device lists, state, history) */
+    if (m.cfg->admin_enabled && gw_store_reader_open(&m.api_ctx.reader, m.cfg, &err)) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
+        goto out;
+    }
     m.api_ctx.started_ms = (int64_t)uv_now(&m.loop);
     if (m.cfg->admin_enabled && gw_api_hub_create(&m.hub, &m.loop, m.store, m.cfg) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
@@ -339,6 +344,7 @@ out:
     uv_run(&m.loop, UV_RUN_NOWAIT);
     gw_api_server_free(m.api);
     gw_api_hub_free(m.hub);
+    gw_store_reader_close(m.api_ctx.reader);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_free(m.cfg);
