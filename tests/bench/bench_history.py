@@ -88,6 +88,69 @@ def api_latency(srv, n_devices, queries):
         f"p99_ms={t[len(t) * 99 // 100]:.3f} max_ms={t[-1]:.3f}")
 
 
+def timed_get(c, path):
+    t0 = time.perf_counter()
+    c.request("GET", path, headers={"Authorization": "Bearer " + READ_TOKEN})
+    r = c.getresponse()
+    body = r.read()
+    dt = (time.perf_counter() - t0) * 1e3
+    if r.status != 200:
+        raise BenchError(f"GET {path}: {r.status} {body[:200]!r}")
+    return dt, json.loads(body)
+
+
+def api_cfg(srv, cfg):
+    """cfg with an admin listener and a read token (the bench's); its path, or None when this
+    iotgw has no management API."""
+    with open(cfg) as f:
+        gw = json.load(f)
+    gw["admin"] = {"enabled": True, "listeners": [{"address": "127.0.0.1", "port": 0}],
+                   "tokens": [{"name": "bench", "role": "read",
+                               "sha256": hashlib.sha256(READ_TOKEN.encode()).hexdigest()}]}
+    path = cfg.replace(".json", "-api.json")
+    with open(path, "w") as f:
+        json.dump(gw, f, indent=2)
+    try:
+        srv.check_config(path)
+    except BenchError as e:
+        note(f"this iotgw has no management API yet, the HTTP cases are skipped: {e}")
+        return None
+    return path
+
+
+def list_latency(tmp, binary, n_devices, rounds):
+    """GET /api/devices over n_devices: the first request (sorts the configuration's devices once),
+    full walks with limit=1000, a q= scan of every device, online=false (a state look-up each)."""
+    srv = bench_mqtt.Iotgw(os.path.join(tmp, "list"), binary, n_devices, 1)
+    path = api_cfg(srv, srv.write_config("list"))
+    if not path:
+        return
+    srv.launch(path, "list", "admin")
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        first, _ = timed_get(c, "/api/devices?limit=1")
+        pages = []
+        for _ in range(rounds):
+            cur = None
+            while True:
+                dt, j = timed_get(c, "/api/devices?limit=1000" + (f"&cursor={cur}" if cur else ""))
+                pages.append(dt)
+                cur = j["next_cursor"]
+                if not cur:
+                    break
+        q = [timed_get(c, "/api/devices?limit=100&q=nomatch")[0] for _ in range(20)]
+        off = [timed_get(c, "/api/devices?limit=1000&online=false")[0] for _ in range(20)]
+    finally:
+        c.close()
+        srv.stop()
+    pages.sort()
+    q.sort()
+    off.sort()
+    out(f"bench=history_list devices={n_devices} first_ms={first:.1f} "
+        f"page1000_p50_ms={pages[len(pages) // 2]:.2f} page1000_p99_ms={pages[len(pages) * 99 // 100]:.2f} "
+        f"q_scan_all_p50_ms={q[len(q) // 2]:.2f} online_false_page1000_p50_ms={off[len(off) // 2]:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="CI: 50k events over 500 devices")
@@ -98,12 +161,15 @@ def main():
                     help="history_fill built without the history layout (the baseline)")
     ap.add_argument("--plain-index", action="store_true",
                     help="also fill with an index on events(device), the alternative")
+    ap.add_argument("--list-devices", type=int,
+                    help="devices of the GET /api/devices case (default 100,000; smoke 2,000)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, databases)")
     args = ap.parse_args()
     events = args.events or (50000 if args.smoke else 10000000)
     devices = args.devices or (500 if args.smoke else 10000)
     queries = args.queries or (100 if args.smoke else 1000)
     slice_ = max(events // 10, 1)
+    args.list_devices = args.list_devices or (2000 if args.smoke else 100000)
 
     def body(tmp, srvs):
         binary = benchlib.iotgw_binary()
@@ -133,26 +199,17 @@ def main():
                 out(f"bench=history_ingest_cost layout={layout} over_base={on / off:.3f} "
                     f"cost_pct={(1 - on / off) * 100:.1f}")
         # the API on the filled database (the same config, with a read token)
-        with open(cfg) as f:
-            gw = json.load(f)
-        gw["admin"] = {"enabled": True, "listeners": [{"address": "127.0.0.1", "port": 0}],
-                       "tokens": [{"name": "bench", "role": "read",
-                                   "sha256": hashlib.sha256(READ_TOKEN.encode()).hexdigest()}]}
-        api_cfg = os.path.join(srv.cfgdir, "gateway-api.json")
-        with open(api_cfg, "w") as f:
-            json.dump(gw, f, indent=2)
-        try:
-            srv.check_config(api_cfg)
-        except BenchError as e:
-            note(f"this iotgw has no management API yet, the HTTP case is skipped: {e}")
+        path = api_cfg(srv, cfg)
+        if not path:
             return True
         srvs["iotgw"] = srv
-        srv.launch(api_cfg, "api", "admin")
+        srv.launch(path, "api", "admin")
         try:
             api_latency(srv, devices, queries)
         finally:
             srv.stop()
             del srvs["iotgw"]
+        list_latency(tmp, binary, args.list_devices, 1 if args.smoke else 3)
         return True
 
     return benchlib.run_in_tmp("bench_history", args.keep, body)
