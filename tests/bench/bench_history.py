@@ -37,12 +37,12 @@ READ_TOKEN = "bench-history-read-token-0123456789"
 
 
 def fill_bin():
+    if os.environ.get("HISTORY_FILL_BIN"):
+        return os.environ["HISTORY_FILL_BIN"]
     for build in (os.environ.get("IOTGW_BUILD", ""), os.path.join(benchlib.SRC, "build")):
         cand = os.path.join(build, "history_fill") if build else ""
         if cand and os.access(cand, os.X_OK):
-            return os.environ.get("HISTORY_FILL_BIN", cand)
-    if os.environ.get("HISTORY_FILL_BIN"):
-        return os.environ["HISTORY_FILL_BIN"]
+            return cand
     raise BenchError("history_fill not built (cmake -DGW_BUILD_BENCH=ON; or HISTORY_FILL_BIN)")
 
 
