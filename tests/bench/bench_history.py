@@ -196,8 +196,11 @@ def main():
             if "base" in figs and layout in figs:
                 on = float(figs[layout]["history_fill"]["msg_per_s"])
                 off = float(figs["base"]["history_fill"]["msg_per_s"])
-                out(f"bench=history_ingest_cost layout={layout} over_base={on / off:.3f} "
-                    f"cost_pct={(1 - on / off) * 100:.1f}")
+                c_on = float(figs[layout]["history_fill"]["cpu_us_per_msg"])
+                c_off = float(figs["base"]["history_fill"]["cpu_us_per_msg"])
+                out(f"bench=history_ingest_cost layout={layout} rate_over_base={on / off:.3f} "
+                    f"rate_cost_pct={(1 - on / off) * 100:.1f} "
+                    f"cpu_cost_pct={(c_on / c_off - 1) * 100:.1f}")
         # the API on the filled database (the same config, with a read token)
         path = api_cfg(srv, cfg)
         if not path:

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,16 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* CPU seconds of the whole process (both threads): less sensitive than the rate to what else
+ * runs on a shared machine. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next_rand(void)
 {
@@ -41,13 +52,13 @@ static uint64_t next_rand(void)
     return rng;
 }
 
+#ifndef HISTORY_FILL_BASE
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-#ifndef HISTORY_FILL_BASE
 static int count_row(void *arg, const gw_outbox_row *row)
 {
     (void)row;
@@ -147,7 +158,7 @@ int main(int argc, char **argv)
         gw_store_submit(s, ev, ev, 1);
     }
     const char *mode = BASE_MODE ? "base" : with_index ? "index" : "chain";
-    double t0 = now_s(), ts = t0;
+    double t0 = now_s(), ts = t0, c0 = cpu_s();
     int64_t base_ms = gw_now_ms();
     long long done_slice = 0;
     for (long long i = 0; i < events; i++) {
@@ -183,9 +194,10 @@ int main(int argc, char **argv)
         }
     }
     gw_store_close(s);
-    double total = now_s() - t0;
-    printf("bench=history_fill layout=%s events=%lld devices=%zu seconds=%.1f msg_per_s=%.0f\n",
-           mode, events, cfg->n_devices, total, (double)events / total);
+    double total = now_s() - t0, cpu = cpu_s() - c0;
+    printf("bench=history_fill layout=%s events=%lld devices=%zu seconds=%.1f msg_per_s=%.0f"
+           " cpu_us_per_msg=%.2f\n",
+           mode, events, cfg->n_devices, total, (double)events / total, cpu * 1e6 / (double)events);
     fflush(stdout);
 #ifndef HISTORY_FILL_BASE
     if (queries > 0)
