@@ -41,7 +41,8 @@ typedef struct gw__prop_slot {
 typedef struct gw__head {
     char *device; /* NULL: empty slot */
     uint32_t hash;
-    bool dirty; /* changed since history_head was last written */
+    bool dirty;  /* changed since it was last written (device_state or history_head) */
+    bool listed; /* in the dirty list */
     int64_t last;
 } gw__head;
 
@@ -165,13 +166,16 @@ int64_t gw__outbox_room(const gw_store *s);
 int gw__store_prepare(gw_store *s, gw_error *err);
 
 /* store_history.c: the history chain (events.prev, history_head) */
-int gw__history_open(gw_store *s, gw_error *err); /* after the schema: heads, statements */
+/* After the schema, before the statements: heads past the mark, statements, and the SQL function
+ * gw_history_head(device) the device_state statements write last_event with. */
+int gw__history_open(gw_store *s, gw_error *err);
 void gw__history_close(gw_store *s);
 /* Before inserting an event of device: *prev = its newest event id (0: none). 0 or -SQLITE_…. */
 int gw__history_prev(gw_store *s, const char *device, int64_t *prev);
 /* ... after inserting it as id (in the batch's transaction). */
 void gw__history_linked(gw_store *s, int64_t id);
-/* In the state write's transaction: the changed heads into history_head. 0 or -SQLITE_…. */
+/* In the state write's transaction, after device_state: the changed heads it did not take (no
+ * state row: only gateway-made events) into history_head. 0 or -SQLITE_…. */
 int gw__history_write(gw_store *s);
 void gw__history_written(gw_store *s); /* that transaction committed */
 /* After a batch's transaction: committed, or rolled back (its heads are undone). */

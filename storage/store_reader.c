@@ -208,13 +208,16 @@ int gw_store_reader_online(gw_store_reader *r, const char *after, size_t limit,
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : GW_ESTORE;
 }
 
-/* The device's newest event id (0: none): its head as of the state mark, unless an event came
- * after the mark (those are scanned, newest first: at most state_lag_ms of ingest). */
+/* The device's newest event id (0: none): its head as of the state mark (device_state.last_event
+ * or history_head, whichever is newer), unless an event came after the mark (those are scanned,
+ * newest first: at most state_lag_ms of ingest). One statement: one snapshot for both. */
 static int newest_event(gw_store_reader *r, const char *device, int64_t *out)
 {
     sqlite3_stmt *h = prepared(r, &r->head,
                                "SELECT (SELECT value FROM meta WHERE key = 'state_mark'),"
-                               " (SELECT last_id FROM history_head WHERE device = ?1)");
+                               " MAX(COALESCE((SELECT last_event FROM device_state"
+                               " WHERE device = ?1), 0), COALESCE((SELECT last_id FROM"
+                               " history_head WHERE device = ?1), 0))");
     sqlite3_stmt *t = prepared(r, &r->tail,
                                "SELECT id FROM events WHERE id > ?1 AND device = ?2"
                                " ORDER BY id DESC LIMIT 1");

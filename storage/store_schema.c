@@ -38,12 +38,15 @@ static const char *const schema_v3 =
     " SELECT 'state_mark', COALESCE(MAX(id), 0) FROM events;";
 
 /* v4: the management API's reads. A device's history is a chain (store_history.c): events.prev is
- * the id of the same device's previous event, history_head each device's newest as of the state
- * mark; an existing database's events are linked once here (with a transient index). events_online
- * finds a device's newest online event (its adapter and peer), partial so that it costs ingest
- * nothing but for online events; device_state_online lists the online devices in id order. */
+ * the id of the same device's previous event; its newest as of the state mark is the larger of
+ * device_state.last_event (written with the device's state) and history_head (devices without a
+ * state row); an existing database's events are linked once here (with a transient index).
+ * events_online finds a device's newest online event (its adapter and peer), partial so that it
+ * costs ingest nothing but for online events; device_state_online lists the online devices in id
+ * order. */
 static const char *const schema_v4 =
     "ALTER TABLE events ADD COLUMN prev INTEGER;"
+    "ALTER TABLE device_state ADD COLUMN last_event INTEGER;"
     "CREATE TABLE IF NOT EXISTS history_head(device TEXT PRIMARY KEY, last_id INTEGER NOT NULL)"
     " WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS gw_v4_link ON events(device);"
@@ -122,13 +125,17 @@ int gw__store_prepare(gw_store *s, gw_error *err)
              " WHERE excluded.ts >= property_state.ts",
              err) ||
         prep(s, &s->up_state,
-             "INSERT INTO device_state(device, product, online, last_seen, last_offline_reason)"
-             " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(device) DO UPDATE SET"
+             "INSERT INTO device_state(device, product, online, last_seen, last_offline_reason,"
+             " last_event) VALUES(?1, ?2, ?3, ?4, ?5, gw_history_head(?1))"
+             " ON CONFLICT(device) DO UPDATE SET"
              " online = excluded.online, last_seen = MAX(last_seen, excluded.last_seen),"
-             " last_offline_reason = COALESCE(excluded.last_offline_reason, last_offline_reason)",
+             " last_offline_reason = COALESCE(excluded.last_offline_reason, last_offline_reason),"
+             " last_event = COALESCE(excluded.last_event, last_event)",
              err) ||
         prep(s, &s->touch_state,
-             "UPDATE device_state SET last_seen = MAX(last_seen, ?2) WHERE device = ?1", err) ||
+             "UPDATE device_state SET last_seen = MAX(last_seen, ?2),"
+             " last_event = COALESCE(gw_history_head(?1), last_event) WHERE device = ?1",
+             err) ||
         prep(s, &s->set_mark, "UPDATE meta SET value = ?1 WHERE key = 'state_mark'", err) ||
         prep(s, &s->begin, "BEGIN", err) || prep(s, &s->commit, "COMMIT", err) ||
         prep(s, &s->rollback, "ROLLBACK", err))
@@ -151,7 +158,8 @@ int gw__store_mark_offline(gw_store *s, gw_error *err)
              "INSERT INTO events(ts, rx_ts, device, product, kind, name, payload, prev)"
              " SELECT %lld, %lld, device, product, 'offline', 'restart', "
              "'{\"reason\":\"restart\",\"will\":false}',"
-             " (SELECT last_id FROM history_head h WHERE h.device = device_state.device)"
+             " NULLIF(MAX(COALESCE(last_event, 0), COALESCE((SELECT last_id FROM history_head h"
+             " WHERE h.device = device_state.device), 0)), 0)"
              " FROM device_state WHERE online = 1;"
              "INSERT INTO history_head(device, last_id) SELECT device, MAX(id) FROM events"
              " WHERE id > (SELECT last FROM restart_mark) GROUP BY device"

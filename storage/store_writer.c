@@ -484,8 +484,8 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
         gw_store_close(s);
         return GW_ESTORE;
     }
-    if (gw__store_schema(s->db, &cfg->store, err) || gw__store_prepare(s, err) ||
-        gw__history_open(s, err) || gw__state_replay(s, err) || gw__store_mark_offline(s, err) ||
+    if (gw__store_schema(s->db, &cfg->store, err) || gw__history_open(s, err) ||
+        gw__store_prepare(s, err) || gw__state_replay(s, err) || gw__store_mark_offline(s, err) ||
         gw__outbox_open(s, err)) {
         gw_store_close(s);
         return GW_ESTORE;

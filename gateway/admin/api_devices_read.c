@@ -162,9 +162,9 @@ static int parse_time(const char *s, int64_t *out)
     char *end;
     if (!*s)
         return -1;
-    if (isdigit((unsigned char)s[0]) && strlen(s) != 10 && !strchr(s, 'T')) {
+    if (strspn(s + (*s == '-'), "0123456789") == strlen(s + (*s == '-'))) { /* all digits: ms */
         long long v = strtoll(s, &end, 10);
-        if (*end)
+        if (*end || s[*s == '-'] == 0)
             return -1;
         *out = v;
         return 0;
@@ -363,6 +363,7 @@ void gw_api_devices_list(gw_api_req *r, gw_api_ctx *ctx)
         }
     }
     if (w.n > w.limit) { /* the one past the page: go on after the page's last */
+        more = true;
         w.n = w.limit;
         snprintf(w.last, sizeof(w.last), "%s", w.page[w.n - 1]->id);
     }

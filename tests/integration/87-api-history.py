@@ -80,6 +80,10 @@ def list_paging(t, gw):
     t.eq((pages, biggest), (3, 1000), "three pages, at most 1,000 each")
     t.info("3 pages of up to 1,000 devices in %.1f ms (client side)" % (dt * 1e3))
 
+    r = get(gw, "/api/devices?product=plug&limit=499")
+    r2 = get(gw, "/api/devices?product=plug&limit=499&cursor=%s" % r.json["next_cursor"])
+    t.eq((len(r.json["devices"]), [d["id"] for d in r2.json["devices"]], r2.json["next_cursor"]),
+         (499, ["p-0500"], None), "limit one below the count: a second page with the last one")
     got, _, _, _ = walk(t, gw, "/api/devices?product=plug", "devices", 150)
     t.eq([d["id"] for d in got], ids_plug(), "product=plug: the 500 plugs, paged by 150")
     t.check(all(d["product"] == "plug" for d in got), "each entry names its product")
@@ -188,6 +192,8 @@ def history_filters(t, gw):
     t.eq(r.json["events"][0]["values"].get("adapter"), "mqtt", "its values name the adapter")
     lo, hi = TS0 + 10 * 1000, TS0 + 19 * 1000
     r = get(gw, base + "?kind=property&from=%d&to=%d" % (lo, hi))
+    r0 = get(gw, base + "?from=-5&to=0")
+    t.eq((r0.status, r0.json["events"]), (200, []), "from/to any integer ms (nothing before 0)")
     t.eq([x["messageId"] for x in r.json["events"]], ["h%d" % i for i in range(19, 9, -1)],
          "from/to in ms (inclusive)")
     iso = lambda ms: datetime.datetime.fromtimestamp(  # noqa: E731

@@ -74,7 +74,8 @@ static bool chain_ok(st_env *e)
                                " e.device AND x.id < e.id), 0)");
     int64_t heads = st_scalar(e, "SELECT COUNT(*) FROM (SELECT device, MAX(id) AS m FROM events"
                                  " GROUP BY device) d LEFT JOIN history_head h USING(device)"
-                                 " WHERE h.last_id IS NOT d.m");
+                                 " LEFT JOIN device_state s USING(device) WHERE"
+                                 " MAX(COALESCE(h.last_id, 0), COALESCE(s.last_event, 0)) != d.m");
     if (bad || heads)
         fprintf(stderr, "chain: %lld events with a wrong prev, %lld wrong heads\n", (long long)bad,
                 (long long)heads);
