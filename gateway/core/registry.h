@@ -23,4 +23,8 @@ int gw_registry_check(gw_error *err);
  * one, and its metrics are registered. 0, or GW_ECONFIG (name taken, table full) with err. */
 int gw_registry_add_adapter(const gw_adapter_ops *ops, gw_error *err);
 
+/* The look-ups gw_config_load and gw_config_reference need (config/plugins.h), answered from these
+ * lists: config/ itself includes nothing of gateway/core. */
+const gw_config_plugins *gw_registry_config_plugins(void);
+
 #endif

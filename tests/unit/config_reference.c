@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "gateway/core/registry.h"
 #include "test.h"
 
 #define DOC "../../docs/CONFIG-KEYS.md" /* ctest runs in tests/unit */
@@ -39,7 +40,7 @@ int main(void)
     CHECK(m != NULL);
     if (!m)
         TEST_MAIN_END();
-    gw_config_reference(m);
+    gw_config_reference(m, gw_registry_config_plugins());
     fclose(m);
     CHECK_CONTAINS(out, "### `adapters.coap`");
     CHECK_CONTAINS(out, "| `idle_timeout_ms` | integer | 300000 | 100..86400000 |");
