@@ -562,8 +562,10 @@ typedef struct commands_file {
 } commands_file;
 static const char *const offline_modes[] = {"reject", "queue", NULL};
 static const gw_cfg_field commands_fields[] = {
-    {"offline", GW_CFG_ENUM, offsetof(commands_file, offline), 0, 0, offline_modes, false},
-    {"ttl_ms", GW_CFG_UINT32, offsetof(commands_file, ttl_ms), 1, 604800000, NULL, false},
+    {"offline", GW_CFG_ENUM, offsetof(commands_file, offline), 0, 0, offline_modes, false,
+     GW_CFG_DEF(0)},
+    {"ttl_ms", GW_CFG_UINT32, offsetof(commands_file, ttl_ms), 1, 604800000, NULL, false,
+     GW_CFG_DEF(60000)},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -763,4 +765,10 @@ done:
         free(names[i]);
     free(names);
     return ok;
+}
+
+void gw__config_product_reference(FILE *f)
+{
+    gw_cfg_reference(f, "product \"auth\" (every protocol)", auth_fields);
+    gw_cfg_reference(f, "product \"commands\"", commands_fields);
 }

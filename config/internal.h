@@ -68,6 +68,9 @@ long gw__config_hash_insert(gw__config_hash *h, const void *base, size_t stride,
 bool gw__config_load_products(gw__config_ctx *x, gw_config *c, const char *dir_path,
                               const char *dir_disp);
 void gw__config_product_free(const gw_config_plugins *plugins, gw_product *p);
+/* The reference tables of a product's core sections ("auth", "commands"), for gw_config_reference.
+ */
+void gw__config_product_reference(FILE *f);
 
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);
