@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "reject.h"
+#include "../util/reject.h"
 #include "../../config/product.h"
 
 /* Look-ups by id (NULL if absent). */

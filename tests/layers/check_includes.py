@@ -45,21 +45,8 @@ KNOWN_CYCLE_EDGES = {
     ("codecs/protobuf", "gateway/command"): "command_types.h (reaches core's thing_model.h)",
     ("gateway/core", "gateway/command"): "dispatch.c hands device replies to the command table",
     ("gateway/command", "gateway/core"): "the command table uses sessions, runtime, dispatch",
-    ("gateway/util", "gateway/core"): "metrics.h's per-reason counters include core/reject.h",
-    ("gateway/core", "gateway/util"): "everything uses alloc, log, metrics, error",
     ("gateway/util", "config"): "listen.c and limits.c read their config (runtime parts in util/)",
     ("config", "gateway/util"): "the error codes, gateway/util/error.h",
-    ("codecs/binary", "gateway/util"): "alloc, json_write (util reaches core through metrics.h)",
-    ("codecs/json", "gateway/util"): "json_write (util reaches core through metrics.h)",
-    ("codecs/protobuf", "gateway/util"): "alloc, auth (util reaches core through metrics.h)",
-    ("codecs/binary", "config"): "config/diag.h (config reaches util, util reaches core)",
-    ("codecs/json", "config"): "config/diag.h (config reaches util, util reaches core)",
-    ("gateway/core", "config"): "thing_model.h, adapter.h, runtime.h (config reaches util -> core)",
-    ("gateway/core", "storage"): "runtime.h, session.h name the store (storage reaches util -> core)",
-    ("gateway/command", "gateway/util"): "alloc, log, metrics (util reaches core -> command)",
-    ("gateway/command", "storage"): "command.h names the store (storage reaches util -> core)",
-    ("storage", "config"): "store.h takes the configuration (config reaches util -> core)",
-    ("storage", "gateway/util"): "alloc, log, metrics (util reaches core -> storage)",
 }
 
 _cache = {}
