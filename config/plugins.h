@@ -1,5 +1,5 @@
 /* plugins.h: what the config loader needs of the compiled-in protocol adapters and codecs, as a
- * table of look-ups its caller passes in (gateway/core/registry.c fills one), so that config/
+ * table of look-ups its caller passes in (gateway/registry.c fills one), so that config/
  * includes nothing of gateway/core; an adapter's ops and a codec's ops are opaque here. */
 #ifndef GW_CONFIG_PLUGINS_H
 #define GW_CONFIG_PLUGINS_H

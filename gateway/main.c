@@ -19,7 +19,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "north/north.h"
-#include "core/registry.h"
+#include "registry.h"
 #include "core/runtime.h"
 
 #define GW_VERSION       "0.1.0"

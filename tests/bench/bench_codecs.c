@@ -11,7 +11,7 @@
 
 #include "codecs/protobuf/codec_protobuf.h"
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "../unit/pb_wire.h"
 
 /* ---- allocation counting (not under sanitizers: they own malloc) ---- */

@@ -16,7 +16,7 @@
 
 #include "codecs/binary/internal.h"
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 
 #define PRODUCT_HEAD(id, props)                                                                    \
     "{ \"id\": \"" id                                                                              \

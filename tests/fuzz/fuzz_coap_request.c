@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "gateway/util/error.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/util/log.h"
 #include "gateway/core/runtime.h"
 #include "protocols/coap/coap.h"

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 
 static char dir[64];
 

@@ -9,7 +9,7 @@
 #endif
 #include "test.h"
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "codecs/binary/internal.h"
 #include "gateway/util/error.h"
 

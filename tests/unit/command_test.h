@@ -10,13 +10,13 @@
 #endif
 #include "test.h"
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/command/command.h"
 #include "gateway/command/command_internal.h"
 #include "gateway/util/json_write.h"
 #include "gateway/util/log.h"
 #include "gateway/util/metrics.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/core/runtime.h"
 
 #include <ftw.h>

@@ -7,7 +7,7 @@
 #endif
 #include "test.h"
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/util/error.h"
 
 #include <ftw.h>

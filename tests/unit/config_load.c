@@ -8,7 +8,7 @@
 #include "test.h"
 #include "config/config.h"
 #include "gateway/util/error.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 
 #include <dirent.h>
 #include <ftw.h>

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "test.h"
 
 #define DOC "../../docs/CONFIG-KEYS.md" /* ctest runs in tests/unit */

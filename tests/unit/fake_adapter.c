@@ -13,7 +13,7 @@
 #include "config/config.h"
 #include "gateway/core/adapter.h"
 #include "gateway/util/metrics.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "test.h"
 #include "tmpdir.h"
 

@@ -27,7 +27,7 @@
 #include "codecs/json/codec_json.h"
 #include "codecs/protobuf/internal.h"
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/util/alloc.h"
 #include "gateway/util/error.h"
 #include "gateway/util/json_write.h"

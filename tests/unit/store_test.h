@@ -19,7 +19,7 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/util/json_write.h"
 #include "gateway/util/metrics.h"
 #include "storage/store.h"

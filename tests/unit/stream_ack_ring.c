@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "gateway/util/error.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/util/log.h"
 #include "gateway/core/runtime.h"
 #include "protocols/stream/stream_conn.h"

@@ -14,7 +14,7 @@
 
 #include "gateway/core/dgram.h"
 #include "gateway/util/error.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/util/log.h"
 #include "gateway/util/metrics.h"
 #include "gateway/core/runtime.h"

@@ -6,16 +6,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../config/config.h"
+#include "../config/config.h"
 
 #ifdef GW_CODEC_JSON
-#include "../../codecs/json/codec_json.h"
+#include "../codecs/json/codec_json.h"
 #endif
 #ifdef GW_CODEC_BINARY
-#include "../../codecs/binary/codec_binary.h"
+#include "../codecs/binary/codec_binary.h"
 #endif
 #ifdef GW_CODEC_PROTOBUF
-#include "../../codecs/protobuf/codec_protobuf.h"
+#include "../codecs/protobuf/codec_protobuf.h"
 #endif
 
 /* gen/gw_adapters.h (CMake): GW_BUILTIN_ADAPTERS(X), X(name) for each gw_adapter() line that is

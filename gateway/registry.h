@@ -3,8 +3,8 @@
 #ifndef GW_REGISTRY_H
 #define GW_REGISTRY_H
 
-#include "adapter.h"
-#include "codec.h"
+#include "core/adapter.h"
+#include "core/codec.h"
 
 /* NULL if no codec/adapter of that name is compiled in. */
 const gw_codec_ops *gw_registry_codec(const char *name);
