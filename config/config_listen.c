@@ -78,7 +78,8 @@ int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n)
     json_object_foreach(c->adapters, name, section)
     {
         gw_config_adapter ad;
-        if (c->plugins->adapter(name, &ad) != 0 || !ad.listen_keys || !json_is_object(section))
+        if (!c->plugins || c->plugins->adapter(name, &ad) != 0 || !ad.listen_keys ||
+            !json_is_object(section))
             continue;
         for (const gw_listen_key *k = ad.listen_keys; k->key; k++) {
             const json_t *arr = json_object_get(section, k->key);
