@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "gateway/util/alloc.h"
 #include "gateway/util/metrics.h"
 #include "storage/store.h"
@@ -123,7 +124,8 @@ int main(int argc, char **argv)
     gw_diag diag = {0};
     gw_error err = {0, ""};
     gw_store *s;
-    if (!cfg_path || gw_config_load(cfg_path, &cfg, &diag) || diag.n) {
+    if (!cfg_path || gw_config_load(cfg_path, gw_registry_config_plugins(), &cfg, &diag) ||
+        diag.n) {
         for (size_t i = 0; i < diag.n; i++)
             fprintf(stderr, "%s\n", diag.msgs[i]);
         return 2;
