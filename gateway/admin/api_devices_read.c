@@ -46,9 +46,9 @@ static const uint32_t *sorted_devices(const gw_config *cfg)
     if (sorted.order && sorted.cfg == cfg && sorted.devices == cfg->devices &&
         sorted.n == cfg->n_devices)
         return sorted.order;
-    gw_free(GW_AREA_RUNTIME, sorted.order);
+    gw_free(GW_AREA_API, sorted.order);
     memset(&sorted, 0, sizeof(sorted));
-    uint32_t *o = gw_malloc(GW_AREA_RUNTIME, (cfg->n_devices ? cfg->n_devices : 1) * sizeof(*o));
+    uint32_t *o = gw_malloc(GW_AREA_API, (cfg->n_devices ? cfg->n_devices : 1) * sizeof(*o));
     if (!o)
         return NULL;
     for (size_t i = 0; i < cfg->n_devices; i++)
@@ -330,7 +330,7 @@ void gw_api_devices_list(gw_api_req *r, gw_api_ctx *ctx)
     if (!store_ready(r, ctx))
         return;
     const uint32_t *order = sorted_devices(cfg);
-    if (!order || !(w.page = gw_malloc(GW_AREA_RUNTIME, (w.limit + 1) * sizeof(*w.page)))) {
+    if (!order || !(w.page = gw_malloc(GW_AREA_API, (w.limit + 1) * sizeof(*w.page)))) {
         gw_api_reply_error(r, 503, "no_memory", NULL, "out of memory");
         return;
     }
@@ -376,7 +376,7 @@ void gw_api_devices_list(gw_api_req *r, gw_api_ctx *ctx)
         }
         json_array_append_new(list, device_json(w.page[i], &st));
     }
-    gw_free(GW_AREA_RUNTIME, w.page);
+    gw_free(GW_AREA_API, w.page);
     json_t *body = json_object();
     json_object_set_new(body, "devices", list);
     json_object_set_new(body, "next_cursor", more && w.last[0] ? cursor_json(w.last) : json_null());
@@ -384,7 +384,7 @@ void gw_api_devices_list(gw_api_req *r, gw_api_ctx *ctx)
     took(r, t0);
     return;
 store_fail:
-    gw_free(GW_AREA_RUNTIME, w.page);
+    gw_free(GW_AREA_API, w.page);
     store_failed(r);
 }
 
@@ -436,10 +436,10 @@ static int add_event(void *arg, const gw_outbox_row *row)
 {
     events_page *p = arg;
     size_t cap = row->payload_len + 2048;
-    char *buf = gw_malloc(GW_AREA_RUNTIME, cap);
+    char *buf = gw_malloc(GW_AREA_API, cap);
     size_t n = buf ? gw_north_payload(row, buf, cap) : 0;
     json_t *ev = n ? json_loadb(buf, n, 0, NULL) : NULL;
-    gw_free(GW_AREA_RUNTIME, buf);
+    gw_free(GW_AREA_API, buf);
     if (!ev) {
         p->failed = 1;
         return 1;
