@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "../../storage/store.h"
 #include "../util/alloc.h"
@@ -49,6 +50,7 @@ API_METRICS(GW_METRIC_HANDLE_DEF)
 static const gw_metric_def api_metric_defs[] = {API_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
 
 typedef struct api_conn api_conn;
+typedef struct api_watch api_watch;
 
 typedef struct api_listener {
     uv_tcp_t tcp;
@@ -61,6 +63,9 @@ typedef struct api_listener {
 struct api_conn {
     uv_tcp_t tcp;
     gw_api_server *s;
+    h2o_socket_t *sock;
+    gw_api_req *watch; /* a deferred or streaming request whose client is watched (wp) */
+    api_watch *wp;
     api_conn *prev, *next;
 };
 
@@ -100,6 +105,7 @@ struct gw_api_req {
     void (*on_gone)(void *arg);
     void *arg;
     gw_api_stream *stream;
+    api_conn *conn; /* while watched */
 };
 
 /* A stream: its bytes wait in pend until h2o takes them (fly) and asks for more (proceed). */
@@ -369,6 +375,97 @@ const char *gw_api_peer(const gw_api_req *r)
     return r->peer;
 }
 
+/* ---------------------------------------------------------------- watching a waiting client */
+
+static api_conn *conn_of(gw_api_server *s, h2o_req_t *req);
+static void conn_abort(api_conn *c);
+static void stream_flush(gw_api_stream *st);
+
+/* While a request waits (deferred) or streams, h2o does not read its connection, so it would not
+ * see the client leave. A uv_poll on a dup of the socket waits for the peer's end (EPOLLRDHUP)
+ * without taking any byte from h2o; then the connection is reset, and h2o's next write fails
+ * and closes it (which disposes of the request: on_gone). */
+struct api_watch {
+    uv_poll_t poll;
+    int fd;
+    api_conn *c;
+};
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    api_watch *w = (api_watch *)h;
+    close(w->fd);
+    gw_free(GW_AREA_API, w);
+}
+
+static void watch_close(api_watch *w)
+{
+    if (w->c)
+        w->c->wp = NULL;
+    w->c = NULL;
+    uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+}
+
+static void on_watch_event(uv_poll_t *p, int status, int events)
+{
+    api_watch *w = p->data;
+    api_conn *c = w->c;
+    gw_api_req *r = c ? c->watch : NULL;
+    (void)status;
+    (void)events;
+    watch_close(w);
+    if (!r)
+        return;
+    c->watch = NULL;
+    r->conn = NULL;
+    conn_abort(c); /* a reset: what h2o writes next fails, and it closes the connection */
+    if (r->stream) {
+        gw_api_stream *st = r->stream;
+        bool idle = st->ready && !st->closing;
+        st->closing = true;
+        if (idle)
+            stream_flush(st);
+    } else if (r->deferred && !r->answered) {
+        r->answered = true;
+        gw_metric_add(GW_M_API_DEFERRED, -1);
+        if (r->on_gone)
+            r->on_gone(r->arg);
+        send_error(r->req, 503, "client_gone", NULL, "the client left");
+    }
+}
+
+static void watch_start(gw_api_req *r, api_conn *c)
+{
+    uv_os_fd_t fd;
+    api_watch *w;
+    if (!c || c->watch || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+        !(w = gw_calloc(GW_AREA_API, 1, sizeof(*w))))
+        return;
+    if ((w->fd = dup(fd)) < 0 || uv_poll_init(r->s->loop, &w->poll, w->fd) != 0) {
+        if (w->fd >= 0)
+            close(w->fd);
+        gw_free(GW_AREA_API, w);
+        return;
+    }
+    w->poll.data = w;
+    w->c = c;
+    c->wp = w;
+    c->watch = r;
+    r->conn = c;
+    uv_poll_start(&w->poll, UV_DISCONNECT, on_watch_event);
+}
+
+static void watch_stop(gw_api_req *r)
+{
+    api_conn *c = r->conn;
+    r->conn = NULL;
+    if (c && c->watch == r) {
+        c->watch = NULL;
+        if (c->wp)
+            watch_close(c->wp);
+    }
+}
+
 /* ---------------------------------------------------------------- api.h: answers */
 
 static bool take_answer(gw_api_req *r)
@@ -380,6 +477,7 @@ static bool take_answer(gw_api_req *r)
     r->answered = true;
     if (r->deferred)
         gw_metric_add(GW_M_API_DEFERRED, -1);
+    watch_stop(r); /* h2o reads the connection again once the answer is out */
     return true;
 }
 
@@ -412,12 +510,14 @@ void gw_api_defer(gw_api_req *r, void (*on_gone)(void *arg), void *arg)
     r->on_gone = on_gone;
     r->arg = arg;
     gw_metric_inc(GW_M_API_DEFERRED);
+    watch_start(r, conn_of(r->s, r->req));
 }
 
 /* The request's pool is cleared: the client left, or h2o is done with the answer. */
 static void req_dispose(void *p)
 {
     gw_api_req *r = p;
+    watch_stop(r);
     json_decref(r->body);
     r->body = NULL;
     if (r->stream) {
@@ -557,6 +657,7 @@ gw_api_stream *gw_api_stream_open(gw_api_req *r, size_t max_buffer, void (*on_go
     int sndbuf = STREAM_SNDBUF;
     if (c && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    watch_start(r, c);
     memcpy(st->pend, hello, sizeof(hello) - 1); /* sends the head at once */
     st->pend_len = sizeof(hello) - 1;
     st->ready = true;
@@ -872,6 +973,10 @@ static void on_conn_closed(uv_handle_t *h)
 {
     api_conn *c = (api_conn *)h;
     gw_api_server *s = c->s;
+    if (c->wp)
+        watch_close(c->wp);
+    if (c->watch)
+        c->watch->conn = NULL;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -920,8 +1025,8 @@ static void on_connection(uv_stream_t *server, int status)
     s->conns = c;
     s->n_conns++;
     gw_metric_inc(GW_M_API_CONNS);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
-    h2o_accept(&s->actx, sock);
+    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    h2o_accept(&s->actx, c->sock);
 }
 
 static int listen_one(gw_api_server *s, api_listener *l, gw_error *err)
