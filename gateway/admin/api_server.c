@@ -667,8 +667,8 @@ gw_api_stream *gw_api_stream_open(gw_api_req *r, size_t max_buffer, void (*on_go
 
 int gw_api_stream_write(gw_api_stream *st, const char *data, size_t len)
 {
-    if (st->closing)
-        return -1;
+    if (st->closing) /* the client left or the stream ends: on_gone follows */
+        return 0;
     if (st->pend_len + st->fly_len + len > st->max_buffer)
         return -1;
     memcpy(st->pend + st->pend_len, data, len);
@@ -1008,11 +1008,14 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (s->n_conns >= s->max_conns || s->stopping) {
-        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                                   "Content-Type: application/json\r\nContent-Length: 70\r\n\r\n"
-                                   "{\"error\":\"too_many_connections\",\"message\":\"admin."
-                                   "max_connections\"}";
-        uv_buf_t b = uv_buf_init((char *)busy, sizeof(busy) - 1);
+        static const char body[] = "{\"error\":\"too_many_connections\",\"message\":\"admin."
+                                   "max_connections connections are open\"}\n";
+        char busy[256];
+        int n = snprintf(busy, sizeof(busy),
+                         "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                         "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                         sizeof(body) - 1, body);
+        uv_buf_t b = uv_buf_init(busy, (unsigned)n);
         gw_metric_inc(GW_M_API_REFUSED_CONNS);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         uv_close((uv_handle_t *)&c->tcp, on_refused_closed);

@@ -214,7 +214,7 @@ def main(t):
     def metrics_ok():
         try:
             return gw.http_get("/metrics")[0] == 200
-        except OSError:
+        except (OSError, g.http.client.HTTPException):
             return False
     t.check(g.wait_until(metrics_ok, ADMIN_IDLE_MS / 1000.0 + 5),
             "(e) /metrics is answered again once the idle connections timed out")
