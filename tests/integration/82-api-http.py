@@ -1,4 +1,4 @@
-# Proves the management API's HTTP server (libh2o on the main loop): bearer-token auth (401 with WWW-Authenticate without or with a wrong token, 403 for a read token on a write), JSON errors for 404, 405 with Allow, 415, malformed JSON (400 with line/column), malformed percent-encoding and query values, 413 over admin.max_body refused from Content-Length before the body and while a chunked body streams, 429 past admin.stream_clients_max; /metrics and /health unchanged without a token on loopback, behind a read token with open_metrics false; several listeners (IPv4 and IPv6 loopback) on --ready-fd; keep-alive (several requests on one connection); connections past admin.max_connections refused and counted; a slowloris client (a header byte every 0.4 s) and an idle keep-alive connection closed after admin.idle_timeout_ms; the thread count stays loops + 2 while requests and a stream are in use; SIGTERM with a stream and idle connections open exits 0 at once.
+# Proves the management API's HTTP server (libh2o on the main loop): bearer-token auth (401 with WWW-Authenticate without or with a wrong token, 403 for a read token on a write), JSON errors for 404, 405 with Allow, 415, malformed JSON (400 with line/column), malformed percent-encoding and query values, request heads past libh2o's bounds (size, 100 headers) refused, 413 over admin.max_body refused from Content-Length before the body and while a chunked body streams, 429 past admin.stream_clients_max; /metrics and /health unchanged without a token on loopback, behind a read token with open_metrics false; several listeners (IPv4 and IPv6 loopback) on --ready-fd; keep-alive (several requests on one connection); connections past admin.max_connections refused and counted; a slowloris client (a header byte every 0.4 s) and an idle keep-alive connection closed after admin.idle_timeout_ms; the thread count stays loops + 2 while requests and a stream are in use; SIGTERM with a stream and idle connections open exits 0 at once.
 import http.client
 import json
 import select
@@ -160,6 +160,33 @@ def body_limit(t, gw):
                   headers={"Content-Type": "application/json"})
     t.check(r.status not in (413, 415) and (r.json or {}).get("error") != "bad_json",
             "a valid JSON body just under admin.max_body is read and parsed", r)
+
+
+def header_limits(t, gw):
+    # a request head past libh2o's bound (H2O_MAX_REQLEN, ~408 KiB) is refused, the server goes on
+    s = socket.create_connection((g.HOST, gw.admin_port), timeout=5 * g.SLOW)
+    try:
+        s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(600):
+            s.sendall(b"X-Filler: " + b"y" * 1000 + b"\r\n")
+        s.sendall(b"\r\n")
+        status, _, _ = read_answer(s)
+    except OSError:
+        status = "closed"
+    s.close()
+    t.check(status in (400, 413, 431, "closed", None),
+            "a 600 KB request head is refused (%r)" % (status,))
+    s = socket.create_connection((g.HOST, gw.admin_port), timeout=5 * g.SLOW)
+    hdrs = "".join("X-H%d: v\r\n" % i for i in range(150))
+    s.sendall(auth_head("GET", "/api/status", hdrs))
+    try:
+        status, _, _ = read_answer(s)
+    except OSError:
+        status = "closed"
+    s.close()
+    t.check(status != 200, "a request with 150 headers (over 100) is refused (%r)" % (status,))
+    r = gwapi.api(gw, "GET", "/api/status", token="read")
+    t.eq(r.status, 200, "the server answers the next request")
 
 
 def metrics_health(t, gw):
@@ -360,6 +387,7 @@ def main(t):
     metrics_health(t, gw)
     auth_and_errors(t, gw)
     body_limit(t, gw)
+    header_limits(t, gw)
     connection_limit(t, gw)
     timeouts(t, gw)
     streams_and_threads(t, gw)
