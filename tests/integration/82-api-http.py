@@ -95,7 +95,9 @@ def auth_and_errors(t, gw):
     t.check(isinstance(r.json.get("sessions"), dict) and "mqtt" in r.json["sessions"],
             "/api/status sessions per adapter", r.json)
     t.check(isinstance(r.json.get("store", {}).get("queue_depth"), int) and
-            r.json["store"].get("failing") is False, "/api/status store state", r.json)
+            r.json["store"].get("failing") is False and
+            isinstance(r.json["store"].get("commit_ms_last"), (int, float)),
+            "/api/status store state (queue, failing, last commit time)", r.json)
     t.check(r.json.get("north", {}).get("enabled") is False and
             "outbox_depth" in r.json["north"], "/api/status north link state", r.json)
     r = api("POST", "/api/reload", token="read")
