@@ -3,7 +3,7 @@
 cursors (every device once, in id order), filtered by product, online and q; GET /api/devices/{id}
 with its state and the latest value of every property after reports; GET /api/devices/{id}/events
 newest first, paged with cursors, equal to the database's own list, with kind/name/from/to
-filters (ms and ISO 8601), kept across a restart; limits and bad parameters (400 naming the
+filters (ms and ISO 8601), kept across a restart and a SIGKILL; limits and bad parameters (400 naming the
 parameter), unknown devices (404), the read token allowed, no token 401. Real clients: raw MQTT
 sockets and http.client."""
 import datetime
@@ -260,6 +260,21 @@ def main():
                 "then its online and the offline of the stop", kinds)
         t.eq(sum(1 for e in got if e.get("messageId", "").startswith("h")), N_REPORTS,
              "every report from before the restart still in the chain")
+        # killed right after acknowledged reports: the heads past the state mark are found again
+        acked = sum(1 for i in range(20) if c.publish_wait(g.report_topic(DEV), g.report_payload(
+            "k%d" % i, {"temperature": 31.0}), 200 + i))
+        gw.kill()
+        gw.start()
+        c.close()
+        got = history(t, gw, "after SIGKILL")
+        t.eq([e.get("messageId") for e in got if e.get("messageId", "").startswith("k")],
+             ["k%d" % i for i in range(acked - 1, -1, -1)],
+             "the %d reports acknowledged before SIGKILL, newest first" % acked)
+        c = g.device_client(gw, DEV)
+        t.check(c.publish_wait(g.report_topic(DEV), g.report_payload("z", {"temperature": 1.0}),
+                               9), "a report after the SIGKILL restart")
+        got = history(t, gw, "after SIGKILL and a new report")
+        t.eq(got[0].get("messageId"), "z", "it heads the chain")
         c.close()
     except Exception as e:  # noqa: BLE001
         t.crash(e)
