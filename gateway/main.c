@@ -14,6 +14,7 @@
 
 #include "../config/config.h"
 #include "admin/admin.h"
+#include "command/command.h"
 #include "util/listen.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -30,6 +31,7 @@ typedef struct gw_main {
     gw_store *store;
     gw_runtime *rt;
     gw_north *north;
+    gw_commands *commands; /* downstream commands: the cloud's (north) and the local API's */
     gw_admin *admin;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
@@ -145,6 +147,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
         GW_LOG_WARN("main", NULL, NULL, "sessions did not close in time", "depth=%lld",
                     (long long)gw_store_depth(m->store));
     gw_north_stop(m->north); /* its last acknowledgements reach the store before it closes */
+    gw_commands_detach(m->commands);
     gw_store_close(m->store);
     m->store = NULL;
     gw_runtime_join(m->rt);
@@ -255,7 +258,10 @@ int main(int argc, char **argv)
     uv_loop_init(&m.loop);
     mosquitto_lib_init();
     if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err) ||
-        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err)) {
+        gw_commands_create(&m.commands, m.rt, NULL, &err) ||
+        !(m.rt->commands = m.commands) /* the table exists with or without north */ ||
+        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err) ||
+        gw_commands_attach(m.commands, &m.loop, !m.north)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         goto out;
     }
@@ -302,7 +308,9 @@ out:
     gw_runtime_free(m.rt);
     if (m.admin && !m.stopping)
         gw_admin_stop(m.admin);
+    gw_commands_detach(m.commands); /* a start-up failure: attached, never detached */
     uv_run(&m.loop, UV_RUN_NOWAIT);
+    gw_commands_free(m.commands);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_free(m.cfg);

@@ -194,6 +194,7 @@ int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_
                            : NULL;
     if (!ev) {
         rc = GW_ENOMEM;
+        gw__cmd_notify(c, &e->mail, "failed", "store_error", NULL, false, NULL);
     } else {
         ev->gateway_made = false;     /* the device's own reply */
         if (want_commit && !refuse) { /* acknowledged to the device once committed */
@@ -203,6 +204,10 @@ int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_
         }
         /* after what the device sent before its reply, and before the table forgets the id */
         gw_loop_flush_events(s->loop);
+        gw__cmd_notify(c, &e->mail, status,
+                       strcmp(status, "success") ? (refuse ? "invalid_output" : "device_error")
+                                                 : NULL,
+                       NULL, false, ev->payload);
         gw__cmd_emit1(c, ev);
     }
     pthread_mutex_unlock(&c->mu);
