@@ -86,7 +86,10 @@ static gw_session *send_waiting(gw_commands *c, gw_session *s, bool from_route)
                              gw_log_value(q2, sizeof(q2), e->cmd.dev_msg_id));
             }
         } else if (queue && (rc == GW_ENOTFOUND || rc == GW_ECLOSED)) {
-            continue; /* not able to take commands yet: it waits for the session's ready */
+            /* not able to take commands yet: it waits for the session's ready (the local API is
+             * told "queued" now rather than waiting up to the product's ttl_ms) */
+            gw__cmd_notify(c, &e->mail, "queued", NULL, NULL, false, NULL);
+            continue;
         } else if (rc == GW_ECLOSED) {
             gw__cmd_entry_fail(c, e, "device_offline", "the device's session is closing");
         } else {
