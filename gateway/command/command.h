@@ -30,17 +30,16 @@ void gw_commands_free(gw_commands *c);
 
 /* ---- the local origin (the HTTP management API), main loop only ---- */
 
-/* How a command of the local API ended, handed to its done callback on the main loop. status is
- * the commands-table status: "success", "failed" (the device answered with an error, or with
- * outputs that break the function's spec), "timeout", "expired", "rejected", "offline", or
+/* How a command of the local API ended, handed to its done callback on the main loop.
+ * status: the commands-table status: "success", "failed" (the device answered with an error, or
+ * with outputs that break the function's spec), "timeout", "expired", "rejected", "offline", or
  * "queued" (the device is offline, or its session cannot take commands yet, and its product
- * queues commands: the command stays in the table and its later outcome is stored as a reply
- * event, not told). code: the reply's error code
- * (NULL on success and "queued"), "shutting_down" when the gateway stopped first. payload: the
- * reply event's payload ({"success":true[,"outputs"|"properties":{..}]} or {"success":false,
- * "code":..,"message":..}); NULL when out of memory. path: for invalid requests, the JSON path of
- * what is wrong in the request ("inputs.delay_s"), else "". gateway_full: "busy" because of
- * north.max_pending (not the device's own bound). */
+ * queues commands: the command stays in the table, its later outcome is stored as a reply event
+ * and not told). code: the reply's error code (NULL on success and "queued"; "shutting_down" when
+ * the gateway stopped first). payload: the reply event's payload ({"success":true[,"outputs"|
+ * "properties":{..}]} or {"success":false,"code":..,"message":..}); NULL when out of memory.
+ * path: for invalid requests, the JSON path of what is wrong ("inputs.delay_s"), else "".
+ * gateway_full: "busy" because of north.max_pending (not the device's own bound). */
 typedef struct gw_command_outcome {
     const char *msg_id;
     const char *status;

@@ -9,11 +9,9 @@
 #include <string.h>
 
 #include "../util/alloc.h"
-#include "../util/log.h"
 #include "../util/metrics.h"
 #include "../core/runtime.h"
 
-#define AREA          "command"
 #define TICK_MS       50
 #define LOCAL_SYNC_MS 50 /* property reads: how long the main loop waits for the state tables */
 
@@ -77,10 +75,8 @@ int gw_commands_attach(gw_commands *c, uv_loop_t *loop, bool tick)
     c->mail_wake.data = c;
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
-    if (tick) {
+    if (tick)
         uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
-        c->ticking = true;
-    }
     pthread_mutex_lock(&c->mu);
     c->loop = loop;
     pthread_mutex_unlock(&c->mu);
