@@ -66,7 +66,17 @@ def mqtt_part(t, gw):
     d1 = cl.Device(gw, "t-001", answer=answer)
 
     # ---- invoke round trip ----
+    t0 = time.monotonic()
     r = gwapi.api(gw, "POST", invoke_path("t-001", "reboot"), {"inputs": {"delay_s": 5}})
+    t.info("invoke round trip (HTTP -> MQTT device -> reply -> HTTP): %.1f ms"
+           % ((time.monotonic() - t0) * 1000))
+    lat = []
+    for i in range(20):
+        t1 = time.monotonic()
+        gwapi.api(gw, "POST", invoke_path("t-001", "reboot"), {"inputs": {"delay_s": 1}})
+        lat.append((time.monotonic() - t1) * 1000)
+    lat.sort()
+    t.info("invoke round trip over 20: median %.1f ms, max %.1f ms" % (lat[10], lat[-1]))
     body = js(r) or {}
     t.eq(r.status, 200, "invoke: 200 once the device replied")
     mid = body.get("messageId", "")
@@ -168,7 +178,9 @@ def mqtt_part(t, gw):
         t.check(r.status == 400 and body.get("error") == code and body.get("path") == path,
                 "write %s: 400 %s path %s" % (json.dumps(req), code, path), r)
     t.check(d1.report({"temperature": 21.5, "mode": "eco"}, "rep-1"), "device reports")
+    t0 = time.monotonic()
     r = gwapi.api(gw, "GET", "/api/devices/t-001/properties?fresh=1", token="read")
+    t.info("fresh read right after a report: %.1f ms" % ((time.monotonic() - t0) * 1000))
     body = js(r) or {}
     props = body.get("properties") or {}
     t.eq(r.status, 200, "fresh read: 200 (read token)")
