@@ -70,12 +70,14 @@ def mqtt_part(t, gw):
     r = gwapi.api(gw, "POST", invoke_path("t-001", "reboot"), {"inputs": {"delay_s": 5}})
     t.info("invoke round trip (HTTP -> MQTT device -> reply -> HTTP): %.1f ms"
            % ((time.monotonic() - t0) * 1000))
-    lat = []
+    lat, codes = [], []
     for i in range(20):
         t1 = time.monotonic()
-        gwapi.api(gw, "POST", invoke_path("t-001", "reboot"), {"inputs": {"delay_s": 1}})
+        rr = gwapi.api(gw, "POST", invoke_path("t-001", "reboot"), {"inputs": {"delay_s": 1}})
         lat.append((time.monotonic() - t1) * 1000)
+        codes.append(rr.status)
     lat.sort()
+    t.eq(codes, [200] * 20, "20 invokes in a row: each 200 (%r)" % (js(rr),))
     t.info("invoke round trip over 20: median %.1f ms, max %.1f ms" % (lat[10], lat[-1]))
     body = js(r) or {}
     t.eq(r.status, 200, "invoke: 200 once the device replied")
