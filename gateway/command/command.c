@@ -442,7 +442,6 @@ int gw_commands_create(gw_commands **out, gw_runtime *rt, gw_store_reader *reade
     c->rt = rt;
     c->cfg = rt->cfg;
     c->reader = reader;
-    c->n_devs = rt->cfg->n_devices;
     c->mail_tail = &c->mail_head;
     c->devs =
         gw_calloc(GW_AREA_RUNTIME, rt->cfg->n_devices ? rt->cfg->n_devices : 1, sizeof(*c->devs));

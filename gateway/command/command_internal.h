@@ -92,7 +92,6 @@ struct gw_commands {
     uint32_t heap_n, heap_cap;
     void (*sink)(void *arg, gw_event *ev);
     void *sink_arg;
-    size_t n_devs; /* entries of devs */
     /* local API (command_local.c): outcomes handed to the main loop; NULL loop: not attached */
     uv_loop_t *loop;
     uv_async_t mail_wake;

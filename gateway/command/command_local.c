@@ -112,8 +112,6 @@ int gw_commands_submit(gw_commands *c, gw_command_op op, const gw_device *dev, j
     gw__cmd_req r;
     if (!c || !c->loop)
         return GW_ECLOSED;
-    if (dev->index >= c->n_devs) /* a device the table was not sized for */
-        return GW_ENOTFOUND;
     gw__cmd_mail *m = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*m));
     if (!m)
         return GW_ENOMEM;
