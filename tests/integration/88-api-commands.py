@@ -313,7 +313,19 @@ def main(t):
     tcp_coap_part(t, gw)
     t.eq(gw.metric("commands_pending"), 0.0, "nothing left pending")
     t.check(gw.alive(), "the gateway is alive")
-    t.eq(gw.stop(), 0, "clean exit")
+
+    # a command still waiting when the gateway stops: answered 503, nothing leaks
+    d = b.Dev(gw.product_ports[b.METER])
+    d.send(b.meter_login("mtr00001", b.meter_secret("mtr00001")))
+    t.eq(d.recv_n(10), b.meter_ack(1, 1), "meter logged in again")
+    call = Call(gw, "POST", invoke_path("mtr00001", "reset_counter"), {"inputs": {"confirm": True}})
+    t.check(g.wait_until(lambda: gw.metric("commands_pending") == 1, 5), "a command waits")
+    t.eq(gw.stop(), 0, "clean exit with a command waiting")
+    r = call.result()
+    t.check(call.err is None and r is not None and r.status == 503 and
+            (js(r) or {}).get("error") == "shutting_down",
+            "the waiting request is answered 503 shutting_down", r or call.err)
+    d.close()
 
 
 g.run(main)
