@@ -1,4 +1,4 @@
-# Proves functions, property writes and reads over the HTTP API with north disabled: an invoke reaches an MQTT device (paho), a TCP meter (raw socket, binary frames) and a CoAP observer (raw CoAP) and each device's reply comes back in the HTTP answer; a device error is a 200 with success false; no reply gives 504 after the function's timeout or a shorter timeout_ms; an offline device 409, a queueing product 202 then delivery at login; bad inputs 400 with the JSON path and nothing sent; unknown device/function 404; 401/403; the per-device and gateway-wide bounds 429/503; a client that leaves early leaks nothing; property write, fresh and stored reads; every API command in the commands table.
+# Proves functions, property writes and reads over the HTTP API with north disabled: an invoke reaches an MQTT device (paho), a TCP meter (raw socket, binary frames) and a CoAP observer (raw CoAP) and each device's reply comes back in the HTTP answer; a device error is a 200 with success false; no reply gives 504 after the function's timeout or a shorter timeout_ms; an offline device 409, a queueing product 202 then delivery at login; bad inputs 400 with the JSON path and nothing sent; unknown device/function 404; 401/403; the per-device and gateway-wide bounds 429/503; a client that leaves early leaks nothing; property write, fresh and stored reads; every API command in the commands table; with north enabled too (the north thread ticks, the reply also goes upstream); a command waiting at SIGTERM answered 503.
 import copy
 import json
 import struct
@@ -297,6 +297,34 @@ def tcp_coap_part(t, gw):
     cc.close()
 
 
+def north_part(t):
+    """North enabled: the north thread ticks the table; API commands still answer on the main
+    loop, and their reply events are forwarded upstream like every event."""
+    broker = g.Mosquitto(extra_conf=cl.BROKER_CONF)
+    gw = g.Gateway(products=[THERMO], devices=g.make_devices(g.thermo_ids(2)),
+                   config={"north": cl.north(broker.port), "storage": {"batch_ms": 0}})
+    cloud = cl.Cloud(broker.port)
+    t.check(cloud.wait_ready("thermo", "t-001"), "north up (a cloud property read is answered)")
+    d1 = cl.Device(gw, "t-001")
+    d2 = cl.Device(gw, "t-002", answer=lambda topic, d: None)
+    r = gwapi.api(gw, "POST", invoke_path("t-001", "reboot"), {"inputs": {"delay_s": 5}})
+    body = js(r) or {}
+    t.eq((r.status, body.get("outputs")), (200, {"ok": True}), "north on: invoke answered 200")
+    up = cloud.reply("t-001", body.get("messageId"))
+    t.check(up and up[1].get("success") is True, "its reply event goes upstream like any event",
+            up)
+    call = Call(gw, "POST", invoke_path("t-002", "reboot"),
+                {"inputs": {"delay_s": 1}, "timeout_ms": 300})
+    r = call.result()
+    t.check(r is not None and r.status == 504 and call.elapsed < 1.4 * g.SLOW,
+            "north on: timed out by the north thread's tick, 504 (%.2f s)" % call.elapsed, r)
+    d1.stop()
+    d2.stop()
+    cloud.stop()
+    t.eq(gw.stop(), 0, "north on: clean exit")
+    broker.stop()
+
+
 def main(t):
     devs = (g.make_devices(g.thermo_ids(4)) + g.make_devices(["q-001"], "thermq") +
             b.meter_devices(["mtr00001"]) + g.make_devices(["c-001"], "sensor"))
@@ -326,6 +354,7 @@ def main(t):
             (js(r) or {}).get("error") == "shutting_down",
             "the waiting request is answered 503 shutting_down", r or call.err)
     d.close()
+    north_part(t)
 
 
 g.run(main)
