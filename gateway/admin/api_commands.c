@@ -17,6 +17,8 @@
 typedef struct waiter {
     gw_api_req *r;
     gw_command_op op;
+    gw_api_ctx *ctx;
+    char dev_id[]; /* looked up again when answering: a reload may have replaced ctx->cfg */
 } waiter;
 
 /* ---- answers ---- */
@@ -42,22 +44,25 @@ static int error_status(const gw_command_outcome *o)
     return 500;
 }
 
-/* {"id":{"value":v,"time":ms}} (the store's) -> {"id":{"value":v,"ts":ms}} (the API's). */
-static json_t *api_properties(json_t *stored)
+/* Every property of dev's thing model as {"value":v,"time":ms} (the store's shape, as GET
+ * /api/devices/{id} shows them), nulls for one never reported; dev NULL (removed meanwhile): the
+ * stored ones. */
+static json_t *api_properties(const gw_device *dev, json_t *stored)
 {
-    json_t *out = json_object(), *v;
-    const char *id;
-    json_object_foreach(stored, id, v)
-    {
-        json_t *t = json_object_get(v, "time");
-        json_object_set_new(
-            out, id, json_pack("{s:O?,s:O?}", "value", json_object_get(v, "value"), "ts", t));
+    json_t *out = json_object();
+    if (!dev)
+        return json_is_object(stored) ? json_copy(stored) : out;
+    for (size_t i = 0; out && i < dev->product->n_properties; i++) {
+        const char *id = dev->product->properties[i].id;
+        json_t *v = json_object_get(stored, id);
+        json_object_set_new(out, id, v ? json_incref(v) : json_pack("{s:n,s:n}", "value", "time"));
     }
     return out;
 }
 
-static void answer(gw_api_req *r, gw_command_op op, const gw_command_outcome *o)
+static void answer(gw_api_req *r, const waiter *w, const gw_command_outcome *o)
 {
+    gw_command_op op = w->op;
     json_t *p = o->payload ? json_loads(o->payload, 0, NULL) : NULL;
     json_t *body;
     int status = 200;
@@ -71,7 +76,8 @@ static void answer(gw_api_req *r, gw_command_op op, const gw_command_outcome *o)
             json_object_set_new(body, "outputs", out ? json_incref(out) : json_object());
         } else if (body && op == GW_CMD_READ) {
             json_object_set_new(body, "properties",
-                                api_properties(json_object_get(p, "properties")));
+                                api_properties(gw_config_device(w->ctx->cfg, w->dev_id),
+                                               json_object_get(p, "properties")));
         }
     } else if (!strcmp(o->code, "device_error") || !strcmp(o->code, "invalid_output")) {
         /* the device answered: a failure it reports (or outputs that break the function) */
@@ -98,7 +104,7 @@ static void on_done(void *arg, const gw_command_outcome *o)
 {
     waiter *w = arg;
     if (w->r)
-        answer(w->r, w->op, o);
+        answer(w->r, w, o);
     gw_free(GW_AREA_RUNTIME, w);
 }
 
@@ -114,7 +120,7 @@ static const gw_device *find_device(gw_api_req *r, gw_api_ctx *ctx)
     const char *id = gw_api_param(r, "id");
     const gw_device *dev = id ? gw_config_device(ctx->cfg, id) : NULL;
     if (!dev)
-        gw_api_reply_error(r, 404, "unknown_device", NULL, "no device %.64s", id ? id : "");
+        gw_api_reply_error(r, 404, "not_found", NULL, "no device \"%.64s\"", id ? id : "");
     return dev;
 }
 
@@ -163,10 +169,13 @@ static void submit(gw_api_req *r, gw_api_ctx *ctx, gw_command_op op, const gw_de
         rc = GW_ECLOSED;
         goto fail;
     }
-    if (!(w = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*w))))
+    size_t n = strlen(dev->id) + 1;
+    if (!(w = gw_malloc(GW_AREA_RUNTIME, sizeof(*w) + n)))
         goto fail;
     w->r = r;
     w->op = op;
+    w->ctx = ctx;
+    memcpy(w->dev_id, dev->id, n);
     if (GW_LOG_INFO >= gw_log_level) {
         json_t *id = json_object_get(req, "messageId");
         char q[96];
@@ -208,8 +217,8 @@ void gw_api_function_invoke(gw_api_req *r, gw_api_ctx *ctx)
     if (!dev)
         return;
     if (!name || !gw_tm_function(dev->product, name)) {
-        gw_api_reply_error(r, 404, "unknown_function", NULL,
-                           "function %.64s: not in the thing model of %s", name ? name : "",
+        gw_api_reply_error(r, 404, "not_found", NULL,
+                           "no function \"%.64s\" in the thing model of %s", name ? name : "",
                            dev->product->id);
         return;
     }
@@ -262,8 +271,7 @@ void gw_api_properties_read(gw_api_req *r, gw_api_ctx *ctx)
     if (fresh && (!strcmp(fresh, "1") || !strcmp(fresh, "true"))) {
         want_fresh = true;
     } else if (fresh && strcmp(fresh, "0") != 0 && strcmp(fresh, "false") != 0) {
-        gw_api_reply_error(r, 400, "invalid_parameter", NULL,
-                           "fresh: expected 0, 1, true or false");
+        gw_api_reply_error(r, 400, "bad_query", "fresh", "fresh: expected 0, 1, true or false");
         return;
     }
     if (!ctx->reader || (want_fresh && !ctx->commands)) {
@@ -278,7 +286,7 @@ void gw_api_properties_read(gw_api_req *r, gw_api_ctx *ctx)
         gw_api_reply_error(r, 503, "store_error", NULL, "the latest values could not be read");
         return;
     }
-    body = json_pack("{s:s,s:o}", "id", dev->id, "properties", api_properties(stored));
+    body = json_pack("{s:s,s:o}", "id", dev->id, "properties", api_properties(dev, stored));
     json_decref(stored);
     if (!body)
         gw_api_reply_error(r, 503, "out_of_memory", NULL, "out of memory");

@@ -133,9 +133,9 @@ def mqtt_part(t, gw):
         t.check(r.status == status and body.get("error") == code and body.get("path") == path,
                 "%s: %d %s path %r" % (json.dumps(req), status, code, path), r)
     r = gwapi.api(gw, "POST", invoke_path("t-001", "selfdestruct"), {})
-    t.eq((r.status, (js(r) or {}).get("error")), (404, "unknown_function"), "unknown function 404")
+    t.eq((r.status, (js(r) or {}).get("error")), (404, "not_found"), "unknown function 404")
     r = gwapi.api(gw, "POST", invoke_path("nobody", "reboot"), {})
-    t.eq((r.status, (js(r) or {}).get("error")), (404, "unknown_device"), "unknown device 404")
+    t.eq((r.status, (js(r) or {}).get("error")), (404, "not_found"), "unknown device 404")
     r = gwapi.api(gw, "POST", invoke_path("t-001", "reboot"), {"inputs": {"delay_s": 1}},
                   token="read")
     t.eq(r.status, 403, "a read token cannot invoke: 403")
@@ -187,7 +187,10 @@ def mqtt_part(t, gw):
     props = body.get("properties") or {}
     t.eq(r.status, 200, "fresh read: 200 (read token)")
     t.eq((props.get("temperature") or {}).get("value"), 21.5, "fresh read: the reported value")
-    t.check(isinstance((props.get("mode") or {}).get("ts"), int), "each value with its ts", props)
+    t.check(isinstance((props.get("mode") or {}).get("time"), int), "each value with its time",
+            props)
+    t.eq(props.get("on"), {"value": None, "time": None},
+         "every property of the thing model, null when never reported")
     fresh_mid = body.get("messageId")
 
     def stored():
@@ -196,7 +199,7 @@ def mqtt_part(t, gw):
         return r.status == 200 and (p.get("temperature") or {}).get("value") == 21.5
     t.check(g.wait_until(stored, 5), "stored read (no fresh): the value once the state is written")
     r = gwapi.api(gw, "GET", "/api/devices/t-001/properties?fresh=maybe")
-    t.eq(r.status, 400, "fresh=maybe: 400")
+    t.eq((r.status, (js(r) or {}).get("path")), (400, "fresh"), "fresh=maybe: 400 naming it")
     r = gwapi.api(gw, "GET", "/api/devices/nobody/properties")
     t.eq(r.status, 404, "properties of an unknown device: 404")
 
