@@ -52,7 +52,7 @@ typedef void (*gw_command_done_fn)(void *arg, const gw_command_outcome *o);
 
 /* Main thread, before the loops start: outcomes of local commands are delivered on loop (a
  * uv_async woken from whichever thread ends a command); with tick (no north thread), a timer on
- * loop runs gw_commands_tick every 50 ms. 0 or a libuv error. */
+ * loop runs gw_commands_tick every 50 ms while commands are pending. 0 or a libuv error. */
 int gw_commands_attach(gw_commands *c, uv_loop_t *loop, bool tick);
 /* Main loop, at shutdown before the store closes: stops the timer, tells every local command
  * still waiting "shutting_down" (and delivers what was already told), closes the handles. */

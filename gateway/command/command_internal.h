@@ -95,7 +95,8 @@ struct gw_commands {
     /* local API (command_local.c): outcomes handed to the main loop; NULL loop: not attached */
     uv_loop_t *loop;
     uv_async_t mail_wake;
-    uv_timer_t tick; /* with no north thread: gw_commands_tick every 50 ms */
+    uv_timer_t tick; /* no north thread: gw_commands_tick every 50 ms while any is pending */
+    bool main_ticks;
     struct gw__cmd_mail *mail_head, **mail_tail; /* under mu */
     int64_t id_base;                             /* gw_commands_new_id: "api-<id_base>-<next_id>" */
     uint32_t next_id;

@@ -62,9 +62,16 @@ static void on_mail(uv_async_t *h)
     deliver(h->data);
 }
 
+/* Runs only while commands are pending: an idle gateway is not woken 20 times a second. */
 static void on_tick(uv_timer_t *t)
 {
-    gw_commands_tick(t->data, gw_now_ms());
+    gw_commands *c = t->data;
+    gw_commands_tick(c, gw_now_ms());
+    pthread_mutex_lock(&c->mu);
+    bool idle = c->heap_n == 0;
+    pthread_mutex_unlock(&c->mu);
+    if (idle)
+        uv_timer_stop(t);
 }
 
 int gw_commands_attach(gw_commands *c, uv_loop_t *loop, bool tick)
@@ -75,8 +82,7 @@ int gw_commands_attach(gw_commands *c, uv_loop_t *loop, bool tick)
     c->mail_wake.data = c;
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
-    if (tick)
-        uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    c->main_ticks = tick;
     pthread_mutex_lock(&c->mu);
     c->loop = loop;
     pthread_mutex_unlock(&c->mu);
@@ -123,6 +129,9 @@ int gw_commands_submit(gw_commands *c, gw_command_op op, const gw_device *dev, j
     r.mail = m;
     r.timeout_ms = timeout_ms;
     gw__commands_take(c, dev, &r, reader, LOCAL_SYNC_MS);
+    /* without north, only the local origin adds commands: the timer runs while any is pending */
+    if (c->main_ticks && !uv_is_active((uv_handle_t *)&c->tick))
+        uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
     if (r.mail) { /* every path tells it; a guard so that done still runs exactly once */
         pthread_mutex_lock(&c->mu);
         gw__cmd_notify(c, &r.mail, "failed", "store_error", NULL, false, NULL);
