@@ -17,6 +17,7 @@ typedef struct gw__config_ctx {
     /* A product file was unreadable or had no valid id: devices naming an unknown product are
      * then not reported (the product's own error says what to fix). */
     bool products_incomplete;
+    const gw_config_plugins *plugins; /* the caller's adapters and codecs */
 } gw__config_ctx;
 
 void gw__config_err(gw__config_ctx *x, const char *file, const char *path, const char *fmt, ...)
@@ -66,7 +67,10 @@ long gw__config_hash_insert(gw__config_hash *h, const void *base, size_t stride,
  * c->adapters and c->index). false if the folder could not be read. */
 bool gw__config_load_products(gw__config_ctx *x, gw_config *c, const char *dir_path,
                               const char *dir_disp);
-void gw__config_product_free(gw_product *p);
+void gw__config_product_free(const gw_config_plugins *plugins, gw_product *p);
+/* The reference tables of a product's core sections ("auth", "commands"), for gw_config_reference.
+ */
+void gw__config_product_reference(FILE *f);
 
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);

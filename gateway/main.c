@@ -22,7 +22,7 @@
 #include "util/metrics.h"
 #include "util/version.h"
 #include "north/north.h"
-#include "core/registry.h"
+#include "registry.h"
 #include "core/runtime.h"
 
 #define SHUTDOWN_WAIT_MS 15000
@@ -216,7 +216,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--ready-fd") && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--config-reference")) {
-            gw_config_reference(stdout);
+            gw_config_reference(stdout, gw_registry_config_plugins());
             return 0;
         } else if (!strcmp(argv[i], "--hash-token")) {
             return hash_token(i + 1 < argc ? argv[i + 1] : NULL);
@@ -243,7 +243,7 @@ int main(int argc, char **argv)
 
     memset(&m, 0, sizeof(m));
     /* The loader also checks every adapter's section (init + uninit on a scratch adapter). */
-    if (gw_config_load(cfg_path, &m.cfg, &diag) != 0 || diag.n > 0) {
+    if (gw_config_load(cfg_path, gw_registry_config_plugins(), &m.cfg, &diag) != 0 || diag.n > 0) {
         print_diag(&diag);
         fprintf(stderr, "iotgw: %zu configuration error%s\n", diag.n, diag.n == 1 ? "" : "s");
         gw_diag_free(&diag);
