@@ -106,12 +106,25 @@ typedef struct gw_config {
     gw_device *devices;
     size_t n_devices;
     void *index; /* private: id -> product/device hash */
+    /* The documents it was built from (hot reload rebuilds from them; the device API reads and
+     * rewrites devices_json; each product's own document is gw_product.raw). */
+    json_t *gateway_json; /* gateway.json as parsed */
+    json_t *devices_json; /* devices.json: the array of {id, product, secret, name} */
+    char *devices_path;   /* devices.json's resolved path (the device API writes it) */
+    /* Generation: 1 for the configuration loaded at start, +1 per applied reload (set by
+     * gateway/reload). */
+    uint64_t generation;
 } gw_config;
 
 /* Loads gateway.json and everything it names. Every problem found is appended to diag (file,
  * JSON path, line:column for syntax errors), and loading continues so that all are reported.
  * Returns 0 and *out on success, GW_ECONFIG if diag has errors (then *out is NULL). */
 int gw_config_load(const char *path, gw_config **out, gw_diag *diag);
+/* Same, but devices (an array as in devices.json, borrowed) replaces devices.json, and with base
+ * set (a loaded configuration) nothing is read from disk: gateway.json and the products are base's
+ * documents. Errors in the devices name devices_disp as their file ("devices.json"). */
+int gw_config_load_with(const char *path, const gw_config *base, const json_t *devices,
+                        gw_config **out, gw_diag *diag);
 void gw_config_free(gw_config *c);
 /* Markdown reference of every gateway.json key (the core's sections, then each compiled-in
  * adapter's), from the gw_cfg_field tables: type, default, range (iotgw --config-reference). */
