@@ -144,6 +144,10 @@ typedef struct gw_config_listener {
  * malloc'd array in *out (free it) with *n entries, or GW_ENOMEM. */
 int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n);
 
+/* True when a device of p needs its secret itself, not a hash of it: CoAP with DTLS listeners
+ * (the PSK), a binary layout with a MAC keyed by the secret (config_devices.c). */
+bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p);
+
 const gw_product *gw_config_product(const gw_config *c, const char *id);
 const gw_device *gw_config_device(const gw_config *c, const char *id);
 /* Same, with a length (topic segments are not NUL-terminated). */

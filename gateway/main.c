@@ -16,6 +16,7 @@
 #include "admin/admin.h"
 #include "util/listen.h"
 #include "util/alloc.h"
+#include "util/auth.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "north/north.h"
@@ -72,6 +73,8 @@ static void usage(FILE *f)
                "  --check-config      validate the whole configuration and exit (0 ok, 2 errors)\n"
                "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n"
                "  --config-reference  print every gateway.json key (markdown) and exit\n");
+    fprintf(f,
+            "  --hash-secret [S]   print a device secret's hash for devices.json (S or stdin)\n");
 }
 
 /* Initialises the adapter of every section of gateway.json's "adapters" into rt. */
@@ -193,6 +196,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--config-reference")) {
             gw_config_reference(stdout);
             return 0;
+        } else if (!strcmp(argv[i], "--hash-secret")) {
+            return gw_secret_hash_main(i + 1 < argc ? argv[i + 1] : NULL, stdin, stdout);
         } else if (!strcmp(argv[i], "--version")) {
             printf("iotgw %s (libuv %s, sqlite %s, jansson %s)\n", GW_VERSION, uv_version_string(),
                    sqlite3_libversion(), JANSSON_VERSION);
