@@ -120,14 +120,17 @@ int gw_secret_hash(const void *secret, size_t len, uint32_t iterations, char *ou
 }
 
 /* ---- The verified-secret cache ----
- * A slot holds SHA-256(key, stored, given) of the last secret PBKDF2 accepted for a stored hash
- * that maps to it (key: 32 random bytes per process). The four words are written and read with
- * relaxed atomics: a torn slot (two writers of different devices) matches no digest, so the only
- * cost of a race or a collision is one more PBKDF2. 16384 slots x 32 bytes = 512 KiB of BSS, only
- * touched where used. */
-static _Atomic uint64_t cache[GW_SECRET_CACHE_SLOTS][4];
+ * An entry holds SHA-256(key, stored, given) of a secret PBKDF2 accepted (key: 32 random bytes
+ * per process). Sets of CACHE_WAYS entries, the set chosen by stored; a miss replaces the entry a
+ * per-thread counter points at. Words are written and read with relaxed atomics: a torn entry (two
+ * writers at once) matches no digest, so a race or an eviction costs one more PBKDF2, nothing else.
+ * GW_SECRET_CACHE_SLOTS x 32 bytes of BSS (2 MiB), resident only where used (32 bytes a device). */
+#define CACHE_WAYS 4
+#define CACHE_SETS (GW_SECRET_CACHE_SLOTS / CACHE_WAYS)
+static _Atomic uint64_t cache[CACHE_SETS][CACHE_WAYS][4];
 static unsigned char cache_key[32];
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static _Thread_local unsigned cache_victim;
 
 static void cache_init(void)
 {
@@ -143,7 +146,7 @@ static size_t slot_of(const char *stored)
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (const unsigned char *s = (const unsigned char *)stored; *s; s++)
         h = (h ^ *s) * 1099511628211ull;
-    return (size_t)(h ^ (h >> 29)) & (GW_SECRET_CACHE_SLOTS - 1);
+    return (size_t)(h ^ (h >> 29)) & (CACHE_SETS - 1);
 }
 
 static bool digest(const char *stored, const void *given, size_t len, uint64_t out[4])
@@ -177,11 +180,11 @@ bool gw_secret_check(const char *stored, const void *given, size_t len)
         return false;
     pthread_once(&cache_once, cache_init);
     bool have = digest(stored, given, len, d);
-    _Atomic uint64_t *slot = cache[slot_of(stored)];
-    if (have) {
+    _Atomic uint64_t(*set)[4] = cache[slot_of(stored)];
+    for (int w = 0; have && w < CACHE_WAYS; w++) {
         uint64_t diff = 0;
         for (int i = 0; i < 4; i++)
-            diff |= atomic_load_explicit(&slot[i], memory_order_relaxed) ^ d[i];
+            diff |= atomic_load_explicit(&set[w][i], memory_order_relaxed) ^ d[i];
         if (diff == 0)
             return true;
     }
@@ -190,9 +193,11 @@ bool gw_secret_check(const char *stored, const void *given, size_t len)
                           sizeof(hash), hash) != 1 ||
         CRYPTO_memcmp(hash, p.hash, sizeof(hash)) != 0)
         return false;
-    if (have)
+    if (have) {
+        unsigned w = cache_victim++ % CACHE_WAYS;
         for (int i = 0; i < 4; i++)
-            atomic_store_explicit(&slot[i], d[i], memory_order_relaxed);
+            atomic_store_explicit(&set[w][i], d[i], memory_order_relaxed);
+    }
     return true;
 }
 

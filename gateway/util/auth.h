@@ -38,9 +38,9 @@ int gw_secret_hash(const void *secret, size_t len, uint32_t iterations, char *ou
 
 /* The check every adapter makes: true when given (len bytes) is the device's secret. stored in
  * clear: gw_secret_equal. stored a hash: a keyed SHA-256 of (stored, given) is looked up in the
- * verified-secret cache (a fixed table of GW_SECRET_CACHE_SLOTS slots of 32 bytes, lock-free,
- * indexed by stored); a miss runs PBKDF2 and, on success, fills the slot. Any thread. */
-#define GW_SECRET_CACHE_SLOTS 16384
+ * verified-secret cache (a fixed, lock-free table of GW_SECRET_CACHE_SLOTS entries of 32 bytes,
+ * 4-way sets chosen by stored); a miss runs PBKDF2 and, on success, fills an entry. Any thread. */
+#define GW_SECRET_CACHE_SLOTS 65536
 bool gw_secret_check(const char *stored, const void *given, size_t len);
 
 /* iotgw --hash-secret [SECRET]: hashes SECRET (or the first line of in, without its line end) and
