@@ -23,7 +23,10 @@ typedef struct gw_device {
     char *name; /* may be NULL */
     char *secret;
     const gw_product *product;
-    uint32_t index; /* position in gw_config.devices, for per-device runtime slots */
+    /* Per-device runtime slots: stable for an id across reloads (gateway/reload assigns it), below
+     * the first configuration's device_cap; at load it is the position in gw_config.devices. */
+    uint32_t index;
+    struct gw_config *gen; /* the configuration (generation) this device belongs to */
 } gw_device;
 
 typedef enum gw_sync_mode { GW_SYNC_NORMAL, GW_SYNC_FULL } gw_sync_mode;
@@ -114,6 +117,11 @@ typedef struct gw_config {
     /* Generation: 1 for the configuration loaded at start, +1 per applied reload (set by
      * gateway/reload). */
     uint64_t generation;
+    /* Per-device arrays are sized for this many device indexes ("max_devices"; 0 in the file:
+     * twice the devices + 10000) so that devices added at run time fit. */
+    uint32_t device_cap;
+    uint32_t max_devices_set; /* "max_devices" as in the file */
+    uint32_t refs;            /* atomic: gw_config_retain / gw_config_release */
 } gw_config;
 
 /* Loads gateway.json and everything it names. Every problem found is appended to diag (file,
@@ -122,10 +130,15 @@ typedef struct gw_config {
 int gw_config_load(const char *path, gw_config **out, gw_diag *diag);
 /* Same, but devices (an array as in devices.json, borrowed) replaces devices.json, and with base
  * set (a loaded configuration) nothing is read from disk: gateway.json and the products are base's
- * documents. Errors in the devices name devices_disp as their file ("devices.json"). */
+ * documents (devices NULL: base's too). */
 int gw_config_load_with(const char *path, const gw_config *base, const json_t *devices,
                         gw_config **out, gw_diag *diag);
 void gw_config_free(gw_config *c);
+/* Reference counting of a generation (any thread): the loader returns it with one reference;
+ * sessions (of their device's generation), events and commands hold one each while they keep a
+ * gw_device pointer. The last release frees it. */
+void gw_config_retain(const gw_config *c);
+void gw_config_release(const gw_config *c);
 /* Markdown reference of every gateway.json key (the core's sections, then each compiled-in
  * adapter's), from the gw_cfg_field tables: type, default, range (iotgw --config-reference). */
 void gw_config_reference(FILE *f);

@@ -94,12 +94,18 @@ static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, cons
 
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp)
 {
-    gw__config_index *ix = c->index;
     json_t *root = gw__config_load_json(x, path, disp);
-    char p[64];
-
     if (!root)
         return;
+    gw__config_load_devices_json(x, c, root, disp);
+}
+
+void gw__config_load_devices_json(gw__config_ctx *x, gw_config *c, json_t *root, const char *disp)
+{
+    gw__config_index *ix = c->index;
+    char p[64];
+
+    c->devices_json = json_incref(root);
     if (!json_is_array(root)) {
         gw__config_err(x, disp, NULL, "must be a JSON array of devices");
         goto done;

@@ -22,6 +22,7 @@
 #include "north/north.h"
 #include "core/registry.h"
 #include "core/runtime.h"
+#include "reload/reload.h"
 
 #define GW_VERSION       "0.1.0"
 #define SHUTDOWN_WAIT_MS 15000
@@ -35,6 +36,8 @@ typedef struct gw_main {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     int stopping;
+    gw_reload *reload;
+    uv_signal_t sighup;
 } gw_main;
 
 /* OpenSSL's allocations (the CoAP adapter's DTLS and libmosquitto's north TLS link, one
@@ -154,6 +157,18 @@ static void shutdown_gateway(gw_main *m, const char *why)
     gw_admin_stop(m->admin);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sighup, NULL);
+}
+
+/* SIGHUP: re-read and apply the configuration (gateway/reload); it logs the outcome. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    gw_main *m = h->data;
+    json_t *report = NULL;
+    (void)signum;
+    if (!m->stopping)
+        gw_reload_from_disk(m->reload, &report);
+    json_decref(report);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -275,6 +290,10 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    if (gw_reload_create(&m.reload, m.cfg, m.rt, NULL) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
+        goto out;
+    }
     if (gw_runtime_start(m.rt, &err) || gw_north_start(m.north, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -285,6 +304,9 @@ int main(int argc, char **argv)
     m.sigterm.data = m.sigint.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     uv_signal_start(&m.sigint, on_signal, SIGINT);
+    uv_signal_init(&m.loop, &m.sighup);
+    m.sighup.data = &m;
+    uv_signal_start(&m.sighup, on_sighup, SIGHUP);
     GW_LOG_INFO("main", NULL, NULL, "iotgw started",
                 "version=%s loops=%u products=%zu devices=%zu db=%s", GW_VERSION, m.rt->n_loops,
                 m.cfg->n_products, m.cfg->n_devices, m.cfg->store.path);
@@ -304,13 +326,14 @@ out:
     gw_north_stop(m.north);
     gw_store_close(m.store);
     gw_north_free(m.north);
+    gw_reload_free(m.reload);
     gw_runtime_free(m.rt);
     if (m.admin && !m.stopping)
         gw_admin_stop(m.admin);
     uv_run(&m.loop, UV_RUN_NOWAIT);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
-    gw_config_free(m.cfg);
+    gw_config_release(m.cfg); /* the last generation's references went with the loops and store */
     mosquitto_lib_cleanup();
     return rc;
 }

@@ -16,12 +16,15 @@ typedef struct gw_reload gw_reload;
 /* A validated configuration not applied yet (gw_reload_prepare_devices). */
 typedef struct gw_reload_pending gw_reload_pending;
 
-/* cfg: the running configuration (reload takes ownership: it frees each generation once replaced
- * and unused; the last one in gw_reload_free). ctx (may be NULL): its cfg is set to the current
- * generation after every reload. 0 or GW_ENOMEM. */
+/* cfg: the running configuration, as loaded (its devices numbered 0..n-1); reload holds a
+ * reference on the current generation (each replaced one is freed once no thread uses it; see
+ * gw_config_release). rt: the runtime whose loops follow (NULL: none). ctx (may be NULL): its cfg
+ * is set to the current generation after every reload. 0 or GW_ENOMEM. */
 int gw_reload_create(gw_reload **out, struct gw_config *cfg, struct gw_runtime *rt,
                      struct gw_api_ctx *ctx);
 void gw_reload_free(gw_reload *rl);
+/* Sets the API context whose cfg follows the current generation (its cfg is set at once). */
+void gw_reload_set_api(gw_reload *rl, struct gw_api_ctx *ctx);
 
 /* The current generation (main thread). */
 const struct gw_config *gw_reload_config(const gw_reload *rl);

@@ -75,7 +75,7 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
 {
     gw_mqtt_connect cn;
     uint8_t rc = 0xff;
-    const gw_config *cfg = c->s.sl->loop->rt->cfg;
+    const gw_config *cfg = c->s.sl->loop->cfg;
 
     const char *why = NULL;
     if (gw_mqtt_decode_connect_why(body, len, &cn, &rc, &why) != 0) {

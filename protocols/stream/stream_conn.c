@@ -32,7 +32,7 @@ void gw_stream_peer(const gw_stream_conn *c, char *buf, size_t cap)
 
 const gw_config *gw_stream_cfg(const gw_stream_conn *c)
 {
-    return c->sl->loop->rt->cfg;
+    return c->sl->loop->cfg;
 }
 
 void gw__stream_peer(gw_session *s, char *buf, size_t cap)

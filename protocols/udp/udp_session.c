@@ -243,7 +243,7 @@ void gw__udp_datagram(gw_dgram_sock *ds, const uint8_t *buf, size_t len,
     gw__udp_sock *us = (gw__udp_sock *)ds;
     gw__udp_loop *ul = us->ul;
     const gw_product *p = us->product;
-    const gw_config *cfg = ul->dl.loop->rt->cfg;
+    const gw_config *cfg = ul->dl.loop->cfg;
     gw_reject rej = {GW_R_NONE, ""};
     gw_decode_hint hint = {GW_MSG_NONE, NULL};
     gw_thing_msg m;
