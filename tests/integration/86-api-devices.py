@@ -1,0 +1,237 @@
+# Proves device changes over the management API with real clients: GET /api/products shapes; POST /api/devices adds a device that connects at once (its secret stored as a PBKDF2 hash), 2,000 in one request, an array with 2 bad entries adds nothing and names both paths, 409/400/404 with paths, read token 403; PATCH of the secret closes the old session ("reconfigured"), the new secret works and the old does not; DELETE closes the session ("removed") and keeps its events; devices.json is mode 0600 with hashes for MQTT and clear secrets for HMAC/DTLS-PSK products; an `iotgw --hash-secret` hash in devices.json accepts a real CONNECT; every change survives a restart.
+import copy
+import json
+import os
+import stat
+import subprocess
+import time
+
+import coaplib as c
+import gwapi
+import gwtest as g
+
+BULK = 2000
+HMAC_P = "sensor-hmac"
+DTLS_P = "sensor-dtls"
+HASH_PREFIX = "$pbkdf2-sha256$"
+CLI_DEV, CLI_SECRET = "cli-001", "from-the-cli"
+
+
+def hmac_product():
+    p = copy.deepcopy(g.load_product("sensor-udp"))
+    p["id"] = HMAC_P
+    fr = p["frame"]
+    fr["header"] = [h for h in fr["header"] if h.get("role") != "secret"]
+    fr["auth"] = {"algorithm": "hmac-sha256", "from": 0, "to": -12, "at": -12, "size": 8}
+    return p
+
+
+def devices_file(gw):
+    with open(gw.path("devices.json")) as f:
+        return {d["id"]: d for d in json.load(f)}
+
+
+def connack(gw, dev, secret, product="thermo"):
+    cl = g.RawClient(gw.mqtt_port)
+    try:
+        return cl.connect_device(dev, product, secret)
+    finally:
+        cl.close()
+
+
+def offline_reason(gw, dev):
+    return gw.scalar("SELECT name FROM events WHERE kind='offline' AND device=? "
+                     "ORDER BY id DESC LIMIT 1", (dev,))
+
+
+def products_checks(t, gw):
+    r = gwapi.api(gw, "GET", "/api/products", token="read")
+    t.eq(r.status, 200, "GET /api/products: 200")
+    by_id = {p["id"]: p for p in (r.json or {}).get("products", [])}
+    t.eq(sorted(by_id), sorted(["thermo", HMAC_P, DTLS_P]), "... lists every product")
+    th = by_id.get("thermo", {})
+    t.eq((th.get("protocol"), th.get("codec"), th.get("properties"), th.get("functions")),
+         ("mqtt", "json", len(g.THERMO["properties"]), 1), "... thermo: protocol, codec, counts")
+    t.eq(th.get("devices"), 5, "... thermo's device count")
+    t.eq([by_id.get(p, {}).get("secret_in_clear") for p in ("thermo", HMAC_P, DTLS_P)],
+         [False, True, True], "... secret_in_clear: MQTT hashed, HMAC and DTLS-PSK in clear")
+    r = gwapi.api(gw, "GET", "/api/products/thermo", token="read")
+    t.eq(r.status, 200, "GET /api/products/thermo: 200")
+    t.check(r.json == g.THERMO, "... the product's document as configured", r.raw[:200])
+    r = gwapi.api(gw, "GET", "/api/products/" + HMAC_P)
+    t.eq((r.json or {}).get("frame", {}).get("auth", {}).get("algorithm"), "hmac-sha256",
+         "... a binary product's frame layout included")
+    r = gwapi.api(gw, "GET", "/api/products/nope")
+    t.eq((r.status, (r.json or {}).get("error")), (404, "not_found"), "unknown product: 404")
+    t.eq(gwapi.api(gw, "GET", "/api/products", token=None).status, 401, "no token: 401")
+
+
+def add_one(t, gw):
+    body = {"id": "api-001", "product": "thermo", "secret": "sec-1", "name": "first"}
+    t.eq(gwapi.api(gw, "POST", "/api/devices", body, token="read").status, 403,
+         "POST with a read token: 403")
+    t.eq(gwapi.api(gw, "POST", "/api/devices", body, token="wrong-token").status, 401,
+         "POST with a wrong token: 401")
+    t0 = time.monotonic()
+    r = gwapi.api(gw, "POST", "/api/devices", body)
+    t.eq(r.status, 201, "POST one device: 201")
+    t.eq(r.json, {"id": "api-001", "product": "thermo", "name": "first",
+                  "secret_stored": "hash"}, "... answers the device, never its secret")
+    cl = g.RawClient(gw.mqtt_port)
+    t.eq(cl.connect_device("api-001", "thermo", "sec-1"), 0, "... it connects at once")
+    t.info("POST to CONNACK: %.1f ms" % ((time.monotonic() - t0) * 1000))
+    ack = cl.publish_wait(g.report_topic("api-001"), g.report_payload("m1", {"humidity": 40}), 7)
+    t.check(ack is not None, "... and its QoS 1 report is acknowledged")
+    t.check(devices_file(gw)["api-001"]["secret"].startswith(HASH_PREFIX),
+            "devices.json holds its secret as a hash")
+    return cl
+
+
+def errors_checks(t, gw):
+    r = gwapi.api(gw, "POST", "/api/devices", {"id": "api-001", "product": "thermo",
+                                               "secret": "x"})
+    t.eq((r.status, (r.json or {}).get("path")), (409, "id"), "an existing id: 409 at id")
+    r = gwapi.api(gw, "POST", "/api/devices", {"id": "n1", "product": "nope", "secret": "x",
+                                               "color": "red"})
+    paths = sorted(e["path"] for e in (r.json or {}).get("errors", []))
+    t.eq((r.status, paths), (400, ["color", "product"]),
+         "unknown product and unknown field: 400 with both paths")
+    r = gwapi.api(gw, "POST", "/api/devices", {"id": "bad id!", "product": "thermo",
+                                               "secret": 5})
+    paths = sorted(e["path"] for e in (r.json or {}).get("errors", []))
+    t.eq((r.status, paths), (400, ["id", "secret"]), "bad id and a non-string secret: 400")
+    r = gwapi.api(gw, "POST", "/api/devices",
+                  {"id": "h1", "product": HMAC_P, "secret": gw.cli_hash})
+    t.eq((r.status, (r.json or {}).get("path")), (400, "secret"),
+         "a hash for an HMAC product: 400 at secret")
+    r = gwapi.api(gw, "POST", "/api/devices", [{"id": "d1", "product": "thermo", "secret": "a"},
+                                               {"id": "d1", "product": "thermo", "secret": "b"}])
+    t.eq((r.status, (r.json or {}).get("path")), (409, "[1].id"),
+         "the same id twice in an array: 409 at [1].id")
+    r = gwapi.api(gw, "POST", "/api/devices", raw_body=b'{"id": "x",',
+                  headers={"Content-Type": "application/json"})
+    t.eq(r.status, 400, "malformed JSON: 400")
+    # clear secrets stay clear for products that need the key itself
+    r = gwapi.api(gw, "POST", "/api/devices", [
+        {"id": "hmac0009", "product": HMAC_P, "secret": "hmac-key-9"},
+        {"id": "c-009", "product": DTLS_P, "secret": "psk-key-9"}])
+    t.eq((r.status, r.json), (201, {"created": 2}), "HMAC and DTLS-PSK devices added")
+    f = devices_file(gw)
+    t.eq((f.get("hmac0009", {}).get("secret"), f.get("c-009", {}).get("secret")),
+         ("hmac-key-9", "psk-key-9"), "... their secrets stored in clear")
+
+
+def bulk_checks(t, gw):
+    ids = ["bulk-%05d" % i for i in range(BULK)]
+    bad = [{"id": i, "product": "thermo", "secret": "s-" + i} for i in ids[:10]]
+    bad[3]["product"] = "nope"
+    del bad[7]["secret"]
+    before = devices_file(gw)
+    r = gwapi.api(gw, "POST", "/api/devices", bad)
+    paths = sorted(e["path"] for e in (r.json or {}).get("errors", []))
+    t.eq((r.status, paths), (400, ["[3].product", "[7].secret"]),
+         "an array with 2 bad entries: 400 naming both paths")
+    t.eq(devices_file(gw), before, "... devices.json unchanged")
+    t.check(connack(gw, ids[0], "s-" + ids[0]) != 0, "... its good entries were not added")
+
+    body = [{"id": i, "product": "thermo", "secret": "s-" + i} for i in ids]
+    t0 = time.monotonic()
+    r = gwapi.api(gw, "POST", "/api/devices", body, timeout=60 * g.SLOW)
+    dt = time.monotonic() - t0
+    t.eq((r.status, r.json), (201, {"created": BULK}), "%d devices in one request: 201" % BULK)
+    t.info("bulk POST of %d devices (%d bytes): %.0f ms" % (BULK, len(json.dumps(body)),
+                                                            dt * 1000))
+    t.eq(sum(1 for i in ids if i in devices_file(gw)), BULK, "... all in devices.json")
+    t.eq([connack(gw, i, "s-" + i) for i in (ids[0], ids[BULK // 2], ids[-1])], [0, 0, 0],
+         "... first, middle and last connect at once")
+    t.eq(gwapi.api(gw, "GET", "/api/status", token="read").status, 200,
+         "the API answers right after")
+    return ids
+
+
+def patch_checks(t, gw, cl):
+    r = gwapi.api(gw, "PATCH", "/api/devices/api-001", {"name": "renamed"})
+    t.eq((r.status, (r.json or {}).get("name")), (200, "renamed"), "PATCH name: 200")
+    t.check(cl.ping(2), "... the session stays (a name is not a credential)")
+    t.eq(gwapi.api(gw, "PATCH", "/api/devices/api-001", {"colour": 1}).json.get("path"),
+         "colour", "PATCH an unknown field: 400 at its path")
+    t.eq(gwapi.api(gw, "PATCH", "/api/devices/nope", {"name": "x"}).status, 404,
+         "PATCH an unknown device: 404")
+    t.eq(gwapi.api(gw, "PATCH", "/api/devices/api-001", {"name": "x"}, token="read").status,
+         403, "PATCH with a read token: 403")
+    r = gwapi.api(gw, "PATCH", "/api/devices/api-001", {"secret": "sec-2"})
+    t.eq((r.status, (r.json or {}).get("secret_stored")), (200, "hash"), "PATCH secret: 200")
+    t.check(cl.wait_closed(5), "... the old session is closed")
+    t.check(g.wait_until(lambda: offline_reason(gw, "api-001") == "reconfigured", 10),
+            "... offline reason \"reconfigured\"", offline_reason(gw, "api-001"))
+    t.check(connack(gw, "api-001", "sec-1") != 0, "... the old secret is refused")
+    t.eq(connack(gw, "api-001", "sec-2"), 0, "... the new secret connects")
+
+
+def delete_checks(t, gw, ids):
+    dev = ids[1]
+    cl = g.device_client(gw, dev, secret="s-" + dev)
+    t.check(cl.publish_wait(g.report_topic(dev), g.report_payload("r1", {"humidity": 5}), 3)
+            is not None, "a bulk device reports")
+    t.eq(gwapi.api(gw, "DELETE", "/api/devices/" + dev, token="read").status, 403,
+         "DELETE with a read token: 403")
+    r = gwapi.api(gw, "DELETE", "/api/devices/" + dev)
+    t.eq(r.status, 204, "DELETE: 204")
+    t.check(cl.wait_closed(5), "... its session is closed")
+    t.check(g.wait_until(lambda: offline_reason(gw, dev) == "removed", 10),
+            "... offline reason \"removed\"", offline_reason(gw, dev))
+    t.check(gw.scalar("SELECT count(*) FROM events WHERE device=? AND kind<>'offline'", (dev,))
+            >= 2, "... its stored events stay")
+    t.check(connack(gw, dev, "s-" + dev) != 0, "... it can no longer connect")
+    t.eq(gwapi.api(gw, "DELETE", "/api/devices/" + dev).status, 404, "DELETE again: 404")
+    t.check(dev not in devices_file(gw), "... gone from devices.json")
+    return dev
+
+
+def main(t):
+    cli = subprocess.run([g.BIN, "--hash-secret"], input=CLI_SECRET + "\n", capture_output=True,
+                         text=True, timeout=30)
+    cli_hash = cli.stdout.strip()
+    t.check(cli.returncode == 0 and cli_hash.startswith(HASH_PREFIX), "iotgw --hash-secret",
+            cli.stdout + cli.stderr)
+    devices = g.make_devices(g.thermo_ids(5)) + [
+        {"id": CLI_DEV, "product": "thermo", "secret": cli_hash},
+        {"id": "hmac0001", "product": HMAC_P, "secret": "hmac-key-1"},
+        {"id": "c-001", "product": DTLS_P, "secret": "psk-key-1"}]
+    cfg = {"adapters": {"udp": {"listeners": [{"address": g.HOST, "port": 0,
+                                               "product": HMAC_P}]},
+                        "coap": c.coap_adapter(dtls=True)},
+           "storage": {"batch_ms": 0}}
+    gw = g.Gateway(products=[g.THERMO, hmac_product(), c.product(DTLS_P)], devices=devices,
+                   config=cfg)
+    gw.cli_hash = cli_hash
+    t.eq(connack(gw, CLI_DEV, CLI_SECRET), 0, "a --hash-secret hash in devices.json: CONNECT ok")
+    t.check(connack(gw, CLI_DEV, CLI_SECRET + "x") != 0, "... a wrong secret refused")
+
+    products_checks(t, gw)
+    cl = add_one(t, gw)
+    errors_checks(t, gw)
+    ids = bulk_checks(t, gw)
+    patch_checks(t, gw, cl)
+    removed = delete_checks(t, gw, ids)
+
+    mode = stat.S_IMODE(os.stat(gw.path("devices.json")).st_mode)
+    t.eq(oct(mode), oct(0o600), "devices.json is mode 0600")
+    t.check(not any(n.startswith("devices.json.") for n in os.listdir(gw.dir)),
+            "no temporary file left")
+
+    t.eq(gw.stop(), 0, "clean exit")
+    gw.start()
+    t.eq(connack(gw, "api-001", "sec-2"), 0, "after a restart: the patched secret connects")
+    t.check(connack(gw, "api-001", "sec-1") != 0, "... the old one does not")
+    t.eq(connack(gw, ids[-1], "s-" + ids[-1]), 0, "... a bulk device connects")
+    t.check(connack(gw, removed, "s-" + removed) != 0, "... the deleted one does not")
+    r = gwapi.api(gw, "GET", "/api/products", token="read")
+    counts = {p["id"]: p["devices"] for p in (r.json or {}).get("products", [])}
+    t.eq(counts, {"thermo": 5 + 1 + 1 + BULK - 1, HMAC_P: 2, DTLS_P: 2},
+         "... product device counts as changed")
+    t.eq(gw.stop(), 0, "clean exit after the restart")
+
+
+if __name__ == "__main__":
+    g.run(main)
