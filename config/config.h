@@ -90,6 +90,27 @@ typedef struct gw_north_cfg {
     uint32_t max_pending_per_device; /* ... per device */
 } gw_north_cfg;
 
+/* A management API token: the configuration holds only the SHA-256 of the token. */
+typedef struct gw_admin_token {
+    char name[64];
+    int role; /* 1: read, 2: admin (gw_api_role of gateway/admin/api.h) */
+    unsigned char sha256[32];
+} gw_admin_token;
+
+/* The "admin" section: the management API's HTTP server (gateway/admin/api_server.c). */
+typedef struct gw_admin_cfg {
+    gw_listen *listeners; /* n_listeners >= 1 when enabled; [0] is also gw_config.admin */
+    size_t n_listeners;
+    gw_admin_token *tokens;
+    size_t n_tokens;
+    bool open_metrics;           /* /metrics, /health without a token on loopback listeners */
+    uint32_t max_body;           /* request body bytes at most (413 past it) */
+    uint32_t max_connections;    /* open HTTP connections at most (refused past it) */
+    uint32_t idle_timeout_ms;    /* a request must arrive whole within it; keep-alive idle */
+    uint32_t stream_clients_max; /* /api/stream clients at once (429 past it) */
+    uint32_t stream_buffer;      /* unsent bytes per stream client before it is dropped */
+} gw_admin_cfg;
+
 typedef struct gw_config {
     char *file;     /* gateway.json path as given */
     char *dir;      /* its folder: base for relative paths */
@@ -100,6 +121,7 @@ typedef struct gw_config {
     uint32_t read_buffer;     /* per-loop read buffer bytes */
     gw_listen admin;          /* metrics/health HTTP; admin_enabled false: none */
     bool admin_enabled;
+    gw_admin_cfg admin_http; /* listeners, tokens and bounds of the management API */
     gw_store_cfg store;
     gw_north_cfg north;
     gw_limits_cfg limits;

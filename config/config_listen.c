@@ -66,15 +66,18 @@ int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n)
 
     *out = NULL;
     *n = 0;
-    if (c->admin_enabled) {
+    for (size_t i = 0; c->admin_enabled && i < c->admin_http.n_listeners; i++) {
         gw_config_listener *o = push(&l);
         if (!o)
             goto fail;
         snprintf(o->adapter, sizeof(o->adapter), "admin");
         snprintf(o->owner, sizeof(o->owner), "admin");
-        snprintf(o->path, sizeof(o->path), "admin");
+        if (c->admin_http.n_listeners > 1)
+            snprintf(o->path, sizeof(o->path), "admin.listeners[%zu]", i);
+        else
+            snprintf(o->path, sizeof(o->path), "admin");
         o->transport = GW_TRANSPORT_TCP;
-        o->at = c->admin;
+        o->at = c->admin_http.listeners[i];
     }
     json_object_foreach(c->adapters, name, section)
     {

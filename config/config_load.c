@@ -102,12 +102,6 @@ typedef struct gw_gateway_file {
     json_t *adapters;
 } gw_gateway_file;
 
-typedef struct gw_admin_file {
-    bool enabled;
-    char *address;
-    uint32_t port;
-} gw_admin_file;
-
 typedef struct gw_storage_file {
     char *path;
     uint32_t batch_max, batch_ms, queue_max, state_lag_ms;
@@ -138,17 +132,6 @@ static const gw_cfg_field gateway_fields[] = {
     GF("north", GW_CFG_JSON, north, 0, 0, NULL),
     GF("limits", GW_CFG_JSON, limits, 0, 0, NULL),
     GF("adapters", GW_CFG_JSON, adapters, 0, 0, NULL),
-    {NULL, 0, 0, 0, 0, NULL, false},
-};
-
-#define AF(name, type, field, lo, hi, ...)                                                         \
-    {                                                                                              \
-        name, type, offsetof(gw_admin_file, field), lo, hi, NULL, false, __VA_ARGS__               \
-    }
-static const gw_cfg_field admin_fields[] = {
-    AF("enabled", GW_CFG_BOOL, enabled, 0, 0, GW_CFG_DEF(true)),
-    AF("address", GW_CFG_STRING, address, 0, 0, GW_CFG_DEF_STR("127.0.0.1")),
-    AF("port", GW_CFG_UINT32, port, 0, 65535, GW_CFG_DEF(9100)),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -198,25 +181,6 @@ static uint32_t default_loops(void)
     if (n < 1)
         n = 1;
     return n > GW_LOOPS_MAX ? GW_LOOPS_MAX : (uint32_t)n;
-}
-
-static void load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj)
-{
-    unsigned char bin[16];
-    gw_admin_file a = {0}; /* the defaults are admin_fields' */
-
-    x->errors += gw_cfg_parse(admin_fields, obj, &a, c->file, "admin", x->diag);
-    c->admin_enabled = a.enabled;
-    c->admin.port = (uint16_t)a.port;
-    if (a.address) {
-        if (strlen(a.address) >= sizeof(c->admin.address) ||
-            (inet_pton(AF_INET, a.address, bin) != 1 && inet_pton(AF_INET6, a.address, bin) != 1))
-            gw__config_err(x, c->file, "admin.address",
-                           "\"%s\" is not a numeric IPv4 or IPv6 address", a.address);
-        else
-            snprintf(c->admin.address, sizeof(c->admin.address), "%s", a.address);
-    }
-    gw_cfg_free(admin_fields, &a);
 }
 
 static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
@@ -351,7 +315,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     c->max_connections = g.max_connections;
     c->read_buffer = g.read_buffer;
     c->max_devices_set = g.max_devices;
-    load_admin(x, c, g.admin);
+    gw__config_load_admin(x, c, g.admin);
     load_storage(x, c, g.storage);
     gw__config_load_north(x, c, g.north);
     load_limits(x, c, g.limits);
@@ -474,6 +438,7 @@ void gw_config_free(gw_config *c)
     json_decref(c->devices_json);
     free(c->devices_path);
     gw__config_north_free(c);
+    gw__config_admin_free(c);
     free(c->store.path);
     free(c->file);
     free(c->dir);
@@ -489,7 +454,7 @@ void gw_config_reference(FILE *f)
           "`north.client_id` defaults to `iotgw-<hostname>`.\n\n",
           f);
     gw_cfg_reference(f, "", gateway_fields);
-    gw_cfg_reference(f, "admin", admin_fields);
+    gw__config_admin_reference(f);
     gw_cfg_reference(f, "storage", storage_fields);
     gw_cfg_reference(f, "limits", limits_fields);
     gw__config_north_reference(f);

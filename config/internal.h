@@ -85,5 +85,9 @@ char *gw__config_resolve(const char *dir, const char *rel);
 void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj);
 void gw__config_north_reference(FILE *f);
 void gw__config_north_free(gw_config *c);
+/* The "admin" section (config_admin.c): defaults when obj is NULL. */
+void gw__config_load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj);
+void gw__config_admin_reference(FILE *f);
+void gw__config_admin_free(gw_config *c);
 
 #endif

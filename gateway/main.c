@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #include "../config/config.h"
-#include "admin/admin.h"
+#include "admin/api_server.h"
 #include "util/listen.h"
 #include "util/alloc.h"
 #include "util/auth.h"
@@ -32,7 +32,8 @@ typedef struct gw_main {
     gw_store *store;
     gw_runtime *rt;
     gw_north *north;
-    gw_admin *admin;
+    gw_api_server *api;
+    gw_api_ctx api_ctx; /* what the management API's handlers reach */
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     int stopping;
@@ -71,11 +72,13 @@ static void tls_free(void *p, const char *file, int line)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: iotgw -c FILE [--check-config] [--ready-fd N] [--version]\n"
-               "       iotgw --config-reference\n"
+               "       iotgw --config-reference | --hash-token [TOKEN]\n"
                "  -c, --config FILE   gateway.json (products and devices are found from it)\n"
                "  --check-config      validate the whole configuration and exit (0 ok, 2 errors)\n"
                "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n"
-               "  --config-reference  print every gateway.json key (markdown) and exit\n");
+               "  --config-reference  print every gateway.json key (markdown) and exit\n"
+               "  --hash-token [TOKEN] print the SHA-256 of TOKEN (or of stdin's first line) for\n"
+               "                      admin.tokens[].sha256 and exit\n");
     fprintf(f,
             "  --hash-secret [S]   print a device secret's hash for devices.json (S or stdin)\n");
 }
@@ -102,6 +105,25 @@ static int init_adapters(const gw_config *cfg, gw_runtime *rt, gw_diag *diag)
             ops->uninit(a);
     }
     return errors;
+}
+
+/* iotgw --hash-token: the hex SHA-256 of the token (argument, or stdin's first line). */
+static int hash_token(const char *tok)
+{
+    char line[4096], hex[65];
+    if (!tok) {
+        if (!fgets(line, sizeof(line), stdin))
+            return 1;
+        line[strcspn(line, "\r\n")] = 0;
+        tok = line;
+    }
+    if (!*tok) {
+        fprintf(stderr, "iotgw: empty token\n");
+        return 1;
+    }
+    gw_api_hash_token(tok, hex);
+    printf("%s\n", hex);
+    return 0;
 }
 
 static void print_diag(const gw_diag *d)
@@ -154,7 +176,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
     gw_store_close(m->store);
     m->store = NULL;
     gw_runtime_join(m->rt);
-    gw_admin_stop(m->admin);
+    gw_api_server_stop(m->api);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sighup, NULL);
@@ -176,14 +198,11 @@ static void on_signal(uv_signal_t *h, int signum)
     shutdown_gateway(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static int write_ready(int fd, gw_runtime *rt, const gw_config *cfg, int admin_port)
+static int write_ready(int fd, gw_runtime *rt, const gw_api_server *api)
 {
-    char buf[2048];
+    char buf[4096];
     int n = snprintf(buf, sizeof(buf), "%.*s", (int)rt->listeners_len, rt->listeners);
-    if (cfg->admin_enabled)
-        n +=
-            snprintf(buf + n, sizeof(buf) - (size_t)n,
-                     "listener adapter=admin address=%s port=%d\n", cfg->admin.address, admin_port);
+    n += (int)gw_api_server_ready_lines(api, buf + n, sizeof(buf) - (size_t)n - 8);
     n += snprintf(buf + n, sizeof(buf) - (size_t)n, "ready\n");
     ssize_t w = write(fd, buf, (size_t)n);
     close(fd);
@@ -213,6 +232,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--hash-secret")) {
             return gw_secret_hash_main(i + 1 < argc ? argv[i + 1] : NULL, stdin, stdout);
+        } else if (!strcmp(argv[i], "--hash-token")) {
+            return hash_token(i + 1 < argc ? argv[i + 1] : NULL);
         } else if (!strcmp(argv[i], "--version")) {
             printf("iotgw %s (libuv %s, sqlite %s, jansson %s)\n", GW_VERSION, uv_version_string(),
                    sqlite3_libversion(), JANSSON_VERSION);
@@ -270,7 +291,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    int rc = 1, admin_port = 0;
+    int rc = 1;
     mkdir_parents(m.cfg->store.path);
     uv_loop_init(&m.loop);
     mosquitto_lib_init();
@@ -283,17 +304,21 @@ int main(int argc, char **argv)
         print_diag(&diag);
         goto out;
     }
-    if (m.cfg->admin_enabled &&
-        (rc = gw_admin_start(&m.admin, &m.loop, &m.cfg->admin, m.store, &admin_port)) != 0) {
-        GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "address=%s port=%u error=\"%s\"",
-                     m.cfg->admin.address, m.cfg->admin.port, uv_strerror(rc));
+    m.api_ctx.loop = &m.loop;
+    m.api_ctx.rt = m.rt;
+    m.api_ctx.cfg = m.cfg;
+    m.api_ctx.store = m.store;
+    m.api_ctx.started_ms = (int64_t)uv_now(&m.loop);
+    if (m.cfg->admin_enabled && gw_api_server_start(&m.api, &m.api_ctx, m.cfg, &err) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "error=\"%s\"", err.msg);
         rc = 1;
         goto out;
     }
-    if (gw_reload_create(&m.reload, m.cfg, m.rt, NULL) != 0) {
+    if (gw_reload_create(&m.reload, m.cfg, m.rt, &m.api_ctx) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
         goto out;
     }
+    m.api_ctx.reload = m.reload; /* device changes over the API apply through it */
     if (gw_runtime_start(m.rt, &err) || gw_north_start(m.north, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -312,8 +337,8 @@ int main(int argc, char **argv)
                 m.cfg->n_products, m.cfg->n_devices, m.cfg->store.path);
     if (m.cfg->admin_enabled)
         GW_LOG_INFO("main", NULL, NULL, "admin endpoint", "address=%s port=%d",
-                    m.cfg->admin.address, admin_port);
-    if (ready_fd >= 0 && write_ready(ready_fd, m.rt, m.cfg, admin_port) != 0)
+                    m.cfg->admin.address, gw_api_server_port(m.api));
+    if (ready_fd >= 0 && write_ready(ready_fd, m.rt, m.api) != 0)
         GW_LOG_WARN("main", NULL, NULL, "cannot write to --ready-fd", "fd=%d", ready_fd);
     uv_run(&m.loop, UV_RUN_DEFAULT);
     rc = 0;
@@ -328,9 +353,10 @@ out:
     gw_north_free(m.north);
     gw_reload_free(m.reload);
     gw_runtime_free(m.rt);
-    if (m.admin && !m.stopping)
-        gw_admin_stop(m.admin);
+    if (m.api && !m.stopping)
+        gw_api_server_stop(m.api);
     uv_run(&m.loop, UV_RUN_NOWAIT);
+    gw_api_server_free(m.api);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_release(m.cfg); /* the last generation's references went with the loops and store */
