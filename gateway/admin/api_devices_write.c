@@ -304,7 +304,7 @@ static long find_entry(const gw_config *c, const char *id)
 
 /* ---- POST /api/devices ---- */
 typedef struct create_job {
-    uv_timer_t timer; /* one slice of hashing per turn */
+    uv_idle_t idle; /* one slice of hashing per loop turn (I/O polled between) */
     gw_api_req *r;
     gw_api_ctx *ctx;
     json_t *entries; /* the checked new entries, in request order */
@@ -329,7 +329,7 @@ static void job_closed(uv_handle_t *h)
 static void job_end(create_job *j)
 {
     if (j->deferred)
-        uv_close((uv_handle_t *)&j->timer, job_closed);
+        uv_close((uv_handle_t *)&j->idle, job_closed);
     else
         job_free(j);
 }
@@ -337,7 +337,7 @@ static void job_end(create_job *j)
 static void job_gone(void *arg)
 {
     create_job *j = arg;
-    j->gone = true; /* the timer callback ends it */
+    j->gone = true; /* the idle callback ends it */
 }
 
 /* 409 for ids that exist in the running configuration; false if answered. */
@@ -404,21 +404,22 @@ static bool hash_some(create_job *j, size_t limit)
     return true;
 }
 
-static void job_tick(uv_timer_t *t)
+static void job_tick(uv_idle_t *h)
 {
-    create_job *j = t->data;
+    create_job *j = h->data;
     if (j->gone) {
+        uv_idle_stop(&j->idle);
         job_end(j);
         return;
     }
     if (!hash_some(j, HASH_SLICE)) {
+        uv_idle_stop(&j->idle);
         job_end(j);
         return;
     }
-    if (j->next < json_array_size(j->entries)) {
-        uv_timer_start(&j->timer, job_tick, 0, 0);
-        return;
-    }
+    if (j->next < json_array_size(j->entries))
+        return; /* again next turn */
+    uv_idle_stop(&j->idle);
     create_finish(j);
     job_end(j);
 }
@@ -506,11 +507,11 @@ void gw_api_devices_create(gw_api_req *r, gw_api_ctx *ctx)
         return;
     }
     /* the rest a slice per loop turn; the request waits */
-    uv_timer_init(ctx->loop, &j->timer);
-    j->timer.data = j;
+    uv_idle_init(ctx->loop, &j->idle);
+    j->idle.data = j;
     j->deferred = true;
     gw_api_defer(r, job_gone, j);
-    uv_timer_start(&j->timer, job_tick, 0, 0);
+    uv_idle_start(&j->idle, job_tick);
 }
 
 /* ---- PATCH /api/devices/{id} ---- */
