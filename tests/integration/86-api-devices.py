@@ -1,5 +1,7 @@
 # Proves device changes over the management API with real clients: GET /api/products shapes; POST /api/devices adds a device that connects at once (its secret stored as a PBKDF2 hash), 2,000 in one request, an array with 2 bad entries adds nothing and names both paths, 409/400/404 with paths, read token 403; PATCH of the secret closes the old session ("reconfigured"), the new secret works and the old does not; DELETE closes the session ("removed") and keeps its events; devices.json is mode 0600 with hashes for MQTT and clear secrets for HMAC/DTLS-PSK products; an `iotgw --hash-secret` hash in devices.json accepts a real CONNECT; every change survives a restart.
+import base64
 import copy
+import hashlib
 import json
 import os
 import stat
@@ -7,9 +9,11 @@ import subprocess
 import threading
 import time
 
+import binframes as b
 import coaplib as c
 import gwapi
 import gwtest as g
+import sensor_udp as su
 
 BULK = 2000
 BULK_GET_MAX_S = 0.2  # a GET while 2,000 secrets are hashed (one slice: ~6 ms of PBKDF2)
@@ -17,6 +21,58 @@ HMAC_P = "sensor-hmac"
 DTLS_P = "sensor-dtls"
 HASH_PREFIX = "$pbkdf2-sha256$"
 CLI_DEV, CLI_SECRET = "cli-001", "from-the-cli"
+
+
+def py_hash(secret, iterations=1000):
+    """The gateway's hash format made with Python's hashlib (the format is the contract)."""
+    salt = os.urandom(16)
+    h = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, iterations)
+    return "$pbkdf2-sha256$%d$%s$%s" % (iterations, base64.b64encode(salt).decode(),
+                                        base64.b64encode(h).decode())
+
+
+def protocols_checks(t):
+    """Hashed secrets where protocols only compare them: TCP login, UDP token, CoAP ?token=."""
+    mtr, snr, cdev = "mtr00001", "snr00001", "c-001"
+    devices = [{"id": mtr, "product": b.METER, "secret": py_hash(b.meter_secret(mtr))},
+               {"id": snr, "product": su.PRODUCT, "secret": py_hash(su.token_of(snr))},
+               {"id": cdev, "product": "sensor", "secret": py_hash(g.secret_of(cdev))}]
+    cfg = {"adapters": {"mqtt": None, "coap": c.coap_adapter(),
+                        "tcp": {"listeners": [{"address": g.HOST, "port": 0,
+                                               "product": b.METER}]},
+                        "udp": {"listeners": [{"address": g.HOST, "port": 0,
+                                               "product": su.PRODUCT}]}}}
+    gw = g.Gateway(products=[g.load_product(b.METER), g.load_product(su.PRODUCT), c.product()],
+                   devices=devices, config=cfg)
+    for secret, want, what in ((b.meter_secret(mtr), True, "right"), ("pw999999", False, "wrong")):
+        d = b.Dev(g.adapter_port(gw, "tcp"))
+        d.send(b.meter_login(mtr, secret))
+        ack = d.recv_n(b.METER_ACK_LEN)
+        t.eq(ack == b.meter_ack(1, 1), want, "TCP login, hashed secret, %s secret" % what)
+        d.close()
+    u = su.Client(g.adapter_port(gw, "udp"))
+    ack, _ = u.request(su.report(snr, 1), 5)
+    t.eq(ack, (snr, 1, 0), "UDP token against a hashed secret: acked")
+    ack, _ = u.request(su.report(snr, 2, token="tokWRONG"), 1)
+    t.eq(ack, None, "... a wrong token: no ack")
+    cl = c.Client(c.coap_port(gw))
+    r = c.report(cl, "sensor", cdev, 1, {"humidity": 1})
+    t.eq(r and r.code_str, "2.04", "CoAP ?token= against a hashed secret: 2.04")
+    r = c.report(cl, "sensor", cdev, 2, {"humidity": 1}, secret="wrong")
+    t.eq(r and r.code_str, "4.01", "... a wrong token: 4.01")
+    cl.close()
+    t.eq(gw.stop(), 0, "clean exit")
+    # a hash for a product keyed by the secret is a configuration error
+    bad = g.Gateway(products=[g.THERMO, hmac_product()], start=False, devices=[
+        {"id": "hmac0001", "product": HMAC_P, "secret": py_hash("k")}],
+        config={"adapters": {"udp": {"listeners": [{"address": g.HOST, "port": 0,
+                                                     "product": HMAC_P}]}}})
+    r = subprocess.run([g.BIN, "-c", bad.cfg_path, "--check-config"], capture_output=True,
+                       text=True, timeout=30)
+    t.check(r.returncode != 0 and "[0].secret" in r.stdout + r.stderr and
+            "in clear" in r.stdout + r.stderr,
+            "--check-config refuses a hash for an HMAC product at [0].secret",
+            r.stdout + r.stderr)
 
 
 def hmac_product():
@@ -230,6 +286,7 @@ def main(t):
     t.check(connack(gw, CLI_DEV, CLI_SECRET + "x") != 0, "... a wrong secret refused")
 
     products_checks(t, gw)
+    protocols_checks(t)
     cl = add_one(t, gw)
     errors_checks(t, gw)
     ids = bulk_checks(t, gw)
