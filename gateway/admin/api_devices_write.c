@@ -311,7 +311,7 @@ typedef struct create_job {
     bool *hash;      /* per entry: its secret is to be hashed */
     size_t next;     /* the next entry to look at */
     bool single;     /* the body was one object (answer: the device) */
-    bool deferred, gone;
+    bool deferred, gone, ticking;
 } create_job;
 
 static void job_free(create_job *j)
@@ -334,10 +334,16 @@ static void job_end(create_job *j)
         job_free(j);
 }
 
+/* The client went away (or the server is stopping): the job ends now, or at the end of the
+ * slice that is running. */
 static void job_gone(void *arg)
 {
     create_job *j = arg;
-    j->gone = true; /* the idle callback ends it */
+    j->gone = true;
+    if (!j->ticking) {
+        uv_idle_stop(&j->idle);
+        job_end(j);
+    }
 }
 
 /* 409 for ids that exist in the running configuration; false if answered. */
@@ -407,20 +413,15 @@ static bool hash_some(create_job *j, size_t limit)
 static void job_tick(uv_idle_t *h)
 {
     create_job *j = h->data;
-    if (j->gone) {
-        uv_idle_stop(&j->idle);
-        job_end(j);
-        return;
-    }
-    if (!hash_some(j, HASH_SLICE)) {
-        uv_idle_stop(&j->idle);
-        job_end(j);
-        return;
-    }
-    if (j->next < json_array_size(j->entries))
+    j->ticking = true;
+    bool more = hash_some(j, HASH_SLICE) && j->next < json_array_size(j->entries);
+    if (more && !j->gone) {
+        j->ticking = false;
         return; /* again next turn */
+    }
     uv_idle_stop(&j->idle);
-    create_finish(j);
+    if (!j->gone && j->next >= json_array_size(j->entries))
+        create_finish(j);
     job_end(j);
 }
 
