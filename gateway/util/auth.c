@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "error.h"
+#include "metrics.h"
 
 #define SECRET_MAX 255 /* as devices.json allows */
 
@@ -185,16 +186,24 @@ bool gw_secret_check(const char *stored, const void *given, size_t len)
         uint64_t diff = 0;
         for (int i = 0; i < 4; i++)
             diff |= atomic_load_explicit(&set[w][i], memory_order_relaxed) ^ d[i];
-        if (diff == 0)
+        if (diff == 0) {
+            gw_metric_inc(GW_M_SECRET_CACHED);
             return true;
+        }
     }
+    gw_metric_inc(GW_M_SECRET_PBKDF2);
     if (parse(stored, &p, &why) != 0 ||
         PKCS5_PBKDF2_HMAC(given, (int)len, p.salt, sizeof(p.salt), (int)p.iterations, EVP_sha256(),
                           sizeof(hash), hash) != 1 ||
         CRYPTO_memcmp(hash, p.hash, sizeof(hash)) != 0)
         return false;
     if (have) {
-        unsigned w = cache_victim++ % CACHE_WAYS;
+        unsigned w = CACHE_WAYS;
+        for (unsigned k = 0; k < CACHE_WAYS && w == CACHE_WAYS; k++) /* an empty way first */
+            if (!atomic_load_explicit(&set[k][0], memory_order_relaxed))
+                w = k;
+        if (w == CACHE_WAYS)
+            w = cache_victim++ % CACHE_WAYS;
         for (int i = 0; i < 4; i++)
             atomic_store_explicit(&set[w][i], d[i], memory_order_relaxed);
     }
