@@ -13,18 +13,19 @@
 #include <uv.h>
 
 #include "../config/config.h"
+#include "admin/api_hub.h"
 #include "admin/api_server.h"
 #include "util/listen.h"
 #include "util/alloc.h"
 #include "util/auth.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/version.h"
 #include "north/north.h"
 #include "core/registry.h"
 #include "core/runtime.h"
 #include "reload/reload.h"
 
-#define GW_VERSION       "0.1.0"
 #define SHUTDOWN_WAIT_MS 15000
 
 typedef struct gw_main {
@@ -33,6 +34,7 @@ typedef struct gw_main {
     gw_runtime *rt;
     gw_north *north;
     gw_api_server *api;
+    gw_api_hub *hub;
     gw_api_ctx api_ctx; /* what the management API's handlers reach */
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
@@ -177,6 +179,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
     m->store = NULL;
     gw_runtime_join(m->rt);
     gw_api_server_stop(m->api);
+    gw_api_hub_stop(m->hub);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sighup, NULL);
@@ -309,6 +312,11 @@ int main(int argc, char **argv)
     m.api_ctx.cfg = m.cfg;
     m.api_ctx.store = m.store;
     m.api_ctx.started_ms = (int64_t)uv_now(&m.loop);
+    if (m.cfg->admin_enabled && gw_api_hub_create(&m.hub, &m.loop, m.store, m.cfg) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
+        goto out;
+    }
+    m.api_ctx.hub = m.hub;
     if (m.cfg->admin_enabled && gw_api_server_start(&m.api, &m.api_ctx, m.cfg, &err) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -355,8 +363,11 @@ out:
     gw_runtime_free(m.rt);
     if (m.api && !m.stopping)
         gw_api_server_stop(m.api);
+    if (!m.stopping)
+        gw_api_hub_stop(m.hub);
     uv_run(&m.loop, UV_RUN_NOWAIT);
     gw_api_server_free(m.api);
+    gw_api_hub_free(m.hub);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_release(m.cfg); /* the last generation's references went with the loops and store */

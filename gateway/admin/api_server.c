@@ -19,12 +19,14 @@
 #include "../util/listen.h"
 #include "../util/log.h"
 #include "../util/metrics.h"
+#include "api_internal.h"
 
-#define METRICS_MAX  (256 * 1024) /* /metrics body bound */
-#define ANSWER_MAX   (64u << 20)  /* a JSON answer larger than this is refused (500) */
-#define PARAMS_MAX   4
-#define QUERY_MAX    32
-#define SEGMENTS_MAX 16
+#define METRICS_MAX   (256 * 1024) /* /metrics body bound */
+#define ANSWER_MAX    (64u << 20)  /* a JSON answer larger than this is refused (500) */
+#define PARAMS_MAX    4
+#define QUERY_MAX     32
+#define SEGMENTS_MAX  16
+#define STREAM_SNDBUF (64 * 1024) /* a stream connection's socket send buffer */
 
 #define API_METRICS(X)                                                                             \
     X(GW_M_API_2XX, "api_requests_total{status=\"2xx\"}",                                          \
@@ -549,6 +551,12 @@ gw_api_stream *gw_api_stream_open(gw_api_req *r, size_t max_buffer, void (*on_go
                    H2O_STRLIT("no-cache"));
     count_status(200);
     h2o_start_response(req, &st->gen);
+    /* the kernel's share of the unsent bytes is bounded too (autotuning would take megabytes) */
+    api_conn *c = conn_of(s, req);
+    uv_os_fd_t fd;
+    int sndbuf = STREAM_SNDBUF;
+    if (c && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     memcpy(st->pend, hello, sizeof(hello) - 1); /* sends the head at once */
     st->pend_len = sizeof(hello) - 1;
     st->ready = true;
@@ -578,7 +586,6 @@ void gw_api_stream_close(gw_api_stream *st)
         return;
     }
     /* a write is pending (the client is not reading): reset the connection */
-    gw_metric_inc(GW_M_API_STREAM_DROPPED);
     conn_abort(conn_of(st->s, st->r->req));
 }
 
