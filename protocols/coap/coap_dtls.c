@@ -497,7 +497,18 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     for (;;) {
         int n = SSL_read(p->ssl, plain, cap);
         if (n > 0) {
-            gw__coap_request(sock, plain, (size_t)n, from, false, p->dev);
+            /* the device as this loop's generation has it: a reload that removed it or changed
+             * its key ends the DTLS session */
+            const gw_device *cur = gw_config_device(cl->dl.loop->cfg, p->dev->id);
+            if (!cur || strcmp(cur->secret, p->dev->secret) != 0) {
+                GW_LOG_INFO("coap", p->dev->id, NULL,
+                            "DTLS session closed: the configuration "
+                            "changed",
+                            "reason=%s", cur ? "reconfigured" : "removed");
+                peer_free(cl, p);
+                return;
+            }
+            gw__coap_request(sock, plain, (size_t)n, from, false, cur);
             if (!(p = find(cl, from)))
                 return;
             continue;

@@ -580,6 +580,12 @@ void gw__stream_kick(gw_session *s)
     gw_stream_conn *c = conn_of(s);
     if (c->state == GW_STREAM_CLOSING)
         return;
+    if (s->close_reason) { /* a reload removed or changed the device */
+        GW_STREAM_LOG(GW_LOG_INFO, c, "closing: the configuration changed", "reason=%s",
+                      s->close_reason);
+        gw_stream_close(c, s->close_reason, false);
+        return;
+    }
     GW_STREAM_LOG(GW_LOG_INFO, c, "closing: a new connection took the session over", NULL);
     gw_stream_close(c, "takeover", false);
 }

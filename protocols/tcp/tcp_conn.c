@@ -23,9 +23,14 @@ static const gw__tcp_cfg *cfg_of(const gw__tcp_conn *c)
     return &((const gw__tcp_adapter *)c->s.sl->user)->cfg;
 }
 
+/* The session's device's product once logged in; before, the listener's product as the loop's
+ * configuration generation has it (a reload may have changed its thing model). */
 static const gw_product *product_of(const gw__tcp_conn *c)
 {
-    return c->sv->product;
+    if (c->s.base.dev)
+        return c->s.base.dev->product;
+    const gw_product *p = gw_config_product(c->s.sl->loop->cfg, c->sv->product->id);
+    return p ? p : c->sv->product;
 }
 
 static void refresh_deadline(gw__tcp_conn *c)

@@ -242,8 +242,11 @@ void gw__udp_datagram(gw_dgram_sock *ds, const uint8_t *buf, size_t len,
 {
     gw__udp_sock *us = (gw__udp_sock *)ds;
     gw__udp_loop *ul = us->ul;
-    const gw_product *p = us->product;
     const gw_config *cfg = ul->dl.loop->cfg;
+    /* the listener's product as this loop's generation has it (a reload may change its model) */
+    const gw_product *p = gw_config_product(cfg, us->product->id);
+    if (!p)
+        p = us->product;
     gw_reject rej = {GW_R_NONE, ""};
     gw_decode_hint hint = {GW_MSG_NONE, NULL};
     gw_thing_msg m;
