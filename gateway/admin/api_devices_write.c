@@ -340,6 +340,8 @@ static void job_gone(void *arg)
 {
     create_job *j = arg;
     j->gone = true;
+    GW_LOG_INFO("api", NULL, NULL, "device request abandoned by its client",
+                "entries=%zu hashed=%zu", json_array_size(j->entries), j->next);
     if (!j->ticking) {
         uv_idle_stop(&j->idle);
         job_end(j);
