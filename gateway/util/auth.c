@@ -121,15 +121,17 @@ int gw_secret_hash(const void *secret, size_t len, uint32_t iterations, char *ou
 }
 
 /* ---- The verified-secret cache ----
- * An entry holds SHA-256(key, stored, given) of a secret PBKDF2 accepted (key: 32 random bytes
- * per process). Sets of CACHE_WAYS entries, the set chosen by stored; a miss replaces the entry a
- * per-thread counter points at. Words are written and read with relaxed atomics: a torn entry (two
- * writers at once) matches no digest, so a race or an eviction costs one more PBKDF2, nothing else.
- * GW_SECRET_CACHE_SLOTS x 32 bytes of BSS (2 MiB), resident only where used (32 bytes a device). */
+ * An entry holds SipHash-2-4-128(key, stored NUL given) of a secret PBKDF2 accepted (key: 16
+ * random bytes per process; SipHash is a keyed PRF, so without the key no other input can be made
+ * to match an entry). Sets of CACHE_WAYS entries, the set chosen by stored; a miss fills an empty
+ * entry of its set, else the one a per-thread counter points at. Words are written and read with
+ * relaxed atomics: a torn entry (two writers at once) matches no digest, so a race or an eviction
+ * costs one more PBKDF2, nothing else. GW_SECRET_CACHE_SLOTS x 16 bytes of BSS (1 MiB), resident
+ * only where used (16 bytes a device). */
 #define CACHE_WAYS 4
 #define CACHE_SETS (GW_SECRET_CACHE_SLOTS / CACHE_WAYS)
-static _Atomic uint64_t cache[CACHE_SETS][CACHE_WAYS][4];
-static unsigned char cache_key[32];
+static _Atomic uint64_t cache[CACHE_SETS][CACHE_WAYS][2];
+static uint8_t cache_key[16];
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static _Thread_local unsigned cache_victim;
 
@@ -138,54 +140,95 @@ static void cache_init(void)
     if (RAND_bytes(cache_key, sizeof(cache_key)) != 1) {
         /* no randomness: the cache still works, only less opaque in a memory dump */
         for (size_t i = 0; i < sizeof(cache_key); i++)
-            cache_key[i] = (unsigned char)(i * 131u + (uintptr_t)&cache_key);
+            cache_key[i] = (uint8_t)(i * 131u + (uintptr_t)&cache_key);
     }
 }
 
-static size_t slot_of(const char *stored)
+static uint64_t le64(const uint8_t *p)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *s = (const unsigned char *)stored; *s; s++)
-        h = (h ^ *s) * 1099511628211ull;
-    return (size_t)(h ^ (h >> 29)) & (CACHE_SETS - 1);
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
 }
 
-static bool digest(const char *stored, const void *given, size_t len, uint64_t out[4])
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1, v1 = ROTL(v1, 13), v1 ^= v0, v0 = ROTL(v0, 32);                                  \
+        v2 += v3, v3 = ROTL(v3, 16), v3 ^= v2;                                                     \
+        v0 += v3, v3 = ROTL(v3, 21), v3 ^= v0;                                                     \
+        v2 += v1, v1 = ROTL(v1, 17), v1 ^= v2, v2 = ROTL(v2, 32);                                  \
+    } while (0)
+
+/* SipHash-2-4 with a 128-bit output (the reference algorithm, Aumasson and Bernstein). */
+void gw__siphash128(const uint8_t *in, size_t len, const uint8_t key[16], uint64_t out[2])
 {
-    unsigned char buf[32 + 1 + GW_SECRET_HASH_CAP + SECRET_MAX], md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    size_t sl = strlen(stored);
-    if (sl >= GW_SECRET_HASH_CAP)
-        return false;
-    memcpy(buf, cache_key, 32);
-    memcpy(buf + 32, stored, sl + 1); /* with its NUL: (stored, given) splits one way only */
-    memcpy(buf + 33 + sl, given, len);
-    if (EVP_Digest(buf, 33 + sl + len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 32)
-        return false;
-    memcpy(out, md, 32);
-    return true;
+    uint64_t k0 = le64(key), k1 = le64(key + 8);
+    uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+    uint64_t b = (uint64_t)len << 56;
+    const uint8_t *end = in + len - len % 8;
+
+    v1 ^= 0xee;
+    for (; in != end; in += 8) {
+        uint64_t m = le64(in);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < len % 8; i++)
+        b |= (uint64_t)in[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xee;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    out[0] = v0 ^ v1 ^ v2 ^ v3;
+    v1 ^= 0xdd;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    out[1] = v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The set of a stored hash: FNV-1a over its last 16 characters (the hash's own random base64). */
+static size_t set_of(const char *stored, size_t sl)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = sl > 16 ? sl - 16 : 0; i < sl; i++)
+        h = (h ^ (unsigned char)stored[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29)) & (CACHE_SETS - 1);
 }
 
 bool gw_secret_check(const char *stored, const void *given, size_t len)
 {
     parsed p;
     const char *why;
-    uint64_t d[4];
-    unsigned char hash[GW_SECRET_HASH_LEN];
+    uint64_t d[2];
+    uint8_t buf[GW_SECRET_HASH_CAP + 1 + SECRET_MAX], hash[GW_SECRET_HASH_LEN];
+    size_t sl;
 
     if (!stored)
         return false;
     if (!gw_secret_is_hash(stored))
         return gw_secret_equal(stored, given, len);
-    if (len == 0 || len > SECRET_MAX)
+    if (len == 0 || len > SECRET_MAX || (sl = strlen(stored)) >= GW_SECRET_HASH_CAP)
         return false;
     pthread_once(&cache_once, cache_init);
-    bool have = digest(stored, given, len, d);
-    _Atomic uint64_t(*set)[4] = cache[slot_of(stored)];
-    for (int w = 0; have && w < CACHE_WAYS; w++) {
-        uint64_t diff = 0;
-        for (int i = 0; i < 4; i++)
-            diff |= atomic_load_explicit(&set[w][i], memory_order_relaxed) ^ d[i];
+    memcpy(buf, stored, sl + 1); /* with its NUL: (stored, given) splits one way only */
+    memcpy(buf + sl + 1, given, len);
+    gw__siphash128(buf, sl + 1 + len, cache_key, d);
+    _Atomic uint64_t(*set)[2] = cache[set_of(stored, sl)];
+    for (int w = 0; w < CACHE_WAYS; w++) {
+        uint64_t diff = (atomic_load_explicit(&set[w][0], memory_order_relaxed) ^ d[0]) |
+                        (atomic_load_explicit(&set[w][1], memory_order_relaxed) ^ d[1]);
         if (diff == 0) {
             gw_metric_inc(GW_M_SECRET_CACHED);
             return true;
@@ -197,16 +240,14 @@ bool gw_secret_check(const char *stored, const void *given, size_t len)
                           sizeof(hash), hash) != 1 ||
         CRYPTO_memcmp(hash, p.hash, sizeof(hash)) != 0)
         return false;
-    if (have) {
-        unsigned w = CACHE_WAYS;
-        for (unsigned k = 0; k < CACHE_WAYS && w == CACHE_WAYS; k++) /* an empty way first */
-            if (!atomic_load_explicit(&set[k][0], memory_order_relaxed))
-                w = k;
-        if (w == CACHE_WAYS)
-            w = cache_victim++ % CACHE_WAYS;
-        for (int i = 0; i < 4; i++)
-            atomic_store_explicit(&set[w][i], d[i], memory_order_relaxed);
-    }
+    unsigned w = CACHE_WAYS;
+    for (unsigned k = 0; k < CACHE_WAYS && w == CACHE_WAYS; k++) /* an empty way first */
+        if (!atomic_load_explicit(&set[k][0], memory_order_relaxed))
+            w = k;
+    if (w == CACHE_WAYS)
+        w = cache_victim++ % CACHE_WAYS;
+    atomic_store_explicit(&set[w][0], d[0], memory_order_relaxed);
+    atomic_store_explicit(&set[w][1], d[1], memory_order_relaxed);
     return true;
 }
 

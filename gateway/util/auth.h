@@ -37,14 +37,18 @@ int gw_secret_hash_parse(const char *stored, uint32_t *iterations, const char **
 int gw_secret_hash(const void *secret, size_t len, uint32_t iterations, char *out, size_t cap);
 
 /* The check every adapter makes: true when given (len bytes) is the device's secret. stored in
- * clear: gw_secret_equal. stored a hash: a keyed SHA-256 of (stored, given) is looked up in the
- * verified-secret cache (a fixed, lock-free table of GW_SECRET_CACHE_SLOTS entries of 32 bytes,
- * 4-way sets chosen by stored); a miss runs PBKDF2 and, on success, fills an entry. Any thread. */
+ * clear: gw_secret_equal. stored a hash: a keyed SipHash-128 of (stored, given) is looked up in
+ * the verified-secret cache (a fixed, lock-free table of GW_SECRET_CACHE_SLOTS entries of 16
+ * bytes, 4-way sets chosen by stored); a miss runs PBKDF2 and, on success, fills an entry. Any
+ * thread. */
 #define GW_SECRET_CACHE_SLOTS 65536
 bool gw_secret_check(const char *stored, const void *given, size_t len);
 
 /* iotgw --hash-secret [SECRET]: hashes SECRET (or the first line of in, without its line end) and
  * prints the hash on out. Returns the process exit code (0, 1 with a message on stderr). */
 int gw_secret_hash_main(const char *arg, FILE *in, FILE *out);
+
+/* SipHash-2-4, 128-bit output, of in under key (the cache's digest; exposed for its unit test). */
+void gw__siphash128(const uint8_t *in, size_t len, const uint8_t key[16], uint64_t out[2]);
 
 #endif
