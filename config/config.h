@@ -161,6 +161,9 @@ void gw_config_free(gw_config *c);
  * gw_device pointer. The last release frees it. */
 void gw_config_retain(const gw_config *c);
 void gw_config_release(const gw_config *c);
+/* Called (on the releasing thread) just before a configuration is freed; set once at start-up,
+ * before any loop runs (gateway/reload counts the generations in memory). */
+extern void (*gw_config_free_hook)(const gw_config *c);
 /* Markdown reference of every gateway.json key (the core's sections, then each compiled-in
  * adapter's), from the gw_cfg_field tables: type, default, range (iotgw --config-reference). */
 void gw_config_reference(FILE *f);

@@ -402,6 +402,8 @@ int gw_config_load_with(const char *path, const gw_config *base, const json_t *d
     return 0;
 }
 
+void (*gw_config_free_hook)(const gw_config *c);
+
 void gw_config_retain(const gw_config *c)
 {
     if (c)
@@ -410,8 +412,11 @@ void gw_config_retain(const gw_config *c)
 
 void gw_config_release(const gw_config *c)
 {
-    if (c && __atomic_sub_fetch(&((gw_config *)c)->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    if (c && __atomic_sub_fetch(&((gw_config *)c)->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (gw_config_free_hook)
+            gw_config_free_hook(c);
         gw_config_free((gw_config *)c);
+    }
 }
 
 void gw_config_free(gw_config *c)

@@ -14,6 +14,23 @@
 #include "../util/alloc.h"
 #include "../util/error.h"
 #include "../util/log.h"
+#include "../util/metrics.h"
+
+#define RELOAD_METRICS(X)                                                                          \
+    X(gw_m_reload_applied, "config_reloads_total{result=\"applied\"}",                             \
+      "configuration reloads (SIGHUP, POST /api/reload, device API changes) by outcome")           \
+    X(gw_m_reload_refused, "config_reloads_total{result=\"refused\"}", NULL)                       \
+    X(gw_m_config_generations, "config_generations",                                               \
+      "configuration generations in memory: the running one and replaced ones a session, event "   \
+      "or command still uses (gauge)")
+RELOAD_METRICS(GW_METRIC_HANDLE_DEF)
+static const gw_metric_def reload_metrics[] = {RELOAD_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
+
+static void on_config_free(const gw_config *c)
+{
+    if (c->generation) /* one that was running (a refused or aborted one never was) */
+        gw_metric_add(gw_m_config_generations, -1);
+}
 
 /* id -> stable index, for every device id ever configured (indexes are never reused for another
  * id, so a per-device slot never mixes two devices; bounded by rt->device_cap). */
@@ -111,6 +128,8 @@ int gw_reload_create(gw_reload **out, gw_config *cfg, gw_runtime *rt, gw_api_ctx
         return GW_ENOMEM;
     rl->rt = rt;
     rl->ctx = ctx;
+    gw_metrics_register(reload_metrics);
+    gw_config_free_hook = on_config_free;
     rl->cap = rt ? rt->device_cap : cfg->device_cap;
     if (rl->cap < cfg->n_devices)
         rl->cap = (uint32_t)cfg->n_devices;
@@ -121,8 +140,10 @@ int gw_reload_create(gw_reload **out, gw_config *cfg, gw_runtime *rt, gw_api_ctx
         goto fail;
     gw_config_retain(cfg);
     rl->cur = cfg;
-    if (!cfg->generation)
+    if (!cfg->generation) {
         cfg->generation = 1;
+        gw_metric_add(gw_m_config_generations, 1);
+    }
     *out = rl;
     return 0;
 fail:
@@ -275,6 +296,8 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report)
     json_t *restart = NULL;
     json_t *d = diff(rl->cur, next, &restart);
     next->generation = rl->cur->generation + 1;
+    gw_metric_inc(gw_m_reload_applied);
+    gw_metric_add(gw_m_config_generations, 1);
     if (rl->rt)
         gw_runtime_switch(rl->rt, next);
     gw_config_release(rl->cur);
@@ -350,6 +373,7 @@ int gw_reload_from_disk(gw_reload *rl, json_t **report)
     GW_LOG_INFO("reload", NULL, NULL, "reloading the configuration", "file=%s", rl->cur->file);
     int rc = load(rl, NULL, NULL, &next, &errors);
     if (rc) {
+        gw_metric_inc(gw_m_reload_refused);
         log_errors("reload refused: the running configuration stays", errors);
         *report = json_pack("{s:o}", "errors", errors ? errors : json_array());
         return rc;
@@ -365,8 +389,10 @@ int gw_reload_prepare_devices(gw_reload *rl, const json_t *devices, gw_reload_pe
     *out = NULL;
     *errors = NULL;
     int rc = load(rl, rl->cur, devices, &next, errors);
-    if (rc)
+    if (rc) {
+        gw_metric_inc(gw_m_reload_refused);
         return rc;
+    }
     gw_reload_pending *p = gw_malloc(GW_AREA_RUNTIME, sizeof(*p));
     if (!p) {
         gw_config_release(next);
