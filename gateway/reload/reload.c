@@ -180,7 +180,7 @@ const gw_config *gw_reload_config(const gw_reload *rl)
  * "file:LINE:COL: JSON syntax error: ..." keep LINE:COL in the message. */
 static json_t *diag_entry(const char *line)
 {
-    char file[512] = "", path[256] = "";
+    char file[512] = "", path[512] = "";
     const char *msg = line, *sep = strstr(line, ": ");
     const char *json_colon = strstr(line, ".json:");
 
