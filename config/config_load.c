@@ -4,7 +4,6 @@
 #include "internal.h"
 #include "cfg_schema.h"
 #include "../gateway/util/error.h"
-#include "../gateway/core/registry.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -102,12 +101,6 @@ typedef struct gw_gateway_file {
     json_t *adapters;
 } gw_gateway_file;
 
-typedef struct gw_admin_file {
-    bool enabled;
-    char *address;
-    uint32_t port;
-} gw_admin_file;
-
 typedef struct gw_storage_file {
     char *path;
     uint32_t batch_max, batch_ms, queue_max, state_lag_ms;
@@ -138,17 +131,6 @@ static const gw_cfg_field gateway_fields[] = {
     GF("north", GW_CFG_JSON, north, 0, 0, NULL),
     GF("limits", GW_CFG_JSON, limits, 0, 0, NULL),
     GF("adapters", GW_CFG_JSON, adapters, 0, 0, NULL),
-    {NULL, 0, 0, 0, 0, NULL, false},
-};
-
-#define AF(name, type, field, lo, hi, ...)                                                         \
-    {                                                                                              \
-        name, type, offsetof(gw_admin_file, field), lo, hi, NULL, false, __VA_ARGS__               \
-    }
-static const gw_cfg_field admin_fields[] = {
-    AF("enabled", GW_CFG_BOOL, enabled, 0, 0, GW_CFG_DEF(true)),
-    AF("address", GW_CFG_STRING, address, 0, 0, GW_CFG_DEF_STR("127.0.0.1")),
-    AF("port", GW_CFG_UINT32, port, 0, 65535, GW_CFG_DEF(9100)),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -198,25 +180,6 @@ static uint32_t default_loops(void)
     if (n < 1)
         n = 1;
     return n > GW_LOOPS_MAX ? GW_LOOPS_MAX : (uint32_t)n;
-}
-
-static void load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj)
-{
-    unsigned char bin[16];
-    gw_admin_file a = {0}; /* the defaults are admin_fields' */
-
-    x->errors += gw_cfg_parse(admin_fields, obj, &a, c->file, "admin", x->diag);
-    c->admin_enabled = a.enabled;
-    c->admin.port = (uint16_t)a.port;
-    if (a.address) {
-        if (strlen(a.address) >= sizeof(c->admin.address) ||
-            (inet_pton(AF_INET, a.address, bin) != 1 && inet_pton(AF_INET6, a.address, bin) != 1))
-            gw__config_err(x, c->file, "admin.address",
-                           "\"%s\" is not a numeric IPv4 or IPv6 address", a.address);
-        else
-            snprintf(c->admin.address, sizeof(c->admin.address), "%s", a.address);
-    }
-    gw_cfg_free(admin_fields, &a);
 }
 
 static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
@@ -289,9 +252,9 @@ static void load_adapters(gw__config_ctx *x, gw_config *c, json_t *obj)
     c->adapters = json_incref(obj);
     json_object_foreach(obj, key, v)
     {
-        const gw_adapter_ops *ops = gw_registry_adapter(key);
+        gw_config_adapter ad;
         snprintf(p, sizeof(p), "adapters.%s", key);
-        if (!ops) {
+        if (c->plugins->adapter(key, &ad) != 0) {
             gw__config_err(x, c->file, p, "unknown adapter \"%s\"", key);
         } else if (!json_is_object(v)) {
             gw__config_err(x, c->file, p, "must be an object");
@@ -309,20 +272,17 @@ static void check_adapters(gw__config_ctx *x, gw_config *c)
     char p[256];
     json_object_foreach(c->adapters, key, v)
     {
-        const gw_adapter_ops *ops = gw_registry_adapter(key);
-        if (!ops || !ops->init || !json_is_object(v))
+        gw_config_adapter ad;
+        if (c->plugins->adapter(key, &ad) != 0 || !json_is_object(v))
             continue;
         snprintf(p, sizeof(p), "adapters.%s", key);
-        gw_adapter tmp = {.ops = ops, .rt = NULL, .state = NULL};
         size_t before = x->diag ? x->diag->n : 0;
-        if (ops->init(&tmp, v, c, x->diag) != 0) {
+        if (c->plugins->adapter_check(&ad, v, c, x->diag) != 0) {
             size_t added = x->diag ? x->diag->n - before : 0;
             x->errors += added ? (int)added : 1;
             if (!added)
                 gw_diag_add(x->diag, c->file, p, "invalid adapter section");
         }
-        if (ops->uninit)
-            ops->uninit(&tmp);
     }
 }
 
@@ -351,7 +311,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     c->max_connections = g.max_connections;
     c->read_buffer = g.read_buffer;
     c->max_devices_set = g.max_devices;
-    load_admin(x, c, g.admin);
+    gw__config_load_admin(x, c, g.admin);
     load_storage(x, c, g.storage);
     gw__config_load_north(x, c, g.north);
     load_limits(x, c, g.limits);
@@ -402,15 +362,17 @@ done:
     json_decref(root);
 }
 
-int gw_config_load(const char *path, gw_config **out, gw_diag *diag)
+int gw_config_load(const char *path, const gw_config_plugins *plugins, gw_config **out,
+                   gw_diag *diag)
 {
-    return gw_config_load_with(path, NULL, NULL, out, diag);
+    return gw_config_load_with(path, plugins, NULL, NULL, out, diag);
 }
 
-int gw_config_load_with(const char *path, const gw_config *base, const json_t *devices,
-                        gw_config **out, gw_diag *diag)
+int gw_config_load_with(const char *path, const gw_config_plugins *plugins, const gw_config *base,
+                        const json_t *devices, gw_config **out, gw_diag *diag)
 {
-    gw__config_ctx x = {.diag = diag, .errors = 0, .base = base, .devices = devices};
+    gw__config_ctx x = {
+        .diag = diag, .errors = 0, .plugins = plugins, .base = base, .devices = devices};
     gw_config *c;
 
     *out = NULL;
@@ -424,6 +386,7 @@ int gw_config_load_with(const char *path, const gw_config *base, const json_t *d
         gw_config_free(c);
         return GW_ECONFIG;
     }
+    c->plugins = plugins;
     load_all(&x, c);
     if (x.errors) {
         gw_config_free(c);
@@ -460,7 +423,7 @@ void gw_config_free(gw_config *c)
     if (!c)
         return;
     for (size_t i = 0; i < c->n_products; i++)
-        gw__config_product_free(&c->products[i]);
+        gw__config_product_free(c->plugins, &c->products[i]);
     free(c->products);
     for (size_t i = 0; i < c->n_devices; i++) {
         free(c->devices[i].id);
@@ -479,34 +442,38 @@ void gw_config_free(gw_config *c)
     json_decref(c->devices_json);
     free(c->devices_path);
     gw__config_north_free(c);
+    gw__config_admin_free(c);
     free(c->store.path);
     free(c->file);
     free(c->dir);
     free(c);
 }
 
-void gw_config_reference(FILE *f)
+void gw_config_reference(FILE *f, const gw_config_plugins *plugins)
 {
     fputs("# gateway.json keys\n\n"
           "Generated by `iotgw --config-reference` from the config tables (the core's and each "
-          "adapter's `cfg_fields`); do not edit: `unit.config_reference` fails when this file and "
-          "the binary's output differ. Ranges are inclusive; `loops` 0 means one loop per CPU; "
+          "adapter's `cfg_fields`, and a product's own sections); do not edit: "
+          "`unit.config_reference` fails when this file and the binary's output differ, or when a "
+          "key of a `gw_cfg_field` table in the sources is missing here. Ranges are inclusive; "
+          "`loops` 0 means one loop per CPU; "
           "`north.client_id` defaults to `iotgw-<hostname>`.\n\n",
           f);
     gw_cfg_reference(f, "", gateway_fields);
-    gw_cfg_reference(f, "admin", admin_fields);
+    gw__config_admin_reference(f);
     gw_cfg_reference(f, "storage", storage_fields);
     gw_cfg_reference(f, "limits", limits_fields);
     gw__config_north_reference(f);
     for (int auth = 0; auth < 2; auth++) { /* the adapters' sections, then their product keys */
-        for (size_t i = 0; gw_registry_adapter_at(i); i++) {
-            const gw_adapter_ops *ops = gw_registry_adapter_at(i);
-            const gw_cfg_field *fields = auth ? ops->product_auth_fields : ops->cfg_fields;
+        gw_config_adapter ad;
+        for (size_t i = 0; plugins->adapter_at(i, &ad) == 0; i++) {
+            const gw_cfg_field *fields = auth ? ad.product_auth_fields : ad.cfg_fields;
             char path[80];
             snprintf(path, sizeof(path), auth ? "product \"auth\" (protocol %s)" : "adapters.%s",
-                     ops->name);
+                     ad.name);
             if (fields)
                 gw_cfg_reference(f, path, fields);
         }
     }
+    gw__config_product_reference(f);
 }

@@ -9,6 +9,7 @@ PKGS=(
   libmosquitto-dev mosquitto mosquitto-clients
   libcoap3-dev libcoap3-bin libssl-dev openssl
   libprotobuf-c-dev protobuf-c-compiler
+  libh2o-dev
   clang libclang-rt-14-dev clang-format
   python3 python3-paho-mqtt python3-psutil
   procps netcat-openbsd xxd curl

@@ -13,17 +13,18 @@
 #include <uv.h>
 
 #include "../config/config.h"
-#include "admin/admin.h"
+#include "admin/api_hub.h"
+#include "admin/api_server.h"
 #include "util/listen.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/version.h"
 #include "north/north.h"
-#include "core/registry.h"
+#include "registry.h"
 #include "core/runtime.h"
 #include "reload/reload.h"
 
-#define GW_VERSION       "0.1.0"
 #define SHUTDOWN_WAIT_MS 15000
 
 typedef struct gw_main {
@@ -31,7 +32,9 @@ typedef struct gw_main {
     gw_store *store;
     gw_runtime *rt;
     gw_north *north;
-    gw_admin *admin;
+    gw_api_server *api;
+    gw_api_hub *hub;
+    gw_api_ctx api_ctx; /* what the management API's handlers reach */
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     int stopping;
@@ -70,11 +73,13 @@ static void tls_free(void *p, const char *file, int line)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: iotgw -c FILE [--check-config] [--ready-fd N] [--version]\n"
-               "       iotgw --config-reference\n"
+               "       iotgw --config-reference | --hash-token [TOKEN]\n"
                "  -c, --config FILE   gateway.json (products and devices are found from it)\n"
                "  --check-config      validate the whole configuration and exit (0 ok, 2 errors)\n"
                "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n"
-               "  --config-reference  print every gateway.json key (markdown) and exit\n");
+               "  --config-reference  print every gateway.json key (markdown) and exit\n"
+               "  --hash-token [TOKEN] print the SHA-256 of TOKEN (or of stdin's first line) for\n"
+               "                      admin.tokens[].sha256 and exit\n");
 }
 
 /* Initialises the adapter of every section of gateway.json's "adapters" into rt. */
@@ -99,6 +104,25 @@ static int init_adapters(const gw_config *cfg, gw_runtime *rt, gw_diag *diag)
             ops->uninit(a);
     }
     return errors;
+}
+
+/* iotgw --hash-token: the hex SHA-256 of the token (argument, or stdin's first line). */
+static int hash_token(const char *tok)
+{
+    char line[4096], hex[65];
+    if (!tok) {
+        if (!fgets(line, sizeof(line), stdin))
+            return 1;
+        line[strcspn(line, "\r\n")] = 0;
+        tok = line;
+    }
+    if (!*tok) {
+        fprintf(stderr, "iotgw: empty token\n");
+        return 1;
+    }
+    gw_api_hash_token(tok, hex);
+    printf("%s\n", hex);
+    return 0;
 }
 
 static void print_diag(const gw_diag *d)
@@ -151,7 +175,8 @@ static void shutdown_gateway(gw_main *m, const char *why)
     gw_store_close(m->store);
     m->store = NULL;
     gw_runtime_join(m->rt);
-    gw_admin_stop(m->admin);
+    gw_api_server_stop(m->api);
+    gw_api_hub_stop(m->hub);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sighup, NULL);
@@ -173,14 +198,11 @@ static void on_signal(uv_signal_t *h, int signum)
     shutdown_gateway(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static int write_ready(int fd, gw_runtime *rt, const gw_config *cfg, int admin_port)
+static int write_ready(int fd, gw_runtime *rt, const gw_api_server *api)
 {
-    char buf[2048];
+    char buf[4096];
     int n = snprintf(buf, sizeof(buf), "%.*s", (int)rt->listeners_len, rt->listeners);
-    if (cfg->admin_enabled)
-        n +=
-            snprintf(buf + n, sizeof(buf) - (size_t)n,
-                     "listener adapter=admin address=%s port=%d\n", cfg->admin.address, admin_port);
+    n += (int)gw_api_server_ready_lines(api, buf + n, sizeof(buf) - (size_t)n - 8);
     n += snprintf(buf + n, sizeof(buf) - (size_t)n, "ready\n");
     ssize_t w = write(fd, buf, (size_t)n);
     close(fd);
@@ -206,8 +228,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--ready-fd") && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--config-reference")) {
-            gw_config_reference(stdout);
+            gw_config_reference(stdout, gw_registry_config_plugins());
             return 0;
+        } else if (!strcmp(argv[i], "--hash-token")) {
+            return hash_token(i + 1 < argc ? argv[i + 1] : NULL);
         } else if (!strcmp(argv[i], "--version")) {
             printf("iotgw %s (libuv %s, sqlite %s, jansson %s)\n", GW_VERSION, uv_version_string(),
                    sqlite3_libversion(), JANSSON_VERSION);
@@ -231,7 +255,7 @@ int main(int argc, char **argv)
 
     memset(&m, 0, sizeof(m));
     /* The loader also checks every adapter's section (init + uninit on a scratch adapter). */
-    if (gw_config_load(cfg_path, &m.cfg, &diag) != 0 || diag.n > 0) {
+    if (gw_config_load(cfg_path, gw_registry_config_plugins(), &m.cfg, &diag) != 0 || diag.n > 0) {
         print_diag(&diag);
         fprintf(stderr, "iotgw: %zu configuration error%s\n", diag.n, diag.n == 1 ? "" : "s");
         gw_diag_free(&diag);
@@ -265,7 +289,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    int rc = 1, admin_port = 0;
+    int rc = 1;
     mkdir_parents(m.cfg->store.path);
     uv_loop_init(&m.loop);
     mosquitto_lib_init();
@@ -278,17 +302,26 @@ int main(int argc, char **argv)
         print_diag(&diag);
         goto out;
     }
-    if (m.cfg->admin_enabled &&
-        (rc = gw_admin_start(&m.admin, &m.loop, &m.cfg->admin, m.store, &admin_port)) != 0) {
-        GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "address=%s port=%u error=\"%s\"",
-                     m.cfg->admin.address, m.cfg->admin.port, uv_strerror(rc));
-        rc = 1;
-        goto out;
-    }
-    if (gw_reload_create(&m.reload, m.cfg, m.rt, NULL) != 0) {
+    m.api_ctx.loop = &m.loop;
+    m.api_ctx.rt = m.rt;
+    m.api_ctx.cfg = m.cfg;
+    m.api_ctx.store = m.store;
+    m.api_ctx.started_ms = (int64_t)uv_now(&m.loop);
+    if (m.cfg->admin_enabled && gw_api_hub_create(&m.hub, &m.loop, m.store, m.cfg) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
         goto out;
     }
+    m.api_ctx.hub = m.hub;
+    if (m.cfg->admin_enabled && gw_api_server_start(&m.api, &m.api_ctx, m.cfg, &err) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "error=\"%s\"", err.msg);
+        rc = 1;
+        goto out;
+    }
+    if (gw_reload_create(&m.reload, m.cfg, m.rt, &m.api_ctx.cfg) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
+        goto out;
+    }
+    m.api_ctx.reload = m.reload;
     if (gw_runtime_start(m.rt, &err) || gw_north_start(m.north, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -307,8 +340,8 @@ int main(int argc, char **argv)
                 m.cfg->n_products, m.cfg->n_devices, m.cfg->store.path);
     if (m.cfg->admin_enabled)
         GW_LOG_INFO("main", NULL, NULL, "admin endpoint", "address=%s port=%d",
-                    m.cfg->admin.address, admin_port);
-    if (ready_fd >= 0 && write_ready(ready_fd, m.rt, m.cfg, admin_port) != 0)
+                    m.cfg->admin.address, gw_api_server_port(m.api));
+    if (ready_fd >= 0 && write_ready(ready_fd, m.rt, m.api) != 0)
         GW_LOG_WARN("main", NULL, NULL, "cannot write to --ready-fd", "fd=%d", ready_fd);
     uv_run(&m.loop, UV_RUN_DEFAULT);
     rc = 0;
@@ -323,9 +356,13 @@ out:
     gw_north_free(m.north);
     gw_reload_free(m.reload);
     gw_runtime_free(m.rt);
-    if (m.admin && !m.stopping)
-        gw_admin_stop(m.admin);
+    if (m.api && !m.stopping)
+        gw_api_server_stop(m.api);
+    if (!m.stopping)
+        gw_api_hub_stop(m.hub);
     uv_run(&m.loop, UV_RUN_NOWAIT);
+    gw_api_server_free(m.api);
+    gw_api_hub_free(m.hub);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_release(m.cfg); /* the last generation's references went with the loops and store */

@@ -95,6 +95,8 @@ struct gw_store {
     void (*release)(struct gw_session *sess); /* drops an event's completion reference */
     void (*deliver)(void *arg, gw_event *head);
     void *deliver_arg;
+    void (*tap)(void *arg, const gw_event *batch); /* committed batches (the API's stream hub) */
+    void *tap_arg;
 
     /* writer-thread state: device and property state noted since it was last written */
     gw__dev_touch *touch; /* one per device */

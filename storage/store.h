@@ -102,6 +102,11 @@ int gw_store_sync_state(gw_store *s, unsigned timeout_ms);
 void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head),
                              void (*release)(struct gw_session *sess), void *arg);
 
+/* Sets fn, called on the writer thread after each successful commit with the committed batch
+ * (a chain by next, commands included; valid during the call only); fn must not block. NULL
+ * unsets it. Main thread, before start (the API's stream hub). */
+void gw_store_set_tap(gw_store *s, void (*fn)(void *arg, const gw_event *batch), void *arg);
+
 /* ---- outbox (store-and-forward; active when the north bridge is enabled) ----
  * Every event but GW_EV_COMMAND gets an outbox row in the same transaction as the event itself.
  * The north thread reads the outbox in id order (gw_store_reader) and reports the ids the broker

@@ -131,6 +131,12 @@ void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *h
     s->deliver_arg = arg;
 }
 
+void gw_store_set_tap(gw_store *s, void (*fn)(void *arg, const gw_event *batch), void *arg)
+{
+    s->tap_arg = arg;
+    __atomic_store_n(&s->tap, fn, __ATOMIC_RELEASE);
+}
+
 /* ---- writer thread ---- */
 
 int gw__store_step(sqlite3_stmt *st)
@@ -264,6 +270,9 @@ static int commit_batch(gw_store *s, gw_event *batch)
 static void complete_batch(gw_store *s, gw_event *batch, size_t n, int status)
 {
     gw_event *back = NULL, **backp = &back;
+    void (*tap)(void *, const gw_event *) = __atomic_load_n(&s->tap, __ATOMIC_ACQUIRE);
+    if (status == 0 && tap)
+        tap(s->tap_arg, batch);
     while (batch) {
         gw_event *ev = batch;
         batch = ev->next;

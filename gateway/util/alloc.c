@@ -8,8 +8,8 @@
 
 static int64_t area_bytes[GW_AREA__COUNT];
 
-static const char *const area_names[GW_AREA__COUNT] = {"session", "event",  "store",
-                                                       "runtime", "output", "tls"};
+static const char *const area_names[GW_AREA__COUNT] = {"session", "event", "store", "runtime",
+                                                       "output",  "tls",   "api"};
 
 const char *gw_area_name(gw_area a)
 {

@@ -14,6 +14,7 @@ typedef enum gw_area {
     GW_AREA_RUNTIME,
     GW_AREA_OUTPUT, /* bytes queued for a peer that it has not taken yet */
     GW_AREA_TLS,    /* OpenSSL's own allocations (DTLS/TLS state) */
+    GW_AREA_API,    /* the management API's connections, answers and stream buffers */
     GW_AREA__COUNT
 } gw_area;
 

@@ -50,7 +50,7 @@ def shipped_gateway(broker):
     products = [json.load(open(p, encoding="utf-8"))
                 for p in sorted(glob.glob(os.path.join(src, "products", "*.json")))]
     devices = json.load(open(os.path.join(src, "devices.json")))
-    cfg["admin"]["port"] = 0
+    cfg["admin"]["listeners"] = [dict(li, port=0) for li in cfg["admin"]["listeners"]]
     cfg["north"] = dict(cfg.get("north", {}), enabled=True, host=g.HOST, port=broker.port)
     cfg["storage"]["path"] = "data/iotgw.db"
     for name, ad in cfg["adapters"].items():

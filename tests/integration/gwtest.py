@@ -19,6 +19,8 @@ import tempfile
 import time
 import traceback
 
+import gwapi  # noqa: E402 (the API tokens of the default config)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("IOTGW_SRC") or os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("IOTGW_BIN") or os.path.join(SRC, "build", "iotgw")
@@ -220,7 +222,8 @@ class Gateway:
             "log_level": "info",
             "products_dir": "products",
             "devices_file": "devices.json",
-            "admin": {"enabled": True, "address": HOST, "port": 0},
+            "admin": {"enabled": True, "address": HOST, "port": 0,
+                      "tokens": gwapi.admin_tokens_cfg()},
             "storage": {"path": "data/iotgw.db"},
             "adapters": {"mqtt": {"listeners": [{"address": HOST, "port": 0}]}},
         }
