@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 #include "diag.h"
-#include "../gateway/core/thing_model.h"
+#include "plugins.h"
+#include "product.h"
 
 typedef struct gw_listen {
     char address[64]; /* numeric IPv4 or IPv6 */
@@ -130,7 +131,8 @@ typedef struct gw_config {
     size_t n_products;
     gw_device *devices;
     size_t n_devices;
-    void *index; /* private: id -> product/device hash */
+    void *index;                      /* private: id -> product/device hash */
+    const gw_config_plugins *plugins; /* the look-ups it was loaded with (outlive the config) */
     /* The documents it was built from (hot reload rebuilds from them; the device API reads and
      * rewrites devices_json; each product's own document is gw_product.raw). */
     json_t *gateway_json; /* gateway.json as parsed */
@@ -146,15 +148,18 @@ typedef struct gw_config {
     uint32_t refs;            /* atomic: gw_config_retain / gw_config_release */
 } gw_config;
 
-/* Loads gateway.json and everything it names. Every problem found is appended to diag (file,
- * JSON path, line:column for syntax errors), and loading continues so that all are reported.
- * Returns 0 and *out on success, GW_ECONFIG if diag has errors (then *out is NULL). */
-int gw_config_load(const char *path, gw_config **out, gw_diag *diag);
+/* Loads gateway.json and everything it names, asking plugins (the caller's adapters and codecs,
+ * e.g. gw_registry_config_plugins()) about adapter sections, protocols and codecs. Every problem
+ * found is appended to diag (file, JSON path, line:column for syntax errors), and loading
+ * continues so that all are reported. Returns 0 and *out on success, GW_ECONFIG if diag has
+ * errors (then *out is NULL). */
+int gw_config_load(const char *path, const gw_config_plugins *plugins, gw_config **out,
+                   gw_diag *diag);
 /* Same, but devices (an array as in devices.json, borrowed) replaces devices.json, and with base
  * set (a loaded configuration) nothing is read from disk: gateway.json and the products are base's
  * documents (devices NULL: base's too). */
-int gw_config_load_with(const char *path, const gw_config *base, const json_t *devices,
-                        gw_config **out, gw_diag *diag);
+int gw_config_load_with(const char *path, const gw_config_plugins *plugins, const gw_config *base,
+                        const json_t *devices, gw_config **out, gw_diag *diag);
 void gw_config_free(gw_config *c);
 /* Reference counting of a generation (any thread): the loader returns it with one reference;
  * sessions (of their device's generation), events and commands hold one each while they keep a
@@ -166,7 +171,7 @@ void gw_config_release(const gw_config *c);
 extern void (*gw_config_free_hook)(const gw_config *c);
 /* Markdown reference of every gateway.json key (the core's sections, then each compiled-in
  * adapter's), from the gw_cfg_field tables: type, default, range (iotgw --config-reference). */
-void gw_config_reference(FILE *f);
+void gw_config_reference(FILE *f, const gw_config_plugins *plugins);
 
 /* One listening address of a loaded configuration: admin's, or an entry of an adapter's listener
  * array (the keys its ops->listen_keys name). */
@@ -174,7 +179,7 @@ typedef struct gw_config_listener {
     char adapter[32]; /* "admin", "mqtt", "coap", ... */
     char owner[64];   /* "admin", "adapters.coap.dtls_listeners": one socket set */
     char path[80];    /* "admin", "adapters.coap.dtls_listeners[1]" */
-    int transport;    /* GW_TRANSPORT_TCP / _UDP (gateway/core/adapter.h) */
+    int transport;    /* GW_TRANSPORT_TCP / _UDP (config/plugins.h) */
     gw_listen at;     /* address, port (0: ephemeral), product */
 } gw_config_listener;
 

@@ -3,7 +3,6 @@
  * time) and every product must exist. */
 #include "internal.h"
 
-#include "../gateway/core/codec.h"
 #include "../gateway/util/auth.h"
 
 #include <stdio.h>
@@ -143,11 +142,6 @@ bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p)
         if (json_is_array(dl) && json_array_size(dl) > 0)
             return true;
     }
-    if (p->codec_ops && p->codec_ops->frame_info) { /* frames with a MAC keyed by the secret */
-        gw_frame_info fi = {0};
-        p->codec_ops->frame_info(p, &fi);
-        if (fi.secret_as_key)
-            return true;
-    }
-    return false;
+    /* frames with a MAC keyed by the secret */
+    return c->plugins && c->plugins->codec_secret_is_key && c->plugins->codec_secret_is_key(p);
 }

@@ -2,7 +2,6 @@
  * listener arrays, with their transport), and the check that no two of them take one port. */
 #include "internal.h"
 #include "../gateway/util/error.h"
-#include "../gateway/core/registry.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -81,10 +80,11 @@ int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n)
     }
     json_object_foreach(c->adapters, name, section)
     {
-        const gw_adapter_ops *ops = gw_registry_adapter(name);
-        if (!ops || !ops->listen_keys || !json_is_object(section))
+        gw_config_adapter ad;
+        if (!c->plugins || c->plugins->adapter(name, &ad) != 0 || !ad.listen_keys ||
+            !json_is_object(section))
             continue;
-        for (const gw_listen_key *k = ops->listen_keys; k->key; k++) {
+        for (const gw_listen_key *k = ad.listen_keys; k->key; k++) {
             const json_t *arr = json_object_get(section, k->key);
             snprintf(owner, sizeof(owner), "adapters.%s.%s", name, k->key);
             for (size_t i = 0; i < json_array_size(arr); i++)

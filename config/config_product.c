@@ -3,9 +3,7 @@
  * structs, reporting every problem with the file and JSON path, then runs the codec's init. */
 #include "internal.h"
 #include "cfg_schema.h"
-#include "../gateway/core/codec.h"
 #include "../gateway/util/error.h"
-#include "../gateway/core/registry.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -518,7 +516,9 @@ static bool has_field(const gw_cfg_field *fields, const char *key)
  * (product_auth_fields), parsed with their defaults into its per-product data (adapter_data). */
 static void parse_auth(prod_ctx *pc, const json_t *v, gw_product *p)
 {
-    const gw_adapter_ops *ad = p->protocol ? gw_registry_adapter(p->protocol) : NULL;
+    gw_config_adapter adapter, *ad = NULL;
+    if (p->protocol && pc->x->plugins->adapter(p->protocol, &adapter) == 0)
+        ad = &adapter;
     const gw_cfg_field *own = ad ? ad->product_auth_fields : NULL;
     json_t *core = NULL, *mine = NULL;
     const char *key;
@@ -562,8 +562,10 @@ typedef struct commands_file {
 } commands_file;
 static const char *const offline_modes[] = {"reject", "queue", NULL};
 static const gw_cfg_field commands_fields[] = {
-    {"offline", GW_CFG_ENUM, offsetof(commands_file, offline), 0, 0, offline_modes, false},
-    {"ttl_ms", GW_CFG_UINT32, offsetof(commands_file, ttl_ms), 1, 604800000, NULL, false},
+    {"offline", GW_CFG_ENUM, offsetof(commands_file, offline), 0, 0, offline_modes, false,
+     GW_CFG_DEF(0)},
+    {"ttl_ms", GW_CFG_UINT32, offsetof(commands_file, ttl_ms), 1, 604800000, NULL, false,
+     GW_CFG_DEF(60000)},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -577,7 +579,8 @@ static void parse_protocol(prod_ctx *pc, const gw_config *c, const json_t *v, gw
     take_string(pc, v, "protocol", &p->protocol);
     if (!p->protocol)
         return;
-    if (!gw_registry_adapter(p->protocol))
+    gw_config_adapter ad;
+    if (pc->x->plugins->adapter(p->protocol, &ad) != 0)
         err(pc, "protocol", "unknown adapter \"%s\"", p->protocol);
     else if (!json_object_get(c->adapters, p->protocol))
         err(pc, "protocol", "adapter \"%s\" is not enabled in gateway.json adapters", p->protocol);
@@ -585,7 +588,8 @@ static void parse_protocol(prod_ctx *pc, const gw_config *c, const json_t *v, gw
 
 static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_product *p)
 {
-    const gw_codec_ops *codec = NULL;
+    const gw_config_plugins *pl = pc->x->plugins;
+    const struct gw_codec_ops *codec = NULL;
     const json_t *v;
     int64_t n;
     int errors_before = pc->x->errors;
@@ -597,13 +601,13 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
     p->raw = json_incref(root);
     if ((v = json_object_get(root, "codec"))) {
         take_string(pc, v, "codec", &p->codec);
-        if (p->codec && !(codec = gw_registry_codec(p->codec)))
+        if (p->codec && !(codec = pl->codec(p->codec)))
             err(pc, "codec", "unknown codec \"%s\"", p->codec);
     } else {
         err(pc, "codec", "missing required key");
     }
-    gw__config_unknown_keys(pc->x, root, product_keys, codec ? codec->product_keys : NULL, pc->file,
-                            "");
+    gw__config_unknown_keys(pc->x, root, product_keys, codec ? pl->codec_product_keys(codec) : NULL,
+                            pc->file, "");
     if ((v = json_object_get(root, "id")))
         take_id(pc, v, "id", &p->id);
     else
@@ -636,7 +640,7 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
     if (codec && pc->x->errors == errors_before) {
         size_t before = pc->x->diag->n;
         p->codec_ops = codec;
-        if (codec->init && codec->init(p, pc->x->diag, pc->file) != 0) {
+        if (pl->codec_init(p, pc->x->diag, pc->file) != 0) {
             /* the codec reported into the diag list: count its lines as errors */
             if (pc->x->diag->n == before)
                 err(pc, NULL, "codec init failed");
@@ -648,15 +652,15 @@ static void parse_product(prod_ctx *pc, const gw_config *c, json_t *root, gw_pro
     }
 }
 
-void gw__config_product_free(gw_product *p)
+void gw__config_product_free(const gw_config_plugins *plugins, gw_product *p)
 {
-    const gw_adapter_ops *ad = p->protocol ? gw_registry_adapter(p->protocol) : NULL;
-    if (p->adapter_data && ad)
-        gw_cfg_free(ad->product_auth_fields, p->adapter_data);
+    gw_config_adapter ad;
+    if (p->adapter_data && p->protocol && plugins->adapter(p->protocol, &ad) == 0)
+        gw_cfg_free(ad.product_auth_fields, p->adapter_data);
     free(p->adapter_data);
     p->adapter_data = NULL;
-    if (p->codec_ops && p->codec_ops->uninit)
-        p->codec_ops->uninit(p);
+    if (p->codec_ops)
+        plugins->codec_uninit(p);
     p->codec_ops = NULL;
     p->codec_state = NULL;
     gw_tm_product_clear(p);
@@ -791,4 +795,10 @@ bool gw__config_load_products_from(gw__config_ctx *x, gw_config *c, const gw_con
                            c->products[prev].file);
     }
     return true;
+}
+
+void gw__config_product_reference(FILE *f)
+{
+    gw_cfg_reference(f, "product \"auth\" (every protocol)", auth_fields);
+    gw_cfg_reference(f, "product \"commands\"", commands_fields);
 }

@@ -20,6 +20,7 @@ typedef struct gw__config_ctx {
     /* gw_config_load_with: documents instead of files (NULL: read the files) */
     const gw_config *base;
     const json_t *devices;
+    const gw_config_plugins *plugins; /* the caller's adapters and codecs */
 } gw__config_ctx;
 
 void gw__config_err(gw__config_ctx *x, const char *file, const char *path, const char *fmt, ...)
@@ -69,9 +70,12 @@ long gw__config_hash_insert(gw__config_hash *h, const void *base, size_t stride,
  * c->adapters and c->index). false if the folder could not be read. */
 bool gw__config_load_products(gw__config_ctx *x, gw_config *c, const char *dir_path,
                               const char *dir_disp);
-void gw__config_product_free(gw_product *p);
+void gw__config_product_free(const gw_config_plugins *plugins, gw_product *p);
 /* Same from base's product documents (gw_config_load_with): nothing read from disk. */
 bool gw__config_load_products_from(gw__config_ctx *x, gw_config *c, const gw_config *base);
+/* The reference tables of a product's core sections ("auth", "commands"), for gw_config_reference.
+ */
+void gw__config_product_reference(FILE *f);
 
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);

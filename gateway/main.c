@@ -22,7 +22,7 @@
 #include "util/metrics.h"
 #include "util/version.h"
 #include "north/north.h"
-#include "core/registry.h"
+#include "registry.h"
 #include "core/runtime.h"
 #include "reload/reload.h"
 
@@ -231,7 +231,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--ready-fd") && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--config-reference")) {
-            gw_config_reference(stdout);
+            gw_config_reference(stdout, gw_registry_config_plugins());
             return 0;
         } else if (!strcmp(argv[i], "--hash-secret")) {
             return gw_secret_hash_main(i + 1 < argc ? argv[i + 1] : NULL, stdin, stdout);
@@ -260,7 +260,7 @@ int main(int argc, char **argv)
 
     memset(&m, 0, sizeof(m));
     /* The loader also checks every adapter's section (init + uninit on a scratch adapter). */
-    if (gw_config_load(cfg_path, &m.cfg, &diag) != 0 || diag.n > 0) {
+    if (gw_config_load(cfg_path, gw_registry_config_plugins(), &m.cfg, &diag) != 0 || diag.n > 0) {
         print_diag(&diag);
         fprintf(stderr, "iotgw: %zu configuration error%s\n", diag.n, diag.n == 1 ? "" : "s");
         gw_diag_free(&diag);
@@ -322,11 +322,11 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (gw_reload_create(&m.reload, m.cfg, m.rt, &m.api_ctx) != 0) {
+    if (gw_reload_create(&m.reload, m.cfg, m.rt, &m.api_ctx.cfg) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
         goto out;
     }
-    m.api_ctx.reload = m.reload; /* device changes over the API apply through it */
+    m.api_ctx.reload = m.reload;
     if (gw_runtime_start(m.rt, &err) || gw_north_start(m.north, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         rc = 1;

@@ -254,10 +254,7 @@ static const char *const json_product_keys[] = {"json", NULL};
 static int json_init(gw_product *p, gw_diag *diag, const char *file)
 {
     gw__json_map *m = NULL;
-    gw_error err = {0, ""};
-    int rc = gw__json_map_load(p, p->raw ? json_object_get(p->raw, "json") : NULL, &m, &err);
-    if (rc != 0 && err.msg[0]) /* err.msg is "path: what" */
-        gw_diag_add(diag, file, NULL, "%s", err.msg);
+    int rc = gw__json_map_load(p, p->raw ? json_object_get(p->raw, "json") : NULL, &m, diag, file);
     p->codec_state = m;
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "json_map.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,172 +138,225 @@ static bool numeric(gw_type t)
     return t == GW_T_INT || t == GW_T_LONG || t == GW_T_FLOAT || t == GW_T_DOUBLE || t == GW_T_DATE;
 }
 
-/* "path" or {"path": "...", "scale": x, "add": y} for spec. */
-static int load_entry(entry *e, const gw_value_spec *spec, const json_t *v, const char *where,
-                      gw_error *err)
+/* One load: where problems go. Every problem is reported (file, JSON path) and loading goes on,
+ * so that a product's whole "json" section is checked at once. */
+typedef struct load_ctx {
+    gw_diag *diag;
+    const char *file;
+    int errors;
+    bool oom;
+} load_ctx;
+
+static void fail(load_ctx *x, const char *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(load_ctx *x, const char *at, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    gw_diag_add(x->diag, x->file, at, "%s", msg);
+    x->errors++;
+}
+
+static void *zalloc(load_ctx *x, size_t n, size_t size, const char *at)
+{
+    void *v = calloc(n, size);
+    if (!v) {
+        fail(x, at, "out of memory");
+        x->oom = true;
+    }
+    return v;
+}
+
+/* A path string at where into *p: 0, or -1 (reported; *p left empty). */
+static int load_path(load_ctx *x, path *p, const json_t *v, const char *where, const char *expect)
 {
     char why[200];
+    if (!json_is_string(v)) {
+        fail(x, where, "expected %s", expect);
+        return -1;
+    }
+    if (parse_path(json_string_value(v), p, why, sizeof(why)) != 0) {
+        free_path(p);
+        fail(x, where, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* "path" or {"path": "...", "scale": x, "add": y} for spec: 0, or -1 with every problem of the
+ * entry reported (*e left without a path). */
+static int load_entry(load_ctx *x, entry *e, const gw_value_spec *spec, const json_t *v,
+                      const char *where)
+{
+    char sub[200];
     const json_t *pv = v;
+    int errors = x->errors;
     e->spec = spec;
     e->scale = 1;
     e->add = 0;
     if (json_is_object(v)) {
         const char *key;
-        json_t *x;
-        json_object_foreach((json_t *)v, key, x)
+        json_t *k;
+        json_object_foreach((json_t *)v, key, k)
         {
-            if (strcmp(key, "path") && strcmp(key, "scale") && strcmp(key, "add"))
-                return gw_error_set(err, GW_ECONFIG, "%s.%s: unknown key (path, scale, add)", where,
-                                    key);
+            if (strcmp(key, "path") && strcmp(key, "scale") && strcmp(key, "add")) {
+                snprintf(sub, sizeof(sub), "%s.%s", where, key);
+                fail(x, sub, "unknown key (path, scale, add)");
+            }
         }
         pv = json_object_get(v, "path");
         const json_t *sc = json_object_get(v, "scale"), *ad = json_object_get(v, "add");
-        if ((sc && !json_is_number(sc)) || (ad && !json_is_number(ad)))
-            return gw_error_set(err, GW_ECONFIG, "%s.%s: must be a number", where,
-                                sc && !json_is_number(sc) ? "scale" : "add");
+        for (int i = 0; i < 2; i++) {
+            const json_t *n = i ? ad : sc;
+            snprintf(sub, sizeof(sub), "%s.%s", where, i ? "add" : "scale");
+            if (n && !json_is_number(n))
+                fail(x, sub, "must be a number");
+        }
         if ((sc || ad) && !numeric(spec->type))
-            return gw_error_set(err, GW_ECONFIG, "%s: scale/add need a number, %s is %s", where,
-                                spec->id, gw_type_name(spec->type));
-        if (sc)
+            fail(x, where, "scale/add need a number, %s is %s", spec->id, gw_type_name(spec->type));
+        if (sc && json_is_number(sc))
             e->scale = json_number_value(sc);
-        if (ad)
+        if (ad && json_is_number(ad))
             e->add = json_number_value(ad);
-        if (sc && e->scale == 0)
-            return gw_error_set(err, GW_ECONFIG, "%s.scale: must not be 0", where);
+        if (sc && json_is_number(sc) && e->scale == 0) {
+            snprintf(sub, sizeof(sub), "%s.scale", where);
+            fail(x, sub, "must not be 0");
+        }
         e->transform = sc || ad;
     }
-    if (!json_is_string(pv))
-        return gw_error_set(err, GW_ECONFIG, "%s: expected a path string or {\"path\": ...}",
-                            where);
-    if (parse_path(json_string_value(pv), &e->at, why, sizeof(why)) != 0) {
+    if (load_path(x, &e->at, pv, where, "a path string or {\"path\": ...}") != 0 ||
+        x->errors != errors) {
         free_path(&e->at);
-        return gw_error_set(err, GW_ECONFIG, "%s: %s", where, why);
+        return -1;
     }
     return 0;
 }
 
-static int load_path(path *p, const json_t *v, const char *where, gw_error *err)
-{
-    char why[200];
-    if (!json_is_string(v))
-        return gw_error_set(err, GW_ECONFIG, "%s: expected a path string", where);
-    if (parse_path(json_string_value(v), p, why, sizeof(why)) != 0) {
-        free_path(p);
-        return gw_error_set(err, GW_ECONFIG, "%s: %s", where, why);
-    }
-    return 0;
-}
-
-static int load_props(gw__json_map *m, const gw_product *p, const json_t *obj, gw_error *err)
+static void load_props(load_ctx *x, gw__json_map *m, const gw_product *p, const json_t *obj)
 {
     const char *key;
     json_t *v;
     char where[160];
-    if (!json_is_object(obj))
-        return gw_error_set(err, GW_ECONFIG, "json.properties: must be an object");
-    m->props = calloc(json_object_size(obj) + 1, sizeof(entry));
-    if (!m->props)
-        return gw_error_set(err, GW_ENOMEM, "out of memory");
+    if (!json_is_object(obj)) {
+        fail(x, "json.properties", "must be an object");
+        return;
+    }
+    if (!(m->props = zalloc(x, json_object_size(obj) + 1, sizeof(entry), "json.properties")))
+        return;
     m->has_props = true;
     json_object_foreach((json_t *)obj, key, v)
     {
         snprintf(where, sizeof(where), "json.properties.%s", key);
         const gw_value_spec *spec = gw_tm_property(p, key);
         if (!spec)
-            return gw_error_set(err, GW_ECONFIG, "%s: not a property of %s", where, p->id);
-        if (load_entry(&m->props[m->n_props], spec, v, where, err) != 0)
-            return GW_ECONFIG;
-        m->n_props++;
+            fail(x, where, "not a property of %s", p->id);
+        else if (load_entry(x, &m->props[m->n_props], spec, v, where) == 0)
+            m->n_props++;
     }
-    return 0;
 }
 
-static int load_events(gw__json_map *m, const gw_product *p, const json_t *obj, gw_error *err)
+static void load_event(load_ctx *x, event_map *em, const char *key, const json_t *v)
 {
-    const char *key, *pk;
-    json_t *v, *pv;
+    const char *pk;
+    json_t *pv;
     char where[200];
-    if (!json_is_object(obj))
-        return gw_error_set(err, GW_ECONFIG, "json.events: must be an object");
-    m->events = calloc(json_object_size(obj) + 1, sizeof(event_map));
-    if (!m->events)
-        return gw_error_set(err, GW_ENOMEM, "out of memory");
+    if (!(em->params = zalloc(x, json_object_size(v) + 1, sizeof(entry), "json.events")))
+        return;
+    json_object_foreach((json_t *)v, pk, pv)
+    {
+        const gw_value_spec *spec = NULL;
+        for (size_t i = 0; i < em->ev->n_params && !spec; i++)
+            if (strcmp(em->ev->params[i].id, pk) == 0)
+                spec = &em->ev->params[i];
+        snprintf(where, sizeof(where), "json.events.%s.%s", key, pk);
+        if (!spec)
+            fail(x, where, "not a param of event %s", key);
+        else if (load_entry(x, &em->params[em->n], spec, pv, where) == 0)
+            em->n++;
+    }
+}
+
+static void load_events(load_ctx *x, gw__json_map *m, const gw_product *p, const json_t *obj)
+{
+    const char *key;
+    json_t *v;
+    char where[200];
+    if (!json_is_object(obj)) {
+        fail(x, "json.events", "must be an object");
+        return;
+    }
+    if (!(m->events = zalloc(x, json_object_size(obj) + 1, sizeof(event_map), "json.events")))
+        return;
     json_object_foreach((json_t *)obj, key, v)
     {
         event_map *em = &m->events[m->n_events];
         snprintf(where, sizeof(where), "json.events.%s", key);
-        if (!(em->ev = gw_tm_event(p, key)))
-            return gw_error_set(err, GW_ECONFIG, "%s: not an event of %s", where, p->id);
-        if (!json_is_object(v))
-            return gw_error_set(err, GW_ECONFIG, "%s: must be an object of param -> path", where);
-        m->n_events++;
-        em->params = calloc(json_object_size(v) + 1, sizeof(entry));
-        if (!em->params)
-            return gw_error_set(err, GW_ENOMEM, "out of memory");
-        json_object_foreach(v, pk, pv)
-        {
-            const gw_value_spec *spec = NULL;
-            for (size_t i = 0; i < em->ev->n_params && !spec; i++)
-                if (strcmp(em->ev->params[i].id, pk) == 0)
-                    spec = &em->ev->params[i];
-            snprintf(where, sizeof(where), "json.events.%s.%s", key, pk);
-            if (!spec)
-                return gw_error_set(err, GW_ECONFIG, "%s: not a param of event %s", where, key);
-            if (load_entry(&em->params[em->n], spec, pv, where, err) != 0)
-                return GW_ECONFIG;
-            em->n++;
+        if (!(em->ev = gw_tm_event(p, key))) {
+            fail(x, where, "not an event of %s", p->id);
+        } else if (!json_is_object(v)) {
+            fail(x, where, "must be an object of param -> path");
+            em->ev = NULL;
+        } else {
+            m->n_events++;
+            load_event(x, em, key, v);
         }
     }
-    return 0;
 }
 
-int gw__json_map_load(const gw_product *p, const json_t *section, gw__json_map **out, gw_error *err)
+static void load_timestamp(load_ctx *x, gw__json_map *m, const json_t *v)
 {
+    const json_t *pv = v;
+    int errors = x->errors;
+    if (json_is_object(v)) {
+        const json_t *unit = json_object_get(v, "unit");
+        pv = json_object_get(v, "path");
+        if (unit && (!json_is_string(unit) || (strcmp(json_string_value(unit), "ms") &&
+                                               strcmp(json_string_value(unit), "s"))))
+            fail(x, "json.timestamp.unit", "\"ms\" or \"s\"");
+        m->ts_seconds = unit && json_is_string(unit) && !strcmp(json_string_value(unit), "s");
+    }
+    if (load_path(x, &m->ts, pv, "json.timestamp", "a path string") == 0 && x->errors == errors)
+        m->has_ts = true;
+}
+
+int gw__json_map_load(const gw_product *p, const json_t *section, gw__json_map **out, gw_diag *diag,
+                      const char *file)
+{
+    load_ctx x = {diag, file, 0, false};
     const char *key;
     json_t *v;
     *out = NULL;
     if (!section)
         return 0;
-    if (!json_is_object(section))
-        return gw_error_set(err, GW_ECONFIG, "json: must be an object");
+    if (!json_is_object(section)) {
+        fail(&x, "json", "must be an object");
+        return GW_ECONFIG;
+    }
     json_object_foreach((json_t *)section, key, v)
     {
+        char where[160];
+        snprintf(where, sizeof(where), "json.%s", key);
         if (strcmp(key, "properties") && strcmp(key, "events") && strcmp(key, "timestamp") &&
             strcmp(key, "message_id"))
-            return gw_error_set(err, GW_ECONFIG,
-                                "json.%s: unknown key (properties, events, timestamp, "
-                                "message_id)",
-                                key);
+            fail(&x, where, "unknown key (properties, events, timestamp, message_id)");
     }
-    gw__json_map *m = calloc(1, sizeof(*m));
+    gw__json_map *m = zalloc(&x, 1, sizeof(*m), "json");
     if (!m)
-        return gw_error_set(err, GW_ENOMEM, "out of memory");
-    int rc = 0;
+        return GW_ENOMEM;
     if ((v = json_object_get(section, "properties")))
-        rc = load_props(m, p, v, err);
-    if (!rc && (v = json_object_get(section, "events")))
-        rc = load_events(m, p, v, err);
-    if (!rc && (v = json_object_get(section, "timestamp"))) {
-        const json_t *pv = v;
-        if (json_is_object(v)) {
-            const json_t *unit = json_object_get(v, "unit");
-            pv = json_object_get(v, "path");
-            if (unit && (!json_is_string(unit) || (strcmp(json_string_value(unit), "ms") &&
-                                                   strcmp(json_string_value(unit), "s"))))
-                rc = gw_error_set(err, GW_ECONFIG, "json.timestamp.unit: \"ms\" or \"s\"");
-            m->ts_seconds = unit && json_is_string(unit) && !strcmp(json_string_value(unit), "s");
-        }
-        if (!rc)
-            rc = load_path(&m->ts, pv, "json.timestamp", err);
-        m->has_ts = rc == 0;
-    }
-    if (!rc && (v = json_object_get(section, "message_id"))) {
-        rc = load_path(&m->msg_id, v, "json.message_id", err);
-        m->has_msg_id = rc == 0;
-    }
-    if (rc) {
+        load_props(&x, m, p, v);
+    if ((v = json_object_get(section, "events")))
+        load_events(&x, m, p, v);
+    if ((v = json_object_get(section, "timestamp")))
+        load_timestamp(&x, m, v);
+    if ((v = json_object_get(section, "message_id")))
+        m->has_msg_id = load_path(&x, &m->msg_id, v, "json.message_id", "a path string") == 0;
+    if (x.errors) {
         gw__json_map_free(m);
-        return rc;
+        return x.oom ? GW_ENOMEM : GW_ECONFIG;
     }
     *out = m;
     return 0;

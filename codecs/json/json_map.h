@@ -9,14 +9,16 @@
 #include <stdbool.h>
 
 #include "../../gateway/core/codec.h"
+#include "../../config/diag.h"
 
 typedef struct gw__json_map gw__json_map;
 
-/* Compiles p's "json" section (section may be NULL: *out = NULL, 0). GW_ECONFIG with err->msg =
- * "json.<path>: what" for a bad path, an unknown property/event/param, a scale on a value that is
- * not a number. */
-int gw__json_map_load(const gw_product *p, const json_t *section, gw__json_map **out,
-                      gw_error *err);
+/* Compiles p's "json" section (section may be NULL: *out = NULL, 0). Every problem (a bad path,
+ * an unknown key, property, event or param, a scale on a value that is not a number) is added to
+ * diag as "file: json.<path>: what", and the whole section is checked; then GW_ECONFIG (GW_ENOMEM
+ * if memory ran out), *out NULL. */
+int gw__json_map_load(const gw_product *p, const json_t *section, gw__json_map **out, gw_diag *diag,
+                      const char *file);
 void gw__json_map_free(gw__json_map *m);
 
 /* True when messages of this kind (and event id) are read through the map. */

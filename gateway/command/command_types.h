@@ -6,7 +6,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "../core/thing_model.h"
+#include "../../config/product.h" /* gw_function_spec */
 
 struct gw_device;
 

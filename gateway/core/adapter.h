@@ -10,6 +10,7 @@
 
 #include "../../config/cfg_schema.h"
 #include "../../config/diag.h"
+#include "../../config/plugins.h" /* gw_transport, gw_listen_key */
 #include "../util/error.h"
 #include "../util/metrics.h"
 
@@ -18,16 +19,6 @@ typedef struct gw_adapter gw_adapter;
 typedef struct gw_loop gw_loop;
 typedef struct gw_runtime gw_runtime;
 typedef struct gw_adapter_ops gw_adapter_ops;
-
-/* The transport of a listening socket. */
-typedef enum gw_transport { GW_TRANSPORT_TCP = 1, GW_TRANSPORT_UDP = 2 } gw_transport;
-
-/* A key of an adapter's section holding an array of listeners ({"address", "port"}), and the
- * transport they are bound with. */
-typedef struct gw_listen_key {
-    const char *key; /* NULL ends a list */
-    gw_transport transport;
-} gw_listen_key;
 
 /* One configured adapter (one per name in gateway.json "adapters"). */
 struct gw_adapter {

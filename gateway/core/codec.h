@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "../util/error.h"
-#include "reject.h"
+#include "../util/reject.h"
 #include "thing_model.h"
 
 struct gw_command;

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "../../config/config.h"
-#include "../admin/api.h"
 #include "../core/runtime.h"
 #include "../util/alloc.h"
 #include "../util/error.h"
@@ -40,9 +39,9 @@ typedef struct id_slot {
 } id_slot;
 
 struct gw_reload {
-    gw_config *cur; /* holds a reference */
-    gw_runtime *rt; /* NULL in unit tests: no loops to switch */
-    gw_api_ctx *ctx;
+    gw_config *cur;           /* holds a reference */
+    gw_runtime *rt;           /* NULL in unit tests: no loops to switch */
+    const gw_config **follow; /* set to the current generation after every reload */
     id_slot *ids;
     size_t ids_cap, ids_n; /* open addressing, load <= 1/2 */
     uint32_t next_index, cap;
@@ -119,7 +118,7 @@ static int assign_indexes(gw_reload *rl, gw_config *c, const gw_device **bad)
     return 0;
 }
 
-int gw_reload_create(gw_reload **out, gw_config *cfg, gw_runtime *rt, gw_api_ctx *ctx)
+int gw_reload_create(gw_reload **out, gw_config *cfg, gw_runtime *rt, const gw_config **follow)
 {
     gw_reload *rl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*rl));
     const gw_device *bad = NULL;
@@ -127,7 +126,7 @@ int gw_reload_create(gw_reload **out, gw_config *cfg, gw_runtime *rt, gw_api_ctx
     if (!rl)
         return GW_ENOMEM;
     rl->rt = rt;
-    rl->ctx = ctx;
+    rl->follow = follow;
     gw_metrics_register(reload_metrics);
     gw_config_free_hook = on_config_free;
     rl->cap = rt ? rt->device_cap : cfg->device_cap;
@@ -162,11 +161,11 @@ void gw_reload_free(gw_reload *rl)
     gw_free(GW_AREA_RUNTIME, rl);
 }
 
-void gw_reload_set_api(gw_reload *rl, gw_api_ctx *ctx)
+void gw_reload_set_follow(gw_reload *rl, const gw_config **follow)
 {
-    rl->ctx = ctx;
-    if (ctx)
-        ctx->cfg = rl->cur;
+    rl->follow = follow;
+    if (follow)
+        *follow = rl->cur;
 }
 
 const gw_config *gw_reload_config(const gw_reload *rl)
@@ -180,7 +179,7 @@ const gw_config *gw_reload_config(const gw_reload *rl)
  * "file:LINE:COL: JSON syntax error: ..." keep LINE:COL in the message. */
 static json_t *diag_entry(const char *line)
 {
-    char file[512] = "", path[256] = "";
+    char file[512] = "", path[512] = "";
     const char *msg = line, *sep = strstr(line, ": ");
     const char *json_colon = strstr(line, ".json:");
 
@@ -302,8 +301,8 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report)
         gw_runtime_switch(rl->rt, next);
     gw_config_release(rl->cur);
     rl->cur = next;
-    if (rl->ctx)
-        rl->ctx->cfg = next;
+    if (rl->follow)
+        *rl->follow = next;
     rl->reloads++;
     char a[64];
     snprintf(a, sizeof(a), "%" PRIu64, next->generation);
@@ -338,7 +337,7 @@ static int load(gw_reload *rl, const gw_config *base, const json_t *devices, gw_
     gw_diag diag = {0};
     gw_config *next = NULL;
     const gw_device *bad = NULL;
-    int rc = gw_config_load_with(rl->cur->file, base, devices, &next, &diag);
+    int rc = gw_config_load_with(rl->cur->file, rl->cur->plugins, base, devices, &next, &diag);
     *out = NULL;
     *errors = NULL;
     if (rc == 0 && diag.n == 0) {

@@ -10,7 +10,6 @@
 
 struct gw_config;
 struct gw_runtime;
-struct gw_api_ctx;
 
 typedef struct gw_reload gw_reload;
 /* A validated configuration not applied yet (gw_reload_prepare_devices). */
@@ -18,13 +17,13 @@ typedef struct gw_reload_pending gw_reload_pending;
 
 /* cfg: the running configuration, as loaded (its devices numbered 0..n-1); reload holds a
  * reference on the current generation (each replaced one is freed once no thread uses it; see
- * gw_config_release). rt: the runtime whose loops follow (NULL: none). ctx (may be NULL): its cfg
- * is set to the current generation after every reload. 0 or GW_ENOMEM. */
+ * gw_config_release). rt: the runtime whose loops follow (NULL: none). follow (may be NULL):
+ * set to the current generation after every reload (main passes &api_ctx.cfg). 0 or GW_ENOMEM. */
 int gw_reload_create(gw_reload **out, struct gw_config *cfg, struct gw_runtime *rt,
-                     struct gw_api_ctx *ctx);
+                     const struct gw_config **follow);
 void gw_reload_free(gw_reload *rl);
-/* Sets the API context whose cfg follows the current generation (its cfg is set at once). */
-void gw_reload_set_api(gw_reload *rl, struct gw_api_ctx *ctx);
+/* Sets the pointer that follows the current generation (set at once; NULL: none). */
+void gw_reload_set_follow(gw_reload *rl, const struct gw_config **follow);
 
 /* The current generation (main thread). */
 const struct gw_config *gw_reload_config(const gw_reload *rl);

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../core/adapter.h"
+#include "../../config/plugins.h" /* gw_transport */
 
 static int sockaddr_of(const gw_listen *at, uint16_t port, struct sockaddr_storage *ss, int *v6)
 {

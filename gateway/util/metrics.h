@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/reject.h"
+#include "reject.h"
 
 /* The core's counters and gauges: X(enum, "prometheus name without iotgw_", "help"); help NULL:
  * the help of another sample of the same family. */

@@ -1,4 +1,4 @@
-/* mqtt.h: the MQTT 3.1.1 device adapter's ops table (registered in gateway/core/registry.c). */
+/* mqtt.h: the MQTT 3.1.1 device adapter's ops table (registered in gateway/registry.c). */
 #ifndef GW_MQTT_H
 #define GW_MQTT_H
 

@@ -1,4 +1,4 @@
-/* udp.h: the UDP device adapter's ops table (registered in gateway/core/registry.c). */
+/* udp.h: the UDP device adapter's ops table (registered in gateway/registry.c). */
 #ifndef GW_UDP_H
 #define GW_UDP_H
 

@@ -11,6 +11,7 @@
 
 #include "codecs/protobuf/codec_protobuf.h"
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "../unit/pb_wire.h"
 
 /* ---- allocation counting (not under sanitizers: they own malloc) ---- */
@@ -101,7 +102,7 @@ static gw_config *load(void)
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
     write_file(path, "{ \"admin\": { \"enabled\": false }, \"adapters\": { \"mqtt\": { "
                      "\"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0 } ] } } }");
-    if (gw_config_load(path, &cfg, &d) != 0) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &cfg, &d) != 0) {
         for (size_t i = 0; i < d.n; i++)
             fprintf(stderr, "%s\n", d.msgs[i]);
         exit(1);

@@ -16,6 +16,7 @@
 
 #include "codecs/binary/internal.h"
 #include "config/config.h"
+#include "gateway/registry.h"
 
 #define PRODUCT_HEAD(id, props)                                                                    \
     "{ \"id\": \"" id                                                                              \
@@ -244,7 +245,8 @@ static void load_once(void)
         write_file(path, products[i]);
     }
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
-    if (gw_config_load(path, &cfg, &d) != 0 || cfg->n_products != N_PRODUCTS) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &cfg, &d) != 0 ||
+        cfg->n_products != N_PRODUCTS) {
         for (size_t i = 0; i < d.n; i++)
             fprintf(stderr, "%s\n", d.msgs[i]);
         abort();

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "gateway/util/error.h"
+#include "gateway/registry.h"
 #include "gateway/util/log.h"
 #include "gateway/core/runtime.h"
 #include "protocols/coap/coap.h"
@@ -188,7 +189,7 @@ static void setup(void)
              "\"max_block_total\":3000,\"dedup_entries\":16,\"piggyback_ms\":0,"
              "\"max_wait_s\":1}}}");
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
-    REQUIRE(gw_config_load(path, &cfg, &diag) == 0);
+    REQUIRE(gw_config_load(path, gw_registry_config_plugins(), &cfg, &diag) == 0);
     REQUIRE(gw_store_open(&store, cfg, &err) == 0);
     REQUIRE(gw_runtime_create(&rt, cfg, store, &err) == 0);
     gw_log_level = getenv("FUZZ_COAP_VERBOSE") ? GW_LOG_DEBUG : GW_LOG_ERROR + 1;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "gateway/registry.h"
 
 static char dir[64];
 
@@ -62,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gw_config *cfg = NULL;
     gw_diag diag = {0};
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
-    if (gw_config_load(path, &cfg, &diag) == 0) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &cfg, &diag) == 0) {
         for (size_t i = 0; i < cfg->n_devices; i++)
             if (gw_config_device(cfg, cfg->devices[i].id) != &cfg->devices[i])
                 abort(); /* the index must find every device it was built from */

@@ -137,6 +137,21 @@ def main(t):
     t.check(re.search(r"adapters\.mqtt\.colour: unknown key", err),
             "adapter section error reported alongside other files' errors", repr(err))
 
+    # a json codec mapping section ("json") with four problems: each reported, file + JSON path
+    prod = copy.deepcopy(g.THERMO)
+    prod["json"] = {"properties": {"pressure": "$.p", "humidity": {"path": "$.h", "scale": 0},
+                                   "temperature": "d.t"},
+                    "events": {"overheat": {"zone": "$.z"}}}
+    gw = g.Gateway(products=[prod], start=False)
+    code, out, err = check_config(gw)
+    t.eq(code, 2, "json mapping with four errors: exit 2")
+    for path in (r"json\.properties\.pressure: not a property",
+                 r"json\.properties\.humidity\.scale: must not be 0",
+                 r"json\.properties\.temperature: .*a path starts with \$",
+                 r"json\.events\.overheat\.zone: not a param"):
+        t.check(re.search(file_re("products/thermo.json") + r": " + path, err),
+                "json mapping: reported with file + path: " + path, repr(err))
+
     # usage error: exit 1
     p = subprocess.run([g.BIN, "--check-config"], capture_output=True, timeout=30,
                        stdin=subprocess.DEVNULL)

@@ -9,6 +9,7 @@
 #endif
 #include "test.h"
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "codecs/binary/internal.h"
 #include "gateway/util/error.h"
 
@@ -63,7 +64,7 @@ static inline bt_loaded bt_load_text(const char *product_json)
     snprintf(path, sizeof(path), "%s/products/p.json", dir);
     bt_write(path, product_json);
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
-    r.rc = gw_config_load(path, &r.cfg, &d);
+    r.rc = gw_config_load(path, gw_registry_config_plugins(), &r.cfg, &d);
     size_t len = 1;
     r.errors[0] = '\n';
     r.errors[1] = '\0';

@@ -15,6 +15,7 @@
 
 #include "gateway/core/dgram.h"
 #include "gateway/util/error.h"
+#include "gateway/registry.h"
 #include "gateway/util/log.h"
 #include "gateway/util/metrics.h"
 #include "gateway/core/runtime.h"
@@ -417,7 +418,7 @@ static void setup(void)
              "[{\"address\":\"127.0.0.1\",\"port\":0}],\"dedup_entries\":16,\"piggyback_ms\":100,"
              "\"idle_timeout_ms\":10000,\"max_wait_s\":1}}}");
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
-    if (gw_config_load(path, &cfg, &diag) != 0) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &cfg, &diag) != 0) {
         fprintf(stderr, "config: %s\n", diag.n ? diag.msgs[0] : "?");
         exit(1);
     }

@@ -10,12 +10,13 @@
 #endif
 #include "test.h"
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "gateway/command/command.h"
 #include "gateway/command/command_internal.h"
 #include "gateway/util/json_write.h"
 #include "gateway/util/log.h"
 #include "gateway/util/metrics.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "gateway/core/runtime.h"
 
 #include <ftw.h>
@@ -236,7 +237,7 @@ static inline void ct_setup(ct_env *e, const char *north)
         "  { \"id\": \"mtr00001\", \"product\": \"meter-tcp\", \"secret\": \"pa55word\" },\n"
         "  { \"id\": \"snr00001\", \"product\": \"sensor-udp\", \"secret\": \"tok12345\" } ]\n");
     snprintf(path, sizeof(path), "%s/gateway.json", e->dir);
-    if (gw_config_load(path, &e->cfg, &d) != 0 || d.n) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &e->cfg, &d) != 0 || d.n) {
         for (size_t i = 0; i < d.n; i++)
             fprintf(stderr, "diag: %s\n", d.msgs[i]);
         exit(2);

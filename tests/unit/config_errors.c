@@ -7,6 +7,7 @@
 #endif
 #include "test.h"
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "gateway/util/error.h"
 
 #include <ftw.h>
@@ -75,7 +76,7 @@ static result load(const char *gateway, const char *const *products, const char 
         write_file(dir, "devices.json", devices);
 
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
-    r.rc = gw_config_load(path, &c, &d);
+    r.rc = gw_config_load(path, gw_registry_config_plugins(), &c, &d);
     CHECK(r.rc == 0 ? c != NULL : c == NULL);
     gw_config_free(c);
     r.n = d.n;

@@ -8,7 +8,7 @@
 #include "test.h"
 #include "config/config.h"
 #include "gateway/util/error.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 
 #include <dirent.h>
 #include <ftw.h>
@@ -288,7 +288,7 @@ static void test_default_config(void)
 {
     gw_diag d = {0};
     gw_config *c = NULL;
-    int rc = gw_config_load(DEFAULT_CONFIG, &c, &d);
+    int rc = gw_config_load(DEFAULT_CONFIG, gw_registry_config_plugins(), &c, &d);
     print_diag(&d);
     CHECK_INT(rc, 0);
     CHECK_INT(d.n, 0);
@@ -335,7 +335,7 @@ static void test_non_defaults(void)
     write_file(dir, "devs.json", "[ { \"id\": \"x\", \"product\": \"p\", \"secret\": \"k\" } ]");
     snprintf(path, sizeof(path), "%s/gw.json", dir);
 
-    int rc = gw_config_load(path, &c, &d);
+    int rc = gw_config_load(path, gw_registry_config_plugins(), &c, &d);
     print_diag(&d);
     CHECK_INT(rc, 0);
     if (c) {
@@ -367,7 +367,7 @@ static void test_non_defaults(void)
     write_file(dir, "gw.json",
                "{ \"products_dir\": \"models\", \"devices_file\": \"devs.json\", " ADAPTERS_OK
                " }");
-    rc = gw_config_load(path, &c, &d);
+    rc = gw_config_load(path, gw_registry_config_plugins(), &c, &d);
     print_diag(&d);
     CHECK_INT(rc, 0);
     if (c) {
@@ -422,7 +422,7 @@ static void test_100k_devices(void)
 
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
     double t0 = now_s();
-    int rc = gw_config_load(path, &c, &d);
+    int rc = gw_config_load(path, gw_registry_config_plugins(), &c, &d);
     double t1 = now_s();
     print_diag(&d);
     CHECK_INT(rc, 0);

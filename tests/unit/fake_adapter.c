@@ -13,7 +13,7 @@
 #include "config/config.h"
 #include "gateway/core/adapter.h"
 #include "gateway/util/metrics.h"
-#include "gateway/core/registry.h"
+#include "gateway/registry.h"
 #include "test.h"
 #include "tmpdir.h"
 
@@ -126,7 +126,7 @@ static gw_config *load(const char *section, const char *p_auth, char *msgs, size
              section);
     put_file("gateway.json", text);
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
-    int rc = gw_config_load(path, &cfg, &diag);
+    int rc = gw_config_load(path, gw_registry_config_plugins(), &cfg, &diag);
     msgs[0] = 0;
     for (size_t i = 0, n = 0; i < diag.n && n < cap; i++)
         n += (size_t)snprintf(msgs + n, cap - n, "%s\n", diag.msgs[i]);
@@ -251,7 +251,7 @@ static void test_reference(void)
     size_t len = 0;
     FILE *m = open_memstream(&out, &len);
     REQUIRE(m);
-    gw_config_reference(m);
+    gw_config_reference(m, gw_registry_config_plugins());
     fclose(m);
     CHECK_CONTAINS(out, "### `adapters.fake`");
     CHECK_CONTAINS(out, "| `window_ms` | integer | 100 | 1..60000 |");

@@ -2,7 +2,8 @@
  * properties, events and params, scale on a non-number, unknown keys) naming the JSON path, and
  * decoding devices' own documents: nested paths, indexes, quoted names, scale and offset, integer
  * results, timestamps in s and ms, message ids, missing paths, and that the values then pass the
- * thing model exactly like contract payloads. */
+ * thing model exactly like contract payloads. A section with many problems reports every one of
+ * them, each with the file and its JSON path. */
 #include "codecs/json/codec_json.h"
 #include "codecs/json/json_map.h"
 #include "config/diag.h"
@@ -69,6 +70,47 @@ static void check_load_error(const char *section, const char *want)
     CHECK_INT(rc, GW_ECONFIG);
     CHECK_CONTAINS(msg, want);
     unload(&p);
+}
+
+/* Every problem of a section is reported, each as "file: json.<path>: what", in one load. */
+static void check_all_errors(void)
+{
+    static const char *const want[] = {
+        "products/legacy.json: json.extra: unknown key",
+        "products/legacy.json: json.properties.pressure: not a property of legacy",
+        "products/legacy.json: json.properties.humidity.colour: unknown key (path, scale, add)",
+        "products/legacy.json: json.properties.humidity.scale: must be a number",
+        "products/legacy.json: json.properties.humidity: \"h\": a path starts with $",
+        "products/legacy.json: json.properties.label: scale/add need a number",
+        "products/legacy.json: json.events.meltdown: not an event of legacy",
+        "products/legacy.json: json.events.overheat.x: not a param of event overheat",
+        "products/legacy.json: json.events.overheat.zone: \"z\": a path starts with $",
+        "products/legacy.json: json.timestamp.unit: \"ms\" or \"s\"",
+        "products/legacy.json: json.timestamp: expected a path string",
+        "products/legacy.json: json.message_id: expected a path string",
+    };
+    const char *section =
+        "{\"extra\": 1, \"properties\": {\"pressure\": \"$.p\", \"humidity\": {\"path\": \"h\","
+        " \"scale\": \"big\", \"colour\": 1}, \"temperature\": \"$.t\", \"label\": {\"path\":"
+        " \"$.l\", \"add\": 1}}, \"events\": {\"meltdown\": {}, \"overheat\": {\"x\": \"$.x\","
+        " \"t\": \"$.t\", \"zone\": \"z\"}}, \"timestamp\": {\"path\": 5, \"unit\": \"h\"},"
+        " \"message_id\": 7}";
+    gw_product p = product();
+    gw_diag d = {0};
+    p.raw = json_pack("{s:o}", "json", json_loads(section, 0, NULL));
+    CHECK_INT(gw_codec_json_ops.init(&p, &d, "products/legacy.json"), GW_ECONFIG);
+    CHECK(p.codec_state == NULL);
+    CHECK_INT((int)d.n, (int)N(want));
+    for (size_t i = 0; i < N(want); i++) {
+        bool found = false;
+        for (size_t j = 0; j < d.n && !found; j++)
+            found = strstr(d.msgs[j], want[i]) != NULL;
+        if (!found)
+            fprintf(stderr, "  missing: %s\n", want[i]);
+        CHECK(found);
+    }
+    gw_diag_free(&d);
+    json_decref(p.raw);
 }
 
 static const char *MAP = "{\"properties\": {\"temperature\": {\"path\": \"$.d.t\", \"scale\": 0.1,"
@@ -202,5 +244,7 @@ int main(void)
     check_reject(&q, GW_MSG_PROPERTY_REPORT, NULL, "{\"d\": {\"t\": 1}}", GW_R_MALFORMED_PAYLOAD,
                  "unknown key \"d\"");
     gw_codec_json_ops.uninit(&q);
+
+    check_all_errors();
     TEST_MAIN_END();
 }

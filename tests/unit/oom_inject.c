@@ -27,6 +27,7 @@
 #include "codecs/json/codec_json.h"
 #include "codecs/protobuf/internal.h"
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "gateway/util/alloc.h"
 #include "gateway/util/error.h"
 #include "gateway/util/json_write.h"
@@ -228,7 +229,7 @@ static int run_config(void *arg, int faulted)
 {
     gw_config *c = NULL;
     gw_diag d = {0};
-    int rc = gw_config_load(SHIPPED_CONFIG, &c, &d);
+    int rc = gw_config_load(SHIPPED_CONFIG, gw_registry_config_plugins(), &c, &d);
     uint64_t left = gw_alloc_fail_nth(0); /* the checks below allocate */
     expect_rc("config", rc, GW_ECONFIG, GW_ENOMEM);
     if (rc == 0) {
@@ -382,7 +383,7 @@ static gw_config *scratch_config(void)
              "\"replay_window_s\":0}}}"); /* the UDP run resends one datagram on purpose */
     snprintf(db_path, sizeof(db_path), "%s/db.sqlite", tmpdir);
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
-    if (gw_config_load(path, &c, &d) != 0) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &c, &d) != 0) {
         for (size_t i = 0; i < d.n; i++)
             fprintf(stderr, "diag: %s\n", d.msgs[i]);
         exit(2);
@@ -743,7 +744,7 @@ int main(void)
     /* config load */
     gw_config *shipped = NULL;
     gw_diag d = {0};
-    if (gw_config_load(SHIPPED_CONFIG, &shipped, &d) != 0) {
+    if (gw_config_load(SHIPPED_CONFIG, gw_registry_config_plugins(), &shipped, &d) != 0) {
         fprintf(stderr, "the shipped config does not load\n");
         return 2;
     }

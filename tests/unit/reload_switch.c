@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "gateway/core/runtime.h"
 #include "gateway/core/session.h"
 #include "gateway/reload/reload.h"
@@ -141,7 +142,7 @@ static void setup(void)
                         "\"adapters\":{\"mqtt\":{\"listeners\":"
                         "[{\"address\":\"127.0.0.1\",\"port\":0}]}}}");
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
-    if (gw_config_load(path, &cfg, &diag) != 0) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &cfg, &diag) != 0) {
         fprintf(stderr, "config: %s\n", diag.n ? diag.msgs[0] : "?");
         exit(1);
     }

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "gateway/registry.h"
 #include "gateway/util/json_write.h"
 #include "gateway/util/metrics.h"
 #include "storage/store.h"
@@ -333,7 +334,7 @@ static inline st_env *st_env_new(void)
     if (!mkdtemp(e->dir))
         st_die("mkdtemp");
     snprintf(e->path, sizeof(e->path), "%s/t.db", e->dir);
-    if (gw_config_load("../../config/gateway.json", &e->cfg, &diag)) {
+    if (gw_config_load("../../config/gateway.json", gw_registry_config_plugins(), &e->cfg, &diag)) {
         for (size_t i = 0; i < diag.n; i++)
             fprintf(stderr, "diag: %s\n", diag.msgs[i]);
         st_die("config");

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "gateway/util/error.h"
+#include "gateway/registry.h"
 #include "gateway/util/log.h"
 #include "gateway/core/runtime.h"
 #include "protocols/stream/stream_conn.h"
@@ -739,7 +740,7 @@ static void setup(void)
                              "\"storage\":{\"path\":\"db.sqlite\"},\"adapters\":{\"mqtt\":{"
                              "\"listeners\":[{\"address\":\"127.0.0.1\",\"port\":0}]}}}");
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
-    if (gw_config_load(path, &cfg, &diag) != 0) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &cfg, &diag) != 0) {
         fprintf(stderr, "config: %s\n", diag.n ? diag.msgs[0] : "?");
         exit(1);
     }

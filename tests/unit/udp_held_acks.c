@@ -14,6 +14,7 @@
 
 #include "gateway/core/dgram.h"
 #include "gateway/util/error.h"
+#include "gateway/registry.h"
 #include "gateway/util/log.h"
 #include "gateway/util/metrics.h"
 #include "gateway/core/runtime.h"
@@ -427,7 +428,7 @@ static void setup(void)
              "[{\"address\":\"127.0.0.1\",\"port\":0,\"product\":\"sensor-udp\"}],"
              "\"idle_timeout_ms\":1000}}}");
     snprintf(path, sizeof(path), "%s/gateway.json", tmpdir);
-    if (gw_config_load(path, &cfg, &diag) != 0) {
+    if (gw_config_load(path, gw_registry_config_plugins(), &cfg, &diag) != 0) {
         fprintf(stderr, "config: %s\n", diag.n ? diag.msgs[0] : "?");
         exit(1);
     }

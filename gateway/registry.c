@@ -6,16 +6,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../config/config.h"
+#include "../config/config.h"
 
 #ifdef GW_CODEC_JSON
-#include "../../codecs/json/codec_json.h"
+#include "../codecs/json/codec_json.h"
 #endif
 #ifdef GW_CODEC_BINARY
-#include "../../codecs/binary/codec_binary.h"
+#include "../codecs/binary/codec_binary.h"
 #endif
 #ifdef GW_CODEC_PROTOBUF
-#include "../../codecs/protobuf/codec_protobuf.h"
+#include "../codecs/protobuf/codec_protobuf.h"
 #endif
 
 /* gen/gw_adapters.h (CMake): GW_BUILTIN_ADAPTERS(X), X(name) for each gw_adapter() line that is
@@ -114,4 +114,82 @@ int gw_adapter_parse_config(gw_adapter *a, const json_t *section, void *cfg,
     snprintf(path, sizeof(path), "adapters.%s", a->ops->name);
     return gw_cfg_parse(a->ops->cfg_fields, section, cfg, gcfg->file, path, diag) > 0 ? GW_ECONFIG
                                                                                       : 0;
+}
+
+/* ---- the config loader's view (config/plugins.h) ---- */
+
+static int describe(const gw_adapter_ops *ops, gw_config_adapter *out)
+{
+    if (!ops)
+        return -1;
+    *out = (gw_config_adapter){.name = ops->name,
+                               .cfg_fields = ops->cfg_fields,
+                               .product_auth_fields = ops->product_auth_fields,
+                               .product_data_size = ops->product_data_size,
+                               .listen_keys = ops->listen_keys,
+                               .ops = ops};
+    return 0;
+}
+
+static int cfg_adapter(const char *name, gw_config_adapter *out)
+{
+    return describe(gw_registry_adapter(name), out);
+}
+
+static int cfg_adapter_at(size_t i, gw_config_adapter *out)
+{
+    return describe(gw_registry_adapter_at(i), out);
+}
+
+static int cfg_adapter_check(const gw_config_adapter *ad, const json_t *section, const gw_config *c,
+                             gw_diag *diag)
+{
+    const gw_adapter_ops *ops = ad->ops;
+    if (!ops->init)
+        return 0;
+    gw_adapter tmp = {.ops = ops, .rt = NULL, .state = NULL};
+    int rc = ops->init(&tmp, section, c, diag);
+    if (ops->uninit)
+        ops->uninit(&tmp);
+    return rc;
+}
+
+static const char *const *cfg_codec_keys(const gw_codec_ops *codec)
+{
+    return codec->product_keys;
+}
+
+static int cfg_codec_init(gw_product *p, gw_diag *diag, const char *file)
+{
+    return p->codec_ops->init ? p->codec_ops->init(p, diag, file) : 0;
+}
+
+static void cfg_codec_uninit(gw_product *p)
+{
+    if (p->codec_ops->uninit)
+        p->codec_ops->uninit(p);
+}
+
+static bool cfg_codec_secret_is_key(const gw_product *p)
+{
+    gw_frame_info fi = {0};
+    if (!p->codec_ops || !p->codec_ops->frame_info)
+        return false;
+    p->codec_ops->frame_info(p, &fi);
+    return fi.secret_as_key;
+}
+
+const gw_config_plugins *gw_registry_config_plugins(void)
+{
+    static const gw_config_plugins table = {
+        .adapter = cfg_adapter,
+        .adapter_at = cfg_adapter_at,
+        .adapter_check = cfg_adapter_check,
+        .codec = gw_registry_codec,
+        .codec_product_keys = cfg_codec_keys,
+        .codec_init = cfg_codec_init,
+        .codec_uninit = cfg_codec_uninit,
+        .codec_secret_is_key = cfg_codec_secret_is_key,
+    };
+    return &table;
 }

@@ -1,6 +1,6 @@
 /* reject.c: names for rejection reasons and the gw_reject filler. */
 #include "reject.h"
-#include "../util/error.h"
+#include "error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

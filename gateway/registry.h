@@ -3,8 +3,8 @@
 #ifndef GW_REGISTRY_H
 #define GW_REGISTRY_H
 
-#include "adapter.h"
-#include "codec.h"
+#include "core/adapter.h"
+#include "core/codec.h"
 
 /* NULL if no codec/adapter of that name is compiled in. */
 const gw_codec_ops *gw_registry_codec(const char *name);
@@ -22,5 +22,9 @@ int gw_registry_check(gw_error *err);
  * gw_config_load: it then serves "adapters.<name>" and products of that protocol like a built-in
  * one, and its metrics are registered. 0, or GW_ECONFIG (name taken, table full) with err. */
 int gw_registry_add_adapter(const gw_adapter_ops *ops, gw_error *err);
+
+/* The look-ups gw_config_load and gw_config_reference need (config/plugins.h), answered from these
+ * lists: config/ itself includes nothing of gateway/core. */
+const gw_config_plugins *gw_registry_config_plugins(void);
 
 #endif
