@@ -563,8 +563,15 @@ void gw_api_device_patch(gw_api_req *r, gw_api_ctx *ctx)
         json_object_del(entry, "name");
     else if (v && json_object_set(entry, "name", (json_t *)v) != 0)
         goto oom;
-    if ((v = json_object_get(body, "secret")) &&
-        (json_object_set(entry, "secret", (json_t *)v) != 0 || (hash && hash_secret(entry)))) {
+    /* the secret the device already has (clear text that verifies, or the same text): kept as
+     * stored, so the PATCH changes nothing and closes no session */
+    const char *now = json_string_value(json_object_get(entry, "secret"));
+    const char *given = json_string_value(json_object_get(body, "secret"));
+    bool same = given && now &&
+                (!strcmp(given, now) || (hash && gw_secret_check(now, given, strlen(given))));
+    if (given && !same &&
+        (json_object_set(entry, "secret", json_object_get(body, "secret")) != 0 ||
+         (hash && hash_secret(entry)))) {
         gw_api_reply_error(r, 503, "unavailable", NULL, "hashing the secret failed");
         goto done;
     }
@@ -574,7 +581,7 @@ void gw_api_device_patch(gw_api_req *r, gw_api_ctx *ctx)
     if (!apply(r, ctx, all, &m))
         goto done;
     GW_LOG_INFO("api", id, gw_api_peer(r), "device changed", "secret=%s token=%s",
-                json_object_get(body, "secret") ? "changed" : "kept", gw_api_token_name(r));
+                given && !same ? "changed" : "kept", gw_api_token_name(r));
     gw_api_reply_json(r, 200, device_view(entry));
     goto done;
 oom:

@@ -17,7 +17,6 @@ import gwtest as g
 import sensor_udp as su
 
 BULK = 2000
-BULK_GET_MAX_S = 0.5  # a GET while 2,000 secrets are hashed (one slice: ~6 ms; a busy CI box)
 HMAC_P = "sensor-hmac"
 DTLS_P = "sensor-dtls"
 HASH_PREFIX = "$pbkdf2-sha256$"
@@ -213,9 +212,10 @@ def bulk_checks(t, gw):
         stop.set()
         th.join()
     t.info("GETs during the bulk POST: %d, slowest %.1f ms" % (len(lat), max(lat) * 1000))
-    t.check(len(lat) >= 3 and max(lat) < BULK_GET_MAX_S * g.SLOW,
-            "the API answers other requests during the bulk POST (< %.0f ms)"
-            % (BULK_GET_MAX_S * 1000), "%d GETs, slowest %.3f s" % (len(lat), max(lat)))
+    # a loop held for the whole bulk answers 1-2 GETs, the slowest as slow as the POST itself
+    t.check(len(lat) >= 5 and max(lat) < dt / 2,
+            "the API answers other requests during the bulk POST (>= 5, each < half its time)",
+            "%d GETs, slowest %.3f s, POST %.3f s" % (len(lat), max(lat), dt))
     t.eq((r.status, r.json), (201, {"created": BULK}), "%d devices in one request: 201" % BULK)
     t.info("bulk POST of %d devices (%d bytes): %.0f ms" % (BULK, len(json.dumps(body)),
                                                             dt * 1000))
@@ -267,6 +267,13 @@ def patch_checks(t, gw, cl):
             "... offline reason \"reconfigured\"", offline_reason(gw, "api-001"))
     t.check(connack(gw, "api-001", "sec-1") != 0, "... the old secret is refused")
     t.eq(connack(gw, "api-001", "sec-2"), 0, "... the new secret connects")
+    c2 = g.device_client(gw, "api-001", secret="sec-2")
+    stored = devices_file(gw)["api-001"]["secret"]
+    r = gwapi.api(gw, "PATCH", "/api/devices/api-001", {"secret": "sec-2"})
+    t.eq(r.status, 200, "PATCH with the secret it already has: 200")
+    t.check(c2.ping(2), "... changes nothing: the session stays")
+    t.eq(devices_file(gw)["api-001"]["secret"], stored, "... and the stored hash stays")
+    c2.close()
 
 
 def delete_checks(t, gw, ids):
