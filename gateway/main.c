@@ -15,14 +15,17 @@
 #include "../config/config.h"
 #include "admin/api_hub.h"
 #include "admin/api_server.h"
+#include "command/command.h"
 #include "util/listen.h"
 #include "util/alloc.h"
+#include "util/auth.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/version.h"
 #include "north/north.h"
 #include "registry.h"
 #include "core/runtime.h"
+#include "reload/reload.h"
 
 #define SHUTDOWN_WAIT_MS 15000
 
@@ -31,12 +34,15 @@ typedef struct gw_main {
     gw_store *store;
     gw_runtime *rt;
     gw_north *north;
+    gw_commands *commands; /* downstream commands: the cloud's (north) and the local API's */
     gw_api_server *api;
     gw_api_hub *hub;
     gw_api_ctx api_ctx; /* what the management API's handlers reach */
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     int stopping;
+    gw_reload *reload;
+    uv_signal_t sighup;
 } gw_main;
 
 /* OpenSSL's allocations (the CoAP adapter's DTLS and libmosquitto's north TLS link, one
@@ -77,6 +83,8 @@ static void usage(FILE *f)
                "  --config-reference  print every gateway.json key (markdown) and exit\n"
                "  --hash-token [TOKEN] print the SHA-256 of TOKEN (or of stdin's first line) for\n"
                "                      admin.tokens[].sha256 and exit\n");
+    fprintf(f,
+            "  --hash-secret [S]   print a device secret's hash for devices.json (S or stdin)\n");
 }
 
 /* Initialises the adapter of every section of gateway.json's "adapters" into rt. */
@@ -169,6 +177,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
         GW_LOG_WARN("main", NULL, NULL, "sessions did not close in time", "depth=%lld",
                     (long long)gw_store_depth(m->store));
     gw_north_stop(m->north); /* its last acknowledgements reach the store before it closes */
+    gw_commands_detach(m->commands);
     gw_store_close(m->store);
     m->store = NULL;
     gw_runtime_join(m->rt);
@@ -176,6 +185,18 @@ static void shutdown_gateway(gw_main *m, const char *why)
     gw_api_hub_stop(m->hub);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sighup, NULL);
+}
+
+/* SIGHUP: re-read and apply the configuration (gateway/reload); it logs the outcome. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    gw_main *m = h->data;
+    json_t *report = NULL;
+    (void)signum;
+    if (!m->stopping)
+        gw_reload_from_disk(m->reload, &report);
+    json_decref(report);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -215,6 +236,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--config-reference")) {
             gw_config_reference(stdout, gw_registry_config_plugins());
             return 0;
+        } else if (!strcmp(argv[i], "--hash-secret")) {
+            return gw_secret_hash_main(i + 1 < argc ? argv[i + 1] : NULL, stdin, stdout);
         } else if (!strcmp(argv[i], "--hash-token")) {
             return hash_token(i + 1 < argc ? argv[i + 1] : NULL);
         } else if (!strcmp(argv[i], "--version")) {
@@ -279,7 +302,10 @@ int main(int argc, char **argv)
     uv_loop_init(&m.loop);
     mosquitto_lib_init();
     if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err) ||
-        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err)) {
+        gw_commands_create(&m.commands, m.rt, NULL, &err) ||
+        !(m.rt->commands = m.commands) /* the table exists with or without north */ ||
+        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err) ||
+        gw_commands_attach(m.commands, &m.loop, !m.north)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         goto out;
     }
@@ -302,11 +328,17 @@ int main(int argc, char **argv)
         goto out;
     }
     m.api_ctx.hub = m.hub;
+    m.api_ctx.commands = m.commands;
     if (m.cfg->admin_enabled && gw_api_server_start(&m.api, &m.api_ctx, m.cfg, &err) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "error=\"%s\"", err.msg);
         rc = 1;
         goto out;
     }
+    if (gw_reload_create(&m.reload, m.cfg, m.rt, &m.api_ctx.cfg) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
+        goto out;
+    }
+    m.api_ctx.reload = m.reload;
     if (gw_runtime_start(m.rt, &err) || gw_north_start(m.north, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -317,6 +349,9 @@ int main(int argc, char **argv)
     m.sigterm.data = m.sigint.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     uv_signal_start(&m.sigint, on_signal, SIGINT);
+    uv_signal_init(&m.loop, &m.sighup);
+    m.sighup.data = &m;
+    uv_signal_start(&m.sighup, on_sighup, SIGHUP);
     GW_LOG_INFO("main", NULL, NULL, "iotgw started",
                 "version=%s loops=%u products=%zu devices=%zu db=%s", GW_VERSION, m.rt->n_loops,
                 m.cfg->n_products, m.cfg->n_devices, m.cfg->store.path);
@@ -336,18 +371,21 @@ out:
     gw_north_stop(m.north);
     gw_store_close(m.store);
     gw_north_free(m.north);
+    gw_reload_free(m.reload);
     gw_runtime_free(m.rt);
     if (m.api && !m.stopping)
         gw_api_server_stop(m.api);
     if (!m.stopping)
         gw_api_hub_stop(m.hub);
+    gw_commands_detach(m.commands); /* a start-up failure: attached, never detached */
     uv_run(&m.loop, UV_RUN_NOWAIT);
+    gw_commands_free(m.commands);
     gw_api_server_free(m.api);
     gw_api_hub_free(m.hub);
     gw_store_reader_close(m.api_ctx.reader);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
-    gw_config_free(m.cfg);
+    gw_config_release(m.cfg); /* the last generation's references went with the loops and store */
     mosquitto_lib_cleanup();
     return rc;
 }
