@@ -27,7 +27,10 @@
 /* ---- The configuration's devices sorted by id, kept while ctx->cfg stays the same ---- */
 
 static struct {
-    const gw_config *cfg; /* the key: the configuration (and its device array) it was built for */
+    /* the key: the configuration it was built for (a freed generation's address may come back
+     * for a later one: the generation number tells them apart) */
+    const gw_config *cfg;
+    uint64_t generation;
     const gw_device *devices;
     size_t n;
     uint32_t *order; /* indexes into cfg->devices, by id (strcmp) */
@@ -40,11 +43,12 @@ static int by_id(const void *a, const void *b)
     return strcmp(sort_base[*(const uint32_t *)a].id, sort_base[*(const uint32_t *)b].id);
 }
 
-/* The sorted index of cfg, rebuilt when the configuration changed (a reload). NULL on OOM. */
+/* The sorted index of cfg, rebuilt when the configuration changed (a reload, a device added or
+ * removed over the API: each is a new generation). NULL on OOM. */
 static const uint32_t *sorted_devices(const gw_config *cfg)
 {
-    if (sorted.order && sorted.cfg == cfg && sorted.devices == cfg->devices &&
-        sorted.n == cfg->n_devices)
+    if (sorted.order && sorted.cfg == cfg && sorted.generation == cfg->generation &&
+        sorted.devices == cfg->devices && sorted.n == cfg->n_devices)
         return sorted.order;
     gw_free(GW_AREA_API, sorted.order);
     memset(&sorted, 0, sizeof(sorted));
@@ -56,6 +60,7 @@ static const uint32_t *sorted_devices(const gw_config *cfg)
     sort_base = cfg->devices;
     qsort(o, cfg->n_devices, sizeof(*o), by_id);
     sorted.cfg = cfg;
+    sorted.generation = cfg->generation;
     sorted.devices = cfg->devices;
     sorted.n = cfg->n_devices;
     sorted.order = o;

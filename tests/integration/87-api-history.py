@@ -3,7 +3,8 @@
 cursors (every device once, in id order), filtered by product, online and q; GET /api/devices/{id}
 with its state and the latest value of every property after reports; GET /api/devices/{id}/events
 newest first, paged with cursors, equal to the database's own list, with kind/name/from/to
-filters (ms and ISO 8601), kept across a restart and a SIGKILL; limits and bad parameters (400 naming the
+filters (ms and ISO 8601), kept across a restart and a SIGKILL; the list follows devices added
+and removed over the API, a removed device's events stay readable; limits and bad parameters (400 naming the
 parameter), unknown devices (404), the read token allowed, no token 401. Real clients: raw MQTT
 sockets and http.client."""
 import datetime
@@ -232,6 +233,30 @@ def bad_requests(t, gw):
         t.eq(get(gw, path, token="read").status, 200, "read token: 200 for " + path)
 
 
+def follows_changes(t, gw):
+    """The list follows devices added and removed over the API (new generations); a removed
+    device's stored events stay readable by its id."""
+    r = gwapi.api(gw, "POST", "/api/devices", {"id": "a-new", "product": "plug",
+                                               "secret": "s3cret-a-new", "name": "Added"})
+    t.eq(r.status, 201, "POST /api/devices adds a-new", )
+    r = get(gw, "/api/devices?limit=5")
+    t.eq([d["id"] for d in r.json["devices"]][:1], ["a-new"], "the list shows it at once, in order")
+    r = get(gw, "/api/devices?q=added")
+    t.eq([d["id"] for d in r.json["devices"]], ["a-new"], "q= finds its name")
+    c = g.device_client(gw, "a-new", "plug")
+    t.check(c.publish_wait(g.report_topic("a-new", "plug"), g.report_payload("n1", {"on": True}),
+                           1), "it reports")
+    c.close()
+    r = gwapi.api(gw, "DELETE", "/api/devices/a-new")
+    t.check(r.status in (200, 204), "DELETE /api/devices/a-new", r)
+    r = get(gw, "/api/devices?limit=5")
+    t.check("a-new" not in [d["id"] for d in r.json["devices"]], "the list drops it")
+    t.eq(get(gw, "/api/devices/a-new").status, 404, "GET /api/devices/a-new: 404")
+    r = get(gw, "/api/devices/a-new/events?kind=property")
+    t.eq((r.status, [e.get("messageId") for e in (r.json or {}).get("events", [])]), (200, ["n1"]),
+         "its stored events stay readable")
+
+
 def main():
     t = g.Results()
     gw = g.Gateway(products=[g.THERMO, g.PLUG], devices=devices(), loops=2)
@@ -247,6 +272,7 @@ def main():
         history(t, gw, "running")
         history_filters(t, gw)
         bad_requests(t, gw)
+        follows_changes(t, gw)
         for c in clients.values():
             c.close()
         gw.restart()
