@@ -41,6 +41,29 @@ typedef struct gw__prop_slot {
     int64_t ts;
 } gw__prop_slot;
 
+/* Each device's newest event id, for the history chain (store_history.c); writer thread. */
+typedef struct gw__head {
+    char *device; /* NULL: empty slot */
+    uint32_t hash;
+    bool dirty;  /* changed since it was last written (device_state or history_head) */
+    bool listed; /* in the dirty list */
+    int64_t last;
+} gw__head;
+
+typedef struct gw__history {
+    gw__head *slots; /* open addressing by device id */
+    size_t cap, used;
+    uint32_t *dirty; /* slots to write with the next state write */
+    size_t n_dirty;
+    struct {
+        uint32_t slot;
+        int64_t last;
+    } * undo; /* this transaction's changes, undone if it rolls back */
+    size_t n_undo, undo_cap;
+    uint32_t cur; /* the slot of the event being inserted */
+    sqlite3_stmt *get, *put;
+} gw__history;
+
 /* The outbox and the budgets (store_outbox.c), writer-thread state unless noted. */
 typedef struct gw__outbox {
     bool enabled;     /* north is enabled: every event gets an outbox row */
@@ -70,6 +93,7 @@ struct gw_store {
     sqlite3_stmt *ins_event, *up_prop, *up_state, *touch_state, *set_mark, *begin, *commit,
         *rollback;
     gw__outbox ob;
+    gw__history hist;
 
     pthread_t thread;
     int started;
@@ -146,6 +170,22 @@ void gw__outbox_after(gw_store *s, bool committed);
  * the budget is reached); INT64_MAX when nothing limits them. Writer thread. */
 int64_t gw__outbox_room(const gw_store *s);
 int gw__store_prepare(gw_store *s, gw_error *err);
+
+/* store_history.c: the history chain (events.prev, history_head) */
+/* After the schema, before the statements: heads past the mark, statements, and the SQL function
+ * gw_history_head(device) the device_state statements write last_event with. */
+int gw__history_open(gw_store *s, gw_error *err);
+void gw__history_close(gw_store *s);
+/* Before inserting an event of device: *prev = its newest event id (0: none). 0 or -SQLITE_…. */
+int gw__history_prev(gw_store *s, const char *device, int64_t *prev);
+/* ... after inserting it as id (in the batch's transaction). */
+void gw__history_linked(gw_store *s, int64_t id);
+/* In the state write's transaction, after device_state: the changed heads it did not take (no
+ * state row: only gateway-made events) into history_head. 0 or -SQLITE_…. */
+int gw__history_write(gw_store *s);
+void gw__history_written(gw_store *s); /* that transaction committed */
+/* After a batch's transaction: committed, or rolled back (its heads are undone). */
+void gw__history_after(gw_store *s, bool committed);
 
 /* store_state.c: device_state and property_state, written from the notes of committed events */
 int gw__state_grow(gw_store *s); /* the property table: first size, then doubling */

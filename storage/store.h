@@ -153,6 +153,46 @@ int gw_store_reader_outbox(gw_store_reader *r, int64_t after_id, size_t limit,
 int gw_store_reader_properties(gw_store_reader *r, const gw_device *dev, const json_t *names,
                                json_t **out);
 
+/* ---- The management API's reads (its own reader, on the main thread). Each is one index seek
+ * and at most a bounded number of steps. ---- */
+
+/* What the store knows of a device: its device_state row and its newest online event. */
+typedef struct gw_device_state {
+    bool known;        /* a device_state row exists (the device was online at least once) */
+    bool online;       /* as committed (the online/offline event's transaction writes it) */
+    int64_t last_seen; /* epoch ms of the newest message from it (trails by state_lag_ms) */
+    char offline_reason[64];
+    char adapter[32]; /* of the newest online event ("" if never online) */
+    char peer[64];
+    int64_t online_ts; /* that event's time */
+} gw_device_state;
+
+int gw_store_reader_device_state(gw_store_reader *r, const char *device, gw_device_state *out);
+
+/* Calls fn(arg, id) for up to limit online devices with an id above after ("" for the first), in
+ * id order (bytewise, as strcmp); fn returns 0 to go on. The count passed, or a negative code. */
+int gw_store_reader_online(gw_store_reader *r, const char *after, size_t limit,
+                           int (*fn)(void *arg, const char *device), void *arg);
+
+/* One device's events, newest first: its chain (events.prev) from its newest event. */
+typedef struct gw_history_query {
+    const char *device;
+    int64_t start_id;        /* the first row to examine (a *next of before); 0: the newest */
+    const char *kind, *name; /* NULL: any */
+    int64_t from, to;        /* ts bounds, inclusive (INT64_MIN / INT64_MAX: none) */
+    size_t limit;            /* rows passed to fn at most */
+    size_t scan_max;         /* rows examined at most (filters that match rarely stop here) */
+} gw_history_query;
+
+/* Calls fn for each matching row (row->id, ts, device, product, kind, name, msg_id, payload; valid
+ * during fn). *next is the id to start from next time when more rows may follow, 0 when the
+ * device's oldest event was examined. Each row is one rowid look-up; finding the newest is one
+ * look-up of history_head plus a scan of the events committed since the state mark (at most
+ * storage.state_lag_ms of ingest). The count passed, or GW_ESTORE. */
+int gw_store_reader_history(gw_store_reader *r, const gw_history_query *q,
+                            int (*fn)(void *arg, const gw_outbox_row *row), void *arg,
+                            int64_t *next);
+
 /* Stops the writer after it has committed everything queued, joins it and closes the database. */
 void gw_store_close(gw_store *s);
 

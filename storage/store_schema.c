@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define GW_SCHEMA_VERSION 3
+#define GW_SCHEMA_VERSION 4
 
 static const char *const schema_v1 =
     "CREATE TABLE IF NOT EXISTS events("
@@ -36,6 +36,27 @@ static const char *const schema_v3 =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT OR IGNORE INTO meta(key, value)"
     " SELECT 'state_mark', COALESCE(MAX(id), 0) FROM events;";
+
+/* v4: the management API's reads. A device's history is a chain (store_history.c): events.prev is
+ * the id of the same device's previous event; its newest as of the state mark is the larger of
+ * device_state.last_event (written with the device's state) and history_head (devices without a
+ * state row); an existing database's events are linked once here (with a transient index).
+ * events_online finds a device's newest online event (its adapter and peer), partial so that it
+ * costs ingest nothing but for online events; device_state_online lists the online devices in id
+ * order. */
+static const char *const schema_v4 =
+    "ALTER TABLE events ADD COLUMN prev INTEGER;"
+    "ALTER TABLE device_state ADD COLUMN last_event INTEGER;"
+    "CREATE TABLE IF NOT EXISTS history_head(device TEXT PRIMARY KEY, last_id INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS gw_v4_link ON events(device);"
+    "UPDATE events SET prev = (SELECT MAX(e.id) FROM events e WHERE e.device = events.device"
+    " AND e.id < events.id);"
+    "INSERT OR REPLACE INTO history_head(device, last_id) SELECT device, MAX(id) FROM events"
+    " GROUP BY device;"
+    "DROP INDEX gw_v4_link;"
+    "CREATE INDEX IF NOT EXISTS events_online ON events(device) WHERE kind = 'online';"
+    "CREATE INDEX IF NOT EXISTS device_state_online ON device_state(device) WHERE online = 1;";
 
 static int exec(sqlite3 *db, const char *sql, gw_error *err)
 {
@@ -71,10 +92,13 @@ int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err)
         return gw_error_set(err, GW_ESTORE,
                             "database schema version %d is newer than this gateway (%d)", version,
                             GW_SCHEMA_VERSION);
-    if (version < GW_SCHEMA_VERSION) { /* each step is idempotent: v0 -> v1 -> v2 -> v3 */
+    /* v0 -> v1 -> ... -> v4 in one transaction with the version: each step runs once (v1-v3 are
+     * also idempotent; v4's ALTER is not) */
+    if (version < GW_SCHEMA_VERSION) {
         if (exec(db, "BEGIN", err) || (version < 1 && exec(db, schema_v1, err)) ||
             exec(db, schema_v2, err) || exec(db, schema_v3, err) ||
-            exec(db, "PRAGMA user_version=3", err) || exec(db, "COMMIT", err)) {
+            (version < 4 && exec(db, schema_v4, err)) || exec(db, "PRAGMA user_version=4", err) ||
+            exec(db, "COMMIT", err)) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return GW_ESTORE;
         }
@@ -92,8 +116,8 @@ static int prep(gw_store *s, sqlite3_stmt **st, const char *sql, gw_error *err)
 int gw__store_prepare(gw_store *s, gw_error *err)
 {
     if (prep(s, &s->ins_event,
-             "INSERT INTO events(ts, rx_ts, device, product, kind, name, msg_id, payload)"
-             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             "INSERT INTO events(ts, rx_ts, device, product, kind, name, msg_id, payload, prev)"
+             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
              err) ||
         prep(s, &s->up_prop,
              "INSERT INTO property_state(device, property, value, ts) VALUES(?1, ?2, ?3, ?4)"
@@ -101,13 +125,17 @@ int gw__store_prepare(gw_store *s, gw_error *err)
              " WHERE excluded.ts >= property_state.ts",
              err) ||
         prep(s, &s->up_state,
-             "INSERT INTO device_state(device, product, online, last_seen, last_offline_reason)"
-             " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(device) DO UPDATE SET"
+             "INSERT INTO device_state(device, product, online, last_seen, last_offline_reason,"
+             " last_event) VALUES(?1, ?2, ?3, ?4, ?5, gw_history_head(?1))"
+             " ON CONFLICT(device) DO UPDATE SET"
              " online = excluded.online, last_seen = MAX(last_seen, excluded.last_seen),"
-             " last_offline_reason = COALESCE(excluded.last_offline_reason, last_offline_reason)",
+             " last_offline_reason = COALESCE(excluded.last_offline_reason, last_offline_reason),"
+             " last_event = COALESCE(excluded.last_event, last_event)",
              err) ||
         prep(s, &s->touch_state,
-             "UPDATE device_state SET last_seen = MAX(last_seen, ?2) WHERE device = ?1", err) ||
+             "UPDATE device_state SET last_seen = MAX(last_seen, ?2),"
+             " last_event = COALESCE(gw_history_head(?1), last_event) WHERE device = ?1",
+             err) ||
         prep(s, &s->set_mark, "UPDATE meta SET value = ?1 WHERE key = 'state_mark'", err) ||
         prep(s, &s->begin, "BEGIN", err) || prep(s, &s->commit, "COMMIT", err) ||
         prep(s, &s->rollback, "ROLLBACK", err))
@@ -116,20 +144,26 @@ int gw__store_prepare(gw_store *s, gw_error *err)
 }
 
 /* A gateway that crashed could not write its offline events: write them now, reason "restart"
- * (queued for forwarding like any event). Commands it was still waiting on are "aborted". */
+ * (queued for forwarding like any event; linked to each device's history). Commands it was still
+ * waiting on are "aborted". */
 int gw__store_mark_offline(gw_store *s, gw_error *err)
 {
-    char sql[1024];
+    char sql[1536];
     long long now = (long long)gw_now_ms();
     snprintf(sql, sizeof(sql),
              "BEGIN;"
              "CREATE TEMP TABLE IF NOT EXISTS restart_mark(last INTEGER);"
              "DELETE FROM restart_mark;"
              "INSERT INTO restart_mark SELECT COALESCE(MAX(id), 0) FROM events;"
-             "INSERT INTO events(ts, rx_ts, device, product, kind, name, payload)"
+             "INSERT INTO events(ts, rx_ts, device, product, kind, name, payload, prev)"
              " SELECT %lld, %lld, device, product, 'offline', 'restart', "
-             "'{\"reason\":\"restart\",\"will\":false}'"
+             "'{\"reason\":\"restart\",\"will\":false}',"
+             " NULLIF(MAX(COALESCE(last_event, 0), COALESCE((SELECT last_id FROM history_head h"
+             " WHERE h.device = device_state.device), 0)), 0)"
              " FROM device_state WHERE online = 1;"
+             "INSERT INTO history_head(device, last_id) SELECT device, MAX(id) FROM events"
+             " WHERE id > (SELECT last FROM restart_mark) GROUP BY device"
+             " ON CONFLICT(device) DO UPDATE SET last_id = excluded.last_id;"
              "%s"
              "UPDATE device_state SET online = 0, last_offline_reason = 'restart' WHERE online = 1;"
              "UPDATE commands SET status = 'aborted', done_ts = %lld"

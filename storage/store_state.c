@@ -201,6 +201,8 @@ int gw__state_write(gw_store *s)
     int rc = write_props(s);
     if (!rc)
         rc = write_devices(s);
+    if (!rc)
+        rc = gw__history_write(s); /* the heads as of the mark */
     if (!rc) {
         sqlite3_bind_int64(s->set_mark, 1, s->state_id);
         rc = gw__store_step(s->set_mark);
@@ -250,6 +252,7 @@ int gw__state_commit(gw_store *s)
 void gw__state_after(gw_store *s, bool committed)
 {
     if (committed && s->state_written) {
+        gw__history_written(s);
         gw__state_clear(s);
         gw_metric_inc(GW_M_STORE_STATE_WRITES);
         pthread_mutex_lock(&s->mu);

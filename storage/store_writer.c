@@ -246,8 +246,18 @@ static int write_event(gw_store *s, gw_event *ev)
         sqlite3_bind_text(st, 8, ev->payload, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 8);
-    int rc = gw__store_step(st);
+    int64_t prev;
+    int rc = gw__history_prev(s, ev->dev->id, &prev);
+    if (rc)
+        return rc;
+    if (prev)
+        sqlite3_bind_int64(st, 9, prev);
+    else
+        sqlite3_bind_null(st, 9);
+    rc = gw__store_step(st);
     int64_t id = sqlite3_last_insert_rowid(s->db);
+    if (!rc)
+        gw__history_linked(s, id);
     if (!rc)
         rc = gw__outbox_event(s, ev, id);
     return rc ? rc : gw__state_note(s, ev, id);
@@ -268,6 +278,7 @@ static int commit_batch(gw_store *s, gw_event *batch)
     if (rc)
         gw__store_rollback(s, rc);
     gw__outbox_after(s, rc == 0);
+    gw__history_after(s, rc == 0);
     gw__state_after(s, rc == 0);
     return rc;
 }
@@ -490,8 +501,9 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
         gw_store_close(s);
         return GW_ESTORE;
     }
-    if (gw__store_schema(s->db, &cfg->store, err) || gw__store_prepare(s, err) ||
-        gw__state_replay(s, err) || gw__store_mark_offline(s, err) || gw__outbox_open(s, err)) {
+    if (gw__store_schema(s->db, &cfg->store, err) || gw__history_open(s, err) ||
+        gw__store_prepare(s, err) || gw__state_replay(s, err) || gw__store_mark_offline(s, err) ||
+        gw__outbox_open(s, err)) {
         gw_store_close(s);
         return GW_ESTORE;
     }
@@ -532,6 +544,7 @@ void gw_store_close(gw_store *s)
     for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
         sqlite3_finalize(sts[i]);
     gw__outbox_close(s);
+    gw__history_close(s);
     if (s->db)
         sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);

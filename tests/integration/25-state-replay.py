@@ -121,7 +121,7 @@ def migrate_v2(t):
     con.executescript(V2)
     con.close()
     gw.start()
-    t.eq(gw.scalar("PRAGMA user_version"), 3, "v2 database migrated to v3")
+    t.eq(gw.scalar("PRAGMA user_version"), 4, "v2 database migrated to v4")
     t.eq(gw.query("SELECT key, value FROM meta"), [("state_mark", 7)],
          "state mark = the newest event")
     t.eq(gw.metric("store_state_replayed_total"), 0.0, "nothing replayed")

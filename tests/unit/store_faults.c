@@ -1,11 +1,12 @@
 /* store_faults.c: I/O-fault injection into the store, as SQLite tests itself. Through faultvfs.h
  * the k-th write, fsync, lock, shm-lock, truncate or read fails, for k = 1, 2, ... until k passes
  * the calls made, in a batch commit (with its state write and outbox rows), a lagged state write,
- * an outbox deletion and a schema migration (v2 -> v3); then the same fault for good, and a stop
+ * an outbox deletion and a schema migration (v2 -> v4); then the same fault for good, and a stop
  * while it lasts. Asserted: no completion with status 0 for an event that is not committed (the
  * checker reads the database at each ack), the writer retries until it can commit (or, stopping,
  * reports GW_ESTORE and stores nothing), integrity_check is ok, and after a restart every
- * acknowledged event is there once, failed ones are not, and the state tables are right. */
+ * acknowledged event is there once, failed ones are not, and the state tables and the history
+ * chain are right. */
 #include "faultvfs.h"
 #include "store_test.h"
 
@@ -64,6 +65,23 @@ static bool state_matches(st_env *e)
     return strcmp(want, got) == 0;
 }
 
+/* The history chain (store_history.c) survived the faults: every event's prev is the same
+ * device's previous event, and each device's head (after the reopen) is its newest. */
+static bool chain_ok(st_env *e)
+{
+    int64_t bad = st_scalar(e, "SELECT COUNT(*) FROM events e WHERE COALESCE(e.prev, 0) !="
+                               " COALESCE((SELECT MAX(x.id) FROM events x WHERE x.device ="
+                               " e.device AND x.id < e.id), 0)");
+    int64_t heads = st_scalar(e, "SELECT COUNT(*) FROM (SELECT device, MAX(id) AS m FROM events"
+                                 " GROUP BY device) d LEFT JOIN history_head h USING(device)"
+                                 " LEFT JOIN device_state s USING(device) WHERE"
+                                 " MAX(COALESCE(h.last_id, 0), COALESCE(s.last_event, 0)) != d.m");
+    if (bad || heads)
+        fprintf(stderr, "chain: %lld events with a wrong prev, %lld wrong heads\n", (long long)bad,
+                (long long)heads);
+    return bad == 0 && heads == 0;
+}
+
 /* The restart: close, integrity, reopen (state replay), every ack there, failures not. */
 static void restart_and_audit(st_env *e, const char *what)
 {
@@ -80,6 +98,7 @@ static void restart_and_audit(st_env *e, const char *what)
     CHECK_INT(t.unstored, 0);
     CHECK_INT(t.out_of_order, 0);
     CHECK(state_matches(e));
+    CHECK(chain_ok(e));
     CHECK(st_integrity_ok(e));
     printf("  %s: %d acked, %d failed (reported), all there after the restart\n", what, t.acked,
            t.failed);
@@ -330,15 +349,15 @@ static void migration(const fault_spec *f)
         }
         CHECK(st_integrity_ok(e));
         int64_t v = st_scalar(e, "PRAGMA user_version");
-        CHECK(v == 2 || v == 3);
+        CHECK(v == 2 || v == 4);
         if (rc == 0)
-            CHECK_INT(v, 3);
+            CHECK_INT(v, 4);
         st_check_close(e);
         /* the next start, without faults, completes the migration */
         s = NULL;
         CHECK_INT(gw_store_open(&s, e->cfg, &err), 0);
         gw_store_close(s);
-        CHECK_INT(st_scalar(e, "PRAGMA user_version"), 3);
+        CHECK_INT(st_scalar(e, "PRAGMA user_version"), 4);
         CHECK_INT(st_scalar(e, "SELECT value FROM meta WHERE key = 'state_mark'"), 7);
         CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM events WHERE id <= 7"), 2);
         CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM events WHERE kind = 'offline'"
