@@ -355,6 +355,7 @@ void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r)
     e->cmd.args = r->args;
     r->args = NULL;
     e->timeout_ms = r->fn ? r->fn->timeout_ms : GW_CMD_WRITE_TIMEOUT_MS;
+    e->cmd.timeout_ms = e->timeout_ms;
     e->state = GW__CMD_WAIT;
     /* waiting: for the product's TTL when it queues, else (a guard) for the loop to send it */
     gw__cmd_set_deadline(c, e,

@@ -85,7 +85,7 @@ static gw_session *send_waiting(gw_commands *c, gw_session *s, bool from_route)
                              gw_log_value(q1, sizeof(q1), e->cmd.msg_id),
                              gw_log_value(q2, sizeof(q2), e->cmd.dev_msg_id));
             }
-        } else if (queue && (rc == GW_ENOTFOUND || rc == GW_ECLOSED)) {
+        } else if (rc == GW_EBUSY || (queue && (rc == GW_ENOTFOUND || rc == GW_ECLOSED))) {
             continue; /* not able to take commands yet: it waits for the session's ready */
         } else if (rc == GW_ECLOSED) {
             gw__cmd_entry_fail(c, e, "device_offline", "the device's session is closing");
