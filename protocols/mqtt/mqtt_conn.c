@@ -933,6 +933,7 @@ static int handle_unsubscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t le
         rcs = pkt + gw_mqtt_encode_suback_head_v(pkt, GW_MQTT_UNSUBACK, pid, count, true);
         memset(rcs, GW_MQTT_RC_NO_SUBSCRIPTION, count);
         c->s.out_len += (uint32_t)size;
+        gw_session_mark_dirty(&c->s.base);
     } else if (gw_mqtt_decode_unsubscribe(body, len, &pid, &it, &why) != 0) {
         protocol_error(c, error_kind(why), why ? why : "bad UNSUBSCRIBE");
         return -1;
