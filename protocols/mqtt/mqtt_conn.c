@@ -519,14 +519,22 @@ static int resolve_alias(gw__mqtt_conn *c, gw_mqtt_publish *pub, const gw_mqtt_p
     }
     gw__mqtt_alias *al = &c->aliases[a - 1];
     if (pub->topic.len == 0) {
-        if (!al->topic) {
+        if (!al->topic && !al->refused) {
             protocol_error(c, GW_MQTT_E_PROTOCOL, "topic alias not set");
             return -1;
         }
-        pub->topic.p = al->topic;
-        pub->topic.len = al->len;
+        pub->topic.p = al->refused ? "" : al->topic; /* refused: fails the ACL check (0x87) */
+        pub->topic.len = al->refused ? 0 : al->len;
         return 0;
     }
+    if (pub->topic.len > GW__MQTT_ALIAS_TOPIC_MAX || !own_topic(c, pub->topic.p, pub->topic.len)) {
+        gw_free(GW_AREA_SESSION, al->topic); /* not kept: bounded memory per alias */
+        al->topic = NULL;
+        al->len = 0;
+        al->refused = true;
+        return 0;
+    }
+    al->refused = false;
     char *t = gw_realloc(GW_AREA_SESSION, al->topic, pub->topic.len + 1u);
     if (!t) {
         gw_stream_close(&c->s, "out_of_memory", false);

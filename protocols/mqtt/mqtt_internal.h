@@ -104,9 +104,13 @@ typedef struct gw__mqtt_conn {
     uint16_t corr_len;
 } gw__mqtt_conn;
 
+/* An inbound topic alias: only the device's own topics up to GW__MQTT_ALIAS_TOPIC_MAX bytes are
+ * kept (refused: an alias to any other topic, whose later uses are refused 0x87 like it). */
+#define GW__MQTT_ALIAS_TOPIC_MAX 256
 typedef struct gw__mqtt_alias {
     char *topic;
     uint16_t len;
+    bool refused;
 } gw__mqtt_alias;
 
 /* A reason string for a queued v5 ack (ack entry flag GW__MQTT_ACK_RS): taken in ack order. */

@@ -155,6 +155,11 @@ def main(t):
     t.check(g.wait_until(lambda: gw.scalar("SELECT kind FROM events WHERE msg_id='al-4'") ==
                          "event", 5), "... stored as an event (the alias follows the new topic)")
 
+    a = c.pub_wait(g.report_topic(DEV2), "{}", 16, [(m5.TOPIC_ALIAS, 4)])
+    t.eq(a and a[1], 0x87, "alias 4 set on another device's topic: PUBACK 0x87")
+    a = c.pub_wait("", "{}", 17, [(m5.TOPIC_ALIAS, 4)])
+    t.eq(a and a[1], 0x87, "... and its later use: 0x87 again (the topic is not kept)")
+
     # ---- SUBSCRIBE / UNSUBSCRIBE reason codes ----
     c.send(m5.subscribe5(20, [(TOPIC + "/reply", 1), ("/thermo/t-002/#", 0)]))
     p = c.expect(g.SUBACK)
