@@ -966,13 +966,16 @@ static const struct {
     [GW_MQTT_P_SHARED_SUB_AVAILABLE] = {PT_BYTE, CX(CONNACK)},
 };
 
-/* A variable byte integer of at most 4 bytes: its length, or 0 when truncated or too long. */
+/* A variable byte integer of at most 4 bytes in its shortest form (MQTT-1.5.5-1: a final 0x00
+ * after continuation bytes is not): its length, or 0 when truncated, too long or not minimal. */
 static size_t get_vbi(const uint8_t *p, size_t avail, uint32_t *v)
 {
     uint32_t x = 0;
     for (size_t i = 0; i < 4 && i < avail; i++) {
         x |= (uint32_t)(p[i] & 0x7F) << (7 * i);
         if (!(p[i] & 0x80)) {
+            if (i > 0 && p[i] == 0)
+                return 0;
             *v = x;
             return i + 1;
         }

@@ -150,10 +150,10 @@ typedef struct gw_mqtt_props {
 /* p: the property length (a variable byte integer) and the properties, avail bytes readable.
  * Fills *out (zeroed first) and *used (the block's size incl. its length). GW_EPROTO with *rc (the
  * MQTT 5 reason code) and *why (the counter label): 0x81 "bad_property" for an unknown id, an id
- * not allowed in ctx, a bad length or a truncated value; 0x81 "invalid_utf8" for a string that is
- * not MQTT UTF-8; 0x82 "bad_property" for a duplicate (user properties may repeat) or a value out
- * of range (payload format / request flags over 1, receive maximum or maximum packet size 0,
- * subscription identifier 0, a wildcard in the response topic). */
+ * not allowed in ctx, a bad or non-minimal length or a truncated value; 0x81 "invalid_utf8" for a
+ * string that is not MQTT UTF-8; 0x82 "bad_property" for a duplicate (user properties may repeat)
+ * or a value out of range (payload format / request flags over 1, receive maximum or maximum packet
+ * size 0, subscription identifier 0, a wildcard in the response topic). */
 int gw_mqtt_props_decode(const uint8_t *p, size_t avail, gw_mqtt_pctx ctx, gw_mqtt_props *out,
                          size_t *used, uint8_t *rc, const char **why);
 

@@ -962,6 +962,11 @@ static const struct prop_case prop_cases[] = {
     {"string past the length", GW_MQTT_PC_PUBLISH, B(0x03, 0x03, 0, 5, 'a', 'b'), GW_EPROTO, 0x81,
      "bad_property"},
     {"property length vbi truncated", GW_MQTT_PC_CONNECT, B(0x80), GW_EPROTO, 0x81, "bad_property"},
+    {"property length vbi not minimal", GW_MQTT_PC_CONNECT, B(0x80, 0x00), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"subscription id vbi not minimal", GW_MQTT_PC_SUBSCRIBE, B(0x03, 0x0B, 0x81, 0x00), GW_EPROTO,
+     0x81, "bad_property"},
+    {"subscription id 2-byte vbi", GW_MQTT_PC_SUBSCRIBE, B(0x03, 0x0B, 0x81, 0x01), 0, 0, NULL},
 };
 
 static void test_props(void)
