@@ -344,7 +344,8 @@ static void send_reject_reply(gw__mqtt_conn *c, const char *topic, size_t tlen,
 /* Decodes and dispatches a PUBLISH on one of the device's own topics. Returns 0 when queued for
  * commit (*queued = true), or the message was refused (answered as the contract says). */
 static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8_t *payload,
-                   size_t plen, bool want_commit, uint32_t seq, bool *queued, gw_reject *rej_out)
+                   size_t plen, bool want_commit, uint32_t seq, bool *queued, gw_reject *rej_out,
+                   const gw_mqtt_str *corr)
 {
     const char *rest = topic + c->prefix_len;
     size_t rlen = tlen - c->prefix_len;
@@ -383,10 +384,10 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
     }
     /* MQTT 5 request/response: a reply without its own message id names the command by the
      * correlation data the command was sent with. */
-    if (c->corr && !m.msg_id[0] && c->corr_len < sizeof(m.msg_id) &&
+    if (corr && corr->p && !m.msg_id[0] && corr->len < sizeof(m.msg_id) &&
         (hint.kind == GW_MSG_FUNCTION_REPLY || hint.kind == GW_MSG_WRITE_REPLY)) {
-        memcpy(m.msg_id, c->corr, c->corr_len);
-        m.msg_id[c->corr_len] = 0;
+        memcpy(m.msg_id, corr->p, corr->len);
+        m.msg_id[corr->len] = 0;
     }
     int rc = gw_dispatch_message(&c->s.base, &m, seq, want_commit, &rej);
     if (rc == GW_EINVAL)
@@ -470,11 +471,10 @@ static uint32_t push_reason(gw__mqtt_conn *c, const char *why)
     r->next = NULL;
     r->len = (uint16_t)n;
     memcpy(r->s, why, n);
-    if (c->rs_tail)
-        c->rs_tail->next = r;
-    else
-        c->rs_head = r;
-    c->rs_tail = r;
+    gw__mqtt_rs **tail = &c->rs_head; /* a short list: refused acks not sent yet */
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = r;
     return GW__MQTT_ACK_RS;
 }
 
@@ -656,13 +656,8 @@ static int handle_publish(gw__mqtt_conn *c, uint8_t flags, const uint8_t *body, 
         return -1;
     }
     gw_reject rej = {GW_R_NONE, ""};
-    if (c->version == 5 && GW_MQTT_HAS(&pr, GW_MQTT_P_CORRELATION_DATA)) {
-        c->corr = (const uint8_t *)pr.correlation_data.p;
-        c->corr_len = pr.correlation_data.len;
-    }
     ingest(c, pub.topic.p, pub.topic.len, pub.payload, pub.payload_len, pub.qos > 0, seq, &queued,
-           &rej);
-    c->corr = NULL;
+           &rej, c->version == 5 ? &pr.correlation_data : NULL);
     if (pub.qos > 0 && !queued) { /* refused: acknowledge in order, nothing to commit */
         if (c->version == 5) {    /* MQTT 5: the answer says why (the entry is not sent yet) */
             uint8_t rc = rej.reason == GW_R_UNKNOWN_TOPIC ? GW_MQTT_RC_TOPIC_NAME_INVALID
@@ -1135,7 +1130,7 @@ static bool apply_will(gw__mqtt_conn *c)
     gw_metric_inc(GW_M_MQTT_WILLS);
     gw_metric_inc(GW_M_MSG_RECEIVED);
     ingest(c, c->will_topic, c->will_topic_len, c->will_payload, c->will_payload_len, false, 0,
-           &queued, NULL);
+           &queued, NULL, NULL);
     return true;
 }
 
@@ -1161,8 +1156,7 @@ static void send_ack(gw_stream_conn *sc, uint32_t e)
     uint8_t pkt[GW_MQTT_PBUF + 16];
     gw__mqtt_rs *r = NULL;
     if (e & GW__MQTT_ACK_RS && (r = c->rs_head) != NULL) {
-        if (!(c->rs_head = r->next))
-            c->rs_tail = NULL;
+        c->rs_head = r->next;
         gw_mqtt_pb_str(&pb, GW_MQTT_P_REASON_STRING, r->s, r->len);
         gw_free(GW_AREA_SESSION, r);
     }

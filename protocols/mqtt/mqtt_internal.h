@@ -89,19 +89,17 @@ typedef struct gw__mqtt_conn {
     uint8_t *will_payload;
     uint16_t will_topic_len, will_payload_len;
     uint8_t prefix_len; /* length of "/{product}/{device}/" */
-    uint16_t next_pid;  /* packet id of the last downstream QoS 1 PUBLISH (commands) */
     /* MQTT 5 (version 5); for 3.1/3.1.1 only version is set */
     uint8_t version;         /* the CONNECT's protocol level: 3, 4 or 5 */
     bool problem_info;       /* reason strings allowed in acks (Request Problem Information) */
     bool expiry_zero;        /* CONNECT's session expiry was 0 (DISCONNECT may not raise it) */
+    uint16_t next_pid;       /* packet id of the last downstream QoS 1 PUBLISH (commands) */
     uint16_t out_max;        /* the client's receive maximum: QoS 1 commands unacknowledged */
     uint16_t out_inflight;   /* QoS 1 commands sent and not PUBACKed */
-    uint32_t out_max_packet; /* the client's maximum packet size (0: no limit) */
     uint16_t alias_max;      /* topic aliases granted (CONNACK) */
-    struct gw__mqtt_alias *aliases;        /* [alias_max], allocated at the first alias */
-    struct gw__mqtt_rs *rs_head, *rs_tail; /* reason strings of acks waiting for their turn */
-    const uint8_t *corr;                   /* correlation data of the PUBLISH being ingested */
-    uint16_t corr_len;
+    uint32_t out_max_packet; /* the client's maximum packet size (0: no limit) */
+    struct gw__mqtt_alias *aliases; /* [alias_max], allocated at the first alias */
+    struct gw__mqtt_rs *rs_head;    /* reason strings of acks waiting for their turn */
 } gw__mqtt_conn;
 
 /* An inbound topic alias: only the device's own topics up to GW__MQTT_ALIAS_TOPIC_MAX bytes are
