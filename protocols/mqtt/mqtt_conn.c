@@ -16,6 +16,7 @@
 #include "../../gateway/util/metrics.h"
 
 #define ACK_TYPE(e)             (((e) >> 16) & 0xff)
+#define GW_MQTT_AUTH_BYTE       0xF0 /* MQTT 5 AUTH, flags 0 */
 #define LOG(level, c, msg, ...) GW_STREAM_LOG(level, &(c)->s, msg, __VA_ARGS__)
 
 static const gw__mqtt_cfg *cfg_of(const gw__mqtt_conn *c)
@@ -1092,6 +1093,11 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
             break;
         if (rc == GW_ETOOBIG) {
             protocol_error(c, GW_MQTT_E_OVERSIZED, "packet over max_packet_size");
+            break;
+        }
+        if (rc != 0 && c->version == 5 && buf[off] == GW_MQTT_AUTH_BYTE) {
+            /* AUTH is an MQTT 5 packet, but only after an Authentication Method (never here) */
+            protocol_error(c, GW_MQTT_E_PROTOCOL, "AUTH without enhanced authentication");
             break;
         }
         if (rc != 0) {
