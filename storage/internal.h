@@ -23,9 +23,13 @@ static inline void gw__values_release(json_t *v)
 
 typedef struct gw__dev_touch {
     int64_t last_seen;
-    int8_t online; /* -1 unchanged in this batch, 0 offline, 1 online */
-    uint8_t touched;
+    int8_t online;      /* -1 unchanged in this batch, 0 offline, 1 online */
+    uint8_t touched;    /* device_state to be written */
+    uint8_t listed;     /* in the touched list (dev held) */
     const char *reason; /* offline reason (points into an event of the batch) */
+    /* the device as last noted: its generation is held until the state is written (a reload
+     * may replace it meanwhile; indexes are stable across reloads) */
+    const gw_device *dev;
 } gw__dev_touch;
 
 typedef struct gw__prop_slot {
@@ -93,6 +97,8 @@ struct gw_store {
     void *deliver_arg;
     void (*tap)(void *arg, const gw_event *batch); /* committed batches (the API's stream hub) */
     void *tap_arg;
+    int64_t
+        commit_us_last; /* atomic: the last successful transaction's duration (GET /api/status) */
 
     /* writer-thread state: device and property state noted since it was last written */
     gw__dev_touch *touch; /* one per device */
