@@ -44,12 +44,14 @@ def paho5_connack(t, gw):
         if not t.check(got.get("rc") == 0, "paho MQTTv5 connects (CONNACK 0)", got):
             return
         p = got["props"]
-        t.eq(getattr(p, "ReceiveMaximum", None), MAX_INFLIGHT, "CONNACK receive maximum = max_inflight")
+        t.eq(getattr(p, "ReceiveMaximum", None), MAX_INFLIGHT,
+             "CONNACK receive maximum = max_inflight")
         t.eq(getattr(p, "MaximumPacketSize", None), MAX_PACKET, "CONNACK maximum packet size")
         t.eq(getattr(p, "TopicAliasMaximum", None), ALIAS_MAX, "CONNACK topic alias maximum")
         t.eq(getattr(p, "SessionExpiryInterval", None), EXPIRY_MAX,
              "CONNACK session expiry: 0xFFFFFFFF asked, session_expiry_s granted")
-        t.eq(getattr(p, "ServerKeepAlive", None), KA_MAX, "CONNACK server keep alive (keepalive 0 asked)")
+        t.eq(getattr(p, "ServerKeepAlive", None), KA_MAX,
+             "CONNACK server keep alive (keepalive 0 asked)")
         t.eq(getattr(p, "SubscriptionIdentifierAvailable", None), 0, "no subscription identifiers")
         t.eq(getattr(p, "SharedSubscriptionAvailable", None), 0, "no shared subscriptions")
         # a report through paho v5 with properties (user property, content type) is stored
@@ -87,7 +89,7 @@ def main(t):
     r = mosquitto_pub(gw, DEV, TOPIC, g.report_payload("mp-1", {"temperature": 20}),
                       "-D", "publish", "content-type", "application/json",
                       "-D", "publish", "payload-format-indicator", "1")
-    t.eq(r.returncode, 0, "mosquitto_pub -V 5 with content type and payload format: exit 0",)
+    t.eq(r.returncode, 0, "mosquitto_pub -V 5 with content type and payload format: exit 0")
     t.check(wait_stored(gw, "mp-1"), "mosquitto_pub -V 5 report stored")
     r = mosquitto_pub(gw, DEV, TOPIC, g.report_payload("mp-2", {"temperature": 20}),
                       "-D", "publish", "content-type", "application/octet-stream")
