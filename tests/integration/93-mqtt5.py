@@ -93,7 +93,10 @@ def main(t):
     t.check(wait_stored(gw, "mp-1"), "mosquitto_pub -V 5 report stored")
     r = mosquitto_pub(gw, DEV, TOPIC, g.report_payload("mp-2", {"temperature": 20}),
                       "-D", "publish", "content-type", "application/octet-stream")
-    t.eq(stored(gw, "mp-2"), 0, "mosquitto_pub -V 5 with a binary content type: not stored")
+    t.check("Payload format invalid" in r.stderr and "does not match codec json" in r.stderr,
+            "mosquitto_pub -V 5 with a binary content type: told 0x99 and the reason string",
+            r.stderr.strip())
+    t.eq(stored(gw, "mp-2"), 0, "... not stored")
     r = subprocess.run(["mosquitto_pub", "-V", "5", "-h", g.HOST, "-p", str(gw.mqtt_port),
                         "-i", DEV, "-u", "thermo", "-P", "wrong", "-t", TOPIC, "-m", "{}"],
                        capture_output=True, text=True, timeout=10 * g.SLOW)
