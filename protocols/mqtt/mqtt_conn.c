@@ -128,6 +128,8 @@ static void refuse(gw__mqtt_conn *c, uint8_t rc, gw_metric m, const char *why, c
 }
 
 static bool own_topic(const gw__mqtt_conn *c, const char *t, size_t len);
+static const char *format_mismatch(const gw__mqtt_conn *c, const gw_mqtt_props *pr,
+                                   const uint8_t *payload, size_t plen, char *buf, size_t cap);
 static bool any_covers_commands(gw__mqtt_conn *c);
 
 static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
@@ -200,6 +202,14 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
             c->s.base.dev = NULL;
             gw_metric_inc(GW_M_MQTT_ACL_PUB);
             refuse(c, 5, (gw_metric)-1, "will_topic_not_allowed", cn.client_id.p, cn.client_id.len);
+            return -1;
+        }
+        char fb[160];
+        if (c->version == 5 && format_mismatch(c, &cn.will_props, cn.will_payload,
+                                               cn.will_payload_len, fb, sizeof(fb))) {
+            c->s.base.dev = NULL; /* MQTT 5: the will payload against its format (CONNACK 0x99) */
+            refuse(c, GW_MQTT_RC_PAYLOAD_FORMAT_INVALID, (gw_metric)-1, "will_payload_format",
+                   cn.client_id.p, cn.client_id.len);
             return -1;
         }
         c->will_topic = gw_malloc(GW_AREA_SESSION, cn.will_topic.len + 1u);

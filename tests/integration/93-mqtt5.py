@@ -201,6 +201,12 @@ def main(t):
     t.eq(r and r[1], 0x8C, "enhanced authentication asked: CONNACK 0x8C (bad auth method)")
     x.close()
 
+    x = m5.Client5(gw.mqtt_port)
+    r = x.connect5(DEV, will=(g.event_topic(DEV, "boot"), "{}"),
+                   will_props=m5.props((m5.CONTENT_TYPE, "application/x-protobuf")))
+    t.eq(r and r[1], 0x99, "will content type not the codec's: CONNACK 0x99")
+    x.close()
+
     # ---- the client's maximum packet size and Request Problem Information ----
     c = m5.client5(gw, DEV, cprops=[(m5.MAX_PACKET_SIZE, 16)])
     c.send(m5.publish5(TOPIC, g.report_payload("mps", {"temperature": 300}), 1, 30))
