@@ -366,6 +366,7 @@ void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r)
     e->timeout_ms = r->fn ? r->fn->timeout_ms : GW_CMD_WRITE_TIMEOUT_MS;
     if (r->timeout_ms && r->timeout_ms < e->timeout_ms) /* the local API may only shorten it */
         e->timeout_ms = r->timeout_ms;
+    e->cmd.timeout_ms = e->timeout_ms;
     e->mail = r->mail;
     r->mail = NULL;
     e->state = GW__CMD_WAIT;

@@ -85,6 +85,8 @@ static gw_session *send_waiting(gw_commands *c, gw_session *s, bool from_route)
                              gw_log_value(q1, sizeof(q1), e->cmd.msg_id),
                              gw_log_value(q2, sizeof(q2), e->cmd.dev_msg_id));
             }
+        } else if (rc == GW_EBUSY) {
+            continue; /* MQTT 5: the device's receive maximum is reached; sent at its next ready */
         } else if (queue && (rc == GW_ENOTFOUND || rc == GW_ECLOSED)) {
             /* not able to take commands yet: it waits for the session's ready (the local API is
              * told "queued" now rather than waiting up to the product's ttl_ms) */

@@ -25,6 +25,7 @@ typedef struct gw_command {
     uint32_t seq;               /* numeric id for binary layouts (dev_msg_id is its decimal text) */
     const gw_function_spec *fn; /* GW_CMD_INVOKE */
     json_t *args; /* invoke: validated inputs (object); write: validated properties (object) */
+    uint32_t timeout_ms; /* the reply timeout once sent (MQTT 5: the message expiry interval) */
 } gw_command;
 
 #endif

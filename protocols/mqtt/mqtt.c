@@ -29,6 +29,10 @@ static const gw_cfg_field mqtt_fields[] = {
      false, GW_CFG_DEF(32)},
     {"session_expiry_s", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, session_expiry_s), 0, 2592000, NULL,
      false, GW_CFG_DEF(3600)},
+    {"topic_alias_maximum", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, topic_alias_max), 0, 1024, NULL,
+     false, GW_CFG_DEF(16)},
+    {"keepalive_max_s", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, keepalive_max_s), 0, 65535, NULL,
+     false, GW_CFG_DEF(0)},
     GW_STREAM_OUT_FIELDS(gw__mqtt_cfg, out),
     {NULL, 0, 0, 0, 0, NULL, false},
 };

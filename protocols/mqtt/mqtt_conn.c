@@ -16,6 +16,7 @@
 #include "../../gateway/util/metrics.h"
 
 #define ACK_TYPE(e)             (((e) >> 16) & 0xff)
+#define GW_MQTT_AUTH_BYTE       0xF0 /* MQTT 5 AUTH, flags 0 */
 #define LOG(level, c, msg, ...) GW_STREAM_LOG(level, &(c)->s, msg, __VA_ARGS__)
 
 static const gw__mqtt_cfg *cfg_of(const gw__mqtt_conn *c)
@@ -30,7 +31,23 @@ static gw__mqtt_sessions *sessions_of(const gw__mqtt_conn *c)
 
 /* ---- errors ---- */
 
-static void protocol_error(gw__mqtt_conn *c, gw_mqtt_error e, const char *what)
+/* MQTT 5, once CONNACKed: DISCONNECT with rc and, when it fits the client's maximum packet size,
+ * a reason string. */
+static void send_disconnect(gw__mqtt_conn *c, uint8_t rc, const char *why)
+{
+    gw_mqtt_pbuf pb = {.n = 0};
+    uint8_t pkt[GW_MQTT_PBUF + 16];
+    if (c->version != 5 || c->s.state != GW_STREAM_OPEN)
+        return;
+    if (why)
+        gw_mqtt_pb_str(&pb, GW_MQTT_P_REASON_STRING, why, strlen(why));
+    size_t n = gw_mqtt_encode_disconnect5(pkt, sizeof(pkt), rc, pb.b, pb.n);
+    if (c->out_max_packet && n > c->out_max_packet)
+        n = gw_mqtt_encode_disconnect5(pkt, sizeof(pkt), rc, NULL, 0);
+    gw_stream_out(&c->s, pkt, n);
+}
+
+static void protocol_error_rc(gw__mqtt_conn *c, gw_mqtt_error e, const char *what, uint8_t rc)
 {
     static const char *const names[] = {
 #define GW_E_NAME(en, label) label,
@@ -38,8 +55,21 @@ static void protocol_error(gw__mqtt_conn *c, gw_mqtt_error e, const char *what)
 #undef GW_E_NAME
     };
     gw_metric_mqtt_error(e);
-    LOG(GW_LOG_WARN, c, "protocol error; closing", "error=%s detail=\"%s\"", names[e], what);
+    LOG(GW_LOG_WARN, c, "protocol error; closing", "error=%s detail=\"%s\" reason_code=0x%02x",
+        names[e], what, rc);
+    send_disconnect(c, rc, what);
     gw_stream_close(&c->s, "protocol_error", true);
+}
+
+static void protocol_error(gw__mqtt_conn *c, gw_mqtt_error e, const char *what)
+{
+    protocol_error_rc(c, e, what,
+                      e == GW_MQTT_E_OVERSIZED ? GW_MQTT_RC_PACKET_TOO_LARGE
+                      : e == GW_MQTT_E_PROTOCOL || e == GW_MQTT_E_CONNECT_TWICE ||
+                              e == GW_MQTT_E_SERVER_ONLY
+                          ? GW_MQTT_RC_PROTOCOL_ERROR
+                      : e == GW_MQTT_E_TOPIC_ALIAS ? GW_MQTT_RC_TOPIC_ALIAS_INVALID
+                                                   : GW_MQTT_RC_MALFORMED);
 }
 
 static gw_mqtt_error error_kind(const char *why)
@@ -48,27 +78,58 @@ static gw_mqtt_error error_kind(const char *why)
         return GW_MQTT_E_UTF8;
     if (why && strcmp(why, "wildcard_topic") == 0)
         return GW_MQTT_E_WILDCARD;
+    if (why && strcmp(why, "bad_property") == 0)
+        return GW_MQTT_E_BAD_PROPERTY;
     return GW_MQTT_E_MALFORMED;
+}
+
+/* A decoder's MQTT 5 verdict: DISCONNECT with its reason code. */
+static void decode_error(gw__mqtt_conn *c, const char *why, uint8_t rc, const char *what)
+{
+    gw_mqtt_error e = error_kind(why);
+    protocol_error_rc(c, e, why ? why : what, rc ? rc : GW_MQTT_RC_MALFORMED);
 }
 
 /* ---- CONNECT ---- */
 
+/* The MQTT 5 CONNACK reason code of a 3.1.1 return code. */
+static uint8_t v5_connack_rc(uint8_t rc)
+{
+    static const uint8_t map[6] = {0,
+                                   GW_MQTT_RC_BAD_VERSION,
+                                   GW_MQTT_RC_BAD_CLIENT_ID,
+                                   GW_MQTT_RC_SERVER_BUSY,
+                                   GW_MQTT_RC_BAD_CREDENTIALS,
+                                   GW_MQTT_RC_NOT_AUTHORIZED};
+    return rc < 6 ? map[rc] : rc;
+}
+
 static void refuse(gw__mqtt_conn *c, uint8_t rc, gw_metric m, const char *why, const char *id,
                    size_t idlen)
 {
-    uint8_t pkt[4];
+    uint8_t pkt[GW_MQTT_PBUF + 16];
     char q[96], idbuf[70];
     snprintf(idbuf, sizeof(idbuf), "%.*s", (int)(idlen > 64 ? 64 : idlen), id ? id : "");
     if ((int)m >= 0)
         gw_metric_inc(m);
+    if (c->version == 5)
+        rc = v5_connack_rc(rc);
     LOG(GW_LOG_WARN, c, "connection refused", "connack=%u reason=%s client_id=%s", rc, why,
         gw_log_quote(q, sizeof(q), idbuf));
-    gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack(pkt, false, rc));
+    if (c->version == 5) {
+        gw_mqtt_pbuf pb = {.n = 0};
+        gw_mqtt_pb_str(&pb, GW_MQTT_P_REASON_STRING, why, strlen(why));
+        gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack5(pkt, sizeof(pkt), false, rc, pb.b, pb.n));
+    } else {
+        gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack(pkt, false, rc));
+    }
     gw_stream_flush(&c->s);
     gw_stream_close(&c->s, "refused", false);
 }
 
 static bool own_topic(const gw__mqtt_conn *c, const char *t, size_t len);
+static const char *format_mismatch(const gw__mqtt_conn *c, const gw_mqtt_props *pr,
+                                   const uint8_t *payload, size_t plen, char *buf, size_t cap);
 static bool any_covers_commands(gw__mqtt_conn *c);
 
 static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
@@ -78,7 +139,21 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     const gw_config *cfg = c->s.sl->loop->cfg;
 
     const char *why = NULL;
-    if (gw_mqtt_decode_connect_why(body, len, &cn, &rc, &why) != 0) {
+    int drc = gw_mqtt_decode_connect_why(body, len, &cn, &rc, &why);
+    c->version = cn.protocol_level;
+    if (drc != 0 && c->version == 5 && rc != 2) { /* a v5 CONNECT: CONNACK 0x81/0x82, close */
+        uint8_t pkt[8];
+        gw_metric_mqtt_error(error_kind(why));
+        LOG(GW_LOG_WARN, c, "protocol error; closing",
+            "error=%s detail=\"bad CONNECT\" "
+            "reason_code=0x%02x",
+            why ? why : "malformed_packet", cn.v5_rc);
+        gw_stream_out(&c->s, pkt,
+                      gw_mqtt_encode_connack5(pkt, sizeof(pkt), false, cn.v5_rc, NULL, 0));
+        gw_stream_close(&c->s, "protocol_error", false);
+        return -1;
+    }
+    if (drc != 0) {
         if (rc == 1) {
             gw_metric_mqtt_error(GW_MQTT_E_BAD_PROTOCOL);
             refuse(c, 1, (gw_metric)-1, "unsupported_protocol", NULL, 0);
@@ -92,6 +167,18 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     if (cn.client_id.len == 0) {
         refuse(c, 2, GW_M_MQTT_AUTH_CLIENTID, "identifier_rejected", NULL, 0);
         return -1;
+    }
+    if (c->version == 5) {
+        const gw_mqtt_props *pr = &cn.props;
+        c->problem_info =
+            !GW_MQTT_HAS(pr, GW_MQTT_P_REQUEST_PROBLEM_INFO) || pr->request_problem_info;
+        c->out_max = GW_MQTT_HAS(pr, GW_MQTT_P_RECEIVE_MAX) ? pr->receive_max : 65535;
+        c->out_max_packet = pr->max_packet_size;
+        if (GW_MQTT_HAS(pr, GW_MQTT_P_AUTH_METHOD)) { /* no enhanced authentication */
+            refuse(c, GW_MQTT_RC_BAD_AUTH_METHOD, GW_M_MQTT_AUTH_BAD_CRED, "bad_auth_method",
+                   cn.client_id.p, cn.client_id.len);
+            return -1;
+        }
     }
     const gw_device *dev = gw_config_device_n(cfg, cn.client_id.p, cn.client_id.len);
     if (!dev) {
@@ -117,6 +204,14 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
             refuse(c, 5, (gw_metric)-1, "will_topic_not_allowed", cn.client_id.p, cn.client_id.len);
             return -1;
         }
+        char fb[160];
+        if (c->version == 5 && format_mismatch(c, &cn.will_props, cn.will_payload,
+                                               cn.will_payload_len, fb, sizeof(fb))) {
+            c->s.base.dev = NULL; /* MQTT 5: the will payload against its format (CONNACK 0x99) */
+            refuse(c, GW_MQTT_RC_PAYLOAD_FORMAT_INVALID, (gw_metric)-1, "will_payload_format",
+                   cn.client_id.p, cn.client_id.len);
+            return -1;
+        }
         c->will_topic = gw_malloc(GW_AREA_SESSION, cn.will_topic.len + 1u);
         c->will_payload = gw_malloc(GW_AREA_SESSION, cn.will_payload_len + 1u);
         if (!c->will_topic || !c->will_payload) {
@@ -134,15 +229,52 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     /* clean_session=0: the device's stored session (subscriptions, QoS 2 ids), wherever its
      * previous connection lived; clean_session=1 discards it (mqtt_session.c). */
     bool present = false;
-    if (gw__mqtt_session_attach(sessions_of(c), c, dev->index, cn.clean_session, &present) != 0) {
+    uint32_t expiry = 0; /* MQTT 5: the session expiry granted */
+    int arc;
+    if (c->version == 5) {
+        uint32_t want = cn.props.session_expiry, max = cfg_of(c)->session_expiry_s;
+        expiry = want > max ? max : want;
+        c->expiry_zero = want == 0;
+        arc = gw__mqtt_session_attach5(sessions_of(c), c, dev->index, cn.clean_session, expiry,
+                                       &present);
+    } else {
+        arc = gw__mqtt_session_attach(sessions_of(c), c, dev->index, cn.clean_session, &present);
+    }
+    if (arc != 0) {
         gw_stream_close(&c->s, "out_of_memory", false);
         return -1;
     }
-    c->keepalive = cn.keepalive;
-    c->s.deadline = cn.keepalive ? uv_now(&c->s.sl->loop->uv) + cn.keepalive * 1500ull : 0;
+    uint16_t keepalive = cn.keepalive, kmax = (uint16_t)cfg_of(c)->keepalive_max_s;
+    bool server_ka = c->version == 5 && kmax && (keepalive == 0 || keepalive > kmax);
+    if (server_ka)
+        keepalive = kmax;
+    c->keepalive = keepalive;
+    c->s.deadline = keepalive ? uv_now(&c->s.sl->loop->uv) + keepalive * 1500ull : 0;
     c->s.state = GW_STREAM_OPEN;
-    uint8_t pkt[4];
-    gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack(pkt, present, 0)); /* MQTT-3.2.2-2/-1 */
+    if (c->version == 5) {
+        const gw__mqtt_cfg *mc = cfg_of(c);
+        gw_mqtt_pbuf pb = {.n = 0};
+        uint8_t pkt[GW_MQTT_PBUF + 16];
+        if (expiry != cn.props.session_expiry)
+            gw_mqtt_pb_u32(&pb, GW_MQTT_P_SESSION_EXPIRY, expiry);
+        if (mc->max_inflight < 65535)
+            gw_mqtt_pb_u16(&pb, GW_MQTT_P_RECEIVE_MAX, (uint16_t)mc->max_inflight);
+        gw_mqtt_pb_u32(&pb, GW_MQTT_P_MAX_PACKET_SIZE, mc->max_packet_size);
+        if (mc->topic_alias_max)
+            gw_mqtt_pb_u16(&pb, GW_MQTT_P_TOPIC_ALIAS_MAX, (uint16_t)mc->topic_alias_max);
+        if (server_ka)
+            gw_mqtt_pb_u16(&pb, GW_MQTT_P_SERVER_KEEP_ALIVE, keepalive);
+        gw_mqtt_pb_u8(&pb, GW_MQTT_P_SUB_ID_AVAILABLE, 0);
+        gw_mqtt_pb_u8(&pb, GW_MQTT_P_SHARED_SUB_AVAILABLE, 0);
+        c->alias_max = (uint16_t)mc->topic_alias_max;
+        gw_stream_out(&c->s, pkt,
+                      gw_mqtt_encode_connack5(pkt, sizeof(pkt), present, 0, pb.b, pb.n));
+        gw_metric_inc(GW_M_MQTT_V5_CONNECTS);
+    } else {
+        uint8_t pkt[4];
+        gw_stream_out(&c->s, pkt, gw_mqtt_encode_connack(pkt, present, 0)); /* MQTT-3.2.2-2/-1 */
+        gw_metric_inc(GW_M_MQTT_V4_CONNECTS);
+    }
     if (gw_session_online(&c->s.base, dev, "mqtt") > 0) {
         gw_metric_inc(GW_M_MQTT_TAKEOVER);
         LOG(GW_LOG_INFO, c, "session taken over",
@@ -223,13 +355,15 @@ static void send_reject_reply(gw__mqtt_conn *c, const char *topic, size_t tlen,
 /* Decodes and dispatches a PUBLISH on one of the device's own topics. Returns 0 when queued for
  * commit (*queued = true), or the message was refused (answered as the contract says). */
 static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8_t *payload,
-                   size_t plen, bool want_commit, uint32_t seq, bool *queued)
+                   size_t plen, bool want_commit, uint32_t seq, bool *queued, gw_reject *rej_out,
+                   const gw_mqtt_str *corr)
 {
     const char *rest = topic + c->prefix_len;
     size_t rlen = tlen - c->prefix_len;
     gw_decode_hint hint = {GW_MSG_NONE, NULL};
     char event_id[64];
-    gw_reject rej = {GW_R_NONE, ""};
+    gw_reject rej_own = {GW_R_NONE, ""}, *rej_p = rej_out ? rej_out : &rej_own;
+#define rej (*rej_p)
     gw_thing_msg m;
     const gw_product *p = c->s.base.dev->product;
 
@@ -259,11 +393,21 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
         gw_thing_msg_clear(&m);
         return;
     }
+    /* MQTT 5 request/response: a reply without its own message id names the command by the
+     * correlation data the command was sent with. */
+    if (corr && corr->p && !m.msg_id[0] && corr->len < sizeof(m.msg_id) &&
+        (hint.kind == GW_MSG_FUNCTION_REPLY || hint.kind == GW_MSG_WRITE_REPLY)) {
+        memcpy(m.msg_id, corr->p, corr->len);
+        m.msg_id[corr->len] = 0;
+    }
     int rc = gw_dispatch_message(&c->s.base, &m, seq, want_commit, &rej);
     if (rc == GW_EINVAL)
         send_reject_reply(c, topic, tlen, &m, &rej);
+    else if (rc != 0 && rej.reason == GW_R_NONE)
+        gw_reject_set(&rej, GW_R_UNSUPPORTED, "%s", gw_strerror(rc));
     *queued = rc == 0;
     gw_thing_msg_clear(&m);
+#undef rej
 }
 
 /* QoS 2 packet ids received and not yet released (PUBREL), in the session state (kept across
@@ -324,15 +468,171 @@ static void q2_release(gw__mqtt_conn *c, uint16_t pid)
     pthread_mutex_unlock(c->mu);
 }
 
+/* MQTT 5: queues the reason string of the ack entry being pushed next (taken by send_ack). */
+static uint32_t push_reason(gw__mqtt_conn *c, const char *why)
+{
+    size_t n = strlen(why);
+    if (!c->problem_info || n == 0)
+        return 0;
+    if (n > 240)
+        n = 240;
+    gw__mqtt_rs *r = gw_malloc(GW_AREA_SESSION, sizeof(*r) + n);
+    if (!r)
+        return 0;
+    r->next = NULL;
+    r->len = (uint16_t)n;
+    memcpy(r->s, why, n);
+    gw__mqtt_rs **tail = &c->rs_head; /* a short list: refused acks not sent yet */
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = r;
+    return GW__MQTT_ACK_RS;
+}
+
+/* MQTT 5: a PUBLISH answered with an error reason code (QoS 1 PUBACK, QoS 2 PUBREC) in its turn;
+ * QoS 0 has no answer. 0 or -1 (closing). */
+static int refuse_publish(gw__mqtt_conn *c, const gw_mqtt_publish *pub, uint8_t rc, const char *why)
+{
+    uint32_t seq;
+    gw_metric_inc(GW_M_MQTT_V5_PUB_REFUSED);
+    if (pub->qos == 0)
+        return 0;
+    uint32_t e = pub->packet_id |
+                 (uint32_t)(pub->qos == 1 ? GW_MQTT_PUBACK : GW_MQTT_PUBREC) << 16 |
+                 (uint32_t)rc << 20;
+    e |= push_reason(c, why);
+    if (gw_stream_ack_push(&c->s, e, true, &seq)) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    return 0;
+}
+
+/* MQTT 5 topic alias (MQTT-3.3.2.3.4): sets or resolves pub->topic. 0, or -1 (closing). */
+static int resolve_alias(gw__mqtt_conn *c, gw_mqtt_publish *pub, const gw_mqtt_props *pr)
+{
+    if (!GW_MQTT_HAS(pr, GW_MQTT_P_TOPIC_ALIAS)) {
+        if (pub->topic.len == 0) {
+            protocol_error(c, GW_MQTT_E_PROTOCOL, "empty topic without a topic alias");
+            return -1;
+        }
+        return 0;
+    }
+    uint16_t a = pr->topic_alias;
+    if (a == 0 || a > c->alias_max) {
+        protocol_error(c, GW_MQTT_E_TOPIC_ALIAS, "topic alias 0 or above the maximum");
+        return -1;
+    }
+    if (!c->aliases &&
+        !(c->aliases = gw_calloc(GW_AREA_SESSION, c->alias_max, sizeof(*c->aliases)))) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    gw__mqtt_alias *al = &c->aliases[a - 1];
+    if (pub->topic.len == 0) {
+        if (!al->topic && !al->refused) {
+            protocol_error(c, GW_MQTT_E_PROTOCOL, "topic alias not set");
+            return -1;
+        }
+        pub->topic.p = al->refused ? "" : al->topic; /* refused: fails the ACL check (0x87) */
+        pub->topic.len = al->refused ? 0 : al->len;
+        return 0;
+    }
+    if (pub->topic.len > GW__MQTT_ALIAS_TOPIC_MAX || !own_topic(c, pub->topic.p, pub->topic.len)) {
+        gw_free(GW_AREA_SESSION, al->topic); /* not kept: bounded memory per alias */
+        al->topic = NULL;
+        al->len = 0;
+        al->refused = true;
+        return 0;
+    }
+    al->refused = false;
+    char *t = gw_realloc(GW_AREA_SESSION, al->topic, pub->topic.len + 1u);
+    if (!t) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    memcpy(t, pub->topic.p, pub->topic.len);
+    t[pub->topic.len] = 0;
+    al->topic = t;
+    al->len = pub->topic.len;
+    return 0;
+}
+
+/* MQTT 5 payload format indicator and content type against the product's codec: NULL when they
+ * agree (or are absent), else why not. */
+static const char *format_mismatch(const gw__mqtt_conn *c, const gw_mqtt_props *pr,
+                                   const uint8_t *payload, size_t plen, char *buf, size_t cap)
+{
+    const gw_product *p = c->s.base.dev->product;
+    bool text = strcmp(p->codec, "json") == 0;
+    if (pr->payload_format == 1 && !text) {
+        snprintf(buf, cap, "payload format indicator 1 (UTF-8) but codec %s is binary", p->codec);
+        return buf;
+    }
+    if (pr->payload_format == 1 && !gw_mqtt_utf8_valid((const char *)payload, plen)) {
+        snprintf(buf, cap, "payload format indicator 1 but the payload is not UTF-8");
+        return buf;
+    }
+    if (GW_MQTT_HAS(pr, GW_MQTT_P_CONTENT_TYPE)) {
+        static const char *const json[] = {"application/json", "text/json", NULL};
+        static const char *const pb[] = {"application/x-protobuf", "application/protobuf",
+                                         "application/vnd.google.protobuf", NULL};
+        static const char *const bin[] = {"application/octet-stream", NULL};
+        const char *const *ok = text ? json : strcmp(p->codec, "protobuf") == 0 ? pb : bin;
+        size_t n = pr->content_type.len;
+        const char *semi = memchr(pr->content_type.p, ';', n);
+        if (semi)
+            n = (size_t)(semi - pr->content_type.p);
+        while (n && pr->content_type.p[n - 1] == ' ')
+            n--;
+        for (; *ok; ok++)
+            if (strlen(*ok) == n && strncasecmp(*ok, pr->content_type.p, n) == 0)
+                return NULL;
+        snprintf(buf, cap, "content type %.*s does not match codec %s",
+                 (int)(pr->content_type.len > 64 ? 64 : pr->content_type.len), pr->content_type.p,
+                 p->codec);
+        return buf;
+    }
+    return NULL;
+}
+
 static int handle_publish(gw__mqtt_conn *c, uint8_t flags, const uint8_t *body, uint32_t len)
 {
     gw_mqtt_publish pub;
+    gw_mqtt_props pr;
     const char *why = NULL;
-    if (gw_mqtt_decode_publish(body, len, flags, &pub, &why) != 0) {
+    uint8_t drc = 0;
+    if (c->version == 5) {
+        if (gw_mqtt_decode_publish5(body, len, flags, &pub, &pr, &why, &drc) != 0) {
+            decode_error(c, why, drc, "bad PUBLISH");
+            return -1;
+        }
+        if (resolve_alias(c, &pub, &pr) != 0)
+            return -1;
+    } else if (gw_mqtt_decode_publish(body, len, flags, &pub, &why) != 0) {
         protocol_error(c, error_kind(why), why ? why : "bad PUBLISH");
         return -1;
     }
     gw_metric_inc(GW_M_MSG_RECEIVED);
+    if (!own_topic(c, pub.topic.p, pub.topic.len) && c->version == 5) {
+        char q[128], t[100], r[160];
+        snprintf(t, sizeof(t), "%.*s", pub.topic.len > 96 ? 96 : pub.topic.len, pub.topic.p);
+        gw_metric_inc(GW_M_MQTT_ACL_PUB);
+        LOG(GW_LOG_WARN, c, "publish outside the device's topics refused", "topic=%s",
+            gw_log_quote(q, sizeof(q), t));
+        snprintf(r, sizeof(r), "topic %s is not one of the device's topics", t);
+        return refuse_publish(c, &pub, GW_MQTT_RC_NOT_AUTHORIZED, r);
+    }
+    if (c->version == 5) {
+        char fb[160];
+        const char *bad = format_mismatch(c, &pr, pub.payload, pub.payload_len, fb, sizeof(fb));
+        if (bad) {
+            gw_reject rj;
+            gw_reject_set(&rj, GW_R_MALFORMED_PAYLOAD, "%s", bad);
+            gw_dispatch_rejected(&c->s.base, &rj, NULL);
+            return refuse_publish(c, &pub, GW_MQTT_RC_PAYLOAD_FORMAT_INVALID, bad);
+        }
+    }
     if (!own_topic(c, pub.topic.p, pub.topic.len)) {
         char q[128], t[100];
         snprintf(t, sizeof(t), "%.*s", pub.topic.len > 96 ? 96 : pub.topic.len, pub.topic.p);
@@ -366,8 +666,19 @@ static int handle_publish(gw__mqtt_conn *c, uint8_t flags, const uint8_t *body, 
         gw_stream_close(&c->s, "out_of_memory", false);
         return -1;
     }
-    ingest(c, pub.topic.p, pub.topic.len, pub.payload, pub.payload_len, pub.qos > 0, seq, &queued);
+    gw_reject rej = {GW_R_NONE, ""};
+    ingest(c, pub.topic.p, pub.topic.len, pub.payload, pub.payload_len, pub.qos > 0, seq, &queued,
+           &rej, c->version == 5 ? &pr.correlation_data : NULL);
     if (pub.qos > 0 && !queued) { /* refused: acknowledge in order, nothing to commit */
+        if (c->version == 5) {    /* MQTT 5: the answer says why (the entry is not sent yet) */
+            uint8_t rc = rej.reason == GW_R_UNKNOWN_TOPIC ? GW_MQTT_RC_TOPIC_NAME_INVALID
+                         : rej.reason == GW_R_UNSUPPORTED ? GW_MQTT_RC_IMPL_ERROR
+                                                          : GW_MQTT_RC_PAYLOAD_FORMAT_INVALID;
+            gw_stream_ack_or(&c->s, seq, (uint32_t)rc << 20 | push_reason(c, rej.detail));
+            gw_metric_inc(GW_M_MQTT_V5_PUB_REFUSED);
+            if (pub.qos == 2) /* an error PUBREC ends the exchange: no PUBREL follows */
+                q2_release(c, pub.packet_id);
+        }
         gw_stream_ack_ready(&c->s, seq);
     }
     return 0;
@@ -439,6 +750,25 @@ static int send_command(gw_session *base, const gw_command *cmd, gw_error *err)
     int qos = sub_qos(c, topic, tlen);
     if (qos < 0)
         return gw_error_set(err, GW_ENOTFOUND, "the device has not subscribed to %s", topic);
+    gw_mqtt_pbuf pb = {.n = 0};
+    if (c->version == 5) {
+        /* the client's receive maximum: the command waits for a PUBACK (then ready again) */
+        if (qos > 0 && c->out_inflight >= c->out_max)
+            return gw_error_set(err, GW_EBUSY, "the device's receive maximum (%u) is reached",
+                                c->out_max);
+        /* request/response: the reply topic and the id to echo; expiry = the reply timeout */
+        if (cmd->timeout_ms)
+            gw_mqtt_pb_u32(&pb, GW_MQTT_P_MESSAGE_EXPIRY, (cmd->timeout_ms + 999) / 1000);
+        if (strcmp(p->codec, "json") == 0) {
+            gw_mqtt_pb_u8(&pb, GW_MQTT_P_PAYLOAD_FORMAT, 1);
+            gw_mqtt_pb_str(&pb, GW_MQTT_P_CONTENT_TYPE, "application/json", 16);
+        }
+        char rt[330];
+        int rn = snprintf(rt, sizeof(rt), "%.*s/reply", (int)tlen, topic);
+        if (rn > 0 && (size_t)rn < sizeof(rt))
+            gw_mqtt_pb_str(&pb, GW_MQTT_P_RESPONSE_TOPIC, rt, (size_t)rn);
+        gw_mqtt_pb_str(&pb, GW_MQTT_P_CORRELATION_DATA, cmd->dev_msg_id, strlen(cmd->dev_msg_id));
+    }
     while ((rc = p->codec_ops->encode_command(p, cmd, base->dev->id, base->dev->secret, payload,
                                               cap, &plen, err)) == GW_ETOOBIG &&
            cap < cfg_of(c)->max_packet_size) {
@@ -455,15 +785,28 @@ static int send_command(gw_session *base, const gw_command *cmd, gw_error *err)
                 c->next_pid = 1;
             pid = c->next_pid;
         }
-        size_t need = gw_mqtt_publish_size(tlen, plen, (uint8_t)qos);
+        bool v5 = c->version == 5;
+        size_t need = v5 ? gw_mqtt_publish5_size(tlen, plen, (uint8_t)qos, pb.n)
+                         : gw_mqtt_publish_size(tlen, plen, (uint8_t)qos);
         if (need == 0)
             rc = gw_error_set(err, GW_ETOOBIG, "the command does not fit an MQTT packet");
+        else if (v5 && c->out_max_packet && need > c->out_max_packet)
+            rc = gw_error_set(err, GW_ETOOBIG,
+                              "the command (%zu bytes) exceeds the device's maximum packet size "
+                              "(%u)",
+                              need, c->out_max_packet);
         else if (gw_stream_out_reserve(&c->s, need) != 0)
             rc = gw_error_set(err, GW_ENOMEM, "out of memory");
         else {
-            c->s.out_len += (uint32_t)gw_mqtt_encode_publish(
-                c->s.out + c->s.out_len, c->s.out_cap - c->s.out_len, topic, tlen, payload, plen,
-                (uint8_t)qos, pid, false);
+            uint8_t *o = c->s.out + c->s.out_len;
+            size_t room = c->s.out_cap - c->s.out_len;
+            c->s.out_len +=
+                (uint32_t)(v5 ? gw_mqtt_encode_publish5(o, room, topic, tlen, payload, plen,
+                                                        (uint8_t)qos, pid, false, pb.b, pb.n)
+                              : gw_mqtt_encode_publish(o, room, topic, tlen, payload, plen,
+                                                       (uint8_t)qos, pid, false));
+            if (v5 && qos > 0)
+                c->out_inflight++;
             gw_session_mark_dirty(base);
         }
     }
@@ -524,24 +867,40 @@ static int handle_subscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     size_t n = 0, refused = 0;
     bool commands = false;
     const char *why = NULL;
-    if (gw_mqtt_decode_subscribe(body, len, &pid, &it, &why) != 0) {
+    bool v5 = c->version == 5;
+    if (v5) {
+        gw_mqtt_props pr;
+        uint8_t drc = 0;
+        if (gw_mqtt_decode_subscribe5(body, len, &pid, &it, &pr, &why, &drc) != 0) {
+            decode_error(c, why, drc, "bad SUBSCRIBE");
+            return -1;
+        }
+        if (GW_MQTT_HAS(&pr, GW_MQTT_P_SUBSCRIPTION_ID)) { /* CONNACK said: not available */
+            protocol_error_rc(c, GW_MQTT_E_PROTOCOL, "subscription identifiers not supported",
+                              GW_MQTT_RC_SUB_ID_NOT_SUPPORTED);
+            return -1;
+        }
+    } else if (gw_mqtt_decode_subscribe(body, len, &pid, &it, &why) != 0) {
         protocol_error(c, error_kind(why), why ? why : "bad SUBSCRIBE");
         return -1;
     }
-    size_t count = gw_mqtt_sub_count(&it), size = gw_mqtt_suback_size(count);
+    size_t count = gw_mqtt_sub_count(&it), size = gw_mqtt_suback_size_v(GW_MQTT_SUBACK, count, v5);
     if (!c->st || size == 0 || gw_stream_out_reserve(&c->s, size) != 0) {
         gw_stream_close(&c->s, "out_of_memory", false);
         return -1;
     }
     uint8_t *pkt = c->s.out + c->s.out_len;
-    uint8_t *rcs = pkt + gw_mqtt_encode_suback_head(pkt, pid, count);
+    uint8_t *rcs = pkt + gw_mqtt_encode_suback_head_v(pkt, GW_MQTT_SUBACK, pid, count, v5);
     pthread_mutex_lock(c->mu);
     while (n < count && gw_mqtt_sub_next(&it, &f, &qos)) {
-        uint8_t rc = 0x80;
-        if (filter_allowed(c, f.p, f.len))
+        uint8_t rc = v5 ? GW_MQTT_RC_NOT_AUTHORIZED : 0x80;
+        if (filter_allowed(c, f.p, f.len)) {
             rc = subscribe_one(c, c->st, f, qos, &commands);
-        else if (refused++ == 0)
+            if (rc == 0x80 && v5)
+                rc = GW_MQTT_RC_QUOTA_EXCEEDED;
+        } else if (refused++ == 0) {
             first_refused = f;
+        }
         rcs[n++] = rc;
     }
     pthread_mutex_unlock(c->mu);
@@ -567,31 +926,86 @@ static int handle_unsubscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t le
     gw_mqtt_str f;
     uint8_t qos;
     const char *why = NULL;
-    if (gw_mqtt_decode_unsubscribe(body, len, &pid, &it, &why) != 0) {
+    bool v5 = c->version == 5;
+    uint8_t *rcs = NULL;
+    size_t n = 0;
+    if (v5) {
+        gw_mqtt_props pr;
+        uint8_t drc = 0;
+        if (gw_mqtt_decode_unsubscribe5(body, len, &pid, &it, &pr, &why, &drc) != 0) {
+            decode_error(c, why, drc, "bad UNSUBSCRIBE");
+            return -1;
+        }
+        /* UNSUBACK: one reason code per filter, written straight into the output */
+        size_t count = gw_mqtt_sub_count(&it);
+        size_t size = gw_mqtt_suback_size_v(GW_MQTT_UNSUBACK, count, true);
+        if (size == 0 || gw_stream_out_reserve(&c->s, size) != 0) {
+            gw_stream_close(&c->s, "out_of_memory", false);
+            return -1;
+        }
+        uint8_t *pkt = c->s.out + c->s.out_len;
+        rcs = pkt + gw_mqtt_encode_suback_head_v(pkt, GW_MQTT_UNSUBACK, pid, count, true);
+        memset(rcs, GW_MQTT_RC_NO_SUBSCRIPTION, count);
+        c->s.out_len += (uint32_t)size;
+        gw_session_mark_dirty(&c->s.base);
+    } else if (gw_mqtt_decode_unsubscribe(body, len, &pid, &it, &why) != 0) {
         protocol_error(c, error_kind(why), why ? why : "bad UNSUBSCRIBE");
         return -1;
     }
     if (c->st) {
         pthread_mutex_lock(c->mu);
-        while (gw_mqtt_sub_next(&it, &f, &qos)) {
+        for (; gw_mqtt_sub_next(&it, &f, &qos); n++) {
             for (gw__mqtt_sub **pp = &c->st->subs; *pp; pp = &(*pp)->next) {
                 if ((*pp)->len == f.len && memcmp((*pp)->filter, f.p, f.len) == 0) {
                     gw__mqtt_sub *s = *pp;
                     *pp = s->next;
                     gw_free(GW_AREA_SESSION, s);
                     c->st->n_subs--;
+                    if (rcs)
+                        rcs[n] = GW_MQTT_RC_SUCCESS;
                     break;
                 }
             }
         }
         pthread_mutex_unlock(c->mu);
     }
-    uint8_t pkt[4];
-    gw_stream_out(&c->s, pkt, gw_mqtt_encode_ack(pkt, GW_MQTT_UNSUBACK, pid));
+    if (!v5) {
+        uint8_t pkt[4];
+        gw_stream_out(&c->s, pkt, gw_mqtt_encode_ack(pkt, GW_MQTT_UNSUBACK, pid));
+    }
     return 0;
 }
 
 /* ---- packet dispatch ---- */
+
+/* MQTT 5 DISCONNECT: reason 0x04 keeps the will; a session expiry interval replaces the
+ * CONNECT's (not from 0, MQTT-3.14.2-2). */
+static int handle_disconnect5(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
+{
+    uint8_t rc;
+    gw_mqtt_props pr;
+    const char *why = NULL;
+    if (gw_mqtt_decode_disconnect5(body, len, &rc, &pr, &why) != 0) {
+        decode_error(c, why, 0, "bad DISCONNECT");
+        return -1;
+    }
+    if (GW_MQTT_HAS(&pr, GW_MQTT_P_SESSION_EXPIRY)) {
+        if (c->expiry_zero && pr.session_expiry) {
+            protocol_error(c, GW_MQTT_E_PROTOCOL, "session expiry set by DISCONNECT after 0");
+            return -1;
+        }
+        uint32_t max = cfg_of(c)->session_expiry_s;
+        if (c->st && c->st->stored) {
+            pthread_mutex_lock(c->mu);
+            c->st->expiry_s = pr.session_expiry > max ? max : pr.session_expiry;
+            pthread_mutex_unlock(c->mu);
+        }
+    }
+    if (rc != GW_MQTT_RC_DISCONNECT_WITH_WILL)
+        c->has_will = false;
+    gw_stream_close(&c->s, "disconnect", rc == GW_MQTT_RC_DISCONNECT_WITH_WILL);
+    return -1;
+}
 
 /* Handles one whole packet. Returns 0 to go on, -1 when the connection is closing. */
 static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_t *body)
@@ -606,7 +1020,8 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
     }
     if (c->keepalive)
         c->s.deadline = uv_now(&c->s.sl->loop->uv) + c->keepalive * 1500ull;
-    if ((fh->type == GW_MQTT_PINGREQ || fh->type == GW_MQTT_DISCONNECT) && fh->remaining != 0) {
+    if ((fh->type == GW_MQTT_PINGREQ || (fh->type == GW_MQTT_DISCONNECT && c->version != 5)) &&
+        fh->remaining != 0) {
         protocol_error(c, GW_MQTT_E_MALFORMED, "PINGREQ/DISCONNECT with a body");
         return -1;
     }
@@ -623,12 +1038,16 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
     case GW_MQTT_UNSUBSCRIBE:
         return handle_unsubscribe(c, body, fh->remaining);
     case GW_MQTT_DISCONNECT:
+        if (c->version == 5)
+            return handle_disconnect5(c, body, fh->remaining);
         c->has_will = false; /* a clean DISCONNECT discards the will */
         gw_stream_close(&c->s, "disconnect", false);
         return -1;
     case GW_MQTT_PUBREL: {
-        uint8_t pkt[4];
-        if (gw_mqtt_decode_ack(body, fh->remaining, &pid) != 0) {
+        uint8_t pkt[4], rc;
+        gw_mqtt_props pr;
+        if (c->version == 5 ? gw_mqtt_decode_ack5(body, fh->remaining, &pid, &rc, &pr) != 0
+                            : gw_mqtt_decode_ack(body, fh->remaining, &pid) != 0) {
             protocol_error(c, GW_MQTT_E_MALFORMED, "bad PUBREL");
             return -1;
         }
@@ -640,7 +1059,20 @@ static int handle_packet(gw__mqtt_conn *c, const gw_mqtt_fixed *fh, const uint8_
     case GW_MQTT_PUBREC:
     case GW_MQTT_PUBCOMP:
         /* Acks for downstream command publishes: nothing waits for them (the device's reply
-         * completes a command), so they are only checked. */
+         * completes a command), so they are only checked; under MQTT 5 a PUBACK frees a place of
+         * the client's receive maximum. */
+        if (c->version == 5) {
+            uint8_t rc;
+            gw_mqtt_props pr;
+            if (gw_mqtt_decode_ack5(body, fh->remaining, &pid, &rc, &pr) != 0) {
+                protocol_error(c, GW_MQTT_E_MALFORMED, "bad ack");
+                return -1;
+            }
+            if (fh->type == GW_MQTT_PUBACK && c->out_inflight > 0 &&
+                c->out_inflight-- == c->out_max)
+                gw_commands_ready(&c->s.base); /* commands waiting for a place go on */
+            return 0;
+        }
         if (gw_mqtt_decode_ack(body, fh->remaining, &pid) != 0) {
             protocol_error(c, GW_MQTT_E_MALFORMED, "bad ack");
             return -1;
@@ -671,6 +1103,11 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
             break;
         if (rc == GW_ETOOBIG) {
             protocol_error(c, GW_MQTT_E_OVERSIZED, "packet over max_packet_size");
+            break;
+        }
+        if (rc != 0 && c->version == 5 && buf[off] == GW_MQTT_AUTH_BYTE) {
+            /* AUTH is an MQTT 5 packet, but only after an Authentication Method (never here) */
+            protocol_error(c, GW_MQTT_E_PROTOCOL, "AUTH without enhanced authentication");
             break;
         }
         if (rc != 0) {
@@ -709,7 +1146,7 @@ static bool apply_will(gw__mqtt_conn *c)
     gw_metric_inc(GW_M_MQTT_WILLS);
     gw_metric_inc(GW_M_MSG_RECEIVED);
     ingest(c, c->will_topic, c->will_topic_len, c->will_payload, c->will_payload_len, false, 0,
-           &queued);
+           &queued, NULL, NULL);
     return true;
 }
 
@@ -723,14 +1160,46 @@ static void opened(gw_stream_conn *sc)
 
 static void send_ack(gw_stream_conn *sc, uint32_t e)
 {
-    uint8_t pkt[4];
-    gw_stream_out(sc, pkt, gw_mqtt_encode_ack(pkt, (uint8_t)ACK_TYPE(e), (uint16_t)(e & 0xffff)));
+    gw__mqtt_conn *c = (gw__mqtt_conn *)sc;
+    if (!(e & (0xffu << 20 | GW__MQTT_ACK_RS))) { /* success, no reason string: 4 bytes */
+        uint8_t pkt[4];
+        gw_stream_out(
+            sc, pkt, gw_mqtt_encode_ack(pkt, (uint8_t)(ACK_TYPE(e) & 0xf), (uint16_t)(e & 0xffff)));
+        return;
+    }
+    /* MQTT 5 with a reason code (and maybe its reason string, next in the FIFO) */
+    gw_mqtt_pbuf pb = {.n = 0};
+    uint8_t pkt[GW_MQTT_PBUF + 16];
+    gw__mqtt_rs *r = NULL;
+    if (e & GW__MQTT_ACK_RS && (r = c->rs_head) != NULL) {
+        c->rs_head = r->next;
+        gw_mqtt_pb_str(&pb, GW_MQTT_P_REASON_STRING, r->s, r->len);
+        gw_free(GW_AREA_SESSION, r);
+    }
+    uint8_t type = (uint8_t)(ACK_TYPE(e) & 0xf), rc = (uint8_t)(e >> 20);
+    size_t n = gw_mqtt_encode_ack5(pkt, sizeof(pkt), type, (uint16_t)(e & 0xffff), rc, pb.b, pb.n);
+    if (c->out_max_packet && n > c->out_max_packet) /* the reason string is dropped */
+        n = gw_mqtt_encode_ack5(pkt, sizeof(pkt), type, (uint16_t)(e & 0xffff), rc, NULL, 0);
+    gw_stream_out(sc, pkt, n);
 }
 
 static bool closing(gw_stream_conn *sc, const char *reason, bool will)
 {
     gw__mqtt_conn *c = (gw__mqtt_conn *)sc;
-    (void)reason;
+    static const struct {
+        const char *reason;
+        uint8_t rc;
+    } v5_reasons[] = {
+        {"takeover", GW_MQTT_RC_SESSION_TAKEN_OVER},
+        {"keepalive_timeout", GW_MQTT_RC_KEEPALIVE_TIMEOUT},
+        {"shutdown", GW_MQTT_RC_SHUTTING_DOWN},
+        {"store_error", GW_MQTT_RC_SERVER_BUSY},
+        {"out_of_memory", GW_MQTT_RC_SERVER_BUSY},
+    };
+    if (c->version == 5 && sc->state == GW_STREAM_OPEN) /* MQTT 5: the server says why */
+        for (size_t i = 0; i < sizeof(v5_reasons) / sizeof(v5_reasons[0]); i++)
+            if (strcmp(reason, v5_reasons[i].reason) == 0)
+                send_disconnect(c, v5_reasons[i].rc, reason);
     bool applied = will ? apply_will(c) : false;
     c->has_will = false;
     gw__mqtt_session_detach(sessions_of(c), c); /* kept for clean_session=0, else freed */
@@ -757,6 +1226,14 @@ static void destroy(gw_stream_conn *sc)
     gw__mqtt_conn *c = (gw__mqtt_conn *)sc;
     /* The state was detached at closing (the adapter may be gone by now); own is empty then. */
     gw__mqtt_state_clear(&c->own);
+    for (uint16_t i = 0; c->aliases && i < c->alias_max; i++)
+        gw_free(GW_AREA_SESSION, c->aliases[i].topic);
+    gw_free(GW_AREA_SESSION, c->aliases);
+    while (c->rs_head) {
+        gw__mqtt_rs *r = c->rs_head;
+        c->rs_head = r->next;
+        gw_free(GW_AREA_SESSION, r);
+    }
     gw_free(GW_AREA_SESSION, c->will_topic);
     gw_free(GW_AREA_SESSION, c->will_payload);
 }

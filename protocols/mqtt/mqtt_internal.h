@@ -24,6 +24,8 @@ typedef struct gw__mqtt_cfg {
     uint32_t max_inflight;
     uint32_t max_subscriptions;
     uint32_t session_expiry_s; /* a clean_session=0 session is kept this long after disconnect */
+    uint32_t topic_alias_max;  /* MQTT 5: topic aliases a connection may set (CONNACK) */
+    uint32_t keepalive_max_s;  /* MQTT 5: 0, or the server keep alive imposed above it */
     gw_stream_out_cfg out;     /* output_* bounds */
 } gw__mqtt_cfg;
 
@@ -48,7 +50,8 @@ typedef struct gw__mqtt_state {
     bool in_table;  /* the device's current stored session (false once discarded) */
     uint32_t users; /* connections using it; 0: detached, on the stripe's expiry list */
     uint32_t dev_index;
-    uint64_t expires_ms;                  /* monotonic ms (uv_hrtime), while detached */
+    uint64_t expires_ms; /* monotonic ms (uv_hrtime), while detached */
+    uint32_t expiry_s;   /* kept this long once detached (session_expiry_s, or MQTT 5's interval) */
     struct gw__mqtt_state *dprev, *dnext; /* the stripe's detached list */
 } gw__mqtt_state;
 
@@ -86,8 +89,37 @@ typedef struct gw__mqtt_conn {
     uint8_t *will_payload;
     uint16_t will_topic_len, will_payload_len;
     uint8_t prefix_len; /* length of "/{product}/{device}/" */
-    uint16_t next_pid;  /* packet id of the last downstream QoS 1 PUBLISH (commands) */
+    /* MQTT 5 (version 5); for 3.1/3.1.1 only version is set */
+    uint8_t version;         /* the CONNECT's protocol level: 3, 4 or 5 */
+    bool problem_info;       /* reason strings allowed in acks (Request Problem Information) */
+    bool expiry_zero;        /* CONNECT's session expiry was 0 (DISCONNECT may not raise it) */
+    uint16_t next_pid;       /* packet id of the last downstream QoS 1 PUBLISH (commands) */
+    uint16_t out_max;        /* the client's receive maximum: QoS 1 commands unacknowledged */
+    uint16_t out_inflight;   /* QoS 1 commands sent and not PUBACKed */
+    uint16_t alias_max;      /* topic aliases granted (CONNACK) */
+    uint32_t out_max_packet; /* the client's maximum packet size (0: no limit) */
+    struct gw__mqtt_alias *aliases; /* [alias_max], allocated at the first alias */
+    struct gw__mqtt_rs *rs_head;    /* reason strings of acks waiting for their turn */
 } gw__mqtt_conn;
+
+/* An inbound topic alias: only the device's own topics up to GW__MQTT_ALIAS_TOPIC_MAX bytes are
+ * kept (refused: an alias to any other topic, whose later uses are refused 0x87 like it). */
+#define GW__MQTT_ALIAS_TOPIC_MAX 256
+typedef struct gw__mqtt_alias {
+    char *topic;
+    uint16_t len;
+    bool refused;
+} gw__mqtt_alias;
+
+/* A reason string for a queued v5 ack (ack entry flag GW__MQTT_ACK_RS): taken in ack order. */
+typedef struct gw__mqtt_rs {
+    struct gw__mqtt_rs *next;
+    uint16_t len;
+    char s[];
+} gw__mqtt_rs;
+
+/* Ack ring entry: packet id | type << 16 | reason code << 20 | GW__MQTT_ACK_RS. */
+#define GW__MQTT_ACK_RS (1u << 28)
 
 /* mqtt_conn.c */
 extern const gw_stream_ops gw__mqtt_stream_ops;
@@ -103,6 +135,11 @@ void gw__mqtt_sessions_stop(gw__mqtt_sessions *ss, gw_loop *loop);
  * GW_ENOMEM when a new stored session cannot be allocated. */
 int gw__mqtt_session_attach(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t dev_index, bool clean,
                             bool *present);
+/* MQTT 5 (clean start and session expiry interval): discard drops the stored session; then one is
+ * resumed if there (its expiry becomes expiry_s), else created when expiry_s > 0, else the
+ * connection uses its own. */
+int gw__mqtt_session_attach5(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t dev_index,
+                             bool discard, uint32_t expiry_s, bool *present);
 /* The connection ends (its closing hook, on its loop): a stored session is left for the next
  * connection and expires session_expiry_s later; its own state is freed. c->st = NULL. */
 void gw__mqtt_session_detach(gw__mqtt_sessions *ss, gw__mqtt_conn *c);

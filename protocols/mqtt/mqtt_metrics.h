@@ -29,7 +29,12 @@
     X(GW_M_MQTT_OUTPUT_PAUSED, "output_paused_total{adapter=\"mqtt\"}",                            \
       "times a connection stopped being read because its unsent output passed output_high_water")  \
     X(GW_M_MQTT_OUTPUT_OVERFLOW, "output_overflow_total{adapter=\"mqtt\"}",                        \
-      "connections closed because their output passed output_hard_limit or stalled")
+      "connections closed because their output passed output_hard_limit or stalled")               \
+    X(GW_M_MQTT_V5_CONNECTS, "mqtt_connects_total{version=\"5\"}",                                 \
+      "accepted CONNECTs by protocol version")                                                     \
+    X(GW_M_MQTT_V4_CONNECTS, "mqtt_connects_total{version=\"3.1.1\"}", NULL)                       \
+    X(GW_M_MQTT_V5_PUB_REFUSED, "mqtt5_publish_refused_total",                                     \
+      "MQTT 5 PUBLISHes answered with an error reason code (PUBACK/PUBREC >= 0x80)")
 
 GW_MQTT_METRICS(GW_METRIC_HANDLE_DECL)
 /* MQTT protocol errors, one labelled counter each: X(enum, "label") */
@@ -42,7 +47,10 @@ GW_MQTT_METRICS(GW_METRIC_HANDLE_DECL)
     X(GW_MQTT_E_MALFORMED, "malformed_packet")                                                     \
     X(GW_MQTT_E_SERVER_ONLY, "server_only_packet")                                                 \
     X(GW_MQTT_E_CONNECT_TWICE, "connect_twice")                                                    \
-    X(GW_MQTT_E_BAD_PROTOCOL, "bad_protocol")
+    X(GW_MQTT_E_BAD_PROTOCOL, "bad_protocol")                                                      \
+    X(GW_MQTT_E_BAD_PROPERTY, "bad_property")                                                      \
+    X(GW_MQTT_E_TOPIC_ALIAS, "topic_alias_invalid")                                                \
+    X(GW_MQTT_E_PROTOCOL, "protocol_error")
 
 typedef enum gw_mqtt_error {
 #define GW_MQTT_E_ENUM(e, label) e,

@@ -1,6 +1,6 @@
-/* mqtt_prot.c: MQTT 3.1.1 packet parser and encoder; bounded, allocation-free, zero-copy, no
- * logging. Every read is checked against the caller's length; decoded strings point into the
- * packet. */
+/* mqtt_prot.c: MQTT 5 / 3.1.1 / 3.1 packet parser and encoder (one parser; MQTT 5 properties
+ * through gw_mqtt_props_decode); bounded, allocation-free, zero-copy, no logging. Every read is
+ * checked against the caller's length; decoded strings point into the packet. */
 #include "protocols/mqtt/mqtt_prot.h"
 
 #include <string.h>
@@ -10,6 +10,7 @@
 static const char R_UTF8[] = "invalid_utf8";
 static const char R_WILD[] = "wildcard_topic";
 static const char R_MALFORMED[] = "malformed_packet";
+static const char R_PROP[] = "bad_property";
 
 static inline uint16_t rd16(const uint8_t *p)
 {
@@ -237,7 +238,9 @@ bool gw_mqtt_topic_match(const char *f, size_t flen, const char *t, size_t tlen)
 
 struct rd {
     const uint8_t *p, *end;
-    bool bad_utf8; /* a string failed the UTF-8 scan (for the caller's error label) */
+    bool bad_utf8;   /* a string failed the UTF-8 scan (for the caller's error label) */
+    uint8_t rc;      /* MQTT 5 reason code of a property error (0: none) */
+    const char *why; /* its label */
 };
 
 /* A 2-byte length and that many bytes. */
@@ -273,7 +276,7 @@ static inline bool rd_str(struct rd *r, gw_mqtt_str *s)
 static bool protocol_ok(const uint8_t *name, uint16_t nlen, uint8_t level)
 {
     if (nlen == 4 && memcmp(name, "MQTT", 4) == 0)
-        return level == 4;
+        return level == 4 || level == 5;
     if (nlen == 6 && memcmp(name, "MQIsdp", 6) == 0)
         return level == 3;
     return false;
@@ -286,6 +289,13 @@ static bool connect_payload(struct rd *r, gw_mqtt_connect *c)
         return false;
     if (c->has_will) {
         const uint8_t *t;
+        if (c->protocol_level == 5) {
+            size_t used;
+            if (gw_mqtt_props_decode(r->p, (size_t)(r->end - r->p), GW_MQTT_PC_WILL, &c->will_props,
+                                     &used, &r->rc, &r->why) != 0)
+                return false;
+            r->p += used;
+        }
         if (!rd_bytes(r, &t, &c->will_topic.len) || c->will_topic.len == 0)
             return false;
         int sc = scan(t, c->will_topic.len, true);
@@ -313,7 +323,7 @@ int gw_mqtt_decode_connect(const uint8_t *body, uint32_t len, gw_mqtt_connect *o
 int gw_mqtt_decode_connect_why(const uint8_t *body, uint32_t len, gw_mqtt_connect *out,
                                uint8_t *connack_rc, const char **why)
 {
-    struct rd r = {body, body + len, false};
+    struct rd r = {body, body + len, false, 0, NULL};
     if (why)
         *why = "malformed_packet";
     const uint8_t *name;
@@ -340,16 +350,32 @@ int gw_mqtt_decode_connect_why(const uint8_t *body, uint32_t len, gw_mqtt_connec
     out->will_retain = f & 0x20;
     out->has_password = f & 0x40;
     out->has_username = f & 0x80;
+    out->v5_rc = GW_MQTT_RC_MALFORMED;
     if ((f & 0x01) || out->will_qos == 3 ||
         (!out->has_will && (out->will_qos || out->will_retain)) ||
         (level == 4 && out->has_password && !out->has_username))
         return GW_EPROTO;
+    if (level == 5) {
+        size_t used;
+        if (gw_mqtt_props_decode(r.p, (size_t)(r.end - r.p), GW_MQTT_PC_CONNECT, &out->props, &used,
+                                 &out->v5_rc, why) != 0)
+            return GW_EPROTO;
+        r.p += used;
+    }
     if (!connect_payload(&r, out)) {
-        if (why && r.bad_utf8)
+        if (r.rc) {
+            out->v5_rc = r.rc;
+            if (why)
+                *why = r.why;
+        } else if (why && r.bad_utf8) {
             *why = "invalid_utf8";
+        }
         return GW_EPROTO;
     }
-    if (out->client_id.len == 0 && (level == 3 || !out->clean_session)) {
+    /* MQTT 5 allows an empty id with clean start 0 (the server would assign one): the gateway
+     * needs the device id, so it is refused there too (0x85). */
+    if (out->client_id.len == 0 && (level == 3 || level == 5 || !out->clean_session)) {
+        out->v5_rc = GW_MQTT_RC_BAD_CLIENT_ID;
         *connack_rc = 2;
         return GW_EPROTO;
     }
@@ -357,16 +383,19 @@ int gw_mqtt_decode_connect_why(const uint8_t *body, uint32_t len, gw_mqtt_connec
     return 0;
 }
 
-int gw_mqtt_decode_publish(const uint8_t *body, uint32_t len, uint8_t flags, gw_mqtt_publish *out,
-                           const char **why)
+static inline int decode_publish(const uint8_t *body, uint32_t len, uint8_t flags,
+                                 gw_mqtt_publish *out, gw_mqtt_props *props, const char **why,
+                                 uint8_t *rc)
 {
     const char *reason = R_MALFORMED;
     uint8_t qos = (flags >> 1) & 3;
+    if (rc)
+        *rc = GW_MQTT_RC_MALFORMED;
     if (qos == 3 || (qos == 0 && (flags & 0x08)) || len < 2)
         goto fail;
     uint16_t tl = rd16(body);
     uint32_t hdr = 2u + tl + (qos ? 2u : 0u);
-    if (tl == 0 || hdr > len)
+    if ((tl == 0 && !props) || hdr > len)
         goto fail;
     int s = scan(body + 2, tl, true);
     if (s != SCAN_OK) {
@@ -378,6 +407,19 @@ int gw_mqtt_decode_publish(const uint8_t *body, uint32_t len, uint8_t flags, gw_
         id = rd16(body + 2 + tl);
         if (id == 0)
             goto fail;
+    }
+    if (props) {
+        size_t used;
+        if (gw_mqtt_props_decode(body + hdr, len - hdr, GW_MQTT_PC_PUBLISH, props, &used, rc,
+                                 &reason) != 0)
+            goto fail;
+        hdr += (uint32_t)used;
+        if (props->subscription_id) { /* only a server sends it */
+            reason = R_PROP;
+            if (rc)
+                *rc = GW_MQTT_RC_PROTOCOL_ERROR;
+            goto fail;
+        }
     }
     out->topic.p = (const char *)body + 2;
     out->topic.len = tl;
@@ -394,17 +436,42 @@ fail:
     return GW_EPROTO;
 }
 
+int gw_mqtt_decode_publish(const uint8_t *body, uint32_t len, uint8_t flags, gw_mqtt_publish *out,
+                           const char **why)
+{
+    return decode_publish(body, len, flags, out, NULL, why, NULL);
+}
+
+int gw_mqtt_decode_publish5(const uint8_t *body, uint32_t len, uint8_t flags, gw_mqtt_publish *out,
+                            gw_mqtt_props *props, const char **why, uint8_t *rc)
+{
+    return decode_publish(body, len, flags, out, props, why, rc);
+}
+
 static int decode_sub(const uint8_t *body, uint32_t len, uint16_t *packet_id, gw_mqtt_sub_iter *it,
-                      const char **why, bool unsub)
+                      const char **why, bool unsub, gw_mqtt_props *props, uint8_t *rc)
 {
     const char *reason = R_MALFORMED;
     size_t qos_len = unsub ? 0 : 1;
+    if (rc)
+        *rc = GW_MQTT_RC_MALFORMED;
     if (len < 2 + 2 + 1 + qos_len) /* packet id, at least one non-empty filter */
         goto fail;
     uint16_t id = rd16(body);
     if (id == 0)
         goto fail;
     const uint8_t *p = body + 2, *end = body + len;
+    if (props) {
+        size_t used;
+        if (gw_mqtt_props_decode(p, (size_t)(end - p),
+                                 unsub ? GW_MQTT_PC_UNSUBSCRIBE : GW_MQTT_PC_SUBSCRIBE, props,
+                                 &used, rc, &reason) != 0)
+            goto fail;
+        p += used;
+        if (p == end) /* no filter */
+            goto fail;
+    }
+    const uint8_t *first = p;
     while (p < end) {
         if (end - p < 2)
             goto fail;
@@ -419,11 +486,19 @@ static int decode_sub(const uint8_t *body, uint32_t len, uint16_t *packet_id, gw
         if (!gw_mqtt_filter_valid((const char *)p, n))
             goto fail;
         p += n;
-        if (!unsub && *p++ > 2) /* qos 3 or a reserved bit [MQTT-3.8.3-4] */
-            goto fail;
+        if (!unsub) {
+            uint8_t o = *p++;
+            /* 3.1.1: qos 3 or a reserved bit [MQTT-3.8.3-4]; 5: reserved bits 6-7, qos 3,
+             * retain handling 3 [MQTT-3.8.3-5] */
+            if (props ? (o & 0xC0) || (o & 3) == 3 || (o & 0x30) == 0x30 : o > 2) {
+                if (rc)
+                    *rc = GW_MQTT_RC_PROTOCOL_ERROR;
+                goto fail;
+            }
+        }
     }
     *packet_id = id;
-    it->p = body + 2;
+    it->p = first;
     it->end = end;
     it->unsub = unsub;
     return 0;
@@ -436,13 +511,27 @@ fail:
 int gw_mqtt_decode_subscribe(const uint8_t *body, uint32_t len, uint16_t *packet_id,
                              gw_mqtt_sub_iter *it, const char **why)
 {
-    return decode_sub(body, len, packet_id, it, why, false);
+    return decode_sub(body, len, packet_id, it, why, false, NULL, NULL);
+}
+
+int gw_mqtt_decode_subscribe5(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                              gw_mqtt_sub_iter *it, gw_mqtt_props *props, const char **why,
+                              uint8_t *rc)
+{
+    return decode_sub(body, len, packet_id, it, why, false, props, rc);
+}
+
+int gw_mqtt_decode_unsubscribe5(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                                gw_mqtt_sub_iter *it, gw_mqtt_props *props, const char **why,
+                                uint8_t *rc)
+{
+    return decode_sub(body, len, packet_id, it, why, true, props, rc);
 }
 
 int gw_mqtt_decode_unsubscribe(const uint8_t *body, uint32_t len, uint16_t *packet_id,
                                gw_mqtt_sub_iter *it, const char **why)
 {
-    return decode_sub(body, len, packet_id, it, why, true);
+    return decode_sub(body, len, packet_id, it, why, true, NULL, NULL);
 }
 
 int gw_mqtt_sub_next(gw_mqtt_sub_iter *it, gw_mqtt_str *filter, uint8_t *qos)
@@ -457,7 +546,7 @@ int gw_mqtt_sub_next(gw_mqtt_sub_iter *it, gw_mqtt_str *filter, uint8_t *qos)
     uint16_t n = rd16(it->p);
     filter->p = (const char *)it->p + 2;
     filter->len = n;
-    *qos = it->unsub ? 0 : it->p[2 + n];
+    *qos = it->unsub ? 0 : it->p[2 + n] & 3;
     it->p += 2 + (size_t)n + qos_len;
     return 1;
 }
@@ -478,6 +567,41 @@ int gw_mqtt_decode_ack(const uint8_t *body, uint32_t len, uint16_t *packet_id)
     if (len != 2 || rd16(body) == 0)
         return GW_EPROTO;
     *packet_id = rd16(body);
+    return 0;
+}
+
+int gw_mqtt_decode_ack5(const uint8_t *body, uint32_t len, uint16_t *packet_id, uint8_t *reason,
+                        gw_mqtt_props *props)
+{
+    size_t used = 0;
+    memset(props, 0, sizeof(*props));
+    if (len < 2 || rd16(body) == 0)
+        return GW_EPROTO;
+    *packet_id = rd16(body);
+    *reason = len > 2 ? body[2] : 0;
+    if (len > 3 &&
+        (gw_mqtt_props_decode(body + 3, len - 3, GW_MQTT_PC_ACK, props, &used, NULL, NULL) != 0 ||
+         used != len - 3))
+        return GW_EPROTO;
+    return 0;
+}
+
+int gw_mqtt_decode_disconnect5(const uint8_t *body, uint32_t len, uint8_t *reason,
+                               gw_mqtt_props *props, const char **why)
+{
+    size_t used = 0;
+    memset(props, 0, sizeof(*props));
+    *reason = len ? body[0] : 0;
+    if (len > 1) {
+        if (gw_mqtt_props_decode(body + 1, len - 1, GW_MQTT_PC_DISCONNECT, props, &used, NULL,
+                                 why) != 0)
+            return GW_EPROTO;
+        if (used != len - 1) {
+            if (why)
+                *why = R_MALFORMED;
+            return GW_EPROTO;
+        }
+    }
     return 0;
 }
 
@@ -606,6 +730,120 @@ size_t gw_mqtt_encode_disconnect(uint8_t out[2])
     return 2;
 }
 
+/* A packet of type byte t0 whose variable header is h (hlen bytes), then a property block, then
+ * tail (tlen bytes): its size, written when cap allows. */
+static size_t encode_with_props(uint8_t *out, size_t cap, uint8_t t0, const uint8_t *h, size_t hlen,
+                                const uint8_t *props, size_t plen, const uint8_t *tail, size_t tlen)
+{
+    size_t rem = hlen + vbi_len(plen) + plen + tlen;
+    if (plen > GW_MQTT_MAX_REMAINING || rem > GW_MQTT_MAX_REMAINING)
+        return 0;
+    size_t size = 1 + vbi_len(rem) + rem;
+    if (cap < size)
+        return size;
+    uint8_t *p = out;
+    *p++ = t0;
+    p += put_vbi(p, rem);
+    if (hlen)
+        memcpy(p, h, hlen);
+    p += hlen;
+    p += put_vbi(p, plen);
+    if (plen)
+        memcpy(p, props, plen);
+    p += plen;
+    if (tlen)
+        memcpy(p, tail, tlen);
+    return size;
+}
+
+size_t gw_mqtt_encode_connack5(uint8_t *out, size_t cap, bool session_present, uint8_t rc,
+                               const uint8_t *props, size_t plen)
+{
+    uint8_t h[2] = {session_present && rc == 0 ? 1 : 0, rc};
+    return encode_with_props(out, cap, GW_MQTT_CONNACK << 4, h, 2, props, plen, NULL, 0);
+}
+
+size_t gw_mqtt_encode_ack5(uint8_t *out, size_t cap, uint8_t type, uint16_t packet_id, uint8_t rc,
+                           const uint8_t *props, size_t plen)
+{
+    if (rc == 0 && plen == 0) {
+        if (cap < 4)
+            return 4;
+        return gw_mqtt_encode_ack(out, type, packet_id);
+    }
+    if (type < GW_MQTT_PUBACK || type > GW_MQTT_PUBCOMP)
+        return 0;
+    uint8_t h[3] = {(uint8_t)(packet_id >> 8), (uint8_t)packet_id, rc};
+    return encode_with_props(out, cap, (uint8_t)(type << 4 | (type == GW_MQTT_PUBREL ? 2 : 0)), h,
+                             3, props, plen, NULL, 0);
+}
+
+size_t gw_mqtt_encode_disconnect5(uint8_t *out, size_t cap, uint8_t rc, const uint8_t *props,
+                                  size_t plen)
+{
+    return encode_with_props(out, cap, GW_MQTT_DISCONNECT << 4, &rc, 1, props, plen, NULL, 0);
+}
+
+size_t gw_mqtt_suback_size_v(uint8_t type, size_t n, bool v5)
+{
+    if (n == 0 || n > GW_MQTT_MAX_REMAINING - 3 || (type != GW_MQTT_SUBACK && !v5))
+        return 0;
+    size_t rem = 2 + (v5 ? 1 : 0) + n;
+    return 1 + vbi_len(rem) + rem;
+}
+
+size_t gw_mqtt_encode_suback_head_v(uint8_t out[8], uint8_t type, uint16_t packet_id, size_t n,
+                                    bool v5)
+{
+    if (!gw_mqtt_suback_size_v(type, n, v5))
+        return 0;
+    size_t h = 1 + put_vbi(out + 1, 2 + (v5 ? 1 : 0) + n);
+    out[0] = (uint8_t)(type << 4);
+    wr16(out + h, packet_id);
+    h += 2;
+    if (v5)
+        out[h++] = 0; /* no properties */
+    return h;
+}
+
+size_t gw_mqtt_publish5_size(size_t topic_len, size_t payload_len, uint8_t qos, size_t plen)
+{
+    if (qos > 2 || topic_len > UINT16_MAX || payload_len > GW_MQTT_MAX_REMAINING ||
+        plen > GW_MQTT_MAX_REMAINING)
+        return 0;
+    size_t rem = 2 + topic_len + (qos ? 2 : 0) + vbi_len(plen) + plen + payload_len;
+    if (rem > GW_MQTT_MAX_REMAINING)
+        return 0;
+    return 1 + vbi_len(rem) + rem;
+}
+
+size_t gw_mqtt_encode_publish5(uint8_t *out, size_t cap, const char *topic, size_t topic_len,
+                               const uint8_t *payload, size_t payload_len, uint8_t qos,
+                               uint16_t packet_id, bool retain, const uint8_t *props, size_t plen)
+{
+    size_t size = gw_mqtt_publish5_size(topic_len, payload_len, qos, plen);
+    if (size == 0 || (qos && packet_id == 0))
+        return 0;
+    if (cap < size)
+        return size;
+    size_t rem = 2 + topic_len + (qos ? 2 : 0) + vbi_len(plen) + plen + payload_len;
+    uint8_t *p = out;
+    *p++ = (uint8_t)(GW_MQTT_PUBLISH << 4 | qos << 1 | (retain ? 1 : 0));
+    p += put_vbi(p, rem);
+    p = put_bytes(p, topic, topic_len);
+    if (qos) {
+        wr16(p, packet_id);
+        p += 2;
+    }
+    p += put_vbi(p, plen);
+    if (plen)
+        memcpy(p, props, plen);
+    p += plen;
+    if (payload_len)
+        memcpy(p, payload, payload_len);
+    return size;
+}
+
 size_t gw_mqtt_publish_size(size_t topic_len, size_t payload_len, uint8_t qos)
 {
     if (qos > 2 || topic_len > UINT16_MAX || payload_len > GW_MQTT_MAX_REMAINING)
@@ -683,6 +921,302 @@ size_t gw_mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t packet_id, co
     p = put_bytes(p + 2, filter, filter_len);
     *p = qos;
     return size;
+}
+
+/* ---- MQTT 5 properties ----------------------------------------------------------------------- */
+
+enum { PT_NONE, PT_BYTE, PT_U16, PT_U32, PT_VBI, PT_STR, PT_BIN, PT_PAIR };
+
+#define CX(x) (1u << GW_MQTT_PC_##x)
+#define CALL  0x7FFu
+#define CACKS (CX(CONNACK) | CX(ACK) | CX(SUBACK) | CX(UNSUBACK) | CX(DISCONNECT) | CX(AUTH))
+#define CMSG  (CX(PUBLISH) | CX(WILL))
+
+/* Type and allowed packets of every property id (MQTT 5 section 2.2.2.2); type PT_NONE: unknown. */
+static const struct {
+    uint8_t type;
+    uint16_t ctx;
+} prop_def[0x2B] = {
+    [GW_MQTT_P_PAYLOAD_FORMAT] = {PT_BYTE, CMSG},
+    [GW_MQTT_P_MESSAGE_EXPIRY] = {PT_U32, CMSG},
+    [GW_MQTT_P_CONTENT_TYPE] = {PT_STR, CMSG},
+    [GW_MQTT_P_RESPONSE_TOPIC] = {PT_STR, CMSG},
+    [GW_MQTT_P_CORRELATION_DATA] = {PT_BIN, CMSG},
+    [GW_MQTT_P_SUBSCRIPTION_ID] = {PT_VBI, CX(PUBLISH) | CX(SUBSCRIBE)},
+    [GW_MQTT_P_SESSION_EXPIRY] = {PT_U32, CX(CONNECT) | CX(CONNACK) | CX(DISCONNECT)},
+    [GW_MQTT_P_ASSIGNED_CLIENT_ID] = {PT_STR, CX(CONNACK)},
+    [GW_MQTT_P_SERVER_KEEP_ALIVE] = {PT_U16, CX(CONNACK)},
+    [GW_MQTT_P_AUTH_METHOD] = {PT_STR, CX(CONNECT) | CX(CONNACK) | CX(AUTH)},
+    [GW_MQTT_P_AUTH_DATA] = {PT_BIN, CX(CONNECT) | CX(CONNACK) | CX(AUTH)},
+    [GW_MQTT_P_REQUEST_PROBLEM_INFO] = {PT_BYTE, CX(CONNECT)},
+    [GW_MQTT_P_WILL_DELAY] = {PT_U32, CX(WILL)},
+    [GW_MQTT_P_REQUEST_RESPONSE_INFO] = {PT_BYTE, CX(CONNECT)},
+    [GW_MQTT_P_RESPONSE_INFO] = {PT_STR, CX(CONNACK)},
+    [GW_MQTT_P_SERVER_REFERENCE] = {PT_STR, CX(CONNACK) | CX(DISCONNECT)},
+    [GW_MQTT_P_REASON_STRING] = {PT_STR, CACKS},
+    [GW_MQTT_P_RECEIVE_MAX] = {PT_U16, CX(CONNECT) | CX(CONNACK)},
+    [GW_MQTT_P_TOPIC_ALIAS_MAX] = {PT_U16, CX(CONNECT) | CX(CONNACK)},
+    [GW_MQTT_P_TOPIC_ALIAS] = {PT_U16, CX(PUBLISH)},
+    [GW_MQTT_P_MAX_QOS] = {PT_BYTE, CX(CONNACK)},
+    [GW_MQTT_P_RETAIN_AVAILABLE] = {PT_BYTE, CX(CONNACK)},
+    [GW_MQTT_P_USER_PROPERTY] = {PT_PAIR, CALL},
+    [GW_MQTT_P_MAX_PACKET_SIZE] = {PT_U32, CX(CONNECT) | CX(CONNACK)},
+    [GW_MQTT_P_WILDCARD_SUB_AVAILABLE] = {PT_BYTE, CX(CONNACK)},
+    [GW_MQTT_P_SUB_ID_AVAILABLE] = {PT_BYTE, CX(CONNACK)},
+    [GW_MQTT_P_SHARED_SUB_AVAILABLE] = {PT_BYTE, CX(CONNACK)},
+};
+
+/* A variable byte integer of at most 4 bytes in its shortest form (MQTT-1.5.5-1: a final 0x00
+ * after continuation bytes is not): its length, or 0 when truncated, too long or not minimal. */
+static size_t get_vbi(const uint8_t *p, size_t avail, uint32_t *v)
+{
+    uint32_t x = 0;
+    for (size_t i = 0; i < 4 && i < avail; i++) {
+        x |= (uint32_t)(p[i] & 0x7F) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            if (i > 0 && p[i] == 0)
+                return 0;
+            *v = x;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+static bool pair_ok(const uint8_t *p, const uint8_t *end, size_t *n, bool *utf8_bad)
+{
+    const uint8_t *q = p;
+    for (int k = 0; k < 2; k++) {
+        if (end - q < 2 || (size_t)(end - q) - 2 < rd16(q))
+            return false;
+        if (scan(q + 2, rd16(q), false) != SCAN_OK) {
+            *utf8_bad = true;
+            return false;
+        }
+        q += 2 + rd16(q);
+    }
+    *n = (size_t)(q - p);
+    return true;
+}
+
+int gw_mqtt_props_decode(const uint8_t *p, size_t avail, gw_mqtt_pctx ctx, gw_mqtt_props *out,
+                         size_t *used, uint8_t *rc, const char **why)
+{
+    uint32_t plen;
+    size_t h = get_vbi(p, avail, &plen);
+    const char *w = R_PROP;
+    uint8_t code = GW_MQTT_RC_MALFORMED;
+    memset(out, 0, sizeof(*out));
+    if (!h || avail - h < plen)
+        goto fail;
+    const uint8_t *q = p + h, *end = q + plen;
+    while (q < end) {
+        uint8_t id = *q++;
+        if (id >= sizeof(prop_def) / sizeof(prop_def[0]) || prop_def[id].type == PT_NONE ||
+            !(prop_def[id].ctx & (1u << ctx)))
+            goto fail;
+        if (id != GW_MQTT_P_USER_PROPERTY && GW_MQTT_HAS(out, id)) {
+            code = GW_MQTT_RC_PROTOCOL_ERROR;
+            goto fail;
+        }
+        out->have |= UINT64_C(1) << id;
+        size_t left = (size_t)(end - q), n = 0;
+        uint32_t v = 0;
+        gw_mqtt_str str = {NULL, 0};
+        switch (prop_def[id].type) {
+        case PT_BYTE:
+            if (left < 1)
+                goto fail;
+            v = q[0], n = 1;
+            break;
+        case PT_U16:
+            if (left < 2)
+                goto fail;
+            v = rd16(q), n = 2;
+            break;
+        case PT_U32:
+            if (left < 4)
+                goto fail;
+            v = (uint32_t)rd16(q) << 16 | rd16(q + 2), n = 4;
+            break;
+        case PT_VBI:
+            if (!(n = get_vbi(q, left, &v)))
+                goto fail;
+            break;
+        case PT_STR:
+        case PT_BIN:
+            if (left < 2 || left - 2 < rd16(q))
+                goto fail;
+            str.p = (const char *)q + 2, str.len = rd16(q), n = 2 + (size_t)str.len;
+            if (prop_def[id].type == PT_STR) {
+                int sc = scan(q + 2, str.len, id == GW_MQTT_P_RESPONSE_TOPIC);
+                if (sc == SCAN_UTF8) {
+                    w = R_UTF8;
+                    goto fail;
+                }
+                if (sc == SCAN_WILD || (id == GW_MQTT_P_RESPONSE_TOPIC && str.len == 0)) {
+                    code = GW_MQTT_RC_PROTOCOL_ERROR;
+                    goto fail;
+                }
+            }
+            break;
+        case PT_PAIR: {
+            bool bad = false;
+            if (!pair_ok(q, end, &n, &bad)) {
+                if (bad)
+                    w = R_UTF8;
+                goto fail;
+            }
+            out->n_user++;
+            break;
+        }
+        }
+        q += n;
+        bool range = true;
+        switch (id) {
+        case GW_MQTT_P_PAYLOAD_FORMAT:
+            range = v <= 1, out->payload_format = (uint8_t)v;
+            break;
+        case GW_MQTT_P_MESSAGE_EXPIRY:
+            out->message_expiry = v;
+            break;
+        case GW_MQTT_P_CONTENT_TYPE:
+            out->content_type = str;
+            break;
+        case GW_MQTT_P_RESPONSE_TOPIC:
+            out->response_topic = str;
+            break;
+        case GW_MQTT_P_CORRELATION_DATA:
+            out->correlation_data = str;
+            break;
+        case GW_MQTT_P_SUBSCRIPTION_ID:
+            range = v != 0, out->subscription_id = v;
+            break;
+        case GW_MQTT_P_SESSION_EXPIRY:
+            out->session_expiry = v;
+            break;
+        case GW_MQTT_P_ASSIGNED_CLIENT_ID:
+            out->assigned_client_id = str;
+            break;
+        case GW_MQTT_P_SERVER_KEEP_ALIVE:
+            out->server_keep_alive = (uint16_t)v;
+            break;
+        case GW_MQTT_P_AUTH_METHOD:
+            out->auth_method = str;
+            break;
+        case GW_MQTT_P_AUTH_DATA:
+            out->auth_data = str;
+            break;
+        case GW_MQTT_P_REQUEST_PROBLEM_INFO:
+            range = v <= 1, out->request_problem_info = (uint8_t)v;
+            break;
+        case GW_MQTT_P_WILL_DELAY:
+            out->will_delay = v;
+            break;
+        case GW_MQTT_P_REQUEST_RESPONSE_INFO:
+            range = v <= 1, out->request_response_info = (uint8_t)v;
+            break;
+        case GW_MQTT_P_RESPONSE_INFO:
+            out->response_info = str;
+            break;
+        case GW_MQTT_P_SERVER_REFERENCE:
+            out->server_reference = str;
+            break;
+        case GW_MQTT_P_REASON_STRING:
+            out->reason_string = str;
+            break;
+        case GW_MQTT_P_RECEIVE_MAX:
+            range = v != 0, out->receive_max = (uint16_t)v;
+            break;
+        case GW_MQTT_P_TOPIC_ALIAS_MAX:
+            out->topic_alias_max = (uint16_t)v;
+            break;
+        case GW_MQTT_P_TOPIC_ALIAS:
+            out->topic_alias = (uint16_t)v;
+            break;
+        case GW_MQTT_P_MAX_QOS:
+            range = v <= 1, out->max_qos = (uint8_t)v;
+            break;
+        case GW_MQTT_P_MAX_PACKET_SIZE:
+            range = v != 0, out->max_packet_size = v;
+            break;
+        case GW_MQTT_P_RETAIN_AVAILABLE:
+        case GW_MQTT_P_WILDCARD_SUB_AVAILABLE:
+        case GW_MQTT_P_SUB_ID_AVAILABLE:
+        case GW_MQTT_P_SHARED_SUB_AVAILABLE:
+            range = v <= 1;
+            break;
+        default:
+            break;
+        }
+        if (!range) {
+            code = GW_MQTT_RC_PROTOCOL_ERROR;
+            goto fail;
+        }
+    }
+    *used = h + plen;
+    return 0;
+fail:
+    if (rc)
+        *rc = code;
+    if (why)
+        *why = w;
+    return GW_EPROTO;
+}
+
+static bool pb_room(gw_mqtt_pbuf *pb, size_t n)
+{
+    if (GW_MQTT_PBUF - pb->n < n) {
+        pb->over = true;
+        return false;
+    }
+    return true;
+}
+
+void gw_mqtt_pb_u8(gw_mqtt_pbuf *pb, uint8_t id, uint8_t v)
+{
+    if (!pb_room(pb, 2))
+        return;
+    pb->b[pb->n++] = id;
+    pb->b[pb->n++] = v;
+}
+
+void gw_mqtt_pb_u16(gw_mqtt_pbuf *pb, uint8_t id, uint16_t v)
+{
+    if (!pb_room(pb, 3))
+        return;
+    pb->b[pb->n++] = id;
+    wr16(pb->b + pb->n, v);
+    pb->n += 2;
+}
+
+void gw_mqtt_pb_u32(gw_mqtt_pbuf *pb, uint8_t id, uint32_t v)
+{
+    if (!pb_room(pb, 5))
+        return;
+    pb->b[pb->n++] = id;
+    wr16(pb->b + pb->n, (uint16_t)(v >> 16));
+    wr16(pb->b + pb->n + 2, (uint16_t)v);
+    pb->n += 4;
+}
+
+void gw_mqtt_pb_str(gw_mqtt_pbuf *pb, uint8_t id, const void *p, size_t len)
+{
+    if (GW_MQTT_PBUF - pb->n < 3) {
+        pb->over = true;
+        return;
+    }
+    size_t room = GW_MQTT_PBUF - pb->n - 3;
+    if (len > room) {
+        const uint8_t *s = p;
+        len = room;
+        if (id != GW_MQTT_P_CORRELATION_DATA)
+            while (len && (s[len] & 0xC0) == 0x80) /* cut before a continuation byte */
+                len--;
+        pb->over = true;
+    }
+    pb->b[pb->n++] = id;
+    pb->n = (size_t)(put_bytes(pb->b + pb->n, p, len) - pb->b);
 }
 
 const char *gw_mqtt_type_name(uint8_t type)

@@ -1,6 +1,7 @@
-/* mqtt_prot.h: MQTT 3.1.1 (and 3.1 "MQIsdp") packet parser and encoder. Bounded, allocation-free,
- * zero-copy (decoded strings point into the packet), no logging: functions return 0 or a GW_E* code
- * and, where a counter needs one, a static reason string. */
+/* mqtt_prot.h: MQTT 5, 3.1.1 and 3.1 ("MQIsdp") packet parser and encoder, one parser for all three
+ * (MQTT 5 adds properties, read by one function with a per-packet allowed set, and reason codes).
+ * Bounded, allocation-free, zero-copy (decoded strings point into the packet), no logging:
+ * functions return 0 or a GW_E* code and, where a counter needs one, a static reason string. */
 #ifndef GW_MQTT_PROT_H
 #define GW_MQTT_PROT_H
 
@@ -59,8 +60,119 @@ int gw_mqtt_fixed_header_why(const uint8_t *buf, size_t len, uint32_t max_packet
  * is filled as soon as the header is complete, so the caller can size its buffer while it waits. */
 int gw_mqtt_frame(const uint8_t *buf, size_t len, uint32_t max_packet, gw_mqtt_fixed *out);
 
+/* ---- MQTT 5 properties ---- */
+
+enum gw_mqtt_prop_id {
+    GW_MQTT_P_PAYLOAD_FORMAT = 0x01,
+    GW_MQTT_P_MESSAGE_EXPIRY = 0x02,
+    GW_MQTT_P_CONTENT_TYPE = 0x03,
+    GW_MQTT_P_RESPONSE_TOPIC = 0x08,
+    GW_MQTT_P_CORRELATION_DATA = 0x09,
+    GW_MQTT_P_SUBSCRIPTION_ID = 0x0B,
+    GW_MQTT_P_SESSION_EXPIRY = 0x11,
+    GW_MQTT_P_ASSIGNED_CLIENT_ID = 0x12,
+    GW_MQTT_P_SERVER_KEEP_ALIVE = 0x13,
+    GW_MQTT_P_AUTH_METHOD = 0x15,
+    GW_MQTT_P_AUTH_DATA = 0x16,
+    GW_MQTT_P_REQUEST_PROBLEM_INFO = 0x17,
+    GW_MQTT_P_WILL_DELAY = 0x18,
+    GW_MQTT_P_REQUEST_RESPONSE_INFO = 0x19,
+    GW_MQTT_P_RESPONSE_INFO = 0x1A,
+    GW_MQTT_P_SERVER_REFERENCE = 0x1C,
+    GW_MQTT_P_REASON_STRING = 0x1F,
+    GW_MQTT_P_RECEIVE_MAX = 0x21,
+    GW_MQTT_P_TOPIC_ALIAS_MAX = 0x22,
+    GW_MQTT_P_TOPIC_ALIAS = 0x23,
+    GW_MQTT_P_MAX_QOS = 0x24,
+    GW_MQTT_P_RETAIN_AVAILABLE = 0x25,
+    GW_MQTT_P_USER_PROPERTY = 0x26,
+    GW_MQTT_P_MAX_PACKET_SIZE = 0x27,
+    GW_MQTT_P_WILDCARD_SUB_AVAILABLE = 0x28,
+    GW_MQTT_P_SUB_ID_AVAILABLE = 0x29,
+    GW_MQTT_P_SHARED_SUB_AVAILABLE = 0x2A,
+};
+
+/* Which packet a property block belongs to (the allowed set). */
+typedef enum gw_mqtt_pctx {
+    GW_MQTT_PC_CONNECT,
+    GW_MQTT_PC_WILL,
+    GW_MQTT_PC_CONNACK,
+    GW_MQTT_PC_PUBLISH,
+    GW_MQTT_PC_ACK, /* PUBACK PUBREC PUBREL PUBCOMP */
+    GW_MQTT_PC_SUBSCRIBE,
+    GW_MQTT_PC_SUBACK,
+    GW_MQTT_PC_UNSUBSCRIBE,
+    GW_MQTT_PC_UNSUBACK,
+    GW_MQTT_PC_DISCONNECT,
+    GW_MQTT_PC_AUTH,
+} gw_mqtt_pctx;
+
+/* MQTT 5 reason codes the gateway sends. */
+enum {
+    GW_MQTT_RC_SUCCESS = 0x00,
+    GW_MQTT_RC_DISCONNECT_WITH_WILL = 0x04,
+    GW_MQTT_RC_NO_SUBSCRIPTION = 0x11,
+    GW_MQTT_RC_UNSPECIFIED = 0x80,
+    GW_MQTT_RC_MALFORMED = 0x81,
+    GW_MQTT_RC_PROTOCOL_ERROR = 0x82,
+    GW_MQTT_RC_IMPL_ERROR = 0x83,
+    GW_MQTT_RC_BAD_VERSION = 0x84,
+    GW_MQTT_RC_BAD_CLIENT_ID = 0x85,
+    GW_MQTT_RC_BAD_CREDENTIALS = 0x86,
+    GW_MQTT_RC_NOT_AUTHORIZED = 0x87,
+    GW_MQTT_RC_SERVER_BUSY = 0x89,
+    GW_MQTT_RC_SHUTTING_DOWN = 0x8B,
+    GW_MQTT_RC_BAD_AUTH_METHOD = 0x8C,
+    GW_MQTT_RC_KEEPALIVE_TIMEOUT = 0x8D,
+    GW_MQTT_RC_SESSION_TAKEN_OVER = 0x8E,
+    GW_MQTT_RC_TOPIC_NAME_INVALID = 0x90,
+    GW_MQTT_RC_RECEIVE_MAX_EXCEEDED = 0x93,
+    GW_MQTT_RC_TOPIC_ALIAS_INVALID = 0x94,
+    GW_MQTT_RC_PACKET_TOO_LARGE = 0x95,
+    GW_MQTT_RC_QUOTA_EXCEEDED = 0x97,
+    GW_MQTT_RC_PAYLOAD_FORMAT_INVALID = 0x99,
+    GW_MQTT_RC_SUB_ID_NOT_SUPPORTED = 0xA1,
+};
+
+/* A decoded property block. have: bit id for each property present. Strings and binary data
+ * point into the packet. */
+typedef struct gw_mqtt_props {
+    uint64_t have;
+    uint8_t payload_format, request_problem_info, request_response_info, max_qos;
+    uint16_t receive_max, topic_alias_max, topic_alias, server_keep_alive, n_user;
+    uint32_t message_expiry, session_expiry, will_delay, max_packet_size, subscription_id;
+    gw_mqtt_str content_type, response_topic, correlation_data, reason_string, auth_method,
+        auth_data, assigned_client_id, response_info, server_reference;
+} gw_mqtt_props;
+
+#define GW_MQTT_HAS(pr, id) ((((pr)->have) >> (id)) & 1u)
+
+/* p: the property length (a variable byte integer) and the properties, avail bytes readable.
+ * Fills *out (zeroed first) and *used (the block's size incl. its length). GW_EPROTO with *rc (the
+ * MQTT 5 reason code) and *why (the counter label): 0x81 "bad_property" for an unknown id, an id
+ * not allowed in ctx, a bad or non-minimal length or a truncated value; 0x81 "invalid_utf8" for a
+ * string that is not MQTT UTF-8; 0x82 "bad_property" for a duplicate (user properties may repeat)
+ * or a value out of range (payload format / request flags over 1, receive maximum or maximum packet
+ * size 0, subscription identifier 0, a wildcard in the response topic). */
+int gw_mqtt_props_decode(const uint8_t *p, size_t avail, gw_mqtt_pctx ctx, gw_mqtt_props *out,
+                         size_t *used, uint8_t *rc, const char **why);
+
+/* Property writer (server side): a fixed buffer; what does not fit is dropped and 'over' set. */
+#define GW_MQTT_PBUF 512
+typedef struct gw_mqtt_pbuf {
+    uint8_t b[GW_MQTT_PBUF];
+    size_t n;
+    bool over;
+} gw_mqtt_pbuf;
+void gw_mqtt_pb_u8(gw_mqtt_pbuf *pb, uint8_t id, uint8_t v);
+void gw_mqtt_pb_u16(gw_mqtt_pbuf *pb, uint8_t id, uint16_t v);
+void gw_mqtt_pb_u32(gw_mqtt_pbuf *pb, uint8_t id, uint32_t v);
+/* A string or binary property (len truncated to what fits, at a UTF-8 boundary for strings). */
+void gw_mqtt_pb_str(gw_mqtt_pbuf *pb, uint8_t id, const void *p, size_t len);
+
 typedef struct gw_mqtt_connect {
-    uint8_t protocol_level; /* 4 = 3.1.1 ("MQTT"), 3 = 3.1 ("MQIsdp") */
+    uint8_t protocol_level; /* 5 = MQTT 5, 4 = 3.1.1 ("MQTT"), 3 = 3.1 ("MQIsdp") */
+    uint8_t v5_rc;          /* MQTT 5 on error: the CONNACK reason code (0x81, 0x82, 0x85) */
     bool clean_session, has_will, will_retain, has_username, has_password;
     uint8_t will_qos;
     uint16_t keepalive;
@@ -69,6 +181,7 @@ typedef struct gw_mqtt_connect {
     uint16_t will_payload_len;
     const uint8_t *password;
     uint16_t password_len;
+    gw_mqtt_props props, will_props; /* MQTT 5 */
 } gw_mqtt_connect;
 
 /* body = the bytes after the fixed header (len = remaining). 0 on success. On error returns
@@ -102,6 +215,11 @@ typedef struct gw_mqtt_publish {
  * be empty. */
 int gw_mqtt_decode_publish(const uint8_t *body, uint32_t len, uint8_t flags, gw_mqtt_publish *out,
                            const char **why);
+/* The same for protocol level 5 (props != NULL: MQTT 5): the properties follow the packet id and
+ * the topic may be empty (the caller resolves a topic alias). On error *rc is the reason code
+ * (0x81 malformed, 0x82 protocol error). */
+int gw_mqtt_decode_publish5(const uint8_t *body, uint32_t len, uint8_t flags, gw_mqtt_publish *out,
+                            gw_mqtt_props *props, const char **why, uint8_t *rc);
 
 /* SUBSCRIBE / UNSUBSCRIBE: validates the whole packet (packet id != 0, at least one filter, each
  * filter non-empty valid MQTT UTF-8 and a valid filter per gw_mqtt_filter_valid, requested qos <= 2
@@ -115,7 +233,16 @@ int gw_mqtt_decode_subscribe(const uint8_t *body, uint32_t len, uint16_t *packet
                              gw_mqtt_sub_iter *it, const char **why);
 int gw_mqtt_decode_unsubscribe(const uint8_t *body, uint32_t len, uint16_t *packet_id,
                                gw_mqtt_sub_iter *it, const char **why);
-/* 1 and the next filter (qos = 0 for unsubscribe), or 0 at the end. */
+/* MQTT 5: the properties after the packet id; subscription options with the reserved bits 0 and
+ * retain handling < 3. *rc as for PUBLISH. */
+int gw_mqtt_decode_subscribe5(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                              gw_mqtt_sub_iter *it, gw_mqtt_props *props, const char **why,
+                              uint8_t *rc);
+int gw_mqtt_decode_unsubscribe5(const uint8_t *body, uint32_t len, uint16_t *packet_id,
+                                gw_mqtt_sub_iter *it, gw_mqtt_props *props, const char **why,
+                                uint8_t *rc);
+/* 1 and the next filter (qos = 0 for unsubscribe; the QoS bits of MQTT 5 options), or 0 at the
+ * end. */
 int gw_mqtt_sub_next(gw_mqtt_sub_iter *it, gw_mqtt_str *filter, uint8_t *qos);
 /* The number of filters the iterator has left (it is not advanced). A SUBSCRIBE of len bytes holds
  * at most (len - 2) / 4 of them. */
@@ -123,6 +250,13 @@ size_t gw_mqtt_sub_count(const gw_mqtt_sub_iter *it);
 
 /* PUBACK/PUBREC/PUBREL/PUBCOMP (and UNSUBACK): remaining must be exactly 2 and id != 0. */
 int gw_mqtt_decode_ack(const uint8_t *body, uint32_t len, uint16_t *packet_id);
+/* MQTT 5 PUBACK/PUBREC/PUBREL/PUBCOMP: id, then an optional reason code (0 when absent) and
+ * properties. GW_EPROTO for id 0, a short body, bad properties. */
+int gw_mqtt_decode_ack5(const uint8_t *body, uint32_t len, uint16_t *packet_id, uint8_t *reason,
+                        gw_mqtt_props *props);
+/* MQTT 5 DISCONNECT: optional reason code (0 when absent) and properties. */
+int gw_mqtt_decode_disconnect5(const uint8_t *body, uint32_t len, uint8_t *reason,
+                               gw_mqtt_props *props, const char **why);
 /* PINGREQ/PINGRESP/DISCONNECT: 0 when the body is empty, else GW_EPROTO. */
 int gw_mqtt_decode_empty(const uint8_t *body, uint32_t len);
 /* Client side (bench, tests): CONNACK is 2 bytes, flags 0 or 1 (session present), rc 0..5. */
@@ -171,6 +305,27 @@ size_t gw_mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t packet_id, co
                                 size_t filter_len, uint8_t qos);
 size_t gw_mqtt_encode_pingreq(uint8_t out[2]);
 size_t gw_mqtt_encode_disconnect(uint8_t out[2]);
+
+/* MQTT 5 server packets with properties (props/plen: property bytes written by gw_mqtt_pb_*, may
+ * be NULL/0). Each returns the size, writing nothing when cap is too small (0: cannot encode). */
+size_t gw_mqtt_encode_connack5(uint8_t *out, size_t cap, bool session_present, uint8_t rc,
+                               const uint8_t *props, size_t plen);
+/* PUBACK PUBREC PUBREL PUBCOMP with a reason code; the short 4-byte form when rc is 0 without
+ * properties. */
+size_t gw_mqtt_encode_ack5(uint8_t *out, size_t cap, uint8_t type, uint16_t packet_id, uint8_t rc,
+                           const uint8_t *props, size_t plen);
+size_t gw_mqtt_encode_disconnect5(uint8_t *out, size_t cap, uint8_t rc, const uint8_t *props,
+                                  size_t plen);
+/* SUBACK (v5: with an empty property block) / UNSUBACK v5 with one reason code per filter: as
+ * gw_mqtt_suback_size / gw_mqtt_encode_suback_head (head at most 8 bytes). */
+size_t gw_mqtt_suback_size_v(uint8_t type, size_t n, bool v5);
+size_t gw_mqtt_encode_suback_head_v(uint8_t out[8], uint8_t type, uint16_t packet_id, size_t n,
+                                    bool v5);
+/* PUBLISH with an MQTT 5 property block (props may be NULL with plen 0: an empty block). */
+size_t gw_mqtt_publish5_size(size_t topic_len, size_t payload_len, uint8_t qos, size_t plen);
+size_t gw_mqtt_encode_publish5(uint8_t *out, size_t cap, const char *topic, size_t topic_len,
+                               const uint8_t *payload, size_t payload_len, uint8_t qos,
+                               uint16_t packet_id, bool retain, const uint8_t *props, size_t plen);
 
 /* "CONNECT", "PUBLISH", ...; "RESERVED" for 0 and 15 and anything else. Never NULL. */
 const char *gw_mqtt_type_name(uint8_t type);

@@ -1,4 +1,5 @@
-/* mqtt_session.c: the stored sessions of clean_session=0 devices (MQTT 3.1.1 section 3.1.2.4):
+/* mqtt_session.c: the stored sessions of clean_session=0 devices (MQTT 3.1.1 section 3.1.2.4; MQTT
+ * 5's clean start and session expiry interval map onto them):
  * their subscriptions and QoS 2 ids outlive the connection, are resumed by the device's next
  * clean_session=0 CONNECT on any loop, discarded by a clean_session=1 one, and freed
  * session_expiry_s after the last connection ended (a sweep on loop 0) or at shutdown. */
@@ -180,11 +181,47 @@ int gw__mqtt_session_attach(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t de
     st->stored = st->in_table = true;
     st->users = 1;
     st->dev_index = dev_index;
+    st->expiry_s = ss->expiry_s;
     ss->by_dev[dev_index] = st;
     gw_metric_inc(GW_M_MQTT_SESSIONS_STORED);
     c->st = st;
 done:
     pthread_mutex_unlock(mu);
+    return rc;
+}
+
+int gw__mqtt_session_attach5(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t dev_index,
+                             bool discard, uint32_t expiry_s, bool *present)
+{
+    pthread_mutex_t *mu = &ss->mu[dev_index % GW__MQTT_STRIPES];
+    gw__mqtt_state *st = NULL;
+    bool kept = false;
+    pthread_mutex_lock(mu);
+    if (dev_index < ss->n_devices && (st = ss->by_dev[dev_index]) != NULL) {
+        if (st->users == 0 && now_ms() >= st->expires_ms) { /* expired, not swept yet */
+            list_del(ss, st);
+            free_stored(ss, st);
+            gw_metric_inc(GW_M_MQTT_SESSIONS_EXPIRED);
+        } else if (!discard) {
+            kept = true; /* resumed below, with the new interval */
+        }
+    }
+    pthread_mutex_unlock(mu);
+    int rc;
+    if (discard && expiry_s > 0) { /* drop the stored session, then store a new one */
+        rc = gw__mqtt_session_attach(ss, c, dev_index, true, present);
+        c->st = NULL; /* its own state, still empty */
+        if (rc == 0)
+            rc = gw__mqtt_session_attach(ss, c, dev_index, false, present);
+    } else {
+        rc =
+            gw__mqtt_session_attach(ss, c, dev_index, !kept && (discard || expiry_s == 0), present);
+    }
+    if (rc == 0 && c->st && c->st->stored) {
+        pthread_mutex_lock(mu);
+        c->st->expiry_s = expiry_s;
+        pthread_mutex_unlock(mu);
+    }
     return rc;
 }
 
@@ -200,10 +237,10 @@ void gw__mqtt_session_detach(gw__mqtt_sessions *ss, gw__mqtt_conn *c)
     }
     pthread_mutex_lock(c->mu);
     if (--st->users == 0) {
-        if (!st->in_table || ss->expiry_s == 0) {
+        if (!st->in_table || st->expiry_s == 0) {
             free_stored(ss, st);
         } else {
-            st->expires_ms = now_ms() + ss->expiry_s * 1000ull;
+            st->expires_ms = now_ms() + st->expiry_s * 1000ull;
             list_add(ss, st);
         }
     }

@@ -332,6 +332,13 @@ void gw_stream_ack_ready(gw_stream_conn *c, uint32_t seq)
     ack_drain(c);
 }
 
+void gw_stream_ack_or(gw_stream_conn *c, uint32_t seq, uint32_t bits)
+{
+    uint32_t off = seq - c->ack_seq;
+    if (off < c->ack_n)
+        c->acks[(c->ack_head + off) & (c->ack_cap - 1)] |= bits & GW_STREAM_ACK_MASK;
+}
+
 void gw__stream_committed(gw_session *s, gw_event *ev)
 {
     gw_stream_conn *c = conn_of(s);

@@ -216,6 +216,9 @@ int gw_stream_ack_push(gw_stream_conn *c, uint32_t entry, bool ready, uint32_t *
 int gw_stream_ack_push_bytes(gw_stream_conn *c, const uint8_t *p, size_t n, bool ready,
                              uint32_t *seq);
 void gw_stream_ack_ready(gw_stream_conn *c, uint32_t seq);
+/* ORs adapter bits (within GW_STREAM_ACK_MASK) into a pending entry not sent yet (MQTT 5: the
+ * reason code of a refused PUBLISH). */
+void gw_stream_ack_or(gw_stream_conn *c, uint32_t seq, uint32_t bits);
 
 /* Authentication outcome of this connection's source, for the per-source back-off. */
 void gw_stream_auth_failed(gw_stream_conn *c);

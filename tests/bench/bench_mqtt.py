@@ -100,7 +100,8 @@ def run_ingest(srv, loader, qos, conns, window, args):
         cmd = load_cmd(loader, srv.port, [
             "--conns", str(conns), "--qos", str(qos), "--window", str(window),
             "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-            "--payload-size", str(args.payload_size), "--timeout", str(args.timeout), "--marks"])
+            "--payload-size", str(args.payload_size), "--timeout", str(args.timeout), "--marks"]
+            + (["--v5"] if args.v5 else []))
         rc, res, w = benchlib.run_marked(cmd, srv.pid, "bench=mqtt_load")
         if rc != 0 or not res:
             raise BenchError(f"mqtt_load against {srv.name} (qos={qos} conns={conns}) exited "
@@ -166,6 +167,7 @@ def main():
     ap.add_argument("--servers", default="mosquitto,iotgw",
                     help="comma list of mosquitto,iotgw (default both)")
     ap.add_argument("--loops", type=int, default=2, help="iotgw loops (default 2)")
+    ap.add_argument("--v5", action="store_true", help="MQTT 5 clients (protocol level 5)")
     ap.add_argument("--connect-rate", type=float, default=5000)
     ap.add_argument("--timeout", type=float, default=60, help="generator connect/drain timeout")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, dbs)")

@@ -64,6 +64,7 @@ static struct opts {
     long q0_inflight;
     bool seq_ids; /* QoS 1: messageId = this connection's message number (end-to-end checks) */
     long count;   /* QoS 1: PUBLISHes per connection; the window ends when all are acked */
+    bool v5;      /* MQTT 5: protocol level 5, empty property blocks */
 } o = {.host = "127.0.0.1",
        .port = 1883,
        .conns = 1,
@@ -102,10 +103,11 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* CONNECT: protocol MQTT level 4, clean session, username + password when given. */
+/* CONNECT: protocol MQTT level 4 (5 with --v5, no properties), clean session, username +
+ * password when given. */
 static size_t enc_connect(uint8_t *p, const char *cid)
 {
-    uint32_t rl = 10 + 2 + (uint32_t)strlen(cid);
+    uint32_t rl = 10 + (o.v5 ? 1u : 0u) + 2 + (uint32_t)strlen(cid);
     uint8_t flags = 0x02;
     if (o.username && *o.username)
         flags |= 0x80, rl += 2 + (uint32_t)strlen(o.username);
@@ -115,10 +117,12 @@ static size_t enc_connect(uint8_t *p, const char *cid)
     p[n++] = 0x10;
     n += put_rl(p + n, rl);
     n += put_str(p + n, "MQTT");
-    p[n++] = 4;
+    p[n++] = o.v5 ? 5 : 4;
     p[n++] = flags;
     p[n++] = (uint8_t)(o.keepalive >> 8);
     p[n++] = (uint8_t)o.keepalive;
+    if (o.v5)
+        p[n++] = 0; /* property length */
     n += put_str(p + n, cid);
     if (flags & 0x80)
         n += put_str(p + n, o.username);
@@ -149,7 +153,7 @@ static void build_publish(conn *c, int idx, const char *cid)
         exit(2);
     }
     size_t tl = strlen(topic), pl = (size_t)o.payload_size;
-    uint32_t rl = (uint32_t)(2 + tl + (o.qos ? 2 : 0) + pl);
+    uint32_t rl = (uint32_t)(2 + tl + (o.qos ? 2 : 0) + (o.v5 ? 1 : 0) + pl);
     c->pub = xmalloc(8 + rl);
     uint8_t *p = c->pub;
     size_t n = 0;
@@ -159,6 +163,8 @@ static void build_publish(conn *c, int idx, const char *cid)
     c->pid_off = (uint32_t)n;
     if (o.qos)
         p[n++] = 0, p[n++] = 0;
+    if (o.v5)
+        p[n++] = 0; /* property length */
     const char *head = o.seq_ids ? PAY_HEAD_SEQ : PAY_HEAD;
     size_t hl = o.seq_ids ? sizeof PAY_HEAD_SEQ - 1 : sizeof PAY_HEAD - 1;
     size_t pad = pl - (size_t)(o.seq_ids ? PAY_MIN_SEQ : PAY_MIN);
@@ -317,7 +323,7 @@ static void flush(conn *c)
 
 static void on_connack(conn *c, const uint8_t *b, uint32_t rl)
 {
-    if (c->state != C_WAIT_CONNACK || rl != 2) {
+    if (c->state != C_WAIT_CONNACK || (o.v5 ? rl < 3 : rl != 2)) {
         conn_fail(c, "unexpected CONNACK");
         return;
     }
@@ -642,7 +648,7 @@ static void usage(void)
                     "  [--seconds S] [--warmup S] [--payload-size B] [--client-fmt 'bench-%%05d']\n"
                     "  [--username U] [--password P] [--topic-fmt '/bench/%%s/properties/report']\n"
                     "  [--idle] [--connect-rate R] [--timeout S] [--keepalive S] [--marks]\n"
-                    "  [--q0-inflight BYTES (0: unbounded)] [--seq-ids] [--count N]\n");
+                    "  [--q0-inflight BYTES (0: unbounded)] [--seq-ids] [--count N] [--v5]\n");
     exit(2);
 }
 
@@ -666,7 +672,8 @@ static const optdef OPTS[] = {{"host", 's', &o.host},
                               {"marks", 'b', &o.marks},
                               {"q0-inflight", 'l', &o.q0_inflight},
                               {"seq-ids", 'b', &o.seq_ids},
-                              {"count", 'l', &o.count}};
+                              {"count", 'l', &o.count},
+                              {"v5", 'b', &o.v5}};
 
 static void parse_args(int argc, char **argv)
 {

@@ -1,8 +1,10 @@
-/* fuzz_mqtt_prot.c: libFuzzer target for the MQTT 3.1.1 parser. The input is read as a byte stream
- * of packets (fixed header with max_packet 65536, then the type's decoder on an exact-size copy of
- * the body), and also as a bare CONNECT / PUBLISH / SUBSCRIBE body, a UTF-8 string and a
- * filter/topic pair. Decoded packets are re-encoded and must give the same bytes; UTF-8 validation
- * and topic matching are checked against slow reference implementations. Any mismatch aborts. */
+/* fuzz_mqtt_prot.c: libFuzzer target for the MQTT 5 / 3.1.1 parser (each body goes through both
+ * the 3.1.1 and the MQTT 5 decoders; property blocks are checked on their own in every context).
+ * The input is read as a byte stream of packets (fixed header with max_packet 65536, then the
+ * type's decoder on an exact-size copy of the body), and also as a bare CONNECT / PUBLISH /
+ * SUBSCRIBE body, a UTF-8 string and a filter/topic pair. Decoded packets are re-encoded and must
+ * give the same bytes; UTF-8 validation and topic matching are checked against slow reference
+ * implementations. Any mismatch aborts. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,7 +148,7 @@ static void check_connect(const uint8_t *body, uint32_t len)
     REQUIRE(rc == 0 ? crc == 0 : (crc == 1 || crc == 2 || crc == 0xFF));
     if (rc != 0 && crc != 2)
         return;
-    REQUIRE(c.protocol_level == 3 || c.protocol_level == 4);
+    REQUIRE(c.protocol_level == 3 || c.protocol_level == 4 || c.protocol_level == 5);
     REQUIRE(in_body(c.client_id.p, c.client_id.len, body, len));
     REQUIRE(gw_mqtt_utf8_valid(c.client_id.p, c.client_id.len));
     REQUIRE(c.will_qos <= 2 && (c.has_will || (!c.will_qos && !c.will_retain)));
@@ -297,6 +299,133 @@ static void check_body(const gw_mqtt_fixed *fh, const uint8_t *body, uint32_t le
     }
 }
 
+/* ---- MQTT 5 ---------------------------------------------------------------------------------- */
+
+static void check_str_in(gw_mqtt_str s, const uint8_t *body, uint32_t len, bool utf8)
+{
+    if (!s.p)
+        return;
+    REQUIRE(in_body(s.p, s.len, body, len));
+    if (utf8)
+        REQUIRE(gw_mqtt_utf8_valid(s.p, s.len));
+}
+
+/* A property block in every context: on success it lies within the body, its strings are MQTT
+ * UTF-8, and the same block cut one byte short is refused. */
+static void check_props(const uint8_t *body, uint32_t len)
+{
+    for (int ctx = GW_MQTT_PC_CONNECT; ctx <= GW_MQTT_PC_AUTH; ctx++) {
+        gw_mqtt_props pr;
+        size_t used = 0;
+        uint8_t rc = 0;
+        const char *why = NULL;
+        int r = gw_mqtt_props_decode(body, len, (gw_mqtt_pctx)ctx, &pr, &used, &rc, &why);
+        if (r != 0) {
+            REQUIRE(r == GW_EPROTO && (rc == 0x81 || rc == 0x82) && why);
+            REQUIRE(!strcmp(why, "bad_property") || !strcmp(why, "invalid_utf8"));
+            continue;
+        }
+        REQUIRE(used >= 1 && used <= len);
+        check_str_in(pr.content_type, body, len, true);
+        check_str_in(pr.response_topic, body, len, true);
+        check_str_in(pr.reason_string, body, len, true);
+        check_str_in(pr.auth_method, body, len, true);
+        check_str_in(pr.correlation_data, body, len, false);
+        check_str_in(pr.auth_data, body, len, false);
+        if (GW_MQTT_HAS(&pr, GW_MQTT_P_RECEIVE_MAX))
+            REQUIRE(pr.receive_max > 0);
+        if (GW_MQTT_HAS(&pr, GW_MQTT_P_MAX_PACKET_SIZE))
+            REQUIRE(pr.max_packet_size > 0);
+        REQUIRE(pr.payload_format <= 1);
+        uint8_t *cut = malloc(used - 1 ? used - 1 : 1);
+        memcpy(cut, body, used - 1);
+        REQUIRE(gw_mqtt_props_decode(cut, used - 1, (gw_mqtt_pctx)ctx, &pr, &used, NULL, NULL) ==
+                GW_EPROTO);
+        free(cut);
+    }
+}
+
+/* The MQTT 5 decoders on a body: a PUBLISH that decodes re-encodes to the same bytes. */
+static void check_v5(const gw_mqtt_fixed *fh, const uint8_t *body, uint32_t len)
+{
+    gw_mqtt_props pr;
+    const char *why = NULL;
+    uint8_t rc = 0;
+    uint16_t id;
+    gw_mqtt_sub_iter it;
+    switch (fh->type) {
+    case GW_MQTT_PUBLISH: {
+        gw_mqtt_publish p;
+        if (gw_mqtt_decode_publish5(body, len, fh->flags, &p, &pr, &why, &rc) != 0) {
+            REQUIRE(why && (rc == 0x81 || rc == 0x82));
+            break;
+        }
+        REQUIRE(p.payload + p.payload_len == body + len);
+        REQUIRE(!has_wildcard(p.topic.p, p.topic.len));
+        const uint8_t *pstart = body + 2 + p.topic.len + (p.qos ? 2 : 0);
+        size_t plen_all = (size_t)(p.payload - pstart);
+        /* the property length prefix of the block, re-read */
+        uint32_t plen = 0, mult = 1;
+        size_t i = 0;
+        do {
+            plen += (uint32_t)(pstart[i] & 0x7F) * mult;
+            mult <<= 7;
+        } while (pstart[i++] & 0x80);
+        if (i + plen != plen_all) /* a non-minimal length prefix: not re-encodable */
+            break;
+        uint8_t *out = malloc(len + 8);
+        size_t n =
+            gw_mqtt_encode_publish5(out, len + 8, p.topic.p, p.topic.len, p.payload, p.payload_len,
+                                    p.qos, p.packet_id, p.retain, pstart + i, plen);
+        gw_mqtt_fixed f2;
+        if (!p.dup) {
+            REQUIRE(n > 0 && n <= len + 8);
+            REQUIRE(gw_mqtt_frame(out, n, UINT32_MAX, &f2) == 0 && f2.remaining == len);
+            REQUIRE(memcmp(out + f2.header_len, body, len) == 0);
+        }
+        free(out);
+        break;
+    }
+    case GW_MQTT_SUBSCRIBE:
+    case GW_MQTT_UNSUBSCRIBE: {
+        bool unsub = fh->type == GW_MQTT_UNSUBSCRIBE;
+        int r = unsub ? gw_mqtt_decode_unsubscribe5(body, len, &id, &it, &pr, &why, &rc)
+                      : gw_mqtt_decode_subscribe5(body, len, &id, &it, &pr, &why, &rc);
+        if (r == 0) {
+            gw_mqtt_str f;
+            uint8_t q;
+            size_t n = 0;
+            REQUIRE(id != 0);
+            while (gw_mqtt_sub_next(&it, &f, &q)) {
+                REQUIRE(in_body(f.p, f.len, body, len) && gw_mqtt_filter_valid(f.p, f.len));
+                REQUIRE(q <= 2);
+                n++;
+            }
+            REQUIRE(n >= 1);
+        }
+        break;
+    }
+    case GW_MQTT_PUBACK:
+    case GW_MQTT_PUBREC:
+    case GW_MQTT_PUBREL:
+    case GW_MQTT_PUBCOMP:
+        if (gw_mqtt_decode_ack5(body, len, &id, &rc, &pr) == 0) {
+            uint8_t out[16];
+            REQUIRE(id != 0);
+            if (len <= 4 && (len < 4 || body[3] == 0)) { /* no properties: re-encodable */
+                size_t n = gw_mqtt_encode_ack5(out, sizeof(out), fh->type, id, rc, NULL, 0);
+                REQUIRE(n >= 4 && n <= 6);
+            }
+        }
+        break;
+    case GW_MQTT_DISCONNECT:
+        (void)gw_mqtt_decode_disconnect5(body, len, &rc, &pr, &why);
+        break;
+    default:
+        break;
+    }
+}
+
 /* ---- the stream ------------------------------------------------------------------------------ */
 
 static void stream(const uint8_t *data, size_t size)
@@ -334,6 +463,7 @@ static void stream(const uint8_t *data, size_t size)
         uint8_t *body = malloc(fh.remaining ? fh.remaining : 1);
         memcpy(body, data + off + fh.header_len, fh.remaining);
         check_body(&fh, body, fh.remaining);
+        check_v5(&fh, body, fh.remaining);
         free(body);
         off += fh.header_len + fh.remaining;
     }
@@ -356,6 +486,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     REQUIRE(gw_mqtt_utf8_valid((const char *)data, size) == ref_utf8(data, size));
+    check_props(data, (uint32_t)size);
 
     /* A filter/topic pair: byte 0 says where the filter ends. */
     if (size > 1) {

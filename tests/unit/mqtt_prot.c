@@ -347,8 +347,13 @@ struct connect_case {
 static const struct connect_case connect_cases[] = {
     {"3.1.1", B(MQTT, 4, 0x02, 0x00, 0x3C, DEV), 0, 0, 4, "dev"},
     {"3.1 MQIsdp", B(MQISDP, 3, 0x02, 0x00, 0x3C, DEV), 0, 0, 3, "dev"},
-    {"level 5", B(MQTT, 5, 0x02, 0x00, 0x3C, 0x00, DEV), GW_EPROTO, 1, 0, NULL},
-    {"level 5, just the level", B(MQTT, 5), GW_EPROTO, 1, 0, NULL},
+    {"level 5", B(MQTT, 5, 0x02, 0x00, 0x3C, 0x00, DEV), 0, 0, 5, "dev"},
+    {"level 5, just the level", B(MQTT, 5), GW_EPROTO, 0xFF, 0, NULL},
+    {"level 5, no property length", B(MQTT, 5, 0x02, 0x00, 0x3C), GW_EPROTO, 0xFF, 0, NULL},
+    {"level 6", B(MQTT, 6, 0x02, 0x00, 0x3C, 0x00, DEV), GW_EPROTO, 1, 0, NULL},
+    {"level 5, MQIsdp", B(MQISDP, 5, 0x02, 0x00, 0x3C, 0x00, DEV), GW_EPROTO, 1, 0, NULL},
+    {"level 5, empty id, clean start", B(MQTT, 5, 0x02, 0x00, 0x3C, 0x00, 0x00, 0x00), GW_EPROTO, 2,
+     0, NULL},
     {"wrong name", B(0x00, 0x04, 'M', 'Q', 'T', 'X', 4, 0x02, 0x00, 0x3C, DEV), GW_EPROTO, 1, 0,
      NULL},
     {"MQTT level 3", B(MQTT, 3, 0x02, 0x00, 0x3C, DEV), GW_EPROTO, 1, 0, NULL},
@@ -898,6 +903,238 @@ static void test_suback_many(void)
     free(hb);
 }
 
+/* ---- MQTT 5 properties ----------------------------------------------------------------------- */
+
+struct prop_case {
+    const char *name;
+    gw_mqtt_pctx ctx;
+    const uint8_t *b;
+    size_t n;
+    int rc;
+    uint8_t reason;  /* on error */
+    const char *why; /* on error */
+};
+
+static const struct prop_case prop_cases[] = {
+    {"empty", GW_MQTT_PC_CONNECT, B(0x00), 0, 0, NULL},
+    {"session expiry", GW_MQTT_PC_CONNECT, B(0x05, 0x11, 0, 0, 0, 60), 0, 0, NULL},
+    {"receive max", GW_MQTT_PC_CONNECT, B(0x03, 0x21, 0x00, 0x0A), 0, 0, NULL},
+    {"user props repeat", GW_MQTT_PC_PUBLISH, B(0x0B, 0x26, 0, 1, 'a', 0, 0, 0x26, 0, 0, 0, 0), 0,
+     0, NULL},
+    {"unknown id 0x7F", GW_MQTT_PC_CONNECT, B(0x02, 0x7F, 0x00), GW_EPROTO, 0x81, "bad_property"},
+    {"id 0x00", GW_MQTT_PC_CONNECT, B(0x02, 0x00, 0x00), GW_EPROTO, 0x81, "bad_property"},
+    {"id over 0x80", GW_MQTT_PC_CONNECT, B(0x03, 0x81, 0x01, 0x00), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"topic alias in CONNECT", GW_MQTT_PC_CONNECT, B(0x03, 0x23, 0x00, 0x01), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"session expiry in PUBLISH", GW_MQTT_PC_PUBLISH, B(0x05, 0x11, 0, 0, 0, 1), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"will delay in CONNECT", GW_MQTT_PC_CONNECT, B(0x05, 0x18, 0, 0, 0, 1), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"will delay in will", GW_MQTT_PC_WILL, B(0x05, 0x18, 0, 0, 0, 1), 0, 0, NULL},
+    {"reason string from client PUBLISH", GW_MQTT_PC_PUBLISH, B(0x04, 0x1F, 0, 1, 'x'), GW_EPROTO,
+     0x81, "bad_property"},
+    {"duplicate session expiry", GW_MQTT_PC_CONNECT, B(0x0A, 0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2),
+     GW_EPROTO, 0x82, "bad_property"},
+    {"duplicate topic alias", GW_MQTT_PC_PUBLISH, B(0x06, 0x23, 0, 1, 0x23, 0, 2), GW_EPROTO, 0x82,
+     "bad_property"},
+    {"receive max 0", GW_MQTT_PC_CONNECT, B(0x03, 0x21, 0x00, 0x00), GW_EPROTO, 0x82,
+     "bad_property"},
+    {"max packet size 0", GW_MQTT_PC_CONNECT, B(0x05, 0x27, 0, 0, 0, 0), GW_EPROTO, 0x82,
+     "bad_property"},
+    {"payload format 2", GW_MQTT_PC_PUBLISH, B(0x02, 0x01, 0x02), GW_EPROTO, 0x82, "bad_property"},
+    {"request problem info 2", GW_MQTT_PC_CONNECT, B(0x02, 0x17, 0x02), GW_EPROTO, 0x82,
+     "bad_property"},
+    {"subscription id 0", GW_MQTT_PC_SUBSCRIBE, B(0x02, 0x0B, 0x00), GW_EPROTO, 0x82,
+     "bad_property"},
+    {"subscription id vbi 5 bytes", GW_MQTT_PC_SUBSCRIBE, B(0x06, 0x0B, 0x80, 0x80, 0x80, 0x80, 1),
+     GW_EPROTO, 0x81, "bad_property"},
+    {"response topic wildcard", GW_MQTT_PC_PUBLISH, B(0x04, 0x08, 0, 1, '#'), GW_EPROTO, 0x82,
+     "bad_property"},
+    {"content type bad utf8", GW_MQTT_PC_PUBLISH, B(0x04, 0x03, 0, 1, 0xFF), GW_EPROTO, 0x81,
+     "invalid_utf8"},
+    {"user property bad utf8", GW_MQTT_PC_PUBLISH, B(0x07, 0x26, 0, 1, 0xC0, 0, 1, 'a'), GW_EPROTO,
+     0x81, "invalid_utf8"},
+    {"length past the end", GW_MQTT_PC_CONNECT, B(0x05, 0x11, 0, 0), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"value past the length", GW_MQTT_PC_CONNECT, B(0x03, 0x11, 0, 0, 0, 1), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"string past the length", GW_MQTT_PC_PUBLISH, B(0x03, 0x03, 0, 5, 'a', 'b'), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"property length vbi truncated", GW_MQTT_PC_CONNECT, B(0x80), GW_EPROTO, 0x81, "bad_property"},
+    {"property length vbi not minimal", GW_MQTT_PC_CONNECT, B(0x80, 0x00), GW_EPROTO, 0x81,
+     "bad_property"},
+    {"subscription id vbi not minimal", GW_MQTT_PC_SUBSCRIBE, B(0x03, 0x0B, 0x81, 0x00), GW_EPROTO,
+     0x81, "bad_property"},
+    {"subscription id 2-byte vbi", GW_MQTT_PC_SUBSCRIBE, B(0x03, 0x0B, 0x81, 0x01), 0, 0, NULL},
+};
+
+static void test_props(void)
+{
+    for (size_t i = 0; i < sizeof(prop_cases) / sizeof(prop_cases[0]); i++) {
+        const struct prop_case *c = &prop_cases[i];
+        uint8_t *b = heap(c->b, c->n);
+        gw_mqtt_props pr;
+        size_t used = 0;
+        uint8_t reason = 0;
+        const char *why = NULL;
+        int rc = gw_mqtt_props_decode(b, c->n, c->ctx, &pr, &used, &reason, &why);
+        if (rc != c->rc || (rc && (reason != c->reason || strcmp(why, c->why) != 0)))
+            fprintf(stderr, "props case: %s (rc %d reason 0x%02x why %s)\n", c->name, rc, reason,
+                    why ? why : "-");
+        CHECK_INT(rc, c->rc);
+        if (rc) {
+            CHECK_INT(reason, c->reason);
+            CHECK(why && strcmp(why, c->why) == 0);
+        } else {
+            CHECK_INT(used, c->n);
+        }
+        free(b);
+    }
+    /* Values land in their fields. */
+    uint8_t *b = heap(B(0x19, 0x11, 0, 0, 0x0E, 0x10, 0x21, 0, 5, 0x27, 0, 1, 0, 0, 0x22, 0, 3,
+                        0x17, 0, 0x26, 0, 1, 'k', 0, 1, 'v'));
+    gw_mqtt_props pr;
+    size_t used;
+    CHECK_INT(gw_mqtt_props_decode(b, 26, GW_MQTT_PC_CONNECT, &pr, &used, NULL, NULL), 0);
+    CHECK_INT(used, 26);
+    CHECK_INT(pr.session_expiry, 3600);
+    CHECK_INT(pr.receive_max, 5);
+    CHECK_INT(pr.max_packet_size, 65536);
+    CHECK_INT(pr.topic_alias_max, 3);
+    CHECK_INT(pr.request_problem_info, 0);
+    CHECK(GW_MQTT_HAS(&pr, GW_MQTT_P_REQUEST_PROBLEM_INFO));
+    CHECK(!GW_MQTT_HAS(&pr, GW_MQTT_P_AUTH_METHOD));
+    CHECK_INT(pr.n_user, 1);
+    free(b);
+
+    /* The writer truncates a long string at a UTF-8 boundary and says so. */
+    gw_mqtt_pbuf pb = {.n = 0};
+    char big[600];
+    memset(big, 'a', sizeof(big));
+    big[GW_MQTT_PBUF - 3 - 1] = (char)0xC3; /* a 2-byte sequence across the cut */
+    big[GW_MQTT_PBUF - 3] = (char)0xA9;
+    gw_mqtt_pb_str(&pb, GW_MQTT_P_REASON_STRING, big, sizeof(big));
+    CHECK(pb.over);
+    CHECK(pb.n <= GW_MQTT_PBUF);
+    uint8_t blk[GW_MQTT_PBUF + 4];
+    blk[0] = (uint8_t)(0x80 | (pb.n & 0x7F));
+    blk[1] = (uint8_t)(pb.n >> 7);
+    memcpy(blk + 2, pb.b, pb.n);
+    CHECK_INT(gw_mqtt_props_decode(blk, pb.n + 2, GW_MQTT_PC_ACK, &pr, &used, NULL, NULL), 0);
+    CHECK(gw_mqtt_utf8_valid(pr.reason_string.p, pr.reason_string.len));
+}
+
+static void test_v5_packets(void)
+{
+    gw_mqtt_connect cn;
+    uint8_t crc;
+    const char *why = NULL;
+    /* CONNECT with properties, a will with properties, password without username (v5 allows). */
+    uint8_t *b = heap(B(MQTT, 5, 0x46, 0x00, 0x3C, 0x05, 0x11, 0, 0, 0, 30, DEV, 0x02, 0x01, 0x01,
+                        0x00, 0x01, 't', 0x00, 0x00, 0x00, 0x01, 'p'));
+    CHECK_INT(gw_mqtt_decode_connect_why(b, 32, &cn, &crc, &why), 0);
+    CHECK_INT(cn.protocol_level, 5);
+    CHECK_INT(cn.props.session_expiry, 30);
+    CHECK_INT(cn.will_props.payload_format, 1);
+    CHECK(cn.has_password && !cn.has_username);
+    free(b);
+    /* a property not allowed in a will */
+    b = heap(B(MQTT, 5, 0x06, 0x00, 0x3C, 0x00, DEV, 0x03, 0x23, 0x00, 0x01, 0x00, 0x01, 't', 0x00,
+               0x00));
+    CHECK_INT(gw_mqtt_decode_connect_why(b, 25, &cn, &crc, &why), GW_EPROTO);
+    CHECK_INT(cn.v5_rc, 0x81);
+    CHECK(strcmp(why, "bad_property") == 0);
+    free(b);
+
+    /* PUBLISH: alias with an empty topic, payload after the properties. */
+    gw_mqtt_publish pub;
+    gw_mqtt_props pr;
+    uint8_t rc = 0;
+    b = heap(B(0x00, 0x00, 0x00, 0x07, 0x03, 0x23, 0x00, 0x02, 'h', 'i'));
+    CHECK_INT(gw_mqtt_decode_publish5(b, 10, 0x2, &pub, &pr, &why, &rc), 0);
+    CHECK_INT(pub.topic.len, 0);
+    CHECK_INT(pub.packet_id, 7);
+    CHECK_INT(pr.topic_alias, 2);
+    CHECK_INT(pub.payload_len, 2);
+    CHECK(memcmp(pub.payload, "hi", 2) == 0);
+    /* the same bytes are not a 3.1.1 PUBLISH (empty topic) */
+    CHECK_INT(gw_mqtt_decode_publish(b, 10, 0x2, &pub, &why), GW_EPROTO);
+    free(b);
+    /* subscription id from a client */
+    b = heap(B(0x00, 0x01, 'a', 0x02, 0x0B, 0x01));
+    CHECK_INT(gw_mqtt_decode_publish5(b, 6, 0x0, &pub, &pr, &why, &rc), GW_EPROTO);
+    CHECK_INT(rc, 0x82);
+    free(b);
+
+    /* SUBSCRIBE v5: options with no-local / retain handling 2 accepted, qos in the low bits;
+     * retain handling 3 and reserved bits refused. */
+    gw_mqtt_sub_iter it;
+    uint16_t pid;
+    gw_mqtt_str f;
+    uint8_t q;
+    b = heap(B(0x00, 0x05, 0x00, 0x00, 0x01, 'a', 0x25));
+    CHECK_INT(gw_mqtt_decode_subscribe5(b, 7, &pid, &it, &pr, &why, &rc), 0);
+    CHECK_INT(gw_mqtt_sub_next(&it, &f, &q), 1);
+    CHECK_INT(q, 1);
+    CHECK(str_eq(f, "a"));
+    free(b);
+    b = heap(B(0x00, 0x05, 0x00, 0x00, 0x01, 'a', 0x31));
+    CHECK_INT(gw_mqtt_decode_subscribe5(b, 7, &pid, &it, &pr, &why, &rc), GW_EPROTO);
+    CHECK_INT(rc, 0x82);
+    free(b);
+    b = heap(B(0x00, 0x05, 0x00, 0x00, 0x01, 'a', 0x41));
+    CHECK_INT(gw_mqtt_decode_subscribe5(b, 7, &pid, &it, &pr, &why, &rc), GW_EPROTO);
+    free(b);
+    b = heap(B(0x00, 0x05, 0x00)); /* properties, no filter */
+    CHECK_INT(gw_mqtt_decode_subscribe5(b, 3, &pid, &it, &pr, &why, &rc), GW_EPROTO);
+    free(b);
+    b = heap(B(0x00, 0x05, 0x00, 0x00, 0x01, 'a'));
+    CHECK_INT(gw_mqtt_decode_unsubscribe5(b, 6, &pid, &it, &pr, &why, &rc), 0);
+    CHECK_INT(gw_mqtt_sub_count(&it), 1);
+    free(b);
+
+    /* acks and DISCONNECT */
+    uint8_t reason;
+    b = heap(B(0x00, 0x09, 0x10, 0x00));
+    CHECK_INT(gw_mqtt_decode_ack5(b, 2, &pid, &reason, &pr), 0);
+    CHECK_INT(reason, 0);
+    CHECK_INT(gw_mqtt_decode_ack5(b, 3, &pid, &reason, &pr), 0);
+    CHECK_INT(reason, 0x10);
+    CHECK_INT(gw_mqtt_decode_ack5(b, 4, &pid, &reason, &pr), 0);
+    free(b);
+    b = heap(B(0x04, 0x05, 0x11, 0, 0, 0, 9));
+    CHECK_INT(gw_mqtt_decode_disconnect5(b, 7, &reason, &pr, &why), 0);
+    CHECK_INT(reason, 4);
+    CHECK_INT(pr.session_expiry, 9);
+    CHECK_INT(gw_mqtt_decode_disconnect5(b, 6, &reason, &pr, &why), GW_EPROTO);
+    free(b);
+
+    /* encoders */
+    uint8_t out[64];
+    gw_mqtt_pbuf pb = {.n = 0};
+    gw_mqtt_pb_u16(&pb, GW_MQTT_P_RECEIVE_MAX, 10);
+    size_t n = gw_mqtt_encode_connack5(out, sizeof(out), true, 0, pb.b, pb.n);
+    CHECK_INT(n, 8);
+    CHECK(memcmp(out, B(0x20, 0x06, 0x01, 0x00, 0x03, 0x21, 0x00, 0x0A)) == 0);
+    CHECK_INT(gw_mqtt_encode_ack5(out, sizeof(out), GW_MQTT_PUBACK, 7, 0, NULL, 0), 4);
+    CHECK(memcmp(out, B(0x40, 0x02, 0x00, 0x07)) == 0);
+    CHECK_INT(gw_mqtt_encode_ack5(out, sizeof(out), GW_MQTT_PUBACK, 7, 0x99, NULL, 0), 6);
+    CHECK(memcmp(out, B(0x40, 0x04, 0x00, 0x07, 0x99, 0x00)) == 0);
+    CHECK_INT(gw_mqtt_encode_disconnect5(out, sizeof(out), 0x8E, NULL, 0), 4);
+    CHECK(memcmp(out, B(0xE0, 0x02, 0x8E, 0x00)) == 0);
+    CHECK_INT(gw_mqtt_suback_size_v(GW_MQTT_SUBACK, 2, true), 7);
+    CHECK_INT(gw_mqtt_encode_suback_head_v(out, GW_MQTT_UNSUBACK, 3, 2, true), 5);
+    CHECK(memcmp(out, B(0xB0, 0x05, 0x00, 0x03, 0x00)) == 0);
+    n = gw_mqtt_encode_publish5(out, sizeof(out), "t", 1, (const uint8_t *)"x", 1, 1, 2, false,
+                                B(0x02, 0x00, 0x00, 0x00, 0x05));
+    CHECK_INT(n, 14);
+    /* round trip through the decoder */
+    CHECK_INT(gw_mqtt_decode_publish5(out + 2, (uint32_t)n - 2, 0x2, &pub, &pr, &why, &rc), 0);
+    CHECK_INT(pr.message_expiry, 5);
+    CHECK_INT(pub.payload_len, 1);
+}
+
 int main(void)
 {
     test_fixed_header();
@@ -912,5 +1149,7 @@ int main(void)
     test_encode_publish();
     test_encode_connect();
     test_suback_many();
+    test_props();
+    test_v5_packets();
     TEST_MAIN_END();
 }
