@@ -274,6 +274,11 @@ def main(t):
     if resp is None:
         t.info("POST /api/reload: no API server in this build (%s)" % (why,))
     else:
+        import gwapi
+        t.eq(gwapi.api(gw, "POST", "/api/reload", token=None).status, 401,
+             "POST /api/reload without a token: 401")
+        t.eq(gwapi.api(gw, "POST", "/api/reload", token="read").status, 403,
+             "POST /api/reload with a read token: 403")
         t.eq(resp.status, 200, "POST /api/reload: 200")
         t.check(resp.json and "applied" in resp.json and "needs_restart" in resp.json,
                 "POST /api/reload: the diff and needs_restart", resp.raw[:300])
