@@ -237,7 +237,8 @@ static void add_id(json_t *obj, const char *key, const char *id)
 }
 
 /* What changes from a to b: products and devices by id, gateway.json settings that need a
- * restart (every key but the products folder and the devices file). */
+ * restart (every key but the products folder and the devices file; "adapters" is looked at per
+ * adapter by relisten_adapters). */
 static json_t *diff(const gw_config *a, const gw_config *b, json_t **needs_restart)
 {
     json_t *d =
@@ -278,7 +279,8 @@ static json_t *diff(const gw_config *a, const gw_config *b, json_t **needs_resta
     json_object_foreach(b->gateway_json, key, v) json_object_set_new(keys, key, json_true());
     json_object_foreach(keys, key, v)
     {
-        if (!strcmp(key, "products_dir") || !strcmp(key, "devices_file"))
+        if (!strcmp(key, "products_dir") || !strcmp(key, "devices_file") ||
+            !strcmp(key, "adapters"))
             continue;
         json_t *x = json_object_get(a->gateway_json, key),
                *y = json_object_get(b->gateway_json, key);
@@ -289,6 +291,51 @@ static json_t *diff(const gw_config *a, const gw_config *b, json_t **needs_resta
     return d;
 }
 
+/* Each adapter whose section changed: its listeners follow (ops->relisten), or the change needs a
+ * restart. Main thread, after the switch to next. */
+static void relisten_adapters(gw_reload *rl, const gw_config *a, const gw_config *b, json_t *d,
+                              json_t *restart)
+{
+    const char *name;
+    json_t *v;
+    json_t *names = json_object();
+    json_t *done = json_array(), *failed = json_array();
+    json_object_foreach(a->adapters, name, v) json_object_set_new(names, name, json_true());
+    json_object_foreach(b->adapters, name, v) json_object_set_new(names, name, json_true());
+    json_object_foreach(names, name, v)
+    {
+        json_t *x = json_object_get(a->adapters, name), *y = json_object_get(b->adapters, name);
+        char key[96];
+        if (x && y && json_equal(x, y))
+            continue;
+        snprintf(key, sizeof(key), "adapters.%s", name);
+        gw_adapter *ad = NULL;
+        for (unsigned i = 0; rl->rt && i < rl->rt->n_adapters; i++)
+            if (strcmp(rl->rt->adapters[i].ops->name, name) == 0)
+                ad = &rl->rt->adapters[i];
+        int rc = x && y && ad && ad->ops->relisten ? ad->ops->relisten(ad, y, b) : 1;
+        if (rc == 1) {
+            json_array_append_new(restart, json_string(key));
+            continue;
+        }
+        json_array_append_new(done, json_string(name));
+        if (rc < 0) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "%s: a listener could not be opened: %s", key,
+                     gw_strerror(rc));
+            json_array_append_new(failed, json_string(msg));
+            GW_LOG_ERROR("reload", NULL, NULL, "listener not opened", "adapter=%s error=\"%s\"",
+                         name, gw_strerror(rc));
+        }
+    }
+    json_object_set_new(d, "listeners_changed", done);
+    if (json_array_size(failed))
+        json_object_set_new(d, "listener_errors", failed);
+    else
+        json_decref(failed);
+    json_decref(names);
+}
+
 /* Switches to next (its reference moves to rl) and fills *report. */
 static void apply(gw_reload *rl, gw_config *next, json_t **report)
 {
@@ -297,8 +344,11 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report)
     next->generation = rl->cur->generation + 1;
     gw_metric_inc(gw_m_reload_applied);
     gw_metric_add(gw_m_config_generations, 1);
+    const gw_config *prev = rl->cur;
     if (rl->rt)
         gw_runtime_switch(rl->rt, next);
+    if (d && restart)
+        relisten_adapters(rl, prev, next, d, restart);
     gw_config_release(rl->cur);
     rl->cur = next;
     if (rl->follow)
