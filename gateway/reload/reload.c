@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "../../config/config.h"
 #include "../core/runtime.h"
@@ -50,6 +51,7 @@ struct gw_reload {
 
 struct gw_reload_pending {
     gw_config *next;
+    uint64_t t0;
 };
 
 static uint32_t fnv(const char *s)
@@ -336,9 +338,11 @@ static void relisten_adapters(gw_reload *rl, const gw_config *a, const gw_config
     json_decref(names);
 }
 
-/* Switches to next (its reference moves to rl) and fills *report. */
-static void apply(gw_reload *rl, gw_config *next, json_t **report)
+/* Switches to next (its reference moves to rl) and fills *report. t0: uv_hrtime when loading
+ * began (the main loop is busy from then on: load_ms + switch_ms are logged). */
+static void apply(gw_reload *rl, gw_config *next, json_t **report, uint64_t t0)
 {
+    uint64_t t1 = uv_hrtime();
     json_t *restart = NULL;
     json_t *d = diff(rl->cur, next, &restart);
     next->generation = rl->cur->generation + 1;
@@ -349,20 +353,26 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report)
         gw_runtime_switch(rl->rt, next);
     if (d && restart)
         relisten_adapters(rl, prev, next, d, restart);
+    /* only the current generation's documents are read (the device API, main thread): a replaced
+     * one may live on (the start-up one does, for its settings), without them */
+    json_decref(rl->cur->devices_json);
+    rl->cur->devices_json = NULL;
     gw_config_release(rl->cur);
     rl->cur = next;
     if (rl->follow)
         *rl->follow = next;
     rl->reloads++;
+    double load_ms = (double)(t1 - t0) / 1e6, switch_ms = (double)(uv_hrtime() - t1) / 1e6;
     char a[64];
     snprintf(a, sizeof(a), "%" PRIu64, next->generation);
     GW_LOG_INFO("reload", NULL, NULL, "configuration applied",
                 "generation=%s products=%zu devices=%zu added=%zu changed=%zu removed=%zu "
-                "needs_restart=%zu",
+                "needs_restart=%zu load_ms=%.1f switch_ms=%.1f",
                 a, next->n_products, next->n_devices,
                 json_array_size(json_object_get(d, "devices_added")),
                 json_array_size(json_object_get(d, "devices_changed")),
-                json_array_size(json_object_get(d, "devices_removed")), json_array_size(restart));
+                json_array_size(json_object_get(d, "devices_removed")), json_array_size(restart),
+                load_ms, switch_ms);
     size_t i;
     json_t *k;
     json_array_foreach(restart, i, k)
@@ -372,8 +382,9 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report)
     }
     if (report)
         *report =
-            json_pack("{s:o, s:o, s:I}", "applied", d ? d : json_object(), "needs_restart",
-                      restart ? restart : json_array(), "generation", (json_int_t)next->generation);
+            json_pack("{s:o, s:o, s:I, s:f, s:f}", "applied", d ? d : json_object(),
+                      "needs_restart", restart ? restart : json_array(), "generation",
+                      (json_int_t)next->generation, "load_ms", load_ms, "switch_ms", switch_ms);
     else {
         json_decref(d);
         json_decref(restart);
@@ -419,6 +430,7 @@ int gw_reload_from_disk(gw_reload *rl, json_t **report)
 {
     gw_config *next;
     json_t *errors;
+    uint64_t t0 = uv_hrtime();
     GW_LOG_INFO("reload", NULL, NULL, "reloading the configuration", "file=%s", rl->cur->file);
     int rc = load(rl, NULL, NULL, &next, &errors);
     if (rc) {
@@ -427,7 +439,7 @@ int gw_reload_from_disk(gw_reload *rl, json_t **report)
         *report = json_pack("{s:o}", "errors", errors ? errors : json_array());
         return rc;
     }
-    apply(rl, next, report);
+    apply(rl, next, report, t0);
     return 0;
 }
 
@@ -435,6 +447,7 @@ int gw_reload_prepare_devices(gw_reload *rl, const json_t *devices, gw_reload_pe
                               json_t **errors)
 {
     gw_config *next;
+    uint64_t t0 = uv_hrtime();
     *out = NULL;
     *errors = NULL;
     int rc = load(rl, rl->cur, devices, &next, errors);
@@ -448,13 +461,14 @@ int gw_reload_prepare_devices(gw_reload *rl, const json_t *devices, gw_reload_pe
         return GW_ENOMEM;
     }
     p->next = next;
+    p->t0 = t0;
     *out = p;
     return 0;
 }
 
 void gw_reload_commit(gw_reload *rl, gw_reload_pending *p, json_t **report)
 {
-    apply(rl, p->next, report);
+    apply(rl, p->next, report, p->t0);
     gw_free(GW_AREA_RUNTIME, p);
 }
 
