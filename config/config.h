@@ -187,6 +187,16 @@ typedef struct gw_config_listener {
  * malloc'd array in *out (free it) with *n entries, or GW_ENOMEM. */
 int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n);
 
+struct gw_error;
+/* Writes devices (an array as in devices.json) to path atomically: a temporary file in the same
+ * folder with mode 0600, fsync, rename, fsync of the folder (config_devices_write.c). 0, or a
+ * negative code with err filled; on failure path is unchanged. Blocks for the fsyncs. */
+int gw_config_devices_write(const char *path, const json_t *devices, struct gw_error *err);
+
+/* True when a device of p needs its secret itself, not a hash of it: CoAP with DTLS listeners
+ * (the PSK), a binary layout with a MAC keyed by the secret (config_devices.c). */
+bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p);
+
 const gw_product *gw_config_product(const gw_config *c, const char *id);
 const gw_device *gw_config_device(const gw_config *c, const char *id);
 /* Same, with a length (topic segments are not NUL-terminated). */

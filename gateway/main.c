@@ -15,8 +15,10 @@
 #include "../config/config.h"
 #include "admin/api_hub.h"
 #include "admin/api_server.h"
+#include "command/command.h"
 #include "util/listen.h"
 #include "util/alloc.h"
+#include "util/auth.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/version.h"
@@ -32,6 +34,7 @@ typedef struct gw_main {
     gw_store *store;
     gw_runtime *rt;
     gw_north *north;
+    gw_commands *commands; /* downstream commands: the cloud's (north) and the local API's */
     gw_api_server *api;
     gw_api_hub *hub;
     gw_api_ctx api_ctx; /* what the management API's handlers reach */
@@ -80,6 +83,8 @@ static void usage(FILE *f)
                "  --config-reference  print every gateway.json key (markdown) and exit\n"
                "  --hash-token [TOKEN] print the SHA-256 of TOKEN (or of stdin's first line) for\n"
                "                      admin.tokens[].sha256 and exit\n");
+    fprintf(f,
+            "  --hash-secret [S]   print a device secret's hash for devices.json (S or stdin)\n");
 }
 
 /* Initialises the adapter of every section of gateway.json's "adapters" into rt. */
@@ -172,6 +177,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
         GW_LOG_WARN("main", NULL, NULL, "sessions did not close in time", "depth=%lld",
                     (long long)gw_store_depth(m->store));
     gw_north_stop(m->north); /* its last acknowledgements reach the store before it closes */
+    gw_commands_detach(m->commands);
     gw_store_close(m->store);
     m->store = NULL;
     gw_runtime_join(m->rt);
@@ -230,6 +236,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--config-reference")) {
             gw_config_reference(stdout, gw_registry_config_plugins());
             return 0;
+        } else if (!strcmp(argv[i], "--hash-secret")) {
+            return gw_secret_hash_main(i + 1 < argc ? argv[i + 1] : NULL, stdin, stdout);
         } else if (!strcmp(argv[i], "--hash-token")) {
             return hash_token(i + 1 < argc ? argv[i + 1] : NULL);
         } else if (!strcmp(argv[i], "--version")) {
@@ -294,7 +302,10 @@ int main(int argc, char **argv)
     uv_loop_init(&m.loop);
     mosquitto_lib_init();
     if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err) ||
-        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err)) {
+        gw_commands_create(&m.commands, m.rt, NULL, &err) ||
+        !(m.rt->commands = m.commands) /* the table exists with or without north */ ||
+        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err) ||
+        gw_commands_attach(m.commands, &m.loop, !m.north)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         goto out;
     }
@@ -306,12 +317,18 @@ int main(int argc, char **argv)
     m.api_ctx.rt = m.rt;
     m.api_ctx.cfg = m.cfg;
     m.api_ctx.store = m.store;
+    /* the API's own read-only connection (device lists, state, history) */
+    if (m.cfg->admin_enabled && gw_store_reader_open(&m.api_ctx.reader, m.cfg, &err)) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
+        goto out;
+    }
     m.api_ctx.started_ms = (int64_t)uv_now(&m.loop);
     if (m.cfg->admin_enabled && gw_api_hub_create(&m.hub, &m.loop, m.store, m.cfg) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
         goto out;
     }
     m.api_ctx.hub = m.hub;
+    m.api_ctx.commands = m.commands;
     if (m.cfg->admin_enabled && gw_api_server_start(&m.api, &m.api_ctx, m.cfg, &err) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -360,9 +377,12 @@ out:
         gw_api_server_stop(m.api);
     if (!m.stopping)
         gw_api_hub_stop(m.hub);
+    gw_commands_detach(m.commands); /* a start-up failure: attached, never detached */
     uv_run(&m.loop, UV_RUN_NOWAIT);
+    gw_commands_free(m.commands);
     gw_api_server_free(m.api);
     gw_api_hub_free(m.hub);
+    gw_store_reader_close(m.api_ctx.reader);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_release(m.cfg); /* the last generation's references went with the loops and store */

@@ -266,7 +266,7 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
                "this product accepts DTLS-PSK only", NULL);
         return NULL;
     }
-    if (!r->has_token || !gw_secret_equal(dev->secret, r->token, r->token_len)) {
+    if (!r->has_token || !gw_secret_check(dev->secret, r->token, r->token_len)) {
         gw_metric_inc(GW_M_COAP_AUTH_BAD);
         refuse(sock, from, m, GW_COAP_UNAUTHORIZED, r->device, "bad_token",
                r->has_token ? "wrong token" : "missing ?token=", NULL);

@@ -102,7 +102,7 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     const char *pid = dev->product->id;
     if (!cn.has_username || !cn.has_password || cn.username.len != strlen(pid) ||
         memcmp(cn.username.p, pid, cn.username.len) != 0 ||
-        !gw_secret_equal(dev->secret, cn.password, cn.password_len)) {
+        !gw_secret_check(dev->secret, cn.password, cn.password_len)) {
         gw_stream_auth_failed(&c->s);
         refuse(c, 4, GW_M_MQTT_AUTH_BAD_CRED, "bad_credentials", cn.client_id.p, cn.client_id.len);
         return -1;

@@ -204,7 +204,7 @@ static int authenticate(const gw_product *p, const gw_thing_msg *m, const uint8_
 {
     if (p->codec_ops->verify)
         return p->codec_ops->verify(p, m, buf, len, dev->secret);
-    return m->secret[0] && gw_secret_equal(dev->secret, m->secret, strlen(m->secret)) ? 0
+    return m->secret[0] && gw_secret_check(dev->secret, m->secret, strlen(m->secret)) ? 0
                                                                                       : GW_EAUTH;
 }
 
