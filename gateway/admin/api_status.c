@@ -34,7 +34,7 @@ static json_t *sessions(gw_runtime *rt)
         json_object_set_new(o, rt->adapters[a].ops->name, json_integer(0));
     if (!rt->slots)
         return o;
-    size_t n = rt->cfg->n_devices;
+    size_t n = rt->device_cap; /* device indexes reach past the start-up count after reloads */
     for (unsigned k = 0; k < GW_DEVICE_STRIPES; k++) {
         pthread_mutex_lock(&rt->stripes[k]);
         for (size_t i = k; i < n; i += GW_DEVICE_STRIPES) {

@@ -62,6 +62,13 @@ struct gw_adapter_ops {
      * at gw_product.adapter_data, read-only once loaded (e.g. CoAP's coap_query_token). */
     const gw_cfg_field *product_auth_fields;
     size_t product_data_size;
+    /* Hot reload, main thread, loops running (NULL: any change of its section needs a restart):
+     * section is its part of the new gateway.json, gcfg the new configuration (validated, already
+     * the current generation). Applies a change of listeners only, adding and removing them on
+     * every loop (gw_runtime_run_on_all); sessions stay. 0 applied, 1 other keys changed too
+     * (nothing done: needs a restart), or a negative code (a listener could not be bound: logged,
+     * the others applied). */
+    int (*relisten)(gw_adapter *a, const json_t *section, const struct gw_config *gcfg);
 };
 
 /* For init: registers the adapter's metrics (once), then parses section into cfg (the defaults

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "../../config/config.h"
 #include "../core/runtime.h"
@@ -50,6 +51,7 @@ struct gw_reload {
 
 struct gw_reload_pending {
     gw_config *next;
+    uint64_t t0;
 };
 
 static uint32_t fnv(const char *s)
@@ -237,7 +239,8 @@ static void add_id(json_t *obj, const char *key, const char *id)
 }
 
 /* What changes from a to b: products and devices by id, gateway.json settings that need a
- * restart (every key but the products folder and the devices file). */
+ * restart (every key but the products folder and the devices file; "adapters" is looked at per
+ * adapter by relisten_adapters). */
 static json_t *diff(const gw_config *a, const gw_config *b, json_t **needs_restart)
 {
     json_t *d =
@@ -278,7 +281,8 @@ static json_t *diff(const gw_config *a, const gw_config *b, json_t **needs_resta
     json_object_foreach(b->gateway_json, key, v) json_object_set_new(keys, key, json_true());
     json_object_foreach(keys, key, v)
     {
-        if (!strcmp(key, "products_dir") || !strcmp(key, "devices_file"))
+        if (!strcmp(key, "products_dir") || !strcmp(key, "devices_file") ||
+            !strcmp(key, "adapters"))
             continue;
         json_t *x = json_object_get(a->gateway_json, key),
                *y = json_object_get(b->gateway_json, key);
@@ -289,30 +293,86 @@ static json_t *diff(const gw_config *a, const gw_config *b, json_t **needs_resta
     return d;
 }
 
-/* Switches to next (its reference moves to rl) and fills *report. */
-static void apply(gw_reload *rl, gw_config *next, json_t **report)
+/* Each adapter whose section changed: its listeners follow (ops->relisten), or the change needs a
+ * restart. Main thread, after the switch to next. */
+static void relisten_adapters(gw_reload *rl, const gw_config *a, const gw_config *b, json_t *d,
+                              json_t *restart)
 {
+    const char *name;
+    json_t *v;
+    json_t *names = json_object();
+    json_t *done = json_array(), *failed = json_array();
+    json_object_foreach(a->adapters, name, v) json_object_set_new(names, name, json_true());
+    json_object_foreach(b->adapters, name, v) json_object_set_new(names, name, json_true());
+    json_object_foreach(names, name, v)
+    {
+        json_t *x = json_object_get(a->adapters, name), *y = json_object_get(b->adapters, name);
+        char key[96];
+        if (x && y && json_equal(x, y))
+            continue;
+        snprintf(key, sizeof(key), "adapters.%s", name);
+        gw_adapter *ad = NULL;
+        for (unsigned i = 0; rl->rt && i < rl->rt->n_adapters; i++)
+            if (strcmp(rl->rt->adapters[i].ops->name, name) == 0)
+                ad = &rl->rt->adapters[i];
+        int rc = x && y && ad && ad->ops->relisten ? ad->ops->relisten(ad, y, b) : 1;
+        if (rc == 1) {
+            json_array_append_new(restart, json_string(key));
+            continue;
+        }
+        json_array_append_new(done, json_string(name));
+        if (rc < 0) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "%s: a listener could not be opened: %s", key,
+                     gw_strerror(rc));
+            json_array_append_new(failed, json_string(msg));
+            GW_LOG_ERROR("reload", NULL, NULL, "listener not opened", "adapter=%s error=\"%s\"",
+                         name, gw_strerror(rc));
+        }
+    }
+    json_object_set_new(d, "listeners_changed", done);
+    if (json_array_size(failed))
+        json_object_set_new(d, "listener_errors", failed);
+    else
+        json_decref(failed);
+    json_decref(names);
+}
+
+/* Switches to next (its reference moves to rl) and fills *report. t0: uv_hrtime when loading
+ * began (the main loop is busy from then on: load_ms + switch_ms are logged). */
+static void apply(gw_reload *rl, gw_config *next, json_t **report, uint64_t t0)
+{
+    uint64_t t1 = uv_hrtime();
     json_t *restart = NULL;
     json_t *d = diff(rl->cur, next, &restart);
     next->generation = rl->cur->generation + 1;
     gw_metric_inc(gw_m_reload_applied);
     gw_metric_add(gw_m_config_generations, 1);
+    const gw_config *prev = rl->cur;
     if (rl->rt)
         gw_runtime_switch(rl->rt, next);
+    if (d && restart)
+        relisten_adapters(rl, prev, next, d, restart);
+    /* only the current generation's documents are read (the device API, main thread): a replaced
+     * one may live on (the start-up one does, for its settings), without them */
+    json_decref(rl->cur->devices_json);
+    rl->cur->devices_json = NULL;
     gw_config_release(rl->cur);
     rl->cur = next;
     if (rl->follow)
         *rl->follow = next;
     rl->reloads++;
+    double load_ms = (double)(t1 - t0) / 1e6, switch_ms = (double)(uv_hrtime() - t1) / 1e6;
     char a[64];
     snprintf(a, sizeof(a), "%" PRIu64, next->generation);
     GW_LOG_INFO("reload", NULL, NULL, "configuration applied",
                 "generation=%s products=%zu devices=%zu added=%zu changed=%zu removed=%zu "
-                "needs_restart=%zu",
+                "needs_restart=%zu load_ms=%.1f switch_ms=%.1f",
                 a, next->n_products, next->n_devices,
                 json_array_size(json_object_get(d, "devices_added")),
                 json_array_size(json_object_get(d, "devices_changed")),
-                json_array_size(json_object_get(d, "devices_removed")), json_array_size(restart));
+                json_array_size(json_object_get(d, "devices_removed")), json_array_size(restart),
+                load_ms, switch_ms);
     size_t i;
     json_t *k;
     json_array_foreach(restart, i, k)
@@ -322,8 +382,9 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report)
     }
     if (report)
         *report =
-            json_pack("{s:o, s:o, s:I}", "applied", d ? d : json_object(), "needs_restart",
-                      restart ? restart : json_array(), "generation", (json_int_t)next->generation);
+            json_pack("{s:o, s:o, s:I, s:f, s:f}", "applied", d ? d : json_object(),
+                      "needs_restart", restart ? restart : json_array(), "generation",
+                      (json_int_t)next->generation, "load_ms", load_ms, "switch_ms", switch_ms);
     else {
         json_decref(d);
         json_decref(restart);
@@ -369,6 +430,7 @@ int gw_reload_from_disk(gw_reload *rl, json_t **report)
 {
     gw_config *next;
     json_t *errors;
+    uint64_t t0 = uv_hrtime();
     GW_LOG_INFO("reload", NULL, NULL, "reloading the configuration", "file=%s", rl->cur->file);
     int rc = load(rl, NULL, NULL, &next, &errors);
     if (rc) {
@@ -377,7 +439,7 @@ int gw_reload_from_disk(gw_reload *rl, json_t **report)
         *report = json_pack("{s:o}", "errors", errors ? errors : json_array());
         return rc;
     }
-    apply(rl, next, report);
+    apply(rl, next, report, t0);
     return 0;
 }
 
@@ -385,6 +447,7 @@ int gw_reload_prepare_devices(gw_reload *rl, const json_t *devices, gw_reload_pe
                               json_t **errors)
 {
     gw_config *next;
+    uint64_t t0 = uv_hrtime();
     *out = NULL;
     *errors = NULL;
     int rc = load(rl, rl->cur, devices, &next, errors);
@@ -398,13 +461,14 @@ int gw_reload_prepare_devices(gw_reload *rl, const json_t *devices, gw_reload_pe
         return GW_ENOMEM;
     }
     p->next = next;
+    p->t0 = t0;
     *out = p;
     return 0;
 }
 
 void gw_reload_commit(gw_reload *rl, gw_reload_pending *p, json_t **report)
 {
-    apply(rl, p->next, report);
+    apply(rl, p->next, report, p->t0);
     gw_free(GW_AREA_RUNTIME, p);
 }
 

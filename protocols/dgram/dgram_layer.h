@@ -119,6 +119,11 @@ gw_dgram_loop *gw_dgram_loop_new(size_t size, const gw_dgram_ops *ops, gw_adapte
 int gw_dgram_start(gw_dgram_loop *dl, gw_adapter *a, uint64_t period_ms, size_t n);
 /* Binds s for listener i (li) on dl's loop (SO_REUSEPORT, recvmmsg, rcvbuf): the first loop binds
  * the port and reports it (kind, product) for --ready-fd; the others share it. */
+/* Same with the port shared by the loops at *bound (a listener added by a hot reload). */
+int gw_dgram_listen_at(gw_dgram_loop *dl, gw_dgram_sock *s, const gw_listen *li, uint16_t *bound,
+                       uint32_t rcvbuf, const char *kind, const char *product);
+/* Hot reload: closes s (a listener removed); its sessions stay, their answers are dropped. */
+void gw_dgram_sock_close(gw_dgram_sock *s);
 int gw_dgram_listen(gw_dgram_loop *dl, gw_dgram_sock *s, const gw_listen *li, size_t i,
                     uint32_t rcvbuf, const char *kind, const char *product);
 /* Sends p[0..n) to `to` through s in the loop's output batch (gateway/core/dgram.h); nothing once s

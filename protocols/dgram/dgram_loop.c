@@ -154,7 +154,24 @@ int gw_dgram_start(gw_dgram_loop *dl, gw_adapter *a, uint64_t period_ms, size_t 
 int gw_dgram_listen(gw_dgram_loop *dl, gw_dgram_sock *s, const gw_listen *li, size_t i,
                     uint32_t rcvbuf, const char *kind, const char *product)
 {
-    uint16_t *bound = &dl->da->bound_ports[i];
+    return gw_dgram_listen_at(dl, s, li, &dl->da->bound_ports[i], rcvbuf, kind, product);
+}
+
+void gw_dgram_sock_close(gw_dgram_sock *s)
+{
+    if (!s->open)
+        return;
+    if (s->receiving)
+        uv_udp_recv_stop(&s->h);
+    s->receiving = false;
+    s->open = false;
+    if (!uv_is_closing((uv_handle_t *)&s->h))
+        uv_close((uv_handle_t *)&s->h, NULL);
+}
+
+int gw_dgram_listen_at(gw_dgram_loop *dl, gw_dgram_sock *s, const gw_listen *li, uint16_t *bound,
+                       uint32_t rcvbuf, const char *kind, const char *product)
+{
     uint16_t port = *bound ? *bound : li->port;
     s->dl = dl;
     int rc = gw_listen_udp(&dl->loop->uv, &s->h, li, &port, (int)rcvbuf, UV_UDP_RECVMMSG);

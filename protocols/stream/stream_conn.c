@@ -684,6 +684,7 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
     gw_session_init(&c->base, &sl->ops->session, sl->loop);
     c->sl = sl;
     c->listener = srv->index;
+    c->serve = srv->serve;
     uv_tcp_init(&sl->loop->uv, &c->tcp);
     c->tcp.data = c;
     gw_metric_inc(GW_M_CONN_ACTIVE);

@@ -97,6 +97,12 @@ typedef struct gw_stream_server {
     uv_tcp_t tcp;
     gw_stream_loop *sl;
     uint32_t index; /* listener index in the adapter's list */
+    /* added at run time (gw_stream_listen_add): the adapter's data for what it serves, handed to
+     * each connection it accepts (gw_stream_conn.serve); NULL for the start-up listeners */
+    const void *serve;
+    gw_listen at; /* as configured (port 0: ephemeral), to find it again */
+    bool closed;
+    struct gw_stream_server *extra_next; /* the run-time ones (sl->extra) */
 } gw_stream_server;
 
 /* One adapter's per-loop state (in loop->adapter_state). */
@@ -108,6 +114,7 @@ struct gw_stream_loop {
     uint32_t max_inflight;
     gw_stream_server *servers;
     size_t n_servers;
+    gw_stream_server *extra; /* listeners added by a reload (each allocated, freed at the end) */
     uv_timer_t sweep;
     gw_stream_conn *conns;     /* every connection on this loop (doubly linked) */
     gw_stream_conn *paused;    /* stopped for back-pressure (singly linked via pnext) */
@@ -140,6 +147,7 @@ struct gw_stream_conn {
     } src;             /* the peer, as admitted by the per-source limits (released at close) */
     bool admitted;     /* counted in the per-source limits */
     uint32_t listener; /* index of the listener that accepted it */
+    const void *serve; /* that listener's serve data if it was added at run time, else NULL */
     uint8_t state;     /* GW_STREAM_* */
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
     bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
@@ -180,6 +188,12 @@ void gw_stream_stop(gw_adapter *a, gw_loop *loop);
 void gw_stream_close_all(gw_adapter *a, gw_loop *loop, const char *reason);
 /* Frees every loop's state (uninit, after the loops stopped). */
 void gw_stream_free_all(gw_adapter *a);
+/* Hot reload, on the loop's thread (one loop after the other, so that *bound is shared): listens
+ * on li too (serve: handed to each connection it accepts), or stops listening on li (a listener
+ * with the same address, configured port and product; its connections stay). 0 or -errno. */
+int gw_stream_listen_add(gw_adapter *a, gw_loop *loop, const gw_listen *li, uint16_t *bound,
+                         const void *serve);
+void gw_stream_listen_remove(gw_adapter *a, gw_loop *loop, const gw_listen *li);
 
 /* ---- per connection (adapter's process and handlers) ---- */
 

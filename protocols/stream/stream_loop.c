@@ -1,6 +1,7 @@
 /* stream_loop.c: a stream adapter's per-loop state: one SO_REUSEPORT listener per configured
  * address on every loop, the deadline (and output stall) sweep timer, back-pressure resume, the
  * output bounds' config and shutdown. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,13 +33,14 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
-static int listen_one(gw_stream_loop *sl, const gw_listen *li, uint16_t *bound, uint32_t i)
+static int listen_on(gw_stream_loop *sl, gw_stream_server *srv, const gw_listen *li,
+                     uint16_t *bound, uint32_t i)
 {
     const char *area = sl->ops->session.area;
     uint16_t port = *bound ? *bound : li->port;
-    gw_stream_server *srv = &sl->servers[i];
     srv->sl = sl;
     srv->index = i;
+    srv->at = *li;
     int rc = gw_listen_tcp(&sl->loop->uv, &srv->tcp, li, &port, gw__stream_on_connection);
     srv->tcp.data = srv;
     if (rc) {
@@ -51,6 +53,66 @@ static int listen_one(gw_stream_loop *sl, const gw_listen *li, uint16_t *bound, 
         gw_runtime_report_listener(sl->loop->rt, area, li->address, port, li->product);
     }
     return 0;
+}
+
+static int listen_one(gw_stream_loop *sl, const gw_listen *li, uint16_t *bound, uint32_t i)
+{
+    return listen_on(sl, &sl->servers[i], li, bound, i);
+}
+
+int gw_stream_listen_add(gw_adapter *a, gw_loop *loop, const gw_listen *li, uint16_t *bound,
+                         const void *serve)
+{
+    gw_stream_loop *sl = gw_stream_loop_of(a, loop);
+    if (!sl || sl->stopping)
+        return -ECANCELED;
+    gw_stream_server *srv = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*srv));
+    if (!srv)
+        return GW_ENOMEM;
+    srv->serve = serve;
+    srv->extra_next = sl->extra;
+    sl->extra = srv; /* listed even if it failed: its handle may need closing */
+    int rc = listen_on(sl, srv, li, bound, UINT32_MAX);
+    if (rc)
+        srv->closed = true;
+    return rc;
+}
+
+static bool same_listener(const gw_listen *x, const gw_listen *y)
+{
+    return x->port == y->port && strcmp(x->address, y->address) == 0 &&
+           strcmp(x->product, y->product) == 0;
+}
+
+static void close_server(gw_stream_server *srv)
+{
+    uv_handle_t *h = (uv_handle_t *)&srv->tcp;
+    srv->closed = true;
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void gw_stream_listen_remove(gw_adapter *a, gw_loop *loop, const gw_listen *li)
+{
+    gw_stream_loop *sl = gw_stream_loop_of(a, loop);
+    if (!sl)
+        return;
+    for (size_t i = 0; i < sl->n_servers; i++)
+        if (!sl->servers[i].closed && same_listener(&sl->servers[i].at, li)) {
+            close_server(&sl->servers[i]);
+            GW_LOG_INFO("runtime", NULL, NULL, "listener closed by a reload",
+                        "adapter=%s address=%s port=%u", sl->ops->session.area, li->address,
+                        li->port);
+            return;
+        }
+    for (gw_stream_server *srv = sl->extra; srv; srv = srv->extra_next)
+        if (!srv->closed && same_listener(&srv->at, li)) {
+            close_server(srv);
+            GW_LOG_INFO("runtime", NULL, NULL, "listener closed by a reload",
+                        "adapter=%s address=%s port=%u", sl->ops->session.area, li->address,
+                        li->port);
+            return;
+        }
 }
 
 void gw_stream_out_defaults(gw_stream_out_cfg *o, gw_metric paused, gw_metric overflow)
@@ -142,11 +204,10 @@ void gw_stream_stop(gw_adapter *a, gw_loop *loop)
     if (!sl)
         return;
     sl->stopping = true;
-    for (size_t i = 0; i < sl->n_servers; i++) {
-        uv_handle_t *h = (uv_handle_t *)&sl->servers[i].tcp;
-        if (h->loop && !uv_is_closing(h))
-            uv_close(h, NULL);
-    }
+    for (size_t i = 0; i < sl->n_servers; i++)
+        close_server(&sl->servers[i]);
+    for (gw_stream_server *srv = sl->extra; srv; srv = srv->extra_next)
+        close_server(srv);
     for (gw_stream_conn *c = sl->conns; c; c = c->next)
         gw__stream_stop_reading(c);
 }
@@ -179,6 +240,11 @@ void gw_stream_free_all(gw_adapter *a)
     for (unsigned i = 0; rt && i < rt->n_loops; i++) {
         gw_stream_loop *sl = rt->loops[i].adapter_state[gw_adapter_index(a)];
         if (sl) {
+            while (sl->extra) {
+                gw_stream_server *next = sl->extra->extra_next;
+                gw_free(GW_AREA_RUNTIME, sl->extra);
+                sl->extra = next;
+            }
             gw_free(GW_AREA_RUNTIME, sl->servers);
             gw_free(GW_AREA_RUNTIME, sl);
             rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;

@@ -30,9 +30,9 @@ static const gw_cfg_field tcp_fields[] = {
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
-static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, gw_diag *diag)
+static int check_listener_into(gw__tcp_adapter *ad, const gw_listen *li, size_t i,
+                               gw__tcp_serve *sv, const gw_config *gcfg, gw_diag *diag)
 {
-    const gw_listen *li = &ad->cfg.listeners.v[i];
     char path[80];
     snprintf(path, sizeof(path), "adapters.tcp.listeners[%zu].product", i);
     if (!li->product[0]) {
@@ -55,7 +55,6 @@ static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, 
                     p->codec ? p->codec : "");
         return 1;
     }
-    gw__tcp_serve *sv = &ad->serve[i];
     sv->product = p;
     gw_frame_info fi = {.max_frame = MAX_FRAME_LIMIT};
     if (p->codec_ops && p->codec_ops->frame_info)
@@ -67,6 +66,11 @@ static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, 
         sv->max_frame = ad->cfg.max_frame;
     sv->idle_ms = p->idle_timeout_ms ? p->idle_timeout_ms : ad->cfg.idle_timeout_ms;
     return 0;
+}
+
+static int check_listener(gw__tcp_adapter *ad, size_t i, const gw_config *gcfg, gw_diag *diag)
+{
+    return check_listener_into(ad, &ad->cfg.listeners.v[i], i, &ad->serve[i], gcfg, diag);
 }
 
 static int tcp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_diag *diag)
@@ -111,6 +115,93 @@ static int tcp_start(gw_adapter *a, gw_loop *loop)
                            ad->cfg.max_inflight, &ad->cfg.out);
 }
 
+/* ---- hot reload: listeners added and removed ---- */
+
+static bool listed(const gw_listen_list *ls, const gw_listen *li)
+{
+    for (size_t i = 0; i < ls->n; i++)
+        if (ls->v[i].port == li->port && strcmp(ls->v[i].address, li->address) == 0 &&
+            strcmp(ls->v[i].product, li->product) == 0)
+            return true;
+    return false;
+}
+
+static bool same_settings(const gw__tcp_cfg *x, const gw__tcp_cfg *y)
+{
+    return x->login_timeout_ms == y->login_timeout_ms && x->idle_timeout_ms == y->idle_timeout_ms &&
+           x->max_inflight == y->max_inflight && x->max_frame == y->max_frame &&
+           x->out.high_water == y->out.high_water && x->out.low_water == y->out.low_water &&
+           x->out.hard_limit == y->out.hard_limit &&
+           x->out.stall_timeout_ms == y->out.stall_timeout_ms &&
+           x->out.loop_limit == y->out.loop_limit;
+}
+
+typedef struct relisten_job {
+    gw_adapter *a;
+    gw__tcp_extra *add; /* the new ones (ad->extra up to stop) */
+    gw__tcp_extra *stop;
+    const gw_listen_list *old, *now;
+    unsigned turn;
+    int rc;
+} relisten_job;
+
+/* One loop after the other (the first binds a port 0 listener, the others share its port). */
+static void relisten_on(gw_loop *loop, void *arg)
+{
+    relisten_job *j = arg;
+    if (loop->index != j->turn)
+        return;
+    for (gw__tcp_extra *e = j->add; e != j->stop; e = e->next) {
+        int rc = gw_stream_listen_add(j->a, loop, &e->at, &e->bound, &e->sv);
+        if (rc && !j->rc)
+            j->rc = rc;
+    }
+    for (size_t i = 0; i < j->old->n; i++)
+        if (!listed(j->now, &j->old->v[i]))
+            gw_stream_listen_remove(j->a, loop, &j->old->v[i]);
+}
+
+static int tcp_relisten(gw_adapter *a, const json_t *section, const gw_config *gcfg)
+{
+    gw__tcp_adapter *ad = a->state;
+    gw__tcp_cfg nc;
+    gw_diag diag = {0};
+    int rc = 0;
+
+    memset(&nc, 0, sizeof(nc));
+    if (gw_adapter_parse_config(a, section, &nc, gcfg, &diag) != 0 || !same_settings(&ad->cfg, &nc))
+        goto fail; /* (the new configuration was validated: only other keys can differ) */
+    gw__tcp_extra *before = ad->extra;
+    for (size_t i = 0; i < nc.listeners.n; i++) {
+        if (listed(&ad->cfg.listeners, &nc.listeners.v[i]))
+            continue;
+        gw__tcp_extra *e = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*e));
+        if (!e || check_listener_into(ad, &nc.listeners.v[i], i, &e->sv, gcfg, &diag) != 0) {
+            gw_free(GW_AREA_RUNTIME, e);
+            rc = GW_ENOMEM;
+            continue;
+        }
+        e->at = nc.listeners.v[i];
+        e->pin = gcfg;
+        gw_config_retain(gcfg); /* e->sv.product lives in it */
+        e->next = ad->extra;
+        ad->extra = e;
+    }
+    relisten_job j = {a, ad->extra, before, &ad->cfg.listeners, &nc.listeners, 0, 0};
+    for (j.turn = 0; j.turn < a->rt->n_loops; j.turn++)
+        gw_runtime_run_on_all(a->rt, relisten_on, &j);
+    gw_listen_list keep = ad->cfg.listeners; /* the new list is the running one now */
+    ad->cfg.listeners = nc.listeners;
+    nc.listeners = keep;
+    gw_cfg_free(tcp_fields, &nc);
+    gw_diag_free(&diag);
+    return rc ? rc : j.rc;
+fail:
+    gw_cfg_free(tcp_fields, &nc);
+    gw_diag_free(&diag);
+    return 1;
+}
+
 static void tcp_close_sessions(gw_adapter *a, gw_loop *loop)
 {
     gw_stream_close_all(a, loop, "shutdown");
@@ -122,6 +213,12 @@ static void tcp_uninit(gw_adapter *a)
     if (!ad)
         return;
     gw_stream_free_all(a);
+    while (ad->extra) {
+        gw__tcp_extra *next = ad->extra->next;
+        gw_config_release(ad->extra->pin);
+        gw_free(GW_AREA_RUNTIME, ad->extra);
+        ad->extra = next;
+    }
     gw_cfg_free(tcp_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->serve);
     gw_free(GW_AREA_RUNTIME, ad->bound_ports);
@@ -138,6 +235,7 @@ const gw_adapter_ops gw_adapter_tcp_ops = {
     .resume = gw_stream_resume_all,
     .stop = gw_stream_stop,
     .close_sessions = tcp_close_sessions,
+    .relisten = tcp_relisten,
     .uninit = tcp_uninit,
     .listen_keys = listen_keys,
     .cfg_fields = tcp_fields,

@@ -300,7 +300,7 @@ static void opened(gw_stream_conn *sc)
 {
     gw__tcp_conn *c = (gw__tcp_conn *)sc;
     const gw__tcp_adapter *ad = sc->sl->user;
-    c->sv = &ad->serve[sc->listener];
+    c->sv = sc->serve ? (const gw__tcp_serve *)sc->serve : &ad->serve[sc->listener];
     sc->deadline = uv_now(&sc->sl->loop->uv) + ad->cfg.login_timeout_ms;
 }
 

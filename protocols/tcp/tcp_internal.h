@@ -29,10 +29,21 @@ typedef struct gw__tcp_serve {
     bool id_every_frame; /* the layout's header has a device_id field: every frame names it */
 } gw__tcp_serve;
 
+/* A listener added by a hot reload: what it serves, its port shared by the loops, and the
+ * configuration generation its product lives in (held until uninit). */
+typedef struct gw__tcp_extra {
+    gw__tcp_serve sv;
+    gw_listen at;
+    uint16_t bound;
+    const gw_config *pin;
+    struct gw__tcp_extra *next;
+} gw__tcp_extra;
+
 typedef struct gw__tcp_adapter {
     gw__tcp_cfg cfg;
     gw__tcp_serve *serve;  /* per listener */
     uint16_t *bound_ports; /* per listener: the port the first loop bound (for port 0) */
+    gw__tcp_extra *extra;  /* added by reloads (connections point at them: freed at uninit) */
 } gw__tcp_adapter;
 
 typedef struct gw__tcp_conn {

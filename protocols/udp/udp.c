@@ -105,6 +105,7 @@ int gw__udp_listen(gw_dgram_loop *dl, size_t i)
     gw__udp_sock *us = &ul->socks[i];
     us->ul = ul;
     us->product = ul->ad->products[i];
+    us->at = ul->ad->cfg.listeners.v[i];
     us->max_frame = product_max_frame(us->product);
     gw__udp_replay_sock(us);
     return gw_dgram_listen(&ul->dl, &us->d, &ul->ad->cfg.listeners.v[i], i, ul->ad->cfg.rcvbuf,
@@ -133,9 +134,125 @@ static int udp_start(gw_adapter *a, gw_loop *loop)
     return gw_dgram_start(&ul->dl, a, ad->sweep_ms, ul->n_socks);
 }
 
+/* ---- hot reload: listeners added and removed ---- */
+
+static bool same_listener(const gw_listen *x, const gw_listen *y)
+{
+    return x->port == y->port && strcmp(x->address, y->address) == 0 &&
+           strcmp(x->product, y->product) == 0;
+}
+
+static bool listed(const gw_listen_list *ls, const gw_listen *li)
+{
+    for (size_t i = 0; i < ls->n; i++)
+        if (same_listener(&ls->v[i], li))
+            return true;
+    return false;
+}
+
+typedef struct relisten_job {
+    gw_adapter *a;
+    gw__udp_extra *add, *stop; /* the new ones: ad->extra up to stop */
+    const gw_listen_list *old, *now;
+    unsigned turn;
+    int rc;
+} relisten_job;
+
+static void relisten_on(gw_loop *loop, void *arg)
+{
+    relisten_job *j = arg;
+    gw__udp_loop *ul = loop->adapter_state[gw_adapter_index(j->a)];
+    if (loop->index != j->turn || !ul || ul->dl.stopping)
+        return;
+    for (gw__udp_extra *e = j->add; e != j->stop; e = e->next) {
+        gw__udp_sock *us = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*us));
+        if (!us) {
+            j->rc = GW_ENOMEM;
+            continue;
+        }
+        us->ul = ul;
+        us->product = e->product;
+        us->max_frame = product_max_frame(e->product);
+        us->at = e->at;
+        gw__udp_replay_sock(us);
+        us->extra_next = ul->extra;
+        ul->extra = us;
+        int rc = gw_dgram_listen_at(&ul->dl, &us->d, &e->at, &e->bound, ul->ad->cfg.rcvbuf, "udp",
+                                    e->at.product);
+        if (rc && !j->rc)
+            j->rc = rc;
+    }
+    for (size_t i = 0; i < j->old->n; i++) {
+        if (listed(j->now, &j->old->v[i]))
+            continue;
+        for (size_t k = 0; k < ul->n_socks; k++)
+            if (same_listener(&ul->socks[k].at, &j->old->v[i]))
+                gw_dgram_sock_close(&ul->socks[k].d);
+        for (gw__udp_sock *us = ul->extra; us; us = us->extra_next)
+            if (same_listener(&us->at, &j->old->v[i]))
+                gw_dgram_sock_close(&us->d);
+    }
+    if (!ul->dl.paused)
+        gw_dgram_receive(&ul->dl, true);
+}
+
+static int udp_relisten(gw_adapter *a, const json_t *section, const gw_config *gcfg)
+{
+    gw__udp_adapter *ad = a->state;
+    gw__udp_cfg nc;
+    gw_diag diag = {0};
+    int rc = 0;
+
+    memset(&nc, 0, sizeof(nc));
+    if (gw_adapter_parse_config(a, section, &nc, gcfg, &diag) != 0 ||
+        nc.idle_timeout_ms != ad->cfg.idle_timeout_ms || nc.rcvbuf != ad->cfg.rcvbuf ||
+        nc.replay_window_s != ad->cfg.replay_window_s)
+        goto fail;
+    for (size_t i = 0; i < nc.listeners.n; i++) { /* a frame larger than the ack buffer: restart */
+        const gw_product *p = gw_config_product(gcfg, nc.listeners.v[i].product);
+        if (!listed(&ad->cfg.listeners, &nc.listeners.v[i]) &&
+            (!p || product_max_frame(p) > ad->max_frame))
+            goto fail;
+    }
+    gw__udp_extra *before = ad->extra;
+    for (size_t i = 0; i < nc.listeners.n; i++) {
+        if (listed(&ad->cfg.listeners, &nc.listeners.v[i]))
+            continue;
+        gw__udp_extra *e = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*e));
+        if (!e) {
+            rc = GW_ENOMEM;
+            continue;
+        }
+        e->at = nc.listeners.v[i];
+        e->product = gw_config_product(gcfg, e->at.product);
+        e->pin = gcfg;
+        gw_config_retain(gcfg); /* e->product lives in it */
+        e->next = ad->extra;
+        ad->extra = e;
+    }
+    relisten_job j = {a, ad->extra, before, &ad->cfg.listeners, &nc.listeners, 0, 0};
+    for (j.turn = 0; j.turn < a->rt->n_loops; j.turn++)
+        gw_runtime_run_on_all(a->rt, relisten_on, &j);
+    gw_listen_list keep = ad->cfg.listeners; /* the new list is the running one now */
+    ad->cfg.listeners = nc.listeners;
+    nc.listeners = keep;
+    gw_cfg_free(udp_fields, &nc);
+    gw_diag_free(&diag);
+    return rc ? rc : j.rc;
+fail:
+    gw_cfg_free(udp_fields, &nc);
+    gw_diag_free(&diag);
+    return 1;
+}
+
 static void free_loop(gw_dgram_loop *dl)
 {
     gw__udp_loop *ul = (gw__udp_loop *)dl;
+    while (ul->extra) {
+        gw__udp_sock *next = ul->extra->extra_next;
+        gw_free(GW_AREA_RUNTIME, ul->extra);
+        ul->extra = next;
+    }
     gw_dgram_loop_free(&ul->dl);
     gw_free(GW_AREA_RUNTIME, ul->ackbuf);
     gw_free(GW_AREA_RUNTIME, ul->socks);
@@ -146,6 +263,12 @@ static void free_state(gw_adapter *a)
 {
     gw__udp_adapter *ad = a->state;
     gw__udp_replay_free(ad);
+    while (ad->extra) {
+        gw__udp_extra *next = ad->extra->next;
+        gw_config_release(ad->extra->pin);
+        gw_free(GW_AREA_RUNTIME, ad->extra);
+        ad->extra = next;
+    }
     gw_cfg_free(udp_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->products);
     gw_free(GW_AREA_RUNTIME, ad);
@@ -165,6 +288,7 @@ const gw_adapter_ops gw_adapter_udp_ops = {
     .resume = gw_dgram_resume,
     .stop = gw_dgram_stop,
     .close_sessions = gw_dgram_close_sessions,
+    .relisten = udp_relisten,
     .uninit = udp_uninit,
     .listen_keys = listen_keys,
     .cfg_fields = udp_fields,

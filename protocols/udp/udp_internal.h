@@ -38,7 +38,18 @@ typedef struct gw__udp_adapter {
     size_t max_frame;            /* largest max frame of the listeners' products */
     uint32_t sweep_ms;           /* idle sweep period */
     gw__udp_replay *replay;      /* per device (config index); NULL when no product needs one */
+    struct gw__udp_extra *extra; /* listeners added by reloads (freed at uninit) */
 } gw__udp_adapter;
+
+/* A listener added by a hot reload: its product (in the generation pin, held until uninit) and
+ * its port shared by the loops. */
+typedef struct gw__udp_extra {
+    gw_listen at;
+    const gw_product *product;
+    uint16_t bound;
+    const gw_config *pin;
+    struct gw__udp_extra *next;
+} gw__udp_extra;
 
 typedef struct gw__udp_sess gw__udp_sess;
 typedef struct gw__udp_loop gw__udp_loop;
@@ -51,6 +62,8 @@ typedef struct gw__udp_sock {
     size_t max_frame; /* the product's */
     uint64_t seq_mod; /* the range of the device frames' seq field (0: none; replay window) */
     bool timestamp;   /* the device's frames may carry a timestamp (replay window) */
+    gw_listen at;     /* as configured, to find it again (hot reload) */
+    struct gw__udp_sock *extra_next; /* added by a reload (the loop's extra list) */
 } gw__udp_sock;
 
 struct gw__udp_loop {
@@ -59,7 +72,8 @@ struct gw__udp_loop {
     gw__udp_adapter *ad;
     gw__udp_sock *socks;
     size_t n_socks;
-    uint8_t *ackbuf; /* ack frames are encoded here (max_frame bytes) */
+    gw__udp_sock *extra; /* sockets of listeners added by reloads */
+    uint8_t *ackbuf;     /* ack frames are encoded here (max_frame bytes) */
     size_t ackbuf_size;
 };
 

@@ -6,7 +6,9 @@ import selectors
 import signal
 import time
 
+import binframes as b
 import gwtest as g
+import sensor_udp as su
 
 N = 1000
 IDS = ["d-%04d" % i for i in range(N)]
@@ -126,7 +128,91 @@ def api_reload(gw):
     return r, None
 
 
+def listeners_phase(t):
+    """TCP and UDP listeners follow a reload: a new product's port opens (its device logs in at
+    once), a removed product's port closes (its session goes offline "removed"); the running
+    listeners and their sessions stay."""
+    meter = g.load_product(b.METER)
+    sensor = g.load_product(su.PRODUCT)
+    meter2 = dict(copy.deepcopy(meter), id="meter2")
+    sensor2 = dict(copy.deepcopy(sensor), id="sensor2")
+    devs = [{"id": "mtr00001", "product": b.METER, "secret": b.meter_secret("mtr00001")}]
+    devs += su.devices(["snr00001"])
+    cfg = {"adapters": {
+        "tcp": {"listeners": [{"address": g.HOST, "port": 0, "product": b.METER}]},
+        "udp": {"listeners": [{"address": g.HOST, "port": 0, "product": su.PRODUCT}]}},
+        "log_rate_limit": 0}
+    gw = g.Gateway(products=[g.THERMO, meter, sensor], devices=devs, config=cfg)
+    tcp0, udp0 = g.adapter_port(gw, "tcp"), g.adapter_port(gw, "udp")
+    d1 = b.Dev(tcp0)
+    d1.send(b.meter_login("mtr00001", b.meter_secret("mtr00001")))
+    t.eq(len(d1.recv_n(b.METER_ACK_LEN)), b.METER_ACK_LEN, "tcp: the running product's login")
+
+    tport, uport = g.free_port(), g.free_port()
+    new_cfg = copy.deepcopy(gw.cfg)
+    new_cfg["adapters"]["tcp"]["listeners"].append(
+        {"address": g.HOST, "port": tport, "product": "meter2"})
+    new_cfg["adapters"]["udp"]["listeners"].append(
+        {"address": g.HOST, "port": uport, "product": "sensor2"})
+    new_devs = devs + [{"id": "mtr00002", "product": "meter2",
+                        "secret": b.meter_secret("mtr00002")},
+                       {"id": "snr00002", "product": "sensor2", "secret": su.token_of("snr00002")}]
+    write_json(gw, "products/meter2.json", meter2)
+    write_json(gw, "products/sensor2.json", sensor2)
+    write_json(gw, "devices.json", new_devs)
+    write_json(gw, "gateway.json", new_cfg)
+    mark = gw.log_mark()
+    os.kill(gw.pid, signal.SIGHUP)
+    ok = g.wait_until(lambda: gw.find_log(mark, msg="configuration applied"), 10)
+    t.check(ok, "listeners: reload applied", gw.log_since(mark)[-1500:])
+    t.eq(gw.find_log(mark, msg="setting changed but needs a restart: left as it is"), [],
+         "a listener change needs no restart")
+    d2 = b.Dev(tport)
+    d2.send(b.meter_login("mtr00002", b.meter_secret("mtr00002")))
+    ack = d2.recv_n(b.METER_ACK_LEN)
+    t.eq(len(ack), b.METER_ACK_LEN, "tcp: a listener added for the new product; its device logs in")
+    t.check(g.wait_until(lambda: gw.scalar(
+        "SELECT count(*) FROM events WHERE kind='online' AND device='mtr00002'") == 1, 5),
+        "tcp: the new device is online")
+    c = su.Client(uport)
+    c.send(su.report("snr00002", 1))
+    a = c.ack()
+    t.check(a is not None and a[0] == "snr00002", "udp: a listener added for the new product; its "
+            "report is acknowledged", a)
+    c0 = su.Client(udp0)
+    c0.send(su.report("snr00001", 1))
+    t.check(c0.ack() is not None, "udp: the running listener still serves")
+    d1.send(b.meter_heartbeat(2))
+    t.eq(len(d1.recv_n(b.METER_ACK_LEN)), b.METER_ACK_LEN,
+         "tcp: the running session was not touched")
+
+    # back: meter2/sensor2 removed with their listeners and devices
+    os.remove(gw.path("products/meter2.json"))
+    os.remove(gw.path("products/sensor2.json"))
+    write_json(gw, "devices.json", devs)
+    write_json(gw, "gateway.json", gw.cfg)
+    mark = gw.log_mark()
+    os.kill(gw.pid, signal.SIGHUP)
+    t.check(g.wait_until(lambda: gw.find_log(mark, msg="configuration applied"), 10),
+            "listeners: second reload applied", gw.log_since(mark)[-1500:])
+    t.check(g.wait_until(lambda: gw.scalar(
+        "SELECT name FROM events WHERE kind='offline' AND device='mtr00002'") == "removed", 5),
+        "tcp: the removed product's session went offline \"removed\"")
+    refused = False
+    try:
+        b.Dev(tport, timeout=2).send(b"x")
+    except OSError:
+        refused = True
+    t.check(refused, "tcp: the removed listener's port is closed")
+    d1.send(b.meter_heartbeat(3))
+    t.eq(len(d1.recv_n(b.METER_ACK_LEN)), b.METER_ACK_LEN, "tcp: the running session still served")
+    t.eq(gw.scalar("SELECT count(*) FROM events WHERE kind='offline' AND device='mtr00001'"), 0,
+         "tcp: no offline event for the running device")
+    t.eq(gw.stop(), 0, "listeners: clean exit")
+
+
 def main(t):
+    listeners_phase(t)
     g.raise_fd_limit(4096)
     devices = g.make_devices(IDS)
     gw = g.Gateway(products=[thermo(100)], devices=devices, loops=2, ready_timeout=60,
@@ -158,7 +244,9 @@ def main(t):
     applied = g.wait_until(lambda: gw.find_log(mark, msg="configuration applied"), 10)
     t.check(applied, "SIGHUP: configuration applied (logged)", gw.log_tail())
     if applied:
-        t.info("applied: %s" % applied[0])
+        t.info("SIGHUP under load (1,000 devices): loading + validating %s ms, switching the "
+               "loops %s ms (main loop busy meanwhile)" % (applied[0].get("load_ms"),
+                                                          applied[0].get("switch_ms")))
     closed = sorted(d.id for d in devs if d.closed)
     t.eq(closed, [REMOVED], "only the removed device's connection was closed")
     t.check(len(acked) > N, "traffic flowed (more reports acknowledged than devices)", len(acked))
@@ -274,6 +362,11 @@ def main(t):
     if resp is None:
         t.info("POST /api/reload: no API server in this build (%s)" % (why,))
     else:
+        import gwapi
+        t.eq(gwapi.api(gw, "POST", "/api/reload", token=None).status, 401,
+             "POST /api/reload without a token: 401")
+        t.eq(gwapi.api(gw, "POST", "/api/reload", token="read").status, 403,
+             "POST /api/reload with a read token: 403")
         t.eq(resp.status, 200, "POST /api/reload: 200")
         t.check(resp.json and "applied" in resp.json and "needs_restart" in resp.json,
                 "POST /api/reload: the diff and needs_restart", resp.raw[:300])
