@@ -15,6 +15,7 @@
 #include "../config/config.h"
 #include "admin/api_hub.h"
 #include "admin/api_server.h"
+#include "command/command.h"
 #include "util/listen.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -31,6 +32,7 @@ typedef struct gw_main {
     gw_store *store;
     gw_runtime *rt;
     gw_north *north;
+    gw_commands *commands; /* downstream commands: the cloud's (north) and the local API's */
     gw_api_server *api;
     gw_api_hub *hub;
     gw_api_ctx api_ctx; /* what the management API's handlers reach */
@@ -169,6 +171,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
         GW_LOG_WARN("main", NULL, NULL, "sessions did not close in time", "depth=%lld",
                     (long long)gw_store_depth(m->store));
     gw_north_stop(m->north); /* its last acknowledgements reach the store before it closes */
+    gw_commands_detach(m->commands);
     gw_store_close(m->store);
     m->store = NULL;
     gw_runtime_join(m->rt);
@@ -279,7 +282,10 @@ int main(int argc, char **argv)
     uv_loop_init(&m.loop);
     mosquitto_lib_init();
     if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err) ||
-        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err)) {
+        gw_commands_create(&m.commands, m.rt, NULL, &err) ||
+        !(m.rt->commands = m.commands) /* the table exists with or without north */ ||
+        gw_north_create(&m.north, m.cfg, m.rt, m.store, &err) ||
+        gw_commands_attach(m.commands, &m.loop, !m.north)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         goto out;
     }
@@ -302,6 +308,7 @@ int main(int argc, char **argv)
         goto out;
     }
     m.api_ctx.hub = m.hub;
+    m.api_ctx.commands = m.commands;
     if (m.cfg->admin_enabled && gw_api_server_start(&m.api, &m.api_ctx, m.cfg, &err) != 0) {
         GW_LOG_ERROR("main", NULL, NULL, "admin endpoint failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -341,7 +348,9 @@ out:
         gw_api_server_stop(m.api);
     if (!m.stopping)
         gw_api_hub_stop(m.hub);
+    gw_commands_detach(m.commands); /* a start-up failure: attached, never detached */
     uv_run(&m.loop, UV_RUN_NOWAIT);
+    gw_commands_free(m.commands);
     gw_api_server_free(m.api);
     gw_api_hub_free(m.hub);
     gw_store_reader_close(m.api_ctx.reader);

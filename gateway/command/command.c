@@ -196,6 +196,8 @@ static void list_unlink(gw_commands *c, gw__cmd_entry *e)
 
 void gw__cmd_entry_free(gw__cmd_entry *e)
 {
+    if (e->mail) /* a local command that was never told: gw_commands_free at shutdown */
+        gw_free(GW_AREA_RUNTIME, e->mail);
     json_decref(e->cmd.args);
     gw_free(GW_AREA_RUNTIME, e);
 }
@@ -263,8 +265,8 @@ static bool pending_id(gw_commands *c, const gw_device *dev, const char *msg_id)
 /* A command answered at once, lock held: its log row with the final status, then its reply
  * (error code + message, or the success payload). A messageId already pending for the device is
  * answered "duplicate_message_id" without a log row: the log is keyed by (device, messageId). */
-static void answer_locked(gw_commands *c, const gw_device *dev, const gw__cmd_req *r,
-                          const char *code, const char *message, char *payload)
+static void answer_locked(gw_commands *c, const gw_device *dev, gw__cmd_req *r, const char *code,
+                          const char *message, char *payload)
 {
     gw_event *log = NULL, *rep;
     const char *name = gw__cmd_req_name(r);
@@ -284,6 +286,8 @@ static void answer_locked(gw_commands *c, const gw_device *dev, const gw__cmd_re
         rep = gw__cmd_error_event(c, dev, r->op, name, r->msg_id, code, message);
     if (rep && !log)
         rep->cmd_status = NULL; /* a duplicate: the pending command's row is not this one's */
+    gw__cmd_notify(c, &r->mail, code ? gw__cmd_error_status(code) : "success", code, r->path,
+                   r->gateway_full, rep ? rep->payload : NULL);
     if (log) {
         log->next = rep;
         gw__commands_emit(c, log, rep ? rep : log, rep ? 2 : 1);
@@ -296,8 +300,8 @@ static void answer_locked(gw_commands *c, const gw_device *dev, const gw__cmd_re
     gw__cmd_log_outcome(dev, r->op, name, r->msg_id, code, message);
 }
 
-void gw__commands_answer(gw_commands *c, const gw_device *dev, const gw__cmd_req *r,
-                         const char *code, const char *message, char *payload)
+void gw__commands_answer(gw_commands *c, const gw_device *dev, gw__cmd_req *r, const char *code,
+                         const char *message, char *payload)
 {
     pthread_mutex_lock(&c->mu);
     answer_locked(c, dev, r, code, message, payload);
@@ -315,12 +319,14 @@ void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r)
 
     pthread_mutex_lock(&c->mu);
     if (d->n >= nc->max_pending_per_device || c->heap_n >= nc->max_pending) {
-        if (d->n >= nc->max_pending_per_device)
+        if (d->n >= nc->max_pending_per_device) {
             snprintf(msg, sizeof(msg),
                      "%u commands pending for this device (max_pending_per_device)", d->n);
-        else
+        } else {
             snprintf(msg, sizeof(msg), "%u commands pending in the gateway (max_pending)",
                      c->heap_n);
+            r->gateway_full = true;
+        }
         answer_locked(c, dev, r, "busy", msg, NULL);
         goto out;
     }
@@ -355,6 +361,10 @@ void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r)
     e->cmd.args = r->args;
     r->args = NULL;
     e->timeout_ms = r->fn ? r->fn->timeout_ms : GW_CMD_WRITE_TIMEOUT_MS;
+    if (r->timeout_ms && r->timeout_ms < e->timeout_ms) /* the local API may only shorten it */
+        e->timeout_ms = r->timeout_ms;
+    e->mail = r->mail;
+    r->mail = NULL;
     e->state = GW__CMD_WAIT;
     /* waiting: for the product's TTL when it queues, else (a guard) for the loop to send it */
     gw__cmd_set_deadline(c, e,
@@ -369,6 +379,9 @@ void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r)
         gw_metric_inc(GW_M_CMD_QUEUED);
     /* the log row goes to the store before any loop can see (and answer) the command */
     gw__cmd_emit1(c, gw__cmd_log_event(c, dev, r, s ? "sent" : "queued"));
+    if (!s) { /* the local API is told at once; the outcome is stored as a reply event */
+        gw__cmd_notify(c, &e->mail, "queued", NULL, NULL, false, NULL);
+    }
 out:
     pthread_mutex_unlock(&c->mu);
     if (s && e)
@@ -408,7 +421,10 @@ void gw_commands_tick(gw_commands *c, int64_t now_ms)
             gw_metric_inc(GW_M_CMD_TIMEOUT);
         }
         gw__cmd_entry_remove(c, e);
-        gw__cmd_emit1(c, gw__cmd_error_event(c, cmd->dev, cmd->op, name, cmd->msg_id, code, msg));
+        gw_event *ev = gw__cmd_error_event(c, cmd->dev, cmd->op, name, cmd->msg_id, code, msg);
+        gw__cmd_notify(c, &e->mail, gw__cmd_error_status(code), code, NULL, false,
+                       ev ? ev->payload : NULL);
+        gw__cmd_emit1(c, ev);
         gw__cmd_log_outcome(cmd->dev, cmd->op, name, cmd->msg_id, code, msg);
         gw__cmd_entry_free(e);
     }
@@ -426,6 +442,7 @@ int gw_commands_create(gw_commands **out, gw_runtime *rt, gw_store_reader *reade
     c->rt = rt;
     c->cfg = rt->cfg;
     c->reader = reader;
+    c->mail_tail = &c->mail_head;
     c->devs =
         gw_calloc(GW_AREA_RUNTIME, rt->cfg->n_devices ? rt->cfg->n_devices : 1, sizeof(*c->devs));
     if (!c->devs) {
@@ -435,6 +452,12 @@ int gw_commands_create(gw_commands **out, gw_runtime *rt, gw_store_reader *reade
     pthread_mutex_init(&c->mu, NULL);
     *out = c;
     return 0;
+}
+
+void gw_commands_set_reader(gw_commands *c, gw_store_reader *reader)
+{
+    if (c)
+        c->reader = reader;
 }
 
 void gw_commands_free(gw_commands *c)
@@ -449,6 +472,12 @@ void gw_commands_free(gw_commands *c)
         gw__cmd_entry *e = c->heap[c->heap_n - 1];
         gw__cmd_entry_remove(c, e);
         gw__cmd_entry_free(e);
+    }
+    while (c->mail_head) { /* never detached (tests): told to nobody */
+        gw__cmd_mail *m = c->mail_head;
+        c->mail_head = m->next;
+        gw_free(GW_AREA_RUNTIME, m->payload);
+        gw_free(GW_AREA_RUNTIME, m);
     }
     pthread_mutex_destroy(&c->mu);
     gw_free(GW_AREA_RUNTIME, c->heap);

@@ -1,7 +1,8 @@
 /* command_cloud.c: a command message from the cloud, on the north thread: the device its topic
- * names, the payload parsed and validated against the thing model, a dry run of the product's
- * codec (a command the device's frames cannot carry is refused at once, not after a queue),
- * property reads answered from the latest stored values; the rest goes to the table. */
+ * names, the payload parsed and validated against the thing model; then, for both origins (the
+ * local API's too), a dry run of the product's codec (a command the device's frames cannot carry
+ * is refused at once, not after a queue), property reads answered from the latest stored values;
+ * the rest goes to the table. */
 #include "command_internal.h"
 
 #include <stdio.h>
@@ -69,12 +70,12 @@ static int dry_run(const gw_device *dev, const gw__cmd_req *r, gw_error *err)
     return rc;
 }
 
-static void read_properties(gw_commands *c, const gw_device *dev, const gw__cmd_req *r)
+static void read_properties(gw_commands *c, const gw_device *dev, gw__cmd_req *r,
+                            gw_store_reader *reader, unsigned sync_ms)
 {
-    gw_store_reader *reader = c->reader;
     json_t *out = NULL;
     if (reader && c->rt && c->rt->store) /* the latest values include every committed report */
-        gw_store_sync_state(c->rt->store, 1000);
+        gw_store_sync_state(c->rt->store, sync_ms);
     int rc = reader ? gw_store_reader_properties(reader, dev, r->args, &out) : GW_ESTORE;
     if (rc != 0) {
         gw__commands_answer(c, dev, r, "store_error",
@@ -97,7 +98,6 @@ void gw_commands_on_cloud(gw_commands *c, gw_command_op op, const char *product,
     const gw_config *cfg = c->cfg;
     const gw_device *dev = device ? gw_config_device(cfg, device) : NULL;
     gw__cmd_req r;
-    gw_error err = {0, ""};
     char msg[192];
 
     gw_metric_inc(GW_M_CMD_RECEIVED);
@@ -111,14 +111,22 @@ void gw_commands_on_cloud(gw_commands *c, gw_command_op op, const char *product,
         snprintf(msg, sizeof(msg), "device %s belongs to product %s, not %.64s", dev->id,
                  dev->product->id, product ? product : "");
         gw__commands_answer(c, dev, &r, "unknown_device", msg, NULL);
-    } else if (r.code) {
-        gw__commands_answer(c, dev, &r, r.code, r.message, NULL);
-    } else if (op == GW_CMD_READ) {
-        read_properties(c, dev, &r);
-    } else if (dry_run(dev, &r, &err) != 0) {
-        gw__commands_answer(c, dev, &r, "unsupported", err.msg, NULL);
     } else {
-        gw__commands_add(c, dev, &r);
+        gw__commands_take(c, dev, &r, c->reader, 1000);
     }
     gw__cmd_req_clear(&r);
+}
+
+void gw__commands_take(gw_commands *c, const gw_device *dev, gw__cmd_req *r,
+                       gw_store_reader *reader, unsigned sync_ms)
+{
+    gw_error err = {0, ""};
+    if (r->code)
+        gw__commands_answer(c, dev, r, r->code, r->message, NULL);
+    else if (r->op == GW_CMD_READ)
+        read_properties(c, dev, r, reader, sync_ms);
+    else if (dry_run(dev, r, &err) != 0)
+        gw__commands_answer(c, dev, r, "unsupported", err.msg, NULL);
+    else
+        gw__commands_add(c, dev, r);
 }

@@ -27,6 +27,10 @@ typedef struct gw__cmd_req {
     char fn_name[64]; /* invoke: the function id as asked for (also when it is unknown) */
     const char *code;
     char message[192];
+    char path[96];       /* on failure, the JSON path of what is wrong ("inputs.delay_s"), or "" */
+    bool gateway_full;   /* answered "busy" because of north.max_pending */
+    uint32_t timeout_ms; /* local API: a shorter reply timeout than the function's, or 0 */
+    struct gw__cmd_mail *mail; /* local API: its outcome, told on the main loop; cloud: NULL */
 } gw__cmd_req;
 
 /* Parses and validates payload as a command of op for product p with the thing model's own
@@ -34,6 +38,8 @@ typedef struct gw__cmd_req {
  * 0, or GW_EINVAL with r->code and r->message. Always clear r afterwards. */
 int gw__cmd_parse(const gw_product *p, gw_command_op op, const void *payload, size_t len,
                   gw__cmd_req *r);
+/* The same for a request already parsed (root is borrowed; r->request takes a reference). */
+int gw__cmd_parse_obj(const gw_product *p, gw_command_op op, json_t *root, gw__cmd_req *r);
 void gw__cmd_req_clear(gw__cmd_req *r);
 
 /* "invoke", "write", "read" (commands.op); the reply event kind; the event name ("write",
@@ -65,8 +71,9 @@ typedef struct gw__cmd_entry {
     uint32_t heap_at;
     uint32_t timeout_ms; /* reply timeout once sent */
     uint8_t state;
-    const char *code;  /* GW__CMD_DONE: the error reply's code */
-    char message[160]; /* GW__CMD_DONE: ... and its message */
+    const char *code;          /* GW__CMD_DONE: the error reply's code */
+    char message[160];         /* GW__CMD_DONE: ... and its message */
+    struct gw__cmd_mail *mail; /* local API: its outcome, told on the main loop; cloud: NULL */
 } gw__cmd_entry;
 
 typedef struct gw__cmd_dev {
@@ -85,6 +92,14 @@ struct gw_commands {
     uint32_t heap_n, heap_cap;
     void (*sink)(void *arg, gw_event *ev);
     void *sink_arg;
+    /* local API (command_local.c): outcomes handed to the main loop; NULL loop: not attached */
+    uv_loop_t *loop;
+    uv_async_t mail_wake;
+    uv_timer_t tick; /* no north thread: gw_commands_tick every 50 ms while any is pending */
+    bool main_ticks;
+    struct gw__cmd_mail *mail_head, **mail_tail; /* under mu */
+    int64_t id_base;                             /* gw_commands_new_id: "api-<id_base>-<next_id>" */
+    uint32_t next_id;
 };
 
 /* Emits events in order: to the store (gw_store_submit), or to the sink tests install. Called
@@ -121,13 +136,38 @@ void gw__cmd_entry_free(gw__cmd_entry *e);
 /* Answers a request at once (a rejection with code + message, or payload: a success reply,
  * taken): its log row and its reply, or "duplicate_message_id" when its messageId is pending for
  * the device. Counted and logged. */
-void gw__commands_answer(gw_commands *c, const gw_device *dev, const gw__cmd_req *r,
-                         const char *code, const char *message, char *payload);
+void gw__commands_answer(gw_commands *c, const gw_device *dev, gw__cmd_req *r, const char *code,
+                         const char *message, char *payload);
 
 /* Takes a valid invoke or write into the table: bounds and duplicate checks, then sends it to the
  * device's session, queues it for the device's next session, or answers it at once (logged and
  * replied, counted). Consumes r->args. */
 void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r);
+
+/* command_cloud.c: a parsed request of either origin, routed one way: rejections answered,
+ * property reads answered from reader's latest values (after up to sync_ms for the state tables
+ * to catch up), codec dry run, then the table (gw__commands_add). */
+void gw__commands_take(gw_commands *c, const gw_device *dev, gw__cmd_req *r,
+                       gw_store_reader *reader, unsigned sync_ms);
+
+/* command_local.c: a local command's outcome, allocated when it is submitted (so telling it
+ * never fails), queued for the main loop once filled. */
+typedef struct gw__cmd_mail {
+    struct gw__cmd_mail *next;
+    gw_command_done_fn done;
+    void *arg;
+    const char *status, *code; /* static strings */
+    bool gateway_full;
+    char msg_id[64];
+    char path[96];
+    char *payload; /* a copy (GW_AREA_RUNTIME), NULL when out of memory */
+} gw__cmd_mail;
+
+/* Lock held: a local command ended (or was queued): fills *mailp with the outcome (payload
+ * copied, may be NULL; path may be NULL), hands it to the main loop and clears *mailp. No-op when
+ * *mailp is NULL (a cloud command, or one already told). */
+void gw__cmd_notify(gw_commands *c, gw__cmd_mail **mailp, const char *status, const char *code,
+                    const char *path, bool gateway_full, const char *payload);
 
 /* command_route.c: the device's current session (retained) or NULL; asks s's loop to send the
  * device's waiting commands (takes the reference to s). */

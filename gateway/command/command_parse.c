@@ -25,6 +25,15 @@ static int fail(gw__cmd_req *r, const char *code, const char *fmt, ...)
     memcpy(r->message, tmp.detail,
            sizeof(r->message) < sizeof(tmp.detail) ? sizeof(r->message) : sizeof(tmp.detail));
     r->message[sizeof(r->message) - 1] = 0;
+    /* "inputs.delay_s: above max 60": the message names the JSON path of what is wrong */
+    const char *colon = strstr(r->message, ": ");
+    size_t n = colon ? (size_t)(colon - r->message) : 0;
+    if (n && n < sizeof(r->path) && strcspn(r->message, " \"") >= n &&
+        (!strncmp(r->message, "inputs", 6) || !strncmp(r->message, "properties", 10) ||
+         !strncmp(r->message, "messageId", 9) || !strncmp(r->message, "function", 8))) {
+        memcpy(r->path, r->message, n);
+        r->path[n] = 0;
+    }
     return GW_EINVAL;
 }
 
@@ -146,16 +155,27 @@ int gw__cmd_parse(const gw_product *p, gw_command_op op, const void *payload, si
                   gw__cmd_req *r)
 {
     json_error_t jerr;
+    json_t *root =
+        json_loadb(payload ? (const char *)payload : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        memset(r, 0, sizeof(*r));
+        r->op = op;
+        return fail(r, "invalid_payload", "JSON syntax error at %d:%d: %s", jerr.line, jerr.column,
+                    jerr.text);
+    }
+    int rc = gw__cmd_parse_obj(p, op, root, r);
+    json_decref(root);
+    return rc;
+}
+
+int gw__cmd_parse_obj(const gw_product *p, gw_command_op op, json_t *root, gw__cmd_req *r)
+{
     const char *key;
     json_t *v;
 
     memset(r, 0, sizeof(*r));
     r->op = op;
-    r->request =
-        json_loadb(payload ? (const char *)payload : "", len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!r->request)
-        return fail(r, "invalid_payload", "JSON syntax error at %d:%d: %s", jerr.line, jerr.column,
-                    jerr.text);
+    r->request = json_incref(root);
     if (!json_is_object(r->request))
         return fail(r, "invalid_payload", "top level: expected object, got %s",
                     gw_json_kind(r->request));
@@ -167,7 +187,9 @@ int gw__cmd_parse(const gw_product *p, gw_command_op op, const void *payload, si
             (op == GW_CMD_INVOKE && (!strcmp(key, "function") || !strcmp(key, "inputs"))) ||
             (op != GW_CMD_INVOKE && !strcmp(key, "properties")))
             continue;
-        return fail(r, "invalid_payload", "unknown key \"%.40s\"", key);
+        fail(r, "invalid_payload", "unknown key \"%.40s\"", key);
+        snprintf(r->path, sizeof(r->path), "%.40s", key);
+        return GW_EINVAL;
     }
     switch (op) {
     case GW_CMD_INVOKE:

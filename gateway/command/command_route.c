@@ -86,7 +86,10 @@ static gw_session *send_waiting(gw_commands *c, gw_session *s, bool from_route)
                              gw_log_value(q2, sizeof(q2), e->cmd.dev_msg_id));
             }
         } else if (queue && (rc == GW_ENOTFOUND || rc == GW_ECLOSED)) {
-            continue; /* not able to take commands yet: it waits for the session's ready */
+            /* not able to take commands yet: it waits for the session's ready (the local API is
+             * told "queued" now rather than waiting up to the product's ttl_ms) */
+            gw__cmd_notify(c, &e->mail, "queued", NULL, NULL, false, NULL);
+            continue;
         } else if (rc == GW_ECLOSED) {
             gw__cmd_entry_fail(c, e, "device_offline", "the device's session is closing");
         } else {
@@ -194,6 +197,7 @@ int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_
                            : NULL;
     if (!ev) {
         rc = GW_ENOMEM;
+        gw__cmd_notify(c, &e->mail, "failed", "store_error", NULL, false, NULL);
     } else {
         ev->gateway_made = false;     /* the device's own reply */
         if (want_commit && !refuse) { /* acknowledged to the device once committed */
@@ -203,6 +207,10 @@ int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_
         }
         /* after what the device sent before its reply, and before the table forgets the id */
         gw_loop_flush_events(s->loop);
+        gw__cmd_notify(c, &e->mail, status,
+                       strcmp(status, "success") ? (refuse ? "invalid_output" : "device_error")
+                                                 : NULL,
+                       NULL, false, ev->payload);
         gw__cmd_emit1(c, ev);
     }
     pthread_mutex_unlock(&c->mu);

@@ -116,10 +116,15 @@ int gw_north_create(gw_north **out, const gw_config *cfg, gw_runtime *rt, gw_sto
         gw_north_free(n);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     }
+    n->own_commands = !rt->commands;
     if (gw_store_reader_open(&n->reader, cfg, err) ||
-        gw_commands_create(&n->commands, rt, n->reader, err)) {
+        (n->own_commands && gw_commands_create(&n->commands, rt, n->reader, err))) {
         gw_north_free(n);
         return err->code ? err->code : GW_ESTORE;
+    }
+    if (!n->own_commands) { /* main's table: cloud property reads use this thread's reader */
+        n->commands = rt->commands;
+        gw_commands_set_reader(n->commands, n->reader);
     }
     rt->commands = n->commands;
     uv_loop_init(&n->loop);
@@ -162,9 +167,13 @@ void gw_north_free(gw_north *n)
 {
     if (!n)
         return;
-    if (n->rt && n->rt->commands == n->commands)
-        n->rt->commands = NULL;
-    gw_commands_free(n->commands);
+    if (n->own_commands) {
+        if (n->rt && n->rt->commands == n->commands)
+            n->rt->commands = NULL;
+        gw_commands_free(n->commands);
+    } else {
+        gw_commands_set_reader(n->commands, NULL); /* the reader closes below */
+    }
     gw_store_reader_close(n->reader);
     if (n->wake.loop) {                                /* the loop was initialised */
         if (!uv_is_closing((uv_handle_t *)&n->wake)) { /* never started: close here */

@@ -40,6 +40,7 @@ struct gw_north {
     gw_store *store;
     gw_store_reader *reader;
     gw_commands *commands;
+    bool own_commands; /* created here (no table in rt); else main's, borrowed */
 
     pthread_t thread;
     bool started;

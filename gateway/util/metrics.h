@@ -66,7 +66,7 @@
       "upstream links dropped for want of a PUBACK within north.puback_timeout_ms")                \
     X(GW_M_STORE_RETAINED_DELETED, "store_retention_deleted_total",                                \
       "forwarded events deleted by retention or the disk budget")                                  \
-    X(GW_M_CMD_RECEIVED, "commands_received_total", "commands received from upstream")             \
+    X(GW_M_CMD_RECEIVED, "commands_received_total", "commands received (upstream and API)")        \
     X(GW_M_CMD_SENT, "commands_sent_total", "commands sent to devices")                            \
     X(GW_M_CMD_REPLIED, "commands_replied_total", "device replies matched to a pending command")   \
     X(GW_M_CMD_REJECTED, "commands_rejected_total", "commands refused before sending")             \
