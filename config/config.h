@@ -24,7 +24,10 @@ typedef struct gw_device {
     char *name; /* may be NULL */
     char *secret;
     const gw_product *product;
-    uint32_t index; /* position in gw_config.devices, for per-device runtime slots */
+    /* Per-device runtime slots: stable for an id across reloads (gateway/reload assigns it), below
+     * the first configuration's device_cap; at load it is the position in gw_config.devices. */
+    uint32_t index;
+    struct gw_config *gen; /* the configuration (generation) this device belongs to */
 } gw_device;
 
 typedef enum gw_sync_mode { GW_SYNC_NORMAL, GW_SYNC_FULL } gw_sync_mode;
@@ -131,6 +134,19 @@ typedef struct gw_config {
     size_t n_devices;
     void *index;                      /* private: id -> product/device hash */
     const gw_config_plugins *plugins; /* the look-ups it was loaded with (outlive the config) */
+    /* The documents it was built from (hot reload rebuilds from them; the device API reads and
+     * rewrites devices_json; each product's own document is gw_product.raw). */
+    json_t *gateway_json; /* gateway.json as parsed */
+    json_t *devices_json; /* devices.json: the array of {id, product, secret, name} */
+    char *devices_path;   /* devices.json's resolved path (the device API writes it) */
+    /* Generation: 1 for the configuration loaded at start, +1 per applied reload (set by
+     * gateway/reload). */
+    uint64_t generation;
+    /* Per-device arrays are sized for this many device indexes ("max_devices"; 0 in the file:
+     * twice the devices + 10000) so that devices added at run time fit. */
+    uint32_t device_cap;
+    uint32_t max_devices_set; /* "max_devices" as in the file */
+    uint32_t refs;            /* atomic: gw_config_retain / gw_config_release */
 } gw_config;
 
 /* Loads gateway.json and everything it names, asking plugins (the caller's adapters and codecs,
@@ -140,7 +156,20 @@ typedef struct gw_config {
  * errors (then *out is NULL). */
 int gw_config_load(const char *path, const gw_config_plugins *plugins, gw_config **out,
                    gw_diag *diag);
+/* Same, but devices (an array as in devices.json, borrowed) replaces devices.json, and with base
+ * set (a loaded configuration) nothing is read from disk: gateway.json and the products are base's
+ * documents (devices NULL: base's too). */
+int gw_config_load_with(const char *path, const gw_config_plugins *plugins, const gw_config *base,
+                        const json_t *devices, gw_config **out, gw_diag *diag);
 void gw_config_free(gw_config *c);
+/* Reference counting of a generation (any thread): the loader returns it with one reference;
+ * sessions (of their device's generation), events and commands hold one each while they keep a
+ * gw_device pointer. The last release frees it. */
+void gw_config_retain(const gw_config *c);
+void gw_config_release(const gw_config *c);
+/* Called (on the releasing thread) just before a configuration is freed; set once at start-up,
+ * before any loop runs (gateway/reload counts the generations in memory). */
+extern void (*gw_config_free_hook)(const gw_config *c);
 /* Markdown reference of every gateway.json key (the core's sections, then each compiled-in
  * adapter's), from the gw_cfg_field tables: type, default, range (iotgw --config-reference). */
 void gw_config_reference(FILE *f, const gw_config_plugins *plugins);
@@ -158,6 +187,16 @@ typedef struct gw_config_listener {
 /* Every listener of c (entries an adapter's own check refused are left out). Returns 0 and a
  * malloc'd array in *out (free it) with *n entries, or GW_ENOMEM. */
 int gw_config_listeners(const gw_config *c, gw_config_listener **out, size_t *n);
+
+struct gw_error;
+/* Writes devices (an array as in devices.json) to path atomically: a temporary file in the same
+ * folder with mode 0600, fsync, rename, fsync of the folder (config_devices_write.c). 0, or a
+ * negative code with err filled; on failure path is unchanged. Blocks for the fsyncs. */
+int gw_config_devices_write(const char *path, const json_t *devices, struct gw_error *err);
+
+/* True when a device of p needs its secret itself, not a hash of it: CoAP with DTLS listeners
+ * (the PSK), a binary layout with a MAC keyed by the secret (config_devices.c). */
+bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p);
 
 const gw_product *gw_config_product(const gw_config *c, const char *id);
 const gw_device *gw_config_device(const gw_config *c, const char *id);

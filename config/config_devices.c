@@ -3,6 +3,8 @@
  * time) and every product must exist. */
 #include "internal.h"
 
+#include "../gateway/util/auth.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,22 @@ static const char *member(gw__config_ctx *x, const char *file, const json_t *o, 
         return NULL;
     }
     return json_string_value(v);
+}
+
+/* A secret stored as a hash must be a well-formed one, for a product that only compares it. */
+static void check_hashed(gw__config_ctx *x, const gw_config *c, const char *file,
+                         const gw_device *d, const char *p)
+{
+    const char *why;
+    if (!gw_secret_is_hash(d->secret))
+        return;
+    if (gw_secret_hash_parse(d->secret, NULL, &why) != 0)
+        gw__config_err(x, file, p, "not a valid " GW_SECRET_HASH_PREFIX " hash: %s", why);
+    else if (d->product && gw_config_secret_in_clear(c, d->product))
+        gw__config_err(x, file, p,
+                       "product \"%s\" keys DTLS-PSK or frame MACs with the secret itself: it "
+                       "must be stored in clear, not as a hash",
+                       d->product->id);
 }
 
 static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, const json_t *o,
@@ -68,17 +86,25 @@ static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, cons
                            SECRET_MAX);
         else if (!(d->secret = strdup(s)))
             gw__config_err(x, file, p, "out of memory");
+        else
+            check_hashed(x, c, file, d, p);
     }
 }
 
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp)
 {
-    gw__config_index *ix = c->index;
     json_t *root = gw__config_load_json(x, path, disp);
-    char p[64];
-
     if (!root)
         return;
+    gw__config_load_devices_json(x, c, root, disp);
+}
+
+void gw__config_load_devices_json(gw__config_ctx *x, gw_config *c, json_t *root, const char *disp)
+{
+    gw__config_index *ix = c->index;
+    char p[64];
+
+    c->devices_json = json_incref(root);
     if (!json_is_array(root)) {
         gw__config_err(x, disp, NULL, "must be a JSON array of devices");
         goto done;
@@ -107,4 +133,15 @@ void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, 
     }
 done:
     json_decref(root);
+}
+
+bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p)
+{
+    if (p->protocol && strcmp(p->protocol, "coap") == 0) { /* DTLS-PSK: key = the secret */
+        const json_t *dl = json_object_get(json_object_get(c->adapters, "coap"), "dtls_listeners");
+        if (json_is_array(dl) && json_array_size(dl) > 0)
+            return true;
+    }
+    /* frames with a MAC keyed by the secret */
+    return c->plugins && c->plugins->codec_secret_is_key && c->plugins->codec_secret_is_key(p);
 }

@@ -93,6 +93,7 @@ typedef struct gw_gateway_file {
     char *devices_file;
     uint32_t max_connections;
     uint32_t read_buffer;
+    uint32_t max_devices;
     json_t *admin;
     json_t *storage;
     json_t *north;
@@ -124,6 +125,7 @@ static const gw_cfg_field gateway_fields[] = {
     GF("devices_file", GW_CFG_STRING, devices_file, 0, 0, NULL, GW_CFG_DEF_STR("devices.json")),
     GF("max_connections", GW_CFG_UINT32, max_connections, 1, 10000000, NULL, GW_CFG_DEF(100000)),
     GF("read_buffer", GW_CFG_UINT32, read_buffer, 4096, 16777216, NULL, GW_CFG_DEF(65536)),
+    GF("max_devices", GW_CFG_UINT32, max_devices, 0, 100000000, NULL, GW_CFG_DEF(0)),
     GF("admin", GW_CFG_JSON, admin, 0, 0, NULL),
     GF("storage", GW_CFG_JSON, storage, 0, 0, NULL),
     GF("north", GW_CFG_JSON, north, 0, 0, NULL),
@@ -291,9 +293,11 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     char *products = NULL, *devices = NULL;
     bool products_ok = false;
 
-    json_t *root = gw__config_load_json(x, c->file, c->file);
+    json_t *root =
+        x->base ? json_incref(x->base->gateway_json) : gw__config_load_json(x, c->file, c->file);
     if (!root)
         return;
+    c->gateway_json = json_incref(root);
     if (!json_is_object(root)) {
         gw__config_err(x, c->file, NULL, "must be a JSON object");
         json_decref(root);
@@ -306,6 +310,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     c->log_rate_limit = g.log_rate_limit;
     c->max_connections = g.max_connections;
     c->read_buffer = g.read_buffer;
+    c->max_devices_set = g.max_devices;
     gw__config_load_admin(x, c, g.admin);
     load_storage(x, c, g.storage);
     gw__config_load_north(x, c, g.north);
@@ -324,15 +329,29 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     else if (g.products_dir)
         gw__config_err(x, c->file, "products_dir", "out of memory");
     /* Without a readable products folder every device would be "unknown product". */
-    if (products_ok)
+    if (products_ok && x->base)
+        products_ok = gw__config_load_products_from(x, c, x->base);
+    else if (products_ok)
         products_ok = gw__config_load_products(x, c, products, g.products_dir);
     if (g.devices_file && !*g.devices_file)
         gw__config_err(x, c->file, "devices_file", "must not be empty");
     else if (g.devices_file && products_ok &&
-             (devices = gw__config_resolve(c->dir, g.devices_file)))
-        gw__config_load_devices(x, c, devices, g.devices_file);
-    else if (g.devices_file && products_ok)
+             (devices = gw__config_resolve(c->dir, g.devices_file)) &&
+             (c->devices_path = strdup(devices))) {
+        json_t *doc = x->devices ? json_deep_copy(x->devices)
+                      : x->base  ? json_deep_copy(x->base->devices_json)
+                                 : NULL;
+        if (doc)
+            gw__config_load_devices_json(x, c, doc, g.devices_file);
+        else if (x->devices || x->base)
+            gw__config_err(x, g.devices_file, NULL, "out of memory");
+        else
+            gw__config_load_devices(x, c, devices, g.devices_file);
+    } else if (g.devices_file && products_ok)
         gw__config_err(x, c->file, "devices_file", "out of memory");
+    if (g.max_devices && c->n_devices > g.max_devices)
+        gw__config_err(x, c->file, "max_devices", "%zu devices configured, more than %u",
+                       c->n_devices, g.max_devices);
     if (c->adapters)
         check_adapters(x, c);
     gw__config_check_listeners(x, c);
@@ -346,7 +365,14 @@ done:
 int gw_config_load(const char *path, const gw_config_plugins *plugins, gw_config **out,
                    gw_diag *diag)
 {
-    gw__config_ctx x = {.diag = diag, .errors = 0, .plugins = plugins};
+    return gw_config_load_with(path, plugins, NULL, NULL, out, diag);
+}
+
+int gw_config_load_with(const char *path, const gw_config_plugins *plugins, const gw_config *base,
+                        const json_t *devices, gw_config **out, gw_diag *diag)
+{
+    gw__config_ctx x = {
+        .diag = diag, .errors = 0, .plugins = plugins, .base = base, .devices = devices};
     gw_config *c;
 
     *out = NULL;
@@ -366,8 +392,30 @@ int gw_config_load(const char *path, const gw_config_plugins *plugins, gw_config
         gw_config_free(c);
         return GW_ECONFIG;
     }
+    for (size_t i = 0; i < c->n_devices; i++)
+        c->devices[i].gen = c;
+    uint64_t cap = c->max_devices_set ? c->max_devices_set : (uint64_t)c->n_devices * 2 + 10000;
+    c->device_cap = cap < c->n_devices ? (uint32_t)c->n_devices : (uint32_t)cap;
+    c->refs = 1;
     *out = c;
     return 0;
+}
+
+void (*gw_config_free_hook)(const gw_config *c);
+
+void gw_config_retain(const gw_config *c)
+{
+    if (c)
+        __atomic_add_fetch(&((gw_config *)c)->refs, 1, __ATOMIC_RELAXED);
+}
+
+void gw_config_release(const gw_config *c)
+{
+    if (c && __atomic_sub_fetch(&((gw_config *)c)->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (gw_config_free_hook)
+            gw_config_free_hook(c);
+        gw_config_free((gw_config *)c);
+    }
 }
 
 void gw_config_free(gw_config *c)
@@ -390,6 +438,9 @@ void gw_config_free(gw_config *c)
         free(ix);
     }
     json_decref(c->adapters);
+    json_decref(c->gateway_json);
+    json_decref(c->devices_json);
+    free(c->devices_path);
     gw__config_north_free(c);
     gw__config_admin_free(c);
     free(c->store.path);

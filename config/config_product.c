@@ -767,6 +767,36 @@ done:
     return ok;
 }
 
+bool gw__config_load_products_from(gw__config_ctx *x, gw_config *c, const gw_config *base)
+{
+    gw__config_index *ix = c->index;
+    size_t n = base->n_products;
+
+    if (gw__config_hash_init(&ix->products, n) < 0 ||
+        (n && !(c->products = calloc(n, sizeof(*c->products))))) {
+        gw__config_err(x, c->file, "products_dir", "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const gw_product *bp = &base->products[i];
+        gw_product *p = &c->products[c->n_products++];
+        prod_ctx pc = {.x = x, .file = bp->file};
+        if (!(p->file = strdup(bp->file)))
+            gw__config_err(x, bp->file, NULL, "out of memory");
+        parse_product(&pc, c, bp->raw, p);
+        if (!p->id || !p->file) {
+            x->products_incomplete = true;
+            continue;
+        }
+        long prev = gw__config_hash_insert(&ix->products, c->products, sizeof(gw_product),
+                                           (size_t)(p - c->products));
+        if (prev >= 0)
+            gw__config_err(x, bp->file, "id", "duplicate product id \"%s\" (also in %s)", p->id,
+                           c->products[prev].file);
+    }
+    return true;
+}
+
 void gw__config_product_reference(FILE *f)
 {
     gw_cfg_reference(f, "product \"auth\" (every protocol)", auth_fields);

@@ -17,6 +17,9 @@ typedef struct gw__config_ctx {
     /* A product file was unreadable or had no valid id: devices naming an unknown product are
      * then not reported (the product's own error says what to fix). */
     bool products_incomplete;
+    /* gw_config_load_with: documents instead of files (NULL: read the files) */
+    const gw_config *base;
+    const json_t *devices;
     const gw_config_plugins *plugins; /* the caller's adapters and codecs */
 } gw__config_ctx;
 
@@ -68,12 +71,16 @@ long gw__config_hash_insert(gw__config_hash *h, const void *base, size_t stride,
 bool gw__config_load_products(gw__config_ctx *x, gw_config *c, const char *dir_path,
                               const char *dir_disp);
 void gw__config_product_free(const gw_config_plugins *plugins, gw_product *p);
+/* Same from base's product documents (gw_config_load_with): nothing read from disk. */
+bool gw__config_load_products_from(gw__config_ctx *x, gw_config *c, const gw_config *base);
 /* The reference tables of a product's core sections ("auth", "commands"), for gw_config_reference.
  */
 void gw__config_product_reference(FILE *f);
 
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);
+/* Same from a document (stolen; kept as c->devices_json). */
+void gw__config_load_devices_json(gw__config_ctx *x, gw_config *c, json_t *root, const char *disp);
 
 /* rel if absolute, else dir/rel (malloc'd; NULL on out of memory). */
 char *gw__config_resolve(const char *dir, const char *rel);

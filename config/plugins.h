@@ -5,6 +5,7 @@
 #define GW_CONFIG_PLUGINS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cfg_schema.h"
@@ -49,6 +50,9 @@ typedef struct gw_config_plugins {
      * its uninit. */
     int (*codec_init)(gw_product *p, gw_diag *diag, const char *file);
     void (*codec_uninit)(gw_product *p);
+    /* True when p's codec keys something with a device's secret (a frame MAC): the secret must be
+     * kept in clear, not as a hash. NULL: never. */
+    bool (*codec_secret_is_key)(const gw_product *p);
 } gw_config_plugins;
 
 #endif

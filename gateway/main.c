@@ -18,12 +18,14 @@
 #include "command/command.h"
 #include "util/listen.h"
 #include "util/alloc.h"
+#include "util/auth.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/version.h"
 #include "north/north.h"
 #include "registry.h"
 #include "core/runtime.h"
+#include "reload/reload.h"
 
 #define SHUTDOWN_WAIT_MS 15000
 
@@ -39,6 +41,8 @@ typedef struct gw_main {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     int stopping;
+    gw_reload *reload;
+    uv_signal_t sighup;
 } gw_main;
 
 /* OpenSSL's allocations (the CoAP adapter's DTLS and libmosquitto's north TLS link, one
@@ -79,6 +83,8 @@ static void usage(FILE *f)
                "  --config-reference  print every gateway.json key (markdown) and exit\n"
                "  --hash-token [TOKEN] print the SHA-256 of TOKEN (or of stdin's first line) for\n"
                "                      admin.tokens[].sha256 and exit\n");
+    fprintf(f,
+            "  --hash-secret [S]   print a device secret's hash for devices.json (S or stdin)\n");
 }
 
 /* Initialises the adapter of every section of gateway.json's "adapters" into rt. */
@@ -179,6 +185,18 @@ static void shutdown_gateway(gw_main *m, const char *why)
     gw_api_hub_stop(m->hub);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sighup, NULL);
+}
+
+/* SIGHUP: re-read and apply the configuration (gateway/reload); it logs the outcome. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    gw_main *m = h->data;
+    json_t *report = NULL;
+    (void)signum;
+    if (!m->stopping)
+        gw_reload_from_disk(m->reload, &report);
+    json_decref(report);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -218,6 +236,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--config-reference")) {
             gw_config_reference(stdout, gw_registry_config_plugins());
             return 0;
+        } else if (!strcmp(argv[i], "--hash-secret")) {
+            return gw_secret_hash_main(i + 1 < argc ? argv[i + 1] : NULL, stdin, stdout);
         } else if (!strcmp(argv[i], "--hash-token")) {
             return hash_token(i + 1 < argc ? argv[i + 1] : NULL);
         } else if (!strcmp(argv[i], "--version")) {
@@ -314,6 +334,11 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    if (gw_reload_create(&m.reload, m.cfg, m.rt, &m.api_ctx.cfg) != 0) {
+        GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"out of memory\"");
+        goto out;
+    }
+    m.api_ctx.reload = m.reload;
     if (gw_runtime_start(m.rt, &err) || gw_north_start(m.north, &err)) {
         GW_LOG_ERROR("main", NULL, NULL, "start-up failed", "error=\"%s\"", err.msg);
         rc = 1;
@@ -324,6 +349,9 @@ int main(int argc, char **argv)
     m.sigterm.data = m.sigint.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     uv_signal_start(&m.sigint, on_signal, SIGINT);
+    uv_signal_init(&m.loop, &m.sighup);
+    m.sighup.data = &m;
+    uv_signal_start(&m.sighup, on_sighup, SIGHUP);
     GW_LOG_INFO("main", NULL, NULL, "iotgw started",
                 "version=%s loops=%u products=%zu devices=%zu db=%s", GW_VERSION, m.rt->n_loops,
                 m.cfg->n_products, m.cfg->n_devices, m.cfg->store.path);
@@ -343,6 +371,7 @@ out:
     gw_north_stop(m.north);
     gw_store_close(m.store);
     gw_north_free(m.north);
+    gw_reload_free(m.reload);
     gw_runtime_free(m.rt);
     if (m.api && !m.stopping)
         gw_api_server_stop(m.api);
@@ -356,7 +385,7 @@ out:
     gw_store_reader_close(m.api_ctx.reader);
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
-    gw_config_free(m.cfg);
+    gw_config_release(m.cfg); /* the last generation's references went with the loops and store */
     mosquitto_lib_cleanup();
     return rc;
 }

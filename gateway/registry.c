@@ -170,6 +170,15 @@ static void cfg_codec_uninit(gw_product *p)
         p->codec_ops->uninit(p);
 }
 
+static bool cfg_codec_secret_is_key(const gw_product *p)
+{
+    gw_frame_info fi = {0};
+    if (!p->codec_ops || !p->codec_ops->frame_info)
+        return false;
+    p->codec_ops->frame_info(p, &fi);
+    return fi.secret_as_key;
+}
+
 const gw_config_plugins *gw_registry_config_plugins(void)
 {
     static const gw_config_plugins table = {
@@ -180,6 +189,7 @@ const gw_config_plugins *gw_registry_config_plugins(void)
         .codec_product_keys = cfg_codec_keys,
         .codec_init = cfg_codec_init,
         .codec_uninit = cfg_codec_uninit,
+        .codec_secret_is_key = cfg_codec_secret_is_key,
     };
     return &table;
 }

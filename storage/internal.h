@@ -23,9 +23,13 @@ static inline void gw__values_release(json_t *v)
 
 typedef struct gw__dev_touch {
     int64_t last_seen;
-    int8_t online; /* -1 unchanged in this batch, 0 offline, 1 online */
-    uint8_t touched;
+    int8_t online;      /* -1 unchanged in this batch, 0 offline, 1 online */
+    uint8_t touched;    /* device_state to be written */
+    uint8_t listed;     /* in the touched list (dev held) */
     const char *reason; /* offline reason (points into an event of the batch) */
+    /* the device as last noted: its generation is held until the state is written (a reload
+     * may replace it meanwhile; indexes are stable across reloads) */
+    const gw_device *dev;
 } gw__dev_touch;
 
 typedef struct gw__prop_slot {

@@ -71,15 +71,31 @@ static int note_prop(gw_store *s, uint32_t dev, const char *key, json_t *val, js
     }
 }
 
-static gw__dev_touch *touch_dev(gw_store *s, uint32_t index, int64_t seen)
+/* Lists dev and holds its generation until the state is written. */
+static gw__dev_touch *hold_dev(gw_store *s, const gw_device *dev)
 {
-    gw__dev_touch *t = &s->touch[index];
+    gw__dev_touch *t = &s->touch[dev->index];
+    if (!t->listed) {
+        t->listed = 1;
+        s->touched[s->n_touched++] = dev->index;
+    }
+    if (t->dev != dev) {
+        gw_config_retain(dev->gen);
+        if (t->dev)
+            gw_config_release(t->dev->gen);
+        t->dev = dev;
+    }
+    return t;
+}
+
+static gw__dev_touch *touch_dev(gw_store *s, const gw_device *dev, int64_t seen)
+{
+    gw__dev_touch *t = hold_dev(s, dev);
     if (!t->touched) {
         t->touched = 1;
         t->online = -1;
         t->last_seen = 0;
         t->reason = NULL;
-        s->touched[s->n_touched++] = index;
     }
     if (seen > t->last_seen)
         t->last_seen = seen;
@@ -95,8 +111,9 @@ int gw__state_note(gw_store *s, const gw_event *ev, int64_t id)
     s->state_id = id;
     s->state_events++;
     gw_metric_inc(GW_M_STORE_STATE_UNWRITTEN);
+    hold_dev(s, ev->dev);
     if (!ev->gateway_made) {
-        gw__dev_touch *t = touch_dev(s, ev->dev->index, ev->rx_ts);
+        gw__dev_touch *t = touch_dev(s, ev->dev, ev->rx_ts);
         if (ev->kind == GW_EV_ONLINE || ev->kind == GW_EV_OFFLINE) {
             t->online = ev->kind == GW_EV_ONLINE;
             t->reason = ev->kind == GW_EV_OFFLINE ? ev->name : NULL;
@@ -131,14 +148,13 @@ bool gw__state_due(gw_store *s)
 
 static int write_props(gw_store *s)
 {
-    const gw_device *devs = s->cfg->devices;
     for (size_t i = 0; i < s->props_cap; i++) {
         gw__prop_slot *p = &s->props[i];
         if (!p->dev)
             continue;
         char *text = gw_json_write_in(GW_AREA_STORE, p->val);
         sqlite3_stmt *st = s->up_prop;
-        sqlite3_bind_text(st, 1, devs[p->dev - 1].id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, s->touch[p->dev - 1].dev->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, text ? text : "null", -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 4, p->ts);
@@ -152,11 +168,12 @@ static int write_props(gw_store *s)
 
 static int write_devices(gw_store *s)
 {
-    const gw_device *devs = s->cfg->devices;
     for (size_t i = 0; i < s->n_touched; i++) {
         gw__dev_touch *t = &s->touch[s->touched[i]];
-        const gw_device *d = &devs[s->touched[i]];
+        const gw_device *d = t->dev;
         sqlite3_stmt *st;
+        if (!t->touched)
+            continue;
         if (t->online >= 0) {
             st = s->up_state;
             sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC);
@@ -205,8 +222,12 @@ void gw__state_clear(gw_store *s)
         p->dev = 0;
         s->props_used--;
     }
-    for (size_t i = 0; i < s->n_touched; i++)
-        s->touch[s->touched[i]].touched = 0;
+    for (size_t i = 0; i < s->n_touched; i++) {
+        gw__dev_touch *t = &s->touch[s->touched[i]];
+        t->touched = t->listed = 0;
+        gw_config_release(t->dev->gen);
+        t->dev = NULL;
+    }
     s->n_touched = 0;
     s->state_since = 0;
     s->state_urgent = false;

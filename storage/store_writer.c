@@ -41,6 +41,8 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
     ev->next = NULL;
     ev->kind = kind;
     ev->dev = dev;
+    if (dev)
+        gw_config_retain(dev->gen); /* a reload may replace dev's generation meanwhile */
     ev->rx_ts = ev->ts = gw_now_ms();
     ev->msg_id[0] = ev->name[0] = 0;
     ev->payload = NULL;
@@ -63,6 +65,8 @@ void gw_store_event_done(gw_store *s, gw_event *ev)
     gw__values_release(ev->values); /* on the event's loop, or the writer's for failed ones */
     if (ev->sess && s->release)
         s->release(ev->sess);
+    if (ev->dev)
+        gw_config_release(ev->dev->gen);
     gw_free(GW_AREA_EVENT, ev);
     gw_metric_add(GW_M_STORE_DEPTH, -1);
     int64_t d = __atomic_sub_fetch(&s->depth, 1, __ATOMIC_RELAXED);
@@ -469,8 +473,8 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
     pthread_cond_init(&s->state_cond, NULL);
-    s->touch = gw_calloc(GW_AREA_STORE, cfg->n_devices ? cfg->n_devices : 1, sizeof(*s->touch));
-    s->touched = gw_calloc(GW_AREA_STORE, cfg->n_devices ? cfg->n_devices : 1, sizeof(uint32_t));
+    s->touch = gw_calloc(GW_AREA_STORE, cfg->device_cap ? cfg->device_cap : 1, sizeof(*s->touch));
+    s->touched = gw_calloc(GW_AREA_STORE, cfg->device_cap ? cfg->device_cap : 1, sizeof(uint32_t));
     if (!s->touch || !s->touched || gw__state_grow(s)) {
         gw_store_close(s);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
@@ -533,6 +537,9 @@ void gw_store_close(gw_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
     pthread_cond_destroy(&s->state_cond);
+    for (size_t i = 0; s->touch && i < s->n_touched; i++)
+        if (s->touch[s->touched[i]].dev)
+            gw_config_release(s->touch[s->touched[i]].dev->gen);
     gw_free(GW_AREA_STORE, s->touch);
     gw_free(GW_AREA_STORE, s->touched);
     gw_free(GW_AREA_STORE, s->props);

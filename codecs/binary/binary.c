@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../gateway/command/command_types.h"
+#include "../../gateway/util/auth.h"
 
 static const char *const product_keys[] = {"frame", NULL};
 
@@ -86,6 +87,7 @@ static void binary_frame_info(const gw_product *p, gw_frame_info *out)
     out->seq_max = 0;
     out->up_seq_max = 0;
     out->up_timestamp = false;
+    out->secret_as_key = l && l->has_auth;
     for (size_t i = 0; l && i < l->n_header; i++) {
         if (l->header[i].target == BIN_TG_ROLE && l->header[i].role == BIN_ROLE_DEVICE_ID)
             out->device_id_in_all = true;
@@ -405,12 +407,9 @@ static int binary_verify(const gw_product *p, const gw_thing_msg *m, const uint8
     }
     if (!(bm ? bm->role_secret : l->header_secret))
         return 0;
-    /* constant time in the secret's bytes */
-    size_t a = strnlen(m->secret, sizeof(m->secret)), b = secret ? strlen(secret) : 0;
-    unsigned diff = a != b;
-    for (size_t i = 0; i < a; i++)
-        diff |= (unsigned)(m->secret[i] ^ (i < b ? secret[i] : 0));
-    return diff ? GW_EAUTH : 0;
+    /* constant time in the secret's bytes; the device's secret may be a hash (auth.h) */
+    size_t a = strnlen(m->secret, sizeof(m->secret));
+    return secret && gw_secret_check(secret, m->secret, a) ? 0 : GW_EAUTH;
 }
 
 /* The first write message whose properties are exactly the keys of props. */

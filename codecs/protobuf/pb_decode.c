@@ -358,7 +358,7 @@ static int pb_verify(const gw_product *p, const gw_thing_msg *m, const uint8_t *
 {
     (void)p, (void)frame, (void)len;
     size_t n = strnlen(m->secret, sizeof(m->secret));
-    return secret && n && gw_secret_equal(secret, m->secret, n) ? 0 : GW_EAUTH;
+    return secret && n && gw_secret_check(secret, m->secret, n) ? 0 : GW_EAUTH;
 }
 
 static void pb_frame_info(const gw_product *p, gw_frame_info *out)

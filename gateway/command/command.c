@@ -199,6 +199,8 @@ void gw__cmd_entry_free(gw__cmd_entry *e)
     if (e->mail) /* a local command that was never told: gw_commands_free at shutdown */
         gw_free(GW_AREA_RUNTIME, e->mail);
     json_decref(e->cmd.args);
+    if (e->cmd.dev)
+        gw_config_release(e->cmd.dev->gen);
     gw_free(GW_AREA_RUNTIME, e);
 }
 
@@ -351,6 +353,7 @@ void gw__commands_add(gw_commands *c, const gw_device *dev, gw__cmd_req *r)
     }
     e->cmd.op = r->op;
     e->cmd.dev = dev;
+    gw_config_retain(dev->gen); /* a reload may replace dev's generation while it waits */
     memcpy(e->cmd.msg_id, r->msg_id, sizeof(e->cmd.msg_id));
     e->cmd.seq = next_seq(c, dev);
     if (text_ids(p))
@@ -443,8 +446,7 @@ int gw_commands_create(gw_commands **out, gw_runtime *rt, gw_store_reader *reade
     c->cfg = rt->cfg;
     c->reader = reader;
     c->mail_tail = &c->mail_head;
-    c->devs =
-        gw_calloc(GW_AREA_RUNTIME, rt->cfg->n_devices ? rt->cfg->n_devices : 1, sizeof(*c->devs));
+    c->devs = gw_calloc(GW_AREA_RUNTIME, rt->device_cap ? rt->device_cap : 1, sizeof(*c->devs));
     if (!c->devs) {
         gw_free(GW_AREA_RUNTIME, c);
         return gw_error_set(err, GW_ENOMEM, "out of memory");

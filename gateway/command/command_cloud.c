@@ -95,7 +95,8 @@ static void read_properties(gw_commands *c, const gw_device *dev, gw__cmd_req *r
 void gw_commands_on_cloud(gw_commands *c, gw_command_op op, const char *product, const char *device,
                           const void *payload, size_t len)
 {
-    const gw_config *cfg = c->cfg;
+    /* the newest generation (a reload may have added the device); held while this runs */
+    const gw_config *cfg = gw_runtime_cfg_acquire(c->rt);
     const gw_device *dev = device ? gw_config_device(cfg, device) : NULL;
     gw__cmd_req r;
     char msg[192];
@@ -103,6 +104,7 @@ void gw_commands_on_cloud(gw_commands *c, gw_command_op op, const char *product,
     gw_metric_inc(GW_M_CMD_RECEIVED);
     if (!dev) {
         unknown_device(product, device, payload, len);
+        gw_config_release(cfg);
         return;
     }
     gw__cmd_parse(dev->product, op, payload, len, &r);
@@ -115,6 +117,7 @@ void gw_commands_on_cloud(gw_commands *c, gw_command_op op, const char *product,
         gw__commands_take(c, dev, &r, c->reader, 1000);
     }
     gw__cmd_req_clear(&r);
+    gw_config_release(cfg);
 }
 
 void gw__commands_take(gw_commands *c, const gw_device *dev, gw__cmd_req *r,

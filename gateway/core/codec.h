@@ -58,6 +58,7 @@ typedef struct gw_frame_info {
     uint64_t seq_max;      /* the largest seq the command frames carry (0: no seq field) */
     uint64_t up_seq_max;   /* the largest seq the device's frames carry (0: no seq field) */
     bool up_timestamp;     /* the device's frames may carry a timestamp (timestamp_ms) */
+    bool secret_as_key;    /* the frames carry a MAC keyed with the secret: kept in clear */
 } gw_frame_info;
 
 struct gw_diag; /* config/diag.h */

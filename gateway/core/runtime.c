@@ -212,8 +212,12 @@ int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, g
     rt->store = store;
     rt->n_loops = cfg->loops ? cfg->loops : 1;
     rt->loops = gw_calloc(GW_AREA_RUNTIME, rt->n_loops, sizeof(gw_loop));
+    rt->device_cap = cfg->device_cap > cfg->n_devices ? cfg->device_cap : (uint32_t)cfg->n_devices;
     rt->slots =
-        gw_calloc(GW_AREA_RUNTIME, cfg->n_devices ? cfg->n_devices : 1, sizeof(gw_session *));
+        gw_calloc(GW_AREA_RUNTIME, rt->device_cap ? rt->device_cap : 1, sizeof(gw_session *));
+    pthread_mutex_init(&rt->cfg_mu, NULL);
+    gw_config_retain(cfg);
+    rt->cur = cfg;
     if (!rt->loops || !rt->slots || gw_limits_create(&rt->limits, &cfg->limits) != 0) {
         gw_runtime_free(rt);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
@@ -225,6 +229,8 @@ int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, g
         gw_loop *l = &rt->loops[i];
         l->index = i;
         l->rt = rt;
+        gw_config_retain(cfg);
+        l->cfg = cfg;
         l->rbuf_size = cfg->read_buffer;
         l->rbuf = gw_malloc(GW_AREA_RUNTIME, l->rbuf_size);
         int rc = l->rbuf ? uv_loop_init(&l->uv) : GW_ENOMEM;
@@ -408,6 +414,7 @@ void gw_runtime_free(gw_runtime *rt)
         }
         gw_free(GW_AREA_RUNTIME, l->rbuf);
         gw_dgram_free(l);
+        gw_config_release(l->cfg);
     }
     for (unsigned i = 0; i < rt->n_adapters; i++)
         if (rt->adapters[i].ops->uninit)
@@ -415,5 +422,105 @@ void gw_runtime_free(gw_runtime *rt)
     gw_free(GW_AREA_RUNTIME, rt->loops);
     gw_free(GW_AREA_RUNTIME, rt->slots);
     gw_limits_free(rt->limits);
+    gw_config_release(rt->cur);
+    pthread_mutex_destroy(&rt->cfg_mu);
     gw_free(GW_AREA_RUNTIME, rt);
+}
+
+/* ---- configuration generations (hot reload) ---- */
+
+const gw_config *gw_runtime_cfg_acquire(gw_runtime *rt)
+{
+    pthread_mutex_lock(&rt->cfg_mu);
+    const gw_config *c = rt->cur;
+    gw_config_retain(c);
+    pthread_mutex_unlock(&rt->cfg_mu);
+    return c;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* NULL: the session follows nd; else why it must close. */
+static const char *follow(const gw_device *od, const gw_device *nd)
+{
+    if (!nd)
+        return "removed";
+    if (!same_str(od->secret, nd->secret) || !same_str(od->product->id, nd->product->id) ||
+        !same_str(od->product->protocol, nd->product->protocol) ||
+        !same_str(od->product->codec, nd->product->codec))
+        return "reconfigured";
+    return NULL;
+}
+
+typedef struct closing {
+    gw_session *s;
+    struct closing *next;
+} closing;
+
+static void do_switch(gw_loop *l, void *arg)
+{
+    const gw_config *next = arg, *old = l->cfg;
+    gw_runtime *rt = l->rt;
+    closing *to_close = NULL;
+
+    gw_config_retain(next);
+    l->cfg = next;
+    gw_loop_flush_events(l); /* this iteration's events keep their order before any offline */
+    for (uint32_t i = 0; i < rt->device_cap; i++) {
+        pthread_mutex_t *mu = &rt->stripes[i % GW_DEVICE_STRIPES];
+        pthread_mutex_lock(mu);
+        gw_session *s = rt->slots[i];
+        if (s && s->loop == l && s->dev && s->dev->gen != next) {
+            const gw_device *od = s->dev;
+            const gw_device *nd = gw_config_device(next, od->id);
+            const char *why = follow(od, nd);
+            if (!why) {
+                gw_config_retain(next);
+                gw_config_release(s->held);
+                s->held = next;
+                s->dev = nd;
+            } else {
+                closing *c = gw_malloc(GW_AREA_RUNTIME, sizeof(*c));
+                s->close_reason = why;
+                if (c) {
+                    gw_session_retain(s);
+                    c->s = s;
+                    c->next = to_close;
+                    to_close = c;
+                }
+            }
+        }
+        pthread_mutex_unlock(mu);
+    }
+    while (to_close) { /* outside the stripe locks: closing takes them again */
+        closing *c = to_close;
+        to_close = c->next;
+        c->s->ops->kick(c->s);
+        gw_session_release(c->s);
+        gw_free(GW_AREA_RUNTIME, c);
+    }
+    gw_config_release(old);
+}
+
+void gw_runtime_switch(gw_runtime *rt, const gw_config *next)
+{
+    gw_config_retain(next);
+    pthread_mutex_lock(&rt->cfg_mu);
+    const gw_config *old = rt->cur;
+    rt->cur = next;
+    pthread_mutex_unlock(&rt->cfg_mu);
+    gw_runtime_run_on_all(rt, do_switch, (void *)next);
+    /* loops that never started (start-up failed) switch here: nothing runs on them */
+    for (unsigned i = 0; i < rt->n_loops; i++) {
+        gw_loop *l = &rt->loops[i];
+        if (!l->thread && l->cfg != next) {
+            gw_config_retain(next);
+            gw_config_release(l->cfg);
+            l->cfg = next;
+        }
+    }
+    gw_config_release(old);
 }

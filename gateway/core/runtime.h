@@ -48,6 +48,9 @@ struct gw_loop {
     int start_rc;
     int inited;
     uv_sem_t started;
+    /* The configuration generation this loop looks devices and products up in (holds a
+     * reference); a reload switches it between two inbox messages (gw_runtime_switch). */
+    const gw_config *cfg;
 };
 
 struct gw_runtime {
@@ -64,6 +67,11 @@ struct gw_runtime {
     pthread_mutex_t listeners_mu;
     char listeners[1024]; /* "listener adapter=.. address=.. port=..\n" lines for --ready-fd */
     size_t listeners_len;
+    /* cfg above is the start-up configuration (settings that need a restart); cur is the newest
+     * generation (devices, products), under cfg_mu, holding a reference. */
+    pthread_mutex_t cfg_mu;
+    const gw_config *cur;
+    uint32_t device_cap; /* rt->slots and every per-device array: cfg->device_cap */
 };
 
 int gw_runtime_create(gw_runtime **out, const gw_config *cfg, gw_store *store, gw_error *err);
@@ -95,6 +103,18 @@ void gw_loop_note_backpressure(gw_loop *l);
 void gw_loop_queue_event(gw_loop *l, gw_event *ev);
 /* Submits the queued events now (before a lifecycle event, to keep a device's order). */
 void gw_loop_flush_events(gw_loop *l);
+
+/* The newest configuration generation, retained (gw_config_release it): for threads other than
+ * the loops (north, commands, main). Loops use loop->cfg. */
+const gw_config *gw_runtime_cfg_acquire(gw_runtime *rt);
+
+/* Main thread, hot reload: makes next the current generation and switches every loop to it at a
+ * safe point (between two inbox messages; each message is handled under one generation). On each
+ * loop, every session owning a device is re-pointed to the device of the same id in next; a
+ * device that is gone has its session closed with offline reason "removed", one whose product,
+ * protocol, codec or secret changed with "reconfigured". Every device of next must have an index
+ * below rt->device_cap, an id's index the same in both. Returns once every loop has switched. */
+void gw_runtime_switch(gw_runtime *rt, const gw_config *next);
 
 /* The adapter's index in rt->adapters (for loop->adapter_state). */
 unsigned gw_adapter_index(const gw_adapter *a);

@@ -25,8 +25,11 @@ void gw_session_retain(gw_session *s)
 
 void gw_session_release(gw_session *s)
 {
-    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        const gw_config *held = s->held;
         s->ops->destroy(s);
+        gw_config_release(held);
+    }
 }
 
 typedef struct kick_msg {
@@ -60,6 +63,11 @@ int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
     gw_event *ev = lifecycle_event(s, GW_EV_ONLINE, dev, NULL);
     pthread_mutex_t *mu = &rt->stripes[dev->index % GW_DEVICE_STRIPES];
 
+    if (s->held != dev->gen) {
+        gw_config_retain(dev->gen);
+        gw_config_release(s->held);
+        s->held = dev->gen;
+    }
     s->dev = dev;
     s->online = 1;
     gw_session_retain(s); /* the slot's reference */
@@ -101,6 +109,8 @@ void gw_session_offline(gw_session *s, const char *reason, bool will)
     pthread_mutex_t *mu = &rt->stripes[s->dev->index % GW_DEVICE_STRIPES];
     int owner;
 
+    if (s->close_reason)
+        reason = s->close_reason;
     pthread_mutex_lock(mu);
     owner = rt->slots[s->dev->index] == s;
     if (owner) {

@@ -45,6 +45,10 @@ struct gw_session {
     uint32_t refs;          /* atomic */
     uint8_t dirty;
     uint8_t online; /* owns its device's slot */
+    /* set by a reload before it closes the session: the offline reason ("removed",
+     * "reconfigured") replacing the adapter's */
+    const char *close_reason;
+    const gw_config *held; /* the generation of dev this session holds a reference on */
 };
 
 void gw_session_init(gw_session *s, const gw_session_ops *ops, gw_loop *loop);
@@ -53,6 +57,9 @@ void gw_session_release(gw_session *s);
 
 /* Asks for ops->flush at the end of this loop iteration. */
 void gw_session_mark_dirty(gw_session *s);
+
+/* From gw_session_online to its destruction the session holds a reference on dev's generation
+ * (held); a reload re-points dev to the same device of the next generation. */
 
 /* The session authenticated as dev: it becomes the device's owner, an online event is stored
  * (payload: adapter and peer), and a previous session of the device, on any loop, is kicked (it

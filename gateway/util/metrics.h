@@ -23,6 +23,9 @@
     X(GW_M_LIMITED_TABLE_FULL, "connections_limited_total{reason=\"source_table_full\"}", NULL)    \
     X(GW_M_AUTH_BACKOFFS, "auth_backoffs_total",                                                   \
       "sources put in (or kept in) an authentication back-off")                                    \
+    X(GW_M_SECRET_CACHED, "device_secret_checks_total{path=\"cache\"}",                            \
+      "hashed device secrets checked: from the verified-secret cache, or by PBKDF2")               \
+    X(GW_M_SECRET_PBKDF2, "device_secret_checks_total{path=\"pbkdf2\"}", NULL)                     \
     X(GW_M_MSG_RECEIVED, "messages_received_total", "device messages received")                    \
     X(GW_M_MSG_ACCEPTED, "messages_accepted_total", "device messages validated and queued")        \
     X(GW_M_EV_COMMITTED, "events_committed_total", "events committed to SQLite")                   \

@@ -67,7 +67,7 @@ static unsigned int psk_cb(SSL *ssl, const char *identity, unsigned char *psk, u
     if (!p)
         return 0; /* the scratch SSL never gets this far */
     p->psk_at = uv_now(&cl->dl.loop->uv);
-    const gw_device *dev = identity ? gw_config_device(cl->dl.loop->rt->cfg, identity) : NULL;
+    const gw_device *dev = identity ? gw_config_device(cl->dl.loop->cfg, identity) : NULL;
     if (!dev || !dev->product->protocol || strcmp(dev->product->protocol, "coap") != 0)
         return 0;
     size_t n = strlen(dev->secret);
@@ -123,8 +123,8 @@ static int cookie_verify(SSL *ssl, const unsigned char *cookie, unsigned int len
 int gw__coap_dtls_init(gw__coap_adapter *ad, const gw_config *gcfg, gw_diag *diag)
 {
     SSL_CTX *ctx = SSL_CTX_new(DTLS_server_method());
-    ad->dtls_dev_peers = gw_calloc(GW_AREA_RUNTIME, gcfg->n_devices + 1, sizeof(uint32_t));
-    ad->dtls_dev_seq = gw_calloc(GW_AREA_RUNTIME, gcfg->n_devices + 1, sizeof(uint64_t));
+    ad->dtls_dev_peers = gw_calloc(GW_AREA_RUNTIME, (size_t)gcfg->device_cap + 1, sizeof(uint32_t));
+    ad->dtls_dev_seq = gw_calloc(GW_AREA_RUNTIME, (size_t)gcfg->device_cap + 1, sizeof(uint64_t));
     if (!ctx || !ad->dtls_dev_peers || !ad->dtls_dev_seq) {
         if (ctx)
             SSL_CTX_free(ctx);
@@ -228,6 +228,8 @@ static void peer_free(gw__coap_loop *cl, gw__coap_dpeer *p)
     cl->n_dpeers--;
     gw_metric_add(GW_M_COAP_DTLS_PEERS, -1);
     SSL_free(p->ssl); /* frees both BIOs */
+    if (p->dev && p->established)
+        gw_config_release(p->dev->gen);
     gw_free(GW_AREA_SESSION, p);
 }
 
@@ -409,6 +411,7 @@ static void on_trim(gw_loop *l, gw_inbox_msg *m)
     gw__coap_loop *cl = l->adapter_state[gw_adapter_index(t->a)];
     if (cl && !cl->dl.stopping)
         trim_device(cl, t->dev, t->upto);
+    gw_config_release(t->dev->gen);
     gw_free(GW_AREA_SESSION, t);
 }
 
@@ -435,6 +438,7 @@ static void count_device_peer(gw__coap_loop *cl, gw__coap_dpeer *p)
         t->m.fn = on_trim;
         t->a = cl->a;
         t->dev = p->dev;
+        gw_config_retain(t->dev->gen);
         t->upto = upto;
         gw_loop_post(&rt->loops[i], &t->m);
     }
@@ -479,11 +483,12 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
             return;
         }
         const char *id = SSL_get_psk_identity(p->ssl);
-        p->dev = id ? gw_config_device(cl->dl.loop->rt->cfg, id) : NULL;
+        p->dev = id ? gw_config_device(cl->dl.loop->cfg, id) : NULL;
         if (!p->dev) {
             handshake_failed(cl, p, "unknown identity");
             return;
         }
+        gw_config_retain(p->dev->gen); /* released in peer_free */
         p->established = true;
         gw_limits_auth_ok(cl->dl.loop->rt->limits, &p->addr.sa);
         GW_LOG_DEBUG("coap", p->dev->id, NULL, "DTLS session established", NULL);
@@ -492,7 +497,18 @@ void gw__coap_dtls_input(gw__coap_sock *sock, const uint8_t *buf, size_t len,
     for (;;) {
         int n = SSL_read(p->ssl, plain, cap);
         if (n > 0) {
-            gw__coap_request(sock, plain, (size_t)n, from, false, p->dev);
+            /* the device as this loop's generation has it: a reload that removed it or changed
+             * its key ends the DTLS session */
+            const gw_device *cur = gw_config_device(cl->dl.loop->cfg, p->dev->id);
+            if (!cur || strcmp(cur->secret, p->dev->secret) != 0) {
+                GW_LOG_INFO("coap", p->dev->id, NULL,
+                            "DTLS session closed: the configuration "
+                            "changed",
+                            "reason=%s", cur ? "reconfigured" : "removed");
+                peer_free(cl, p);
+                return;
+            }
+            gw__coap_request(sock, plain, (size_t)n, from, false, cur);
             if (!(p = find(cl, from)))
                 return;
             continue;

@@ -236,7 +236,7 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
                                      const gw_coap_msg *m, const gw_coap_req *r,
                                      const gw_device *psk_dev)
 {
-    const gw_config *cfg = sock->cl->dl.loop->rt->cfg;
+    const gw_config *cfg = sock->cl->dl.loop->cfg;
     const gw_product *p = gw_config_product(cfg, r->product);
     const gw_device *dev = gw_config_device(cfg, r->device);
     if (!p || !p->protocol || strcmp(p->protocol, "coap") != 0) {
@@ -266,7 +266,7 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
                "this product accepts DTLS-PSK only", NULL);
         return NULL;
     }
-    if (!r->has_token || !gw_secret_equal(dev->secret, r->token, r->token_len)) {
+    if (!r->has_token || !gw_secret_check(dev->secret, r->token, r->token_len)) {
         gw_metric_inc(GW_M_COAP_AUTH_BAD);
         refuse(sock, from, m, GW_COAP_UNAUTHORIZED, r->device, "bad_token",
                r->has_token ? "wrong token" : "missing ?token=", NULL);

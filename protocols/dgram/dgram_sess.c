@@ -84,6 +84,12 @@ void gw_dgram_sess_kick(gw_session *base)
     gw_dgram_sess *s = (gw_dgram_sess *)base;
     if (s->closing)
         return;
+    if (base->close_reason) { /* a reload removed or changed the device: offline */
+        GW_LOG_INFO(s->dl->ops->area, base->dev->id, NULL,
+                    "session closed: the configuration changed", "reason=%s", base->close_reason);
+        gw_dgram_sess_close(s, base->close_reason);
+        return;
+    }
     if (GW_LOG_INFO >= gw_log_level) {
         char peer[64];
         gw_dgram_sess_peer(base, peer, sizeof(peer));

@@ -53,7 +53,7 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
             return GW_ECONFIG;
         }
     }
-    if (gw__mqtt_sessions_init(&ad->sessions, gcfg->n_devices, ad->cfg.session_expiry_s) != 0)
+    if (gw__mqtt_sessions_init(&ad->sessions, gcfg->device_cap, ad->cfg.session_expiry_s) != 0)
         return GW_ENOMEM;
     ad->bound_ports =
         gw_calloc(GW_AREA_RUNTIME, ad->cfg.listeners.n ? ad->cfg.listeners.n : 1, sizeof(uint16_t));

@@ -75,7 +75,7 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
 {
     gw_mqtt_connect cn;
     uint8_t rc = 0xff;
-    const gw_config *cfg = c->s.sl->loop->rt->cfg;
+    const gw_config *cfg = c->s.sl->loop->cfg;
 
     const char *why = NULL;
     if (gw_mqtt_decode_connect_why(body, len, &cn, &rc, &why) != 0) {
@@ -102,7 +102,7 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
     const char *pid = dev->product->id;
     if (!cn.has_username || !cn.has_password || cn.username.len != strlen(pid) ||
         memcmp(cn.username.p, pid, cn.username.len) != 0 ||
-        !gw_secret_equal(dev->secret, cn.password, cn.password_len)) {
+        !gw_secret_check(dev->secret, cn.password, cn.password_len)) {
         gw_stream_auth_failed(&c->s);
         refuse(c, 4, GW_M_MQTT_AUTH_BAD_CRED, "bad_credentials", cn.client_id.p, cn.client_id.len);
         return -1;

@@ -32,7 +32,7 @@ void gw_stream_peer(const gw_stream_conn *c, char *buf, size_t cap)
 
 const gw_config *gw_stream_cfg(const gw_stream_conn *c)
 {
-    return c->sl->loop->rt->cfg;
+    return c->sl->loop->cfg;
 }
 
 void gw__stream_peer(gw_session *s, char *buf, size_t cap)
@@ -580,6 +580,12 @@ void gw__stream_kick(gw_session *s)
     gw_stream_conn *c = conn_of(s);
     if (c->state == GW_STREAM_CLOSING)
         return;
+    if (s->close_reason) { /* a reload removed or changed the device */
+        GW_STREAM_LOG(GW_LOG_INFO, c, "closing: the configuration changed", "reason=%s",
+                      s->close_reason);
+        gw_stream_close(c, s->close_reason, false);
+        return;
+    }
     GW_STREAM_LOG(GW_LOG_INFO, c, "closing: a new connection took the session over", NULL);
     gw_stream_close(c, "takeover", false);
 }

@@ -23,9 +23,14 @@ static const gw__tcp_cfg *cfg_of(const gw__tcp_conn *c)
     return &((const gw__tcp_adapter *)c->s.sl->user)->cfg;
 }
 
+/* The session's device's product once logged in; before, the listener's product as the loop's
+ * configuration generation has it (a reload may have changed its thing model). */
 static const gw_product *product_of(const gw__tcp_conn *c)
 {
-    return c->sv->product;
+    if (c->s.base.dev)
+        return c->s.base.dev->product;
+    const gw_product *p = gw_config_product(c->s.sl->loop->cfg, c->sv->product->id);
+    return p ? p : c->sv->product;
 }
 
 static void refresh_deadline(gw__tcp_conn *c)
@@ -104,7 +109,7 @@ static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *f
         login_failed(c, m, GW_M_TCP_LOGIN_UNKNOWN, "unknown_device");
         return -1;
     }
-    bool ok = m->kind != GW_MSG_LOGIN || gw_secret_equal(dev->secret, m->secret, strlen(m->secret));
+    bool ok = m->kind != GW_MSG_LOGIN || gw_secret_check(dev->secret, m->secret, strlen(m->secret));
     if (ok && p->codec_ops->verify && p->codec_ops->verify(p, m, frame, len, dev->secret) != 0)
         ok = false;
     if (!ok) {
@@ -206,7 +211,7 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     switch (m.kind) {
     case GW_MSG_LOGIN: /* again, on a logged-in session: must be the same device and secret */
         if (strcmp(m.device_id, c->s.base.dev->id) != 0 ||
-            !gw_secret_equal(c->s.base.dev->secret, m.secret, strlen(m.secret))) {
+            !gw_secret_check(c->s.base.dev->secret, m.secret, strlen(m.secret))) {
             bad_stream(c, GW_M_TCP_BAD_DEVICE, "second_login", "login for another device");
             rc = -1;
         } else {

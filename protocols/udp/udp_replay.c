@@ -42,9 +42,9 @@ int gw__udp_replay_init(gw__udp_adapter *ad, const gw_config *cfg)
         frame_facts(ad->products[i], &fi);
         needed = fi.up_seq_max || fi.up_timestamp;
     }
-    if (!needed || !cfg->n_devices)
+    if (!needed || !cfg->device_cap)
         return 0;
-    ad->replay = gw_calloc(GW_AREA_RUNTIME, cfg->n_devices, sizeof(*ad->replay));
+    ad->replay = gw_calloc(GW_AREA_RUNTIME, cfg->device_cap, sizeof(*ad->replay));
     return ad->replay ? 0 : GW_ENOMEM;
 }
 

@@ -204,7 +204,7 @@ static int authenticate(const gw_product *p, const gw_thing_msg *m, const uint8_
 {
     if (p->codec_ops->verify)
         return p->codec_ops->verify(p, m, buf, len, dev->secret);
-    return m->secret[0] && gw_secret_equal(dev->secret, m->secret, strlen(m->secret)) ? 0
+    return m->secret[0] && gw_secret_check(dev->secret, m->secret, strlen(m->secret)) ? 0
                                                                                       : GW_EAUTH;
 }
 
@@ -242,8 +242,11 @@ void gw__udp_datagram(gw_dgram_sock *ds, const uint8_t *buf, size_t len,
 {
     gw__udp_sock *us = (gw__udp_sock *)ds;
     gw__udp_loop *ul = us->ul;
-    const gw_product *p = us->product;
-    const gw_config *cfg = ul->dl.loop->rt->cfg;
+    const gw_config *cfg = ul->dl.loop->cfg;
+    /* the listener's product as this loop's generation has it (a reload may change its model) */
+    const gw_product *p = gw_config_product(cfg, us->product->id);
+    if (!p)
+        p = us->product;
     gw_reject rej = {GW_R_NONE, ""};
     gw_decode_hint hint = {GW_MSG_NONE, NULL};
     gw_thing_msg m;

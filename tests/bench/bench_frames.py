@@ -4,7 +4,9 @@ against sink_server (a plain libuv server: framing and acks only, the ceiling) a
 side (each server started fresh per case on a free loopback port, stopped by PID) and prints one
 `bench=... key=value` line per figure; never pass/fail on the figures. See tests/bench/README.md."""
 
+import base64
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -53,10 +55,18 @@ class Sink(Server):
                 self.proc.stdout.close()
 
 
+def pbkdf2_hash(secret, iterations=1000):
+    """A devices.json secret hash (issue 16: $pbkdf2-sha256$iter$salt$hash)."""
+    salt = os.urandom(16)
+    h = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, iterations)
+    return "$pbkdf2-sha256$%d$%s$%s" % (iterations, base64.b64encode(salt).decode(),
+                                        base64.b64encode(h).decode())
+
+
 class Iotgw(benchlib.Iotgw):
     """iotgw with one binary adapter per case: meter-tcp over TCP or sensor-udp over UDP."""
 
-    def __init__(self, tmp, binary, n_devices, loops):
+    def __init__(self, tmp, binary, n_devices, loops, hashed=False):
         super().__init__(tmp, binary, n_devices, loops)
         for proto, pid in PRODUCT.items():  # one product and its devices per transport
             pdir = os.path.join(self.cfgdir, f"products-{proto}")
@@ -68,7 +78,8 @@ class Iotgw(benchlib.Iotgw):
                     break
             else:
                 raise BenchError(f"product {pid}.json not found in config/products(.binary)")
-            devices = [{"id": DEVICE_FMT[proto] % i, "product": pid, "secret": SECRET[proto]}
+            devices = [{"id": DEVICE_FMT[proto] % i, "product": pid,
+                        "secret": pbkdf2_hash(SECRET[proto]) if hashed else SECRET[proto]}
                        for i in range(n_devices)]
             with open(os.path.join(self.cfgdir, f"devices-{proto}.json"), "w") as f:
                 json.dump(devices, f)
@@ -145,6 +156,8 @@ def main():
     ap.add_argument("--ack-timeout-ms", type=int, default=1000,
                     help="UDP: a datagram without an ack after this long counts as lost")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, dbs)")
+    ap.add_argument("--hashed-secrets", action="store_true",
+                    help="devices.json holds PBKDF2 hashes of the secrets (issue 16)")
     args = ap.parse_args()
     benchlib.resolve_times(args)
     cases = [c for c in CASES if f"{c[0]}{c[1]}" in args.cases.split(",")]
@@ -170,7 +183,8 @@ def run_all(tmp, srvs, servers, cases, args):
         srvs["sink"] = Sink(tmp, benchlib.find_bin(tmp, "sink_server", "SINK_SERVER_BIN",
                                                    ["libuv"]))
     if "iotgw" in servers:
-        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), max(c[1] for c in CASES), args.loops)
+        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), max(c[1] for c in CASES), args.loops,
+                              args.hashed_secrets)
         versions.append(f"iotgw={srvs['iotgw'].version()}")
     out(" ".join([f"bench=frame_env {benchlib.env_fields()}",
                   f"seconds={args.seconds} warmup={args.warmup}"] + versions +

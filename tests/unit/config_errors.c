@@ -472,6 +472,13 @@ static void test_files_and_ids(void)
     CHECK_CONTAINS(r.text, "devices.json: [0].secret: must be a non-empty string of at most 255");
     CHECK_CONTAINS(r.text, "devices.json: [1]: must be an object\n");
 
+    /* a secret stored as a hash must be a well-formed one (gateway/util/auth.h) */
+    r = load(NULL, (const char *const[]){"a.json", PRODUCT_OK, NULL},
+             "[ { \"id\": \"d1\", \"product\": \"a\", \"secret\": "
+             "\"$pbkdf2-sha256$1000$c2FsdA==$aGFzaA==\" } ]");
+    CHECK_ONE(r, "devices.json: [0].secret: not a valid $pbkdf2-sha256$ hash: the salt must be 16 "
+                 "bytes in base64\n");
+
     r = load_product("{ \"id\": \"a/b\", \"protocol\": \"mqtt\", \"codec\": \"json\" }");
     CHECK_INT(r.rc, GW_ECONFIG);
     CHECK_CONTAINS(r.text, "products/a.json: id: \"a/b\" must be 1..63 characters");
