@@ -8,16 +8,17 @@ export function productsView(root) {
   const body = h("div", null, h("p.muted", { text: "loading…" }));
   root.append(h("h1", { text: "Products" }), body);
   api.get("/api/products").then((list) => {
+    const head = ["Product", "Name", "Protocol", "Codec", "Properties", "Events", "Functions",
+      "Devices"].map((t, i) => h(i > 3 ? "th.num" : "th", { text: t }));
+    const rows = (list.products || []).map((p) => h("tr", null,
+      h("td", null, h("a", { href: "#/products/" + encodeURIComponent(p.id), text: p.id })),
+      h("td", { text: p.name || "" }), h("td", { text: p.protocol || "–" }),
+      h("td", { text: p.codec || "–" }), h("td.num", { text: p.properties }),
+      h("td.num", { text: p.events }), h("td.num", { text: p.functions }),
+      h("td.num", null, h("a", { href: "#/devices?product=" + encodeURIComponent(p.id),
+        text: p.devices }))));
     body.replaceChildren(h("div.scroll", null, h("table.list", null,
-      h("thead", null, h("tr", null, ["Product", "Name", "Protocol", "Codec", "Properties",
-        "Events", "Functions", "Devices"].map((t, i) => h(i > 3 ? "th.num" : "th", { text: t })))),
-      h("tbody", null, (list.products || []).map((p) => h("tr", null,
-        h("td", null, h("a", { href: "#/products/" + encodeURIComponent(p.id), text: p.id })),
-        h("td", { text: p.name || "" }), h("td", { text: p.protocol || "–" }),
-        h("td", { text: p.codec || "–" }), h("td.num", { text: p.properties }),
-        h("td.num", { text: p.events }), h("td.num", { text: p.functions }),
-        h("td.num", null, h("a", { href: "#/devices?product=" + encodeURIComponent(p.id),
-          text: p.devices })))))))));
+      h("thead", null, h("tr", null, head)), h("tbody", null, rows))));
   }).catch((e) => body.replaceChildren(h("p.error", { role: "alert", text: e.message })));
   return () => {};
 }
