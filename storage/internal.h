@@ -121,6 +121,8 @@ struct gw_store {
     void *deliver_arg;
     void (*tap)(void *arg, const gw_event *batch); /* committed batches (the API's stream hub) */
     void *tap_arg;
+    int64_t
+        commit_us_last; /* atomic: the last successful transaction's duration (GET /api/status) */
 
     /* writer-thread state: device and property state noted since it was last written */
     gw__dev_touch *touch; /* one per device */

@@ -102,6 +102,10 @@ int gw_store_sync_state(gw_store *s, unsigned timeout_ms);
 void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *head),
                              void (*release)(struct gw_session *sess), void *arg);
 
+/* How long the last successful store transaction took, in microseconds (0 before the first).
+ * Any thread (GET /api/status). */
+int64_t gw_store_commit_us(const gw_store *s);
+
 /* Sets fn, called on the writer thread after each successful commit with the committed batch
  * (a chain by next, commands included; valid during the call only); fn must not block. NULL
  * unsets it. Main thread, before start (the API's stream hub). */

@@ -131,6 +131,11 @@ void gw_store_set_completion(gw_store *s, void (*deliver)(void *arg, gw_event *h
     s->deliver_arg = arg;
 }
 
+int64_t gw_store_commit_us(const gw_store *s)
+{
+    return __atomic_load_n(&s->commit_us_last, __ATOMIC_RELAXED);
+}
+
 void gw_store_set_tap(gw_store *s, void (*fn)(void *arg, const gw_event *batch), void *arg)
 {
     s->tap_arg = arg;
@@ -432,7 +437,15 @@ static void *writer_main(void *arg)
         int rc, tries = 0;
         for (;;) {
             s->err_code = 0;
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
             rc = commit_batch(s, batch);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            if (!rc)
+                __atomic_store_n(&s->commit_us_last,
+                                 (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+                                     (t1.tv_nsec - t0.tv_nsec) / 1000,
+                                 __ATOMIC_RELAXED);
             commit_outcome(s, rc);
             if (!rc)
                 break;

@@ -64,6 +64,9 @@ void gw_api_status(gw_api_req *r, gw_api_ctx *ctx)
                   (json_int_t)ctx->cfg->store.queue_max, "events_committed",
                   (json_int_t)gw_metric_get(GW_M_EV_COMMITTED), "batches",
                   (json_int_t)gw_metric_get(GW_M_STORE_BATCHES), "failing", failing != NULL);
+    if (store && ctx->store)
+        json_object_set_new(store, "commit_ms_last",
+                            json_real((double)gw_store_commit_us(ctx->store) / 1000.0));
     if (store && failing) {
         json_object_set_new(store, "failure_reason", json_string(failing));
         json_object_set_new(store, "failure_detail", json_string(detail ? detail : ""));

@@ -1,6 +1,8 @@
-# Proves the thread count is fixed (loops + store writer + main) from ready through 1,000 concurrent MQTT connections and 100,000 messages, and that all 100,000 are stored.
+# Proves the thread count is fixed (loops + store writer + main) from ready through 1,000 concurrent MQTT connections and 100,000 messages, with the management API in use (an /api/stream client reading every event, API requests during the burst), and that all 100,000 are stored.
+import subprocess
 import time
 
+import gwapi
 import gwtest as g
 
 LOOPS = 2
@@ -42,13 +44,23 @@ def main(t):
         n1 = gw.threads()
         t.eq(n1, n0, "threads unchanged with %d connections" % NCONN)
 
+        # the management API in use: a stream client (curl, reading everything) and requests
+        stream = subprocess.Popen(["curl", "-s", "-N", "-H", "Authorization: Bearer " +
+                                   gwapi.READ_TOKEN, "http://%s:%d/api/stream?kind=property"
+                                   % (g.HOST, gw.admin_port)], stdout=subprocess.DEVNULL)
+        t.check(g.wait_until(lambda: gw.metric("api_streams") == 1, 10), "a stream client is open")
         # 100,000 QoS 0 reports: one large write per connection
         t0 = time.monotonic()
+        api_ok = 0
         for i, (c, dev) in enumerate(zip(conns, ids)):
             topic = g.report_topic(dev)
             c.send(b"".join(g.publish_packet(topic, '{"messageId":"%d","properties":'
                                              '{"humidity":%d}}' % (j, j % 100))
                             for j in range(PER_CONN)))
+            if i % 100 == 0:
+                api_ok += gwapi.api(gw, "GET", "/api/status", token="read").status == 200
+        t.eq(api_ok, NCONN // 100, "GET /api/status answered during the burst")
+        t.eq(gw.threads(), n0, "threads unchanged with API requests and a stream in use")
         for c in conns:
             c.send(g.PINGREQ_PKT)
         pongs = 0
@@ -70,6 +82,15 @@ def main(t):
         n2 = gw.threads()
         t.eq(n2, n0, "threads unchanged after %d messages" % total)
         m = gw.metrics()
+        t.info("stream: %d events handed to the hub, %d dropped (ring full), %d clients dropped" % (
+            m.get("api_stream_events_total", 0), m.get('api_stream_events_dropped_total{reason="'
+                                                       'ring_full"}', 0),
+            m.get("api_stream_dropped_total", 0)))
+        t.check(m.get("api_stream_events_total", 0) > 0,
+                "the stream hub carried reports during the burst (a client that falls behind "
+                "is dropped, not waited for)")
+        stream.kill()
+        stream.wait()
         t.eq(m.get("messages_accepted_total"), float(total), "messages_accepted_total = %d" % total)
         t.eq(m.get("store_queue_depth"), 0.0, "store_queue_depth back to 0")
     finally:
