@@ -1,7 +1,7 @@
 // devices.js: the device list: search (q), product and online filters, server-side pages with the
 // API's cursors (a stack of the cursors seen gives "previous"); never more than one page loaded.
 import { api, query } from "./api.js";
-import { badge, clear, fmtAgo, h } from "./dom.js";
+import { append, badge, clear, fmtAgo, h } from "./dom.js";
 
 const PAGE = 50;
 const REFRESH_MS = 10000;
@@ -78,7 +78,7 @@ export function devicesView(root) {
       if (stopped || my !== seq) return;
       err.textContent = "";
       state.cursors[state.page + 1] = page.next_cursor || null;
-      clear(tbody).append(page.devices.map((d) => h("tr", { dataset: { id: d.id } },
+      append(clear(tbody), page.devices.map((d) => h("tr", { dataset: { id: d.id } },
         h("td", null, h("a", { href: "#/devices/" + encodeURIComponent(d.id), text: d.id })),
         h("td", { text: d.name || "" }),
         h("td", { text: d.product }),

@@ -99,7 +99,8 @@ export function overviewView(root) {
         card("Store queue", `${fmtNum(store.queue_depth)} / ${fmtNum(store.queue_max)}`,
           store.failing ? h("span.bad", { text: `commits failing: ${store.failure_reason}` })
             : `${fmtNum(r.commits)} commits/s · ${fmtNum(r.events)} events/s` +
-              (r.commits > 0 ? ` · ${fmtNum(r.events / r.commits)} per commit` : "")),
+              (r.commits > 0 ? ` · ${fmtNum(r.events / r.commits)} per commit` : "") +
+              (Number.isFinite(store.commit_ms_last) ? ` · last commit ${store.commit_ms_last.toFixed(2)} ms` : "")),
         card("North link", !north.enabled ? "disabled" : north.connected ? "connected" : "down",
           north.enabled ? `outbox ${fmtNum(north.outbox_depth)} · in flight ${fmtNum(north.inflight)}` +
             ` · forwarded ${fmtNum(north.forwarded, 0)}` : `outbox ${fmtNum(north.outbox_depth)}`),
