@@ -113,20 +113,20 @@ def main():
     br = None
     dev = None
     try:
+        have = shutil.which("chromium") and os.path.exists("/usr/bin/chromedriver")
+        if not t.check(have, "chromium and chromedriver are installed (deploy/install-deps.sh)"):
+            raise RuntimeError("no chromium/chromedriver")
+        # a device on MQTT (paho), subscribed to its command topics
+        dev = cl.Device(gw, "t-001")
         br = Browser("http://%s:%d" % (g.HOST, gw.admin_port))
         t.check(br.login(gwapi.ADMIN_TOKEN), "logs in with the admin token",
                 br.text("#login-error"))
         t.eq(br.text("#who"), "admin", "the header shows the admin role")
         t.check(br.wait(".cards .stat", 10) is not None, "the overview shows its figures")
-
-        # a device on MQTT (paho), subscribed to its command topics
-        dev = cl.Device(gw, "t-001")
-        if SHOTS:  # a few messages so that the overview's rates are not all zero
-            for i in range(20):
-                dev.report({"temperature": 20 + i * 0.1, "humidity": 40 + i % 5}, "s%d" % i)
-                time.sleep(0.1)
-            until(lambda: br.text(".cards") and "Messages in" in br.text(".cards"), 5)
-            time.sleep(2.5)
+        if SHOTS:  # messages flowing while the overview refreshes, so that its rates show
+            for i in range(50):
+                dev.report({"temperature": 20 + (i % 10) * 0.3, "humidity": 40 + i % 5}, "s%d" % i)
+                time.sleep(0.08)
             br.d.save_screenshot(os.path.join(SRC, "docs", "console-overview.png"))
 
         # ---- live value on the device page ----
@@ -170,9 +170,11 @@ def main():
             t.check(res is not None and '"ok": true' in res,
                     "the device's reply (success, outputs ok=true) appears on the page", res)
         if SHOTS:
+            br.d.set_window_size(1280, 1900)
             time.sleep(0.5)
             br.d.execute_script("window.scrollTo(0, 0)")
             br.d.save_screenshot(os.path.join(SRC, "docs", "console-device.png"))
+            br.d.set_window_size(1280, 1000)
         t.eq(severe(br.drain_log()), [], "browser log (admin session): no error")
 
         # ---- the device list pages through every device ----

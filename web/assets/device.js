@@ -3,7 +3,7 @@
 // feed, and (admin tokens only) a form per function and per writable property.
 import { api, enc, openStream, query, session } from "./api.js";
 import { LineChart } from "./chart.js";
-import { badge, clear, dl, fmtAgo, fmtTime, fmtValue, h } from "./dom.js";
+import { append, badge, clear, dl, fmtAgo, fmtTime, fmtValue, h } from "./dom.js";
 import { field, isNumeric, readAll } from "./forms.js";
 
 const FEED_MAX = 100; // events kept in the feed
@@ -32,8 +32,8 @@ function commandResult(out, res, err) {
   out.className = "result";
   if (err) {
     out.classList.add("bad");
-    out.append(h("strong", { text: `${err.status || ""} ${err.code}` }), " ", err.message,
-      err.path ? h("span.muted", { text: ` (at ${err.path})` }) : null);
+    append(out, [h("strong", { text: `${err.status || ""} ${err.code}` }), " ", err.message,
+      err.path ? h("span.muted", { text: ` (at ${err.path})` }) : null]);
     return;
   }
   if (res.queued) {
@@ -42,8 +42,8 @@ function commandResult(out, res, err) {
     return;
   }
   out.classList.add(res.success ? "good" : "bad");
-  out.append(h("strong", { text: res.success ? "success" : `failed: ${res.code}` }),
-    ` message ${res.messageId}`, res.message ? ` — ${res.message}` : null);
+  append(out, [h("strong", { text: res.success ? "success" : `failed: ${res.code}` }),
+    ` message ${res.messageId}`, res.message ? ` — ${res.message}` : null]);
   const payload = res.outputs || res.properties;
   if (payload && Object.keys(payload).length)
     out.append(h("pre.outputs", { text: JSON.stringify(payload, null, 2) }));
@@ -202,7 +202,7 @@ export function deviceView(root, id) {
           btn.disabled = false;
         }
       },
-    }, h("h3", null, title), note ? h("p.muted", { text: note }) : null,
+    }, title ? h("h3", null, title) : null, note ? h("p.muted", { text: note }) : null,
     Object.values(fields).map((f) => f.el), h("div.actions", null, btn), out);
     return form;
   }
@@ -224,7 +224,7 @@ export function deviceView(root, id) {
     if (writable.length) {
       cmdBox.append(h("h2", { text: "Write properties" }), h("div.cmdgrid", null, writable.map((p) =>
         commandForm({
-          title: h("code", { text: p.id }), specs: [{ ...p, required: true }],
+          title: null, specs: [{ ...p, required: true }],
           submitLabel: "Write", btnId: "write-" + p.id,
           send: (v) => api.put(`${path}/properties`, { properties: v }),
         }))));

@@ -1,4 +1,4 @@
-// dom.js: small DOM helpers of the console: element building without innerHTML (every value
+// dom.js: small DOM helpers of the console: element building with no HTML parsing (every value
 // from the gateway is set as text), and the formatting of times, values and numbers.
 
 // h("tag.class", {attr: value, onclick: fn}, child, ...): children are nodes, strings (text),

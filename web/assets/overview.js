@@ -7,7 +7,7 @@ import { clear, dl, fmtDuration, fmtNum, h } from "./dom.js";
 
 const POLL_MS = 2000;
 const HISTORY = 60; // samples kept for the sparklines (2 minutes)
-const PRODUCT_ONLINE_MS = 30000; // online counts per product: paged, so less often
+const PRODUCT_ONLINE_MS = 10000; // online counts per product: paged, so less often
 const ONLINE_PAGES_MAX = 10; // ... and at most this many pages of 1,000 online devices
 
 export function overviewView(root) {
