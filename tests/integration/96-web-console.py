@@ -178,7 +178,10 @@ def main():
         t.eq(severe(br.drain_log()), [], "browser log (admin session): no error")
 
         # ---- the device list pages through every device ----
+        t.eq(gw.metric("iotgw_api_streams"), 1, "the device page holds one stream")
         br.go("#/devices")
+        t.check(until(lambda: gw.metric("iotgw_api_streams") == 0, 10),
+                "leaving the device page closes its stream", gw.metric("iotgw_api_streams"))
         t.check(br.wait("#dev-rows tr[data-id]", 10) is not None, "the device list shows a page")
         seen, pages, t0 = [], 0, time.monotonic()
         while pages < N_DEVICES // PAGE + 2:
