@@ -169,6 +169,23 @@ def main():
                 form.find_element(br.By.CSS_SELECTOR, ".result").text), 10)
             t.check(res is not None and '"ok": true' in res,
                     "the device's reply (success, outputs ok=true) appears on the page", res)
+        # ---- a property write from the page reaches the device; its reply is shown ----
+        wbtn = br.find("#write-mode")
+        t.check(wbtn is not None, "an admin token sees the write form of the rw property mode")
+        if wbtn is not None:
+            form = wbtn.find_element(br.By.XPATH, "./ancestor::form")
+            from selenium.webdriver.support.ui import Select
+            Select(form.find_element(br.By.CSS_SELECTOR, "select")).select_by_value("comfort")
+            n0 = len(dev.commands())
+            wbtn.click()
+            got = until(lambda: len(dev.commands()) > n0, 10)
+            cmd = dev.commands()[n0] if got else None
+            t.check(cmd is not None and cmd[0].endswith("/thermo/t-001/properties/write") and
+                    cmd[1].get("properties") == {"mode": "comfort"},
+                    "the write reached the device with {mode: comfort}", cmd)
+            res = until(lambda: (lambda s: s if s and "success" in s else None)(
+                form.find_element(br.By.CSS_SELECTOR, ".result").text), 10)
+            t.check(res is not None, "the write's success appears on the page", res)
         if SHOTS:
             br.d.set_window_size(1280, 1900)
             time.sleep(0.5)

@@ -53,11 +53,13 @@ export function overviewView(root) {
       h("td", { text: p.protocol || "–" }),
       h("td.num", null, h("a", { href: "#/devices?product=" + encodeURIComponent(p.id) + "&online=true",
         text: (onlineByProduct[p.id] || 0) + (onlineCapped ? "+" : "") })),
+      h("td.num", { text: onlineCapped ? "–" : Math.max(0, p.devices - (onlineByProduct[p.id] || 0)) }),
       h("td.num", { text: p.devices }),
     ));
     perProduct.append(h("table.list", null,
       h("thead", null, h("tr", null, h("th", { text: "Product" }), h("th", { text: "Protocol" }),
-        h("th.num", { text: "Online" }), h("th.num", { text: "Devices" }))),
+        h("th.num", { text: "Online" }), h("th.num", { text: "Offline" }),
+        h("th.num", { text: "Devices" }))),
       h("tbody", null, rows)));
     if (onlineCapped) perProduct.append(h("p.hint", { text: `Online counts stop at ${ONLINE_PAGES_MAX * 1000} devices.` }));
   }
