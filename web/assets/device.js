@@ -250,9 +250,21 @@ export function deviceView(root, id) {
   async function load() {
     try {
       // the stream first, so that nothing committed between the reads and the stream is missed
+      let lost = false;
       stream = openStream({ device: id }, onStream, (s) => {
         live.textContent = s === "open" ? "live" : s === "retry" ? "reconnecting…" : "";
         live.className = "live " + s;
+        if (s === "retry") lost = true;
+        if (s === "open" && lost && dev) { // values committed while the stream was down
+          lost = false;
+          api.get(path).then((d) => {
+            if (stopped) return;
+            for (const [pid, v] of Object.entries(d.properties || {}))
+              if (v && v.time) updateProp(pid, v.value, v.time);
+            Object.assign(dev, { ...d, properties: dev.properties });
+            renderHead();
+          }).catch(() => {});
+        }
       });
       dev = await api.get(path);
       if (stopped) return;
