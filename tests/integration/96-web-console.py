@@ -71,13 +71,17 @@ class Browser:
         except Exception:  # stale: re-rendered meanwhile
             return None
 
-    def login(self, token):
+    def login(self, token, keyboard=False):
+        from selenium.webdriver.common.keys import Keys
         self.d.get(self.base + "/")
         inp = self.wait("#token", 20)
         if inp is None:
             return False
-        inp.send_keys(token)
-        self.find("#login-btn").click()
+        if keyboard:  # the login form has the focus; Enter submits it
+            self.d.switch_to.active_element.send_keys(token + Keys.ENTER)
+        else:
+            inp.send_keys(token)
+            self.find("#login-btn").click()
         return self.wait("#nav a[data-nav='devices']", 10) is not None
 
     def row_ids(self):
@@ -232,7 +236,17 @@ def main():
         # ---- a read token sees no write controls ----
         br.find("#logout").click()
         t.check(br.wait("#token", 10) is not None, "log out shows the login form")
-        t.check(br.login(gwapi.READ_TOKEN), "logs in with the read token")
+        t.check(br.login(gwapi.READ_TOKEN, keyboard=True),
+                "logs in with the read token from the keyboard alone (focus, Enter)")
+        # the keyboard reaches the skip link and the navigation (Tab cycles through the page)
+        from selenium.webdriver.common.keys import Keys
+        seen = []
+        for _ in range(20):
+            br.d.switch_to.active_element.send_keys(Keys.TAB)
+            seen.append(br.d.execute_script(
+                "const e = document.activeElement; return e.id || e.getAttribute('href') || e.tagName"))
+        t.check("#main" in seen and "#/devices" in seen and "#/products" in seen and
+                "logout" in seen, "Tab reaches the skip link, the navigation and Log out", seen)
         t.eq(br.text("#who"), "read only", "the header shows the read role")
         br.go("#/devices/t-001")
         t.check(until(lambda: br.text("#prop-temperature") == "23.75", 10) is not None,

@@ -71,6 +71,11 @@ onUnauthorized(() => {
   }
 });
 logoutBtn.addEventListener("click", logout);
+// The skip link moves the focus to the content without touching the hash (the router's).
+document.querySelector(".skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  main.focus();
+});
 
 function setNav(section) {
   for (const a of nav.querySelectorAll("a")) {
@@ -103,7 +108,9 @@ async function route() {
   document.title = `iotgw · ${section}`;
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  if (location.hash.startsWith("#/") || !location.hash) route();
+});
 route();
 
 // Keeps the API object reachable for debugging from the devtools console.
