@@ -77,7 +77,7 @@ export function fmtDuration(s) {
 
 // A definition list from [[term, value], ...].
 export function dl(pairs, cls = "facts") {
-  return h("dl." + cls, null, pairs.map(([k, v]) => [h("dt", { text: k }), h("dd", null, v)]));
+  return h("dl." + cls, null, pairs.map(([k, v]) => h("div", null, h("dt", { text: k }), h("dd", null, v))));
 }
 
 export function badge(online) {
