@@ -1,10 +1,13 @@
 # Proves the web console (web/, served by the gateway at /) in headless Chromium driven by
 # Selenium: the page logs in with an admin token; a value a device publishes appears on its device
 # page within a second without reload (measured from the publish); a function invoked from the page
-# reaches a paho MQTT device on its command topic and the device's reply appears on the page; a
-# read token sees no invoke button (and no write form); the device list pages through 2,000
-# devices with the API's cursors (every id once, in order); the browser log has no error.
-# IOTGW_SCREENSHOTS=1 writes docs/console-overview.png and docs/console-device.png.
+# reaches a paho MQTT device on its command topic and the device's reply appears on the page; a rw
+# property written from the page reaches the device, its success is shown; leaving the device page
+# releases its /api/stream; the device list pages through 2,000 devices with the API's cursors
+# (every id once, in order), goes back, searches; a read token (logged in from the keyboard
+# alone) sees values and the chart but no invoke button and no write form; Tab reaches the skip
+# link, navigation and Log out; at a phone's width no page scrolls sideways; the browser log has
+# no error. IOTGW_SCREENSHOTS=1 writes docs/console-overview.png and docs/console-device.png.
 import os
 import shutil
 import time
@@ -256,6 +259,20 @@ def main():
         t.eq(br.all("#invoke-reboot"), [], "a read token sees no invoke button")
         t.eq(br.all("#commands form, button[id^='write-']"), [],
              "... and no property write form")
+        # phone width: no page scrolls sideways (wide tables scroll inside their box)
+        br.d.set_window_size(390, 844)
+        wide = []
+        for page, ready in (("#/overview", ".cards .stat"), ("#/devices", "#dev-rows tr[data-id]"),
+                            ("#/devices/t-001", "#prop-temperature"),
+                            ("#/products/thermo", ".model")):
+            br.go(page)
+            br.wait(ready, 10)
+            time.sleep(0.3)
+            w = br.d.execute_script("return [document.documentElement.scrollWidth, innerWidth]")
+            if w[0] > w[1]:
+                wide.append((page, w))
+        t.eq(wide, [], "at a phone's width (390 px) no page is wider than the screen")
+        br.d.set_window_size(1280, 1000)
         t.eq(br.d.execute_script("return sessionStorage.getItem('iotgw.token')"),
              gwapi.READ_TOKEN, "the token is kept in sessionStorage")
         t.eq(severe(br.drain_log()), [], "browser log (read session): no error")
