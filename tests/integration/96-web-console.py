@@ -21,6 +21,7 @@ PAGE = 50  # web/assets/devices.js's page size
 SHOW_WITHIN_S = 1.0  # publish -> value on the page (the bound)
 SRC = os.environ.get("IOTGW_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 SHOTS = os.environ.get("IOTGW_SCREENSHOTS") == "1"
+PROFILE = os.path.join(os.environ.get("TMPDIR", "/tmp"), "iotgw-chrome-%d" % os.getpid())
 
 
 def chrome():
@@ -31,8 +32,7 @@ def chrome():
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
               "--disable-background-networking", "--disable-sync", "--mute-audio",
-              "--user-data-dir=" + os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                                "iotgw-chrome-%d" % os.getpid())):
+              "--user-data-dir=" + PROFILE):
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
@@ -101,6 +101,7 @@ class Browser:
             self.d.quit()
         except Exception:
             pass
+        shutil.rmtree(PROFILE, ignore_errors=True)
 
 
 def until(pred, timeout=10.0, interval=0.02):
