@@ -1,7 +1,8 @@
 # Proves the web console (web/, served by the gateway at /) in headless Chromium driven by
 # Selenium: the page logs in with an admin token; a value a device publishes appears on its device
 # page within a second without reload (measured from the publish); a function invoked from the page
-# reaches a paho MQTT device on its command topic and the device's reply appears on the page; a rw
+# reaches a paho MQTT device on its command topic and its reply (success with outputs, or its own
+# error) appears on the page; a rw
 # property written from the page reaches the device, its success is shown; leaving the device page
 # releases its /api/stream; the device list pages through 2,000 devices with the API's cursors
 # (every id once, in order), goes back, searches; a read token (logged in from the keyboard
@@ -125,7 +126,12 @@ def main():
         if not t.check(have, "chromium and chromedriver are installed (deploy/install-deps.sh)"):
             raise RuntimeError("no chromium/chromedriver")
         # a device on MQTT (paho), subscribed to its command topics
-        dev = cl.Device(gw, "t-001")
+        def answer(topic, d):  # delay_s 42: the device's own error reply
+            if (d.get("inputs") or {}).get("delay_s") == 42:
+                return {"messageId": d["messageId"], "success": False, "error": "E42",
+                        "message": "overheated"}
+            return cl.ok_reply(topic, d)
+        dev = cl.Device(gw, "t-001", answer=answer)
         br = Browser("http://%s:%d" % (g.HOST, gw.admin_port))
         t.check(br.login(gwapi.ADMIN_TOKEN), "logs in with the admin token",
                 br.text("#login-error"))
@@ -177,6 +183,14 @@ def main():
                 form.find_element(br.By.CSS_SELECTOR, ".result").text), 10)
             t.check(res is not None and '"ok": true' in res,
                     "the device's reply (success, outputs ok=true) appears on the page", res)
+            inp.clear()
+            inp.send_keys("42")
+            btn.click()
+            res = until(lambda: (lambda s: s if s and "failed" in s else None)(
+                form.find_element(br.By.CSS_SELECTOR, ".result").text), 10)
+            t.check(res is not None and "overheated" in res,
+                    "the device's error reply (failed, its message) appears on the page", res)
+
         # ---- a property write from the page reaches the device; its reply is shown ----
         wbtn = br.find("#write-mode")
         t.check(wbtn is not None, "an admin token sees the write form of the rw property mode")
