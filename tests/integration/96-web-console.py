@@ -2,8 +2,8 @@
 # Selenium: the page logs in with an admin token; a value a device publishes appears on its device
 # page within a second without reload (measured from the publish); a function invoked from the page
 # reaches a paho MQTT device on its command topic and its reply (success with outputs, or its own
-# error) appears on the page; a rw
-# property written from the page reaches the device, its success is shown; leaving the device page
+# error) appears on the page; a rw property written from the page reaches the device, its
+# success is shown; leaving the device page
 # releases its /api/stream; the device list pages through 2,000 devices with the API's cursors
 # (every id once, in order), goes back, searches; a read token (logged in from the keyboard
 # alone) sees values and the chart but no invoke button and no write form; Tab reaches the skip
