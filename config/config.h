@@ -110,6 +110,7 @@ typedef struct gw_admin_cfg {
     uint32_t idle_timeout_ms;    /* a request must arrive whole within it; keep-alive idle */
     uint32_t stream_clients_max; /* /api/stream clients at once (429 past it) */
     uint32_t stream_buffer;      /* unsent bytes per stream client before it is dropped */
+    char *web_root;              /* the web console's folder (resolved); NULL: no console */
 } gw_admin_cfg;
 
 typedef struct gw_config {

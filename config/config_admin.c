@@ -18,6 +18,7 @@ typedef struct gw_admin_file {
     json_t *tokens;
     bool open_metrics;
     uint32_t max_body, max_connections, idle_timeout_ms, stream_clients_max, stream_buffer;
+    char *web_root;
 } gw_admin_file;
 
 #define AF(name, type, field, lo, hi, ...)                                                         \
@@ -36,6 +37,7 @@ static const gw_cfg_field admin_fields[] = {
     AF("idle_timeout_ms", GW_CFG_UINT32, idle_timeout_ms, 100, 3600000, GW_CFG_DEF(30000)),
     AF("stream_clients_max", GW_CFG_UINT32, stream_clients_max, 0, 10000, GW_CFG_DEF(16)),
     AF("stream_buffer", GW_CFG_UINT32, stream_buffer, 4096, 67108864, GW_CFG_DEF(262144)),
+    AF("web_root", GW_CFG_STRING, web_root, 0, 0, GW_CFG_DEF_STR("../web")),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -164,6 +166,9 @@ void gw__config_load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj)
     h->idle_timeout_ms = a.idle_timeout_ms;
     h->stream_clients_max = a.stream_clients_max;
     h->stream_buffer = a.stream_buffer;
+    /* the web console's files, relative to gateway.json's folder; "" serves no console */
+    if (a.web_root && *a.web_root && !(h->web_root = gw__config_resolve(c->dir, a.web_root)))
+        gw__config_err(x, c->file, "admin.web_root", "out of memory");
     gw_cfg_free(admin_fields, &a);
 }
 
@@ -171,5 +176,6 @@ void gw__config_admin_free(gw_config *c)
 {
     free(c->admin_http.listeners);
     free(c->admin_http.tokens);
+    free(c->admin_http.web_root);
     memset(&c->admin_http, 0, sizeof(c->admin_http));
 }

@@ -13,6 +13,7 @@ PKGS=(
   clang libclang-rt-14-dev clang-format
   python3 python3-paho-mqtt python3-psutil
   procps netcat-openbsd xxd curl
+  chromium chromium-driver python3-selenium
 )
 
 missing=()

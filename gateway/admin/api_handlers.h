@@ -24,6 +24,8 @@ void gw_api_properties_write(gw_api_req *r, gw_api_ctx *ctx);
 void gw_api_properties_read(gw_api_req *r, gw_api_ctx *ctx);
 /* api_stream.c */
 void gw_api_stream_events(gw_api_req *r, gw_api_ctx *ctx);
+/* api_token.c */
+void gw_api_token_info(gw_api_req *r, gw_api_ctx *ctx);
 /* api_reload.c */
 void gw_api_reload(gw_api_req *r, gw_api_ctx *ctx);
 

@@ -75,6 +75,7 @@ struct gw_api_server {
     unsigned n_streams, max_streams;
     gw_api_stream *streams; /* open streams (for stop) */
     bool stopping;
+    bool web; /* admin.web_root is served: paths outside /api/ go to api_static.c's files */
 };
 
 struct gw_api_req {

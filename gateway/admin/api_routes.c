@@ -4,6 +4,7 @@
 
 const gw_api_route gw_api_routes[] = {
     {"GET", "/api/status", GW_API_READ, false, gw_api_status},
+    {"GET", "/api/token", GW_API_READ, false, gw_api_token_info},
     {"GET", "/api/products", GW_API_READ, false, gw_api_products_list},
     {"GET", "/api/products/{id}", GW_API_READ, false, gw_api_product_get},
     {"GET", "/api/devices", GW_API_READ, false, gw_api_devices_list},

@@ -16,6 +16,7 @@
 #include "../util/log.h"
 #include "api_http.h"
 #include "api_internal.h"
+#include "api_static.h"
 
 #define METRICS_MAX  (256 * 1024) /* /metrics body bound */
 #define SEGMENTS_MAX 16
@@ -313,6 +314,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         serve_plain(s, req, plen == 8);
         return 0;
     }
+    if (s->web && !(plen >= 4 && !memcmp(req->path.base, "/api", 4) &&
+                    (plen == 4 || req->path.base[4] == '/')))
+        return -1; /* the console's files (api_static.c) */
     gw_api_req *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), gw__api_req_dispose);
     memset(r, 0, sizeof(*r));
     r->req = req;
@@ -467,10 +471,12 @@ int gw_api_server_start(gw_api_server **out, gw_api_ctx *ctx, const gw_config *c
     s->conf.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&s->conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    s->web = gw__api_static_assets(host, ac->web_root);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h) + sizeof(gw_api_server *));
     h->on_req = on_req;
     *(gw_api_server **)(h + 1) = s;
+    gw__api_static_root(path, s->web ? ac->web_root : NULL);
     uv_walk(s->loop, walk_cb, hs);
     h2o_context_init(&s->hctx, s->loop, &s->conf);
     hs->unref = true;
