@@ -76,7 +76,7 @@ static void tls_free(void *p, const char *file, int line)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: iotgw -c FILE [--check-config] [--ready-fd N] [--version]\n"
-               "       iotgw --config-reference | --hash-token [TOKEN]\n"
+               "       iotgw --config-reference | --hash-token [TOKEN] | --hash-secret [S]\n"
                "  -c, --config FILE   gateway.json (products and devices are found from it)\n"
                "  --check-config      validate the whole configuration and exit (0 ok, 2 errors)\n"
                "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n"
