@@ -86,5 +86,7 @@ IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
 IOTGW_BIN="$ROOT/build/iotgw" COAP_LOAD_BIN="$ROOT/build/coap_load" /usr/bin/python3 tests/bench/bench_coap.py --smoke
 IOTGW_BIN="$ROOT/build/iotgw" HISTORY_FILL_BIN="$ROOT/build/history_fill" \
     /usr/bin/python3 tests/bench/bench_history.py --smoke
+IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
+    /usr/bin/python3 tests/bench/bench_reload.py --smoke
 
 stage "done: every stage passed"
