@@ -16,7 +16,7 @@
 #include "admin/api_hub.h"
 #include "admin/api_server.h"
 #include "command/command.h"
-#include "util/listen.h"
+#include "core/listen.h"
 #include "util/alloc.h"
 #include "util/auth.h"
 #include "util/log.h"

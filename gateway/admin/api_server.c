@@ -12,7 +12,7 @@
 
 #include "../../storage/store.h"
 #include "../util/alloc.h"
-#include "../util/listen.h"
+#include "../core/listen.h"
 #include "../util/log.h"
 #include "api_http.h"
 #include "api_internal.h"

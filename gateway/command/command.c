@@ -444,6 +444,7 @@ int gw_commands_create(gw_commands **out, gw_runtime *rt, gw_store_reader *reade
     if (!c)
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     c->rt = rt;
+    rt->command_reply = gw_commands_reply;
     c->cfg = rt->cfg;
     c->reader = reader;
     c->mail_tail = &c->mail_head;

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../command/command.h"
 #include "../util/json_write.h"
 #include "../util/log.h"
 #include "../util/metrics.h"
@@ -49,8 +48,8 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
     case GW_MSG_FUNCTION_REPLY:
     case GW_MSG_WRITE_REPLY:
         /* matched with the pending command (which counts and logs a refusal itself) */
-        if (s->loop->rt->commands)
-            return gw_commands_reply(s, m, token, want_commit, rej);
+        if (s->loop->rt->commands && s->loop->rt->command_reply)
+            return s->loop->rt->command_reply(s, m, token, want_commit, rej);
         rc = gw_reject_set(rej, GW_R_UNSUPPORTED, "no commands are pending (north disabled)");
         break;
     default:

@@ -8,7 +8,7 @@
 
 #include "../util/alloc.h"
 #include "dgram.h"
-#include "../util/limits.h"
+#include "limits.h"
 #include "../util/log.h"
 #include "../util/metrics.h"
 

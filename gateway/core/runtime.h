@@ -13,6 +13,9 @@
 #include "adapter.h"
 #include "session.h"
 
+struct gw_thing_msg;
+struct gw_reject;
+
 #define GW_MAX_ADAPTERS   8
 #define GW_DEVICE_STRIPES 256
 
@@ -62,7 +65,11 @@ struct gw_runtime {
     unsigned n_adapters;
     gw_session **slots;           /* per device: its current session (under a stripe lock) */
     struct gw_commands *commands; /* downstream command table; NULL when north is disabled */
-    struct gw_limits *limits;     /* per-source limits; NULL when none is configured */
+    /* where dispatch hands a device's command reply: gw_commands_reply, set by
+     * gw_commands_create, so the core calls the command table without including it */
+    int (*command_reply)(gw_session *s, struct gw_thing_msg *m, uint32_t token, bool want_commit,
+                         struct gw_reject *rej);
+    struct gw_limits *limits; /* per-source limits; NULL when none is configured */
     pthread_mutex_t stripes[GW_DEVICE_STRIPES];
     pthread_mutex_t listeners_mu;
     char listeners[1024]; /* "listener adapter=.. address=.. port=..\n" lines for --ready-fd */

@@ -19,8 +19,8 @@
 #include <string.h>
 
 #include "../../gateway/util/alloc.h"
-#include "../../gateway/util/limits.h"
-#include "../../gateway/util/listen.h"
+#include "../../gateway/core/limits.h"
+#include "../../gateway/core/listen.h"
 #include "../../gateway/util/log.h"
 #include "../../gateway/util/metrics.h"
 

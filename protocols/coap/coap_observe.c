@@ -10,7 +10,7 @@
 #include "../../gateway/util/alloc.h"
 #include "../../gateway/core/codec.h"
 #include "../../gateway/command/command.h"
-#include "../../gateway/util/listen.h"
+#include "../../gateway/core/listen.h"
 #include "../../gateway/util/log.h"
 #include "../../gateway/util/metrics.h"
 

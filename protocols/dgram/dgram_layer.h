@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../../gateway/util/listen.h"
+#include "../../gateway/core/listen.h"
 #include "../../gateway/util/metrics.h"
 #include "../../gateway/core/runtime.h"
 #include "../../gateway/core/session.h"

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "../../gateway/util/alloc.h"
-#include "../../gateway/util/limits.h"
-#include "../../gateway/util/listen.h"
+#include "../../gateway/core/limits.h"
+#include "../../gateway/core/listen.h"
 #include "../../gateway/util/metrics.h"
 #include "stream_internal.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../../gateway/util/alloc.h"
-#include "../../gateway/util/listen.h"
+#include "../../gateway/core/listen.h"
 #include "../../gateway/util/log.h"
 #include "stream_internal.h"
 

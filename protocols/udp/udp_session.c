@@ -14,7 +14,7 @@
 #include "../../gateway/command/command.h"
 #include "../../gateway/core/dgram.h"
 #include "../../gateway/core/dispatch.h"
-#include "../../gateway/util/listen.h"
+#include "../../gateway/core/listen.h"
 #include "../../gateway/util/log.h"
 #include "../../gateway/util/metrics.h"
 

@@ -6,7 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "gateway/util/limits.h"
+#include "gateway/core/limits.h"
 #include "gateway/util/metrics.h"
 #include "test.h"
 

@@ -1,4 +1,4 @@
-/* limits.c: the per-source table behind gateway/util/limits.h: open addressing over a fixed array
+/* limits.c: the per-source table behind gateway/core/limits.h: open addressing over a fixed array
  * (sources_max rounded up to a power of two, bounded probing), one mutex (held for a few hundred
  * nanoseconds per accept or authentication outcome), idle entries reused oldest first. */
 #include "limits.h"
@@ -7,9 +7,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
-#include "metrics.h"
+#include "../util/alloc.h"
+#include "../util/error.h"
+#include "../util/metrics.h"
 
 #define PROBE 32
 

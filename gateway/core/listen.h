@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "../../config/config.h"
-#include "error.h"
+#include "../util/error.h"
 
 /* Binds and listens srv on at->address:*port (0: ephemeral), with SO_REUSEPORT. *port is the
  * bound port on return. 0 or a libuv error (the handle is initialised either way: close it). */
