@@ -66,6 +66,8 @@ const char *gw_api_header(const gw_api_req *r, const char *name);
 json_t *gw_api_body(const gw_api_req *r);
 /* The name of the token that authorised the request ("" when none was needed). */
 const char *gw_api_token_name(const gw_api_req *r);
+/* The role of the token that authorised r (GW_API_READ or GW_API_ADMIN; GW_API_NONE if none). */
+gw_api_role gw_api_token_role(const gw_api_req *r);
 /* The peer as "address:port" (for logs). */
 const char *gw_api_peer(const gw_api_req *r);
 

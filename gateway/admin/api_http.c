@@ -237,7 +237,12 @@ json_t *gw_api_body(const gw_api_req *r)
 
 const char *gw_api_token_name(const gw_api_req *r)
 {
-    return r->token_name ? r->token_name : "";
+    return r->token_name;
+}
+
+gw_api_role gw_api_token_role(const gw_api_req *r)
+{
+    return (gw_api_role)r->token_role;
 }
 
 const char *gw_api_peer(const gw_api_req *r)

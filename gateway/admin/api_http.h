@@ -69,8 +69,6 @@ struct gw_api_server {
     size_t n_lis;
     api_conn *conns;
     unsigned n_conns, max_conns;
-    gw_admin_token *tokens;
-    size_t n_tokens;
     bool open_metrics;
     unsigned n_streams, max_streams;
     gw_api_stream *streams; /* open streams (for stop) */
@@ -89,7 +87,8 @@ struct gw_api_req {
     char *qnames[QUERY_MAX], *qvals[QUERY_MAX];
     int n_query;
     json_t *body;
-    const char *token_name;
+    char token_name[64]; /* a copy: the configuration it came from may be replaced meanwhile */
+    int token_role;      /* gw_api_role of the token */
     char peer[64];
     bool answered, deferred;
     void (*on_gone)(void *arg);

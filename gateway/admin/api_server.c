@@ -80,7 +80,8 @@ static void serve_metrics(h2o_req_t *req)
 
 /* ---------------------------------------------------------------- dispatch */
 
-/* The token's role (0: none matched). Every configured hash is compared, in constant time. */
+/* The token's role (0: none matched). Every hash of the current configuration (a reload changes
+ * them: a revoked token is refused from the next request) is compared, in constant time. */
 static int token_role(gw_api_server *s, h2o_req_t *req, const char **name)
 {
     ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
@@ -92,11 +93,12 @@ static int token_role(gw_api_server *s, h2o_req_t *req, const char **name)
     unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)v->base + 7, v->len - 7, d);
     int role = 0;
-    for (size_t i = 0; i < s->n_tokens; i++) {
-        int eq = CRYPTO_memcmp(d, s->tokens[i].sha256, sizeof(d)) == 0;
+    const gw_admin_cfg *ac = &s->ctx->cfg->admin_http;
+    for (size_t i = 0; i < ac->n_tokens; i++) {
+        int eq = CRYPTO_memcmp(d, ac->tokens[i].sha256, sizeof(d)) == 0;
         if (eq && !role) {
-            role = s->tokens[i].role;
-            *name = s->tokens[i].name;
+            role = ac->tokens[i].role;
+            *name = ac->tokens[i].name;
         }
     }
     return role;
@@ -254,7 +256,8 @@ static void dispatch(gw_api_server *s, gw_api_req *r)
         unauthorized(req, h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) >= 0);
         return;
     }
-    r->token_name = tname;
+    snprintf(r->token_name, sizeof(r->token_name), "%s", tname); /* outlives a reload */
+    r->token_role = role;
     for (const gw_api_route *rt = gw_api_routes; rt->method; rt++) {
         int m = match_route(rt, r, seg, len, n);
         if (m < 0) {
@@ -455,11 +458,6 @@ int gw_api_server_start(gw_api_server **out, gw_api_ctx *ctx, const gw_config *c
     s->max_conns = ac->max_connections;
     s->max_streams = ac->stream_clients_max;
     s->open_metrics = ac->open_metrics;
-    s->n_tokens = ac->n_tokens;
-    if (ac->n_tokens && !(s->tokens = gw_calloc(GW_AREA_API, ac->n_tokens, sizeof(*s->tokens))))
-        goto fail;
-    if (ac->n_tokens)
-        memcpy(s->tokens, ac->tokens, ac->n_tokens * sizeof(*s->tokens));
     if (!(s->lis = gw_calloc(GW_AREA_API, ac->n_listeners, sizeof(*s->lis))) ||
         !(hs = gw_calloc(GW_AREA_API, 1, sizeof(*hs))))
         goto fail;
@@ -554,7 +552,6 @@ void gw_api_server_free(gw_api_server *s)
         h2o_config_dispose(&s->conf);
     }
     gw_free(GW_AREA_API, s->lis);
-    gw_free(GW_AREA_API, s->tokens);
     if (s->n_conns == 0)
         gw_free(GW_AREA_API, s);
 }

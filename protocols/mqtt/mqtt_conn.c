@@ -342,11 +342,19 @@ static void send_reject_reply(gw__mqtt_conn *c, const char *topic, size_t tlen,
         body = (const uint8_t *)json;
         blen = strlen(json);
     }
-    size_t need = gw_mqtt_publish_size(tlen + 6, blen, 0);
-    if (gw_stream_out_reserve(&c->s, need) == 0) {
+    /* QoS 0; under MQTT 5 with an empty property block and within the device's maximum packet
+     * size (a reply that would exceed it is not sent: the PUBACK's reason code says it all) */
+    bool v5 = c->version == 5;
+    size_t need =
+        v5 ? gw_mqtt_publish5_size(tlen + 6, blen, 0, 0) : gw_mqtt_publish_size(tlen + 6, blen, 0);
+    if (need && !(v5 && c->out_max_packet && need > c->out_max_packet) &&
+        gw_stream_out_reserve(&c->s, need) == 0) {
+        uint8_t *o = c->s.out + c->s.out_len;
+        size_t room = c->s.out_cap - c->s.out_len;
         c->s.out_len +=
-            (uint32_t)gw_mqtt_encode_publish(c->s.out + c->s.out_len, c->s.out_cap - c->s.out_len,
-                                             rt, tlen + 6, body, blen, 0, 0, false);
+            (uint32_t)(v5 ? gw_mqtt_encode_publish5(o, room, rt, tlen + 6, body, blen, 0, 0, false,
+                                                    NULL, 0)
+                          : gw_mqtt_encode_publish(o, room, rt, tlen + 6, body, blen, 0, 0, false));
         gw_session_mark_dirty(&c->s.base);
     }
     free(json);
@@ -978,8 +986,9 @@ static int handle_unsubscribe(gw__mqtt_conn *c, const uint8_t *body, uint32_t le
 
 /* ---- packet dispatch ---- */
 
-/* MQTT 5 DISCONNECT: reason 0x04 keeps the will; a session expiry interval replaces the
- * CONNECT's (not from 0, MQTT-3.14.2-2). */
+/* MQTT 5 DISCONNECT: only reason 0x00 (normal disconnection) discards the will; 0x04 and every
+ * other reason keep it (MQTT-3.1.2-8, 3.14.4); a session expiry interval replaces the CONNECT's
+ * (not from 0, MQTT-3.14.2-2). */
 static int handle_disconnect5(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
 {
     uint8_t rc;
@@ -1001,9 +1010,10 @@ static int handle_disconnect5(gw__mqtt_conn *c, const uint8_t *body, uint32_t le
             pthread_mutex_unlock(c->mu);
         }
     }
-    if (rc != GW_MQTT_RC_DISCONNECT_WITH_WILL)
+    bool keep_will = rc != 0x00;
+    if (!keep_will)
         c->has_will = false;
-    gw_stream_close(&c->s, "disconnect", rc == GW_MQTT_RC_DISCONNECT_WITH_WILL);
+    gw_stream_close(&c->s, "disconnect", keep_will);
     return -1;
 }
 

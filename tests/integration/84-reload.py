@@ -377,6 +377,23 @@ def main(t):
                                            for e in resp.json.get("errors", [])),
                 "... with the errors (file, path, message)", resp and resp.raw[:300])
         write_json(gw, "products/plug.json", g.PLUG)
+        # tokens follow a reload: the read token revoked, a new one added, no restart needed
+        new_tok = "test-rotated-token-0123456789"
+        cfg = copy.deepcopy(gw.cfg)
+        cfg["admin"]["tokens"] = [tk for tk in gwapi.admin_tokens_cfg() if tk["role"] == "admin"]
+        cfg["admin"]["tokens"].append({"name": "rotated", "role": "read",
+                                       "sha256": gwapi.token_hash(new_tok)})
+        write_json(gw, "gateway.json", cfg)
+        resp, _ = api_reload(gw)
+        t.check(resp and resp.status == 200 and "admin" not in resp.json.get("needs_restart", []),
+                "a tokens-only change of admin: applied, not needs_restart", resp and resp.raw[:300])
+        t.eq(gwapi.api(gw, "GET", "/api/status", token="read").status, 401,
+             "the removed read token: 401 from the next request")
+        r2 = gwapi.api(gw, "GET", "/api/token", token=new_tok)
+        t.check(r2.status == 200 and r2.json == {"name": "rotated", "role": "read"},
+                "the added token works at once (GET /api/token: its name and role)", r2.raw[:200])
+        write_json(gw, "gateway.json", gw.cfg)
+        api_reload(gw)
 
     c.sock.close()
     p.close()

@@ -1,4 +1,5 @@
 # Proves MQTT 5 on the MQTT listener beside 3.1.1: CONNACK properties (receive maximum = max_inflight, maximum packet size, topic alias maximum, session expiry and server keep alive as granted, no subscription ids / shared subscriptions) seen by paho MQTTv5; mosquitto_pub -V 5 publishes (with content type and payload format) stored and refused with the reason code; reason codes as answers: PUBACK 0x99 / 0x90 with a reason string naming the rejected path, PUBACK 0x87 on an ACL violation without a disconnect, CONNACK 0x86 / 0x87 / 0x85 / 0x8C; payload format indicator and content type checked against the codec; inbound topic aliases; SUBACK 0x87 and UNSUBACK 0x11; server DISCONNECT 0x8E (take-over), 0x8D (keep alive), 0x95 (packet too large), 0x8B (shutdown); the client's maximum packet size and Request Problem Information honoured; DISCONNECT 0x04 keeps the will; 3.1.1 answers unchanged.
+import json
 import subprocess
 import threading
 import time
@@ -169,6 +170,21 @@ def main(t):
     c.send(m5.subscribe5(20, [(TOPIC + "/reply", 1), ("/thermo/t-002/#", 0)]))
     p = c.expect(g.SUBACK)
     t.eq(p and m5.suback5(p)[2], [1, 0x87], "SUBACK: granted QoS 1, another device 0x87")
+    # a refused report, subscribed to <topic>/reply: PUBACK 0x99 and a v5 PUBLISH (property block)
+    c.publishes.clear()
+    a = c.pub_wait(TOPIC, g.report_payload("rr-1", {"temperature": 300}), 19)
+    t.eq(a and a[1], 0x99, "refused report while subscribed to /reply: PUBACK 0x99")
+    if not c.publishes:
+        p = c.expect(g.PUBLISH, 5, skip_publish=False)
+        if p is not None:
+            c.publishes.append(p)
+    rep = None
+    if c.publishes:
+        topic, _, _, pr, body = m5.publish5_fields(c.publishes[0])
+        rep = (topic, json.loads(body))
+    t.check(rep and rep[0] == TOPIC + "/reply" and rep[1].get("success") is False and
+            rep[1].get("code") == "out_of_range",
+            "... and the reply on <topic>/reply parses as an MQTT 5 PUBLISH", rep)
     c.send(m5.unsubscribe5(21, [TOPIC + "/reply", "/thermo/t-001/none"]))
     p = c.expect(g.UNSUBACK)
     t.eq(p and m5.suback5(p)[2], [0x00, 0x11], "UNSUBACK: 0x00, then 0x11 (no subscription)")
@@ -233,12 +249,17 @@ def main(t):
     t.info("keep-alive DISCONNECT after %.2f s" % (time.monotonic() - t0))
     c.close()
 
-    # ---- DISCONNECT 0x04 keeps the will; 0x00 drops it ----
+    # ---- DISCONNECT 0x04 (or any code but 0x00) keeps the will; 0x00 drops it ----
     will = (g.event_topic(DEV, "boot"), g.event_payload("will-04", {}))
     c = m5.client5(gw, DEV, will=will)
     c.send(m5.disconnect5(0x04))
     c.close()
     t.check(wait_stored(gw, "will-04"), "DISCONNECT 0x04: the will is applied")
+    will80 = (g.event_topic(DEV, "boot"), g.event_payload("will-80", {}))
+    c = m5.client5(gw, DEV, will=will80)
+    c.send(m5.disconnect5(0x80))
+    c.close()
+    t.check(wait_stored(gw, "will-80"), "DISCONNECT 0x80 (unspecified error): the will is applied")
     will0 = (g.event_topic(DEV, "boot"), g.event_payload("will-00", {}))
     c = m5.client5(gw, DEV, will=will0)
     c.send(m5.disconnect5(0x00))
