@@ -1205,6 +1205,8 @@ static bool closing(gw_stream_conn *sc, const char *reason, bool will)
         {"shutdown", GW_MQTT_RC_SHUTTING_DOWN},
         {"store_error", GW_MQTT_RC_SERVER_BUSY},
         {"out_of_memory", GW_MQTT_RC_SERVER_BUSY},
+        {"removed", GW_MQTT_RC_ADMINISTRATIVE_ACTION},      /* the device API or a reload */
+        {"reconfigured", GW_MQTT_RC_ADMINISTRATIVE_ACTION}, /* its secret or product changed */
     };
     if (c->version == 5 && sc->state == GW_STREAM_OPEN) /* MQTT 5: the server says why */
         for (size_t i = 0; i < sizeof(v5_reasons) / sizeof(v5_reasons[0]); i++)

@@ -14,6 +14,7 @@ import binframes as b
 import coaplib as c
 import gwapi
 import gwtest as g
+import mqtt5lib as m5
 import sensor_udp as su
 
 BULK = 2000
@@ -279,6 +280,8 @@ def patch_checks(t, gw, cl):
 def delete_checks(t, gw, ids):
     dev = ids[1]
     cl = g.device_client(gw, dev, secret="s-" + dev)
+    v5dev = ids[2]  # an MQTT 5 device is told why: DISCONNECT 0x98 (administrative action)
+    c5 = m5.client5(gw, v5dev, secret="s-" + v5dev)
     t.check(cl.publish_wait(g.report_topic(dev), g.report_payload("r1", {"humidity": 5}), 3)
             is not None, "a bulk device reports")
     t.eq(gwapi.api(gw, "DELETE", "/api/devices/" + dev, token="read").status, 403,
@@ -286,6 +289,10 @@ def delete_checks(t, gw, ids):
     r = gwapi.api(gw, "DELETE", "/api/devices/" + dev)
     t.eq(r.status, 204, "DELETE: 204")
     t.check(cl.wait_closed(5), "... its session is closed")
+    t.eq(gwapi.api(gw, "DELETE", "/api/devices/" + v5dev).status, 204, "DELETE an MQTT 5 device")
+    d = c5.next_disconnect(5)
+    t.eq(d and d[0], 0x98, "... it gets DISCONNECT 0x98 (administrative action) before the close")
+    c5.close()
     t.check(g.wait_until(lambda: offline_reason(gw, dev) == "removed", 10),
             "... offline reason \"removed\"", offline_reason(gw, dev))
     t.check(gw.scalar("SELECT count(*) FROM events WHERE device=? AND kind<>'offline'", (dev,))
@@ -338,7 +345,7 @@ def main(t):
     r = gwapi.api(gw, "GET", "/api/products", token="read")
     counts = {p["id"]: p["devices"] for p in (r.json or {}).get("products", [])}
     gone = sum(1 for d in devices_file(gw) if d.startswith("gone-"))
-    t.eq(counts, {"thermo": 5 + 1 + 1 + BULK - 1 + gone, HMAC_P: 2, DTLS_P: 2},
+    t.eq(counts, {"thermo": 5 + 1 + 1 + BULK - 2 + gone, HMAC_P: 2, DTLS_P: 2},
          "... product device counts as changed")
     t.eq(gw.stop(), 0, "clean exit after the restart")
 
