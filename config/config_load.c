@@ -293,10 +293,16 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     char *products = NULL, *devices = NULL;
     bool products_ok = false;
 
+    /* from a base: a copy, never a shared reference. Generations are released on other threads
+     * (the store writer, the loops) while the main thread loads the next one, and jansson's
+     * reference counts are atomic but json_incref's check of the count is a plain read. */
     json_t *root =
-        x->base ? json_incref(x->base->gateway_json) : gw__config_load_json(x, c->file, c->file);
-    if (!root)
+        x->base ? json_deep_copy(x->base->gateway_json) : gw__config_load_json(x, c->file, c->file);
+    if (!root) {
+        if (x->base)
+            gw__config_err(x, c->file, NULL, "out of memory");
         return;
+    }
     c->gateway_json = json_incref(root);
     if (!json_is_object(root)) {
         gw__config_err(x, c->file, NULL, "must be a JSON object");

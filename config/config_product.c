@@ -781,9 +781,12 @@ bool gw__config_load_products_from(gw__config_ctx *x, gw_config *c, const gw_con
         const gw_product *bp = &base->products[i];
         gw_product *p = &c->products[c->n_products++];
         prod_ctx pc = {.x = x, .file = bp->file};
-        if (!(p->file = strdup(bp->file)))
+        json_t *raw = json_deep_copy(bp->raw); /* not shared with base: see load_all */
+        if (!(p->file = strdup(bp->file)) || !raw)
             gw__config_err(x, bp->file, NULL, "out of memory");
-        parse_product(&pc, c, bp->raw, p);
+        if (raw)
+            parse_product(&pc, c, raw, p);
+        json_decref(raw);
         if (!p->id || !p->file) {
             x->products_incomplete = true;
             continue;

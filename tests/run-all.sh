@@ -50,8 +50,11 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # The integration tests whose gateway runs the cross-thread paths: completions through the loops'
 # inboxes (10, 16, 23, 24, 34, 43), state notes and replay (25), persistent sessions and take-over
 # (26), store failure and /health (27), the north thread and its outbox (60, 61, 63, 66), commands
-# crossing north -> loops -> store (50, 51, 73), CoAP sessions moving between loops (75).
-TSAN_TESTS='^integ\.(10|16|23|24|25|26|27|34|43|50|51|60|61|63|66|73|75)-'
+# crossing north -> loops -> store (50, 51, 73), CoAP sessions moving between loops (75), a reload
+# switching every loop to a new configuration generation (84), the device API closing sessions on
+# the loops and generations released by the store writer (86), commands from the API's main loop
+# to the loops and back (88).
+TSAN_TESTS='^integ\.(10|16|23|24|25|26|27|34|43|50|51|60|61|63|66|73|75|84|86|88)-'
 stage "build (ThreadSanitizer)"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_SANITIZE=thread -DGW_WERROR=ON \
       -DGW_BUILD_BENCH=OFF >/dev/null
