@@ -43,24 +43,32 @@ typedef struct gw__prop_slot {
 
 /* Each device's newest event id, for the history chain (store_history.c); writer thread. */
 typedef struct gw__head {
-    char *device; /* NULL: empty slot */
+    const char *device; /* in the history's id blocks */
+    int64_t last;
     uint32_t hash;
     bool dirty;  /* changed since it was last written (device_state or history_head) */
     bool listed; /* in the dirty list */
-    int64_t last;
 } gw__head;
 
+/* The heads of the devices seen since the start, in that order (never removed), found through an
+ * open-addressing index of positions: a device costs its 24-byte head, its id packed in a block
+ * and 8 to 16 bytes of index, no allocation of its own. */
 typedef struct gw__history {
-    gw__head *slots; /* open addressing by device id */
-    size_t cap, used;
-    uint32_t *dirty; /* slots to write with the next state write */
+    gw__head *heads;
+    size_t used, heads_cap;
+    uint32_t *index; /* 1 + the position of a head, 0: empty; at most half full */
+    size_t cap;      /* index slots, a power of two */
+    uint32_t *dirty; /* heads to write with the next state write (room for heads_cap) */
     size_t n_dirty;
     struct {
-        uint32_t slot;
+        uint32_t head;
         int64_t last;
     } * undo; /* this transaction's changes, undone if it rolls back */
     size_t n_undo, undo_cap;
-    uint32_t cur; /* the slot of the event being inserted */
+    uint32_t cur;            /* the head of the event being inserted */
+    struct gw__idblock *ids; /* the devices' ids, packed, newest block first */
+    char *ids_next;          /* free room in the newest block */
+    size_t ids_left;
     sqlite3_stmt *get, *put;
 } gw__history;
 

@@ -21,53 +21,78 @@ static uint32_t hash_id(const char *k)
     return h ? h : 1;
 }
 
-static int grow(gw__history *h)
+/* The index: first size, then doubling, every head placed again (heads do not move). */
+static int grow_index(gw__history *h)
 {
     size_t ncap = h->cap ? h->cap * 2 : 1024;
+    uint32_t *n = gw_calloc(GW_AREA_STORE, ncap, sizeof(*n));
+    if (!n)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < h->used; i++) {
+        size_t j = h->heads[i].hash & (ncap - 1);
+        while (n[j])
+            j = (j + 1) & (ncap - 1);
+        n[j] = (uint32_t)i + 1;
+    }
+    gw_free(GW_AREA_STORE, h->index);
+    h->index = n;
+    h->cap = ncap;
+    return 0;
+}
+
+/* The heads (and the dirty list, which holds at most one entry per head): first size, then
+ * doubling. The dirty list and the undo log hold head positions, which stay valid. */
+static int grow_heads(gw__history *h)
+{
+    size_t ncap = h->heads_cap ? h->heads_cap * 2 : 512;
     uint32_t *d = gw_realloc(GW_AREA_STORE, h->dirty, ncap * sizeof(*d));
     if (!d)
         return GW_ENOMEM;
-    h->dirty = d; /* first: n_dirty <= used < cap always fits */
-    gw__head *n = gw_calloc(GW_AREA_STORE, ncap, sizeof(*n));
+    h->dirty = d; /* first: n_dirty <= used <= heads_cap always fits */
+    gw__head *n = gw_realloc(GW_AREA_STORE, h->heads, ncap * sizeof(*n));
     if (!n)
         return GW_ENOMEM;
-    for (size_t i = 0; i < h->cap; i++) {
-        if (!h->slots[i].device)
-            continue;
-        size_t j = h->slots[i].hash & (ncap - 1);
-        while (n[j].device)
-            j = (j + 1) & (ncap - 1);
-        n[j] = h->slots[i];
-    }
-    /* the dirty list and the undo log hold slot positions: they move with the slots */
-    for (size_t k = 0; k < h->n_dirty; k++) {
-        gw__head *o = &h->slots[h->dirty[k]];
-        size_t j = o->hash & (ncap - 1);
-        while (n[j].device != o->device)
-            j = (j + 1) & (ncap - 1);
-        h->dirty[k] = (uint32_t)j;
-    }
-    for (size_t k = 0; k < h->n_undo; k++) {
-        gw__head *o = &h->slots[h->undo[k].slot];
-        size_t j = o->hash & (ncap - 1);
-        while (n[j].device != o->device)
-            j = (j + 1) & (ncap - 1);
-        h->undo[k].slot = (uint32_t)j;
-    }
-    gw_free(GW_AREA_STORE, h->slots);
-    h->slots = n;
-    h->cap = ncap;
+    h->heads = n;
+    h->heads_cap = ncap;
     return 0;
+}
+
+/* A block of device ids (NUL-terminated, back to back), freed at close. */
+typedef struct gw__idblock {
+    struct gw__idblock *next;
+    char ids[];
+} gw__idblock;
+#define ID_BLOCK 16384
+
+/* A copy of device in the id blocks, NULL when out of memory. */
+static const char *keep_id(gw__history *h, const char *device)
+{
+    size_t len = strlen(device) + 1;
+    if (len > h->ids_left) {
+        size_t room = len > ID_BLOCK - sizeof(gw__idblock) ? len : ID_BLOCK - sizeof(gw__idblock);
+        gw__idblock *b = gw_malloc(GW_AREA_STORE, sizeof(*b) + room);
+        if (!b)
+            return NULL;
+        b->next = h->ids;
+        h->ids = b;
+        h->ids_next = b->ids;
+        h->ids_left = room;
+    }
+    char *id = h->ids_next;
+    memcpy(id, device, len);
+    h->ids_next += len;
+    h->ids_left -= len;
+    return id;
 }
 
 static gw__head *find(gw__history *h, const char *device, uint32_t hash, size_t *pos)
 {
     size_t j = hash & (h->cap - 1);
     for (;; j = (j + 1) & (h->cap - 1)) {
-        gw__head *e = &h->slots[j];
         *pos = j;
-        if (!e->device)
+        if (!h->index[j])
             return NULL;
+        gw__head *e = &h->heads[h->index[j] - 1];
         if (e->hash == hash && strcmp(e->device, device) == 0)
             return e;
     }
@@ -98,7 +123,7 @@ int gw__history_open(gw_store *s, gw_error *err)
         " WHERE id > (SELECT value FROM meta WHERE key = 'state_mark') GROUP BY device"
         " ON CONFLICT(device) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)";
     char *msg = NULL;
-    if (grow(h))
+    if (grow_index(h) || grow_heads(h))
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     if (sqlite3_create_function(s->db, "gw_history_head", 1, SQLITE_UTF8, h, sql_head, NULL,
                                 NULL) != SQLITE_OK)
@@ -126,9 +151,12 @@ void gw__history_close(gw_store *s)
     gw__history *h = &s->hist;
     sqlite3_finalize(h->get);
     sqlite3_finalize(h->put);
-    for (size_t i = 0; i < h->cap; i++)
-        gw_free(GW_AREA_STORE, h->slots[i].device);
-    gw_free(GW_AREA_STORE, h->slots);
+    for (gw__idblock *b = h->ids, *next; b; b = next) {
+        next = b->next;
+        gw_free(GW_AREA_STORE, b);
+    }
+    gw_free(GW_AREA_STORE, h->heads);
+    gw_free(GW_AREA_STORE, h->index);
     gw_free(GW_AREA_STORE, h->dirty);
     gw_free(GW_AREA_STORE, h->undo);
     memset(h, 0, sizeof(*h));
@@ -137,7 +165,9 @@ void gw__history_close(gw_store *s)
 int gw__history_prev(gw_store *s, const char *device, int64_t *prev)
 {
     gw__history *h = &s->hist;
-    if ((h->used + 1) * 2 > h->cap && grow(h))
+    if (h->used == h->heads_cap && grow_heads(h))
+        return -SQLITE_NOMEM;
+    if ((h->used + 1) * 2 > h->cap && grow_index(h))
         return -SQLITE_NOMEM;
     if (h->n_undo == h->undo_cap) { /* one entry per event of the transaction */
         size_t ncap = h->undo_cap ? h->undo_cap * 2 : 1024;
@@ -159,24 +189,26 @@ int gw__history_prev(gw_store *s, const char *device, int64_t *prev)
         sqlite3_reset(h->get);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
             return -rc;
-        e = &h->slots[j];
-        if (!(e->device = gw_strdup(GW_AREA_STORE, device)))
+        const char *id = keep_id(h, device);
+        if (!id)
             return -SQLITE_NOMEM;
+        e = &h->heads[h->used];
+        e->device = id;
         e->hash = hash;
         e->last = last;
         e->dirty = e->listed = false;
-        h->used++;
+        h->index[j] = (uint32_t)++h->used;
     }
-    h->cur = (uint32_t)j;
-    *prev = h->slots[j].last;
+    h->cur = (uint32_t)(e - h->heads);
+    *prev = e->last;
     return 0;
 }
 
 void gw__history_linked(gw_store *s, int64_t id)
 {
     gw__history *h = &s->hist;
-    gw__head *e = &h->slots[h->cur];
-    h->undo[h->n_undo].slot = h->cur; /* room made by gw__history_prev */
+    gw__head *e = &h->heads[h->cur];
+    h->undo[h->n_undo].head = h->cur; /* room made by gw__history_prev */
     h->undo[h->n_undo].last = e->last;
     h->n_undo++;
     e->last = id;
@@ -191,7 +223,7 @@ int gw__history_write(gw_store *s)
 {
     gw__history *h = &s->hist;
     for (size_t k = 0; k < h->n_dirty; k++) {
-        gw__head *e = &h->slots[h->dirty[k]];
+        gw__head *e = &h->heads[h->dirty[k]];
         if (!e->dirty)
             continue; /* device_state took it */
         sqlite3_bind_text(h->put, 1, e->device, -1, SQLITE_STATIC);
@@ -207,7 +239,7 @@ void gw__history_written(gw_store *s)
 {
     gw__history *h = &s->hist;
     for (size_t k = 0; k < h->n_dirty; k++)
-        h->slots[h->dirty[k]].dirty = h->slots[h->dirty[k]].listed = false;
+        h->heads[h->dirty[k]].dirty = h->heads[h->dirty[k]].listed = false;
     h->n_dirty = 0;
 }
 
@@ -216,7 +248,7 @@ void gw__history_after(gw_store *s, bool committed)
     gw__history *h = &s->hist;
     while (!committed && h->n_undo) { /* newest first: each device gets its oldest value back */
         h->n_undo--;
-        h->slots[h->undo[h->n_undo].slot].last = h->undo[h->n_undo].last;
+        h->heads[h->undo[h->n_undo].head].last = h->undo[h->n_undo].last;
     }
     h->n_undo = 0;
 }

@@ -82,11 +82,11 @@ typedef struct gw__mqtt_conn {
     gw__mqtt_state own;  /* the session state of a clean_session=1 connection */
     gw__mqtt_state *st;  /* &own or a stored session; NULL before CONNECT and once closing */
     pthread_mutex_t *mu; /* the device's stripe lock, guarding *st */
+    char *will_topic;
+    uint8_t *will_payload;
     uint16_t keepalive;
     bool has_will;
     uint8_t will_qos;
-    char *will_topic;
-    uint8_t *will_payload;
     uint16_t will_topic_len, will_payload_len;
     uint8_t prefix_len; /* length of "/{product}/{device}/" */
     /* MQTT 5 (version 5); for 3.1/3.1.1 only version is set */

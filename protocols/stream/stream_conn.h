@@ -133,22 +133,22 @@ struct gw_stream_conn {
     gw_stream_conn *prev, *next, *pnext;
     uint8_t *in; /* unparsed input carried between reads (allocated only while needed) */
     uint32_t in_len, in_cap, in_need;
-    uint8_t *out; /* output collected this iteration, written by flush */
+    uint32_t listener; /* index of the listener that accepted it */
+    uint8_t *out;      /* output collected this iteration, written by flush */
     uint32_t out_len, out_cap;
     uint32_t *acks; /* ring of pending acks in arrival order (allocated only while any) */
     uint32_t ack_head, ack_n, ack_cap, ack_seq; /* ack_seq: sequence number of the head entry */
     uint8_t *ackb;                              /* byte acks queued behind the ring's entries */
     uint32_t ackb_head, ackb_len, ackb_cap;
-    uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } src;             /* the peer, as admitted by the per-source limits (released at close) */
-    bool admitted;     /* counted in the per-source limits */
-    uint32_t listener; /* index of the listener that accepted it */
+    uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
     const void *serve; /* that listener's serve data if it was added at run time, else NULL */
     uint8_t state;     /* GW_STREAM_* */
+    bool admitted;     /* counted in the per-source limits */
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
     bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
     bool paused_out, out_listed, out_overflow; /* output over high water / listed / over limit */
