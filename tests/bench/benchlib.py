@@ -179,7 +179,8 @@ class Server:
 
 
 def iotgw_binary():
-    binary = os.environ.get("IOTGW_BIN", os.path.join(SRC, "build", "iotgw"))
+    binary = os.environ.get("IOTGW_BIN") or os.path.join(
+        os.environ.get("IOTGW_BUILD") or os.path.join(SRC, "build"), "iotgw")
     if not os.access(binary, os.X_OK):
         raise BenchError(f"iotgw binary {binary} not found (set IOTGW_BIN)")
     return binary
