@@ -60,7 +60,8 @@ def run(t, work):
     live_crt, live_key = os.path.join(work, "server.crt"), os.path.join(work, "server.key")
     shutil.copy(srv_crt, live_crt)
     shutil.copy(srv_key, live_key)
-    tls = {"cert": live_crt, "key": live_key, "ca": ca.cert, "crl": crl, "client_cert": "optional", "psk": True,
+    tls = {"cert": live_crt, "key": live_key, "ca": ca.cert, "crl": crl,
+           "client_cert": "optional", "psk": True,
            "handshake_timeout_ms": 1000}
     gw = g.Gateway(products=[g.THERMO, THERMO_C, THERMO_X], devices=DEVICES,
                    config={"adapters": {"mqtt": {"listeners": [
@@ -207,12 +208,12 @@ def run(t, work):
     t.check(g.wait_until(lambda: failures(gw, "timeout") > f0, 5),
             "counted: tls_handshake_failures_total{reason=timeout}")
 
-    # --- expiry gauge ------------------------------------------------------------------------------
+    # --- expiry gauge -----------------------------------------------------------------------------
     exp = gw.metric("tls_cert_expiry_seconds", listener="mqtt:%s:%d" % (g.HOST, port), default=None)
     t.check(exp is not None and 29 * 86400 < exp <= 30 * 86400,
             "tls_cert_expiry_seconds{listener} about 30 days (%r)" % exp)
 
-    # --- SIGHUP: a new server certificate for new handshakes; the old session goes on --------------
+    # --- SIGHUP: a new server certificate for new handshakes; the old session goes on -------------
     c4_crt, c4_key = ca.issue("c-004")
     rc, keep = tu.connack(port, tu.context(ca.cert, c4_crt, c4_key), "c-004")
     t.eq(rc, 0, "c-004 connected before the reload")

@@ -96,7 +96,7 @@ def run(t, work):
                                            reason="unknown_device") >= 1, 5),
             "tcp_login_failures_total{reason=unknown_device} counted")
 
-    # --- TLS-PSK: logged in by the PSK ---------------------------------------------------------------
+    # --- TLS-PSK: logged in by the PSK ------------------------------------------------------------
     for version, dev in (("1.2", IDS[2]), ("1.3", IDS[3])):
         psk = tu.PskClient(port, dev, b.meter_secret(dev), version)
         psk.send(b.meter_report(1, pulses=21) + b.meter_heartbeat(2))
@@ -107,7 +107,7 @@ def run(t, work):
                                                                               err[-120:]))
         t.eq(reports(gw, dev), 1, "TLS %s PSK report stored" % version)
 
-    # --- malformed MQTT over TLS ---------------------------------------------------------------------
+    # --- malformed MQTT over TLS ------------------------------------------------------------------
     e0 = gw.metrics()
     cases = [b"\x30\xff\xff\xff\xff\x01" + b"\x00" * 8,  # 5-byte remaining length
              g.publish_packet("/thermo/t-001/properties/#", "{}"),  # wildcard in a topic

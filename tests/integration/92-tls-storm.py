@@ -93,7 +93,7 @@ def run(t, work):
     idle_port = tu.listener_port(gw, "mqtt", 1)
     ctx = tu.context(ca.cert)
 
-    # --- 100 QoS 1 publishers over TLS, then the storm ----------------------------------------------
+    # --- 100 QoS 1 publishers over TLS, then the storm --------------------------------------------
     stop = threading.Event()
     acked = {d: [] for d in pubs}
     errors = []
