@@ -162,7 +162,10 @@ def run(t, work):
     t.info("idle TLS sessions: %d, RSS %+d KiB = %.0f B/session; OpenSSL (area tls) %.0f "
            "B/session, connection state (area session) %.0f B/session"
            % (n, rss1 - rss0, per_rss, (tls1 - tls0) / n, (sess1 - sess0) / n))
-    t.check(per_rss < 48 * 1024, "RSS per idle TLS session below 48 KiB (%.0f B)" % per_rss)
+    if g.SANITIZED:  # ASan's redzones and quarantine: RSS says nothing about the gateway's own
+        t.info("sanitized build: the RSS bound is not checked")
+    else:
+        t.check(per_rss < 48 * 1024, "RSS per idle TLS session below 48 KiB (%.0f B)" % per_rss)
     t.check((tls1 - tls0) / n < 32 * 1024, "OpenSSL memory per idle session below 32 KiB")
     for c in conns:
         c.close()
