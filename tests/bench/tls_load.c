@@ -30,7 +30,7 @@ static struct {
     int port, threads, conns, window, payload;
     double seconds;
 } o = {"127.0.0.1", NULL, "handshake", "bench-%05d", "bench", "s", "/bench/%s/properties/report",
-       0, 4, 100, 20, 100, 3.0};
+       0,           4,    100,         20,           100,     3.0};
 
 static SSL_CTX *ctx;
 static atomic_ulong done_count, resumed_count, fail_count;
@@ -319,7 +319,10 @@ int main(int argc, char **argv)
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setstacksize(&at, 256 * 1024);
-        pthread_create(&th[i], &at, qos1 ? qos1_main : idle_mode ? idle_main : handshake_main,
+        pthread_create(&th[i], &at,
+                       qos1        ? qos1_main
+                       : idle_mode ? idle_main
+                                   : handshake_main,
                        (void *)(intptr_t)i);
         pthread_attr_destroy(&at);
     }
@@ -342,7 +345,7 @@ int main(int argc, char **argv)
     unsigned long d = atomic_load(&done_count);
     printf("bench=tls_load mode=%s threads=%d conns=%d count=%lu resumed=%lu failed=%lu "
            "seconds=%.2f per_s=%.0f\n",
-           o.mode, n, qos1 ? o.conns : n, d, atomic_load(&resumed_count),
-           atomic_load(&fail_count), secs, d / secs);
+           o.mode, n, qos1 ? o.conns : n, d, atomic_load(&resumed_count), atomic_load(&fail_count),
+           secs, d / secs);
     return 0;
 }
