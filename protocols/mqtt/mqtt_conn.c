@@ -205,6 +205,8 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
      * itself), identified the device */
     bool need_secret =
         mode == GW_AUTH_SECRET ? by != GW_TLS_BY_PSK : mode == GW_AUTH_CERT_OR_SECRET && !tid;
+    if (!dev->product->protocol || strcmp(dev->product->protocol, "mqtt") != 0)
+        need_secret = true; /* a TLS identity logs in only devices of MQTT products */
     bool user_ok = cn.has_username ? cn.username.len == strlen(pid) &&
                                          memcmp(cn.username.p, pid, cn.username.len) == 0
                                    : !need_secret;

@@ -486,6 +486,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     gw_stream_conn *c = stream->data;
+    if (nread < 0 && c->tls)
+        gw__stream_tls_eof(c);
     if (nread < 0) {
         if (nread == UV_EOF && c->state == GW_STREAM_OPEN && (c->ack_n || c->paused_bp)) {
             /* Half-closed: it may still read; answer what it sent before closing. */

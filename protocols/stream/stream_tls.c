@@ -746,16 +746,20 @@ static void established(gw_stream_conn *c)
     if (peer && SSL_get_verify_result(t->ssl) == X509_V_OK &&
         cert_identity(peer, t->id_mode, t->id, sizeof(t->id))) {
         t->by = GW_TLS_BY_CERT;
-    } else if (t->psk_offered && !t->psk_unknown && t->id[0]) {
-        t->by = GW_TLS_BY_PSK;
-    } else {
-        const char *pid = SSL_get_psk_identity(t->ssl); /* a resumed PSK session */
-        if (pid && strlen(pid) < sizeof(t->id)) {
+    } else if (t->psk_offered) {
+        if (!t->psk_unknown && t->id[0]) /* the callback found the device and the key held */
+            t->by = GW_TLS_BY_PSK;
+        else
+            t->id[0] = 0;
+    } else if (SSL_session_reused(t->ssl)) { /* a resumed PSK session: its identity, checked */
+        const char *pid = SSL_get_psk_identity(t->ssl);
+        t->id[0] = 0;
+        if (pid && psk_device(t->ssl, pid, strlen(pid))) {
             snprintf(t->id, sizeof(t->id), "%s", pid);
             t->by = GW_TLS_BY_PSK;
-        } else {
-            t->id[0] = 0;
         }
+    } else {
+        t->id[0] = 0;
     }
     GW_STREAM_LOG(GW_LOG_DEBUG, c, "TLS session established",
                   "version=%s cipher=%s resumed=%d identity=%s", SSL_get_version(t->ssl),
@@ -803,6 +807,11 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
     }
     for (;;) {
         int k = SSL_read(t->ssl, sl->tls_plain, PLAIN_CAP);
+        /* what OpenSSL wrote meanwhile (a KeyUpdate answer, an alert) goes to this connection
+         * now: the scratch is the loop's, and the adapter may write to others */
+        send_pending(c);
+        if (c->state == GW_STREAM_CLOSING)
+            break;
         if (k > 0) {
             gw__stream_feed(c, sl->tls_plain, (size_t)k);
             if (c->state == GW_STREAM_CLOSING)
@@ -839,10 +848,12 @@ int gw__stream_tls_encrypt(gw_stream_conn *c, const uint8_t **p, size_t *n)
 {
     gw__stream_tls_conn *t = c->tls;
     gw_stream_loop *sl = c->sl;
-    sl->tls_out_len = 0;
+    /* (the scratch is empty here: every SSL call on any connection is followed by its
+     * send_pending, so nothing of another connection is in it) */
     if (!t->established) { /* nothing goes before the handshake */
         *p = NULL;
         *n = 0;
+        sl->tls_out_len = 0;
         return 0;
     }
     int rc = SSL_write(t->ssl, c->out, (int)c->out_len);
@@ -861,6 +872,16 @@ void gw__stream_tls_expired(gw_stream_conn *c)
     gw__stream_tls_conn *t = c->tls;
     fail(c, GW_M_TLS_FAIL_TIMEOUT, "timeout",
          t->saw_input ? "handshake not finished in time" : "no ClientHello in time", false);
+}
+
+void gw__stream_tls_eof(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    if (!t || t->established)
+        return;
+    gw_metric_inc(GW_M_TLS_FAIL_CLOSED);
+    GW_STREAM_LOG(GW_LOG_DEBUG, c, "TLS handshake failed", "reason=closed detail=%s",
+                  t->saw_input ? "\"peer closed during the handshake\"" : "\"no ClientHello\"");
 }
 
 void gw__stream_tls_shutdown(gw_stream_conn *c)

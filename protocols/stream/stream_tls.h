@@ -81,6 +81,8 @@ int gw__stream_tls_encrypt(gw_stream_conn *c, const uint8_t **p, size_t *n);
 bool gw__stream_tls_ready(const gw_stream_conn *c);
 /* The handshake deadline passed (sweep). */
 void gw__stream_tls_expired(gw_stream_conn *c);
+/* The peer closed or reset the connection: counted as a failed handshake if it was in one. */
+void gw__stream_tls_eof(gw_stream_conn *c);
 /* close_notify into the socket before the connection closes (established sessions). */
 void gw__stream_tls_shutdown(gw_stream_conn *c);
 
