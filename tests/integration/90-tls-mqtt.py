@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import time
 
+import gwapi
 import gwtest as g
 import tlscerts as tc
 import tlsutil as tu
@@ -247,6 +248,14 @@ def run(t, work):
     t.eq(rc, 0, "a certificate not revoked still connects")
     if rc == 0:
         cl.close()
+
+    # --- POST /api/reload reads the files again too ---------------------------------------------
+    r0 = gw.metric("tls_reloads_total")
+    r = gwapi.api(gw, "POST", "/api/reload")
+    t.eq(r.status, 200, "POST /api/reload: 200")
+    t.check(g.wait_until(lambda: gw.metric("tls_reloads_total") > r0, 10),
+            "POST /api/reload: TLS files reloaded (tls_reloads_total)")
+    t.eq(serial_of(port, ca.cert), s1, "same certificate after an API reload of unchanged files")
 
     # --- a broken file on reload: the reload is refused (file and JSON path logged), the old
     # context stays ----------------------------------------------------------------------------
