@@ -483,23 +483,30 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(l->rbuf, (unsigned)l->rbuf_size);
 }
 
+void gw__stream_peer_done(gw_stream_conn *c)
+{
+    if (c->state == GW_STREAM_OPEN && (c->ack_n || c->paused_bp)) {
+        /* Half-closed: it may still read; answer what it sent before closing. */
+        GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed its side; finishing acks", NULL);
+        c->eof = true;
+        stop_reading(c);
+        return;
+    }
+    GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed", NULL);
+    gw_stream_close(c, "connection_lost", true);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     gw_stream_conn *c = stream->data;
     if (nread < 0 && c->tls)
         gw__stream_tls_eof(c);
     if (nread < 0) {
-        if (nread == UV_EOF && c->state == GW_STREAM_OPEN && (c->ack_n || c->paused_bp)) {
-            /* Half-closed: it may still read; answer what it sent before closing. */
-            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed its side; finishing acks", NULL);
-            c->eof = true;
-            stop_reading(c);
+        if (nread == UV_EOF) {
+            gw__stream_peer_done(c);
             return;
         }
-        if (nread == UV_EOF)
-            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed", NULL);
-        else
-            GW_STREAM_LOG(GW_LOG_INFO, c, "read error", "error=\"%s\"", uv_strerror((int)nread));
+        GW_STREAM_LOG(GW_LOG_INFO, c, "read error", "error=\"%s\"", uv_strerror((int)nread));
         gw_stream_close(c, "connection_lost", true);
         return;
     }

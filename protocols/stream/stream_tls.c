@@ -439,8 +439,10 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
         if (oe)
             ERR_error_string_n(oe, why, sizeof(why));
         ERR_clear_error();
-        if (e == SSL_ERROR_ZERO_RETURN) {
-            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed (TLS close_notify)", NULL);
+        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: as a half-close (EOF) */
+            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer sent TLS close_notify", NULL);
+            gw__stream_peer_done(c);
+            break;
         } else {
             char q[200];
             GW_STREAM_LOG(GW_LOG_INFO, c, "TLS error; closing", "error=%s",
