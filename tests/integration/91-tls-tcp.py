@@ -2,6 +2,7 @@
 import os
 import shutil
 import socket
+import ssl
 import struct
 import time
 
@@ -29,6 +30,55 @@ def reports(gw, dev):
 
 def online(gw, dev):
     return gw.scalar("SELECT count(*) FROM events WHERE device=? AND kind='online'", (dev,))
+
+
+def halfclose(port, ctx, data, n, timeout=10.0):
+    """Sends data and a TLS close_notify at once (an SSL object over memory BIOs), then reads
+    what the server still sends until it closes; the first n bytes of it."""
+    sock = socket.create_connection((g.HOST, port), timeout=timeout * g.SLOW)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+
+    def flush():
+        data_out = out.read()
+        if data_out:
+            sock.sendall(data_out)
+
+    try:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return b""
+                inc.write(chunk)
+        flush()
+        obj.write(data)
+        try:
+            obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        flush()  # the frames and the close_notify in one go
+        got = b""
+        deadline = time.monotonic() + timeout * g.SLOW
+        while len(got) < n and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            inc.write(chunk)
+            while True:
+                try:
+                    got += obj.read(65536)
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    break
+        return got[:n]
+    except (OSError, ssl.SSLError):
+        return b""
+    finally:
+        sock.close()
 
 
 def main(t):
@@ -78,6 +128,12 @@ def run(t, work):
     t.check(d.wait_closed(5), "oversized length field over TLS: connection closed")
     t.check(g.wait_until(lambda: gw.metric("tcp_bad_frames_total", reason="oversized") >= 1, 5),
             "tcp_bad_frames_total{reason=oversized} counted")
+
+    # --- TLS close_notify right after the frames: a half-close, the acks still come --------------
+    got = halfclose(port, ctx, b.meter_login(IDS[0], b.meter_secret(IDS[0]), seq=10) +
+                    b.meter_report(11, pulses=31) + b.meter_report(12, pulses=32), 30)
+    t.eq(got, b.meter_ack(10, 1) + b.meter_ack(11, 2) + b.meter_ack(12, 2),
+         "frames then close_notify: every ack still sent (half-close over TLS)")
 
     # --- a client certificate logs its device in without a login frame ----------------------------
     c_crt, c_key = ca.issue(IDS[1])
