@@ -80,8 +80,8 @@ static int parse_enum(const gw_cfg_field *f, const json_t *v, int *out, const ch
 
 /* One {"address": "...", "port": N, "product": "..."} into l ("product" is optional: binary
  * transports serve one product's framing per listener); returns the number of errors. */
-static int parse_listener(const json_t *obj, gw_listen *l, const char *file, const char *path,
-                          gw_diag *diag)
+static int parse_listener(const json_t *obj, gw_listen *l, bool tls_ok, const char *file,
+                          const char *path, gw_diag *diag)
 {
     char p[256];
     const char *key;
@@ -125,6 +125,12 @@ static int parse_listener(const json_t *obj, gw_listen *l, const char *file, con
             } else {
                 snprintf(l->product, sizeof(l->product), "%s", s);
             }
+        } else if (tls_ok && strcmp(key, "tls") == 0) {
+            if (!json_is_object(v)) {
+                gw_diag_add(diag, file, p, "must be an object");
+                errors++;
+            }
+            l->tls = true;
         } else {
             gw_diag_add(diag, file, p, "unknown key");
             errors++;
@@ -141,8 +147,8 @@ static int parse_listener(const json_t *obj, gw_listen *l, const char *file, con
     return errors;
 }
 
-static int parse_listeners(const json_t *v, gw_listen_list *out, const char *file, const char *path,
-                           gw_diag *diag)
+static int parse_listeners(const json_t *v, gw_listen_list *out, bool tls_ok, const char *file,
+                           const char *path, gw_diag *diag)
 {
     char p[256];
     int errors = 0;
@@ -159,7 +165,7 @@ static int parse_listeners(const json_t *v, gw_listen_list *out, const char *fil
     }
     for (size_t i = 0; i < n; i++) {
         gw_diag_pathf(p, sizeof(p), "%s[%zu]", path, i);
-        errors += parse_listener(json_array_get(v, i), &l[i], file, p, diag);
+        errors += parse_listener(json_array_get(v, i), &l[i], tls_ok, file, p, diag);
     }
     out->v = l;
     out->n = n;
@@ -244,7 +250,8 @@ static int parse_value(const gw_cfg_field *f, const json_t *v, void *dst, const 
     case GW_CFG_ENUM:
         return parse_enum(f, v, FIELD(dst, f, int), file, path, diag);
     case GW_CFG_LISTENERS:
-        return parse_listeners(v, FIELD(dst, f, gw_listen_list), file, path, diag);
+        return parse_listeners(v, FIELD(dst, f, gw_listen_list), f->min == GW_CFG_LISTEN_TLS, file,
+                               path, diag);
     case GW_CFG_JSON:
         *FIELD(dst, f, json_t *) = json_incref((json_t *)v);
         return 0;
@@ -415,6 +422,8 @@ void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
             fprintf(f, "%lld..%lld", (long long)x->min, (long long)x->max);
         } else if (x->type == GW_CFG_LISTENERS) {
             fputs("array of `{\"address\", \"port\"}` (tcp, udp: `\"product\"`)", f);
+            if (x->min == GW_CFG_LISTEN_TLS)
+                fputs("; each may have `\"tls\"` (below)", f);
         }
         fputs(" |\n", f);
     }

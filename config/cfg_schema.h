@@ -18,7 +18,9 @@ typedef enum gw_cfg_type {
     GW_CFG_BOOL,      /* bool */
     GW_CFG_STRING,    /* char * (strdup'd; freed by gw_cfg_free) */
     GW_CFG_ENUM,      /* int: index into enum_names */
-    GW_CFG_LISTENERS, /* gw_listen_list: array of {"address": "...", "port": N} */
+    GW_CFG_LISTENERS, /* gw_listen_list: array of {"address": "...", "port": N}; with min =
+                       * GW_CFG_LISTEN_TLS an entry may carry a "tls" object (its keys are
+                       * checked by the adapter: protocols/stream/stream_tls.h) */
     GW_CFG_JSON,      /* json_t * (new reference), no checks */
 } gw_cfg_type;
 
@@ -33,6 +35,8 @@ typedef struct gw_cfg_field {
     int64_t def;
     const char *def_str; /* strings: the default (NULL: none, or set by the caller) */
 } gw_cfg_field;
+
+#define GW_CFG_LISTEN_TLS 1
 
 /* Appended to a field's initialiser: the key's default, written once in the table. */
 #define GW_CFG_DEF(v)     true, (int64_t)(v), NULL

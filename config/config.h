@@ -17,6 +17,7 @@ typedef struct gw_listen {
     char address[64]; /* numeric IPv4 or IPv6 */
     uint16_t port;    /* 0: ephemeral (tests; the bound port is reported on --ready-fd) */
     char product[64]; /* binary transports: the product this listener serves ("" if none) */
+    bool tls;         /* MQTT/TCP: the entry has a "tls" object (parsed by the adapter) */
 } gw_listen;
 
 typedef struct gw_device {

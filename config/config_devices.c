@@ -44,7 +44,7 @@ static void check_hashed(gw__config_ctx *x, const gw_config *c, const char *file
         gw__config_err(x, file, p, "not a valid " GW_SECRET_HASH_PREFIX " hash: %s", why);
     else if (d->product && gw_config_secret_in_clear(c, d->product))
         gw__config_err(x, file, p,
-                       "product \"%s\" keys DTLS-PSK or frame MACs with the secret itself: it "
+                       "product \"%s\" keys (D)TLS-PSK or frame MACs with the secret itself: it "
                        "must be stored in clear, not as a hash",
                        d->product->id);
 }
@@ -135,8 +135,29 @@ done:
     json_decref(root);
 }
 
+/* A listener of adapter (its "listeners") with "tls": {"psk": true} serving p: MQTT listeners
+ * serve every mqtt product, a TCP listener its "product". */
+static bool psk_listener(const gw_config *c, const gw_product *p, const char *adapter)
+{
+    const json_t *ls = json_object_get(json_object_get(c->adapters, adapter), "listeners");
+    size_t i;
+    const json_t *e;
+    json_array_foreach(ls, i, e)
+    {
+        const json_t *prod = json_object_get(e, "product");
+        if (json_is_true(json_object_get(json_object_get(e, "tls"), "psk")) &&
+            (strcmp(adapter, "mqtt") == 0 ||
+             (json_is_string(prod) && strcmp(json_string_value(prod), p->id) == 0)))
+            return true;
+    }
+    return false;
+}
+
 bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p)
 {
+    if (p->protocol && (strcmp(p->protocol, "mqtt") == 0 || strcmp(p->protocol, "tcp") == 0) &&
+        p->id && psk_listener(c, p, p->protocol)) /* TLS-PSK: key = the secret */
+        return true;
     if (p->protocol && strcmp(p->protocol, "coap") == 0) { /* DTLS-PSK: key = the secret */
         const json_t *dl = json_object_get(json_object_get(c->adapters, "coap"), "dtls_listeners");
         if (json_is_array(dl) && json_array_size(dl) > 0)

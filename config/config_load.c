@@ -479,6 +479,10 @@ void gw_config_reference(FILE *f, const gw_config_plugins *plugins)
                      ad.name);
             if (fields)
                 gw_cfg_reference(f, path, fields);
+            if (!auth && ad.listener_tls_fields) {
+                snprintf(path, sizeof(path), "adapters.%s.listeners[].tls", ad.name);
+                gw_cfg_reference(f, path, ad.listener_tls_fields);
+            }
         }
     }
     gw__config_product_reference(f);

@@ -498,7 +498,8 @@ static void parse_functions(prod_ctx *pc, const json_t *arr, gw_product *p)
 typedef struct auth_file {
     int mode;
 } auth_file;
-static const char *const auth_modes[] = {"device-secret", NULL};
+static const char *const auth_modes[] = {"device-secret", "secret", "certificate",
+                                         "certificate-or-secret", NULL};
 static const gw_cfg_field auth_fields[] = {
     {"mode", GW_CFG_ENUM, offsetof(auth_file, mode), 0, 0, auth_modes, true},
     {NULL, 0, 0, 0, 0, NULL, false},
@@ -548,6 +549,9 @@ static void parse_auth(prod_ctx *pc, const json_t *v, gw_product *p)
         pc->x->errors +=
             gw_cfg_parse(auth_fields, core ? core : v, &a, pc->file, "auth", pc->x->diag);
         gw_cfg_free(auth_fields, &a);
+        p->auth_mode = a.mode == 2   ? GW_AUTH_CERT
+                       : a.mode == 3 ? GW_AUTH_CERT_OR_SECRET
+                                     : GW_AUTH_SECRET;
     }
     if (p->adapter_data)
         pc->x->errors += gw_cfg_parse(own, mine, p->adapter_data, pc->file, "auth", pc->x->diag);

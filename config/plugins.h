@@ -31,6 +31,7 @@ typedef struct gw_config_adapter {
     const gw_cfg_field *product_auth_fields; /* keys of a product's "auth" it owns (NULL: none) */
     size_t product_data_size;                /* the block product_auth_fields are parsed into */
     const gw_listen_key *listen_keys;        /* NULL: none */
+    const gw_cfg_field *listener_tls_fields; /* keys of a listener's "tls" (NULL: no TLS) */
     const void *ops;                         /* opaque, for adapter_check */
 } gw_config_adapter;
 

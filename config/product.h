@@ -72,6 +72,8 @@ typedef struct gw_function_spec {
 
 struct gw_codec_ops;
 
+enum { GW_AUTH_SECRET, GW_AUTH_CERT, GW_AUTH_CERT_OR_SECRET };
+
 typedef struct gw_product {
     char *id;
     char *name;
@@ -93,6 +95,10 @@ typedef struct gw_product {
      * answered at once with an error (default), or queued up to ttl_ms for its next session. */
     bool cmd_queue_offline;
     uint32_t cmd_ttl_ms;
+    /* "auth": {"mode": ...}: GW_AUTH_SECRET ("device-secret", "secret": the secret is always
+     * checked), GW_AUTH_CERT ("certificate": only a TLS client certificate naming the device),
+     * GW_AUTH_CERT_OR_SECRET (a certificate naming the device, or the secret) */
+    uint8_t auth_mode;
     /* The protocol adapter's per-product data: the keys of "auth" it owns (its
      * product_auth_fields, e.g. CoAP's coap_query_token), parsed by the config loader. */
     void *adapter_data;

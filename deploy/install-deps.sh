@@ -16,14 +16,22 @@ PKGS=(
   chromium chromium-driver python3-selenium
 )
 
+# The shipped config's MQTT-over-TLS listener (8883) needs a certificate: a throwaway one is made
+# if missing (after the packages, which bring openssl).
+example_certs() { "$(dirname "$0")/make-example-certs.sh"; }
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  example_certs
+  exit 0
+fi
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "install-deps: installing ${missing[*]}" >&2
 $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+example_certs

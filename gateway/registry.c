@@ -127,6 +127,7 @@ static int describe(const gw_adapter_ops *ops, gw_config_adapter *out)
                                .product_auth_fields = ops->product_auth_fields,
                                .product_data_size = ops->product_data_size,
                                .listen_keys = ops->listen_keys,
+                               .listener_tls_fields = ops->listener_tls_fields,
                                .ops = ops};
     return 0;
 }

@@ -69,6 +69,12 @@ struct gw_adapter_ops {
      * (nothing done: needs a restart), or a negative code (a listener could not be bound: logged,
      * the others applied). */
     int (*relisten)(gw_adapter *a, const json_t *section, const struct gw_config *gcfg);
+    /* Hot reload, main thread, after every reload that was applied (NULL: nothing to do): e.g.
+     * TLS certificates, keys, CAs and CRLs read again from their files. */
+    void (*reloaded)(gw_adapter *a, const struct gw_config *gcfg);
+    /* The keys of a listener's "tls" object (NULL: its listeners take no "tls"), for the config
+     * reference; the adapter parses them (protocols/stream/stream_tls.h). */
+    const gw_cfg_field *listener_tls_fields;
 };
 
 /* For init: registers the adapter's metrics (once), then parses section into cfg (the defaults

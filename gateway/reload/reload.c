@@ -365,6 +365,9 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report, uint64_t t0)
         gw_runtime_switch(rl->rt, next);
     if (d && restart)
         relisten_adapters(rl, prev, next, d, restart);
+    for (unsigned i = 0; rl->rt && i < rl->rt->n_adapters; i++) /* e.g. TLS files read again */
+        if (rl->rt->adapters[i].ops->reloaded)
+            rl->rt->adapters[i].ops->reloaded(&rl->rt->adapters[i], next);
     /* only the current generation's documents are read (the device API, main thread): a replaced
      * one may live on (the start-up one does, for its settings), without them */
     json_decref(rl->cur->devices_json);

@@ -79,6 +79,18 @@ static bool plain(unsigned m)
            (m >= GW_M__CORE_END && m < n_metrics);
 }
 
+static size_t (*renderers[8])(char *buf, size_t cap);
+static unsigned n_renderers;
+
+void gw_metrics_add_renderer(size_t (*fn)(char *buf, size_t cap))
+{
+    for (unsigned i = 0; i < n_renderers; i++)
+        if (renderers[i] == fn)
+            return;
+    if (n_renderers < 8)
+        renderers[n_renderers++] = fn;
+}
+
 size_t gw_metrics_render(char *buf, size_t cap)
 {
     size_t n = 0;
@@ -110,6 +122,8 @@ size_t gw_metrics_render(char *buf, size_t cap)
     for (int r = 1; r < GW_R__COUNT; r++)
         EMIT("iotgw_messages_rejected_total{reason=\"%s\"} %lld\n", gw_reason_name((gw_reason)r),
              (long long)gw_metric_get((gw_metric)(GW_M__REJECT_BASE + r)));
+    for (unsigned i = 0; i < n_renderers && n < cap; i++)
+        n += renderers[i](buf + n, cap - n);
 #undef EMIT
     return n < cap ? n : cap;
 }

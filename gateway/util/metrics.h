@@ -140,5 +140,8 @@ int64_t gw_metric_get(gw_metric m);
 
 /* Prometheus text exposition of every metric into buf; returns the length (truncated at cap). */
 size_t gw_metrics_render(char *buf, size_t cap);
+/* Adds a renderer of metrics whose labels are known only at run time (e.g. one gauge per TLS
+ * listener), appended by gw_metrics_render. Main thread, before the loops run; at most 8. */
+void gw_metrics_add_renderer(size_t (*fn)(char *buf, size_t cap));
 
 #endif

@@ -18,7 +18,8 @@ const gw_metric_def gw__mqtt_metrics[] = {GW_MQTT_METRICS(GW_METRIC_DEF)
                                               GW_MQTT_ERRORS(GW_MQTT_E_DEF){NULL, NULL, NULL}};
 
 static const gw_cfg_field mqtt_fields[] = {
-    {"listeners", GW_CFG_LISTENERS, offsetof(gw__mqtt_cfg, listeners), 0, 0, NULL, true},
+    {"listeners", GW_CFG_LISTENERS, offsetof(gw__mqtt_cfg, listeners), GW_CFG_LISTEN_TLS, 0, NULL,
+     true},
     {"max_packet_size", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, max_packet_size), 64, 268435455, NULL,
      false, GW_CFG_DEF(262144)},
     {"connect_timeout_ms", GW_CFG_UINT32, offsetof(gw__mqtt_cfg, connect_timeout_ms), 100, 600000,
@@ -57,6 +58,10 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
             return GW_ECONFIG;
         }
     }
+    int terr =
+        gw_stream_tls_setup(cfg, "listeners", &ad->cfg.listeners, "mqtt", gcfg, diag, &ad->tls);
+    if (terr)
+        return terr < 0 ? GW_ENOMEM : GW_ECONFIG;
     if (gw__mqtt_sessions_init(&ad->sessions, gcfg->device_cap, ad->cfg.session_expiry_s) != 0)
         return GW_ENOMEM;
     ad->bound_ports =
@@ -69,7 +74,7 @@ static int mqtt_start(gw_adapter *a, gw_loop *loop)
     gw__mqtt_adapter *ad = a->state;
     gw__mqtt_sessions_start(&ad->sessions, loop);
     return gw_stream_start(a, loop, &gw__mqtt_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
-                           ad->cfg.max_inflight, &ad->cfg.out);
+                           ad->cfg.max_inflight, &ad->cfg.out, ad->tls);
 }
 
 static void mqtt_close_sessions(gw_adapter *a, gw_loop *loop)
@@ -84,11 +89,19 @@ static void mqtt_uninit(gw_adapter *a)
     if (!ad)
         return;
     gw_stream_free_all(a);
+    gw_stream_tls_free_all(ad->tls, ad->cfg.listeners.n);
     gw__mqtt_sessions_free(&ad->sessions);
     gw_cfg_free(mqtt_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->bound_ports);
     gw_free(GW_AREA_RUNTIME, ad);
     a->state = NULL;
+}
+
+static void mqtt_reloaded(gw_adapter *a, const gw_config *gcfg)
+{
+    gw__mqtt_adapter *ad = a->state;
+    (void)gcfg;
+    gw_stream_tls_reload(ad->tls, ad->cfg.listeners.n);
 }
 
 static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_TCP}, {NULL, 0}};
@@ -101,6 +114,8 @@ const gw_adapter_ops gw_adapter_mqtt_ops = {
     .stop = gw_stream_stop,
     .close_sessions = mqtt_close_sessions,
     .uninit = mqtt_uninit,
+    .reloaded = mqtt_reloaded,
+    .listener_tls_fields = gw_stream_tls_fields,
     .listen_keys = listen_keys,
     .cfg_fields = mqtt_fields,
     .metrics = gw__mqtt_metrics,

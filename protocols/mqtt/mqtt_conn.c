@@ -180,6 +180,14 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
             return -1;
         }
     }
+    /* TLS: a client certificate (or a PSK) named a device: the client id must be that one */
+    int by = GW_TLS_BY_NONE;
+    const char *tid = gw_stream_tls_identity(&c->s, &by);
+    if (tid && (cn.client_id.len != strlen(tid) || memcmp(cn.client_id.p, tid, cn.client_id.len))) {
+        gw_stream_auth_failed(&c->s);
+        refuse(c, 5, GW_M_MQTT_AUTH_CERT, "identity_mismatch", cn.client_id.p, cn.client_id.len);
+        return -1;
+    }
     const gw_device *dev = gw_config_device_n(cfg, cn.client_id.p, cn.client_id.len);
     if (!dev) {
         gw_stream_auth_failed(&c->s);
@@ -187,9 +195,23 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
         return -1;
     }
     const char *pid = dev->product->id;
-    if (!cn.has_username || !cn.has_password || cn.username.len != strlen(pid) ||
-        memcmp(cn.username.p, pid, cn.username.len) != 0 ||
-        !gw_secret_check(dev->secret, cn.password, cn.password_len)) {
+    int mode = dev->product->auth_mode;
+    if (mode == GW_AUTH_CERT && by != GW_TLS_BY_CERT) {
+        gw_stream_auth_failed(&c->s);
+        refuse(c, 5, GW_M_MQTT_AUTH_CERT, "certificate_required", cn.client_id.p, cn.client_id.len);
+        return -1;
+    }
+    /* the password is optional when a certificate the product accepts, or the PSK (the secret
+     * itself), identified the device */
+    bool need_secret =
+        mode == GW_AUTH_SECRET ? by != GW_TLS_BY_PSK : mode == GW_AUTH_CERT_OR_SECRET && !tid;
+    if (!dev->product->protocol || strcmp(dev->product->protocol, "mqtt") != 0)
+        need_secret = true; /* a TLS identity logs in only devices of MQTT products */
+    bool user_ok = cn.has_username ? cn.username.len == strlen(pid) &&
+                                         memcmp(cn.username.p, pid, cn.username.len) == 0
+                                   : !need_secret;
+    if (!user_ok || (need_secret && (!cn.has_password || !gw_secret_check(dev->secret, cn.password,
+                                                                          cn.password_len)))) {
         gw_stream_auth_failed(&c->s);
         refuse(c, 4, GW_M_MQTT_AUTH_BAD_CRED, "bad_credentials", cn.client_id.p, cn.client_id.len);
         return -1;

@@ -17,6 +17,7 @@
       "CONNECTs refused: bad credentials, unknown device, identifier rejected")                    \
     X(GW_M_MQTT_AUTH_UNKNOWN, "mqtt_auth_failures_total{reason=\"unknown_device\"}", NULL)         \
     X(GW_M_MQTT_AUTH_CLIENTID, "mqtt_auth_failures_total{reason=\"identifier_rejected\"}", NULL)   \
+    X(GW_M_MQTT_AUTH_CERT, "mqtt_auth_failures_total{reason=\"certificate\"}", NULL)               \
     X(GW_M_MQTT_ACL_PUB, "mqtt_acl_denied_total{op=\"publish\"}",                                  \
       "publishes or subscriptions outside the device's topics")                                    \
     X(GW_M_MQTT_ACL_SUB, "mqtt_acl_denied_total{op=\"subscribe\"}", NULL)                          \

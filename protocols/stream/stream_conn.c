@@ -143,6 +143,53 @@ static void pause_for_output(gw_stream_conn *c)
     gw__stream_stop_reading(c);
 }
 
+void gw__stream_write(gw_stream_conn *c, const uint8_t *p, size_t len)
+{
+    if (!len || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+    int n = queued ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+        n = 0;
+    if (n < 0) {
+        c->out_len = 0;
+        gw_stream_close(c, "connection_lost", true);
+        return;
+    }
+    if ((size_t)n < len) {
+        size_t rest = len - (size_t)n;
+        if (queued + rest > c->sl->out.hard_limit) {
+            gw__stream_out_overflow(c, "hard_limit");
+            return;
+        }
+        /* The loop's bound: the connection that would take the loop's queued output past it is
+         * closed (a peer that reads keeps up through uv_try_write and queues nothing). */
+        if (c->sl->out_queued + rest > c->sl->out.loop_limit) {
+            gw__stream_out_overflow(c, "loop_limit");
+            return;
+        }
+        write_req *w = gw_malloc(GW_AREA_OUTPUT, sizeof(*w) + rest);
+        if (!w) {
+            gw_stream_close(c, "connection_lost", false);
+            return;
+        }
+        memcpy(w->data, p + n, rest);
+        w->c = c;
+        w->len = rest;
+        gw_session_retain(&c->base);
+        if (!queued)
+            c->out_progress = uv_now(&c->sl->loop->uv);
+        b = uv_buf_init((char *)w->data, (unsigned)rest);
+        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+            gw_free(GW_AREA_OUTPUT, w);
+            gw_session_release(&c->base);
+        } else {
+            c->sl->out_queued += rest;
+        }
+    }
+}
+
 /* Writes what is pending: uv_try_write first (no copy, no request), a queued write for the rest.
  * Output over the hard limit closes the connection; over high water, it stops being read. */
 void gw_stream_flush(gw_stream_conn *c)
@@ -160,46 +207,23 @@ void gw_stream_flush(gw_stream_conn *c)
     }
     if (!c->out_len || uv_is_closing((uv_handle_t *)&c->tcp))
         goto done;
-    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    uv_buf_t b = uv_buf_init((char *)c->out, c->out_len);
-    int n = queued ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n == UV_EAGAIN)
-        n = 0;
-    if (n < 0) {
-        c->out_len = 0;
-        gw_stream_close(c, "connection_lost", true);
-        goto done;
-    }
-    if ((uint32_t)n < c->out_len) {
-        size_t rest = c->out_len - (size_t)n;
-        if (queued + rest > c->sl->out.hard_limit) {
-            gw__stream_out_overflow(c, "hard_limit");
+    if (c->tls) { /* the bounds below apply to the ciphertext */
+        const uint8_t *p;
+        size_t n;
+        if (gw__stream_tls_encrypt(c, &p, &n) != 0) {
+            c->out_len = 0;
+            gw_stream_close(c, "out_of_memory", false);
             goto done;
         }
-        /* The loop's bound: the connection that would take the loop's queued output past it is
-         * closed (a peer that reads keeps up through uv_try_write and queues nothing). */
-        if (c->sl->out_queued + rest > c->sl->out.loop_limit) {
-            gw__stream_out_overflow(c, "loop_limit");
-            goto done;
+        gw__stream_write(c, p, n);
+        c->sl->tls_out_len = 0;
+        if (c->sl->tls_out_cap > 262144) { /* a large flush: do not keep its scratch */
+            gw_free(GW_AREA_OUTPUT, c->sl->tls_out);
+            c->sl->tls_out = NULL;
+            c->sl->tls_out_cap = 0;
         }
-        write_req *w = gw_malloc(GW_AREA_OUTPUT, sizeof(*w) + rest);
-        if (!w) {
-            gw_stream_close(c, "connection_lost", false);
-            goto done;
-        }
-        memcpy(w->data, c->out + n, rest);
-        w->c = c;
-        w->len = rest;
-        gw_session_retain(&c->base);
-        if (!queued)
-            c->out_progress = uv_now(&c->sl->loop->uv);
-        b = uv_buf_init((char *)w->data, (unsigned)rest);
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
-            gw_free(GW_AREA_OUTPUT, w);
-            gw_session_release(&c->base);
-        } else {
-            c->sl->out_queued += rest;
-        }
+    } else {
+        gw__stream_write(c, c->out, c->out_len);
     }
 done:
     /* An idle connection keeps no output buffer: what was not written went to a write request. */
@@ -440,7 +464,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gw_stream_conn *c = h->data;
     (void)suggested;
-    if (c->in_len) { /* continue a partial unit in the connection's own buffer */
+    if (c->in_len && !c->tls) {
+        /* (TLS: ciphertext goes to OpenSSL, c->in holds plaintext) */ /* continue a partial unit in
+                                                                          the connection's own
+                                                                          buffer */
         size_t need = c->in_need > c->in_len ? c->in_need : c->in_len + IN_MIN;
         if (need > c->in_cap) {
             uint8_t *b = gw_realloc(GW_AREA_SESSION, c->in, need);
@@ -456,28 +483,39 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(l->rbuf, (unsigned)l->rbuf_size);
 }
 
+void gw__stream_peer_done(gw_stream_conn *c)
+{
+    if (c->state == GW_STREAM_OPEN && (c->ack_n || c->paused_bp)) {
+        /* Half-closed: it may still read; answer what it sent before closing. */
+        GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed its side; finishing acks", NULL);
+        c->eof = true;
+        stop_reading(c);
+        return;
+    }
+    GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed", NULL);
+    gw_stream_close(c, "connection_lost", true);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     gw_stream_conn *c = stream->data;
+    if (nread < 0 && c->tls)
+        gw__stream_tls_eof(c);
     if (nread < 0) {
-        if (nread == UV_EOF && c->state == GW_STREAM_OPEN && (c->ack_n || c->paused_bp)) {
-            /* Half-closed: it may still read; answer what it sent before closing. */
-            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed its side; finishing acks", NULL);
-            c->eof = true;
-            stop_reading(c);
+        if (nread == UV_EOF) {
+            gw__stream_peer_done(c);
             return;
         }
-        if (nread == UV_EOF)
-            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer closed", NULL);
-        else
-            GW_STREAM_LOG(GW_LOG_INFO, c, "read error", "error=\"%s\"", uv_strerror((int)nread));
+        GW_STREAM_LOG(GW_LOG_INFO, c, "read error", "error=\"%s\"", uv_strerror((int)nread));
         gw_stream_close(c, "connection_lost", true);
         return;
     }
     if (nread == 0)
         return;
     size_t used;
-    if (buf->base == c->sl->loop->rbuf) { /* fresh data in the loop's shared buffer */
+    if (c->tls) {
+        gw__stream_tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
+    } else if (buf->base == c->sl->loop->rbuf) { /* fresh data in the loop's shared buffer */
         used = run_process(c, (const uint8_t *)buf->base, (size_t)nread);
         if (c->state != GW_STREAM_CLOSING && used < (size_t)nread &&
             keep_input(c, (const uint8_t *)buf->base + used, (size_t)nread - used)) {
@@ -497,6 +535,37 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     release_input(c);
     if (must_stop_reading(c))
         stop_reading(c);
+}
+
+void gw__stream_feed(gw_stream_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    if (c->in_len == 0) {
+        size_t used = run_process(c, p, n);
+        if (c->state != GW_STREAM_CLOSING && used < n && keep_input(c, p + used, n - used))
+            gw_stream_close(c, "out_of_memory", false);
+        return;
+    }
+    if (c->in_len + n > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : IN_MIN;
+        while (cap < c->in_len + n)
+            cap *= 2;
+        uint8_t *b = gw_realloc(GW_AREA_SESSION, c->in, cap);
+        if (!b) {
+            gw_stream_close(c, "out_of_memory", false);
+            return;
+        }
+        c->in = b;
+        c->in_cap = (uint32_t)cap;
+    }
+    memcpy(c->in + c->in_len, p, n);
+    c->in_len += (uint32_t)n;
+    size_t used = run_process(c, c->in, c->in_len);
+    if (c->state != GW_STREAM_CLOSING) {
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= (uint32_t)used;
+    }
 }
 
 static void start_reading(gw_stream_conn *c)
@@ -611,6 +680,8 @@ static void on_closed(uv_handle_t *h)
         c->in_list = false;
     }
     gw_metric_add(GW_M_CONN_ACTIVE, -1);
+    if (c->tls)
+        gw__stream_tls_free(c); /* the session's memory goes now, not with the last reference */
     if (c->admitted)
         gw_limits_release(sl->loop->rt->limits, &c->src.sa);
     gw_session_release(&c->base);
@@ -629,19 +700,20 @@ void gw_stream_close(gw_stream_conn *c, const char *reason, bool will)
     }
     if (c->out_len)
         gw_stream_flush(c);
+    if (c->tls)
+        gw__stream_tls_shutdown(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
 /* A refused connection is logged at most once a second per loop (a flood must not flood the log);
  * every one is counted. */
-static void limited_log(gw_stream_conn *c, gw_limit_verdict v)
+static void limited_log(gw_stream_conn *c, const char *msg, const char *reason)
 {
     uint64_t now = uv_now(&c->sl->loop->uv);
     if (now - c->sl->last_limit_log < 1000 && c->sl->last_limit_log)
         return;
     c->sl->last_limit_log = now;
-    GW_STREAM_LOG(GW_LOG_WARN, c, "connection refused by a per-source limit", "reason=%s",
-                  gw_limit_reason(v));
+    GW_STREAM_LOG(GW_LOG_WARN, c, msg, "reason=%s", reason);
 }
 
 void gw_stream_auth_failed(gw_stream_conn *c)
@@ -706,12 +778,19 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
     if (lim && uv_tcp_getpeername(&c->tcp, &c->src.sa, &slen) == 0) {
         gw_limit_verdict v = gw_limits_admit(lim, &c->src.sa, uv_hrtime() / 1000000);
         if (v != GW_LIMIT_OK) {
-            limited_log(c, v);
+            limited_log(c, "connection refused by a per-source limit", gw_limit_reason(v));
             c->state = GW_STREAM_CLOSING;
             uv_close((uv_handle_t *)&c->tcp, on_closed);
             return;
         }
         c->admitted = true;
+    }
+    if (srv->tls && !gw__stream_tls_admit(srv->tls)) { /* the listener's handshake rate */
+        limited_log(c, "TLS handshake refused: the listener's handshake rate is exceeded",
+                    "handshake_rate");
+        c->state = GW_STREAM_CLOSING;
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
     }
     gw_metric_inc(GW_M_CONN_ACCEPTED);
     uv_tcp_nodelay(&c->tcp, 1);
@@ -720,7 +799,21 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
         sl->conns->prev = c;
     sl->conns = c;
     c->in_list = true;
-    if (sl->ops->opened)
-        sl->ops->opened(c);
+    if (srv->tls) { /* the adapter sees the connection once the handshake is done */
+        if (gw__stream_tls_open(c, srv->tls) != 0) {
+            gw_stream_close(c, "out_of_memory", false);
+            return;
+        }
+        start_reading(c);
+        return;
+    }
+    gw__stream_opened(c);
+}
+
+void gw__stream_opened(gw_stream_conn *c)
+{
+    c->deadline = 0;
+    if (c->sl->ops->opened)
+        c->sl->ops->opened(c);
     start_reading(c);
 }

@@ -18,6 +18,7 @@
 #include "../../gateway/util/metrics.h"
 #include "../../gateway/core/runtime.h"
 #include "../../gateway/core/session.h"
+#include "stream_tls.h"
 
 typedef struct gw_stream_conn gw_stream_conn;
 typedef struct gw_stream_loop gw_stream_loop;
@@ -100,7 +101,8 @@ typedef struct gw_stream_server {
     /* added at run time (gw_stream_listen_add): the adapter's data for what it serves, handed to
      * each connection it accepts (gw_stream_conn.serve); NULL for the start-up listeners */
     const void *serve;
-    gw_listen at; /* as configured (port 0: ephemeral), to find it again */
+    gw_listen at;       /* as configured (port 0: ephemeral), to find it again */
+    gw_stream_tls *tls; /* TLS settings and context (NULL: plain) */
     bool closed;
     struct gw_stream_server *extra_next; /* the run-time ones (sl->extra) */
 } gw_stream_server;
@@ -123,6 +125,11 @@ struct gw_stream_loop {
     gw_stream_conn *out_ready; /* paused for output, now below low water (via onext, retained) */
     uv_timer_t out_kick;       /* resumes out_ready on the next iteration */
     uint64_t last_limit_log;   /* uv_now of the last "refused by a per-source limit" line */
+    /* TLS scratch (allocated on the first TLS connection): decrypted bytes of one record, and
+     * the ciphertext of one flush until it is written */
+    uint8_t *tls_plain;
+    uint8_t *tls_out;
+    size_t tls_out_len, tls_out_cap;
     bool stopping;
 };
 
@@ -147,8 +154,9 @@ struct gw_stream_conn {
     } src;             /* the peer, as admitted by the per-source limits (released at close) */
     uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
     const void *serve; /* that listener's serve data if it was added at run time, else NULL */
-    uint8_t state;     /* GW_STREAM_* */
-    bool admitted;     /* counted in the per-source limits */
+    gw__stream_tls_conn *tls; /* TLS state (NULL: plain) */
+    uint8_t state;            /* GW_STREAM_* */
+    bool admitted;            /* counted in the per-source limits */
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
     bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
     bool paused_out, out_listed, out_overflow; /* output over high water / listed / over limit */
@@ -175,10 +183,11 @@ void gw__stream_destroy(gw_session *s);
 /* ---- per loop (adapter ops glue) ---- */
 
 /* Allocates the loop state, starts the sweep timer and listens on every listener (SO_REUSEPORT;
- * bound_ports[i], shared by every loop, is set by the first loop and reported for --ready-fd). */
+ * bound_ports[i], shared by every loop, is set by the first loop and reported for --ready-fd).
+ * tls: NULL, or per listener its TLS (NULL: plain), from gw_stream_tls_setup. */
 int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
                     const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight,
-                    const gw_stream_out_cfg *out);
+                    const gw_stream_out_cfg *out, gw_stream_tls *const *tls);
 gw_stream_loop *gw_stream_loop_of(gw_adapter *a, gw_loop *loop);
 /* Back-pressure lifted: every connection paused for it parses what it held and reads again. */
 void gw_stream_resume_all(gw_adapter *a, gw_loop *loop);

@@ -13,5 +13,15 @@ void gw__stream_stop_reading(gw_stream_conn *c);
 void gw__stream_out_kick(uv_timer_t *t);
 void gw__stream_out_sweep(gw_stream_conn *c, uint64_t now);
 void gw__stream_out_overflow(gw_stream_conn *c, const char *why);
+/* Bytes for the adapter's parser that did not come in the connection's own input buffer (TLS:
+ * decrypted): parsed, the rest kept in c->in. */
+void gw__stream_feed(gw_stream_conn *c, const uint8_t *p, size_t n);
+/* Bytes onto the socket (uv_try_write, a queued write for the rest), within the output bounds. */
+void gw__stream_write(gw_stream_conn *c, const uint8_t *p, size_t n);
+/* The peer sends no more (EOF, or a TLS close_notify): with acks or parsing still pending the
+ * connection half-closes (answers them, then closes), else it closes now. */
+void gw__stream_peer_done(gw_stream_conn *c);
+/* The adapter's first deadline and reading once the connection is ready (TLS: handshake done). */
+void gw__stream_opened(gw_stream_conn *c);
 
 #endif

@@ -29,7 +29,10 @@ static void on_sweep(uv_timer_t *t)
         gw__stream_out_sweep(c, now);
         if (!c->deadline || now < c->deadline || c->state == GW_STREAM_CLOSING)
             continue;
-        sl->ops->expired(c);
+        if (c->tls && !gw__stream_tls_ready(c))
+            gw__stream_tls_expired(c);
+        else
+            sl->ops->expired(c);
     }
 }
 
@@ -50,6 +53,8 @@ static int listen_on(gw_stream_loop *sl, gw_stream_server *srv, const gw_listen 
     }
     if (!*bound) { /* the first loop bound it: the others share its port */
         *bound = port;
+        if (srv->tls)
+            gw_stream_tls_set_port(srv->tls, port);
         gw_runtime_report_listener(sl->loop->rt, area, li->address, port, li->product);
     }
     return 0;
@@ -150,7 +155,7 @@ int gw_stream_out_check(const gw_stream_out_cfg *o, const char *file, const char
 
 int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
                     const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight,
-                    const gw_stream_out_cfg *out)
+                    const gw_stream_out_cfg *out, gw_stream_tls *const *tls)
 {
     gw_stream_loop *sl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*sl));
     if (!sl)
@@ -174,6 +179,7 @@ int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void
     uv_timer_init(&loop->uv, &sl->out_kick);
     sl->out_kick.data = sl;
     for (size_t i = 0; i < sl->n_servers; i++) {
+        sl->servers[i].tls = tls ? tls[i] : NULL;
         int rc = listen_one(sl, &ls->v[i], &bound_ports[i], (uint32_t)i);
         if (rc)
             return rc;
@@ -246,6 +252,8 @@ void gw_stream_free_all(gw_adapter *a)
                 sl->extra = next;
             }
             gw_free(GW_AREA_RUNTIME, sl->servers);
+            gw_free(GW_AREA_SESSION, sl->tls_plain);
+            gw_free(GW_AREA_OUTPUT, sl->tls_out);
             gw_free(GW_AREA_RUNTIME, sl);
             rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
         }

@@ -17,7 +17,8 @@ GW_TCP_METRICS(GW_METRIC_HANDLE_DEF)
 const gw_metric_def gw__tcp_metrics[] = {GW_TCP_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
 
 static const gw_cfg_field tcp_fields[] = {
-    {"listeners", GW_CFG_LISTENERS, offsetof(gw__tcp_cfg, listeners), 0, 0, NULL, true},
+    {"listeners", GW_CFG_LISTENERS, offsetof(gw__tcp_cfg, listeners), GW_CFG_LISTEN_TLS, 0, NULL,
+     true},
     {"login_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, login_timeout_ms), 100, 3600000, NULL,
      false, GW_CFG_DEF(10000)},
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, idle_timeout_ms), 100, 86400000, NULL,
@@ -89,7 +90,12 @@ static int tcp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     ad->bound_ports = gw_calloc(GW_AREA_RUNTIME, n, sizeof(uint16_t));
     if (!ad->serve || !ad->bound_ports)
         return GW_ENOMEM;
-    int errors = 0;
+    int errors =
+        gw_stream_tls_setup(cfg, "listeners", &ad->cfg.listeners, "tcp", gcfg, diag, &ad->tls);
+    if (errors < 0)
+        return GW_ENOMEM;
+    ad->tls_n = ad->cfg.listeners.n;
+    ad->section = json_incref((json_t *)cfg);
     for (size_t i = 0; i < ad->cfg.listeners.n; i++)
         errors += check_listener(ad, i, gcfg, diag);
     for (size_t j = 0; j < gcfg->n_products; j++) { /* every tcp product needs a port */
@@ -112,7 +118,7 @@ static int tcp_start(gw_adapter *a, gw_loop *loop)
 {
     gw__tcp_adapter *ad = a->state;
     return gw_stream_start(a, loop, &gw__tcp_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
-                           ad->cfg.max_inflight, &ad->cfg.out);
+                           ad->cfg.max_inflight, &ad->cfg.out, ad->tls);
 }
 
 /* ---- hot reload: listeners added and removed ---- */
@@ -121,9 +127,42 @@ static bool listed(const gw_listen_list *ls, const gw_listen *li)
 {
     for (size_t i = 0; i < ls->n; i++)
         if (ls->v[i].port == li->port && strcmp(ls->v[i].address, li->address) == 0 &&
-            strcmp(ls->v[i].product, li->product) == 0)
+            strcmp(ls->v[i].product, li->product) == 0 && ls->v[i].tls == li->tls)
             return true;
     return false;
+}
+
+/* A reload may add and remove plain listeners; any change touching a TLS listener (added,
+ * removed, its "tls" object changed) needs a restart. */
+static bool tls_unchanged(const json_t *old_section, const json_t *new_section)
+{
+    const json_t *a = json_object_get(old_section, "listeners");
+    const json_t *b = json_object_get(new_section, "listeners");
+    size_t i;
+    const json_t *e;
+    json_array_foreach(a, i, e)
+    {
+        if (!json_object_get(e, "tls"))
+            continue;
+        bool same = false;
+        size_t j;
+        const json_t *f;
+        json_array_foreach(b, j, f) same = same || json_equal(e, f);
+        if (!same)
+            return false;
+    }
+    json_array_foreach(b, i, e)
+    {
+        if (!json_object_get(e, "tls"))
+            continue;
+        bool same = false;
+        size_t j;
+        const json_t *f;
+        json_array_foreach(a, j, f) same = same || json_equal(e, f);
+        if (!same)
+            return false;
+    }
+    return true;
 }
 
 static bool same_settings(const gw__tcp_cfg *x, const gw__tcp_cfg *y)
@@ -169,7 +208,8 @@ static int tcp_relisten(gw_adapter *a, const json_t *section, const gw_config *g
     int rc = 0;
 
     memset(&nc, 0, sizeof(nc));
-    if (gw_adapter_parse_config(a, section, &nc, gcfg, &diag) != 0 || !same_settings(&ad->cfg, &nc))
+    if (gw_adapter_parse_config(a, section, &nc, gcfg, &diag) != 0 ||
+        !same_settings(&ad->cfg, &nc) || !tls_unchanged(ad->section, section))
         goto fail; /* (the new configuration was validated: only other keys can differ) */
     gw__tcp_extra *before = ad->extra;
     for (size_t i = 0; i < nc.listeners.n; i++) {
@@ -190,6 +230,8 @@ static int tcp_relisten(gw_adapter *a, const json_t *section, const gw_config *g
     relisten_job j = {a, ad->extra, before, &ad->cfg.listeners, &nc.listeners, 0, 0};
     for (j.turn = 0; j.turn < a->rt->n_loops; j.turn++)
         gw_runtime_run_on_all(a->rt, relisten_on, &j);
+    json_decref(ad->section);
+    ad->section = json_incref((json_t *)section);
     gw_listen_list keep = ad->cfg.listeners; /* the new list is the running one now */
     ad->cfg.listeners = nc.listeners;
     nc.listeners = keep;
@@ -213,6 +255,8 @@ static void tcp_uninit(gw_adapter *a)
     if (!ad)
         return;
     gw_stream_free_all(a);
+    gw_stream_tls_free_all(ad->tls, ad->tls_n);
+    json_decref(ad->section);
     while (ad->extra) {
         gw__tcp_extra *next = ad->extra->next;
         gw_config_release(ad->extra->pin);
@@ -226,6 +270,13 @@ static void tcp_uninit(gw_adapter *a)
     a->state = NULL;
 }
 
+static void tcp_reloaded(gw_adapter *a, const gw_config *gcfg)
+{
+    gw__tcp_adapter *ad = a->state;
+    (void)gcfg;
+    gw_stream_tls_reload(ad->tls, ad->tls_n);
+}
+
 static const gw_listen_key listen_keys[] = {{"listeners", GW_TRANSPORT_TCP}, {NULL, 0}};
 
 const gw_adapter_ops gw_adapter_tcp_ops = {
@@ -236,6 +287,8 @@ const gw_adapter_ops gw_adapter_tcp_ops = {
     .stop = gw_stream_stop,
     .close_sessions = tcp_close_sessions,
     .relisten = tcp_relisten,
+    .reloaded = tcp_reloaded,
+    .listener_tls_fields = gw_stream_tls_fields,
     .uninit = tcp_uninit,
     .listen_keys = listen_keys,
     .cfg_fields = tcp_fields,

@@ -96,11 +96,23 @@ static void login_failed(gw__tcp_conn *c, const gw_thing_msg *m, gw_metric metri
 
 /* The first frame: a login, or (device id in every frame) any frame naming a known device of this
  * product, checked with the codec's verify when the layout declares a token. 0: authenticated. */
+static int login_as(gw__tcp_conn *c, const gw_device *dev);
+
 static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *frame, size_t len)
 {
     const gw_product *p = product_of(c);
     if (m->kind != GW_MSG_LOGIN && !c->sv->id_every_frame) {
         login_failed(c, m, GW_M_TCP_LOGIN_NONE, "not_a_login");
+        return -1;
+    }
+    int by = GW_TLS_BY_NONE;
+    const char *tid = gw_stream_tls_identity(&c->s, &by);
+    if (tid && strcmp(m->device_id, tid) != 0) { /* the certificate or PSK named another */
+        login_failed(c, m, GW_M_TCP_LOGIN_CERT, "identity_mismatch");
+        return -1;
+    }
+    if (p->auth_mode == GW_AUTH_CERT && by != GW_TLS_BY_CERT) {
+        login_failed(c, m, GW_M_TCP_LOGIN_CERT, "certificate_required");
         return -1;
     }
     const gw_device *dev =
@@ -116,6 +128,11 @@ static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *f
         login_failed(c, m, GW_M_TCP_LOGIN_SECRET, "bad_secret");
         return -1;
     }
+    return login_as(c, dev);
+}
+
+static int login_as(gw__tcp_conn *c, const gw_device *dev)
+{
     gw_stream_auth_ok(&c->s);
     c->s.state = GW_STREAM_OPEN;
     refresh_deadline(c);
@@ -209,9 +226,11 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     }
     refresh_deadline(c);
     switch (m.kind) {
-    case GW_MSG_LOGIN: /* again, on a logged-in session: must be the same device and secret */
+    case GW_MSG_LOGIN: /* again, on a logged-in session: must be the same device and secret (not
+                        * checked on a session its TLS identity logged in) */
         if (strcmp(m.device_id, c->s.base.dev->id) != 0 ||
-            !gw_secret_check(c->s.base.dev->secret, m.secret, strlen(m.secret))) {
+            (!c->tls_login &&
+             !gw_secret_check(c->s.base.dev->secret, m.secret, strlen(m.secret)))) {
             bad_stream(c, GW_M_TCP_BAD_DEVICE, "second_login", "login for another device");
             rc = -1;
         } else {
@@ -302,6 +321,30 @@ static void opened(gw_stream_conn *sc)
     const gw__tcp_adapter *ad = sc->sl->user;
     c->sv = sc->serve ? (const gw__tcp_serve *)sc->serve : &ad->serve[sc->listener];
     sc->deadline = uv_now(&sc->sl->loop->uv) + ad->cfg.login_timeout_ms;
+    /* TLS: a client certificate the product accepts, or the PSK (the secret itself), logs the
+     * device in now, without a login frame (one may still come: acknowledged, secret unchecked) */
+    int by = GW_TLS_BY_NONE;
+    const char *tid = gw_stream_tls_identity(sc, &by);
+    if (!tid)
+        return;
+    const gw_product *p = product_of(c);
+    const gw_device *dev = gw_config_device(gw_stream_cfg(sc), tid);
+    char q[96];
+    if (!dev || dev->product != p) {
+        gw_metric_inc(GW_M_TCP_LOGIN_UNKNOWN);
+        gw_stream_auth_failed(sc);
+        LOG(GW_LOG_WARN, c, "TLS identity is no device of this listener's product; closing",
+            "reason=unknown_device device=%s", gw_log_quote(q, sizeof(q), tid));
+        gw_stream_close(sc, "refused", false);
+        return;
+    }
+    bool enough =
+        by == GW_TLS_BY_CERT ? p->auth_mode != GW_AUTH_SECRET : p->auth_mode != GW_AUTH_CERT;
+    if (!enough) /* a login frame follows (with the secret; or refused: certificate_required) */
+        return;
+    c->tls_login = true;
+    if (login_as(c, dev) == 0 && c->s.state == GW_STREAM_OPEN)
+        gw_commands_ready(&c->s.base);
 }
 
 /* The login or idle deadline passed. A partial frame still buffered then is a frame that never

@@ -44,11 +44,15 @@ typedef struct gw__tcp_adapter {
     gw__tcp_serve *serve;  /* per listener */
     uint16_t *bound_ports; /* per listener: the port the first loop bound (for port 0) */
     gw__tcp_extra *extra;  /* added by reloads (connections point at them: freed at uninit) */
+    gw_stream_tls **tls;   /* per start-up listener: its TLS (NULL: plain) */
+    size_t tls_n;
+    json_t *section; /* the running section (a reload compares the listeners' "tls") */
 } gw__tcp_adapter;
 
 typedef struct gw__tcp_conn {
     gw_stream_conn s; /* first */
     const gw__tcp_serve *sv;
+    bool tls_login; /* logged in by its TLS identity (a login frame's secret is not checked) */
 } gw__tcp_conn;
 
 /* tcp_conn.c */

@@ -58,7 +58,7 @@ def shipped_gateway(broker):
             lst, seen = [], set()
             for li in ad.get(key, []):
                 li = dict(li, address=g.HOST, port=0)
-                ident = (li.get("product"),)
+                ident = (li.get("product"), "tls" in li)
                 if ident in seen:  # 0.0.0.0 and :: on one port: one loopback listener is enough
                     continue
                 seen.add(ident)
@@ -70,6 +70,9 @@ def shipped_gateway(broker):
     gw.cfg["loops"] = 2
     gw.write_config()
     os.makedirs(gw.path("tmp"), exist_ok=True)
+    # the TLS listener's throwaway certificate (config/tls/ in a checkout), in the test's dir
+    subprocess.run(["sh", os.path.join(g.SRC, "deploy", "make-example-certs.sh"),
+                    gw.path("tls")], check=True, capture_output=True, timeout=60)
     gw.start()
     return gw
 
@@ -80,6 +83,9 @@ def port_map(gw):
         got = gw.product_ports.get(product) if product else gw.ports.get(adapter)
         if got:
             m[port] = got
+    tls = [int(kv["port"]) for kv in gw.listeners if kv.get("adapter") == "mqtt"][1:2]
+    if tls:  # 8883: the second MQTT listener (TLS)
+        m[8883] = tls[0]
     return m
 
 
@@ -92,6 +98,7 @@ def rewrite(code, gw, ports):
     code = code.replace("coaps://127.0.0.1/", "coaps://127.0.0.1:%d/" % coaps)
     code = code.replace("data/iotgw.db", gw.db_path)
     code = code.replace("config/gateway.json", gw.cfg_path)
+    code = code.replace("config/tls/", gw.path("tls") + "/")
     code = re.sub(r"(?<![\w/])\./build/iotgw\b", g.BIN, code)
     return code
 

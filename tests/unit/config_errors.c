@@ -563,6 +563,44 @@ static void test_codec_errors_all_reported(void)
     CHECK_CONTAINS(r.text, "\nproducts/a.json: frame.messages[1].kind: ");
 }
 
+/* A listener's "tls" object: bad values and missing files name the file and the JSON path; "tls"
+ * is refused where it does not apply; PSK needs secrets in clear. */
+#define MQTT_TLS(obj)                                                                              \
+    "{ \"admin\": { \"port\": 0 }, \"adapters\": { \"mqtt\": { \"listeners\": [ "                  \
+    "{ \"address\": \"127.0.0.1\", \"port\": 0, \"tls\": " obj " } ] } } }"
+static void test_tls(void)
+{
+    result r = load_gateway(MQTT_TLS("{ \"cert\": \"nope.crt\", \"key\": \"nope.key\" }"));
+    CHECK_ONE(r, "gateway.json: adapters.mqtt.listeners[0].tls.cert: TLS: ");
+    r = load_gateway(MQTT_TLS("{ \"psk\": true, \"min_version\": \"1.1\" }"));
+    CHECK_ONE(r, "adapters.mqtt.listeners[0].tls.min_version: \"1.1\" is not one of \"1.2\", "
+                 "\"1.3\"\n");
+    r = load_gateway(MQTT_TLS("{ \"psk\": true, \"client_cert\": \"required\" }"));
+    CHECK_ONE(r, "adapters.mqtt.listeners[0].tls.ca: missing required key");
+    r = load_gateway(MQTT_TLS("{ \"key\": \"k.pem\" }"));
+    CHECK_ONE(r, "adapters.mqtt.listeners[0].tls.cert: missing required key");
+    r = load_gateway(MQTT_TLS("{ \"psk\": true, \"handshake_timeout_ms\": 5 }"));
+    CHECK_ONE(r, "adapters.mqtt.listeners[0].tls.handshake_timeout_ms: 5 is out of range");
+    r = load_gateway(MQTT_TLS("{ \"psk\": true, \"colour\": 1 }"));
+    CHECK_ONE(r, "adapters.mqtt.listeners[0].tls.colour: unknown key");
+    r = load_gateway(MQTT_TLS("\"yes\""));
+    CHECK_CONTAINS(r.text, "adapters.mqtt.listeners[0].tls: must be an object");
+    r = load_gateway(MQTT_TLS("{ \"psk\": true }"));
+    CHECK_INT(r.rc, 0); /* a PSK-only listener needs no certificate */
+    /* PSK keys with the secret: a hashed secret of an MQTT product is refused */
+    const char *const products[] = {"a.json", PRODUCT_OK, NULL};
+    r = load(MQTT_TLS("{ \"psk\": true }"), products,
+             "[ { \"id\": \"d-1\", \"product\": \"a\", \"secret\": "
+             "\"$pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA==$"
+             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\" } ]");
+    CHECK_ONE(r, "keys (D)TLS-PSK or frame MACs with the secret itself");
+    /* not on a UDP listener */
+    r = load_gateway("{ \"admin\": { \"port\": 0 }, \"adapters\": { " MQTT_OK ", \"udp\": { "
+                     "\"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0, \"product\": "
+                     "\"a\", \"tls\": {} } ] } } }");
+    CHECK_CONTAINS(r.text, "adapters.udp.listeners[0].tls: unknown key");
+}
+
 int main(void)
 {
     test_ok_baseline();
@@ -582,5 +620,6 @@ int main(void)
     test_north();
     test_many_errors();
     test_codec_errors_all_reported();
+    test_tls();
     TEST_MAIN_END();
 }

@@ -1,0 +1,509 @@
+/* stream_tls.c: TLS on byte-stream connections (MQTT, TCP), on OpenSSL without a thread and
+ * without a blocking call: each connection's SSL object talks through a BIO over memory (the
+ * ciphertext libuv just read, and a per-loop scratch its output goes to before libuv writes it), on
+ * the connection's loop. Owns the handshake (deadline, failure reasons, counted and logged), the
+ * device identity of a client certificate (CN, URI or DNS name) or of a PSK (TLS 1.2 and 1.3:
+ * identity = device id, key = its secret), decryption into the adapter's parser, encryption of
+ * its output, and close_notify. The listener's side (settings, contexts): stream_tls_ctx.c. */
+#include "stream_tls_internal.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../gateway/util/alloc.h"
+#include "../../gateway/util/error.h"
+#include "../../gateway/util/log.h"
+#include "../../gateway/util/metrics.h"
+#include "stream_internal.h"
+
+#define PLAIN_CAP 16384 /* one TLS record's plaintext at most */
+#define ID_CAP    GW__TLS_ID_CAP
+static BIO_METHOD *bio_method;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int ex_conn = -1;
+
+static gw__stream_tls_conn *tc_of(const gw_stream_conn *c)
+{
+    return c->tls;
+}
+
+/* ---- the memory BIO: reads the ciphertext being fed, writes into the loop's scratch ---- */
+
+static int bio_read(BIO *b, char *buf, size_t len, size_t *got)
+{
+    gw_stream_conn *c = BIO_get_data(b);
+    gw__stream_tls_conn *t = c->tls;
+    BIO_clear_retry_flags(b);
+    if (!t->src_len) {
+        BIO_set_retry_read(b);
+        *got = 0;
+        return 0;
+    }
+    size_t n = len < t->src_len ? len : t->src_len;
+    memcpy(buf, t->src, n);
+    t->src += n;
+    t->src_len -= n;
+    *got = n;
+    return 1;
+}
+
+static int bio_write(BIO *b, const char *buf, size_t len, size_t *put)
+{
+    gw_stream_conn *c = BIO_get_data(b);
+    gw_stream_loop *sl = c->sl;
+    BIO_clear_retry_flags(b);
+    if (sl->tls_out_len + len > sl->tls_out_cap) {
+        size_t cap = sl->tls_out_cap ? sl->tls_out_cap : 16384;
+        while (cap < sl->tls_out_len + len)
+            cap *= 2;
+        uint8_t *n = gw_realloc(GW_AREA_OUTPUT, sl->tls_out, cap);
+        if (!n)
+            return 0;
+        sl->tls_out = n;
+        sl->tls_out_cap = cap;
+    }
+    memcpy(sl->tls_out + sl->tls_out_len, buf, len);
+    sl->tls_out_len += len;
+    *put = len;
+    return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    gw_stream_conn *c = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return c && c->tls ? (long)c->tls->src_len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void init_once(void)
+{
+    bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "iotgw stream");
+    if (bio_method) {
+        BIO_meth_set_read_ex(bio_method, bio_read);
+        BIO_meth_set_write_ex(bio_method, bio_write);
+        BIO_meth_set_ctrl(bio_method, bio_ctrl);
+        BIO_meth_set_create(bio_method, bio_create);
+    }
+    ex_conn = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+bool gw__stream_tls_init(void)
+{
+    pthread_once(&once, init_once);
+    return bio_method != NULL && ex_conn >= 0;
+}
+
+/* ---- identity ---- */
+
+int gw_stream_tls_uri_id(const char *uri, size_t len, char *out, size_t cap)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (uri[i] == 0)
+            return -1;
+        if (uri[i] == '/' || uri[i] == ':')
+            start = i + 1;
+    }
+    size_t n = len - start;
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(out, uri + start, n);
+    out[n] = 0;
+    return (int)n;
+}
+
+/* The device id a verified client certificate names (cfg->identity); false if none. */
+static bool cert_identity(X509 *x, int mode, char *out, size_t cap)
+{
+    if (mode == GW_TLS_ID_CN) {
+        X509_NAME *nm = X509_get_subject_name(x);
+        int at = nm ? X509_NAME_get_index_by_NID(nm, NID_commonName, -1) : -1;
+        if (at < 0)
+            return false;
+        const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, at));
+        int n = ASN1_STRING_length(s);
+        if (n <= 0 || (size_t)n >= cap || memchr(ASN1_STRING_get0_data(s), 0, (size_t)n))
+            return false;
+        memcpy(out, ASN1_STRING_get0_data(s), (size_t)n);
+        out[n] = 0;
+        return true;
+    }
+    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    bool found = false;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && !found; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        int n;
+        if (mode == GW_TLS_ID_URI && g->type == GEN_URI) {
+            n = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+            found = gw_stream_tls_uri_id(
+                        (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier),
+                        (size_t)n, out, cap) > 0;
+        } else if (mode == GW_TLS_ID_DNS && g->type == GEN_DNS) {
+            n = ASN1_STRING_length(g->d.dNSName);
+            const unsigned char *p = ASN1_STRING_get0_data(g->d.dNSName);
+            if (n > 0 && (size_t)n < cap && !memchr(p, 0, (size_t)n)) {
+                memcpy(out, p, (size_t)n);
+                out[n] = 0;
+                found = true;
+            }
+        }
+    }
+    GENERAL_NAMES_free(names);
+    return found;
+}
+
+const char *gw_stream_tls_identity(const gw_stream_conn *c, int *by)
+{
+    const gw__stream_tls_conn *t = tc_of(c);
+    if (!t || !t->established || t->by == GW_TLS_BY_NONE) {
+        if (by)
+            *by = GW_TLS_BY_NONE;
+        return NULL;
+    }
+    if (by)
+        *by = t->by;
+    return t->id;
+}
+
+/* ---- PSK: identity = device id, key = the device's secret ---- */
+
+static const gw_device *psk_device(SSL *ssl, const char *id, size_t len)
+{
+    gw_stream_conn *c = SSL_get_ex_data(ssl, ex_conn);
+    if (!c || len == 0 || len >= ID_CAP)
+        return NULL;
+    const gw_device *dev = gw_config_device_n(c->sl->loop->cfg, id, len);
+    if (!dev || !dev->product->protocol ||
+        strcmp(dev->product->protocol, c->sl->ops->session.area) != 0 || !dev->secret[0] ||
+        strlen(dev->secret) > PSK_MAX_PSK_LEN)
+        return NULL;
+    return dev;
+}
+
+static void psk_note(SSL *ssl, const char *id, size_t len, bool known)
+{
+    gw_stream_conn *c = SSL_get_ex_data(ssl, ex_conn);
+    gw__stream_tls_conn *t = c ? c->tls : NULL;
+    if (!t)
+        return;
+    t->psk_offered = true;
+    t->psk_unknown = !known;
+    if (known) {
+        memcpy(t->id, id, len);
+        t->id[len] = 0;
+    }
+}
+
+/* TLS 1.2 */
+unsigned int gw__stream_tls_psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk,
+                                          unsigned int max)
+{
+    size_t len = identity ? strlen(identity) : 0;
+    const gw_device *dev = psk_device(ssl, identity, len);
+    psk_note(ssl, identity, len, dev != NULL);
+    if (!dev)
+        return 0;
+    size_t n = strlen(dev->secret);
+    if (n > max)
+        return 0;
+    memcpy(psk, dev->secret, n);
+    return (unsigned int)n;
+}
+
+/* TLS 1.3: an external PSK as a session for TLS_AES_128_GCM_SHA256 (the suite whose hash,
+ * SHA-256, clients such as openssl s_client -psk use by default). */
+int gw__stream_tls_psk_find_cb(SSL *ssl, const unsigned char *identity, size_t len,
+                               SSL_SESSION **sess)
+{
+    static const unsigned char aes128gcm[2] = {0x13, 0x01};
+    *sess = NULL;
+    const gw_device *dev = psk_device(ssl, (const char *)identity, len);
+    psk_note(ssl, (const char *)identity, len, dev != NULL);
+    if (!dev)
+        return 1; /* go on without a PSK (certificates, if any) */
+    const SSL_CIPHER *cipher = SSL_CIPHER_find(ssl, aes128gcm);
+    SSL_SESSION *s = cipher ? SSL_SESSION_new() : NULL;
+    if (!s ||
+        !SSL_SESSION_set1_master_key(s, (const unsigned char *)dev->secret, strlen(dev->secret)) ||
+        !SSL_SESSION_set_cipher(s, cipher) ||
+        !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION)) {
+        SSL_SESSION_free(s);
+        return 0;
+    }
+    *sess = s;
+    return 1;
+}
+
+int gw__stream_tls_open(gw_stream_conn *c, gw_stream_tls *t)
+{
+    gw__stream_tls_conn *tc = gw_calloc(GW_AREA_SESSION, 1, sizeof(*tc));
+    if (!tc)
+        return GW_ENOMEM;
+    pthread_mutex_lock(&t->mu);
+    SSL *ssl = SSL_new(t->ctx);
+    pthread_mutex_unlock(&t->mu);
+    BIO *b = ssl ? BIO_new(bio_method) : NULL;
+    if (!b) {
+        if (ssl)
+            SSL_free(ssl);
+        ERR_clear_error();
+        gw_free(GW_AREA_SESSION, tc);
+        return GW_ENOMEM;
+    }
+    BIO_set_data(b, c);
+    SSL_set_bio(ssl, b, b);
+    SSL_set_ex_data(ssl, ex_conn, c);
+    SSL_set_accept_state(ssl);
+    tc->ssl = ssl;
+    c->tls = tc;
+    tc->id_mode = (uint8_t)t->cfg.identity;
+    c->deadline = uv_now(&c->sl->loop->uv) + t->cfg.handshake_timeout_ms;
+    return 0;
+}
+
+void gw__stream_tls_free(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    if (!t)
+        return;
+    if (t->established)
+        gw_metric_add(GW_M_TLS_SESSIONS, -1);
+    SSL_free(t->ssl);
+    gw_free(GW_AREA_SESSION, t);
+    c->tls = NULL;
+}
+
+bool gw__stream_tls_ready(const gw_stream_conn *c)
+{
+    return c->tls && c->tls->established;
+}
+
+/* Writes what OpenSSL put in the loop's scratch (handshake flights, alerts, tickets). */
+static void send_pending(gw_stream_conn *c)
+{
+    gw_stream_loop *sl = c->sl;
+    if (sl->tls_out_len) {
+        size_t n = sl->tls_out_len;
+        sl->tls_out_len = 0;
+        gw__stream_write(c, sl->tls_out, n);
+    }
+}
+
+static void fail(gw_stream_conn *c, gw_metric m, const char *reason, const char *detail, bool auth)
+{
+    char q[300];
+    gw_metric_inc(m);
+    if (auth)
+        gw_stream_auth_failed(c);
+    GW_STREAM_LOG(GW_LOG_WARN, c, "TLS handshake failed", "reason=%s detail=%s", reason,
+                  gw_log_quote(q, sizeof(q), detail ? detail : ""));
+    send_pending(c); /* the alert, if any */
+    gw_stream_close(c, "refused", false);
+}
+
+/* The handshake ended in error e: why, counted and logged; closes. */
+static void handshake_failed(gw_stream_conn *c, int e)
+{
+    gw__stream_tls_conn *t = c->tls;
+    char why[256];
+    unsigned long oe = ERR_peek_error();
+    if (oe)
+        ERR_error_string_n(oe, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "%s", e == SSL_ERROR_ZERO_RETURN ? "closed" : "protocol");
+    ERR_clear_error();
+    long vr = SSL_get_verify_result(t->ssl);
+    if (t->first_not_tls) {
+        fail(c, GW_M_TLS_FAIL_NOT_TLS, "not_tls", "the first bytes are not a TLS record", false);
+    } else if (vr != X509_V_OK) {
+        fail(c, GW_M_TLS_FAIL_CERT, "certificate", X509_verify_cert_error_string(vr), true);
+    } else if (ERR_GET_REASON(oe) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        fail(c, GW_M_TLS_FAIL_NO_CERT, "no_certificate", why, true);
+    } else if (t->psk_offered) {
+        fail(c, GW_M_TLS_FAIL_PSK, "psk", t->psk_unknown ? "unknown PSK identity" : why, true);
+    } else {
+        fail(c, GW_M_TLS_FAIL_PROTOCOL, "protocol", why, false);
+    }
+}
+
+/* Handshake done: the identity, the counters, then the adapter sees the connection. */
+static void established(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    t->established = true;
+    gw_metric_inc(SSL_session_reused(t->ssl) ? GW_M_TLS_RESUMED : GW_M_TLS_FULL);
+    gw_metric_inc(GW_M_TLS_SESSIONS);
+    X509 *peer = SSL_get0_peer_certificate(t->ssl);
+    if (peer && SSL_get_verify_result(t->ssl) == X509_V_OK &&
+        cert_identity(peer, t->id_mode, t->id, sizeof(t->id))) {
+        t->by = GW_TLS_BY_CERT;
+    } else if (t->psk_offered) {
+        if (!t->psk_unknown && t->id[0]) /* the callback found the device and the key held */
+            t->by = GW_TLS_BY_PSK;
+        else
+            t->id[0] = 0;
+    } else if (SSL_session_reused(t->ssl)) { /* a resumed PSK session: its identity, checked */
+        const char *pid = SSL_get_psk_identity(t->ssl);
+        t->id[0] = 0;
+        if (pid && psk_device(t->ssl, pid, strlen(pid))) {
+            snprintf(t->id, sizeof(t->id), "%s", pid);
+            t->by = GW_TLS_BY_PSK;
+        }
+    } else {
+        t->id[0] = 0;
+    }
+    GW_STREAM_LOG(GW_LOG_DEBUG, c, "TLS session established",
+                  "version=%s cipher=%s resumed=%d identity=%s", SSL_get_version(t->ssl),
+                  SSL_get_cipher_name(t->ssl), SSL_session_reused(t->ssl),
+                  t->by == GW_TLS_BY_CERT  ? "certificate"
+                  : t->by == GW_TLS_BY_PSK ? "psk"
+                                           : "none");
+    gw__stream_opened(c);
+}
+
+void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
+{
+    gw__stream_tls_conn *t = c->tls;
+    gw_stream_loop *sl = c->sl;
+    if (!t->saw_input) {
+        t->saw_input = true;
+        t->first_not_tls = buf[0] != 22; /* a handshake record */
+    }
+    t->src = buf;
+    t->src_len = n;
+    if (!t->established) {
+        ERR_clear_error();
+        int rc = SSL_do_handshake(t->ssl);
+        if (rc != 1) {
+            int e = SSL_get_error(t->ssl, rc);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                send_pending(c);
+                t->src_len = 0;
+                return;
+            }
+            handshake_failed(c, e);
+            t->src_len = 0;
+            return;
+        }
+        send_pending(c);
+        established(c);
+        if (c->state == GW_STREAM_CLOSING) {
+            t->src_len = 0;
+            return;
+        }
+    }
+    if (!sl->tls_plain && !(sl->tls_plain = gw_malloc(GW_AREA_SESSION, PLAIN_CAP))) {
+        gw_stream_close(c, "out_of_memory", false);
+        return;
+    }
+    for (;;) {
+        int k = SSL_read(t->ssl, sl->tls_plain, PLAIN_CAP);
+        /* what OpenSSL wrote meanwhile (a KeyUpdate answer, an alert) goes to this connection
+         * now: the scratch is the loop's, and the adapter may write to others */
+        send_pending(c);
+        if (c->state == GW_STREAM_CLOSING)
+            break;
+        if (k > 0) {
+            gw__stream_feed(c, sl->tls_plain, (size_t)k);
+            if (c->state == GW_STREAM_CLOSING)
+                break;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, k);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            ERR_clear_error();
+            break;
+        }
+        char why[160];
+        unsigned long oe = ERR_peek_error();
+        if (oe)
+            ERR_error_string_n(oe, why, sizeof(why));
+        ERR_clear_error();
+        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: as a half-close (EOF) */
+            GW_STREAM_LOG(GW_LOG_DEBUG, c, "peer sent TLS close_notify", NULL);
+            gw__stream_peer_done(c);
+            break;
+        } else {
+            char q[200];
+            GW_STREAM_LOG(GW_LOG_INFO, c, "TLS error; closing", "error=%s",
+                          gw_log_quote(q, sizeof(q), oe ? why : "protocol"));
+        }
+        send_pending(c);
+        gw_stream_close(c, "connection_lost", true);
+        break;
+    }
+    t->src_len = 0;
+    if (c->state != GW_STREAM_CLOSING)
+        send_pending(c); /* e.g. a KeyUpdate answer */
+}
+
+int gw__stream_tls_encrypt(gw_stream_conn *c, const uint8_t **p, size_t *n)
+{
+    gw__stream_tls_conn *t = c->tls;
+    gw_stream_loop *sl = c->sl;
+    /* (the scratch is empty here: every SSL call on any connection is followed by its
+     * send_pending, so nothing of another connection is in it) */
+    if (!t->established) { /* nothing goes before the handshake */
+        *p = NULL;
+        *n = 0;
+        sl->tls_out_len = 0;
+        return 0;
+    }
+    int rc = SSL_write(t->ssl, c->out, (int)c->out_len);
+    if (rc <= 0) {
+        ERR_clear_error();
+        sl->tls_out_len = 0;
+        return GW_ENOMEM;
+    }
+    *p = sl->tls_out;
+    *n = sl->tls_out_len;
+    return 0;
+}
+
+void gw__stream_tls_expired(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    fail(c, GW_M_TLS_FAIL_TIMEOUT, "timeout",
+         t->saw_input ? "handshake not finished in time" : "no ClientHello in time", false);
+}
+
+void gw__stream_tls_eof(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    if (!t || t->established)
+        return;
+    gw_metric_inc(GW_M_TLS_FAIL_CLOSED);
+    GW_STREAM_LOG(GW_LOG_DEBUG, c, "TLS handshake failed", "reason=closed detail=%s",
+                  t->saw_input ? "\"peer closed during the handshake\"" : "\"no ClientHello\"");
+}
+
+void gw__stream_tls_shutdown(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    if (!t || !t->established || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    c->sl->tls_out_len = 0;
+    if (SSL_shutdown(t->ssl) < 0)
+        ERR_clear_error();
+    send_pending(c);
+}
