@@ -68,11 +68,11 @@ set(CPACK_PACKAGE_VERSION ${GW_VERSION_STRING})
 set(CPACK_PACKAGE_VENDOR iotgw)
 set(CPACK_PACKAGE_CONTACT "iotgw maintainers <iotgw@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "multi-protocol IoT device gateway (MQTT, TCP, UDP, CoAP)")
+# CPack puts the summary first and indents each line of this one
 string(CONCAT CPACK_DEBIAN_PACKAGE_DESCRIPTION
-    "multi-protocol IoT device gateway (MQTT, TCP, UDP, CoAP)\n"
-    " iotgw authenticates field devices against their product, decodes and validates what they\n"
-    " send against the product's thing model, commits it to SQLite before acknowledging, and\n"
-    " forwards it to an MQTT broker. Runs as the systemd service iotgw.")
+    "iotgw authenticates field devices against their product, decodes and validates what\n"
+    "they send against the product's thing model, commits it to SQLite before acknowledging,\n"
+    "and forwards it to an MQTT broker. Runs as the systemd service iotgw.")
 set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT) # iotgw_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
