@@ -5,7 +5,8 @@
 # request, a UDP datagram, a SIGHUP reload and SIGTERM; every system call it made must be in the
 # unit's SystemCallFilter (the allow list minus the ~deny list, groups expanded by
 # systemd-analyze) and every socket family in RestrictAddressFamilies. Skipped with a message
-# without strace, setpriv, systemd-analyze or root (needed to drop to an unprivileged user).
+# without strace, setpriv, systemd-analyze or root (needed to drop to an unprivileged user), and
+# in sanitizer builds.
 import functools
 import json
 import os
@@ -62,6 +63,9 @@ def main(t):
     for tool in ("strace", "setpriv", "systemd-analyze"):
         if not shutil.which(tool):
             skip("%s is not installed" % tool)
+    if g.SANITIZED:
+        skip("sanitizer build: LeakSanitizer does not run under ptrace, and the sanitizer "
+             "runtime's own calls are not the packaged binary's")
     if os.geteuid() != 0:
         skip("not root: cannot run iotgw as an unprivileged user under strace")
     with open(os.path.join(g.SRC, "deploy", "iotgw.service")) as f:
