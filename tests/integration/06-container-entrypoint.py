@@ -198,20 +198,23 @@ def compose_and_containerfile(t, tmp):
     with open(os.path.join(g.SRC, "deploy", "compose.yaml")) as f:
         yaml = f.read()
     t.check("/mosquitto-no-auth.conf" in yaml and "IOTGW_CONFIG: /etc/iotgw-compose/gateway.json"
-            in yaml and "./compose/gateway.json:/etc/iotgw-compose/gateway.json:ro" in yaml,
-            "compose.yaml: a broker, the mounted gateway.json named by IOTGW_CONFIG")
+            in yaml and "./compose/gateway.json:/etc/iotgw-compose/gateway.json:ro" in yaml
+            and "IOTGW_SEED_DIR: /usr/share/iotgw/examples" in yaml,
+            "compose.yaml: a broker, the mounted gateway.json named by IOTGW_CONFIG, the "
+            "examples as the seed")
     # with its paths moved to a seeded folder it passes --check-config
     vol = os.path.join(tmp, "compose-vol")
+    # seeded from the examples (config/ as in the repository): products and the tour's devices
     shutil.copytree(os.path.join(g.SRC, "config", "products"), os.path.join(vol, "products"))
-    with open(os.path.join(vol, "devices.json"), "w") as f:
-        f.write("[]\n")
+    shutil.copy(os.path.join(g.SRC, "config", "devices.json"), vol)
     compose["products_dir"] = os.path.join(vol, "products")
     compose["devices_file"] = os.path.join(vol, "devices.json")
     with open(os.path.join(vol, "gateway.json"), "w") as f:
         json.dump(compose, f)
     p = subprocess.run([g.BIN, "--check-config", "-c", os.path.join(vol, "gateway.json")],
                        capture_output=True, timeout=30)
-    t.check(p.returncode == 0, "compose gateway.json passes --check-config", p.stderr[-500:])
+    t.check(p.returncode == 0 and b"config ok: 9 products, 10 devices" in p.stdout,
+            "compose gateway.json passes --check-config with the examples", p.stderr[-500:])
 
     # Containerfile: the stages and the runtime's settings; EXPOSE every shipped listener port
     with open(os.path.join(g.SRC, "deploy", "Containerfile")) as f:
