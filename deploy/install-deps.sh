@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# install-deps.sh: installs every Debian 12 package iotgw needs to build, run, test, fuzz and bench.
+# install-deps.sh: installs every Debian 12 package iotgw needs to build, run, test, fuzz, bench and
+# package (dpkg-dev and file for cpack -G DEB, systemd for systemd-analyze verify of the unit).
 # Idempotent: installs only what is missing. Runs apt-get as root (or through sudo).
 set -euo pipefail
 
@@ -13,6 +14,7 @@ PKGS=(
   clang libclang-rt-14-dev clang-format
   python3 python3-paho-mqtt python3-psutil
   procps netcat-openbsd xxd curl
+  dpkg-dev file systemd
   chromium chromium-driver python3-selenium
 )
 

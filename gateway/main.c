@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <mosquitto.h>
@@ -21,6 +22,7 @@
 #include "util/auth.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/sdnotify.h"
 #include "util/version.h"
 #include "north/north.h"
 #include "registry.h"
@@ -149,6 +151,34 @@ static void mkdir_parents(const char *path)
     }
 }
 
+/* Tells systemd (Type=notify, $NOTIFY_SOCKET) the state; a failure is logged, never fatal. */
+static void notify_systemd(const char *state)
+{
+    int rc = state ? gw_sd_notify(state) : gw_sd_notify_reloading(); /* NULL: RELOADING=1 */
+    if (rc < 0)
+        GW_LOG_WARN("main", NULL, NULL, "cannot notify systemd", "state=%s error=\"%s\"",
+                    state ? state : "RELOADING=1", strerror(-rc));
+}
+
+/* The file descriptors the configuration may need: one per device connection (max_connections),
+ * two per API connection (a command waiting for its device holds a dup of its socket), and about
+ * 14 per loop and 20 more (listeners, epoll, eventfds, pipes, the database's files) measured on the
+ * shipped config. Below it (LimitNOFILE, ulimit -n) accept() fails with EMFILE before
+ * max_connections is reached: say so at start (docs/INSTALL.md). */
+static void check_fd_limit(const gw_config *cfg, unsigned n_loops)
+{
+    struct rlimit rl;
+    uint64_t need = (uint64_t)cfg->max_connections + 16ull * n_loops + 64;
+    if (cfg->admin_enabled)
+        need += 2ull * cfg->admin_http.max_connections;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        GW_LOG_WARN("main", NULL, NULL,
+                    "open file limit below what max_connections needs: raise LimitNOFILE or "
+                    "lower max_connections",
+                    "nofile=%llu need=%llu max_connections=%u", (unsigned long long)rl.rlim_cur,
+                    (unsigned long long)need, cfg->max_connections);
+}
+
 static int wait_until_drained(gw_main *m, int want_no_connections)
 {
     for (int waited = 0; waited < SHUTDOWN_WAIT_MS; waited += 5) {
@@ -167,6 +197,7 @@ static void shutdown_gateway(gw_main *m, const char *why)
     if (m->stopping++)
         return;
     GW_LOG_INFO("main", NULL, NULL, "shutting down", "signal=%s", why);
+    notify_systemd("STOPPING=1");
     gw_runtime_stop_accepting(m->rt);
     gw_store_release_held(m->store); /* held for the outbox budget: committed, not lost */
     if (wait_until_drained(m, 0))
@@ -194,9 +225,14 @@ static void on_sighup(uv_signal_t *h, int signum)
     gw_main *m = h->data;
     json_t *report = NULL;
     (void)signum;
-    if (!m->stopping)
-        gw_reload_from_disk(m->reload, &report);
+    if (m->stopping)
+        return;
+    /* systemctl reload (ExecReload sends SIGHUP) waits for READY=1 after RELOADING=1; a reload
+     * that fails validation changes nothing and the gateway is ready again as before. */
+    notify_systemd(NULL);
+    gw_reload_from_disk(m->reload, &report);
     json_decref(report);
+    notify_systemd("READY=1");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -352,6 +388,7 @@ int main(int argc, char **argv)
     uv_signal_init(&m.loop, &m.sighup);
     m.sighup.data = &m;
     uv_signal_start(&m.sighup, on_sighup, SIGHUP);
+    check_fd_limit(m.cfg, m.rt->n_loops);
     GW_LOG_INFO("main", NULL, NULL, "iotgw started",
                 "version=%s loops=%u products=%zu devices=%zu db=%s", GW_VERSION, m.rt->n_loops,
                 m.cfg->n_products, m.cfg->n_devices, m.cfg->store.path);
@@ -360,6 +397,7 @@ int main(int argc, char **argv)
                     m.cfg->admin.address, gw_api_server_port(m.api));
     if (ready_fd >= 0 && write_ready(ready_fd, m.rt, m.api) != 0)
         GW_LOG_WARN("main", NULL, NULL, "cannot write to --ready-fd", "fd=%d", ready_fd);
+    notify_systemd("READY=1"); /* every listener is bound (deploy/iotgw.service: Type=notify) */
     uv_run(&m.loop, UV_RUN_DEFAULT);
     rc = 0;
     GW_LOG_INFO("main", NULL, NULL, "stopped", "events_committed=%lld",
