@@ -2,6 +2,8 @@
 # package `cpack -G DEB` builds from the same rules (docs/INSTALL.md):
 #   /usr/bin/iotgw, /etc/iotgw/{gateway.json,devices.json,products/} (conffiles),
 #   /usr/share/iotgw/web (the console), /usr/share/iotgw/examples (config/ as in the repository),
+#   /usr/share/iotgw/make-example-certs.sh (postinst: a throwaway certificate in /etc/iotgw/tls for
+#   the shipped 8883 listener when none is there),
 #   /usr/share/doc/iotgw (README, docs), /lib/systemd/system/iotgw.service; the database in
 #   /var/lib/iotgw (made by postinst and the unit's StateDirectory).
 # The installed gateway.json is config/gateway.json with storage.path and admin.web_root made
@@ -49,6 +51,8 @@ install(FILES ${_gw_products} DESTINATION ${GW_SHARE_DIR}/examples/products)
 file(GLOB _gw_docs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/README.md ${_gw_docs} DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/deploy/iotgw.service DESTINATION ${GW_SYSTEMD_UNIT_DIR})
+# postinst makes the shipped MQTT-over-TLS listener's throwaway certificate in /etc/iotgw/tls with it
+install(PROGRAMS ${CMAKE_CURRENT_SOURCE_DIR}/deploy/make-example-certs.sh DESTINATION ${GW_SHARE_DIR})
 
 # dpkg's conffiles: every file under /etc/iotgw (an upgrade keeps the operator's edits).
 set(_conf "${GW_ETC_DIR}/gateway.json\n${GW_ETC_DIR}/devices.json\n")
@@ -78,7 +82,9 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT) # iotgw_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON) # dpkg-shlibdeps: the libraries the binary really links
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser") # postinst; appended to the shlibdeps list
+# postinst: adduser, and openssl for the 8883 listener's throwaway certificate; appended to the
+# shlibdeps list
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, openssl")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${_gen}/conffiles ${_gen}/postinst ${_gen}/prerm
                                        ${_gen}/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)

@@ -21,14 +21,14 @@ BUILD = os.path.dirname(os.path.abspath(g.BIN))
 # The runtime libraries the issue names (libcoap3 is not among them: the CoAP adapter is iotgw's
 # own code, the binary does not link libcoap) and adduser for postinst.
 WANT_DEPENDS = ["libuv1", "libsqlite3-0", "libjansson4", "libprotobuf-c1", "libssl3",
-                "libmosquitto1", "libh2o0.13", "adduser"]
+                "libmosquitto1", "libh2o0.13", "adduser", "openssl"]
 WANT_FILES = ["./usr/bin/iotgw", "./etc/iotgw/gateway.json", "./etc/iotgw/devices.json",
               "./etc/iotgw/products/thermo.json", "./etc/iotgw/products/meter-tcp.json",
               "./usr/share/iotgw/web/index.html", "./usr/share/iotgw/examples/gateway.json",
               "./usr/share/iotgw/examples/devices.json",
               "./usr/share/iotgw/examples/products/thermo.json",
               "./usr/share/doc/iotgw/INSTALL.md", "./usr/share/doc/iotgw/README.md",
-              "./lib/systemd/system/iotgw.service"]
+              "./usr/share/iotgw/make-example-certs.sh", "./lib/systemd/system/iotgw.service"]
 
 
 def run(cmd, **kw):
@@ -153,6 +153,8 @@ def body(t, tmp):
             re.search(r"adduser --system --group .*iotgw", postinst, re.S),
             "postinst makes the system user iotgw only when missing (adduser --system --group)")
     t.check("chown iotgw:iotgw /var/lib/iotgw" in postinst, "postinst gives /var/lib/iotgw to iotgw")
+    t.check("make-example-certs.sh /etc/iotgw/tls" in postinst and "chmod 0640 /etc/iotgw/tls/server.key"
+            in postinst, "postinst makes the 8883 listener's throwaway certificate, key readable by iotgw only")
     check_depends(t, g.BIN, fields["Depends"])
 
     # -- extracted into a throwaway root
@@ -188,6 +190,11 @@ def body(t, tmp):
     with open(os.path.join(etc, "gateway.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     binary = os.path.join(root, "usr", "bin", "iotgw")
+    # what postinst does for the shipped 8883 listener: a throwaway certificate in /etc/iotgw/tls
+    code, _, err = run(["sh", os.path.join(root, "usr/share/iotgw/make-example-certs.sh"),
+                        os.path.join(etc, "tls")])
+    t.check(code == 0 and os.path.exists(os.path.join(etc, "tls", "server.crt")),
+            "the packaged make-example-certs.sh makes /etc/iotgw/tls (as postinst does)", err)
     code, out, err = run([binary, "--check-config", "-c", os.path.join(etc, "gateway.json")])
     t.check(code == 0, "extracted iotgw --check-config on the extracted config", err)
     t.check("config ok: 9 products, 0 devices" in out, "check-config counts", out)

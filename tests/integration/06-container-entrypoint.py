@@ -194,6 +194,11 @@ def compose_and_containerfile(t, tmp):
     norm["north"]["enabled"], norm["north"]["host"] = (installed["north"]["enabled"],
                                                        installed["north"]["host"])
     norm["products_dir"], norm["devices_file"] = "products", "devices.json"
+    # the TLS listener's files: absolute, in the volume's config/ (seeded with /etc/iotgw/tls)
+    for lis in norm["adapters"]["mqtt"]["listeners"]:
+        for k in ("cert", "key"):
+            if "tls" in lis and lis["tls"].get(k, "").startswith("/var/lib/iotgw/config/"):
+                lis["tls"][k] = lis["tls"][k][len("/var/lib/iotgw/config/"):]
     t.check(norm == installed, "compose gateway.json is the installed one but for those keys")
     with open(os.path.join(g.SRC, "deploy", "compose.yaml")) as f:
         yaml = f.read()
@@ -209,6 +214,13 @@ def compose_and_containerfile(t, tmp):
     shutil.copy(os.path.join(g.SRC, "config", "devices.json"), vol)
     compose["products_dir"] = os.path.join(vol, "products")
     compose["devices_file"] = os.path.join(vol, "devices.json")
+    # and the package's throwaway certificate, as postinst makes it and the seed copies it
+    subprocess.run(["sh", os.path.join(g.SRC, "deploy", "make-example-certs.sh"),
+                    os.path.join(vol, "tls")], check=True, capture_output=True, timeout=60)
+    for lis in compose["adapters"]["mqtt"]["listeners"]:
+        for k in ("cert", "key"):
+            if "tls" in lis:
+                lis["tls"][k] = lis["tls"][k].replace("/var/lib/iotgw/config", vol)
     with open(os.path.join(vol, "gateway.json"), "w") as f:
         json.dump(compose, f)
     p = subprocess.run([g.BIN, "--check-config", "-c", os.path.join(vol, "gateway.json")],

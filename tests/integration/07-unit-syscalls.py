@@ -99,6 +99,10 @@ def body(t, tmp, broker, allowed, families):
     os.chmod(tmp, 0o755)
     shutil.copytree(os.path.join(g.SRC, "config", "products"), os.path.join(tmp, "products"))
     shutil.copy(os.path.join(g.SRC, "config", "devices.json"), tmp)
+    # the 8883 listener's throwaway certificate, as postinst makes it, readable by the gateway
+    subprocess.run(["sh", os.path.join(g.SRC, "deploy", "make-example-certs.sh"),
+                    os.path.join(tmp, "tls")], check=True, capture_output=True, timeout=60)
+    os.chown(os.path.join(tmp, "tls", "server.key"), NOBODY, NOBODY)
     build = os.path.dirname(os.path.abspath(g.BIN))
     with open(os.path.join(build, "gen", "install", "gateway.json")) as f:
         cfg = json.load(f)  # the installed gateway.json
