@@ -12,9 +12,6 @@
 
 static const char *const product_keys[] = {"frame", NULL};
 
-static const char *const algo_label[] = {"",      "crc16-modbus", "crc16-ccitt", "crc16-xmodem",
-                                         "crc32", "xor",          "sum8"};
-
 static const bin_layout *layout_of(const gw_product *p)
 {
     return p && p->codec_ops == &gw_codec_binary_ops ? p->codec_state : NULL;
@@ -244,12 +241,12 @@ static int check_frame(const bin_layout *l, const uint8_t *b, size_t len, gw_rej
     if (at < to && from < at + l->ck_width)
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
                              "frame of %zu bytes: its check lies inside the checked bytes", len);
-    uint32_t want = gw__binary_check((bin_algo)l->algo, b + from, (size_t)(to - from));
+    uint32_t want = gw__binary_check(l, b + from, (size_t)(to - from));
     uint32_t got = (uint32_t)gw__binary_get_uint(b + at, l->ck_width, l->ck_little);
     if (want != got)
         return gw_reject_set(rej, GW_R_BAD_CHECK,
                              "%s: the frame says 0x%0*" PRIX32 ", the bytes give 0x%0*" PRIX32,
-                             algo_label[l->algo], 2 * l->ck_width, got, 2 * l->ck_width, want);
+                             l->algo_name, 2 * l->ck_width, got, 2 * l->ck_width, want);
     return 0;
 }
 

@@ -212,7 +212,7 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
                 gw_error_set(err, GW_EINVAL, "frame.check: does not fit a frame of %zu bytes", len);
             goto done;
         }
-        uint32_t c = gw__binary_check((bin_algo)l->algo, body + from, (size_t)(to - from));
+        uint32_t c = gw__binary_check(l, body + from, (size_t)(to - from));
         gw__binary_put_uint(body + at, l->ck_width, l->ck_little, c);
     }
     /* what we send obeys the same bound as what we accept */

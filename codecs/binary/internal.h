@@ -109,13 +109,27 @@ typedef enum bin_framing {
 
 typedef enum bin_algo {
     BIN_CK_NONE,
-    BIN_CK_CRC16_MODBUS,
-    BIN_CK_CRC16_CCITT,
-    BIN_CK_CRC16_XMODEM,
-    BIN_CK_CRC32,
+    BIN_CK_CRC, /* bin_layout.crc */
     BIN_CK_XOR,
     BIN_CK_SUM8,
 } bin_algo;
+
+/* A CRC as the CRC RevEng catalogue describes it; check is the CRC of ASCII "123456789". */
+typedef struct gw__crc_params {
+    const char *name;
+    uint8_t width; /* 8, 16, 32 */
+    uint32_t poly, init;
+    bool refin, refout;
+    uint32_t xorout, check;
+} gw__crc_params;
+
+/* A CRC ready to run: its parameters and the table of one byte step. */
+typedef struct gw__crc {
+    uint8_t width;
+    bool refin, refout;
+    uint32_t init, xorout;
+    uint32_t table[256];
+} gw__crc;
 
 typedef struct bin_layout {
     uint32_t max_frame;
@@ -143,6 +157,8 @@ typedef struct bin_layout {
     uint32_t header_tail; /* like bin_msg.tail, for the header alone */
     /* check */
     uint8_t algo, ck_width, ck_little;
+    char algo_name[24]; /* for details: "crc16-x25", "crc" (custom parameters), "xor", "sum8" */
+    gw__crc crc;        /* algo == BIN_CK_CRC */
     int32_t ck_from, ck_to, ck_at;
     /* auth: HMAC-SHA256 keyed with the device's secret over [mac_from, mac_to), truncated to
      * mac_size bytes at mac_at; computed before the check, which covers it */
@@ -207,11 +223,16 @@ int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m);
 bool gw__bl_check_in_range(const bin_layout *l, int64_t len);
 
 /* binary_check.c */
-size_t gw__binary_check_width(bin_algo a);
-uint32_t gw__binary_check(bin_algo a, const uint8_t *buf, size_t len);
-uint16_t gw__crc16_modbus(const uint8_t *buf, size_t len);
-uint16_t gw__crc16_ccitt(const uint8_t *buf, size_t len, uint16_t init);
-uint32_t gw__crc32(const uint8_t *buf, size_t len);
+/* The named CRCs (all *n of them), one by name (NULL: none). */
+const gw__crc_params *gw__crc_catalogue(size_t *n);
+const gw__crc_params *gw__crc_find(const char *name);
+/* Builds c from p: 0, 1 when the CRC of "123456789" is not p->check, -1 for a width other than
+ * 8, 16, 32. */
+int gw__crc_init(gw__crc *c, const gw__crc_params *p);
+uint32_t gw__crc_compute(const gw__crc *c, const uint8_t *buf, size_t len);
+/* The layout's check: its width in bytes, its value over buf. */
+size_t gw__binary_check_width(const bin_layout *l);
+uint32_t gw__binary_check(const bin_layout *l, const uint8_t *buf, size_t len);
 
 /* binary_hmac.c: SHA-256 (FIPS 180-4), HMAC-SHA256 (RFC 2104), constant-time comparison. */
 typedef struct gw__sha256_ctx {

@@ -371,7 +371,7 @@ static void decode_fixed_check(const gw_product *p, const uint8_t *frame, size_t
             return;
         memcpy(body + mat, mac, l->mac_size);
     }
-    uint32_t c = gw__binary_check((bin_algo)l->algo, body + from, (size_t)(to - from));
+    uint32_t c = gw__binary_check(l, body + from, (size_t)(to - from));
     gw__binary_put_uint(body + at, l->ck_width, l->ck_little, c);
     if (gw__binary_wrap(l, body, n, wire, sizeof(wire), &wn) != 0)
         return;

@@ -393,7 +393,52 @@ static void test_messages(void)
     CHECK_EDIT("frame.discriminator", NULL,
                "frame.messages[0].match: no frame.discriminator is declared");
     /* the check */
-    CHECK_EDIT("frame.check.algorithm", "\"md5\"", "frame.check.algorithm: must be one of");
+    CHECK_EDIT("frame.check.algorithm", "\"md5\"",
+               "frame.check.algorithm: unknown algorithm \"md5\": a name of the CRC catalogue");
+    CHECK_EDIT("frame.check.algorithm", "\"crc16\"",
+               "frame.check.algorithm: unknown algorithm \"crc16\"");
+    CHECK_EDIT("frame.check.algorithm", "7",
+               "frame.check.algorithm: must be an algorithm name or an object of CRC parameters");
+    CHECK_EDIT_OK("frame.check.algorithm", "\"crc16-x25\"");
+    CHECK_EDIT_OK("frame.check.algorithm", "\"crc16-kermit\"");
+    /* a CRC by its catalogue parameters; its optional check value is verified */
+    CHECK_EDIT_OK("frame.check.algorithm",
+                  "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+                  "\"refout\": true, \"xorout\": \"0xFFFF\" }");
+    CHECK_EDIT_OK("frame.check.algorithm",
+                  "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+                  "\"refout\": true, \"xorout\": \"0xFFFF\", \"check\": \"0x906E\" }");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+               "\"refout\": true, \"xorout\": \"0xFFFF\", \"check\": \"0x906F\" }",
+               "frame.check.algorithm.check: these parameters give 0x906E for \"123456789\", "
+               "not 0x906F");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+               "\"refout\": true, \"xorout\": \"0xFFFF\", \"check\": 65536 }",
+               "frame.check.algorithm.check: 65536 is out of range 0..65535");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+               "\"refout\": true, \"xorout\": \"0xFFFF\", \"bogus\": 1 }",
+               "frame.check.algorithm.bogus: unknown key");
+    CHECK_EDIT("frame.check.algorithm", "{ \"poly\": 7, \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.width: must be 8, 16 or 32");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 12, \"poly\": 7, \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.width: must be 8, 16 or 32");
+    CHECK_EDIT("frame.check.algorithm", "{ \"width\": 16, \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.poly: missing required key");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1020\", \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.poly: 0x1020 is even");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 8, \"poly\": \"0x107\", \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.poly: 263 is out of range 0..255");
+    CHECK_EDIT("frame.check.algorithm", "{ \"width\": 16, \"poly\": 4129, \"refout\": false }",
+               "frame.check.algorithm.refin: missing required key");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": 4129, \"refin\": 1, \"refout\": false }",
+               "frame.check.algorithm.refin: must be true or false");
     CHECK_EDIT("frame.check.at", "-1", "frame.check.at: a 2-byte check at -1 runs past the end");
     CHECK_EDIT("frame.check.at", "3",
                "frame.header[2].offset: overlaps the check (offset 3, 2 bytes)");
