@@ -72,6 +72,10 @@ typedef struct gw_function_spec {
 
 struct gw_codec_ops;
 
+/* "auth": {"mode": ...}. The TLS branch adds GW_AUTH_CERT and GW_AUTH_CERT_OR_SECRET between these
+ * two; keep GW_AUTH_SECRET first (the default). */
+enum { GW_AUTH_SECRET, GW_AUTH_DEVICE_ID = 3 };
+
 typedef struct gw_product {
     char *id;
     char *name;
@@ -93,6 +97,10 @@ typedef struct gw_product {
      * answered at once with an error (default), or queued up to ttl_ms for its next session. */
     bool cmd_queue_offline;
     uint32_t cmd_ttl_ms;
+    /* "auth": {"mode": ...}: GW_AUTH_SECRET ("secret", "device-secret": the default, the device's
+     * secret is checked), GW_AUTH_DEVICE_ID ("device-id": TCP/UDP protocols that carry no secret
+     * (GT06): the device id alone, the registry is the allowlist; warned at start-up) */
+    uint8_t auth_mode;
     /* The protocol adapter's per-product data: the keys of "auth" it owns (its
      * product_auth_fields, e.g. CoAP's coap_query_token), parsed by the config loader. */
     void *adapter_data;

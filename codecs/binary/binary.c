@@ -204,9 +204,23 @@ static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *
         return read_role(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, out, rej);
     if (f->target == BIN_TG_NONE)
         return 0;
+    bool negate = false;
+    if (f->sign_src) { /* fixed offset, checked at load; this frame may still be too short */
+        const bin_field *sf = f->sign_src;
+        int64_t at = sf->pos == BIN_POS_END ? (int64_t)d->len + sf->off : sf->off;
+        bin_num sn;
+        if (at < 0 || (size_t)at + sf->size > d->len)
+            return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                 "field %s: its sign field %s lies past the frame (%zu bytes)",
+                                 gw__binary_label(f), gw__binary_label(sf), d->len);
+        if (gw__binary_read_num(sf, d->body + at, &sn, rej))
+            return GW_EINVAL;
+        uint64_t sv = f->sign_bit >= 0 ? (sn.u >> f->sign_bit) & 1u : sn.u;
+        negate = sv == f->sign_neg;
+    }
     json_t *v;
-    if (gw__binary_to_json(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, &v,
-                           rej))
+    if (gw__binary_to_json(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, negate,
+                           &v, rej))
         return GW_EINVAL;
     if (!out->values || json_object_set_new(out->values, f->target_id, v) != 0)
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: out of memory",

@@ -766,6 +766,15 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
         return GW_ECONFIG;
     if (check_matches(x) || finish_messages(x, default_ack))
         return GW_ECONFIG;
+    if (x->p->auth_mode == GW_AUTH_DEVICE_ID) { /* no secret to check: none may be declared */
+        bool secret = l->has_auth || l->header_secret;
+        for (size_t i = 0; i < l->n_msgs; i++)
+            secret = secret || (BIN_K_IS_UP(l->msgs[i].kind) && l->msgs[i].role_secret);
+        if (secret)
+            return gw__bl_fail(x, "auth.mode",
+                               "\"device-id\" checks no secret, but the frame carries one (a "
+                               "field with role secret, or frame.auth): use \"secret\"");
+    }
     if (l->framing == BIN_FR_LENGTH) {
         /* the shortest frame a length field may describe: the header and a trailing check */
         int64_t min = l->len_off + l->len_width;

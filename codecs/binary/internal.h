@@ -16,6 +16,7 @@ typedef enum bin_type {
     BIN_I8,
     BIN_U16,
     BIN_I16,
+    BIN_U24, /* 3 bytes, unsigned (GT06 cell ids) */
     BIN_U32,
     BIN_I32,
     BIN_U64,
@@ -25,6 +26,7 @@ typedef enum bin_type {
     BIN_BCD,
     BIN_STRING,
     BIN_BYTES,
+    BIN_DATETIME, /* 6 bytes YY MM DD hh mm ss (binary, UTC, 20YY): epoch milliseconds */
 } bin_type;
 
 typedef enum bin_target {
@@ -84,6 +86,12 @@ typedef struct bin_field {
     uint8_t role;   /* bin_role, target == BIN_TG_ROLE */
     char *target_id;
     const gw_value_spec *spec; /* the thing-model spec of the target, NULL for roles */
+    uint8_t digits;            /* bcd: keep the last digits (0: all); the dropped ones must be 0 */
+    /* "sign_from": the value is negated when bit sign_bit (-1: the whole raw value) of field
+     * sign_src (a fixed-offset unsigned field of the header or the message) equals sign_neg */
+    const struct bin_field *sign_src;
+    int8_t sign_bit;
+    uint64_t sign_neg;
 } bin_field;
 
 typedef struct bin_msg {
@@ -284,8 +292,11 @@ int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_r
 /* Applies the transform; integer results stay integers (overflow rejected). */
 int gw__binary_xform(const bin_field *f, bin_num *n, gw_reject *rej);
 /* A decoded field as the JSON value its target gets (new reference), given its bytes b[0..n). */
-int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, json_t **out,
+int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, bool negate, json_t **out,
                        gw_reject *rej);
+/* Epoch milliseconds of a datetime field's 6 bytes, and back (GW_EINVAL outside 2000..2099). */
+int gw__binary_datetime_read(const bin_field *f, const uint8_t *b, int64_t *ms, gw_reject *rej);
+int gw__binary_datetime_put(const bin_field *f, int64_t ms, uint8_t *b, gw_error *err);
 /* Text of a field for device_id / secret / msg_id: string, bcd digits, hex, decimal. */
 int gw__binary_to_text(const bin_field *f, const uint8_t *b, size_t n, char *dst, size_t cap,
                        gw_reject *rej);

@@ -1067,6 +1067,173 @@ static void test_field_types(void)
     bt_free(&r);
 }
 
+/* ---- gt06 (Concox GT06): the published examples of the protocol document ------------------ */
+
+#define GT06_LOGIN     "78 78 0D 01 01 23 45 67 89 01 23 45 00 01 8C DD 0D 0A"
+#define GT06_LOGIN_ACK "78 78 05 01 00 01 D9 DC 0D 0A"
+#define GT06_LOCATION                                                                              \
+    "78 78 1F 12 0B 08 1D 11 2E 10 CF 02 7A C7 EB 0C 46 58 49 00 14 8F 01 CC 00 28 7D 00 1F B8 "   \
+    "00 03 80 81 0D 0A"
+#define GT06_HEARTBEAT "78 78 0A 13 44 01 04 00 01 00 05 08 45 0D 0A"
+#define GT06_ALARM                                                                                 \
+    "78 78 25 16 0B 0B 0F 0E 24 1D CF 02 7A C8 87 0C 46 57 E6 00 14 02 09 01 CC 00 28 7D 00 1F "   \
+    "72 65 06 04 01 01 00 36 56 A4 0D 0A"
+
+/* The frame with the 16-bit word at body offset at set to w and its CRC-16/X-25 redone. */
+static size_t gt06_with_word(const char *hex, size_t at, unsigned w, uint8_t *f, size_t cap)
+{
+    size_t n = bt_unhex(hex, f, cap);
+    f[at] = (uint8_t)(w >> 8), f[at + 1] = (uint8_t)w;
+    uint32_t c = bt_crc("crc16-x25", f + 2, n - 6);
+    f[n - 4] = (uint8_t)(c >> 8), f[n - 3] = (uint8_t)c;
+    return n;
+}
+
+static void test_gt06(void)
+{
+    bt_loaded r = bt_load_example("gt06.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m;
+    gw_reject rej;
+    uint8_t out[512], f[512];
+    size_t n, skip;
+    if (!p)
+        return;
+    /* the document's CRCs are CRC-16/X-25 over length .. serial */
+    n = bt_unhex(GT06_LOCATION, f, sizeof(f));
+    CHECK_INT(bt_crc("crc16-x25", f + 2, n - 6), 0x8081);
+
+    /* login: IMEI 0123456789012345 in BCD, the pad digit dropped */
+    n = bt_unhex(GT06_LOGIN, f, sizeof(f));
+    CHECK_INT(ops->frame(p, f, n, &skip), (int)n);
+    CHECK_INT(decode_hex(p, GT06_LOGIN, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_LOGIN);
+    CHECK_STR(m.device_id, "123456789012345");
+    CHECK_STR(m.secret, "");
+    CHECK_INT(m.seq, 1);
+    CHECK_INT(m.type_code, 0x01);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, GT06_LOGIN_ACK);
+    gw_thing_msg_clear(&m);
+
+    /* location 0x12: 2011-08-29 17:46:16 UTC, 15 satellites, 0x027AC7EB / 1,800,000 N,
+     * 0x0C465849 / 1,800,000 E, 0 km/h, course/status 0x148F (positioned, north, east, 143) */
+    CHECK_INT(decode_hex(p, GT06_LOCATION, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_PROPERTY_REPORT);
+    CHECK_INT(m.seq, 3);
+    CHECK_INT(m.timestamp_ms, 1314639976000LL);
+    CHECK_VAL_INT(&m, "satellites", 15);
+    CHECK_VAL_REAL(&m, "lat", 41601003.0 / 1800000.0);  /* 23.111668... */
+    CHECK_VAL_REAL(&m, "lon", 205936713.0 / 1800000.0); /* 114.409285 */
+    CHECK_VAL_INT(&m, "speed", 0);
+    CHECK_VAL_INT(&m, "course", 143);
+    CHECK_VAL_BOOL(&m, "positioned", true);
+    CHECK_VAL_INT(&m, "mcc", 460);
+    CHECK_VAL_INT(&m, "mnc", 0);
+    CHECK_VAL_INT(&m, "lac", 10365);
+    CHECK_VAL_INT(&m, "cell_id", 8120);
+    CHECK_INT(json_object_size(m.values), 10);
+    CHECK(json_object_get(m.values, "north") == NULL); /* flag bits without a target */
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(n, 0); /* the document: no answer to a location */
+    gw_thing_msg_clear(&m);
+    /* the hemisphere bits: bit 10 clear = south (negative latitude), bit 11 set = west */
+    static const struct {
+        unsigned word;
+        int lat_sign, lon_sign;
+        bool positioned;
+    } hemi[] = {{0x148F, 1, 1, true},
+                {0x108F, -1, 1, true},
+                {0x1C8F, 1, -1, true},
+                {0x088F, -1, -1, false},
+                {0x3C8F, 1, -1, true}};
+    for (size_t i = 0; i < sizeof(hemi) / sizeof(hemi[0]); i++) {
+        n = gt06_with_word(GT06_LOCATION, 20, hemi[i].word, f, sizeof(f));
+        CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), 0);
+        CHECK_VAL_REAL(&m, "lat", hemi[i].lat_sign * 41601003.0 / 1800000.0);
+        CHECK_VAL_REAL(&m, "lon", hemi[i].lon_sign * 205936713.0 / 1800000.0);
+        CHECK_VAL_INT(&m, "course", 143);
+        CHECK_VAL_BOOL(&m, "positioned", hemi[i].positioned);
+        gw_thing_msg_clear(&m);
+    }
+    n = gt06_with_word(GT06_LOCATION, 20, 0x17FF, f, sizeof(f)); /* course takes 10 bits */
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), 0);
+    CHECK_VAL_INT(&m, "course", 1023);
+    gw_thing_msg_clear(&m);
+    /* a date that is none (month 13): malformed, named */
+    n = gt06_with_word(GT06_LOCATION, 4, 0x0B0D, f, sizeof(f));
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    CHECK_CONTAINS(rej.detail, "field time: 0B 0D 1D 11 2E 10 is not a date-time");
+    gw_thing_msg_clear(&m);
+    /* the widely copied variant with satellites CC keeps the CF frame's CRC: a bad check */
+    n = bt_unhex(GT06_LOCATION, f, sizeof(f));
+    f[10] = 0xCC;
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_BAD_CHECK);
+    CHECK_CONTAINS(rej.detail, "crc16-x25: the frame says 0x8081, the bytes give 0x7377");
+    gw_thing_msg_clear(&m);
+
+    /* heartbeat 0x13 (status information): answered with its serial */
+    CHECK_INT(decode_hex(p, GT06_HEARTBEAT, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_HEARTBEAT);
+    CHECK_INT(m.seq, 5);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "78 78 05 13 00 05 AF D5 0D 0A");
+    gw_thing_msg_clear(&m);
+
+    /* alarm 0x16: 2011-11-15 14:36:29, SOS (alarm 01), terminal info 0x65, voltage 6, GSM 4 */
+    CHECK_INT(decode_hex(p, GT06_ALARM, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_EVENT);
+    CHECK_STR(m.name, "alarm");
+    CHECK_INT(m.seq, 0x36);
+    CHECK_INT(m.timestamp_ms, 1321367789000LL);
+    CHECK_VAL_INT(&m, "alarm", 1);
+    CHECK_VAL_REAL(&m, "lat", 0x027AC887 / 1800000.0);
+    CHECK_VAL_REAL(&m, "lon", 0x0C4657E6 / 1800000.0);
+    CHECK_VAL_INT(&m, "speed", 0);
+    CHECK_VAL_INT(&m, "course", 2); /* 0x1402: positioned, north, east */
+    CHECK_VAL_BOOL(&m, "positioned", true);
+    CHECK_VAL_INT(&m, "terminal_info", 0x65);
+    CHECK_VAL_INT(&m, "voltage_level", 6);
+    CHECK_VAL_INT(&m, "gsm_signal", 4);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "78 78 05 16 00 36 95 70 0D 0A");
+    gw_thing_msg_clear(&m);
+
+    /* a login whose IMEI has 16 digits (pad digit not 0): malformed, not a silent cut */
+    n = bt_unhex(GT06_LOGIN, f, sizeof(f));
+    f[4] = 0x11;
+    {
+        uint32_t c = bt_crc("crc16-x25", f + 2, n - 6);
+        f[n - 4] = (uint8_t)(c >> 8), f[n - 3] = (uint8_t)c;
+    }
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    CHECK_CONTAINS(rej.detail, "field imei: 1123456789012345 has more than 15 digits");
+    gw_thing_msg_clear(&m);
+    /* truncated: the framer waits for the rest; a frame too short for its fields is malformed */
+    n = bt_unhex(GT06_LOCATION, f, sizeof(f));
+    CHECK_INT(ops->frame(p, f, n - 1, &skip), 0);
+    CHECK_INT(ops->frame(p, f, 3, &skip), 0);
+    n = bt_unhex("78 78 05 12 00 07 00 00 0D 0A", f, sizeof(f));
+    {
+        uint32_t c = bt_crc("crc16-x25", f + 2, n - 6);
+        f[n - 4] = (uint8_t)(c >> 8), f[n - 3] = (uint8_t)c;
+    }
+    CHECK_INT(ops->frame(p, f, n, &skip), (int)n);
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    gw_thing_msg_clear(&m);
+    /* wrong stop bytes */
+    n = bt_unhex(GT06_HEARTBEAT, f, sizeof(f));
+    f[n - 1] = 0x0B;
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "field stop: expected 0xD0A, got 0xD0B");
+    gw_thing_msg_clear(&m);
+    bt_free(&r);
+}
+
 int main(void)
 {
     test_check_vectors();
@@ -1077,6 +1244,7 @@ int main(void)
     test_tracker();
     test_tracker_stream();
     test_sensor();
+    test_gt06();
     test_fixed_and_crlf();
     test_field_types();
     TEST_MAIN_END();

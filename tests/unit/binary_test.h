@@ -99,6 +99,7 @@ static inline void bt_free(bt_loaded *r)
 static inline char *bt_dump_mqtt(json_t *root)
 {
     json_object_set_new(root, "protocol", json_string("mqtt"));
+    json_object_del(root, "auth"); /* "device-id" is for tcp and udp products only */
     return json_dumps(root, JSON_INDENT(1));
 }
 
