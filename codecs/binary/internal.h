@@ -324,6 +324,7 @@ typedef struct bin_src {
     uint32_t seq;
     const json_t *values; /* command inputs / properties */
     const char *secret;   /* the device's secret: the MAC of a layout with "auth" */
+    int64_t timestamp_ms; /* a timestamp role's value without req (tests, fuzzing) */
 } bin_src;
 int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
                       size_t cap, size_t *n, gw_error *err);

@@ -1160,6 +1160,37 @@ static void test_gt06(void)
     CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), 0);
     CHECK_VAL_INT(&m, "course", 1023);
     gw_thing_msg_clear(&m);
+    /* the encoder (tests, fuzzing) writes a signed value's magnitude and sets its flag bit */
+    {
+        static const double lats[] = {-33.8688, 33.8688}, lons[] = {151.2093, -70.6693};
+        for (int i = 0; i < 2; i++) {
+            char vals[400];
+            snprintf(vals, sizeof(vals),
+                     "{\"lat\": %.17g, \"lon\": %.17g, \"speed\": 61, \"course\": 359, "
+                     "\"satellites\": 9, \"positioned\": true, \"mcc\": 505, \"mnc\": 1, "
+                     "\"lac\": 65535, \"cell_id\": 16777215}",
+                     lats[i], lons[i]);
+            json_t *v = json_loads(vals, 0, NULL);
+            bin_src src = {.seq = 9, .values = v, .timestamp_ms = 1700000000000LL};
+            gw_error err = {0};
+            const bin_msg *bm = msg_by_match(p, BIN_K_REPORT, 0x12);
+            if (gw__binary_encode(p->codec_state, bm, &src, f, sizeof(f), &n, &err) != 0)
+                fprintf(stderr, "encode: %s\n", err.msg);
+            json_decref(v);
+            CHECK_INT(n, 36);
+            CHECK_INT(f[20] >> 2 & 3,
+                      i == 0 ? 0 : 3); /* south+east: bits 10, 11 clear; north+west */
+            CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), 0);
+            CHECK_VAL_REAL(&m, "lat", lats[i]);
+            CHECK_VAL_REAL(&m, "lon", lons[i]);
+            CHECK_VAL_INT(&m, "course", 359);
+            CHECK_VAL_INT(&m, "cell_id", 16777215);
+            CHECK_INT(m.timestamp_ms, 1700000000000LL); /* 23-11-14 22:13:20 */
+            CHECK_INT(f[4], 23);
+            CHECK_INT(f[9], 20);
+            gw_thing_msg_clear(&m);
+        }
+    }
     /* a date that is none (month 13): malformed, named */
     n = gt06_with_word(GT06_LOCATION, 4, 0x0B0D, f, sizeof(f));
     CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
