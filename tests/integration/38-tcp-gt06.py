@@ -3,6 +3,7 @@ import json
 import subprocess
 
 import binframes as b
+import gwapi
 import gwtest as g
 
 IMEI = "123456789012345"
@@ -97,6 +98,15 @@ def main(t):
     d.send(b.gt06_login("861234567890123"))
     t.check(d.wait_closed(5), "unknown IMEI: connection closed")
     t.eq(d.buf, b"", "unknown IMEI: nothing sent back")
+    d.close()
+    # the management API adds a device of a device-id product without a secret; it gets in
+    r = gwapi.api(gw, "POST", "/api/devices", {"id": "861234567890123", "product": b.GT06})
+    t.check(r.status == 201, "POST /api/devices without a secret for a gt06 device: 201", r)
+    r = gwapi.api(gw, "POST", "/api/devices", {"id": "mtr-x", "product": b.GT06, "secret": ""})
+    t.check(r.status == 400, "... an empty secret is still refused (400)", r)
+    d = b.Dev(port)
+    d.send(b.gt06_login("861234567890123", serial=4))
+    t.eq(b.gt06_recv(d), b.gt06_answer(0x01, 4), "the added IMEI logs in at once")
     d.close()
     # the other registered device logs in by its IMEI alone
     d = b.Dev(port)
