@@ -1,10 +1,11 @@
-# Proves the gt06 example product over a real socket (TCP, auth.mode device-id): the GT06 document's login, location, heartbeat and alarm packets, answered byte for byte (login and heartbeat; no answer to a location), the location's values and UTC date-time stored, the hemisphere bits signing lat/lon, the alarm stored as an event; an IMEI not in the registry refused (closed, nothing sent); a bad CRC not answered and counted; a truncated packet waited for, then completed; the start-up warning and --check-config naming the device-id product; a device-id product whose frame carries a secret refused at config load.
+# Proves the gt06 example product over a real socket (TCP, auth.mode device-id): the GT06 document's login, location, heartbeat and alarm packets, answered byte for byte (login and heartbeat; no answer to a location), the location's values and UTC date-time stored, the hemisphere bits signing lat/lon, the alarm stored as an event; an IMEI not in the registry refused (closed, nothing sent); a bad CRC not answered and counted; a truncated packet waited for, then completed; the start-up warning and --check-config naming the device-id product; a device-id product whose frame carries a secret refused at config load; the same mode over UDP (sensor-udp with its token read over): a registered device's datagram acked whatever its token, an unknown device's dropped.
 import json
 import subprocess
 
 import binframes as b
 import gwapi
 import gwtest as g
+import sensor_udp as su
 
 IMEI = "123456789012345"
 DEVS = [{"id": IMEI, "product": b.GT06},  # no secret: auth by device id
@@ -139,6 +140,26 @@ def main(t):
     t.check(p.returncode == 2, "device-id with a secret in the frame: exit 2", err)
     t.check('gt06.json: auth.mode: "device-id" checks no secret, but the frame carries one' in err,
             "the error names the file and auth.mode", err)
+
+    # auth.mode device-id over UDP: sensor-udp's token becomes padding (no role), the registry
+    # is the allowlist
+    prod = g.load_product(su.PRODUCT)
+    prod["auth"] = {"mode": "device-id"}
+    for f in prod["frame"]["header"]:
+        if f.get("role") == "secret":
+            del f["role"]
+    ids = su.dev_ids(1)
+    gw3 = g.Gateway(products=[prod], devices=[{"id": ids[0], "product": su.PRODUCT}],
+                    config={"adapters": {"mqtt": None, "udp": {"listeners": [
+                        {"address": g.HOST, "port": 0, "product": su.PRODUCT}]}}})
+    u = su.Client(su.udp_port(gw3))
+    ack, _ = u.request(su.report(ids[0], 1, token="anything"), 5)
+    t.eq(ack, (ids[0], 1, 0), "UDP device-id: a registered device acked, whatever its token")
+    t.check(g.wait_until(lambda: prop(gw3, ids[0], "battery") == 87, 5), "... its report stored")
+    ack, _ = u.request(su.report("snr99999", 1, token="anything"), 1)
+    t.eq(ack, None, "UDP device-id: an unknown device gets nothing")
+    u.close()
+    t.eq(gw3.stop(), 0, "UDP gateway: SIGTERM exit 0")
 
 
 g.run(main)
