@@ -198,6 +198,9 @@ int gw_config_devices_write(const char *path, const json_t *devices, struct gw_e
 /* True when a device of p needs its secret itself, not a hash of it: CoAP with DTLS listeners
  * (the PSK), a binary layout with a MAC keyed by the secret (config_devices.c). */
 bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p);
+/* The products with "auth": {"mode": "device-id"} (any device knowing its id gets in) as
+ * "a, b" into buf (cut to cap); their number. For the start-up and --check-config warning. */
+size_t gw_config_device_id_products(const gw_config *c, char *buf, size_t cap);
 
 const gw_product *gw_config_product(const gw_config *c, const char *id);
 const gw_device *gw_config_device(const gw_config *c, const char *id);

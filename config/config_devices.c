@@ -79,7 +79,11 @@ static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, cons
         if (!(d->product = gw_config_product(c, s)) && !x->products_incomplete)
             gw__config_err(x, file, p, "unknown product \"%s\"", s);
     }
-    if ((s = member(x, file, o, "secret", true, path))) {
+    /* a product that authenticates by the device id alone needs no secret: "" then */
+    bool id_only = d->product && d->product->auth_mode == GW_AUTH_DEVICE_ID;
+    if (id_only && !json_object_get(o, "secret") && !(d->secret = strdup("")))
+        gw__config_err(x, file, path, "out of memory");
+    if ((s = member(x, file, o, "secret", !id_only, path))) {
         snprintf(p, sizeof(p), "%s.secret", path);
         if (!*s || strlen(s) > SECRET_MAX)
             gw__config_err(x, file, p, "must be a non-empty string of at most %d bytes",
@@ -151,6 +155,24 @@ static bool psk_listener(const gw_config *c, const gw_product *p, const char *ad
             return true;
     }
     return false;
+}
+
+size_t gw_config_device_id_products(const gw_config *c, char *buf, size_t cap)
+{
+    size_t n = 0, used = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (size_t i = 0; i < c->n_products; i++) {
+        const gw_product *p = &c->products[i];
+        if (p->auth_mode != GW_AUTH_DEVICE_ID)
+            continue;
+        if (used < cap) {
+            int k = snprintf(buf + used, cap - used, "%s%s", n ? ", " : "", p->id);
+            used += k > 0 ? (size_t)k : 0;
+        }
+        n++;
+    }
+    return n;
 }
 
 bool gw_config_secret_in_clear(const gw_config *c, const gw_product *p)

@@ -498,8 +498,8 @@ static void parse_functions(prod_ctx *pc, const json_t *arr, gw_product *p)
 typedef struct auth_file {
     int mode;
 } auth_file;
-static const char *const auth_modes[] = {"device-secret", "secret", "certificate",
-                                         "certificate-or-secret", NULL};
+static const char *const auth_modes[] = {"device-secret",         "secret",    "certificate",
+                                         "certificate-or-secret", "device-id", NULL};
 static const gw_cfg_field auth_fields[] = {
     {"mode", GW_CFG_ENUM, offsetof(auth_file, mode), 0, 0, auth_modes, true},
     {NULL, 0, 0, 0, 0, NULL, false},
@@ -551,7 +551,15 @@ static void parse_auth(prod_ctx *pc, const json_t *v, gw_product *p)
         gw_cfg_free(auth_fields, &a);
         p->auth_mode = a.mode == 2   ? GW_AUTH_CERT
                        : a.mode == 3 ? GW_AUTH_CERT_OR_SECRET
+                       : a.mode == 4 ? GW_AUTH_DEVICE_ID
                                      : GW_AUTH_SECRET;
+        /* no secret to check: only where the adapter then asks nothing else of the device */
+        if (p->auth_mode == GW_AUTH_DEVICE_ID && p->protocol && strcmp(p->protocol, "tcp") != 0 &&
+            strcmp(p->protocol, "udp") != 0)
+            err(pc, "auth.mode",
+                "\"device-id\" is for tcp and udp products whose protocol carries no secret, not "
+                "for %s",
+                p->protocol);
     }
     if (p->adapter_data)
         pc->x->errors += gw_cfg_parse(own, mine, p->adapter_data, pc->file, "auth", pc->x->diag);

@@ -72,7 +72,7 @@ typedef struct gw_function_spec {
 
 struct gw_codec_ops;
 
-enum { GW_AUTH_SECRET, GW_AUTH_CERT, GW_AUTH_CERT_OR_SECRET };
+enum { GW_AUTH_SECRET, GW_AUTH_CERT, GW_AUTH_CERT_OR_SECRET, GW_AUTH_DEVICE_ID };
 
 typedef struct gw_product {
     char *id;
@@ -97,7 +97,9 @@ typedef struct gw_product {
     uint32_t cmd_ttl_ms;
     /* "auth": {"mode": ...}: GW_AUTH_SECRET ("device-secret", "secret": the secret is always
      * checked), GW_AUTH_CERT ("certificate": only a TLS client certificate naming the device),
-     * GW_AUTH_CERT_OR_SECRET (a certificate naming the device, or the secret) */
+     * GW_AUTH_CERT_OR_SECRET (a certificate naming the device, or the secret), GW_AUTH_DEVICE_ID
+     * ("device-id": TCP/UDP protocols that carry no secret (GT06): the device id alone, the
+     * registry is the allowlist; warned at start-up) */
     uint8_t auth_mode;
     /* The protocol adapter's per-product data: the keys of "auth" it owns (its
      * product_auth_fields, e.g. CoAP's coap_query_token), parsed by the config loader. */

@@ -306,13 +306,27 @@ int main(int argc, char **argv)
         gw_config_free(m.cfg);
         return 2;
     }
+    char id_only[512];
+    size_t n_id_only = gw_config_device_id_products(m.cfg, id_only, sizeof(id_only));
     if (check_only) {
+        if (n_id_only)
+            fprintf(stderr,
+                    "iotgw: warning: %zu product%s authenticate%s devices by their id alone, no "
+                    "secret (auth.mode \"device-id\"): %s\n",
+                    n_id_only, n_id_only == 1 ? "" : "s", n_id_only == 1 ? "s" : "", id_only);
         printf("config ok: %zu products, %zu devices\n", m.cfg->n_products, m.cfg->n_devices);
         gw_config_free(m.cfg);
         return 0;
     }
     gw_log_level = m.cfg->log_level;
     gw_log_rate_limit = m.cfg->log_rate_limit;
+    if (n_id_only) {
+        char q[600];
+        GW_LOG_WARN("main", NULL, NULL,
+                    "products authenticate devices by their id alone, no secret (auth.mode "
+                    "device-id): any device that knows a registered id gets in",
+                    "products=%s", gw_log_quote(q, sizeof(q), id_only));
+    }
     if (!tls_counted)
         GW_LOG_WARN("main", NULL, NULL,
                     "OpenSSL allocated before start-up; its memory is not counted", NULL);

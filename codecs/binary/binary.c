@@ -12,9 +12,6 @@
 
 static const char *const product_keys[] = {"frame", NULL};
 
-static const char *const algo_label[] = {"",      "crc16-modbus", "crc16-ccitt", "crc16-xmodem",
-                                         "crc32", "xor",          "sum8"};
-
 static const bin_layout *layout_of(const gw_product *p)
 {
     return p && p->codec_ops == &gw_codec_binary_ops ? p->codec_state : NULL;
@@ -207,9 +204,23 @@ static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *
         return read_role(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, out, rej);
     if (f->target == BIN_TG_NONE)
         return 0;
+    bool negate = false;
+    if (f->sign_src) { /* fixed offset, checked at load; this frame may still be too short */
+        const bin_field *sf = f->sign_src;
+        int64_t at = sf->pos == BIN_POS_END ? (int64_t)d->len + sf->off : sf->off;
+        bin_num sn;
+        if (at < 0 || (size_t)at + sf->size > d->len)
+            return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                 "field %s: its sign field %s lies past the frame (%zu bytes)",
+                                 gw__binary_label(f), gw__binary_label(sf), d->len);
+        if (gw__binary_read_num(sf, d->body + at, &sn, rej))
+            return GW_EINVAL;
+        uint64_t sv = f->sign_bit >= 0 ? (sn.u >> f->sign_bit) & 1u : sn.u;
+        negate = sv == f->sign_neg;
+    }
     json_t *v;
-    if (gw__binary_to_json(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, &v,
-                           rej))
+    if (gw__binary_to_json(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, negate,
+                           &v, rej))
         return GW_EINVAL;
     if (!out->values || json_object_set_new(out->values, f->target_id, v) != 0)
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: out of memory",
@@ -244,12 +255,12 @@ static int check_frame(const bin_layout *l, const uint8_t *b, size_t len, gw_rej
     if (at < to && from < at + l->ck_width)
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
                              "frame of %zu bytes: its check lies inside the checked bytes", len);
-    uint32_t want = gw__binary_check((bin_algo)l->algo, b + from, (size_t)(to - from));
+    uint32_t want = gw__binary_check(l, b + from, (size_t)(to - from));
     uint32_t got = (uint32_t)gw__binary_get_uint(b + at, l->ck_width, l->ck_little);
     if (want != got)
         return gw_reject_set(rej, GW_R_BAD_CHECK,
                              "%s: the frame says 0x%0*" PRIX32 ", the bytes give 0x%0*" PRIX32,
-                             algo_label[l->algo], 2 * l->ck_width, got, 2 * l->ck_width, want);
+                             l->algo_name, 2 * l->ck_width, got, 2 * l->ck_width, want);
     return 0;
 }
 

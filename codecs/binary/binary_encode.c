@@ -65,7 +65,7 @@ static int field_source(const bin_layout *l, const bin_msg *m, const bin_field *
         break;
     case BIN_ROLE_TIMESTAMP:
         sv->kind = SV_NUM;
-        sv->i = req ? req->timestamp_ms : 0;
+        sv->i = req ? req->timestamp_ms : src->timestamp_ms;
         break;
     case BIN_ROLE_RESULT:
         sv->kind = SV_RAW;
@@ -115,6 +115,44 @@ static int field_put(const bin_field *f, const src_val *sv, uint8_t *b, size_t c
         return gw__binary_put_json(f, sv->json, b, cap, &used, err);
     }
     return 0;
+}
+
+/* A "sign_from" value: its magnitude at pos, and the flag of its sign field set to say whether
+ * it is negative (without "bit": the field's whole value set to negative_when for a negative
+ * value, and for a positive one left as written unless it reads as negative: then its low bit
+ * flipped). */
+static int put_signed(const bin_field *f, const json_t *v, uint8_t *body, size_t len, size_t pos,
+                      gw_error *err)
+{
+    const bin_field *sf = f->sign_src;
+    size_t used, spos = sf->pos == BIN_POS_END ? len + (size_t)(int64_t)sf->off : (size_t)sf->off;
+    bool neg = json_is_integer(v) ? json_integer_value(v) < 0 : json_real_value(v) < 0;
+    json_t *mag = !neg                 ? json_incref((json_t *)v)
+                  : json_is_integer(v) ? json_integer(-json_integer_value(v))
+                                       : json_real(-json_real_value(v));
+    if (!mag || (json_is_integer(v) && json_integer_value(v) == INT64_MIN)) {
+        json_decref(mag);
+        return gw_error_set(err, GW_EINVAL, "%s: cannot take the magnitude", f->path);
+    }
+    int rc = gw__binary_put_json(f, mag, body + pos, len - pos, &used, err);
+    json_decref(mag);
+    if (rc || spos + sf->size > len)
+        return rc ? rc : gw_error_set(err, GW_EINVAL, "%s: sign field past the frame", f->path);
+    gw_reject rej;
+    bin_num cur;
+    if (gw__binary_read_num(sf, body + spos, &cur, &rej))
+        return gw_error_set(err, GW_EINVAL, "%s: %s", f->path, rej.detail);
+    uint64_t nv = cur.u;
+    if (f->sign_bit >= 0) {
+        uint64_t bit = 1ull << f->sign_bit;
+        bool set = neg ? f->sign_neg != 0 : f->sign_neg == 0;
+        nv = set ? nv | bit : nv & ~bit;
+    } else if (neg) {
+        nv = f->sign_neg;
+    } else if (nv == f->sign_neg) {
+        nv ^= 1; /* any other value says positive */
+    }
+    return gw__binary_put_int(sf, (int64_t)nv, body + spos, err);
 }
 
 typedef struct placed {
@@ -173,13 +211,25 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
                           m->length >= 0 || l->framing == BIN_FR_FIXED ? len : body_cap);
         goto done;
     }
-    /* pass 2: write */
+    /* pass 2: write; a value with "sign_from" is written as its magnitude, then pass 3 sets the
+     * flag it takes its sign from */
     memset(body, 0, len);
     for (k = 0; k < nf; k++) {
         placed *p = &ps[k];
         if (p->from_end)
             p->pos = len + (size_t)(int64_t)p->f->off;
-        if ((rc = field_put(p->f, &p->sv, body + p->pos, len - p->pos, err)) != 0)
+        if (p->f->sign_src && p->sv.kind == SV_JSON && json_is_number(p->sv.json)) {
+            rc = put_signed(p->f, p->sv.json, body, len, p->pos, err);
+        } else {
+            rc = field_put(p->f, &p->sv, body + p->pos, len - p->pos, err);
+        }
+        if (rc)
+            goto done;
+    }
+    for (k = 0; k < nf; k++) { /* pass 3: again, now that every sign field has been written */
+        placed *p = &ps[k];
+        if (p->f->sign_src && p->sv.kind == SV_JSON && json_is_number(p->sv.json) &&
+            (rc = put_signed(p->f, p->sv.json, body, len, p->pos, err)) != 0)
             goto done;
     }
     if (l->framing == BIN_FR_LENGTH) {
@@ -212,7 +262,7 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
                 gw_error_set(err, GW_EINVAL, "frame.check: does not fit a frame of %zu bytes", len);
             goto done;
         }
-        uint32_t c = gw__binary_check((bin_algo)l->algo, body + from, (size_t)(to - from));
+        uint32_t c = gw__binary_check(l, body + from, (size_t)(to - from));
         gw__binary_put_uint(body + at, l->ck_width, l->ck_little, c);
     }
     /* what we send obeys the same bound as what we accept */

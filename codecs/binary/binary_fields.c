@@ -96,13 +96,77 @@ static int bcd_digits(const bin_field *f, const uint8_t *b, size_t n, char *dst,
     return 0;
 }
 
+/* A bcd field's digits, the leading padding of a "digits" field dropped (it must be zeros). */
+static int bcd_value(const bin_field *f, const uint8_t *b, char d[21], gw_reject *rej)
+{
+    if (bcd_digits(f, b, f->size, d, rej))
+        return GW_EINVAL;
+    size_t all = 2 * (size_t)f->size, drop = f->digits ? all - f->digits : 0;
+    for (size_t i = 0; i < drop; i++)
+        if (d[i] != '0')
+            return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                 "field %s: %s has more than %u digits", LABEL(f), d, f->digits);
+    memmove(d, d + drop, all - drop + 1);
+    return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+int gw__binary_datetime_read(const bin_field *f, const uint8_t *b, int64_t *ms, gw_reject *rej)
+{
+    static const uint8_t mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    unsigned y = b[0], mo = b[1], d = b[2], h = b[3], mi = b[4], s = b[5];
+    bool leap = (2000 + y) % 4 == 0; /* 2000..2099: every fourth year */
+    if (y > 99 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || s > 59)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "field %s: %02X %02X %02X %02X %02X %02X is not a date-time "
+                             "(YY MM DD hh mm ss)",
+                             LABEL(f), b[0], b[1], b[2], b[3], b[4], b[5]);
+    *ms = ((days_from_civil(2000 + y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)s * 1000;
+    return 0;
+}
+
+int gw__binary_datetime_put(const bin_field *f, int64_t ms, uint8_t *b, gw_error *err)
+{
+    /* 2000-01-01 .. 2099-12-31 23:59:59 */
+    if (ms < 946684800000LL || ms >= 4102444800000LL)
+        return gw_error_set(err, GW_EINVAL, "%s: %" PRId64 " ms is outside 2000..2099", f->path,
+                            ms);
+    int64_t t = ms / 1000, days = t / 86400, sec = t % 86400;
+    /* civil_from_days (Hinnant) */
+    int64_t z = days + 719468, era = z / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+    unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
+    b[0] = (uint8_t)(y - 2000), b[1] = (uint8_t)m, b[2] = (uint8_t)d;
+    b[3] = (uint8_t)(sec / 3600), b[4] = (uint8_t)(sec / 60 % 60), b[5] = (uint8_t)(sec % 60);
+    return 0;
+}
+
 int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_reject *rej)
 {
     size_t w = gw__binary_type_width((bin_type)f->type);
     memset(out, 0, sizeof(*out));
+    if (f->type == BIN_DATETIME) {
+        out->kind = BIN_NUM_INT;
+        return gw__binary_datetime_read(f, b, &out->i, rej);
+    }
     if (f->type == BIN_BCD) {
         char d[21];
-        if (bcd_digits(f, b, f->size, d, rej))
+        if (bcd_value(f, b, d, rej))
             return GW_EINVAL;
         uint64_t v = 0;
         for (size_t i = 0; d[i]; i++) {
@@ -203,7 +267,8 @@ static json_t *new_or_reject(json_t *v, const bin_field *f, gw_reject *rej)
     return v;
 }
 
-int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, json_t **out, gw_reject *rej)
+int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, bool negate, json_t **out,
+                       gw_reject *rej)
 {
     const gw_value_spec *s = f->spec;
     *out = NULL;
@@ -229,13 +294,29 @@ int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, json_t **
     }
     if (f->type == BIN_BCD && s && s->type == GW_T_STRING) {
         char d[21];
-        if (bcd_digits(f, b, f->size, d, rej))
+        if (bcd_value(f, b, d, rej))
             return GW_EINVAL;
         return (*out = new_or_reject(json_string(d), f, rej)) ? 0 : GW_EINVAL;
     }
     bin_num num;
     if (gw__binary_read_num(f, b, &num, rej) || gw__binary_xform(f, &num, rej))
         return GW_EINVAL;
+    if (negate) { /* "sign_from" says so */
+        if (num.kind == BIN_NUM_REAL) {
+            num.d = -num.d;
+        } else if (num.kind == BIN_NUM_INT) {
+            if (num.i == INT64_MIN)
+                return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                     "field %s: value overflows 64 bits", LABEL(f));
+            num.i = -num.i;
+        } else {
+            if (num.u > INT64_MAX)
+                return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                     "field %s: value overflows 64 bits", LABEL(f));
+            num.kind = BIN_NUM_INT;
+            num.i = -(int64_t)num.u;
+        }
+    }
     if (num.kind == BIN_NUM_REAL)
         return (*out = new_or_reject(json_real(num.d), f, rej)) ? 0 : GW_EINVAL;
     if (s && s->type == GW_T_BOOL)
@@ -286,7 +367,7 @@ int gw__binary_to_text(const bin_field *f, const uint8_t *b, size_t n, char *dst
     }
     if (f->type == BIN_BCD) {
         char d[21];
-        if (bcd_digits(f, b, f->size, d, rej))
+        if (bcd_value(f, b, d, rej))
             return GW_EINVAL;
         len = strlen(d);
         if (len >= cap)
@@ -312,7 +393,7 @@ too_long:
 static int put_bcd(const bin_field *f, const char *digits, uint8_t *b, gw_error *err)
 {
     size_t nd = strlen(digits), w = 2 * (size_t)f->size;
-    if (nd > w)
+    if (nd > (f->digits ? f->digits : w))
         return gw_error_set(err, GW_EINVAL, "%s: %zu digits do not fit %u BCD bytes", f->path, nd,
                             f->size);
     for (size_t i = 0; i < nd; i++)
@@ -345,6 +426,8 @@ static void put_float(const bin_field *f, double d, uint8_t *b, size_t w)
 
 int gw__binary_put_int(const bin_field *f, int64_t v, uint8_t *b, gw_error *err)
 {
+    if (f->type == BIN_DATETIME)
+        return gw__binary_datetime_put(f, v, b, err);
     if (f->type == BIN_BCD) {
         char d[24];
         if (v < 0)

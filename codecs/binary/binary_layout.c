@@ -4,6 +4,7 @@
  * first mistake is reported as "frame.<JSON path>: what". The sections: docs/BINARY-CODEC.md. */
 #include "internal.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +13,6 @@
 static const char *const kind_names[] = {"login",          "report",      "event",
                                          "function_reply", "write_reply", "heartbeat",
                                          "invoke",         "write",       "ack"};
-static const char *const algo_names[] = {"",      "crc16-modbus", "crc16-ccitt", "crc16-xmodem",
-                                         "crc32", "xor",          "sum8"};
 
 static const char *const frame_keys[] = {"endian",        "max_frame", "framing", "header",
                                          "discriminator", "check",     "auth",    "messages",
@@ -22,6 +21,8 @@ static const char *const msg_keys[] = {"kind",     "match",  "length", "event",
                                        "function", "fields", "ack",    NULL};
 static const char *const ack_keys[] = {"match", "fields", NULL};
 static const char *const check_keys[] = {"algorithm", "from", "to", "at", "endian", NULL};
+static const char *const crc_keys[] = {"width",  "poly",   "init",  "refin",
+                                       "refout", "xorout", "check", NULL};
 static const char *const auth_keys[] = {"algorithm", "from", "to", "at", "size", NULL};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -495,6 +496,88 @@ static int finish_messages(gw__bl_ctx *x, int default_ack)
 
 /* ---- the frame section ------------------------------------------------------------------ */
 
+/* "algorithm": a name ("crc16-x25", "xor", "sum8": docs/BINARY-CODEC.md section 5) or the CRC's
+ * catalogue parameters {"width", "poly", "init", "refin", "refout", "xorout", "check"}; a CRC is
+ * proven against its check value here, once. */
+static int parse_algorithm(gw__bl_ctx *x, const json_t *a)
+{
+    const char *path = "frame.check.algorithm";
+    char p[GW__BL_PATH_CAP];
+    bin_layout *l = x->l;
+    const char *name = json_string_value(a);
+    if (name && (strcmp(name, "xor") == 0 || strcmp(name, "sum8") == 0)) {
+        l->algo = name[0] == 'x' ? BIN_CK_XOR : BIN_CK_SUM8;
+        snprintf(l->algo_name, sizeof(l->algo_name), "%s", name);
+        return 0;
+    }
+    gw__crc_params cp;
+    bool has_check = true;
+    if (name) {
+        const gw__crc_params *k = gw__crc_find(name);
+        if (!k)
+            return gw__bl_fail(x, path,
+                               "unknown algorithm \"%s\": a name of the CRC catalogue (crc16-x25, "
+                               "crc16-modbus, crc32...), xor, sum8, or {width, poly, init, "
+                               "refin, refout, xorout, check}",
+                               name);
+        cp = *k;
+    } else if (json_is_object(a)) {
+        int64_t v;
+        bool have;
+        if (gw__bl_unknown_keys(x, a, crc_keys, path))
+            return GW_ECONFIG;
+        memset(&cp, 0, sizeof(cp));
+        cp.name = "crc";
+        if (gw__bl_get_int(x, a, "width", path, 8, 32, false, &v, &have))
+            return GW_ECONFIG;
+        if (!have || (v != 8 && v != 16 && v != 32))
+            return gw__bl_fail(x, gw__bl_sub(p, path, "width"), "must be 8, 16 or 32");
+        cp.width = (uint8_t)v;
+        int64_t max = (int64_t)((1ull << cp.width) - 1u);
+        static const char *const nums[] = {"poly", "init", "xorout", "check"};
+        uint32_t *dst[] = {&cp.poly, &cp.init, &cp.xorout, &cp.check};
+        for (int i = 0; i < 4; i++) {
+            v = 0;
+            if (gw__bl_get_int(x, a, nums[i], path, 0, max, true, &v, &have))
+                return GW_ECONFIG;
+            if (!have && i == 0)
+                return gw__bl_fail(x, gw__bl_sub(p, path, "poly"), "missing required key");
+            if (!have && i == 3)
+                has_check = false;
+            *dst[i] = (uint32_t)v;
+        }
+        if (!(cp.poly & 1u))
+            return gw__bl_fail(x, gw__bl_sub(p, path, "poly"),
+                               "0x%" PRIX32 " is even: a CRC polynomial has its x^0 term (the "
+                               "catalogue writes it without the top bit)",
+                               cp.poly);
+        static const char *const bools[] = {"refin", "refout"};
+        bool *bd[] = {&cp.refin, &cp.refout};
+        for (int i = 0; i < 2; i++) {
+            const json_t *b = json_object_get(a, bools[i]);
+            if (!b || !json_is_boolean(b))
+                return gw__bl_fail(x, gw__bl_sub(p, path, bools[i]),
+                                   b ? "must be true or false" : "missing required key");
+            *bd[i] = json_is_true(b);
+        }
+    } else {
+        return gw__bl_fail(x, path, "must be an algorithm name or an object of CRC parameters");
+    }
+    int rc = gw__crc_init(&l->crc, &cp);
+    if (rc < 0)
+        return gw__bl_fail(x, path, "width must be 8, 16 or 32");
+    if (rc > 0 && has_check) {
+        uint32_t got = gw__crc_compute(&l->crc, (const uint8_t *)"123456789", 9);
+        return gw__bl_fail(x, name ? path : gw__bl_sub(p, path, "check"),
+                           "these parameters give 0x%0*" PRIX32
+                           " for \"123456789\", not 0x%0*" PRIX32,
+                           cp.width / 4, got, cp.width / 4, cp.check);
+    }
+    l->algo = BIN_CK_CRC;
+    snprintf(l->algo_name, sizeof(l->algo_name), "%s", cp.name);
+    return 0;
+}
+
 static int parse_check(gw__bl_ctx *x, const json_t *c)
 {
     const char *path = "frame.check";
@@ -506,14 +589,9 @@ static int parse_check(gw__bl_ctx *x, const json_t *c)
         return gw__bl_fail(x, path, "must be an object");
     if (gw__bl_unknown_keys(x, c, check_keys, path))
         return GW_ECONFIG;
-    int a = gw__bl_lookup(algo_names, N_OF(algo_names),
-                          json_string_value(json_object_get(c, "algorithm")));
-    if (a < 0)
-        return gw__bl_fail(
-            x, gw__bl_sub(p, path, "algorithm"),
-            "must be one of crc16-modbus, crc16-ccitt, crc16-xmodem, crc32, xor, sum8");
-    l->algo = (uint8_t)a;
-    l->ck_width = (uint8_t)gw__binary_check_width((bin_algo)a);
+    if (parse_algorithm(x, json_object_get(c, "algorithm")))
+        return GW_ECONFIG;
+    l->ck_width = (uint8_t)gw__binary_check_width(l);
     int64_t cap = x->body_cap;
     if (gw__bl_get_int(x, c, "at", path, -cap, cap - l->ck_width, false, &n, &have))
         return GW_ECONFIG;
@@ -688,6 +766,15 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
         return GW_ECONFIG;
     if (check_matches(x) || finish_messages(x, default_ack))
         return GW_ECONFIG;
+    if (x->p->auth_mode == GW_AUTH_DEVICE_ID) { /* no secret to check: none may be declared */
+        bool secret = l->has_auth || l->header_secret;
+        for (size_t i = 0; i < l->n_msgs; i++)
+            secret = secret || (BIN_K_IS_UP(l->msgs[i].kind) && l->msgs[i].role_secret);
+        if (secret)
+            return gw__bl_fail(x, "auth.mode",
+                               "\"device-id\" checks no secret, but the frame carries one (a "
+                               "field with role secret, or frame.auth): use \"secret\"");
+    }
     if (l->framing == BIN_FR_LENGTH) {
         /* the shortest frame a length field may describe: the header and a trailing check */
         int64_t min = l->len_off + l->len_width;

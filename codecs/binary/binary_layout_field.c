@@ -9,17 +9,19 @@
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *const type_names[] = {"u8",  "i8",  "u16", "i16", "u32",    "i32",  "u64",
-                                         "i64", "f32", "f64", "bcd", "string", "bytes"};
+static const char *const type_names[] = {"u8",  "i8",  "u16",    "i16",   "u24",
+                                         "u32", "i32", "u64",    "i64",   "f32",
+                                         "f64", "bcd", "string", "bytes", "datetime"};
 static const char *const role_names[] = {"",       "device_id", "secret", "seq",
                                          "msg_id", "timestamp", "result", "request_code"};
-static const char *const field_keys[] = {"name",  "offset", "type",  "endian", "size",  "prefix",
-                                         "bit",   "bits",   "scale", "add",    "value", "property",
-                                         "param", "output", "input", "role",   NULL};
+static const char *const field_keys[] = {"name",   "offset",   "type",      "endian", "size",
+                                         "prefix", "bit",      "bits",      "scale",  "add",
+                                         "value",  "property", "param",     "output", "input",
+                                         "role",   "digits",   "sign_from", NULL};
 
 size_t gw__binary_type_width(bin_type t)
 {
-    static const uint8_t w[] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8, 0, 0, 0};
+    static const uint8_t w[] = {1, 1, 2, 2, 3, 4, 4, 8, 8, 4, 8, 0, 0, 0, 0};
     return (size_t)t < sizeof(w) ? w[t] : 0;
 }
 
@@ -30,7 +32,7 @@ bool gw__binary_type_is_int(bin_type t)
 
 bool gw__binary_type_is_unsigned(bin_type t)
 {
-    return t == BIN_U8 || t == BIN_U16 || t == BIN_U32 || t == BIN_U64;
+    return t == BIN_U8 || t == BIN_U16 || t == BIN_U24 || t == BIN_U32 || t == BIN_U64;
 }
 
 static char *dup_str(const char *s)
@@ -49,14 +51,15 @@ static const gw_value_spec *find_spec(const gw_value_spec *s, size_t n, const ch
 /* Can a field of this type (and transform) carry a value of thing-model type t? */
 static const char *carry_problem(const bin_field *f, gw_type t)
 {
-    bool is_int = gw__binary_type_is_int(f->type),
-         num = is_int || f->type == BIN_F32 || f->type == BIN_F64 || f->type == BIN_BCD;
+    bool is_int = gw__binary_type_is_int(f->type), num = is_int || f->type == BIN_F32 ||
+                                                         f->type == BIN_F64 || f->type == BIN_BCD ||
+                                                         f->type == BIN_DATETIME;
     bool text = f->type == BIN_STRING || f->type == BIN_BYTES;
     switch (t) {
     case GW_T_INT:
     case GW_T_LONG:
     case GW_T_DATE:
-        if (!(is_int || f->type == BIN_BCD))
+        if (!(is_int || f->type == BIN_BCD || f->type == BIN_DATETIME))
             return "needs an integer field type";
         if (f->has_xform && !f->int_xform)
             return "an integer cannot take a non-integer scale or add";
@@ -150,12 +153,12 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
         if ((r == BIN_ROLE_SEQ || r == BIN_ROLE_RESULT || r == BIN_ROLE_REQUEST_CODE) &&
             (!is_int || f->has_xform))
             return gw__bl_fail(x, p, "role %s needs an integer field type without transform", id);
-        if (r == BIN_ROLE_TIMESTAMP && !(is_int || f->type == BIN_BCD))
-            return gw__bl_fail(x, p, "role timestamp needs an integer or bcd field type");
+        if (r == BIN_ROLE_TIMESTAMP && !(is_int || f->type == BIN_BCD || f->type == BIN_DATETIME))
+            return gw__bl_fail(x, p, "role timestamp needs an integer, bcd or datetime field type");
         if (r == BIN_ROLE_TIMESTAMP && f->has_xform && !f->int_xform)
             return gw__bl_fail(x, p, "role timestamp needs an integer scale and add");
         if ((r == BIN_ROLE_DEVICE_ID || r == BIN_ROLE_SECRET || r == BIN_ROLE_MSG_ID) &&
-            (fl || f->has_xform))
+            (fl || f->has_xform || f->type == BIN_DATETIME))
             return gw__bl_fail(x, p, "role %s needs a string, bytes, bcd or integer field", id);
         if ((r == BIN_ROLE_DEVICE_ID || r == BIN_ROLE_SECRET || r == BIN_ROLE_MSG_ID) &&
             !f->prefix && (f->type == BIN_STRING || f->type == BIN_BYTES)) {
@@ -215,7 +218,7 @@ static int parse_xform(gw__bl_ctx *x, const json_t *o, const char *path, bin_fie
     const json_t *sc = json_object_get(o, "scale"), *ad = json_object_get(o, "add");
     if (!sc && !ad)
         return 0;
-    if (f->type == BIN_STRING || f->type == BIN_BYTES)
+    if (f->type == BIN_STRING || f->type == BIN_BYTES || f->type == BIN_DATETIME)
         return gw__bl_fail(x, gw__bl_sub(p, path, sc ? "scale" : "add"), "not allowed for type %s",
                            type_names[f->type]);
     if (sc && (!json_is_number(sc) || json_number_value(sc) == 0 ||
@@ -253,7 +256,7 @@ static int parse_size(gw__bl_ctx *x, const json_t *o, const char *path, bin_fiel
         if (have_size || have_prefix)
             return gw__bl_fail(x, gw__bl_sub(p, path, have_size ? "size" : "prefix"),
                                "not allowed for type %s", type_names[f->type]);
-        f->size = (uint32_t)gw__binary_type_width(f->type);
+        f->size = f->type == BIN_DATETIME ? 6 : (uint32_t)gw__binary_type_width(f->type);
         return 0;
     }
     if (f->type == BIN_BCD && have_prefix)
@@ -280,7 +283,7 @@ static int parse_bits(gw__bl_ctx *x, const json_t *o, const char *path, bin_fiel
         return 0;
     if (!gw__binary_type_is_unsigned(f->type))
         return gw__bl_fail(x, gw__bl_sub(p, path, json_object_get(o, "bit") ? "bit" : "bits"),
-                           "bit fields need an unsigned integer type (u8, u16, u32, u64)");
+                           "bit fields need an unsigned integer type (u8, u16, u24, u32, u64)");
     int w = (int)gw__binary_type_width(f->type) * 8;
     if (gw__bl_get_int(x, o, "bit", path, 0, w - 1, false, &bit, &have_bit) ||
         gw__bl_get_int(x, o, "bits", path, 1, w, false, &bits, &have_bits))
@@ -291,6 +294,23 @@ static int parse_bits(gw__bl_ctx *x, const json_t *o, const char *path, bin_fiel
                            (long long)(bit + bits - 1), w, type_names[f->type]);
     f->bit = (uint8_t)bit;
     f->bits = (uint8_t)bits;
+    return 0;
+}
+
+/* "digits" (bcd only): the value is the last digits of the field; the dropped leading ones are
+ * padding and must be 0 (a GT06 IMEI: 15 digits in 8 BCD bytes). */
+static int parse_digits(gw__bl_ctx *x, const json_t *o, const char *path, bin_field *f)
+{
+    char p[GW__BL_PATH_CAP];
+    int64_t n;
+    bool have;
+    if (!json_object_get(o, "digits"))
+        return 0;
+    if (f->type != BIN_BCD)
+        return gw__bl_fail(x, gw__bl_sub(p, path, "digits"), "only for type bcd");
+    if (gw__bl_get_int(x, o, "digits", path, 1, 2 * (int64_t)f->size, false, &n, &have))
+        return GW_ECONFIG;
+    f->digits = (uint8_t)n;
     return 0;
 }
 
@@ -318,7 +338,8 @@ static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const g
     int t = gw__bl_lookup(type_names, N_OF(type_names), json_string_value(v));
     if (t < 0)
         return gw__bl_fail(x, gw__bl_sub(p, path, "type"),
-                           "must be one of u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bcd string bytes");
+                           "must be one of u8 i8 u16 i16 u24 u32 i32 u64 i64 f32 f64 bcd string "
+                           "bytes datetime");
     f->type = (uint8_t)t;
     if (gw__bl_get_endian(x, o, path, x->little, &little))
         return GW_ECONFIG;
@@ -328,7 +349,8 @@ static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const g
         return GW_ECONFIG;
     f->pos = have ? (n >= 0 ? BIN_POS_START : BIN_POS_END) : BIN_POS_AFTER;
     f->off = have ? (int32_t)n : 0;
-    if (parse_size(x, o, path, f) || parse_bits(x, o, path, f) || parse_xform(x, o, path, f))
+    if (parse_size(x, o, path, f) || parse_bits(x, o, path, f) || parse_xform(x, o, path, f) ||
+        parse_digits(x, o, path, f))
         return GW_ECONFIG;
     if (bind_target(x, o, path, c, f))
         return GW_ECONFIG;
@@ -338,7 +360,76 @@ static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const g
                            "timestamp), no property, param, output or input");
     if (c->kind < 0 && (f->role == BIN_ROLE_RESULT || f->role == BIN_ROLE_REQUEST_CODE))
         return gw__bl_fail(x, gw__bl_sub(p, path, "role"), "not allowed in the header");
+    if (json_object_get(o, "sign_from")) {
+        const gw_value_spec *s = f->spec;
+        if (c->kind < 0 || !BIN_K_IS_UP(c->kind))
+            return gw__bl_fail(x, gw__bl_sub(p, path, "sign_from"),
+                               "only in upstream messages (a command cannot set another field's "
+                               "bits)");
+        if (!s || !(s->type == GW_T_INT || s->type == GW_T_LONG || s->type == GW_T_FLOAT ||
+                    s->type == GW_T_DOUBLE))
+            return gw__bl_fail(x, gw__bl_sub(p, path, "sign_from"),
+                               "only for a field aimed at an int, long, float or double");
+    }
     return parse_value(x, o, path, f);
+}
+
+static const char *const sign_keys[] = {"field", "bit", "negative_when", NULL};
+
+static const bin_field *named(const bin_field *fs, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fs[i].name && fs[i].name[0] && strcmp(fs[i].name, name) == 0)
+            return &fs[i];
+    return NULL;
+}
+
+/* "sign_from": {"field": name, "bit": b (optional), "negative_when": 0 | 1 | value}: the field
+ * named (in this list or the header, at a fixed offset, unsigned) says whether the value is
+ * negative: its bit b (counted in its raw value after its own bit extraction), or without "bit"
+ * that whole raw value, equals negative_when. */
+static int gw__bl_parse_sign(gw__bl_ctx *x, const json_t *o, const char *path, bin_field *f,
+                             const bin_field *list, size_t n)
+{
+    char p[GW__BL_PATH_CAP];
+    int64_t v;
+    bool have;
+    const json_t *sf = json_object_get(o, "sign_from");
+    if (!sf)
+        return 0;
+    gw__bl_sub(p, path, "sign_from");
+    if (!json_is_object(sf))
+        return gw__bl_fail(x, p, "must be an object {\"field\", \"bit\", \"negative_when\"}");
+    if (gw__bl_unknown_keys(x, sf, sign_keys, p))
+        return GW_ECONFIG;
+    char q[GW__BL_PATH_CAP];
+    const char *name = json_string_value(json_object_get(sf, "field"));
+    if (!name)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "field"), "missing: the name of a field");
+    const bin_field *src = named(list, n, name);
+    if (!src)
+        src = named(x->l->header, x->l->n_header, name);
+    if (!src)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
+                           "no field named \"%s\" in this message or the header", name);
+    if (src == f)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
+                           "a field cannot take its sign from itself");
+    if (!gw__binary_type_is_unsigned((bin_type)src->type) || src->pos == BIN_POS_AFTER)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
+                           "field \"%s\" must be unsigned (u8..u64) at a fixed \"offset\"", name);
+    int w = src->bits ? src->bits : (int)gw__binary_type_width((bin_type)src->type) * 8;
+    if (gw__bl_get_int(x, sf, "bit", p, 0, w - 1, false, &v, &have))
+        return GW_ECONFIG;
+    f->sign_bit = have ? (int8_t)v : -1;
+    int64_t hi = have ? 1 : w >= 63 ? INT64_MAX : (int64_t)((1ull << w) - 1);
+    if (gw__bl_get_int(x, sf, "negative_when", p, 0, hi, true, &v, &have))
+        return GW_ECONFIG;
+    if (!have)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "negative_when"), "missing required key");
+    f->sign_neg = (uint64_t)v;
+    f->sign_src = src;
+    return 0;
 }
 
 int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, const gw__bl_list *c,
@@ -361,6 +452,13 @@ int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, cons
     for (size_t i = 0; i < n; i++) {
         gw__bl_pathf(p, "%s[%zu]", path, i);
         if (parse_field(x, json_array_get(arr, i), p, c, &(*out)[i]))
+            bad = GW_ECONFIG;
+    }
+    if (bad)
+        return bad;
+    for (size_t i = 0; i < n; i++) {
+        gw__bl_pathf(p, "%s[%zu]", path, i);
+        if (gw__bl_parse_sign(x, json_array_get(arr, i), p, &(*out)[i], *out, n))
             bad = GW_ECONFIG;
     }
     if (bad)

@@ -16,6 +16,7 @@ typedef enum bin_type {
     BIN_I8,
     BIN_U16,
     BIN_I16,
+    BIN_U24, /* 3 bytes, unsigned (GT06 cell ids) */
     BIN_U32,
     BIN_I32,
     BIN_U64,
@@ -25,6 +26,7 @@ typedef enum bin_type {
     BIN_BCD,
     BIN_STRING,
     BIN_BYTES,
+    BIN_DATETIME, /* 6 bytes YY MM DD hh mm ss (binary, UTC, 20YY): epoch milliseconds */
 } bin_type;
 
 typedef enum bin_target {
@@ -84,6 +86,12 @@ typedef struct bin_field {
     uint8_t role;   /* bin_role, target == BIN_TG_ROLE */
     char *target_id;
     const gw_value_spec *spec; /* the thing-model spec of the target, NULL for roles */
+    uint8_t digits;            /* bcd: keep the last digits (0: all); the dropped ones must be 0 */
+    /* "sign_from": the value is negated when bit sign_bit (-1: the whole raw value) of field
+     * sign_src (a fixed-offset unsigned field of the header or the message) equals sign_neg */
+    const struct bin_field *sign_src;
+    int8_t sign_bit;
+    uint64_t sign_neg;
 } bin_field;
 
 typedef struct bin_msg {
@@ -109,13 +117,27 @@ typedef enum bin_framing {
 
 typedef enum bin_algo {
     BIN_CK_NONE,
-    BIN_CK_CRC16_MODBUS,
-    BIN_CK_CRC16_CCITT,
-    BIN_CK_CRC16_XMODEM,
-    BIN_CK_CRC32,
+    BIN_CK_CRC, /* bin_layout.crc */
     BIN_CK_XOR,
     BIN_CK_SUM8,
 } bin_algo;
+
+/* A CRC as the CRC RevEng catalogue describes it; check is the CRC of ASCII "123456789". */
+typedef struct gw__crc_params {
+    const char *name;
+    uint8_t width; /* 8, 16, 32 */
+    uint32_t poly, init;
+    bool refin, refout;
+    uint32_t xorout, check;
+} gw__crc_params;
+
+/* A CRC ready to run: its parameters and the table of one byte step. */
+typedef struct gw__crc {
+    uint8_t width;
+    bool refin, refout;
+    uint32_t init, xorout;
+    uint32_t table[256];
+} gw__crc;
 
 typedef struct bin_layout {
     uint32_t max_frame;
@@ -143,6 +165,8 @@ typedef struct bin_layout {
     uint32_t header_tail; /* like bin_msg.tail, for the header alone */
     /* check */
     uint8_t algo, ck_width, ck_little;
+    char algo_name[24]; /* for details: "crc16-x25", "crc" (custom parameters), "xor", "sum8" */
+    gw__crc crc;        /* algo == BIN_CK_CRC */
     int32_t ck_from, ck_to, ck_at;
     /* auth: HMAC-SHA256 keyed with the device's secret over [mac_from, mac_to), truncated to
      * mac_size bytes at mac_at; computed before the check, which covers it */
@@ -207,11 +231,16 @@ int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m);
 bool gw__bl_check_in_range(const bin_layout *l, int64_t len);
 
 /* binary_check.c */
-size_t gw__binary_check_width(bin_algo a);
-uint32_t gw__binary_check(bin_algo a, const uint8_t *buf, size_t len);
-uint16_t gw__crc16_modbus(const uint8_t *buf, size_t len);
-uint16_t gw__crc16_ccitt(const uint8_t *buf, size_t len, uint16_t init);
-uint32_t gw__crc32(const uint8_t *buf, size_t len);
+/* The named CRCs (all *n of them), one by name (NULL: none). */
+const gw__crc_params *gw__crc_catalogue(size_t *n);
+const gw__crc_params *gw__crc_find(const char *name);
+/* Builds c from p: 0, 1 when the CRC of "123456789" is not p->check, -1 for a width other than
+ * 8, 16, 32. */
+int gw__crc_init(gw__crc *c, const gw__crc_params *p);
+uint32_t gw__crc_compute(const gw__crc *c, const uint8_t *buf, size_t len);
+/* The layout's check: its width in bytes, its value over buf. */
+size_t gw__binary_check_width(const bin_layout *l);
+uint32_t gw__binary_check(const bin_layout *l, const uint8_t *buf, size_t len);
 
 /* binary_hmac.c: SHA-256 (FIPS 180-4), HMAC-SHA256 (RFC 2104), constant-time comparison. */
 typedef struct gw__sha256_ctx {
@@ -263,8 +292,11 @@ int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_r
 /* Applies the transform; integer results stay integers (overflow rejected). */
 int gw__binary_xform(const bin_field *f, bin_num *n, gw_reject *rej);
 /* A decoded field as the JSON value its target gets (new reference), given its bytes b[0..n). */
-int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, json_t **out,
+int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, bool negate, json_t **out,
                        gw_reject *rej);
+/* Epoch milliseconds of a datetime field's 6 bytes, and back (GW_EINVAL outside 2000..2099). */
+int gw__binary_datetime_read(const bin_field *f, const uint8_t *b, int64_t *ms, gw_reject *rej);
+int gw__binary_datetime_put(const bin_field *f, int64_t ms, uint8_t *b, gw_error *err);
 /* Text of a field for device_id / secret / msg_id: string, bcd digits, hex, decimal. */
 int gw__binary_to_text(const bin_field *f, const uint8_t *b, size_t n, char *dst, size_t cap,
                        gw_reject *rej);
@@ -292,6 +324,7 @@ typedef struct bin_src {
     uint32_t seq;
     const json_t *values; /* command inputs / properties */
     const char *secret;   /* the device's secret: the MAC of a layout with "auth" */
+    int64_t timestamp_ms; /* a timestamp role's value without req (tests, fuzzing) */
 } bin_src;
 int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
                       size_t cap, size_t *n, gw_error *err);

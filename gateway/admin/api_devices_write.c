@@ -148,7 +148,10 @@ static json_t *check_entry(errs *e, const gw_config *c, const json_t *o, const c
         snprintf(p, sizeof(p), "%s%s%s", prefix, *prefix ? "." : "", *k);
         v = json_object_get(o, *k);
         if (!v) {
-            if (strcmp(*k, "name") != 0)
+            /* a product that authenticates by the device id alone needs no secret */
+            bool optional = !strcmp(*k, "name") ||
+                            (!strcmp(*k, "secret") && prod && prod->auth_mode == GW_AUTH_DEVICE_ID);
+            if (!optional)
                 err_add(e, p, "missing required field");
             continue;
         }
@@ -174,7 +177,8 @@ static json_t *check_entry(errs *e, const gw_config *c, const json_t *o, const c
     if (out && json_object_get(o, "name"))
         json_object_set(out, "name", json_object_get(o, "name"));
     if (out && (json_object_set(out, "product", json_object_get(o, "product")) ||
-                json_object_set(out, "secret", json_object_get(o, "secret")))) {
+                (json_object_get(o, "secret") &&
+                 json_object_set(out, "secret", json_object_get(o, "secret"))))) {
         json_decref(out);
         out = NULL;
     }

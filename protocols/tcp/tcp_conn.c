@@ -121,7 +121,9 @@ static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *f
         login_failed(c, m, GW_M_TCP_LOGIN_UNKNOWN, "unknown_device");
         return -1;
     }
-    bool ok = m->kind != GW_MSG_LOGIN || gw_secret_check(dev->secret, m->secret, strlen(m->secret));
+    /* "auth": {"mode": "device-id"}: the protocol has no secret; the registry is the allowlist */
+    bool ok = m->kind != GW_MSG_LOGIN || p->auth_mode == GW_AUTH_DEVICE_ID ||
+              gw_secret_check(dev->secret, m->secret, strlen(m->secret));
     if (ok && p->codec_ops->verify && p->codec_ops->verify(p, m, frame, len, dev->secret) != 0)
         ok = false;
     if (!ok) {
@@ -229,7 +231,7 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     case GW_MSG_LOGIN: /* again, on a logged-in session: must be the same device and secret (not
                         * checked on a session its TLS identity logged in) */
         if (strcmp(m.device_id, c->s.base.dev->id) != 0 ||
-            (!c->tls_login &&
+            (!c->tls_login && p->auth_mode != GW_AUTH_DEVICE_ID &&
              !gw_secret_check(c->s.base.dev->secret, m.secret, strlen(m.secret)))) {
             bad_stream(c, GW_M_TCP_BAD_DEVICE, "second_login", "login for another device");
             rc = -1;

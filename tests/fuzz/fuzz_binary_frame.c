@@ -1,6 +1,7 @@
 /* fuzz_binary_frame.c: the binary codec's stream framer and frame decoder on arbitrary bytes, over
- * five built-in layouts (length field + CRC-16/MODBUS, 0x7E delimiters with escaping + XOR + BCD,
- * datagrams with every field type + CRC-32, an end delimiter "\r\n", fixed size + sum-8), loaded
+ * built-in layouts (length field + CRC-16/MODBUS, 0x7E delimiters with escaping + XOR + BCD,
+ * datagrams with every field type + CRC-32, an end delimiter "\r\n", fixed size + sum-8, an
+ * HMAC, GT06: CRC-16/X-25 by its parameters, datetime, u24, bcd digits, sign_from), loaded
  * once through the real config loader. The input is read as a TCP stream (frame, then decode each
  * frame) and as one datagram. Checks: frame() stays inside the buffer and max_frame, a rejection
  * carries a reason and a valid UTF-8 detail and no values, a decoded message's ack frames and
@@ -213,6 +214,71 @@ static const char *const products[] = {
                                                 "\"heartbeat\", \"match\": 2 } ],"
                                                 " \"ack\": { \"match\": 3, \"fields\": [ { "
                                                 "\"type\": \"u8\", \"role\": \"result\" } ] } } }",
+
+    /* GT06: 78 78, 1-byte length + 2, CRC-16/X-25 by its catalogue parameters, 0D 0A; IMEI in BCD
+     * with a pad digit, datetime, u24, signs from flag bits */
+    PRODUCT_HEAD("g06",
+                 "{ \"id\": \"lat\", \"type\": \"double\" }, { \"id\": \"lon\", "
+                 "\"type\": \"double\" }, { \"id\": \"c\", \"type\": \"int\" }, "
+                 "{ \"id\": \"ok\", \"type\": \"bool\" }, { \"id\": \"cell\", "
+                 "\"type\": \"long\" }") "\"events\": [ { \"id\": \"al\", \"params\": [ { \"id\": "
+                                         "\"a\", \"type\": \"int\" }, "
+                                         "{ \"id\": \"lat\", \"type\": \"double\" } ] } ],"
+                                         "\"frame\": { \"max_frame\": 260, \"framing\": { "
+                                         "\"mode\": \"length\", \"offset\": 2, "
+                                         "\"width\": 1, \"adjust\": 2 },"
+                                         " \"header\": [ { \"name\": \"st\", \"offset\": 0, "
+                                         "\"type\": \"u16\", \"value\": "
+                                         "\"0x7878\" }, { \"name\": \"p\", \"offset\": 3, "
+                                         "\"type\": \"u8\" }, { \"offset\": -6, "
+                                         "\"type\": \"u16\", \"role\": \"seq\" }, { \"offset\": "
+                                         "-2, \"type\": \"u16\", "
+                                         "\"value\": \"0x0D0A\" } ],"
+                                         " \"discriminator\": \"p\", \"check\": { \"algorithm\": { "
+                                         "\"width\": 16, \"poly\": "
+                                         "\"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+                                         "\"refout\": true, \"xorout\": "
+                                         "\"0xFFFF\", \"check\": \"0x906E\" }, \"from\": 2, "
+                                         "\"to\": -4, \"at\": -4 },"
+                                         " \"messages\": ["
+                                         "  { \"kind\": \"login\", \"match\": 1, \"ack\": { "
+                                         "\"match\": 1 }, \"fields\": [ { "
+                                         "\"offset\": 4, \"type\": \"bcd\", \"size\": 8, "
+                                         "\"digits\": 15, \"role\": "
+                                         "\"device_id\" } ] },"
+                                         "  { \"kind\": \"report\", \"match\": 18, \"ack\": false, "
+                                         "\"fields\": ["
+                                         "   { \"offset\": 4, \"type\": \"datetime\", \"role\": "
+                                         "\"timestamp\" },"
+                                         "   { \"offset\": 11, \"type\": \"u32\", \"scale\": "
+                                         "5.555555555555556e-7, \"property\": "
+                                         "\"lat\", \"sign_from\": { \"field\": \"n\", "
+                                         "\"negative_when\": 0 } },"
+                                         "   { \"offset\": 15, \"type\": \"u32\", \"scale\": "
+                                         "5.555555555555556e-7, \"property\": "
+                                         "\"lon\", \"sign_from\": { \"field\": \"cs\", \"bit\": 0, "
+                                         "\"negative_when\": 1 } },"
+                                         "   { \"offset\": 20, \"type\": \"u16\", \"bit\": 0, "
+                                         "\"bits\": 10, \"property\": \"c\" },"
+                                         "   { \"name\": \"n\", \"offset\": 20, \"type\": \"u16\", "
+                                         "\"bit\": 10 },"
+                                         "   { \"name\": \"cs\", \"offset\": 20, \"type\": "
+                                         "\"u16\", \"bit\": 11 },"
+                                         "   { \"offset\": 20, \"type\": \"u16\", \"bit\": 12, "
+                                         "\"property\": \"ok\" },"
+                                         "   { \"offset\": 27, \"type\": \"u24\", \"property\": "
+                                         "\"cell\" } ] },"
+                                         "  { \"kind\": \"heartbeat\", \"match\": 19, \"ack\": { "
+                                         "\"match\": 19 } },"
+                                         "  { \"kind\": \"event\", \"match\": 22, \"event\": "
+                                         "\"al\", \"ack\": { \"match\": 22 }, "
+                                         "\"fields\": [ { \"offset\": 34, \"type\": \"u8\", "
+                                         "\"param\": \"a\" }, { \"offset\": 11, "
+                                         "\"type\": \"u32\", \"scale\": 5.555555555555556e-7, "
+                                         "\"param\": \"lat\", \"sign_from\": "
+                                         "{ \"field\": \"n\", \"negative_when\": 0 } }, { "
+                                         "\"name\": \"n\", \"offset\": 20, "
+                                         "\"type\": \"u16\", \"bit\": 10 } ] } ] } }",
 };
 #define N_PRODUCTS (sizeof(products) / sizeof(products[0]))
 
@@ -325,7 +391,8 @@ static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_
                    .seq = m->seq,
                    .device_id = m->device_id,
                    .status = m->success ? 0 : -1,
-                   .secret = "fuzz-secret"};
+                   .secret = "fuzz-secret",
+                   .timestamp_ms = m->timestamp_ms};
     gw_error err = {0};
     rc = gw__binary_encode(l, which, &src, out, sizeof(out), &n, &err);
     if (rc == GW_EINVAL || rc == GW_ETOOBIG)
@@ -371,7 +438,7 @@ static void decode_fixed_check(const gw_product *p, const uint8_t *frame, size_t
             return;
         memcpy(body + mat, mac, l->mac_size);
     }
-    uint32_t c = gw__binary_check((bin_algo)l->algo, body + from, (size_t)(to - from));
+    uint32_t c = gw__binary_check(l, body + from, (size_t)(to - from));
     gw__binary_put_uint(body + at, l->ck_width, l->ck_little, c);
     if (gw__binary_wrap(l, body, n, wire, sizeof(wire), &wn) != 0)
         return;

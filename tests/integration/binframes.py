@@ -237,3 +237,45 @@ class Dev:
             self.s.close()
         except OSError:
             pass
+
+
+# ---- gt06 (Concox GT06): 78 78 | len | protocol | info | serial | CRC-16/X-25 | 0D 0A ----
+
+GT06 = "gt06"
+
+
+def crc16_x25(data):
+    c = 0xFFFF
+    for x in data:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ 0x8408 if c & 1 else c >> 1
+    return c ^ 0xFFFF
+
+
+def gt06_frame(proto, info, serial, crc_ok=True):
+    """A GT06 packet: the length counts protocol .. CRC; the CRC covers length .. serial."""
+    body = bytes([len(info) + 5, proto]) + info + struct.pack(">H", serial)
+    crc = crc16_x25(body) ^ (0 if crc_ok else 0x0101)
+    return b"\x78\x78" + body + struct.pack(">H", crc) + b"\r\n"
+
+
+def gt06_login(imei, serial=1):
+    return gt06_frame(0x01, bcd(imei.rjust(16, "0")), serial)
+
+
+def gt06_heartbeat(serial, info=bytes.fromhex("4401040001")):
+    return gt06_frame(0x13, info, serial)
+
+
+def gt06_answer(proto, serial):
+    return gt06_frame(proto, b"", serial)
+
+
+def gt06_recv(dev, timeout=5.0):
+    """One 78 78 packet from dev (None on timeout or close)."""
+    hdr = dev.recv_n(3, timeout)
+    if not hdr:
+        return None
+    rest = dev.recv_n(hdr[2] + 2, timeout)
+    return hdr + rest if rest else None

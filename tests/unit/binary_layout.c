@@ -113,8 +113,8 @@ static void test_base_and_examples(void)
     }
     bt_free(&r);
 
-    const char *ex[] = {"meter-tcp.json", "tracker-808.json", "sensor-udp.json"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *ex[] = {"meter-tcp.json", "tracker-808.json", "sensor-udp.json", "gt06.json"};
+    for (size_t i = 0; i < 4; i++) {
         r = bt_load_example(ex[i]);
         CHECK_INT(r.rc, 0);
         CHECK(r.p && r.p->codec_state);
@@ -206,7 +206,7 @@ static void test_fields(void)
     char p[128];
 #define AT(key) (snprintf(p, sizeof(p), "%s%s", f, key), p)
     CHECK_EDIT(AT(".type"), NULL, "frame.messages[1].fields[0].type: missing required key");
-    CHECK_EDIT(AT(".type"), "\"u24\"", "frame.messages[1].fields[0].type: must be one of u8");
+    CHECK_EDIT(AT(".type"), "\"u48\"", "frame.messages[1].fields[0].type: must be one of u8");
     CHECK_EDIT(AT(".colour"), "1", "frame.messages[1].fields[0].colour: unknown key");
     CHECK_EDIT(AT(".size"), "2", "frame.messages[1].fields[0].size: not allowed for type i16");
     CHECK_EDIT(AT(".endian"), "\"native\"", "frame.messages[1].fields[0].endian: must be");
@@ -393,7 +393,52 @@ static void test_messages(void)
     CHECK_EDIT("frame.discriminator", NULL,
                "frame.messages[0].match: no frame.discriminator is declared");
     /* the check */
-    CHECK_EDIT("frame.check.algorithm", "\"md5\"", "frame.check.algorithm: must be one of");
+    CHECK_EDIT("frame.check.algorithm", "\"md5\"",
+               "frame.check.algorithm: unknown algorithm \"md5\": a name of the CRC catalogue");
+    CHECK_EDIT("frame.check.algorithm", "\"crc16\"",
+               "frame.check.algorithm: unknown algorithm \"crc16\"");
+    CHECK_EDIT("frame.check.algorithm", "7",
+               "frame.check.algorithm: must be an algorithm name or an object of CRC parameters");
+    CHECK_EDIT_OK("frame.check.algorithm", "\"crc16-x25\"");
+    CHECK_EDIT_OK("frame.check.algorithm", "\"crc16-kermit\"");
+    /* a CRC by its catalogue parameters; its optional check value is verified */
+    CHECK_EDIT_OK("frame.check.algorithm",
+                  "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+                  "\"refout\": true, \"xorout\": \"0xFFFF\" }");
+    CHECK_EDIT_OK("frame.check.algorithm",
+                  "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+                  "\"refout\": true, \"xorout\": \"0xFFFF\", \"check\": \"0x906E\" }");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+               "\"refout\": true, \"xorout\": \"0xFFFF\", \"check\": \"0x906F\" }",
+               "frame.check.algorithm.check: these parameters give 0x906E for \"123456789\", "
+               "not 0x906F");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+               "\"refout\": true, \"xorout\": \"0xFFFF\", \"check\": 65536 }",
+               "frame.check.algorithm.check: 65536 is out of range 0..65535");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1021\", \"init\": \"0xFFFF\", \"refin\": true, "
+               "\"refout\": true, \"xorout\": \"0xFFFF\", \"bogus\": 1 }",
+               "frame.check.algorithm.bogus: unknown key");
+    CHECK_EDIT("frame.check.algorithm", "{ \"poly\": 7, \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.width: must be 8, 16 or 32");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 12, \"poly\": 7, \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.width: must be 8, 16 or 32");
+    CHECK_EDIT("frame.check.algorithm", "{ \"width\": 16, \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.poly: missing required key");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": \"0x1020\", \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.poly: 0x1020 is even");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 8, \"poly\": \"0x107\", \"refin\": false, \"refout\": false }",
+               "frame.check.algorithm.poly: 263 is out of range 0..255");
+    CHECK_EDIT("frame.check.algorithm", "{ \"width\": 16, \"poly\": 4129, \"refout\": false }",
+               "frame.check.algorithm.refin: missing required key");
+    CHECK_EDIT("frame.check.algorithm",
+               "{ \"width\": 16, \"poly\": 4129, \"refin\": 1, \"refout\": false }",
+               "frame.check.algorithm.refin: must be true or false");
     CHECK_EDIT("frame.check.at", "-1", "frame.check.at: a 2-byte check at -1 runs past the end");
     CHECK_EDIT("frame.check.at", "3",
                "frame.header[2].offset: overlaps the check (offset 3, 2 bytes)");
@@ -450,6 +495,90 @@ static void test_no_discriminator(void)
     json_decref(root);
 }
 
+/* u24, datetime, bcd "digits", "sign_from", and "auth": {"mode": "device-id"} */
+static void test_gt06_features(void)
+{
+    const char *fs = "frame.messages[1].fields";
+#define Q(s) "\"" s "\""
+#define T_FIELD                                                                                    \
+    "{ \"name\": \"t\", \"offset\": 5, \"type\": \"i16\", \"scale\": 0.1, \"property\": \"t\""
+#define N_FIELD "{ \"name\": \"n\", \"offset\": 7, \"type\": \"u16\", \"property\": \"n\" }"
+    CHECK_EDIT_OK(fs, "[ " T_FIELD ", \"sign_from\": { \"field\": \"n\", \"bit\": 15, "
+                      "\"negative_when\": 1 } }, " N_FIELD " ]");
+    CHECK_EDIT_OK(fs, "[ " T_FIELD ", \"sign_from\": { \"field\": \"start\", \"negative_when\": "
+                      "\"0xAA\" } }, " N_FIELD " ]"); /* a header field, its whole value */
+    CHECK_EDIT_OK(fs, "[ " T_FIELD " }, { \"name\": \"n\", \"offset\": 7, \"type\": \"u24\", "
+                      "\"property\": \"n\" } ]");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD
+               ", \"sign_from\": { \"field\": \"m\", \"negative_when\": 1 } }, " N_FIELD " ]",
+               "frame.messages[1].fields[0].sign_from.field: no field named \"m\" in this "
+               "message or the header");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD
+               ", \"sign_from\": { \"field\": \"t\", \"negative_when\": 1 } }, " N_FIELD " ]",
+               "frame.messages[1].fields[0].sign_from.field: a field cannot take its sign from "
+               "itself");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD ", \"sign_from\": { \"field\": \"n\", \"negative_when\": 1 } }, "
+               "{ \"name\": \"n\", \"type\": \"u16\", \"property\": \"n\" } ]",
+               "frame.messages[1].fields[0].sign_from.field: field \"n\" must be unsigned "
+               "(u8..u64) at a fixed \"offset\"");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD ", \"sign_from\": { \"field\": \"n\", \"bit\": 16, "
+               "\"negative_when\": 1 } }, " N_FIELD " ]",
+               "frame.messages[1].fields[0].sign_from.bit: 16 is out of range 0..15");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD ", \"sign_from\": { \"field\": \"n\", \"bit\": 3, "
+               "\"negative_when\": 2 } }, " N_FIELD " ]",
+               "frame.messages[1].fields[0].sign_from.negative_when: 2 is out of range 0..1");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD ", \"sign_from\": { \"field\": \"n\", \"bit\": 3 } }, " N_FIELD " ]",
+               "frame.messages[1].fields[0].sign_from.negative_when: missing required key");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD ", \"sign_from\": { \"field\": \"n\", \"when\": 1 } }, " N_FIELD " ]",
+               "frame.messages[1].fields[0].sign_from.when: unknown key");
+    CHECK_EDIT(fs, "[ " T_FIELD ", \"sign_from\": 1 }, " N_FIELD " ]",
+               "frame.messages[1].fields[0].sign_from: must be an object");
+    CHECK_EDIT(fs,
+               "[ " T_FIELD " }, { \"name\": \"n\", \"offset\": 7, \"type\": \"u8\", "
+               "\"bit\": 0, \"property\": \"on\", \"sign_from\": { \"field\": \"t\", "
+               "\"negative_when\": 1 } } ]",
+               "frame.messages[1].fields[1].sign_from: only for a field aimed at an int, long, "
+               "float or double");
+    CHECK_EDIT("frame.messages[4].fields[0].sign_from",
+               "{ \"field\": \"seq\", \"negative_when\": 1 }",
+               "frame.messages[4].fields[0].sign_from: only in upstream messages");
+    /* datetime: 6 bytes, no size, no transform; bcd digits */
+    CHECK_EDIT("frame.messages[1].fields[0]", "{ \"type\": \"datetime\", \"size\": 6 }",
+               "frame.messages[1].fields[0].size: not allowed for type datetime");
+    CHECK_EDIT("frame.messages[1].fields[0]",
+               "{ \"type\": \"datetime\", \"scale\": 2, \"property\": \"n\" }",
+               "frame.messages[1].fields[0].scale: not allowed for type datetime");
+    CHECK_EDIT_OK("frame.messages[1].fields[0]", "{ \"type\": \"datetime\", \"role\": "
+                                                 "\"timestamp\" }");
+    CHECK_EDIT("frame.messages[1].fields[0]", "{ \"type\": \"datetime\", \"role\": \"device_id\" }",
+               "frame.messages[1].fields[0].role: role device_id needs a string, bytes, bcd or "
+               "integer field");
+    CHECK_EDIT("frame.messages[1].fields[0].digits", "3",
+               "frame.messages[1].fields[0].digits: only for type bcd");
+    CHECK_EDIT("frame.messages[0].fields[0]",
+               "{ \"type\": \"bcd\", \"size\": 8, \"digits\": 17, \"role\": \"device_id\" }",
+               "frame.messages[0].fields[0].digits: 17 is out of range 1..16");
+    CHECK_EDIT_OK("frame.messages[0].fields[0]",
+                  "{ \"type\": \"bcd\", \"size\": 8, \"digits\": 15, \"role\": \"device_id\" }");
+    /* device-id: tcp and udp only (the base product is mqtt) */
+    CHECK_EDIT("auth", "{ \"mode\": \"device-id\" }",
+               "auth.mode: \"device-id\" is for tcp and udp products whose protocol carries no "
+               "secret, not for mqtt");
+    CHECK_EDIT("auth", "{ \"mode\": \"password\" }", "auth.mode");
+    CHECK_EDIT_OK("auth", "{ \"mode\": \"secret\" }");
+    CHECK_EDIT_OK("auth", "{ \"mode\": \"device-secret\" }");
+#undef Q
+#undef T_FIELD
+#undef N_FIELD
+}
+
 int main(void)
 {
     test_base_and_examples();
@@ -460,6 +589,7 @@ int main(void)
     test_shapes();
     test_messages();
     test_no_discriminator();
+    test_gt06_features();
     printf("%d layout error cases\n", n_cases);
     TEST_MAIN_END();
 }

@@ -30,6 +30,16 @@ typedef struct bt_loaded {
     char errors[4096]; /* "\n" + one line per diagnostic */
 } bt_loaded;
 
+/* A named CRC of the catalogue over b[0..n) (binary_check.c). */
+static inline uint32_t bt_crc(const char *name, const uint8_t *b, size_t n)
+{
+    gw__crc c;
+    const gw__crc_params *k = gw__crc_find(name);
+    if (!k || gw__crc_init(&c, k) != 0)
+        return 0xDEADBEEFu;
+    return gw__crc_compute(&c, b, n);
+}
+
 static inline int bt_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb, (void)flag, (void)ftw;
@@ -89,6 +99,7 @@ static inline void bt_free(bt_loaded *r)
 static inline char *bt_dump_mqtt(json_t *root)
 {
     json_object_set_new(root, "protocol", json_string("mqtt"));
+    json_object_del(root, "auth"); /* "device-id" is for tcp and udp products only */
     return json_dumps(root, JSON_INDENT(1));
 }
 
