@@ -68,12 +68,18 @@ def run_load(srv, loader, tag, extra):
     srv.start(tag)
     try:
         cmd = [loader, "--port", str(srv.port), "--ca", srv.certs[0]] + extra
+        cpu0 = benchlib.proc_cpu_ticks(srv.pid)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        cpu1 = benchlib.proc_cpu_ticks(srv.pid)
         line = [x for x in r.stdout.splitlines() if x.startswith("bench=tls_load")]
         if r.returncode != 0 or not line:
             raise BenchError(f"tls_load against {srv.name} exited with {r.returncode}: "
                              f"{r.stderr.strip()[-300:]}")
         res = benchlib.parse_kv(line[0])
+        # the server's own CPU (user + system, all its threads) per connection or message: the
+        # figure least moved by other load on the machine
+        res["cpu_us"] = ((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") * 1e6
+                         / max(1, int(res["count"])))
         if srv.name == "iotgw" and "qos1" in extra:
             stored, err = srv.stored_properties()
             res["stored"] = stored if err is None else f"error({err})"
@@ -166,7 +172,7 @@ def run_all(tmp, srvs, servers, args):
             kind = "full" if mode == "handshake" else "resumed"
             out(f"bench=tls_handshakes server={s.name} kind={kind} per_s={r['per_s']} "
                 f"count={r['count']} resumed={r['resumed']} failed={r['failed']} "
-                f"threads={args.threads}")
+                f"threads={args.threads} server_cpu_us_per_conn={r['cpu_us']:.0f}")
             return {"msg_per_s": float(r["per_s"])}
         figs, n = benchlib.run_each("bench_tls", srvs, one, "bench=tls_handshakes", f"kind={mode}")
         failed += n
@@ -179,7 +185,8 @@ def run_all(tmp, srvs, servers, args):
                                          "--window", str(args.window), "--seconds",
                                          str(args.seconds)])
         line = (f"bench=tls_qos1 server={s.name} conns={args.conns} window={args.window} "
-                f"msg_per_s={r['per_s']} acked={r['count']} failed={r['failed']}")
+                f"msg_per_s={r['per_s']} acked={r['count']} failed={r['failed']} "
+                f"server_cpu_us_per_msg={r['cpu_us']:.1f}")
         if "stored" in r:
             line += f" stored={r['stored']}"
         out(line)
