@@ -288,6 +288,7 @@ void gw__stream_tls_free(gw_stream_conn *c)
         return;
     if (t->established)
         gw_metric_add(GW_M_TLS_SESSIONS, -1);
+    gw_free(GW_AREA_SESSION, t->held);
     SSL_free(t->ssl);
     gw_free(GW_AREA_SESSION, t);
     c->tls = NULL;
@@ -307,6 +308,48 @@ static void send_pending(gw_stream_conn *c)
         sl->tls_out_len = 0;
         gw__stream_write(c, sl->tls_out, n);
     }
+}
+
+/* The end of the handshake: what OpenSSL wrote then (TLS 1.3: the session ticket; TLS 1.2: the
+ * server's last flight) waits in the connection for the flush at the end of this iteration, so
+ * that it leaves in one write with the adapter's first answer (the CONNACK to a CONNECT that came
+ * with the client's Finished) instead of one write each. Without memory: sent now. */
+static void hold_pending(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    gw_stream_loop *sl = c->sl;
+    if (!sl->tls_out_len)
+        return;
+    uint8_t *h = gw_malloc(GW_AREA_SESSION, sl->tls_out_len);
+    if (!h) {
+        send_pending(c);
+        return;
+    }
+    memcpy(h, sl->tls_out, sl->tls_out_len);
+    t->held = h;
+    t->held_len = sl->tls_out_len;
+    sl->tls_out_len = 0;
+    gw_session_mark_dirty(&c->base);
+}
+
+/* The held bytes into the (empty) scratch, first. */
+static void take_held(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    size_t put;
+    if (!t->held)
+        return;
+    if (bio_write(SSL_get_wbio(t->ssl), (const char *)t->held, t->held_len, &put) != 1)
+        c->sl->tls_out_len =
+            0; /* (out of memory: the ticket or flight is lost, the flush closes) */
+    gw_free(GW_AREA_SESSION, t->held);
+    t->held = NULL;
+    t->held_len = 0;
+}
+
+size_t gw__stream_tls_held(const gw_stream_conn *c)
+{
+    return c->tls ? c->tls->held_len : 0;
 }
 
 static void fail(gw_stream_conn *c, gw_metric m, const char *reason, const char *detail, bool auth)
@@ -405,7 +448,7 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
             t->src_len = 0;
             return;
         }
-        send_pending(c);
+        hold_pending(c);
         established(c);
         if (c->state == GW_STREAM_CLOSING) {
             t->src_len = 0;
@@ -469,7 +512,9 @@ int gw__stream_tls_encrypt(gw_stream_conn *c, const uint8_t **p, size_t *n)
         sl->tls_out_len = 0;
         return 0;
     }
-    int rc = SSL_write(t->ssl, c->out, (int)c->out_len);
+    sl->tls_out_len = 0;
+    take_held(c);
+    int rc = c->out_len ? SSL_write(t->ssl, c->out, (int)c->out_len) : 1;
     if (rc <= 0) {
         ERR_clear_error();
         sl->tls_out_len = 0;
@@ -503,6 +548,7 @@ void gw__stream_tls_shutdown(gw_stream_conn *c)
     if (!t || !t->established || uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     c->sl->tls_out_len = 0;
+    take_held(c);
     if (SSL_shutdown(t->ssl) < 0)
         ERR_clear_error();
     send_pending(c);
