@@ -26,7 +26,14 @@
 #define ID_CAP    GW__TLS_ID_CAP
 static BIO_METHOD *bio_method;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int ex_conn = -1;
+
+/* The connection of an SSL object (in OpenSSL's callbacks): its BIO's data. (Not SSL ex_data:
+ * the first SSL_set_ex_data allocates a stack per connection, kept as long as it lives.) */
+static gw_stream_conn *conn_of_ssl(const SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    return b ? BIO_get_data(b) : NULL;
+}
 
 static gw__stream_tls_conn *tc_of(const gw_stream_conn *c)
 {
@@ -104,13 +111,12 @@ static void init_once(void)
         BIO_meth_set_ctrl(bio_method, bio_ctrl);
         BIO_meth_set_create(bio_method, bio_create);
     }
-    ex_conn = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 bool gw__stream_tls_init(void)
 {
     pthread_once(&once, init_once);
-    return bio_method != NULL && ex_conn >= 0;
+    return bio_method != NULL;
 }
 
 /* ---- identity ---- */
@@ -189,7 +195,7 @@ const char *gw_stream_tls_identity(const gw_stream_conn *c, int *by)
 
 static const gw_device *psk_device(SSL *ssl, const char *id, size_t len)
 {
-    gw_stream_conn *c = SSL_get_ex_data(ssl, ex_conn);
+    gw_stream_conn *c = conn_of_ssl(ssl);
     if (!c || len == 0 || len >= ID_CAP)
         return NULL;
     const gw_device *dev = gw_config_device_n(c->sl->loop->cfg, id, len);
@@ -202,7 +208,7 @@ static const gw_device *psk_device(SSL *ssl, const char *id, size_t len)
 
 static void psk_note(SSL *ssl, const char *id, size_t len, bool known)
 {
-    gw_stream_conn *c = SSL_get_ex_data(ssl, ex_conn);
+    gw_stream_conn *c = conn_of_ssl(ssl);
     gw__stream_tls_conn *t = c ? c->tls : NULL;
     if (!t)
         return;
@@ -272,7 +278,6 @@ int gw__stream_tls_open(gw_stream_conn *c, gw_stream_tls *t)
     }
     BIO_set_data(b, c);
     SSL_set_bio(ssl, b, b);
-    SSL_set_ex_data(ssl, ex_conn, c);
     SSL_set_accept_state(ssl);
     tc->ssl = ssl;
     c->tls = tc;
