@@ -325,14 +325,14 @@ static void hold_pending(gw_stream_conn *c)
     gw_stream_loop *sl = c->sl;
     if (!sl->tls_out_len)
         return;
-    uint8_t *h = gw_malloc(GW_AREA_SESSION, sl->tls_out_len);
+    uint8_t *h = sl->tls_out_len <= UINT16_MAX ? gw_malloc(GW_AREA_SESSION, sl->tls_out_len) : NULL;
     if (!h) {
         send_pending(c);
         return;
     }
     memcpy(h, sl->tls_out, sl->tls_out_len);
     t->held = h;
-    t->held_len = sl->tls_out_len;
+    t->held_len = (uint16_t)sl->tls_out_len;
     sl->tls_out_len = 0;
     gw_session_mark_dirty(&c->base);
 }
@@ -438,7 +438,7 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
         t->first_not_tls = buf[0] != 22; /* a handshake record */
     }
     t->src = buf;
-    t->src_len = n;
+    t->src_len = (uint32_t)n; /* (n: one read into the loop's buffer) */
     if (!t->established) {
         ERR_clear_error();
         int rc = SSL_do_handshake(t->ssl);
