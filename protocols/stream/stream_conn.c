@@ -205,7 +205,7 @@ void gw_stream_flush(gw_stream_conn *c)
         gw_stream_close(c, "out_of_memory", false);
         goto done;
     }
-    if (!c->out_len || uv_is_closing((uv_handle_t *)&c->tcp))
+    if ((!c->out_len && !gw__stream_tls_held(c)) || uv_is_closing((uv_handle_t *)&c->tcp))
         goto done;
     if (c->tls) { /* the bounds below apply to the ciphertext */
         const uint8_t *p;

@@ -26,7 +26,14 @@
 #define ID_CAP    GW__TLS_ID_CAP
 static BIO_METHOD *bio_method;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int ex_conn = -1;
+
+/* The connection of an SSL object (in OpenSSL's callbacks): its BIO's data. (Not SSL ex_data:
+ * the first SSL_set_ex_data allocates a stack per connection, kept as long as it lives.) */
+static gw_stream_conn *conn_of_ssl(const SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    return b ? BIO_get_data(b) : NULL;
+}
 
 static gw__stream_tls_conn *tc_of(const gw_stream_conn *c)
 {
@@ -104,13 +111,12 @@ static void init_once(void)
         BIO_meth_set_ctrl(bio_method, bio_ctrl);
         BIO_meth_set_create(bio_method, bio_create);
     }
-    ex_conn = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 bool gw__stream_tls_init(void)
 {
     pthread_once(&once, init_once);
-    return bio_method != NULL && ex_conn >= 0;
+    return bio_method != NULL;
 }
 
 /* ---- identity ---- */
@@ -189,7 +195,7 @@ const char *gw_stream_tls_identity(const gw_stream_conn *c, int *by)
 
 static const gw_device *psk_device(SSL *ssl, const char *id, size_t len)
 {
-    gw_stream_conn *c = SSL_get_ex_data(ssl, ex_conn);
+    gw_stream_conn *c = conn_of_ssl(ssl);
     if (!c || len == 0 || len >= ID_CAP)
         return NULL;
     const gw_device *dev = gw_config_device_n(c->sl->loop->cfg, id, len);
@@ -202,7 +208,7 @@ static const gw_device *psk_device(SSL *ssl, const char *id, size_t len)
 
 static void psk_note(SSL *ssl, const char *id, size_t len, bool known)
 {
-    gw_stream_conn *c = SSL_get_ex_data(ssl, ex_conn);
+    gw_stream_conn *c = conn_of_ssl(ssl);
     gw__stream_tls_conn *t = c ? c->tls : NULL;
     if (!t)
         return;
@@ -272,7 +278,6 @@ int gw__stream_tls_open(gw_stream_conn *c, gw_stream_tls *t)
     }
     BIO_set_data(b, c);
     SSL_set_bio(ssl, b, b);
-    SSL_set_ex_data(ssl, ex_conn, c);
     SSL_set_accept_state(ssl);
     tc->ssl = ssl;
     c->tls = tc;
@@ -288,6 +293,7 @@ void gw__stream_tls_free(gw_stream_conn *c)
         return;
     if (t->established)
         gw_metric_add(GW_M_TLS_SESSIONS, -1);
+    gw_free(GW_AREA_SESSION, t->held);
     SSL_free(t->ssl);
     gw_free(GW_AREA_SESSION, t);
     c->tls = NULL;
@@ -307,6 +313,48 @@ static void send_pending(gw_stream_conn *c)
         sl->tls_out_len = 0;
         gw__stream_write(c, sl->tls_out, n);
     }
+}
+
+/* The end of the handshake: what OpenSSL wrote then (TLS 1.3: the session ticket; TLS 1.2: the
+ * server's last flight) waits in the connection for the flush at the end of this iteration, so
+ * that it leaves in one write with the adapter's first answer (the CONNACK to a CONNECT that came
+ * with the client's Finished) instead of one write each. Without memory: sent now. */
+static void hold_pending(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    gw_stream_loop *sl = c->sl;
+    if (!sl->tls_out_len)
+        return;
+    uint8_t *h = sl->tls_out_len <= UINT16_MAX ? gw_malloc(GW_AREA_SESSION, sl->tls_out_len) : NULL;
+    if (!h) {
+        send_pending(c);
+        return;
+    }
+    memcpy(h, sl->tls_out, sl->tls_out_len);
+    t->held = h;
+    t->held_len = (uint16_t)sl->tls_out_len;
+    sl->tls_out_len = 0;
+    gw_session_mark_dirty(&c->base);
+}
+
+/* The held bytes into the (empty) scratch, first. */
+static void take_held(gw_stream_conn *c)
+{
+    gw__stream_tls_conn *t = c->tls;
+    size_t put;
+    if (!t->held)
+        return;
+    if (bio_write(SSL_get_wbio(t->ssl), (const char *)t->held, t->held_len, &put) != 1)
+        c->sl->tls_out_len =
+            0; /* (out of memory: the ticket or flight is lost, the flush closes) */
+    gw_free(GW_AREA_SESSION, t->held);
+    t->held = NULL;
+    t->held_len = 0;
+}
+
+size_t gw__stream_tls_held(const gw_stream_conn *c)
+{
+    return c->tls ? c->tls->held_len : 0;
 }
 
 static void fail(gw_stream_conn *c, gw_metric m, const char *reason, const char *detail, bool auth)
@@ -390,7 +438,7 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
         t->first_not_tls = buf[0] != 22; /* a handshake record */
     }
     t->src = buf;
-    t->src_len = n;
+    t->src_len = (uint32_t)n; /* (n: one read into the loop's buffer) */
     if (!t->established) {
         ERR_clear_error();
         int rc = SSL_do_handshake(t->ssl);
@@ -405,7 +453,7 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
             t->src_len = 0;
             return;
         }
-        send_pending(c);
+        hold_pending(c);
         established(c);
         if (c->state == GW_STREAM_CLOSING) {
             t->src_len = 0;
@@ -469,7 +517,9 @@ int gw__stream_tls_encrypt(gw_stream_conn *c, const uint8_t **p, size_t *n)
         sl->tls_out_len = 0;
         return 0;
     }
-    int rc = SSL_write(t->ssl, c->out, (int)c->out_len);
+    sl->tls_out_len = 0;
+    take_held(c);
+    int rc = c->out_len ? SSL_write(t->ssl, c->out, (int)c->out_len) : 1;
     if (rc <= 0) {
         ERR_clear_error();
         sl->tls_out_len = 0;
@@ -503,6 +553,7 @@ void gw__stream_tls_shutdown(gw_stream_conn *c)
     if (!t || !t->established || uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     c->sl->tls_out_len = 0;
+    take_held(c);
     if (SSL_shutdown(t->ssl) < 0)
         ERR_clear_error();
     send_pending(c);

@@ -27,7 +27,7 @@ enum { GW_TLS_BY_NONE, GW_TLS_BY_CERT, GW_TLS_BY_PSK };
 typedef struct gw_stream_tls_cfg {
     char *cert, *key, *ca, *crl; /* PEM files; relative to gateway.json's folder */
     char *ciphers;               /* TLS 1.2 cipher list (NULL: OpenSSL's default, + PSK) */
-    char *ciphersuites;          /* TLS 1.3 suites (NULL: OpenSSL's default) */
+    char *ciphersuites;          /* TLS 1.3 suites (NULL: AES-128-GCM first, stream_tls_ctx.c) */
     int client_cert;             /* GW_TLS_CLIENT_* */
     int min_version;             /* 0: TLS 1.2, 1: TLS 1.3 */
     bool psk;                    /* TLS-PSK: identity = device id, key = its secret */
@@ -75,8 +75,11 @@ void gw__stream_tls_free(gw_stream_conn *c);
 /* Ciphertext read from the socket: handshake, then decrypted bytes to the adapter (through
  * gw__stream_feed). */
 void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n);
-/* Encrypts c->out into the loop's scratch; its bytes in *p / *n. 0, or an error (close). */
+/* Encrypts c->out into the loop's scratch, after what the handshake's end left to send; its bytes
+ * in *p / *n. 0, or an error (close). */
 int gw__stream_tls_encrypt(gw_stream_conn *c, const uint8_t **p, size_t *n);
+/* Bytes the handshake's end left for the next flush (0 without TLS). */
+size_t gw__stream_tls_held(const gw_stream_conn *c);
 /* True once the handshake has completed. */
 bool gw__stream_tls_ready(const gw_stream_conn *c);
 /* The handshake deadline passed (sweep). */

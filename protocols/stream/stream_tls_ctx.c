@@ -78,6 +78,8 @@ static int64_t cert_not_after(SSL_CTX *ctx)
     return (int64_t)timegm(&tm);
 }
 
+#define DEFAULT_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+
 /* A context from t->cfg's files. NULL with *key (the failing key) and why filled. */
 static SSL_CTX *build_ctx(gw_stream_tls *t, const char **key, char *why, size_t cap)
 {
@@ -137,8 +139,11 @@ static SSL_CTX *build_ctx(gw_stream_tls *t, const char **key, char *why, size_t 
     if (g->ciphers ? SSL_CTX_set_cipher_list(ctx, g->ciphers) != 1
                    : g->psk && SSL_CTX_set_cipher_list(ctx, "DEFAULT:PSK") != 1)
         goto fail;
+    /* TLS 1.3: by default AES-128-GCM first (OpenSSL's own order starts with AES-256-GCM and
+     * SHA-384): a smaller key schedule kept per connection (about 190 bytes less per idle
+     * session) and a cheaper SHA-256 key schedule per handshake (docs/PERFORMANCE.md, "TLS") */
     *key = "ciphersuites";
-    if (g->ciphersuites && SSL_CTX_set_ciphersuites(ctx, g->ciphersuites) != 1)
+    if (SSL_CTX_set_ciphersuites(ctx, g->ciphersuites ? g->ciphersuites : DEFAULT_SUITES) != 1)
         goto fail;
     if (g->psk) {
         SSL_CTX_set_psk_server_callback(ctx, gw__stream_tls_psk_server_cb);

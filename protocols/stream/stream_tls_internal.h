@@ -50,7 +50,9 @@ struct gw_stream_tls {
 struct gw__stream_tls_conn {
     SSL *ssl;
     const uint8_t *src; /* ciphertext not yet taken by OpenSSL */
-    size_t src_len;
+    uint8_t *held;      /* what the handshake's end wrote, sent with the first flush (one write) */
+    uint32_t src_len;   /* (one read: at most libuv's read buffer) */
+    uint16_t held_len;  /* (the fields are packed into 104 bytes: a 112-byte malloc chunk) */
     bool established, saw_input, first_not_tls, psk_offered, psk_unknown;
     uint8_t by;      /* GW_TLS_BY_* */
     uint8_t id_mode; /* the listener's identity (GW_TLS_ID_*) */

@@ -68,12 +68,18 @@ def run_load(srv, loader, tag, extra):
     srv.start(tag)
     try:
         cmd = [loader, "--port", str(srv.port), "--ca", srv.certs[0]] + extra
+        cpu0 = benchlib.proc_cpu_ticks(srv.pid)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        cpu1 = benchlib.proc_cpu_ticks(srv.pid)
         line = [x for x in r.stdout.splitlines() if x.startswith("bench=tls_load")]
         if r.returncode != 0 or not line:
             raise BenchError(f"tls_load against {srv.name} exited with {r.returncode}: "
                              f"{r.stderr.strip()[-300:]}")
         res = benchlib.parse_kv(line[0])
+        # the server's own CPU (user + system, all its threads) per connection or message: the
+        # figure least moved by other load on the machine
+        res["cpu_us"] = ((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") * 1e6
+                         / max(1, int(res["count"])))
         if srv.name == "iotgw" and "qos1" in extra:
             stored, err = srv.stored_properties()
             res["stored"] = stored if err is None else f"error({err})"
@@ -124,6 +130,9 @@ def main():
     ap.add_argument("--servers", default="mosquitto,iotgw")
     ap.add_argument("--cases", default="handshake,resume,qos1,idle",
                     help="comma list of handshake,resume,qos1,idle (default all)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="handshake cases: run the servers in turn this many times and report "
+                    "the medians (on a shared machine, load changes between runs)")
     ap.add_argument("--loops", type=int, default=2)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -136,6 +145,25 @@ def main():
     servers = [s for s in args.servers.split(",") if s]
     return benchlib.run_in_tmp("bench_tls", args.keep,
                                lambda tmp, srvs: run_all(tmp, srvs, servers, args))
+
+
+def median_rounds(mode, rounds):
+    """Medians over the rounds: handshakes per second and server CPU per connection of each
+    server, and of the per-round ratios (each round ran the servers back to back)."""
+    def med(v):
+        v = sorted(v)
+        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    kind = "full" if mode == "handshake" else "resumed"
+    for name in sorted({n for f in rounds for n in f}):
+        got = [f[name] for f in rounds if name in f]
+        out(f"bench=tls_handshakes_median server={name} kind={kind} rounds={len(got)} "
+            f"per_s={med([g['msg_per_s'] for g in got]):.0f} "
+            f"server_cpu_us_per_conn={med([g['cpu_us'] for g in got]):.0f}")
+    rs = [benchlib.ratio(f, "iotgw", "mosquitto") for f in rounds]
+    rs = [r for r in rs if r is not None]
+    if rs:
+        out(f"bench=tls_handshakes_ratio_median kind={mode} rounds={len(rs)} "
+            f"iotgw_over_mosquitto={med(rs):.2f} min={min(rs):.2f} max={max(rs):.2f}")
 
 
 def run_all(tmp, srvs, servers, args):
@@ -166,20 +194,27 @@ def run_all(tmp, srvs, servers, args):
             kind = "full" if mode == "handshake" else "resumed"
             out(f"bench=tls_handshakes server={s.name} kind={kind} per_s={r['per_s']} "
                 f"count={r['count']} resumed={r['resumed']} failed={r['failed']} "
-                f"threads={args.threads}")
-            return {"msg_per_s": float(r["per_s"])}
-        figs, n = benchlib.run_each("bench_tls", srvs, one, "bench=tls_handshakes", f"kind={mode}")
-        failed += n
-        r = benchlib.ratio(figs, "iotgw", "mosquitto")
-        if r is not None:
-            out(f"bench=tls_handshakes_ratio kind={mode} iotgw_over_mosquitto={r:.2f}")
+                f"threads={args.threads} server_cpu_us_per_conn={r['cpu_us']:.0f}")
+            return {"msg_per_s": float(r["per_s"]), "cpu_us": r["cpu_us"]}
+        rounds = []
+        for _ in range(max(1, args.rounds)):
+            figs, n = benchlib.run_each("bench_tls", srvs, one, "bench=tls_handshakes",
+                                        f"kind={mode}")
+            failed += n
+            rounds.append(figs)
+            r = benchlib.ratio(figs, "iotgw", "mosquitto")
+            if r is not None:
+                out(f"bench=tls_handshakes_ratio kind={mode} iotgw_over_mosquitto={r:.2f}")
+        if len(rounds) > 1:
+            median_rounds(mode, rounds)
 
     def q1(s):
         r = run_load(s, loader, "qos1", ["--mode", "qos1", "--conns", str(args.conns),
                                          "--window", str(args.window), "--seconds",
                                          str(args.seconds)])
         line = (f"bench=tls_qos1 server={s.name} conns={args.conns} window={args.window} "
-                f"msg_per_s={r['per_s']} acked={r['count']} failed={r['failed']}")
+                f"msg_per_s={r['per_s']} acked={r['count']} failed={r['failed']} "
+                f"server_cpu_us_per_msg={r['cpu_us']:.1f}")
         if "stored" in r:
             line += f" stored={r['stored']}"
         out(line)
