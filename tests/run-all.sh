@@ -3,7 +3,7 @@
 # build's ctest (unit, fuzz-corpus replay, integration), a Release build with -Werror and its unit
 # tests, the same suite under AddressSanitizer + UndefinedBehaviorSanitizer, the unit tests and the
 # cross-thread integration tests under ThreadSanitizer, a bounded libFuzzer run of every fuzz
-# target, and the benchmark in smoke mode. Exits non-zero on the first failing stage.
+# target, and the benchmarks in smoke mode. Exits non-zero on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -92,5 +92,7 @@ IOTGW_BIN="$ROOT/build/iotgw" HISTORY_FILL_BIN="$ROOT/build/history_fill" \
     /usr/bin/python3 tests/bench/bench_history.py --smoke
 IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
     /usr/bin/python3 tests/bench/bench_reload.py --smoke
+IOTGW_BIN="$ROOT/build/iotgw" TLS_LOAD_BIN="$ROOT/build/tls_load" \
+    /usr/bin/python3 tests/bench/bench_tls.py --smoke
 
 stage "done: every stage passed"
