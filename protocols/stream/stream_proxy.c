@@ -65,8 +65,8 @@ int gw_proxy_parse(const uint8_t *p, size_t n, gw_proxy_hdr *out, gw_proxy_err *
 const char *gw_proxy_err_name(gw_proxy_err e)
 {
     static const char *const names[GW_PROXY_ERR_COUNT] = {
-        "none",   "signature", "v1",       "version", "command",
-        "family", "length",    "too_long", "source",  "timeout"};
+        "none",   "signature", "v1",     "version", "command",  "family",
+        "length", "too_long",  "source", "timeout", "truncated"};
     return (unsigned)e < GW_PROXY_ERR_COUNT ? names[e] : "unknown";
 }
 

@@ -26,6 +26,7 @@ typedef enum gw_proxy_err {
     GW_PROXY_ERR_TOO_LONG,  /* over GW_PROXY_MAX */
     GW_PROXY_ERR_SOURCE,    /* (not the parser's) the sender is not in the listener's "from" */
     GW_PROXY_ERR_TIMEOUT,   /* (not the parser's) no whole header within the login timeout */
+    GW_PROXY_ERR_TRUNCATED, /* (not the parser's) the peer closed in the middle of the header */
     GW_PROXY_ERR_COUNT
 } gw_proxy_err;
 
