@@ -23,9 +23,9 @@ int gw_proxy_parse(const uint8_t *p, size_t n, gw_proxy_hdr *out, gw_proxy_err *
 
     *err = GW_PROXY_ERR_NONE;
     if (memcmp(p, sig, k) != 0) {
-        static const char v1[] = "PROXY ";
-        size_t m = n < 6 ? n : 6;
-        return refuse(err, memcmp(p, v1, m) == 0 ? GW_PROXY_ERR_V1 : GW_PROXY_ERR_SIGNATURE);
+        /* v1's "PROXY ..." line: told apart by its first byte, so the reason does not change
+         * with how much of it has arrived */
+        return refuse(err, p[0] == 'P' ? GW_PROXY_ERR_V1 : GW_PROXY_ERR_SIGNATURE);
     }
     if (n < 13)
         return 0;

@@ -18,7 +18,7 @@
 typedef enum gw_proxy_err {
     GW_PROXY_ERR_NONE,
     GW_PROXY_ERR_SIGNATURE, /* not the 12-byte v2 signature */
-    GW_PROXY_ERR_V1,        /* the text header of version 1 ("PROXY TCP4 ...") */
+    GW_PROXY_ERR_V1,        /* the text header of version 1 ("PROXY TCP4 ...": starts with 'P') */
     GW_PROXY_ERR_VERSION,   /* version nibble not 2 */
     GW_PROXY_ERR_COMMAND,   /* command neither LOCAL nor PROXY */
     GW_PROXY_ERR_FAMILY,    /* not TCP over IPv4/IPv6 or UNSPEC (UDP, unix sockets, unknown) */
