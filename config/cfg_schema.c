@@ -131,6 +131,12 @@ static int parse_listener(const json_t *obj, gw_listen *l, bool tls_ok, const ch
                 errors++;
             }
             l->tls = true;
+        } else if (tls_ok && strcmp(key, "proxy_protocol") == 0) {
+            if (!json_is_object(v)) {
+                gw_diag_add(diag, file, p, "must be an object");
+                errors++;
+            }
+            l->proxy = true;
         } else {
             gw_diag_add(diag, file, p, "unknown key");
             errors++;
@@ -423,7 +429,7 @@ void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
         } else if (x->type == GW_CFG_LISTENERS) {
             fputs("array of `{\"address\", \"port\"}` (tcp, udp: `\"product\"`)", f);
             if (x->min == GW_CFG_LISTEN_TLS)
-                fputs("; each may have `\"tls\"` (below)", f);
+                fputs("; each may have `\"tls\"` and `\"proxy_protocol\"` (below)", f);
         }
         fputs(" |\n", f);
     }

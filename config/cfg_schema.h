@@ -19,8 +19,9 @@ typedef enum gw_cfg_type {
     GW_CFG_STRING,    /* char * (strdup'd; freed by gw_cfg_free) */
     GW_CFG_ENUM,      /* int: index into enum_names */
     GW_CFG_LISTENERS, /* gw_listen_list: array of {"address": "...", "port": N}; with min =
-                       * GW_CFG_LISTEN_TLS an entry may carry a "tls" object (its keys are
-                       * checked by the adapter: protocols/stream/stream_tls.h) */
+                       * GW_CFG_LISTEN_TLS an entry may carry a "tls" and a "proxy_protocol"
+                       * object (their keys are checked by the adapter: protocols/stream/
+                       * stream_tls.h, stream_proxy_cfg.h) */
     GW_CFG_JSON,      /* json_t * (new reference), no checks */
 } gw_cfg_type;
 

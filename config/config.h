@@ -18,6 +18,7 @@ typedef struct gw_listen {
     uint16_t port;    /* 0: ephemeral (tests; the bound port is reported on --ready-fd) */
     char product[64]; /* binary transports: the product this listener serves ("" if none) */
     bool tls;         /* MQTT/TCP: the entry has a "tls" object (parsed by the adapter) */
+    bool proxy;       /* MQTT/TCP: the entry has a "proxy_protocol" object (parsed likewise) */
 } gw_listen;
 
 typedef struct gw_device {

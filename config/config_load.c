@@ -482,6 +482,14 @@ void gw_config_reference(FILE *f, const gw_config_plugins *plugins)
             if (!auth && ad.listener_tls_fields) {
                 snprintf(path, sizeof(path), "adapters.%s.listeners[].tls", ad.name);
                 gw_cfg_reference(f, path, ad.listener_tls_fields);
+                /* (the stream listeners' "proxy_protocol": protocols/stream/stream_proxy_cfg.c) */
+                fprintf(f,
+                        "### `adapters.%s.listeners[].proxy_protocol`\n\n"
+                        "| key | type | default | range |\n| --- | --- | --- | --- |\n"
+                        "| `from` | array of strings | required | 1..64 addresses or CIDR "
+                        "prefixes (`\"10.0.0.0/8\"`, `\"::1\"`) allowed to send the PROXY v2 "
+                        "header |\n\n",
+                        ad.name);
             }
         }
     }

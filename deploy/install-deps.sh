@@ -13,7 +13,7 @@ PKGS=(
   libh2o-dev
   clang libclang-rt-14-dev clang-format
   python3 python3-paho-mqtt python3-psutil
-  procps netcat-openbsd xxd curl
+  procps netcat-openbsd xxd curl haproxy
   dpkg-dev file systemd
   chromium chromium-driver python3-selenium
 )

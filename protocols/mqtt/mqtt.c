@@ -62,6 +62,10 @@ static int mqtt_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw
         gw_stream_tls_setup(cfg, "listeners", &ad->cfg.listeners, "mqtt", gcfg, diag, &ad->tls);
     if (terr)
         return terr < 0 ? GW_ENOMEM : GW_ECONFIG;
+    terr = gw_stream_proxy_setup(cfg, "listeners", &ad->cfg.listeners, "mqtt",
+                                 ad->cfg.connect_timeout_ms, gcfg, diag, &ad->proxy);
+    if (terr)
+        return terr < 0 ? GW_ENOMEM : GW_ECONFIG;
     if (gw__mqtt_sessions_init(&ad->sessions, gcfg->device_cap, ad->cfg.session_expiry_s) != 0)
         return GW_ENOMEM;
     ad->bound_ports =
@@ -74,7 +78,7 @@ static int mqtt_start(gw_adapter *a, gw_loop *loop)
     gw__mqtt_adapter *ad = a->state;
     gw__mqtt_sessions_start(&ad->sessions, loop);
     return gw_stream_start(a, loop, &gw__mqtt_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
-                           ad->cfg.max_inflight, &ad->cfg.out, ad->tls);
+                           ad->cfg.max_inflight, &ad->cfg.out, ad->tls, ad->proxy);
 }
 
 static void mqtt_close_sessions(gw_adapter *a, gw_loop *loop)
@@ -90,6 +94,7 @@ static void mqtt_uninit(gw_adapter *a)
         return;
     gw_stream_free_all(a);
     gw_stream_tls_free_all(ad->tls, ad->cfg.listeners.n);
+    gw_stream_proxy_free_all(ad->proxy, ad->cfg.listeners.n);
     gw__mqtt_sessions_free(&ad->sessions);
     gw_cfg_free(mqtt_fields, &ad->cfg);
     gw_free(GW_AREA_RUNTIME, ad->bound_ports);

@@ -71,8 +71,9 @@ typedef struct gw__mqtt_sessions {
 
 typedef struct gw__mqtt_adapter {
     gw__mqtt_cfg cfg;
-    uint16_t *bound_ports; /* per listener: the port loop 0 bound (for port 0) */
-    gw_stream_tls **tls;   /* per listener: its TLS (NULL: plain) */
+    uint16_t *bound_ports;   /* per listener: the port loop 0 bound (for port 0) */
+    gw_stream_tls **tls;     /* per listener: its TLS (NULL: plain) */
+    gw_stream_proxy **proxy; /* per listener: its "proxy_protocol" (NULL: none) */
     gw__mqtt_sessions sessions;
 } gw__mqtt_adapter;
 

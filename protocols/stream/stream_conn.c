@@ -1,8 +1,8 @@
 /* stream_conn.c: one byte-stream device connection: reading on the loop's shared buffer with
  * partial input kept per connection, pauses (back-pressure, acks in flight, output over high
  * water), the ordered ack ring completed by the store, output flush with its bounds (closed with
- * output_overflow past the hard limit or when stalled), accept and close. The adapter's callbacks
- * do the rest. */
+ * output_overflow past the hard limit or when stalled), accept (with the PROXY v2 header first on a
+ * proxy_protocol listener) and close. The adapter's callbacks do the rest. */
 #include "stream_conn.h"
 
 #include <string.h>
@@ -23,6 +23,10 @@ static gw_stream_conn *conn_of(gw_session *s)
 
 void gw_stream_peer(const gw_stream_conn *c, char *buf, size_t cap)
 {
+    if (c->src.sa.sa_family != AF_UNSPEC) { /* (the PROXY header's source, if any) */
+        gw_sockaddr_str(&c->src.sa, buf, cap);
+        return;
+    }
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
@@ -496,11 +500,17 @@ void gw__stream_peer_done(gw_stream_conn *c)
     gw_stream_close(c, "connection_lost", true);
 }
 
+static void proxy_input(gw_stream_conn *c, const uint8_t *buf, size_t nread);
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     gw_stream_conn *c = stream->data;
     if (nread < 0 && c->tls)
         gw__stream_tls_eof(c);
+    if (nread < 0 && c->proxy_wait && c->in_len) {
+        gw__stream_proxy_refused(c, GW_PROXY_ERR_TRUNCATED);
+        return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF) {
             gw__stream_peer_done(c);
@@ -513,7 +523,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     size_t used;
-    if (c->tls) {
+    if (c->proxy_wait) {
+        proxy_input(c, (const uint8_t *)buf->base, (size_t)nread);
+    } else if (c->tls) {
         gw__stream_tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
     } else if (buf->base == c->sl->loop->rbuf) { /* fresh data in the loop's shared buffer */
         used = run_process(c, (const uint8_t *)buf->base, (size_t)nread);
@@ -741,6 +753,63 @@ static void shed_connection(uv_stream_t *server)
     }
 }
 
+/* Closes a connection the adapter never saw (nothing to send, no offline event). */
+static void refuse(gw_stream_conn *c)
+{
+    c->state = GW_STREAM_CLOSING;
+    c->reading = false; /* (uv_close stops it) */
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void list_conn(gw_stream_conn *c)
+{
+    gw_stream_loop *sl = c->sl;
+    if (c->in_list)
+        return;
+    c->next = sl->conns;
+    if (sl->conns)
+        sl->conns->prev = c;
+    sl->conns = c;
+    c->in_list = true;
+}
+
+/* The per-source limits on c->src (the socket's peer, or the PROXY header's source), the TLS
+ * listener's handshake rate; then the handshake, or the adapter's first deadline and reading. */
+static void admit(gw_stream_conn *c, gw_stream_tls *tls)
+{
+    gw_stream_loop *sl = c->sl;
+    gw_limits *lim = sl->loop->rt->limits;
+    if (lim && c->src.sa.sa_family != AF_UNSPEC) {
+        gw_limit_verdict v = gw_limits_admit(lim, &c->src.sa, uv_hrtime() / 1000000);
+        if (v != GW_LIMIT_OK) {
+            limited_log(c, "connection refused by a per-source limit", gw_limit_reason(v));
+            refuse(c);
+            return;
+        }
+        c->admitted = true;
+    }
+    if (tls && !gw__stream_tls_admit(tls)) { /* the listener's handshake rate */
+        limited_log(c, "TLS handshake refused: the listener's handshake rate is exceeded",
+                    "handshake_rate");
+        refuse(c);
+        return;
+    }
+    gw_metric_inc(GW_M_CONN_ACCEPTED);
+    uv_tcp_nodelay(&c->tcp, 1);
+    list_conn(c);
+    if (tls) { /* the adapter sees the connection once the handshake is done */
+        if (gw__stream_tls_open(c, tls) != 0) {
+            gw_stream_close(c, "out_of_memory", false);
+            return;
+        }
+        start_reading(c);
+        return;
+    }
+    gw__stream_opened(c);
+}
+
+static void proxy_input(gw_stream_conn *c, const uint8_t *buf, size_t nread);
+
 void gw__stream_on_connection(uv_stream_t *server, int status)
 {
     gw_stream_server *srv = server->data;
@@ -773,41 +842,83 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;
     }
-    gw_limits *lim = sl->loop->rt->limits;
     int slen = sizeof(c->src);
-    if (lim && uv_tcp_getpeername(&c->tcp, &c->src.sa, &slen) == 0) {
-        gw_limit_verdict v = gw_limits_admit(lim, &c->src.sa, uv_hrtime() / 1000000);
-        if (v != GW_LIMIT_OK) {
-            limited_log(c, "connection refused by a per-source limit", gw_limit_reason(v));
-            c->state = GW_STREAM_CLOSING;
-            uv_close((uv_handle_t *)&c->tcp, on_closed);
+    if (uv_tcp_getpeername(&c->tcp, &c->src.sa, &slen) != 0)
+        c->src.sa.sa_family = AF_UNSPEC;
+    if (srv->proxy) {
+        /* Only the listed proxies may speak; the per-source limits wait for the header's source
+         * (the proxy itself is not one device source). */
+        if (!gw_proxy_net_match(srv->proxy->from, srv->proxy->n, &c->src.sa)) {
+            gw__stream_proxy_refused(c, GW_PROXY_ERR_SOURCE);
             return;
         }
-        c->admitted = true;
-    }
-    if (srv->tls && !gw__stream_tls_admit(srv->tls)) { /* the listener's handshake rate */
-        limited_log(c, "TLS handshake refused: the listener's handshake rate is exceeded",
-                    "handshake_rate");
-        c->state = GW_STREAM_CLOSING;
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
-        return;
-    }
-    gw_metric_inc(GW_M_CONN_ACCEPTED);
-    uv_tcp_nodelay(&c->tcp, 1);
-    c->next = sl->conns;
-    if (sl->conns)
-        sl->conns->prev = c;
-    sl->conns = c;
-    c->in_list = true;
-    if (srv->tls) { /* the adapter sees the connection once the handshake is done */
-        if (gw__stream_tls_open(c, srv->tls) != 0) {
-            gw_stream_close(c, "out_of_memory", false);
-            return;
-        }
+        uv_tcp_nodelay(&c->tcp, 1);
+        list_conn(c);
+        c->proxy_wait = true;
+        c->deadline = uv_now(&sl->loop->uv) + srv->proxy->timeout_ms;
         start_reading(c);
         return;
     }
-    gw__stream_opened(c);
+    admit(c, srv->tls);
+}
+
+/* The header's rest: the device's first bytes (TLS: ciphertext). */
+static void proxy_input(gw_stream_conn *c, const uint8_t *buf, size_t nread)
+{
+    const uint8_t *p = buf;
+    size_t n = nread;
+    if (buf != (const uint8_t *)c->sl->loop->rbuf) { /* read into c->in after a partial header */
+        c->in_len += (uint32_t)nread;
+        p = c->in;
+        n = c->in_len;
+    }
+    gw_proxy_hdr h;
+    gw_proxy_err e;
+    int r = gw_proxy_parse(p, n, &h, &e);
+    if (r < 0) {
+        gw__stream_proxy_refused(c, e);
+        return;
+    }
+    if (r == 0) { /* (n < GW_PROXY_MAX: the parser refuses anything longer) */
+        if (p != c->in && keep_input(c, p, n)) {
+            gw_stream_close(c, "out_of_memory", false);
+            return;
+        }
+        c->in_need = GW_PROXY_MAX;
+        return;
+    }
+    char proxy[64];
+    gw_sockaddr_str(&c->src.sa, proxy, sizeof(proxy));
+    if (h.has_src)
+        memcpy(&c->src, &h.src, sizeof(c->src));
+    c->proxy_wait = false;
+    c->in_need = 0;
+    c->deadline = 0;
+    GW_STREAM_LOG(GW_LOG_DEBUG, c, "PROXY header", "proxy=%s local=%s", proxy,
+                  h.has_src ? "false" : "true");
+    uint8_t *held = NULL; /* the bytes after the header, out of c->in (TLS: c->in is plaintext) */
+    if (p == c->in) {
+        held = c->in;
+        c->in = NULL;
+        c->in_len = c->in_cap = 0;
+    }
+    /* only start-up listeners have proxy_protocol: c->listener indexes sl->servers */
+    admit(c, c->sl->servers[c->listener].tls);
+    size_t rest = n - (size_t)r;
+    if (rest && c->state != GW_STREAM_CLOSING) {
+        if (c->tls)
+            gw__stream_tls_input(c, p + r, rest);
+        else
+            gw__stream_feed(c, p + r, rest);
+    }
+    gw_free(GW_AREA_SESSION, held);
+}
+
+void gw__stream_proxy_refused(gw_stream_conn *c, gw_proxy_err e)
+{
+    gw__stream_proxy_count(e);
+    limited_log(c, "PROXY protocol header refused; closing", gw_proxy_err_name(e));
+    refuse(c);
 }
 
 void gw__stream_opened(gw_stream_conn *c)

@@ -18,6 +18,7 @@
 #include "../../gateway/util/metrics.h"
 #include "../../gateway/core/runtime.h"
 #include "../../gateway/core/session.h"
+#include "stream_proxy_cfg.h"
 #include "stream_tls.h"
 
 typedef struct gw_stream_conn gw_stream_conn;
@@ -103,6 +104,9 @@ typedef struct gw_stream_server {
     const void *serve;
     gw_listen at;       /* as configured (port 0: ephemeral), to find it again */
     gw_stream_tls *tls; /* TLS settings and context (NULL: plain) */
+    /* "proxy_protocol" (NULL: none; only start-up listeners: a reload adding or changing one
+     * needs a restart) */
+    const gw_stream_proxy *proxy;
     bool closed;
     struct gw_stream_server *extra_next; /* the run-time ones (sl->extra) */
 } gw_stream_server;
@@ -151,12 +155,14 @@ struct gw_stream_conn {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
-    } src;             /* the peer, as admitted by the per-source limits (released at close) */
+    } src; /* the peer: the socket's, or the PROXY header's source on a proxy_protocol listener
+            * (admitted by the per-source limits, released at close; what logs print) */
     uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
     const void *serve; /* that listener's serve data if it was added at run time, else NULL */
     gw__stream_tls_conn *tls; /* TLS state (NULL: plain) */
     uint8_t state;            /* GW_STREAM_* */
     bool admitted;            /* counted in the per-source limits */
+    bool proxy_wait;          /* a proxy_protocol listener's connection before its header */
     bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
     bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
     bool paused_out, out_listed, out_overflow; /* output over high water / listed / over limit */
@@ -184,10 +190,12 @@ void gw__stream_destroy(gw_session *s);
 
 /* Allocates the loop state, starts the sweep timer and listens on every listener (SO_REUSEPORT;
  * bound_ports[i], shared by every loop, is set by the first loop and reported for --ready-fd).
- * tls: NULL, or per listener its TLS (NULL: plain), from gw_stream_tls_setup. */
+ * tls: NULL, or per listener its TLS (NULL: plain), from gw_stream_tls_setup; proxy likewise,
+ * from gw_stream_proxy_setup (NULL: no PROXY header expected). */
 int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
                     const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight,
-                    const gw_stream_out_cfg *out, gw_stream_tls *const *tls);
+                    const gw_stream_out_cfg *out, gw_stream_tls *const *tls,
+                    gw_stream_proxy *const *proxy);
 gw_stream_loop *gw_stream_loop_of(gw_adapter *a, gw_loop *loop);
 /* Back-pressure lifted: every connection paused for it parses what it held and reads again. */
 void gw_stream_resume_all(gw_adapter *a, gw_loop *loop);

@@ -23,5 +23,7 @@ void gw__stream_write(gw_stream_conn *c, const uint8_t *p, size_t n);
 void gw__stream_peer_done(gw_stream_conn *c);
 /* The adapter's first deadline and reading once the connection is ready (TLS: handshake done). */
 void gw__stream_opened(gw_stream_conn *c);
+/* A proxy_protocol connection refused (bad header, timeout, ...): counted, logged, closed. */
+void gw__stream_proxy_refused(gw_stream_conn *c, gw_proxy_err e);
 
 #endif

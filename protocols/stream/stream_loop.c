@@ -29,7 +29,9 @@ static void on_sweep(uv_timer_t *t)
         gw__stream_out_sweep(c, now);
         if (!c->deadline || now < c->deadline || c->state == GW_STREAM_CLOSING)
             continue;
-        if (c->tls && !gw__stream_tls_ready(c))
+        if (c->proxy_wait)
+            gw__stream_proxy_refused(c, GW_PROXY_ERR_TIMEOUT);
+        else if (c->tls && !gw__stream_tls_ready(c))
             gw__stream_tls_expired(c);
         else
             sl->ops->expired(c);
@@ -155,7 +157,8 @@ int gw_stream_out_check(const gw_stream_out_cfg *o, const char *file, const char
 
 int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void *user,
                     const gw_listen_list *ls, uint16_t *bound_ports, uint32_t max_inflight,
-                    const gw_stream_out_cfg *out, gw_stream_tls *const *tls)
+                    const gw_stream_out_cfg *out, gw_stream_tls *const *tls,
+                    gw_stream_proxy *const *proxy)
 {
     gw_stream_loop *sl = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*sl));
     if (!sl)
@@ -180,6 +183,7 @@ int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void
     sl->out_kick.data = sl;
     for (size_t i = 0; i < sl->n_servers; i++) {
         sl->servers[i].tls = tls ? tls[i] : NULL;
+        sl->servers[i].proxy = proxy ? proxy[i] : NULL;
         int rc = listen_one(sl, &ls->v[i], &bound_ports[i], (uint32_t)i);
         if (rc)
             return rc;

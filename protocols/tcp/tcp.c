@@ -95,6 +95,11 @@ static int tcp_init(gw_adapter *a, const json_t *cfg, const gw_config *gcfg, gw_
     if (errors < 0)
         return GW_ENOMEM;
     ad->tls_n = ad->cfg.listeners.n;
+    int perr = gw_stream_proxy_setup(cfg, "listeners", &ad->cfg.listeners, "tcp",
+                                     ad->cfg.login_timeout_ms, gcfg, diag, &ad->proxy);
+    if (perr < 0)
+        return GW_ENOMEM;
+    errors += perr;
     ad->section = json_incref((json_t *)cfg);
     for (size_t i = 0; i < ad->cfg.listeners.n; i++)
         errors += check_listener(ad, i, gcfg, diag);
@@ -118,7 +123,7 @@ static int tcp_start(gw_adapter *a, gw_loop *loop)
 {
     gw__tcp_adapter *ad = a->state;
     return gw_stream_start(a, loop, &gw__tcp_stream_ops, ad, &ad->cfg.listeners, ad->bound_ports,
-                           ad->cfg.max_inflight, &ad->cfg.out, ad->tls);
+                           ad->cfg.max_inflight, &ad->cfg.out, ad->tls, ad->proxy);
 }
 
 /* ---- hot reload: listeners added and removed ---- */
@@ -127,13 +132,14 @@ static bool listed(const gw_listen_list *ls, const gw_listen *li)
 {
     for (size_t i = 0; i < ls->n; i++)
         if (ls->v[i].port == li->port && strcmp(ls->v[i].address, li->address) == 0 &&
-            strcmp(ls->v[i].product, li->product) == 0 && ls->v[i].tls == li->tls)
+            strcmp(ls->v[i].product, li->product) == 0 && ls->v[i].tls == li->tls &&
+            ls->v[i].proxy == li->proxy)
             return true;
     return false;
 }
 
-/* A reload may add and remove plain listeners; any change touching a TLS listener (added,
- * removed, its "tls" object changed) needs a restart. */
+/* A reload may add and remove plain listeners; any change touching a TLS or proxy_protocol
+ * listener (added, removed, its "tls" or "proxy_protocol" object changed) needs a restart. */
 static bool tls_unchanged(const json_t *old_section, const json_t *new_section)
 {
     const json_t *a = json_object_get(old_section, "listeners");
@@ -142,7 +148,7 @@ static bool tls_unchanged(const json_t *old_section, const json_t *new_section)
     const json_t *e;
     json_array_foreach(a, i, e)
     {
-        if (!json_object_get(e, "tls"))
+        if (!json_object_get(e, "tls") && !json_object_get(e, "proxy_protocol"))
             continue;
         bool same = false;
         size_t j;
@@ -153,7 +159,7 @@ static bool tls_unchanged(const json_t *old_section, const json_t *new_section)
     }
     json_array_foreach(b, i, e)
     {
-        if (!json_object_get(e, "tls"))
+        if (!json_object_get(e, "tls") && !json_object_get(e, "proxy_protocol"))
             continue;
         bool same = false;
         size_t j;
@@ -256,6 +262,7 @@ static void tcp_uninit(gw_adapter *a)
         return;
     gw_stream_free_all(a);
     gw_stream_tls_free_all(ad->tls, ad->tls_n);
+    gw_stream_proxy_free_all(ad->proxy, ad->tls_n);
     json_decref(ad->section);
     while (ad->extra) {
         gw__tcp_extra *next = ad->extra->next;

@@ -41,12 +41,14 @@ typedef struct gw__tcp_extra {
 
 typedef struct gw__tcp_adapter {
     gw__tcp_cfg cfg;
-    gw__tcp_serve *serve;  /* per listener */
-    uint16_t *bound_ports; /* per listener: the port the first loop bound (for port 0) */
-    gw__tcp_extra *extra;  /* added by reloads (connections point at them: freed at uninit) */
-    gw_stream_tls **tls;   /* per start-up listener: its TLS (NULL: plain) */
+    gw__tcp_serve *serve;    /* per listener */
+    uint16_t *bound_ports;   /* per listener: the port the first loop bound (for port 0) */
+    gw__tcp_extra *extra;    /* added by reloads (connections point at them: freed at uninit) */
+    gw_stream_tls **tls;     /* per start-up listener: its TLS (NULL: plain) */
+    gw_stream_proxy **proxy; /* per start-up listener: its "proxy_protocol" (NULL: none) */
     size_t tls_n;
-    json_t *section; /* the running section (a reload compares the listeners' "tls") */
+    json_t *section; /* the running section (a reload compares the listeners' "tls" and
+                      * "proxy_protocol") */
 } gw__tcp_adapter;
 
 typedef struct gw__tcp_conn {

@@ -758,7 +758,7 @@ static void setup(void)
     out.hard_limit = 262144;
     gw_listen li = {.address = "127.0.0.1", .port = 0};
     gw_listen_list ls = {&li, 1};
-    REQUIRE(gw_stream_start(ad, lp, &t_ops, NULL, &ls, &port, 64, &out, NULL) == 0);
+    REQUIRE(gw_stream_start(ad, lp, &t_ops, NULL, &ls, &port, 64, &out, NULL, NULL) == 0);
     REQUIRE(port != 0);
 }
 
