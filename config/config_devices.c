@@ -1,6 +1,8 @@
-/* config_devices.c: devices.json -> gw_config.devices. A JSON array of {id, name, product,
- * secret}; ids are unique (checked through the device hash, so 100k devices load in linear
- * time) and every product must exist. */
+/* config_devices.c: devices.json -> gw_config.devices, and back (gw_config_devices_doc). A JSON
+ * array of {id, name, product, secret}; ids are unique (checked through the device hash, so 100k
+ * devices load in linear time) and every product must exist. The document itself is not kept
+ * (about 440 B a device in jansson values): each device remembers the order of its keys, so the
+ * rebuilt document is the loaded one (unknown keys are errors, so there are none to keep). */
 #include "internal.h"
 
 #include "../gateway/util/auth.h"
@@ -11,7 +13,26 @@
 
 #define SECRET_MAX 255
 
+/* Indexes are gw_device.key_order's codes. */
 static const char *const device_keys[] = {"id", "name", "product", "secret", NULL};
+enum { KEY_ID, KEY_NAME, KEY_PRODUCT, KEY_SECRET, N_KEYS };
+
+/* The known keys of o in its order into d->key_order (jansson keeps insertion order). */
+static void key_order(gw_device *d, const json_t *o)
+{
+    const char *key;
+    const json_t *v;
+    d->n_keys = 0;
+    d->key_order = 0;
+    json_object_foreach((json_t *)o, key, v)
+    {
+        for (unsigned k = 0; k < N_KEYS; k++)
+            if (!strcmp(key, device_keys[k])) {
+                d->key_order |= (uint8_t)(k << (2 * d->n_keys++));
+                break;
+            }
+    }
+}
 
 /* A string member into *out (strdup); NULL and reported if missing or not a string. */
 static const char *member(gw__config_ctx *x, const char *file, const json_t *o, const char *key,
@@ -63,6 +84,7 @@ static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, cons
         return;
     }
     gw__config_unknown_keys(x, o, device_keys, NULL, file, path);
+    key_order(d, o);
 
     if ((s = member(x, file, o, "id", true, path))) {
         snprintf(p, sizeof(p), "%s.id", path);
@@ -108,7 +130,6 @@ void gw__config_load_devices_json(gw__config_ctx *x, gw_config *c, json_t *root,
     gw__config_index *ix = c->index;
     char p[64];
 
-    c->devices_json = json_incref(root);
     if (!json_is_array(root)) {
         gw__config_err(x, disp, NULL, "must be a JSON array of devices");
         goto done;
@@ -137,6 +158,44 @@ void gw__config_load_devices_json(gw__config_ctx *x, gw_config *c, json_t *root,
     }
 done:
     json_decref(root);
+}
+
+static json_t *device_doc(const gw_device *d)
+{
+    json_t *o = json_object();
+    for (unsigned i = 0; o && i < d->n_keys; i++) {
+        const char *v = NULL;
+        switch ((d->key_order >> (2 * i)) & 3) {
+        case KEY_ID:
+            v = d->id;
+            break;
+        case KEY_NAME:
+            v = d->name;
+            break;
+        case KEY_PRODUCT:
+            v = d->product ? d->product->id : NULL;
+            break;
+        default:
+            v = d->secret;
+        }
+        if (!v || json_object_set_new(o, device_keys[(d->key_order >> (2 * i)) & 3],
+                                      json_string(v)) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+json_t *gw_config_devices_doc(const gw_config *c)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < c->n_devices; i++)
+        if (json_array_append_new(a, device_doc(&c->devices[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
 }
 
 /* A listener of adapter (its "listeners") with "tls": {"psk": true} serving p: MQTT listeners

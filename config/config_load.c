@@ -345,7 +345,7 @@ static void load_all(gw__config_ctx *x, gw_config *c)
              (devices = gw__config_resolve(c->dir, g.devices_file)) &&
              (c->devices_path = strdup(devices))) {
         json_t *doc = x->devices ? json_deep_copy(x->devices)
-                      : x->base  ? json_deep_copy(x->base->devices_json)
+                      : x->base  ? gw_config_devices_doc(x->base)
                                  : NULL;
         if (doc)
             gw__config_load_devices_json(x, c, doc, g.devices_file);
@@ -445,7 +445,6 @@ void gw_config_free(gw_config *c)
     }
     json_decref(c->adapters);
     json_decref(c->gateway_json);
-    json_decref(c->devices_json);
     free(c->devices_path);
     gw__config_north_free(c);
     gw__config_admin_free(c);

@@ -79,7 +79,7 @@ void gw__config_product_reference(FILE *f);
 
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);
-/* Same from a document (stolen; kept as c->devices_json). */
+/* Same from a document (stolen: released once parsed). */
 void gw__config_load_devices_json(gw__config_ctx *x, gw_config *c, json_t *root, const char *disp);
 
 /* rel if absolute, else dir/rel (malloc'd; NULL on out of memory). */

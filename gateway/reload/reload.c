@@ -368,10 +368,6 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report, uint64_t t0)
     for (unsigned i = 0; rl->rt && i < rl->rt->n_adapters; i++) /* e.g. TLS files read again */
         if (rl->rt->adapters[i].ops->reloaded)
             rl->rt->adapters[i].ops->reloaded(&rl->rt->adapters[i], next);
-    /* only the current generation's documents are read (the device API, main thread): a replaced
-     * one may live on (the start-up one does, for its settings), without them */
-    json_decref(rl->cur->devices_json);
-    rl->cur->devices_json = NULL;
     gw_config_release(rl->cur);
     rl->cur = next;
     if (rl->follow)
