@@ -37,7 +37,7 @@ static void key_order(gw_device *d, const json_t *o)
     }
 }
 
-/* A string member into *out (strdup); NULL and reported if missing or not a string. */
+/* A string member (borrowed from o); NULL and reported if missing or not a string. */
 static const char *member(gw__config_ctx *x, const char *file, const json_t *o, const char *key,
                           bool required, const char *path)
 {
@@ -94,10 +94,11 @@ static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, cons
         if (!gw__config_id_ok(s))
             gw__config_err(x, file, p, "\"%s\" must be 1..%d characters of [A-Za-z0-9_.-]", s,
                            GW__ID_MAX);
-        else if (!(d->id = strdup(s)))
+        else if (!(d->id = gw__config_strdup(c->index, s)))
             gw__config_err(x, file, p, "out of memory");
     }
-    if ((s = member(x, file, o, "name", false, path)) && !(d->name = strdup(s)))
+    if ((s = member(x, file, o, "name", false, path)) &&
+        !(d->name = gw__config_strdup(c->index, s)))
         gw__config_err(x, file, path, "out of memory");
     if ((s = member(x, file, o, "product", true, path))) {
         snprintf(p, sizeof(p), "%s.product", path);
@@ -106,14 +107,14 @@ static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, cons
     }
     /* a product that authenticates by the device id alone needs no secret: "" then */
     bool id_only = d->product && d->product->auth_mode == GW_AUTH_DEVICE_ID;
-    if (id_only && !json_object_get(o, "secret") && !(d->secret = strdup("")))
+    if (id_only && !json_object_get(o, "secret") && !(d->secret = gw__config_strdup(c->index, "")))
         gw__config_err(x, file, path, "out of memory");
     if ((s = member(x, file, o, "secret", !id_only, path))) {
         snprintf(p, sizeof(p), "%s.secret", path);
         if (!*s || strlen(s) > SECRET_MAX)
             gw__config_err(x, file, p, "must be a non-empty string of at most %d bytes",
                            SECRET_MAX);
-        else if (!(d->secret = strdup(s)))
+        else if (!(d->secret = gw__config_strdup(c->index, s)))
             gw__config_err(x, file, p, "out of memory");
         else
             check_hashed(x, c, file, d, p);

@@ -431,16 +431,12 @@ void gw_config_free(gw_config *c)
     for (size_t i = 0; i < c->n_products; i++)
         gw__config_product_free(c->plugins, &c->products[i]);
     free(c->products);
-    for (size_t i = 0; i < c->n_devices; i++) {
-        free(c->devices[i].id);
-        free(c->devices[i].name);
-        free(c->devices[i].secret);
-    }
-    free(c->devices);
+    free(c->devices); /* their strings are in the index's blocks */
     gw__config_index *ix = c->index;
     if (ix) {
         gw__config_hash_free(&ix->products);
         gw__config_hash_free(&ix->devices);
+        gw__config_strings_free(ix);
         free(ix);
     }
     json_decref(c->adapters);
