@@ -37,6 +37,13 @@ static void key_order(gw_device *d, const json_t *o)
     }
 }
 
+/* path.key into p (128 bytes), built only for a message (a million devices load faster). */
+static const char *at(char *p, const char *path, const char *key)
+{
+    snprintf(p, 128, "%s.%s", path, key);
+    return p;
+}
+
 /* A string member (borrowed from o); NULL and reported if missing or not a string. */
 static const char *member(gw__config_ctx *x, const char *file, const json_t *o, const char *key,
                           bool required, const char *path)
@@ -44,14 +51,13 @@ static const char *member(gw__config_ctx *x, const char *file, const json_t *o, 
     char p[128];
     const json_t *v = json_object_get(o, key);
 
-    snprintf(p, sizeof(p), "%s.%s", path, key);
     if (!v) {
         if (required)
-            gw__config_err(x, file, p, "missing required key");
+            gw__config_err(x, file, at(p, path, key), "missing required key");
         return NULL;
     }
     if (!json_is_string(v)) {
-        gw__config_err(x, file, p, "must be a string");
+        gw__config_err(x, file, at(p, path, key), "must be a string");
         return NULL;
     }
     return json_string_value(v);
@@ -59,15 +65,17 @@ static const char *member(gw__config_ctx *x, const char *file, const json_t *o, 
 
 /* A secret stored as a hash must be a well-formed one, for a product that only compares it. */
 static void check_hashed(gw__config_ctx *x, const gw_config *c, const char *file,
-                         const gw_device *d, const char *p)
+                         const gw_device *d, const char *path)
 {
     const char *why;
+    char p[128];
     if (!gw_secret_is_hash(d->secret))
         return;
     if (gw_secret_hash_parse(d->secret, NULL, &why) != 0)
-        gw__config_err(x, file, p, "not a valid " GW_SECRET_HASH_PREFIX " hash: %s", why);
+        gw__config_err(x, file, at(p, path, "secret"),
+                       "not a valid " GW_SECRET_HASH_PREFIX " hash: %s", why);
     else if (d->product && gw_config_secret_in_clear(c, d->product))
-        gw__config_err(x, file, p,
+        gw__config_err(x, file, at(p, path, "secret"),
                        "product \"%s\" keys (D)TLS-PSK or frame MACs with the secret itself: it "
                        "must be stored in clear, not as a hash",
                        d->product->id);
@@ -90,34 +98,31 @@ static void parse_device(gw__config_ctx *x, gw_config *c, const char *file, cons
     key_order(d, o);
 
     if ((s = member(x, file, o, "id", true, path))) {
-        snprintf(p, sizeof(p), "%s.id", path);
         if (!gw__config_id_ok(s))
-            gw__config_err(x, file, p, "\"%s\" must be 1..%d characters of [A-Za-z0-9_.-]", s,
-                           GW__ID_MAX);
+            gw__config_err(x, file, at(p, path, "id"),
+                           "\"%s\" must be 1..%d characters of [A-Za-z0-9_.-]", s, GW__ID_MAX);
         else if (!(d->id = gw__config_strdup(c->index, s)))
-            gw__config_err(x, file, p, "out of memory");
+            gw__config_err(x, file, at(p, path, "id"), "out of memory");
     }
     if ((s = member(x, file, o, "name", false, path)) &&
         !(d->name = gw__config_strdup(c->index, s)))
         gw__config_err(x, file, path, "out of memory");
     if ((s = member(x, file, o, "product", true, path))) {
-        snprintf(p, sizeof(p), "%s.product", path);
         if (!(d->product = gw_config_product(c, s)) && !x->products_incomplete)
-            gw__config_err(x, file, p, "unknown product \"%s\"", s);
+            gw__config_err(x, file, at(p, path, "product"), "unknown product \"%s\"", s);
     }
     /* a product that authenticates by the device id alone needs no secret: "" then */
     bool id_only = d->product && d->product->auth_mode == GW_AUTH_DEVICE_ID;
     if (id_only && !json_object_get(o, "secret") && !(d->secret = gw__config_strdup(c->index, "")))
         gw__config_err(x, file, path, "out of memory");
     if ((s = member(x, file, o, "secret", !id_only, path))) {
-        snprintf(p, sizeof(p), "%s.secret", path);
         if (!*s || strlen(s) > SECRET_MAX)
-            gw__config_err(x, file, p, "must be a non-empty string of at most %d bytes",
-                           SECRET_MAX);
+            gw__config_err(x, file, at(p, path, "secret"),
+                           "must be a non-empty string of at most %d bytes", SECRET_MAX);
         else if (!(d->secret = gw__config_strdup(c->index, s)))
-            gw__config_err(x, file, p, "out of memory");
+            gw__config_err(x, file, at(p, path, "secret"), "out of memory");
         else
-            check_hashed(x, c, file, d, p);
+            check_hashed(x, c, file, d, path);
     }
 }
 
