@@ -344,7 +344,8 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     else if (g.devices_file && products_ok &&
              (devices = gw__config_resolve(c->dir, g.devices_file)) &&
              (c->devices_path = strdup(devices))) {
-        json_t *doc = x->devices ? json_deep_copy(x->devices)
+        /* the caller's document is only read (and not kept): a reference, no copy */
+        json_t *doc = x->devices ? json_incref((json_t *)x->devices)
                       : x->base  ? gw_config_devices_doc(x->base)
                                  : NULL;
         if (doc)

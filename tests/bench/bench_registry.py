@@ -4,17 +4,21 @@ devices (ids dev-0000001..., 16-character secrets, a name on every third device,
 `bench`), then for the same gateway config with 0 devices and with N devices:
   - `--check-config` (load and validate only): wall time of the process;
   - iotgw with --ready-fd: time from exec to `ready`, RSS at ready (settled), and the
-    iotgw_memory_bytes areas from /metrics.
+    iotgw_memory_bytes areas from /metrics;
+  - then the device API on that registry: the wall time of POST /api/devices (one device) and of
+    DELETE /api/devices/{id} (each rewrites devices.json and reloads; the secret is hashed).
 bytes_per_device = (RSS with N devices - RSS with 0 devices) / N. max_devices is left at its
 default (2 x devices + 10,000 indexes), as an operator gets it. Prints figures; never pass/fail
 (exits non-zero only when something does not work)."""
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +26,7 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import BenchError, out  # noqa: E402
 
+TOKEN = "bench-registry-admin-token"
 ADAPTERS = {
     "mqtt": {"listeners": [{"address": "127.0.0.1", "port": 0}]},
 }
@@ -60,7 +65,30 @@ class Iotgw(benchlib.Iotgw):
 
     def config(self, n, devices_file):
         self.n_devices = 0  # max_connections stays 1000 whatever N is
-        return self.write_gateway(f"n{n}", "products", devices_file, ADAPTERS)
+        path = self.write_gateway(f"n{n}", "products", devices_file, ADAPTERS)
+        with open(path) as f:
+            gw = json.load(f)
+        gw["admin"]["tokens"] = [{"name": "bench", "role": "admin",
+                                  "sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}]
+        with open(path, "w") as f:
+            json.dump(gw, f, indent=2)
+        return path
+
+
+def api(port, method, path, body=None):
+    """(status, seconds) of one management API request."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                 headers={"Authorization": f"Bearer {TOKEN}",
+                                          "Content-Type": "application/json"})
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            r.read()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    return status, time.monotonic() - t0
 
 
 def metrics_areas(port):
@@ -76,6 +104,7 @@ def metrics_areas(port):
 
 def measure(srv, n, ready_timeout):
     name = srv.write_devices(n)
+    size = os.path.getsize(os.path.join(srv.cfgdir, name))  # before the API rewrites it
     path = srv.config(n, name)
     t0 = time.monotonic()
     srv.check_config(path)
@@ -87,14 +116,21 @@ def measure(srv, n, ready_timeout):
         rss = benchlib.settled_rss_kb(srv.pid)
         admin = benchlib.listener_port(srv.ready_text, "adapter", "admin")
         areas = metrics_areas(admin) if admin else {}
+        post = delete = (0, 0.0)
+        if admin:
+            post = api(admin, "POST", "/api/devices",
+                       {"id": "dev-extra", "product": "bench", "secret": "0123456789abcdef"})
+            delete = api(admin, "DELETE", "/api/devices/dev-extra")
     finally:
         rc = srv.stop(120)
     if rc != 0:
         raise BenchError(f"iotgw exited with {rc} after SIGTERM\n{benchlib.log_tail(srv.log)}")
-    size = os.path.getsize(os.path.join(srv.cfgdir, name))
     os.unlink(os.path.join(srv.cfgdir, name))
+    if post[0] != 201 or delete[0] != 204:
+        raise BenchError(f"device API: POST answered {post[0]}, DELETE {delete[0]}\n"
+                         f"{benchlib.log_tail(srv.log)}")
     return {"check_s": check_s, "load_s": load_s, "rss_kb": rss, "areas": areas,
-            "file_bytes": size}
+            "file_bytes": size, "post_s": post[1], "delete_s": delete[1]}
 
 
 def main():
@@ -125,6 +161,8 @@ def main():
             areas = " ".join(f"{k}={(v - base['areas'].get(k, 0)) / n:.1f}"
                              for k, v in sorted(m["areas"].items()))
             out(f"bench=registry_memory devices={n} per_device_bytes: {areas}")
+            out(f"bench=registry_api devices={n} post_one_s={m['post_s']:.2f} "
+                f"delete_one_s={m['delete_s']:.2f}")
         return True
 
     return benchlib.run_in_tmp("bench_registry", args.keep, body)
