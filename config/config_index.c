@@ -8,8 +8,8 @@
 
 #include "../gateway/util/error.h"
 
-#define STR_BLOCK (64 * 1024 - 64) /* bytes of text a block holds (its malloc stays in the heap)   \
-                                    */
+/* bytes of text a block holds (64 KiB with its header: below glibc's mmap threshold) */
+#define STR_BLOCK (64 * 1024 - 64)
 
 struct gw__config_strblock {
     gw__config_strblock *next;
