@@ -29,6 +29,10 @@ typedef struct gw_device {
     /* Per-device runtime slots: stable for an id across reloads (gateway/reload assigns it), below
      * the first configuration's device_cap; at load it is the position in gw_config.devices. */
     uint32_t index;
+    /* Its keys in devices.json, in the file's order (gw_config_devices_doc writes them back so):
+     * key i is bits 2i..2i+1 of key_order (0 id, 1 name, 2 product, 3 secret). */
+    uint8_t n_keys;
+    uint8_t key_order;
     struct gw_config *gen; /* the configuration (generation) this device belongs to */
 } gw_device;
 
@@ -136,10 +140,10 @@ typedef struct gw_config {
     size_t n_devices;
     void *index;                      /* private: id -> product/device hash */
     const gw_config_plugins *plugins; /* the look-ups it was loaded with (outlive the config) */
-    /* The documents it was built from (hot reload rebuilds from them; the device API reads and
-     * rewrites devices_json; each product's own document is gw_product.raw). */
+    /* The documents it was built from (hot reload rebuilds from them; each product's own document
+     * is gw_product.raw). devices.json is not kept: gw_config_devices_doc rebuilds it from the
+     * devices (the device API rewrites it). */
     json_t *gateway_json; /* gateway.json as parsed */
-    json_t *devices_json; /* devices.json: the array of {id, product, secret, name} */
     char *devices_path;   /* devices.json's resolved path (the device API writes it) */
     /* Generation: 1 for the configuration loaded at start, +1 per applied reload (set by
      * gateway/reload). */
@@ -208,5 +212,8 @@ const gw_device *gw_config_device(const gw_config *c, const char *id);
 /* Same, with a length (topic segments are not NUL-terminated). */
 const gw_product *gw_config_product_n(const gw_config *c, const char *id, size_t len);
 const gw_device *gw_config_device_n(const gw_config *c, const char *id, size_t len);
+/* devices.json as it was loaded, rebuilt from c->devices (same devices, order, keys and key order;
+ * a new array, the caller's reference), or NULL when out of memory. */
+json_t *gw_config_devices_doc(const gw_config *c);
 
 #endif

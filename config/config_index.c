@@ -1,12 +1,53 @@
 /* config_index.c: id -> product / device look-ups. Open addressing with linear probing over
  * FNV-1a hashes, sized for a load factor of at most 1/2, so 100k devices cost 2 MB of slots and
- * a look-up is a hash plus one or two compares. */
+ * a look-up is a hash plus one or two compares. Also the devices' packed string blocks. */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "../gateway/util/error.h"
+
+/* bytes of text a block holds (64 KiB with its header: below glibc's mmap threshold) */
+#define STR_BLOCK (64 * 1024 - 64)
+
+struct gw__config_strblock {
+    gw__config_strblock *next;
+    size_t used, cap;
+    char text[];
+};
+
+char *gw__config_strdup(gw__config_index *ix, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    gw__config_strblock *b = ix->strings;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > STR_BLOCK / 8 ? n : STR_BLOCK; /* a long one gets a block of its own */
+        if (!(b = malloc(sizeof(*b) + cap)))
+            return NULL;
+        b->used = 0;
+        b->cap = cap;
+        if (cap == STR_BLOCK || !ix->strings) { /* the new block is the one being filled */
+            b->next = ix->strings;
+            ix->strings = b;
+        } else { /* behind the one being filled */
+            b->next = ix->strings->next;
+            ix->strings->next = b;
+        }
+    }
+    char *p = memcpy(b->text + b->used, s, n);
+    b->used += n;
+    return p;
+}
+
+void gw__config_strings_free(gw__config_index *ix)
+{
+    while (ix->strings) {
+        gw__config_strblock *b = ix->strings;
+        ix->strings = b->next;
+        free(b);
+    }
+}
 
 static uint32_t fnv1a(const char *s, size_t len)
 {

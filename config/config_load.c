@@ -344,8 +344,9 @@ static void load_all(gw__config_ctx *x, gw_config *c)
     else if (g.devices_file && products_ok &&
              (devices = gw__config_resolve(c->dir, g.devices_file)) &&
              (c->devices_path = strdup(devices))) {
-        json_t *doc = x->devices ? json_deep_copy(x->devices)
-                      : x->base  ? json_deep_copy(x->base->devices_json)
+        /* the caller's document is only read (and not kept): a reference, no copy */
+        json_t *doc = x->devices ? json_incref((json_t *)x->devices)
+                      : x->base  ? gw_config_devices_doc(x->base)
                                  : NULL;
         if (doc)
             gw__config_load_devices_json(x, c, doc, g.devices_file);
@@ -431,21 +432,16 @@ void gw_config_free(gw_config *c)
     for (size_t i = 0; i < c->n_products; i++)
         gw__config_product_free(c->plugins, &c->products[i]);
     free(c->products);
-    for (size_t i = 0; i < c->n_devices; i++) {
-        free(c->devices[i].id);
-        free(c->devices[i].name);
-        free(c->devices[i].secret);
-    }
-    free(c->devices);
+    free(c->devices); /* their strings are in the index's blocks */
     gw__config_index *ix = c->index;
     if (ix) {
         gw__config_hash_free(&ix->products);
         gw__config_hash_free(&ix->devices);
+        gw__config_strings_free(ix);
         free(ix);
     }
     json_decref(c->adapters);
     json_decref(c->gateway_json);
-    json_decref(c->devices_json);
     free(c->devices_path);
     gw__config_north_free(c);
     gw__config_admin_free(c);

@@ -94,5 +94,6 @@ IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
     /usr/bin/python3 tests/bench/bench_reload.py --smoke
 IOTGW_BIN="$ROOT/build/iotgw" TLS_LOAD_BIN="$ROOT/build/tls_load" \
     /usr/bin/python3 tests/bench/bench_tls.py --smoke
+IOTGW_BIN="$ROOT/build/iotgw" /usr/bin/python3 tests/bench/bench_registry.py --smoke
 
 stage "done: every stage passed"

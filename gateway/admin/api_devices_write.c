@@ -277,33 +277,34 @@ fail:
     return false;
 }
 
-/* The running devices.json array, or NULL (answered 503) when the gateway has none to change. */
-static const json_t *running_devices(gw_api_req *r, gw_api_ctx *ctx)
+/* Whether the gateway has a devices.json to change (else answered 503). */
+static bool devices_writable(gw_api_req *r, gw_api_ctx *ctx)
 {
     const gw_config *c = ctx->cfg;
-    if (!ctx->reload || !c || !json_is_array(c->devices_json) || !c->devices_path) {
+    if (!ctx->reload || !c || !c->devices_path) {
         gw_api_reply_error(r, 503, "unavailable", NULL, "device changes are not available");
-        return NULL;
+        return false;
     }
-    return c->devices_json;
+    return true;
 }
 
-/* The index of device id in the running array (its config index, checked), or -1. */
+/* The running devices.json array, rebuilt from the configuration (the caller's reference), or
+ * NULL (answered 503) when the gateway has none to change or is out of memory. */
+static json_t *running_devices(gw_api_req *r, gw_api_ctx *ctx)
+{
+    json_t *doc;
+    if (!devices_writable(r, ctx))
+        return NULL;
+    if (!(doc = gw_config_devices_doc(ctx->cfg)))
+        gw_api_reply_error(r, 503, "out_of_memory", NULL, "out of memory");
+    return doc;
+}
+
+/* The index of device id in the running array (its position in the configuration), or -1. */
 static long find_entry(const gw_config *c, const char *id)
 {
     const gw_device *d = gw_config_device(c, id);
-    const json_t *arr = c->devices_json;
-    if (!d)
-        return -1;
-    const char *at = json_string_value(json_object_get(json_array_get(arr, d->index), "id"));
-    if (at && !strcmp(at, id))
-        return (long)d->index;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        at = json_string_value(json_object_get(json_array_get(arr, i), "id"));
-        if (at && !strcmp(at, id))
-            return (long)i;
-    }
-    return -1;
+    return d ? (long)(d - c->devices) : -1;
 }
 
 /* ---- POST /api/devices ---- */
@@ -375,17 +376,18 @@ static bool check_new_ids(create_job *j)
 
 static void create_finish(create_job *j)
 {
-    const json_t *cur = running_devices(j->r, j->ctx);
     json_t *all = NULL;
     size_t n = json_array_size(j->entries);
 
-    if (!cur || !check_new_ids(j))
+    if (!devices_writable(j->r, j->ctx) || !check_new_ids(j) ||
+        !(all = running_devices(j->r, j->ctx)))
         return;
-    if (!(all = json_copy((json_t *)cur)) || json_array_extend(all, j->entries) != 0) {
+    size_t n_cur = json_array_size(all);
+    if (json_array_extend(all, j->entries) != 0) {
         gw_api_reply_error(j->r, 503, "out_of_memory", NULL, "out of memory");
         goto done;
     }
-    path_map m = {json_array_size(cur), n, !j->single};
+    path_map m = {n_cur, n, !j->single};
     if (!apply(j->r, j->ctx, all, &m))
         goto done;
     GW_LOG_INFO(
@@ -487,7 +489,7 @@ void gw_api_devices_create(gw_api_req *r, gw_api_ctx *ctx)
     const json_t *body = gw_api_body(r);
     create_job *j;
 
-    if (!running_devices(r, ctx))
+    if (!devices_writable(r, ctx))
         return;
     if (!json_is_object(body) && !json_is_array(body)) {
         gw_api_reply_error(r, 400, "invalid", "$", "the body must be a device or an array of them");
@@ -525,13 +527,13 @@ void gw_api_devices_create(gw_api_req *r, gw_api_ctx *ctx)
 void gw_api_device_patch(gw_api_req *r, gw_api_ctx *ctx)
 {
     const char *id = gw_api_param(r, "id"), *key;
-    const json_t *body = gw_api_body(r), *cur = running_devices(r, ctx), *v;
+    const json_t *body = gw_api_body(r), *v;
     errs e = {NULL, 0};
     json_t *entry = NULL, *all = NULL;
     bool hash = false;
     long at;
 
-    if (!cur)
+    if (!devices_writable(r, ctx))
         return;
     if ((at = id ? find_entry(ctx->cfg, id) : -1) < 0) {
         gw_api_reply_error(r, 404, "not_found", NULL, "no device \"%s\"", id ? id : "");
@@ -541,8 +543,10 @@ void gw_api_device_patch(gw_api_req *r, gw_api_ctx *ctx)
         gw_api_reply_error(r, 400, "invalid", "$", "the body must be an object (name, secret)");
         return;
     }
+    if (!(all = running_devices(r, ctx)))
+        return;
     if (!(e.list = json_array()) ||
-        !(entry = json_copy(json_array_get(cur, (size_t)at)))) { /* shallow: values shared */
+        !(entry = json_copy(json_array_get(all, (size_t)at)))) { /* shallow: values shared */
         gw_api_reply_error(r, 503, "out_of_memory", NULL, "out of memory");
         goto done;
     }
@@ -579,7 +583,7 @@ void gw_api_device_patch(gw_api_req *r, gw_api_ctx *ctx)
         gw_api_reply_error(r, 503, "unavailable", NULL, "hashing the secret failed");
         goto done;
     }
-    if (!(all = json_copy((json_t *)cur)) || json_array_set(all, (size_t)at, entry) != 0)
+    if (json_array_set(all, (size_t)at, entry) != 0)
         goto oom;
     path_map m = {(size_t)at, 1, false};
     if (!apply(r, ctx, all, &m))
@@ -600,17 +604,18 @@ done:
 void gw_api_device_delete(gw_api_req *r, gw_api_ctx *ctx)
 {
     const char *id = gw_api_param(r, "id");
-    const json_t *cur = running_devices(r, ctx);
     json_t *all = NULL;
     long at;
 
-    if (!cur)
+    if (!devices_writable(r, ctx))
         return;
     if ((at = id ? find_entry(ctx->cfg, id) : -1) < 0) {
         gw_api_reply_error(r, 404, "not_found", NULL, "no device \"%s\"", id ? id : "");
         return;
     }
-    if (!(all = json_copy((json_t *)cur)) || json_array_remove(all, (size_t)at) != 0) {
+    if (!(all = running_devices(r, ctx)))
+        return;
+    if (json_array_remove(all, (size_t)at) != 0) {
         gw_api_reply_error(r, 503, "out_of_memory", NULL, "out of memory");
         goto done;
     }

@@ -33,9 +33,10 @@ static void on_config_free(const gw_config *c)
 }
 
 /* id -> stable index, for every device id ever configured (indexes are never reused for another
- * id, so a per-device slot never mixes two devices; bounded by rt->device_cap). */
+ * id, so a per-device slot never mixes two devices; bounded by rt->device_cap). The ids are kept
+ * back to back with their NULs in one buffer (ids_text); a slot is 8 bytes. */
 typedef struct id_slot {
-    char *id;
+    uint32_t at; /* 1 + the id's offset in ids_text; 0: free slot */
     uint32_t index;
 } id_slot;
 
@@ -45,6 +46,8 @@ struct gw_reload {
     const gw_config **follow; /* set to the current generation after every reload */
     id_slot *ids;
     size_t ids_cap, ids_n; /* open addressing, load <= 1/2 */
+    char *ids_text;
+    size_t text_len, text_cap;
     uint32_t next_index, cap;
     uint64_t reloads;
 };
@@ -62,12 +65,38 @@ static uint32_t fnv(const char *s)
     return h;
 }
 
+static const char *slot_id(const gw_reload *rl, const id_slot *s)
+{
+    return s->at ? rl->ids_text + s->at - 1 : NULL;
+}
+
 static id_slot *id_find(gw_reload *rl, const char *id)
 {
     size_t mask = rl->ids_cap - 1;
     for (size_t i = fnv(id) & mask;; i = (i + 1) & mask)
-        if (!rl->ids[i].id || strcmp(rl->ids[i].id, id) == 0)
+        if (!rl->ids[i].at || strcmp(slot_id(rl, &rl->ids[i]), id) == 0)
             return &rl->ids[i];
+}
+
+/* Appends id to ids_text; its slot's `at`, or 0 when out of memory (or past 4 GiB of ids). */
+static uint32_t id_text_add(gw_reload *rl, const char *id)
+{
+    size_t n = strlen(id) + 1;
+    if (rl->text_len + n > UINT32_MAX - 1)
+        return 0;
+    if (rl->text_len + n > rl->text_cap) {
+        size_t cap = rl->text_cap ? rl->text_cap : 4096;
+        while (cap < rl->text_len + n)
+            cap *= 2;
+        char *t = gw_realloc(GW_AREA_RUNTIME, rl->ids_text, cap);
+        if (!t)
+            return 0;
+        rl->ids_text = t;
+        rl->text_cap = cap;
+    }
+    memcpy(rl->ids_text + rl->text_len, id, n);
+    rl->text_len += n;
+    return (uint32_t)(rl->text_len - n + 1);
 }
 
 static int id_grow(gw_reload *rl, size_t want)
@@ -86,8 +115,8 @@ static int id_grow(gw_reload *rl, size_t want)
     }
     rl->ids_cap = cap;
     for (size_t i = 0; i < old_cap; i++)
-        if (old[i].id)
-            *id_find(rl, old[i].id) = old[i];
+        if (old[i].at)
+            *id_find(rl, slot_id(rl, &old[i])) = old[i];
     gw_free(GW_AREA_RUNTIME, old);
     return 0;
 }
@@ -102,15 +131,15 @@ static int assign_indexes(gw_reload *rl, gw_config *c, const gw_device **bad)
     /* first pass: only check, so that a refused configuration registers nothing */
     for (size_t i = 0; i < c->n_devices; i++) {
         id_slot *s = id_find(rl, c->devices[i].id);
-        if (!s->id && next++ >= rl->cap) {
+        if (!s->at && next++ >= rl->cap) {
             *bad = &c->devices[i];
             return GW_ECONFIG;
         }
     }
     for (size_t i = 0; i < c->n_devices; i++) {
         id_slot *s = id_find(rl, c->devices[i].id);
-        if (!s->id) {
-            if (!(s->id = gw_strdup(GW_AREA_RUNTIME, c->devices[i].id)))
+        if (!s->at) {
+            if (!(s->at = id_text_add(rl, c->devices[i].id)))
                 return GW_ENOMEM;
             s->index = rl->next_index++;
             rl->ids_n++;
@@ -156,8 +185,7 @@ void gw_reload_free(gw_reload *rl)
 {
     if (!rl)
         return;
-    for (size_t i = 0; i < rl->ids_cap; i++)
-        gw_free(GW_AREA_RUNTIME, rl->ids[i].id);
+    gw_free(GW_AREA_RUNTIME, rl->ids_text);
     gw_free(GW_AREA_RUNTIME, rl->ids);
     gw_config_release(rl->cur);
     gw_free(GW_AREA_RUNTIME, rl);
@@ -368,10 +396,6 @@ static void apply(gw_reload *rl, gw_config *next, json_t **report, uint64_t t0)
     for (unsigned i = 0; rl->rt && i < rl->rt->n_adapters; i++) /* e.g. TLS files read again */
         if (rl->rt->adapters[i].ops->reloaded)
             rl->rt->adapters[i].ops->reloaded(&rl->rt->adapters[i], next);
-    /* only the current generation's documents are read (the device API, main thread): a replaced
-     * one may live on (the start-up one does, for its settings), without them */
-    json_decref(rl->cur->devices_json);
-    rl->cur->devices_json = NULL;
     gw_config_release(rl->cur);
     rl->cur = next;
     if (rl->follow)

@@ -233,8 +233,9 @@ class Iotgw(Server):
             raise BenchError(f"iotgw --check-config exited with {r.returncode}:\n"
                              f"{r.stdout}{r.stderr}")
 
-    def launch(self, path, tag, adapter):
-        """Starts iotgw -c path --ready-fd; takes the port of its `adapter` listener."""
+    def launch(self, path, tag, adapter, ready_timeout=30.0):
+        """Starts iotgw -c path --ready-fd; takes the port of its `adapter` listener. Keeps what
+        --ready-fd said in self.ready_text."""
         self.log = os.path.join(self.tmp, f"iotgw-{tag}.log")
         rfd, wfd = os.pipe()
         try:
@@ -245,7 +246,7 @@ class Iotgw(Server):
         finally:
             os.close(wfd)
         try:
-            buf, err = read_until_ready(rfd, time.monotonic() + 30)
+            buf, err = read_until_ready(rfd, time.monotonic() + ready_timeout)
         finally:
             os.close(rfd)
         if err:
@@ -256,6 +257,7 @@ class Iotgw(Server):
                     pass
             self.fail_start(f"no 'ready' on --ready-fd ({err}, exit {self.proc.poll()}, "
                             f"got {buf!r})")
+        self.ready_text = buf
         self.port = listener_port(buf, "adapter", adapter)
         if not self.port:
             self.fail_start(f"no 'listener adapter={adapter} ... port=N' line in {buf!r}")

@@ -1,7 +1,8 @@
 /* config_load.c: the shipped default configuration (config/gateway.json, its two products and
  * three devices) loads cleanly with exactly the values written there; look-ups by id and by
  * (pointer, length) work; non-default values and path resolution; 100,000 devices load and are
- * all found. */
+ * all found; devices.json rebuilt from the devices (gw_config_devices_doc) is the loaded document,
+ * keys in each device's own order, also for a configuration loaded from another (base). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -447,10 +448,68 @@ static void test_100k_devices(void)
     nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* text as jansson dumps it, keys in order */
+static char *dump(const json_t *j)
+{
+    return json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+}
+
+static void test_devices_doc(void)
+{
+    static const char devices[] = "[{\"secret\":\"k1\",\"product\":\"a\",\"id\":\"d1\"},"
+                                  "{\"name\":\"Two \\u00e9\",\"id\":\"d2\",\"product\":\"a\","
+                                  "\"secret\":\"k2\"},"
+                                  "{\"product\":\"a\",\"id\":\"d3\",\"secret\":\"k3\"},"
+                                  "{\"id\":\"d4\",\"product\":\"a\",\"secret\":\"k4\","
+                                  "\"name\":\"\"}]";
+    char dir[] = "/tmp/iotgw-cfgdoc-XXXXXX", sub[600], path[600];
+    gw_diag d = {0};
+    gw_config *c = NULL, *c2 = NULL;
+
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(2);
+    }
+    snprintf(sub, sizeof(sub), "%s/products", dir);
+    mkdir(sub, 0700);
+    write_file(dir, "gateway.json", "{ " ADAPTERS_OK " }");
+    write_file(sub, "a.json", "{ \"id\": \"a\", \"protocol\": \"mqtt\", \"codec\": \"json\" }");
+    write_file(dir, "devices.json", devices);
+    snprintf(path, sizeof(path), "%s/gateway.json", dir);
+    int rc = gw_config_load(path, gw_registry_config_plugins(), &c, &d);
+    print_diag(&d);
+    CHECK_INT(rc, 0);
+    json_t *want = json_loads(devices, 0, NULL);
+    char *w = dump(want);
+    if (c) {
+        json_t *doc = gw_config_devices_doc(c);
+        char *got = doc ? dump(doc) : NULL;
+        CHECK_STR(got, w);
+        free(got);
+        /* a configuration loaded from c (nothing read from disk) rebuilds the same */
+        rc = gw_config_load_with(path, gw_registry_config_plugins(), c, NULL, &c2, &d);
+        print_diag(&d);
+        CHECK_INT(rc, 0);
+        json_t *doc2 = c2 ? gw_config_devices_doc(c2) : NULL;
+        got = doc2 ? dump(doc2) : NULL;
+        CHECK_STR(got, w);
+        free(got);
+        json_decref(doc2);
+        json_decref(doc);
+    }
+    free(w);
+    json_decref(want);
+    gw_config_free(c2);
+    gw_config_free(c);
+    gw_diag_free(&d);
+    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     test_default_config();
     test_non_defaults();
     test_100k_devices();
+    test_devices_doc();
     TEST_MAIN_END();
 }

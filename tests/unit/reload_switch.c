@@ -224,7 +224,7 @@ static void test_devices_api(void)
     const gw_config *before = gw_reload_config(rl);
     gw_reload_pending *p = NULL;
     json_t *errors = NULL, *report = NULL;
-    json_t *devs = json_deep_copy(before->devices_json);
+    json_t *devs = gw_config_devices_doc(before);
     json_array_append_new(devs,
                           json_pack("{s:s, s:s, s:s}", "id", "e", "product", "p", "secret", "ke"));
     CHECK_INT(gw_reload_prepare_devices(rl, devs, &p, &errors), 0);
