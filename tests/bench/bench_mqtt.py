@@ -34,12 +34,16 @@ class Mosquitto(Server):
                 return word
         return "unknown"
 
+    def conf(self):
+        """mosquitto.conf's text for self.port (the TLS bench adds its certificate)."""
+        return (f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                "log_dest stderr\nlog_type error\nlog_type warning\n")
+
     def start(self, tag):
         self.port = benchlib.free_port()
         conf = os.path.join(self.tmp, f"mosquitto-{tag}.conf")
         with open(conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "log_dest stderr\nlog_type error\nlog_type warning\n")
+            f.write(self.conf())
         self.log = os.path.join(self.tmp, f"mosquitto-{tag}.log")
         with open(self.log, "w") as logf:
             self.proc = subprocess.Popen([self.binary, "-c", conf], stdin=subprocess.DEVNULL,

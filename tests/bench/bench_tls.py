@@ -7,10 +7,8 @@ throughput over 100 TLS connections, and user-space bytes per idle TLS connectio
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -26,29 +24,12 @@ class Mosquitto(bench_mqtt.Mosquitto):
         super().__init__(tmp, binary)
         self.certs = certs
 
-    def start(self, tag):
-        self.port = benchlib.free_port()
-        conf = os.path.join(self.tmp, f"mosquitto-{tag}.conf")
+    def conf(self):
         ca, crt, key = self.certs
-        with open(conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\ncafile {ca}\ncertfile {crt}\n"
-                    f"keyfile {key}\nallow_anonymous true\npersistence false\n"
-                    "set_tcp_nodelay true\n"
-                    "max_connections -1\nlog_dest stderr\nlog_type error\nlog_type warning\n")
-        self.log = os.path.join(self.tmp, f"mosquitto-{tag}.log")
-        with open(self.log, "w") as logf:
-            self.proc = subprocess.Popen([self.binary, "-c", conf], stdin=subprocess.DEVNULL,
-                                         stdout=logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.fail_start(f"exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self.fail_start("port not accepting connections after 10 s")
+        return (f"listener {self.port} 127.0.0.1\ncafile {ca}\ncertfile {crt}\n"
+                f"keyfile {key}\nallow_anonymous true\npersistence false\n"
+                "set_tcp_nodelay true\n"
+                "max_connections -1\nlog_dest stderr\nlog_type error\nlog_type warning\n")
 
 
 class Iotgw(bench_mqtt.Iotgw):

@@ -48,19 +48,6 @@ def unit_keys(text):
     return out
 
 
-def loopback_listeners(node):
-    """Every listener of a config moved to loopback, port 0 (the tests' rule)."""
-    if isinstance(node, dict):
-        if "address" in node and "port" in node:
-            node["address"] = "::1" if ":" in node["address"] else "127.0.0.1"
-            node["port"] = 0
-        for v in node.values():
-            loopback_listeners(v)
-    elif isinstance(node, list):
-        for v in node:
-            loopback_listeners(v)
-
-
 def check_depends(t, binary, depends):
     names = {re.split(r"[\s(]", d.strip())[0] for d in depends.split(",") if d.strip()}
     for want in WANT_DEPENDS:
@@ -186,7 +173,7 @@ def body(t, tmp):
     cfg["storage"]["path"] = root + cfg["storage"]["path"]
     cfg["admin"]["web_root"] = root + cfg["admin"]["web_root"]
     cfg["loops"] = 2
-    loopback_listeners(cfg)
+    g.loopback_listeners(cfg)
     with open(os.path.join(etc, "gateway.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     binary = os.path.join(root, "usr", "bin", "iotgw")

@@ -83,18 +83,6 @@ def main(t):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def loopback_listeners(node):
-    if isinstance(node, dict):
-        if "address" in node and "port" in node:
-            node["address"] = "::1" if ":" in node["address"] else "127.0.0.1"
-            node["port"] = 0
-        for v in node.values():
-            loopback_listeners(v)
-    elif isinstance(node, list):
-        for v in node:
-            loopback_listeners(v)
-
-
 def body(t, tmp, broker, allowed, families):
     os.chmod(tmp, 0o755)
     shutil.copytree(os.path.join(g.SRC, "config", "products"), os.path.join(tmp, "products"))
@@ -106,7 +94,7 @@ def body(t, tmp, broker, allowed, families):
     build = os.path.dirname(os.path.abspath(g.BIN))
     with open(os.path.join(build, "gen", "install", "gateway.json")) as f:
         cfg = json.load(f)  # the installed gateway.json
-    loopback_listeners(cfg)
+    g.loopback_listeners(cfg)
     cfg["loops"] = 2
     cfg["storage"]["path"] = os.path.join(tmp, "state", "iotgw.db")
     cfg["admin"]["web_root"] = os.path.join(g.SRC, "web")

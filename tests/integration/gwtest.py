@@ -1401,3 +1401,16 @@ def check_config(gw):
     p = subprocess.run([BIN, "--check-config", "-c", gw.cfg_path], capture_output=True,
                        timeout=30 * SLOW, stdin=subprocess.DEVNULL)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def loopback_listeners(node):
+    """Every listener of a config moved to loopback, port 0 (the tests' rule)."""
+    if isinstance(node, dict):
+        if "address" in node and "port" in node:
+            node["address"] = "::1" if ":" in node["address"] else "127.0.0.1"
+            node["port"] = 0
+        for v in node.values():
+            loopback_listeners(v)
+    elif isinstance(node, list):
+        for v in node:
+            loopback_listeners(v)
