@@ -75,6 +75,13 @@ static int field_source(const bin_layout *l, const bin_msg *m, const bin_field *
         sv->kind = SV_RAW;
         sv->i = req ? req->type_code : 0;
         break;
+    case BIN_ROLE_AUTH_CODE: /* frame.auth_code: only with the device's secret */
+        if (!src->auth_code)
+            return gw_error_set(err, GW_EINVAL, "%s: no auth code without the device's secret",
+                                f->path);
+        sv->text = src->auth_code;
+        sv->kind = SV_TEXT;
+        break;
     default: /* secret: never sent back */
         break;
     }

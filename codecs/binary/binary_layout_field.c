@@ -12,8 +12,8 @@
 static const char *const type_names[] = {"u8",  "i8",  "u16",    "i16",   "u24",
                                          "u32", "i32", "u64",    "i64",   "f32",
                                          "f64", "bcd", "string", "bytes", "datetime"};
-static const char *const role_names[] = {"",       "device_id", "secret", "seq",
-                                         "msg_id", "timestamp", "result", "request_code"};
+static const char *const role_names[] = {
+    "", "device_id", "secret", "seq", "msg_id", "timestamp", "result", "request_code", "auth_code"};
 static const char *const field_keys[] = {"name",   "offset",   "type",      "endian", "size",
                                          "prefix", "bit",      "bits",      "scale",  "add",
                                          "value",  "property", "param",     "output", "input",
@@ -140,7 +140,7 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
             return gw__bl_fail(
                 x, p,
                 "unknown role \"%s\" (device_id, secret, seq, msg_id, timestamp, result, "
-                "request_code)",
+                "request_code, auth_code)",
                 id);
         f->role = (uint8_t)r;
         if (r == BIN_ROLE_RESULT && c->kind != BIN_K_FUNCTION_REPLY &&
@@ -148,6 +148,8 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
             return gw__bl_fail(x, p, "role result only in function_reply, write_reply and acks");
         if (r == BIN_ROLE_REQUEST_CODE && c->kind != BIN_K_ACK)
             return gw__bl_fail(x, p, "role request_code only in acks");
+        if (r == BIN_ROLE_AUTH_CODE && (c->kind != BIN_K_ACK || f->type != BIN_STRING))
+            return gw__bl_fail(x, p, "role auth_code only for a string field of an ack");
         bool is_int = gw__binary_type_is_int(f->type);
         bool fl = f->type == BIN_F32 || f->type == BIN_F64;
         if ((r == BIN_ROLE_SEQ || r == BIN_ROLE_RESULT || r == BIN_ROLE_REQUEST_CODE) &&
@@ -358,7 +360,8 @@ static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const g
         return gw__bl_fail(x, path,
                            "header fields carry roles only (device_id, secret, seq, msg_id, "
                            "timestamp), no property, param, output or input");
-    if (c->kind < 0 && (f->role == BIN_ROLE_RESULT || f->role == BIN_ROLE_REQUEST_CODE))
+    if (c->kind < 0 && (f->role == BIN_ROLE_RESULT || f->role == BIN_ROLE_REQUEST_CODE ||
+                        f->role == BIN_ROLE_AUTH_CODE))
         return gw__bl_fail(x, gw__bl_sub(p, path, "role"), "not allowed in the header");
     if (json_object_get(o, "sign_from")) {
         const gw_value_spec *s = f->spec;

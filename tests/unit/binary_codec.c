@@ -700,6 +700,106 @@ static void test_tracker(void)
     bt_free(&r);
 }
 
+/* JT/T 808-2013 registration, built from the standard's field tables (python3: hmac, gbk):
+ * 0x0100 (province 44, city 300, manufacturer "70111", model "GT808", terminal "AB12345",
+ * colour 1, plate "京A12345" in GBK) with serial 0x007E (escaped 7D 02 on the wire) -> 0x8100
+ * (reply serial, result 0, the auth code = hex(HMAC-SHA256("auth808x", "auth_code:" +
+ * phone))[:16]); then 0x0102 with that code -> 0x8001 result 0; an unknown terminal -> 0x8100
+ * result 4. */
+#define T808_REGISTER                                                                              \
+    "7E 01 00 00 2D 01 39 12 34 56 78 00 7D 02 00 2C 01 2C 37 30 31 31 31 47 54 38 30 38 00 00 "   \
+    "00 "                                                                                          \
+    "00 00 00 00 00 00 00 00 00 00 00 00 00 00 41 42 31 32 33 34 35 01 BE A9 41 31 32 33 34 35 "   \
+    "22 "                                                                                          \
+    "7E"
+#define T808_REGISTERED                                                                            \
+    "7E 81 00 00 13 01 39 12 34 56 78 00 7D 02 00 7D 02 00 65 64 66 32 34 31 30 37 66 61 30 62 "   \
+    "62 "                                                                                          \
+    "65 33 66 F2 7E"
+#define T808_REGISTER_UNKNOWN                                                                      \
+    "7E 01 00 00 2D 01 99 99 99 99 99 00 01 00 2C 01 2C 37 30 31 31 31 47 54 38 30 38 00 00 00 "   \
+    "00 "                                                                                          \
+    "00 00 00 00 00 00 00 00 00 00 00 00 00 41 42 31 32 33 34 35 01 BE A9 41 31 32 33 34 35 F5 7E"
+#define T808_NO_SUCH_TERMINAL "7E 81 00 00 03 01 99 99 99 99 99 00 01 00 01 04 1E 7E"
+#define T808_LOGIN_CODE                                                                            \
+    "7E 01 02 00 11 01 39 12 34 56 78 00 7F 10 65 64 66 32 34 31 30 37 66 61 30 62 62 65 33 66 "   \
+    "1D "                                                                                          \
+    "7E"
+
+static void test_tracker_register(void)
+{
+    bt_loaded r = bt_load_example("tracker-808.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m, a;
+    gw_reject rej;
+    uint8_t out[512], f[512];
+    size_t n, skip;
+    char code[65];
+    const bin_msg *which;
+    static const gw_reject refused = {GW_R_NONE, "no such terminal"};
+    if (!p)
+        return;
+    gw_frame_info fi;
+    ops->frame_info(p, &fi);
+    CHECK(fi.login_code);
+    CHECK_INT(gw__binary_auth_code(p->codec_state, "auth808x", "013912345678", code, sizeof(code)),
+              0);
+    CHECK_STR(code, "edf24107fa0bbe3f");
+    CHECK_INT(gw__binary_auth_code(p->codec_state, NULL, "013912345678", code, sizeof(code)), -1);
+
+    n = bt_unhex(T808_REGISTER, f, sizeof(f));
+    CHECK_INT(ops->frame(p, f, n, &skip), (int)n);
+    CHECK_INT(decode_hex(p, T808_REGISTER, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_REGISTER);
+    CHECK_STR(m.device_id, "013912345678");
+    CHECK_INT(m.seq, 0x7E);
+    CHECK_INT(m.type_code, 0x0100);
+    CHECK(m.values == NULL);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, "auth808x", out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, T808_REGISTERED);
+    CHECK_INT(gw__binary_decode(p, true, out, n, &a, &which, &rej), 0); /* our own answer */
+    CHECK(which && which->kind == BIN_K_ACK && which->match == 0x8100);
+    CHECK_INT(a.seq, 0x7E);
+    gw_thing_msg_clear(&a);
+    /* no secret, no code: no answer (the adapter looks the device up first) */
+    CHECK(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n) != 0 || n == 0);
+    gw_thing_msg_clear(&m);
+    /* a too short registration */
+    CHECK_INT(decode_hex(p, "7E 01 00 00 02 01 39 12 34 56 78 00 01 00 2C 1E 7E", &m, &rej),
+              GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    CHECK_CONTAINS(rej.detail, "field city");
+    gw_thing_msg_clear(&m);
+
+    /* an unknown terminal: the refusal, result 4, no auth code */
+    CHECK_INT(decode_hex(p, T808_REGISTER_UNKNOWN, &m, &rej), 0);
+    CHECK_STR(m.device_id, "019999999999");
+    CHECK_INT(ops->encode_ack(p, &m, &refused, NULL, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, T808_NO_SUCH_TERMINAL);
+    gw_thing_msg_clear(&m);
+
+    /* the login with the code; a wrong code gets 0x8001 result 1 */
+    CHECK_INT(decode_hex(p, T808_LOGIN_CODE, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_LOGIN);
+    CHECK_STR(m.secret, "edf24107fa0bbe3f");
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808x"), 0);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808y"), GW_EAUTH);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, "auth808x", out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "7E 80 01 00 05 01 39 12 34 56 78 00 7F 00 7F 01 02 00 B7 7E");
+    CHECK_INT(ops->encode_ack(p, &m, &refused, "auth808x", out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "7E 80 01 00 05 01 39 12 34 56 78 00 7F 00 7F 01 02 01 B6 7E");
+    strcpy(m.secret, "edf24107fa0bbe3e"); /* one digit off */
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808x"), GW_EAUTH);
+    strcpy(m.secret, "edf24107fa0bbe3"); /* a prefix */
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808x"), GW_EAUTH);
+    gw_thing_msg_clear(&m);
+    /* another phone number gets another code */
+    CHECK_INT(gw__binary_auth_code(p->codec_state, "auth808x", "013912345679", code, sizeof(code)),
+              0);
+    CHECK(strcmp(code, "edf24107fa0bbe3f") != 0);
+    bt_free(&r);
+}
+
 static void test_tracker_stream(void)
 {
     bt_loaded r = bt_load_example("tracker-808.json");
@@ -1274,6 +1374,7 @@ int main(void)
     test_meter_stream();
     test_tracker();
     test_tracker_stream();
+    test_tracker_register();
     test_sensor();
     test_gt06();
     test_fixed_and_crlf();
