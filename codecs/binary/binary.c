@@ -118,6 +118,24 @@ typedef struct dctx {
     size_t tail; /* bytes at the end reserved for fields from the end and the check */
 } dctx;
 
+/* The size of a "size_from" field: its size field's value plus the declared adjustment. */
+static int sized_from(const dctx *d, const bin_field *f, size_t *sz, gw_reject *rej)
+{
+    const bin_field *sf = f->size_src;
+    int64_t at = sf->pos == BIN_POS_END ? (int64_t)d->len + sf->off : sf->off;
+    if (at < 0 || (size_t)at + sf->size > d->len)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "field %s: its size field %s lies past the frame (%zu bytes)",
+                             gw__binary_label(f), gw__binary_label(sf), d->len);
+    int64_t v = (int64_t)gw__binary_get_uint(d->body + at, sf->size, sf->little) + f->size_add;
+    if (v < 0)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "field %s: its size field %s says %lld bytes", gw__binary_label(f),
+                             gw__binary_label(sf), (long long)v);
+    *sz = (size_t)v;
+    return 0;
+}
+
 /* Where field f sits in this frame and how many bytes it takes. */
 static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reject *rej)
 {
@@ -133,6 +151,10 @@ static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reje
         sz = f->prefix + (size_t)gw__binary_get_uint(d->body + at, f->prefix, f->little);
         if ((size_t)at + sz > limit)
             goto short_frame;
+    } else if (f->size_var && sized_from(d, f, &sz, rej) != 0) {
+        return GW_EINVAL;
+    } else if (f->size_var && (size_t)at + sz > limit) {
+        goto short_frame;
     }
     *pos = (size_t)at;
     *size = sz;

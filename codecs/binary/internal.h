@@ -94,6 +94,11 @@ typedef struct bin_field {
     const struct bin_field *sign_src;
     int8_t sign_bit;
     uint64_t sign_neg;
+    /* "size_from" (string / bytes): the field takes size_src's value + size_add bytes (size_src:
+     * a fixed-offset unsigned field without target, filled in on encode); size is 0 */
+    bool size_var;
+    const struct bin_field *size_src;
+    int32_t size_add;
 } bin_field;
 
 typedef struct bin_msg {

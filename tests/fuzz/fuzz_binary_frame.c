@@ -251,6 +251,10 @@ static const char *const products[] = {
                  "\"type\": \"long\" }") "\"events\": [ { \"id\": \"al\", \"params\": [ { \"id\": "
                                          "\"a\", \"type\": \"int\" }, "
                                          "{ \"id\": \"lat\", \"type\": \"double\" } ] } ],"
+                                         "\"functions\": [ { \"id\": \"cmd\", \"inputs\": [ { "
+                                         "\"id\": \"text\", \"type\": \"string\" } ], "
+                                         "\"outputs\": [ { \"id\": \"resp\", \"type\": "
+                                         "\"string\" } ] } ],"
                                          "\"frame\": { \"max_frame\": 260, \"framing\": { "
                                          "\"mode\": \"length\", \"offset\": 2, "
                                          "\"width\": 1, \"adjust\": 2 },"
@@ -305,7 +309,24 @@ static const char *const products[] = {
                                          "\"param\": \"lat\", \"sign_from\": "
                                          "{ \"field\": \"n\", \"negative_when\": 0 } }, { "
                                          "\"name\": \"n\", \"offset\": 20, "
-                                         "\"type\": \"u16\", \"bit\": 10 } ] } ] } }",
+                                         "\"type\": \"u16\", \"bit\": 10 } ] },"
+                                         /* the online command and its reply: "size_from" */
+                                         "  { \"kind\": \"invoke\", \"match\": 128, "
+                                         "\"function\": \"cmd\", \"fields\": [ { \"name\": "
+                                         "\"cl\", \"offset\": 4, \"type\": \"u8\" }, { "
+                                         "\"offset\": 5, \"type\": \"u32\", \"role\": "
+                                         "\"seq\" }, { \"offset\": 9, \"type\": \"string\", "
+                                         "\"input\": \"text\", \"size_from\": { \"field\": "
+                                         "\"cl\", \"add\": -4 } }, { \"type\": \"u16\", "
+                                         "\"value\": 2 } ] },"
+                                         "  { \"kind\": \"function_reply\", \"match\": 21, "
+                                         "\"function\": \"cmd\", \"ack\": false, \"fields\": "
+                                         "[ { \"name\": \"cl\", \"offset\": 4, \"type\": "
+                                         "\"u8\" }, { \"offset\": 5, \"type\": \"u32\", "
+                                         "\"role\": \"seq\" }, { \"offset\": 9, \"type\": "
+                                         "\"bytes\", \"output\": \"resp\", \"size_from\": "
+                                         "{ \"field\": \"cl\", \"add\": -4 } }, { \"type\": "
+                                         "\"u16\" } ] } ] } }",
 };
 #define N_PRODUCTS (sizeof(products) / sizeof(products[0]))
 

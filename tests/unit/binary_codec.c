@@ -1365,6 +1365,82 @@ static void test_gt06(void)
     bt_free(&r);
 }
 
+/* The GT06 document's online command (8.1: 0x80 with the language word, "sos#", server flag 0,
+ * serial 1) and the terminal's reply (8.2.2: 0x15, flag 0, "SOS1:13421632699 SOS2: SOS3:", English,
+ * serial 0x2A); their CRC-16/X-25 verified with python3. */
+#define GT06_CMD_DOC "78 78 10 80 08 00 00 00 00 73 6F 73 23 00 02 00 01 9A 17 0D 0A"
+#define GT06_REPLY_DOC                                                                             \
+    "78 78 28 15 20 00 00 00 00 53 4F 53 31 3A 31 33 34 32 31 36 33 32 36 39 39 20 53 4F 53 32 "   \
+    "3A "                                                                                          \
+    "20 53 4F 53 33 3A 00 01 00 2A C3 9C 0D 0A"
+
+static void test_gt06_command(void)
+{
+    bt_loaded r = bt_load_example("gt06.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m;
+    gw_reject rej;
+    gw_error err = {0};
+    uint8_t out[512], f[512];
+    size_t n, skip;
+    const bin_msg *which;
+    if (!p)
+        return;
+    /* the document's command decodes as our 0x80: the server flag is the correlation (seq) */
+    n = bt_unhex(GT06_CMD_DOC, f, sizeof(f));
+    CHECK_INT(ops->frame(p, f, n, &skip), (int)n);
+    CHECK_INT(gw__binary_decode(p, true, f, n, &m, &which, &rej), 0);
+    CHECK(which && which->kind == BIN_K_INVOKE && which->match == 0x80);
+    CHECK_STR(m.name, "command");
+    CHECK_INT(m.seq, 0); /* the flag, not the serial (1): the message's role wins */
+    CHECK_VAL_STR(&m, "text", "sos#");
+    gw_thing_msg_clear(&m);
+    /* and we build it byte for byte (seq 0 in both the flag and the serial: serial 00 00) */
+    json_t *in = json_pack("{s:s}", "text", "sos#");
+    CHECK_INT(gw_binary_encode_command(p, "123456789012345", NULL, "command", in, 1, out,
+                                       sizeof(out), &n, &err),
+              0);
+    CHECK_BYTES(out, n, "78 78 10 80 08 00 00 00 01 73 6F 73 23 00 02 00 01 D7 EA 0D 0A");
+    json_decref(in);
+    in = json_pack("{s:s}", "text", "WHERE#");
+    CHECK_INT(gw_binary_encode_command(p, "123456789012345", NULL, "command", in, 7, out,
+                                       sizeof(out), &n, &err),
+              0);
+    CHECK_BYTES(out, n, "78 78 12 80 0A 00 00 00 07 57 48 45 52 45 23 00 02 00 07 66 AB 0D 0A");
+    json_decref(in);
+    /* a text the 1-byte length cannot describe */
+    char big[250];
+    memset(big, 'A', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    in = json_pack("{s:s}", "text", big);
+    CHECK(gw_binary_encode_command(p, "123456789012345", NULL, "command", in, 7, out, sizeof(out),
+                                   &n, &err) != 0);
+    json_decref(in);
+
+    /* the document's reply: matched by the server flag, the text as the output */
+    CHECK_INT(decode_hex(p, GT06_REPLY_DOC, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_FUNCTION_REPLY);
+    CHECK_STR(m.name, "command");
+    CHECK_INT(m.seq, 0);
+    CHECK_STR(m.msg_id, "0");
+    CHECK_INT(m.success, 1);
+    CHECK_VAL_STR(&m, "response", "SOS1:13421632699 SOS2: SOS3:");
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(n, 0); /* no ack for a reply */
+    gw_thing_msg_clear(&m);
+    /* a command length past the frame, and one below the flag's 4 bytes */
+    n = gt06_with_word(GT06_REPLY_DOC, 4, 0x2100, f, sizeof(f)); /* 0x21: one byte too many */
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    CHECK_CONTAINS(rej.detail, "field response");
+    gw_thing_msg_clear(&m);
+    n = gt06_with_word(GT06_REPLY_DOC, 4, 0x0300, f, sizeof(f));
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "field response: its size field command_length says -1 bytes");
+    gw_thing_msg_clear(&m);
+    bt_free(&r);
+}
+
 int main(void)
 {
     test_check_vectors();
@@ -1377,6 +1453,7 @@ int main(void)
     test_tracker_register();
     test_sensor();
     test_gt06();
+    test_gt06_command();
     test_fixed_and_crlf();
     test_field_types();
     TEST_MAIN_END();
