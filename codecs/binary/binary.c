@@ -85,6 +85,7 @@ static void binary_frame_info(const gw_product *p, gw_frame_info *out)
     out->up_seq_max = 0;
     out->up_timestamp = false;
     out->secret_as_key = l && l->has_auth;
+    out->login_code = l && l->has_auth_code;
     for (size_t i = 0; l && i < l->n_header; i++) {
         if (l->header[i].target == BIN_TG_ROLE && l->header[i].role == BIN_ROLE_DEVICE_ID)
             out->device_id_in_all = true;
@@ -117,6 +118,24 @@ typedef struct dctx {
     size_t tail; /* bytes at the end reserved for fields from the end and the check */
 } dctx;
 
+/* The size of a "size_from" field: its size field's value plus the declared adjustment. */
+static int sized_from(const dctx *d, const bin_field *f, size_t *sz, gw_reject *rej)
+{
+    const bin_field *sf = f->size_src;
+    int64_t at = sf->pos == BIN_POS_END ? (int64_t)d->len + sf->off : sf->off;
+    if (at < 0 || (size_t)at + sf->size > d->len)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "field %s: its size field %s lies past the frame (%zu bytes)",
+                             gw__binary_label(f), gw__binary_label(sf), d->len);
+    int64_t v = (int64_t)gw__binary_get_uint(d->body + at, sf->size, sf->little) + f->size_add;
+    if (v < 0)
+        return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                             "field %s: its size field %s says %lld bytes", gw__binary_label(f),
+                             gw__binary_label(sf), (long long)v);
+    *sz = (size_t)v;
+    return 0;
+}
+
 /* Where field f sits in this frame and how many bytes it takes. */
 static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reject *rej)
 {
@@ -132,6 +151,10 @@ static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reje
         sz = f->prefix + (size_t)gw__binary_get_uint(d->body + at, f->prefix, f->little);
         if ((size_t)at + sz > limit)
             goto short_frame;
+    } else if (f->size_var && sized_from(d, f, &sz, rej) != 0) {
+        return GW_EINVAL;
+    } else if (f->size_var && (size_t)at + sz > limit) {
+        goto short_frame;
     }
     *pos = (size_t)at;
     *size = sz;
@@ -155,6 +178,8 @@ static int read_role(const bin_field *f, const uint8_t *b, size_t n, gw_thing_ms
         return gw__binary_to_text(f, b, n, out->secret, sizeof(out->secret), rej);
     case BIN_ROLE_MSG_ID:
         return gw__binary_to_text(f, b, n, out->msg_id, sizeof(out->msg_id), rej);
+    case BIN_ROLE_AUTH_CODE: /* our own answers only (tests, fuzzing): read over */
+        return 0;
     default:
         break;
     }
@@ -279,6 +304,8 @@ static gw_msg_kind msg_kind(bin_kind k)
         return GW_MSG_WRITE_REPLY;
     case BIN_K_HEARTBEAT:
         return GW_MSG_HEARTBEAT;
+    case BIN_K_REGISTER:
+        return GW_MSG_REGISTER;
     default:
         return GW_MSG_NONE;
     }
@@ -321,7 +348,7 @@ static int decode_body(const bin_layout *l, bool down, const uint8_t *body, size
                              "message 0x%" PRIX32 ": %zu bytes, the layout says %d", m->match, len,
                              m->length);
     if (m->kind != BIN_K_LOGIN && m->kind != BIN_K_HEARTBEAT && m->kind != BIN_K_WRITE_REPLY &&
-        m->kind != BIN_K_ACK && !(out->values = json_object()))
+        m->kind != BIN_K_ACK && m->kind != BIN_K_REGISTER && !(out->values = json_object()))
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "out of memory");
     d.tail = m->tail;
     for (size_t i = 0; i < m->n_fields; i++)
@@ -378,6 +405,31 @@ static const bin_msg *upstream_of(const bin_layout *l, const gw_thing_msg *m)
     return bm && msg_kind((bin_kind)bm->kind) == m->kind ? bm : NULL;
 }
 
+/* A refused message's own answer ("refusal"): its result is a constant of the layout. */
+static int encode_refusal(const bin_layout *l, const bin_msg *ack, const gw_thing_msg *m,
+                          const char *secret, uint8_t *out, size_t cap, size_t *n)
+{
+    gw_error err = {0};
+    if (l->has_auth && !secret)
+        return 0;
+    bin_src src = {.req = m, .status = -1, .secret = secret};
+    return gw__binary_encode(l, ack, &src, out, cap, n, &err);
+}
+
+/* A login of a layout with "auth_code": the code it carries is the one the secret gives, or the
+ * secret itself. */
+static int verify_code(const bin_layout *l, const gw_thing_msg *m, const char *secret)
+{
+    char code[65];
+    if (gw__binary_auth_code(l, secret, m->device_id, code, sizeof(code)) != 0)
+        return GW_EAUTH;
+    size_t n = strlen(code), given = strnlen(m->secret, sizeof(m->secret));
+    if (given == n && gw__ct_equal((const uint8_t *)code, (const uint8_t *)m->secret, n))
+        return 0;
+    /* a terminal provisioned with its secret as the code (it never registers) */
+    return gw_secret_check(secret, m->secret, given) ? 0 : GW_EAUTH;
+}
+
 static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const gw_reject *rej,
                              const char *secret, uint8_t *out, size_t cap, size_t *n)
 {
@@ -386,7 +438,12 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
     gw_error err = {0};
     *n = 0;
     const bin_msg *bm = l ? upstream_of(l, m) : NULL;
-    if (!bm || bm->ack < 0)
+    char code[65];
+    if (!bm)
+        return 0;
+    if (status < 0 && bm->refusal >= 0)
+        return encode_refusal(l, &l->acks[bm->refusal], m, secret, out, cap, n);
+    if (bm->ack < 0)
         return 0;
     const bin_msg *ack = &l->acks[bm->ack];
     if (status < 0 && !ack->role_result)
@@ -394,6 +451,8 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
     if (l->has_auth && !secret)
         return 0; /* no MAC without the device's secret: no ack */
     bin_src src = {.req = m, .status = status, .secret = secret};
+    if (status == 0 && gw__binary_auth_code(l, secret, m->device_id, code, sizeof(code)) == 0)
+        src.auth_code = code; /* a register message's answer hands it out */
     return gw__binary_encode(l, ack, &src, out, cap, n, &err);
 }
 
@@ -416,6 +475,8 @@ static int binary_verify(const gw_product *p, const gw_thing_msg *m, const uint8
             !gw__ct_equal(mac, body + at, l->mac_size))
             return GW_EAUTH;
     }
+    if (bm && bm->kind == BIN_K_LOGIN && l->has_auth_code)
+        return verify_code(l, m, secret);
     if (!(bm ? bm->role_secret : l->header_secret))
         return 0;
     /* constant time in the secret's bytes; the device's secret may be a hash (auth.h) */

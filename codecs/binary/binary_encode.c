@@ -75,6 +75,13 @@ static int field_source(const bin_layout *l, const bin_msg *m, const bin_field *
         sv->kind = SV_RAW;
         sv->i = req ? req->type_code : 0;
         break;
+    case BIN_ROLE_AUTH_CODE: /* frame.auth_code: only with the device's secret */
+        if (!src->auth_code)
+            return gw_error_set(err, GW_EINVAL, "%s: no auth code without the device's secret",
+                                f->path);
+        sv->text = src->auth_code;
+        sv->kind = SV_TEXT;
+        break;
     default: /* secret: never sent back */
         break;
     }
@@ -85,7 +92,7 @@ static int field_source(const bin_layout *l, const bin_msg *m, const bin_field *
 /* Bytes a field takes for this value (prefixed fields: prefix + data). */
 static size_t field_size(const bin_field *f, const src_val *sv)
 {
-    if (!f->prefix)
+    if (!f->prefix && !f->size_var)
         return f->size;
     size_t n = 0;
     if (sv->kind == SV_TEXT)
@@ -104,7 +111,7 @@ static int field_put(const bin_field *f, const src_val *sv, uint8_t *b, size_t c
     case SV_ZERO:
         if (f->prefix)
             gw__binary_put_uint(b, f->prefix, f->little, 0);
-        return 0;
+        return 0; /* a "size_from" field: 0 bytes */
     case SV_RAW:
         return gw__binary_put_int(f, sv->i, b, err);
     case SV_NUM:
@@ -153,6 +160,24 @@ static int put_signed(const bin_field *f, const json_t *v, uint8_t *body, size_t
         nv ^= 1; /* any other value says positive */
     }
     return gw__binary_put_int(sf, (int64_t)nv, body + spos, err);
+}
+
+/* A "size_from" field of size bytes: its size field says so. */
+static int put_size(const bin_layout *l, const bin_field *f, size_t size, uint8_t *body, size_t len,
+                    gw_error *err)
+{
+    const bin_field *sf = f->size_src;
+    int64_t at = sf->pos == BIN_POS_END ? (int64_t)len + sf->off : sf->off;
+    int64_t v = (int64_t)size - f->size_add;
+    unsigned w = (unsigned)sf->size * 8;
+    (void)l;
+    if (at < 0 || (size_t)at + sf->size > len)
+        return gw_error_set(err, GW_EINVAL, "%s: size field past the frame", f->path);
+    if (v < 0 || (w < 64 && (uint64_t)v >> w))
+        return gw_error_set(err, GW_EINVAL, "%s: %zu bytes cannot be described by field %s",
+                            f->path, size, gw__binary_label(sf));
+    gw__binary_put_uint(body + at, sf->size, sf->little, (uint64_t)v);
+    return 0;
 }
 
 typedef struct placed {
@@ -226,6 +251,9 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
         if (rc)
             goto done;
     }
+    for (k = 0; k < nf; k++) /* the size fields of "size_from" fields */
+        if (ps[k].f->size_var && (rc = put_size(l, ps[k].f, ps[k].size, body, len, err)) != 0)
+            goto done;
     for (k = 0; k < nf; k++) { /* pass 3: again, now that every sign field has been written */
         placed *p = &ps[k];
         if (p->f->sign_src && p->sv.kind == SV_JSON && json_is_number(p->sv.json) &&

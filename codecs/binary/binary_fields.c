@@ -273,7 +273,7 @@ int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, bool nega
     const gw_value_spec *s = f->spec;
     *out = NULL;
     if (f->type == BIN_STRING) {
-        size_t len = f->prefix ? n : text_len(b, n);
+        size_t len = f->prefix || f->size_var ? n : text_len(b, n);
         if (!utf8_valid(b, len) || memchr(b, 0, len))
             return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: not valid UTF-8 text",
                                  LABEL(f));
@@ -345,7 +345,7 @@ int gw__binary_to_text(const bin_field *f, const uint8_t *b, size_t n, char *dst
 {
     size_t len;
     if (f->type == BIN_STRING) {
-        len = f->prefix ? n : text_len(b, n);
+        len = f->prefix || f->size_var ? n : text_len(b, n);
         if (!utf8_valid(b, len) || memchr(b, 0, len))
             return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: not valid UTF-8 text",
                                  LABEL(f));
@@ -487,6 +487,13 @@ static int put_raw(const bin_field *f, const uint8_t *s, size_t len, uint8_t *b,
         gw__binary_put_uint(b, f->prefix, f->little, len);
         memcpy(b + f->prefix, s, len);
         *used = f->prefix + len;
+        return 0;
+    }
+    if (f->size_var) { /* "size_from": exactly the value's bytes */
+        if (len > cap)
+            return gw_error_set(err, GW_ETOOBIG, "%s: %zu bytes do not fit", f->path, len);
+        memcpy(b, s, len);
+        *used = len;
         return 0;
     }
     if (len > f->size)

@@ -10,15 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {"login",          "report",      "event",
-                                         "function_reply", "write_reply", "heartbeat",
-                                         "invoke",         "write",       "ack"};
+static const char *const kind_names[] = {"login",       "report",    "event",    "function_reply",
+                                         "write_reply", "heartbeat", "register", "invoke",
+                                         "write",       "ack"};
 
 static const char *const frame_keys[] = {"endian",        "max_frame", "framing", "header",
                                          "discriminator", "check",     "auth",    "messages",
-                                         "ack",           NULL};
-static const char *const msg_keys[] = {"kind",     "match",  "length", "event",
-                                       "function", "fields", "ack",    NULL};
+                                         "ack",           "auth_code", NULL};
+static const char *const msg_keys[] = {"kind",   "match", "length",  "event", "function",
+                                       "fields", "ack",   "refusal", NULL};
+static const char *const code_keys[] = {"algorithm", "size", NULL};
 static const char *const ack_keys[] = {"match", "fields", NULL};
 static const char *const check_keys[] = {"algorithm", "from", "to", "at", "endian", NULL};
 static const char *const crc_keys[] = {"width",  "poly",   "init",  "refin",
@@ -353,6 +354,7 @@ static int parse_ack(gw__bl_ctx *x, const json_t *o, const char *path, int *inde
     m->kind = BIN_K_ACK;
     m->length = -1;
     m->ack = -1;
+    m->refusal = -1;
     *index = (int)l->n_acks++;
     if (parse_match(x, o, path, m) ||
         gw__bl_parse_fields(x, json_object_get(o, "fields"), gw__bl_sub(p, path, "fields"), &c,
@@ -360,6 +362,20 @@ static int parse_ack(gw__bl_ctx *x, const json_t *o, const char *path, int *inde
         no_bytes(x, m, path))
         return GW_ECONFIG;
     return 0;
+}
+
+/* "refusal": the answer to an upstream message the gateway refuses (register: an unknown
+ * terminal), instead of its ack with result 1. */
+static int parse_refusal(gw__bl_ctx *x, const json_t *o, const char *path, bin_msg *m)
+{
+    char p[GW__BL_PATH_CAP];
+    const json_t *r = json_object_get(o, "refusal");
+    if (!r)
+        return 0;
+    gw__bl_sub(p, path, "refusal");
+    if (!BIN_K_IS_UP(m->kind))
+        return gw__bl_fail(x, p, "only for upstream messages");
+    return parse_ack(x, r, p, &m->refusal);
 }
 
 static int parse_message(gw__bl_ctx *x, const json_t *o, const char *path, bin_msg *m)
@@ -371,6 +387,7 @@ static int parse_message(gw__bl_ctx *x, const json_t *o, const char *path, bin_m
 
     m->length = -1;
     m->ack = -1;
+    m->refusal = -1;
     if (!json_is_object(o))
         return gw__bl_fail(x, path, "must be an object");
     if (gw__bl_unknown_keys(x, o, msg_keys, path))
@@ -380,7 +397,7 @@ static int parse_message(gw__bl_ctx *x, const json_t *o, const char *path, bin_m
     if (k < 0)
         return gw__bl_fail(x, gw__bl_sub(p, path, "kind"),
                            "must be one of login, report, event, function_reply, write_reply, "
-                           "heartbeat, invoke, write");
+                           "heartbeat, register, invoke, write");
     m->kind = (uint8_t)k;
     c.kind = k;
     const json_t *ev = json_object_get(o, "event"), *fn = json_object_get(o, "function");
@@ -428,7 +445,7 @@ static int parse_message(gw__bl_ctx *x, const json_t *o, const char *path, bin_m
         return GW_ECONFIG;
     if (!ack)
         m->ack = -2; /* the frame's default ack, resolved later */
-    return 0;
+    return parse_refusal(x, o, path, m);
 }
 
 static int check_matches(gw__bl_ctx *x)
@@ -670,6 +687,79 @@ static int parse_auth(gw__bl_ctx *x, const json_t *c)
     return 0;
 }
 
+/* "auth_code": {"algorithm": "hmac-sha256", "size": 8}: the code a login carries is derived from
+ * the device's secret (gw__binary_auth_code); a register message's ack hands it out. */
+static int parse_auth_code(gw__bl_ctx *x, const json_t *c)
+{
+    const char *path = "frame.auth_code";
+    char p[GW__BL_PATH_CAP];
+    int64_t n;
+    bool have;
+    if (!json_is_object(c))
+        return gw__bl_fail(x, path, "must be an object");
+    if (gw__bl_unknown_keys(x, c, code_keys, path))
+        return GW_ECONFIG;
+    const char *a = json_string_value(json_object_get(c, "algorithm"));
+    if (!a || strcmp(a, "hmac-sha256") != 0)
+        return gw__bl_fail(x, gw__bl_sub(p, path, "algorithm"), "must be \"hmac-sha256\"");
+    if (gw__bl_get_int(x, c, "size", path, 4, 32, false, &n, &have))
+        return GW_ECONFIG;
+    x->l->has_auth_code = true;
+    x->l->code_size = have ? (uint8_t)n : 8;
+    return 0;
+}
+
+/* The field of role r in message m or the header (NULL: none). */
+static const bin_field *role_field(const bin_layout *l, const bin_msg *m, int r)
+{
+    for (size_t i = 0; i < m->n_fields; i++)
+        if (m->fields[i].target == BIN_TG_ROLE && m->fields[i].role == r)
+            return &m->fields[i];
+    for (size_t i = 0; i < l->n_header; i++)
+        if (l->header[i].target == BIN_TG_ROLE && l->header[i].role == r)
+            return &l->header[i];
+    return NULL;
+}
+
+/* Registration (docs/BINARY-CODEC.md section 7a): a register message answered with the auth
+ * code, which the login then carries instead of the secret. */
+static int check_registration(gw__bl_ctx *x)
+{
+    const bin_layout *l = x->l;
+    char p[GW__BL_PATH_CAP], q[GW__BL_PATH_CAP];
+    bool login_secret = false;
+    for (size_t i = 0; i < l->n_msgs; i++)
+        login_secret |= l->msgs[i].kind == BIN_K_LOGIN && l->msgs[i].role_secret;
+    for (size_t i = 0; i < l->n_acks; i++) {
+        const bin_field *f = role_field(l, &l->acks[i], BIN_ROLE_AUTH_CODE);
+        if (f && !l->has_auth_code)
+            return gw__bl_fail(x, f->path, "role auth_code needs frame.auth_code");
+        if (f && !f->prefix && f->size != 2u * l->code_size)
+            return gw__bl_fail(x, f->path,
+                               "an auth code of %u bytes is %u hex characters, the field has %u",
+                               l->code_size, 2u * l->code_size, f->size);
+    }
+    if (l->has_auth_code && !login_secret)
+        return gw__bl_fail(x, "frame.auth_code",
+                           "no login message with a field of role secret carries the code");
+    for (size_t i = 0; i < l->n_msgs; i++) {
+        const bin_msg *m = &l->msgs[i];
+        if (m->kind != BIN_K_REGISTER)
+            continue;
+        gw__bl_pathf(p, "frame.messages[%zu]", i);
+        if (!l->has_auth_code)
+            return gw__bl_fail(x, p, "a register message needs frame.auth_code");
+        if (x->p->protocol && strcmp(x->p->protocol, "udp") == 0)
+            return gw__bl_fail(x, p, "register messages are for TCP products (UDP has no login)");
+        if (!role_field(l, m, BIN_ROLE_DEVICE_ID))
+            return gw__bl_fail(x, p, "a register message must name its device (role device_id)");
+        if (m->ack < 0 || !role_field(l, &l->acks[m->ack], BIN_ROLE_AUTH_CODE))
+            return gw__bl_fail(x, gw__bl_sub(q, p, "ack"),
+                               "a register message's ack must carry the code (role auth_code)");
+    }
+    return 0;
+}
+
 static int parse_header(gw__bl_ctx *x, const json_t *root)
 {
     bin_layout *l = x->l;
@@ -738,6 +828,9 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
     const json_t *au = json_object_get(root, "auth");
     if (au && parse_auth(x, au))
         return GW_ECONFIG;
+    const json_t *ac = json_object_get(root, "auth_code");
+    if (ac && parse_auth_code(x, ac))
+        return GW_ECONFIG;
     if (parse_header(x, root))
         return GW_ECONFIG;
     if (gw__bl_check_shape(x, NULL))
@@ -749,7 +842,8 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
         return gw__bl_fail(x, "frame.messages", "must be a non-empty array of messages");
     if (nm > 1024)
         return gw__bl_fail(x, "frame.messages", "more than 1024 messages");
-    if (!(l->msgs = calloc(nm, sizeof(*l->msgs))) || !(l->acks = calloc(nm + 1, sizeof(*l->acks))))
+    if (!(l->msgs = calloc(nm, sizeof(*l->msgs))) ||
+        !(l->acks = calloc(2 * nm + 1, sizeof(*l->acks))))
         return gw__bl_fail(x, "frame.messages", "out of memory");
     int bad = 0; /* messages are independent: report the problems of each */
     for (size_t i = 0; i < nm; i++) {
@@ -764,7 +858,7 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
     const json_t *ack = json_object_get(root, "ack");
     if (ack && !json_is_false(ack) && parse_ack(x, ack, "frame.ack", &default_ack))
         return GW_ECONFIG;
-    if (check_matches(x) || finish_messages(x, default_ack))
+    if (check_matches(x) || finish_messages(x, default_ack) || check_registration(x))
         return GW_ECONFIG;
     if (x->p->auth_mode == GW_AUTH_DEVICE_ID) { /* no secret to check: none may be declared */
         bool secret = l->has_auth || l->header_secret;

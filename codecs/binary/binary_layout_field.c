@@ -12,12 +12,12 @@
 static const char *const type_names[] = {"u8",  "i8",  "u16",    "i16",   "u24",
                                          "u32", "i32", "u64",    "i64",   "f32",
                                          "f64", "bcd", "string", "bytes", "datetime"};
-static const char *const role_names[] = {"",       "device_id", "secret", "seq",
-                                         "msg_id", "timestamp", "result", "request_code"};
-static const char *const field_keys[] = {"name",   "offset",   "type",      "endian", "size",
-                                         "prefix", "bit",      "bits",      "scale",  "add",
-                                         "value",  "property", "param",     "output", "input",
-                                         "role",   "digits",   "sign_from", NULL};
+static const char *const role_names[] = {
+    "", "device_id", "secret", "seq", "msg_id", "timestamp", "result", "request_code", "auth_code"};
+static const char *const field_keys[] = {"name",   "offset",   "type",      "endian",    "size",
+                                         "prefix", "bit",      "bits",      "scale",     "add",
+                                         "value",  "property", "param",     "output",    "input",
+                                         "role",   "digits",   "sign_from", "size_from", NULL};
 
 size_t gw__binary_type_width(bin_type t)
 {
@@ -140,7 +140,7 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
             return gw__bl_fail(
                 x, p,
                 "unknown role \"%s\" (device_id, secret, seq, msg_id, timestamp, result, "
-                "request_code)",
+                "request_code, auth_code)",
                 id);
         f->role = (uint8_t)r;
         if (r == BIN_ROLE_RESULT && c->kind != BIN_K_FUNCTION_REPLY &&
@@ -148,6 +148,8 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
             return gw__bl_fail(x, p, "role result only in function_reply, write_reply and acks");
         if (r == BIN_ROLE_REQUEST_CODE && c->kind != BIN_K_ACK)
             return gw__bl_fail(x, p, "role request_code only in acks");
+        if (r == BIN_ROLE_AUTH_CODE && (c->kind != BIN_K_ACK || f->type != BIN_STRING))
+            return gw__bl_fail(x, p, "role auth_code only for a string field of an ack");
         bool is_int = gw__binary_type_is_int(f->type);
         bool fl = f->type == BIN_F32 || f->type == BIN_F64;
         if ((r == BIN_ROLE_SEQ || r == BIN_ROLE_RESULT || r == BIN_ROLE_REQUEST_CODE) &&
@@ -252,6 +254,17 @@ static int parse_size(gw__bl_ctx *x, const json_t *o, const char *path, bin_fiel
         return GW_ECONFIG;
     if (have_prefix)
         f->prefix = (uint8_t)n;
+    if (json_object_get(o, "size_from")) { /* resolved with the other fields of its list */
+        if (!var)
+            return gw__bl_fail(x, gw__bl_sub(p, path, "size_from"),
+                               "only for string and bytes fields");
+        if (have_size || have_prefix)
+            return gw__bl_fail(x, gw__bl_sub(p, path, "size_from"),
+                               "give one of \"size\", \"prefix\" and \"size_from\"");
+        f->size_var = true;
+        f->size = 0;
+        return 0;
+    }
     if (!var && f->type != BIN_BCD) {
         if (have_size || have_prefix)
             return gw__bl_fail(x, gw__bl_sub(p, path, have_size ? "size" : "prefix"),
@@ -358,7 +371,8 @@ static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const g
         return gw__bl_fail(x, path,
                            "header fields carry roles only (device_id, secret, seq, msg_id, "
                            "timestamp), no property, param, output or input");
-    if (c->kind < 0 && (f->role == BIN_ROLE_RESULT || f->role == BIN_ROLE_REQUEST_CODE))
+    if (c->kind < 0 && (f->role == BIN_ROLE_RESULT || f->role == BIN_ROLE_REQUEST_CODE ||
+                        f->role == BIN_ROLE_AUTH_CODE))
         return gw__bl_fail(x, gw__bl_sub(p, path, "role"), "not allowed in the header");
     if (json_object_get(o, "sign_from")) {
         const gw_value_spec *s = f->spec;
@@ -432,6 +446,51 @@ static int gw__bl_parse_sign(gw__bl_ctx *x, const json_t *o, const char *path, b
     return 0;
 }
 
+static const char *const size_from_keys[] = {"field", "add", NULL};
+
+/* "size_from": {"field": name, "add": n}: the string / bytes field takes as many bytes as the
+ * field named (in this list or the header, at a fixed offset, unsigned, without target) says,
+ * plus n (GT06's command length counts the 4-byte server flag before the text: "add": -4). */
+static int parse_size_from(gw__bl_ctx *x, const json_t *o, const char *path, bin_field *f,
+                           const bin_field *list, size_t n)
+{
+    char p[GW__BL_PATH_CAP], q[GW__BL_PATH_CAP];
+    int64_t v;
+    bool have;
+    const json_t *sf = json_object_get(o, "size_from");
+    if (!sf)
+        return 0;
+    gw__bl_sub(p, path, "size_from");
+    if (!json_is_object(sf))
+        return gw__bl_fail(x, p, "must be an object {\"field\", \"add\"}");
+    if (gw__bl_unknown_keys(x, sf, size_from_keys, p))
+        return GW_ECONFIG;
+    if (f->target == BIN_TG_ROLE)
+        return gw__bl_fail(x, p, "not for a field with a role");
+    const char *name = json_string_value(json_object_get(sf, "field"));
+    if (!name)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "field"), "missing: the name of a field");
+    const bin_field *src = named(list, n, name);
+    if (!src)
+        src = named(x->l->header, x->l->n_header, name);
+    if (!src || src == f)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
+                           src ? "a field cannot take its size from itself"
+                               : "no field named \"%s\" in this message or the header",
+                           name);
+    if (!gw__binary_type_is_unsigned((bin_type)src->type) || src->pos == BIN_POS_AFTER ||
+        src->target || src->has_value || src->has_xform || src->bits)
+        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
+                           "field \"%s\" must be unsigned (u8..u64) at a fixed \"offset\", "
+                           "without target, constant, transform or bits",
+                           name);
+    if (gw__bl_get_int(x, sf, "add", p, -65536, 65536, false, &v, &have))
+        return GW_ECONFIG;
+    f->size_src = src;
+    f->size_add = have ? (int32_t)v : 0;
+    return 0;
+}
+
 int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, const gw__bl_list *c,
                         bin_field **out, size_t *n_out)
 {
@@ -458,7 +517,8 @@ int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, cons
         return bad;
     for (size_t i = 0; i < n; i++) {
         gw__bl_pathf(p, "%s[%zu]", path, i);
-        if (gw__bl_parse_sign(x, json_array_get(arr, i), p, &(*out)[i], *out, n))
+        if (gw__bl_parse_sign(x, json_array_get(arr, i), p, &(*out)[i], *out, n) ||
+            parse_size_from(x, json_array_get(arr, i), p, &(*out)[i], *out, n))
             bad = GW_ECONFIG;
     }
     if (bad)

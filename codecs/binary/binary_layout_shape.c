@@ -21,7 +21,7 @@ int gw__bl_resolve(gw__bl_ctx *x, bin_field *fs, size_t n, const bin_field **pre
     for (size_t i = 0; i < n; i++) {
         bin_field *f = &fs[i];
         const bin_field *pr = *prev;
-        bool prev_dyn = pr && (pr->pos == BIN_POS_AFTER || pr->prefix);
+        bool prev_dyn = pr && (pr->pos == BIN_POS_AFTER || pr->prefix || pr->size_var);
         if (f->pos == BIN_POS_START && prev_dyn && pr->pos != BIN_POS_END)
             return gw__bl_fail(
                 x, gw__bl_sub(p, f->path, "offset"),

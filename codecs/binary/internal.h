@@ -47,6 +47,7 @@ typedef enum bin_role {
     BIN_ROLE_TIMESTAMP,
     BIN_ROLE_RESULT,
     BIN_ROLE_REQUEST_CODE,
+    BIN_ROLE_AUTH_CODE, /* acks: the device's auth code (frame.auth_code) */
 } bin_role;
 
 typedef enum bin_kind {
@@ -56,7 +57,8 @@ typedef enum bin_kind {
     BIN_K_FUNCTION_REPLY,
     BIN_K_WRITE_REPLY,
     BIN_K_HEARTBEAT,
-    BIN_K_INVOKE, /* downstream from here on */
+    BIN_K_REGISTER, /* asks for the auth code ("auth_code"); TCP only */
+    BIN_K_INVOKE,   /* downstream from here on */
     BIN_K_WRITE,
     BIN_K_ACK,
 } bin_kind;
@@ -92,6 +94,11 @@ typedef struct bin_field {
     const struct bin_field *sign_src;
     int8_t sign_bit;
     uint64_t sign_neg;
+    /* "size_from" (string / bytes): the field takes size_src's value + size_add bytes (size_src:
+     * a fixed-offset unsigned field without target, filled in on encode); size is 0 */
+    bool size_var;
+    const struct bin_field *size_src;
+    int32_t size_add;
 } bin_field;
 
 typedef struct bin_msg {
@@ -102,7 +109,8 @@ typedef struct bin_msg {
     char *ref;      /* event or function id, NULL otherwise */
     bin_field *fields;
     size_t n_fields;
-    int ack; /* index into bin_layout.acks, -1: none */
+    int ack;     /* index into bin_layout.acks, -1: none */
+    int refusal; /* the ack when the message is refused ("refusal"), -1: ack with result 1 */
     /* the message (with the header) has a field of this role */
     bool role_seq, role_msg_id, role_secret, role_result;
     uint32_t tail; /* bytes at the end taken by fields counted from the end and the check */
@@ -173,6 +181,10 @@ typedef struct bin_layout {
     bool has_auth;
     uint8_t mac_size;
     int32_t mac_from, mac_to, mac_at;
+    /* auth_code: a login's code is the hex of HMAC-SHA256(secret, "auth_code:" + device id)
+     * truncated to code_size bytes; a register message's ack hands it out */
+    bool has_auth_code;
+    uint8_t code_size;
     /* messages: upstream and downstream in declaration order; acks apart */
     bin_msg *msgs;
     size_t n_msgs;
@@ -264,6 +276,10 @@ const char *gw__binary_mac_place(const bin_layout *l, int64_t len, size_t *from,
  * MAC does not fit or secret is NULL. */
 int gw__binary_mac(const bin_layout *l, const uint8_t *body, size_t len, const char *secret,
                    uint8_t mac[32], size_t *at);
+/* The auth code of device_id under secret (frame.auth_code): 2 * code_size lowercase hex digits
+ * and a NUL into out (cap >= 65). -1 without a secret or an auth_code. */
+int gw__binary_auth_code(const bin_layout *l, const char *secret, const char *device_id, char *out,
+                         size_t cap);
 
 /* binary_frame.c: raw stream <-> body. */
 int gw__binary_frame(const bin_layout *l, const uint8_t *buf, size_t len, size_t *skip);
@@ -322,9 +338,10 @@ typedef struct bin_src {
     int status;
     const char *device_id;
     uint32_t seq;
-    const json_t *values; /* command inputs / properties */
-    const char *secret;   /* the device's secret: the MAC of a layout with "auth" */
-    int64_t timestamp_ms; /* a timestamp role's value without req (tests, fuzzing) */
+    const json_t *values;  /* command inputs / properties */
+    const char *secret;    /* the device's secret: the MAC of a layout with "auth" */
+    int64_t timestamp_ms;  /* a timestamp role's value without req (tests, fuzzing) */
+    const char *auth_code; /* an auth_code role's value (frame.auth_code), NULL: none */
 } bin_src;
 int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
                       size_t cap, size_t *n, gw_error *err);

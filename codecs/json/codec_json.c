@@ -37,6 +37,7 @@ static unsigned kind_keys(gw_msg_kind kind)
     case GW_MSG_NONE:
     case GW_MSG_LOGIN:
     case GW_MSG_HEARTBEAT: /* binary transports only */
+    case GW_MSG_REGISTER:
         break;
     }
     return 0;

@@ -183,6 +183,8 @@ static const char *kind_name(gw_msg_kind k)
         return "login";
     case GW_MSG_HEARTBEAT:
         return "heartbeat";
+    case GW_MSG_REGISTER:
+        return "register";
     case GW_MSG_NONE:
         break;
     }

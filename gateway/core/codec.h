@@ -22,6 +22,7 @@ typedef enum gw_msg_kind {
     GW_MSG_WRITE_REPLY,
     GW_MSG_LOGIN,     /* binary transports: device_id + secret; the session authenticates */
     GW_MSG_HEARTBEAT, /* binary transports: keeps the session alive, stores nothing */
+    GW_MSG_REGISTER,  /* binary transports (TCP): asks for an auth code (JT/T 808 0x0100) */
 } gw_msg_kind;
 
 /* What the transport already knows about a message (MQTT topic, CoAP path); GW_MSG_NONE when
@@ -59,6 +60,7 @@ typedef struct gw_frame_info {
     uint64_t up_seq_max;   /* the largest seq the device's frames carry (0: no seq field) */
     bool up_timestamp;     /* the device's frames may carry a timestamp (timestamp_ms) */
     bool secret_as_key;    /* the frames carry a MAC keyed with the secret: kept in clear */
+    bool login_code; /* a login carries an auth code derived from the secret (verify checks it) */
 } gw_frame_info;
 
 struct gw_diag; /* config/diag.h */

@@ -63,6 +63,7 @@ static int check_listener_into(gw__tcp_adapter *ad, const gw_listen *li, size_t 
     sv->max_frame =
         fi.max_frame && fi.max_frame <= MAX_FRAME_LIMIT ? (uint32_t)fi.max_frame : MAX_FRAME_LIMIT;
     sv->id_every_frame = fi.device_id_in_all;
+    sv->login_code = fi.login_code;
     if (ad->cfg.max_frame && ad->cfg.max_frame < sv->max_frame)
         sv->max_frame = ad->cfg.max_frame;
     sv->idle_ms = p->idle_timeout_ms ? p->idle_timeout_ms : ad->cfg.idle_timeout_ms;

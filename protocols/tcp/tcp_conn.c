@@ -52,11 +52,21 @@ static void bad_stream(gw__tcp_conn *c, gw_metric m, const char *why, const char
 
 /* The codec's ack for m (rej NULL: accepted, else refused and why) into buf; its length (0: none).
  */
+static size_t make_ack_as(gw__tcp_conn *c, const gw_thing_msg *m, const gw_reject *rej,
+                          const char *secret, uint8_t *buf, size_t cap);
+
 static size_t make_ack(gw__tcp_conn *c, const gw_thing_msg *m, const gw_reject *rej, uint8_t *buf,
                        size_t cap)
 {
-    const gw_product *p = product_of(c);
     const char *secret = c->s.base.dev ? c->s.base.dev->secret : NULL; /* NULL before login */
+    return make_ack_as(c, m, rej, secret, buf, cap);
+}
+
+/* make_ack with the secret of a given device (a registration's, before any login). */
+static size_t make_ack_as(gw__tcp_conn *c, const gw_thing_msg *m, const gw_reject *rej,
+                          const char *secret, uint8_t *buf, size_t cap)
+{
+    const gw_product *p = product_of(c);
     size_t n = 0;
     if (!p->codec_ops->encode_ack || p->codec_ops->encode_ack(p, m, rej, secret, buf, cap, &n) != 0)
         return 0;
@@ -101,7 +111,8 @@ static int login_as(gw__tcp_conn *c, const gw_device *dev);
 static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *frame, size_t len)
 {
     const gw_product *p = product_of(c);
-    if (m->kind != GW_MSG_LOGIN && !c->sv->id_every_frame) {
+    /* with auth codes (registration) a login is required even when every frame names its device */
+    if (m->kind != GW_MSG_LOGIN && (!c->sv->id_every_frame || c->sv->login_code)) {
         login_failed(c, m, GW_M_TCP_LOGIN_NONE, "not_a_login");
         return -1;
     }
@@ -123,6 +134,7 @@ static int authenticate(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *f
     }
     /* "auth": {"mode": "device-id"}: the protocol has no secret; the registry is the allowlist */
     bool ok = m->kind != GW_MSG_LOGIN || p->auth_mode == GW_AUTH_DEVICE_ID ||
+              c->sv->login_code || /* the codec's verify checks the code */
               gw_secret_check(dev->secret, m->secret, strlen(m->secret));
     if (ok && p->codec_ops->verify && p->codec_ops->verify(p, m, frame, len, dev->secret) != 0)
         ok = false;
@@ -144,6 +156,53 @@ static int login_as(gw__tcp_conn *c, const gw_device *dev)
     } else {
         LOG(GW_LOG_DEBUG, c, "logged in", NULL);
     }
+    return 0;
+}
+
+/* ---- registration ---- */
+
+/* A register message (JT/T 808 0x0100): answered with the auth code of the device it names, which
+ * the login then carries; an unknown terminal gets the layout's refusal ("no such terminal") and
+ * the connection is closed. Registering authenticates nothing: the session stays as it was. */
+static int register_terminal(gw__tcp_conn *c, const gw_thing_msg *m)
+{
+    const gw_product *p = product_of(c);
+    const gw_device *dev =
+        m->device_id[0] ? gw_config_device(gw_stream_cfg(&c->s), m->device_id) : NULL;
+    uint8_t buf[ACK_MAX];
+    uint32_t seq;
+    char q[96];
+    size_t n;
+    gw_log_quote(q, sizeof(q), m->device_id);
+    if (c->s.state == GW_STREAM_OPEN && dev != c->s.base.dev) {
+        bad_stream(c, GW_M_TCP_BAD_DEVICE, "device_mismatch", "registration for another device");
+        return -1;
+    }
+    if (!dev || dev->product != p) {
+        static const gw_reject unknown = {GW_R_NONE, "no such terminal"};
+        gw_metric_inc(GW_M_TCP_REGISTER_UNKNOWN);
+        gw_stream_auth_failed(&c->s);
+        LOG(GW_LOG_WARN, c, "registration refused; closing", "reason=unknown_terminal device=%s",
+            q);
+        n = make_ack_as(c, m, &unknown, NULL, buf, sizeof(buf));
+        if (n > 0 && gw_stream_ack_push_bytes(&c->s, buf, n, true, &seq) != 0) {
+            gw_stream_close(&c->s, "out_of_memory", false);
+            return -1;
+        }
+        gw_stream_close(&c->s, "refused", false);
+        return -1;
+    }
+    n = make_ack_as(c, m, NULL, dev->secret, buf, sizeof(buf));
+    if (n == 0) { /* the layout cannot carry this device's code (its secret is missing) */
+        bad_stream(c, GW_M_TCP_BAD_UNDECODABLE, "registration", "no auth code for the device");
+        return -1;
+    }
+    if (gw_stream_ack_push_bytes(&c->s, buf, n, true, &seq) != 0) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    gw_metric_inc(GW_M_TCP_REGISTERED);
+    LOG(GW_LOG_INFO, c, "terminal registered", "device=%s", q);
     return 0;
 }
 
@@ -190,6 +249,17 @@ static int undecodable(gw__tcp_conn *c, gw_thing_msg *m, const gw_reject *rej)
     return check ? 0 : ack_now(c, m, rej);
 }
 
+/* A second login on a logged-in session carries the same credential: the secret, or (auth codes)
+ * what the codec's verify accepts. */
+static bool login_again_ok(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t *frame, size_t len)
+{
+    const gw_product *p = product_of(c);
+    const char *secret = c->s.base.dev->secret;
+    if (c->sv->login_code)
+        return p->codec_ops->verify && p->codec_ops->verify(p, m, frame, len, secret) == 0;
+    return gw_secret_check(secret, m->secret, strlen(m->secret));
+}
+
 /* Handles one whole frame. 0 to go on, -1 when the connection is closing. */
 static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
 {
@@ -203,6 +273,10 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     gw_metric_inc(GW_M_TCP_FRAMES);
     if (p->codec_ops->decode(p, NULL, frame, len, &m, &rej) != 0) {
         rc = undecodable(c, &m, &rej);
+        goto done;
+    }
+    if (m.kind == GW_MSG_REGISTER) { /* before or after the login */
+        rc = register_terminal(c, &m);
         goto done;
     }
     if (c->s.state != GW_STREAM_OPEN) {
@@ -232,7 +306,7 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
                         * checked on a session its TLS identity logged in) */
         if (strcmp(m.device_id, c->s.base.dev->id) != 0 ||
             (!c->tls_login && p->auth_mode != GW_AUTH_DEVICE_ID &&
-             !gw_secret_check(c->s.base.dev->secret, m.secret, strlen(m.secret)))) {
+             !login_again_ok(c, &m, frame, len))) {
             bad_stream(c, GW_M_TCP_BAD_DEVICE, "second_login", "login for another device");
             rc = -1;
         } else {

@@ -27,6 +27,7 @@ typedef struct gw__tcp_serve {
     uint32_t max_frame;  /* bytes a frame may take on the wire */
     uint32_t idle_ms;    /* the product's idle_timeout_ms, else the adapter's */
     bool id_every_frame; /* the layout's header has a device_id field: every frame names it */
+    bool login_code;     /* logins carry an auth code (register first): a login is required */
 } gw__tcp_serve;
 
 /* A listener added by a hot reload: what it serves, its port shared by the loops, and the

@@ -21,6 +21,9 @@
     X(GW_M_TCP_LOGIN_SECRET, "tcp_login_failures_total{reason=\"bad_secret\"}", NULL)              \
     X(GW_M_TCP_LOGIN_NONE, "tcp_login_failures_total{reason=\"not_a_login\"}", NULL)               \
     X(GW_M_TCP_LOGIN_CERT, "tcp_login_failures_total{reason=\"certificate\"}", NULL)               \
+    X(GW_M_TCP_REGISTERED, "tcp_registrations_total{result=\"accepted\"}",                         \
+      "TCP registrations (JT/T 808 0x0100) answered, by result")                                   \
+    X(GW_M_TCP_REGISTER_UNKNOWN, "tcp_registrations_total{result=\"unknown_terminal\"}", NULL)     \
     X(GW_M_TCP_LOGIN_TIMEOUT, "tcp_login_timeouts_total", "connections closed before a login")     \
     X(GW_M_TCP_IDLE, "tcp_idle_timeouts_total", "TCP sessions closed by the idle timeout")         \
     X(GW_M_TCP_TAKEOVER, "tcp_takeovers_total", "TCP sessions taken over by a new connection")     \

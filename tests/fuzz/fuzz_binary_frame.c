@@ -95,7 +95,34 @@ static const char *const products[] = {
                                                                 " \"discriminator\": \"id\", "
                                                                 "\"check\": { \"algorithm\": "
                                                                 "\"xor\", \"to\": -1, \"at\": -1 },"
+                                                                " \"auth_code\": { \"algorithm\": "
+                                                                "\"hmac-sha256\", \"size\": 8 },"
                                                                 " \"messages\": ["
+                                                                "  { \"kind\": \"register\", "
+                                                                "\"match\": 256, \"fields\": [ { "
+                                                                "\"offset\": 12, \"type\": "
+                                                                "\"u16\" }, { \"type\": \"u16\" }, "
+                                                                "{ \"type\": \"string\", "
+                                                                "\"size\": 5 }, { \"type\": "
+                                                                "\"string\", \"size\": 20 }, { "
+                                                                "\"type\": \"string\", \"size\": "
+                                                                "7 }, { \"type\": \"u8\" } ], "
+                                                                "\"ack\": { \"match\": 33024, "
+                                                                "\"fields\": [ { \"offset\": 2, "
+                                                                "\"type\": \"u16\", \"value\": "
+                                                                "19 }, { \"offset\": 12, \"type\": "
+                                                                "\"u16\", \"role\": \"seq\" }, { "
+                                                                "\"type\": \"u8\", \"role\": "
+                                                                "\"result\" }, { \"type\": "
+                                                                "\"string\", \"size\": 16, "
+                                                                "\"role\": \"auth_code\" } ] }, "
+                                                                "\"refusal\": { \"match\": 33024, "
+                                                                "\"fields\": [ { \"offset\": 2, "
+                                                                "\"type\": \"u16\", \"value\": 3 "
+                                                                "}, { \"offset\": 12, \"type\": "
+                                                                "\"u16\", \"role\": \"seq\" }, { "
+                                                                "\"type\": \"u8\", \"value\": 4 "
+                                                                "} ] } },"
                                                                 "  { \"kind\": \"login\", "
                                                                 "\"match\": 258, \"fields\": [ { "
                                                                 "\"offset\": 12, \"type\": "
@@ -224,6 +251,10 @@ static const char *const products[] = {
                  "\"type\": \"long\" }") "\"events\": [ { \"id\": \"al\", \"params\": [ { \"id\": "
                                          "\"a\", \"type\": \"int\" }, "
                                          "{ \"id\": \"lat\", \"type\": \"double\" } ] } ],"
+                                         "\"functions\": [ { \"id\": \"cmd\", \"inputs\": [ { "
+                                         "\"id\": \"text\", \"type\": \"string\" } ], "
+                                         "\"outputs\": [ { \"id\": \"resp\", \"type\": "
+                                         "\"string\" } ] } ],"
                                          "\"frame\": { \"max_frame\": 260, \"framing\": { "
                                          "\"mode\": \"length\", \"offset\": 2, "
                                          "\"width\": 1, \"adjust\": 2 },"
@@ -278,7 +309,24 @@ static const char *const products[] = {
                                          "\"param\": \"lat\", \"sign_from\": "
                                          "{ \"field\": \"n\", \"negative_when\": 0 } }, { "
                                          "\"name\": \"n\", \"offset\": 20, "
-                                         "\"type\": \"u16\", \"bit\": 10 } ] } ] } }",
+                                         "\"type\": \"u16\", \"bit\": 10 } ] },"
+                                         /* the online command and its reply: "size_from" */
+                                         "  { \"kind\": \"invoke\", \"match\": 128, "
+                                         "\"function\": \"cmd\", \"fields\": [ { \"name\": "
+                                         "\"cl\", \"offset\": 4, \"type\": \"u8\" }, { "
+                                         "\"offset\": 5, \"type\": \"u32\", \"role\": "
+                                         "\"seq\" }, { \"offset\": 9, \"type\": \"string\", "
+                                         "\"input\": \"text\", \"size_from\": { \"field\": "
+                                         "\"cl\", \"add\": -4 } }, { \"type\": \"u16\", "
+                                         "\"value\": 2 } ] },"
+                                         "  { \"kind\": \"function_reply\", \"match\": 21, "
+                                         "\"function\": \"cmd\", \"ack\": false, \"fields\": "
+                                         "[ { \"name\": \"cl\", \"offset\": 4, \"type\": "
+                                         "\"u8\" }, { \"offset\": 5, \"type\": \"u32\", "
+                                         "\"role\": \"seq\" }, { \"offset\": 9, \"type\": "
+                                         "\"bytes\", \"output\": \"resp\", \"size_from\": "
+                                         "{ \"field\": \"cl\", \"add\": -4 } }, { \"type\": "
+                                         "\"u16\" } ] } ] } }",
 };
 #define N_PRODUCTS (sizeof(products) / sizeof(products[0]))
 
@@ -386,6 +434,24 @@ static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_
         abort();
     if (n)
         gw_thing_msg_clear(&again);
+    static const gw_reject refused = {GW_R_NONE, "refused"};
+    rc = gw_codec_binary_ops.encode_ack(p, m, &refused, NULL, out, sizeof(out), &n);
+    if (rc != 0 && rc != GW_EINVAL)
+        abort();
+    if (rc == 0 && n && l->framing != BIN_FR_DATAGRAM &&
+        gw_codec_binary_ops.frame(p, out, n, &skip) != (int)n)
+        abort();
+    if (m->kind == GW_MSG_LOGIN && l->has_auth_code) { /* the code verifies; another does not */
+        char code[65];
+        gw_thing_msg c = *m;
+        c.values = NULL;
+        if (gw__binary_auth_code(l, "fuzz-secret", m->device_id, code, sizeof(code)) != 0)
+            abort();
+        snprintf(c.secret, sizeof(c.secret), "%s", code);
+        if (gw_codec_binary_ops.verify(p, &c, NULL, 0, "fuzz-secret") != 0 ||
+            gw_codec_binary_ops.verify(p, &c, NULL, 0, "fuzz-secreT") == 0)
+            abort();
+    }
 
     bin_src src = {.values = m->values,
                    .seq = m->seq,

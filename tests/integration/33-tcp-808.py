@@ -1,5 +1,8 @@
-# Proves the TCP adapter with tracker-808 (7E delimiters, 7D escaping, BCD device id in every frame): login and escaped report acked with the doc's bytes, values in SQLite; without a login the first frame's device id authenticates; a frame naming another device, an unknown device, and a frame that never ends within max_frame close the connection (counted); noise before 7E is skipped; a bad XOR check is not acked.
+# Proves the TCP adapter with tracker-808 (7E delimiters, 7D escaping, BCD device id in every frame): login and escaped report acked with the doc's bytes, values in SQLite; JT/T 808 registration (0x0100 answered 0x8100 with the auth code, bytes asserted; the login 0x0102 with that code opens the session; an unknown terminal gets result 4 and is closed; a wrong code gets 0x8001 result 1, counted); without a login the first frame is refused (registration makes the login required); a frame naming another device, an unknown device, and a frame that never ends within max_frame close the connection (counted); noise before 7E is skipped; a bad XOR check is not acked.
+import hashlib
+import hmac
 import json
+import struct
 
 import binframes as b
 import gwtest as g
@@ -13,6 +16,25 @@ DEVS = [{"id": PHONE, "product": b.TRACKER, "secret": "auth808x"},
 def prop(gw, dev, name):
     v = gw.scalar("SELECT value FROM property_state WHERE device=? AND property=?", (dev, name))
     return json.loads(v) if v is not None else None
+
+
+# 0x0100 as the 2013 standard's table lays it out: province, city, manufacturer[5], model[20],
+# terminal id[7], plate colour, plate (GBK)
+REG_BODY = struct.pack(">HH", 44, 300) + b"70111" + b"GT808".ljust(20, b"\0") + b"AB12345" + \
+    b"\x01" + "京A12345".encode("gbk")
+
+
+def auth_code(secret, phone):
+    """docs/BINARY-CODEC.md 7a: hex(HMAC-SHA256(secret, "auth_code:" + device id))[:16]."""
+    return hmac.new(secret.encode(), b"auth_code:" + phone.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def t_register(phone, serial):
+    return b.t_frame(0x0100, phone, serial, REG_BODY)
+
+
+def t_registered(phone, serial, code):
+    return b.t_frame(0x8100, phone, serial, struct.pack(">HB", serial, 0) + code.encode())
 
 
 def offline_reason(gw, dev):
@@ -67,21 +89,67 @@ def main(t):
             "offline protocol_error", offline_reason(gw, PHONE))
     d.close()
 
-    # no login: the first frame's device id authenticates (device in every frame)
+    # registration: 0x0100 -> 0x8100 with the code (serial 0x7E: escaped both ways), then 0x0102
+    # with that code logs in; the report is stored
+    code = auth_code("other808", OTHER)
     d = b.Dev(port)
-    d.send(b.t_heartbeat(OTHER, 1) + b.t_report(OTHER, 2, lat=10.5, direction=7))
-    t.eq((d.recv_808(), d.recv_808()), (b.t_ack(OTHER, 1, 0x0002), b.t_ack(OTHER, 2, 0x0200)),
-         "without login: heartbeat and report acked")
-    t.check(abs((prop(gw, OTHER, "lat") or 0) - 10.5) < 1e-9, "its report stored (lat 10.5)")
+    reg = t_register(OTHER, 0x7E)
+    t.check(b"\x7d\x02" in reg, "the registration's serial 0x007E is escaped on the wire")
+    d.send(reg)
+    ans = d.recv_808()
+    t.eq(ans.hex(" ") if ans else None,
+         "7e 81 00 00 13 01 39 00 00 00 02 00 7d 02 00 7d 02 00 " + code.encode().hex(" ") +
+         " " + t_registered(OTHER, 0x7E, code)[-2:].hex(" "),
+         "0x8100: reply serial 0x007E, result 0, the auth code (HMAC of the secret)")
+    t.eq(ans, t_registered(OTHER, 0x7E, code), "0x8100 as the python builder makes it")
+    t.check(d.quiet_for(0.3 * g.SLOW), "registered, not logged in: nothing more, still open")
+    d.send(b.t_login(OTHER, code, serial=0x7F) + b.t_report(OTHER, 0x80, lat=10.5, direction=7))
+    t.eq((d.recv_808(), d.recv_808()), (b.t_ack(OTHER, 0x7F, 0x0102), b.t_ack(OTHER, 0x80, 0x0200)),
+         "0x0102 with the code: 0x8001 result 0; the report acked")
+    t.check(g.wait_until(lambda: abs((prop(gw, OTHER, "lat") or 0) - 10.5) < 1e-9, 5),
+            "its report stored (lat 10.5)")
     t.check(gw.scalar("SELECT count(*) FROM events WHERE kind='online' AND device=?", (OTHER,)) == 1,
-            "online event for the device named in the first frame")
+            "online event once logged in with the code")
+    d.send(t_register(OTHER, 0x81))
+    t.eq(d.recv_808(), t_registered(OTHER, 0x81, code), "registering again: the same code")
     d.close()
 
-    # unknown device in the first frame
+    # an unknown terminal: 0x8100 result 4 (no such terminal, no code) and the connection closed
+    d = b.Dev(port)
+    d.send(t_register("019999999999", 1))
+    t.check(d.wait_closed(5), "unknown terminal: connection closed")
+    t.eq(d.buf.hex(" "), "7e 81 00 00 03 01 99 99 99 99 99 00 01 00 01 04 1e 7e",
+         "unknown terminal: 0x8100 result 4 before the close")
+    d.close()
+
+    # a wrong code: 0x8001 result 1, counted as bad_secret, closed
+    d = b.Dev(port)
+    d.send(t_register(OTHER, 1))
+    t.eq(d.recv_808(), t_registered(OTHER, 1, code), "registered")
+    d.send(b.t_login(OTHER, code[:-1] + ("0" if code[-1] != "0" else "1"), serial=2))
+    t.eq(d.recv_808(), b.t_ack(OTHER, 2, 0x0102, result=1), "wrong code: 0x8001 result 1")
+    t.check(d.wait_closed(5), "wrong code: connection closed")
+    d.close()
+
+    # no login: with registration the login is required, even though every frame names its device
+    d = b.Dev(port)
+    d.send(b.t_heartbeat(OTHER, 1) + b.t_report(OTHER, 2, lat=11.5, direction=7))
+    t.check(d.wait_closed(5), "without login: connection closed")
+    t.eq(d.buf, b"", "without login: nothing acked")
+    t.check(abs((prop(gw, OTHER, "lat") or 0) - 10.5) < 1e-9, "nothing stored (lat still 10.5)")
+    d.close()
+
+    # unknown device in the first frame (not a login: refused before the lookup)
     d = b.Dev(port)
     d.send(b.t_heartbeat("019999999999", 1))
     t.check(d.wait_closed(5), "unknown device id: connection closed")
     t.check(d.buf == b"", "unknown device id: nothing sent back (heartbeat has no negative ack)")
+    d.close()
+    # unknown device in a login: 0x8001 result 1, closed
+    d = b.Dev(port)
+    d.send(b.t_login("019999999999", "whatever", serial=3))
+    t.check(d.wait_closed(5), "unknown device's login: connection closed")
+    t.eq(d.buf, b.t_ack("019999999999", 3, 0x0102, result=1), "unknown device's login: result 1")
     d.close()
 
     # a frame that never ends within max_frame (1024)
@@ -105,6 +173,15 @@ def main(t):
     t.eq(g.metric_delta(m0, m1, g.metric_key("tcp_login_failures_total",
                                              reason="unknown_device")), 1.0,
          "tcp_login_failures_total{reason=unknown_device} +1")
+    t.eq(g.metric_delta(m0, m1, g.metric_key("tcp_login_failures_total", reason="bad_secret")),
+         1.0, "tcp_login_failures_total{reason=bad_secret} +1 (the wrong code)")
+    t.eq(g.metric_delta(m0, m1, g.metric_key("tcp_login_failures_total", reason="not_a_login")),
+         2.0, "tcp_login_failures_total{reason=not_a_login} +2")
+    t.eq(g.metric_delta(m0, m1, g.metric_key("tcp_registrations_total", result="accepted")), 3.0,
+         "tcp_registrations_total{result=accepted} +3")
+    t.eq(g.metric_delta(m0, m1, g.metric_key("tcp_registrations_total",
+                                             result="unknown_terminal")), 1.0,
+         "tcp_registrations_total{result=unknown_terminal} +1")
     t.eq(gw.stop(), 0, "SIGTERM: exit 0")
 
 

@@ -1,8 +1,10 @@
-# Proves the gt06 example product over a real socket (TCP, auth.mode device-id): the GT06 document's login, location, heartbeat and alarm packets, answered byte for byte (login and heartbeat; no answer to a location), the location's values and UTC date-time stored, the hemisphere bits signing lat/lon, the alarm stored as an event; an IMEI not in the registry refused (closed, nothing sent); a bad CRC not answered and counted; a truncated packet waited for, then completed; the start-up warning and --check-config naming the device-id product; a device-id product whose frame carries a secret refused at config load; the same mode over UDP (sensor-udp with its token read over): a registered device's datagram acked whatever its token, an unknown device's dropped.
+# Proves the gt06 example product over a real socket (TCP, auth.mode device-id): the GT06 document's login, location, heartbeat and alarm packets, answered byte for byte (login and heartbeat; no answer to a location), the location's values and UTC date-time stored, the hemisphere bits signing lat/lon, the alarm stored as an event; an IMEI not in the registry refused (closed, nothing sent); a bad CRC not answered and counted; a truncated packet waited for, then completed; the start-up warning and --check-config naming the device-id product; a device-id product whose frame carries a secret refused at config load; the same mode over UDP (sensor-udp with its token read over): a registered device's datagram acked whatever its token, an unknown device's dropped; the online command (function "command"): a cloud invoke through north reaches the device as the document's 0x80 frame byte for byte (server flag = the command's seq), the 0x15 reply with that flag answers the cloud with the response text, a reply with an unknown flag counted late.
 import json
+import struct
 import subprocess
 
 import binframes as b
+import cmdlib as cl
 import gwapi
 import gwtest as g
 import sensor_udp as su
@@ -26,6 +28,68 @@ def prop(gw, dev, name):
 
 def close(a, b_, eps=1e-9):
     return a is not None and abs(a - b_) < eps
+
+
+def gt06_command(text, seq, serial=None):
+    """The GT06 document's 0x80 (8.1, with the language word: English): length of command =
+    server flag + text, the flag (our seq), the ASCII text, 00 02, serial (the gateway: seq)."""
+    t = text.encode()
+    return b.gt06_frame(0x80, bytes([4 + len(t)]) + struct.pack(">I", seq) + t + b"\x00\x02",
+                        seq if serial is None else serial)
+
+
+def gt06_reply(flag, text, serial):
+    """The terminal's 0x15 (8.2.2): length of command, the server flag, the ASCII reply, 00 02."""
+    t = text.encode()
+    return b.gt06_frame(0x15, bytes([4 + len(t)]) + struct.pack(">I", flag) + t + b"\x00\x02",
+                        serial)
+
+
+def commands(t):
+    broker = g.Mosquitto(extra_conf=cl.BROKER_CONF)
+    gw = b.tcp_gateway([b.GT06], DEVS, config={"north": cl.north(broker.port)})
+    cloud = cl.Cloud(broker.port)
+    t.check(cloud.wait_ready(b.GT06, IMEI), "north up (a property read is answered)")
+    t.eq(gt06_command("sos#", 0, serial=1),
+         bytes.fromhex("78 78 10 80 08 00 00 00 00 73 6F 73 23 00 02 00 01 9A 17 0D 0A"),
+         "python builder matches the document's 0x80 example (with the language word)")
+    t.eq(b.gt06_frame(0x15, bytes.fromhex("20 00 00 00 00") + b"SOS1:13421632699 SOS2: SOS3:" +
+                      b"\x00\x01", 0x2A),
+         bytes.fromhex("78 78 28 15 20 00 00 00 00 53 4F 53 31 3A 31 33 34 32 31 36 33 32 36 39 39 "
+                       "20 53 4F 53 32 3A 20 53 4F 53 33 3A 00 01 00 2A C3 9C 0D 0A"),
+         "python builder matches the document's 0x15 example")
+    d = b.Dev(gw.product_ports[b.GT06])
+    d.send(LOGIN)
+    t.eq(b.gt06_recv(d), b.gt06_answer(0x01, 1), "logged in")
+    cloud.invoke(b.GT06, IMEI, "c-1", "command", {"text": "WHERE#"})
+    f = b.gt06_recv(d)
+    t.eq(f.hex(" ") if f else None,
+         "78 78 12 80 0a 00 00 00 01 57 48 45 52 45 23 00 02 00 01 " +
+         gt06_command("WHERE#", 1)[-4:].hex(" "),
+         "0x80 byte for byte: command length 10, server flag 1, WHERE#, English, serial 1, CRC")
+    d.send(gt06_reply(1, "Lat:N23.111668,Lon:E114.409285", 0x2A))
+    r = cloud.reply(IMEI, "c-1")
+    t.check(r and r[0] == "iotgw/gt06/%s/function/invoke/reply" % IMEI and
+            r[1].get("success") is True and r[1].get("name") == "command" and
+            r[1].get("outputs") == {"response": "Lat:N23.111668,Lon:E114.409285"},
+            "0x15 matched by its server flag: the response text answers the cloud", r)
+    cloud.invoke(b.GT06, IMEI, "c-2", "command", {"text": "sos#"})
+    f = b.gt06_recv(d)
+    t.eq(f, gt06_command("sos#", 2), "second command: server flag 2")
+    late0 = gw.metric("commands_late_replies_total")
+    d.send(gt06_reply(99, "nobody asked", 0x2B))  # another flag: not this command's reply
+    t.check(g.wait_until(lambda: gw.metric("commands_late_replies_total") == late0 + 1, 5),
+            "a reply with an unknown server flag: counted late")
+    t.eq(cloud.count(IMEI, "c-2"), 0, "... and it does not answer c-2")
+    d.send(gt06_reply(2, "SOS1:13421632699 SOS2: SOS3:", 0x2C))
+    r = cloud.reply(IMEI, "c-2")
+    t.check(r and r[1].get("outputs") == {"response": "SOS1:13421632699 SOS2: SOS3:"},
+            "the document's reply text answers c-2", r)
+    d.send(HEARTBEAT)
+    t.eq(b.gt06_recv(d), b.gt06_answer(0x13, 5), "the session goes on")
+    d.close()
+    cloud.stop()
+    t.eq(gw.stop(), 0, "commands gateway: SIGTERM exit 0")
 
 
 def main(t):
@@ -160,6 +224,8 @@ def main(t):
     t.eq(ack, None, "UDP device-id: an unknown device gets nothing")
     u.close()
     t.eq(gw3.stop(), 0, "UDP gateway: SIGTERM exit 0")
+
+    commands(t)
 
 
 g.run(main)

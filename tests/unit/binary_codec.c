@@ -700,6 +700,106 @@ static void test_tracker(void)
     bt_free(&r);
 }
 
+/* JT/T 808-2013 registration, built from the standard's field tables (python3: hmac, gbk):
+ * 0x0100 (province 44, city 300, manufacturer "70111", model "GT808", terminal "AB12345",
+ * colour 1, plate "京A12345" in GBK) with serial 0x007E (escaped 7D 02 on the wire) -> 0x8100
+ * (reply serial, result 0, the auth code = hex(HMAC-SHA256("auth808x", "auth_code:" +
+ * phone))[:16]); then 0x0102 with that code -> 0x8001 result 0; an unknown terminal -> 0x8100
+ * result 4. */
+#define T808_REGISTER                                                                              \
+    "7E 01 00 00 2D 01 39 12 34 56 78 00 7D 02 00 2C 01 2C 37 30 31 31 31 47 54 38 30 38 00 00 "   \
+    "00 "                                                                                          \
+    "00 00 00 00 00 00 00 00 00 00 00 00 00 00 41 42 31 32 33 34 35 01 BE A9 41 31 32 33 34 35 "   \
+    "22 "                                                                                          \
+    "7E"
+#define T808_REGISTERED                                                                            \
+    "7E 81 00 00 13 01 39 12 34 56 78 00 7D 02 00 7D 02 00 65 64 66 32 34 31 30 37 66 61 30 62 "   \
+    "62 "                                                                                          \
+    "65 33 66 F2 7E"
+#define T808_REGISTER_UNKNOWN                                                                      \
+    "7E 01 00 00 2D 01 99 99 99 99 99 00 01 00 2C 01 2C 37 30 31 31 31 47 54 38 30 38 00 00 00 "   \
+    "00 "                                                                                          \
+    "00 00 00 00 00 00 00 00 00 00 00 00 00 41 42 31 32 33 34 35 01 BE A9 41 31 32 33 34 35 F5 7E"
+#define T808_NO_SUCH_TERMINAL "7E 81 00 00 03 01 99 99 99 99 99 00 01 00 01 04 1E 7E"
+#define T808_LOGIN_CODE                                                                            \
+    "7E 01 02 00 11 01 39 12 34 56 78 00 7F 10 65 64 66 32 34 31 30 37 66 61 30 62 62 65 33 66 "   \
+    "1D "                                                                                          \
+    "7E"
+
+static void test_tracker_register(void)
+{
+    bt_loaded r = bt_load_example("tracker-808.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m, a;
+    gw_reject rej;
+    uint8_t out[512], f[512];
+    size_t n, skip;
+    char code[65];
+    const bin_msg *which;
+    static const gw_reject refused = {GW_R_NONE, "no such terminal"};
+    if (!p)
+        return;
+    gw_frame_info fi;
+    ops->frame_info(p, &fi);
+    CHECK(fi.login_code);
+    CHECK_INT(gw__binary_auth_code(p->codec_state, "auth808x", "013912345678", code, sizeof(code)),
+              0);
+    CHECK_STR(code, "edf24107fa0bbe3f");
+    CHECK_INT(gw__binary_auth_code(p->codec_state, NULL, "013912345678", code, sizeof(code)), -1);
+
+    n = bt_unhex(T808_REGISTER, f, sizeof(f));
+    CHECK_INT(ops->frame(p, f, n, &skip), (int)n);
+    CHECK_INT(decode_hex(p, T808_REGISTER, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_REGISTER);
+    CHECK_STR(m.device_id, "013912345678");
+    CHECK_INT(m.seq, 0x7E);
+    CHECK_INT(m.type_code, 0x0100);
+    CHECK(m.values == NULL);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, "auth808x", out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, T808_REGISTERED);
+    CHECK_INT(gw__binary_decode(p, true, out, n, &a, &which, &rej), 0); /* our own answer */
+    CHECK(which && which->kind == BIN_K_ACK && which->match == 0x8100);
+    CHECK_INT(a.seq, 0x7E);
+    gw_thing_msg_clear(&a);
+    /* no secret, no code: no answer (the adapter looks the device up first) */
+    CHECK(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n) != 0 || n == 0);
+    gw_thing_msg_clear(&m);
+    /* a too short registration */
+    CHECK_INT(decode_hex(p, "7E 01 00 00 02 01 39 12 34 56 78 00 01 00 2C 1E 7E", &m, &rej),
+              GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    CHECK_CONTAINS(rej.detail, "field city");
+    gw_thing_msg_clear(&m);
+
+    /* an unknown terminal: the refusal, result 4, no auth code */
+    CHECK_INT(decode_hex(p, T808_REGISTER_UNKNOWN, &m, &rej), 0);
+    CHECK_STR(m.device_id, "019999999999");
+    CHECK_INT(ops->encode_ack(p, &m, &refused, NULL, out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, T808_NO_SUCH_TERMINAL);
+    gw_thing_msg_clear(&m);
+
+    /* the login with the code; a wrong code gets 0x8001 result 1 */
+    CHECK_INT(decode_hex(p, T808_LOGIN_CODE, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_LOGIN);
+    CHECK_STR(m.secret, "edf24107fa0bbe3f");
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808x"), 0);
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808y"), GW_EAUTH);
+    CHECK_INT(ops->encode_ack(p, &m, NULL, "auth808x", out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "7E 80 01 00 05 01 39 12 34 56 78 00 7F 00 7F 01 02 00 B7 7E");
+    CHECK_INT(ops->encode_ack(p, &m, &refused, "auth808x", out, sizeof(out), &n), 0);
+    CHECK_BYTES(out, n, "7E 80 01 00 05 01 39 12 34 56 78 00 7F 00 7F 01 02 01 B6 7E");
+    strcpy(m.secret, "edf24107fa0bbe3e"); /* one digit off */
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808x"), GW_EAUTH);
+    strcpy(m.secret, "edf24107fa0bbe3"); /* a prefix */
+    CHECK_INT(ops->verify(p, &m, NULL, 0, "auth808x"), GW_EAUTH);
+    gw_thing_msg_clear(&m);
+    /* another phone number gets another code */
+    CHECK_INT(gw__binary_auth_code(p->codec_state, "auth808x", "013912345679", code, sizeof(code)),
+              0);
+    CHECK(strcmp(code, "edf24107fa0bbe3f") != 0);
+    bt_free(&r);
+}
+
 static void test_tracker_stream(void)
 {
     bt_loaded r = bt_load_example("tracker-808.json");
@@ -1265,6 +1365,82 @@ static void test_gt06(void)
     bt_free(&r);
 }
 
+/* The GT06 document's online command (8.1: 0x80 with the language word, "sos#", server flag 0,
+ * serial 1) and the terminal's reply (8.2.2: 0x15, flag 0, "SOS1:13421632699 SOS2: SOS3:", English,
+ * serial 0x2A); their CRC-16/X-25 verified with python3. */
+#define GT06_CMD_DOC "78 78 10 80 08 00 00 00 00 73 6F 73 23 00 02 00 01 9A 17 0D 0A"
+#define GT06_REPLY_DOC                                                                             \
+    "78 78 28 15 20 00 00 00 00 53 4F 53 31 3A 31 33 34 32 31 36 33 32 36 39 39 20 53 4F 53 32 "   \
+    "3A "                                                                                          \
+    "20 53 4F 53 33 3A 00 01 00 2A C3 9C 0D 0A"
+
+static void test_gt06_command(void)
+{
+    bt_loaded r = bt_load_example("gt06.json");
+    const gw_product *p = r.p;
+    gw_thing_msg m;
+    gw_reject rej;
+    gw_error err = {0};
+    uint8_t out[512], f[512];
+    size_t n, skip;
+    const bin_msg *which;
+    if (!p)
+        return;
+    /* the document's command decodes as our 0x80: the server flag is the correlation (seq) */
+    n = bt_unhex(GT06_CMD_DOC, f, sizeof(f));
+    CHECK_INT(ops->frame(p, f, n, &skip), (int)n);
+    CHECK_INT(gw__binary_decode(p, true, f, n, &m, &which, &rej), 0);
+    CHECK(which && which->kind == BIN_K_INVOKE && which->match == 0x80);
+    CHECK_STR(m.name, "command");
+    CHECK_INT(m.seq, 0); /* the flag, not the serial (1): the message's role wins */
+    CHECK_VAL_STR(&m, "text", "sos#");
+    gw_thing_msg_clear(&m);
+    /* and we build it byte for byte (seq 0 in both the flag and the serial: serial 00 00) */
+    json_t *in = json_pack("{s:s}", "text", "sos#");
+    CHECK_INT(gw_binary_encode_command(p, "123456789012345", NULL, "command", in, 1, out,
+                                       sizeof(out), &n, &err),
+              0);
+    CHECK_BYTES(out, n, "78 78 10 80 08 00 00 00 01 73 6F 73 23 00 02 00 01 D7 EA 0D 0A");
+    json_decref(in);
+    in = json_pack("{s:s}", "text", "WHERE#");
+    CHECK_INT(gw_binary_encode_command(p, "123456789012345", NULL, "command", in, 7, out,
+                                       sizeof(out), &n, &err),
+              0);
+    CHECK_BYTES(out, n, "78 78 12 80 0A 00 00 00 07 57 48 45 52 45 23 00 02 00 07 66 AB 0D 0A");
+    json_decref(in);
+    /* a text the 1-byte length cannot describe */
+    char big[250];
+    memset(big, 'A', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    in = json_pack("{s:s}", "text", big);
+    CHECK(gw_binary_encode_command(p, "123456789012345", NULL, "command", in, 7, out, sizeof(out),
+                                   &n, &err) != 0);
+    json_decref(in);
+
+    /* the document's reply: matched by the server flag, the text as the output */
+    CHECK_INT(decode_hex(p, GT06_REPLY_DOC, &m, &rej), 0);
+    CHECK_INT(m.kind, GW_MSG_FUNCTION_REPLY);
+    CHECK_STR(m.name, "command");
+    CHECK_INT(m.seq, 0);
+    CHECK_STR(m.msg_id, "0");
+    CHECK_INT(m.success, 1);
+    CHECK_VAL_STR(&m, "response", "SOS1:13421632699 SOS2: SOS3:");
+    CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
+    CHECK_INT(n, 0); /* no ack for a reply */
+    gw_thing_msg_clear(&m);
+    /* a command length past the frame, and one below the flag's 4 bytes */
+    n = gt06_with_word(GT06_REPLY_DOC, 4, 0x2100, f, sizeof(f)); /* 0x21: one byte too many */
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_INT(rej.reason, GW_R_MALFORMED_PAYLOAD);
+    CHECK_CONTAINS(rej.detail, "field response");
+    gw_thing_msg_clear(&m);
+    n = gt06_with_word(GT06_REPLY_DOC, 4, 0x0300, f, sizeof(f));
+    CHECK_INT(ops->decode(p, NULL, f, n, &m, &rej), GW_EINVAL);
+    CHECK_CONTAINS(rej.detail, "field response: its size field command_length says -1 bytes");
+    gw_thing_msg_clear(&m);
+    bt_free(&r);
+}
+
 int main(void)
 {
     test_check_vectors();
@@ -1274,8 +1450,10 @@ int main(void)
     test_meter_stream();
     test_tracker();
     test_tracker_stream();
+    test_tracker_register();
     test_sensor();
     test_gt06();
+    test_gt06_command();
     test_fixed_and_crlf();
     test_field_types();
     TEST_MAIN_END();

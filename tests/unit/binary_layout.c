@@ -579,6 +579,103 @@ static void test_gt06_features(void)
 #undef N_FIELD
 }
 
+/* An example product with path set to the JSON value text (NULL: removed): refused with want. */
+static void check_example_edit(const char *example, const char *path, const char *value,
+                               const char *want)
+{
+    json_error_t e;
+    json_t *root = bt_read_example(example);
+    json_t *v = value ? json_loads(value, JSON_DECODE_ANY, &e) : json_null();
+    if (!v) {
+        fprintf(stderr, "edit %s: %s\n", value, e.text);
+        exit(2);
+    }
+    bt_at(root, path, v, value == NULL);
+    char *text = bt_dump_mqtt(root);
+    bt_loaded r = bt_load_text(text);
+    free(text);
+    json_decref(root);
+    n_cases++;
+    CHECK_INT(r.rc, GW_ECONFIG);
+    CHECK_CONTAINS(r.errors, want);
+    bt_free(&r);
+}
+
+#define check_808_edit(path, value, want)  check_example_edit("tracker-808.json", path, value, want)
+#define check_gt06_edit(path, value, want) check_example_edit("gt06.json", path, value, want)
+
+/* "size_from": GT06's command text sized by the command length before the server flag. */
+static void test_size_from(void)
+{
+    const char *text = "frame.messages[4].fields[2]";
+    char p[128];
+    snprintf(p, sizeof(p), "%s.size_from", text);
+    check_gt06_edit(p, "{ \"field\": \"nope\" }",
+                    "frame.messages[4].fields[2].size_from.field: no field named \"nope\" in this "
+                    "message or the header");
+    check_gt06_edit(p, "{ \"field\": \"text\" }",
+                    "frame.messages[4].fields[2].size_from.field: a field cannot take its size "
+                    "from itself");
+    check_gt06_edit(p, "{ \"field\": \"server_flag\" }",
+                    "frame.messages[4].fields[2].size_from.field: field \"server_flag\" must be "
+                    "unsigned (u8..u64) at a fixed \"offset\", without target, constant, "
+                    "transform or bits");
+    check_gt06_edit(p, "{ \"field\": \"command_length\", \"add\": 70000 }",
+                    "frame.messages[4].fields[2].size_from.add: 70000 is out of range");
+    check_gt06_edit(p, "{ \"field\": \"command_length\", \"by\": 1 }",
+                    "frame.messages[4].fields[2].size_from.by: unknown key");
+    check_gt06_edit(p, "4", "frame.messages[4].fields[2].size_from: must be an object");
+    snprintf(p, sizeof(p), "%s.size", text);
+    check_gt06_edit(p, "4",
+                    "frame.messages[4].fields[2].size_from: give one of \"size\", \"prefix\" and "
+                    "\"size_from\"");
+    snprintf(p, sizeof(p), "%s.type", text);
+    check_gt06_edit(p, "\"u32\"",
+                    "frame.messages[4].fields[2].size_from: only for string and bytes fields");
+    check_gt06_edit("frame.messages[4].fields[3].offset", "12",
+                    "frame.messages[4].fields[3].offset: a fixed offset cannot follow a "
+                    "variable-length field");
+}
+
+/* JT/T 808 registration: "auth_code", kind "register", role "auth_code", "refusal". */
+static void test_registration(void)
+{
+    check_808_edit("frame.auth_code", NULL,
+                   "frame.messages[0].ack.fields[3]: role auth_code needs frame.auth_code");
+    check_808_edit("frame.auth_code", "{ \"algorithm\": \"md5\" }",
+                   "frame.auth_code.algorithm: must be \"hmac-sha256\"");
+    check_808_edit("frame.auth_code", "{ \"algorithm\": \"hmac-sha256\", \"size\": 3 }",
+                   "frame.auth_code.size: 3 is out of range 4..32");
+    check_808_edit("frame.auth_code", "{ \"algorithm\": \"hmac-sha256\", \"bytes\": 8 }",
+                   "frame.auth_code.bytes: unknown key");
+    check_808_edit(
+        "frame.auth_code", "{ \"algorithm\": \"hmac-sha256\", \"size\": 10 }",
+        "frame.messages[0].ack.fields[3]: an auth code of 10 bytes is 20 hex characters, "
+        "the field has 16");
+    check_808_edit("frame.messages[0].ack.fields[3].type", "\"bytes\"",
+                   "frame.messages[0].ack.fields[3].role: role auth_code only for a string field "
+                   "of an ack");
+    check_808_edit("frame.messages[0].ack", "false",
+                   "frame.messages[0].ack: a register message's ack must carry the code");
+    check_808_edit("frame.messages[0].ack.fields[3]", NULL,
+                   "frame.messages[0].ack: a register message's ack must carry the code");
+    check_808_edit(
+        "frame.messages[1].fields[0].role", NULL,
+        "frame.auth_code: no login message with a field of role secret carries the code");
+    check_808_edit("frame.messages[1].fields[0].role", "\"auth_code\"",
+                   "frame.messages[1].fields[0].role: role auth_code only for a string field of "
+                   "an ack");
+    check_808_edit("frame.messages[0].refusal", "3",
+                   "frame.messages[0].refusal: must be an object");
+    check_808_edit("frame.messages[6].refusal", "{ \"match\": 1 }",
+                   "frame.messages[6].refusal: only for upstream messages");
+    check_808_edit("frame.messages[0].kind", "\"enrol\"",
+                   "frame.messages[0].kind: must be one of login, report, event, function_reply, "
+                   "write_reply, heartbeat, register, invoke, write");
+    check_808_edit("frame.header[1].role", NULL,
+                   "frame.messages[0]: a register message must name its device (role device_id)");
+}
+
 int main(void)
 {
     test_base_and_examples();
@@ -590,6 +687,8 @@ int main(void)
     test_messages();
     test_no_discriminator();
     test_gt06_features();
+    test_registration();
+    test_size_from();
     printf("%d layout error cases\n", n_cases);
     TEST_MAIN_END();
 }
