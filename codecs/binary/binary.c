@@ -102,6 +102,15 @@ static void binary_frame_info(const gw_product *p, gw_frame_info *out)
     }
 }
 
+static int binary_handshake(const gw_product *p, const uint8_t *buf, size_t len, gw_thing_msg *out,
+                            gw_reject *rej)
+{
+    const bin_layout *l = layout_of(p);
+    if (!l || !l->n_hs)
+        return GW_ENOTFOUND;
+    return gw__binary_handshake(l, buf, len, out, rej);
+}
+
 static int binary_frame(const gw_product *p, const uint8_t *buf, size_t len, size_t *skip)
 {
     const bin_layout *l = layout_of(p);
@@ -210,6 +219,19 @@ static int read_role(const bin_field *f, const uint8_t *b, size_t n, gw_thing_ms
 static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *raw, gw_reject *rej)
 {
     size_t pos = 0, n = 0;
+    if (f->grp) { /* a repeated group or an id-value list: binary_group.c */
+        size_t at = f->pos == BIN_POS_START ? (size_t)f->off : d->cursor, end = at;
+        size_t limit = d->len > d->tail ? d->len - d->tail : 0;
+        if (at > limit)
+            return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
+                                 "field %s (offset %zu): the frame has %zu bytes",
+                                 gw__binary_label(f), at, d->len);
+        int rc = f->type == BIN_GROUP
+                     ? gw__binary_read_group(f, d->body, at, limit, &end, out, rej)
+                     : gw__binary_read_idlist(f, d->body, at, limit, &end, out, rej);
+        d->cursor = end;
+        return rc;
+    }
     if (place(d, f, &pos, &n, rej))
         return GW_EINVAL;
     const uint8_t *b = d->body + pos;
@@ -250,6 +272,21 @@ static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *
     if (!out->values || json_object_set_new(out->values, f->target_id, v) != 0)
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: out of memory",
                              gw__binary_label(f));
+    return 0;
+}
+
+int gw__binary_read_fields(const bin_field *fs, size_t n, const uint8_t *body, size_t len,
+                           size_t *used, gw_thing_msg *out, gw_reject *rej)
+{
+    dctx d = {.body = body, .len = len};
+    size_t most = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (read_field(&d, &fs[i], out, NULL, rej))
+            return GW_EINVAL;
+        if (d.cursor > most)
+            most = d.cursor;
+    }
+    *used = most;
     return 0;
 }
 
@@ -379,6 +416,8 @@ int gw__binary_decode(const gw_product *p, bool downstream, const uint8_t *buf, 
          * other problems the kind, seq and device id stay for a negative ack. */
         json_decref(out->values);
         out->values = NULL;
+        json_decref(out->records);
+        out->records = NULL;
         if (rej->reason == GW_R_BAD_CHECK || rej->reason == GW_R_UNKNOWN_MESSAGE)
             memset(out, 0, sizeof(*out));
         *which = NULL;
@@ -437,6 +476,14 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
     const bin_layout *l = layout_of(p);
     gw_error err = {0};
     *n = 0;
+    if (l && l->n_hs && m->kind == GW_MSG_LOGIN) { /* the handshake's answer */
+        size_t k = rej ? l->hs_no_len : l->hs_ok_len;
+        if (cap < k)
+            return GW_ETOOBIG;
+        memcpy(out, rej ? l->hs_no : l->hs_ok, k);
+        *n = k;
+        return 0;
+    }
     const bin_msg *bm = l ? upstream_of(l, m) : NULL;
     char code[65];
     if (!bm)
@@ -462,6 +509,8 @@ static int binary_verify(const gw_product *p, const gw_thing_msg *m, const uint8
     const bin_layout *l = layout_of(p);
     if (!l)
         return GW_EAUTH;
+    if (l->n_hs && m->kind == GW_MSG_LOGIN)
+        return 0; /* the handshake: the device id alone (auth.mode device-id) */
     const bin_msg *bm = upstream_of(l, m);
     if (!bm && m->kind != GW_MSG_NONE)
         return GW_EAUTH;
@@ -570,4 +619,5 @@ const gw_codec_ops gw_codec_binary_ops = {
     .verify = binary_verify,
     .frame_info = binary_frame_info,
     .encode_command = binary_encode_command,
+    .handshake = binary_handshake,
 };

@@ -82,6 +82,10 @@ static int field_source(const bin_layout *l, const bin_msg *m, const bin_field *
         sv->text = src->auth_code;
         sv->kind = SV_TEXT;
         break;
+    case BIN_ROLE_RECORD_COUNT:
+        sv->kind = SV_RAW;
+        sv->i = req ? req->n_accepted : 0;
+        break;
     default: /* secret: never sent back */
         break;
     }
@@ -92,6 +96,9 @@ static int field_source(const bin_layout *l, const bin_msg *m, const bin_field *
 /* Bytes a field takes for this value (prefixed fields: prefix + data). */
 static size_t field_size(const bin_field *f, const src_val *sv)
 {
+    if (f->grp) /* written empty: its counts, all 0 (binary_group.c decodes; tests, fuzzing) */
+        return f->type == BIN_GROUP ? f->prefix * (f->grp->count_after ? 2u : 1u)
+                                    : f->prefix * (size_t)(f->grp->total + f->grp->n_widths);
     if (!f->prefix && !f->size_var)
         return f->size;
     size_t n = 0;
@@ -201,8 +208,10 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     if (l->framing == BIN_FR_DELIMITER)
         body_cap -= (size_t)l->start_len + l->end_len;
+    if (m->bare) /* its fields alone: no header, framing, check */
+        nf = m->n_fields;
     /* pass 1: values, sizes and places from the start; the body's length */
-    for (size_t pass = 0; pass < 2; pass++) {
+    for (size_t pass = m->bare ? 1 : 0; pass < 2; pass++) {
         const bin_field *fs = pass ? m->fields : l->header;
         size_t cnt = pass ? m->n_fields : l->n_header;
         for (size_t i = 0; i < cnt; i++, k++) {
@@ -220,6 +229,19 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
                     head = cursor;
             }
         }
+    }
+    if (m->bare) {
+        k = 0;
+        if (head > cap) {
+            rc = gw_error_set(err, GW_ETOOBIG, "an ack of %zu bytes does not fit %zu", head, cap);
+            goto done;
+        }
+        memset(out, 0, head);
+        for (k = 0; k < nf; k++)
+            if ((rc = field_put(ps[k].f, &ps[k].sv, out + ps[k].pos, head - ps[k].pos, err)) != 0)
+                goto done;
+        *n = head;
+        goto done;
     }
     if (l->framing == BIN_FR_LENGTH && (size_t)l->len_off + l->len_width > head)
         head = (size_t)l->len_off + l->len_width;

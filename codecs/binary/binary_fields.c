@@ -480,7 +480,7 @@ static int put_raw(const bin_field *f, const uint8_t *s, size_t len, uint8_t *b,
                    size_t *used, gw_error *err)
 {
     if (f->prefix) {
-        size_t max = f->prefix == 1 ? 255 : 65535;
+        size_t max = f->prefix == 1 ? 255 : f->prefix == 2 ? 65535 : GW_BINARY_MAX_FRAME;
         if (len > max || f->prefix + len > cap)
             return gw_error_set(err, len > max ? GW_EINVAL : GW_ETOOBIG, "%s: %zu bytes do not fit",
                                 f->path, len);

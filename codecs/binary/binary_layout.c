@@ -14,13 +14,13 @@ static const char *const kind_names[] = {"login",       "report",    "event",   
                                          "write_reply", "heartbeat", "register", "invoke",
                                          "write",       "ack"};
 
-static const char *const frame_keys[] = {"endian",        "max_frame", "framing", "header",
-                                         "discriminator", "check",     "auth",    "messages",
-                                         "ack",           "auth_code", NULL};
+static const char *const frame_keys[] = {"endian",        "max_frame", "framing",   "header",
+                                         "discriminator", "check",     "auth",      "messages",
+                                         "ack",           "auth_code", "handshake", NULL};
 static const char *const msg_keys[] = {"kind",   "match", "length",  "event", "function",
                                        "fields", "ack",   "refusal", NULL};
 static const char *const code_keys[] = {"algorithm", "size", NULL};
-static const char *const ack_keys[] = {"match", "fields", NULL};
+static const char *const ack_keys[] = {"match", "fields", "bare", NULL};
 static const char *const check_keys[] = {"algorithm", "from", "to", "at", "endian", NULL};
 static const char *const crc_keys[] = {"width",  "poly",   "init",  "refin",
                                        "refout", "xorout", "check", NULL};
@@ -356,7 +356,16 @@ static int parse_ack(gw__bl_ctx *x, const json_t *o, const char *path, int *inde
     m->ack = -1;
     m->refusal = -1;
     *index = (int)l->n_acks++;
-    if (parse_match(x, o, path, m) ||
+    const json_t *bare = json_object_get(o, "bare");
+    if (bare && !json_is_boolean(bare))
+        return gw__bl_fail(x, gw__bl_sub(p, path, "bare"), "must be true or false");
+    m->bare = json_is_true(bare);
+    if (m->bare && json_object_get(o, "match"))
+        return gw__bl_fail(x, gw__bl_sub(p, path, "match"),
+                           "a bare ack has no header, so no discriminator value");
+    if (m->bare && !json_array_size(json_object_get(o, "fields")))
+        return gw__bl_fail(x, gw__bl_sub(p, path, "fields"), "a bare ack needs a field");
+    if ((!m->bare && parse_match(x, o, path, m)) ||
         gw__bl_parse_fields(x, json_object_get(o, "fields"), gw__bl_sub(p, path, "fields"), &c,
                             &m->fields, &m->n_fields) ||
         no_bytes(x, m, path))
@@ -465,7 +474,7 @@ static int check_matches(gw__bl_ctx *x)
             }
         }
         for (size_t j = 0; j < l->n_acks && a->has_match && !BIN_K_IS_UP(a->kind); j++)
-            if (l->acks[j].match == a->match) {
+            if (!l->acks[j].bare && l->acks[j].match == a->match) {
                 gw__bl_pathf(p, "frame.messages[%zu].match", i);
                 return gw__bl_fail(x, p, "%u is already used by an ack", a->match);
             }
@@ -491,8 +500,19 @@ static int finish_messages(gw__bl_ctx *x, int default_ack)
             const bin_field *prev = l->n_header ? &l->header[l->n_header - 1] : NULL;
             if (m->ack == -2)
                 m->ack = default_ack;
+            if (m->bare) { /* its fields alone, one after the other */
+                prev = NULL;
+                if (gw__bl_resolve(x, m->fields, m->n_fields, &prev))
+                    return GW_ECONFIG;
+                continue;
+            }
             if (gw__bl_resolve(x, m->fields, m->n_fields, &prev) || gw__bl_check_shape(x, m))
                 return GW_ECONFIG;
+            for (size_t j = 0; j + 1 < m->n_fields; j++) /* a group ends where the data does */
+                if (m->fields[j].type == BIN_GROUP && m->fields[j + 1].pos != BIN_POS_END)
+                    return gw__bl_fail(x, m->fields[j + 1].path,
+                                       "a group is the last field of its message (the fields "
+                                       "after it count from the end: negative offset)");
             m->tail = l->header_tail;
             for (size_t pass = 0; pass < 2; pass++) {
                 const bin_field *fs = pass ? m->fields : l->header;
@@ -860,6 +880,9 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
         return GW_ECONFIG;
     if (check_matches(x) || finish_messages(x, default_ack) || check_registration(x))
         return GW_ECONFIG;
+    const json_t *hs = json_object_get(root, "handshake");
+    if (hs && gw__bl_parse_handshake(x, hs))
+        return GW_ECONFIG;
     if (x->p->auth_mode == GW_AUTH_DEVICE_ID) { /* no secret to check: none may be declared */
         bool secret = l->has_auth || l->header_secret;
         for (size_t i = 0; i < l->n_msgs; i++)
@@ -894,6 +917,7 @@ static void free_fields(bin_field *fs, size_t n)
         free(fs[i].name);
         free(fs[i].path);
         free(fs[i].target_id);
+        gw__bl_free_group(fs[i].grp);
     }
     free(fs);
 }
@@ -914,6 +938,7 @@ void gw__binary_layout_free(bin_layout *l)
     free_fields(l->header, l->n_header);
     free_msgs(l->msgs, l->n_msgs);
     free_msgs(l->acks, l->n_acks);
+    free_fields(l->hs, l->n_hs);
     free(l);
 }
 

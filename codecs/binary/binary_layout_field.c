@@ -9,11 +9,12 @@
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *const type_names[] = {"u8",  "i8",  "u16",    "i16",   "u24",
-                                         "u32", "i32", "u64",    "i64",   "f32",
-                                         "f64", "bcd", "string", "bytes", "datetime"};
-static const char *const role_names[] = {
-    "", "device_id", "secret", "seq", "msg_id", "timestamp", "result", "request_code", "auth_code"};
+static const char *const type_names[] = {"u8",     "i8",    "u16",      "i16",   "u24",   "u32",
+                                         "i32",    "u64",   "i64",      "f32",   "f64",   "bcd",
+                                         "string", "bytes", "datetime", "group", "idlist"};
+static const char *const role_names[] = {"",          "device_id",   "secret", "seq",
+                                         "msg_id",    "timestamp",   "result", "request_code",
+                                         "auth_code", "record_count"};
 static const char *const field_keys[] = {"name",   "offset",   "type",      "endian",    "size",
                                          "prefix", "bit",      "bits",      "scale",     "add",
                                          "value",  "property", "param",     "output",    "input",
@@ -21,7 +22,7 @@ static const char *const field_keys[] = {"name",   "offset",   "type",      "end
 
 size_t gw__binary_type_width(bin_type t)
 {
-    static const uint8_t w[] = {1, 1, 2, 2, 3, 4, 4, 8, 8, 4, 8, 0, 0, 0, 0};
+    static const uint8_t w[] = {1, 1, 2, 2, 3, 4, 4, 8, 8, 4, 8, 0, 0, 0, 0, 0, 0};
     return (size_t)t < sizeof(w) ? w[t] : 0;
 }
 
@@ -140,19 +141,22 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
             return gw__bl_fail(
                 x, p,
                 "unknown role \"%s\" (device_id, secret, seq, msg_id, timestamp, result, "
-                "request_code, auth_code)",
+                "request_code, auth_code, record_count)",
                 id);
         f->role = (uint8_t)r;
         if (r == BIN_ROLE_RESULT && c->kind != BIN_K_FUNCTION_REPLY &&
             c->kind != BIN_K_WRITE_REPLY && c->kind != BIN_K_ACK)
             return gw__bl_fail(x, p, "role result only in function_reply, write_reply and acks");
-        if (r == BIN_ROLE_REQUEST_CODE && c->kind != BIN_K_ACK)
-            return gw__bl_fail(x, p, "role request_code only in acks");
+        if ((r == BIN_ROLE_REQUEST_CODE || r == BIN_ROLE_RECORD_COUNT) && c->kind != BIN_K_ACK)
+            return gw__bl_fail(x, p, "role %s only in acks", id);
         if (r == BIN_ROLE_AUTH_CODE && (c->kind != BIN_K_ACK || f->type != BIN_STRING))
             return gw__bl_fail(x, p, "role auth_code only for a string field of an ack");
+        if (c->in_record && r != BIN_ROLE_TIMESTAMP)
+            return gw__bl_fail(x, p, "a record's fields carry no role but timestamp");
         bool is_int = gw__binary_type_is_int(f->type);
         bool fl = f->type == BIN_F32 || f->type == BIN_F64;
-        if ((r == BIN_ROLE_SEQ || r == BIN_ROLE_RESULT || r == BIN_ROLE_REQUEST_CODE) &&
+        if ((r == BIN_ROLE_SEQ || r == BIN_ROLE_RESULT || r == BIN_ROLE_REQUEST_CODE ||
+             r == BIN_ROLE_RECORD_COUNT) &&
             (!is_int || f->has_xform))
             return gw__bl_fail(x, p, "role %s needs an integer field type without transform", id);
         if (r == BIN_ROLE_TIMESTAMP && !(is_int || f->type == BIN_BCD || f->type == BIN_DATETIME))
@@ -250,8 +254,10 @@ static int parse_size(gw__bl_ctx *x, const json_t *o, const char *path, bin_fiel
         return GW_ECONFIG;
     if (have_size)
         f->size = (uint32_t)n;
-    if (gw__bl_get_int(x, o, "prefix", path, 1, 2, false, &n, &have_prefix))
+    if (gw__bl_get_int(x, o, "prefix", path, 1, 4, false, &n, &have_prefix))
         return GW_ECONFIG;
+    if (have_prefix && n == 3)
+        return gw__bl_fail(x, gw__bl_sub(p, path, "prefix"), "must be 1, 2 or 4");
     if (have_prefix)
         f->prefix = (uint8_t)n;
     if (json_object_get(o, "size_from")) { /* resolved with the other fields of its list */
@@ -281,7 +287,7 @@ static int parse_size(gw__bl_ctx *x, const json_t *o, const char *path, bin_fiel
         return gw__bl_fail(x, gw__bl_sub(p, path, "size"),
                            f->type == BIN_BCD
                                ? "missing required key for type bcd"
-                               : "missing: give \"size\" (fixed) or \"prefix\" (1 or 2)");
+                               : "missing: give \"size\" (fixed) or \"prefix\" (1, 2 or 4)");
     if (have_prefix)
         f->size = f->prefix;
     return 0;
@@ -327,7 +333,7 @@ static int parse_digits(gw__bl_ctx *x, const json_t *o, const char *path, bin_fi
     return 0;
 }
 
-static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const gw__bl_list *c,
+int gw__bl_parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const gw__bl_list *c,
                        bin_field *f)
 {
     char p[GW__BL_PATH_CAP];
@@ -338,6 +344,11 @@ static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const g
         return gw__bl_fail(x, path, "out of memory");
     if (!json_is_object(o))
         return gw__bl_fail(x, path, "must be an object");
+    const char *tn = json_string_value(json_object_get(o, "type"));
+    if (tn && (strcmp(tn, "group") == 0 || strcmp(tn, "idlist") == 0)) {
+        f->type = (uint8_t)(tn[0] == 'g' ? BIN_GROUP : BIN_IDLIST); /* keys of their own */
+        return gw__bl_parse_group(x, o, path, c, f);
+    }
     if (gw__bl_unknown_keys(x, o, field_keys, path))
         return GW_ECONFIG;
     const json_t *v = json_object_get(o, "name");
@@ -352,7 +363,7 @@ static int parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const g
     if (t < 0)
         return gw__bl_fail(x, gw__bl_sub(p, path, "type"),
                            "must be one of u8 i8 u16 i16 u24 u32 i32 u64 i64 f32 f64 bcd string "
-                           "bytes datetime");
+                           "bytes datetime group idlist");
     f->type = (uint8_t)t;
     if (gw__bl_get_endian(x, o, path, x->little, &little))
         return GW_ECONFIG;
@@ -510,7 +521,7 @@ int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, cons
     int bad = 0; /* fields are independent: report the problems of each */
     for (size_t i = 0; i < n; i++) {
         gw__bl_pathf(p, "%s[%zu]", path, i);
-        if (parse_field(x, json_array_get(arr, i), p, c, &(*out)[i]))
+        if (gw__bl_parse_field(x, json_array_get(arr, i), p, c, &(*out)[i]))
             bad = GW_ECONFIG;
     }
     if (bad)

@@ -27,6 +27,8 @@ typedef enum bin_type {
     BIN_STRING,
     BIN_BYTES,
     BIN_DATETIME, /* 6 bytes YY MM DD hh mm ss (binary, UTC, 20YY): epoch milliseconds */
+    BIN_GROUP,    /* a count and that many records, one report each (binary_group.c) */
+    BIN_IDLIST,   /* id-value groups by value width, ids mapped to targets (binary_group.c) */
 } bin_type;
 
 typedef enum bin_target {
@@ -47,7 +49,8 @@ typedef enum bin_role {
     BIN_ROLE_TIMESTAMP,
     BIN_ROLE_RESULT,
     BIN_ROLE_REQUEST_CODE,
-    BIN_ROLE_AUTH_CODE, /* acks: the device's auth code (frame.auth_code) */
+    BIN_ROLE_AUTH_CODE,    /* acks: the device's auth code (frame.auth_code) */
+    BIN_ROLE_RECORD_COUNT, /* acks: the records of the request the gateway accepted */
 } bin_role;
 
 typedef enum bin_kind {
@@ -99,7 +102,23 @@ typedef struct bin_field {
     bool size_var;
     const struct bin_field *size_src;
     int32_t size_add;
+    struct bin_group *grp; /* BIN_GROUP, BIN_IDLIST: what they hold (prefix = the count width) */
 } bin_field;
+
+/* A repeated group (records: count, that many records, optionally the count again) or an id-value
+ * list (items: [total], then per value width a count and that many (id, value) pairs). */
+typedef struct bin_group {
+    bin_field *rec; /* group: one record's fields, offsets from the record's start */
+    size_t n_rec;
+    bool count_after;  /* group: the count is repeated after the records */
+    uint8_t id_width;  /* idlist: bytes of an id (1, 2) */
+    bool total;        /* idlist: a total count of items comes first */
+    uint8_t widths[8]; /* idlist: the value width of each group in order; 0: variable (length) */
+    uint8_t n_widths;
+    uint32_t *ids; /* idlist: the items' ids, ascending, and their fields */
+    bin_field *items;
+    size_t n_items;
+} bin_group;
 
 typedef struct bin_msg {
     uint8_t kind; /* bin_kind */
@@ -111,6 +130,7 @@ typedef struct bin_msg {
     size_t n_fields;
     int ack;     /* index into bin_layout.acks, -1: none */
     int refusal; /* the ack when the message is refused ("refusal"), -1: ack with result 1 */
+    bool bare;   /* acks: only the ack's fields, no header, framing or check (Teltonika) */
     /* the message (with the header) has a field of this role */
     bool role_seq, role_msg_id, role_secret, role_result;
     uint32_t tail; /* bytes at the end taken by fields counted from the end and the check */
@@ -190,6 +210,12 @@ typedef struct bin_layout {
     size_t n_msgs;
     bin_msg *acks;
     size_t n_acks;
+    /* handshake (Teltonika's IMEI preamble): one field naming the device before any frame,
+     * answered with hs_ok or hs_no */
+    bin_field *hs;
+    size_t n_hs;
+    uint8_t hs_ok[8], hs_no[8];
+    uint8_t hs_ok_len, hs_no_len;
 } bin_layout;
 
 /* binary_layout.c */
@@ -211,6 +237,7 @@ typedef struct gw__bl_ctx {
 /* Where a field list sits: the header (kind -1), or a message / ack of this bin_kind. */
 typedef struct gw__bl_list {
     int kind;
+    bool in_record; /* the fields of a group's record */
     const gw_event_spec *ev;
     const gw_function_spec *fn;
 } gw__bl_list;
@@ -230,9 +257,30 @@ int gw__bl_get_endian(gw__bl_ctx *x, const json_t *o, const char *path, bool dfl
 /* binary_layout_field.c */
 int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, const gw__bl_list *c,
                         bin_field **out, size_t *n_out);
+/* One field (no "sign_from": that needs its list). */
+int gw__bl_parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const gw__bl_list *c,
+                       bin_field *f);
 size_t gw__binary_type_width(bin_type t); /* numbers: 1..8; 0 for bcd/string/bytes */
 bool gw__binary_type_is_int(bin_type t);
 bool gw__binary_type_is_unsigned(bin_type t);
+
+/* binary_group.c */
+/* A field of type "group" or "idlist" (f->type set): the rest of its declaration. */
+int gw__bl_parse_group(gw__bl_ctx *x, const json_t *o, const char *path, const gw__bl_list *c,
+                       bin_field *f);
+void gw__bl_free_group(bin_group *g);
+/* "frame.handshake" (o present). */
+int gw__bl_parse_handshake(gw__bl_ctx *x, const json_t *o);
+/* Decoding: a group's records into out->records, an idlist's items into out->values; from at
+ * to *end, within limit. 0 or GW_EINVAL with rej filled. */
+int gw__binary_read_group(const bin_field *f, const uint8_t *body, size_t at, size_t limit,
+                          size_t *end, gw_thing_msg *out, gw_reject *rej);
+int gw__binary_read_idlist(const bin_field *f, const uint8_t *body, size_t at, size_t limit,
+                           size_t *end, gw_thing_msg *out, gw_reject *rej);
+/* The handshake at the start of buf: its length (> 0) with out a login naming the device, 0 when
+ * more bytes are needed, GW_EINVAL (rej) when it can never be one. */
+int gw__binary_handshake(const bin_layout *l, const uint8_t *buf, size_t len, gw_thing_msg *out,
+                         gw_reject *rej);
 
 /* binary_layout_shape.c */
 /* Places fields declared "after the previous one"; *prev carries across lists. */
@@ -345,6 +393,11 @@ typedef struct bin_src {
 } bin_src;
 int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
                       size_t cap, size_t *n, gw_error *err);
+
+/* binary.c: n fields read one after the other from body[0..len) (a group's record); *used: the
+ * bytes they took. */
+int gw__binary_read_fields(const bin_field *fs, size_t n, const uint8_t *body, size_t len,
+                           size_t *used, gw_thing_msg *out, gw_reject *rej);
 
 /* binary.c: decode; with downstream, of our own frames (commands, acks: tests, fuzzing) instead
  * of a device's. *which is the matched message (NULL on failure). */

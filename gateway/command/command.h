@@ -86,10 +86,12 @@ void gw_commands_tick(gw_commands *c, int64_t now_ms);
 void gw_commands_ready(gw_session *s);
 
 /* On a session's loop, from gw_dispatch_message: a function or write reply from the device.
- * Matched by dev_msg_id against the pending commands of s->dev: on a match the reply (outputs
- * validated against the function) is queued as a reply event (acked to the device after commit
- * when want_commit, like any message) and 0 is returned; a reply matching nothing (late, or never
- * asked) is counted (commands_late_replies_total), logged, and refused with GW_EINVAL + rej. */
+ * Matched by dev_msg_id against the pending commands of s->dev (a reply with no msg_id: the
+ * oldest sent command of its op and function, for protocols that carry no id): on a match the reply
+ * (outputs validated against the function) is queued as a reply event (acked to the device after
+ * commit when want_commit, like any message) and 0 is returned; a reply matching nothing (late, or
+ * never asked) is counted (commands_late_replies_total), logged, and refused with GW_EINVAL + rej.
+ */
 int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_commit,
                       gw_reject *rej);
 

@@ -178,9 +178,13 @@ int gw_commands_reply(gw_session *s, gw_thing_msg *m, uint32_t token, bool want_
     if (!c)
         return gw_reject_set(rej, GW_R_UNSUPPORTED, "commands are not enabled (north)");
     pthread_mutex_lock(&c->mu);
+    /* a reply without an id (Teltonika's Codec 12 carries none) answers the oldest command of its
+     * kind sent to the device: such devices answer in order */
     for (e = c->devs[s->dev->index].head; e; e = e->next)
         if (e->state == GW__CMD_SENT && e->cmd.op == op &&
-            strcmp(e->cmd.dev_msg_id, m->msg_id) == 0)
+            (m->msg_id[0]
+                 ? strcmp(e->cmd.dev_msg_id, m->msg_id) == 0
+                 : op != GW_CMD_INVOKE || (e->cmd.fn && strcmp(e->cmd.fn->id, m->name) == 0)))
             break;
     if (!e) {
         pthread_mutex_unlock(&c->mu);

@@ -48,6 +48,12 @@ typedef struct gw_thing_msg {
     uint32_t type_code; /* the frame's discriminator value, for the ack */
     int auth_state;     /* 1 when the layout declares an HMAC: verify must check it */
     bool seq_set;       /* the frame carried a seq field (seq is its value) */
+    /* Binary repeated groups (Teltonika's N records): [{"ts": ms, "values": {...}}, ...], each one
+     * message of this kind at its own time; NULL if none. The adapter dispatches them as one unit
+     * and sets n_accepted (the ack's record_count) before asking for the ack. */
+    json_t *records;
+    uint32_t n_accepted;
+    uint32_t unknown_items; /* id-value list items with an id the layout does not map (skipped) */
 } gw_thing_msg;
 
 void gw_thing_msg_clear(gw_thing_msg *m);
@@ -106,6 +112,12 @@ typedef struct gw_codec_ops {
      * product cannot carry the command (err says why). NULL: the codec carries no commands. */
     int (*encode_command)(const gw_product *p, const struct gw_command *c, const char *device_id,
                           const char *secret, uint8_t *out, size_t cap, size_t *n, gw_error *err);
+    /* Byte streams: a handshake before any frame that is not a framed message (Teltonika's IMEI
+     * preamble). Its length (> 0) with out a GW_MSG_LOGIN naming the device (its answer:
+     * encode_ack), 0 when more bytes are needed, GW_EINVAL (rej) for bytes that never become one,
+     * GW_ENOTFOUND when the product declares no handshake. NULL: none. */
+    int (*handshake)(const gw_product *p, const uint8_t *buf, size_t len, gw_thing_msg *out,
+                     gw_reject *rej);
 } gw_codec_ops;
 
 #endif

@@ -283,7 +283,8 @@ static void ack_drain(gw_stream_conn *c)
             break;
         if (e & GW_STREAM_ACK_BYTES) {
             uint32_t n = e & GW_STREAM_ACK_MASK;
-            gw_stream_out(c, c->ackb + c->ackb_head, n);
+            if (n) /* empty: a record of a frame acked as a whole (tcp_conn.c) */
+                gw_stream_out(c, c->ackb + c->ackb_head, n);
             c->ackb_head += n;
             c->ackb_len -= n;
         } else {
@@ -345,7 +346,8 @@ int gw_stream_ack_push_bytes(gw_stream_conn *c, const uint8_t *p, size_t n, bool
         ring_push(c, (uint32_t)n | GW_STREAM_ACK_BYTES | (ready ? GW_STREAM_ACK_READY : 0), seq);
     if (rc)
         return rc;
-    memcpy(c->ackb + c->ackb_head + c->ackb_len, p, n);
+    if (n) /* an empty entry (a record of a frame acked as a whole) may come before any buffer */
+        memcpy(c->ackb + c->ackb_head + c->ackb_len, p, n);
     c->ackb_len += (uint32_t)n;
     if (ready)
         ack_drain(c);

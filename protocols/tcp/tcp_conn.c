@@ -232,6 +232,46 @@ static int ingest(gw__tcp_conn *c, gw_thing_msg *m)
     return 0;
 }
 
+/* A frame of N records (a repeated group): one message each, at its own time, dispatched as one
+ * unit; each accepted record holds an empty ack entry released by its commit, and the frame's ack
+ * (the number accepted: record_count) queues behind them, so it goes out after the last commit. */
+static int ingest_records(gw__tcp_conn *c, gw_thing_msg *m)
+{
+    static const uint8_t none[1];
+    uint8_t buf[ACK_MAX];
+    uint32_t seq;
+    size_t n = json_array_size(m->records);
+    if (m->unknown_items) {
+        gw_metric_add(GW_M_TCP_UNKNOWN_ITEMS, m->unknown_items);
+        LOG(GW_LOG_DEBUG, c, "unknown item ids skipped", "items=%u", m->unknown_items);
+    }
+    m->n_accepted = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *r = json_array_get(m->records, i);
+        gw_thing_msg one = *m;
+        gw_reject rej = {GW_R_NONE, ""};
+        one.records = NULL;
+        one.values = json_object_get(r, "values");
+        one.timestamp_ms = json_integer_value(json_object_get(r, "ts"));
+        uint32_t token = c->s.ack_seq + c->s.ack_n;
+        gw_metric_inc(GW_M_MSG_RECEIVED);
+        int rc = gw_dispatch_message(&c->s.base, &one, token, true, &rej);
+        if (rc == GW_EINVAL) /* counted and logged by the dispatcher; not counted in the ack */
+            continue;
+        if (rc != 0 || gw_stream_ack_push_bytes(&c->s, none, 0, false, &seq) != 0) {
+            gw_stream_close(&c->s, "out_of_memory", false);
+            return -1;
+        }
+        m->n_accepted++;
+    }
+    size_t an = make_ack(c, m, NULL, buf, sizeof(buf));
+    if (an > 0 && gw_stream_ack_push_bytes(&c->s, buf, an, true, &seq) != 0) {
+        gw_stream_close(&c->s, "out_of_memory", false);
+        return -1;
+    }
+    return 0;
+}
+
 /* A frame that did not decode: before login it ends the connection; after, it is counted and
  * rejected with the codec's negative ack where it can write one (protobuf: an Ack saying why;
  * a bad check is never acked: the device resends). */
@@ -260,21 +300,58 @@ static bool login_again_ok(gw__tcp_conn *c, const gw_thing_msg *m, const uint8_t
     return gw_secret_check(secret, m->secret, strlen(m->secret));
 }
 
+static int handle_msg(gw__tcp_conn *c, gw_thing_msg *mp, const uint8_t *frame, size_t len);
+
 /* Handles one whole frame. 0 to go on, -1 when the connection is closing. */
 static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
 {
     const gw_product *p = product_of(c);
     gw_reject rej = {GW_R_NONE, ""};
     gw_thing_msg m;
-    int rc = 0;
-    bool fresh = c->s.state != GW_STREAM_OPEN;
+    int rc;
 
     memset(&m, 0, sizeof(m));
     gw_metric_inc(GW_M_TCP_FRAMES);
     if (p->codec_ops->decode(p, NULL, frame, len, &m, &rej) != 0) {
         rc = undecodable(c, &m, &rej);
-        goto done;
+        gw_thing_msg_clear(&m);
+        return rc;
     }
+    return handle_msg(c, &m, frame, len);
+}
+
+/* The handshake before any frame (Teltonika's IMEI): a login answered with the codec's ack. The
+ * bytes consumed (0: more needed), GW_ENOTFOUND when the product has none, or -1 when the
+ * connection is closing. */
+static int handle_handshake(gw__tcp_conn *c, const uint8_t *buf, size_t len)
+{
+    const gw_product *p = product_of(c);
+    gw_reject rej = {GW_R_NONE, ""};
+    gw_thing_msg m;
+    int n = p->codec_ops->handshake(p, buf, len, &m, &rej);
+    if (n == GW_ENOTFOUND)
+        return n;
+    if (n == 0 && len > c->sv->max_frame)
+        n = gw_reject_set(&rej, GW_R_MALFORMED_PAYLOAD, "no handshake within max_frame");
+    if (n < 0) {
+        gw_thing_msg_clear(&m);
+        bad_stream(c, GW_M_TCP_BAD_UNDECODABLE, "bad_handshake", rej.detail);
+        return -1;
+    }
+    if (n > 0 && handle_msg(c, &m, buf, (size_t)n) != 0)
+        return -1;
+    return n;
+}
+
+/* A decoded frame (m: cleared here). 0 to go on, -1 when the connection is closing. */
+static int handle_msg(gw__tcp_conn *c, gw_thing_msg *mp, const uint8_t *frame, size_t len)
+{
+    const gw_product *p = product_of(c);
+    gw_thing_msg m = *mp;
+    int rc = 0;
+    bool fresh = c->s.state != GW_STREAM_OPEN;
+
+    memset(mp, 0, sizeof(*mp));
     if (m.kind == GW_MSG_REGISTER) { /* before or after the login */
         rc = register_terminal(c, &m);
         goto done;
@@ -317,7 +394,7 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
         rc = ack_now(c, &m, NULL);
         break;
     default:
-        rc = ingest(c, &m);
+        rc = m.records ? ingest_records(c, &m) : ingest(c, &m);
         break;
     }
 done:
@@ -337,6 +414,15 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
     sc->in_need = 0;
     while (off < len && sc->state != GW_STREAM_CLOSING) {
         size_t skip = 0;
+        if (sc->state == GW_STREAM_NEW && p->codec_ops->handshake) {
+            int h = handle_handshake(c, buf + off, len - off);
+            if (h != GW_ENOTFOUND) { /* the product's first bytes are a handshake */
+                if (h <= 0)
+                    break;
+                off += (size_t)h;
+                continue;
+            }
+        }
         int n = p->codec_ops->frame(p, buf + off, len - off, &skip);
         if (skip > len - off)
             skip = len - off;

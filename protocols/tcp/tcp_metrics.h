@@ -16,6 +16,8 @@
     X(GW_M_TCP_BAD_DEVICE, "tcp_bad_frames_total{reason=\"device_mismatch\"}", NULL)               \
     X(GW_M_TCP_BAD_INCOMPLETE, "tcp_bad_frames_total{reason=\"incomplete\"}", NULL)                \
     X(GW_M_TCP_BAD_AUTH, "tcp_bad_frames_total{reason=\"bad_auth\"}", NULL)                        \
+    X(GW_M_TCP_UNKNOWN_ITEMS, "tcp_unknown_items_total",                                           \
+      "id-value list items with an id the product does not map (skipped)")                         \
     X(GW_M_TCP_LOGIN_UNKNOWN, "tcp_login_failures_total{reason=\"unknown_device\"}",               \
       "TCP logins refused, by reason")                                                             \
     X(GW_M_TCP_LOGIN_SECRET, "tcp_login_failures_total{reason=\"bad_secret\"}", NULL)              \

@@ -1,7 +1,8 @@
 /* fuzz_binary_frame.c: the binary codec's stream framer and frame decoder on arbitrary bytes, over
  * built-in layouts (length field + CRC-16/MODBUS, 0x7E delimiters with escaping + XOR + BCD,
  * datagrams with every field type + CRC-32, an end delimiter "\r\n", fixed size + sum-8, an
- * HMAC, GT06: CRC-16/X-25 by its parameters, datetime, u24, bcd digits, sign_from), loaded
+ * HMAC, GT06: CRC-16/X-25 by its parameters, datetime, u24, bcd digits, sign_from, Teltonika:
+ * a handshake, repeated groups of records with id-value lists, a bare ack), loaded
  * once through the real config loader. The input is read as a TCP stream (frame, then decode each
  * frame) and as one datagram. Checks: frame() stays inside the buffer and max_frame, a rejection
  * carries a reason and a valid UTF-8 detail and no values, a decoded message's ack frames and
@@ -327,6 +328,62 @@ static const char *const products[] = {
                                          "\"bytes\", \"output\": \"resp\", \"size_from\": "
                                          "{ \"field\": \"cl\", \"add\": -4 } }, { \"type\": "
                                          "\"u16\" } ] } ] } }",
+    /* Teltonika Codec 8 / 8E / 12: a 4-byte length, CRC-16/ARC, a handshake (IMEI), repeated
+     * groups of records with id-value lists, a bare ack with the record count, a 4-byte prefix */
+    "{ \"id\": \"tk\", \"protocol\": \"tcp\", \"auth\": { \"mode\": \"device-id\" }, "
+    "\"codec\": \"binary\", \"properties\": [ "
+    "{ \"id\": \"lat\", \"type\": \"double\" }, { \"id\": \"lon\", \"type\": "
+    "\"double\" }, { \"id\": \"q\", \"type\": \"int\" }, { \"id\": \"on\", \"type\": "
+    "\"bool\" }, { \"id\": \"v\", \"type\": \"double\" }, { \"id\": \"od\", \"type\": "
+    "\"long\" }, { \"id\": \"ax\", \"type\": \"int\" }, { \"id\": \"ib\", \"type\": "
+    "\"string\" } ], "
+    "\"functions\": [ { \"id\": \"cmd\", \"outputs\": [ { \"id\": "
+    "\"r\", \"type\": \"string\" } ] } ], \"frame\": {\"max_frame\": "
+    "2048, \"framing\": {\"mode\": \"length\", \"offset\": 4, "
+    "\"width\": 4, \"adjust\": 4}, \"handshake\": {\"field\": "
+    "{\"type\": \"string\", \"prefix\": 2, \"role\": \"device_id\"}, "
+    "\"accept\": \"01\", \"refuse\": \"00\"}, \"header\": "
+    "[{\"offset\": 0, \"type\": \"u32\", \"value\": 0}, {\"offset\": "
+    "-4, \"type\": \"u16\", \"value\": 0}, {\"name\": \"c\", "
+    "\"offset\": 8, \"type\": \"u8\"}], \"discriminator\": \"c\", "
+    "\"check\": {\"algorithm\": \"crc16-arc\", \"from\": 8, \"to\": "
+    "-4, \"at\": -2}, \"messages\": [{\"kind\": \"report\", "
+    "\"match\": 8, \"ack\": {\"bare\": true, \"fields\": [{\"type\": "
+    "\"u32\", \"role\": \"record_count\"}]}, \"fields\": [{\"type\": "
+    "\"group\", \"count\": 1, \"count_after\": true, \"record\": "
+    "[{\"type\": \"u64\", \"role\": \"timestamp\"}, {\"type\": "
+    "\"u8\"}, {\"type\": \"i32\", \"scale\": 1e-07, \"property\": "
+    "\"lon\"}, {\"type\": \"i32\", \"scale\": 1e-07, \"property\": "
+    "\"lat\"}, {\"type\": \"i16\"}, {\"type\": \"u16\"}, {\"type\": "
+    "\"u8\"}, {\"type\": \"u16\"}, {\"type\": \"u8\"}, {\"name\": "
+    "\"io\", \"type\": \"idlist\", \"id\": 1, \"count\": 1, "
+    "\"total\": true, \"widths\": [1, 2, 4, 8], \"items\": {\"21\": "
+    "{\"type\": \"u8\", \"property\": \"q\"}, \"1\": {\"type\": "
+    "\"u8\", \"property\": \"on\"}, \"66\": {\"type\": \"u16\", "
+    "\"scale\": 0.001, \"property\": \"v\"}, \"16\": {\"type\": "
+    "\"u32\", \"property\": \"od\"}, \"17\": {\"type\": \"i16\", "
+    "\"property\": \"ax\"}, \"78\": {\"type\": \"bytes\", "
+    "\"property\": \"ib\"}}}]}]}, {\"kind\": \"report\", \"match\": "
+    "142, \"ack\": {\"bare\": true, \"fields\": [{\"type\": \"u32\", "
+    "\"role\": \"record_count\"}]}, \"fields\": [{\"type\": "
+    "\"group\", \"count\": 1, \"count_after\": true, \"record\": "
+    "[{\"type\": \"u64\", \"role\": \"timestamp\"}, {\"type\": "
+    "\"u8\"}, {\"type\": \"i32\", \"scale\": 1e-07, \"property\": "
+    "\"lon\"}, {\"type\": \"i32\", \"scale\": 1e-07, \"property\": "
+    "\"lat\"}, {\"type\": \"i16\"}, {\"type\": \"u16\"}, {\"type\": "
+    "\"u8\"}, {\"type\": \"u16\"}, {\"type\": \"u16\"}, {\"name\": "
+    "\"io\", \"type\": \"idlist\", \"id\": 2, \"count\": 2, "
+    "\"total\": true, \"widths\": [1, 2, 4, 8, \"var\"], \"items\": "
+    "{\"21\": {\"type\": \"u8\", \"property\": \"q\"}, \"1\": "
+    "{\"type\": \"u8\", \"property\": \"on\"}, \"66\": {\"type\": "
+    "\"u16\", \"scale\": 0.001, \"property\": \"v\"}, \"16\": "
+    "{\"type\": \"u32\", \"property\": \"od\"}, \"17\": {\"type\": "
+    "\"i16\", \"property\": \"ax\"}, \"78\": {\"type\": \"bytes\", "
+    "\"property\": \"ib\"}}}]}]}, {\"kind\": \"function_reply\", "
+    "\"match\": 12, \"function\": \"cmd\", \"ack\": false, "
+    "\"fields\": [{\"type\": \"u8\", \"value\": 1}, {\"type\": "
+    "\"u8\", \"value\": 6}, {\"type\": \"string\", \"prefix\": 4, "
+    "\"output\": \"r\"}, {\"type\": \"u8\", \"value\": 1}]}]} }",
 };
 #define N_PRODUCTS (sizeof(products) / sizeof(products[0]))
 
@@ -351,7 +408,9 @@ static void load_once(void)
     mkdir(path, 0700);
     snprintf(path, sizeof(path), "%s/gateway.json", dir);
     write_file(path, "{ \"admin\": { \"enabled\": false }, \"adapters\": { \"mqtt\": { "
-                     "\"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0 } ] } } }");
+                     "\"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0 } ] }, "
+                     "\"tcp\": { \"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0, "
+                     "\"product\": \"tk\" } ] } } }");
     snprintf(path, sizeof(path), "%s/devices.json", dir);
     write_file(path, "[]");
     for (size_t i = 0; i < N_PRODUCTS; i++) {
@@ -381,7 +440,7 @@ static void load_once(void)
 
 static void check_reject(const gw_thing_msg *m, const gw_reject *rej)
 {
-    if (rej->reason == GW_R_NONE || !rej->detail[0] || m->values)
+    if (rej->reason == GW_R_NONE || !rej->detail[0] || m->values || m->records)
         abort();
     json_t *d = json_string(rej->detail);
     if (!d)
@@ -424,9 +483,23 @@ static void check_decoded(const gw_product *p, const gw_thing_msg *m, const bin_
     gw_thing_msg again;
     const bin_msg *w2;
 
-    int rc = gw_codec_binary_ops.encode_ack(p, m, NULL, "fuzz-secret", out, sizeof(out), &n);
+    gw_thing_msg acked = *m; /* a group's ack counts the records (all accepted) */
+    acked.n_accepted = (uint32_t)json_array_size(m->records);
+    int rc = gw_codec_binary_ops.encode_ack(p, &acked, NULL, "fuzz-secret", out, sizeof(out), &n);
     if (rc != 0)
         abort();
+    const bin_msg *am = which->ack >= 0 ? &l->acks[which->ack] : NULL;
+    if (n && am && am->bare) { /* its fields alone: the count, big-endian here */
+        if (n != 4 || gw__binary_get_uint(out, 4, false) != acked.n_accepted)
+            abort();
+        n = 0;
+    }
+    for (size_t i = 0; i < json_array_size(m->records); i++) { /* {"ts", "values"} each */
+        json_t *r = json_array_get(m->records, i);
+        if (!json_is_integer(json_object_get(r, "ts")) ||
+            !json_is_object(json_object_get(r, "values")))
+            abort();
+    }
     if (n && l->framing != BIN_FR_DATAGRAM && gw_codec_binary_ops.frame(p, out, n, &skip) != (int)n)
         abort();
     if (n && (gw__binary_decode(p, true, out, n, &again, &w2, &rej) != 0 || w2->kind != BIN_K_ACK ||
@@ -535,6 +608,14 @@ static void run(const gw_product *p, const uint8_t *data, size_t size)
     gw_thing_msg_clear(&m);
     if (size <= l->max_frame)
         decode_fixed_check(p, data, size);
+
+    /* a handshake at the start of the stream: inside the bytes, a login naming a device */
+    int hs = gw_codec_binary_ops.handshake(p, data, size, &m, &rej);
+    if (hs > (int)size || (hs > 0 && (m.kind != GW_MSG_LOGIN || !m.device_id[0])) ||
+        (hs == GW_EINVAL && rej.reason == GW_R_NONE) ||
+        (hs < 0 && hs != GW_EINVAL && hs != GW_ENOTFOUND))
+        abort();
+    gw_thing_msg_clear(&m);
 
     /* as a stream */
     size_t off = 0;

@@ -18,6 +18,7 @@ FENCE_RE = re.compile(r"^```sh\s*$")
 # the shipped config's ports -> (adapter, product) of the listener that replaces them
 PORTS = {1883: ("mqtt", None), 9100: ("admin", None), 5020: ("tcp", "meter-tcp"),
          5808: ("tcp", "tracker-808"), 5021: ("tcp", "meter-pb"), 5023: ("tcp", "gt06"),
+         5027: ("tcp", "teltonika-fmb"),
          5690: ("udp", "sensor-udp"),
          5691: ("udp", "sensor-pb"), 5683: ("coap", None), 5684: ("coaps", None)}
 TOOLS = ("mosquitto_pub", "mosquitto_sub", "mosquitto_rr", "nc", "xxd", "sqlite3", "curl",

@@ -184,7 +184,7 @@ def body(t, tmp):
             "the packaged make-example-certs.sh makes /etc/iotgw/tls (as postinst does)", err)
     code, out, err = run([binary, "--check-config", "-c", os.path.join(etc, "gateway.json")])
     t.check(code == 0, "extracted iotgw --check-config on the extracted config", err)
-    t.check("config ok: 10 products, 0 devices" in out, "check-config counts", out)
+    t.check("config ok: 11 products, 0 devices" in out, "check-config counts", out)
 
     gw = g.Gateway(start=False)
     gw.cfg_path = os.path.join(etc, "gateway.json")

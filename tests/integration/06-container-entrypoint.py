@@ -225,7 +225,7 @@ def compose_and_containerfile(t, tmp):
         json.dump(compose, f)
     p = subprocess.run([g.BIN, "--check-config", "-c", os.path.join(vol, "gateway.json")],
                        capture_output=True, timeout=30)
-    t.check(p.returncode == 0 and b"config ok: 10 products, 11 devices" in p.stdout,
+    t.check(p.returncode == 0 and b"config ok: 11 products, 12 devices" in p.stdout,
             "compose gateway.json passes --check-config with the examples", p.stderr[-500:])
 
     # Containerfile: the stages and the runtime's settings; EXPOSE every shipped listener port

@@ -215,7 +215,7 @@ static void test_fields(void)
     CHECK_EDIT(AT(""), "{ \"type\": \"string\", \"size\": 4, \"prefix\": 1 }",
                "frame.messages[1].fields[0].prefix: give \"size\" or \"prefix\", not both");
     CHECK_EDIT(AT(""), "{ \"type\": \"bytes\", \"prefix\": 3 }",
-               "frame.messages[1].fields[0].prefix: 3 is out of range 1..2");
+               "frame.messages[1].fields[0].prefix: must be 1, 2 or 4");
     CHECK_EDIT(AT(""), "{ \"type\": \"bcd\", \"size\": 11 }",
                "frame.messages[1].fields[0].size: 11 is out of range 1..10");
     CHECK_EDIT(AT(""), "{ \"type\": \"bcd\", \"prefix\": 1 }",

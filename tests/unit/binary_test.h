@@ -18,10 +18,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifndef BT_GATEWAY /* a test may bring its own (binary_teltonika.c: a TCP listener) */
 #define BT_GATEWAY                                                                                 \
     "{ \"log_level\": \"warn\", \"admin\": { \"enabled\": false },\n"                              \
     "  \"adapters\": { \"mqtt\": { \"listeners\": [ { \"address\": \"127.0.0.1\", \"port\": 0 } "  \
     "] } } }\n"
+#endif
 
 typedef struct bt_loaded {
     int rc;
