@@ -8,7 +8,9 @@
 #include "stream_tls_internal.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
@@ -257,7 +259,82 @@ int gw__stream_tls_psk_find_cb(SSL *ssl, const unsigned char *identity, size_t l
         return 0;
     }
     *sess = s;
+    gw_stream_conn *c = conn_of_ssl(ssl);
+    if (c && c->tls) /* (OpenSSL counts it as a resumption: it is not one) */
+        c->tls->ext_psk = true;
     return 1;
+}
+
+/* ---- session tickets of PSK sessions: bound to the device's secret ----
+ * A ticket's session of a PSK connection carries (as its ticket app data, encrypted with it) the
+ * device id and the first TAG_LEN bytes of SHA-256 of the secret. A ticket keeps its keys across a
+ * reload (stream_tls_ctx.c), so decrypting one checks that the device still exists and that its
+ * secret is unchanged; otherwise the ticket is ignored (a full handshake, which checks the
+ * current secret). A session without a PSK identity carries no app data. */
+#define TAG_LEN 16
+
+static bool secret_tag(const gw_device *dev, unsigned char *out)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n;
+    if (!EVP_Digest(dev->secret, strlen(dev->secret), md, &n, EVP_sha256(), NULL) || n < TAG_LEN)
+        return false;
+    memcpy(out, md, TAG_LEN);
+    return true;
+}
+
+int gw__stream_tls_ticket_gen_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    gw_stream_conn *c = conn_of_ssl(ssl);
+    gw__stream_tls_conn *t = c ? c->tls : NULL;
+    SSL_SESSION *ss = SSL_get0_session(ssl);
+    if (!t || !ss || !t->psk_offered || t->psk_unknown || !t->id[0])
+        return 1; /* no PSK identity: nothing to bind */
+    size_t n = strlen(t->id);
+    unsigned char buf[ID_CAP + TAG_LEN];
+    const gw_device *dev = psk_device(ssl, t->id, n);
+    if (!dev || !secret_tag(dev, buf + n))
+        return 0;
+    memcpy(buf, t->id, n);
+    return SSL_SESSION_set1_ticket_appdata(ss, buf, n + TAG_LEN);
+}
+
+SSL_TICKET_RETURN gw__stream_tls_ticket_dec_cb(SSL *ssl, SSL_SESSION *ss,
+                                               const unsigned char *keyname, size_t keyname_len,
+                                               SSL_TICKET_STATUS status, void *arg)
+{
+    (void)keyname;
+    (void)keyname_len;
+    (void)arg;
+    switch (status) {
+    case SSL_TICKET_FATAL_ERR_MALLOC:
+    case SSL_TICKET_FATAL_ERR_OTHER:
+        return SSL_TICKET_RETURN_ABORT;
+    case SSL_TICKET_NONE:
+        return SSL_TICKET_RETURN_IGNORE;
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW:
+        break;
+    default: /* empty, or not ours (an older key) */
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    /* (as without this callback: TLS 1.3 renews a ticket on each resumption, as its clients use
+     * one ticket once; TLS 1.2 when OpenSSL asks for it) */
+    SSL_TICKET_RETURN use = status == SSL_TICKET_SUCCESS_RENEW || SSL_version(ssl) >= TLS1_3_VERSION
+                                ? SSL_TICKET_RETURN_USE_RENEW
+                                : SSL_TICKET_RETURN_USE;
+    void *data = NULL;
+    size_t len = 0;
+    if (!SSL_SESSION_get0_ticket_appdata(ss, &data, &len) || len == 0)
+        return use; /* not a PSK session */
+    unsigned char tag[TAG_LEN];
+    const gw_device *dev = len > TAG_LEN ? psk_device(ssl, data, len - TAG_LEN) : NULL;
+    if (!dev || !secret_tag(dev, tag) ||
+        CRYPTO_memcmp(tag, (const unsigned char *)data + len - TAG_LEN, TAG_LEN) != 0)
+        return SSL_TICKET_RETURN_IGNORE_RENEW; /* device gone or secret changed: full handshake */
+    psk_note(ssl, data, len - TAG_LEN, true);
+    return use;
 }
 
 int gw__stream_tls_open(gw_stream_conn *c, gw_stream_tls *t)
@@ -399,30 +476,26 @@ static void established(gw_stream_conn *c)
 {
     gw__stream_tls_conn *t = c->tls;
     t->established = true;
-    gw_metric_inc(SSL_session_reused(t->ssl) ? GW_M_TLS_RESUMED : GW_M_TLS_FULL);
+    bool resumed = SSL_session_reused(t->ssl) && !t->ext_psk; /* from a ticket */
+    gw_metric_inc(resumed ? GW_M_TLS_RESUMED : GW_M_TLS_FULL);
     gw_metric_inc(GW_M_TLS_SESSIONS);
     X509 *peer = SSL_get0_peer_certificate(t->ssl);
     if (peer && SSL_get_verify_result(t->ssl) == X509_V_OK &&
         cert_identity(peer, t->id_mode, t->id, sizeof(t->id))) {
         t->by = GW_TLS_BY_CERT;
     } else if (t->psk_offered) {
-        if (!t->psk_unknown && t->id[0]) /* the callback found the device and the key held */
+        /* the PSK callback found the device and the key held, or (resumed) the ticket's device
+         * exists and its secret is the one the ticket was issued under */
+        if (!t->psk_unknown && t->id[0])
             t->by = GW_TLS_BY_PSK;
         else
             t->id[0] = 0;
-    } else if (SSL_session_reused(t->ssl)) { /* a resumed PSK session: its identity, checked */
-        const char *pid = SSL_get_psk_identity(t->ssl);
-        t->id[0] = 0;
-        if (pid && psk_device(t->ssl, pid, strlen(pid))) {
-            snprintf(t->id, sizeof(t->id), "%s", pid);
-            t->by = GW_TLS_BY_PSK;
-        }
     } else {
         t->id[0] = 0;
     }
     GW_STREAM_LOG(GW_LOG_DEBUG, c, "TLS session established",
                   "version=%s cipher=%s resumed=%d identity=%s", SSL_get_version(t->ssl),
-                  SSL_get_cipher_name(t->ssl), SSL_session_reused(t->ssl),
+                  SSL_get_cipher_name(t->ssl), resumed,
                   t->by == GW_TLS_BY_CERT  ? "certificate"
                   : t->by == GW_TLS_BY_PSK ? "psk"
                                            : "none");
