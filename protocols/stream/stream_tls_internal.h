@@ -55,13 +55,13 @@ struct gw__stream_tls_conn {
     SSL *ssl;
     const uint8_t *src; /* ciphertext not yet taken by OpenSSL */
     uint8_t *held;      /* what the handshake's end wrote, sent with the first flush (one write) */
+    char *id;           /* the device id the session names (allocated; NULL: none) */
     uint32_t src_len;   /* (one read: at most libuv's read buffer) */
-    uint16_t held_len;  /* (the fields are packed into 104 bytes: a 112-byte malloc chunk) */
+    uint16_t held_len;  /* (the fields are packed into 48 bytes: a 64-byte malloc chunk) */
     bool established, saw_input, first_not_tls, psk_offered, psk_unknown;
     bool ext_psk;    /* TLS 1.3: the handshake used the device's PSK (not a ticket) */
     uint8_t by;      /* GW_TLS_BY_* */
     uint8_t id_mode; /* the listener's identity (GW_TLS_ID_*) */
-    char id[GW__TLS_ID_CAP];
 };
 
 /* stream_tls.c: the BIO method and the SSL ex_data index, once (false: out of memory); the PSK
