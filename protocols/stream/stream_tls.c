@@ -1,10 +1,11 @@
 /* stream_tls.c: TLS on byte-stream connections (MQTT, TCP), on OpenSSL without a thread and
  * without a blocking call: each connection's SSL object talks through a BIO over memory (the
- * ciphertext libuv just read, and a per-loop scratch its output goes to before libuv writes it), on
- * the connection's loop. Owns the handshake (deadline, failure reasons, counted and logged), the
- * device identity of a client certificate (CN, URI or DNS name) or of a PSK (TLS 1.2 and 1.3:
- * identity = device id, key = its secret), decryption into the adapter's parser, encryption of
- * its output, and close_notify. The listener's side (settings, contexts): stream_tls_ctx.c. */
+ * ciphertext libuv just read, and a per-loop scratch its output goes to before libuv writes it;
+ * one BIO per loop, shared by its connections), on the connection's loop. Owns the handshake
+ * (deadline, failure reasons, counted and logged), the device identity of a client certificate
+ * (CN, URI or DNS name) or of a PSK (TLS 1.2 and 1.3: identity = device id, key = its secret; PSK
+ * session tickets bound to the secret), decryption into the adapter's parser, encryption of its
+ * output, and close_notify. The listener's side (settings, contexts): stream_tls_ctx.c. */
 #include "stream_tls_internal.h"
 
 #include <errno.h>
@@ -320,7 +321,9 @@ int gw__stream_tls_ticket_gen_cb(SSL *ssl, void *arg)
     size_t n = strlen(t->id);
     unsigned char buf[ID_CAP + TAG_LEN];
     const gw_device *dev = psk_device(ssl, t->id, n);
-    if (!dev || !secret_tag(dev, buf + n))
+    if (!dev)
+        return 1; /* (gone meanwhile: a ticket naming no device, resumed without an identity) */
+    if (!secret_tag(dev, buf + n))
         return 0;
     memcpy(buf, t->id, n);
     return SSL_SESSION_set1_ticket_appdata(ss, buf, n + TAG_LEN);

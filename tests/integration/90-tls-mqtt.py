@@ -293,7 +293,8 @@ def run(t, work):
             "SIGHUP of unchanged files: TLS files reloaded")
     res0 = resumed(gw)
     rc, reused, x_ticket = cert_session(port, x_ctx, "x-001", x_ticket)
-    t.eq((rc, reused), (0, True), "a ticket from before a SIGHUP (CA, CRL unchanged) resumes after it")
+    t.eq((rc, reused), (0, True),
+         "a ticket from before a SIGHUP (CA, CRL unchanged) resumes after it")
     t.eq(resumed(gw) - res0, 1.0, "... tls_handshakes_total{kind=resumed} +1")
 
     # --- POST /api/reload reads the files again too ---------------------------------------------
