@@ -32,9 +32,9 @@ const char *gw_event_kind_name(gw_event_kind k)
 }
 
 /* A device's online or offline event: no loop waits for its commit (nothing is acknowledged by
- * it), so under connection churn the writer lets it wait LINGER_MS for company instead of
- * committing a transaction per event (docs/PERFORMANCE.md, "TLS"). */
-#define LINGER_MS 2
+ * it), so under connection churn the writer lets it wait gw__store_linger_ms for company instead
+ * of committing a transaction per event (docs/PERFORMANCE.md, "TLS"). */
+unsigned gw__store_linger_ms = 2;
 
 static bool lifecycle(const gw_event *ev)
 {
@@ -329,7 +329,7 @@ static bool bypasses_budget(const gw_event *ev)
 }
 
 /* Takes up to batch_max events; with batch_ms, waits that long after the first for more; a
- * batch of online/offline events only waits LINGER_MS (when batch_ms is 0) for more. Events
+ * batch of online/offline events only waits gw__store_linger_ms (when batch_ms is 0). Events
  * that would take the outbox past max_outbox_rows (policy backpressure) stay queued, in order,
  * unacknowledged, until forwarded rows are deleted (s->held counts them); events that bypass the
  * budget are taken from behind them. Caller: the writer. */
@@ -397,7 +397,7 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
         } else if (n == 0) {
             pthread_cond_wait(&s->cond, &s->mu);
         } else {
-            unsigned ms = s->cfg->store.batch_ms ? s->cfg->store.batch_ms : LINGER_MS;
+            unsigned ms = s->cfg->store.batch_ms ? s->cfg->store.batch_ms : gw__store_linger_ms;
             if (deadline.tv_sec == 0) {
                 clock_gettime(CLOCK_REALTIME, &deadline);
                 deadline.tv_nsec += (long)ms * 1000000L;
