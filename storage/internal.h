@@ -149,6 +149,9 @@ struct gw_store {
     int failing;       /* atomic: err_code of the failing commit; 0 once one succeeds */
 };
 
+/* store_writer.c: how long a batch of only online/offline events waits for more (ms, when
+ * batch_ms is 0); a variable so that the unit test can widen it */
+extern unsigned gw__store_linger_ms;
 int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err);
 /* Steps (and resets) a statement: 0 (done or a row), or the negated SQLite code. Inside storage
  * the writer's transaction steps fail with -SQLITE_… (negative as everywhere, the code kept for

@@ -31,6 +31,16 @@ const char *gw_event_kind_name(gw_event_kind k)
     return (unsigned)k < GW_EV__COUNT ? kind_names[k] : "?";
 }
 
+/* A device's online or offline event: no loop waits for its commit (nothing is acknowledged by
+ * it), so under connection churn the writer lets it wait gw__store_linger_ms for company instead
+ * of committing a transaction per event (docs/PERFORMANCE.md, "TLS"). */
+unsigned gw__store_linger_ms = 2;
+
+static bool lifecycle(const gw_event *ev)
+{
+    return (ev->kind == GW_EV_ONLINE || ev->kind == GW_EV_OFFLINE) && !ev->sess;
+}
+
 /* ---- queue side (any thread) ---- */
 
 gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *dev)
@@ -117,7 +127,8 @@ void gw_store_submit(gw_store *s, gw_event *head, gw_event *tail, size_t n)
         s->head = head;
     s->tail = tail;
     s->qlen += n;
-    wake = s->writer_waiting;
+    /* (a writer lingering over lifecycle events is not woken by one more) */
+    wake = s->writer_waiting == 1 || (s->writer_waiting == 2 && !(n == 1 && lifecycle(head)));
     pthread_mutex_unlock(&s->mu);
     if (wake)
         pthread_cond_signal(&s->cond);
@@ -317,7 +328,8 @@ static bool bypasses_budget(const gw_event *ev)
     return ev->kind == GW_EV_COMMAND || ev->gateway_made;
 }
 
-/* Takes up to batch_max events; with batch_ms, waits that long after the first for more. Events
+/* Takes up to batch_max events; with batch_ms, waits that long after the first for more; a
+ * batch of online/offline events only waits gw__store_linger_ms (when batch_ms is 0). Events
  * that would take the outbox past max_outbox_rows (policy backpressure) stay queued, in order,
  * unacknowledged, until forwarded rows are deleted (s->held counts them); events that bypass the
  * budget are taken from behind them. Caller: the writer. */
@@ -327,7 +339,8 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
     gw_event *head = NULL, **tailp = &head;
     struct timespec deadline = {0, 0};
     int timed_out = 0;
-    int64_t used = 0; /* outbox rows this batch will add */
+    int64_t used = 0;    /* outbox rows this batch will add */
+    bool only_lc = true; /* every event taken is an online/offline one */
 
     *state = false;
     pthread_mutex_lock(&s->mu);
@@ -352,6 +365,7 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
             *tailp = ev;
             tailp = &ev->next;
             n++;
+            only_lc = only_lc && lifecycle(ev);
             if (!bypass) {
                 room--;
                 used++;
@@ -360,7 +374,8 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
         __atomic_store_n(&s->held, blocked ? (int64_t)s->qlen : 0, __ATOMIC_RELAXED);
         if (n >= want || s->stop || timed_out)
             break;
-        if (n > 0 && (s->cfg->store.batch_ms == 0 || blocked))
+        bool linger = n > 0 && only_lc && !blocked;
+        if (n > 0 && !linger && (s->cfg->store.batch_ms == 0 || blocked))
             break;
         if (n == 0 && gw__outbox_has_fwd(s))
             break; /* acknowledged ids to delete: a transaction of their own */
@@ -382,12 +397,14 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
         } else if (n == 0) {
             pthread_cond_wait(&s->cond, &s->mu);
         } else {
+            unsigned ms = s->cfg->store.batch_ms ? s->cfg->store.batch_ms : gw__store_linger_ms;
             if (deadline.tv_sec == 0) {
                 clock_gettime(CLOCK_REALTIME, &deadline);
-                deadline.tv_nsec += (long)s->cfg->store.batch_ms * 1000000L;
+                deadline.tv_nsec += (long)ms * 1000000L;
                 deadline.tv_sec += deadline.tv_nsec / 1000000000L;
                 deadline.tv_nsec %= 1000000000L;
             }
+            s->writer_waiting = linger && !s->cfg->store.batch_ms ? 2 : 1;
             if (pthread_cond_timedwait(&s->cond, &s->mu, &deadline) == ETIMEDOUT)
                 timed_out = 1; /* take what came, then go */
         }

@@ -134,6 +134,7 @@ struct gw_stream_loop {
     uint8_t *tls_plain;
     uint8_t *tls_out;
     size_t tls_out_len, tls_out_cap;
+    void *tls_bio; /* the BIO every TLS connection of the loop shares (stream_tls.c) */
     bool stopping;
 };
 

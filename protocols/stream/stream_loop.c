@@ -258,6 +258,7 @@ void gw_stream_free_all(gw_adapter *a)
             gw_free(GW_AREA_RUNTIME, sl->servers);
             gw_free(GW_AREA_SESSION, sl->tls_plain);
             gw_free(GW_AREA_OUTPUT, sl->tls_out);
+            gw__stream_tls_loop_free(sl);
             gw_free(GW_AREA_RUNTIME, sl);
             rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
         }

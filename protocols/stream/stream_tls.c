@@ -1,14 +1,17 @@
 /* stream_tls.c: TLS on byte-stream connections (MQTT, TCP), on OpenSSL without a thread and
  * without a blocking call: each connection's SSL object talks through a BIO over memory (the
- * ciphertext libuv just read, and a per-loop scratch its output goes to before libuv writes it), on
- * the connection's loop. Owns the handshake (deadline, failure reasons, counted and logged), the
- * device identity of a client certificate (CN, URI or DNS name) or of a PSK (TLS 1.2 and 1.3:
- * identity = device id, key = its secret), decryption into the adapter's parser, encryption of
- * its output, and close_notify. The listener's side (settings, contexts): stream_tls_ctx.c. */
+ * ciphertext libuv just read, and a per-loop scratch its output goes to before libuv writes it;
+ * one BIO per loop, shared by its connections), on the connection's loop. Owns the handshake
+ * (deadline, failure reasons, counted and logged), the device identity of a client certificate
+ * (CN, URI or DNS name) or of a PSK (TLS 1.2 and 1.3: identity = device id, key = its secret; PSK
+ * session tickets bound to the secret), decryption into the adapter's parser, encryption of its
+ * output, and close_notify. The listener's side (settings, contexts): stream_tls_ctx.c. */
 #include "stream_tls_internal.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
@@ -22,13 +25,20 @@
 #include "../../gateway/util/metrics.h"
 #include "stream_internal.h"
 
+_Static_assert(sizeof(gw__stream_tls_conn) <= 48, "a connection's TLS state fits a 64-byte chunk");
+
 #define PLAIN_CAP 16384 /* one TLS record's plaintext at most */
 #define ID_CAP    GW__TLS_ID_CAP
 static BIO_METHOD *bio_method;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* The connection of an SSL object (in OpenSSL's callbacks): its BIO's data. (Not SSL ex_data:
- * the first SSL_set_ex_data allocates a stack per connection, kept as long as it lives.) */
+ * the first SSL_set_ex_data allocates a stack per connection, kept as long as it lives.)
+ * One BIO per loop serves every TLS connection of the loop (a BIO with its lock is about 200
+ * bytes per idle connection, and a malloc and a free per connection): bound() points it at the
+ * connection before each SSL call that may read, write or call back, on the loop's thread. (Any
+ * of them may run the adapter, which may flush other connections: so before each call, not once
+ * per input.) */
 static gw_stream_conn *conn_of_ssl(const SSL *ssl)
 {
     BIO *b = SSL_get_rbio(ssl);
@@ -40,14 +50,20 @@ static gw__stream_tls_conn *tc_of(const gw_stream_conn *c)
     return c->tls;
 }
 
+static SSL *bound(gw_stream_conn *c)
+{
+    BIO_set_data(c->sl->tls_bio, c);
+    return c->tls->ssl;
+}
+
 /* ---- the memory BIO: reads the ciphertext being fed, writes into the loop's scratch ---- */
 
 static int bio_read(BIO *b, char *buf, size_t len, size_t *got)
 {
     gw_stream_conn *c = BIO_get_data(b);
-    gw__stream_tls_conn *t = c->tls;
+    gw__stream_tls_conn *t = c ? c->tls : NULL;
     BIO_clear_retry_flags(b);
-    if (!t->src_len) {
+    if (!t || !t->src_len) {
         BIO_set_retry_read(b);
         *got = 0;
         return 0;
@@ -63,8 +79,10 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *got)
 static int bio_write(BIO *b, const char *buf, size_t len, size_t *put)
 {
     gw_stream_conn *c = BIO_get_data(b);
-    gw_stream_loop *sl = c->sl;
+    gw_stream_loop *sl = c ? c->sl : NULL;
     BIO_clear_retry_flags(b);
+    if (!sl)
+        return 0;
     if (sl->tls_out_len + len > sl->tls_out_cap) {
         size_t cap = sl->tls_out_cap ? sl->tls_out_cap : 16384;
         while (cap < sl->tls_out_len + len)
@@ -206,6 +224,19 @@ static const gw_device *psk_device(SSL *ssl, const char *id, size_t len)
     return dev;
 }
 
+/* The connection's device id: a copy of id[0..len) (allocated, an idle session without an
+ * identity keeps none); len 0: none. False without memory (then none). */
+static bool set_id(gw__stream_tls_conn *t, const char *id, size_t len)
+{
+    gw_free(GW_AREA_SESSION, t->id);
+    t->id = len ? gw_malloc(GW_AREA_SESSION, len + 1) : NULL;
+    if (!t->id)
+        return false;
+    memcpy(t->id, id, len);
+    t->id[len] = 0;
+    return true;
+}
+
 static void psk_note(SSL *ssl, const char *id, size_t len, bool known)
 {
     gw_stream_conn *c = conn_of_ssl(ssl);
@@ -214,10 +245,8 @@ static void psk_note(SSL *ssl, const char *id, size_t len, bool known)
         return;
     t->psk_offered = true;
     t->psk_unknown = !known;
-    if (known) {
-        memcpy(t->id, id, len);
-        t->id[len] = 0;
-    }
+    if (known)
+        set_id(t, id, len);
 }
 
 /* TLS 1.2 */
@@ -257,7 +286,84 @@ int gw__stream_tls_psk_find_cb(SSL *ssl, const unsigned char *identity, size_t l
         return 0;
     }
     *sess = s;
+    gw_stream_conn *c = conn_of_ssl(ssl);
+    if (c && c->tls) /* (OpenSSL counts it as a resumption: it is not one) */
+        c->tls->ext_psk = true;
     return 1;
+}
+
+/* ---- session tickets of PSK sessions: bound to the device's secret ----
+ * A ticket's session of a PSK connection carries (as its ticket app data, encrypted with it) the
+ * device id and the first TAG_LEN bytes of SHA-256 of the secret. A ticket keeps its keys across a
+ * reload (stream_tls_ctx.c), so decrypting one checks that the device still exists and that its
+ * secret is unchanged; otherwise the ticket is ignored (a full handshake, which checks the
+ * current secret). A session without a PSK identity carries no app data. */
+#define TAG_LEN 16
+
+static bool secret_tag(const gw_device *dev, unsigned char *out)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n;
+    if (!EVP_Digest(dev->secret, strlen(dev->secret), md, &n, EVP_sha256(), NULL) || n < TAG_LEN)
+        return false;
+    memcpy(out, md, TAG_LEN);
+    return true;
+}
+
+int gw__stream_tls_ticket_gen_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    gw_stream_conn *c = conn_of_ssl(ssl);
+    gw__stream_tls_conn *t = c ? c->tls : NULL;
+    SSL_SESSION *ss = SSL_get0_session(ssl);
+    if (!t || !ss || !t->psk_offered || t->psk_unknown || !t->id)
+        return 1; /* no PSK identity: nothing to bind */
+    size_t n = strlen(t->id);
+    unsigned char buf[ID_CAP + TAG_LEN];
+    const gw_device *dev = psk_device(ssl, t->id, n);
+    if (!dev)
+        return 1; /* (gone meanwhile: a ticket naming no device, resumed without an identity) */
+    if (!secret_tag(dev, buf + n))
+        return 0;
+    memcpy(buf, t->id, n);
+    return SSL_SESSION_set1_ticket_appdata(ss, buf, n + TAG_LEN);
+}
+
+SSL_TICKET_RETURN gw__stream_tls_ticket_dec_cb(SSL *ssl, SSL_SESSION *ss,
+                                               const unsigned char *keyname, size_t keyname_len,
+                                               SSL_TICKET_STATUS status, void *arg)
+{
+    (void)keyname;
+    (void)keyname_len;
+    (void)arg;
+    switch (status) {
+    case SSL_TICKET_FATAL_ERR_MALLOC:
+    case SSL_TICKET_FATAL_ERR_OTHER:
+        return SSL_TICKET_RETURN_ABORT;
+    case SSL_TICKET_NONE:
+        return SSL_TICKET_RETURN_IGNORE;
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW:
+        break;
+    default: /* empty, or not ours (an older key) */
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    /* (as without this callback: TLS 1.3 renews a ticket on each resumption, as its clients use
+     * one ticket once; TLS 1.2 when OpenSSL asks for it) */
+    SSL_TICKET_RETURN use = status == SSL_TICKET_SUCCESS_RENEW || SSL_version(ssl) >= TLS1_3_VERSION
+                                ? SSL_TICKET_RETURN_USE_RENEW
+                                : SSL_TICKET_RETURN_USE;
+    void *data = NULL;
+    size_t len = 0;
+    if (!SSL_SESSION_get0_ticket_appdata(ss, &data, &len) || len == 0)
+        return use; /* not a PSK session */
+    unsigned char tag[TAG_LEN];
+    const gw_device *dev = len > TAG_LEN ? psk_device(ssl, data, len - TAG_LEN) : NULL;
+    if (!dev || !secret_tag(dev, tag) ||
+        CRYPTO_memcmp(tag, (const unsigned char *)data + len - TAG_LEN, TAG_LEN) != 0)
+        return SSL_TICKET_RETURN_IGNORE_RENEW; /* device gone or secret changed: full handshake */
+    psk_note(ssl, data, len - TAG_LEN, true);
+    return use;
 }
 
 int gw__stream_tls_open(gw_stream_conn *c, gw_stream_tls *t)
@@ -265,19 +371,19 @@ int gw__stream_tls_open(gw_stream_conn *c, gw_stream_tls *t)
     gw__stream_tls_conn *tc = gw_calloc(GW_AREA_SESSION, 1, sizeof(*tc));
     if (!tc)
         return GW_ENOMEM;
+    gw_stream_loop *sl = c->sl;
+    if (!sl->tls_bio)
+        sl->tls_bio = BIO_new(bio_method);
     pthread_mutex_lock(&t->mu);
-    SSL *ssl = SSL_new(t->ctx);
+    SSL *ssl = sl->tls_bio ? SSL_new(t->ctx) : NULL;
     pthread_mutex_unlock(&t->mu);
-    BIO *b = ssl ? BIO_new(bio_method) : NULL;
-    if (!b) {
-        if (ssl)
-            SSL_free(ssl);
+    if (!ssl || !BIO_up_ref(sl->tls_bio)) {
+        SSL_free(ssl);
         ERR_clear_error();
         gw_free(GW_AREA_SESSION, tc);
         return GW_ENOMEM;
     }
-    BIO_set_data(b, c);
-    SSL_set_bio(ssl, b, b);
+    SSL_set_bio(ssl, sl->tls_bio, sl->tls_bio); /* (takes our reference, and one of its own) */
     SSL_set_accept_state(ssl);
     tc->ssl = ssl;
     c->tls = tc;
@@ -294,9 +400,17 @@ void gw__stream_tls_free(gw_stream_conn *c)
     if (t->established)
         gw_metric_add(GW_M_TLS_SESSIONS, -1);
     gw_free(GW_AREA_SESSION, t->held);
-    SSL_free(t->ssl);
+    gw_free(GW_AREA_SESSION, t->id);
+    SSL_free(bound(c));
+    BIO_set_data(c->sl->tls_bio, NULL);
     gw_free(GW_AREA_SESSION, t);
     c->tls = NULL;
+}
+
+void gw__stream_tls_loop_free(gw_stream_loop *sl)
+{
+    BIO_free(sl->tls_bio); /* (the last TLS connection of the loop is gone) */
+    sl->tls_bio = NULL;
 }
 
 bool gw__stream_tls_ready(const gw_stream_conn *c)
@@ -399,30 +513,24 @@ static void established(gw_stream_conn *c)
 {
     gw__stream_tls_conn *t = c->tls;
     t->established = true;
-    gw_metric_inc(SSL_session_reused(t->ssl) ? GW_M_TLS_RESUMED : GW_M_TLS_FULL);
+    bool resumed = SSL_session_reused(t->ssl) && !t->ext_psk; /* from a ticket */
+    gw_metric_inc(resumed ? GW_M_TLS_RESUMED : GW_M_TLS_FULL);
     gw_metric_inc(GW_M_TLS_SESSIONS);
     X509 *peer = SSL_get0_peer_certificate(t->ssl);
+    char cn[ID_CAP];
     if (peer && SSL_get_verify_result(t->ssl) == X509_V_OK &&
-        cert_identity(peer, t->id_mode, t->id, sizeof(t->id))) {
+        cert_identity(peer, t->id_mode, cn, sizeof(cn)) && set_id(t, cn, strlen(cn))) {
         t->by = GW_TLS_BY_CERT;
-    } else if (t->psk_offered) {
-        if (!t->psk_unknown && t->id[0]) /* the callback found the device and the key held */
-            t->by = GW_TLS_BY_PSK;
-        else
-            t->id[0] = 0;
-    } else if (SSL_session_reused(t->ssl)) { /* a resumed PSK session: its identity, checked */
-        const char *pid = SSL_get_psk_identity(t->ssl);
-        t->id[0] = 0;
-        if (pid && psk_device(t->ssl, pid, strlen(pid))) {
-            snprintf(t->id, sizeof(t->id), "%s", pid);
-            t->by = GW_TLS_BY_PSK;
-        }
+    } else if (t->psk_offered && !t->psk_unknown && t->id) {
+        /* the PSK callback found the device and the key held, or (resumed) the ticket's device
+         * exists and its secret is the one the ticket was issued under */
+        t->by = GW_TLS_BY_PSK;
     } else {
-        t->id[0] = 0;
+        set_id(t, NULL, 0);
     }
     GW_STREAM_LOG(GW_LOG_DEBUG, c, "TLS session established",
                   "version=%s cipher=%s resumed=%d identity=%s", SSL_get_version(t->ssl),
-                  SSL_get_cipher_name(t->ssl), SSL_session_reused(t->ssl),
+                  SSL_get_cipher_name(t->ssl), resumed,
                   t->by == GW_TLS_BY_CERT  ? "certificate"
                   : t->by == GW_TLS_BY_PSK ? "psk"
                                            : "none");
@@ -441,7 +549,7 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
     t->src_len = (uint32_t)n; /* (n: one read into the loop's buffer) */
     if (!t->established) {
         ERR_clear_error();
-        int rc = SSL_do_handshake(t->ssl);
+        int rc = SSL_do_handshake(bound(c));
         if (rc != 1) {
             int e = SSL_get_error(t->ssl, rc);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
@@ -465,7 +573,7 @@ void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n)
         return;
     }
     for (;;) {
-        int k = SSL_read(t->ssl, sl->tls_plain, PLAIN_CAP);
+        int k = SSL_read(bound(c), sl->tls_plain, PLAIN_CAP);
         /* what OpenSSL wrote meanwhile (a KeyUpdate answer, an alert) goes to this connection
          * now: the scratch is the loop's, and the adapter may write to others */
         send_pending(c);
@@ -518,6 +626,7 @@ int gw__stream_tls_encrypt(gw_stream_conn *c, const uint8_t **p, size_t *n)
         return 0;
     }
     sl->tls_out_len = 0;
+    bound(c);
     take_held(c);
     int rc = c->out_len ? SSL_write(t->ssl, c->out, (int)c->out_len) : 1;
     if (rc <= 0) {
@@ -553,6 +662,7 @@ void gw__stream_tls_shutdown(gw_stream_conn *c)
     if (!t || !t->established || uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     c->sl->tls_out_len = 0;
+    bound(c);
     take_held(c);
     if (SSL_shutdown(t->ssl) < 0)
         ERR_clear_error();

@@ -16,6 +16,7 @@
 #include "../../config/diag.h"
 
 typedef struct gw_stream_conn gw_stream_conn;
+typedef struct gw_stream_loop gw_stream_loop;
 typedef struct gw_stream_tls gw_stream_tls;
 
 enum { GW_TLS_CLIENT_NONE, GW_TLS_CLIENT_OPTIONAL, GW_TLS_CLIENT_REQUIRED };
@@ -72,6 +73,8 @@ bool gw__stream_tls_admit(gw_stream_tls *t);
  * handshake deadline. */
 int gw__stream_tls_open(gw_stream_conn *c, gw_stream_tls *t);
 void gw__stream_tls_free(gw_stream_conn *c);
+/* The loop's shared BIO, at the end (gw_stream_free_all). */
+void gw__stream_tls_loop_free(gw_stream_loop *sl);
 /* Ciphertext read from the socket: handshake, then decrypted bytes to the adapter (through
  * gw__stream_feed). */
 void gw__stream_tls_input(gw_stream_conn *c, const uint8_t *buf, size_t n);

@@ -1,12 +1,14 @@
 /* stream_tls_ctx.c: a TLS listener's side of stream_tls: its "tls" settings (the key table, the
  * checks, errors with file and JSON path), its OpenSSL context built from the files (refcounted:
  * a reload swaps in a fresh one for new handshakes, each SSL object keeps the one it began with;
- * a failed re-read keeps the old), its handshake token bucket, the TLS metrics and the
+ * a failed re-read keeps the old; its session ticket keys carried over while ca and crl are
+ * unchanged), its handshake token bucket, the TLS metrics and the
  * per-listener certificate expiry gauge. */
 #include "stream_tls_internal.h"
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +150,8 @@ static SSL_CTX *build_ctx(gw_stream_tls *t, const char **key, char *why, size_t 
     if (g->psk) {
         SSL_CTX_set_psk_server_callback(ctx, gw__stream_tls_psk_server_cb);
         SSL_CTX_set_psk_find_session_callback(ctx, gw__stream_tls_psk_find_cb);
+        SSL_CTX_set_session_ticket_cb(ctx, gw__stream_tls_ticket_gen_cb,
+                                      gw__stream_tls_ticket_dec_cb, NULL);
     }
     ERR_clear_error();
     return ctx;
@@ -155,6 +159,60 @@ fail:
     ossl_why(why, cap);
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* ---- session ticket keys across reloads ----
+ * A reload builds a new context, and a new context makes new ticket keys: every device's next
+ * connection would be a full handshake (and every device change through the API reloads). So
+ * the keys of the first context are carried into the next ones, unless the files deciding which
+ * client certificates are good (ca, crl) changed: then a ticket could resume a session for a
+ * certificate the new CRL revokes, and the keys are renewed. (PSK tickets are checked against
+ * the device's current secret when they are decrypted: stream_tls.c.) */
+
+/* SHA-256 of the ca and crl files' bytes; false if one cannot be read. */
+static bool trust_digest(const gw_stream_tls *t, unsigned char out[32])
+{
+    const char *files[2] = {t->cfg.ca, t->cfg.crl};
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    char f[512], buf[4096];
+    for (int i = 0; i < 2 && ok; i++) {
+        ok = EVP_DigestUpdate(md, i ? "\1" : "\0", 1);
+        if (!files[i] || !ok)
+            continue;
+        resolve(t, files[i], f, sizeof(f));
+        FILE *fp = fopen(f, "rb");
+        size_t n;
+        ok = fp != NULL;
+        while (ok && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
+            ok = EVP_DigestUpdate(md, buf, n);
+        if (fp) {
+            ok = ok && !ferror(fp);
+            fclose(fp);
+        }
+    }
+    unsigned int len = 0;
+    ok = ok && EVP_DigestFinal_ex(md, out, &len) && len == 32;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+/* A newly built ctx for t: its ticket keys are t's when the trust files are as they were, else
+ * they become t's. before: the trust digest taken before ctx was built (ok_before: it was). */
+static void ticket_keys(gw_stream_tls *t, SSL_CTX *ctx, const unsigned char before[32],
+                        bool ok_before)
+{
+    unsigned char after[32];
+    bool same = ok_before && trust_digest(t, after) && memcmp(before, after, 32) == 0;
+    if (t->trusted && same && memcmp(before, t->trust, 32) == 0 &&
+        SSL_CTX_set_tlsext_ticket_keys(ctx, t->ticket_keys, sizeof(t->ticket_keys)) == 1)
+        return;
+    if (SSL_CTX_get_tlsext_ticket_keys(ctx, t->ticket_keys, sizeof(t->ticket_keys)) != 1)
+        same = false;
+    /* (files that changed while the context was built: the next reload renews the keys again) */
+    t->trusted = same;
+    memcpy(t->trust, before, 32);
+    ERR_clear_error();
 }
 
 static void tls_free(gw_stream_tls *t)
@@ -236,11 +294,14 @@ static int setup_one(const json_t *obj, const gw_listen *li, const char *adapter
         return errors ? errors : 1;
     const char *key;
     char why[256], p[160];
+    unsigned char trust[32];
+    bool trust_ok = trust_digest(t, trust);
     if (!(t->ctx = build_ctx(t, &key, why, sizeof(why)))) {
         snprintf(p, sizeof(p), "%s%s%s", path, *key ? "." : "", key);
         gw_diag_add(diag, gcfg->file, p, "TLS: %s", why);
         return 1;
     }
+    ticket_keys(t, t->ctx, trust, trust_ok);
     t->not_after = cert_not_after(t->ctx);
     t->tokens = t->cfg.handshakes_per_second;
     t->bucket_ms = uv_hrtime() / 1000000;
@@ -300,7 +361,11 @@ void gw_stream_tls_reload(gw_stream_tls **v, size_t n)
             continue;
         const char *key;
         char why[256], q[300];
+        unsigned char trust[32];
+        bool trust_ok = trust_digest(t, trust);
         SSL_CTX *ctx = build_ctx(t, &key, why, sizeof(why));
+        if (ctx)
+            ticket_keys(t, ctx, trust, trust_ok);
         if (!ctx) {
             gw_metric_inc(GW_M_TLS_RELOAD_ERRORS);
             GW_LOG_ERROR("tls", NULL, NULL, "TLS files not reloaded: the old ones stay in use",

@@ -43,7 +43,11 @@ struct gw_stream_tls {
     SSL_CTX *ctx;       /* for new handshakes (each SSL object holds its own reference) */
     double tokens;
     uint64_t bucket_ms;
-    int64_t not_after;          /* the server certificate's expiry (unix s); 0: none */
+    int64_t not_after; /* the server certificate's expiry (unix s); 0: none */
+    /* session ticket keys, carried into the context a reload builds while the files that decide
+     * whom a ticket may resume (ca, crl) are unchanged: trust is their SHA-256 (trusted: valid) */
+    unsigned char ticket_keys[80], trust[32];
+    bool trusted;
     gw_stream_tls *next, *prev; /* every TLS listener (the expiry gauge) */
 };
 
@@ -51,12 +55,13 @@ struct gw__stream_tls_conn {
     SSL *ssl;
     const uint8_t *src; /* ciphertext not yet taken by OpenSSL */
     uint8_t *held;      /* what the handshake's end wrote, sent with the first flush (one write) */
+    char *id;           /* the device id the session names (allocated; NULL: none) */
     uint32_t src_len;   /* (one read: at most libuv's read buffer) */
-    uint16_t held_len;  /* (the fields are packed into 104 bytes: a 112-byte malloc chunk) */
+    uint16_t held_len;  /* (the fields are packed into 48 bytes: a 64-byte malloc chunk) */
     bool established, saw_input, first_not_tls, psk_offered, psk_unknown;
+    bool ext_psk;    /* TLS 1.3: the handshake used the device's PSK (not a ticket) */
     uint8_t by;      /* GW_TLS_BY_* */
     uint8_t id_mode; /* the listener's identity (GW_TLS_ID_*) */
-    char id[GW__TLS_ID_CAP];
 };
 
 /* stream_tls.c: the BIO method and the SSL ex_data index, once (false: out of memory); the PSK
@@ -66,5 +71,11 @@ unsigned int gw__stream_tls_psk_server_cb(SSL *ssl, const char *identity, unsign
                                           unsigned int max);
 int gw__stream_tls_psk_find_cb(SSL *ssl, const unsigned char *identity, size_t len,
                                SSL_SESSION **sess);
+/* session tickets of PSK sessions carry the device id and a digest of its secret (checked on
+ * resumption) */
+int gw__stream_tls_ticket_gen_cb(SSL *ssl, void *arg);
+SSL_TICKET_RETURN gw__stream_tls_ticket_dec_cb(SSL *ssl, SSL_SESSION *ss,
+                                               const unsigned char *keyname, size_t keyname_len,
+                                               SSL_TICKET_STATUS status, void *arg);
 
 #endif

@@ -1,4 +1,4 @@
-# Proves MQTT over TLS: mosquitto_pub and paho with server verification; client certificates (right CN stored without a password, CN != client id refused with CONNACK 5 / 0x87, unknown CA, expired, "certificate" products need one); TLS-PSK under TLS 1.2 and 1.3; plaintext to the TLS port and TLS to the plaintext port refused cleanly; a stalled handshake cut at its timeout; SIGHUP swaps the server certificate for new handshakes while an established session goes on; CRL revocation after a reload; the certificate expiry gauge.
+# Proves MQTT over TLS: mosquitto_pub and paho with server verification; client certificates (right CN stored without a password, CN != client id refused with CONNACK 5 / 0x87, unknown CA, expired, "certificate" products need one); TLS-PSK under TLS 1.2 and 1.3; plaintext to the TLS port and TLS to the plaintext port refused cleanly; a stalled handshake cut at its timeout; SIGHUP swaps the server certificate for new handshakes while an established session goes on; CRL revocation after a reload; session tickets survive a reload of unchanged CA/CRL files (SIGHUP, API) but not a CRL change, and a TLS 1.3 PSK ticket resumes with the device's identity until its secret changes; the certificate expiry gauge.
 import json
 import os
 import shutil
@@ -42,6 +42,33 @@ def serial_of(port, ca_cert):
 
 def failures(gw, reason):
     return gw.metric("tls_handshake_failures_total", reason=reason)
+
+
+def cert_session(port, ctx, dev, session=None):
+    """CONNECT as dev (its certificate in ctx, no password), offering session: (CONNACK code,
+    resumed, the new session with its ticket)."""
+    c = tu.TlsRaw(port, ctx, timeout=10, session=session)
+    try:
+        c.send(g.connect_packet(dev))
+        p = c.read_packet()  # (the ticket comes in the same write, before it)
+        return (p.rc if p is not None and p.type == g.CONNACK else None,
+                c.sock.session_reused, c.sock.session)
+    finally:
+        c.close()
+
+
+def psk_session(port, dev, secret, msg_id, sess_in=None, sess_out=None):
+    """TLS 1.3 PSK as dev, CONNECT without a password and a QoS 1 report: CONNACK 0 and PUBACK."""
+    psk = tu.PskClient(port, dev, secret, "1.3", sess_in=sess_in, sess_out=sess_out)
+    psk.send(g.connect_packet(dev) + g.publish_packet(
+        g.report_topic(dev), g.report_payload(msg_id, {"temperature": 17}), 1, 9))
+    got = psk.read(8, 10)
+    psk.close()
+    return got == bytes([0x20, 2, 0, 0, 0x40, 2, 0, 9])
+
+
+def resumed(gw):
+    return gw.metric("tls_handshakes_total", kind="resumed")
 
 
 def main(t):
@@ -225,6 +252,11 @@ def run(t, work):
     shutil.copy(new_key, live_key + ".tmp")
     os.replace(live_key + ".tmp", live_key)
     os.replace(live_crt + ".tmp", live_crt)
+    # a session ticket from before the reload (which changes the CRL)
+    x_ctx = tu.context(ca.cert, x_crt, x_key)
+    rc, _, x_ticket = cert_session(port, x_ctx, "x-001")
+    t.check(rc == 0 and x_ticket is not None and x_ticket.has_ticket,
+            "x-001 (certificate): CONNACK 0 and a session ticket")
     # ... and revoke c-001 in the CRL the reload reads too
     ca.revoke(c1_crt)
     ca.crl(crl)
@@ -248,6 +280,22 @@ def run(t, work):
     t.eq(rc, 0, "a certificate not revoked still connects")
     if rc == 0:
         cl.close()
+    # the CRL changed: tickets issued before do not resume (a revoked certificate must not)
+    res0 = resumed(gw)
+    rc, reused, x_ticket = cert_session(port, x_ctx, "x-001", x_ticket)
+    t.eq((rc, reused), (0, False), "a ticket from before a CRL change: full handshake, CONNACK 0")
+    t.eq(resumed(gw) - res0, 0.0, "... not counted as resumed")
+
+    # --- SIGHUP with the CA and CRL unchanged: tickets issued before it still resume -------------
+    r0 = gw.metric("tls_reloads_total")
+    os.kill(gw.pid, signal.SIGHUP)
+    t.check(g.wait_until(lambda: gw.metric("tls_reloads_total") > r0, 10),
+            "SIGHUP of unchanged files: TLS files reloaded")
+    res0 = resumed(gw)
+    rc, reused, x_ticket = cert_session(port, x_ctx, "x-001", x_ticket)
+    t.eq((rc, reused), (0, True),
+         "a ticket from before a SIGHUP (CA, CRL unchanged) resumes after it")
+    t.eq(resumed(gw) - res0, 1.0, "... tls_handshakes_total{kind=resumed} +1")
 
     # --- POST /api/reload reads the files again too ---------------------------------------------
     r0 = gw.metric("tls_reloads_total")
@@ -256,6 +304,29 @@ def run(t, work):
     t.check(g.wait_until(lambda: gw.metric("tls_reloads_total") > r0, 10),
             "POST /api/reload: TLS files reloaded (tls_reloads_total)")
     t.eq(serial_of(port, ca.cert), s1, "same certificate after an API reload of unchanged files")
+    rc, reused, x_ticket = cert_session(port, x_ctx, "x-001", x_ticket)
+    t.eq((rc, reused), (0, True), "a ticket from before an API reload resumes after it")
+
+    # --- TLS 1.3 PSK tickets: the device's identity on resumption, void once its secret changes --
+    sess1, sess2 = os.path.join(work, "psk1.sess"), os.path.join(work, "psk2.sess")
+    old_secret, new_secret = g.secret_of("t-003"), "t003-rotated-secret"
+    t.check(psk_session(port, "t-003", old_secret, "pskt-1", sess_out=sess1) and
+            os.path.exists(sess1), "TLS 1.3 PSK t-003: CONNACK 0, PUBACK, a session ticket")
+    res0 = resumed(gw)
+    t.check(psk_session(port, "t-003", old_secret, "pskt-2", sess_in=sess1, sess_out=sess2),
+            "PSK ticket resumed: the device's identity (CONNACK 0 without a password), PUBACK")
+    t.eq(resumed(gw) - res0, 1.0, "... tls_handshakes_total{kind=resumed} +1")
+    r0 = gw.metric("tls_reloads_total")
+    r = gwapi.api(gw, "PATCH", "/api/devices/t-003", {"secret": new_secret})
+    t.eq(r.status, 200, "PATCH t-003's secret: 200")
+    t.check(g.wait_until(lambda: gw.metric("tls_reloads_total") > r0, 10),
+            "the device change rebuilt the TLS context")
+    res0 = resumed(gw)
+    t.check(not psk_session(port, "t-003", old_secret, "pskt-3", sess_in=sess2),
+            "the old secret with a ticket from before the change: refused")
+    t.check(psk_session(port, "t-003", new_secret, "pskt-4", sess_in=sess2),
+            "the new secret (the old ticket offered): CONNACK 0, PUBACK")
+    t.eq(resumed(gw) - res0, 0.0, "the ticket from before the secret changed never resumed")
 
     # --- a broken file on reload: the reload is refused (file and JSON path logged), the old
     # context stays ----------------------------------------------------------------------------

@@ -97,11 +97,16 @@ def connack(port, ctx, client_id, username=None, password=None, level=4, timeout
 
 class PskClient:
     """A TLS-PSK session to port through openssl s_client (identity dev, key = secret's bytes):
-    send() writes bytes, read(n) waits for n bytes of answer."""
+    send() writes bytes, read(n) waits for n bytes of answer. sess_out: a file s_client writes the
+    session (with its ticket) to; sess_in: a session file it offers for resumption."""
 
-    def __init__(self, port, dev, secret, version):
+    def __init__(self, port, dev, secret, version, sess_in=None, sess_out=None):
         args = ["openssl", "s_client", "-connect", "%s:%d" % (g.HOST, port), "-psk",
                 secret.encode().hex(), "-psk_identity", dev, "-quiet", "-nocommands"]
+        if sess_in:
+            args += ["-sess_in", sess_in]
+        if sess_out:
+            args += ["-sess_out", sess_out]
         if version == "1.2":
             args += ["-tls1_2", "-cipher", "PSK-AES128-GCM-SHA256"]
         else:

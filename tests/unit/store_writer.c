@@ -1,7 +1,8 @@
 /* store_writer.c: the store writer with an SQLite database in a temp dir and an in-process loop
  * receiving its completions: batching (batch_max, group commit within batch_ms), retry after a
  * failed commit (faultvfs: every write fails for a while), completion order (per session, across
- * batches, events without a session freed), state lag (state_lag_ms coalescing, online changes
+ * batches, events without a session freed), online/offline events waiting 2 ms for company,
+ * state lag (state_lag_ms coalescing, online changes
  * at once, gw_store_sync_state) and the replay after a crash (the files copied while the state
  * is unwritten, as a kill would leave them). */
 #include "faultvfs.h"
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 
 #include "gateway/util/log.h"
+#include "storage/internal.h"
 
 static int chain_at(st_env *e, int i)
 {
@@ -172,6 +174,79 @@ static void order(void)
     printf("  order: %u events, %d completed in order to 2 sessions in %d deliveries\n",
            last - first + 1, with_sess, e->delivers);
     st_env_free(e);
+}
+
+/* ---- online/offline events under churn ---- */
+
+static int64_t committed_want;
+static bool committed(st_env *e)
+{
+    (void)e;
+    return gw_metric_get(GW_M_EV_COMMITTED) >= committed_want;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* the writer's tap (on the writer, after each commit): when the last batch was committed */
+static int64_t tapped_us;
+static void tap_time(void *arg, const gw_event *batch)
+{
+    (void)arg;
+    (void)batch;
+    __atomic_store_n(&tapped_us, mono_us(), __ATOMIC_SEQ_CST);
+}
+
+static void lifecycle_linger(void)
+{
+    st_env *e = st_env_new();
+    e->cfg->store.batch_max = 100;
+    e->cfg->store.batch_ms = 0;
+    unsigned linger = gw__store_linger_ms;
+    gw__store_linger_ms = st_slow(300); /* (2 ms in the gateway: widened to be seen) */
+    CHECK_INT(st_open(e), 0);
+    gw_store_set_tap(e->s, tap_time, NULL);
+
+    /* online and offline events (nothing waits for their commit) wait for company: two of them
+     * 20 ms apart in one transaction, committed no sooner than the wait after the first came
+     * (without it, the idle writer commits the first at once, alone) */
+    int64_t c0 = gw_metric_get(GW_M_EV_COMMITTED), b0 = gw_metric_get(GW_M_STORE_BATCHES);
+    int64_t t0 = mono_us();
+    gw_event *on = st_event(e, GW_EV_ONLINE, "t-001", NULL, NULL);
+    gw_store_submit(e->s, on, on, 1);
+    st_sleep_ms(20);
+    gw_event *off = st_event(e, GW_EV_OFFLINE, "t-001", NULL, NULL);
+    snprintf(off->name, sizeof(off->name), "closed");
+    gw_store_submit(e->s, off, off, 1);
+    committed_want = c0 + 2;
+    CHECK(st_pump(e, committed, 10000));
+    int64_t took = __atomic_load_n(&tapped_us, __ATOMIC_SEQ_CST) - t0; /* (tap, then count) */
+    CHECK(took >= (int64_t)gw__store_linger_ms * 1000);
+    CHECK_INT(gw_metric_get(GW_M_STORE_BATCHES) - b0, 1);
+    CHECK_INT(st_scalar(e, "SELECT online FROM device_state WHERE device = 't-001'"), 0);
+    printf("  online + offline: one transaction after %lld us\n", (long long)took);
+
+    /* an event a session waits for (a report to acknowledge) ends the wait at once: the online
+     * event before it goes in its transaction */
+    b0 = gw_metric_get(GW_M_STORE_BATCHES);
+    t0 = mono_us();
+    on = st_event(e, GW_EV_ONLINE, "t-002", NULL, NULL);
+    gw_store_submit(e->s, on, on, 1);
+    st_sleep_ms(20);
+    uint32_t f = st_submit_props(e, "t-002", ST_SESS_A, 1, 0);
+    CHECK(st_wait_range(e, f, f, 10000));
+    took = mono_us() - t0;
+    CHECK_INT(gw_metric_get(GW_M_STORE_BATCHES) - b0, 1);
+    CHECK(took < (int64_t)gw__store_linger_ms * 1000);
+    CHECK_INT(st_scalar(e, "SELECT online FROM device_state WHERE device = 't-002'"), 1);
+    printf("  online, then a report: one transaction, acknowledged after %lld us\n",
+           (long long)took);
+    st_env_free(e);
+    gw__store_linger_ms = linger;
 }
 
 /* ---- state lag ---- */
@@ -339,6 +414,7 @@ int main(void)
     batching();
     retry();
     order();
+    lifecycle_linger();
     state_lag();
     replay();
     TEST_MAIN_END();
