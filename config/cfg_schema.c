@@ -396,13 +396,25 @@ static const char *type_name(gw_cfg_type t)
     return "?";
 }
 
-void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
+/* A table cell's text: '|' would end the cell, a line end the row. */
+static void put_cell(FILE *f, const char *s)
 {
+    for (; *s; s++) {
+        if (*s == '|')
+            fputs("\\|", f);
+        else
+            fputc(*s == '\n' ? ' ' : *s, f);
+    }
+}
+
+int gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
+{
+    int undocumented = 0;
     if (*path)
         fprintf(f, "### `%s`\n\n", path);
     else
         fputs("### top level\n\n", f);
-    fputs("| key | type | default | range |\n| --- | --- | --- | --- |\n", f);
+    fputs(GW_CFG_REFERENCE_HEAD, f);
     for (const gw_cfg_field *x = fields; x->name; x++) {
         fprintf(f, "| `%s` | %s | ", x->name, type_name(x->type));
         if (x->required)
@@ -431,7 +443,15 @@ void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields)
             if (x->min == GW_CFG_LISTEN_TLS)
                 fputs("; each may have `\"tls\"` and `\"proxy_protocol\"` (below)", f);
         }
+        fputs(" | ", f);
+        if (x->doc && *x->doc) {
+            put_cell(f, x->doc);
+        } else {
+            fputs("(undocumented)", f);
+            undocumented++;
+        }
         fputs(" |\n", f);
     }
     fputs("\n", f);
+    return undocumented;
 }

@@ -35,6 +35,8 @@ typedef struct gw_cfg_field {
     bool has_def; /* numbers, bools and enums: def is the default, stored before parsing */
     int64_t def;
     const char *def_str; /* strings: the default (NULL: none, or set by the caller) */
+    const char *doc;     /* what the key does, one short sentence with its unit (the reference's
+                          * "meaning" column); set last, by designator: .doc = "..." */
 } gw_cfg_field;
 
 #define GW_CFG_LISTEN_TLS 1
@@ -58,7 +60,11 @@ int gw_cfg_parse(const gw_cfg_field *fields, const json_t *obj, void *dst, const
 void gw_cfg_free(const gw_cfg_field *fields, void *dst);
 /* Writes the defaults of the fields that have one (has_def) into dst. */
 void gw_cfg_defaults(const gw_cfg_field *fields, void *dst);
-/* Markdown table of an object's keys (key, type, default, range) for section path, into f. */
-void gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields);
+/* Markdown table of an object's keys (key, type, default, range, meaning) for section path, into
+ * f. Returns the number of keys without a doc (printed as "(undocumented)"). */
+int gw_cfg_reference(FILE *f, const char *path, const gw_cfg_field *fields);
+/* The head of such a table (for a hand-written one of keys checked outside a table). */
+#define GW_CFG_REFERENCE_HEAD                                                                      \
+    "| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n"
 
 #endif

@@ -177,8 +177,9 @@ void gw_config_release(const gw_config *c);
  * before any loop runs (gateway/reload counts the generations in memory). */
 extern void (*gw_config_free_hook)(const gw_config *c);
 /* Markdown reference of every gateway.json key (the core's sections, then each compiled-in
- * adapter's), from the gw_cfg_field tables: type, default, range (iotgw --config-reference). */
-void gw_config_reference(FILE *f, const gw_config_plugins *plugins);
+ * adapter's), from the gw_cfg_field tables: type, default, range, meaning (iotgw
+ * --print-config-reference). Returns the number of keys without a meaning (0 when complete). */
+int gw_config_reference(FILE *f, const gw_config_plugins *plugins);
 
 /* One listening address of a loaded configuration: admin's, or an entry of an adapter's listener
  * array (the keys its ops->listen_keys name). */

@@ -26,24 +26,42 @@ typedef struct gw_admin_file {
         name, type, offsetof(gw_admin_file, field), lo, hi, NULL, false, __VA_ARGS__               \
     }
 static const gw_cfg_field admin_fields[] = {
-    AF("enabled", GW_CFG_BOOL, enabled, 0, 0, GW_CFG_DEF(true)),
-    AF("address", GW_CFG_STRING, address, 0, 0, GW_CFG_DEF_STR("127.0.0.1")),
-    AF("port", GW_CFG_UINT32, port, 0, 65535, GW_CFG_DEF(9100)),
-    AF("listeners", GW_CFG_LISTENERS, listeners, 0, 0, GW_CFG_DEF_STR(NULL)),
-    AF("tokens", GW_CFG_JSON, tokens, 0, 0, GW_CFG_DEF_STR(NULL)),
-    AF("open_metrics", GW_CFG_BOOL, open_metrics, 0, 0, GW_CFG_DEF(true)),
-    AF("max_body", GW_CFG_UINT32, max_body, 1024, 1073741824, GW_CFG_DEF(8 * 1024 * 1024)),
-    AF("max_connections", GW_CFG_UINT32, max_connections, 1, 100000, GW_CFG_DEF(64)),
-    AF("idle_timeout_ms", GW_CFG_UINT32, idle_timeout_ms, 100, 3600000, GW_CFG_DEF(30000)),
-    AF("stream_clients_max", GW_CFG_UINT32, stream_clients_max, 0, 10000, GW_CFG_DEF(16)),
-    AF("stream_buffer", GW_CFG_UINT32, stream_buffer, 4096, 67108864, GW_CFG_DEF(262144)),
-    AF("web_root", GW_CFG_STRING, web_root, 0, 0, GW_CFG_DEF_STR("../web")),
+    AF("enabled", GW_CFG_BOOL, enabled, 0, 0, GW_CFG_DEF(true),
+       .doc = "Serve the API, metrics, health check and console; false opens no port."),
+    AF("address", GW_CFG_STRING, address, 0, 0, GW_CFG_DEF_STR("127.0.0.1"),
+       .doc =
+           "Address of the one-listener shorthand (numeric IPv4 or IPv6); not with `listeners`."),
+    AF("port", GW_CFG_UINT32, port, 0, 65535, GW_CFG_DEF(9100),
+       .doc = "Port of the one-listener shorthand; 0: an ephemeral port."),
+    AF("listeners", GW_CFG_LISTENERS, listeners, 0, 0, GW_CFG_DEF_STR(NULL),
+       .doc = "Every address and port the admin server listens on, all serving the same; replaces "
+              "`address` + `port`."),
+    AF("tokens", GW_CFG_JSON, tokens, 0, 0, GW_CFG_DEF_STR(NULL),
+       .doc = "Who may call `/api/`: `{\"name\", \"role\": \"read\" or \"admin\", \"sha256\"}` "
+              "entries; none: the API is closed."),
+    AF("open_metrics", GW_CFG_BOOL, open_metrics, 0, 0, GW_CFG_DEF(true),
+       .doc = "`/metrics` and `/health` need no token on a loopback listener."),
+    AF("max_body", GW_CFG_UINT32, max_body, 1024, 1073741824, GW_CFG_DEF(8 * 1024 * 1024),
+       .doc = "The largest request body, in bytes; a larger one is refused 413."),
+    AF("max_connections", GW_CFG_UINT32, max_connections, 1, 100000, GW_CFG_DEF(64),
+       .doc = "Open API connections at most; one more is answered 503 and closed."),
+    AF("idle_timeout_ms", GW_CFG_UINT32, idle_timeout_ms, 100, 3600000, GW_CFG_DEF(30000),
+       .doc = "A request must arrive whole within this many ms, and an idle keep-alive connection "
+              "is closed after it."),
+    AF("stream_clients_max", GW_CFG_UINT32, stream_clients_max, 0, 10000, GW_CFG_DEF(16),
+       .doc = "Open `GET /api/stream` clients at most; 0: no stream."),
+    AF("stream_buffer", GW_CFG_UINT32, stream_buffer, 4096, 67108864, GW_CFG_DEF(262144),
+       .doc = "Bytes a stream client may have unsent before it is dropped (it holds two buffers of "
+              "this size)."),
+    AF("web_root", GW_CFG_STRING, web_root, 0, 0, GW_CFG_DEF_STR("../web"),
+       .doc = "Folder of the web console's files served at `/`, relative to gateway.json's folder; "
+              "`\"\"`: no console."),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
-void gw__config_admin_reference(FILE *f)
+int gw__config_admin_reference(FILE *f)
 {
-    gw_cfg_reference(f, "admin", admin_fields);
+    return gw_cfg_reference(f, "admin", admin_fields);
 }
 
 static int hexval(char ch)

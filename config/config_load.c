@@ -118,19 +118,36 @@ static const char *const sync_modes[] = {"normal", "full", NULL};
         name, type, offsetof(gw_gateway_file, field), lo, hi, en, false, __VA_ARGS__               \
     }
 static const gw_cfg_field gateway_fields[] = {
-    GF("loops", GW_CFG_UINT32, loops, 0, GW_LOOPS_MAX, NULL, GW_CFG_DEF(0)),
-    GF("log_level", GW_CFG_ENUM, log_level, 0, 0, log_levels, GW_CFG_DEF(1)),
-    GF("log_rate_limit", GW_CFG_UINT32, log_rate_limit, 0, 1000000, NULL, GW_CFG_DEF(10)),
-    GF("products_dir", GW_CFG_STRING, products_dir, 0, 0, NULL, GW_CFG_DEF_STR("products")),
-    GF("devices_file", GW_CFG_STRING, devices_file, 0, 0, NULL, GW_CFG_DEF_STR("devices.json")),
-    GF("max_connections", GW_CFG_UINT32, max_connections, 1, 10000000, NULL, GW_CFG_DEF(100000)),
-    GF("read_buffer", GW_CFG_UINT32, read_buffer, 4096, 16777216, NULL, GW_CFG_DEF(65536)),
-    GF("max_devices", GW_CFG_UINT32, max_devices, 0, 100000000, NULL, GW_CFG_DEF(0)),
-    GF("admin", GW_CFG_JSON, admin, 0, 0, NULL),
-    GF("storage", GW_CFG_JSON, storage, 0, 0, NULL),
-    GF("north", GW_CFG_JSON, north, 0, 0, NULL),
-    GF("limits", GW_CFG_JSON, limits, 0, 0, NULL),
-    GF("adapters", GW_CFG_JSON, adapters, 0, 0, NULL),
+    GF("loops", GW_CFG_UINT32, loops, 0, GW_LOOPS_MAX, NULL, GW_CFG_DEF(0),
+       .doc = "Event-loop threads that serve the devices; 0: one per CPU."),
+    GF("log_level", GW_CFG_ENUM, log_level, 0, 0, log_levels, GW_CFG_DEF(1),
+       .doc = "The least severe log level written."),
+    GF("log_rate_limit", GW_CFG_UINT32, log_rate_limit, 0, 1000000, NULL, GW_CFG_DEF(10),
+       .doc = "Log lines per second per call site and thread (loops, store writer, north); the "
+              "rest are only counted; 0: no limit."),
+    GF("products_dir", GW_CFG_STRING, products_dir, 0, 0, NULL, GW_CFG_DEF_STR("products"),
+       .doc = "Folder of the product files, relative to gateway.json's folder."),
+    GF("devices_file", GW_CFG_STRING, devices_file, 0, 0, NULL, GW_CFG_DEF_STR("devices.json"),
+       .doc = "The device list (devices.json), relative to gateway.json's folder; the device API "
+              "rewrites it."),
+    GF("max_connections", GW_CFG_UINT32, max_connections, 1, 10000000, NULL, GW_CFG_DEF(100000),
+       .doc = "Device connections open at once, every adapter and loop together."),
+    GF("read_buffer", GW_CFG_UINT32, read_buffer, 4096, 16777216, NULL, GW_CFG_DEF(65536),
+       .doc = "Bytes of each loop's socket read buffer."),
+    GF("max_devices", GW_CFG_UINT32, max_devices, 0, 100000000, NULL, GW_CFG_DEF(0),
+       .doc = "Distinct device ids (since the start) the per-device arrays are sized for; 0: twice "
+              "the configured devices plus 10,000."),
+    GF("admin", GW_CFG_JSON, admin, 0, 0, NULL,
+       .doc = "The HTTP server of the management API, `/metrics`, `/health` and the web console."),
+    GF("storage", GW_CFG_JSON, storage, 0, 0, NULL,
+       .doc = "The SQLite store: file, batching, back-pressure, durability, retention."),
+    GF("north", GW_CFG_JSON, north, 0, 0, NULL,
+       .doc = "The upstream MQTT bridge: events to the cloud, commands from it."),
+    GF("limits", GW_CFG_JSON, limits, 0, 0, NULL,
+       .doc = "Connection and login limits per source IP address."),
+    GF("adapters", GW_CFG_JSON, adapters, 0, 0, NULL,
+       .doc = "The device protocols to run (`mqtt`, `tcp`, `udp`, `coap`), each with its section; "
+              "only those named run."),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -139,15 +156,30 @@ static const gw_cfg_field gateway_fields[] = {
         name, type, offsetof(gw_storage_file, field), lo, hi, en, false, __VA_ARGS__               \
     }
 static const gw_cfg_field storage_fields[] = {
-    SF("path", GW_CFG_STRING, path, 0, 0, NULL, GW_CFG_DEF_STR("../data/iotgw.db")),
-    SF("batch_max", GW_CFG_UINT32, batch_max, 1, 100000, NULL, GW_CFG_DEF(1000)),
-    SF("batch_ms", GW_CFG_UINT32, batch_ms, 0, 10000, NULL, GW_CFG_DEF(0)),
-    SF("queue_max", GW_CFG_UINT32, queue_max, 16, 10000000, NULL, GW_CFG_DEF(16384)),
-    SF("state_lag_ms", GW_CFG_UINT32, state_lag_ms, 0, 60000, NULL, GW_CFG_DEF(50)),
-    SF("synchronous", GW_CFG_ENUM, synchronous, 0, 0, sync_modes, GW_CFG_DEF(0)),
-    SF("cache_kb", GW_CFG_UINT32, cache_kb, 256, 4194304, NULL, GW_CFG_DEF(8192)),
-    SF("retention_rows", GW_CFG_INT64, retention_rows, 0, 1000000000000LL, NULL, GW_CFG_DEF(0)),
-    SF("max_db_mb", GW_CFG_UINT32, max_db_mb, 0, 16777216, NULL, GW_CFG_DEF(0)),
+    SF("path", GW_CFG_STRING, path, 0, 0, NULL, GW_CFG_DEF_STR("../data/iotgw.db"),
+       .doc = "The SQLite database file, relative to gateway.json's folder."),
+    SF("batch_max", GW_CFG_UINT32, batch_max, 1, 100000, NULL, GW_CFG_DEF(1000),
+       .doc = "Events per commit at most."),
+    SF("batch_ms", GW_CFG_UINT32, batch_ms, 0, 10000, NULL, GW_CFG_DEF(0),
+       .doc = "Commit at most this many ms after a batch's first event; 0: as soon as nothing more "
+              "is queued (group commit)."),
+    SF("queue_max", GW_CFG_UINT32, queue_max, 16, 10000000, NULL, GW_CFG_DEF(16384),
+       .doc = "Events accepted but not yet committed and acknowledged; at the bound adapters stop "
+              "reading until it falls to half."),
+    SF("state_lag_ms", GW_CFG_UINT32, state_lag_ms, 0, 60000, NULL, GW_CFG_DEF(50),
+       .doc = "How long the latest-state tables may trail the events, in ms; 0: written with every "
+              "batch."),
+    SF("synchronous", GW_CFG_ENUM, synchronous, 0, 0, sync_modes, GW_CFG_DEF(0),
+       .doc = "Durability: `normal` (WAL, survives a crash of the process) or `full` (fsync per "
+              "commit, survives a power cut)."),
+    SF("cache_kb", GW_CFG_UINT32, cache_kb, 256, 4194304, NULL, GW_CFG_DEF(8192),
+       .doc = "SQLite's page cache of the store, in KiB."),
+    SF("retention_rows", GW_CFG_INT64, retention_rows, 0, 1000000000000LL, NULL, GW_CFG_DEF(0),
+       .doc = "Events kept at most: the oldest forwarded ones are deleted after each batch; 0: no "
+              "limit."),
+    SF("max_db_mb", GW_CFG_UINT32, max_db_mb, 0, 16777216, NULL, GW_CFG_DEF(0),
+       .doc = "Disk budget of the database in MiB: the oldest forwarded events are deleted past "
+              "it, then the outbox policy applies; 0: no limit."),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -207,13 +239,22 @@ static void load_storage(gw__config_ctx *x, gw_config *c, const json_t *obj)
         name, GW_CFG_UINT32, offsetof(gw_limits_cfg, field), lo, hi, NULL, false, __VA_ARGS__      \
     }
 static const gw_cfg_field limits_fields[] = {
-    LF("max_connections_per_source", max_connections_per_source, 0, 10000000, GW_CFG_DEF(0)),
-    LF("connect_rate_per_source", connect_rate_per_source, 0, 1000000, GW_CFG_DEF(0)),
-    LF("connect_burst_per_source", connect_burst_per_source, 0, 1000000, GW_CFG_DEF(0)),
-    LF("auth_failures_per_source", auth_failures_per_source, 0, 1000000, GW_CFG_DEF(0)),
-    LF("auth_backoff_ms", auth_backoff_ms, 1, 86400000, GW_CFG_DEF(1000)),
-    LF("auth_backoff_max_ms", auth_backoff_max_ms, 1, 86400000, GW_CFG_DEF(60000)),
-    LF("sources_max", sources_max, 64, 16777216, GW_CFG_DEF(65536)),
+    LF("max_connections_per_source", max_connections_per_source, 0, 10000000, GW_CFG_DEF(0),
+       .doc = "Open connections per source address; 0: no limit."),
+    LF("connect_rate_per_source", connect_rate_per_source, 0, 1000000, GW_CFG_DEF(0),
+       .doc = "New connections per second per source address, sustained; more are closed at "
+              "accept; 0: no limit."),
+    LF("connect_burst_per_source", connect_burst_per_source, 0, 1000000, GW_CFG_DEF(0),
+       .doc = "New connections per source address in a burst (the connect rate's token bucket)."),
+    LF("auth_failures_per_source", auth_failures_per_source, 0, 1000000, GW_CFG_DEF(0),
+       .doc = "Failed logins that put a source address in back-off; 0: no back-off."),
+    LF("auth_backoff_ms", auth_backoff_ms, 1, 86400000, GW_CFG_DEF(1000),
+       .doc = "The first back-off after too many failed logins, in ms; doubled for every further "
+              "failure."),
+    LF("auth_backoff_max_ms", auth_backoff_max_ms, 1, 86400000, GW_CFG_DEF(60000),
+       .doc = "The longest back-off, in ms."),
+    LF("sources_max", sources_max, 64, 16777216, GW_CFG_DEF(65536),
+       .doc = "Source addresses the limits table tracks (idle ones are reused, oldest first)."),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -451,21 +492,21 @@ void gw_config_free(gw_config *c)
     free(c);
 }
 
-void gw_config_reference(FILE *f, const gw_config_plugins *plugins)
+int gw_config_reference(FILE *f, const gw_config_plugins *plugins)
 {
     fputs("# gateway.json keys\n\n"
-          "Generated by `iotgw --config-reference` from the config tables (the core's and each "
+          "Generated by `iotgw --print-config-reference` (`cmake --build build --target "
+          "config-docs`) from the config tables the loader validates with (the core's and each "
           "adapter's `cfg_fields`, and a product's own sections); do not edit: "
-          "`unit.config_reference` fails when this file and the binary's output differ, or when a "
-          "key of a `gw_cfg_field` table in the sources is missing here. Ranges are inclusive; "
-          "`loops` 0 means one loop per CPU; "
-          "`north.client_id` defaults to `iotgw-<hostname>`.\n\n",
+          "`unit.config_reference` fails when this file and the binary's output differ, when a "
+          "key of a `gw_cfg_field` table in the sources is missing here, or when a key has no "
+          "meaning. Ranges are inclusive; what each section does: [CONFIG.md](CONFIG.md).\n\n",
           f);
-    gw_cfg_reference(f, "", gateway_fields);
-    gw__config_admin_reference(f);
-    gw_cfg_reference(f, "storage", storage_fields);
-    gw_cfg_reference(f, "limits", limits_fields);
-    gw__config_north_reference(f);
+    int undocumented = gw_cfg_reference(f, "", gateway_fields);
+    undocumented += gw__config_admin_reference(f);
+    undocumented += gw_cfg_reference(f, "storage", storage_fields);
+    undocumented += gw_cfg_reference(f, "limits", limits_fields);
+    undocumented += gw__config_north_reference(f);
     for (int auth = 0; auth < 2; auth++) { /* the adapters' sections, then their product keys */
         gw_config_adapter ad;
         for (size_t i = 0; plugins->adapter_at(i, &ad) == 0; i++) {
@@ -474,20 +515,20 @@ void gw_config_reference(FILE *f, const gw_config_plugins *plugins)
             snprintf(path, sizeof(path), auth ? "product \"auth\" (protocol %s)" : "adapters.%s",
                      ad.name);
             if (fields)
-                gw_cfg_reference(f, path, fields);
+                undocumented += gw_cfg_reference(f, path, fields);
             if (!auth && ad.listener_tls_fields) {
                 snprintf(path, sizeof(path), "adapters.%s.listeners[].tls", ad.name);
-                gw_cfg_reference(f, path, ad.listener_tls_fields);
+                undocumented += gw_cfg_reference(f, path, ad.listener_tls_fields);
                 /* (the stream listeners' "proxy_protocol": protocols/stream/stream_proxy_cfg.c) */
                 fprintf(f,
-                        "### `adapters.%s.listeners[].proxy_protocol`\n\n"
-                        "| key | type | default | range |\n| --- | --- | --- | --- |\n"
+                        "### `adapters.%s.listeners[].proxy_protocol`\n\n" GW_CFG_REFERENCE_HEAD
                         "| `from` | array of strings | required | 1..64 addresses or CIDR "
-                        "prefixes (`\"10.0.0.0/8\"`, `\"::1\"`) allowed to send the PROXY v2 "
-                        "header |\n\n",
+                        "prefixes (`\"10.0.0.0/8\"`, `\"::1\"`) | The proxies allowed to connect "
+                        "to this listener, each sending the PROXY v2 header first; any other "
+                        "peer is closed at accept. |\n\n",
                         ad.name);
             }
         }
     }
-    gw__config_product_reference(f);
+    return undocumented + gw__config_product_reference(f);
 }

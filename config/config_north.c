@@ -17,39 +17,62 @@ static const char *const policies[] = {"backpressure", "drop_oldest", NULL};
         name, type, offsetof(gw_north_cfg, field), lo, hi, en, false, __VA_ARGS__                  \
     }
 static const gw_cfg_field north_fields[] = {
-    NF("enabled", GW_CFG_BOOL, enabled, 0, 0, NULL, GW_CFG_DEF(false)),
-    NF("host", GW_CFG_STRING, host, 0, 0, NULL, GW_CFG_DEF_STR("127.0.0.1")),
-    NF("port", GW_CFG_UINT32, port, 1, 65535, NULL, GW_CFG_DEF(1883)),
-    NF("client_id", GW_CFG_STRING, client_id, 0, 0, NULL),
-    NF("username", GW_CFG_STRING, username, 0, 0, NULL),
-    NF("password", GW_CFG_STRING, password, 0, 0, NULL),
-    NF("ca_file", GW_CFG_STRING, ca_file, 0, 0, NULL),
-    NF("cert_file", GW_CFG_STRING, cert_file, 0, 0, NULL),
-    NF("key_file", GW_CFG_STRING, key_file, 0, 0, NULL),
-    NF("tls_insecure", GW_CFG_BOOL, tls_insecure, 0, 0, NULL, GW_CFG_DEF(false)),
-    NF("keepalive_s", GW_CFG_UINT32, keepalive_s, 5, 65535, NULL, GW_CFG_DEF(30)),
-    NF("clean_session", GW_CFG_BOOL, clean_session, 0, 0, NULL, GW_CFG_DEF(false)),
-    NF("prefix", GW_CFG_STRING, prefix, 0, 0, NULL, GW_CFG_DEF_STR("iotgw")),
+    NF("enabled", GW_CFG_BOOL, enabled, 0, 0, NULL, GW_CFG_DEF(false),
+       .doc = "Forward stored events to the upstream broker and take cloud commands from it."),
+    NF("host", GW_CFG_STRING, host, 0, 0, NULL, GW_CFG_DEF_STR("127.0.0.1"),
+       .doc = "Host name or address of the upstream MQTT broker."),
+    NF("port", GW_CFG_UINT32, port, 1, 65535, NULL, GW_CFG_DEF(1883),
+       .doc = "Port of the upstream MQTT broker."),
+    NF("client_id", GW_CFG_STRING, client_id, 0, 0, NULL,
+       .doc = "MQTT client id at the upstream broker (default `iotgw-<hostname>`)."),
+    NF("username", GW_CFG_STRING, username, 0, 0, NULL,
+       .doc = "MQTT user name at the broker; none: anonymous."),
+    NF("password", GW_CFG_STRING, password, 0, 0, NULL, .doc = "MQTT password at the broker."),
+    NF("ca_file", GW_CFG_STRING, ca_file, 0, 0, NULL,
+       .doc = "PEM CA file that verifies the broker's certificate; setting it turns TLS on."),
+    NF("cert_file", GW_CFG_STRING, cert_file, 0, 0, NULL,
+       .doc = "PEM client certificate presented to the broker (TLS)."),
+    NF("key_file", GW_CFG_STRING, key_file, 0, 0, NULL, .doc = "Private key of `cert_file` (PEM)."),
+    NF("tls_insecure", GW_CFG_BOOL, tls_insecure, 0, 0, NULL, GW_CFG_DEF(false),
+       .doc = "Skip the check of the broker certificate's host name (tests only)."),
+    NF("keepalive_s", GW_CFG_UINT32, keepalive_s, 5, 65535, NULL, GW_CFG_DEF(30),
+       .doc = "MQTT keep-alive with the broker, in seconds."),
+    NF("clean_session", GW_CFG_BOOL, clean_session, 0, 0, NULL, GW_CFG_DEF(false),
+       .doc = "Connect with a clean session; false: the broker keeps the command subscriptions "
+              "across reconnects."),
+    NF("prefix", GW_CFG_STRING, prefix, 0, 0, NULL, GW_CFG_DEF_STR("iotgw"),
+       .doc = "The `{prefix}` of the topic templates and of the command topics."),
     NF("topic_property", GW_CFG_STRING, topic_property, 0, 0, NULL,
-       GW_CFG_DEF_STR("{prefix}/{product}/{device}/properties/report")),
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/properties/report"),
+       .doc = "Topic of property reports (`{prefix}`, `{product}`, `{device}`)."),
     NF("topic_event", GW_CFG_STRING, topic_event, 0, 0, NULL,
-       GW_CFG_DEF_STR("{prefix}/{product}/{device}/event/{event}")),
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/event/{event}"),
+       .doc = "Topic of device events (`{prefix}`, `{product}`, `{device}`, `{event}`)."),
     NF("topic_online", GW_CFG_STRING, topic_online, 0, 0, NULL,
-       GW_CFG_DEF_STR("{prefix}/{product}/{device}/online")),
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/online"), .doc = "Topic of online events."),
     NF("topic_offline", GW_CFG_STRING, topic_offline, 0, 0, NULL,
-       GW_CFG_DEF_STR("{prefix}/{product}/{device}/offline")),
-    NF("window", GW_CFG_UINT32, window, 1, 65535, NULL, GW_CFG_DEF(256)),
+       GW_CFG_DEF_STR("{prefix}/{product}/{device}/offline"), .doc = "Topic of offline events."),
+    NF("window", GW_CFG_UINT32, window, 1, 65535, NULL, GW_CFG_DEF(256),
+       .doc = "Publishes awaiting their PUBACK at most."),
     NF("puback_timeout_ms", GW_CFG_UINT32, puback_timeout_ms, 1000, 3600000, NULL,
-       GW_CFG_DEF(30000)),
-    NF("reconnect_min_ms", GW_CFG_UINT32, reconnect_min_ms, 10, 600000, NULL, GW_CFG_DEF(500)),
-    NF("reconnect_max_ms", GW_CFG_UINT32, reconnect_max_ms, 10, 3600000, NULL, GW_CFG_DEF(30000)),
+       GW_CFG_DEF(30000),
+       .doc = "Publishes in flight with no PUBACK for this many ms: reconnect and resend from the "
+              "first unacknowledged."),
+    NF("reconnect_min_ms", GW_CFG_UINT32, reconnect_min_ms, 10, 600000, NULL, GW_CFG_DEF(500),
+       .doc = "The first reconnect delay, in ms; doubled up to `reconnect_max_ms`."),
+    NF("reconnect_max_ms", GW_CFG_UINT32, reconnect_max_ms, 10, 3600000, NULL, GW_CFG_DEF(30000),
+       .doc = "The longest reconnect delay, in ms."),
     NF("max_outbox_rows", GW_CFG_INT64, max_outbox_rows, 1, 1000000000000LL, NULL,
-       GW_CFG_DEF(10000000)),
+       GW_CFG_DEF(10000000), .doc = "Unforwarded events at most (the outbox budget)."),
     NF("outbox_policy", GW_CFG_ENUM, outbox_policy, 0, 0, policies,
-       GW_CFG_DEF(GW_OUTBOX_BACKPRESSURE)),
-    NF("max_pending", GW_CFG_UINT32, max_pending, 1, 1000000, NULL, GW_CFG_DEF(10000)),
+       GW_CFG_DEF(GW_OUTBOX_BACKPRESSURE),
+       .doc = "At the budget: `backpressure` stops acknowledging devices; `drop_oldest` stops "
+              "forwarding the oldest events."),
+    NF("max_pending", GW_CFG_UINT32, max_pending, 1, 1000000, NULL, GW_CFG_DEF(10000),
+       .doc = "Commands awaiting a device reply, all devices; one more is answered busy."),
     NF("max_pending_per_device", GW_CFG_UINT32, max_pending_per_device, 1, 65535, NULL,
-       GW_CFG_DEF(16)),
+       GW_CFG_DEF(16),
+       .doc = "Commands awaiting a reply from one device; one more is answered busy."),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -152,7 +175,7 @@ void gw__config_north_free(gw_config *c)
     gw_cfg_free(north_fields, &c->north);
 }
 
-void gw__config_north_reference(FILE *f)
+int gw__config_north_reference(FILE *f)
 {
-    gw_cfg_reference(f, "north", north_fields);
+    return gw_cfg_reference(f, "north", north_fields);
 }

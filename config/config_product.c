@@ -501,7 +501,9 @@ typedef struct auth_file {
 static const char *const auth_modes[] = {"device-secret",         "secret",    "certificate",
                                          "certificate-or-secret", "device-id", NULL};
 static const gw_cfg_field auth_fields[] = {
-    {"mode", GW_CFG_ENUM, offsetof(auth_file, mode), 0, 0, auth_modes, true},
+    {"mode", GW_CFG_ENUM, offsetof(auth_file, mode), 0, 0, auth_modes, true,
+     .doc = "How a device proves itself: its secret, a TLS client certificate, either, or its id "
+            "alone (`device-id`)."},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -575,9 +577,11 @@ typedef struct commands_file {
 static const char *const offline_modes[] = {"reject", "queue", NULL};
 static const gw_cfg_field commands_fields[] = {
     {"offline", GW_CFG_ENUM, offsetof(commands_file, offline), 0, 0, offline_modes, false,
-     GW_CFG_DEF(0)},
+     GW_CFG_DEF(0),
+     .doc = "A command for an offline device: `reject` it at once or `queue` it until the device "
+            "connects."},
     {"ttl_ms", GW_CFG_UINT32, offsetof(commands_file, ttl_ms), 1, 604800000, NULL, false,
-     GW_CFG_DEF(60000)},
+     GW_CFG_DEF(60000), .doc = "How long a queued command waits for its device, in ms."},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -812,8 +816,8 @@ bool gw__config_load_products_from(gw__config_ctx *x, gw_config *c, const gw_con
     return true;
 }
 
-void gw__config_product_reference(FILE *f)
+int gw__config_product_reference(FILE *f)
 {
-    gw_cfg_reference(f, "product \"auth\" (every protocol)", auth_fields);
-    gw_cfg_reference(f, "product \"commands\"", commands_fields);
+    return gw_cfg_reference(f, "product \"auth\" (every protocol)", auth_fields) +
+           gw_cfg_reference(f, "product \"commands\"", commands_fields);
 }

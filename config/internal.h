@@ -84,7 +84,7 @@ void gw__config_product_free(const gw_config_plugins *plugins, gw_product *p);
 bool gw__config_load_products_from(gw__config_ctx *x, gw_config *c, const gw_config *base);
 /* The reference tables of a product's core sections ("auth", "commands"), for gw_config_reference.
  */
-void gw__config_product_reference(FILE *f);
+int gw__config_product_reference(FILE *f);
 
 /* Devices (config_devices.c): parses devices.json into c->devices; needs the product index. */
 void gw__config_load_devices(gw__config_ctx *x, gw_config *c, const char *path, const char *disp);
@@ -96,11 +96,11 @@ char *gw__config_resolve(const char *dir, const char *rel);
 
 /* The "north" section (config_north.c): defaults when obj is NULL. */
 void gw__config_load_north(gw__config_ctx *x, gw_config *c, const json_t *obj);
-void gw__config_north_reference(FILE *f);
+int gw__config_north_reference(FILE *f);
 void gw__config_north_free(gw_config *c);
 /* The "admin" section (config_admin.c): defaults when obj is NULL. */
 void gw__config_load_admin(gw__config_ctx *x, gw_config *c, const json_t *obj);
-void gw__config_admin_reference(FILE *f);
+int gw__config_admin_reference(FILE *f);
 void gw__config_admin_free(gw_config *c);
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs every Debian 12 package iotgw needs to build, run, test, fuzz, bench and
-# package (dpkg-dev and file for cpack -G DEB, systemd for systemd-analyze verify of the unit).
+# package (dpkg-dev and file for cpack -G DEB, systemd for systemd-analyze verify of the unit;
+# python3-matplotlib for the soak test's RSS plot, tests/bench/soak.py).
 # Idempotent: installs only what is missing. Runs apt-get as root (or through sudo).
 set -euo pipefail
 
@@ -12,7 +13,7 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler
   libh2o-dev
   clang libclang-rt-14-dev clang-format
-  python3 python3-paho-mqtt python3-psutil
+  python3 python3-paho-mqtt python3-psutil python3-matplotlib
   procps netcat-openbsd xxd curl haproxy
   dpkg-dev file systemd
   chromium chromium-driver python3-selenium

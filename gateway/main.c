@@ -78,11 +78,13 @@ static void tls_free(void *p, const char *file, int line)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: iotgw -c FILE [--check-config] [--ready-fd N] [--version]\n"
-               "       iotgw --config-reference | --hash-token [TOKEN] | --hash-secret [S]\n"
+               "       iotgw --print-config-reference | --hash-token [TOKEN] | --hash-secret [S]\n"
                "  -c, --config FILE   gateway.json (products and devices are found from it)\n"
                "  --check-config      validate the whole configuration and exit (0 ok, 2 errors)\n"
                "  --ready-fd N        write bound listeners and \"ready\" to fd N once serving\n"
-               "  --config-reference  print every gateway.json key (markdown) and exit\n"
+               "  --print-config-reference  print every gateway.json key with its type, default,\n"
+               "                      range and meaning (markdown) and exit (alias:\n"
+               "                      --config-reference)\n"
                "  --hash-token [TOKEN] print the SHA-256 of TOKEN (or of stdin's first line) for\n"
                "                      admin.tokens[].sha256 and exit\n");
     fprintf(f,
@@ -269,9 +271,15 @@ int main(int argc, char **argv)
             check_only = 1;
         } else if (!strcmp(argv[i], "--ready-fd") && i + 1 < argc) {
             ready_fd = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--config-reference")) {
-            gw_config_reference(stdout, gw_registry_config_plugins());
-            return 0;
+        } else if (!strcmp(argv[i], "--print-config-reference") ||
+                   !strcmp(argv[i], "--config-reference")) {
+            int undocumented = gw_config_reference(stdout, gw_registry_config_plugins());
+            if (undocumented)
+                fprintf(stderr,
+                        "iotgw: %d config keys have no meaning (the .doc of their "
+                        "gw_cfg_field)\n",
+                        undocumented);
+            return undocumented ? 1 : 0;
         } else if (!strcmp(argv[i], "--hash-secret")) {
             return gw_secret_hash_main(i + 1 < argc ? argv[i + 1] : NULL, stdin, stdout);
         } else if (!strcmp(argv[i], "--hash-token")) {

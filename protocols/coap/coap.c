@@ -16,30 +16,42 @@ GW_COAP_METRICS(GW_METRIC_HANDLE_DEF)
 const gw_metric_def gw__coap_metrics[] = {GW_COAP_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
 
 static const gw_cfg_field coap_fields[] = {
-    {"listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, listeners), 0, 0, NULL, false},
-    {"dtls_listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, dtls_listeners), 0, 0, NULL, false},
+    {"listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, listeners), 0, 0, NULL, false,
+     .doc = "Addresses and ports of plain CoAP (UDP)."},
+    {"dtls_listeners", GW_CFG_LISTENERS, offsetof(gw__coap_cfg, dtls_listeners), 0, 0, NULL, false,
+     .doc = "Addresses and ports of CoAP over DTLS-PSK."},
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__coap_cfg, idle_timeout_ms), 100, 86400000, NULL,
-     false, GW_CFG_DEF(300000)},
+     false, GW_CFG_DEF(300000),
+     .doc = "An endpoint silent this long (ms) goes offline; the product's own value wins."},
     {"max_block_bytes", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_block_bytes), 16, 16777216, NULL,
-     false, GW_CFG_DEF(65536)},
+     false, GW_CFG_DEF(65536),
+     .doc = "The largest payload, plain or reassembled from Block1, in bytes."},
     {"max_block_total", GW_CFG_INT64, offsetof(gw__coap_cfg, max_block_total), 16, 1LL << 40, NULL,
-     false, GW_CFG_DEF(16777216)},
+     false, GW_CFG_DEF(16777216),
+     .doc = "Bytes of all the gateway's Block1 reassembly buffers together."},
     {"max_wait_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_wait_s), 0, 3600, NULL, false,
-     GW_CFG_DEF(30)},
+     GW_CFG_DEF(30), .doc = "Cap of a report's `?wait=N`, in seconds."},
     {"piggyback_ms", GW_CFG_UINT32, offsetof(gw__coap_cfg, piggyback_ms), 0, 1900, NULL, false,
-     GW_CFG_DEF(1000)},
+     GW_CFG_DEF(1000),
+     .doc = "Answer in the ACK when the commit takes less than this (ms); else an empty ACK and a "
+            "separate response."},
     {"dedup_entries", GW_CFG_UINT32, offsetof(gw__coap_cfg, dedup_entries), 16, 1048576, NULL,
-     false, GW_CFG_DEF(4096)},
+     false, GW_CFG_DEF(4096), .doc = "Message ids per loop remembered to answer retransmissions."},
     {"busy_max_age_s", GW_CFG_UINT32, offsetof(gw__coap_cfg, busy_max_age_s), 0, 3600, NULL, false,
-     GW_CFG_DEF(5)},
+     GW_CFG_DEF(5),
+     .doc = "Max-Age of the 5.03 answered while the store queue is full, in seconds."},
     {"rcvbuf", GW_CFG_UINT32, offsetof(gw__coap_cfg, rcvbuf), 0, 1073741824, NULL, false,
-     GW_CFG_DEF(4u << 20)},
+     GW_CFG_DEF(4u << 20),
+     .doc = "Socket receive buffer (`SO_RCVBUF`), in bytes, capped by the kernel's `rmem_max`."},
     {"max_dtls_peers", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_dtls_peers), 1, 10000000, NULL,
-     false, GW_CFG_DEF(100000)},
+     false, GW_CFG_DEF(100000),
+     .doc = "DTLS peers per loop past the cookie exchange (handshaking or established)."},
     {"max_dtls_peers_per_device", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_dtls_peers_per_device),
-     1, 1000000, NULL, false, GW_CFG_DEF(4)},
+     1, 1000000, NULL, false, GW_CFG_DEF(4),
+     .doc = "Established DTLS sessions of one device, all loops; a newer one closes the oldest."},
     {"max_con_bytes", GW_CFG_UINT32, offsetof(gw__coap_cfg, max_con_bytes), 0, 1073741824, NULL,
-     false, GW_CFG_DEF(1u << 20)},
+     false, GW_CFG_DEF(1u << 20),
+     .doc = "Bytes of the gateway's own CON messages kept for retransmission, per loop."},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
@@ -47,7 +59,9 @@ static const gw_cfg_field coap_fields[] = {
  * DTLS-PSK only. */
 static const gw_cfg_field coap_product_fields[] = {
     {"coap_query_token", GW_CFG_BOOL, offsetof(gw__coap_product, query_token), 0, 0, NULL, false,
-     GW_CFG_DEF(true)},
+     GW_CFG_DEF(true),
+     .doc = "Plain CoAP requests may authenticate with `?token=<secret>`; false refuses plain CoAP "
+            "for the product."},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 

@@ -72,22 +72,30 @@ typedef struct gw_stream_out_cfg {
 #define GW_STREAM_OUT_LOOP_LIMIT 67108864u
 
 /* The adapter config fields of an embedded gw_stream_out_cfg (member out_ of type_). */
-#define GW__STREAM_OUT_FIELD(key_, type_, member_, min_, max_, def_)                               \
+#define GW__STREAM_OUT_FIELD(key_, type_, member_, min_, max_, def_, doc_)                         \
     {                                                                                              \
         (key_), GW_CFG_UINT32, offsetof(type_, member_), (min_), (max_), NULL, false,              \
-            GW_CFG_DEF(def_)                                                                       \
+            GW_CFG_DEF(def_), .doc = (doc_)                                                        \
     }
 #define GW_STREAM_OUT_FIELDS(type_, out_)                                                          \
     GW__STREAM_OUT_FIELD("output_high_water", type_, out_.high_water, 1024, 67108864,              \
-                         GW_STREAM_OUT_HIGH_WATER),                                                \
-        GW__STREAM_OUT_FIELD("output_low_water", type_, out_.low_water, 0, 67108864,               \
-                             GW_STREAM_OUT_LOW_WATER),                                             \
+                         GW_STREAM_OUT_HIGH_WATER,                                                 \
+                         "Unsent output bytes of a connection past which it is not read."),        \
+        GW__STREAM_OUT_FIELD(                                                                      \
+            "output_low_water", type_, out_.low_water, 0, 67108864, GW_STREAM_OUT_LOW_WATER,       \
+            "Unsent output bytes below which a paused connection is read again."),                 \
         GW__STREAM_OUT_FIELD("output_hard_limit", type_, out_.hard_limit, 4096, 268435456,         \
-                             GW_STREAM_OUT_HARD_LIMIT),                                            \
+                             GW_STREAM_OUT_HARD_LIMIT,                                             \
+                             "Unsent output bytes past which the connection is closed "            \
+                             "(`output_overflow`)."),                                              \
         GW__STREAM_OUT_FIELD("output_stall_timeout_ms", type_, out_.stall_timeout_ms, 100,         \
-                             86400000, GW_STREAM_OUT_STALL_MS),                                    \
+                             86400000, GW_STREAM_OUT_STALL_MS,                                     \
+                             "Queued output that makes no progress for this many ms closes the "   \
+                             "connection."),                                                       \
         GW__STREAM_OUT_FIELD("output_loop_limit", type_, out_.loop_limit, 65536, 4294967295u,      \
-                             GW_STREAM_OUT_LOOP_LIMIT)
+                             GW_STREAM_OUT_LOOP_LIMIT,                                             \
+                             "Bytes queued for all of one loop's connections of the adapter; the " \
+                             "connection that would pass it is closed.")
 
 /* Sets the defaults and metrics (tests; adapters take the defaults from GW_STREAM_OUT_FIELDS and
  * set the metrics) / checks low < high < hard <= loop after gw_cfg_parse (1 = error). */

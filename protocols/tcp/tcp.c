@@ -18,15 +18,19 @@ const gw_metric_def gw__tcp_metrics[] = {GW_TCP_METRICS(GW_METRIC_DEF){NULL, NUL
 
 static const gw_cfg_field tcp_fields[] = {
     {"listeners", GW_CFG_LISTENERS, offsetof(gw__tcp_cfg, listeners), GW_CFG_LISTEN_TLS, 0, NULL,
-     true},
+     true, .doc = "Addresses and ports, each serving one product (`\"product\"`)."},
     {"login_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, login_timeout_ms), 100, 3600000, NULL,
-     false, GW_CFG_DEF(10000)},
+     false, GW_CFG_DEF(10000), .doc = "The login frame must arrive within this many ms."},
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__tcp_cfg, idle_timeout_ms), 100, 86400000, NULL,
-     false, GW_CFG_DEF(300000)},
+     false, GW_CFG_DEF(300000),
+     .doc = "A session silent this long (ms) goes offline; the product's own value wins."},
     {"max_inflight", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_inflight), 1, 65535, NULL, false,
-     GW_CFG_DEF(256)},
+     GW_CFG_DEF(256),
+     .doc =
+         "Frames of one connection waiting for their commit; past it the connection is not read."},
     {"max_frame", GW_CFG_UINT32, offsetof(gw__tcp_cfg, max_frame), 0, MAX_FRAME_LIMIT, NULL, false,
-     GW_CFG_DEF(0)},
+     GW_CFG_DEF(0),
+     .doc = "Caps every product's `max_frame` on this adapter, in bytes; 0: the product's own."},
     GW_STREAM_OUT_FIELDS(gw__tcp_cfg, out),
     {NULL, 0, 0, 0, 0, NULL, false},
 };

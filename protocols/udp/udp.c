@@ -17,13 +17,18 @@ GW_UDP_METRICS(GW_METRIC_HANDLE_DEF)
 const gw_metric_def gw__udp_metrics[] = {GW_UDP_METRICS(GW_METRIC_DEF){NULL, NULL, NULL}};
 
 static const gw_cfg_field udp_fields[] = {
-    {"listeners", GW_CFG_LISTENERS, offsetof(gw__udp_cfg, listeners), 0, 0, NULL, true},
+    {"listeners", GW_CFG_LISTENERS, offsetof(gw__udp_cfg, listeners), 0, 0, NULL, true,
+     .doc = "Addresses and ports, each serving one product (`\"product\"`)."},
     {"idle_timeout_ms", GW_CFG_UINT32, offsetof(gw__udp_cfg, idle_timeout_ms), 100, 86400000, NULL,
-     false, GW_CFG_DEF(300000)},
+     false, GW_CFG_DEF(300000),
+     .doc = "A device silent this long (ms) goes offline; the product's own value wins."},
     {"rcvbuf", GW_CFG_UINT32, offsetof(gw__udp_cfg, rcvbuf), 0, 1073741824, NULL, false,
-     GW_CFG_DEF(4u << 20)},
+     GW_CFG_DEF(4u << 20),
+     .doc = "Socket receive buffer (`SO_RCVBUF`), in bytes, capped by the kernel's `rmem_max`."},
     {"replay_window_s", GW_CFG_UINT32, offsetof(gw__udp_cfg, replay_window_s), 0, 86400, NULL,
-     false, GW_CFG_DEF(120)},
+     false, GW_CFG_DEF(120),
+     .doc = "Datagrams whose device timestamp is older than this (seconds) are dropped as replays; "
+            "0: no replay window."},
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 

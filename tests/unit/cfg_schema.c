@@ -1,5 +1,6 @@
 /* cfg_schema.c: the declarative section parser: every field type, ranges, defaults and their
- * ownership, required and unknown keys, listener lists (numeric addresses, port range). */
+ * ownership, required and unknown keys, listener lists (numeric addresses, port range); the
+ * reference table a section prints (its meaning column, a key without one counted). */
 #include "test.h"
 #include "config/cfg_schema.h"
 #include "config/config.h"
@@ -188,6 +189,33 @@ static void test_top_level_path(void)
     json_decref(obj);
 }
 
+static void test_reference(void)
+{
+    static const gw_cfg_field documented[] = {
+        {"u", GW_CFG_UINT32, offsetof(sect, u), 1, 100, NULL, false, GW_CFG_DEF(7),
+         .doc = "Widgets per second; 0 | 1 both fine."},
+        {"e", GW_CFG_ENUM, offsetof(sect, e), 0, 0, colours, false, GW_CFG_DEF(2),
+         .doc = "The colour."},
+        {NULL, 0, 0, 0, 0, NULL, false},
+    };
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_INT(gw_cfg_reference(m, "x", documented), 0);
+    CHECK_INT(gw_cfg_reference(m, "y", fields), 8); /* none of these has a doc */
+    fclose(m);
+    CHECK_CONTAINS(out,
+                   "### `x`\n\n| key | type | default | range | meaning |\n"
+                   "| --- | --- | --- | --- | --- |\n"
+                   "| `u` | integer | 7 | 1..100 | Widgets per second; 0 \\| 1 both fine. |\n"
+                   "| `e` | string (enum) | `blue` | `red`, `green`, `blue` | The colour. |\n\n");
+    CHECK_CONTAINS(out, "| `req` | integer | required |  | (undocumented) |\n");
+    free(out);
+}
+
 int main(void)
 {
     test_all_types();
@@ -196,5 +224,6 @@ int main(void)
     test_errors();
     test_listeners();
     test_top_level_path();
+    test_reference();
     TEST_MAIN_END();
 }

@@ -1,7 +1,8 @@
-/* config_reference.c: docs/CONFIG-KEYS.md is exactly what iotgw --config-reference prints (the
- * config tables' keys, defaults and ranges), so the document cannot drift from the code; and every
- * key of every gw_cfg_field table in the sources (config/, protocols/, codecs/, storage/, gateway/)
- * is in it, so a table the reference forgets to print fails too. */
+/* config_reference.c: docs/CONFIG-KEYS.md is exactly what iotgw --print-config-reference prints
+ * (the config tables' keys, types, defaults, ranges and meanings), so the document cannot drift
+ * from the code; every key it prints has a meaning (its gw_cfg_field's .doc); and every key of
+ * every gw_cfg_field table in the sources (config/, protocols/, codecs/, storage/, gateway/) is in
+ * it, so a table the reference forgets to print fails too. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,8 +106,17 @@ int main(void)
     CHECK(m != NULL);
     if (!m)
         TEST_MAIN_END();
-    gw_config_reference(m, gw_registry_config_plugins());
+    int undocumented = gw_config_reference(m, gw_registry_config_plugins());
     fclose(m);
+    if (undocumented || strstr(out, "(undocumented)"))
+        fprintf(stderr,
+                "%d keys have no meaning: give their gw_cfg_field a .doc (one sentence: "
+                "what the key does, its unit)\n",
+                undocumented);
+    CHECK_INT(undocumented, 0);
+    CHECK(strstr(out, "(undocumented)") == NULL);
+    CHECK_CONTAINS(out, "| key | type | default | range | meaning |");
+    CHECK_CONTAINS(out, "| `loops` | integer | 0 | 0..64 | Event-loop threads");
     CHECK_CONTAINS(out, "### `adapters.coap`");
     CHECK_CONTAINS(out, "| `idle_timeout_ms` | integer | 300000 | 100..86400000 |");
     CHECK_CONTAINS(out, "| `max_inflight` | integer | 1024 | 1..65535 |"); /* mqtt's */
@@ -122,8 +132,8 @@ int main(void)
             b++;
         }
         fprintf(stderr,
-                "%s differs from iotgw --config-reference at line %d; regenerate it with\n"
-                "  build/iotgw --config-reference > docs/CONFIG-KEYS.md\n",
+                "%s differs from iotgw --print-config-reference at line %d; regenerate it with\n"
+                "  cmake --build build --target config-docs\n",
                 DOC, line);
         CHECK(0);
     } else if (doc) {
