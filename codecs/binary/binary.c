@@ -160,6 +160,8 @@ static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reje
         sz = f->prefix + (size_t)gw__binary_get_uint(d->body + at, f->prefix, f->little);
         if ((size_t)at + sz > limit)
             goto short_frame;
+    } else if (f->size_rest) {
+        sz = limit - (size_t)at;
     } else if (f->size_var && sized_from(d, f, &sz, rej) != 0) {
         return GW_EINVAL;
     } else if (f->size_var && (size_t)at + sz > limit) {

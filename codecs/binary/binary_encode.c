@@ -274,7 +274,8 @@ int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src,
             goto done;
     }
     for (k = 0; k < nf; k++) /* the size fields of "size_from" fields */
-        if (ps[k].f->size_var && (rc = put_size(l, ps[k].f, ps[k].size, body, len, err)) != 0)
+        if (ps[k].f->size_var && !ps[k].f->size_rest &&
+            (rc = put_size(l, ps[k].f, ps[k].size, body, len, err)) != 0)
             goto done;
     for (k = 0; k < nf; k++) { /* pass 3: again, now that every sign field has been written */
         placed *p = &ps[k];

@@ -249,6 +249,19 @@ static int parse_size(gw__bl_ctx *x, const json_t *o, const char *path, bin_fiel
     int64_t n;
     bool have_size, have_prefix;
     bool var = f->type == BIN_STRING || f->type == BIN_BYTES;
+    const char *rest = json_string_value(json_object_get(o, "size"));
+    if (rest && strcmp(rest, "rest") == 0) { /* up to the bytes counted from the end */
+        if (!var)
+            return gw__bl_fail(x, gw__bl_sub(p, path, "size"),
+                               "\"rest\" only for string and bytes fields");
+        if (json_object_get(o, "prefix") || json_object_get(o, "size_from"))
+            return gw__bl_fail(x, gw__bl_sub(p, path, "size"),
+                               "give one of \"size\", \"prefix\" and \"size_from\"");
+        f->size_var = true;
+        f->size_rest = true;
+        f->size = 0;
+        return 0;
+    }
     if (gw__bl_get_int(x, o, "size", path, 1, f->type == BIN_BCD ? 10 : x->body_cap, false, &n,
                        &have_size))
         return GW_ECONFIG;
@@ -534,6 +547,19 @@ int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, cons
     }
     if (bad)
         return bad;
+    /* "size": "rest" takes what its message's fields from the start leave: the last of them */
+    for (size_t i = 0; i < n; i++) {
+        if (!(*out)[i].size_rest)
+            continue;
+        gw__bl_pathf(p, "%s[%zu].size", path, i);
+        if (c->kind < 0 || c->in_record)
+            return gw__bl_fail(x, p, "\"rest\" only in a message's own fields");
+        for (size_t j = i + 1; j < n; j++)
+            if ((*out)[j].pos != BIN_POS_END)
+                return gw__bl_fail(x, p,
+                                   "\"rest\": the last field of its message (but those with a "
+                                   "negative offset)");
+    }
     /* one field per target and per role in a list */
     for (size_t i = 1; i < n; i++) {
         const bin_field *a = &(*out)[i];

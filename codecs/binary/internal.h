@@ -100,6 +100,7 @@ typedef struct bin_field {
     /* "size_from" (string / bytes): the field takes size_src's value + size_add bytes (size_src:
      * a fixed-offset unsigned field without target, filled in on encode); size is 0 */
     bool size_var;
+    bool size_rest; /* "size": "rest": the bytes up to those counted from the end (size_var) */
     const struct bin_field *size_src;
     int32_t size_add;
     struct bin_group *grp; /* BIN_GROUP, BIN_IDLIST: what they hold (prefix = the count width) */

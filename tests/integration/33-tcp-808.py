@@ -49,7 +49,7 @@ def main(t):
 
     # the doc's login and report (direction 126 is escaped as 7D 02 on the wire)
     d = b.Dev(port)
-    d.send(bytes.fromhex("7E 01 02 00 09 01 39 12 34 56 78 00 01 08 61 75 74 68 38 30 38 78 73 7E"))
+    d.send(bytes.fromhex("7E 01 02 00 08 01 39 12 34 56 78 00 01 61 75 74 68 38 30 38 78 7A 7E"))
     t.eq(d.recv_808(), b.t_ack(PHONE, 1, 0x0102), "login acked (8001, serial 1, id 0102)")
     report = bytes.fromhex("7E 02 00 00 1C 01 39 12 34 56 78 00 03 00 00 00 01 00 00 00 03 01 DC "
                            "9A 07 07 3D 48 95 00 34 02 5D 00 7D 02 24 01 15 10 30 00 8D 7E")

@@ -115,7 +115,7 @@ def t_frame(msg_id, phone, serial, body=b"", props=None, check_ok=True):
 
 def t_login(phone, code, serial=1):
     c = code.encode()
-    return t_frame(0x0102, phone, serial, bytes([len(c)]) + c)
+    return t_frame(0x0102, phone, serial, c)  # JT/T 808-2013: the code is the whole body
 
 
 def t_heartbeat(phone, serial):

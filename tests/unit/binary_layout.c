@@ -637,6 +637,24 @@ static void test_size_from(void)
                     "variable-length field");
 }
 
+/* "size": "rest": JT/T 808-2013's login, the auth code as the whole body. */
+static void test_size_rest(void)
+{
+    check_808_edit("frame.messages[1].fields[0].type", "\"u32\"",
+                   "frame.messages[1].fields[0].size: \"rest\" only for string and bytes fields");
+    check_808_edit("frame.messages[1].fields[0].prefix", "1",
+                   "frame.messages[1].fields[0].size: give one of \"size\", \"prefix\" and "
+                   "\"size_from\"");
+    check_808_edit("frame.messages[1].fields",
+                   "[ { \"offset\": 12, \"type\": \"string\", \"size\": \"rest\", \"role\": "
+                   "\"secret\" }, { \"type\": \"u8\" } ]",
+                   "frame.messages[1].fields[0].size: \"rest\": the last field of its message");
+    check_808_edit("frame.header[1]",
+                   "{ \"name\": \"phone\", \"offset\": 4, \"type\": \"string\", \"size\": "
+                   "\"rest\", \"role\": \"device_id\" }",
+                   "frame.header[1].size: \"rest\" only in a message's own fields");
+}
+
 /* JT/T 808 registration: "auth_code", kind "register", role "auth_code", "refusal". */
 static void test_registration(void)
 {
@@ -689,6 +707,7 @@ int main(void)
     test_gt06_features();
     test_registration();
     test_size_from();
+    test_size_rest();
     printf("%d layout error cases\n", n_cases);
     TEST_MAIN_END();
 }
