@@ -29,6 +29,8 @@ typedef enum gw_msg_kind {
 typedef struct gw_decode_hint {
     gw_msg_kind kind;
     const char *name; /* event id when kind == GW_MSG_EVENT (NUL-terminated), else NULL */
+    bool check;       /* the message goes to gw_dispatch_message: the codec may check it against the
+                         thing model itself (see gw_thing_msg.norm_text) */
 } gw_decode_hint;
 
 /* A decoded, not yet validated, message. values is owned by the message (gw_thing_msg_clear). */
@@ -47,6 +49,10 @@ typedef struct gw_thing_msg {
     uint32_t type_code; /* the frame's discriminator value, for the ack */
     int auth_state;     /* 1 when the layout declares an HMAC: verify must check it */
     bool seq_set;       /* the frame carried a seq field (seq is its value) */
+    /* Set by a codec that checked the values against the thing model as it read them (hint.check;
+     * the JSON codec's reader): the normalised payload text (gw_malloc(GW_AREA_EVENT)), and values
+     * is already the normalised object (report) or NULL (event). */
+    char *norm_text;
 } gw_thing_msg;
 
 void gw_thing_msg_clear(gw_thing_msg *m);
