@@ -1,7 +1,6 @@
 /* json_read.c: the JSON codec's in-place reader (json_read.h): one pass over a property report or
- * an event, no tree, no allocation beyond the normalised payload (and a report's normalised values
- * object, which the store keeps for the latest-state table). Takes only what it can decide by the
- * thing model's own rules (gw__tm_*_ok) and words nothing: every "no" is "not taken", and the
+ * an event, no tree, no allocation beyond the normalised payload. Takes only what it can decide by
+ * the thing model's own rules (gw__tm_*_ok) and words nothing: every "no" is "not taken", and the
  * jansson path decides and words it. Numbers keep their text where it already is the normalised
  * one; reals are computed exactly (at most 15 digits, no exponent: m / 10^k, both exact, is
  * correctly rounded, as strtod is). */
@@ -71,6 +70,16 @@ static bool read_str(rd *r, const char **s, size_t *n)
     if (r->p >= r->end || *r->p != '"')
         return false;
     const char *b = ++r->p;
+    /* 8 bytes at a time while none is '"', '\\', a control byte or non-ASCII */
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    while (r->end - r->p >= 8) {
+        uint64_t w;
+        memcpy(&w, r->p, 8);
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        if (((w - ones * 0x20) | (q - ones) | (bs - ones) | w) & high)
+            break;
+        r->p += 8;
+    }
     for (; r->p < r->end; r->p++) {
         unsigned char c = (unsigned char)*r->p;
         if (c == '"') {
@@ -161,12 +170,9 @@ static bool read_lit(rd *r, const char *lit, size_t n)
     return true;
 }
 
-/* One value checked against s, its normalised text into o and (obj) its normalised value into obj
- * under key. 0, NOT_TAKEN or GW_ENOMEM. */
-static int read_value(rd *r, const gw_value_spec *s, ob *o, json_t *obj, const char *key,
-                      size_t key_len)
+/* One value checked against s, its normalised text into o. 0 or NOT_TAKEN. */
+static int read_value(rd *r, const gw_value_spec *s, ob *o)
 {
-    json_t *nv = NULL;
     switch (s->type) {
     case GW_T_INT:
     case GW_T_LONG:
@@ -178,8 +184,6 @@ static int read_value(rd *r, const gw_value_spec *s, ob *o, json_t *obj, const c
             put_c(o, '0'); /* "-0" reads as 0 */
         else
             put(o, v.s, v.n);
-        if (obj)
-            nv = json_integer(v.i);
         break;
     }
     case GW_T_FLOAT:
@@ -193,17 +197,13 @@ static int read_value(rd *r, const gw_value_spec *s, ob *o, json_t *obj, const c
             char t[40];
             put(o, t, gw_json_real(t, v.d));
         }
-        if (obj)
-            nv = json_real(v.d);
         break;
     }
     case GW_T_BOOL:
         if (read_lit(r, "true", 4)) {
             put(o, "true", 4);
-            nv = obj ? json_true() : NULL;
         } else if (read_lit(r, "false", 5)) {
             put(o, "false", 5);
-            nv = obj ? json_false() : NULL;
         } else {
             return NOT_TAKEN;
         }
@@ -219,8 +219,6 @@ static int read_value(rd *r, const gw_value_spec *s, ob *o, json_t *obj, const c
         put_c(o, '"');
         put(o, str, n);
         put_c(o, '"');
-        if (obj)
-            nv = json_stringn_nocheck(str, n);
         break;
     }
     case GW_T_STRUCT:
@@ -228,8 +226,6 @@ static int read_value(rd *r, const gw_value_spec *s, ob *o, json_t *obj, const c
     default:
         return NOT_TAKEN;
     }
-    if (obj && (!nv || json_object_setn_new_nocheck(obj, key, key_len, nv) != 0))
-        return GW_ENOMEM;
     return 0;
 }
 
@@ -237,7 +233,7 @@ static int read_value(rd *r, const gw_value_spec *s, ob *o, json_t *obj, const c
  * Every key a spec, no key twice; required specs present when check_required; non-empty when
  * !allow_empty. */
 static int read_values(rd *r, bool absent, const gw_value_spec *specs, size_t n,
-                       bool check_required, bool allow_empty, ob *o, json_t *obj)
+                       bool check_required, bool allow_empty, ob *o)
 {
     uint64_t seen[MAX_SPECS / 64] = {0};
     size_t required_seen = 0, members = 0;
@@ -263,7 +259,7 @@ static int read_values(rd *r, bool absent, const gw_value_spec *specs, size_t n,
             put_c(o, '"');
             put(o, key, key_len);
             put(o, "\":", 2);
-            int rc = read_value(r, s, o, obj, key, key_len);
+            int rc = read_value(r, s, o);
             if (rc)
                 return rc;
         } while (take(r, ','));
@@ -336,7 +332,7 @@ static int read_msg(rd *r, const gw_product *p, const gw_event_spec *ev, ob *o, 
                 bit = S_VALUES;
                 if (seen & bit)
                     return NOT_TAKEN;
-                rc = read_values(r, false, specs, n, !report, !report, o, out->values);
+                rc = read_values(r, false, specs, n, !report, !report, o);
             } else {
                 return NOT_TAKEN;
             }
@@ -355,7 +351,7 @@ static int read_msg(rd *r, const gw_product *p, const gw_event_spec *ev, ob *o, 
     if (!(seen & S_VALUES)) {
         if (report)
             return NOT_TAKEN; /* "properties" is required */
-        return read_values(r, true, specs, n, true, true, o, NULL);
+        return read_values(r, true, specs, n, true, true, o);
     }
     return 0;
 }
@@ -374,8 +370,6 @@ int gw__json_read(const gw_product *p, const gw_decode_hint *hint, const uint8_t
         memcpy(out->name, hint->name, n + 1);
     } else if (hint->kind != GW_MSG_PROPERTY_REPORT) {
         return NOT_TAKEN;
-    } else if (!(out->values = json_object())) {
-        return GW_ENOMEM;
     }
     out->kind = hint->kind;
 
@@ -389,7 +383,6 @@ int gw__json_read(const gw_product *p, const gw_decode_hint *hint, const uint8_t
     if (!rc && !(out->norm_text = gw_malloc(GW_AREA_EVENT, o.n + 1)))
         rc = GW_ENOMEM;
     if (rc) {
-        json_decref(out->values);
         memset(out, 0, sizeof(*out));
         return rc;
     }

@@ -9,10 +9,10 @@
 
 #include "../../gateway/core/codec.h"
 
-/* 0: accepted, *out filled as the jansson path plus the thing model would (kind, name, msg_id,
- * timestamp_ms, values = the normalised object for a report, NULL for an event) and
- * out->norm_text = the normalised payload. 1: not taken (out cleared; nothing to free); the
- * caller decodes it the general way. GW_ENOMEM: out of memory (out cleared). */
+/* 0: accepted, *out filled as the jansson path would (kind, name, msg_id, timestamp_ms; values
+ * NULL) and out->norm_text = the normalised payload the thing model's check would give (the one
+ * allocation). 1: not taken (out cleared; nothing to free); the caller decodes it the general
+ * way. GW_ENOMEM: out of memory (out cleared). */
 int gw__json_read(const gw_product *p, const gw_decode_hint *hint, const uint8_t *buf, size_t len,
                   gw_thing_msg *out);
 

@@ -50,8 +50,8 @@ typedef struct gw_thing_msg {
     int auth_state;     /* 1 when the layout declares an HMAC: verify must check it */
     bool seq_set;       /* the frame carried a seq field (seq is its value) */
     /* Set by a codec that checked the values against the thing model as it read them (hint.check;
-     * the JSON codec's reader): the normalised payload text (gw_malloc(GW_AREA_EVENT)), and values
-     * is already the normalised object (report) or NULL (event). */
+     * the JSON codec's reader): the normalised payload text (gw_malloc(GW_AREA_EVENT)); values is
+     * then NULL. */
     char *norm_text;
 } gw_thing_msg;
 

@@ -41,9 +41,7 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
 
     if (m->norm_text && (m->kind == GW_MSG_PROPERTY_REPORT || m->kind == GW_MSG_EVENT)) {
         /* the codec's reader checked and normalised it already, with the same rules */
-        norm = m->values;
         payload = m->norm_text;
-        m->values = NULL;
         m->norm_text = NULL;
         goto store;
     }
@@ -86,10 +84,7 @@ store:;
     memcpy(ev->msg_id, m->msg_id, sizeof(ev->msg_id));
     if (m->kind == GW_MSG_EVENT)
         memcpy(ev->name, m->name, sizeof(ev->name));
-    if (m->kind == GW_MSG_PROPERTY_REPORT)
-        ev->values = norm; /* the writer keeps the latest value per property */
-    else
-        json_decref(norm);
+    json_decref(norm); /* the writer reads a report's latest values from its payload */
     if (want_commit) {
         gw_session_retain(s);
         ev->sess = s;

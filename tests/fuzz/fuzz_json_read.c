@@ -1,6 +1,6 @@
 /* fuzz_json_read.c: the JSON codec's in-place reader (codecs/json/json_read.c) against the general
  * path on arbitrary bytes, as a property report, an event with params and one without: whatever
- * the reader takes, the general path must accept with the same message, payload and values
+ * the reader takes, the general path must accept with the same message and payload
  * (json_read_diff.h); aborts on any difference. The product: thermo_product.h. */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* json_read_diff.h: the differential check of the JSON codec's in-place reader
  * (codecs/json/json_read.c) against the general path (jansson decode, then gw_tm_check_*): what
  * the reader takes, the general path must accept with the same message and the same normalised
- * payload and values. Shared by fuzz_json_read.c and the unit test json_read.c. */
+ * payload. Shared by fuzz_json_read.c and the unit test json_read.c. */
 #ifndef GW_TEST_JSON_READ_DIFF_H
 #define GW_TEST_JSON_READ_DIFF_H
 
@@ -26,7 +26,7 @@ static int json_read_diff(const gw_product *p, gw_msg_kind kind, const char *nam
     gw_thing_msg fast, slow;
     gw_reject rej;
     json_t *norm = NULL;
-    char *text = NULL, *fast_text = NULL;
+    char *text = NULL;
     int res = -1;
     json_read_diff_why[0] = 0;
     memset(&rej, 0, sizeof(rej));
@@ -66,22 +66,13 @@ static int json_read_diff(const gw_product *p, gw_msg_kind kind, const char *nam
                  (long long)slow.timestamp_ms, fast.name, slow.name);
         goto out;
     }
-    if (kind == GW_MSG_PROPERTY_REPORT) {
-        /* the store's values: equal (jansson tells integers from reals) and written the same */
-        fast_text = fast.values ? gw_json_write(fast.values) : NULL;
-        if (!fast_text || !json_equal(fast.values, norm) || strcmp(fast_text, text) != 0) {
-            snprintf(json_read_diff_why, sizeof(json_read_diff_why), "values %.200s vs %.200s",
-                     fast_text ? fast_text : "(null)", text);
-            goto out;
-        }
-    } else if (fast.values) {
-        snprintf(json_read_diff_why, sizeof(json_read_diff_why), "an event with values");
+    if (fast.values) {
+        snprintf(json_read_diff_why, sizeof(json_read_diff_why), "values beside the payload");
         goto out;
     }
     res = 1;
 out:
     gw_free(GW_AREA_EVENT, text);
-    gw_free(GW_AREA_EVENT, fast_text);
     json_decref(norm);
     gw_thing_msg_clear(&fast);
     gw_thing_msg_clear(&slow);
