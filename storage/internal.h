@@ -22,7 +22,7 @@ typedef struct gw__prop_slot {
     uint32_t dev; /* device index + 1; 0 = empty */
     uint32_t hash;
     /* the property id, then its value's JSON text (both copied from the event's payload, not
-     * NUL-terminated); owned by the slot and kept when it empties, for the next note */
+     * NUL-terminated); owned by the slot until the state is written (gw__state_clear) */
     char *text;
     uint32_t key_len, val_len, cap;
     int64_t ts;

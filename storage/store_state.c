@@ -31,10 +31,8 @@ int gw__state_grow(gw_store *s)
         return GW_ENOMEM;
     for (size_t i = 0; i < s->props_cap; i++) {
         gw__prop_slot *o = &s->props[i];
-        if (!o->dev) {
-            gw_free(GW_AREA_STORE, o->text); /* an empty slot's kept text */
+        if (!o->dev)
             continue;
-        }
         size_t j = o->hash & (ncap - 1);
         while (n[j].dev)
             j = (j + 1) & (ncap - 1);
@@ -75,7 +73,8 @@ static int slot_set(gw__prop_slot *p, const char *key, size_t key_len, const cha
 }
 
 /* The latest value per (device, property) since the last write: key and value are copied into
- * the slot (a few bytes, into a buffer the slot keeps), so the slot outlives the event. */
+ * the slot (a few bytes, into a buffer the slot keeps until the write), so it outlives the event.
+ */
 static int note_prop(gw_store *s, uint32_t dev, const char *key, size_t key_len, const char *val,
                      size_t val_len, int64_t ts)
 {
@@ -304,7 +303,11 @@ void gw__state_clear(gw_store *s)
         gw__prop_slot *p = &s->props[i];
         if (!p->dev)
             continue;
-        p->dev = 0; /* its text stays for the next note */
+        p->dev = 0;
+        /* memory as the notes of one lag window (a text is reused within it, not across) */
+        gw_free(GW_AREA_STORE, p->text);
+        p->text = NULL;
+        p->cap = 0;
         s->props_used--;
     }
     for (size_t i = 0; i < s->n_touched; i++) {

@@ -284,7 +284,7 @@ static void state_values(void)
     CHECK_STR(prop_text(e, "t-002", "t", buf, sizeof(buf)), "-0.0");
     CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM property_state"), 6);
 
-    /* the newest report wins, however long its value; the slots' texts are reused */
+    /* the newest report wins, however long its value (a slot's text grows) */
     a = st_event(e, GW_EV_PROPERTY, "m-001", ST_SESS_A, "{\"t\":22,\"s\":\"short\"}");
     b = st_event(e, GW_EV_PROPERTY, "m-001", ST_SESS_A,
                  "{\"s\":\"a much longer string than any before it, to outgrow the slot\"}");
