@@ -2,7 +2,7 @@
 """callgrind_mqtt.py: instructions per message on iotgw's whole MQTT path (parse, validate,
 persist, ack), counted by valgrind's callgrind, which is stable on a busy machine where CPU time is
 not. Runs iotgw (bench_mqtt.py's config: product `bench`, devices bench-NNNNN) under callgrind,
-sends a fixed number of 100-byte QoS 0/1 reports with mqtt_load --count, stops it with SIGTERM, and
+sends a fixed number of 100-byte QoS 1 reports with mqtt_load --count (QoS 1 only), stops it with SIGTERM, and
 prints `bench=mqtt_callgrind ... ir_per_msg=...` (every thread's instructions, start-up and
 shutdown included, over the messages: a start-up-only run is subtracted when --baseline is given)
 and the top functions. Prints figures; never passes or fails on them."""
@@ -44,7 +44,7 @@ def run_once(tmp, binary, tag, args, count):
         if count:
             loader = benchlib.find_bin(tmp, "mqtt_load", "MQTT_LOAD_BIN")
             cmd = bench_mqtt.load_cmd(loader, srv.port, [
-                "--conns", str(args.conns), "--qos", str(args.qos), "--window",
+                "--conns", str(args.conns), "--qos", "1", "--window",
                 str(args.window), "--count", str(count), "--seconds", "3600", "--warmup", "0",
                 "--payload-size", str(args.payload_size), "--timeout", "600"])
             r = subprocess.run(cmd, capture_output=True, text=True)
@@ -65,7 +65,7 @@ def run_all(tmp, srvs, args):
         base, _ = run_once(tmp, binary, "start", args, 0)
     ir, cg_out = run_once(tmp, binary, "msgs", args, args.count)
     msgs = args.count * args.conns
-    out(f"bench=mqtt_callgrind qos={args.qos} conns={args.conns} window={args.window} "
+    out(f"bench=mqtt_callgrind qos=1 conns={args.conns} window={args.window} "
         f"payload={args.payload_size} msgs={msgs} ir_total={ir} ir_start_stop={base} "
         f"ir_per_msg={(ir - base) / msgs:.0f} binary={binary}")
     if args.top:
@@ -80,7 +80,6 @@ def run_all(tmp, srvs, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--binary", help="the gateway (default $IOTGW_BIN or build/iotgw)")
-    ap.add_argument("--qos", type=int, default=1, choices=(0, 1))
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--count", type=int, default=2000, help="reports per connection")
