@@ -7,20 +7,6 @@
 
 #include "store.h"
 
-/* Drops a reference to an event's values that two threads share (the loop that made the event and
- * the writer's state notes). jansson's decrement is an atomic release, but json_delete is not
- * ordered after the other thread's earlier decrement (and its reads); the thread that takes the
- * count to 0 first acquires it, as a shared pointer does, so either thread may free the values. */
-static inline void gw__values_release(json_t *v)
-{
-    if (!v || __atomic_load_n(&v->refcount, __ATOMIC_RELAXED) == (size_t)-1)
-        return;
-    if (__atomic_sub_fetch(&v->refcount, 1, __ATOMIC_RELEASE) == 0) {
-        (void)__atomic_load_n(&v->refcount, __ATOMIC_ACQUIRE);
-        json_delete(v);
-    }
-}
-
 typedef struct gw__dev_touch {
     int64_t last_seen;
     int8_t online;      /* -1 unchanged in this batch, 0 offline, 1 online */
@@ -35,9 +21,10 @@ typedef struct gw__dev_touch {
 typedef struct gw__prop_slot {
     uint32_t dev; /* device index + 1; 0 = empty */
     uint32_t hash;
-    const char *key; /* both point into parent, which the slot holds a reference to */
-    json_t *val;
-    json_t *parent;
+    /* the property id, then its value's JSON text (both copied from the event's payload, not
+     * NUL-terminated); owned by the slot until the state is written (gw__state_clear) */
+    char *text;
+    uint32_t key_len, val_len, cap;
     int64_t ts;
 } gw__prop_slot;
 
@@ -199,7 +186,8 @@ void gw__history_written(gw_store *s); /* that transaction committed */
 void gw__history_after(gw_store *s, bool committed);
 
 /* store_state.c: device_state and property_state, written from the notes of committed events */
-int gw__state_grow(gw_store *s); /* the property table: first size, then doubling */
+int gw__state_grow(gw_store *s);  /* the property table: first size, then doubling */
+void gw__state_free(gw_store *s); /* the property table and its slots' texts (close) */
 /* Notes a committed event (its row id) in the transaction that inserts it. 0 or -SQLITE_…. */
 int gw__state_note(gw_store *s, const gw_event *ev, int64_t id);
 /* Whether this transaction writes the notes: an online/offline change, a gw_store_sync_state

@@ -40,9 +40,10 @@ typedef struct gw_event {
     int64_t ts;    /* event time, epoch ms (device timestamp or rx_ts) */
     int64_t rx_ts; /* receive time, epoch ms */
     char msg_id[64];
-    char name[64];           /* event id, offline reason */
-    char *payload;           /* JSON text (gw_malloc(GW_AREA_EVENT), may be NULL) */
-    json_t *values;          /* property events: normalised properties, for property_state */
+    char name[64]; /* event id, offline reason */
+    char *payload; /* JSON text (gw_malloc(GW_AREA_EVENT), may be NULL); property events: the
+                      normalised properties as the gateway writes them (compact), which the
+                      writer also reads for property_state */
     struct gw_session *sess; /* opaque completion target (holds a reference), or NULL */
     uint32_t token;          /* adapter's completion token (e.g. MQTT packet id) */
     int status;              /* 0 committed, or a negative code */
@@ -68,7 +69,7 @@ int gw_store_start(gw_store *s, void (*on_drain)(void *arg), void *arg);
 
 /* Allocates an event and counts it against queue_max until gw_store_event_done. NULL on OOM. */
 gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *dev);
-/* Frees an event (payload, values, session reference) and uncounts it. Any thread. */
+/* Frees an event (payload, session reference) and uncounts it. Any thread. */
 void gw_store_event_done(gw_store *s, gw_event *ev);
 
 /* Queues a chain of events (head..tail, n of them) for the writer. Any thread; never fails: the

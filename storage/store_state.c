@@ -1,7 +1,8 @@
 /* store_state.c: the latest-state tables (device_state, property_state). The writer notes each
  * committed event's device and property values here and writes them state_lag_ms after the first
  * unwritten note (with a batch of events, or on their own when the writer is idle): one row per
- * device and property however many reports came in between. Online/offline changes are written
+ * device and property however many reports came in between; a value is the text of its member
+ * in the report's payload, bound as it is. Online/offline changes are written
  * in their event's transaction. meta.state_mark is the newest event whose state is written; at
  * start-up, events past it (the gateway was killed) are replayed. */
 #include "internal.h"
@@ -11,15 +12,14 @@
 #include <time.h>
 
 #include "../gateway/util/alloc.h"
-#include "../gateway/util/json_write.h"
 #include "../gateway/util/log.h"
 #include "../gateway/util/metrics.h"
 
-static uint32_t hash_str(const char *k, uint32_t dev)
+static uint32_t hash_key(const char *k, size_t n, uint32_t dev)
 {
     uint32_t h = 2166136261u ^ dev;
-    for (; *k; k++)
-        h = (h ^ (uint8_t)*k) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)k[i]) * 16777619u;
     return h ? h : 1;
 }
 
@@ -44,31 +44,124 @@ int gw__state_grow(gw_store *s)
     return 0;
 }
 
-/* The latest value per (device, property) since the last write. The slot holds a reference to the
- * object the value and its key live in (the event's values), so it outlives the event. */
-static int note_prop(gw_store *s, uint32_t dev, const char *key, json_t *val, json_t *parent,
-                     int64_t ts)
+void gw__state_free(gw_store *s)
+{
+    for (size_t i = 0; s->props && i < s->props_cap; i++)
+        gw_free(GW_AREA_STORE, s->props[i].text);
+    gw_free(GW_AREA_STORE, s->props);
+    s->props = NULL;
+    s->props_cap = s->props_used = 0;
+}
+
+/* Copies key and value into the slot's own text. */
+static int slot_set(gw__prop_slot *p, const char *key, size_t key_len, const char *val,
+                    size_t val_len)
+{
+    if (key_len + val_len > p->cap) {
+        size_t cap = (key_len + val_len + 15) & ~(size_t)15;
+        char *t = gw_realloc(GW_AREA_STORE, p->text, cap);
+        if (!t)
+            return GW_ENOMEM;
+        p->text = t;
+        p->cap = (uint32_t)cap;
+    }
+    memcpy(p->text, key, key_len);
+    memcpy(p->text + key_len, val, val_len);
+    p->key_len = (uint32_t)key_len;
+    p->val_len = (uint32_t)val_len;
+    return 0;
+}
+
+/* The latest value per (device, property) since the last write: key and value are copied into
+ * the slot (a few bytes, into a buffer the slot keeps until the write), so it outlives the event.
+ */
+static int note_prop(gw_store *s, uint32_t dev, const char *key, size_t key_len, const char *val,
+                     size_t val_len, int64_t ts)
 {
     if ((s->props_used + 1) * 2 > s->props_cap && gw__state_grow(s))
         return GW_ENOMEM;
-    uint32_t h = hash_str(key, dev);
+    uint32_t h = hash_key(key, key_len, dev);
     size_t j = h & (s->props_cap - 1);
     for (;; j = (j + 1) & (s->props_cap - 1)) {
         gw__prop_slot *p = &s->props[j];
         if (!p->dev) {
-            *p = (gw__prop_slot){dev + 1, h, key, val, json_incref(parent), ts};
+            if (slot_set(p, key, key_len, val, val_len))
+                return GW_ENOMEM;
+            p->dev = dev + 1;
+            p->hash = h;
+            p->ts = ts;
             s->props_used++;
             return 0;
         }
-        if (p->hash == h && p->dev == dev + 1 && strcmp(p->key, key) == 0) {
+        if (p->hash == h && p->dev == dev + 1 && p->key_len == key_len &&
+            memcmp(p->text, key, key_len) == 0) {
             if (ts >= p->ts) {
-                json_incref(parent);
-                gw__values_release(p->parent);
-                *p = (gw__prop_slot){dev + 1, h, key, val, parent, ts};
+                if (slot_set(p, key, key_len, val, val_len))
+                    return GW_ENOMEM;
+                p->ts = ts;
             }
             return 0;
         }
     }
+}
+
+/* The end of the JSON value at v (a member of the gateway's own compact payload): the ',' or '}'
+ * after it, or NULL if the text ends first. */
+static const char *value_end(const char *v)
+{
+    int depth = 0;
+    for (;; v++) {
+        switch (*v) {
+        case 0:
+            return NULL;
+        case '"':
+            for (v++;; v++) {
+                v += strcspn(v, "\"\\");
+                if (*v == '"')
+                    break;
+                if (!*v || !*++v) /* a backslash: skip the escaped byte */
+                    return NULL;
+            }
+            break;
+        case '{':
+        case '[':
+            depth++;
+            break;
+        case '}':
+        case ']':
+            if (depth-- == 0)
+                return v;
+            break;
+        case ',':
+            if (depth == 0)
+                return v;
+            break;
+        }
+    }
+}
+
+/* A property report's payload, {"id":value,...} as the gateway writes it (compact; property ids
+ * need no escape): each member noted. Anything else stops the walk. */
+static int note_props(gw_store *s, uint32_t dev, const char *payload, int64_t ts)
+{
+    const char *p = payload;
+    if (*p++ != '{')
+        return 0;
+    while (*p == '"') {
+        const char *key = ++p;
+        while (*p && *p != '"' && *p != '\\')
+            p++;
+        if (*p != '"' || p[1] != ':')
+            return 0;
+        size_t key_len = (size_t)(p - key);
+        const char *val = p + 2, *end = value_end(val);
+        if (!end || end == val)
+            return 0;
+        if (note_prop(s, dev, key, key_len, val, (size_t)(end - val), ts))
+            return GW_ENOMEM;
+        p = end + (*end == ',');
+    }
+    return 0;
 }
 
 /* Lists dev and holds its generation until the state is written. */
@@ -122,15 +215,9 @@ int gw__state_note(gw_store *s, const gw_event *ev, int64_t id)
             s->state_urgent = true;
         }
     }
-    if (ev->kind == GW_EV_PROPERTY && ev->values) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(ev->values, key, val)
-        {
-            if (note_prop(s, ev->dev->index, key, val, ev->values, ev->ts))
-                return -SQLITE_NOMEM;
-        }
-    }
+    if (ev->kind == GW_EV_PROPERTY && ev->payload &&
+        note_props(s, ev->dev->index, ev->payload, ev->ts))
+        return -SQLITE_NOMEM;
     return 0;
 }
 
@@ -152,14 +239,12 @@ static int write_props(gw_store *s)
         gw__prop_slot *p = &s->props[i];
         if (!p->dev)
             continue;
-        char *text = gw_json_write_in(GW_AREA_STORE, p->val);
         sqlite3_stmt *st = s->up_prop;
         sqlite3_bind_text(st, 1, s->touch[p->dev - 1].dev->id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, p->key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, text ? text : "null", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, p->text, (int)p->key_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, p->text + p->key_len, (int)p->val_len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, p->ts);
         int rc = gw__store_step(st);
-        gw_free(GW_AREA_STORE, text);
         if (rc)
             return rc;
     }
@@ -218,8 +303,11 @@ void gw__state_clear(gw_store *s)
         gw__prop_slot *p = &s->props[i];
         if (!p->dev)
             continue;
-        gw__values_release(p->parent);
         p->dev = 0;
+        /* memory as the notes of one lag window (a text is reused within it, not across) */
+        gw_free(GW_AREA_STORE, p->text);
+        p->text = NULL;
+        p->cap = 0;
         s->props_used--;
     }
     for (size_t i = 0; i < s->n_touched; i++) {
@@ -331,16 +419,8 @@ int gw__state_replay(gw_store *s, gw_error *err)
                        .dev = dev,
                        .ts = sqlite3_column_int64(st, 3),
                        .rx_ts = sqlite3_column_int64(st, 4)};
-        const char *payload = (const char *)sqlite3_column_text(st, 5);
-        if (ev.kind == GW_EV_PROPERTY && payload) {
-            ev.values = json_loads(payload, 0, NULL);
-            if (ev.values && !json_is_object(ev.values)) {
-                json_decref(ev.values);
-                ev.values = NULL;
-            }
-        }
+        ev.payload = (char *)sqlite3_column_text(st, 5); /* read only */
         rc = gw__state_note(s, &ev, last);
-        json_decref(ev.values); /* the notes keep their own reference */
         n++;
     }
     sqlite3_finalize(st);

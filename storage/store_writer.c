@@ -56,7 +56,6 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
     ev->rx_ts = ev->ts = gw_now_ms();
     ev->msg_id[0] = ev->name[0] = 0;
     ev->payload = NULL;
-    ev->values = NULL;
     ev->sess = NULL;
     ev->token = 0;
     ev->status = 0;
@@ -72,7 +71,6 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
 void gw_store_event_done(gw_store *s, gw_event *ev)
 {
     gw_free(GW_AREA_EVENT, ev->payload);
-    gw__values_release(ev->values); /* on the event's loop, or the writer's for failed ones */
     if (ev->sess && s->release)
         s->release(ev->sess);
     if (ev->dev)
@@ -572,6 +570,6 @@ void gw_store_close(gw_store *s)
             gw_config_release(s->touch[s->touched[i]].dev->gen);
     gw_free(GW_AREA_STORE, s->touch);
     gw_free(GW_AREA_STORE, s->touched);
-    gw_free(GW_AREA_STORE, s->props);
+    gw__state_free(s);
     gw_free(GW_AREA_STORE, s);
 }

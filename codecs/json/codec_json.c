@@ -1,8 +1,11 @@
 /* codec_json.c: the "json" codec: decodes the contract's JSON payloads (property reports, events,
  * function and write replies) into thing messages and encodes downstream commands. Checks the
- * envelope only; the thing model checks the values (gw_tm_check_*), so the two stay separate. */
+ * envelope only; the thing model checks the values (gw_tm_check_*), so the two stay separate. A
+ * message that goes on to dispatch (hint.check) is first offered to the in-place reader
+ * (json_read.c), which checks it with the thing model's own rules as it reads. */
 #include "codec_json.h"
 #include "json_map.h"
+#include "json_read.h"
 #include "../../config/diag.h"
 #include "../../gateway/command/command_types.h"
 #include "../../gateway/util/json_write.h"
@@ -247,6 +250,9 @@ static int json_decode(const gw_product *p, const gw_decode_hint *hint, const ui
     const gw__json_map *m = p ? p->codec_state : NULL;
     if (hint && gw__json_map_covers(m, hint->kind, hint->name))
         return decode_mapped(m, hint, buf, len, out, rej);
+    /* the common message in one pass; what the reader does not take is decided below */
+    if (hint && hint->check && p && gw__json_read(p, hint, buf, len, out) == 0)
+        return 0;
     return decode(hint, buf, len, out, rej); /* gw_reject_set keeps details valid UTF-8 */
 }
 

@@ -30,6 +30,8 @@ typedef enum gw_msg_kind {
 typedef struct gw_decode_hint {
     gw_msg_kind kind;
     const char *name; /* event id when kind == GW_MSG_EVENT (NUL-terminated), else NULL */
+    bool check;       /* the message goes to gw_dispatch_message: the codec may check it against the
+                         thing model itself (see gw_thing_msg.norm_text) */
 } gw_decode_hint;
 
 /* A decoded, not yet validated, message. values is owned by the message (gw_thing_msg_clear). */
@@ -54,6 +56,10 @@ typedef struct gw_thing_msg {
     json_t *records;
     uint32_t n_accepted;
     uint32_t unknown_items; /* id-value list items with an id the layout does not map (skipped) */
+    /* Set by a codec that checked the values against the thing model as it read them (hint.check;
+     * the JSON codec's reader): the normalised payload text (gw_malloc(GW_AREA_EVENT)); values is
+     * then NULL. */
+    char *norm_text;
 } gw_thing_msg;
 
 void gw_thing_msg_clear(gw_thing_msg *m);

@@ -36,8 +36,15 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
 {
     const gw_product *p = s->dev->product;
     json_t *norm = NULL;
+    char *payload = NULL;
     int rc;
 
+    if (m->norm_text && (m->kind == GW_MSG_PROPERTY_REPORT || m->kind == GW_MSG_EVENT)) {
+        /* the codec's reader checked and normalised it already, with the same rules */
+        payload = m->norm_text;
+        m->norm_text = NULL;
+        goto store;
+    }
     switch (m->kind) {
     case GW_MSG_PROPERTY_REPORT:
         rc = gw_tm_check_report(p, m->values, &norm, rej);
@@ -61,8 +68,9 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
         return rc;
     }
 
+    payload = gw_json_write(norm);
+store:;
     gw_event *ev = gw_store_event_new(s->loop->rt->store, kinds[m->kind], s->dev);
-    char *payload = gw_json_write(norm);
     if (!ev || !payload) {
         if (ev)
             gw_store_event_done(s->loop->rt->store, ev);
@@ -76,10 +84,7 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
     memcpy(ev->msg_id, m->msg_id, sizeof(ev->msg_id));
     if (m->kind == GW_MSG_EVENT)
         memcpy(ev->name, m->name, sizeof(ev->name));
-    if (m->kind == GW_MSG_PROPERTY_REPORT)
-        ev->values = norm; /* the writer keeps the latest value per property */
-    else
-        json_decref(norm);
+    json_decref(norm); /* the writer reads a report's latest values from its payload */
     if (want_commit) {
         gw_session_retain(s);
         ev->sess = s;

@@ -131,6 +131,47 @@ static void fmt_number(char *buf, size_t cap, const json_t *v)
         fmt_double(buf, cap, json_real_value(v));
 }
 
+/* ---- the per-value rules (also the JSON codec's in-place reader's) ----------------------- */
+
+/* int, long, date: the type's own bounds. */
+static void type_bounds(const gw_value_spec *s, int64_t *lo, int64_t *hi)
+{
+    *lo = s->type == GW_T_INT ? INT32_MIN : s->type == GW_T_DATE ? 0 : INT64_MIN;
+    *hi = s->type == GW_T_INT ? INT32_MAX : INT64_MAX;
+}
+
+bool gw__tm_integer_ok(const gw_value_spec *s, int64_t x)
+{
+    int64_t lo, hi;
+    type_bounds(s, &lo, &hi);
+    if (s->has_min && s->imin > lo)
+        lo = s->imin;
+    if (s->has_max && s->imax < hi)
+        hi = s->imax;
+    return x >= lo && x <= hi;
+}
+
+bool gw__tm_real_ok(const gw_value_spec *s, double d)
+{
+    return isfinite(d) && !(s->type == GW_T_FLOAT && fabs(d) > FLT_MAX) &&
+           !(s->has_min && d < s->min) && !(s->has_max && d > s->max);
+}
+
+bool gw__tm_string_ok(const gw_value_spec *s, size_t len)
+{
+    return len <= (s->max_length ? s->max_length : GW_TM_STRING_CAP);
+}
+
+bool gw__tm_enum_ok(const gw_value_spec *s, const char *str, size_t len)
+{
+    for (size_t i = 0; i < s->n_enum; i++) {
+        const char *e = s->enum_values[i];
+        if (e && strlen(e) == len && memcmp(e, str, len) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* ---- value checks ------------------------------------------------------------------------ */
 
 static int check(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **out, gw_reject *rej);
@@ -141,14 +182,19 @@ static int wrong_type(const gw_value_spec *s, const json_t *v, const tm_path *p,
                 gw_json_kind(v));
 }
 
-/* int, long, date: JSON integers within [lo, hi]; type_lo/type_hi name the type's own bounds. */
-static int check_integer(const gw_value_spec *s, json_t *v, const tm_path *p, int64_t type_lo,
-                         int64_t type_hi, json_t **out, gw_reject *rej)
+/* int, long, date: JSON integers within the type's bounds and the spec's min/max. */
+static int check_integer(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **out,
+                         gw_reject *rej)
 {
     if (!json_is_integer(v))
         return wrong_type(s, v, p, rej);
     int64_t x = json_integer_value(v);
-    int64_t lo = type_lo, hi = type_hi;
+    if (gw__tm_integer_ok(s, x)) {
+        *out = json_incref(v);
+        return 0;
+    }
+    int64_t lo, hi;
+    type_bounds(s, &lo, &hi);
     bool own_lo = true, own_hi = true;
     if (s->has_min && s->imin > lo) {
         lo = s->imin;
@@ -164,8 +210,7 @@ static int check_integer(const gw_value_spec *s, json_t *v, const tm_path *p, in
     if (x > hi)
         return fail(rej, p, GW_R_OUT_OF_RANGE, "%lld is above %s%s %lld", (long long)x,
                     own_hi ? gw_type_name(s->type) : "", own_hi ? " max" : "max", (long long)hi);
-    *out = json_incref(v);
-    return 0;
+    return fail(rej, p, GW_R_OUT_OF_RANGE, "%lld: out of range", (long long)x); /* not reached */
 }
 
 static int check_real(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **out,
@@ -174,6 +219,10 @@ static int check_real(const gw_value_spec *s, json_t *v, const tm_path *p, json_
     if (!json_is_number(v))
         return wrong_type(s, v, p, rej);
     double d = json_number_value(v);
+    if (gw__tm_real_ok(s, d)) {
+        *out = json_is_real(v) ? json_incref(v) : json_real(d);
+        return *out ? 0 : fail(rej, p, GW_R_MALFORMED_PAYLOAD, "out of memory");
+    }
     char a[40], b[40];
     if (!isfinite(d)) {
         fmt_number(a, sizeof(a), v);
@@ -194,8 +243,7 @@ static int check_real(const gw_value_spec *s, json_t *v, const tm_path *p, json_
         fmt_double(b, sizeof(b), s->max);
         return fail(rej, p, GW_R_OUT_OF_RANGE, "%s is above max %s", a, b);
     }
-    *out = json_is_real(v) ? json_incref(v) : json_real(d);
-    return *out ? 0 : fail(rej, p, GW_R_MALFORMED_PAYLOAD, "out of memory");
+    return fail(rej, p, GW_R_OUT_OF_RANGE, "out of range"); /* not reached */
 }
 
 static int check_enum(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **out,
@@ -205,12 +253,9 @@ static int check_enum(const gw_value_spec *s, json_t *v, const tm_path *p, json_
         return wrong_type(s, v, p, rej);
     const char *str = json_string_value(v);
     size_t len = json_string_length(v);
-    for (size_t i = 0; i < s->n_enum; i++) {
-        const char *e = s->enum_values[i];
-        if (e && e[0] == str[0] && strcmp(e, str) == 0 && strlen(e) == len) {
-            *out = json_incref(v);
-            return 0;
-        }
+    if (gw__tm_enum_ok(s, str, len)) {
+        *out = json_incref(v);
+        return 0;
     }
     char list[128];
     size_t n = 0;
@@ -237,13 +282,18 @@ typedef struct fields_rule {
     bool check_required; /* false for property reports: every property is optional */
 } fields_rule;
 
-static const gw_value_spec *find_spec(const gw_value_spec *specs, size_t n, const char *key,
+const gw_value_spec *gw__tm_find_spec(const gw_value_spec *specs, size_t n, const char *key,
                                       size_t key_len)
 {
     for (size_t i = 0; i < n; i++) {
         const char *id = specs[i].id;
-        /* strcmp first: a key may hold an embedded NUL (codecs other than JSON) */
-        if (id && id[0] == key[0] && strcmp(id, key) == 0 && strlen(id) == key_len)
+        if (!id || (key_len && id[0] != key[0]))
+            continue;
+        /* key need not be NUL-terminated and may hold an embedded NUL (codecs other than JSON) */
+        size_t j = 0;
+        while (j < key_len && id[j] && id[j] == key[j])
+            j++;
+        if (j == key_len && !id[j])
             return &specs[i];
     }
     return NULL;
@@ -263,7 +313,7 @@ static int check_fields(const gw_value_spec *specs, size_t n, const fields_rule 
         const char *key = json_object_iter_key(it);
         size_t key_len = json_object_iter_key_len(it);
         tm_path seg = {p, key, key_len, 0};
-        const gw_value_spec *s = find_spec(specs, n, key, key_len);
+        const gw_value_spec *s = gw__tm_find_spec(specs, n, key, key_len);
         if (!s) {
             json_decref(res);
             return fail(rej, &seg, rule->unknown, "not %s%s%s", rule->not_in,
@@ -335,11 +385,11 @@ static int check(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **o
 {
     switch (s->type) {
     case GW_T_INT:
-        return check_integer(s, v, p, INT32_MIN, INT32_MAX, out, rej);
+        return check_integer(s, v, p, out, rej);
     case GW_T_LONG:
-        return check_integer(s, v, p, INT64_MIN, INT64_MAX, out, rej);
+        return check_integer(s, v, p, out, rej);
     case GW_T_DATE:
-        return check_integer(s, v, p, 0, INT64_MAX, out, rej);
+        return check_integer(s, v, p, out, rej);
     case GW_T_FLOAT:
     case GW_T_DOUBLE:
         return check_real(s, v, p, out, rej);
@@ -352,9 +402,9 @@ static int check(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **o
         if (!json_is_string(v))
             return wrong_type(s, v, p, rej);
         size_t len = json_string_length(v);
-        size_t cap = s->max_length ? s->max_length : GW_TM_STRING_CAP;
-        if (len > cap)
-            return fail(rej, p, GW_R_STRING_TOO_LONG, "%zu bytes exceeds max_length %zu", len, cap);
+        if (!gw__tm_string_ok(s, len))
+            return fail(rej, p, GW_R_STRING_TOO_LONG, "%zu bytes exceeds max_length %zu", len,
+                        s->max_length ? s->max_length : (size_t)GW_TM_STRING_CAP);
         *out = json_incref(v);
         return 0;
     }

@@ -39,4 +39,15 @@ int gw_tm_check_params(const gw_value_spec *specs, size_t n, const char *prefix,
 
 const char *gw_type_name(gw_type t);
 
+/* The per-value rules behind the checks above, for a reader that validates values as it reads
+ * them (codecs/json/json_read.c): it accepts a value only when these do and leaves every
+ * rejection (and its text) to gw_tm_check_*. */
+bool gw__tm_integer_ok(const gw_value_spec *s, int64_t x); /* int, long, date */
+bool gw__tm_real_ok(const gw_value_spec *s, double d);     /* float, double */
+bool gw__tm_string_ok(const gw_value_spec *s, size_t len);
+bool gw__tm_enum_ok(const gw_value_spec *s, const char *str, size_t len);
+/* The spec named key[0..key_len), or NULL. */
+const gw_value_spec *gw__tm_find_spec(const gw_value_spec *specs, size_t n, const char *key,
+                                      size_t key_len);
+
 #endif

@@ -396,7 +396,7 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
         goto done;
 
     gw_thing_msg msg;
-    gw_decode_hint hint = {kind_of(r->res), r->res == GW_COAP_RES_EVENT ? r->event : NULL};
+    gw_decode_hint hint = {kind_of(r->res), r->res == GW_COAP_RES_EVENT ? r->event : NULL, true};
     memset(&msg, 0, sizeof(msg));
     gw_metric_inc(GW_M_MSG_RECEIVED);
     int rc = p->codec_ops->decode(p, &hint, payload, len, &msg, &rej);

@@ -390,7 +390,7 @@ static void ingest(gw__mqtt_conn *c, const char *topic, size_t tlen, const uint8
 {
     const char *rest = topic + c->prefix_len;
     size_t rlen = tlen - c->prefix_len;
-    gw_decode_hint hint = {GW_MSG_NONE, NULL};
+    gw_decode_hint hint = {GW_MSG_NONE, NULL, true};
     char event_id[64];
     gw_reject rej_own = {GW_R_NONE, ""}, *rej_p = rej_out ? rej_out : &rej_own;
 #define rej (*rej_p)

@@ -120,6 +120,8 @@ def run_ingest(srv, loader, qos, conns, window, args):
             f"window={window if qos else 0} msg_per_s={fig['msg_per_s']:.0f} "
             f"cpu_us_per_msg={fig['cpu_us_per_msg']:.2f} rss_kb={rss} msgs={msgs} "
             f"seconds={res['seconds']}")
+    if fig["writer_us_per_msg"] is not None:
+        line += f" writer_us_per_msg={fig['writer_us_per_msg']:.2f}"
     if srv.name == "iotgw":
         stored, err = srv.stored_properties()
         line += f" stored={stored if err is None else f'error({err})'}"

@@ -62,6 +62,23 @@ def proc_cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime, whole thread group
 
 
+def thread_cpu_ticks(pid, comm):
+    """utime + stime of pid's threads named comm (e.g. "iotgw-writer"); None if there is none."""
+    total, found = 0, False
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() != comm:
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        found = True
+    return total if found else None
+
+
 def proc_rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -312,11 +329,13 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
     for line in gen.stdout:
         if line.startswith("mark measure_start"):
             w["cpu0"] = proc_cpu_ticks(srv_pid)
+            w["writer0"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
             if whole_machine:
                 w.update(gen0=proc_cpu_ticks(gen.pid), all0=machine_busy_ticks(),
                          t0=time.monotonic())
         elif line.startswith("mark measure_end"):
             w["cpu1"] = proc_cpu_ticks(srv_pid)
+            w["writer1"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
             if whole_machine:
                 w.update(gen1=proc_cpu_ticks(gen.pid), all1=machine_busy_ticks(),
                          t1=time.monotonic())
@@ -332,10 +351,14 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
 def ingest_figs(res, w):
     """msg_per_s, cpu_us_per_msg (server CPU over the window / msgs), rss_kb, msgs, seconds."""
     msgs = int(res["msgs"])
+    w0, w1 = w.get("writer0"), w.get("writer1")
     return {
         "msg_per_s": float(res["msg_per_s"]),
         "cpu_us_per_msg": (w["cpu1"] - w["cpu0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0,
         "rss_kb": w["rss"], "msgs": msgs, "seconds": res["seconds"],
+        # iotgw's store writer thread alone (None for other servers)
+        "writer_us_per_msg": (w1 - w0) / CLK_TCK * 1e6 / msgs
+        if msgs and w0 is not None and w1 is not None else None,
     }
 
 

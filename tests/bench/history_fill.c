@@ -175,8 +175,6 @@ int main(int argc, char **argv)
         double temp = (double)(i % 1000) / 10.0;
         ev->ts = ev->rx_ts = base_ms + i / 1000;
         snprintf(ev->msg_id, sizeof(ev->msg_id), "%lld", i);
-        ev->values = json_pack("{s:f,s:f,s:i}", "temperature", temp, "humidity", 40.5, "level",
-                               (int)(i % 10));
         char buf[160];
         int n = snprintf(buf, sizeof(buf),
                          "{\"temperature\":%.1f,\"humidity\":40.5,\"level\":%d,"

@@ -444,8 +444,7 @@ static int run_store_commit(void *arg, int faulted)
     gw_event *e3 = gw_store_event_new(s, GW_EV_OFFLINE, dev);
     if (!e1 || !e2 || !e3)
         exit(2);
-    e1->values = json_pack("{s:f,s:s}", "t", 21.5, "s", "hall");
-    e1->payload = gw_json_write(e1->values);
+    e1->payload = gw_strdup(GW_AREA_EVENT, "{\"t\":21.5,\"s\":\"hall\"}");
     snprintf(e2->name, sizeof(e2->name), "e");
     e2->payload = gw_strdup(GW_AREA_EVENT, "{\"x\":1}");
     snprintf(e3->name, sizeof(e3->name), "test");

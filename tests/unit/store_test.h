@@ -262,9 +262,10 @@ static inline gw_event *st_event(st_env *e, gw_event_kind kind, const char *dev_
     ev->token = ++e->next_token;
     snprintf(ev->msg_id, sizeof(ev->msg_id), "m%u", ev->token);
     ev->sess = sess;
-    if (values) {
-        ev->values = json_loads(values, 0, NULL);
-        ev->payload = gw_json_write(ev->values);
+    if (values) { /* compact, as the gateway writes a report */
+        json_t *v = json_loads(values, 0, NULL);
+        ev->payload = gw_json_write(v);
+        json_decref(v);
     }
     if (kind == GW_EV_OFFLINE)
         snprintf(ev->name, sizeof(ev->name), "test");

@@ -324,6 +324,57 @@ static void state_lag(void)
     st_env_free(e);
 }
 
+/* ---- the latest values, read from the reports' payloads ---- */
+
+static const char *prop_text(st_env *e, const char *dev, const char *prop, char *buf, size_t cap)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT value FROM property_state WHERE device = '%s' AND property = '%s'", dev, prop);
+    return st_text(e, sql, buf, cap);
+}
+
+static void state_values(void)
+{
+    st_env *e = st_env_new();
+    e->cfg->store.state_lag_ms = 600000; /* written by gw_store_sync_state only */
+    CHECK_INT(st_open(e), 0);
+    char buf[256];
+    /* each member's text as the payload has it: nested values, strings holding , } ] \" */
+    gw_event *a = st_event(e, GW_EV_PROPERTY, "m-001", ST_SESS_A,
+                           "{\"pos\":{\"lat\":1.5,\"tags\":[\"a,b\",\"}\"]},\"s\":\"x\\\"y]}\","
+                           "\"list\":[[1,2],[]],\"t\":21.5,\"on\":true}");
+    gw_event *b = st_event(e, GW_EV_PROPERTY, "t-002", ST_SESS_A, "{\"t\":-0.0}");
+    uint32_t first = a->token;
+    a->next = b;
+    gw_store_submit(e->s, a, b, 2);
+    CHECK(st_wait_range(e, first, b->token, 10000));
+    CHECK_INT(gw_store_sync_state(e->s, 5000), 0);
+    CHECK_STR(prop_text(e, "m-001", "pos", buf, sizeof(buf)),
+              "{\"lat\":1.5,\"tags\":[\"a,b\",\"}\"]}");
+    CHECK_STR(prop_text(e, "m-001", "s", buf, sizeof(buf)), "\"x\\\"y]}\"");
+    CHECK_STR(prop_text(e, "m-001", "list", buf, sizeof(buf)), "[[1,2],[]]");
+    CHECK_STR(prop_text(e, "m-001", "t", buf, sizeof(buf)), "21.5");
+    CHECK_STR(prop_text(e, "m-001", "on", buf, sizeof(buf)), "true");
+    CHECK_STR(prop_text(e, "t-002", "t", buf, sizeof(buf)), "-0.0");
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM property_state"), 6);
+
+    /* the newest report wins, however long its value (a slot's text grows) */
+    a = st_event(e, GW_EV_PROPERTY, "m-001", ST_SESS_A, "{\"t\":22,\"s\":\"short\"}");
+    b = st_event(e, GW_EV_PROPERTY, "m-001", ST_SESS_A,
+                 "{\"s\":\"a much longer string than any before it, to outgrow the slot\"}");
+    first = a->token;
+    a->next = b;
+    gw_store_submit(e->s, a, b, 2);
+    CHECK(st_wait_range(e, first, b->token, 10000));
+    CHECK_INT(gw_store_sync_state(e->s, 5000), 0);
+    CHECK_STR(prop_text(e, "m-001", "t", buf, sizeof(buf)), "22");
+    CHECK_STR(prop_text(e, "m-001", "s", buf, sizeof(buf)),
+              "\"a much longer string than any before it, to outgrow the slot\"");
+    CHECK_STR(prop_text(e, "m-001", "list", buf, sizeof(buf)), "[[1,2],[]]");
+    st_env_free(e);
+}
+
 /* ---- replay after a crash ---- */
 
 static void copy_file(const char *from, const char *to)
@@ -416,6 +467,7 @@ int main(void)
     order();
     lifecycle_linger();
     state_lag();
+    state_values();
     replay();
     TEST_MAIN_END();
 }

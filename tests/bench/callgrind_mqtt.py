@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""callgrind_mqtt.py: instructions per message on iotgw's whole MQTT path (parse, validate,
+persist, ack), counted by valgrind's callgrind, which is stable on a busy machine where CPU time is
+not. Runs iotgw (bench_mqtt.py's config: product `bench`, devices bench-NNNNN) under callgrind,
+sends a fixed number of 100-byte QoS 1 reports with mqtt_load --count (QoS 1 only), stops it with SIGTERM, and
+prints `bench=mqtt_callgrind ... ir_per_msg=...` (every thread's instructions, start-up and
+shutdown included, over the messages: a start-up-only run is subtracted when --baseline is given)
+and the top functions. Prints figures; never passes or fails on them."""
+import argparse
+import glob
+import os
+import subprocess
+import sys
+
+import benchlib
+import bench_mqtt
+from benchlib import BenchError, out
+
+
+def callgrind_total(prefix):
+    """The summed Ir of every callgrind output file written for prefix."""
+    total = 0
+    for path in glob.glob(prefix + "*"):
+        with open(path) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    total = max(total, int(line.split()[1]))
+    return total
+
+
+def run_once(tmp, binary, tag, args, count):
+    """One gateway under callgrind; count reports per connection (0: start and stop only).
+    Returns (Ir, the callgrind output file)."""
+    cg_out = os.path.join(tmp, f"callgrind-{tag}.out")
+    wrapper = os.path.join(tmp, f"iotgw-cg-{tag}")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=no "
+                f"--callgrind-out-file={cg_out} {binary} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    srv = bench_mqtt.Iotgw(tmp if tag == "msgs" else os.path.join(tmp, tag), wrapper, args.conns,
+                           args.loops)
+    srv.launch(srv.write_config(tag), tag, "mqtt", ready_timeout=120)
+    try:
+        if count:
+            loader = benchlib.find_bin(tmp, "mqtt_load", "MQTT_LOAD_BIN")
+            cmd = bench_mqtt.load_cmd(loader, srv.port, [
+                "--conns", str(args.conns), "--qos", "1", "--window",
+                str(args.window), "--count", str(count), "--seconds", "3600", "--warmup", "0",
+                "--payload-size", str(args.payload_size), "--timeout", "600"])
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise BenchError(f"mqtt_load exited with {r.returncode}: {r.stderr.strip()}")
+    finally:
+        rc = srv.stop(300)
+    if rc != 0:
+        raise BenchError(f"iotgw under callgrind exited with {rc}")
+    return callgrind_total(cg_out), cg_out
+
+
+def run_all(tmp, srvs, args):
+    binary = os.path.abspath(args.binary or benchlib.iotgw_binary())
+    base = 0
+    if args.baseline:
+        os.makedirs(os.path.join(tmp, "start"))
+        base, _ = run_once(tmp, binary, "start", args, 0)
+    ir, cg_out = run_once(tmp, binary, "msgs", args, args.count)
+    msgs = args.count * args.conns
+    out(f"bench=mqtt_callgrind qos=1 conns={args.conns} window={args.window} "
+        f"payload={args.payload_size} msgs={msgs} ir_total={ir} ir_start_stop={base} "
+        f"ir_per_msg={(ir - base) / msgs:.0f} binary={binary}")
+    if args.top:
+        r = subprocess.run(["callgrind_annotate", "--inclusive=no", cg_out],
+                           capture_output=True, text=True)
+        rows = [ln for ln in r.stdout.splitlines() if "(" in ln and "%)" in ln][1:args.top + 1]
+        for ln in rows:
+            out("  " + ln.strip()[:160])
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--binary", help="the gateway (default $IOTGW_BIN or build/iotgw)")
+    ap.add_argument("--conns", type=int, default=10)
+    ap.add_argument("--window", type=int, default=20)
+    ap.add_argument("--count", type=int, default=2000, help="reports per connection")
+    ap.add_argument("--payload-size", type=int, default=100)
+    ap.add_argument("--loops", type=int, default=2)
+    ap.add_argument("--baseline", action="store_true",
+                    help="also run start + stop alone and subtract it")
+    ap.add_argument("--top", type=int, default=10, help="functions to list (0: none)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind files)")
+    args = ap.parse_args()
+    return benchlib.run_in_tmp("callgrind_mqtt", args.keep,
+                               lambda tmp, srvs: run_all(tmp, srvs, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
