@@ -50,6 +50,7 @@ static const gw_cfg_field north_fields[] = {
     NF("max_pending", GW_CFG_UINT32, max_pending, 1, 1000000, NULL, GW_CFG_DEF(10000)),
     NF("max_pending_per_device", GW_CFG_UINT32, max_pending_per_device, 1, 65535, NULL,
        GW_CFG_DEF(16)),
+    NF("cluster", GW_CFG_BOOL, cluster, 0, 0, NULL, GW_CFG_DEF(false)),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 
