@@ -95,6 +95,10 @@ typedef struct gw_north_cfg {
     gw_outbox_policy outbox_policy;
     uint32_t max_pending;            /* commands awaiting a device reply, in total */
     uint32_t max_pending_per_device; /* ... per device */
+    /* several instances behind a load balancer, one broker: device presence and instance
+     * liveness as retained messages, so that only the instance holding a device (or, for an
+     * offline device, exactly one) answers its commands (docs/SCALING.md) */
+    bool cluster;
 } gw_north_cfg;
 
 /* A management API token: the configuration holds only the SHA-256 of the token. */

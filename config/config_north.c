@@ -73,6 +73,9 @@ static const gw_cfg_field north_fields[] = {
     NF("max_pending_per_device", GW_CFG_UINT32, max_pending_per_device, 1, 65535, NULL,
        GW_CFG_DEF(16),
        .doc = "Commands awaiting a reply from one device; one more is answered busy."),
+    NF("cluster", GW_CFG_BOOL, cluster, 0, 0, NULL, GW_CFG_DEF(false),
+       .doc = "Several instances share this broker: retained per-device presence decides which "
+              "instance answers a command (docs/SCALING.md)."),
     {NULL, 0, 0, 0, 0, NULL, false},
 };
 

@@ -148,8 +148,12 @@ int gw__store_prepare(gw_store *s, gw_error *err)
  * waiting on are "aborted". */
 int gw__store_mark_offline(gw_store *s, gw_error *err)
 {
-    char sql[1536];
+    char sql[2048];
     long long now = (long long)gw_now_ms();
+    /* the payload names this instance, as gw_session_offline's does (north.client_id) */
+    char *gwname = sqlite3_mprintf("%Q", s->cfg->north.client_id ? s->cfg->north.client_id : "");
+    if (!gwname)
+        return gw_error_set(err, GW_ENOMEM, "out of memory");
     snprintf(sql, sizeof(sql),
              "BEGIN;"
              "CREATE TEMP TABLE IF NOT EXISTS restart_mark(last INTEGER);"
@@ -157,7 +161,7 @@ int gw__store_mark_offline(gw_store *s, gw_error *err)
              "INSERT INTO restart_mark SELECT COALESCE(MAX(id), 0) FROM events;"
              "INSERT INTO events(ts, rx_ts, device, product, kind, name, payload, prev)"
              " SELECT %lld, %lld, device, product, 'offline', 'restart', "
-             "'{\"reason\":\"restart\",\"will\":false}',"
+             "json_object('reason', 'restart', 'will', json('false'), 'gateway', %s),"
              " NULLIF(MAX(COALESCE(last_event, 0), COALESCE((SELECT last_id FROM history_head h"
              " WHERE h.device = device_state.device), 0)), 0)"
              " FROM device_state WHERE online = 1;"
@@ -169,11 +173,12 @@ int gw__store_mark_offline(gw_store *s, gw_error *err)
              "UPDATE commands SET status = 'aborted', done_ts = %lld"
              " WHERE status IN ('received', 'queued', 'sent');"
              "COMMIT;",
-             now, now,
+             now, now, gwname,
              s->cfg->north.enabled ? "INSERT INTO outbox(event_id) SELECT id FROM events"
                                      " WHERE id > (SELECT last FROM restart_mark);"
                                    : "",
              now);
+    sqlite3_free(gwname);
     if (exec(s->db, sql, err)) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return GW_ESTORE;

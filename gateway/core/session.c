@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../util/alloc.h"
+#include "../util/json_write.h"
 #include "../util/log.h"
 #include "../util/metrics.h"
 #include "runtime.h"
@@ -46,6 +47,16 @@ static void on_kick(gw_loop *l, gw_inbox_msg *m)
     gw_free(GW_AREA_RUNTIME, k);
 }
 
+/* The instance's name in online/offline events (north.client_id, JSON-quoted): which instance of
+ * a cluster the device was on. */
+static const char *gateway_name(gw_runtime *rt, char *buf, size_t cap)
+{
+    const char *id = rt->cfg->north.client_id ? rt->cfg->north.client_id : "";
+    if (!gw_json_string(buf, cap, id, strlen(id)))
+        snprintf(buf, cap, "\"\"");
+    return buf;
+}
+
 static gw_event *lifecycle_event(gw_session *s, gw_event_kind kind, const gw_device *dev,
                                  const char *payload)
 {
@@ -58,8 +69,9 @@ static gw_event *lifecycle_event(gw_session *s, gw_event_kind kind, const gw_dev
 int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
 {
     gw_runtime *rt = s->loop->rt;
-    char peer[64], payload[160];
+    char peer[64], payload[512], gwname[300];
     s->ops->peer(s, peer, sizeof(peer));
+    gateway_name(rt, gwname, sizeof(gwname));
     gw_event *ev = lifecycle_event(s, GW_EV_ONLINE, dev, NULL);
     pthread_mutex_t *mu = &rt->stripes[dev->index % GW_DEVICE_STRIPES];
 
@@ -76,8 +88,8 @@ int gw_session_online(gw_session *s, const gw_device *dev, const char *adapter)
     rt->slots[dev->index] = s;
     /* A take-over (or an address move to another loop) stores a second online with no offline
      * between: it says so, so that a cloud can pair the two. */
-    snprintf(payload, sizeof(payload), "{\"adapter\":\"%s\",\"peer\":\"%s\"%s}", adapter, peer,
-             old ? ",\"takeover\":true" : "");
+    snprintf(payload, sizeof(payload), "{\"adapter\":\"%s\",\"peer\":\"%s\"%s,\"gateway\":%s}",
+             adapter, peer, old ? ",\"takeover\":true" : "", gwname);
     if (ev)
         ev->payload = gw_strdup(GW_AREA_EVENT, payload);
     gw_loop_flush_events(s->loop);
@@ -116,9 +128,9 @@ void gw_session_offline(gw_session *s, const char *reason, bool will)
     if (owner) {
         rt->slots[s->dev->index] = NULL;
         gw_loop_flush_events(s->loop);
-        char payload[128];
-        snprintf(payload, sizeof(payload), "{\"reason\":\"%s\",\"will\":%s}", reason,
-                 will ? "true" : "false");
+        char payload[512], gwname[300];
+        snprintf(payload, sizeof(payload), "{\"reason\":\"%s\",\"will\":%s,\"gateway\":%s}", reason,
+                 will ? "true" : "false", gateway_name(rt, gwname, sizeof(gwname)));
         gw_event *ev = lifecycle_event(s, GW_EV_OFFLINE, s->dev, payload);
         if (ev) {
             snprintf(ev->name, sizeof(ev->name), "%s", reason);

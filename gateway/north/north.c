@@ -58,6 +58,7 @@ static void on_misc(uv_timer_t *t)
         else if (n->link == l && rc == MOSQ_ERR_NO_CONN && n->up)
             gw__north_link_down(n, "keep-alive", rc);
     }
+    gw__north_cluster_tick(n);
     if (n->up)
         __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* a periodic re-read never hurts */
     gw__north_pump(n);
@@ -112,7 +113,7 @@ int gw_north_create(gw_north **out, const gw_config *cfg, gw_runtime *rt, gw_sto
     if (!n->rng)
         n->rng = 88172645463325252ull;
     n->more = 1;
-    if (!n->win || !n->acked || !n->topic) {
+    if (!n->win || !n->acked || !n->topic || gw__north_cluster_init(n) != 0) {
         gw_north_free(n);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     }
@@ -191,5 +192,6 @@ void gw_north_free(gw_north *n)
     gw_free(GW_AREA_RUNTIME, n->acked);
     gw_free(GW_AREA_RUNTIME, n->topic);
     gw_free(GW_AREA_RUNTIME, n->payload);
+    gw__north_cluster_free(n);
     gw_free(GW_AREA_RUNTIME, n);
 }

@@ -44,6 +44,7 @@ static int publish_row(void *arg, const gw_outbox_row *row)
     int mid = 0;
     if (!m || !n->up)
         return 1;
+    gw__north_cluster_presence(n, row); /* before the event (uses n->topic): in device order */
     size_t tlen =
         gw_north_topic(n->nc, row->kind, row->product, row->device, row->name, n->topic, TOPIC_CAP);
     size_t need = row->payload_len + 1024;
@@ -100,6 +101,12 @@ static void cork(gw_north *n, int on)
 void gw__north_pump(gw_north *n)
 {
     bool corked = false;
+    if (n->nc->cluster && !n->warm) { /* presence needs the map read first (north_cluster.c) */
+        gw__north_flush_acked(n);
+        if (n->link)
+            gw__north_link_update(n);
+        return;
+    }
     gw__north_flush_acked(n);
     slide(n);
     if (n->up && n->link && n->win_n < win_cap(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE)) {

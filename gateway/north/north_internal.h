@@ -73,7 +73,45 @@ struct gw_north {
     int64_t handed; /* ids handed to the store so far (running count) */
     char *topic, *payload;
     size_t payload_cap;
+
+    /* north.cluster (north_cluster.c): who holds which device, which instances are alive */
+    bool warm;         /* our own sync marker came back: the retained state has been read */
+    uint16_t *holder;  /* per device index: peer index | GW__HOLDER_ONLINE; 0: unknown */
+    uint32_t n_holder; /* rt->device_cap */
+    char **peers;      /* instance names by peer index (0 unused, 1 = this instance) */
+    uint8_t *peer_live;
+    uint32_t n_peers, last_peer;
+    uint64_t sync_sent; /* loop time of the sync marker (the fallback below) */
 };
+
+/* north_cluster.c: several instances behind a load balancer, sharing only the upstream broker.
+ * Retained "{prefix}/_presence/{device}" {"gateway","online","time"} says which instance holds
+ * (or last held) a device; retained "{prefix}/_gateways/{client_id}" "online"/"offline" (the
+ * latter as the Last Will) which instances are alive. All on the north thread. */
+#define GW__HOLDER_ONLINE   0x8000u
+#define GW__NORTH_PEERS_MAX 1024u
+int gw__north_cluster_init(gw_north *n);
+void gw__north_cluster_free(gw_north *n);
+/* A new client, before connecting: the Last Will ("offline", retained). */
+int gw__north_cluster_will(gw_north *n, struct mosquitto *m);
+/* CONNACK: subscribes to the presence and instance topics and sends the sync marker; the
+ * command subscriptions follow once it comes back (the map is warm). */
+void gw__north_cluster_connected(gw_north *n, struct mosquitto *m);
+/* Every second: a sync marker that never came back (a broker refusing the cluster topics) does
+ * not stall the link: after 10 s the instance answers and forwards anyway, and says so. */
+void gw__north_cluster_tick(gw_north *n);
+/* Stopping: our instance topic says "offline" (a clean stop sends no Will). */
+void gw__north_cluster_goodbye(gw_north *n, struct mosquitto *m);
+/* A message on a cluster topic: true if it was one (handled). */
+bool gw__north_cluster_message(gw_north *n, const struct mosquitto_message *msg);
+/* A cloud command for device: true when this instance answers it (it holds the session, or is the
+ * last holder, or the holder is unknown or dead and this is the lowest-named live instance). */
+bool gw__north_cluster_mine(gw_north *n, const char *device);
+/* Forwarding an online/offline row: publishes the device's presence when it is still true. */
+void gw__north_cluster_presence(gw_north *n, const gw_outbox_row *row);
+
+/* north_link.c: the command subscriptions */
+void gw__north_subscribe_commands(gw_north *n, struct mosquitto *m);
 
 /* north_link.c */
 void gw__north_link_start(gw_north *n); /* connect now (or after the back-off) */

@@ -195,7 +195,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
 
 /* ---- libmosquitto callbacks (inside loop_read/write) ---- */
 
-static void subscribe_commands(gw_north *n, struct mosquitto *m)
+void gw__north_subscribe_commands(gw_north *n, struct mosquitto *m)
 {
     static const char *const suffixes[] = {"function/invoke", "properties/write",
                                            "properties/read"};
@@ -230,7 +230,10 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
     gw_metric_inc(GW_M_NORTH_CONNECTED);
     GW_LOG_INFO("north", NULL, NULL, "upstream connected", "host=%s port=%u outbox=%lld",
                 n->nc->host, n->nc->port, (long long)gw_store_outbox_rows(n->store));
-    subscribe_commands(n, m);
+    if (n->nc->cluster) /* the commands once the cluster state is read (north_cluster.c) */
+        gw__north_cluster_connected(n, m);
+    else
+        gw__north_subscribe_commands(n, m);
     __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
 }
 
@@ -253,7 +256,7 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
     gw_north *n = arg;
     char product[64], device[64];
     (void)m;
-    if (!n->commands || !msg->topic)
+    if (!msg->topic || gw__north_cluster_message(n, msg) || !n->commands)
         return;
     size_t pl = strlen(n->nc->prefix);
     const char *t = msg->topic;
@@ -278,6 +281,10 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
         kind = GW_CMD_READ;
     else
         return; /* our own ".../reply" never matches the subscriptions; anything else is not ours */
+    if (!gw__north_cluster_mine(n, device)) { /* another instance answers it */
+        gw_metric_inc(GW_M_NORTH_CLUSTER_LEFT);
+        return;
+    }
     gw_commands_on_cloud(n->commands, kind, product, device, msg->payload,
                          msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
 }
@@ -287,9 +294,16 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
 static struct mosquitto *new_client(gw_north *n)
 {
     const gw_north_cfg *c = n->nc;
-    struct mosquitto *m = mosquitto_new(c->client_id, c->clean_session, n);
+    /* cluster: a clean session, so that commands sent while this instance was away are not
+     * delivered late (another instance answered them meanwhile) */
+    struct mosquitto *m = mosquitto_new(c->client_id, c->clean_session || c->cluster, n);
     if (!m)
         return NULL;
+    if (gw__north_cluster_will(n, m) != 0) {
+        GW_LOG_ERROR("north", NULL, NULL, "cannot set the cluster Last Will", "client_id=%s",
+                     c->client_id);
+        goto fail;
+    }
     mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     /* Nagle would hold a lone command reply ~40 ms behind the previous segment's ACK */
     mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
@@ -358,6 +372,7 @@ void gw__north_link_close(gw_north *n)
         return;
     n->link = NULL; /* callbacks from here on see no link */
     if (n->up) {
+        gw__north_cluster_goodbye(n, l->mosq);
         mosquitto_disconnect(l->mosq);
         mosquitto_loop_write(l->mosq, 1); /* the DISCONNECT, best effort */
         n->up = false;

@@ -67,6 +67,14 @@
       "times the outbox budget was reached (back-pressure applied)")                               \
     X(GW_M_NORTH_PUBACK_TIMEOUTS, "north_puback_timeouts_total",                                   \
       "upstream links dropped for want of a PUBACK within north.puback_timeout_ms")                \
+    X(GW_M_NORTH_CLUSTER_LEFT, "north_cluster_left_total",                                         \
+      "cloud commands left to the instance that holds (or last held) the device (north.cluster)")  \
+    X(GW_M_NORTH_PRESENCE, "north_presence_published_total",                                       \
+      "retained device presence messages published (north.cluster)")                               \
+    X(GW_M_NORTH_PRESENCE_READ, "north_presence_read_total",                                       \
+      "device presence messages read from the broker, retained ones included (north.cluster)")     \
+    X(GW_M_NORTH_CLUSTER_REFUSED, "north_cluster_refused_total",                                   \
+      "presence or instance messages ignored: unknown device, bad payload, peer table full")       \
     X(GW_M_STORE_RETAINED_DELETED, "store_retention_deleted_total",                                \
       "forwarded events deleted by retention or the disk budget")                                  \
     X(GW_M_CMD_RECEIVED, "commands_received_total", "commands received (upstream and API)")        \

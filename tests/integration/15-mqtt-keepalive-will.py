@@ -1,8 +1,12 @@
 # Proves keep-alive (silent client closed after 1.5 x keepalive, offline keepalive_timeout; PINGREQ keeps it alive) and the will (applied on a lost connection, stored if aimed at the device's own event topic; discarded on DISCONNECT).
 import json
+import socket
 import time
 
 import gwtest as g
+
+# online/offline events name the instance (north.client_id; by default iotgw-<hostname>)
+GWNAME = "iotgw-" + socket.gethostname()
 
 
 def offline(gw, dev):
@@ -27,7 +31,7 @@ def main(t):
     rows = g.wait_until(lambda: offline(gw, "t-001"), 3)
     t.check(rows and rows[-1][0] == "keepalive_timeout", "offline reason keepalive_timeout", rows)
     if rows:
-        t.eq(rows[-1][1], {"reason": "keepalive_timeout", "will": False},
+        t.eq(rows[-1][1], {"reason": "keepalive_timeout", "will": False, "gateway": GWNAME},
              "offline payload: reason, will false")
     t.eq(gw.query("SELECT online, last_offline_reason FROM device_state WHERE device='t-001'"),
          [(0, "keepalive_timeout")], "device_state t-001 offline keepalive_timeout")
@@ -82,7 +86,7 @@ def main(t):
     c.close()
     rows = g.wait_until(lambda: offline(gw, "t-003"), 3)
     t.check(rows and rows[-1] == ("keepalive_timeout", {"reason": "keepalive_timeout",
-                                                       "will": True}),
+                                                       "will": True, "gateway": GWNAME}),
             "keepalive timeout with will: offline will=true", rows)
     ev = g.wait_until(lambda: gw.query("SELECT kind, name, payload FROM events WHERE msg_id='w-1' "
                                        "AND device='t-003'"), 3)
@@ -97,7 +101,7 @@ def main(t):
     t.check(d.ping(), "t-004 session up")
     d.close()  # FIN, no DISCONNECT
     rows = g.wait_until(lambda: offline(gw, "t-004"), 3)
-    t.check(rows and rows[-1] == ("connection_lost", {"reason": "connection_lost", "will": True}),
+    t.check(rows and rows[-1] == ("connection_lost", {"reason": "connection_lost", "will": True, "gateway": GWNAME}),
             "socket closed without DISCONNECT: offline connection_lost, will true", rows)
     ev = g.wait_until(lambda: gw.query("SELECT kind, name, payload FROM events WHERE msg_id='w-2'"),
                       3)
@@ -112,7 +116,7 @@ def main(t):
     t.check(e.ping(), "t-005 session up")
     e.abort()
     rows = g.wait_until(lambda: offline(gw, "t-005"), 3)
-    t.check(rows and rows[-1] == ("connection_lost", {"reason": "connection_lost", "will": True}),
+    t.check(rows and rows[-1] == ("connection_lost", {"reason": "connection_lost", "will": True, "gateway": GWNAME}),
             "RST: offline connection_lost, will true", rows)
     ev = g.wait_until(lambda: gw.query("SELECT kind, payload FROM events WHERE msg_id='w-3'"), 3)
     t.check(ev and ev[0][0] == "property" and json.loads(ev[0][1]) == {"temperature": -1.5},
@@ -126,7 +130,7 @@ def main(t):
     t.check(f.ping(), "t-006 session up")
     f.disconnect()
     rows = g.wait_until(lambda: offline(gw, "t-006"), 3)
-    t.check(rows and rows[-1] == ("disconnect", {"reason": "disconnect", "will": False}),
+    t.check(rows and rows[-1] == ("disconnect", {"reason": "disconnect", "will": False, "gateway": GWNAME}),
             "DISCONNECT: offline reason disconnect, will false", rows)
     t.eq(gw.scalar("SELECT count(*) FROM events WHERE msg_id='w-4'"), 0,
          "DISCONNECT: will not stored")

@@ -1,9 +1,13 @@
 # Proves the UDP adapter end to end with sensor-udp datagrams: reports and events stored with their values, acks (exact bytes) only after the commit, heartbeats acked and not stored, a rejected report answered with result 1, many devices on many source ports, and offline events at shutdown.
 import json
+import socket
 import time
 
 import gwtest as g
 import sensor_udp as su
+
+# online/offline events name the instance (north.client_id; by default iotgw-<hostname>)
+GWNAME = "iotgw-" + socket.gethostname()
 
 
 def main(t):
@@ -39,7 +43,7 @@ def main(t):
     online = gw.query("SELECT payload FROM events WHERE device=? AND kind='online'", (dev,))
     t.eq(len(online), 1, "one online event")
     if online:
-        t.eq(json.loads(online[0][0]), {"adapter": "udp", "peer": c.peer},
+        t.eq(json.loads(online[0][0]), {"adapter": "udp", "peer": c.peer, "gateway": GWNAME},
              "online payload: adapter udp and the device's source address")
     t.eq(gw.scalar("SELECT online FROM device_state WHERE device=?", (dev,)), 1, "device online")
 

@@ -1,8 +1,13 @@
 # Proves UDP datagram authentication and hygiene: unknown device, wrong token, a spoofed source that cannot steal a device's address while a valid datagram from a new address (roaming) does, a device moving to another loop, oversized / truncated / garbage / bad-CRC datagrams dropped and counted by reason, and the idle timeout taking a silent device offline.
+import json
+import socket
 import time
 
 import gwtest as g
 import sensor_udp as su
+
+# online/offline events name the instance (north.client_id; by default iotgw-<hostname>)
+GWNAME = "iotgw-" + socket.gethostname()
 
 DEV = "snr00001"
 
@@ -110,7 +115,7 @@ def main(t):
         "SELECT online FROM device_state WHERE device=?", (DEV,)) == 0, 8),
         "silent for 3 s: offline")
     t.eq(gw.query("SELECT name, payload FROM events WHERE device=? AND kind='offline'", (DEV,)),
-         [("idle_timeout", '{"reason":"idle_timeout","will":false}')],
+         [("idle_timeout", '{"reason":"idle_timeout","will":false,"gateway":%s}' % json.dumps(GWNAME))],
          "one offline event, reason idle_timeout")
     t.eq(gw.metric("udp_idle_timeouts_total"), 1.0, "udp_idle_timeouts_total 1")
     t.eq(gw.metric("devices_online"), 0.0, "devices_online 0")

@@ -6,6 +6,9 @@ import time
 import coaplib as c
 import gwtest as g
 
+# online/offline events name the instance (north.client_id; by default iotgw-<hostname>)
+GWNAME = "iotgw-" + socket.gethostname()
+
 P = "sensor"
 IDLE_MS = 1500
 
@@ -48,7 +51,7 @@ def main(t):
     rows = online_rows(gw, "c-001")
     t.eq(len(rows), 1, "one online event")
     if rows:
-        t.eq(json.loads(rows[0][0]), {"adapter": "coap", "peer": cl.peer},
+        t.eq(json.loads(rows[0][0]), {"adapter": "coap", "peer": cl.peer, "gateway": GWNAME},
              "online payload: adapter coap and the device's source address")
     t.eq(gw.scalar("SELECT online FROM device_state WHERE device='c-001'"), 1,
          "device_state online")
