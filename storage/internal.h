@@ -107,6 +107,7 @@ struct gw_store {
     int state_pending;         /* atomic: notes are waiting to be written */
 
     int64_t depth; /* atomic: live events */
+    int64_t peak;  /* atomic: the highest depth since start-up (store_queue_depth_max) */
     int64_t max, low;
     int full_seen; /* atomic: set when depth reached max; cleared when on_drain fires */
     void (*on_drain)(void *arg);

@@ -43,6 +43,20 @@ static bool lifecycle(const gw_event *ev)
 
 /* ---- queue side (any thread) ---- */
 
+/* The queue's high-water mark: each raise adds its step to the gauge, whose shards then sum to the
+ * peak (docs/STORAGE.md, "The bound of the store queue"). */
+static void note_peak(gw_store *s, int64_t d)
+{
+    int64_t old = __atomic_load_n(&s->peak, __ATOMIC_RELAXED);
+    while (d > old) {
+        if (__atomic_compare_exchange_n(&s->peak, &old, d, true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            gw_metric_add(GW_M_STORE_DEPTH_MAX, d - old);
+            return;
+        }
+    }
+}
+
 gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *dev)
 {
     gw_event *ev = gw_malloc(GW_AREA_EVENT, sizeof(*ev));
@@ -65,6 +79,7 @@ gw_event *gw_store_event_new(gw_store *s, gw_event_kind kind, const gw_device *d
     if (d >= s->max && !__atomic_load_n(&s->full_seen, __ATOMIC_RELAXED))
         __atomic_store_n(&s->full_seen, 1, __ATOMIC_RELAXED);
     gw_metric_inc(GW_M_STORE_DEPTH);
+    note_peak(s, d);
     return ev;
 }
 

@@ -37,6 +37,8 @@
     X(GW_M_STORE_STATE_REPLAYED, "store_state_replayed_total",                                     \
       "events whose state was replayed at start-up (committed after the last state write)")        \
     X(GW_M_STORE_DEPTH, "store_queue_depth", "events waiting for the store writer (gauge)")        \
+    X(GW_M_STORE_DEPTH_MAX, "store_queue_depth_max",                                               \
+      "the store queue's highest depth since start-up (gauge)")                                    \
     X(GW_M_STORE_BACKPRESSURE, "store_backpressure_total",                                         \
       "reads paused because the store queue was full")                                             \
     X(GW_M_STORE_ERRORS, "store_errors_total", "failed store transactions")                        \

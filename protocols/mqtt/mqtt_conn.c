@@ -1155,8 +1155,15 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
             c->s.in_need = (uint32_t)total;
             break;
         }
-        if (c->s.state == GW_STREAM_OPEN && /* PUBLISH: store and in-flight too; any: output */
-            (fh.type == GW_MQTT_PUBLISH ? gw_stream_hold(&c->s) : gw_stream_out_full(&c->s)))
+        /* PUBLISH: store and in-flight too; any: output. The first packet (CONNECT: an online
+         * event) waits for the store too, so a full store takes no new sessions. */
+        bool wait;
+        if (c->s.state == GW_STREAM_NEW ||
+            (c->s.state == GW_STREAM_OPEN && fh.type == GW_MQTT_PUBLISH))
+            wait = gw_stream_hold(&c->s);
+        else
+            wait = c->s.state == GW_STREAM_OPEN && gw_stream_out_full(&c->s);
+        if (wait)
             break;
         if (handle_packet(c, &fh, buf + off + fh.header_len) != 0) {
             off += total;

@@ -399,6 +399,13 @@ bool gw_stream_hold(gw_stream_conn *c)
         return true;
     if (gw_store_full(c->sl->loop->rt->store)) {
         c->paused_bp = true;
+        if (c->state == GW_STREAM_NEW && c->deadline) {
+            /* its login/CONNECT waits for the store, not for the peer: the clock stops */
+            uint64_t now = uv_now(&c->sl->loop->uv);
+            uint64_t left = c->deadline > now ? c->deadline - now : 1;
+            c->held_ms = left < UINT32_MAX ? (uint32_t)left : UINT32_MAX;
+            c->deadline = 0;
+        }
         gw_loop_note_backpressure(c->sl->loop);
         return true;
     }
@@ -595,6 +602,10 @@ void gw__stream_resume(gw_stream_conn *c)
     if (c->state == GW_STREAM_CLOSING)
         return;
     c->paused_bp = false;
+    if (c->held_ms) { /* a held login/CONNECT: its clock runs again (processing may reset it) */
+        c->deadline = uv_now(&c->sl->loop->uv) + c->held_ms;
+        c->held_ms = 0;
+    }
     if (c->in_len) {
         size_t used = run_process(c, c->in, c->in_len);
         if (c->state == GW_STREAM_CLOSING)

@@ -167,6 +167,7 @@ struct gw_stream_conn {
     } src; /* the peer: the socket's, or the PROXY header's source on a proxy_protocol listener
             * (admitted by the per-source limits, released at close; what logs print) */
     uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
+    uint32_t held_ms;  /* a new connection held by a full store: its deadline's time left */
     const void *serve; /* that listener's serve data if it was added at run time, else NULL */
     gw__stream_tls_conn *tls; /* TLS state (NULL: plain) */
     uint8_t state;            /* GW_STREAM_* */
@@ -233,7 +234,8 @@ static inline bool gw_stream_closing(const gw_stream_conn *c)
 void gw_stream_close(gw_stream_conn *c, const char *reason, bool will);
 /* True when a unit that stores events must wait: too many acks in flight, the store queue is
  * full (then the connection pauses until the runtime resumes it), or its output is over the high
- * water mark (see gw_stream_out_full). Call before ingesting. */
+ * water mark (see gw_stream_out_full). Call before ingesting, and before a new connection's
+ * login or CONNECT (its online event): held there, its login deadline stops until resumed. */
 bool gw_stream_hold(gw_stream_conn *c);
 /* True when the connection's unsent output is over its high water mark (or it is paused for
  * output): the unit must wait, the connection is not read until its output drains. Call before

@@ -414,6 +414,9 @@ static size_t process(gw_stream_conn *sc, const uint8_t *buf, size_t len)
     sc->in_need = 0;
     while (off < len && sc->state != GW_STREAM_CLOSING) {
         size_t skip = 0;
+        /* before the login (an online event): a full store takes no new sessions */
+        if (sc->state == GW_STREAM_NEW && gw_stream_hold(sc))
+            break;
         if (sc->state == GW_STREAM_NEW && p->codec_ops->handshake) {
             int h = handle_handshake(c, buf + off, len - off);
             if (h != GW_ENOTFOUND) { /* the product's first bytes are a handshake */

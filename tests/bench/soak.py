@@ -542,6 +542,8 @@ def soak(tmp, srvs, args, mode):
         time.sleep(1.5)  # a last sample or two of the quiet gateway
         sampler.stop_ev.set()
         sampler.join(5)
+        # the queue's own high-water mark (the samples, one a second, miss short peaks)
+        peak = metrics(srv.ports["admin"]).get("iotgw_store_queue_depth_max")
         code = srv.stop(timeout=600)
         del srvs["iotgw"]
     if code != 0:
@@ -565,7 +567,8 @@ def soak(tmp, srvs, args, mode):
         f"stored_mqtt={by_product.get('bench', 0)} stored_tcp={by_product.get('meter-tcp', 0)} "
         f"stored_coap={by_product.get('coapbench', 0)} acked={acked} sent={sent} "
         f"lost_in_flight={lost} "
-        f"coap_busy={totals.busy} csv={csv_path}")
+        f"coap_busy={totals.busy} "
+        f"queue_depth_max={'none' if peak is None else int(peak)} csv={csv_path}")
     if mode == "asan":
         san = sanitizer_lines(srv.log)
         out(f"bench=soak_sanitizer reports={len(san)} log={srv.log}")

@@ -64,6 +64,9 @@ def main(t):
     # the bound by at most one event each
     t.check(depth_max[0] <= 16 + 2, "store_queue_depth never seen above queue_max 16 + loops 2",
             depth_max[0])
+    t.check(m.get("store_queue_depth_max", 99) <= 16 + 2,
+            "store_queue_depth_max (the gateway's own peak) <= queue_max 16 + loops 2",
+            m.get("store_queue_depth_max"))
     t.eq(sum(v for k, v in m.items() if k.startswith("messages_rejected_total")), 0.0,
          "nothing rejected")
     t.info("%d messages through a 16-event queue in %.1f s; backpressure_total=%s, max depth %s"
