@@ -55,7 +55,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # the loops and generations released by the store writer (86), commands from the API's main loop
 # to the loops and back (88), TLS contexts replaced by a reload while loops hold them (90) and the
 # handshake budget every loop draws from (92).
-TSAN_TESTS='^integ\.(10|16|23|24|25|26|27|34|43|50|51|60|61|63|66|73|75|84|86|88|90|92)-'
+TSAN_TESTS='^integ\.(10|16|23|24|25|26|27|34|43|50|51|60|61|63|66|73|75|84|86|88|90|92|98|99)-'
 stage "build (ThreadSanitizer)"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_SANITIZE=thread -DGW_WERROR=ON \
       -DGW_BUILD_BENCH=OFF >/dev/null
