@@ -658,6 +658,27 @@ static int parse_check(gw__bl_ctx *x, const json_t *c)
     return 0;
 }
 
+/* What "auth" and "auth_code" share: an object of keys, "algorithm": "hmac-sha256" and "size"
+ * (4..32 bytes, default def) into *size. */
+static int parse_hmac(gw__bl_ctx *x, const json_t *c, const char *path, const char *const *keys,
+                      uint8_t def, uint8_t *size)
+{
+    char p[GW__BL_PATH_CAP];
+    int64_t n;
+    bool have;
+    if (!json_is_object(c))
+        return gw__bl_fail(x, path, "must be an object");
+    if (gw__bl_unknown_keys(x, c, keys, path))
+        return GW_ECONFIG;
+    const char *a = json_string_value(json_object_get(c, "algorithm"));
+    if (!a || strcmp(a, "hmac-sha256") != 0)
+        return gw__bl_fail(x, gw__bl_sub(p, path, "algorithm"), "must be \"hmac-sha256\"");
+    if (gw__bl_get_int(x, c, "size", path, 4, 32, false, &n, &have))
+        return GW_ECONFIG;
+    *size = have ? (uint8_t)n : def;
+    return 0;
+}
+
 /* "auth": an HMAC-SHA256 keyed with the device's secret, truncated to size bytes at "at", over
  * [from, to). By default it sits right before a trailing check (which covers it), or last. */
 static int parse_auth(gw__bl_ctx *x, const json_t *c)
@@ -668,16 +689,8 @@ static int parse_auth(gw__bl_ctx *x, const json_t *c)
     int64_t n, cap = x->body_cap;
     bool have;
     size_t from, to, at;
-    if (!json_is_object(c))
-        return gw__bl_fail(x, path, "must be an object");
-    if (gw__bl_unknown_keys(x, c, auth_keys, path))
+    if (parse_hmac(x, c, path, auth_keys, 32, &l->mac_size))
         return GW_ECONFIG;
-    const char *a = json_string_value(json_object_get(c, "algorithm"));
-    if (!a || strcmp(a, "hmac-sha256") != 0)
-        return gw__bl_fail(x, gw__bl_sub(p, path, "algorithm"), "must be \"hmac-sha256\"");
-    if (gw__bl_get_int(x, c, "size", path, 4, 32, false, &n, &have))
-        return GW_ECONFIG;
-    l->mac_size = have ? (uint8_t)n : 32;
     if (gw__bl_get_int(x, c, "at", path, -cap, cap - l->mac_size, false, &n, &have))
         return GW_ECONFIG;
     l->mac_at = have                      ? (int32_t)n
@@ -711,21 +724,9 @@ static int parse_auth(gw__bl_ctx *x, const json_t *c)
  * the device's secret (gw__binary_auth_code); a register message's ack hands it out. */
 static int parse_auth_code(gw__bl_ctx *x, const json_t *c)
 {
-    const char *path = "frame.auth_code";
-    char p[GW__BL_PATH_CAP];
-    int64_t n;
-    bool have;
-    if (!json_is_object(c))
-        return gw__bl_fail(x, path, "must be an object");
-    if (gw__bl_unknown_keys(x, c, code_keys, path))
-        return GW_ECONFIG;
-    const char *a = json_string_value(json_object_get(c, "algorithm"));
-    if (!a || strcmp(a, "hmac-sha256") != 0)
-        return gw__bl_fail(x, gw__bl_sub(p, path, "algorithm"), "must be \"hmac-sha256\"");
-    if (gw__bl_get_int(x, c, "size", path, 4, 32, false, &n, &have))
+    if (parse_hmac(x, c, "frame.auth_code", code_keys, 8, &x->l->code_size))
         return GW_ECONFIG;
     x->l->has_auth_code = true;
-    x->l->code_size = have ? (uint8_t)n : 8;
     return 0;
 }
 

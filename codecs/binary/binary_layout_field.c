@@ -422,6 +422,29 @@ static const bin_field *named(const bin_field *fs, size_t n, const char *name)
     return NULL;
 }
 
+/* The field a "sign_from" / "size_from" object names in its "field" (this list, then the header;
+ * not f itself), its name in *name; NULL after the error (path p is the object's). */
+static const bin_field *ref_field(gw__bl_ctx *x, const json_t *ref, const char *p,
+                                  const bin_field *f, const bin_field *list, size_t n,
+                                  const char *what, const char **name)
+{
+    char q[GW__BL_PATH_CAP];
+    gw__bl_sub(q, p, "field");
+    *name = json_string_value(json_object_get(ref, "field"));
+    if (!*name) {
+        gw__bl_fail(x, q, "missing: the name of a field");
+        return NULL;
+    }
+    const bin_field *src = named(list, n, *name);
+    if (!src)
+        src = named(x->l->header, x->l->n_header, *name);
+    if (!src)
+        gw__bl_fail(x, q, "no field named \"%s\" in this message or the header", *name);
+    else if (src == f)
+        gw__bl_fail(x, q, "a field cannot take its %s from itself", what);
+    return src && src != f ? src : NULL;
+}
+
 /* "sign_from": {"field": name, "bit": b (optional), "negative_when": 0 | 1 | value}: the field
  * named (in this list or the header, at a fixed offset, unsigned) says whether the value is
  * negative: its bit b (counted in its raw value after its own bit extraction), or without "bit"
@@ -441,18 +464,10 @@ static int gw__bl_parse_sign(gw__bl_ctx *x, const json_t *o, const char *path, b
     if (gw__bl_unknown_keys(x, sf, sign_keys, p))
         return GW_ECONFIG;
     char q[GW__BL_PATH_CAP];
-    const char *name = json_string_value(json_object_get(sf, "field"));
-    if (!name)
-        return gw__bl_fail(x, gw__bl_sub(q, p, "field"), "missing: the name of a field");
-    const bin_field *src = named(list, n, name);
+    const char *name;
+    const bin_field *src = ref_field(x, sf, p, f, list, n, "sign", &name);
     if (!src)
-        src = named(x->l->header, x->l->n_header, name);
-    if (!src)
-        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
-                           "no field named \"%s\" in this message or the header", name);
-    if (src == f)
-        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
-                           "a field cannot take its sign from itself");
+        return GW_ECONFIG;
     if (!gw__binary_type_is_unsigned((bin_type)src->type) || src->pos == BIN_POS_AFTER)
         return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
                            "field \"%s\" must be unsigned (u8..u64) at a fixed \"offset\"", name);
@@ -491,17 +506,10 @@ static int parse_size_from(gw__bl_ctx *x, const json_t *o, const char *path, bin
         return GW_ECONFIG;
     if (f->target == BIN_TG_ROLE)
         return gw__bl_fail(x, p, "not for a field with a role");
-    const char *name = json_string_value(json_object_get(sf, "field"));
-    if (!name)
-        return gw__bl_fail(x, gw__bl_sub(q, p, "field"), "missing: the name of a field");
-    const bin_field *src = named(list, n, name);
+    const char *name;
+    const bin_field *src = ref_field(x, sf, p, f, list, n, "size", &name);
     if (!src)
-        src = named(x->l->header, x->l->n_header, name);
-    if (!src || src == f)
-        return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
-                           src ? "a field cannot take its size from itself"
-                               : "no field named \"%s\" in this message or the header",
-                           name);
+        return GW_ECONFIG;
     if (!gw__binary_type_is_unsigned((bin_type)src->type) || src->pos == BIN_POS_AFTER ||
         src->target || src->has_value || src->has_xform || src->bits)
         return gw__bl_fail(x, gw__bl_sub(q, p, "field"),
