@@ -9,13 +9,16 @@
  * failed commit, and the output bounds (high water pause and resume, hard limit close). */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/util/alloc.h"
 #include "gateway/util/error.h"
 #include "gateway/registry.h"
 #include "gateway/util/log.h"
@@ -676,6 +679,44 @@ static void test_output_bounds(void)
     CHECK(memchr(k->in + before, 'b', k->n - before) == NULL); /* no ack went out */
 }
 
+/* Issue 19: an idle connection keeps nothing but its struct. After output that backed up (a
+ * write queue) and acks in flight (the ring, byte acks), once all is written and acknowledged the
+ * connection holds no side allocation, its socket is registered for reading only, and the
+ * session memory it adds is its struct's malloc chunk (no libuv handle, nothing else). */
+static void test_idle_keeps_nothing(void)
+{
+    settle();
+    int64_t s0 = gw_alloc_bytes(GW_AREA_SESSION), o0 = gw_alloc_bytes(GW_AREA_OUTPUT);
+    tconn *c;
+    client *k = connect_client(4096, &c);
+    int base = n_held;
+    settle();
+    CHECK_INT(gw_alloc_bytes(GW_AREA_SESSION) - s0, (int64_t)malloc_usable_size(c));
+    k->reads = false;
+    say(k, "X200000\n");
+    WAIT_UNTIL(c->s.paused_out);
+    CHECK(c->s.wq != NULL && c->s.wq->len > 0);
+    CHECK(c->s.ev == (EPOLLOUT)); /* paused: not read, written when the socket takes it */
+    k->reads = true;
+    WAIT_UNTIL(k->n >= 200001);
+    say_events(k, 0, 3);
+    say(k, "Bhello\n");
+    WAIT_UNTIL(n_held == base + 4);
+    CHECK(c->s.ak != NULL);
+    for (int i = 0; i < 4; i++)
+        commit(base + i);
+    WAIT_UNTIL(k->n >= 200001 + 9 + 7); /* "A0\nA1\nA2\n" "bhello\n" */
+    settle();
+    CHECK(c->s.wq == NULL && c->s.ak == NULL && c->s.in == NULL && c->s.out == NULL);
+    CHECK_INT(c->s.ack_n, 0);
+    CHECK(c->s.reading);
+    CHECK(c->s.ev == EPOLLIN);
+    CHECK_INT(gw_alloc_bytes(GW_AREA_SESSION) - s0, (int64_t)malloc_usable_size(c));
+    CHECK_INT(gw_alloc_bytes(GW_AREA_OUTPUT) - o0, 0);
+    client_close(k);
+    WAIT_UNTIL(reasons[c->id][0]);
+}
+
 /* The loop's bound: with output already queued for one connection, the connection whose queued
  * output would take the loop's total past output_loop_limit is closed (output_overflow); the first
  * one is left alone and drains when its device reads. */
@@ -796,6 +837,7 @@ int main(void)
     test_store_error();
     test_output_bounds();
     test_output_loop_limit();
+    test_idle_keeps_nothing();
     CHECK_INT(live_held(), 0);
     teardown();
     CHECK_INT(n_destroyed, n_conns);
