@@ -56,7 +56,7 @@ typedef struct gw_stream_ops {
     void (*destroy)(gw_stream_conn *c);
 } gw_stream_ops;
 
-/* Output bounds of one adapter's connections (issue 13). Unsent output is the libuv write queue
+/* Output bounds of one adapter's connections (issue 13). Unsent output is the write queue
  * plus what this iteration appended: past high_water the connection is not read again until it
  * falls below low_water; past hard_limit, or when it makes no progress for stall_timeout_ms, the
  * connection closes with reason "output_overflow" (counted in overflow_metric). */
@@ -266,7 +266,7 @@ bool gw_stream_hold(gw_stream_conn *c);
  * output): the unit must wait, the connection is not read until its output drains. Call before
  * any unit that answers. */
 bool gw_stream_out_full(gw_stream_conn *c);
-/* Bytes of output not taken by the kernel yet (libuv's write queue + this iteration's). */
+/* Bytes of output not taken by the kernel yet (the connection's write queue + this iteration's). */
 size_t gw_stream_unsent(const gw_stream_conn *c);
 
 /* Output, written at the end of the loop iteration (or now, with gw_stream_flush). Past the
