@@ -234,18 +234,19 @@ static int handle_connect(gw__mqtt_conn *c, const uint8_t *body, uint32_t len)
                    cn.client_id.p, cn.client_id.len);
             return -1;
         }
-        c->will_topic = gw_malloc(GW_AREA_SESSION, cn.will_topic.len + 1u);
-        c->will_payload = gw_malloc(GW_AREA_SESSION, cn.will_payload_len + 1u);
-        if (!c->will_topic || !c->will_payload) {
+        gw__mqtt_will *w = gw_malloc(GW_AREA_SESSION, sizeof(*w) + cn.will_topic.len + 1u +
+                                                          cn.will_payload_len + 1u);
+        if (!w) {
             gw_stream_close(&c->s, "out_of_memory", false);
             return -1;
         }
-        memcpy(c->will_topic, cn.will_topic.p, cn.will_topic.len);
-        c->will_topic[cn.will_topic.len] = 0;
-        memcpy(c->will_payload, cn.will_payload, cn.will_payload_len);
-        c->will_topic_len = cn.will_topic.len;
-        c->will_payload_len = cn.will_payload_len;
-        c->will_qos = cn.will_qos;
+        memcpy(w->topic, cn.will_topic.p, cn.will_topic.len);
+        w->topic[cn.will_topic.len] = 0;
+        memcpy(w->topic + cn.will_topic.len + 1, cn.will_payload, cn.will_payload_len);
+        w->topic_len = cn.will_topic.len;
+        w->payload_len = cn.will_payload_len;
+        w->qos = cn.will_qos;
+        c->will = w;
         c->has_will = true;
     }
     /* clean_session=0: the device's stored session (subscriptions, QoS 2 ids), wherever its
@@ -498,6 +499,24 @@ static void q2_release(gw__mqtt_conn *c, uint16_t pid)
     pthread_mutex_unlock(c->mu);
 }
 
+/* The connection's MQTT 5 extras (allocated at the first need; NULL: out of memory). */
+static gw__mqtt_v5x *v5x(gw__mqtt_conn *c)
+{
+    if (c->x && c->x->n_aliases >= c->alias_max)
+        return c->x;
+    uint16_t had = c->x ? c->x->n_aliases : 0;
+    gw__mqtt_v5x *x = gw_realloc(GW_AREA_SESSION, c->x,
+                                 sizeof(*x) + (size_t)c->alias_max * sizeof(gw__mqtt_alias));
+    if (!x)
+        return NULL;
+    if (!c->x)
+        x->rs_head = NULL;
+    memset(&x->aliases[had], 0, (size_t)(c->alias_max - had) * sizeof(gw__mqtt_alias));
+    x->n_aliases = c->alias_max;
+    c->x = x;
+    return x;
+}
+
 /* MQTT 5: queues the reason string of the ack entry being pushed next (taken by send_ack). */
 static uint32_t push_reason(gw__mqtt_conn *c, const char *why)
 {
@@ -507,12 +526,15 @@ static uint32_t push_reason(gw__mqtt_conn *c, const char *why)
     if (n > 240)
         n = 240;
     gw__mqtt_rs *r = gw_malloc(GW_AREA_SESSION, sizeof(*r) + n);
-    if (!r)
+    gw__mqtt_v5x *x = r ? v5x(c) : NULL;
+    if (!x) {
+        gw_free(GW_AREA_SESSION, r);
         return 0;
+    }
     r->next = NULL;
     r->len = (uint16_t)n;
     memcpy(r->s, why, n);
-    gw__mqtt_rs **tail = &c->rs_head; /* a short list: refused acks not sent yet */
+    gw__mqtt_rs **tail = &x->rs_head; /* a short list: refused acks not sent yet */
     while (*tail)
         tail = &(*tail)->next;
     *tail = r;
@@ -553,12 +575,12 @@ static int resolve_alias(gw__mqtt_conn *c, gw_mqtt_publish *pub, const gw_mqtt_p
         protocol_error(c, GW_MQTT_E_TOPIC_ALIAS, "topic alias 0 or above the maximum");
         return -1;
     }
-    if (!c->aliases &&
-        !(c->aliases = gw_calloc(GW_AREA_SESSION, c->alias_max, sizeof(*c->aliases)))) {
+    gw__mqtt_v5x *x = v5x(c);
+    if (!x) {
         gw_stream_close(&c->s, "out_of_memory", false);
         return -1;
     }
-    gw__mqtt_alias *al = &c->aliases[a - 1];
+    gw__mqtt_alias *al = &x->aliases[a - 1];
     if (pub->topic.len == 0) {
         if (!al->topic && !al->refused) {
             protocol_error(c, GW_MQTT_E_PROTOCOL, "topic alias not set");
@@ -1028,7 +1050,7 @@ static int handle_disconnect5(gw__mqtt_conn *c, const uint8_t *body, uint32_t le
         uint32_t max = cfg_of(c)->session_expiry_s;
         if (c->st && c->st->stored) {
             pthread_mutex_lock(c->mu);
-            c->st->expiry_s = pr.session_expiry > max ? max : pr.session_expiry;
+            gw__mqtt_stored_of(c->st)->expiry_s = pr.session_expiry > max ? max : pr.session_expiry;
             pthread_mutex_unlock(c->mu);
         }
     }
@@ -1184,8 +1206,9 @@ static bool apply_will(gw__mqtt_conn *c)
     c->has_will = false;
     gw_metric_inc(GW_M_MQTT_WILLS);
     gw_metric_inc(GW_M_MSG_RECEIVED);
-    ingest(c, c->will_topic, c->will_topic_len, c->will_payload, c->will_payload_len, false, 0,
-           &queued, NULL, NULL);
+    const gw__mqtt_will *w = c->will;
+    ingest(c, w->topic, w->topic_len, (const uint8_t *)w->topic + w->topic_len + 1, w->payload_len,
+           false, 0, &queued, NULL, NULL);
     return true;
 }
 
@@ -1210,8 +1233,8 @@ static void send_ack(gw_stream_conn *sc, uint32_t e)
     gw_mqtt_pbuf pb = {.n = 0};
     uint8_t pkt[GW_MQTT_PBUF + 16];
     gw__mqtt_rs *r = NULL;
-    if (e & GW__MQTT_ACK_RS && (r = c->rs_head) != NULL) {
-        c->rs_head = r->next;
+    if (e & GW__MQTT_ACK_RS && c->x && (r = c->x->rs_head) != NULL) {
+        c->x->rs_head = r->next;
         gw_mqtt_pb_str(&pb, GW_MQTT_P_REASON_STRING, r->s, r->len);
         gw_free(GW_AREA_SESSION, r);
     }
@@ -1267,16 +1290,15 @@ static void destroy(gw_stream_conn *sc)
     gw__mqtt_conn *c = (gw__mqtt_conn *)sc;
     /* The state was detached at closing (the adapter may be gone by now); own is empty then. */
     gw__mqtt_state_clear(&c->own);
-    for (uint16_t i = 0; c->aliases && i < c->alias_max; i++)
-        gw_free(GW_AREA_SESSION, c->aliases[i].topic);
-    gw_free(GW_AREA_SESSION, c->aliases);
-    while (c->rs_head) {
-        gw__mqtt_rs *r = c->rs_head;
-        c->rs_head = r->next;
+    for (uint16_t i = 0; c->x && i < c->x->n_aliases; i++)
+        gw_free(GW_AREA_SESSION, c->x->aliases[i].topic);
+    while (c->x && c->x->rs_head) {
+        gw__mqtt_rs *r = c->x->rs_head;
+        c->x->rs_head = r->next;
         gw_free(GW_AREA_SESSION, r);
     }
-    gw_free(GW_AREA_SESSION, c->will_topic);
-    gw_free(GW_AREA_SESSION, c->will_payload);
+    gw_free(GW_AREA_SESSION, c->x);
+    gw_free(GW_AREA_SESSION, c->will);
 }
 
 const gw_stream_ops gw__mqtt_stream_ops = {

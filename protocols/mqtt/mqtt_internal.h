@@ -39,21 +39,30 @@ typedef struct gw__mqtt_sub {
 /* What MQTT 3.1.1 keeps of a session: the subscriptions (at most max_subscriptions) and the QoS 2
  * packet ids received and awaiting PUBREL (at most max_inflight). A clean_session=1 connection
  * has its own, freed with it; a clean_session=0 device's is stored in the adapter's per-device
- * table and outlives its connections until session_expiry_s after the last one ends. Every field
- * is read and written under the device's stripe lock (gw__mqtt_sessions.mu). */
+ * table (gw__mqtt_stored) and outlives its connections until session_expiry_s after the last one
+ * ends. Every field is read and written under the device's stripe lock (gw__mqtt_sessions.mu). */
 typedef struct gw__mqtt_state {
     gw__mqtt_sub *subs;
     uint16_t *q2_ids; /* allocated only while any */
     uint16_t n_subs, q2_n, q2_cap;
-    /* stored sessions only: */
-    bool stored;    /* allocated by the store (else embedded in its connection) */
-    bool in_table;  /* the device's current stored session (false once discarded) */
-    uint32_t users; /* connections using it; 0: detached, on the stripe's expiry list */
-    uint32_t dev_index;
-    uint64_t expires_ms; /* monotonic ms (uv_hrtime), while detached */
-    uint32_t expiry_s;   /* kept this long once detached (session_expiry_s, or MQTT 5's interval) */
-    struct gw__mqtt_state *dprev, *dnext; /* the stripe's detached list */
+    bool stored; /* the st of a gw__mqtt_stored (else embedded in its connection) */
 } gw__mqtt_state;
+
+/* A stored session: the state plus what the store keeps of it (not in every connection). */
+typedef struct gw__mqtt_stored {
+    gw__mqtt_state st; /* first */
+    bool in_table;     /* the device's current stored session (false once discarded) */
+    uint32_t users;    /* connections using it; 0: detached, on the stripe's expiry list */
+    uint32_t dev_index;
+    uint32_t expiry_s;   /* kept this long once detached (session_expiry_s, or MQTT 5's interval) */
+    uint64_t expires_ms; /* monotonic ms (uv_hrtime), while detached */
+    struct gw__mqtt_stored *dprev, *dnext; /* the stripe's detached list */
+} gw__mqtt_stored;
+
+static inline gw__mqtt_stored *gw__mqtt_stored_of(gw__mqtt_state *st)
+{
+    return (gw__mqtt_stored *)st; /* (st->stored) */
+}
 
 #define GW__MQTT_STRIPES 64
 
@@ -61,8 +70,8 @@ typedef struct gw__mqtt_state {
  * loop (a reconnect may land on any loop), striped locks by device index. */
 typedef struct gw__mqtt_sessions {
     pthread_mutex_t mu[GW__MQTT_STRIPES];
-    gw__mqtt_state **by_dev; /* [n_devices] */
-    gw__mqtt_state *detached[GW__MQTT_STRIPES];
+    gw__mqtt_stored **by_dev; /* [n_devices] */
+    gw__mqtt_stored *detached[GW__MQTT_STRIPES];
     size_t n_devices;
     uint32_t expiry_s;
     uv_timer_t sweep; /* on loop 0: frees expired sessions */
@@ -80,16 +89,13 @@ typedef struct gw__mqtt_adapter {
 /* A device connection: the stream connection (session, TCP handle, input, output, acks) plus
  * what MQTT adds. */
 typedef struct gw__mqtt_conn {
-    gw_stream_conn s;    /* first */
-    gw__mqtt_state own;  /* the session state of a clean_session=1 connection */
-    gw__mqtt_state *st;  /* &own or a stored session; NULL before CONNECT and once closing */
-    pthread_mutex_t *mu; /* the device's stripe lock, guarding *st */
-    char *will_topic;
-    uint8_t *will_payload;
+    gw_stream_conn s;           /* first */
+    gw__mqtt_state own;         /* the session state of a clean_session=1 connection */
+    gw__mqtt_state *st;         /* &own or a stored session; NULL before CONNECT and once closing */
+    pthread_mutex_t *mu;        /* the device's stripe lock, guarding *st */
+    struct gw__mqtt_will *will; /* the last will (kept until the connection is freed) */
     uint16_t keepalive;
-    bool has_will;
-    uint8_t will_qos;
-    uint16_t will_topic_len, will_payload_len;
+    bool has_will;      /* the will applies (a clean DISCONNECT or its use clears it) */
     uint8_t prefix_len; /* length of "/{product}/{device}/" */
     /* MQTT 5 (version 5); for 3.1/3.1.1 only version is set */
     uint8_t version;         /* the CONNECT's protocol level: 3, 4 or 5 */
@@ -100,9 +106,15 @@ typedef struct gw__mqtt_conn {
     uint16_t out_inflight;   /* QoS 1 commands sent and not PUBACKed */
     uint16_t alias_max;      /* topic aliases granted (CONNACK) */
     uint32_t out_max_packet; /* the client's maximum packet size (0: no limit) */
-    struct gw__mqtt_alias *aliases; /* [alias_max], allocated at the first alias */
-    struct gw__mqtt_rs *rs_head;    /* reason strings of acks waiting for their turn */
+    struct gw__mqtt_v5x *x;  /* MQTT 5's aliases and queued reason strings (at the first need) */
 } gw__mqtt_conn;
+
+/* A last will: topic (NUL-terminated) and payload in one allocation. */
+typedef struct gw__mqtt_will {
+    uint16_t topic_len, payload_len;
+    uint8_t qos;
+    char topic[]; /* then the payload, at topic + topic_len + 1 */
+} gw__mqtt_will;
 
 /* An inbound topic alias: only the device's own topics up to GW__MQTT_ALIAS_TOPIC_MAX bytes are
  * kept (refused: an alias to any other topic, whose later uses are refused 0x87 like it). */
@@ -119,6 +131,14 @@ typedef struct gw__mqtt_rs {
     uint16_t len;
     char s[];
 } gw__mqtt_rs;
+
+/* What only some MQTT 5 connections need, allocated at the first topic alias or queued reason
+ * string: the reason strings of acks waiting for their turn, and the aliases [alias_max]. */
+typedef struct gw__mqtt_v5x {
+    gw__mqtt_rs *rs_head;
+    uint16_t n_aliases; /* alias_max when allocated */
+    gw__mqtt_alias aliases[];
+} gw__mqtt_v5x;
 
 /* Ack ring entry: packet id | type << 16 | reason code << 20 | GW__MQTT_ACK_RS. */
 #define GW__MQTT_ACK_RS (1u << 28)

@@ -31,7 +31,7 @@ void gw__mqtt_state_clear(gw__mqtt_state *st)
 }
 
 /* Lock held. A stored state leaves the table (and the gauge). */
-static void unslot(gw__mqtt_sessions *ss, gw__mqtt_state *st)
+static void unslot(gw__mqtt_sessions *ss, gw__mqtt_stored *st)
 {
     if (!st->in_table)
         return;
@@ -40,9 +40,9 @@ static void unslot(gw__mqtt_sessions *ss, gw__mqtt_state *st)
     gw_metric_add(GW_M_MQTT_SESSIONS_STORED, -1);
 }
 
-static void list_add(gw__mqtt_sessions *ss, gw__mqtt_state *st)
+static void list_add(gw__mqtt_sessions *ss, gw__mqtt_stored *st)
 {
-    gw__mqtt_state **head = &ss->detached[st->dev_index % GW__MQTT_STRIPES];
+    gw__mqtt_stored **head = &ss->detached[st->dev_index % GW__MQTT_STRIPES];
     st->dprev = NULL;
     st->dnext = *head;
     if (*head)
@@ -50,7 +50,7 @@ static void list_add(gw__mqtt_sessions *ss, gw__mqtt_state *st)
     *head = st;
 }
 
-static void list_del(gw__mqtt_sessions *ss, gw__mqtt_state *st)
+static void list_del(gw__mqtt_sessions *ss, gw__mqtt_stored *st)
 {
     if (st->dprev)
         st->dprev->dnext = st->dnext;
@@ -62,10 +62,10 @@ static void list_del(gw__mqtt_sessions *ss, gw__mqtt_state *st)
 }
 
 /* Lock held; st detached (users 0, on the list) or discarded. */
-static void free_stored(gw__mqtt_sessions *ss, gw__mqtt_state *st)
+static void free_stored(gw__mqtt_sessions *ss, gw__mqtt_stored *st)
 {
     unslot(ss, st);
-    gw__mqtt_state_clear(st);
+    gw__mqtt_state_clear(&st->st);
     gw_free(GW_AREA_SESSION, st);
 }
 
@@ -90,7 +90,7 @@ void gw__mqtt_sessions_free(gw__mqtt_sessions *ss)
     /* Every connection has closed (and detached) by now: what is left is detached. */
     for (size_t i = 0; i < GW__MQTT_STRIPES; i++) {
         while (ss->detached[i]) {
-            gw__mqtt_state *st = ss->detached[i];
+            gw__mqtt_stored *st = ss->detached[i];
             list_del(ss, st);
             free_stored(ss, st);
         }
@@ -107,7 +107,7 @@ static void on_sweep(uv_timer_t *t)
     uint64_t now = now_ms();
     for (size_t i = 0; i < GW__MQTT_STRIPES; i++) {
         pthread_mutex_lock(&ss->mu[i]);
-        for (gw__mqtt_state *st = ss->detached[i], *next; st; st = next) {
+        for (gw__mqtt_stored *st = ss->detached[i], *next; st; st = next) {
             next = st->dnext;
             if (now < st->expires_ms)
                 continue;
@@ -145,7 +145,7 @@ int gw__mqtt_session_attach(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t de
     *present = false;
     c->mu = mu;
     pthread_mutex_lock(mu);
-    gw__mqtt_state *st = dev_index < ss->n_devices ? ss->by_dev[dev_index] : NULL;
+    gw__mqtt_stored *st = dev_index < ss->n_devices ? ss->by_dev[dev_index] : NULL;
     if (st && st->users == 0 && now_ms() >= st->expires_ms) { /* expired, not swept yet */
         list_del(ss, st);
         free_stored(ss, st);
@@ -170,7 +170,7 @@ int gw__mqtt_session_attach(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t de
             list_del(ss, st);
         *present = true;
         gw_metric_inc(GW_M_MQTT_SESSIONS_RESUMED);
-        c->st = st;
+        c->st = &st->st;
         goto done;
     }
     st = gw_calloc(GW_AREA_SESSION, 1, sizeof(*st));
@@ -178,13 +178,13 @@ int gw__mqtt_session_attach(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t de
         rc = GW_ENOMEM;
         goto done;
     }
-    st->stored = st->in_table = true;
+    st->st.stored = st->in_table = true;
     st->users = 1;
     st->dev_index = dev_index;
     st->expiry_s = ss->expiry_s;
     ss->by_dev[dev_index] = st;
     gw_metric_inc(GW_M_MQTT_SESSIONS_STORED);
-    c->st = st;
+    c->st = &st->st;
 done:
     pthread_mutex_unlock(mu);
     return rc;
@@ -194,7 +194,7 @@ int gw__mqtt_session_attach5(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t d
                              bool discard, uint32_t expiry_s, bool *present)
 {
     pthread_mutex_t *mu = &ss->mu[dev_index % GW__MQTT_STRIPES];
-    gw__mqtt_state *st = NULL;
+    gw__mqtt_stored *st = NULL;
     bool kept = false;
     pthread_mutex_lock(mu);
     if (dev_index < ss->n_devices && (st = ss->by_dev[dev_index]) != NULL) {
@@ -219,7 +219,7 @@ int gw__mqtt_session_attach5(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t d
     }
     if (rc == 0 && c->st && c->st->stored) {
         pthread_mutex_lock(mu);
-        c->st->expiry_s = expiry_s;
+        gw__mqtt_stored_of(c->st)->expiry_s = expiry_s;
         pthread_mutex_unlock(mu);
     }
     return rc;
@@ -227,14 +227,15 @@ int gw__mqtt_session_attach5(gw__mqtt_sessions *ss, gw__mqtt_conn *c, uint32_t d
 
 void gw__mqtt_session_detach(gw__mqtt_sessions *ss, gw__mqtt_conn *c)
 {
-    gw__mqtt_state *st = c->st;
-    if (!st)
+    gw__mqtt_state *cs = c->st;
+    if (!cs)
         return;
     c->st = NULL;
-    if (!st->stored) {
-        gw__mqtt_state_clear(st);
+    if (!cs->stored) {
+        gw__mqtt_state_clear(cs);
         return;
     }
+    gw__mqtt_stored *st = gw__mqtt_stored_of(cs);
     pthread_mutex_lock(c->mu);
     if (--st->users == 0) {
         if (!st->in_table || st->expiry_s == 0) {

@@ -6,6 +6,7 @@
 #include "stream_conn.h"
 
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../../gateway/util/alloc.h"
@@ -28,8 +29,8 @@ void gw_stream_peer(const gw_stream_conn *c, char *buf, size_t cap)
         return;
     }
     struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+    socklen_t len = sizeof(ss);
+    if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0)
         ss.ss_family = AF_UNSPEC;
     gw_sockaddr_str((struct sockaddr *)&ss, buf, cap);
 }
@@ -48,7 +49,7 @@ void gw__stream_peer(gw_session *s, char *buf, size_t cap)
 
 size_t gw_stream_unsent(const gw_stream_conn *c)
 {
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) + c->out_len;
+    return gw__stream_queued(c) + c->out_len;
 }
 
 int gw_stream_out_reserve(gw_stream_conn *c, size_t n)
@@ -86,16 +87,9 @@ void gw_stream_out(gw_stream_conn *c, const uint8_t *p, size_t n)
     gw_session_mark_dirty(&c->base);
 }
 
-typedef struct write_req {
-    uv_write_t req;
-    gw_stream_conn *c;
-    size_t len; /* counted in the loop's out_queued */
-    uint8_t data[];
-} write_req;
-
 /* Lists a connection paused for output whose output fell below low water: the out_kick timer
  * resumes it on the next iteration (not from inside a flush or a write callback). */
-static void out_drained(gw_stream_conn *c)
+void gw__stream_out_drained(gw_stream_conn *c)
 {
     gw_stream_loop *sl = c->sl;
     if (!c->paused_out || c->out_listed || c->state == GW_STREAM_CLOSING ||
@@ -107,21 +101,6 @@ static void out_drained(gw_stream_conn *c)
     gw_session_retain(&c->base);
     if (!uv_is_closing((uv_handle_t *)&sl->out_kick))
         uv_timer_start(&sl->out_kick, gw__stream_out_kick, 0, 0);
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    write_req *w = (write_req *)req;
-    gw_stream_conn *c = w->c;
-    if (status < 0 && status != UV_ECANCELED && c->state != GW_STREAM_CLOSING)
-        gw_stream_close(c, "connection_lost", true);
-    c->sl->out_queued -= w->len;
-    gw_free(GW_AREA_OUTPUT, w);
-    if (status == 0) {
-        c->out_progress = uv_now(&c->sl->loop->uv);
-        out_drained(c);
-    }
-    gw_session_release(&c->base);
 }
 
 /* Closes a connection whose output passed the hard limit or stalled: counted and logged. */
@@ -147,54 +126,7 @@ static void pause_for_output(gw_stream_conn *c)
     gw__stream_stop_reading(c);
 }
 
-void gw__stream_write(gw_stream_conn *c, const uint8_t *p, size_t len)
-{
-    if (!len || uv_is_closing((uv_handle_t *)&c->tcp))
-        return;
-    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
-    int n = queued ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n == UV_EAGAIN)
-        n = 0;
-    if (n < 0) {
-        c->out_len = 0;
-        gw_stream_close(c, "connection_lost", true);
-        return;
-    }
-    if ((size_t)n < len) {
-        size_t rest = len - (size_t)n;
-        if (queued + rest > c->sl->out.hard_limit) {
-            gw__stream_out_overflow(c, "hard_limit");
-            return;
-        }
-        /* The loop's bound: the connection that would take the loop's queued output past it is
-         * closed (a peer that reads keeps up through uv_try_write and queues nothing). */
-        if (c->sl->out_queued + rest > c->sl->out.loop_limit) {
-            gw__stream_out_overflow(c, "loop_limit");
-            return;
-        }
-        write_req *w = gw_malloc(GW_AREA_OUTPUT, sizeof(*w) + rest);
-        if (!w) {
-            gw_stream_close(c, "connection_lost", false);
-            return;
-        }
-        memcpy(w->data, p + n, rest);
-        w->c = c;
-        w->len = rest;
-        gw_session_retain(&c->base);
-        if (!queued)
-            c->out_progress = uv_now(&c->sl->loop->uv);
-        b = uv_buf_init((char *)w->data, (unsigned)rest);
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
-            gw_free(GW_AREA_OUTPUT, w);
-            gw_session_release(&c->base);
-        } else {
-            c->sl->out_queued += rest;
-        }
-    }
-}
-
-/* Writes what is pending: uv_try_write first (no copy, no request), a queued write for the rest.
+/* Writes what is pending: sent now (no copy), the rest queued (stream_io.c).
  * Output over the hard limit closes the connection; over high water, it stops being read. */
 void gw_stream_flush(gw_stream_conn *c)
 {
@@ -209,7 +141,7 @@ void gw_stream_flush(gw_stream_conn *c)
         gw_stream_close(c, "out_of_memory", false);
         goto done;
     }
-    if ((!c->out_len && !gw__stream_tls_held(c)) || uv_is_closing((uv_handle_t *)&c->tcp))
+    if ((!c->out_len && !gw__stream_tls_held(c)) || c->fd < 0)
         goto done;
     if (c->tls) { /* the bounds below apply to the ciphertext */
         const uint8_t *p;
@@ -230,7 +162,7 @@ void gw_stream_flush(gw_stream_conn *c)
         gw__stream_write(c, c->out, c->out_len);
     }
 done:
-    /* An idle connection keeps no output buffer: what was not written went to a write request. */
+    /* An idle connection keeps no output buffer: what was not written went to the write queue. */
     c->out_len = 0;
     gw_free(GW_AREA_OUTPUT, c->out);
     c->out = NULL;
@@ -240,7 +172,7 @@ done:
     if (gw_stream_unsent(c) > c->sl->out.high_water)
         pause_for_output(c);
     else if (c->paused_out)
-        out_drained(c); /* paused by gw_stream_out_full, and the kernel took it all */
+        gw__stream_out_drained(c); /* paused by gw_stream_out_full, and the kernel took it all */
 }
 
 void gw__stream_flush(gw_session *s)
@@ -250,21 +182,36 @@ void gw__stream_flush(gw_session *s)
 
 /* ---- acks in arrival order ---- */
 
-static int ring_push(gw_stream_conn *c, uint32_t entry, uint32_t *seq)
+/* Room for one more entry in the ring (allocated, or doubled). */
+static int ring_room(gw_stream_conn *c)
 {
-    if (c->ack_n == c->ack_cap) {
-        uint32_t ncap = c->ack_cap ? c->ack_cap * 2 : 16;
-        uint32_t *n = gw_malloc(GW_AREA_SESSION, ncap * sizeof(uint32_t));
+    gw__stream_acks *a = c->ak;
+    if (!a || c->ack_n == a->cap) {
+        uint32_t ncap = a ? a->cap * 2 : 16;
+        gw__stream_acks *n = gw_malloc(GW_AREA_SESSION, sizeof(*n) + ncap * sizeof(uint32_t));
         if (!n)
             return GW_ENOMEM;
-        for (uint32_t i = 0; i < c->ack_n; i++)
-            n[i] = c->acks[(c->ack_head + i) & (c->ack_cap - 1)];
-        gw_free(GW_AREA_SESSION, c->acks);
-        c->acks = n;
-        c->ack_cap = ncap;
-        c->ack_head = 0;
+        if (a) {
+            *n = *a;
+            for (uint32_t i = 0; i < c->ack_n; i++)
+                n->ring[i] = a->ring[(a->head + i) & (a->cap - 1)];
+            gw_free(GW_AREA_SESSION, a);
+        } else {
+            memset(n, 0, sizeof(*n));
+        }
+        n->cap = ncap;
+        n->head = 0;
+        c->ak = n;
     }
-    c->acks[(c->ack_head + c->ack_n) & (c->ack_cap - 1)] = entry;
+    return 0;
+}
+
+static int ring_push(gw_stream_conn *c, uint32_t entry, uint32_t *seq)
+{
+    if (ring_room(c))
+        return GW_ENOMEM;
+    gw__stream_acks *a = c->ak;
+    a->ring[(a->head + c->ack_n) & (a->cap - 1)] = entry;
     *seq = c->ack_seq + c->ack_n;
     c->ack_n++;
     if (c->ack_n >= c->sl->max_inflight)
@@ -277,32 +224,28 @@ static void close_after_eof(gw_stream_conn *c);
 /* Sends every ready ack at the head of the ring. */
 static void ack_drain(gw_stream_conn *c)
 {
+    gw__stream_acks *a = c->ak;
     while (c->ack_n && c->state != GW_STREAM_CLOSING) {
-        uint32_t e = c->acks[c->ack_head];
+        uint32_t e = a->ring[a->head];
         if (!(e & GW_STREAM_ACK_READY))
             break;
         if (e & GW_STREAM_ACK_BYTES) {
             uint32_t n = e & GW_STREAM_ACK_MASK;
             if (n) /* empty: a record of a frame acked as a whole (tcp_conn.c) */
-                gw_stream_out(c, c->ackb + c->ackb_head, n);
-            c->ackb_head += n;
-            c->ackb_len -= n;
+                gw_stream_out(c, a->b + a->b_head, n);
+            a->b_head += n;
+            a->b_len -= n;
         } else {
             c->sl->ops->send_ack(c, e & GW_STREAM_ACK_MASK);
         }
-        c->ack_head = (c->ack_head + 1) & (c->ack_cap - 1);
+        a->head = (a->head + 1) & (a->cap - 1);
         c->ack_n--;
         c->ack_seq++;
     }
-    if (c->ack_n == 0 && c->acks) {
-        gw_free(GW_AREA_SESSION, c->acks);
-        c->acks = NULL;
-        c->ack_cap = c->ack_head = 0;
-    }
-    if (c->ackb_len == 0 && c->ackb) {
-        gw_free(GW_AREA_SESSION, c->ackb);
-        c->ackb = NULL;
-        c->ackb_cap = c->ackb_head = 0;
+    if (c->ack_n == 0 && a) { /* an idle connection keeps no ack memory */
+        gw_free(GW_AREA_SESSION, a->b);
+        gw_free(GW_AREA_SESSION, a);
+        c->ak = NULL;
     }
     if (c->paused_inflight && c->ack_n < (c->sl->max_inflight + 1) / 2) {
         c->paused_inflight = false;
@@ -326,29 +269,30 @@ int gw_stream_ack_push_bytes(gw_stream_conn *c, const uint8_t *p, size_t n, bool
 {
     if (n > GW_STREAM_ACK_MASK)
         return GW_ETOOBIG;
-    if (c->ackb_head + c->ackb_len + n > c->ackb_cap) {
-        if (c->ackb_head) { /* compact first */
-            memmove(c->ackb, c->ackb + c->ackb_head, c->ackb_len);
-            c->ackb_head = 0;
+    if (ring_room(c))
+        return GW_ENOMEM;
+    gw__stream_acks *a = c->ak;
+    if (a->b_head + a->b_len + n > a->b_cap) {
+        if (a->b_head) { /* compact first */
+            memmove(a->b, a->b + a->b_head, a->b_len);
+            a->b_head = 0;
         }
-        if (c->ackb_len + n > c->ackb_cap) {
-            size_t cap = c->ackb_cap ? c->ackb_cap : 64;
-            while (cap < c->ackb_len + n)
+        if (a->b_len + n > a->b_cap) {
+            size_t cap = a->b_cap ? a->b_cap : 64;
+            while (cap < a->b_len + n)
                 cap *= 2;
-            uint8_t *b = gw_realloc(GW_AREA_SESSION, c->ackb, cap);
+            uint8_t *b = gw_realloc(GW_AREA_SESSION, a->b, cap);
             if (!b)
                 return GW_ENOMEM;
-            c->ackb = b;
-            c->ackb_cap = (uint32_t)cap;
+            a->b = b;
+            a->b_cap = (uint32_t)cap;
         }
     }
-    int rc =
-        ring_push(c, (uint32_t)n | GW_STREAM_ACK_BYTES | (ready ? GW_STREAM_ACK_READY : 0), seq);
-    if (rc)
-        return rc;
+    /* (room was made above: the push cannot fail) */
+    ring_push(c, (uint32_t)n | GW_STREAM_ACK_BYTES | (ready ? GW_STREAM_ACK_READY : 0), seq);
     if (n) /* an empty entry (a record of a frame acked as a whole) may come before any buffer */
-        memcpy(c->ackb + c->ackb_head + c->ackb_len, p, n);
-    c->ackb_len += (uint32_t)n;
+        memcpy(a->b + a->b_head + a->b_len, p, n);
+    a->b_len += (uint32_t)n;
     if (ready)
         ack_drain(c);
     return 0;
@@ -358,7 +302,7 @@ void gw_stream_ack_ready(gw_stream_conn *c, uint32_t seq)
 {
     uint32_t off = seq - c->ack_seq;
     if (off < c->ack_n)
-        c->acks[(c->ack_head + off) & (c->ack_cap - 1)] |= GW_STREAM_ACK_READY;
+        c->ak->ring[(c->ak->head + off) & (c->ak->cap - 1)] |= GW_STREAM_ACK_READY;
     ack_drain(c);
 }
 
@@ -366,7 +310,7 @@ void gw_stream_ack_or(gw_stream_conn *c, uint32_t seq, uint32_t bits)
 {
     uint32_t off = seq - c->ack_seq;
     if (off < c->ack_n)
-        c->acks[(c->ack_head + off) & (c->ack_cap - 1)] |= bits & GW_STREAM_ACK_MASK;
+        c->ak->ring[(c->ak->head + off) & (c->ak->cap - 1)] |= bits & GW_STREAM_ACK_MASK;
 }
 
 void gw__stream_committed(gw_session *s, gw_event *ev)
@@ -462,8 +406,8 @@ static void close_after_eof(gw_stream_conn *c)
 static void stop_reading(gw_stream_conn *c)
 {
     if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
+        gw__stream_io_update(c);
     }
     if (c->paused_bp && !c->pause_listed && c->state != GW_STREAM_CLOSING) {
         c->pause_listed = true;
@@ -473,10 +417,8 @@ static void stop_reading(gw_stream_conn *c)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void gw__stream_alloc(gw_stream_conn *c, uv_buf_t *buf)
 {
-    gw_stream_conn *c = h->data;
-    (void)suggested;
     if (c->in_len && !c->tls) {
         /* (TLS: ciphertext goes to OpenSSL, c->in holds plaintext) */ /* continue a partial unit in
                                                                           the connection's own
@@ -511,9 +453,8 @@ void gw__stream_peer_done(gw_stream_conn *c)
 
 static void proxy_input(gw_stream_conn *c, const uint8_t *buf, size_t nread);
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+void gw__stream_input(gw_stream_conn *c, ssize_t nread, const uv_buf_t *buf)
 {
-    gw_stream_conn *c = stream->data;
     if (nread < 0 && c->tls)
         gw__stream_tls_eof(c);
     if (nread < 0 && c->proxy_wait && c->in_len) {
@@ -591,9 +532,10 @@ void gw__stream_feed(gw_stream_conn *c, const uint8_t *p, size_t n)
 
 static void start_reading(gw_stream_conn *c)
 {
-    if (!c->reading && !must_stop_reading(c) && !c->sl->stopping &&
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (!c->reading && !must_stop_reading(c) && !c->sl->stopping && c->fd >= 0) {
         c->reading = true;
+        gw__stream_io_update(c);
+    }
 }
 
 /* Back-pressure lifted (or acks drained): parse what was held back, then read again. */
@@ -643,19 +585,21 @@ void gw__stream_out_kick(uv_timer_t *t)
 
 void gw__stream_out_sweep(gw_stream_conn *c, uint64_t now)
 {
-    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (q == 0 || q < c->out_seen)
-        c->out_progress = now;
-    c->out_seen = q;
-    if (q && now - c->out_progress >= c->sl->out.stall_timeout_ms)
+    gw__stream_wq *q = c->wq;
+    if (!q) /* nothing queued: no stall */
+        return;
+    if (q->len < q->seen)
+        q->progress = now;
+    q->seen = q->len;
+    if (now - q->progress >= c->sl->out.stall_timeout_ms)
         gw__stream_out_overflow(c, "stalled");
 }
 
 void gw__stream_stop_reading(gw_stream_conn *c)
 {
     if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
+        gw__stream_io_update(c);
     }
 }
 
@@ -671,8 +615,10 @@ void gw__stream_destroy(gw_session *s)
         ops->destroy(c);
     gw_free(GW_AREA_SESSION, c->in);
     gw_free(GW_AREA_OUTPUT, c->out);
-    gw_free(GW_AREA_SESSION, c->acks);
-    gw_free(GW_AREA_SESSION, c->ackb);
+    gw_free(GW_AREA_OUTPUT, c->wq);
+    if (c->ak)
+        gw_free(GW_AREA_SESSION, c->ak->b);
+    gw_free(GW_AREA_SESSION, c->ak);
     gw_free(GW_AREA_SESSION, c);
 }
 
@@ -691,9 +637,8 @@ void gw__stream_kick(gw_session *s)
     gw_stream_close(c, "takeover", false);
 }
 
-static void on_closed(uv_handle_t *h)
+void gw__stream_reap(gw_stream_conn *c)
 {
-    gw_stream_conn *c = h->data;
     gw_stream_loop *sl = c->sl;
     if (c->in_list) {
         if (c->prev)
@@ -727,7 +672,7 @@ void gw_stream_close(gw_stream_conn *c, const char *reason, bool will)
         gw_stream_flush(c);
     if (c->tls)
         gw__stream_tls_shutdown(c);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    gw__stream_io_shut(c);
 }
 
 /* A refused connection is logged at most once a second per loop (a flood must not flood the log);
@@ -755,23 +700,22 @@ void gw_stream_auth_ok(gw_stream_conn *c)
         gw_limits_auth_ok(lim, &c->src.sa);
 }
 
-/* No memory for a new connection: refuse it by closing the accepted socket. libuv stops watching a
- * listener whose callback returned without uv_accept (it waits for that call), so the listener
- * would never accept again; taking the pending fd (a libuv struct field, unix) keeps it going. */
-static void shed_connection(uv_stream_t *server)
+/* The accepted socket, taken from the listener: a connection has no libuv handle (stream_io.c),
+ * so it is not uv_accept'ed into one. libuv stops watching a listener whose callback returned
+ * without uv_accept (it waits for that call); taking the pending fd (a libuv struct field, unix)
+ * keeps it going. libuv accepted it non-blocking and close-on-exec (accept4). */
+static int take_accepted(uv_stream_t *server)
 {
-    if (server->accepted_fd >= 0) {
-        close(server->accepted_fd);
-        server->accepted_fd = -1;
-    }
+    int fd = server->accepted_fd;
+    server->accepted_fd = -1;
+    return fd;
 }
 
 /* Closes a connection the adapter never saw (nothing to send, no offline event). */
 static void refuse(gw_stream_conn *c)
 {
     c->state = GW_STREAM_CLOSING;
-    c->reading = false; /* (uv_close stops it) */
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    gw__stream_io_shut(c);
 }
 
 static void list_conn(gw_stream_conn *c)
@@ -808,7 +752,6 @@ static void admit(gw_stream_conn *c, gw_stream_tls *tls)
         return;
     }
     gw_metric_inc(GW_M_CONN_ACCEPTED);
-    uv_tcp_nodelay(&c->tcp, 1);
     list_conn(c);
     if (tls) { /* the adapter sees the connection once the handshake is done */
         if (gw__stream_tls_open(c, tls) != 0) {
@@ -830,33 +773,30 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
     const gw_config *cfg = sl->loop->rt->cfg;
     if (status < 0 || sl->stopping)
         return;
+    int fd = take_accepted(server);
+    if (fd < 0)
+        return;
     gw_stream_conn *c = gw_calloc(GW_AREA_SESSION, 1, sl->ops->conn_size);
-    if (!c) {
-        shed_connection(server);
+    if (!c) { /* no memory for a new connection: refused by closing the socket */
+        close(fd);
         return;
     }
     gw_session_init(&c->base, &sl->ops->session, sl->loop);
     c->sl = sl;
     c->listener = srv->index;
     c->serve = srv->serve;
-    uv_tcp_init(&sl->loop->uv, &c->tcp);
-    c->tcp.data = c;
+    gw__stream_io_attach(c, fd);
     gw_metric_inc(GW_M_CONN_ACTIVE);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        c->state = GW_STREAM_CLOSING;
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
-        return;
-    }
     if (gw_metric_get(GW_M_CONN_ACTIVE) > (int64_t)cfg->max_connections) {
         gw_metric_inc(GW_M_CONN_REFUSED);
         GW_STREAM_LOG(GW_LOG_WARN, c, "max_connections reached; connection refused", "max=%u",
                       cfg->max_connections);
         c->state = GW_STREAM_CLOSING;
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        gw__stream_io_shut(c);
         return;
     }
-    int slen = sizeof(c->src);
-    if (uv_tcp_getpeername(&c->tcp, &c->src.sa, &slen) != 0)
+    socklen_t slen = sizeof(c->src);
+    if (getpeername(fd, &c->src.sa, &slen) != 0)
         c->src.sa.sa_family = AF_UNSPEC;
     if (srv->proxy) {
         /* Only the listed proxies may speak; the per-source limits wait for the header's source
@@ -865,7 +805,6 @@ void gw__stream_on_connection(uv_stream_t *server, int status)
             gw__stream_proxy_refused(c, GW_PROXY_ERR_SOURCE);
             return;
         }
-        uv_tcp_nodelay(&c->tcp, 1);
         list_conn(c);
         c->proxy_wait = true;
         c->deadline = uv_now(&sl->loop->uv) + srv->proxy->timeout_ms;

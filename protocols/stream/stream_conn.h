@@ -1,5 +1,6 @@
 /* stream_conn.h: the mechanics every byte-stream device adapter (MQTT, TCP) shares: listeners on
- * every loop, a connection embedding gw_session + uv_tcp_t, reading on the loop's shared buffer
+ * every loop, a connection embedding gw_session and its socket (no libuv handle: the loop's epoll
+ * set, stream_io.c), reading on the loop's shared buffer
  * with partial input kept per connection, back-pressure, in-flight and output pauses, acks sent in
  * arrival order once committed, bounded output, close with a refcounted session, and deadline
  * sweeps. The adapter supplies a small callback table (process bytes / send an ack / closing /
@@ -55,7 +56,7 @@ typedef struct gw_stream_ops {
     void (*destroy)(gw_stream_conn *c);
 } gw_stream_ops;
 
-/* Output bounds of one adapter's connections (issue 13). Unsent output is the libuv write queue
+/* Output bounds of one adapter's connections (issue 13). Unsent output is the write queue
  * plus what this iteration appended: past high_water the connection is not read again until it
  * falls below low_water; past hard_limit, or when it makes no progress for stall_timeout_ms, the
  * connection closes with reason "output_overflow" (counted in overflow_metric). */
@@ -143,12 +144,35 @@ struct gw_stream_loop {
     uint8_t *tls_out;
     size_t tls_out_len, tls_out_cap;
     void *tls_bio; /* the BIO every TLS connection of the loop shares (stream_tls.c) */
+    /* The connections' sockets (stream_io.c): one epoll set per loop, watched by one uv_poll_t,
+     * each socket registered with its connection as data (no libuv handle per connection). */
+    int ep;
+    uv_poll_t ep_poll;
+    /* connections closed this iteration: their last step (gw__stream_reap) on the next one */
+    gw_stream_conn *reap; /* (linked through base.index_next) */
+    uv_timer_t reap_kick;
     bool stopping;
 };
 
+/* Output the socket did not take yet (stream_io.c): allocated while any, freed once written. */
+typedef struct gw__stream_wq {
+    uint64_t progress; /* uv_now of the last progress */
+    uint32_t head, len, cap;
+    uint32_t seen; /* len at the last sweep */
+    uint8_t data[];
+} gw__stream_wq;
+
+/* A connection's pending acks (stream_conn.c): a ring of entries (power-of-two cap), and the
+ * bytes of byte acks queued behind them. */
+typedef struct gw__stream_acks {
+    uint8_t *b; /* byte acks (allocated only while any) */
+    uint32_t b_head, b_len, b_cap;
+    uint32_t head, cap;
+    uint32_t ring[];
+} gw__stream_acks;
+
 struct gw_stream_conn {
     gw_session base; /* first: a gw_session * is a gw_stream_conn * */
-    uv_tcp_t tcp;
     gw_stream_loop *sl;
     gw_stream_conn *prev, *next, *pnext;
     uint8_t *in; /* unparsed input carried between reads (allocated only while needed) */
@@ -156,30 +180,31 @@ struct gw_stream_conn {
     uint32_t listener; /* index of the listener that accepted it */
     uint8_t *out;      /* output collected this iteration, written by flush */
     uint32_t out_len, out_cap;
-    uint32_t *acks; /* ring of pending acks in arrival order (allocated only while any) */
-    uint32_t ack_head, ack_n, ack_cap, ack_seq; /* ack_seq: sequence number of the head entry */
-    uint8_t *ackb;                              /* byte acks queued behind the ring's entries */
-    uint32_t ackb_head, ackb_len, ackb_cap;
+    gw__stream_acks *ak;     /* pending acks in arrival order (allocated only while any) */
+    uint32_t ack_n, ack_seq; /* entries in ak; ack_seq: sequence number of the head entry */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } src; /* the peer: the socket's, or the PROXY header's source on a proxy_protocol listener
             * (admitted by the per-source limits, released at close; what logs print) */
-    uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
     uint32_t held_ms;  /* a new connection held by a full store: its deadline's time left */
+    uint64_t deadline; /* uv_now ms; 0 = none; ops->expired when passed */
     const void *serve; /* that listener's serve data if it was added at run time, else NULL */
     gw__stream_tls_conn *tls; /* TLS state (NULL: plain) */
+    gw_stream_conn *onext;    /* sl->out_ready */
+    gw__stream_wq *wq;        /* output the socket did not take yet (NULL: none) */
+    int fd;                   /* the socket (-1 once closed) */
     uint8_t state;            /* GW_STREAM_* */
-    bool admitted;            /* counted in the per-source limits */
-    bool proxy_wait;          /* a proxy_protocol listener's connection before its header */
-    bool reading, paused_bp, paused_inflight, pause_listed, in_list, busy;
-    bool eof; /* the peer half-closed: no more reading; closed once its acks are out */
-    bool paused_out, out_listed, out_overflow; /* output over high water / listed / over limit */
-    bool out_oom; /* output lost to out of memory: nothing more is sent, the flush closes */
-    gw_stream_conn *onext; /* sl->out_ready */
-    uint64_t out_progress; /* uv_now of the last progress of queued output */
-    size_t out_seen;       /* write queue size at the last sweep */
+    uint8_t ev; /* the events the socket is registered for in sl->ep (0: not registered) */
+    /* flags (bit-fields: an idle connection's bytes count) */
+    bool admitted : 1;   /* counted in the per-source limits */
+    bool proxy_wait : 1; /* a proxy_protocol listener's connection before its header */
+    bool reading : 1, paused_bp : 1, paused_inflight : 1, pause_listed : 1, in_list : 1, busy : 1;
+    bool eof : 1; /* the peer half-closed: no more reading; closed once its acks are out */
+    /* output over high water / listed / over limit */
+    bool paused_out : 1, out_listed : 1, out_overflow : 1;
+    bool out_oom : 1; /* output lost to out of memory: nothing more is sent, the flush closes */
 };
 
 /* The session ops of every stream connection (the stream module implements them). */
@@ -241,7 +266,7 @@ bool gw_stream_hold(gw_stream_conn *c);
  * output): the unit must wait, the connection is not read until its output drains. Call before
  * any unit that answers. */
 bool gw_stream_out_full(gw_stream_conn *c);
-/* Bytes of output not taken by the kernel yet (libuv's write queue + this iteration's). */
+/* Bytes of output not taken by the kernel yet (the connection's write queue + this iteration's). */
 size_t gw_stream_unsent(const gw_stream_conn *c);
 
 /* Output, written at the end of the loop iteration (or now, with gw_stream_flush). Past the

@@ -165,6 +165,7 @@ int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void
         return GW_ENOMEM;
     sl->a = a;
     sl->loop = loop;
+    sl->ep = -1;
     sl->ops = ops;
     sl->user = user;
     sl->max_inflight = max_inflight ? max_inflight : 1;
@@ -181,6 +182,12 @@ int gw_stream_start(gw_adapter *a, gw_loop *loop, const gw_stream_ops *ops, void
     uv_timer_start(&sl->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_timer_init(&loop->uv, &sl->out_kick);
     sl->out_kick.data = sl;
+    int io = gw__stream_io_start(sl);
+    if (io) {
+        GW_LOG_ERROR(sl->ops->session.area, NULL, NULL, "cannot watch connections", "error=\"%s\"",
+                     uv_strerror(io));
+        return io;
+    }
     for (size_t i = 0; i < sl->n_servers; i++) {
         sl->servers[i].tls = tls ? tls[i] : NULL;
         sl->servers[i].proxy = proxy ? proxy[i] : NULL;
@@ -242,6 +249,7 @@ void gw_stream_close_all(gw_adapter *a, gw_loop *loop, const char *reason)
     }
     if (!uv_is_closing((uv_handle_t *)&sl->out_kick))
         uv_close((uv_handle_t *)&sl->out_kick, NULL);
+    gw__stream_io_close(sl);
 }
 
 void gw_stream_free_all(gw_adapter *a)
@@ -259,6 +267,7 @@ void gw_stream_free_all(gw_adapter *a)
             gw_free(GW_AREA_SESSION, sl->tls_plain);
             gw_free(GW_AREA_OUTPUT, sl->tls_out);
             gw__stream_tls_loop_free(sl);
+            gw__stream_io_free(sl);
             gw_free(GW_AREA_RUNTIME, sl);
             rt->loops[i].adapter_state[gw_adapter_index(a)] = NULL;
         }

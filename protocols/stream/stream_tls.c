@@ -659,7 +659,7 @@ void gw__stream_tls_eof(gw_stream_conn *c)
 void gw__stream_tls_shutdown(gw_stream_conn *c)
 {
     gw__stream_tls_conn *t = c->tls;
-    if (!t || !t->established || uv_is_closing((uv_handle_t *)&c->tcp))
+    if (!t || !t->established || c->fd < 0)
         return;
     c->sl->tls_out_len = 0;
     bound(c);

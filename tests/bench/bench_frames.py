@@ -143,11 +143,40 @@ def run_ingest(srv, loader, proto, conns, window, args):
     return fig
 
 
+def run_idle(srv, loader, n, args, warm):
+    """RSS growth per idle, logged-in TCP session, cold or warm (benchlib.idle_rss)."""
+    def cmd_for(first, count):
+        return [loader, "--host", "127.0.0.1", "--port", str(srv.port), "--proto", "tcp",
+                "--conns", str(count), "--first-device", str(first), "--idle",
+                "--device-fmt", DEVICE_FMT["tcp"], "--secret", SECRET["tcp"],
+                "--timeout", str(args.timeout)]
+    srv.start(f"idle{n}{'w' if warm else ''}", "tcp")
+    try:
+        rss0, rss1, acc = benchlib.idle_rss(srv, cmd_for, n, warm)
+    finally:
+        src = srv.stop()
+    if src != 0:
+        raise BenchError(f"{srv.name} exited with {src} after SIGTERM\n{log_tail(srv.log)}")
+    per = (rss1 - rss0) * 1024 / n
+    out(f"bench=frame_idle server={srv.name} proto=tcp conns={n} warm={int(warm)} "
+        f"bytes_per_conn={per:.0f} rss_before_kb={rss0} rss_after_kb={rss1}"
+        f"{benchlib.accounted_fields(acc, n)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     benchlib.add_common_args(ap, "every case ~1 s (CI; < 60 s)")
     ap.add_argument("--cases", default="tcp1,tcp100,udp1,udp100",
-                    help="cases to run, comma list of <proto><conns> (default all four)")
+                    help="cases to run, comma list of <proto><conns> (default all four; "
+                    "none: only the idle case)")
+    ap.add_argument("--idle-conns", type=int,
+                    help="idle TCP sessions (default 10000, smoke 1000; 0 skips the idle case)")
+    ap.add_argument("--cache-kb", type=int,
+                    help="iotgw's storage.cache_kb (default: the gateway's, 8192): the SQLite "
+                    "page cache, a bounded cost that a warm idle case at a small value has paid")
+    ap.add_argument("--idle-modes", default="cold,warm",
+                    help="idle case: cold (first connection of each device), warm (each device "
+                    "logged in and disconnected once before the measured sessions), or both")
     ap.add_argument("--servers", default="sink,iotgw",
                     help="comma list of sink,iotgw (default both)")
     ap.add_argument("--loops", type=int, default=2, help="iotgw loops (default 2)")
@@ -162,8 +191,10 @@ def main():
     benchlib.resolve_times(args)
     cases = [c for c in CASES if f"{c[0]}{c[1]}" in args.cases.split(",")]
     servers = [s for s in args.servers.split(",") if s]
-    if not cases:
-        ap.error("--cases takes tcp1,tcp100,udp1,udp100")
+    if args.idle_conns is None:
+        args.idle_conns = 1000 if args.smoke else 10000
+    if not cases and args.cases != "none":
+        ap.error("--cases takes tcp1,tcp100,udp1,udp100 or none")
     if not servers or any(s not in ("sink", "iotgw") for s in servers):
         ap.error("--servers takes sink and/or iotgw")
 
@@ -183,8 +214,11 @@ def run_all(tmp, srvs, servers, cases, args):
         srvs["sink"] = Sink(tmp, benchlib.find_bin(tmp, "sink_server", "SINK_SERVER_BIN",
                                                    ["libuv"]))
     if "iotgw" in servers:
-        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), max(c[1] for c in CASES), args.loops,
+        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(),
+                              max([c[1] for c in CASES] + [args.idle_conns]), args.loops,
                               args.hashed_secrets)
+        if args.cache_kb:
+            srvs["iotgw"].storage["cache_kb"] = args.cache_kb
         versions.append(f"iotgw={srvs['iotgw'].version()}")
     out(" ".join([f"bench=frame_env {benchlib.env_fields()}",
                   f"seconds={args.seconds} warmup={args.warmup}"] + versions +
@@ -198,6 +232,11 @@ def run_all(tmp, srvs, servers, cases, args):
         r = benchlib.ratio(figs, "iotgw", "sink")
         if r is not None:
             out(f"bench=frame_ingest_ratio proto={proto} conns={conns} iotgw_over_sink={r:.2f}")
+    for mode in args.idle_modes.split(",") if args.idle_conns > 0 else []:
+        warm = mode == "warm"
+        failed += benchlib.run_each(
+            "bench_frames", srvs, lambda s: run_idle(s, loader, args.idle_conns, args, warm),
+            "bench=frame_idle", f"proto=tcp conns={args.idle_conns} warm={warm:d}")[1]
     return failed == 0
 
 

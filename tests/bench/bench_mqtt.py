@@ -90,8 +90,8 @@ class Iotgw(benchlib.Iotgw):
         self.launch(self.write_config(tag), tag, "mqtt")
 
 
-def load_cmd(loader, port, extra):
-    return [loader, "--host", "127.0.0.1", "--port", str(port), "--client-fmt", "bench-%05d",
+def load_cmd(loader, port, extra, client_fmt="bench-%05d"):
+    return [loader, "--host", "127.0.0.1", "--port", str(port), "--client-fmt", client_fmt,
             "--username", "bench", "--password", "s", "--topic-fmt",
             "/bench/%s/properties/report"] + extra
 
@@ -132,34 +132,24 @@ def run_ingest(srv, loader, qos, conns, window, args):
     return fig
 
 
-def run_idle(srv, loader, n, args):
-    srv.start(f"idle{n}")
-    gen = None
+def run_idle(srv, loader, n, args, warm):
+    """RSS growth per idle connection, cold or warm (benchlib.idle_rss)."""
+    def cmd_for(first, count):
+        # bench-%05d from device `first`: a fixed prefix and the low digits (count <= 100)
+        fmt = "bench-%05d" if first == 0 and count == n else f"bench-{first // 100:03d}%02d"
+        if count > 100 and fmt != "bench-%05d":
+            raise BenchError("idle batch over 100 devices")
+        return load_cmd(loader, srv.port, ["--conns", str(count), "--idle", "--connect-rate",
+                                           str(args.connect_rate), "--timeout",
+                                           str(args.timeout)], fmt)
+    srv.start(f"idle{n}{'w' if warm else ''}")
     try:
-        rss0 = benchlib.settled_rss_kb(srv.pid)
-        cmd = load_cmd(loader, srv.port, ["--conns", str(n), "--idle", "--connect-rate",
-                                          str(args.connect_rate), "--timeout", str(args.timeout)])
-        gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = gen.stdout.readline()
-        if not line.startswith("connected "):
-            raise BenchError(f"mqtt_load --idle against {srv.name}: got {line!r}")
-        connected = int(line.split()[1])
-        rss1 = benchlib.settled_rss_kb(srv.pid)
-        if connected != n:
-            raise BenchError(f"mqtt_load --idle against {srv.name}: connected {connected} of {n}")
-        gen.stdin.close()
-        rc = gen.wait(60)
-        gen = None
-        if rc != 0:
-            raise BenchError(f"mqtt_load --idle against {srv.name} exited with {rc}")
+        rss0, rss1, acc = benchlib.idle_rss(srv, cmd_for, n, warm)
     finally:
-        if gen is not None:
-            gen.kill()
-            gen.wait()
         srv.stop()
     per = (rss1 - rss0) * 1024 / n
-    out(f"bench=mqtt_idle server={srv.name} conns={n} bytes_per_conn={per:.0f} "
-        f"rss_before_kb={rss0} rss_after_kb={rss1}")
+    out(f"bench=mqtt_idle server={srv.name} conns={n} warm={int(warm)} bytes_per_conn={per:.0f} "
+        f"rss_before_kb={rss0} rss_after_kb={rss1}{benchlib.accounted_fields(acc, n)}")
 
 
 def main():
@@ -167,6 +157,12 @@ def main():
     benchlib.add_common_args(ap, "every case ~1 s, 1,000 idle connections (CI; < 60 s)")
     ap.add_argument("--idle-conns", type=int,
                     help="idle case size (default 10000, smoke 1000; 0 skips it)")
+    ap.add_argument("--cache-kb", type=int,
+                    help="iotgw's storage.cache_kb (default: the gateway's, 8192): the SQLite "
+                    "page cache, a bounded cost that a warm idle case at a small value has paid")
+    ap.add_argument("--idle-modes", default="cold,warm",
+                    help="idle case: cold (first connection of each device), warm (each device "
+                    "connected and disconnected once before the measured connections), or both")
     ap.add_argument("--cases", default="q0c1,q0c100,q1c1,q1c100",
                     help="ingest cases to run, comma list of q<qos>c<conns> (default all four)")
     ap.add_argument("--payload-size", type=int, default=100)
@@ -202,6 +198,8 @@ def run_all(tmp, srvs, servers, cases, args):
         srvs["mosquitto"] = Mosquitto(tmp, os.environ.get("MOSQUITTO_BIN", "/usr/sbin/mosquitto"))
     if "iotgw" in servers:
         srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), max(100, args.idle_conns), args.loops)
+        if args.cache_kb:
+            srvs["iotgw"].storage["cache_kb"] = args.cache_kb
     for name, s in srvs.items():
         versions.append(f"{name}={s.version()}")
     if "iotgw" in srvs:
@@ -218,10 +216,11 @@ def run_all(tmp, srvs, servers, cases, args):
         r = benchlib.ratio(figs, "iotgw", "mosquitto")
         if r is not None:
             out(f"bench=mqtt_ingest_ratio qos={qos} conns={conns} iotgw_over_mosquitto={r:.2f}")
-    if args.idle_conns > 0:
+    for mode in args.idle_modes.split(",") if args.idle_conns > 0 else []:
+        warm = mode == "warm"
         failed += benchlib.run_each(
-            "bench_mqtt", srvs, lambda s: run_idle(s, loader, args.idle_conns, args),
-            "bench=mqtt_idle", f"conns={args.idle_conns}")[1]
+            "bench_mqtt", srvs, lambda s: run_idle(s, loader, args.idle_conns, args, warm),
+            "bench=mqtt_idle", f"conns={args.idle_conns} warm={int(warm)}")[1]
     return failed == 0
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
@@ -98,6 +99,77 @@ def settled_rss_kb(pid, timeout=3.0):
             return cur
         last = cur
     return last
+
+
+IDLE_BATCH = 100  # warm idle case: devices connected (then disconnected) at a time
+
+
+def hold_idle(name, cmd):
+    """Starts a generator that connects and prints `connected N`, then holds its connections
+    idle until its stdin closes. Returns the process once N is read."""
+    gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = gen.stdout.readline()
+        if not line.startswith("connected "):
+            raise BenchError(f"{os.path.basename(cmd[0])} against {name}: got {line!r}")
+        return gen, int(line.split()[1])
+    except BaseException:
+        gen.kill()
+        gen.wait()
+        raise
+
+
+def release_idle(name, gen):
+    gen.stdin.close()
+    rc = gen.wait(60)
+    if rc != 0:
+        raise BenchError(f"{os.path.basename(gen.args[0])} against {name} exited with {rc}")
+
+
+def idle_rss(srv, cmd_for, n, warm):
+    """RSS (KiB) of a started server before and after n idle connections of devices 0..n-1,
+    cmd_for(first, count) being the generator's command for devices first..first+count-1.
+    cold: the first connection of each device. warm: every device has connected and
+    disconnected once before, IDLE_BATCH at a time (so that what a device costs the server
+    whether connected or not, its rows in a bounded cache included, is paid; the batches leave
+    at most IDLE_BATCH sessions' worth of freed memory for the measured ones to reuse, where
+    one warm-up of all n would leave n). Returns (rss0, rss1, accounted): accounted, for a
+    server with memory_bytes(), the growth of what it counts by area (dict), else None."""
+    if warm:
+        if n % IDLE_BATCH:
+            raise BenchError(f"warm idle case: connections must be a multiple of {IDLE_BATCH}")
+        for first in range(0, n, IDLE_BATCH):
+            gen, got = hold_idle(srv.name, cmd_for(first, IDLE_BATCH))
+            release_idle(srv.name, gen)
+            if got != IDLE_BATCH:
+                raise BenchError(f"warm-up against {srv.name}: connected {got} of {IDLE_BATCH}")
+    rss0 = settled_rss_kb(srv.pid)
+    acc0 = srv.memory_bytes() if hasattr(srv, "memory_bytes") else None
+    gen, got = hold_idle(srv.name, cmd_for(0, n))
+    try:
+        rss1 = settled_rss_kb(srv.pid)
+        acc1 = srv.memory_bytes() if acc0 is not None else None
+        if got != n:
+            raise BenchError(f"idle case against {srv.name}: connected {got} of {n}")
+    finally:
+        if gen.poll() is None and gen.stdin and not gen.stdin.closed:
+            try:
+                release_idle(srv.name, gen)
+            except BaseException:
+                gen.kill()
+                gen.wait()
+                raise
+    acc = None if acc0 is None else {a: acc1.get(a, 0) - v for a, v in acc0.items()}
+    return rss0, rss1, acc
+
+
+def accounted_fields(acc, n):
+    """` accounted_per_conn=B area_X=B ...` (bytes per connection by area), or ''."""
+    if acc is None:
+        return ""
+    per = {a: v / n for a, v in sorted(acc.items()) if v}
+    return (f" accounted_per_conn={sum(per.values()):.0f} " +
+            " ".join(f"area_{a}={v:.0f}" for a, v in per.items())).rstrip()
 
 
 def _proc_stat_cpu():
@@ -215,6 +287,7 @@ class Iotgw(Server):
         self.n_devices = n_devices
         self.db = None
         self.cfgdir = os.path.join(tmp, "iotgw")
+        self.storage = {}  # more "storage" keys (e.g. cache_kb)
 
     def version(self):
         r = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=10)
@@ -234,7 +307,7 @@ class Iotgw(Server):
             "devices_file": devices_file,
             "max_connections": self.n_devices + 1000,
             "admin": {"enabled": True, "address": "127.0.0.1", "port": 0},
-            "storage": {"path": f"data-{tag}/iotgw.db"},
+            "storage": {"path": f"data-{tag}/iotgw.db", **self.storage},
             "adapters": adapters,
         }
         path = os.path.join(self.cfgdir, f"gateway-{tag}.json")
@@ -278,6 +351,18 @@ class Iotgw(Server):
         self.port = listener_port(buf, "adapter", adapter)
         if not self.port:
             self.fail_start(f"no 'listener adapter={adapter} ... port=N' line in {buf!r}")
+
+    def memory_bytes(self):
+        """iotgw_memory_bytes by area (dict), from the admin listener's /metrics."""
+        port = listener_port(self.ready_text, "adapter", "admin")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        areas = {}
+        for line in text.splitlines():
+            if line.startswith('iotgw_memory_bytes{area="'):
+                key, val = line.rsplit(" ", 1)
+                areas[key.split('"')[1]] = int(val)
+        return areas
 
     def stored_properties(self):
         """(rows of kind 'property' in events, None) or (None, error text)."""

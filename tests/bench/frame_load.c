@@ -43,6 +43,7 @@ typedef enum phase {
     P_MEASURE, /* streaming, counted */
     P_DRAIN,   /* no new frames: waiting for the acks of those in flight (UDP: or their expiry) */
     P_CLOSE,   /* TCP: shutdown(SHUT_WR), read until the server closes */
+    P_IDLE,    /* --idle: every connection logged in, nothing sent until stdin closes */
     P_END,
 } phase;
 
@@ -84,7 +85,7 @@ static struct opts {
     double timeout;
     int ack_timeout_ms;
     int sockbuf;
-    bool marks, selftest;
+    bool marks, selftest, idle;
 } o = {.host = "127.0.0.1",
        .port = 0,
        .proto = "tcp",
@@ -722,6 +723,14 @@ static int advance(void)
             g.conn_errors += o.conns - g.started;
             g.started = o.conns;
         }
+        if (g.started == o.conns && g.pending == 0 && o.idle) {
+            /* idle (TCP): hold the logged-in connections until stdin closes */
+            printf("connected %d\n", g.connected);
+            fflush(stdout);
+            g.ph = P_IDLE;
+            epoll_set(g.ep, EPOLL_CTL_ADD, STDIN_FILENO, EPOLLIN, &o);
+            return -1;
+        }
         if (g.started == o.conns && g.pending == 0) {
             if (g.connected == 0) {
                 g.t0 = now_s(); /* empty window */
@@ -762,7 +771,7 @@ static int advance(void)
                     g.closing);
         report();
         return 0;
-    default:
+    default: /* P_IDLE, P_END */
         return -1;
     }
 }
@@ -785,7 +794,9 @@ static void usage(void)
             "usage: frame_load --port P [--host H] [--proto tcp|udp] [--conns N] [--window W]\n"
             "  [--seconds S] [--warmup S] [--device-fmt 'mtr%%05d' (udp: 'snr%%05d')]\n"
             "  [--first-device I] [--secret pa55word (udp: tok12345)] [--connect-rate R]\n"
-            "  [--timeout S] [--ack-timeout-ms MS] [--sockbuf BYTES] [--marks] [--selftest]\n");
+            "  [--timeout S] [--ack-timeout-ms MS] [--sockbuf BYTES] [--marks] [--selftest]\n"
+            "  [--idle] (TCP: log every connection in, print 'connected N', hold them idle until\n"
+            "  stdin closes; exit 0 if none was lost)\n");
     exit(2);
 }
 
@@ -805,7 +816,8 @@ static const optdef OPTS[] = {{"host", 's', &o.host},
                               {"ack-timeout-ms", 'i', &o.ack_timeout_ms},
                               {"sockbuf", 'i', &o.sockbuf},
                               {"marks", 'b', &o.marks},
-                              {"selftest", 'b', &o.selftest}};
+                              {"selftest", 'b', &o.selftest},
+                              {"idle", 'b', &o.idle}};
 
 static void parse_args(int argc, char **argv)
 {
@@ -813,7 +825,7 @@ static void parse_args(int argc, char **argv)
     if (o.selftest)
         return;
     udp = strcmp(o.proto, "udp") == 0;
-    if (!udp && strcmp(o.proto, "tcp") != 0)
+    if ((!udp && strcmp(o.proto, "tcp") != 0) || (udp && o.idle))
         usage();
     if (!o.device_fmt)
         o.device_fmt = udp ? "snr%05d" : "mtr%05d";
@@ -877,6 +889,10 @@ int main(int argc, char **argv)
                 drain_signals(g.sigfd);
                 stop = true;
                 continue;
+            }
+            if (ptr == &o) { /* --idle: stdin closed (or anything written to it) ends the run */
+                g.ph = P_END;
+                break;
             }
             conn *c = ptr;
             if (c->state == C_DEAD)

@@ -9,13 +9,16 @@
  * failed commit, and the output bounds (high water pause and resume, hard limit close). */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/util/alloc.h"
 #include "gateway/util/error.h"
 #include "gateway/registry.h"
 #include "gateway/util/log.h"
@@ -73,7 +76,8 @@ static void t_opened(gw_stream_conn *c)
     t->id = n_conns;
     conns[n_conns++] = t;
     c->state = GW_STREAM_OPEN;
-    uv_send_buffer_size((uv_handle_t *)&c->tcp, &(int){4096}); /* output backs up soon */
+    /* output backs up soon */
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &(int){4096}, sizeof(int));
 }
 
 static bool t_closing(gw_stream_conn *c, const char *reason, bool will)
@@ -400,7 +404,7 @@ static void test_out_of_order(void)
     WAIT_UNTIL(k->n >= 15);
     CHECK_STR(k->in, "A0\nA1\nA2\nA3\nA4\n");
     CHECK_INT(c->s.ack_n, 0);
-    CHECK(c->s.acks == NULL); /* an empty ring keeps no memory */
+    CHECK(c->s.ak == NULL); /* an empty ring keeps no memory */
     CHECK_INT(c->s.ack_seq, 5);
     client_close(k);
     WAIT_UNTIL(reasons[id][0]);
@@ -418,7 +422,7 @@ static void test_mixed(void)
     say(k, "E10\nBone\nR11\nE12\nrtwo\nBthree\n");
     WAIT_UNTIL(n_held == base + 4);
     CHECK_INT(c->s.ack_n, 6);
-    CHECK_INT(c->s.ackb_len, 5 + 5 + 7);
+    CHECK_INT(c->s.ak->b_len, 5 + 5 + 7);
     commit(base + 1); /* "bone" */
     commit(base + 2); /* 12 */
     settle();
@@ -428,11 +432,11 @@ static void test_mixed(void)
     settle();
     CHECK_STR(k->in, "A10\nbone\nA11\nA12\nbtwo\n");
     CHECK_INT(c->s.ack_n, 1);
-    CHECK_INT(c->s.ackb_len, 7);
+    CHECK_INT(c->s.ak->b_len, 7);
     commit(base + 3);
     WAIT_UNTIL(k->n >= 29);
     CHECK_STR(k->in, "A10\nbone\nA11\nA12\nbtwo\nbthree\n");
-    CHECK(c->s.acks == NULL && c->s.ackb == NULL);
+    CHECK(c->s.ak == NULL);
     client_close(k);
     WAIT_UNTIL(reasons[id][0]);
 }
@@ -446,21 +450,21 @@ static void test_wrap_and_growth(void)
     int base = n_held;
     say_events(k, 0, 12);
     WAIT_UNTIL(n_held == base + 12);
-    CHECK_INT(c->s.ack_cap, 16);
+    CHECK_INT(c->s.ak->cap, 16);
     for (int i = 0; i < 8; i++)
         commit(base + i);
     WAIT_UNTIL(k->n >= strlen(acks(0, 8)));
     CHECK_STR(k->in, acks(0, 8));
-    CHECK_INT(c->s.ack_head, 8);
+    CHECK_INT(c->s.ak->head, 8);
     say_events(k, 12, 10); /* entries 12..21: slots 12..15 then 0..5 */
     WAIT_UNTIL(n_held == base + 22);
-    CHECK_INT(c->s.ack_cap, 16);
+    CHECK_INT(c->s.ak->cap, 16);
     CHECK_INT(c->s.ack_n, 14);
-    CHECK_INT(c->s.ack_head, 8);
+    CHECK_INT(c->s.ak->head, 8);
     say_events(k, 22, 6); /* 20 pending: the ring doubles, unwrapped */
     WAIT_UNTIL(n_held == base + 28);
-    CHECK_INT(c->s.ack_cap, 32);
-    CHECK_INT(c->s.ack_head, 0);
+    CHECK_INT(c->s.ak->cap, 32);
+    CHECK_INT(c->s.ak->head, 0);
     CHECK_INT(c->s.ack_n, 20);
     for (int i = 27; i >= 8; i--) /* newest first: all wait for entry 8 */
         commit(base + i);
@@ -675,6 +679,44 @@ static void test_output_bounds(void)
     CHECK(memchr(k->in + before, 'b', k->n - before) == NULL); /* no ack went out */
 }
 
+/* Issue 19: an idle connection keeps nothing but its struct. After output that backed up (a
+ * write queue) and acks in flight (the ring, byte acks), once all is written and acknowledged the
+ * connection holds no side allocation, its socket is registered for reading only, and the
+ * session memory it adds is its struct's malloc chunk (no libuv handle, nothing else). */
+static void test_idle_keeps_nothing(void)
+{
+    settle();
+    int64_t s0 = gw_alloc_bytes(GW_AREA_SESSION), o0 = gw_alloc_bytes(GW_AREA_OUTPUT);
+    tconn *c;
+    client *k = connect_client(4096, &c);
+    int base = n_held;
+    settle();
+    CHECK_INT(gw_alloc_bytes(GW_AREA_SESSION) - s0, (int64_t)malloc_usable_size(c));
+    k->reads = false;
+    say(k, "X200000\n");
+    WAIT_UNTIL(c->s.paused_out);
+    CHECK(c->s.wq != NULL && c->s.wq->len > 0);
+    CHECK(c->s.ev == (EPOLLOUT)); /* paused: not read, written when the socket takes it */
+    k->reads = true;
+    WAIT_UNTIL(k->n >= 200001);
+    say_events(k, 0, 3);
+    say(k, "Bhello\n");
+    WAIT_UNTIL(n_held == base + 4);
+    CHECK(c->s.ak != NULL);
+    for (int i = 0; i < 4; i++)
+        commit(base + i);
+    WAIT_UNTIL(k->n >= 200001 + 9 + 7); /* "A0\nA1\nA2\n" "bhello\n" */
+    settle();
+    CHECK(c->s.wq == NULL && c->s.ak == NULL && c->s.in == NULL && c->s.out == NULL);
+    CHECK_INT(c->s.ack_n, 0);
+    CHECK(c->s.reading);
+    CHECK(c->s.ev == EPOLLIN);
+    CHECK_INT(gw_alloc_bytes(GW_AREA_SESSION) - s0, (int64_t)malloc_usable_size(c));
+    CHECK_INT(gw_alloc_bytes(GW_AREA_OUTPUT) - o0, 0);
+    client_close(k);
+    WAIT_UNTIL(reasons[c->id][0]);
+}
+
 /* The loop's bound: with output already queued for one connection, the connection whose queued
  * output would take the loop's total past output_loop_limit is closed (output_overflow); the first
  * one is left alone and drains when its device reads. */
@@ -692,8 +734,8 @@ static void test_output_loop_limit(void)
     say(ka, "X200000\n");
     WAIT_UNTIL(ca->s.paused_out);
     CHECK(sl->out_queued > 0);
-    /* the requests' memory: at least what libuv has left to write of them */
-    CHECK(sl->out_queued >= uv_stream_get_write_queue_size((uv_stream_t *)&ca->s.tcp));
+    /* the queue's memory: at least what is left to write of it */
+    CHECK(ca->s.wq && sl->out_queued >= ca->s.wq->len);
     sl->out.loop_limit = (uint32_t)sl->out_queued + 1000; /* B's first queued write passes it */
     say(kb, "X200000\n");
     WAIT_UNTIL(reasons[idb][0]);
@@ -795,6 +837,7 @@ int main(void)
     test_store_error();
     test_output_bounds();
     test_output_loop_limit();
+    test_idle_keeps_nothing();
     CHECK_INT(live_held(), 0);
     teardown();
     CHECK_INT(n_destroyed, n_conns);
