@@ -3,7 +3,8 @@
 (made with the openssl CLI in a temp dir; each server started fresh per case on a free loopback
 port, stopped by PID): full and resumed handshakes per second (with CONNECT/CONNACK), QoS 1
 throughput over 100 TLS connections, and user-space bytes per idle TLS connection. Prints one
-`bench=... key=value` line per figure; never pass/fail. --smoke runs in seconds."""
+`bench=... key=value` line per figure; never pass/fail. --smoke runs in seconds. --base-bin
+adds a second iotgw build (server iotgw-base) to every round: before and after in one run."""
 
 import argparse
 import os
@@ -61,12 +62,12 @@ def run_load(srv, loader, tag, extra):
         # figure least moved by other load on the machine
         res["cpu_us"] = ((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") * 1e6
                          / max(1, int(res["count"])))
-        if srv.name == "iotgw" and "qos1" in extra:
+        if srv.name.startswith("iotgw") and "qos1" in extra:
             stored, err = srv.stored_properties()
             res["stored"] = stored if err is None else f"error({err})"
     finally:
         src = srv.stop()
-    if srv.name == "iotgw" and src != 0:
+    if srv.name.startswith("iotgw") and src != 0:
         raise BenchError(f"iotgw exited with {src} after SIGTERM")
     return res
 
@@ -115,6 +116,8 @@ def main():
                     help="handshake cases: run the servers in turn this many times and report "
                     "the medians (on a shared machine, load changes between runs)")
     ap.add_argument("--loops", type=int, default=2)
+    ap.add_argument("--base-bin", help="a second iotgw binary (e.g. the base commit's build), run "
+                    "as server iotgw-base after iotgw in every round: before/after in one run")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     args.seconds = args.seconds or (1.0 if args.smoke else 5.0)
@@ -140,11 +143,13 @@ def median_rounds(mode, rounds):
         out(f"bench=tls_handshakes_median server={name} kind={kind} rounds={len(got)} "
             f"per_s={med([g['msg_per_s'] for g in got]):.0f} "
             f"server_cpu_us_per_conn={med([g['cpu_us'] for g in got]):.0f}")
-    rs = [benchlib.ratio(f, "iotgw", "mosquitto") for f in rounds]
-    rs = [r for r in rs if r is not None]
-    if rs:
-        out(f"bench=tls_handshakes_ratio_median kind={mode} rounds={len(rs)} "
-            f"iotgw_over_mosquitto={med(rs):.2f} min={min(rs):.2f} max={max(rs):.2f}")
+    for num, den in (("iotgw", "mosquitto"), ("iotgw-base", "mosquitto"), ("iotgw", "iotgw-base")):
+        rs = [benchlib.ratio(f, num, den) for f in rounds]
+        rs = [r for r in rs if r is not None]
+        if rs:
+            out(f"bench=tls_handshakes_ratio_median kind={mode} rounds={len(rs)} "
+                f"{num.replace('-', '_')}_over_{den.replace('-', '_')}={med(rs):.2f} "
+                f"min={min(rs):.2f} max={max(rs):.2f}")
 
 
 def run_all(tmp, srvs, servers, args):
@@ -164,6 +169,12 @@ def run_all(tmp, srvs, servers, args):
         srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), max(200, args.idle_conns),
                               args.loops, certs)
         srvs["iotgw"].check_config(srvs["iotgw"].write_config("check"))
+    if "iotgw" in servers and args.base_bin:
+        base = os.path.join(tmp, "base")
+        os.makedirs(base)
+        srvs["iotgw-base"] = Iotgw(base, args.base_bin, max(200, args.idle_conns), args.loops,
+                                   certs)
+        srvs["iotgw-base"].name = "iotgw-base"
     out(f"bench=tls_env {benchlib.env_fields()} seconds={args.seconds} threads={args.threads} "
         f"cert=ecdsa-p256 " + " ".join(f"{n}={s.version()}" for n, s in srvs.items()))
     failed = 0
@@ -186,6 +197,9 @@ def run_all(tmp, srvs, servers, args):
             r = benchlib.ratio(figs, "iotgw", "mosquitto")
             if r is not None:
                 out(f"bench=tls_handshakes_ratio kind={mode} iotgw_over_mosquitto={r:.2f}")
+            r = benchlib.ratio(figs, "iotgw", "iotgw-base")
+            if r is not None:
+                out(f"bench=tls_handshakes_ratio kind={mode} iotgw_over_iotgw_base={r:.2f}")
         if len(rounds) > 1:
             median_rounds(mode, rounds)
 

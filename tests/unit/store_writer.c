@@ -207,7 +207,7 @@ static void lifecycle_linger(void)
     e->cfg->store.batch_max = 100;
     e->cfg->store.batch_ms = 0;
     unsigned linger = gw__store_linger_ms;
-    gw__store_linger_ms = st_slow(300); /* (2 ms in the gateway: widened to be seen) */
+    gw__store_linger_ms = st_slow(300); /* (20 ms in the gateway: widened to be seen) */
     CHECK_INT(st_open(e), 0);
     gw_store_set_tap(e->s, tap_time, NULL);
 
