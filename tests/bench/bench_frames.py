@@ -169,14 +169,7 @@ def main():
     ap.add_argument("--cases", default="tcp1,tcp100,udp1,udp100",
                     help="cases to run, comma list of <proto><conns> (default all four; "
                     "none: only the idle case)")
-    ap.add_argument("--idle-conns", type=int,
-                    help="idle TCP sessions (default 10000, smoke 1000; 0 skips the idle case)")
-    ap.add_argument("--cache-kb", type=int,
-                    help="iotgw's storage.cache_kb (default: the gateway's, 8192): the SQLite "
-                    "page cache, a bounded cost that a warm idle case at a small value has paid")
-    ap.add_argument("--idle-modes", default="cold,warm",
-                    help="idle case: cold (first connection of each device), warm (each device "
-                    "logged in and disconnected once before the measured sessions), or both")
+    benchlib.add_idle_args(ap, 1000, "TCP sessions", "logged in and disconnected")
     ap.add_argument("--servers", default="sink,iotgw",
                     help="comma list of sink,iotgw (default both)")
     ap.add_argument("--loops", type=int, default=2, help="iotgw loops (default 2)")

@@ -155,14 +155,7 @@ def run_idle(srv, loader, n, args, warm):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     benchlib.add_common_args(ap, "every case ~1 s, 1,000 idle connections (CI; < 60 s)")
-    ap.add_argument("--idle-conns", type=int,
-                    help="idle case size (default 10000, smoke 1000; 0 skips it)")
-    ap.add_argument("--cache-kb", type=int,
-                    help="iotgw's storage.cache_kb (default: the gateway's, 8192): the SQLite "
-                    "page cache, a bounded cost that a warm idle case at a small value has paid")
-    ap.add_argument("--idle-modes", default="cold,warm",
-                    help="idle case: cold (first connection of each device), warm (each device "
-                    "connected and disconnected once before the measured connections), or both")
+    benchlib.add_idle_args(ap, 1000, "connections", "connected and disconnected")
     ap.add_argument("--cases", default="q0c1,q0c100,q1c1,q1c100",
                     help="ingest cases to run, comma list of q<qos>c<conns> (default all four)")
     ap.add_argument("--payload-size", type=int, default=100)

@@ -152,16 +152,22 @@ def median_rounds(mode, rounds):
                 f"min={min(rs):.2f} max={max(rs):.2f}")
 
 
-def run_all(tmp, srvs, servers, args):
-    loader = benchlib.find_bin(tmp, "tls_load", "TLS_LOAD_BIN", pkgs=("openssl",))
+def make_certs(tmp):
+    """A throwaway CA and server certificate, (ca, cert, key), readable by all: mosquitto started
+    as root reads them as its own user."""
     ca = tlscerts.CA(tmp, "ca")
     crt, key = tlscerts.server_cert(ca)
     certs = (ca.cert, crt, key)
-    # mosquitto started as root reads them as its own user: a throwaway CA, readable by all
     os.chmod(tmp, 0o755)
     os.chmod(ca.dir, 0o755)
     for f in certs:
         os.chmod(f, 0o644)
+    return certs
+
+
+def run_all(tmp, srvs, servers, args):
+    loader = benchlib.find_bin(tmp, "tls_load", "TLS_LOAD_BIN", pkgs=("openssl",))
+    certs = make_certs(tmp)
     if "mosquitto" in servers:
         srvs["mosquitto"] = Mosquitto(tmp, os.environ.get("MOSQUITTO_BIN", "/usr/sbin/mosquitto"),
                                       certs)

@@ -477,6 +477,19 @@ def add_common_args(ap, smoke_help):
     ap.add_argument("--warmup", type=float, help="warm-up per case (default 1, smoke 0.3)")
 
 
+def add_idle_args(ap, smoke_size, unit, warm_what):
+    """The idle case's options shared by the ingest benches: how many idle sessions, the SQLite
+    page cache size and the cold/warm modes."""
+    ap.add_argument("--idle-conns", type=int,
+                    help=f"idle {unit} (default 10000, smoke {smoke_size}; 0 skips the idle case)")
+    ap.add_argument("--cache-kb", type=int,
+                    help="iotgw's storage.cache_kb (default: the gateway's, 8192): the SQLite "
+                    "page cache, a bounded cost that a warm idle case at a small value has paid")
+    ap.add_argument("--idle-modes", default="cold,warm",
+                    help="idle case: cold (first connection of each device), warm (each device "
+                    f"{warm_what} once before the measured sessions), or both")
+
+
 def resolve_times(args):
     args.seconds = args.seconds or (1.0 if args.smoke else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.smoke else 1.0)

@@ -20,19 +20,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import benchlib  # noqa: E402
 import bench_tls  # noqa: E402
-import tlscerts  # noqa: E402
 from benchlib import BenchError, out  # noqa: E402
 
 
 def probe(tmp, srvs, args):
     loader = benchlib.find_bin(tmp, "tls_load", "TLS_LOAD_BIN", pkgs=("openssl",))
-    ca = tlscerts.CA(tmp, "ca")
-    crt, key = tlscerts.server_cert(ca)
-    certs = (ca.cert, crt, key)
-    os.chmod(tmp, 0o755)
-    os.chmod(ca.dir, 0o755)
-    for f in certs:
-        os.chmod(f, 0o644)
+    certs = bench_tls.make_certs(tmp)
     if args.server == "mosquitto":
         s = bench_tls.Mosquitto(tmp, os.environ.get("MOSQUITTO_BIN", "/usr/sbin/mosquitto"), certs)
     else:
@@ -46,7 +39,7 @@ def probe(tmp, srvs, args):
             time.sleep(1.0)  # (attached before the load starts)
         c0 = benchlib.proc_cpu_ticks(s.pid)
         w0 = benchlib.thread_cpu_ticks(s.pid, "iotgw-writer")
-        r = subprocess.run([loader, "--port", str(s.port), "--ca", ca.cert, "--mode", args.mode,
+        r = subprocess.run([loader, "--port", str(s.port), "--ca", certs[0], "--mode", args.mode,
                             "--threads", str(args.threads), "--seconds", str(args.seconds)],
                            capture_output=True, text=True, timeout=600)
         c1 = benchlib.proc_cpu_ticks(s.pid)
