@@ -3,10 +3,7 @@
  * lost link resends from the first unacknowledged event. */
 #include "north_internal.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <string.h>
 
 #include "../util/alloc.h"
@@ -40,9 +37,8 @@ static int payload_room(gw_north *n, size_t need)
 static int publish_row(void *arg, const gw_outbox_row *row)
 {
     gw_north *n = arg;
-    struct mosquitto *m = n->link ? n->link->mosq : NULL;
     int mid = 0;
-    if (!m || !n->up)
+    if (!n->link || !n->up)
         return 1;
     gw__north_cluster_presence(n, row); /* before the event (uses n->topic): in device order */
     size_t tlen =
@@ -59,11 +55,11 @@ static int publish_row(void *arg, const gw_outbox_row *row)
         n->acked[n->n_acked++] = row->id;
         return 0;
     }
-    int rc = mosquitto_publish(m, &mid, n->topic, (int)plen, n->payload, 1, false);
-    if (rc != MOSQ_ERR_SUCCESS) {
+    int rc = gw__north_link_publish(n, n->topic, n->payload, plen, 1, false, &mid);
+    if (rc != 0) {
         gw_metric_inc(GW_M_NORTH_PUBLISH_ERRORS);
-        if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO)
-            gw__north_link_down(n, "publish failed", rc);
+        if (rc == GW_ECLOSED)
+            gw__north_link_down(n, "publish failed", gw_strerror(rc));
         return 1; /* retried from the cursor */
     }
     uint32_t i = (n->win_head + n->win_n) % win_cap(n);
@@ -89,18 +85,8 @@ static void slide(gw_north *n)
     }
 }
 
-/* The socket has TCP_NODELAY (a lone reply goes out at once); a burst of publishes is corked
- * so that it leaves in full segments, and uncorked (sent) when the burst ends. */
-static void cork(gw_north *n, int on)
-{
-    int fd = n->link ? mosquitto_socket(n->link->mosq) : -1;
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
-}
-
 void gw__north_pump(gw_north *n)
 {
-    bool corked = false;
     if (n->nc->cluster && !n->warm) { /* presence needs the map read first (north_cluster.c) */
         gw__north_flush_acked(n);
         if (n->link)
@@ -109,11 +95,8 @@ void gw__north_pump(gw_north *n)
     }
     gw__north_flush_acked(n);
     slide(n);
-    if (n->up && n->link && n->win_n < win_cap(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE)) {
-        cork(n, 1);
-        corked = true;
+    if (n->up && n->link && n->win_n < win_cap(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE))
         uv_update_time(&n->loop); /* the publishes' send time (the PUBACK timeout) is now */
-    }
     while (n->up && n->link && n->win_n < win_cap(n) &&
            __atomic_exchange_n(&n->more, 0, __ATOMIC_ACQ_REL)) {
         size_t room = win_cap(n) - n->win_n;
@@ -127,10 +110,8 @@ void gw__north_pump(gw_north *n)
         if ((size_t)got >= room || n->win_n >= win_cap(n) || !n->up)
             __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* more may be waiting */
     }
-    if (corked)
-        cork(n, 0);
     gw__north_flush_acked(n);
-    if (n->link)
+    if (n->link) /* the whole burst leaves in one write */
         gw__north_link_update(n);
 }
 
