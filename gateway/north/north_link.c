@@ -66,8 +66,8 @@ static void on_retry(uv_timer_t *t)
 
 static void on_write(uv_write_t *req, int status);
 
-/* Hands everything queued to the socket: one uv_write per burst (libuv writes at once what the
- * socket takes). One write at a time; what is queued meanwhile goes when it completes. */
+/* Hands everything queued to the socket in one system call per burst (uv_try_write); what the
+ * socket does not take goes with one uv_write, and what is queued meanwhile when it completes. */
 static void flush(gw__north_link *l)
 {
     char err[300];
@@ -80,6 +80,21 @@ static void flush(gw__north_link *l)
     gw__north_buf *src = l->tls ? &l->cipher : &l->out;
     if (l->writing || !src->len)
         return;
+    l->last_out = uv_now(&l->n->loop);
+    /* at once as far as the socket takes it: no write request, no epoll change for a burst
+     * that fits the socket buffer (the usual case) */
+    int done = uv_try_write((uv_stream_t *)&l->tcp,
+                            &(uv_buf_t){.base = (char *)src->p, .len = src->len}, 1);
+    if (done < 0 && done != UV_EAGAIN) {
+        gw__north_link_down(l->n, "write", uv_strerror(done));
+        return;
+    }
+    if (done > 0) {
+        memmove(src->p, src->p + done, src->len - (size_t)done);
+        src->len -= (size_t)done;
+    }
+    if (!src->len)
+        return;
     gw__north_buf t = l->wr;
     l->wr = *src;
     *src = t;
@@ -90,7 +105,6 @@ static void flush(gw__north_link *l)
         return;
     }
     l->writing = true;
-    l->last_out = uv_now(&l->n->loop);
 }
 
 static void on_write(uv_write_t *req, int status)
