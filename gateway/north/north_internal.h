@@ -40,6 +40,7 @@ typedef struct gw__north_link {
     gw__north_buf in;     /* received plaintext; whole packets are parsed off the front */
     gw__north_buf cipher; /* TLS: encrypted bytes not yet handed to the socket */
     gw__north_tls *tls;
+    uint8_t *raw; /* TLS: what one read brings, before decryption (64 KiB) */
     uint16_t next_id;
     bool ping_out;                                  /* a PINGREQ awaits its PINGRESP */
     uint64_t started, last_in, last_out, ping_sent; /* loop ms */

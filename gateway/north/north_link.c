@@ -248,6 +248,7 @@ static void on_link_closed(uv_handle_t *h)
     buf_free(&l->in);
     buf_free(&l->cipher);
     gw__north_tls_free(l->tls);
+    gw_free(GW_AREA_RUNTIME, l->raw);
     if (l->ai)
         freeaddrinfo(l->ai);
     gw_free(GW_AREA_RUNTIME, l);
@@ -509,14 +510,12 @@ static bool parse_all(gw__north_link *l)
     return true;
 }
 
-static uint8_t tls_raw[READ_CHUNK]; /* north thread only */
-
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     gw__north_link *l = h->data;
     (void)hint;
     if (l->tls) {
-        *buf = uv_buf_init((char *)tls_raw, sizeof(tls_raw));
+        *buf = uv_buf_init((char *)l->raw, READ_CHUNK);
         return;
     }
     if (gw__north_buf_reserve(&l->in, READ_CHUNK)) {
@@ -626,7 +625,10 @@ void gw__north_link_start(gw_north *n)
     l->tcp.data = l->conn.data = l->wreq.data = l;
     l->started = uv_now(&n->loop);
     n->link = l;
-    if (n->nc->ca_file && gw__north_tls_new(n->nc, &l->tls, err, sizeof(err))) {
+    if (n->nc->ca_file && (!(l->raw = gw_malloc(GW_AREA_RUNTIME, READ_CHUNK)) ||
+                           gw__north_tls_new(n->nc, &l->tls, err, sizeof(err)))) {
+        if (!l->raw)
+            snprintf(err, sizeof(err), "out of memory");
         GW_LOG_ERROR("north", NULL, NULL, "TLS set-up failed", "error=\"%s\"", err);
         gw__north_link_down(n, "tls", err);
         return;
