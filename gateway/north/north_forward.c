@@ -65,6 +65,7 @@ static int publish_row(void *arg, const gw_outbox_row *row)
     uint32_t i = (n->win_head + n->win_n) % win_cap(n);
     n->win[i] = (gw__north_slot){row->id, 0, uv_now(&n->loop), mid, false};
     n->win_n++;
+    n->unacked++;
     n->cursor = row->id;
     gw_metric_inc(GW_M_NORTH_PUBLISHED);
     gw_metric_inc(GW_M_NORTH_INFLIGHT);
@@ -94,6 +95,15 @@ static bool refill(const gw_north *n)
     return n->win_n == 0 || cap - n->win_n >= (cap + 3) / 4;
 }
 
+/* Acknowledged ids go to the store a quarter window at a time (one deletion transaction for
+ * them, which frees the slots the next refill needs), or all of them as soon as nothing else
+ * awaits its PUBACK. */
+static void hand_acked(gw_north *n)
+{
+    if (n->n_acked >= (win_cap(n) + 3) / 4 || n->unacked == 0)
+        gw__north_flush_acked(n);
+}
+
 void gw__north_pump(gw_north *n)
 {
     if (n->nc->cluster && !n->warm) { /* presence needs the map read first (north_cluster.c) */
@@ -102,7 +112,7 @@ void gw__north_pump(gw_north *n)
             gw__north_link_update(n);
         return;
     }
-    gw__north_flush_acked(n);
+    hand_acked(n);
     slide(n);
     if (n->up && n->link && refill(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE))
         uv_update_time(&n->loop); /* the publishes' send time (the PUBACK timeout) is now */
@@ -118,7 +128,7 @@ void gw__north_pump(gw_north *n)
         if ((size_t)got >= room || n->win_n >= win_cap(n) || !n->up)
             __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* more may be waiting */
     }
-    gw__north_flush_acked(n);
+    hand_acked(n);
     if (n->link) /* the whole burst leaves in one write */
         gw__north_link_update(n);
 }
@@ -135,6 +145,7 @@ void gw__north_on_puback(gw_north *n, int mid)
             continue;
         n->ack_hint = k + 1;
         s->acked = true;
+        n->unacked--;
         n->progress = uv_now(&n->loop);
         if (n->stalled) { /* this broker acknowledges again: back-off from scratch next time */
             n->stalled = false;
@@ -188,7 +199,7 @@ void gw__north_reset_window(gw_north *n)
     /* everything below the first unacknowledged one was acknowledged (its outbox row goes) */
     if (first_unacked)
         n->cursor = first_unacked - 1;
-    n->win_head = n->win_n = n->ack_hint = 0;
+    n->win_head = n->win_n = n->ack_hint = n->unacked = 0;
     gw__north_flush_acked(n);
     __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
 }

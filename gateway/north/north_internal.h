@@ -97,6 +97,7 @@ struct gw_north {
     /* forwarding window: publishes in id order awaiting PUBACK (ring) */
     gw__north_slot *win;
     uint32_t win_head, win_n;
+    uint32_t unacked;  /* window slots still awaiting their PUBACK */
     uint32_t ack_hint; /* window position after the last PUBACK matched */
     int64_t cursor;    /* highest event id published on this connection (or acked before it) */
     int64_t *acked;    /* acknowledged ids not yet handed to the store */
