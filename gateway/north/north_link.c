@@ -633,7 +633,7 @@ void gw__north_link_start(gw_north *n)
         gw__north_link_down(n, "tls", err);
         return;
     }
-    /* resolved on this thread, as libmosquitto did (a name is looked up once per attempt) */
+    /* resolved on this thread, once per attempt (a numeric host costs no look-up) */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     snprintf(port, sizeof(port), "%u", n->nc->port);
     int rc = getaddrinfo(n->nc->host, port, &hints, &l->ai);
