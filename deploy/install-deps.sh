@@ -8,7 +8,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libuv1-dev libjansson-dev libsqlite3-dev sqlite3
-  libmosquitto-dev mosquitto mosquitto-clients
+  mosquitto mosquitto-clients
   libcoap3-dev libcoap3-bin libssl-dev openssl
   libprotobuf-c-dev protobuf-c-compiler
   libh2o-dev

@@ -8,7 +8,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <mosquitto.h>
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <uv.h>
@@ -47,7 +46,7 @@ typedef struct gw_main {
     uv_signal_t sighup;
 } gw_main;
 
-/* OpenSSL's allocations (the CoAP adapter's DTLS and libmosquitto's north TLS link, one
+/* OpenSSL's allocations (the CoAP adapter's DTLS and the north link's TLS, one
  * process-wide allocator) are counted in iotgw_memory_bytes{area="tls"}. CRYPTO_realloc hands
  * size 0 to a custom realloc as is: that frees. */
 static void *tls_malloc(size_t n, const char *file, int line)
@@ -358,7 +357,6 @@ int main(int argc, char **argv)
     int rc = 1;
     mkdir_parents(m.cfg->store.path);
     uv_loop_init(&m.loop);
-    mosquitto_lib_init();
     if (gw_store_open(&m.store, m.cfg, &err) || gw_runtime_create(&m.rt, m.cfg, m.store, &err) ||
         gw_commands_create(&m.commands, m.rt, NULL, &err) ||
         !(m.rt->commands = m.commands) /* the table exists with or without north */ ||
@@ -446,6 +444,5 @@ out:
     uv_loop_close(&m.loop);
     gw_diag_free(&diag);
     gw_config_release(m.cfg); /* the last generation's references went with the loops and store */
-    mosquitto_lib_cleanup();
     return rc;
 }

@@ -49,13 +49,13 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 
 # The integration tests whose gateway runs the cross-thread paths: completions through the loops'
 # inboxes (10, 16, 23, 24, 34, 43), state notes and replay (25), persistent sessions and take-over
-# (26), store failure and /health (27), the north thread and its outbox (60, 61, 63, 66), commands
+# (26), store failure and /health (27), the north thread and its outbox (60, 61, 63, 66, 67), commands
 # crossing north -> loops -> store (50, 51, 73), CoAP sessions moving between loops (75), a reload
 # switching every loop to a new configuration generation (84), the device API closing sessions on
 # the loops and generations released by the store writer (86), commands from the API's main loop
 # to the loops and back (88), TLS contexts replaced by a reload while loops hold them (90) and the
 # handshake budget every loop draws from (92).
-TSAN_TESTS='^integ\.(10|16|23|24|25|26|27|34|43|50|51|60|61|63|66|73|75|84|86|88|90|92|98|99)-'
+TSAN_TESTS='^integ\.(10|16|23|24|25|26|27|34|43|50|51|60|61|63|66|67|73|75|84|86|88|90|92|98|99)-'
 stage "build (ThreadSanitizer)"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_SANITIZE=thread -DGW_WERROR=ON \
       -DGW_BUILD_BENCH=OFF >/dev/null

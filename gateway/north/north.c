@@ -50,14 +50,7 @@ static void on_wake(uv_async_t *h)
 static void on_misc(uv_timer_t *t)
 {
     gw_north *n = t->data;
-    if (n->link) {
-        gw__north_link *l = n->link;
-        int rc = mosquitto_loop_misc(l->mosq); /* PINGREQ, keep-alive expiry */
-        if (n->link == l && rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
-            gw__north_link_down(n, "keep-alive", rc);
-        else if (n->link == l && rc == MOSQ_ERR_NO_CONN && n->up)
-            gw__north_link_down(n, "keep-alive", rc);
-    }
+    gw__north_link_misc(n); /* PINGREQ, keep-alive expiry, CONNACK timeout */
     gw__north_cluster_tick(n);
     if (n->up)
         __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* a periodic re-read never hurts */

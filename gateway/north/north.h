@@ -1,6 +1,6 @@
-/* north.h: the upstream bridge: one thread with its own libuv loop driving a libmosquitto client
- * (no libmosquitto thread), forwarding the outbox in commit order with a bounded in-flight window,
- * and receiving cloud commands for the command table. */
+/* north.h: the upstream bridge: one thread with its own libuv loop driving our MQTT 3.1.1 client
+ * (north_link.c, north_mqtt.c), forwarding the outbox in commit order with a bounded in-flight
+ * window, and receiving cloud commands for the command table. */
 #ifndef GW_NORTH_H
 #define GW_NORTH_H
 

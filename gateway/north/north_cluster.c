@@ -78,53 +78,50 @@ static bool cluster_topic(gw_north *n, const char *kind, const char *name)
     return len > 0 && len < 1024;
 }
 
-int gw__north_cluster_will(gw_north *n, struct mosquitto *m)
+bool gw__north_cluster_will(gw_north *n, char *topic, size_t cap)
 {
-    if (!n->nc->cluster)
-        return 0;
-    if (!cluster_topic(n, "_gateways", n->nc->client_id))
-        return GW_EINVAL;
-    int rc = mosquitto_will_set(m, n->topic, 7, "offline", 1, true);
-    return rc == MOSQ_ERR_SUCCESS ? 0 : GW_EINVAL;
+    if (!n->nc->cluster || !cluster_topic(n, "_gateways", n->nc->client_id))
+        return false; /* the config check refused a client id that is no topic level */
+    snprintf(topic, cap, "%s", n->topic);
+    return true;
 }
 
-static void publish(gw_north *n, struct mosquitto *m, const char *payload, size_t len, bool retain)
+static void publish(gw_north *n, const char *payload, size_t len, bool retain)
 {
-    int rc = mosquitto_publish(m, NULL, n->topic, (int)len, payload, 1, retain);
-    if (rc != MOSQ_ERR_SUCCESS) {
+    int rc = gw__north_link_publish(n, n->topic, payload, len, 1, retain, NULL);
+    if (rc != 0) {
         gw_metric_inc(GW_M_NORTH_PUBLISH_ERRORS);
         GW_LOG_WARN("north", NULL, NULL, "cluster publish failed", "topic=%s error=\"%s\"",
-                    n->topic, mosquitto_strerror(rc));
+                    n->topic, gw_strerror(rc));
     }
 }
 
-void gw__north_cluster_connected(gw_north *n, struct mosquitto *m)
+void gw__north_cluster_connected(gw_north *n)
 {
     static const char *const kinds[] = {"_presence", "_gateways"};
     char topic[512];
     n->warm = false;
     for (size_t i = 0; i < 2; i++) {
         snprintf(topic, sizeof(topic), "%s/%s/+", n->nc->prefix, kinds[i]);
-        int rc = mosquitto_subscribe(m, NULL, topic, 1);
-        if (rc != MOSQ_ERR_SUCCESS)
+        int rc = gw__north_link_subscribe(n, topic, 1);
+        if (rc != 0)
             GW_LOG_ERROR("north", NULL, NULL, "subscribe failed", "topic=%s error=\"%s\"", topic,
-                         mosquitto_strerror(rc));
+                         gw_strerror(rc));
     }
     /* the broker sends the retained messages of a subscription before anything published after
      * it: when this non-retained marker comes back, the map has everyone's presence */
     if (cluster_topic(n, "_gateways", n->nc->client_id))
-        publish(n, m, SYNC, strlen(SYNC), false);
+        publish(n, SYNC, strlen(SYNC), false);
     n->sync_sent = uv_now(&n->loop);
 }
 
 static void become_warm(gw_north *n)
 {
     n->warm = true; /* every retained presence came before it: answer commands from now */
-    struct mosquitto *m = n->link ? n->link->mosq : NULL;
-    if (m) {
-        gw__north_subscribe_commands(n, m);
+    if (n->link) {
+        gw__north_subscribe_commands(n);
         if (cluster_topic(n, "_gateways", n->nc->client_id))
-            publish(n, m, "online", 6, true); /* after the subscriptions: peers rely on it */
+            publish(n, "online", 6, true); /* after the subscriptions: peers rely on it */
     }
     __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
 }
@@ -141,10 +138,10 @@ void gw__north_cluster_tick(gw_north *n)
     become_warm(n);
 }
 
-void gw__north_cluster_goodbye(gw_north *n, struct mosquitto *m)
+void gw__north_cluster_goodbye(gw_north *n)
 {
     if (n->nc->cluster && n->warm && cluster_topic(n, "_gateways", n->nc->client_id))
-        publish(n, m, "offline", 7, true);
+        publish(n, "offline", 7, true);
 }
 
 /* Whether this instance holds dev's session now. */
@@ -173,9 +170,8 @@ static bool apply(gw_north *n, uint32_t i, uint32_t peer, bool online)
 /* Publishes (this instance, online) for dev and records it. */
 static void publish_presence(gw_north *n, const gw_device *dev, bool online, int64_t ts)
 {
-    struct mosquitto *m = n->link ? n->link->mosq : NULL;
     char payload[512], name[300], num[32];
-    if (!m || !cluster_topic(n, "_presence", dev->id))
+    if (!n->link || !cluster_topic(n, "_presence", dev->id))
         return;
     if (!gw_json_string(name, sizeof(name), n->nc->client_id, strlen(n->nc->client_id)))
         return;
@@ -185,7 +181,7 @@ static void publish_presence(gw_north *n, const gw_device *dev, bool online, int
     if (len <= 0 || (size_t)len >= sizeof(payload))
         return;
     apply(n, dev->index, 1, online);
-    publish(n, m, payload, (size_t)len, true);
+    publish(n, payload, (size_t)len, true);
     gw_metric_inc(GW_M_NORTH_PRESENCE);
 }
 
@@ -211,7 +207,7 @@ void gw__north_cluster_presence(gw_north *n, const gw_outbox_row *row)
 }
 
 /* {"gateway":"<name>","online":true|false,...} on {prefix}/_presence/{device} */
-static void on_presence(gw_north *n, const char *device, const struct mosquitto_message *msg)
+static void on_presence(gw_north *n, const char *device, const gw__north_msg *msg)
 {
     const gw_config *cfg = gw_runtime_cfg_acquire(n->rt);
     const gw_device *dev = gw_config_device(cfg, device);
@@ -248,7 +244,7 @@ out:
 }
 
 /* "online" / "offline" / our own "sync" on {prefix}/_gateways/{name} */
-static void on_gateway(gw_north *n, const char *name, const struct mosquitto_message *msg)
+static void on_gateway(gw_north *n, const char *name, const gw__north_msg *msg)
 {
     size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     const char *p = msg->payload;
@@ -275,7 +271,7 @@ static void on_gateway(gw_north *n, const char *name, const struct mosquitto_mes
         gw_metric_inc(GW_M_NORTH_CLUSTER_REFUSED);
 }
 
-bool gw__north_cluster_message(gw_north *n, const struct mosquitto_message *msg)
+bool gw__north_cluster_message(gw_north *n, const gw__north_msg *msg)
 {
     size_t pl = strlen(n->nc->prefix);
     const char *t = msg->topic;

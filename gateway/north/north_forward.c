@@ -3,10 +3,7 @@
  * lost link resends from the first unacknowledged event. */
 #include "north_internal.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <string.h>
 
 #include "../util/alloc.h"
@@ -40,9 +37,8 @@ static int payload_room(gw_north *n, size_t need)
 static int publish_row(void *arg, const gw_outbox_row *row)
 {
     gw_north *n = arg;
-    struct mosquitto *m = n->link ? n->link->mosq : NULL;
     int mid = 0;
-    if (!m || !n->up)
+    if (!n->link || !n->up)
         return 1;
     gw__north_cluster_presence(n, row); /* before the event (uses n->topic): in device order */
     size_t tlen =
@@ -59,16 +55,17 @@ static int publish_row(void *arg, const gw_outbox_row *row)
         n->acked[n->n_acked++] = row->id;
         return 0;
     }
-    int rc = mosquitto_publish(m, &mid, n->topic, (int)plen, n->payload, 1, false);
-    if (rc != MOSQ_ERR_SUCCESS) {
+    int rc = gw__north_link_publish(n, n->topic, n->payload, plen, 1, false, &mid);
+    if (rc != 0) {
         gw_metric_inc(GW_M_NORTH_PUBLISH_ERRORS);
-        if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO)
-            gw__north_link_down(n, "publish failed", rc);
+        if (rc == GW_ECLOSED)
+            gw__north_link_down(n, "publish failed", gw_strerror(rc));
         return 1; /* retried from the cursor */
     }
     uint32_t i = (n->win_head + n->win_n) % win_cap(n);
     n->win[i] = (gw__north_slot){row->id, 0, uv_now(&n->loop), mid, false};
     n->win_n++;
+    n->unacked++;
     n->cursor = row->id;
     gw_metric_inc(GW_M_NORTH_PUBLISHED);
     gw_metric_inc(GW_M_NORTH_INFLIGHT);
@@ -89,33 +86,37 @@ static void slide(gw_north *n)
     }
 }
 
-/* The socket has TCP_NODELAY (a lone reply goes out at once); a burst of publishes is corked
- * so that it leaves in full segments, and uncorked (sent) when the burst ends. */
-static void cork(gw_north *n, int on)
+/* The window is refilled in batches: with publishes in flight, once a quarter of it is free, so
+ * that one outbox read, one write and one deletion transaction cover many events rather than the
+ * few that one read of PUBACKs frees (measured: issue 19 in docs/PERFORMANCE.md). */
+static bool refill(const gw_north *n)
 {
-    int fd = n->link ? mosquitto_socket(n->link->mosq) : -1;
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+    uint32_t cap = win_cap(n);
+    return n->win_n == 0 || cap - n->win_n >= (cap + 3) / 4;
+}
+
+/* Acknowledged ids go to the store a quarter window at a time (one deletion transaction for
+ * them, which frees the slots the next refill needs), or all of them as soon as nothing else
+ * awaits its PUBACK. */
+static void hand_acked(gw_north *n)
+{
+    if (n->n_acked >= (win_cap(n) + 3) / 4 || n->unacked == 0)
+        gw__north_flush_acked(n);
 }
 
 void gw__north_pump(gw_north *n)
 {
-    bool corked = false;
     if (n->nc->cluster && !n->warm) { /* presence needs the map read first (north_cluster.c) */
         gw__north_flush_acked(n);
         if (n->link)
             gw__north_link_update(n);
         return;
     }
-    gw__north_flush_acked(n);
+    hand_acked(n);
     slide(n);
-    if (n->up && n->link && n->win_n < win_cap(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE)) {
-        cork(n, 1);
-        corked = true;
+    if (n->up && n->link && refill(n) && __atomic_load_n(&n->more, __ATOMIC_ACQUIRE))
         uv_update_time(&n->loop); /* the publishes' send time (the PUBACK timeout) is now */
-    }
-    while (n->up && n->link && n->win_n < win_cap(n) &&
-           __atomic_exchange_n(&n->more, 0, __ATOMIC_ACQ_REL)) {
+    while (n->up && n->link && refill(n) && __atomic_exchange_n(&n->more, 0, __ATOMIC_ACQ_REL)) {
         size_t room = win_cap(n) - n->win_n;
         int got = gw_store_reader_outbox(n->reader, n->cursor, room, publish_row, n);
         if (got < 0) {
@@ -127,10 +128,8 @@ void gw__north_pump(gw_north *n)
         if ((size_t)got >= room || n->win_n >= win_cap(n) || !n->up)
             __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE); /* more may be waiting */
     }
-    if (corked)
-        cork(n, 0);
-    gw__north_flush_acked(n);
-    if (n->link)
+    hand_acked(n);
+    if (n->link) /* the whole burst leaves in one write */
         gw__north_link_update(n);
 }
 
@@ -146,6 +145,7 @@ void gw__north_on_puback(gw_north *n, int mid)
             continue;
         n->ack_hint = k + 1;
         s->acked = true;
+        n->unacked--;
         n->progress = uv_now(&n->loop);
         if (n->stalled) { /* this broker acknowledges again: back-off from scratch next time */
             n->stalled = false;
@@ -199,7 +199,7 @@ void gw__north_reset_window(gw_north *n)
     /* everything below the first unacknowledged one was acknowledged (its outbox row goes) */
     if (first_unacked)
         n->cursor = first_unacked - 1;
-    n->win_head = n->win_n = n->ack_hint = 0;
+    n->win_head = n->win_n = n->ack_hint = n->unacked = 0;
     gw__north_flush_acked(n);
     __atomic_store_n(&n->more, 1, __ATOMIC_RELEASE);
 }

@@ -77,6 +77,8 @@
       "device presence messages read from the broker, retained ones included (north.cluster)")     \
     X(GW_M_NORTH_CLUSTER_REFUSED, "north_cluster_refused_total",                                   \
       "presence or instance messages ignored: unknown device, bad payload, peer table full")       \
+    X(GW_M_NORTH_PROTOCOL_ERRORS, "north_protocol_errors_total",                                   \
+      "upstream links dropped for a malformed, unexpected or oversized packet from the broker")    \
     X(GW_M_STORE_RETAINED_DELETED, "store_retention_deleted_total",                                \
       "forwarded events deleted by retention or the disk budget")                                  \
     X(GW_M_CMD_RECEIVED, "commands_received_total", "commands received (upstream and API)")        \
