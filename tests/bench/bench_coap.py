@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -118,9 +119,11 @@ class Iotgw(benchlib.Iotgw):
         with open(os.path.join(self.cfgdir, "devices-coap.json"), "w") as f:
             json.dump(devices, f)
 
-    def start(self, tag):
-        path = self.write_gateway(tag, "products-coap", "devices-coap.json", {
-            "coap": {"listeners": [{"address": "127.0.0.1", "port": 0}]}})
+    def start(self, tag, idle_timeout_ms=None):
+        coap = {"listeners": [{"address": "127.0.0.1", "port": 0}]}
+        if idle_timeout_ms:
+            coap["idle_timeout_ms"] = idle_timeout_ms
+        path = self.write_gateway(tag, "products-coap", "devices-coap.json", {"coap": coap})
         self.check_config(path)
         self.launch(path, tag, "coap")
 
@@ -198,35 +201,90 @@ def run_ingest(srv, loader, endpoints, window, outstanding, args):
     return {"msg_per_s": float(res["req_per_s"]), "cpu_us": cpu_us}
 
 
+def idle_round(srv, loader, n, args, what):
+    """N endpoints (devices 0..N-1 on new sockets), one request each, held open: (generator,
+    endpoints answered, RSS before in KiB, RSS after)."""
+    rss0 = benchlib.settled_rss_kb(srv.pid)
+    cmd = load_cmd(loader, srv, args, n, 1, 100, idle=True)
+    gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = gen.stdout.readline()
+    if not line.startswith("connected"):
+        stop_gen(gen)
+        raise BenchError(f"coap_load --idle ({what}) against {srv.name}: {line!r}")
+    kv = benchlib.parse_kv(line)
+    rss1 = benchlib.settled_rss_kb(srv.pid)
+    answered = int(kv.get("answered", 0))
+    if answered < n:
+        stop_gen(gen)
+        raise BenchError(f"{srv.name}: only {answered} of {n} idle endpoints answered ({what})")
+    return gen, kv, rss0, rss1
+
+
+def stop_gen(gen):
+    gen.stdin.close()
+    try:
+        gen.wait(10)
+    except subprocess.TimeoutExpired:
+        gen.kill()
+        gen.wait()
+
+
+def idle_closed(srv, n, deadline):
+    """Waits until iotgw's coap_idle_timeouts_total (its /metrics) reaches n, or the deadline;
+    returns the last value read."""
+    port = benchlib.listener_port(srv.ready_text, "adapter", "admin")
+    closed = 0
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                for ln in r.read().decode(errors="replace").splitlines():
+                    if ln.startswith("iotgw_coap_idle_timeouts_total"):
+                        closed = int(float(ln.rsplit(" ", 1)[1]))
+        except (OSError, ValueError):
+            pass
+        if closed >= n or time.monotonic() >= deadline:
+            return closed
+        time.sleep(0.2)
+
+
 def run_idle(srv, loader, n, args):
-    """Memory per idle endpoint: N endpoints, one request each, held open."""
-    srv.start(f"idle{n}")
+    """Memory per idle endpoint: N endpoints, one request each, held open (cold: the devices'
+    first sessions). With --warm-idle: their sockets close, the server's sessions of them time out
+    (iotgw: idle_timeout_ms = --idle-timeout-s; libcoap: the same wait, its own timeout), and N
+    new endpoints of the same devices do it again (warm: every per-device cost already paid)."""
+    timeout_ms = int(args.idle_timeout_s * 1000)
+    if srv.name == "iotgw":
+        srv.start(f"idle{n}", idle_timeout_ms=timeout_ms)
+    else:
+        srv.start(f"idle{n}")
     gen = None
     try:
-        rss0 = benchlib.settled_rss_kb(srv.pid)
-        cmd = load_cmd(loader, srv, args, n, 1, 100, idle=True)
-        gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = gen.stdout.readline()
-        if not line.startswith("connected"):
-            raise BenchError(f"coap_load --idle against {srv.name}: {line!r}")
-        kv = benchlib.parse_kv(line)
-        rss1 = benchlib.settled_rss_kb(srv.pid)
-        answered = int(kv.get("answered", 0))
-        per = (rss1 - rss0) * 1024.0 / max(1, answered)
-        out(f"bench=coap_idle server={srv.name} endpoints={n} answered={answered} "
+        gen, kv, rss0, rss1 = idle_round(srv, loader, n, args, "cold")
+        per = (rss1 - rss0) * 1024.0 / n
+        out(f"bench=coap_idle server={srv.name} endpoints={n} answered={kv.get('answered')} "
             f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={per:.0f} "
             f"rss_before_kb={rss0} rss_after_kb={rss1}")
-        if answered < n:
-            raise BenchError(f"{srv.name}: only {answered} of {n} idle endpoints answered")
+        if not args.warm_idle:
+            return per
+        stop_gen(gen)
+        gen = None
+        t_closed = time.monotonic()
+        deadline = t_closed + args.idle_timeout_s + 10
+        closed = "n/a"
+        if srv.name == "iotgw":
+            closed = idle_closed(srv, n, deadline)
+        else:  # the same wait; libcoap ends its sessions on its own idle timeout
+            time.sleep(max(0.0, t_closed + args.idle_timeout_s + 2 - time.monotonic()))
+        gen, kv, rss2, rss3 = idle_round(srv, loader, n, args, "warm")
+        warm = (rss3 - rss2) * 1024.0 / n
+        out(f"bench=coap_idle_warm server={srv.name} endpoints={n} answered={kv.get('answered')} "
+            f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={warm:.0f} "
+            f"rss_before_kb={rss2} rss_after_kb={rss3} first_round_closed={closed} "
+            f"waited_s={time.monotonic() - t_closed:.1f}")
         return per
     finally:
         if gen is not None:
-            gen.stdin.close()
-            try:
-                gen.wait(10)
-            except subprocess.TimeoutExpired:
-                gen.kill()
-                gen.wait()
+            stop_gen(gen)
         code = srv.stop()
         if code not in (0, -15, 143) and srv.name == "libcoap":
             raise BenchError(f"libcoap exited with {code}")
@@ -241,6 +299,12 @@ def main():
                     help="comma list of libcoap,iotgw (default both)")
     ap.add_argument("--idle-endpoints", type=int,
                     help="size of the idle case (default 10000; smoke 1000; 0 skips it)")
+    ap.add_argument("--warm-idle", action="store_true",
+                    help="after the idle case, a warm round: the same devices from new endpoints "
+                         "once the first round's sessions timed out")
+    ap.add_argument("--idle-timeout-s", type=float, default=20,
+                    help="iotgw's CoAP idle_timeout in the idle case, and the wait before the "
+                         "warm round (default 20)")
     ap.add_argument("--loops", type=int, default=2, help="iotgw loops (default 2)")
     ap.add_argument("--payload-size", type=int, default=100, help="JSON payload bytes (>= 99)")
     ap.add_argument("--timeout", type=float, default=30, help="drain timeout in s (default 30)")
