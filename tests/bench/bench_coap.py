@@ -205,6 +205,7 @@ def idle_round(srv, loader, n, args, what):
     """N endpoints (devices 0..N-1 on new sockets), one request each, held open: (generator,
     endpoints answered, RSS before in KiB, RSS after)."""
     rss0 = benchlib.settled_rss_kb(srv.pid)
+    m0 = iotgw_metrics(srv)
     cmd = load_cmd(loader, srv, args, n, 1, 100, idle=True)
     gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = gen.stdout.readline()
@@ -217,6 +218,7 @@ def idle_round(srv, loader, n, args, what):
     if answered < n:
         stop_gen(gen)
         raise BenchError(f"{srv.name}: only {answered} of {n} idle endpoints answered ({what})")
+    kv["areas"] = areas_per_endpoint(m0, iotgw_metrics(srv), n)
     return gen, kv, rss0, rss1
 
 
@@ -227,6 +229,38 @@ def stop_gen(gen):
     except subprocess.TimeoutExpired:
         gen.kill()
         gen.wait()
+
+
+def iotgw_metrics(srv):
+    """iotgw's /metrics as {sample name with labels: value} ({} for libcoap or when unreadable)."""
+    if srv.name != "iotgw":
+        return {}
+    port = benchlib.listener_port(srv.ready_text, "adapter", "admin")
+    vals = {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for ln in r.read().decode(errors="replace").splitlines():
+                if ln.startswith("iotgw_"):
+                    try:
+                        vals[ln.rsplit(" ", 1)[0]] = float(ln.rsplit(" ", 1)[1])
+                    except (IndexError, ValueError):
+                        pass
+    except (OSError, ValueError):
+        pass
+    return vals
+
+
+def areas_per_endpoint(m0, m1, n):
+    """iotgw: gw_malloc's bytes per endpoint of the areas that grow with endpoints (session: the
+    sessions and the dedup answers kept outside the table; store: the writer's per-device history
+    heads): ` session_area_b=... store_area_b=...` ('' for libcoap)."""
+    if not m0 or not m1:
+        return ""
+    parts = []
+    for area in ("session", "store"):
+        k = f'iotgw_memory_bytes{{area="{area}"}}'
+        parts.append(f"{area}_area_b={(m1.get(k, 0) - m0.get(k, 0)) / n:.0f}")
+    return " " + " ".join(parts)
 
 
 def idle_closed(srv, n, deadline):
@@ -263,7 +297,7 @@ def run_idle(srv, loader, n, args):
         per = (rss1 - rss0) * 1024.0 / n
         out(f"bench=coap_idle server={srv.name} endpoints={n} answered={kv.get('answered')} "
             f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={per:.0f} "
-            f"rss_before_kb={rss0} rss_after_kb={rss1}")
+            f"rss_before_kb={rss0} rss_after_kb={rss1}{kv['areas']}")
         if not args.warm_idle:
             return per
         stop_gen(gen)
@@ -280,7 +314,7 @@ def run_idle(srv, loader, n, args):
         out(f"bench=coap_idle_warm server={srv.name} endpoints={n} answered={kv.get('answered')} "
             f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={warm:.0f} "
             f"rss_before_kb={rss2} rss_after_kb={rss3} first_round_closed={closed} "
-            f"waited_s={time.monotonic() - t_closed:.1f}")
+            f"waited_s={time.monotonic() - t_closed:.1f}{kv['areas']}")
         return per
     finally:
         if gen is not None:
