@@ -138,8 +138,9 @@ class Iotgw(benchlib.Iotgw):
         return int(rows), int(distinct)
 
 
-def load_cmd(loader, srv, args, endpoints, window, outstanding, idle=False):
+def load_cmd(loader, srv, args, endpoints, window, outstanding, idle=False, first_device=0):
     cmd = [loader, "--host", "127.0.0.1", "--port", str(srv.port), "--endpoints", str(endpoints),
+           "--first-device", str(first_device),
            "--window", str(window), "--outstanding", str(outstanding),
            "--timeout", str(args.timeout), "--ack-timeout-ms", str(args.ack_timeout_ms),
            "--payload-size", str(args.payload_size), "--device-fmt", DEVICE_FMT]
@@ -201,12 +202,12 @@ def run_ingest(srv, loader, endpoints, window, outstanding, args):
     return {"msg_per_s": float(res["req_per_s"]), "cpu_us": cpu_us}
 
 
-def idle_round(srv, loader, n, args, what):
-    """N endpoints (devices 0..N-1 on new sockets), one request each, held open: (generator,
-    endpoints answered, RSS before in KiB, RSS after)."""
+def idle_round(srv, loader, n, args, what, first_device=0):
+    """N endpoints (devices first_device.. on new sockets), one request each, held open:
+    (generator, its connected line's figures, RSS before in KiB, RSS after)."""
     rss0 = benchlib.settled_rss_kb(srv.pid)
     m0 = iotgw_metrics(srv)
-    cmd = load_cmd(loader, srv, args, n, 1, 100, idle=True)
+    cmd = load_cmd(loader, srv, args, n, 1, 100, idle=True, first_device=first_device)
     gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = gen.stdout.readline()
     if not line.startswith("connected"):
@@ -283,41 +284,47 @@ def idle_closed(srv, n, deadline):
 
 def run_idle(srv, loader, n, args):
     """Memory per idle endpoint: N endpoints, one request each, held open (cold: the devices'
-    first sessions). With --warm-idle: their sockets close, the server's sessions of them time out
-    (iotgw: idle_timeout_ms = --idle-timeout-s; libcoap: the same wait, its own timeout), and N
-    new endpoints of the same devices do it again (warm: every per-device cost already paid)."""
+    first sessions). With --warm-idle, on the same server: (1) the cold round's sockets close and
+    the server's sessions of them time out (iotgw: idle_timeout_ms = --idle-timeout-s, waited for
+    on its /metrics; libcoap: the same wait, its own sessions stay for its 300 s); (2) N endpoints
+    of N other devices take up the memory those sessions freed, and hold; (3) N new endpoints of
+    the cold round's devices again: the warm figure, every per-device cost already paid and no
+    freed session memory left to reuse."""
     timeout_ms = int(args.idle_timeout_s * 1000)
     if srv.name == "iotgw":
         srv.start(f"idle{n}", idle_timeout_ms=timeout_ms)
     else:
         srv.start(f"idle{n}")
-    gen = None
+    gens = []
     try:
         gen, kv, rss0, rss1 = idle_round(srv, loader, n, args, "cold")
+        gens.append(gen)
         per = (rss1 - rss0) * 1024.0 / n
         out(f"bench=coap_idle server={srv.name} endpoints={n} answered={kv.get('answered')} "
             f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={per:.0f} "
             f"rss_before_kb={rss0} rss_after_kb={rss1}{kv['areas']}")
         if not args.warm_idle:
             return per
-        stop_gen(gen)
-        gen = None
+        stop_gen(gens.pop())
         t_closed = time.monotonic()
-        deadline = t_closed + args.idle_timeout_s + 10
         closed = "n/a"
         if srv.name == "iotgw":
-            closed = idle_closed(srv, n, deadline)
+            closed = idle_closed(srv, n, t_closed + args.idle_timeout_s + 10)
         else:  # the same wait; libcoap ends its sessions on its own idle timeout
             time.sleep(max(0.0, t_closed + args.idle_timeout_s + 2 - time.monotonic()))
+        waited = time.monotonic() - t_closed
+        gen, kv, _, rss_fill = idle_round(srv, loader, n, args, "refill", first_device=n)
+        gens.append(gen)
         gen, kv, rss2, rss3 = idle_round(srv, loader, n, args, "warm")
+        gens.append(gen)
         warm = (rss3 - rss2) * 1024.0 / n
         out(f"bench=coap_idle_warm server={srv.name} endpoints={n} answered={kv.get('answered')} "
             f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={warm:.0f} "
             f"rss_before_kb={rss2} rss_after_kb={rss3} first_round_closed={closed} "
-            f"waited_s={time.monotonic() - t_closed:.1f}{kv['areas']}")
+            f"waited_s={waited:.1f} refill_rss_kb={rss_fill}{kv['areas']}")
         return per
     finally:
-        if gen is not None:
+        for gen in gens:
             stop_gen(gen)
         code = srv.stop()
         if code not in (0, -15, 143) and srv.name == "libcoap":
@@ -367,7 +374,8 @@ def run_all(tmp, srvs, servers, cases, args):
                                                       "/usr/bin/coap-server-notls"))
         versions.append(f"libcoap={srvs['libcoap'].version()}")
     if "iotgw" in servers:
-        n_dev = max([c[0] for c in CASES] + [args.idle_endpoints])
+        n_dev = max([c[0] for c in CASES] +
+                    [args.idle_endpoints * (2 if args.warm_idle else 1)])
         srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), n_dev, args.loops)
         versions.append(f"iotgw={srvs['iotgw'].version()}")
     out(" ".join([f"bench=coap_env {benchlib.env_fields()}",
