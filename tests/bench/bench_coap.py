@@ -119,13 +119,13 @@ class Iotgw(benchlib.Iotgw):
         with open(os.path.join(self.cfgdir, "devices-coap.json"), "w") as f:
             json.dump(devices, f)
 
-    def start(self, tag, idle_timeout_ms=None):
+    def start(self, tag, idle_timeout_ms=None, ready_timeout=30.0):
         coap = {"listeners": [{"address": "127.0.0.1", "port": 0}]}
         if idle_timeout_ms:
             coap["idle_timeout_ms"] = idle_timeout_ms
         path = self.write_gateway(tag, "products-coap", "devices-coap.json", {"coap": coap})
         self.check_config(path)
-        self.launch(path, tag, "coap")
+        self.launch(path, tag, "coap", ready_timeout=ready_timeout)
 
     def stored(self):
         """(rows of kind property, distinct (device, msg_id)) or raises."""
