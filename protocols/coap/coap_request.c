@@ -238,8 +238,11 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
                                      const gw_device *psk_dev)
 {
     const gw_config *cfg = sock->cl->dl.loop->cfg;
-    const gw_product *p = gw_config_product(cfg, r->product);
     const gw_device *dev = gw_config_device(cfg, r->device);
+    /* the device names its product: one look-up less when the URI agrees with it */
+    const gw_product *p = dev && strcmp(dev->product->id, r->product) == 0
+                              ? dev->product
+                              : gw_config_product(cfg, r->product);
     if (!p || !p->protocol || strcmp(p->protocol, "coap") != 0) {
         gw_metric_inc(GW_M_COAP_AUTH_UNKNOWN);
         refuse(sock, from, m, GW_COAP_NOT_FOUND, r->device, "unknown_product", "unknown product",
