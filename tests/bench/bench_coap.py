@@ -108,8 +108,9 @@ class Libcoap(Server):
 class Iotgw(benchlib.Iotgw):
     """iotgw with only the CoAP adapter, one json product `bench`, devices bench-NNNNN."""
 
-    def __init__(self, tmp, binary, n_devices, loops):
+    def __init__(self, tmp, binary, n_devices, loops, cache_kb=0):
         super().__init__(tmp, binary, n_devices, loops)
+        self.cache_kb = cache_kb
         pdir = os.path.join(self.cfgdir, "products-coap")
         os.makedirs(pdir)
         with open(os.path.join(pdir, "bench.json"), "w") as f:
@@ -124,6 +125,12 @@ class Iotgw(benchlib.Iotgw):
         if idle_timeout_ms:
             coap["idle_timeout_ms"] = idle_timeout_ms
         path = self.write_gateway(tag, "products-coap", "devices-coap.json", {"coap": coap})
+        if self.cache_kb:  # SQLite's page cache of the store (default 8192 KiB)
+            with open(path) as f:
+                gw = json.load(f)
+            gw["storage"]["cache_kb"] = self.cache_kb
+            with open(path, "w") as f:
+                json.dump(gw, f, indent=2)
         self.check_config(path)
         self.launch(path, tag, "coap", ready_timeout=ready_timeout)
 
@@ -346,6 +353,8 @@ def main():
     ap.add_argument("--idle-timeout-s", type=float, default=20,
                     help="iotgw's CoAP idle_timeout in the idle case, and the wait before the "
                          "warm round (default 20)")
+    ap.add_argument("--store-cache-kb", type=int, default=0,
+                    help="iotgw's storage.cache_kb (SQLite's page cache; default: the gateway's)")
     ap.add_argument("--loops", type=int, default=2, help="iotgw loops (default 2)")
     ap.add_argument("--payload-size", type=int, default=100, help="JSON payload bytes (>= 99)")
     ap.add_argument("--timeout", type=float, default=30, help="drain timeout in s (default 30)")
@@ -376,7 +385,8 @@ def run_all(tmp, srvs, servers, cases, args):
     if "iotgw" in servers:
         n_dev = max([c[0] for c in CASES] +
                     [args.idle_endpoints * (2 if args.warm_idle else 1)])
-        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), n_dev, args.loops)
+        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), n_dev, args.loops,
+                              args.store_cache_kb)
         versions.append(f"iotgw={srvs['iotgw'].version()}")
     out(" ".join([f"bench=coap_env {benchlib.env_fields()}",
                   f"seconds={args.seconds} warmup={args.warmup} payload={args.payload_size}"] +
