@@ -145,7 +145,7 @@ void gw__coap_loop_free(gw__coap_loop *cl)
     gw__coap_dtls_free_all(cl);
     gw_free(GW_AREA_RUNTIME, cl->dtls_buf);
     for (uint32_t i = 0; cl->dedup && i < cl->dedup_cap; i++)
-        gw_free(GW_AREA_SESSION, cl->dedup[i].resp);
+        gw__coap_dedup_drop(&cl->dedup[i]);
     gw_free(GW_AREA_SESSION, cl->dedup);
     gw_dgram_loop_free(&cl->dl);
     gw_free(GW_AREA_RUNTIME, cl->out);

@@ -65,16 +65,27 @@ typedef struct gw__coap_sock {
 } gw__coap_sock;
 
 /* A message id seen from a peer: its answer (to resend on a duplicate) or the exchange still
- * working on it. Direct-mapped: a newer id may evict an older one (bounded memory). */
+ * working on it. Direct-mapped: a newer id may evict an older one (bounded memory). 64 bytes; an
+ * answer of up to GW__COAP_DEDUP_INLINE bytes (a piggybacked 2.04 with its token) is kept in the
+ * entry, a longer one in its own allocation. An entry is in use while expires is not 0. */
+#define GW__COAP_DEDUP_INLINE 16
 typedef struct gw__coap_dedup {
     gw_dgram_addr addr;
     uint16_t mid;
-    bool used;
-    uint64_t expires;
-    gw__coap_xchg *x; /* still pending */
-    uint8_t *resp;    /* the answer sent (gw_malloc'd) */
-    uint16_t resp_len;
+    uint16_t resp_len; /* 0: no answer kept */
+    gw__coap_xchg *x;  /* still pending */
+    uint64_t expires;  /* uv_now ms; 0: a free slot */
+    union {
+        uint8_t *heap; /* resp_len > GW__COAP_DEDUP_INLINE */
+        uint8_t inl[GW__COAP_DEDUP_INLINE];
+    } resp;
 } gw__coap_dedup;
+
+/* The answer a dedup entry keeps (resp_len bytes; NULL when none). */
+static inline const uint8_t *gw__coap_dedup_resp(const gw__coap_dedup *d)
+{
+    return !d->resp_len ? NULL : d->resp_len > GW__COAP_DEDUP_INLINE ? d->resp.heap : d->resp.inl;
+}
 
 typedef enum gw__coap_xstate {
     GW__X_COMMIT,  /* waiting for the event's commit */
@@ -89,6 +100,7 @@ struct gw__coap_xchg {
     gw__coap_sess *s; /* holds a reference; NULL for none */
     gw__coap_sock *sock;
     gw_dgram_addr addr;
+    gw__coap_dedup *dd; /* the dedup entry pending on x (valid while dd->x == x) */
     gw__coap_xstate state;
     uint8_t req_type; /* CON or NON */
     uint8_t tkl, token[8];
@@ -144,7 +156,8 @@ struct gw__coap_loop {
     gw_dgram_addr dtls_from;           /* the source DTLSv1_listen's cookie is for */
     uint8_t *dtls_buf;                 /* decrypted datagrams */
     size_t dtls_buf_size;
-    size_t con_bytes; /* CONs kept for retransmission: copies + exchanges (max_con_bytes) */
+    size_t con_bytes;         /* CONs kept for retransmission: copies + exchanges (max_con_bytes) */
+    gw__coap_xchg *answering; /* a report/poll answer a command may ride on right now */
 };
 
 /* A command encoded for a device that does not observe: it rides on the next response. */
@@ -153,20 +166,31 @@ typedef struct gw__coap_held {
     uint8_t data[];
 } gw__coap_held;
 
-struct gw__coap_sess {
-    gw_dgram_sess d; /* first: address, idle deadline, index */
-    gw__coap_loop *cl;
-    uint16_t n_con; /* CONs tracked for retransmission */
+/* What a session needs only once its device observes or a command waits for it: allocated then
+ * (gw__coap_sess_ext), kept until the session ends. */
+typedef struct gw__coap_sess_ext {
     /* observe on .../function/invoke */
-    bool observing;
     uint8_t obs_tkl, obs_token[8];
+    uint32_t obs_seq;
     gw_dgram_addr obs_addr;
     gw__coap_sock *obs_sock;
-    uint32_t obs_seq;
-    gw__coap_xchg *answering; /* a report/poll answer a command may ride on right now */
     gw__coap_held *held[GW_COAP_HELD_MAX];
-    unsigned n_held;
+} gw__coap_sess_ext;
+
+/* An idle device costs this struct (its loop is d.dl, the gw__coap_loop's first member). */
+struct gw__coap_sess {
+    gw_dgram_sess d;        /* first: address, idle deadline, index */
+    gw__coap_sess_ext *ext; /* NULL until it observes or a command is held */
+    uint16_t n_con;         /* CONs tracked for retransmission */
+    uint8_t n_held;         /* ext->held */
+    bool observing;
 };
+
+/* The session's loop. */
+static inline gw__coap_loop *gw__coap_sess_loop(const gw__coap_sess *s)
+{
+    return (gw__coap_loop *)s->d.dl;
+}
 
 /* coap.c: a loop's CoAP state without sockets or timer (coap_start adds them; the fuzz target
  * feeds gw__coap_request directly), and its release after the loop has stopped. */
@@ -193,8 +217,14 @@ gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *fr
 gw__coap_dedup *gw__coap_dedup_slot(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid);
 void gw__coap_dedup_store(gw__coap_loop *cl, const gw_dgram_addr *addr, uint16_t mid,
                           const uint8_t *p, size_t n);
+/* Keeps p[0..n) as d's answer (the exchange it was pending on is done). */
+void gw__coap_dedup_keep(gw__coap_dedup *d, const uint8_t *p, size_t n);
+/* Forgets d's answer (its memory). */
+void gw__coap_dedup_drop(gw__coap_dedup *d);
 
 gw__coap_xchg *gw__coap_xchg_new(gw__coap_loop *cl, gw__coap_sess *s);
+/* x's dedup entry (the one pending on it, else the one of its peer and message id), or NULL. */
+gw__coap_dedup *gw__coap_xchg_dedup(gw__coap_xchg *x);
 void gw__coap_xchg_free(gw__coap_xchg *x);
 /* Answers x (code, optional Content-Format + payload) in its ACK, as a NON, or as a CON separate
  * response; frees x unless it becomes a CON awaiting its ACK. */
@@ -232,6 +262,8 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r);
 /* A report's events are committed: answer it (with a held command, or hold it for ?wait). */
 void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s);
 void gw__coap_held_clear(gw__coap_sess *s);
+/* s's extension, allocated on first use; NULL when out of memory. */
+gw__coap_sess_ext *gw__coap_sess_ext_get(gw__coap_sess *s);
 void gw__coap_observer_drop(gw__coap_sess *s, const char *why);
 
 #endif

@@ -17,8 +17,25 @@
 void gw__coap_held_clear(gw__coap_sess *s)
 {
     for (unsigned i = 0; i < s->n_held; i++)
-        gw_free(GW_AREA_OUTPUT, s->held[i]);
+        gw_free(GW_AREA_OUTPUT, s->ext->held[i]);
     s->n_held = 0;
+}
+
+gw__coap_sess_ext *gw__coap_sess_ext_get(gw__coap_sess *s)
+{
+    if (!s->ext)
+        s->ext = gw_calloc(GW_AREA_SESSION, 1, sizeof(*s->ext));
+    return s->ext;
+}
+
+/* Takes the oldest held command (the caller frees it). */
+static gw__coap_held *held_pop(gw__coap_sess *s)
+{
+    gw__coap_held **held = s->ext->held;
+    gw__coap_held *h = held[0];
+    memmove(&held[0], &held[1], (s->n_held - 1) * sizeof(held[0]));
+    s->n_held--;
+    return h;
 }
 
 void gw__coap_observer_drop(gw__coap_sess *s, const char *why)
@@ -36,22 +53,23 @@ void gw__coap_observer_drop(gw__coap_sess *s, const char *why)
 /* Sends one command payload to the observer as a CON notification. */
 static int notify(gw__coap_sess *s, const uint8_t *p, size_t n)
 {
-    gw__coap_loop *cl = s->cl;
+    gw__coap_loop *cl = gw__coap_sess_loop(s);
+    gw__coap_sess_ext *e = s->ext; /* set while observing */
     gw_coap_out o;
     gw__coap_xchg *x = gw__coap_xchg_new(cl, s);
     if (!x)
         return GW_ENOMEM;
     x->notify = true;
-    x->sock = s->obs_sock;
-    x->addr = s->obs_addr;
+    x->sock = e->obs_sock;
+    x->addr = e->obs_addr;
     x->req_type = GW_COAP_CON;
-    x->tkl = s->obs_tkl;
-    memcpy(x->token, s->obs_token, s->obs_tkl);
+    x->tkl = e->obs_tkl;
+    memcpy(x->token, e->obs_token, e->obs_tkl);
     x->mid = gw__coap_mid(cl);
-    s->obs_seq = (s->obs_seq + 1) & 0xFFFFFF;
+    e->obs_seq = (e->obs_seq + 1) & 0xFFFFFF;
     gw_coap_out_begin(&o, cl->out, cl->out_cap, GW_COAP_CON, GW_COAP_CONTENT, x->mid, x->token,
                       x->tkl);
-    gw_coap_out_opt_uint(&o, GW_COAP_OPT_OBSERVE, s->obs_seq);
+    gw_coap_out_opt_uint(&o, GW_COAP_OPT_OBSERVE, e->obs_seq);
     gw_coap_out_opt_uint(&o, GW_COAP_OPT_CONTENT_FORMAT,
                          (uint32_t)gw_coap_codec_format(s->d.base.dev->product->codec));
     gw_coap_out_payload(&o, p, n);
@@ -67,7 +85,7 @@ static int notify(gw__coap_sess *s, const uint8_t *p, size_t n)
 /* A report of s's device waiting (?wait) for a command, if any. */
 static gw__coap_xchg *waiting_report(gw__coap_sess *s)
 {
-    for (gw__coap_xchg *x = s->cl->xchgs; x; x = x->next)
+    for (gw__coap_xchg *x = gw__coap_sess_loop(s)->xchgs; x; x = x->next)
         if (x->s == s && x->state == GW__X_WAIT)
             return x;
     return NULL;
@@ -75,9 +93,7 @@ static gw__coap_xchg *waiting_report(gw__coap_sess *s)
 
 static void answer_with_held(gw__coap_xchg *x, gw__coap_sess *s)
 {
-    gw__coap_held *h = s->held[0];
-    memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
-    s->n_held--;
+    gw__coap_held *h = held_pop(s);
     gw__coap_xchg_answer(x, GW_COAP_CHANGED, gw_coap_codec_format(s->d.base.dev->product->codec),
                          h->data, h->len);
     gw_free(GW_AREA_OUTPUT, h);
@@ -86,11 +102,12 @@ static void answer_with_held(gw__coap_xchg *x, gw__coap_sess *s)
 /* Asks the command table for one command to ride on x's answer; true if one did (x answered). */
 static bool ride(gw__coap_sess *s, gw__coap_xchg *x)
 {
-    s->answering = x;
+    gw__coap_loop *cl = gw__coap_sess_loop(s);
+    cl->answering = x;
     gw_commands_ready(&s->d.base);
-    if (!s->answering)
+    if (!cl->answering)
         return true;
-    s->answering = NULL;
+    cl->answering = NULL;
     return false;
 }
 
@@ -129,7 +146,7 @@ void gw__coap_report_done(gw__coap_xchg *x, uint32_t wait_s)
 int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
 {
     gw__coap_sess *s = (gw__coap_sess *)base;
-    gw__coap_loop *cl = s->cl;
+    gw__coap_loop *cl = gw__coap_sess_loop(s);
     const gw_product *p = base->dev->product;
     size_t n = 0;
     uint8_t *buf = cl->out + cl->out_cap / 2; /* the first half encodes the message around it */
@@ -143,9 +160,10 @@ int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
         p->codec_ops->encode_command(p, c, base->dev->id, base->dev->secret, buf, cap, &n, err);
     if (rc)
         return rc;
-    gw__coap_xchg *w = s->answering ? s->answering : waiting_report(s);
+    gw__coap_xchg *w = cl->answering && cl->answering->s == s ? cl->answering : waiting_report(s);
     if (w) {
-        s->answering = NULL;
+        if (w == cl->answering)
+            cl->answering = NULL;
         gw__coap_xchg_answer(w, w->report ? GW_COAP_CHANGED : GW_COAP_CONTENT,
                              gw_coap_codec_format(p->codec), buf, n);
         return 0;
@@ -157,12 +175,13 @@ int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
     if (s->n_held >= GW_COAP_HELD_MAX)
         return gw_error_set(err, GW_ENOTFOUND, "%u commands already wait for the device",
                             GW_COAP_HELD_MAX);
-    gw__coap_held *h = gw_malloc(GW_AREA_OUTPUT, sizeof(*h) + n);
+    gw__coap_sess_ext *e = gw__coap_sess_ext_get(s);
+    gw__coap_held *h = e ? gw_malloc(GW_AREA_OUTPUT, sizeof(*h) + n) : NULL;
     if (!h)
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     h->len = (uint16_t)n;
     memcpy(h->data, buf, n);
-    s->held[s->n_held++] = h;
+    e->held[s->n_held++] = h;
     return 0;
 }
 
@@ -170,32 +189,35 @@ int gw__coap_command(gw_session *base, const gw_command *c, gw_error *err)
  * Observe 1 deregisters; a plain GET polls: a held command, or an empty 2.05. */
 void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
 {
-    gw__coap_loop *cl = s->cl;
+    gw__coap_loop *cl = gw__coap_sess_loop(s);
     gw_coap_out o;
     int cf = gw_coap_codec_format(s->d.base.dev->product->codec);
 
+    gw__coap_sess_ext *e = r->observe == 0 ? gw__coap_sess_ext_get(s) : NULL;
+    if (r->observe == 0 && !e) {
+        gw__coap_xchg_answer(x, GW_COAP_INTERNAL, -1, NULL, 0);
+        return;
+    }
     if (r->observe == 0) {
         if (!s->observing)
             gw_metric_add(GW_M_COAP_OBSERVERS, 1);
         s->observing = true;
-        s->obs_tkl = x->tkl;
-        memcpy(s->obs_token, x->token, x->tkl);
-        s->obs_addr = x->addr;
-        s->obs_sock = x->sock;
-        s->obs_seq = (s->obs_seq + 1) & 0xFFFFFF;
+        e->obs_tkl = x->tkl;
+        memcpy(e->obs_token, x->token, x->tkl);
+        e->obs_addr = x->addr;
+        e->obs_sock = x->sock;
+        e->obs_seq = (e->obs_seq + 1) & 0xFFFFFF;
         uint8_t type = x->req_type == GW_COAP_CON ? GW_COAP_ACK : GW_COAP_NON;
         uint16_t mid = type == GW_COAP_ACK ? x->mid : gw__coap_mid(cl);
         gw_coap_out_begin(&o, cl->out, cl->out_cap, type, GW_COAP_CONTENT, mid, x->token, x->tkl);
-        gw_coap_out_opt_uint(&o, GW_COAP_OPT_OBSERVE, s->obs_seq);
+        gw_coap_out_opt_uint(&o, GW_COAP_OPT_OBSERVE, e->obs_seq);
         gw__coap_count_response(GW_COAP_CONTENT);
         gw__coap_dedup_store(cl, &x->addr, x->mid, o.buf, o.len);
         gw__coap_send(x->sock, &x->addr, o.buf, o.len);
         gw__coap_xchg_free(x);
         GW_LOG_DEBUG("coap", s->d.base.dev->id, NULL, "observing commands", NULL);
         while (s->n_held && s->observing) {
-            gw__coap_held *h = s->held[0];
-            memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
-            s->n_held--;
+            gw__coap_held *h = held_pop(s);
             notify(s, h->data, h->len);
             gw_free(GW_AREA_OUTPUT, h);
         }
@@ -207,9 +229,7 @@ void gw__coap_observe(gw__coap_sess *s, gw__coap_xchg *x, const gw_coap_req *r)
     if (!s->n_held && ride(s, x))
         return;
     if (s->n_held) {
-        gw__coap_held *h = s->held[0];
-        memmove(&s->held[0], &s->held[1], (s->n_held - 1) * sizeof(s->held[0]));
-        s->n_held--;
+        gw__coap_held *h = held_pop(s);
         gw__coap_xchg_answer(x, GW_COAP_CONTENT, cf, h->data, h->len);
         gw_free(GW_AREA_OUTPUT, h);
         return;

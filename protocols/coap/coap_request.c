@@ -53,8 +53,9 @@ static void answer_now(gw__coap_sock *sock, const struct sockaddr *from, const g
         gw_coap_out_begin(&o, cl->out, cl->out_cap, type, code, mid, m->token, m->tkl);
     gw__coap_count_response(code);
     gw_dgram_addr_set(&to, from);
-    if (gw__coap_dedup_slot(cl, from, m->mid))
-        gw__coap_dedup_store(cl, &to, m->mid, o.buf, o.len);
+    gw__coap_dedup *d = gw__coap_dedup_slot(cl, from, m->mid);
+    if (d)
+        gw__coap_dedup_keep(d, o.buf, o.len);
     gw__coap_send(sock, &to, o.buf, o.len);
 }
 
@@ -237,8 +238,11 @@ static const gw_device *authenticate(gw__coap_sock *sock, const struct sockaddr 
                                      const gw_device *psk_dev)
 {
     const gw_config *cfg = sock->cl->dl.loop->cfg;
-    const gw_product *p = gw_config_product(cfg, r->product);
     const gw_device *dev = gw_config_device(cfg, r->device);
+    /* the device names its product: one look-up less when the URI agrees with it */
+    const gw_product *p = dev && strcmp(dev->product->id, r->product) == 0
+                              ? dev->product
+                              : gw_config_product(cfg, r->product);
     if (!p || !p->protocol || strcmp(p->protocol, "coap") != 0) {
         gw_metric_inc(GW_M_COAP_AUTH_UNKNOWN);
         refuse(sock, from, m, GW_COAP_NOT_FOUND, r->device, "unknown_product", "unknown product",
@@ -429,8 +433,10 @@ static void handle(gw__coap_sock *sock, const struct sockaddr *from, const gw_co
     x->wait_s = r->has_wait ? (r->wait_s < ad->cfg.max_wait_s ? r->wait_s : ad->cfg.max_wait_s) : 0;
     x->ack_deadline = uv_now(&cl->dl.loop->uv) + ad->cfg.piggyback_ms;
     gw__coap_dedup *d = gw__coap_dedup_slot(cl, from, m->mid);
-    if (d)
+    if (d) {
         d->x = x;
+        x->dd = d;
+    }
     uint32_t token = cl->next_ev_token++;
     gw__coap_xchg_await(x, token);
     rc = gw_dispatch_message(&s->d.base, &msg, token, true, &rej);
@@ -484,8 +490,8 @@ void gw__coap_request(gw__coap_sock *sock, const uint8_t *buf, size_t len,
         gw_metric_inc(GW_M_COAP_DEDUP);
         if (d->x && !d->x->acked && d->x->req_type == GW_COAP_CON)
             gw__coap_xchg_ack_empty(d->x); /* still committing: the answer comes separately */
-        else if (d->resp)
-            gw__coap_send(sock, &d->addr, d->resp, d->resp_len);
+        else if (d->resp_len)
+            gw__coap_send(sock, &d->addr, gw__coap_dedup_resp(d), d->resp_len);
         return;
     }
     if (truncated) {

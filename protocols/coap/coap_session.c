@@ -97,11 +97,18 @@ static uint32_t dedup_hash(const struct sockaddr *sa, uint16_t mid)
 gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid)
 {
     gw__coap_dedup *d = &cl->dedup[dedup_hash(from, mid) & (cl->dedup_cap - 1)];
-    if (!d->used || d->mid != mid || !gw_dgram_addr_equal(&d->addr, from))
+    if (!d->expires || d->mid != mid || !gw_dgram_addr_equal(&d->addr, from))
         return NULL;
     if (!d->x && d->expires <= uv_now(&cl->dl.loop->uv))
         return NULL;
     return d;
+}
+
+void gw__coap_dedup_drop(gw__coap_dedup *d)
+{
+    if (d->resp_len > GW__COAP_DEDUP_INLINE)
+        gw_free(GW_AREA_SESSION, d->resp.heap);
+    d->resp_len = 0;
 }
 
 /* A slot for a new id: an older id's entry there is forgotten (unless still pending: then the new
@@ -109,32 +116,49 @@ gw__coap_dedup *gw__coap_dedup_find(gw__coap_loop *cl, const struct sockaddr *fr
 gw__coap_dedup *gw__coap_dedup_slot(gw__coap_loop *cl, const struct sockaddr *from, uint16_t mid)
 {
     gw__coap_dedup *d = &cl->dedup[dedup_hash(from, mid) & (cl->dedup_cap - 1)];
-    if (d->used && d->x)
+    if (d->expires && d->x)
         return NULL;
-    gw_free(GW_AREA_SESSION, d->resp);
-    memset(d, 0, sizeof(*d));
-    d->used = true;
+    gw__coap_dedup_drop(d);
     d->mid = mid;
+    d->x = NULL;
     gw_dgram_addr_set(&d->addr, from);
     d->expires = uv_now(&cl->dl.loop->uv) + GW_COAP_EXCH_LIFE_MS;
     return d;
+}
+
+void gw__coap_dedup_keep(gw__coap_dedup *d, const uint8_t *p, size_t n)
+{
+    d->x = NULL;
+    gw__coap_dedup_drop(d);
+    if (n > UINT16_MAX)
+        return;
+    if (n > GW__COAP_DEDUP_INLINE) {
+        d->resp.heap = gw_malloc(GW_AREA_SESSION, n);
+        if (!d->resp.heap)
+            return;
+        memcpy(d->resp.heap, p, n);
+    } else if (n) {
+        memcpy(d->resp.inl, p, n);
+    }
+    d->resp_len = (uint16_t)n;
 }
 
 void gw__coap_dedup_store(gw__coap_loop *cl, const gw_dgram_addr *addr, uint16_t mid,
                           const uint8_t *p, size_t n)
 {
     gw__coap_dedup *d = gw__coap_dedup_find(cl, &addr->sa, mid);
-    if (!d)
-        return;
-    d->x = NULL;
-    gw_free(GW_AREA_SESSION, d->resp);
-    d->resp = n ? gw_malloc(GW_AREA_SESSION, n) : NULL;
-    d->resp_len = d->resp ? (uint16_t)n : 0;
-    if (d->resp)
-        memcpy(d->resp, p, n);
+    if (d)
+        gw__coap_dedup_keep(d, p, n);
 }
 
 /* ---- exchanges ---- */
+
+gw__coap_dedup *gw__coap_xchg_dedup(gw__coap_xchg *x)
+{
+    if (x->dd && x->dd->x == x)
+        return x->dd;
+    return gw__coap_dedup_find(x->cl, &x->addr.sa, x->mid);
+}
 
 /* What a CON kept for retransmission counts against max_con_bytes: its copy and its exchange. */
 static size_t con_cost(size_t n)
@@ -195,11 +219,8 @@ void gw__coap_xchg_free(gw__coap_xchg *x)
         cl->xchgs = x->next;
     if (x->next)
         x->next->prev = x->prev;
-    if (!x->notify && x->state != GW__X_CONFIRM && x->req_type == GW_COAP_CON) {
-        gw__coap_dedup *d = gw__coap_dedup_find(cl, &x->addr.sa, x->mid);
-        if (d && d->x == x)
-            d->x = NULL;
-    }
+    if (x->dd && x->dd->x == x) /* still pending there: a duplicate now counts as new */
+        x->dd->x = NULL;
     if (x->out) {
         if (x->s)
             x->s->n_con--;
@@ -266,7 +287,7 @@ void gw__coap_xchg_answer(gw__coap_xchg *x, uint8_t code, int cf, const uint8_t 
     bool con = x->acked && x->req_type == GW_COAP_CON;
     uint8_t type = x->req_type == GW_COAP_NON ? GW_COAP_NON : con ? GW_COAP_CON : GW_COAP_ACK;
     uint16_t mid = type == GW_COAP_ACK ? x->mid : gw__coap_mid(cl);
-    gw__coap_dedup *d = gw__coap_dedup_find(cl, &x->addr.sa, x->mid);
+    gw__coap_dedup *d = gw__coap_xchg_dedup(x);
 
     if (!x->notify && d && d->x == x)
         d->x = NULL; /* answered: a duplicate gets the stored answer (or the empty ACK) */
@@ -281,16 +302,16 @@ void gw__coap_xchg_answer(gw__coap_xchg *x, uint8_t code, int cf, const uint8_t 
         code = GW_COAP_INTERNAL;
     }
     gw__coap_count_response(code);
-    if (type == GW_COAP_ACK)
-        gw__coap_dedup_store(cl, &x->addr, x->mid, o.buf, o.len);
+    if (type == GW_COAP_ACK && d)
+        gw__coap_dedup_keep(d, o.buf, o.len);
     if (con) {
         gw_metric_inc(GW_M_COAP_SEPARATE);
         x->mid = mid;
         gw__coap_send_con(x, o.buf, o.len);
         return;
     }
-    if (type == GW_COAP_NON)
-        gw__coap_dedup_store(cl, &x->addr, x->mid, o.buf, o.len);
+    if (type == GW_COAP_NON && d)
+        gw__coap_dedup_keep(d, o.buf, o.len);
     gw__coap_send(x->sock, &x->addr, o.buf, o.len);
     gw__coap_xchg_free(x);
 }
@@ -323,10 +344,12 @@ void gw__coap_xchg_ack_empty(gw__coap_xchg *x)
 {
     uint8_t b[4] = {0x60, 0, (uint8_t)(x->mid >> 8), (uint8_t)x->mid};
     x->acked = true;
-    gw__coap_dedup_store(x->cl, &x->addr, x->mid, b, 4);
-    gw__coap_dedup *d = gw__coap_dedup_find(x->cl, &x->addr.sa, x->mid);
-    if (d)
+    gw__coap_dedup *d = gw__coap_xchg_dedup(x);
+    if (d) {
+        gw__coap_dedup_keep(d, b, 4);
         d->x = x; /* still pending: a duplicate gets the empty ACK again */
+        x->dd = d;
+    }
     gw__coap_send(x->sock, &x->addr, b, 4);
 }
 
@@ -367,7 +390,7 @@ void gw__coap_tick(gw__coap_loop *cl)
 static void committed(gw_session *base, gw_event *ev)
 {
     gw__coap_sess *s = sess_of(base);
-    gw__coap_xchg *x = *token_bucket(s->cl, ev->token);
+    gw__coap_xchg *x = *token_bucket(gw__coap_sess_loop(s), ev->token);
     while (x && !(x->ev_token == ev->token && x->s == s && x->state == GW__X_COMMIT))
         x = x->tnext;
     if (!x)
@@ -391,7 +414,9 @@ static void committed(gw_session *base, gw_event *ev)
 
 static void destroy(gw_session *base)
 {
-    gw__coap_held_clear(sess_of(base));
+    gw__coap_sess *s = sess_of(base);
+    gw__coap_held_clear(s);
+    gw_free(GW_AREA_SESSION, s->ext);
     gw_free(GW_AREA_SESSION, base);
 }
 
@@ -408,8 +433,6 @@ gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const 
 {
     gw__coap_sess *s = (gw__coap_sess *)gw_dgram_sess_open(&cl->dl, sizeof(gw__coap_sess),
                                                            &sess_ops, &sock->d, dev, from);
-    if (s)
-        s->cl = cl;
     return s;
 }
 
@@ -418,7 +441,7 @@ gw__coap_sess *gw__coap_sess_open(gw__coap_loop *cl, gw__coap_sock *sock, const 
 static void close_begin(gw_dgram_sess *ds)
 {
     gw__coap_sess *s = (gw__coap_sess *)ds;
-    for (gw__coap_xchg *x = s->cl->xchgs, *next; x; x = next) {
+    for (gw__coap_xchg *x = gw__coap_sess_loop(s)->xchgs, *next; x; x = next) {
         next = x->next;
         if (x->s == s && x->state == GW__X_WAIT)
             gw__coap_xchg_answer(x, GW_COAP_CHANGED, -1, NULL, 0); /* no command came */

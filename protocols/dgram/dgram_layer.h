@@ -91,8 +91,8 @@ struct gw_dgram_sess {
     gw_dgram_loop *dl;
     gw_dgram_sock *sock; /* the socket the device last sent to (answers go out through it) */
     gw_dgram_addr addr;  /* the device's last authenticated source address */
+    bool closing;        /* (in addr's padding: 120 bytes with the gw_session) */
     uint64_t deadline;   /* idle timeout (uv_now ms) */
-    bool closing;
 };
 
 /* ---- addresses (dgram_loop.c) ---- */

@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -107,8 +108,9 @@ class Libcoap(Server):
 class Iotgw(benchlib.Iotgw):
     """iotgw with only the CoAP adapter, one json product `bench`, devices bench-NNNNN."""
 
-    def __init__(self, tmp, binary, n_devices, loops):
+    def __init__(self, tmp, binary, n_devices, loops, cache_kb=0):
         super().__init__(tmp, binary, n_devices, loops)
+        self.cache_kb = cache_kb
         pdir = os.path.join(self.cfgdir, "products-coap")
         os.makedirs(pdir)
         with open(os.path.join(pdir, "bench.json"), "w") as f:
@@ -118,11 +120,19 @@ class Iotgw(benchlib.Iotgw):
         with open(os.path.join(self.cfgdir, "devices-coap.json"), "w") as f:
             json.dump(devices, f)
 
-    def start(self, tag):
-        path = self.write_gateway(tag, "products-coap", "devices-coap.json", {
-            "coap": {"listeners": [{"address": "127.0.0.1", "port": 0}]}})
+    def start(self, tag, idle_timeout_ms=None, ready_timeout=30.0):
+        coap = {"listeners": [{"address": "127.0.0.1", "port": 0}]}
+        if idle_timeout_ms:
+            coap["idle_timeout_ms"] = idle_timeout_ms
+        path = self.write_gateway(tag, "products-coap", "devices-coap.json", {"coap": coap})
+        if self.cache_kb:  # SQLite's page cache of the store (default 8192 KiB)
+            with open(path) as f:
+                gw = json.load(f)
+            gw["storage"]["cache_kb"] = self.cache_kb
+            with open(path, "w") as f:
+                json.dump(gw, f, indent=2)
         self.check_config(path)
-        self.launch(path, tag, "coap")
+        self.launch(path, tag, "coap", ready_timeout=ready_timeout)
 
     def stored(self):
         """(rows of kind property, distinct (device, msg_id)) or raises."""
@@ -135,8 +145,9 @@ class Iotgw(benchlib.Iotgw):
         return int(rows), int(distinct)
 
 
-def load_cmd(loader, srv, args, endpoints, window, outstanding, idle=False):
+def load_cmd(loader, srv, args, endpoints, window, outstanding, idle=False, first_device=0):
     cmd = [loader, "--host", "127.0.0.1", "--port", str(srv.port), "--endpoints", str(endpoints),
+           "--first-device", str(first_device),
            "--window", str(window), "--outstanding", str(outstanding),
            "--timeout", str(args.timeout), "--ack-timeout-ms", str(args.ack_timeout_ms),
            "--payload-size", str(args.payload_size), "--device-fmt", DEVICE_FMT]
@@ -198,35 +209,130 @@ def run_ingest(srv, loader, endpoints, window, outstanding, args):
     return {"msg_per_s": float(res["req_per_s"]), "cpu_us": cpu_us}
 
 
-def run_idle(srv, loader, n, args):
-    """Memory per idle endpoint: N endpoints, one request each, held open."""
-    srv.start(f"idle{n}")
-    gen = None
+def idle_round(srv, loader, n, args, what, first_device=0):
+    """N endpoints (devices first_device.. on new sockets), one request each, held open:
+    (generator, its connected line's figures, RSS before in KiB, RSS after)."""
+    rss0 = benchlib.settled_rss_kb(srv.pid)
+    m0 = iotgw_metrics(srv)
+    cmd = load_cmd(loader, srv, args, n, 1, 100, idle=True, first_device=first_device)
+    gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = gen.stdout.readline()
+    if not line.startswith("connected"):
+        stop_gen(gen)
+        raise BenchError(f"coap_load --idle ({what}) against {srv.name}: {line!r}")
+    kv = benchlib.parse_kv(line)
+    rss1 = benchlib.settled_rss_kb(srv.pid)
+    answered = int(kv.get("answered", 0))
+    if answered < n:
+        stop_gen(gen)
+        raise BenchError(f"{srv.name}: only {answered} of {n} idle endpoints answered ({what})")
+    kv["areas"] = areas_per_endpoint(m0, iotgw_metrics(srv), n)
+    return gen, kv, rss0, rss1
+
+
+def stop_gen(gen):
+    gen.stdin.close()
     try:
-        rss0 = benchlib.settled_rss_kb(srv.pid)
-        cmd = load_cmd(loader, srv, args, n, 1, 100, idle=True)
-        gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = gen.stdout.readline()
-        if not line.startswith("connected"):
-            raise BenchError(f"coap_load --idle against {srv.name}: {line!r}")
-        kv = benchlib.parse_kv(line)
-        rss1 = benchlib.settled_rss_kb(srv.pid)
-        answered = int(kv.get("answered", 0))
-        per = (rss1 - rss0) * 1024.0 / max(1, answered)
-        out(f"bench=coap_idle server={srv.name} endpoints={n} answered={answered} "
+        gen.wait(10)
+    except subprocess.TimeoutExpired:
+        gen.kill()
+        gen.wait()
+
+
+def iotgw_metrics(srv):
+    """iotgw's /metrics as {sample name with labels: value} ({} for libcoap or when unreadable)."""
+    if srv.name != "iotgw":
+        return {}
+    port = benchlib.listener_port(srv.ready_text, "adapter", "admin")
+    vals = {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for ln in r.read().decode(errors="replace").splitlines():
+                if ln.startswith("iotgw_"):
+                    try:
+                        vals[ln.rsplit(" ", 1)[0]] = float(ln.rsplit(" ", 1)[1])
+                    except (IndexError, ValueError):
+                        pass
+    except (OSError, ValueError):
+        pass
+    return vals
+
+
+def areas_per_endpoint(m0, m1, n):
+    """iotgw: gw_malloc's bytes per endpoint of the areas that grow with endpoints (session: the
+    sessions and the dedup answers kept outside the table; store: the writer's per-device history
+    heads): ` session_area_b=... store_area_b=...` ('' for libcoap)."""
+    if not m0 or not m1:
+        return ""
+    parts = []
+    for area in ("session", "store"):
+        k = f'iotgw_memory_bytes{{area="{area}"}}'
+        parts.append(f"{area}_area_b={(m1.get(k, 0) - m0.get(k, 0)) / n:.0f}")
+    return " " + " ".join(parts)
+
+
+def idle_closed(srv, n, deadline):
+    """Waits until iotgw's coap_idle_timeouts_total (its /metrics) reaches n, or the deadline;
+    returns the last value read."""
+    port = benchlib.listener_port(srv.ready_text, "adapter", "admin")
+    closed = 0
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                for ln in r.read().decode(errors="replace").splitlines():
+                    if ln.startswith("iotgw_coap_idle_timeouts_total"):
+                        closed = int(float(ln.rsplit(" ", 1)[1]))
+        except (OSError, ValueError):
+            pass
+        if closed >= n or time.monotonic() >= deadline:
+            return closed
+        time.sleep(0.2)
+
+
+def run_idle(srv, loader, n, args):
+    """Memory per idle endpoint: N endpoints, one request each, held open (cold: the devices'
+    first sessions). With --warm-idle, on the same server: (1) the cold round's sockets close and
+    the server's sessions of them time out (iotgw: idle_timeout_ms = --idle-timeout-s, waited for
+    on its /metrics; libcoap: the same wait, its own sessions stay for its 300 s); (2) N endpoints
+    of N other devices take up the memory those sessions freed, and hold; (3) N new endpoints of
+    the cold round's devices again: the warm figure, every per-device cost already paid and no
+    freed session memory left to reuse."""
+    timeout_ms = int(args.idle_timeout_s * 1000)
+    if srv.name == "iotgw":
+        srv.start(f"idle{n}", idle_timeout_ms=timeout_ms)
+    else:
+        srv.start(f"idle{n}")
+    gens = []
+    try:
+        gen, kv, rss0, rss1 = idle_round(srv, loader, n, args, "cold")
+        gens.append(gen)
+        per = (rss1 - rss0) * 1024.0 / n
+        out(f"bench=coap_idle server={srv.name} endpoints={n} answered={kv.get('answered')} "
             f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={per:.0f} "
-            f"rss_before_kb={rss0} rss_after_kb={rss1}")
-        if answered < n:
-            raise BenchError(f"{srv.name}: only {answered} of {n} idle endpoints answered")
+            f"rss_before_kb={rss0} rss_after_kb={rss1}{kv['areas']}")
+        if not args.warm_idle:
+            return per
+        stop_gen(gens.pop())
+        t_closed = time.monotonic()
+        closed = "n/a"
+        if srv.name == "iotgw":
+            closed = idle_closed(srv, n, t_closed + args.idle_timeout_s + 10)
+        else:  # the same wait; libcoap ends its sessions on its own idle timeout
+            time.sleep(max(0.0, t_closed + args.idle_timeout_s + 2 - time.monotonic()))
+        waited = time.monotonic() - t_closed
+        gen, kv, _, rss_fill = idle_round(srv, loader, n, args, "refill", first_device=n)
+        gens.append(gen)
+        gen, kv, rss2, rss3 = idle_round(srv, loader, n, args, "warm")
+        gens.append(gen)
+        warm = (rss3 - rss2) * 1024.0 / n
+        out(f"bench=coap_idle_warm server={srv.name} endpoints={n} answered={kv.get('answered')} "
+            f"ok={kv.get('ok')} lost={kv.get('lost')} bytes_per_endpoint={warm:.0f} "
+            f"rss_before_kb={rss2} rss_after_kb={rss3} first_round_closed={closed} "
+            f"waited_s={waited:.1f} refill_rss_kb={rss_fill}{kv['areas']}")
         return per
     finally:
-        if gen is not None:
-            gen.stdin.close()
-            try:
-                gen.wait(10)
-            except subprocess.TimeoutExpired:
-                gen.kill()
-                gen.wait()
+        for gen in gens:
+            stop_gen(gen)
         code = srv.stop()
         if code not in (0, -15, 143) and srv.name == "libcoap":
             raise BenchError(f"libcoap exited with {code}")
@@ -241,6 +347,14 @@ def main():
                     help="comma list of libcoap,iotgw (default both)")
     ap.add_argument("--idle-endpoints", type=int,
                     help="size of the idle case (default 10000; smoke 1000; 0 skips it)")
+    ap.add_argument("--warm-idle", action="store_true",
+                    help="after the idle case, a warm round: the same devices from new endpoints "
+                         "once the first round's sessions timed out")
+    ap.add_argument("--idle-timeout-s", type=float, default=20,
+                    help="iotgw's CoAP idle_timeout in the idle case, and the wait before the "
+                         "warm round (default 20)")
+    ap.add_argument("--store-cache-kb", type=int, default=0,
+                    help="iotgw's storage.cache_kb (SQLite's page cache; default: the gateway's)")
     ap.add_argument("--loops", type=int, default=2, help="iotgw loops (default 2)")
     ap.add_argument("--payload-size", type=int, default=100, help="JSON payload bytes (>= 99)")
     ap.add_argument("--timeout", type=float, default=30, help="drain timeout in s (default 30)")
@@ -269,8 +383,10 @@ def run_all(tmp, srvs, servers, cases, args):
                                                       "/usr/bin/coap-server-notls"))
         versions.append(f"libcoap={srvs['libcoap'].version()}")
     if "iotgw" in servers:
-        n_dev = max([c[0] for c in CASES] + [args.idle_endpoints])
-        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), n_dev, args.loops)
+        n_dev = max([c[0] for c in CASES] +
+                    [args.idle_endpoints * (2 if args.warm_idle else 1)])
+        srvs["iotgw"] = Iotgw(tmp, benchlib.iotgw_binary(), n_dev, args.loops,
+                              args.store_cache_kb)
         versions.append(f"iotgw={srvs['iotgw'].version()}")
     out(" ".join([f"bench=coap_env {benchlib.env_fields()}",
                   f"seconds={args.seconds} warmup={args.warmup} payload={args.payload_size}"] +

@@ -10,10 +10,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway/core/dgram.h"
+#include "gateway/util/alloc.h"
 #include "gateway/util/error.h"
 #include "gateway/registry.h"
 #include "gateway/util/log.h"
@@ -277,6 +279,41 @@ static void test_non(void)
     CHECK_INT(confirms(), 0);
 }
 
+/* What an idle device costs (issue 19): its session, without the side allocation that only
+ * observers and held commands need, and its answer kept inside the dedup entry; a longer answer
+ * (a 4.04 with its diagnostic) gets its own allocation and is still resent byte for byte. */
+static void test_footprint(void)
+{
+    int base = n_held;
+    at(500000);
+    int64_t bytes0 = gw_alloc_bytes(GW_AREA_SESSION);
+    report_from(&dev_addr, "d2", GW_COAP_CON, 300, NULL);
+    commit(base);
+    CHECK_INT(receive(), 1);
+    CHECK(answers(&rxs[0], GW_COAP_ACK, GW_COAP_CHANGED, 300));
+    gw__coap_sess *s = gw__coap_sess_find(cl, gw_config_device(cfg, "d2")->index);
+    REQUIRE(s);
+    CHECK(s->ext == NULL);
+    CHECK(sizeof(gw__coap_sess) <= 136);
+    gw__coap_dedup *d = gw__coap_dedup_find(cl, (const struct sockaddr *)&dev_addr, 300);
+    REQUIRE(d);
+    CHECK_INT(d->resp_len, rxs[0].n);
+    CHECK(d->resp_len <= GW__COAP_DEDUP_INLINE && gw__coap_dedup_resp(d) == d->resp.inl);
+    /* the session is all the idle device holds in the session area */
+    CHECK_INT(gw_alloc_bytes(GW_AREA_SESSION) - bytes0, (int64_t)malloc_usable_size(s));
+    report_from(&dev_addr, "nobody", GW_COAP_CON, 301, NULL); /* 4.04 "unknown device" */
+    CHECK_INT(receive(), 1);
+    rx first = rxs[0];
+    CHECK(first.m.code == GW_COAP_NOT_FOUND && first.n > GW__COAP_DEDUP_INLINE);
+    d = gw__coap_dedup_find(cl, (const struct sockaddr *)&dev_addr, 301);
+    REQUIRE(d);
+    CHECK(d->resp_len == first.n && gw__coap_dedup_resp(d) == d->resp.heap);
+    report_from(&dev_addr, "nobody", GW_COAP_CON, 301, NULL);
+    CHECK_INT(receive(), 1);
+    CHECK(rxs[0].n == first.n && memcmp(rxs[0].b, first.b, first.n) == 0);
+    CHECK_INT(n_held, base + 1);
+}
+
 /* The cache has dedup_entries (16) slots, direct-mapped: of 64 answered ids at most 16 are
  * remembered (an evicted one is taken as new); an entry still committing is never evicted. */
 static void test_bound(void)
@@ -477,6 +514,7 @@ int main(void)
     test_con_pending();
     test_con_cached();
     test_non();
+    test_footprint();
     test_bound();
     test_con_bound();
     test_idle_close();

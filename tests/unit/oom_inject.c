@@ -148,8 +148,8 @@ static area_snap snap(void)
     for (int a = 0; a < GW_AREA__COUNT; a++)
         s.b[a] = gw_alloc_bytes((gw_area)a);
     for (uint32_t i = 0; dedup_of && dedup_of->dedup && i < dedup_of->dedup_cap; i++)
-        if (dedup_of->dedup[i].resp)
-            s.b[GW_AREA_SESSION] -= (int64_t)malloc_usable_size(dedup_of->dedup[i].resp);
+        if (dedup_of->dedup[i].resp_len > GW__COAP_DEDUP_INLINE)
+            s.b[GW_AREA_SESSION] -= (int64_t)malloc_usable_size(dedup_of->dedup[i].resp.heap);
     return s;
 }
 

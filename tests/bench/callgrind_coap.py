@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""callgrind_coap.py: user-space instructions per request on iotgw's whole CoAP path (parse,
+dedup, authenticate, decode, validate, commit, answer), counted by valgrind's callgrind, which is
+stable on a busy machine where CPU time is not. Runs iotgw (bench_coap.py's config: product
+`bench`, devices bench-NNNNN, ?token=) under callgrind, runs coap_load for --seconds (16 endpoints
+x window 4 by default, no request given up: a long ack timeout), stops iotgw with SIGTERM and
+prints `bench=coap_callgrind ... ir_per_req=...` (every thread's instructions, start-up and shutdown
+included, over the answered requests; a start-and-stop-only run is subtracted with --baseline),
+split into the loop threads' (`loops_ir_per_req`: the CoAP path itself, which does not depend on
+how many requests a commit takes) and the writer's (`writer_ir_per_req`: SQLite, per request
+smaller as the group commits grow, so it moves with the rate reached under callgrind), and the
+top functions. Prints figures; never passes or fails on them."""
+import argparse
+import glob
+import os
+import subprocess
+import sys
+
+import benchlib
+import bench_coap
+from benchlib import BenchError, out
+
+
+def thread_totals(prefix):
+    """(Ir of every thread, of the loop threads, of the writer, the busiest loop thread's file)
+    from callgrind's per-thread files (--separate-threads=yes): a loop thread's file names
+    gw__coap_request, the writer's writer_main."""
+    total = loops = writer = 0
+    busiest, busiest_ir = None, -1
+    for path in glob.glob(prefix + "-*"):
+        ir = 0
+        with open(path, errors="replace") as f:
+            text = f.read()
+        for line in text.splitlines():
+            if line.startswith(("summary:", "totals:")):
+                ir = max(ir, int(line.split()[1]))
+        total += ir
+        if "writer_main" in text:
+            writer += ir
+        elif "gw__coap_request" in text:
+            loops += ir
+            if ir > busiest_ir:
+                busiest, busiest_ir = path, ir
+    return total, loops, writer, busiest
+
+
+def run_once(tmp, binary, tag, args, seconds):
+    """One gateway under callgrind; coap_load for seconds (0: start and stop only). Returns (Ir,
+    answered requests, the callgrind output file)."""
+    cg_out = os.path.join(tmp, f"callgrind-{tag}.out")
+    wrapper = os.path.join(tmp, f"iotgw-cg-{tag}")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=yes "
+                f"--callgrind-out-file={cg_out} {binary} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    d = os.path.join(tmp, tag)
+    os.makedirs(d)
+    srv = bench_coap.Iotgw(d, wrapper, args.endpoints, args.loops)
+    srv.start(tag, ready_timeout=120)
+    ok = 0
+    try:
+        if seconds:
+            loader = benchlib.find_bin(tmp, "coap_load", "COAP_LOAD_BIN")
+            cmd = [loader, "--host", "127.0.0.1", "--port", str(srv.port), "--endpoints",
+                   str(args.endpoints), "--window", str(args.window), "--outstanding",
+                   str(args.endpoints * args.window), "--seconds", str(seconds), "--warmup", "0",
+                   "--timeout", "600", "--ack-timeout-ms", "600000", "--payload-size",
+                   str(args.payload_size), "--device-fmt", bench_coap.DEVICE_FMT, "--path-fmt",
+                   bench_coap.IOTGW_PATH, "--query", "token=" + bench_coap.SECRET]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((ln for ln in r.stdout.splitlines() if ln.startswith("bench=coap_load")),
+                        "")
+            if r.returncode != 0 or not line:
+                raise BenchError(f"coap_load exited with {r.returncode}: {r.stderr.strip()}")
+            kv = benchlib.parse_kv(line)
+            ok = int(kv["ok_total"])
+            if int(kv["lost"]) or int(kv["rejected_total"]):
+                raise BenchError(f"coap_load: {line}")
+    finally:
+        rc = srv.stop(300)
+    if rc != 0:
+        raise BenchError(f"iotgw under callgrind exited with {rc}")
+    return thread_totals(cg_out), ok, cg_out
+
+
+def run_all(tmp, srvs, args):
+    binary = os.path.abspath(args.binary or benchlib.iotgw_binary())
+    base = (0, 0, 0, None)
+    if args.baseline:
+        base, _, _ = run_once(tmp, binary, "start", args, 0)
+    ir, ok, cg_out = run_once(tmp, binary, "reqs", args, args.seconds)
+    per = [(ir[i] - base[i]) / max(1, ok) for i in range(3)]
+    out(f"bench=coap_callgrind endpoints={args.endpoints} window={args.window} "
+        f"payload={args.payload_size} reqs={ok} ir_total={ir[0]} ir_start_stop={base[0]} "
+        f"ir_per_req={per[0]:.0f} loops_ir_per_req={per[1]:.0f} writer_ir_per_req={per[2]:.0f} "
+        f"binary={binary}")
+    if args.top and ir[3]:  # the busiest loop thread's functions
+        out(f"  top functions of one loop thread ({os.path.basename(ir[3])}):")
+        r = subprocess.run(["callgrind_annotate", "--inclusive=no", ir[3]],
+                           capture_output=True, text=True)
+        rows = [ln for ln in r.stdout.splitlines() if "(" in ln and "%)" in ln][1:args.top + 1]
+        for ln in rows:
+            out("  " + ln.strip()[:160])
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--binary", help="the gateway (default $IOTGW_BIN or build/iotgw)")
+    ap.add_argument("--endpoints", type=int, default=16)
+    ap.add_argument("--window", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=20, help="coap_load's run (default 20)")
+    ap.add_argument("--payload-size", type=int, default=100)
+    ap.add_argument("--loops", type=int, default=2)
+    ap.add_argument("--baseline", action="store_true",
+                    help="also run start + stop alone and subtract it")
+    ap.add_argument("--top", type=int, default=15, help="functions to list (0: none)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind files)")
+    args = ap.parse_args()
+    return benchlib.run_in_tmp("callgrind_coap", args.keep,
+                               lambda tmp, srvs: run_all(tmp, srvs, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
