@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +18,15 @@ typedef struct wbuf {
     int stack; /* p is the writer's stack buffer: a document that outgrows it moves to the heap */
 } wbuf;
 
-static void put(wbuf *b, const char *s, size_t n)
+/* Room for n more bytes and the NUL: false when out of room or memory (b->oom set). */
+static bool room(wbuf *b, size_t n)
 {
     if (b->oom)
-        return;
+        return false;
     if (b->len + n + 1 > b->cap) {
         if (b->fixed) {
             b->oom = 1;
-            return;
+            return false;
         }
         size_t cap = b->cap ? b->cap : 128;
         while (cap < b->len + n + 1)
@@ -32,7 +34,7 @@ static void put(wbuf *b, const char *s, size_t n)
         char *p = b->stack ? gw_malloc(b->area, cap) : gw_realloc(b->area, b->p, cap);
         if (!p) {
             b->oom = 1;
-            return;
+            return false;
         }
         if (b->stack)
             memcpy(p, b->p, b->len);
@@ -40,6 +42,13 @@ static void put(wbuf *b, const char *s, size_t n)
         b->p = p;
         b->cap = cap;
     }
+    return true;
+}
+
+static void put(wbuf *b, const char *s, size_t n)
+{
+    if (!room(b, n))
+        return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
 }
@@ -121,6 +130,18 @@ static void put_string(wbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t run = 0;
+    while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+        run++;
+    if (run == n) { /* nothing to escape (ids, most values): one copy */
+        if (room(b, n + 2)) {
+            b->p[b->len++] = '"';
+            memcpy(b->p + b->len, s, n);
+            b->len += n;
+            b->p[b->len++] = '"';
+        }
+        return;
+    }
+    run = 0;
     put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
