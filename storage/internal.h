@@ -7,6 +7,11 @@
 
 #include "store.h"
 
+/* store_events.c: rows per event insert statement, at most (a power of two), and how many
+ * statements (1, 2, 4, ... GW__INS_MAX rows) */
+#define GW__INS_MAX    16
+#define GW__INS_LEVELS 5
+
 typedef struct gw__dev_touch {
     int64_t last_seen;
     int8_t online;      /* -1 unchanged in this batch, 0 offline, 1 online */
@@ -85,8 +90,10 @@ typedef struct gw__outbox {
 struct gw_store {
     const gw_config *cfg;
     sqlite3 *db;
-    sqlite3_stmt *ins_event, *up_prop, *up_state, *touch_state, *set_mark, *begin, *commit,
-        *rollback;
+    sqlite3_stmt *up_prop, *up_state, *touch_state, *set_mark, *begin, *commit, *rollback;
+    /* store_events.c: the event insert of 1, 2, 4, ... GW__INS_MAX rows; the next event's id */
+    sqlite3_stmt *ins_ev[GW__INS_LEVELS];
+    int64_t next_id;
     gw__outbox ob;
     gw__history hist;
 
@@ -169,6 +176,18 @@ void gw__outbox_after(gw_store *s, bool committed);
  * the budget is reached); INT64_MAX when nothing limits them. Writer thread. */
 int64_t gw__outbox_room(const gw_store *s);
 int gw__store_prepare(gw_store *s, gw_error *err);
+
+/* store_events.c: the events rows of a batch (writer thread). The writer knows the ids SQLite
+ * gives them (next_id; 0: unknown, read as MAX(id) + 1 by the next transaction, at the start and
+ * after a rollback): the history chain links an event to an earlier one of the same statement. */
+int gw__events_prepare(gw_store *s, gw_error *err);
+void gw__events_close(gw_store *s);
+/* next_id = MAX(events.id) + 1. 0 or -SQLITE_…. */
+int gw__events_sync_id(gw_store *s);
+/* In the batch's transaction: the rows of the events from .. to (exclusive), GW_EV_COMMAND ones
+ * skipped (rows: how many others), ids next_id onwards in order, each linked into its device's
+ * history. 0 or -SQLITE_…. */
+int gw__events_insert(gw_store *s, const gw_event *from, const gw_event *to, size_t rows);
 
 /* store_history.c: the history chain (events.prev, history_head) */
 /* After the schema, before the statements: heads past the mark, statements, and the SQL function

@@ -34,29 +34,31 @@ typedef struct gw_store gw_store;
 /* One normalised event. Created on a loop thread, owned by the store from submission until the
  * writer has committed it; then, if sess is set, owned by sess's loop (gw_store_event_done). */
 typedef struct gw_event {
+    /* What the writer reads of every event comes first, in one cache line (the loops write the
+     * events on other cores: each line the writer touches is a transfer) */
     struct gw_event *next;
-    gw_event_kind kind;
     const gw_device *dev;
-    int64_t ts;    /* event time, epoch ms (device timestamp or rx_ts) */
-    int64_t rx_ts; /* receive time, epoch ms */
-    char msg_id[64];
-    char name[64]; /* event id, offline reason */
     char *payload; /* JSON text (gw_malloc(GW_AREA_EVENT), may be NULL); property events: the
                       normalised properties as the gateway writes them (compact), which the
                       writer also reads for property_state */
     struct gw_session *sess; /* opaque completion target (holds a reference), or NULL */
-    uint32_t token;          /* adapter's completion token (e.g. MQTT packet id) */
-    int status;              /* 0 committed, or a negative code */
+    int64_t ts;              /* event time, epoch ms (device timestamp or rx_ts) */
+    int64_t rx_ts;           /* receive time, epoch ms */
+    gw_event_kind kind;
+    uint32_t token;    /* adapter's completion token (e.g. MQTT packet id) */
+    int status;        /* 0 committed, or a negative code */
+    bool gateway_made; /* the gateway's own outcome (timeout, offline, read...): the device was not
+                          heard from, so its last_seen does not move */
     /* Command log. GW_EV_COMMAND: inserts a commands row (device, msg_id = the cloud's messageId,
      * name = function id or "write"/"read", payload = the request) with cmd_op ("invoke",
      * "write", "read") and cmd_status as its first status. Reply kinds with cmd_status set:
      * also update the newest commands row of (device, msg_id) to cmd_status, with the reply
      * (payload) and the time. Static strings; NULL for everything else. */
     const char *cmd_op;
-    bool gateway_made; /* the gateway's own outcome (timeout, offline, read...): the device was not
-                          heard from, so its last_seen does not move */
     const char *cmd_status; /* "queued", "sent", "success", "failed", "timeout", "rejected",
                                "offline", "expired" */
+    char msg_id[64];
+    char name[64]; /* event id, offline reason */
 } gw_event;
 
 /* Opens (creating or migrating) the database, marks every device offline (a crash leaves stale

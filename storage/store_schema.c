@@ -115,10 +115,7 @@ static int prep(gw_store *s, sqlite3_stmt **st, const char *sql, gw_error *err)
 
 int gw__store_prepare(gw_store *s, gw_error *err)
 {
-    if (prep(s, &s->ins_event,
-             "INSERT INTO events(ts, rx_ts, device, product, kind, name, msg_id, payload, prev)"
-             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-             err) ||
+    if (gw__events_prepare(s, err) ||
         prep(s, &s->up_prop,
              "INSERT INTO property_state(device, property, value, ts) VALUES(?1, ?2, ?3, ?4)"
              " ON CONFLICT(device, property) DO UPDATE SET value = excluded.value, ts = excluded.ts"

@@ -15,13 +15,10 @@
 #include "../gateway/util/log.h"
 #include "../gateway/util/metrics.h"
 
-static uint32_t hash_key(const char *k, size_t n, uint32_t dev)
-{
-    uint32_t h = 2166136261u ^ dev;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)k[i]) * 16777619u;
-    return h ? h : 1;
-}
+/* A (device, property) slot's hash: FNV-1a over the property id, seeded with the device, taken
+ * as the id is scanned (note_props); never 0. */
+#define HASH_SEED(dev)  (2166136261u ^ (uint32_t)(dev))
+#define HASH_STEP(h, c) (((h) ^ (uint8_t)(c)) * 16777619u)
 
 int gw__state_grow(gw_store *s)
 {
@@ -75,12 +72,11 @@ static int slot_set(gw__prop_slot *p, const char *key, size_t key_len, const cha
 /* The latest value per (device, property) since the last write: key and value are copied into
  * the slot (a few bytes, into a buffer the slot keeps until the write), so it outlives the event.
  */
-static int note_prop(gw_store *s, uint32_t dev, const char *key, size_t key_len, const char *val,
-                     size_t val_len, int64_t ts)
+static int note_prop(gw_store *s, uint32_t dev, const char *key, size_t key_len, uint32_t h,
+                     const char *val, size_t val_len, int64_t ts)
 {
     if ((s->props_used + 1) * 2 > s->props_cap && gw__state_grow(s))
         return GW_ENOMEM;
-    uint32_t h = hash_key(key, key_len, dev);
     size_t j = h & (s->props_cap - 1);
     for (;; j = (j + 1) & (s->props_cap - 1)) {
         gw__prop_slot *p = &s->props[j];
@@ -96,8 +92,12 @@ static int note_prop(gw_store *s, uint32_t dev, const char *key, size_t key_len,
         if (p->hash == h && p->dev == dev + 1 && p->key_len == key_len &&
             memcmp(p->text, key, key_len) == 0) {
             if (ts >= p->ts) {
-                if (slot_set(p, key, key_len, val, val_len))
+                if (key_len + val_len <= p->cap) { /* the key is there: only the value */
+                    memcpy(p->text + key_len, val, val_len);
+                    p->val_len = (uint32_t)val_len;
+                } else if (slot_set(p, key, key_len, val, val_len)) {
                     return GW_ENOMEM;
+                }
                 p->ts = ts;
             }
             return 0;
@@ -149,15 +149,16 @@ static int note_props(gw_store *s, uint32_t dev, const char *payload, int64_t ts
         return 0;
     while (*p == '"') {
         const char *key = ++p;
-        while (*p && *p != '"' && *p != '\\')
-            p++;
+        uint32_t h = HASH_SEED(dev);
+        for (; *p && *p != '"' && *p != '\\'; p++)
+            h = HASH_STEP(h, *p);
         if (*p != '"' || p[1] != ':')
             return 0;
         size_t key_len = (size_t)(p - key);
         const char *val = p + 2, *end = value_end(val);
         if (!end || end == val)
             return 0;
-        if (note_prop(s, dev, key, key_len, val, (size_t)(end - val), ts))
+        if (note_prop(s, dev, key, key_len, h ? h : 1, val, (size_t)(end - val), ts))
             return GW_ENOMEM;
         p = end + (*end == ',');
     }

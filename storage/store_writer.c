@@ -251,59 +251,43 @@ const char *gw_store_failing(const gw_store *s, const char **detail)
     return fail_kinds[fail_kind(code)].reason;
 }
 
-static int write_event(gw_store *s, gw_event *ev)
+/* After its row (id): an event's outbox row and state note, or a command's log row. */
+static int after_row(gw_store *s, const gw_event *ev, int64_t id)
 {
-    sqlite3_stmt *st = s->ins_event;
     if (ev->kind == GW_EV_COMMAND)
         return gw__outbox_command(s, ev);
-    sqlite3_bind_int64(st, 1, ev->ts);
-    sqlite3_bind_int64(st, 2, ev->rx_ts);
-    sqlite3_bind_text(st, 3, ev->dev->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, ev->dev->product->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, kind_names[ev->kind], -1, SQLITE_STATIC);
-    if (ev->name[0])
-        sqlite3_bind_text(st, 6, ev->name, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 6);
-    if (ev->msg_id[0])
-        sqlite3_bind_text(st, 7, ev->msg_id, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 7);
-    if (ev->payload)
-        sqlite3_bind_text(st, 8, ev->payload, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 8);
-    int64_t prev;
-    int rc = gw__history_prev(s, ev->dev->id, &prev);
-    if (rc)
-        return rc;
-    if (prev)
-        sqlite3_bind_int64(st, 9, prev);
-    else
-        sqlite3_bind_null(st, 9);
-    rc = gw__store_step(st);
-    int64_t id = sqlite3_last_insert_rowid(s->db);
-    if (!rc)
-        gw__history_linked(s, id);
-    if (!rc)
-        rc = gw__outbox_event(s, ev, id);
+    int rc = gw__outbox_event(s, ev, id);
     return rc ? rc : gw__state_note(s, ev, id);
 }
 
-/* One transaction for the whole batch. 0, or a negated SQLite code (the batch was rolled back). */
+/* One transaction for the whole batch, its event rows GW__INS_MAX events at a time. 0, or a
+ * negated SQLite code (the batch was rolled back). */
 static int commit_batch(gw_store *s, gw_event *batch)
 {
     int rc = gw__store_step(s->begin);
-    for (gw_event *ev = batch; ev && !rc; ev = ev->next)
-        rc = write_event(s, ev);
+    if (!rc && !s->next_id) /* the first batch, or the first after a rollback */
+        rc = gw__events_sync_id(s);
+    for (gw_event *ev = batch; ev && !rc;) {
+        gw_event *end = ev;
+        size_t rows = 0;
+        for (size_t n = 0; end && n < GW__INS_MAX; end = end->next, n++)
+            rows += end->kind != GW_EV_COMMAND;
+        int64_t id = s->next_id;
+        rc = gw__events_insert(s, ev, end, rows);
+        for (; ev != end && !rc; ev = ev->next)
+            rc = after_row(s, ev, ev->kind == GW_EV_COMMAND ? 0 : id++);
+        ev = end;
+    }
     if (!rc && gw__state_due(s))
         rc = gw__state_write(s);
     if (!rc)
         rc = gw__outbox_maintain(s);
     if (!rc)
         rc = gw__store_step(s->commit);
-    if (rc)
+    if (rc) {
         gw__store_rollback(s, rc);
+        s->next_id = 0; /* the ids it took are free again: read MAX(id) again */
+    }
     gw__outbox_after(s, rc == 0);
     gw__history_after(s, rc == 0);
     gw__state_after(s, rc == 0);
@@ -525,6 +509,10 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
         gw_store_close(s);
         return gw_error_set(err, GW_ENOMEM, "out of memory");
     }
+    /* SQLite's allocation statistics take a global mutex on every malloc and free (a statement's
+     * cursors are allocated per step: Debian builds it without lookaside); nothing reads them.
+     * Only before SQLite's first use in the process (ignored after: SQLITE_MISUSE). */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     int rc =
         sqlite3_open_v2(cfg->store.path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -572,10 +560,11 @@ void gw_store_close(gw_store *s)
             s->on_drain(s->drain_arg);
     }
     gw__state_clear(s);
-    sqlite3_stmt *sts[] = {s->ins_event, s->up_prop, s->up_state, s->touch_state,
-                           s->set_mark,  s->begin,   s->commit,   s->rollback};
+    sqlite3_stmt *sts[] = {s->up_prop, s->up_state, s->touch_state, s->set_mark,
+                           s->begin,   s->commit,   s->rollback};
     for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
         sqlite3_finalize(sts[i]);
+    gw__events_close(s);
     gw__outbox_close(s);
     gw__history_close(s);
     if (s->db)

@@ -271,7 +271,9 @@ static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *
     if (gw__binary_to_json(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, negate,
                            &v, rej))
         return GW_EINVAL;
-    if (!out->values || json_object_set_new(out->values, f->target_id, v) != 0)
+    /* target_id: a property or param id of the (validated) configuration: no UTF-8 check */
+    if (!out->values ||
+        json_object_setn_new_nocheck(out->values, f->target_id, strlen(f->target_id), v) != 0)
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "field %s: out of memory",
                              gw__binary_label(f));
     return 0;
@@ -393,8 +395,18 @@ static int decode_body(const bin_layout *l, bool down, const uint8_t *body, size
     for (size_t i = 0; i < m->n_fields; i++)
         if (read_field(&d, &m->fields[i], out, NULL, rej))
             return GW_EINVAL;
-    if (m->role_seq && !m->role_msg_id)
-        snprintf(out->msg_id, sizeof(out->msg_id), "%" PRIu32, out->seq);
+    if (m->role_seq && !m->role_msg_id) { /* the seq as "%u" writes it, without printf */
+        char digits[10];
+        size_t nd = 0, o = 0;
+        uint32_t v = out->seq;
+        do {
+            digits[nd++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        while (nd > 0)
+            out->msg_id[o++] = digits[--nd];
+        out->msg_id[o] = 0;
+    }
     return 0;
 }
 

@@ -337,6 +337,10 @@ int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, bool nega
                              "field %s: %" PRIu64 " does not fit a 64-bit signed integer", LABEL(f),
                              num.u);
     int64_t v = num.kind == BIN_NUM_UINT ? (int64_t)num.u : num.i;
+    if (s && (s->type == GW_T_FLOAT || s->type == GW_T_DOUBLE) && gw__tm_real_ok(s, (double)v))
+        /* the real the thing model's check makes of it (so a report passes as it is,
+         * gw_tm_report_as_is); one it rejects stays an integer, for the check to word */
+        return (*out = new_or_reject(json_real((double)v), f, rej)) ? 0 : GW_EINVAL;
     return (*out = new_or_reject(json_integer(v), f, rej)) ? 0 : GW_EINVAL;
 }
 

@@ -47,6 +47,10 @@ int gw_dispatch_message(gw_session *s, gw_thing_msg *m, uint32_t token, bool wan
     }
     switch (m->kind) {
     case GW_MSG_PROPERTY_REPORT:
+        if (gw_tm_report_as_is(p, m->values)) { /* binary codecs' reports: no normalised copy */
+            payload = gw_json_write(m->values);
+            goto store;
+        }
         rc = gw_tm_check_report(p, m->values, &norm, rej);
         break;
     case GW_MSG_EVENT:

@@ -423,6 +423,42 @@ static int check(const gw_value_spec *s, json_t *v, const tm_path *p, json_t **o
     return fail(rej, p, GW_R_WRONG_TYPE, "unknown type %d in the thing model", (int)s->type);
 }
 
+/* Whether check() hands v back itself (a scalar that needs no normalising): scalars only. */
+static bool as_is(const gw_value_spec *s, const json_t *v)
+{
+    switch (s->type) {
+    case GW_T_INT:
+    case GW_T_LONG:
+    case GW_T_DATE:
+        return json_is_integer(v) && gw__tm_integer_ok(s, json_integer_value(v));
+    case GW_T_FLOAT:
+    case GW_T_DOUBLE:
+        return json_is_real(v) && gw__tm_real_ok(s, json_real_value(v));
+    case GW_T_BOOL:
+        return json_is_boolean(v);
+    case GW_T_STRING:
+        return json_is_string(v) && gw__tm_string_ok(s, json_string_length(v));
+    case GW_T_ENUM:
+        return json_is_string(v) && gw__tm_enum_ok(s, json_string_value(v), json_string_length(v));
+    default: /* struct, array: their checks build new containers */
+        return false;
+    }
+}
+
+bool gw_tm_report_as_is(const gw_product *p, const json_t *props)
+{
+    if (!json_is_object(props) || json_object_size(props) == 0)
+        return false;
+    json_t *obj = (json_t *)props; /* the iterator API takes no const; nothing is changed */
+    for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+        const gw_value_spec *s = gw__tm_find_spec(
+            p->properties, p->n_properties, json_object_iter_key(it), json_object_iter_key_len(it));
+        if (!s || !as_is(s, json_object_iter_value(it)))
+            return false;
+    }
+    return true;
+}
+
 /* ---- public checks ----------------------------------------------------------------------- */
 
 int gw_tm_check_value(const gw_value_spec *s, json_t *v, const char *path, json_t **out,

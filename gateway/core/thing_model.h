@@ -27,6 +27,11 @@ int gw_tm_check_value(const gw_value_spec *s, json_t *v, const char *path, json_
  * property rejects the whole report (documented in README). *out: new normalised object. */
 int gw_tm_check_report(const gw_product *p, json_t *props, json_t **out, gw_reject *rej);
 
+/* Whether a property report passes gw_tm_check_report unchanged: a non-empty object of known
+ * properties whose values are scalars the check keeps as they are (no int to float, no struct or
+ * array). Its normalised form is then props itself, written as it is (no new tree). */
+bool gw_tm_report_as_is(const gw_product *p, const json_t *props);
+
 /* An event: event_id must exist; data an object (NULL = {}); every required param present, no
  * unknown param. *out: new normalised object. */
 int gw_tm_check_event(const gw_product *p, const char *event_id, json_t *data, json_t **out,

@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,28 +15,40 @@ typedef struct wbuf {
     int oom;
     int fixed;    /* the caller's buffer: running out of room is an error, not a realloc */
     gw_area area; /* where a growing buffer is allocated */
+    int stack; /* p is the writer's stack buffer: a document that outgrows it moves to the heap */
 } wbuf;
 
-static void put(wbuf *b, const char *s, size_t n)
+/* Room for n more bytes and the NUL: false when out of room or memory (b->oom set). */
+static bool room(wbuf *b, size_t n)
 {
     if (b->oom)
-        return;
+        return false;
     if (b->len + n + 1 > b->cap) {
         if (b->fixed) {
             b->oom = 1;
-            return;
+            return false;
         }
         size_t cap = b->cap ? b->cap : 128;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *p = gw_realloc(b->area, b->p, cap);
+        char *p = b->stack ? gw_malloc(b->area, cap) : gw_realloc(b->area, b->p, cap);
         if (!p) {
             b->oom = 1;
-            return;
+            return false;
         }
+        if (b->stack)
+            memcpy(p, b->p, b->len);
+        b->stack = 0;
         b->p = p;
         b->cap = cap;
     }
+    return true;
+}
+
+static void put(wbuf *b, const char *s, size_t n)
+{
+    if (!room(b, n))
+        return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
 }
@@ -95,10 +108,40 @@ size_t gw_json_real(char *buf, double d)
     return (size_t)n;
 }
 
+/* An integer as "%lld" writes it (JSON_INTEGER_FORMAT), without printf. */
+static size_t put_int(char *buf, int64_t x)
+{
+    char digits[24];
+    uint64_t v = x < 0 ? -(uint64_t)x : (uint64_t)x;
+    size_t n = 0, o = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (x < 0)
+        buf[o++] = '-';
+    while (n > 0)
+        buf[o++] = digits[--n];
+    buf[o] = 0;
+    return o;
+}
+
 static void put_string(wbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t run = 0;
+    while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+        run++;
+    if (run == n) { /* nothing to escape (ids, most values): one copy */
+        if (room(b, n + 2)) {
+            b->p[b->len++] = '"';
+            memcpy(b->p + b->len, s, n);
+            b->len += n;
+            b->p[b->len++] = '"';
+        }
+        return;
+    }
+    run = 0;
     put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -162,8 +205,7 @@ static void put_value(wbuf *b, const json_t *v, int depth)
         put_string(b, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        put(b, num,
-            (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
+        put(b, num, put_int(num, json_integer_value(v)));
         break;
     case JSON_REAL:
         put(b, num, gw_json_real(num, json_real_value(v)));
@@ -180,15 +222,26 @@ static void put_value(wbuf *b, const json_t *v, int depth)
     }
 }
 
+/* Written on the stack first, then copied into one allocation of its size (a sensor report is a
+ * few hundred bytes: no growing, no slack). */
 char *gw_json_write_in(gw_area a, const json_t *v)
 {
-    wbuf b = {NULL, 0, 0, 0, 0, a};
+    char stack[1024];
+    wbuf b = {stack, 0, sizeof(stack), 0, 0, a, 1};
     put_value(&b, v, 0);
-    if (b.oom || !b.p) {
-        gw_free(a, b.p);
+    if (b.oom) {
+        if (!b.stack)
+            gw_free(a, b.p);
         return NULL;
     }
-    b.p[b.len] = 0;
+    if (b.stack) {
+        char *p = gw_malloc(a, b.len + 1);
+        if (p)
+            memcpy(p, stack, b.len);
+        b.p = p;
+    }
+    if (b.p)
+        b.p[b.len] = 0;
     return b.p;
 }
 
@@ -199,7 +252,7 @@ char *gw_json_write(const json_t *v)
 
 size_t gw_json_string(char *out, size_t cap, const char *s, size_t n)
 {
-    wbuf b = {out, 0, cap, 0, 1, GW_AREA_EVENT};
+    wbuf b = {out, 0, cap, 0, 1, GW_AREA_EVENT, 0};
     put_string(&b, s, n);
     if (b.oom)
         return 0;

@@ -36,6 +36,20 @@ int main(void)
     check_text(json_real(FLT_MAX), "3.4028234663852886e+38");
     check_text(json_integer(-2147483648LL), "-2147483648");
     check_text(json_integer(9223372036854775807LL), "9223372036854775807");
+    check_text(json_integer(-9223372036854775807LL - 1), "-9223372036854775808");
+    check_text(json_integer(0), "0");
+    check_text(json_integer(-7), "-7");
+    /* documents around and past the writer's stack buffer (1 KiB): the same text as jansson's */
+    for (size_t len = 1000; len <= 5000; len += 7) {
+        char *s = malloc(len + 1);
+        memset(s, 'a', len);
+        s[len] = 0;
+        json_t *v = json_pack("{s:s,s:i}", "s", s, "n", (json_int_t)len);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        check_text(v, want);
+        free(want);
+        free(s);
+    }
     check_text(json_true(), "true");
     check_text(json_false(), "false");
     check_text(json_null(), "null");

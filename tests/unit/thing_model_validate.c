@@ -2,7 +2,9 @@
  * rejection reasons, nested paths, report all-or-nothing, events, function params, normalisation.
  */
 #include "gateway/core/thing_model.h"
+#include "gateway/util/alloc.h"
 #include "gateway/util/error.h"
+#include "gateway/util/json_write.h"
 
 #include <float.h>
 #include <stdarg.h>
@@ -452,6 +454,43 @@ static void test_report(void)
     json_decref(in);
 }
 
+/* gw_tm_report_as_is (the dispatcher writes such a report as it is): true exactly when the check
+ * accepts it and its normalised form writes the same text. */
+static void as_is(const char *text, bool want)
+{
+    json_t *in = json_loads(text, JSON_DECODE_ANY, NULL), *out = NULL;
+    bool got = gw_tm_report_as_is(&P, in);
+    if (got != want)
+        fprintf(stderr, "as_is(%s): got %d, want %d\n", text, got, want);
+    CHECK(got == want);
+    if (got) {
+        CHECK_INT(gw_tm_check_report(&P, in, &out, &rej), 0);
+        char *a = gw_json_write(in), *b = gw_json_write(out);
+        CHECK_STR(a, b);
+        gw_free(GW_AREA_EVENT, a);
+        gw_free(GW_AREA_EVENT, b);
+        json_decref(out);
+    }
+    json_decref(in);
+}
+
+static void test_report_as_is(void)
+{
+    CHECK(!gw_tm_report_as_is(&P, NULL));
+    as_is("{\"level\":3,\"temperature\":21.5,\"on\":true,\"mode\":\"eco\",\"name\":\"x\"}", true);
+    as_is("{\"counter\":9007199254740993,\"since\":1700000000000,\"precise\":0.1}", true);
+    as_is("{\"temperature\":21}", false); /* int for a float: becomes 21.0 */
+    as_is("{\"level\":11}", false);       /* out of range: the check words it */
+    as_is("{\"mode\":\"turbo\"}", false); /* not one of the enum's values */
+    as_is("{\"name\":\"0123456789012345678901234567890123\"}", false); /* too long */
+    as_is("{\"foo\":1}", false);                                       /* unknown */
+    as_is("{\"on\":1}", false);                                        /* wrong type */
+    as_is("{\"pos\":{\"lat\":1.5,\"lon\":2.5}}", false);               /* a struct: a new object */
+    as_is("{\"list\":[1,2]}", false);                                  /* an array: a new array */
+    as_is("{}", false);
+    as_is("[1]", false);
+}
+
 static int event(const char *id, const char *text)
 {
     json_t *in = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
@@ -619,6 +658,7 @@ int main(void)
     test_struct();
     test_array();
     test_report();
+    test_report_as_is();
     test_event();
     test_params();
     test_value_and_lookups();
