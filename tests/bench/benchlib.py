@@ -490,6 +490,15 @@ def add_idle_args(ap, smoke_size, unit, warm_what):
                     f"{warm_what} once before the measured sessions), or both")
 
 
+def callgrind_top(cg_out, n, indent="  "):
+    """Prints the n functions of a callgrind output file with the most instructions (self)."""
+    r = subprocess.run(["callgrind_annotate", "--inclusive=no", cg_out],
+                       capture_output=True, text=True)
+    rows = [ln for ln in r.stdout.splitlines() if "(" in ln and "%)" in ln][1:n + 1]
+    for ln in rows:
+        out(indent + ln.strip()[:160])
+
+
 def resolve_times(args):
     args.seconds = args.seconds or (1.0 if args.smoke else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.smoke else 1.0)

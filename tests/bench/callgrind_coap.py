@@ -96,11 +96,7 @@ def run_all(tmp, srvs, args):
         f"binary={binary}")
     if args.top and ir[3]:  # the busiest loop thread's functions
         out(f"  top functions of one loop thread ({os.path.basename(ir[3])}):")
-        r = subprocess.run(["callgrind_annotate", "--inclusive=no", ir[3]],
-                           capture_output=True, text=True)
-        rows = [ln for ln in r.stdout.splitlines() if "(" in ln and "%)" in ln][1:args.top + 1]
-        for ln in rows:
-            out("  " + ln.strip()[:160])
+        benchlib.callgrind_top(ir[3], args.top)
     return True
 
 

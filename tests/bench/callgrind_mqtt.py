@@ -69,11 +69,7 @@ def run_all(tmp, srvs, args):
         f"payload={args.payload_size} msgs={msgs} ir_total={ir} ir_start_stop={base} "
         f"ir_per_msg={(ir - base) / msgs:.0f} binary={binary}")
     if args.top:
-        r = subprocess.run(["callgrind_annotate", "--inclusive=no", cg_out],
-                           capture_output=True, text=True)
-        rows = [ln for ln in r.stdout.splitlines() if "(" in ln and "%)" in ln][1:args.top + 1]
-        for ln in rows:
-            out("  " + ln.strip()[:160])
+        benchlib.callgrind_top(cg_out, args.top)
     return True
 
 

@@ -64,7 +64,7 @@ class FakeBroker:
                     break
                 buf += data
                 while True:
-                    pkt = self._split(buf)
+                    pkt = g.split_packet(buf)
                     if pkt is None:
                         break
                     first, body, used = pkt
@@ -114,24 +114,6 @@ class FakeBroker:
                 if conn is not None:
                     self.conns[conn]["close"] = time.monotonic()
             s.close()
-
-    @staticmethod
-    def _split(buf):
-        """(first byte, body, bytes used) of the first whole packet in buf, or None."""
-        if len(buf) < 2:
-            return None
-        n, mult, i = 0, 1, 1
-        while True:
-            if i >= len(buf):
-                return None
-            n += (buf[i] & 0x7F) * mult
-            mult *= 128
-            i += 1
-            if not buf[i - 1] & 0x80:
-                break
-        if len(buf) < i + n:
-            return None
-        return buf[0], buf[i:i + n], i + n
 
     def snapshot(self):
         with self.lock:

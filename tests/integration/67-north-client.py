@@ -12,24 +12,6 @@ import time
 import gwtest as g
 
 
-def split(buf):
-    """(first byte, body, bytes used) of the first whole packet in buf, or None."""
-    if len(buf) < 2:
-        return None
-    n, mult, i = 0, 1, 1
-    while True:
-        if i >= len(buf):
-            return None
-        n += (buf[i] & 0x7F) * mult
-        mult *= 128
-        i += 1
-        if not buf[i - 1] & 0x80:
-            break
-    if len(buf) < i + n:
-        return None
-    return buf[0], buf[i:i + n], i + n
-
-
 class ScriptedBroker:
     """MQTT 3.1.1 on a free loopback port: CONNACK 0 and SUBACKs; then per `mode`: "mute" never
     answers a PINGREQ, "oversized" sends the header of a 2 MB PUBLISH, "malformed" a PUBACK with
@@ -67,7 +49,7 @@ class ScriptedBroker:
                     break
                 buf += data
                 while True:
-                    pkt = split(buf)
+                    pkt = g.split_packet(buf)
                     if pkt is None:
                         break
                     first, body, used = pkt

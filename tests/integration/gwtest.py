@@ -1214,7 +1214,7 @@ class MqttTap:
                     buf += data
                     off = 0
                     while True:
-                        pkt = _split_packet(buf, off)
+                        pkt = split_packet(buf, off)
                         if pkt is None:
                             break
                         first, body, off = pkt
@@ -1252,7 +1252,7 @@ class MqttTap:
                 pass
 
 
-def _split_packet(buf, off):
+def split_packet(buf, off=0):
     """(first byte, body, offset after it) of the whole MQTT packet at buf[off:], or None."""
     if len(buf) - off < 2:
         return None
