@@ -16,9 +16,8 @@
 #include "stream_internal.h"
 
 #define EP_BATCH 64
-#define READ_TURNS                                                                                 \
-    32 /* reads of one socket per readiness while each fills its buffer (as libuv)                 \
-        */
+/* reads of one socket per readiness while each fills its buffer (as libuv) */
+#define READ_TURNS 32
 
 static void read_socket(gw_stream_conn *c)
 {
