@@ -166,12 +166,15 @@ def run_ingest(srv, loader, endpoints, window, outstanding, args):
     """One case against one freshly started server. Returns the figures (dict)."""
     tag = f"e{endpoints}"
     srv.start(tag)
+    m0 = m1 = {}
     try:
         cmd = load_cmd(loader, srv, args, endpoints, window, outstanding)
+        m0 = iotgw_metrics(srv)
         rc, res, w = benchlib.run_marked(cmd, srv.pid, "bench=coap_load", whole_machine=True)
         if rc != 0 or not res:
             raise BenchError(f"coap_load against {srv.name} (endpoints={endpoints}) exited "
                              f"with {rc}: {' '.join(cmd)}\n{log_tail(srv.log)}")
+        m1 = iotgw_metrics(srv)
     finally:
         src = srv.stop()
     if src != 0 and not (srv.name == "libcoap" and src in (-15, 143)):
@@ -191,6 +194,7 @@ def run_ingest(srv, loader, endpoints, window, outstanding, args):
             f"other_cpu_pct={max(0.0, other) * 100:.0f}")
     problems = []
     if srv.name == "iotgw":
+        line += commit_figures(m0, m1)
         rows, distinct = srv.stored()
         line += f" stored={rows} stored_distinct={distinct}"
         if distinct < int(res["ok_total"]):
@@ -256,6 +260,16 @@ def iotgw_metrics(srv):
     except (OSError, ValueError):
         pass
     return vals
+
+
+def commit_figures(m0, m1):
+    """iotgw: the store's transactions over the whole case (warm-up included) and the events per
+    transaction: ` commits=... events_per_commit=...` ('' when /metrics was unreadable)."""
+    b = m1.get("iotgw_store_batches_total", 0) - m0.get("iotgw_store_batches_total", 0)
+    e = m1.get("iotgw_events_committed_total", 0) - m0.get("iotgw_events_committed_total", 0)
+    if not m0 or not m1 or b <= 0:
+        return ""
+    return f" commits={b:.0f} events_per_commit={e / b:.1f}"
 
 
 def areas_per_endpoint(m0, m1, n):
