@@ -9,8 +9,8 @@
 
 /* store_events.c: rows per event insert statement, at most (a power of two), and how many
  * statements (1, 2, 4, ... GW__INS_MAX rows) */
-#define GW__INS_MAX    16
-#define GW__INS_LEVELS 5
+#define GW__INS_MAX    64
+#define GW__INS_LEVELS 7
 #define GW__INS_COLS   9 /* the events row's columns, one ? each */
 
 /* store_events.c: a text parameter as it is bound (SQLITE_STATIC: SQLite reads p[0..n) at each
