@@ -69,11 +69,8 @@ static void bind_text(sqlite3_stmt *st, gw__bound *bound, int i, const char *v, 
     int n = present ? (int)strlen(v) : -1;
     if (b->n == n && (n < 0 || b->p == v))
         return;
-    if (present)
-        sqlite3_bind_text(st, i, v, n, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
-    *b = (gw__bound){v, n};
+    int rc = present ? sqlite3_bind_text(st, i, v, n, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+    *b = rc == SQLITE_OK ? (gw__bound){v, n} : (gw__bound){NULL, -2}; /* failed: bound NULL */
 }
 
 /* Binds ev as row r of statement k, to be id, and links it into its device's history chain. */
