@@ -387,16 +387,17 @@ static void row_columns(void)
     static const char *const products[] = {"thermo", "meter", "thermo"};
     static const gw_event_kind kinds[] = {GW_EV_PROPERTY, GW_EV_EVENT,    GW_EV_PROPERTY,
                                           GW_EV_OFFLINE,  GW_EV_PROPERTY, GW_EV_ONLINE};
-    enum { ROUNDS = 12, PER = 77 }; /* 64 + 8 + 4 + 1 rows: every statement, twice per batch */
+    enum { ROUNDS = 12, PER = 127 }; /* 64 + 32 + 16 + 8 + 4 + 2 + 1 rows: every statement */
     st_env *e = st_env_new();
-    e->cfg->store.batch_max = 2 * PER;
+    e->cfg->store.batch_max = PER;
     CHECK_INT(st_open(e), 0);
     int bad = 0, rows = 0;
+    int64_t batches = gw_metric_get(GW_M_STORE_BATCHES);
     for (int r = 0; r < ROUNDS; r++) {
         gw_event *head = NULL, *tail = NULL;
         uint32_t first = e->next_token + 1;
-        for (int i = 0; i < 2 * PER; i++) {
-            int x = r * 2 * PER + i;
+        for (int i = 0; i < PER; i++) {
+            int x = r * PER + i;
             gw_event_kind k = kinds[(x / (1 + r % 3)) % 6];
             char v[64];
             snprintf(v, sizeof(v), "{\"temperature\":%d}", 100 + x % 900);
@@ -412,9 +413,10 @@ static void row_columns(void)
                 head = ev;
             tail = ev;
         }
-        gw_store_submit(e->s, head, tail, 2 * PER);
+        gw_store_submit(e->s, head, tail, PER);
         CHECK(st_wait_range(e, first, tail->token, 10000));
     }
+    CHECK_INT(gw_metric_get(GW_M_STORE_BATCHES) - batches, ROUNDS); /* a round, a batch */
     sqlite3_stmt *st;
     CHECK_INT(sqlite3_prepare_v2(st_check_db(e),
                                  "SELECT device, product, kind, name, msg_id, payload FROM events"
@@ -422,7 +424,7 @@ static void row_columns(void)
                                  -1, &st, NULL),
               SQLITE_OK);
     for (int x = 0; sqlite3_step(st) == SQLITE_ROW; x++, rows++) {
-        int r = x / (2 * PER);
+        int r = x / PER;
         gw_event_kind k = kinds[(x / (1 + r % 3)) % 6];
         int d = (x / (1 + r % 2)) % 3;
         char v[64], name[16], msg[16];
@@ -443,7 +445,7 @@ static void row_columns(void)
                    col[5]);
     }
     sqlite3_finalize(st);
-    CHECK_INT(rows, ROUNDS * 2 * PER);
+    CHECK_INT(rows, ROUNDS * PER);
     CHECK_INT(bad, 0);
     st_env_free(e);
 }
