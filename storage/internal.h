@@ -9,8 +9,16 @@
 
 /* store_events.c: rows per event insert statement, at most (a power of two), and how many
  * statements (1, 2, 4, ... GW__INS_MAX rows) */
-#define GW__INS_MAX    16
-#define GW__INS_LEVELS 5
+#define GW__INS_MAX    64
+#define GW__INS_LEVELS 7
+#define GW__INS_COLS   9 /* the events row's columns, one ? each */
+
+/* store_events.c: a text parameter as it is bound (SQLITE_STATIC: SQLite reads p[0..n) at each
+ * step); n -1: NULL, n -2: not known */
+typedef struct gw__bound {
+    const char *p;
+    int n;
+} gw__bound;
 
 typedef struct gw__dev_touch {
     int64_t last_seen;
@@ -93,6 +101,7 @@ struct gw_store {
     sqlite3_stmt *up_prop, *up_state, *touch_state, *set_mark, *begin, *commit, *rollback;
     /* store_events.c: the event insert of 1, 2, 4, ... GW__INS_MAX rows; the next event's id */
     sqlite3_stmt *ins_ev[GW__INS_LEVELS];
+    gw__bound ins_bound[GW__INS_LEVELS][GW__INS_MAX * GW__INS_COLS];
     int64_t next_id;
     gw__outbox ob;
     gw__history hist;

@@ -375,6 +375,81 @@ static void state_values(void)
     st_env_free(e);
 }
 
+/* ---- event rows: every column as submitted ---- */
+
+/* The insert statements keep a text parameter bound while it is the same pointer and length
+ * (store_events.c): rows of changing devices, products, kinds, names and msg_ids, and payloads of
+ * one length freed and allocated again (the same addresses, other bytes), batch after batch,
+ * each read back column by column. */
+static void row_columns(void)
+{
+    static const char *const devs[] = {"t-001", "m-001", "t-002"};
+    static const char *const products[] = {"thermo", "meter", "thermo"};
+    static const gw_event_kind kinds[] = {GW_EV_PROPERTY, GW_EV_EVENT,    GW_EV_PROPERTY,
+                                          GW_EV_OFFLINE,  GW_EV_PROPERTY, GW_EV_ONLINE};
+    enum { ROUNDS = 12, PER = 127 }; /* 64 + 32 + 16 + 8 + 4 + 2 + 1 rows: every statement */
+    st_env *e = st_env_new();
+    e->cfg->store.batch_max = PER;
+    CHECK_INT(st_open(e), 0);
+    int bad = 0, rows = 0;
+    int64_t batches = gw_metric_get(GW_M_STORE_BATCHES);
+    for (int r = 0; r < ROUNDS; r++) {
+        gw_event *head = NULL, *tail = NULL;
+        uint32_t first = e->next_token + 1;
+        for (int i = 0; i < PER; i++) {
+            int x = r * PER + i;
+            gw_event_kind k = kinds[(x / (1 + r % 3)) % 6];
+            char v[64];
+            snprintf(v, sizeof(v), "{\"temperature\":%d}", 100 + x % 900);
+            gw_event *ev = st_event(e, k, devs[(x / (1 + r % 2)) % 3], ST_SESS_A,
+                                    k == GW_EV_PROPERTY ? v : NULL);
+            if (k == GW_EV_EVENT)
+                snprintf(ev->name, sizeof(ev->name), "alarm%d", x % 2);
+            if (x % 5 == 0)
+                ev->msg_id[0] = 0; /* no msg_id: NULL */
+            if (tail)
+                tail->next = ev;
+            else
+                head = ev;
+            tail = ev;
+        }
+        gw_store_submit(e->s, head, tail, PER);
+        CHECK(st_wait_range(e, first, tail->token, 10000));
+    }
+    CHECK_INT(gw_metric_get(GW_M_STORE_BATCHES) - batches, ROUNDS); /* a round, a batch */
+    sqlite3_stmt *st;
+    CHECK_INT(sqlite3_prepare_v2(st_check_db(e),
+                                 "SELECT device, product, kind, name, msg_id, payload FROM events"
+                                 " ORDER BY id",
+                                 -1, &st, NULL),
+              SQLITE_OK);
+    for (int x = 0; sqlite3_step(st) == SQLITE_ROW; x++, rows++) {
+        int r = x / PER;
+        gw_event_kind k = kinds[(x / (1 + r % 3)) % 6];
+        int d = (x / (1 + r % 2)) % 3;
+        char v[64], name[16], msg[16];
+        snprintf(v, sizeof(v), "{\"temperature\":%d}", 100 + x % 900);
+        snprintf(name, sizeof(name), k == GW_EV_EVENT ? "alarm%d" : "test", x % 2);
+        snprintf(msg, sizeof(msg), "m%d", x + 1);
+        const char *col[6];
+        for (int c = 0; c < 6; c++)
+            col[c] = (const char *)sqlite3_column_text(st, c);
+        bool ok = col[0] && !strcmp(col[0], devs[d]) && col[1] && !strcmp(col[1], products[d]) &&
+                  col[2] && !strcmp(col[2], gw_event_kind_name(k));
+        ok = ok &&
+             (k == GW_EV_EVENT || k == GW_EV_OFFLINE ? col[3] && !strcmp(col[3], name) : !col[3]);
+        ok = ok && (x % 5 == 0 ? !col[4] : col[4] && !strcmp(col[4], msg));
+        ok = ok && (k == GW_EV_PROPERTY ? col[5] && !strcmp(col[5], v) : !col[5]);
+        if (!ok && bad++ < 5)
+            printf("  row %d: %s %s %s %s %s %s\n", x, col[0], col[1], col[2], col[3], col[4],
+                   col[5]);
+    }
+    sqlite3_finalize(st);
+    CHECK_INT(rows, ROUNDS * PER);
+    CHECK_INT(bad, 0);
+    st_env_free(e);
+}
+
 /* ---- replay after a crash ---- */
 
 static void copy_file(const char *from, const char *to)
@@ -468,6 +543,7 @@ int main(void)
     lifecycle_linger();
     state_lag();
     state_values();
+    row_columns();
     replay();
     TEST_MAIN_END();
 }
