@@ -10,7 +10,6 @@
 #include "../../gateway/command/command_types.h"
 #include "../../gateway/util/alloc.h"
 #include "../../gateway/util/auth.h"
-#include "../../gateway/util/json_write.h"
 
 static const char *const product_keys[] = {"frame", NULL};
 
@@ -242,13 +241,16 @@ static int put_text(text_out *t, const bin_field *f, const uint8_t *b, size_t n,
         i >= 256 || (t->seen[i / 64] & (1ull << (i % 64))))
         return NOT_TAKEN; /* a property twice: jansson keeps the first place, the last value */
     t->seen[i / 64] |= 1ull << (i % 64);
-    size_t o = t->n;
-    if (TEXT_CAP - o < 3)
+    /* the key: a property id of the configuration ([A-Za-z0-9_.-], gw__config_id_ok): nothing
+     * to escape */
+    size_t o = t->n, k = strlen(f->target_id);
+    if (TEXT_CAP - o < k + 4)
         return NOT_TAKEN;
-    t->b[o++] = t->n > 1 ? ',' : '{';
-    size_t k = gw_json_string(t->b + o, TEXT_CAP - o, f->target_id, strlen(f->target_id));
-    if (!k || TEXT_CAP - (o += k) < 2)
-        return NOT_TAKEN;
+    t->b[o++] = t->n ? ',' : '{';
+    t->b[o++] = '"';
+    memcpy(t->b + o, f->target_id, k);
+    o += k;
+    t->b[o++] = '"';
     t->b[o++] = ':';
     size_t v = gw__binary_value_text(f, b, n, negate, t->b + o, TEXT_CAP - o);
     if (!v)
