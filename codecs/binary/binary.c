@@ -1,6 +1,8 @@
 /* binary.c: the "binary" codec's ops table: init/uninit (the compiled layout in p->codec_state),
  * frame, decode (body -> check -> header -> discriminator -> message fields -> thing message),
- * encode_ack, verify, and the command encoder for the downstream side. */
+ * encode_ack, verify, and the command encoder for the downstream side. A report going to the
+ * dispatcher (hint.check) is decoded straight into its payload text when the thing model keeps
+ * its values as they are; anything else is decoded again the general way, which words it. */
 #include "internal.h"
 
 #include <inttypes.h>
