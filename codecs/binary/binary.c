@@ -1,6 +1,8 @@
 /* binary.c: the "binary" codec's ops table: init/uninit (the compiled layout in p->codec_state),
  * frame, decode (body -> check -> header -> discriminator -> message fields -> thing message),
- * encode_ack, verify, and the command encoder for the downstream side. */
+ * encode_ack, verify, and the command encoder for the downstream side. A report going to the
+ * dispatcher (hint.check) is decoded straight into its payload text when the thing model keeps
+ * its values as they are; anything else is decoded again the general way, which words it. */
 #include "internal.h"
 
 #include <inttypes.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "../../gateway/command/command_types.h"
+#include "../../gateway/util/alloc.h"
 #include "../../gateway/util/auth.h"
 
 static const char *const product_keys[] = {"frame", NULL};
@@ -120,11 +123,23 @@ static int binary_frame(const gw_product *p, const uint8_t *buf, size_t len, siz
 
 /* ---- decode ----------------------------------------------------------------------------- */
 
+/* A report's payload text written as its fields are read (hint.check): no jansson tree. */
+#define TEXT_CAP  2048
+#define NOT_TAKEN 1
+
+typedef struct text_out {
+    const gw_product *p;
+    size_t n;
+    uint64_t seen[4]; /* properties already written (by index; at most 256) */
+    char b[TEXT_CAP];
+} text_out;
+
 typedef struct dctx {
     const uint8_t *body;
     size_t len;
     size_t cursor;
-    size_t tail; /* bytes at the end reserved for fields from the end and the check */
+    size_t tail;   /* bytes at the end reserved for fields from the end and the check */
+    text_out *txt; /* NULL: values into out->values */
 } dctx;
 
 /* The size of a "size_from" field: its size field's value plus the declared adjustment. */
@@ -218,9 +233,39 @@ static int read_role(const bin_field *f, const uint8_t *b, size_t n, gw_thing_ms
     return 0;
 }
 
+/* Field f's "id":value into t when the report keeps the value as it is and names the property
+ * once (gw_tm_report_as_is); NOT_TAKEN otherwise. */
+static int put_text(text_out *t, const bin_field *f, const uint8_t *b, size_t n, bool negate)
+{
+    const gw_value_spec *s = f->spec;
+    size_t i = (size_t)(s - t->p->properties);
+    if (f->target != BIN_TG_PROPERTY || !s || s < t->p->properties || i >= t->p->n_properties ||
+        i >= 256 || (t->seen[i / 64] & (1ull << (i % 64))))
+        return NOT_TAKEN; /* a property twice: jansson keeps the first place, the last value */
+    t->seen[i / 64] |= 1ull << (i % 64);
+    /* the key: a property id of the configuration ([A-Za-z0-9_.-], gw__config_id_ok): nothing
+     * to escape */
+    size_t o = t->n, k = strlen(f->target_id);
+    if (TEXT_CAP - o < k + 4)
+        return NOT_TAKEN;
+    t->b[o++] = t->n ? ',' : '{';
+    t->b[o++] = '"';
+    memcpy(t->b + o, f->target_id, k);
+    o += k;
+    t->b[o++] = '"';
+    t->b[o++] = ':';
+    size_t v = gw__binary_value_text(f, b, n, negate, t->b + o, TEXT_CAP - o);
+    if (!v)
+        return NOT_TAKEN;
+    t->n = o + v;
+    return 0;
+}
+
 static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *raw, gw_reject *rej)
 {
     size_t pos = 0, n = 0;
+    if (f->grp && d->txt)
+        return NOT_TAKEN;
     if (f->grp) { /* a repeated group or an id-value list: binary_group.c */
         size_t at = f->pos == BIN_POS_START ? (size_t)f->off : d->cursor, end = at;
         size_t limit = d->len > d->tail ? d->len - d->tail : 0;
@@ -267,6 +312,9 @@ static int read_field(dctx *d, const bin_field *f, gw_thing_msg *out, uint64_t *
         uint64_t sv = f->sign_bit >= 0 ? (sn.u >> f->sign_bit) & 1u : sn.u;
         negate = sv == f->sign_neg;
     }
+    if (d->txt)
+        return put_text(d->txt, f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n,
+                        negate);
     json_t *v;
     if (gw__binary_to_json(f, f->prefix ? b + f->prefix : b, f->prefix ? n - f->prefix : n, negate,
                            &v, rej))
@@ -353,7 +401,7 @@ static gw_msg_kind msg_kind(bin_kind k)
 }
 
 static int decode_body(const bin_layout *l, bool down, const uint8_t *body, size_t len,
-                       gw_thing_msg *out, const bin_msg **which, gw_reject *rej)
+                       gw_thing_msg *out, const bin_msg **which, text_out *txt, gw_reject *rej)
 {
     dctx d = {.body = body, .len = len, .tail = l->header_tail};
     uint64_t code = 0;
@@ -388,13 +436,24 @@ static int decode_body(const bin_layout *l, bool down, const uint8_t *body, size
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD,
                              "message 0x%" PRIX32 ": %zu bytes, the layout says %d", m->match, len,
                              m->length);
-    if (m->kind != BIN_K_LOGIN && m->kind != BIN_K_HEARTBEAT && m->kind != BIN_K_WRITE_REPLY &&
-        m->kind != BIN_K_ACK && m->kind != BIN_K_REGISTER && !(out->values = json_object()))
+    if (m->kind == BIN_K_REPORT && txt) /* its payload text as it is read */
+        d.txt = txt;
+    else if (m->kind != BIN_K_LOGIN && m->kind != BIN_K_HEARTBEAT && m->kind != BIN_K_WRITE_REPLY &&
+             m->kind != BIN_K_ACK && m->kind != BIN_K_REGISTER && !(out->values = json_object()))
         return gw_reject_set(rej, GW_R_MALFORMED_PAYLOAD, "out of memory");
     d.tail = m->tail;
     for (size_t i = 0; i < m->n_fields; i++)
         if (read_field(&d, &m->fields[i], out, NULL, rej))
             return GW_EINVAL;
+    if (d.txt) {
+        if (txt->n == 0 || txt->n >= TEXT_CAP)
+            return NOT_TAKEN; /* an empty report: the check words it */
+        txt->b[txt->n++] = '}';
+        if (!(out->norm_text = gw_malloc(GW_AREA_EVENT, txt->n + 1)))
+            return NOT_TAKEN;
+        memcpy(out->norm_text, txt->b, txt->n);
+        out->norm_text[txt->n] = 0;
+    }
     if (m->role_seq && !m->role_msg_id) { /* the seq as "%u" writes it, without printf */
         char digits[10];
         size_t nd = 0, o = 0;
@@ -410,8 +469,20 @@ static int decode_body(const bin_layout *l, bool down, const uint8_t *body, size
     return 0;
 }
 
+static int decode_as(const gw_product *p, bool downstream, const uint8_t *buf, size_t len,
+                     gw_thing_msg *out, const bin_msg **which, text_out *txt, gw_reject *rej);
+
 int gw__binary_decode(const gw_product *p, bool downstream, const uint8_t *buf, size_t len,
                       gw_thing_msg *out, const bin_msg **which, gw_reject *rej)
+{
+    return decode_as(p, downstream, buf, len, out, which, NULL, rej);
+}
+
+/* txt: a report's values go into txt and out->norm_text (out->values stays NULL); any refusal,
+ * or a report that is not kept as it is, returns nonzero with out cleared: decode it again
+ * without txt, which decides and words it. */
+static int decode_as(const gw_product *p, bool downstream, const uint8_t *buf, size_t len,
+                     gw_thing_msg *out, const bin_msg **which, text_out *txt, gw_reject *rej)
 {
     uint8_t scratch[GW_BINARY_MAX_FRAME];
     const bin_layout *l = layout_of(p);
@@ -424,7 +495,13 @@ int gw__binary_decode(const gw_product *p, bool downstream, const uint8_t *buf, 
         return gw_reject_set(rej, GW_R_UNSUPPORTED, "binary codec: the product has no layout");
     if (gw__binary_body(l, buf, len, scratch, &body, &body_len, rej))
         return GW_EINVAL;
-    int rc = decode_body(l, downstream, body, body_len, out, which, rej);
+    int rc = decode_body(l, downstream, body, body_len, out, which, txt, rej);
+    if (rc && txt) {
+        gw_thing_msg_clear(out);
+        memset(out, 0, sizeof(*out));
+        *which = NULL;
+        return rc;
+    }
     if (rc) {
         /* A refused frame keeps no values. After a bad check nothing in it can be trusted; after
          * other problems the kind, seq and device id stay for a negative ack. */
@@ -443,7 +520,17 @@ static int binary_decode(const gw_product *p, const gw_decode_hint *hint, const 
                          size_t len, gw_thing_msg *out, gw_reject *rej)
 {
     const bin_msg *m;
-    (void)hint; /* the discriminator tells */
+    /* the discriminator tells the kind; a report going to the dispatcher (hint.check) is written
+     * as its payload text at once when the thing model keeps its values as they are */
+    if (hint && hint->check) {
+        text_out t;
+        t.p = p;
+        t.n = 0;
+        memset(t.seen, 0, sizeof(t.seen));
+        gw_reject ignored = {GW_R_NONE, ""};
+        if (decode_as(p, false, buf, len, out, &m, &t, &ignored) == 0)
+            return 0;
+    }
     return gw__binary_decode(p, false, buf, len, out, &m, rej);
 }
 

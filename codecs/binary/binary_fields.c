@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../gateway/util/alloc.h"
+#include "../../gateway/util/json_write.h"
 
 #define LABEL gw__binary_label
 
@@ -342,6 +343,86 @@ int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, bool nega
          * gw_tm_report_as_is); one it rejects stays an integer, for the check to word */
         return (*out = new_or_reject(json_real((double)v), f, rej)) ? 0 : GW_EINVAL;
     return (*out = new_or_reject(json_integer(v), f, rej)) ? 0 : GW_EINVAL;
+}
+
+/* A string value as gw_json_write writes it, when its property keeps it as it is (string within
+ * its length, or a listed enum value); 0 otherwise. */
+static size_t string_text(const gw_value_spec *s, const char *v, size_t len, char *dst, size_t cap)
+{
+    if (s->type == GW_T_STRING ? !gw__tm_string_ok(s, len)
+                               : s->type != GW_T_ENUM || !gw__tm_enum_ok(s, v, len))
+        return 0;
+    return gw_json_string(dst, cap, v, len);
+}
+
+size_t gw__binary_value_text(const bin_field *f, const uint8_t *b, size_t n, bool negate, char *dst,
+                             size_t cap)
+{
+    const gw_value_spec *s = f->spec;
+    gw_reject rej; /* the general path words every refusal */
+    if (!s || cap < 41)
+        return 0;
+    if (f->type == BIN_STRING) {
+        size_t len = f->prefix || f->size_var ? n : text_len(b, n);
+        if (!utf8_valid(b, len) || memchr(b, 0, len))
+            return 0;
+        return string_text(s, (const char *)b, len, dst, cap);
+    }
+    if (f->type == BIN_BYTES) {
+        char h[256];
+        if (2 * n >= sizeof(h))
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            h[2 * i] = hexdig[b[i] >> 4];
+            h[2 * i + 1] = hexdig[b[i] & 0x0f];
+        }
+        return string_text(s, h, 2 * n, dst, cap);
+    }
+    if (f->type == BIN_BCD && s->type == GW_T_STRING) {
+        char d[21];
+        if (bcd_value(f, b, d, &rej))
+            return 0;
+        return string_text(s, d, strlen(d), dst, cap);
+    }
+    bin_num num;
+    if (gw__binary_read_num(f, b, &num, &rej) || gw__binary_xform(f, &num, &rej))
+        return 0;
+    if (negate) {
+        if (num.kind == BIN_NUM_REAL) {
+            num.d = -num.d;
+        } else if (num.kind == BIN_NUM_INT) {
+            if (num.i == INT64_MIN)
+                return 0;
+            num.i = -num.i;
+        } else {
+            if (num.u > INT64_MAX)
+                return 0;
+            num.kind = BIN_NUM_INT;
+            num.i = -(int64_t)num.u;
+        }
+    }
+    bool real_type = s->type == GW_T_FLOAT || s->type == GW_T_DOUBLE;
+    if (num.kind == BIN_NUM_REAL)
+        return real_type && gw__tm_real_ok(s, num.d) ? gw_json_real(dst, num.d) : 0;
+    if (s->type == GW_T_BOOL) {
+        bool t = num.kind == BIN_NUM_UINT ? num.u != 0 : num.i != 0;
+        memcpy(dst, t ? "true" : "false", t ? 5 : 6);
+        return t ? 4 : 5;
+    }
+    if (s->type == GW_T_ENUM) {
+        uint64_t idx = num.kind == BIN_NUM_UINT ? num.u : (uint64_t)num.i;
+        if ((num.kind == BIN_NUM_INT && num.i < 0) || idx >= s->n_enum || !s->enum_values[idx])
+            return 0;
+        return string_text(s, s->enum_values[idx], strlen(s->enum_values[idx]), dst, cap);
+    }
+    if (num.kind == BIN_NUM_UINT && num.u > INT64_MAX)
+        return 0;
+    int64_t v = num.kind == BIN_NUM_UINT ? (int64_t)num.u : num.i;
+    if (real_type)
+        return gw__tm_real_ok(s, (double)v) ? gw_json_real(dst, (double)v) : 0;
+    if (s->type == GW_T_INT || s->type == GW_T_LONG || s->type == GW_T_DATE)
+        return gw__tm_integer_ok(s, v) ? gw_json_int(dst, v) : 0;
+    return 0;
 }
 
 int gw__binary_to_text(const bin_field *f, const uint8_t *b, size_t n, char *dst, size_t cap,

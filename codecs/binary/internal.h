@@ -359,6 +359,12 @@ int gw__binary_xform(const bin_field *f, bin_num *n, gw_reject *rej);
 /* A decoded field as the JSON value its target gets (new reference), given its bytes b[0..n). */
 int gw__binary_to_json(const bin_field *f, const uint8_t *b, size_t n, bool negate, json_t **out,
                        gw_reject *rej);
+/* The normalised JSON text of a decoded field (as gw__binary_to_json's value, written by
+ * gw_json_write) into dst (cap >= 41), when its property keeps that value as it is
+ * (gw_tm_report_as_is's rule); its length, or 0: not taken (the general path decides and words
+ * it). */
+size_t gw__binary_value_text(const bin_field *f, const uint8_t *b, size_t n, bool negate, char *dst,
+                             size_t cap);
 /* Epoch milliseconds of a datetime field's 6 bytes, and back (GW_EINVAL outside 2000..2099). */
 int gw__binary_datetime_read(const bin_field *f, const uint8_t *b, int64_t *ms, gw_reject *rej);
 int gw__binary_datetime_put(const bin_field *f, int64_t ms, uint8_t *b, gw_error *err);

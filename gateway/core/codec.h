@@ -57,8 +57,8 @@ typedef struct gw_thing_msg {
     uint32_t n_accepted;
     uint32_t unknown_items; /* id-value list items with an id the layout does not map (skipped) */
     /* Set by a codec that checked the values against the thing model as it read them (hint.check;
-     * the JSON codec's reader): the normalised payload text (gw_malloc(GW_AREA_EVENT)); values is
-     * then NULL. */
+     * the JSON codec's reader, the binary codec's property reports): the normalised payload text
+     * (gw_malloc(GW_AREA_EVENT)); values is then NULL. */
     char *norm_text;
 } gw_thing_msg;
 

@@ -108,8 +108,7 @@ size_t gw_json_real(char *buf, double d)
     return (size_t)n;
 }
 
-/* An integer as "%lld" writes it (JSON_INTEGER_FORMAT), without printf. */
-static size_t put_int(char *buf, int64_t x)
+size_t gw_json_int(char *buf, int64_t x)
 {
     char digits[24];
     uint64_t v = x < 0 ? -(uint64_t)x : (uint64_t)x;
@@ -205,7 +204,7 @@ static void put_value(wbuf *b, const json_t *v, int depth)
         put_string(b, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        put(b, num, put_int(num, json_integer_value(v)));
+        put(b, num, gw_json_int(num, json_integer_value(v)));
         break;
     case JSON_REAL:
         put(b, num, gw_json_real(num, json_real_value(v)));

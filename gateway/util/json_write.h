@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "alloc.h"
 
@@ -19,6 +20,10 @@ char *gw_json_write(const json_t *v);
 /* Writes a double's shortest round-trip text (always with '.' or an exponent) into buf (>= 32
  * bytes); returns its length. */
 size_t gw_json_real(char *buf, double d);
+
+/* An integer as "%lld" writes it (JSON_INTEGER_FORMAT), without printf, into buf (>= 21 bytes,
+ * NUL-terminated); returns its length. */
+size_t gw_json_int(char *buf, int64_t x);
 
 /* s[0..n) as a quoted, escaped JSON string into out (NUL-terminated); returns its length, or 0
  * if it does not fit cap. The bytes are copied as they are (callers pass valid UTF-8). */

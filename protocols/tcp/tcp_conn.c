@@ -310,9 +310,13 @@ static int handle_frame(gw__tcp_conn *c, const uint8_t *frame, size_t len)
     gw_thing_msg m;
     int rc;
 
+    /* the frame's discriminator tells the kind; a report goes to the dispatcher, so the codec may
+     * check it as it reads it (the binary codec: its payload text without a tree) */
+    static const gw_decode_hint hint = {GW_MSG_NONE, NULL, true};
+
     memset(&m, 0, sizeof(m));
     gw_metric_inc(GW_M_TCP_FRAMES);
-    if (p->codec_ops->decode(p, NULL, frame, len, &m, &rej) != 0) {
+    if (p->codec_ops->decode(p, &hint, frame, len, &m, &rej) != 0) {
         rc = undecodable(c, &m, &rej);
         gw_thing_msg_clear(&m);
         return rc;

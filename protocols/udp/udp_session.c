@@ -250,7 +250,9 @@ void gw__udp_datagram(gw_dgram_sock *ds, const uint8_t *buf, size_t len,
     if (!p)
         p = us->product;
     gw_reject rej = {GW_R_NONE, ""};
-    gw_decode_hint hint = {GW_MSG_NONE, NULL};
+    /* the discriminator tells the kind; a report goes to the dispatcher: the codec may check it as
+     * it reads it (the binary codec: its payload text without a tree) */
+    gw_decode_hint hint = {GW_MSG_NONE, NULL, true};
     gw_thing_msg m;
     char detail[96];
 

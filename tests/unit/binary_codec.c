@@ -4,6 +4,7 @@
  * framing mode fed whole, split at every byte boundary and byte by byte, every field type and
  * transform, bad checks, unknown messages, truncated and oversized frames, and garbage streams. */
 #include "binary_test.h"
+#include "../fuzz/binary_text_diff.h"
 
 #include <math.h>
 
@@ -18,6 +19,11 @@ static int decode_hex(const gw_product *p, const char *hex, gw_thing_msg *m, gw_
     uint8_t b[2048];
     size_t n = bt_unhex(hex, b, sizeof(b));
     memset(rej, 0, sizeof(*rej));
+    /* every frame decoded here: a report as text (hint.check) agrees with the general path */
+    if (binary_text_diff(p, b, n) < 0) {
+        fprintf(stderr, "  %s: %s\n", hex, binary_text_diff_why);
+        CHECK(!"binary_text_diff");
+    }
     return ops->decode(p, NULL, b, n, m, rej);
 }
 
@@ -387,6 +393,23 @@ static void test_meter(void)
     CHECK_INT(gw_tm_check_report(p, m.values, &norm, &rej), 0);
     json_decref(norm);
     CHECK(gw_tm_report_as_is(p, m.values));
+    gw_thing_msg_clear(&m);
+    /* going to the dispatcher (hint.check): the payload text at once, no values */
+    {
+        static const gw_decode_hint check = {GW_MSG_NONE, NULL, true};
+        uint8_t f[64];
+        size_t fn = bt_unhex(METER_REPORT, f, sizeof(f));
+        CHECK_INT(ops->decode(p, &check, f, fn, &m, &rej), 0);
+        CHECK(m.values == NULL);
+        CHECK_STR(m.norm_text ? m.norm_text : "(null)",
+                  "{\"energy_kwh\":1234.56,\"power_w\":1500.0,\"voltage\":230.1,\"pulses\":987654,"
+                  "\"tariff\":\"night\",\"relay_on\":true,\"quality\":2}");
+        CHECK_INT(m.timestamp_ms, 1700000000000LL);
+        CHECK_STR(m.msg_id, "2");
+        CHECK_INT(binary_text_diff(p, f, fn), 1);
+        gw_thing_msg_clear(&m);
+        CHECK_INT(decode_hex(p, METER_REPORT, &m, &rej), 0);
+    }
     CHECK_INT(ops->encode_ack(p, &m, NULL, NULL, out, sizeof(out), &n), 0);
     CHECK_BYTES(out, n, "68 00 07 80 00 02 02 00 E7 4C");
     CHECK_INT(ops->encode_ack(p, &m, &REFUSED, NULL, out, sizeof(out), &n),
@@ -517,6 +540,34 @@ static void test_meter_rejects(void)
     CHECK_INT(n, 10);
     CHECK_INT(out[7], 1);
     gw_thing_msg_clear(&m);
+
+    /* values the thing model refuses or changes: never taken as text (hint.check); the general
+     * path decides and words them, the same with and without the hint */
+    {
+        static const gw_decode_hint check = {GW_MSG_NONE, NULL, true};
+        static const struct {
+            size_t at;
+            uint8_t b0, b1;
+        } bad[] = {
+            {12, 0x0F, 0xA1}, /* voltage 400.1: over its max (the check refuses it) */
+            {18, 0x02, 0x05}, /* tariff index 2: not listed (a decode refusal) */
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            n = bt_unhex(METER_REPORT, f, sizeof(f));
+            f[bad[i].at] = bad[i].b0;
+            f[bad[i].at + 1] = bad[i].b1;
+            c = bt_crc("crc16-modbus", f, n - 2);
+            f[n - 2] = (uint8_t)c, f[n - 1] = (uint8_t)(c >> 8);
+            int d = binary_text_diff(p, f, n);
+            if (d != 0)
+                fprintf(stderr, "  bad[%zu]: %d %s\n", i, d, binary_text_diff_why);
+            CHECK_INT(d, 0);
+            memset(&rej, 0, sizeof(rej));
+            if (ops->decode(p, &check, f, n, &m, &rej) == 0)
+                CHECK(m.norm_text == NULL && m.values != NULL);
+            gw_thing_msg_clear(&m);
+        }
+    }
 
     /* a constant that differs */
     n = bt_unhex(METER_HEARTBEAT, f, sizeof(f));
