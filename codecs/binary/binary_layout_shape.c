@@ -117,6 +117,25 @@ static int check_extents(gw__bl_ctx *x, extent *e, size_t n, int64_t len, const 
     return 0;
 }
 
+/* A variable-size field (size_from, "rest") at a fixed offset v: any other extent from the start
+ * that ends past v overlaps it in some frame (the encoder would write over it). */
+static int check_var_fields(gw__bl_ctx *x, const extent *e, size_t n)
+{
+    char p[GW__BL_PATH_CAP], a[96];
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].f || !e[i].f->size_var || e[i].start < 0)
+            continue;
+        for (size_t j = 0; j < n; j++)
+            if (j != i && e[j].start >= 0 && e[j].start + e[j].size > e[i].start)
+                return gw__bl_fail(x, gw__bl_sub(p, e[i].f->path, "offset"),
+                                   "a field of variable size at offset %lld overlaps %s "
+                                   "(offset %lld, %lld bytes)",
+                                   (long long)e[i].start, ext_name(&e[j], a, sizeof(a)),
+                                   (long long)e[j].start, (long long)e[j].size);
+    }
+    return 0;
+}
+
 /* The frame of message m (NULL: the header alone) is sound. */
 int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m)
 {
@@ -138,6 +157,13 @@ int gw__bl_check_shape(gw__bl_ctx *x, const bin_msg *m)
         for (size_t i = 0; i < nf; i++)
             if (fs[i].pos != BIN_POS_AFTER)
                 e[n++] = (extent){fs[i].off, fs[i].prefix ? fs[i].prefix : fs[i].size, &fs[i], ""};
+    }
+    /* a field of variable size (size_from, "rest") at a fixed offset runs to an end known only
+     * per frame: nothing else counted from the start may lie at or past its first byte */
+    rc = check_var_fields(x, e, n);
+    if (rc) {
+        free(e);
+        return rc;
     }
     int64_t len = -1;
     const char *bound = "max_frame";

@@ -632,6 +632,14 @@ static void test_size_from(void)
     snprintf(p, sizeof(p), "%s.type", text);
     check_gt06_edit(p, "\"u32\"",
                     "frame.messages[4].fields[2].size_from: only for string and bytes fields");
+    /* the text would run over the header's length and protocol bytes (found by the fuzzer) */
+    snprintf(p, sizeof(p), "%s.offset", text);
+    check_gt06_edit(p, "2",
+                    "frame.messages[4].fields[2].offset: a field of variable size at offset 2 "
+                    "overlaps");
+    check_gt06_edit(p, "8",
+                    "frame.messages[4].fields[2].offset: a field of variable size at "
+                    "offset 8 overlaps field \"server_flag\"");
     check_gt06_edit("frame.messages[4].fields[3].offset", "12",
                     "frame.messages[4].fields[3].offset: a fixed offset cannot follow a "
                     "variable-length field");
