@@ -123,9 +123,12 @@ def run_ingest(srv, loader, proto, conns, window, args):
     other = ((w["all1"] - w["all0"]) - (w["cpu1"] - w["cpu0"]) - gen_ticks) / CLK_TCK / window_s
     line = (f"bench=frame_ingest server={srv.name} proto={proto} conns={conns} window={window} "
             f"msg_per_s={fig['msg_per_s']:.0f} cpu_us_per_msg={fig['cpu_us_per_msg']:.2f} "
+            f"sys_us_per_msg={fig['sys_us_per_msg']:.2f} "
             f"rss_kb={rss} msgs={msgs} seconds={res['seconds']} "
             f"gen_cpu_pct={gen_ticks / CLK_TCK / window_s * 100:.0f} "
             f"other_cpu_pct={max(0.0, other) * 100:.0f}")
+    if fig["writer_us_per_msg"] is not None:
+        line += f" writer_us_per_msg={fig['writer_us_per_msg']:.2f}"
     acked = int(res["acked_total"])
     stored, err = None, None
     if srv.name == "iotgw":

@@ -118,7 +118,8 @@ def run_ingest(srv, loader, qos, conns, window, args):
     rss, msgs = fig["rss_kb"], fig["msgs"]
     line = (f"bench=mqtt_ingest server={srv.name} qos={qos} conns={conns} "
             f"window={window if qos else 0} msg_per_s={fig['msg_per_s']:.0f} "
-            f"cpu_us_per_msg={fig['cpu_us_per_msg']:.2f} rss_kb={rss} msgs={msgs} "
+            f"cpu_us_per_msg={fig['cpu_us_per_msg']:.2f} "
+            f"sys_us_per_msg={fig['sys_us_per_msg']:.2f} rss_kb={rss} msgs={msgs} "
             f"seconds={res['seconds']}")
     if fig["writer_us_per_msg"] is not None:
         line += f" writer_us_per_msg={fig['writer_us_per_msg']:.2f}"

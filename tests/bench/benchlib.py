@@ -3,6 +3,7 @@ sampling, the server base class (start, stop by PID), the iotgw runner (config, 
 --ready-fd), building the C helpers, reading a generator's `mark` lines and the temp-dir run.
 Standard library only; each driver keeps its own cases and figures."""
 
+import glob
 import json
 import os
 import resource
@@ -61,6 +62,12 @@ def proc_cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime, whole thread group
+
+
+def proc_sys_ticks(pid):
+    """stime alone: the part of proc_cpu_ticks spent in the kernel."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[12])
 
 
 def thread_cpu_ticks(pid, comm):
@@ -414,12 +421,14 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
     for line in gen.stdout:
         if line.startswith("mark measure_start"):
             w["cpu0"] = proc_cpu_ticks(srv_pid)
+            w["sys0"] = proc_sys_ticks(srv_pid)
             w["writer0"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
             if whole_machine:
                 w.update(gen0=proc_cpu_ticks(gen.pid), all0=machine_busy_ticks(),
                          t0=time.monotonic())
         elif line.startswith("mark measure_end"):
             w["cpu1"] = proc_cpu_ticks(srv_pid)
+            w["sys1"] = proc_sys_ticks(srv_pid)
             w["writer1"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
             if whole_machine:
                 w.update(gen1=proc_cpu_ticks(gen.pid), all1=machine_busy_ticks(),
@@ -434,12 +443,14 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
 
 
 def ingest_figs(res, w):
-    """msg_per_s, cpu_us_per_msg (server CPU over the window / msgs), rss_kb, msgs, seconds."""
+    """msg_per_s, cpu_us_per_msg (server CPU over the window / msgs) and its kernel part
+    sys_us_per_msg, rss_kb, msgs, seconds, writer_us_per_msg."""
     msgs = int(res["msgs"])
     w0, w1 = w.get("writer0"), w.get("writer1")
     return {
         "msg_per_s": float(res["msg_per_s"]),
         "cpu_us_per_msg": (w["cpu1"] - w["cpu0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0,
+        "sys_us_per_msg": (w["sys1"] - w["sys0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0,
         "rss_kb": w["rss"], "msgs": msgs, "seconds": res["seconds"],
         # iotgw's store writer thread alone (None for other servers)
         "writer_us_per_msg": (w1 - w0) / CLK_TCK * 1e6 / msgs
@@ -488,6 +499,41 @@ def add_idle_args(ap, smoke_size, unit, warm_what):
     ap.add_argument("--idle-modes", default="cold,warm",
                     help="idle case: cold (first connection of each device), warm (each device "
                     f"{warm_what} once before the measured sessions), or both")
+
+
+def callgrind_threads(prefix, loop_marker):
+    """(Ir of every thread, of the loop threads, of the writer, the busiest loop thread's file)
+    from callgrind's per-thread files (--separate-threads=yes): a loop thread's file names
+    loop_marker (a function only the loops run), the writer's writer_main."""
+    total = loops = writer = 0
+    busiest, busiest_ir = None, -1
+    for path in glob.glob(prefix + "-*"):
+        ir = 0
+        with open(path, errors="replace") as f:
+            text = f.read()
+        for line in text.splitlines():
+            if line.startswith(("summary:", "totals:")):
+                ir = max(ir, int(line.split()[1]))
+        total += ir
+        if "writer_main" in text:
+            writer += ir
+        elif loop_marker in text:
+            loops += ir
+            if ir > busiest_ir:
+                busiest, busiest_ir = path, ir
+    return total, loops, writer, busiest
+
+
+def callgrind_wrapper(tmp, binary, tag):
+    """A script that runs binary under callgrind, one output file per thread: (its path, the
+    output files' prefix)."""
+    cg_out = os.path.join(tmp, f"callgrind-{tag}.out")
+    wrapper = os.path.join(tmp, f"iotgw-cg-{tag}")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=yes "
+                f"--compress-strings=no --callgrind-out-file={cg_out} {binary} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return wrapper, cg_out
 
 
 def callgrind_top(cg_out, n, indent="  "):

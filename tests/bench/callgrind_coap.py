@@ -11,7 +11,6 @@ how many requests a commit takes) and the writer's (`writer_ir_per_req`: SQLite,
 smaller as the group commits grow, so it moves with the rate reached under callgrind), and the
 top functions. Prints figures; never passes or fails on them."""
 import argparse
-import glob
 import os
 import subprocess
 import sys
@@ -21,38 +20,10 @@ import bench_coap
 from benchlib import BenchError, out
 
 
-def thread_totals(prefix):
-    """(Ir of every thread, of the loop threads, of the writer, the busiest loop thread's file)
-    from callgrind's per-thread files (--separate-threads=yes): a loop thread's file names
-    gw__coap_request, the writer's writer_main."""
-    total = loops = writer = 0
-    busiest, busiest_ir = None, -1
-    for path in glob.glob(prefix + "-*"):
-        ir = 0
-        with open(path, errors="replace") as f:
-            text = f.read()
-        for line in text.splitlines():
-            if line.startswith(("summary:", "totals:")):
-                ir = max(ir, int(line.split()[1]))
-        total += ir
-        if "writer_main" in text:
-            writer += ir
-        elif "gw__coap_request" in text:
-            loops += ir
-            if ir > busiest_ir:
-                busiest, busiest_ir = path, ir
-    return total, loops, writer, busiest
-
-
 def run_once(tmp, binary, tag, args, seconds):
     """One gateway under callgrind; coap_load for seconds (0: start and stop only). Returns (Ir,
     answered requests, the callgrind output file)."""
-    cg_out = os.path.join(tmp, f"callgrind-{tag}.out")
-    wrapper = os.path.join(tmp, f"iotgw-cg-{tag}")
-    with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=yes "
-                f"--callgrind-out-file={cg_out} {binary} \"$@\"\n")
-    os.chmod(wrapper, 0o755)
+    wrapper, cg_out = benchlib.callgrind_wrapper(tmp, binary, tag)
     d = os.path.join(tmp, tag)
     os.makedirs(d)
     srv = bench_coap.Iotgw(d, wrapper, args.endpoints, args.loops)
@@ -80,7 +51,7 @@ def run_once(tmp, binary, tag, args, seconds):
         rc = srv.stop(300)
     if rc != 0:
         raise BenchError(f"iotgw under callgrind exited with {rc}")
-    return thread_totals(cg_out), ok, cg_out
+    return benchlib.callgrind_threads(cg_out, "gw__coap_request"), ok, cg_out
 
 
 def run_all(tmp, srvs, args):
