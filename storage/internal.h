@@ -38,8 +38,14 @@ typedef struct gw__prop_slot {
      * NUL-terminated); owned by the slot until the state is written (gw__state_clear) */
     char *text;
     uint32_t key_len, val_len, cap;
+    /* the slot of the member that followed this one in the last payload noted here (a guess,
+     * checked before use: a device's reports mostly list the same members in the same order),
+     * GW__SLOT_NONE if none */
+    uint32_t next;
     int64_t ts;
 } gw__prop_slot;
+
+#define GW__SLOT_NONE UINT32_MAX
 
 /* Each device's newest event id, for the history chain (store_history.c); writer thread. */
 typedef struct gw__head {

@@ -34,6 +34,7 @@ int gw__state_grow(gw_store *s)
         while (n[j].dev)
             j = (j + 1) & (ncap - 1);
         n[j] = *o;
+        n[j].next = GW__SLOT_NONE; /* positions change */
     }
     gw_free(GW_AREA_STORE, s->props);
     s->props = n;
@@ -69,39 +70,45 @@ static int slot_set(gw__prop_slot *p, const char *key, size_t key_len, const cha
     return 0;
 }
 
-/* The latest value per (device, property) since the last write: key and value are copied into
- * the slot (a few bytes, into a buffer the slot keeps until the write), so it outlives the event.
- */
-static int note_prop(gw_store *s, uint32_t dev, const char *key, size_t key_len, uint32_t h,
-                     const char *val, size_t val_len, int64_t ts)
+/* Stores val as p's value (after its key) unless ts is older than the one it holds. */
+static int slot_value(gw__prop_slot *p, const char *val, size_t val_len, int64_t ts)
 {
-    if ((s->props_used + 1) * 2 > s->props_cap && gw__state_grow(s))
-        return GW_ENOMEM;
+    if (ts < p->ts)
+        return 0;
+    if (p->key_len + val_len > p->cap) {
+        size_t cap = (p->key_len + val_len + 15) & ~(size_t)15;
+        char *t = gw_realloc(GW_AREA_STORE, p->text, cap); /* keeps the key */
+        if (!t)
+            return GW_ENOMEM;
+        p->text = t;
+        p->cap = (uint32_t)cap;
+    }
+    memcpy(p->text + p->key_len, val, val_len);
+    p->val_len = (uint32_t)val_len;
+    p->ts = ts;
+    return 0;
+}
+
+/* The slot of (dev, key) (h: its hash), taken (key copied, no value yet: skipped by the write) if
+ * there is none; GW__SLOT_NONE when out of memory. The table has room (the caller grew it). */
+static uint32_t find_slot(gw_store *s, uint32_t dev, const char *key, size_t key_len, uint32_t h)
+{
     size_t j = h & (s->props_cap - 1);
     for (;; j = (j + 1) & (s->props_cap - 1)) {
         gw__prop_slot *p = &s->props[j];
         if (!p->dev) {
-            if (slot_set(p, key, key_len, val, val_len))
-                return GW_ENOMEM;
+            if (slot_set(p, key, key_len, "", 0))
+                return GW__SLOT_NONE;
             p->dev = dev + 1;
             p->hash = h;
-            p->ts = ts;
+            p->next = GW__SLOT_NONE;
+            p->ts = INT64_MIN;
             s->props_used++;
-            return 0;
+            return (uint32_t)j;
         }
         if (p->hash == h && p->dev == dev + 1 && p->key_len == key_len &&
-            memcmp(p->text, key, key_len) == 0) {
-            if (ts >= p->ts) {
-                if (key_len + val_len <= p->cap) { /* the key is there: only the value */
-                    memcpy(p->text + key_len, val, val_len);
-                    p->val_len = (uint32_t)val_len;
-                } else if (slot_set(p, key, key_len, val, val_len)) {
-                    return GW_ENOMEM;
-                }
-                p->ts = ts;
-            }
-            return 0;
-        }
+            memcmp(p->text, key, key_len) == 0)
+            return (uint32_t)j;
     }
 }
 
@@ -110,6 +117,11 @@ static int note_prop(gw_store *s, uint32_t dev, const char *key, size_t key_len,
 static const char *value_end(const char *v)
 {
     int depth = 0;
+    if (*v != '"' && *v != '{' && *v != '[') { /* a number, true, false or null */
+        while (*v && *v != ',' && *v != '}')
+            v++;
+        return *v ? v : NULL;
+    }
     for (;; v++) {
         switch (*v) {
         case 0:
@@ -141,25 +153,54 @@ static const char *value_end(const char *v)
 }
 
 /* A property report's payload, {"id":value,...} as the gateway writes it (compact; property ids
- * need no escape): each member noted. Anything else stops the walk. */
+ * need no escape): the latest value per (device, property) since the last write. Key and value
+ * are copied into the slot (a few bytes, into a buffer the slot keeps until the write), so they
+ * outlive the event. A member's slot is first guessed as the one that followed the previous
+ * member's last time (no hash, no probe: reports mostly repeat their members' order). Anything
+ * else than such an object stops the walk. */
 static int note_props(gw_store *s, uint32_t dev, const char *payload, int64_t ts)
 {
     const char *p = payload;
+    uint32_t prev = GW__SLOT_NONE;
     if (*p++ != '{')
         return 0;
     while (*p == '"') {
         const char *key = ++p;
-        uint32_t h = HASH_SEED(dev);
-        for (; *p && *p != '"' && *p != '\\'; p++)
-            h = HASH_STEP(h, *p);
-        if (*p != '"' || p[1] != ':')
+        uint32_t at = GW__SLOT_NONE;
+        if (prev != GW__SLOT_NONE && s->props[prev].next != GW__SLOT_NONE) {
+            const gw__prop_slot *g = &s->props[s->props[prev].next];
+            /* strncmp: stops at the payload's NUL, which a slot's key never holds */
+            if (g->dev == dev + 1 && strncmp(key, g->text, g->key_len) == 0 &&
+                key[g->key_len] == '"') {
+                at = s->props[prev].next;
+                p = key + g->key_len;
+            }
+        }
+        if (at == GW__SLOT_NONE) {
+            uint32_t h = HASH_SEED(dev);
+            for (; *p && *p != '"' && *p != '\\'; p++)
+                h = HASH_STEP(h, *p);
+            if (*p != '"')
+                return 0;
+            if ((s->props_used + 1) * 2 > s->props_cap) {
+                if (gw__state_grow(s))
+                    return GW_ENOMEM;
+                prev = GW__SLOT_NONE; /* slots moved */
+            }
+            at = find_slot(s, dev, key, (size_t)(p - key), h ? h : 1);
+            if (at == GW__SLOT_NONE)
+                return GW_ENOMEM;
+        }
+        if (p[1] != ':')
             return 0;
-        size_t key_len = (size_t)(p - key);
         const char *val = p + 2, *end = value_end(val);
         if (!end || end == val)
             return 0;
-        if (note_prop(s, dev, key, key_len, h ? h : 1, val, (size_t)(end - val), ts))
+        if (slot_value(&s->props[at], val, (size_t)(end - val), ts))
             return GW_ENOMEM;
+        if (prev != GW__SLOT_NONE)
+            s->props[prev].next = at;
+        prev = at;
         p = end + (*end == ',');
     }
     return 0;
@@ -238,7 +279,7 @@ static int write_props(gw_store *s)
 {
     for (size_t i = 0; i < s->props_cap; i++) {
         gw__prop_slot *p = &s->props[i];
-        if (!p->dev)
+        if (!p->dev || !p->val_len) /* empty, or taken by a payload that broke off */
             continue;
         sqlite3_stmt *st = s->up_prop;
         sqlite3_bind_text(st, 1, s->touch[p->dev - 1].dev->id, -1, SQLITE_STATIC);

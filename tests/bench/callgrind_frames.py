@@ -53,7 +53,7 @@ def run_once(tmp, binary, tag, args, seconds):
         raise BenchError(f"iotgw under callgrind exited with {rc}")
     writer = next((p for p in sorted(glob.glob(cg_out + "-*"))
                    if "writer_main" in open(p, errors="replace").read()), None)
-    return benchlib.callgrind_threads(cg_out, "gw__binary_read_fields"), acked, writer
+    return benchlib.callgrind_threads(cg_out, "binary_decode"), acked, writer
 
 
 def run_all(tmp, srvs, args):

@@ -375,6 +375,75 @@ static void state_values(void)
     st_env_free(e);
 }
 
+/* A member's slot is first guessed as the one that followed the previous member last time
+ * (store_state.c): reports in another order, another device with the same ids, an id that is a
+ * prefix of the guess's or has it as a prefix, a table that grows in the middle of a report, and
+ * a report that breaks off after a new id must all still leave each id's newest value. */
+static void submit_raw(st_env *e, const char *dev, const char *const *payloads, int n)
+{
+    gw_event *head = NULL, *tail = NULL;
+    for (int i = 0; i < n; i++) {
+        gw_event *ev = st_event(e, GW_EV_PROPERTY, dev, ST_SESS_A, NULL);
+        ev->payload = gw_strdup(GW_AREA_EVENT, payloads[i]); /* as it is, even broken */
+        if (tail)
+            tail->next = ev;
+        else
+            head = ev;
+        tail = ev;
+    }
+    gw_store_submit(e->s, head, tail, (size_t)n);
+    CHECK(st_wait_range(e, head->token, tail->token, 10000));
+}
+
+static void state_guesses(void)
+{
+    st_env *e = st_env_new();
+    e->cfg->store.state_lag_ms = 600000; /* written by gw_store_sync_state only */
+    CHECK_INT(st_open(e), 0);
+    char buf[256];
+    static const char *const m[] = {
+        "{\"a\":1,\"b\":2,\"c\":3}",    "{\"a\":4,\"c\":5,\"b\":6}",
+        "{\"a\":7,\"c\":8,\"cc\":9}",   "{\"a\":10,\"cc\":11,\"b\":12}",
+        "{\"a\":13,\"c\":14,\"c\":15}", "{\"b\":16,\"a\":17,\"c\":18,\"zz\":",
+    };
+    static const char *const t[] = {"{\"a\":100,\"b\":200}", "{\"b\":300,\"a\":400}"};
+    submit_raw(e, "m-001", m, 3);
+    submit_raw(e, "t-002", t, 1);
+    submit_raw(e, "m-001", m + 3, 3);
+    submit_raw(e, "t-002", t + 1, 1);
+    CHECK_INT(gw_store_sync_state(e->s, 5000), 0);
+    CHECK_STR(prop_text(e, "m-001", "a", buf, sizeof(buf)), "17");
+    CHECK_STR(prop_text(e, "m-001", "b", buf, sizeof(buf)), "16");
+    CHECK_STR(prop_text(e, "m-001", "c", buf, sizeof(buf)), "18");
+    CHECK_STR(prop_text(e, "m-001", "cc", buf, sizeof(buf)), "11");
+    CHECK_STR(prop_text(e, "t-002", "a", buf, sizeof(buf)), "400");
+    CHECK_STR(prop_text(e, "t-002", "b", buf, sizeof(buf)), "300");
+    /* "zz" broke off before its value: no row */
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM property_state"), 6);
+
+    /* 600 members in one report: the table (1,024 slots, grown at half full) grows in its
+     * middle; then the same members again, guessed from the chain the grown table kept */
+    char big[600 * 16 + 2];
+    for (int round = 0; round < 2; round++) {
+        size_t len = 0;
+        big[len++] = '{';
+        for (int i = 0; i < 600; i++)
+            len += (size_t)snprintf(big + len, sizeof(big) - len, "%s\"p%d\":%d", i ? "," : "", i,
+                                    i * 10 + round);
+        big[len++] = '}';
+        big[len] = 0;
+        const char *one[] = {big};
+        submit_raw(e, "m-001", one, 1);
+    }
+    CHECK_INT(gw_store_sync_state(e->s, 5000), 0);
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM property_state WHERE device = 'm-001'"), 604);
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM property_state WHERE device = 'm-001' AND"
+                           " property LIKE 'p%' AND CAST(value AS INTEGER) ="
+                           " CAST(substr(property, 2) AS INTEGER) * 10 + 1"),
+              600);
+    st_env_free(e);
+}
+
 /* ---- event rows: every column as submitted ---- */
 
 /* The insert statements keep a text parameter bound while it is the same pointer and length
@@ -543,6 +612,7 @@ int main(void)
     lifecycle_linger();
     state_lag();
     state_values();
+    state_guesses();
     row_columns();
     replay();
     TEST_MAIN_END();
