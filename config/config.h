@@ -46,6 +46,7 @@ typedef struct gw_store_cfg {
     uint32_t state_lag_ms; /* under load, device/property state trails the events by this much */
     gw_sync_mode synchronous;
     uint32_t cache_kb;      /* SQLite page cache */
+    uint32_t page_size;     /* SQLite page size of a new database (bytes, a power of two) */
     int64_t retention_rows; /* keep at most this many events (oldest forwarded go first); 0: all */
     uint32_t max_db_mb;     /* disk budget of the database (used pages); 0: none */
 } gw_store_cfg;

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../gateway/util/log.h"
+
 #define GW_SCHEMA_VERSION 4
 
 static const char *const schema_v1 =
@@ -76,7 +78,9 @@ int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err)
     sqlite3_stmt *st;
 
     sqlite3_busy_timeout(db, 5000);
-    if (exec(db, "PRAGMA journal_mode=WAL", err))
+    /* a new database takes the page size before its first write (WAL mode fixes it) */
+    snprintf(sql, sizeof(sql), "PRAGMA page_size=%u", cfg->page_size);
+    if (exec(db, sql, err) || exec(db, "PRAGMA journal_mode=WAL", err))
         return GW_ESTORE;
     snprintf(sql, sizeof(sql),
              "PRAGMA synchronous=%s; PRAGMA cache_size=-%u; PRAGMA temp_store=MEMORY",
@@ -86,6 +90,14 @@ int gw__store_schema(sqlite3 *db, const gw_store_cfg *cfg, gw_error *err)
     if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW)
             version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (version > 0 && sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW && (uint32_t)sqlite3_column_int(st, 0) != cfg->page_size)
+            GW_LOG_INFO("store", NULL, NULL,
+                        "the database keeps the page size it was created with (storage.page_size "
+                        "applies to a new database)",
+                        "page_size=%d configured=%u", sqlite3_column_int(st, 0), cfg->page_size);
         sqlite3_finalize(st);
     }
     if (version > GW_SCHEMA_VERSION)

@@ -181,12 +181,14 @@ def run_ingest(srv, loader, endpoints, window, outstanding, args):
         raise BenchError(f"{srv.name} exited with {src} after SIGTERM\n{log_tail(srv.log)}")
     msgs = int(res["msgs"])
     window_s = max(w["t1"] - w["t0"], 1e-3)
-    cpu_us = (w["cpu1"] - w["cpu0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0
+    fig = benchlib.ingest_figs(res, w)
+    cpu_us = fig["cpu_us_per_msg"]
     gen_ticks = w["gen1"] - w["gen0"]
     other = ((w["all1"] - w["all0"]) - (w["cpu1"] - w["cpu0"]) - gen_ticks) / CLK_TCK / window_s
     line = (f"bench=coap_ingest server={srv.name} endpoints={endpoints} window={window} "
             f"outstanding={outstanding} rate={float(res['req_per_s']):.0f} "
-            f"cpu_us_per_req={cpu_us:.2f} lost={res['lost']} dup={res['dup']} "
+            f"cpu_us_per_req={cpu_us:.2f} sys_us_per_req={fig['sys_us_per_msg']:.2f} "
+            f"lost={res['lost']} dup={res['dup']} "
             f"late={res['late']} busy={res['busy_total']} rejected={res['rejected_total']} "
             f"rss_kb={w['rss']} reqs={msgs} seconds={res['seconds']} "
             f"sent={res['sent_total']} ok={res['ok_total']} separate={res['separate']} "
@@ -194,6 +196,8 @@ def run_ingest(srv, loader, endpoints, window, outstanding, args):
             f"other_cpu_pct={max(0.0, other) * 100:.0f}")
     problems = []
     if srv.name == "iotgw":
+        if fig["writer_us_per_msg"] is not None:
+            line += f" writer_us_per_req={fig['writer_us_per_msg']:.2f}"
         line += commit_figures(m0, m1)
         rows, distinct = srv.stored()
         line += f" stored={rows} stored_distinct={distinct}"

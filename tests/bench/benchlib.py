@@ -294,7 +294,9 @@ class Iotgw(Server):
         self.n_devices = n_devices
         self.db = None
         self.cfgdir = os.path.join(tmp, "iotgw")
-        self.storage = {}  # more "storage" keys (e.g. cache_kb)
+        # more "storage" keys (e.g. cache_kb); $IOTGW_STORAGE, a JSON object, adds its own
+        # (e.g. '{"page_size": 4096}' to compare settings with the same driver)
+        self.storage = json.loads(os.environ.get("IOTGW_STORAGE", "{}"))
 
     def version(self):
         r = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=10)
@@ -448,7 +450,7 @@ def ingest_figs(res, w):
     msgs = int(res["msgs"])
     w0, w1 = w.get("writer0"), w.get("writer1")
     return {
-        "msg_per_s": float(res["msg_per_s"]),
+        "msg_per_s": float(res.get("msg_per_s", res.get("req_per_s", 0))),
         "cpu_us_per_msg": (w["cpu1"] - w["cpu0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0,
         "sys_us_per_msg": (w["sys1"] - w["sys0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0,
         "rss_kb": w["rss"], "msgs": msgs, "seconds": res["seconds"],

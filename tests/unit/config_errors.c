@@ -406,6 +406,11 @@ static void test_gateway_values(void)
     CHECK_CONTAINS(r.text, "storage.synchronous: \"off\" is not one of \"normal\", \"full\"\n");
     CHECK_CONTAINS(r.text, "storage.queue_max: 8 is out of range 16..10000000\n");
 
+    r = load_gateway("{ " ADAPTERS_OK ", \"storage\": { \"page_size\": 3000 } }");
+    CHECK_ONE(r, "gateway.json: storage.page_size: must be a power of two (512 ... 65536)\n");
+    r = load_gateway("{ " ADAPTERS_OK ", \"storage\": { \"page_size\": 131072 } }");
+    CHECK_ONE(r, "gateway.json: storage.page_size: 131072 is out of range 512..65536\n");
+
     r = load_gateway("[ 1 ]");
     CHECK_ONE(r, "gateway.json: must be a JSON object\n");
 }

@@ -444,6 +444,23 @@ static void state_guesses(void)
     st_env_free(e);
 }
 
+/* storage.page_size: a new database takes it; an existing one keeps its own. */
+static void page_size(void)
+{
+    st_env *e = st_env_new();
+    e->cfg->store.page_size = 8192;
+    CHECK_INT(st_open(e), 0);
+    uint32_t first = st_submit_props(e, "m-001", ST_SESS_A, 3, 20);
+    CHECK(st_wait_range(e, first, first + 2, 10000));
+    CHECK_INT(st_scalar(e, "PRAGMA page_size"), 8192);
+    st_close(e);
+    e->cfg->store.page_size = 65536; /* the same file again */
+    CHECK_INT(st_open(e), 0);
+    CHECK_INT(st_scalar(e, "PRAGMA page_size"), 8192);
+    CHECK_INT(st_scalar(e, "SELECT COUNT(*) FROM events WHERE kind = 'property'"), 3);
+    st_env_free(e);
+}
+
 /* ---- event rows: every column as submitted ---- */
 
 /* The insert statements keep a text parameter bound while it is the same pointer and length
@@ -613,6 +630,7 @@ int main(void)
     state_lag();
     state_values();
     state_guesses();
+    page_size();
     row_columns();
     replay();
     TEST_MAIN_END();
