@@ -55,58 +55,47 @@ class FakeBroker:
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
     def _serve(self, s):
-        buf = b""
         conn = None
         try:
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                buf += data
-                while True:
-                    pkt = g.split_packet(buf)
-                    if pkt is None:
-                        break
-                    first, body, used = pkt
-                    buf = buf[used:]
-                    kind = first >> 4
-                    if kind == 1:  # CONNECT
-                        with self.lock:
-                            conn = len(self.conns)
-                            self.conns.append({"open": time.monotonic(), "first_pub": None,
-                                               "close": None, "disconnect": False, "pubs": 0})
-                        s.sendall(b"\x20\x02\x00\x00")
-                    elif kind == 3:  # PUBLISH
-                        qos, dup = (first >> 1) & 3, bool(first & 8)
-                        tl = struct.unpack(">H", body[:2])[0]
-                        topic = body[2:2 + tl].decode()
-                        pos = 2 + tl
-                        pid = None
-                        if qos:
-                            pid = struct.unpack(">H", body[pos:pos + 2])[0]
-                            pos += 2
-                        with self.lock:
-                            ack = self.ack and qos == 1
-                            c = self.conns[conn]
-                            if c["first_pub"] is None:
-                                c["first_pub"] = time.monotonic()
-                            c["pubs"] += 1
-                            self.pubs.append((conn, time.monotonic(), dup, topic, body[pos:], ack))
-                        if ack:
-                            s.sendall(b"\x40\x02" + struct.pack(">H", pid))
-                    elif kind == 8:  # SUBSCRIBE: pid, then (filter, qos) pairs
-                        pid = body[:2]
-                        pos, n = 2, 0
-                        while pos < len(body):
-                            pos += 2 + struct.unpack(">H", body[pos:pos + 2])[0] + 1
-                            n += 1
-                        s.sendall(b"\x90" + varint(2 + n) + pid + b"\x01" * n)
-                    elif kind == 12:  # PINGREQ
-                        s.sendall(b"\xd0\x00")
-                    elif kind == 14:  # DISCONNECT
-                        with self.lock:
-                            if conn is not None:
-                                self.conns[conn]["disconnect"] = True
+            for first, body in g.mqtt_packets(s):
+                kind = first >> 4
+                if kind == 1:  # CONNECT
+                    with self.lock:
+                        conn = len(self.conns)
+                        self.conns.append({"open": time.monotonic(), "first_pub": None,
+                                           "close": None, "disconnect": False, "pubs": 0})
+                    s.sendall(b"\x20\x02\x00\x00")
+                elif kind == 3:  # PUBLISH
+                    qos, dup = (first >> 1) & 3, bool(first & 8)
+                    tl = struct.unpack(">H", body[:2])[0]
+                    topic = body[2:2 + tl].decode()
+                    pos = 2 + tl
+                    pid = None
+                    if qos:
+                        pid = struct.unpack(">H", body[pos:pos + 2])[0]
+                        pos += 2
+                    with self.lock:
+                        ack = self.ack and qos == 1
+                        c = self.conns[conn]
+                        if c["first_pub"] is None:
+                            c["first_pub"] = time.monotonic()
+                        c["pubs"] += 1
+                        self.pubs.append((conn, time.monotonic(), dup, topic, body[pos:], ack))
+                    if ack:
+                        s.sendall(b"\x40\x02" + struct.pack(">H", pid))
+                elif kind == 8:  # SUBSCRIBE: pid, then (filter, qos) pairs
+                    pid = body[:2]
+                    pos, n = 2, 0
+                    while pos < len(body):
+                        pos += 2 + struct.unpack(">H", body[pos:pos + 2])[0] + 1
+                        n += 1
+                    s.sendall(b"\x90" + varint(2 + n) + pid + b"\x01" * n)
+                elif kind == 12:  # PINGREQ
+                    s.sendall(b"\xd0\x00")
+                elif kind == 14:  # DISCONNECT
+                    with self.lock:
+                        if conn is not None:
+                            self.conns[conn]["disconnect"] = True
         except OSError:
             pass
         finally:

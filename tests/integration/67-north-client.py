@@ -41,36 +41,26 @@ class ScriptedBroker:
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
     def _serve(self, s):
-        buf, conn = b"", None
+        conn = None
         try:
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                buf += data
-                while True:
-                    pkt = g.split_packet(buf)
-                    if pkt is None:
-                        break
-                    first, body, used = pkt
-                    buf = buf[used:]
-                    kind = first >> 4
-                    with self.lock:
-                        if kind == 1:
-                            conn = len(self.connects)
-                            self.connects.append(body)
-                        self.events.append((conn, time.monotonic(), kind))
+            for first, body in g.mqtt_packets(s):
+                kind = first >> 4
+                with self.lock:
                     if kind == 1:
-                        s.sendall(b"\x20\x02\x00\x00")
-                        if self.mode == "oversized":
-                            s.sendall(b"\x30\x80\x80\x80\x01")  # 2 MB remaining length
-                        elif self.mode == "malformed":
-                            s.sendall(b"\x40\x02\x00\x00")  # PUBACK id 0
-                    elif kind == 8:
-                        s.sendall(b"\x90\x03" + body[:2] + b"\x01")
-                    elif kind == 3 and (first >> 1) & 3:
-                        tl = struct.unpack(">H", body[:2])[0]
-                        s.sendall(b"\x40\x02" + body[2 + tl:4 + tl])
+                        conn = len(self.connects)
+                        self.connects.append(body)
+                    self.events.append((conn, time.monotonic(), kind))
+                if kind == 1:
+                    s.sendall(b"\x20\x02\x00\x00")
+                    if self.mode == "oversized":
+                        s.sendall(b"\x30\x80\x80\x80\x01")  # 2 MB remaining length
+                    elif self.mode == "malformed":
+                        s.sendall(b"\x40\x02\x00\x00")  # PUBACK id 0
+                elif kind == 8:
+                    s.sendall(b"\x90\x03" + body[:2] + b"\x01")
+                elif kind == 3 and (first >> 1) & 3:
+                    tl = struct.unpack(">H", body[:2])[0]
+                    s.sendall(b"\x40\x02" + body[2 + tl:4 + tl])
         except OSError:
             pass
         finally:

@@ -1270,6 +1270,24 @@ def split_packet(buf, off=0):
     return buf[off], buf[i:i + n], i + n
 
 
+def mqtt_packets(sock):
+    """Yields (first byte, body) of each whole MQTT packet read from sock until the peer closes
+    (an OSError propagates to the caller): the receive loop of the tests' scripted brokers."""
+    buf = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        buf += data
+        while True:
+            pkt = split_packet(buf)
+            if pkt is None:
+                break
+            first, body, used = pkt
+            buf = buf[used:]
+            yield first, body
+
+
 def north_key(rec):
     """(device, messageId) of an upstream record from CloudSubscriber.records(), or None."""
     _, d, _ = rec
