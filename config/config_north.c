@@ -20,7 +20,9 @@ static const gw_cfg_field north_fields[] = {
     NF("enabled", GW_CFG_BOOL, enabled, 0, 0, NULL, GW_CFG_DEF(false),
        .doc = "Forward stored events to the upstream broker and take cloud commands from it."),
     NF("host", GW_CFG_STRING, host, 0, 0, NULL, GW_CFG_DEF_STR("127.0.0.1"),
-       .doc = "Host name or address of the upstream MQTT broker."),
+       .doc = "Host name or address of the upstream MQTT broker. A name is resolved at each "
+              "connection attempt (on the north thread) and its addresses are tried in the "
+              "resolver's order, a refused or silent one passing to the next."),
     NF("port", GW_CFG_UINT32, port, 1, 65535, NULL, GW_CFG_DEF(1883),
        .doc = "Port of the upstream MQTT broker."),
     NF("client_id", GW_CFG_STRING, client_id, 0, 0, NULL,

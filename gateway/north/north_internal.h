@@ -31,6 +31,7 @@ typedef struct gw__north_link {
     uv_connect_t conn;
     uv_write_t wreq;
     struct addrinfo *ai; /* the broker's addresses */
+    unsigned addr;       /* the one this attempt connects to (its position in ai) */
     bool tcp_up;         /* TCP connected: the CONNECT is on its way */
     bool writing;        /* wr is with uv_write */
     bool reading;
@@ -92,6 +93,7 @@ struct gw_north {
                           until a PUBACK arrives on a later link (not reset by the CONNACK) */
     uint64_t progress; /* loop time (ms) of the last PUBACK, CONNACK or resumed read */
     bool ever_tried;
+    unsigned addr_next; /* the address the next attempt takes (0 but right after a refused one) */
     uint64_t rng;
 
     /* forwarding window: publishes in id order awaiting PUBACK (ring) */

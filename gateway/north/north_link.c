@@ -263,8 +263,9 @@ static void say_goodbye(gw__north_link *l)
 }
 
 /* Tears the current attempt down (goodbye: a DISCONNECT first); schedules the next one unless
- * stopping. */
-static void link_down(gw_north *n, const char *why, const char *error, bool goodbye)
+ * stopping: after the back-off, or at once (next_addr) when the broker's next address is to be
+ * tried (the same attempt: neither a failure nor a reconnect). */
+static void link_end(gw_north *n, const char *why, const char *error, bool goodbye, bool next_addr)
 {
     gw__north_link *l = n->link;
     if (!l)
@@ -277,16 +278,36 @@ static void link_down(gw_north *n, const char *why, const char *error, bool good
         gw_metric_add(GW_M_NORTH_CONNECTED, -1);
         GW_LOG_WARN("north", NULL, NULL, "upstream link lost", "why=\"%s\" error=\"%s\"", why,
                     error);
+    } else if (next_addr) {
+        GW_LOG_INFO("north", NULL, NULL, "upstream connection failed: trying the next address",
+                    "host=%s port=%u address=%u why=\"%s\" error=\"%s\"", n->nc->host, n->nc->port,
+                    l->addr, why, error);
     } else {
         GW_LOG_WARN("north", NULL, NULL, "upstream connection failed",
                     "host=%s port=%u why=\"%s\" error=\"%s\" failures=%u", n->nc->host, n->nc->port,
                     why, error, n->failures + 1);
     }
-    n->failures++;
+    n->addr_next = next_addr ? l->addr + 1 : 0;
+    if (!next_addr)
+        n->failures++;
     gw__north_reset_window(n);
     uv_close((uv_handle_t *)&l->tcp, on_link_closed);
     if (!__atomic_load_n(&n->stop, __ATOMIC_ACQUIRE))
-        uv_timer_start(&n->retry, on_retry, backoff_ms(n), 0);
+        uv_timer_start(&n->retry, on_retry, next_addr ? 0 : backoff_ms(n), 0);
+}
+
+static void link_down(gw_north *n, const char *why, const char *error, bool goodbye)
+{
+    link_end(n, why, error, goodbye, false);
+}
+
+/* Whether the broker's name resolved to an address after the one l connects to. */
+static bool has_next_addr(const gw__north_link *l)
+{
+    const struct addrinfo *a = l->ai;
+    for (unsigned i = 0; a && i <= l->addr; i++)
+        a = a->ai_next;
+    return a != NULL;
 }
 
 void gw__north_link_down(gw_north *n, const char *why, const char *error)
@@ -327,8 +348,9 @@ void gw__north_link_misc(gw_north *n)
         return;
     uint64_t now = uv_now(&n->loop), ka = (uint64_t)n->nc->keepalive_s * 1000;
     if (!n->up) { /* TCP connect, TLS handshake and CONNACK within the keep-alive */
-        if (now - l->started >= ka)
-            gw__north_link_down(n, "connect", "timed out waiting for the CONNACK");
+        if (now - l->started >= ka) /* no TCP connection yet: the next address, if any */
+            link_end(n, "connect", "timed out waiting for the CONNACK", false,
+                     !l->tcp_up && has_next_addr(l));
         return;
     }
     if (l->ping_out && now - l->ping_sent >= ka) {
@@ -588,8 +610,8 @@ static void on_connect(uv_connect_t *req, int status)
     char err[300];
     if (n->link != l) /* cancelled by a close */
         return;
-    if (status < 0) {
-        gw__north_link_down(n, "connect", uv_strerror(status));
+    if (status < 0) { /* the broker's next address, if it has one, at once */
+        link_end(n, "connect", uv_strerror(status), false, has_next_addr(l));
         return;
     }
     l->tcp_up = true;
@@ -611,7 +633,7 @@ void gw__north_link_start(gw_north *n)
     char err[300], port[16];
     if (n->link || __atomic_load_n(&n->stop, __ATOMIC_ACQUIRE))
         return;
-    if (n->ever_tried)
+    if (n->ever_tried && !n->addr_next) /* the next address is the same attempt */
         gw_metric_inc(GW_M_NORTH_RECONNECTS);
     n->ever_tried = true;
     gw__north_link *l = gw_calloc(GW_AREA_RUNTIME, 1, sizeof(*l));
@@ -642,13 +664,12 @@ void gw__north_link_start(gw_north *n)
         gw__north_link_down(n, "connect", rc ? gai_strerror(rc) : "no address");
         return;
     }
-    /* the first IPv4 address if any (as the test brokers listen), else the first */
+    /* the addresses in the resolver's order (RFC 6724), one per connect: a refused one passes
+     * to the next at once (link_end) */
     const struct addrinfo *a = l->ai;
-    for (const struct addrinfo *x = l->ai; x; x = x->ai_next)
-        if (x->ai_family == AF_INET) {
-            a = x;
-            break;
-        }
+    for (unsigned i = 0; i < n->addr_next && a->ai_next; i++)
+        a = a->ai_next, l->addr++;
+    n->addr_next = 0;
     rc = uv_tcp_connect(&l->conn, &l->tcp, a->ai_addr, on_connect);
     if (rc)
         gw__north_link_down(n, "connect", uv_strerror(rc));

@@ -1,4 +1,4 @@
-# Proves the gateway's own upstream MQTT client: its CONNECT carries client id, username, password, keepalive and clean session; an idle link sends PINGREQ after keepalive_s and a broker that stops answering is left after another keepalive_s (logged, reconnected); an oversized or malformed packet from the broker drops the link (north_protocol_errors_total, the log names the reason) and never crashes the gateway; over TLS a client certificate is presented (a broker requiring one accepts it, refuses a gateway without it) and tls_insecure skips only the host-name check, never the chain.
+# Proves the gateway's own upstream MQTT client: its CONNECT carries client id, username, password, keepalive and clean session; an idle link sends PINGREQ after keepalive_s and a broker that stops answering is left after another keepalive_s (logged, reconnected); an oversized or malformed packet from the broker drops the link (north_protocol_errors_total, the log names the reason) and never crashes the gateway; over TLS a client certificate is presented (a broker requiring one accepts it, refuses a gateway without it) and tls_insecure skips only the host-name check, never the chain; a broker name that resolves to several addresses (::1 and 127.0.0.1, in either order) reaches a broker listening on either one, a refused address passing to the next at once within the same attempt.
 import os
 import re
 import shutil
@@ -13,19 +13,20 @@ import gwtest as g
 
 
 class ScriptedBroker:
-    """MQTT 3.1.1 on a free loopback port: CONNACK 0 and SUBACKs; then per `mode`: "mute" never
-    answers a PINGREQ, "oversized" sends the header of a 2 MB PUBLISH, "malformed" a PUBACK with
+    """MQTT 3.1.1 on a free loopback port (host: 127.0.0.1 or ::1): CONNACK 0, SUBACKs and
+    PUBACKs; then per `mode`: "mute" (and every mode) never answers a PINGREQ, "oversized" sends the header of a 2 MB PUBLISH, "malformed" a PUBACK with
     packet id 0. Records every CONNECT body and the time of every packet type per connection."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, host=g.HOST):
         self.mode = mode
         self.lock = threading.Lock()
         self.connects = []  # CONNECT bodies
         self.events = []  # (conn index, time, packet type)
         self.closes = []  # (conn index, time)
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                socket.SOCK_STREAM)
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind((g.HOST, 0))
+        self.ls.bind((host, 0))
         self.ls.listen(8)
         self.port = self.ls.getsockname()[1]
         self.socks = []
@@ -219,7 +220,56 @@ def tls(t):
     broker.stop()
 
 
+PRELOAD = os.path.join(os.path.dirname(g.BIN), "dualhost_preload.so")
+
+
+def addresses(t):
+    """A broker name with two addresses (dual.iotgw.test: ::1 and 127.0.0.1, answered by the
+    dualhost_preload shim in either order) reaches a broker that listens on only one of them: a
+    refused address passes to the next at once, within the same attempt (no reconnect counted,
+    no back-off); with neither listening, the attempt fails once and the back-off follows."""
+    if not os.path.exists(PRELOAD):
+        t.check(False, "dualhost_preload.so built next to iotgw", PRELOAD)
+        return
+    asan = (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+    for order in ("6", "4"):
+        first = "::1" if order == "6" else "127.0.0.1"
+        for addr in ("::1", "127.0.0.1"):
+            b = ScriptedBroker("plain", host=addr)
+            gw = g.Gateway(n_devices=1, config={"north": g.north_cfg(
+                b.port, host="dual.iotgw.test", reconnect_min_ms=5000, reconnect_max_ms=5000)},
+                env={"LD_PRELOAD": PRELOAD, "IOTGW_DUAL_ORDER": order, "ASAN_OPTIONS": asan})
+            what = f"{first} listed first, broker on {addr}"
+            t.check(g.wait_until(lambda: gw.metric("north_connected") == 1, 4),
+                    f"{what}: connected (before any 5 s back-off)", gw.log_tail(5))
+            t.eq(gw.metric("north_reconnects_total"), 0.0, f"{what}: within the first attempt")
+            refused = gw.find_log(area="north", msg="upstream connection failed: trying the "
+                                  "next address", host="dual.iotgw.test")
+            t.check(bool(refused) == (addr != first),
+                    f"{what}: the log names a refused first address only when it was", refused)
+            t.eq(gw.stop(), 0, f"{what}: SIGTERM exit 0")
+            b.stop()
+    # neither address listens: one failed attempt (both tried), then the back-off
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((g.HOST, 0))
+    port = s.getsockname()[1]  # bound, not listening: refused on 127.0.0.1
+    gw = g.Gateway(n_devices=1, config={"north": g.north_cfg(
+        port, host="dual.iotgw.test", reconnect_min_ms=5000, reconnect_max_ms=5000)},
+        env={"LD_PRELOAD": PRELOAD, "ASAN_OPTIONS": asan})
+    t.check(g.wait_until(lambda: gw.find_log(area="north", msg="upstream connection failed",
+                                             host="dual.iotgw.test"), 5),
+            "no address listening: the attempt fails", gw.log_tail(5))
+    time.sleep(1.0)
+    t.eq(len(gw.find_log(area="north", msg="upstream connection failed: trying the next "
+                          "address")), 1, "no address listening: the second address was tried once")
+    t.eq(len(gw.find_log(area="north", msg="upstream connection failed")), 1,
+         "no address listening: one failed attempt, then the 5 s back-off")
+    t.eq(gw.stop(), 0, "no address listening: SIGTERM exit 0")
+    s.close()
+
+
 def main(t):
+    addresses(t)
     bad_packets(t)
     if shutil.which("openssl"):
         tls(t)

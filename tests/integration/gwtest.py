@@ -212,8 +212,9 @@ class Gateway:
     into the default gateway.json."""
 
     def __init__(self, products=None, devices=None, n_devices=5, config=None, loops=2,
-                 start=True, ready_timeout=20.0, keep_dir=False):
+                 start=True, ready_timeout=20.0, keep_dir=False, env=None):
         self.dir = tempfile.mkdtemp(prefix="iotgw-it-")
+        self.env = env  # more environment variables for the gateway process
         self.keep_dir = keep_dir or os.environ.get("IOTGW_KEEP") == "1"
         self.products = products if products is not None else [THERMO]
         self.devices = devices if devices is not None else make_devices(thermo_ids(n_devices))
@@ -271,7 +272,7 @@ class Gateway:
             self.proc = subprocess.Popen(
                 [BIN, "-c", self.cfg_path, "--ready-fd", str(wfd)] + list(extra_args),
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(wfd,),
-                cwd=self.dir)
+                cwd=self.dir, env={**os.environ, **self.env} if self.env else None)
         finally:
             os.close(wfd)
             logf.close()
