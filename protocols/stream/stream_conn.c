@@ -548,6 +548,12 @@ void gw__stream_resume(gw_stream_conn *c)
         c->deadline = uv_now(&c->sl->loop->uv) + c->held_ms;
         c->held_ms = 0;
     }
+    if (c->open_held) { /* opened() waited for the store: again now (it may wait again) */
+        c->open_held = false;
+        c->sl->ops->opened(c);
+        if (c->state == GW_STREAM_CLOSING)
+            return;
+    }
     if (c->in_len) {
         size_t used = run_process(c, c->in, c->in_len);
         if (c->state == GW_STREAM_CLOSING)
@@ -878,5 +884,10 @@ void gw__stream_opened(gw_stream_conn *c)
     c->deadline = 0;
     if (c->sl->ops->opened)
         c->sl->ops->opened(c);
-    start_reading(c);
+    if (c->state == GW_STREAM_CLOSING)
+        return;
+    if (must_stop_reading(c))
+        stop_reading(c); /* opened() waits for the store: listed to be resumed */
+    else
+        start_reading(c);
 }

@@ -202,6 +202,9 @@ struct gw_stream_conn {
     bool proxy_wait : 1; /* a proxy_protocol listener's connection before its header */
     bool reading : 1, paused_bp : 1, paused_inflight : 1, pause_listed : 1, in_list : 1, busy : 1;
     bool eof : 1; /* the peer half-closed: no more reading; closed once its acks are out */
+    /* the adapter's opened() waits for the store (a TLS identity's login on a full store, held
+     * with gw_stream_hold): called again when the store's back-pressure lifts */
+    bool open_held : 1;
     /* output over high water / listed / over limit */
     bool paused_out : 1, out_listed : 1, out_overflow : 1;
     bool out_oom : 1; /* output lost to out of memory: nothing more is sent, the flush closes */

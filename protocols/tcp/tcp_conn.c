@@ -511,6 +511,11 @@ static void opened(gw_stream_conn *sc)
         by == GW_TLS_BY_CERT ? p->auth_mode != GW_AUTH_SECRET : p->auth_mode != GW_AUTH_CERT;
     if (!enough) /* a login frame follows (with the secret; or refused: certificate_required) */
         return;
+    if (gw_stream_hold(sc)) { /* a full store: the session (its online event) waits for it, the
+                                 login clock stopped; opened() runs again at the resume */
+        sc->open_held = true;
+        return;
+    }
     c->tls_login = true;
     if (login_as(c, dev) == 0 && c->s.state == GW_STREAM_OPEN)
         gw_commands_ready(&c->s.base);

@@ -14,16 +14,6 @@ import tlsutil as tu
 IDS = ["mtr00001", "mtr00002", "mtr00003", "mtr00004"]
 
 
-class TlsDev(b.Dev):
-    """binframes.Dev over TLS."""
-
-    def __init__(self, port, ctx, timeout=5.0):
-        raw = socket.create_connection((g.HOST, port), timeout=timeout * g.SLOW)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.s = ctx.wrap_socket(raw, server_hostname="localhost")
-        self.buf = b""
-
-
 def reports(gw, dev):
     return gw.scalar("SELECT count(*) FROM events WHERE device=? AND kind='property'", (dev,))
 
@@ -108,7 +98,7 @@ def run(t, work):
     ctx = tu.context(ca.cert)
 
     # --- login frame over a server-verified session --------------------------------------------
-    d = TlsDev(port, ctx)
+    d = tu.TlsDev(port, ctx)
     d.send(b.meter_login(IDS[0], b.meter_secret(IDS[0])))
     t.eq(d.recv_n(10), b.meter_ack(1, 1), "login over TLS acked")
     d.send(b.meter_report(2))
@@ -137,7 +127,7 @@ def run(t, work):
 
     # --- a client certificate logs its device in without a login frame ----------------------------
     c_crt, c_key = ca.issue(IDS[1])
-    d = TlsDev(port, tu.context(ca.cert, c_crt, c_key))
+    d = tu.TlsDev(port, tu.context(ca.cert, c_crt, c_key))
     d.send(b.meter_report(1, pulses=11))
     t.eq(d.recv_n(10), b.meter_ack(1, 2), "certificate session: report acked without a login")
     t.check(g.wait_until(lambda: online(gw, IDS[1]) == 1, 5), "online event for the certificate")
@@ -146,7 +136,7 @@ def run(t, work):
     d.send(b.meter_login(IDS[2], b.meter_secret(IDS[2]), seq=3))
     t.check(d.wait_closed(5), "a login for another device on it: closed")
     n_crt, n_key = ca.issue("nobody")
-    d = TlsDev(port, tu.context(ca.cert, n_crt, n_key))
+    d = tu.TlsDev(port, tu.context(ca.cert, n_crt, n_key))
     t.check(d.wait_closed(5), "a certificate naming no device of the product: closed")
     t.check(g.wait_until(lambda: gw.metric("tcp_login_failures_total",
                                            reason="unknown_device") >= 1, 5),

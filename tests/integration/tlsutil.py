@@ -7,6 +7,7 @@ import ssl
 import subprocess
 import time
 
+import binframes as b
 import gwtest as g
 
 
@@ -24,6 +25,16 @@ def context(ca_cert=None, cert=None, key=None, verify=True, version=None):
     elif version == "1.3":
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     return ctx
+
+
+class TlsDev(b.Dev):
+    """binframes.Dev over TLS (the handshake happens in the constructor)."""
+
+    def __init__(self, port, ctx, timeout=5.0):
+        raw = socket.create_connection((g.HOST, port), timeout=timeout * g.SLOW)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.s = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.buf = b""
 
 
 class TlsRaw(g.RawClient):
