@@ -236,7 +236,7 @@ static int read_values(rd *r, bool absent, const gw_value_spec *specs, size_t n,
                        bool check_required, bool allow_empty, ob *o)
 {
     uint64_t seen[MAX_SPECS / 64] = {0};
-    size_t required_seen = 0, members = 0;
+    size_t required_seen = 0, members = 0, guess = 0;
     put_c(o, '{');
     if (!absent && !take(r, '{'))
         return NOT_TAKEN;
@@ -246,10 +246,11 @@ static int read_values(rd *r, bool absent, const gw_value_spec *specs, size_t n,
             size_t key_len;
             if (!read_str(r, &key, &key_len) || !take(r, ':'))
                 return NOT_TAKEN;
-            const gw_value_spec *s = gw__tm_find_spec(specs, n, key, key_len);
+            const gw_value_spec *s = gw__tm_find_spec_from(specs, n, key, key_len, guess);
             if (!s)
                 return NOT_TAKEN;
             size_t i = (size_t)(s - specs);
+            guess = i + 1;
             if (seen[i / 64] & (1ull << (i % 64)))
                 return NOT_TAKEN; /* a duplicate key */
             seen[i / 64] |= 1ull << (i % 64);

@@ -282,21 +282,33 @@ typedef struct fields_rule {
     bool check_required; /* false for property reports: every property is optional */
 } fields_rule;
 
+/* Whether id is key[0..key_len) (key need not be NUL-terminated and may hold an embedded NUL:
+ * codecs other than JSON). */
+static bool spec_is(const char *id, const char *key, size_t key_len)
+{
+    if (!id || (key_len && id[0] != key[0]))
+        return false;
+    size_t j = 0;
+    while (j < key_len && id[j] && id[j] == key[j])
+        j++;
+    return j == key_len && !id[j];
+}
+
 const gw_value_spec *gw__tm_find_spec(const gw_value_spec *specs, size_t n, const char *key,
                                       size_t key_len)
 {
-    for (size_t i = 0; i < n; i++) {
-        const char *id = specs[i].id;
-        if (!id || (key_len && id[0] != key[0]))
-            continue;
-        /* key need not be NUL-terminated and may hold an embedded NUL (codecs other than JSON) */
-        size_t j = 0;
-        while (j < key_len && id[j] && id[j] == key[j])
-            j++;
-        if (j == key_len && !id[j])
+    for (size_t i = 0; i < n; i++)
+        if (spec_is(specs[i].id, key, key_len))
             return &specs[i];
-    }
     return NULL;
+}
+
+const gw_value_spec *gw__tm_find_spec_from(const gw_value_spec *specs, size_t n, const char *key,
+                                           size_t key_len, size_t guess)
+{
+    if (guess < n && spec_is(specs[guess].id, key, key_len))
+        return &specs[guess];
+    return gw__tm_find_spec(specs, n, key, key_len);
 }
 
 /* obj: an object or NULL (= {}). Every key must name a spec; every required spec must be

@@ -54,5 +54,9 @@ bool gw__tm_enum_ok(const gw_value_spec *s, const char *str, size_t len);
 /* The spec named key[0..key_len), or NULL. */
 const gw_value_spec *gw__tm_find_spec(const gw_value_spec *specs, size_t n, const char *key,
                                       size_t key_len);
+/* The same, specs[guess] tried first (guess >= n: none): a payload's members mostly follow the
+ * thing model's order, so the one after the previous member's spec is the likely one. */
+const gw_value_spec *gw__tm_find_spec_from(const gw_value_spec *specs, size_t n, const char *key,
+                                           size_t key_len, size_t guess);
 
 #endif
