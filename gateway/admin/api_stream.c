@@ -250,19 +250,18 @@ void gw_api_stream_events(gw_api_req *r, gw_api_ctx *ctx)
     }
     c->hub = h;
     c->kinds = kinds;
-    c->st = gw_api_stream_open(r, h->buffer, client_gone, c);
-    if (!c->st) { /* answered (429, 503) */
-        gw_free(GW_AREA_API, c->device);
-        gw_free(GW_AREA_API, c->product);
-        gw_free(GW_AREA_API, c);
-        return;
-    }
+    /* listed and counted before the response head goes out: a client that has the head may
+     * publish at once, and the writer formats a commit for the hub only while a client is
+     * counted (counted after, a commit in between was never streamed to it) */
     c->next = h->clients;
     if (h->clients)
         h->clients->prev = c;
     h->clients = c;
     if (__atomic_add_fetch(&h->n_clients, 1, __ATOMIC_RELEASE) == 1)
         uv_timer_start(&h->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
+    c->st = gw_api_stream_open(r, h->buffer, client_gone, c);
+    if (!c->st) /* answered (429, 503): no stream, so no on_gone; unlisted here */
+        client_gone(c);
 }
 
 /* ---------------------------------------------------------------- life */
