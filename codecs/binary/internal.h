@@ -165,6 +165,7 @@ typedef struct gw__crc {
     uint8_t width;
     bool refin, refout;
     uint32_t init, xorout;
+    uint32_t start; /* the register's first value: init, bit-reversed when refin */
     uint32_t table[256];
 } gw__crc;
 

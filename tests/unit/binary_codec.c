@@ -287,6 +287,50 @@ static void test_check_vectors(void)
     CHECK_INT(gw__crc_init(&c, &bad), -1);
 }
 
+/* The table-driven CRC (its starting register computed once when the layout loads) against the
+ * bit-at-a-time oracle on random inputs of random lengths: every algorithm of the catalogue and
+ * random parameter sets of every width and reflection (what "check": {"crc": {...}} accepts). */
+static void test_crc_random(void)
+{
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+#define NEXT() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, rng)
+    uint8_t buf[600];
+    size_t n_cat, bad = 0;
+    const gw__crc_params *cat = gw__crc_catalogue(&n_cat);
+    for (size_t a = 0; a < n_cat + 200; a++) {
+        gw__crc_params cp;
+        if (a < n_cat) {
+            cp = cat[a];
+        } else { /* a random set: any poly, init, xorout, refin / refout */
+            unsigned w = (unsigned[]){8, 16, 32}[NEXT() % 3];
+            uint32_t m = w == 32 ? 0xFFFFFFFFu : (1u << w) - 1;
+            cp =
+                (gw__crc_params){"r",        (uint8_t)w, (uint32_t)NEXT() & m, (uint32_t)NEXT() & m,
+                                 NEXT() & 1, NEXT() & 1, (uint32_t)NEXT() & m, 0};
+            cp.check = crc_bitwise(w, cp.poly, cp.init, cp.refin, cp.refout, cp.xorout,
+                                   (const uint8_t *)"123456789", 9);
+        }
+        gw__crc c;
+        CHECK_INT(gw__crc_init(&c, &cp), 0);
+        for (int round = 0; round < 40; round++) {
+            size_t len = (size_t)(NEXT() % sizeof(buf));
+            for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t)NEXT();
+            uint32_t want =
+                crc_bitwise(cp.width, cp.poly, cp.init, cp.refin, cp.refout, cp.xorout, buf, len);
+            uint32_t got = gw__crc_compute(&c, buf, len);
+            if (got != want && bad++ < 5)
+                fprintf(stderr,
+                        "crc %s (w %u poly 0x%X init 0x%X in %d out %d xorout 0x%X), "
+                        "%zu bytes: table 0x%X, oracle 0x%X\n",
+                        cp.name, cp.width, cp.poly, cp.init, cp.refin, cp.refout, cp.xorout, len,
+                        got, want);
+        }
+    }
+#undef NEXT
+    CHECK_INT(bad, 0);
+}
+
 /* Every algorithm on a real frame: it decodes, and one flipped bit is a bad check. */
 static void test_check_in_frames(void)
 {
@@ -1494,6 +1538,7 @@ static void test_gt06_command(void)
 int main(void)
 {
     test_check_vectors();
+    test_crc_random();
     test_check_in_frames();
     test_meter();
     test_meter_rejects();
