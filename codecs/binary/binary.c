@@ -552,6 +552,8 @@ static int encode_refusal(const bin_layout *l, const bin_msg *ack, const gw_thin
     gw_error err = {0};
     if (l->has_auth && !secret)
         return 0;
+    if (gw__binary_ack_fast(l, ack, m, -1, out, cap, n) == 0)
+        return 0;
     bin_src src = {.req = m, .status = -1, .secret = secret};
     return gw__binary_encode(l, ack, &src, out, cap, n, &err);
 }
@@ -598,6 +600,8 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
         return 0; /* no negative ack in this layout */
     if (l->has_auth && !secret)
         return 0; /* no MAC without the device's secret: no ack */
+    if (gw__binary_ack_fast(l, ack, m, status, out, cap, n) == 0)
+        return 0; /* its precomputed bytes, seq, result and check written in */
     bin_src src = {.req = m, .status = status, .secret = secret};
     if (status == 0 && gw__binary_auth_code(l, secret, m->device_id, code, sizeof(code)) == 0)
         src.auth_code = code; /* a register message's answer hands it out */

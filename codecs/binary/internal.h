@@ -135,6 +135,7 @@ typedef struct bin_msg {
     /* the message (with the header) has a field of this role */
     bool role_seq, role_msg_id, role_secret, role_result;
     uint32_t tail; /* bytes at the end taken by fields counted from the end and the check */
+    struct bin_ack_tpl *tpl; /* acks: the precomputed ack (binary_ack.c), NULL: none */
 } bin_msg;
 
 typedef enum bin_framing {
@@ -401,6 +402,14 @@ typedef struct bin_src {
 } bin_src;
 int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
                       size_t cap, size_t *n, gw_error *err);
+
+/* binary_ack.c: precomputed acks. Plans every ack of a loaded layout (a template, or none). */
+void gw__binary_ack_plan(bin_layout *l);
+void gw__binary_ack_tpl_free(struct bin_ack_tpl *t);
+/* Ack a for request req (status < 0: refused) from its template into out: 0, or 1 when it has
+ * none or the general encoder must word a problem (gw__binary_encode gives the same bytes). */
+int gw__binary_ack_fast(const bin_layout *l, const bin_msg *a, const gw_thing_msg *req, int status,
+                        uint8_t *out, size_t cap, size_t *n);
 
 /* binary.c: n fields read one after the other from body[0..len) (a group's record); *used: the
  * bytes they took. */
