@@ -237,15 +237,13 @@ static int read_role(const bin_field *f, const uint8_t *b, size_t n, gw_thing_ms
  * once (gw_tm_report_as_is); NOT_TAKEN otherwise. */
 static int put_text(text_out *t, const bin_field *f, const uint8_t *b, size_t n, bool negate)
 {
-    const gw_value_spec *s = f->spec;
-    size_t i = (size_t)(s - t->p->properties);
-    if (f->target != BIN_TG_PROPERTY || !s || s < t->p->properties || i >= t->p->n_properties ||
-        i >= 256 || (t->seen[i / 64] & (1ull << (i % 64))))
+    int i = f->prop; /* the property's index, found when the layout loaded */
+    if (f->target != BIN_TG_PROPERTY || !f->spec || i < 0 || (t->seen[i / 64] & (1ull << (i % 64))))
         return NOT_TAKEN; /* a property twice: jansson keeps the first place, the last value */
     t->seen[i / 64] |= 1ull << (i % 64);
     /* the key: a property id of the configuration ([A-Za-z0-9_.-], gw__config_id_ok): nothing
      * to escape */
-    size_t o = t->n, k = strlen(f->target_id);
+    size_t o = t->n, k = f->target_len;
     if (TEXT_CAP - o < k + 4)
         return NOT_TAKEN;
     t->b[o++] = t->n ? ',' : '{';

@@ -19,8 +19,13 @@ static const char hexdig[] = "0123456789abcdef";
 uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little)
 {
     uint64_t v = 0;
-    for (size_t i = 0; i < width; i++)
-        v = (v << 8) | b[little ? width - 1 - i : i];
+    if (little) {
+        while (width)
+            v = (v << 8) | b[--width];
+    } else {
+        for (size_t i = 0; i < width; i++)
+            v = (v << 8) | b[i];
+    }
     return v;
 }
 
@@ -413,7 +418,8 @@ size_t gw__binary_value_text(const bin_field *f, const uint8_t *b, size_t n, boo
         uint64_t idx = num.kind == BIN_NUM_UINT ? num.u : (uint64_t)num.i;
         if ((num.kind == BIN_NUM_INT && num.i < 0) || idx >= s->n_enum || !s->enum_values[idx])
             return 0;
-        return string_text(s, s->enum_values[idx], strlen(s->enum_values[idx]), dst, cap);
+        /* a listed value by construction: gw__tm_enum_ok's search would find it */
+        return gw_json_string(dst, cap, s->enum_values[idx], strlen(s->enum_values[idx]));
     }
     if (num.kind == BIN_NUM_UINT && num.u > INT64_MAX)
         return 0;

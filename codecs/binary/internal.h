@@ -90,6 +90,8 @@ typedef struct bin_field {
     uint8_t target; /* bin_target */
     uint8_t role;   /* bin_role, target == BIN_TG_ROLE */
     char *target_id;
+    uint16_t target_len;       /* strlen(target_id) */
+    int16_t prop;              /* a property target: its index in the product's (< 256), else -1 */
     const gw_value_spec *spec; /* the thing-model spec of the target, NULL for roles */
     uint8_t digits;            /* bcd: keep the last digits (0: all); the dropped ones must be 0 */
     /* "sign_from": the value is negated when bit sign_bit (-1: the whole raw value) of field
@@ -263,7 +265,12 @@ int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, cons
 /* One field (no "sign_from": that needs its list). */
 int gw__bl_parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const gw__bl_list *c,
                        bin_field *f);
-size_t gw__binary_type_width(bin_type t); /* numbers: 1..8; 0 for bcd/string/bytes */
+/* numbers: 1..8; 0 for bcd/string/bytes (inline: every numeric field's read asks) */
+static inline size_t gw__binary_type_width(bin_type t)
+{
+    static const uint8_t w[] = {1, 1, 2, 2, 3, 4, 4, 8, 8, 4, 8, 0, 0, 0, 0, 0, 0};
+    return (size_t)t < sizeof(w) ? w[t] : 0;
+}
 bool gw__binary_type_is_int(bin_type t);
 bool gw__binary_type_is_unsigned(bin_type t);
 
