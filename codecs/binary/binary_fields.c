@@ -16,19 +16,6 @@
 
 static const char hexdig[] = "0123456789abcdef";
 
-uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little)
-{
-    uint64_t v = 0;
-    if (little) {
-        while (width)
-            v = (v << 8) | b[--width];
-    } else {
-        for (size_t i = 0; i < width; i++)
-            v = (v << 8) | b[i];
-    }
-    return v;
-}
-
 void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v)
 {
     for (size_t i = 0; i < width; i++) {
@@ -166,6 +153,31 @@ int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_r
 {
     size_t w = gw__binary_type_width((bin_type)f->type);
     memset(out, 0, sizeof(*out));
+    if (f->type <= BIN_I64) { /* the integers first: most fields are */
+        uint64_t raw = gw__binary_get_uint(b, w, f->little);
+        if (f->bits)
+            raw = (raw >> f->bit) & bit_mask(f->bits);
+        switch (f->type) {
+        case BIN_I8:
+            out->i = (int8_t)raw;
+            break;
+        case BIN_I16:
+            out->i = (int16_t)raw;
+            break;
+        case BIN_I32:
+            out->i = (int32_t)raw;
+            break;
+        case BIN_I64:
+            out->i = (int64_t)raw;
+            break;
+        default:
+            out->kind = BIN_NUM_UINT;
+            out->u = raw;
+            return 0;
+        }
+        out->kind = BIN_NUM_INT;
+        return 0;
+    }
     if (f->type == BIN_DATETIME) {
         out->kind = BIN_NUM_INT;
         return gw__binary_datetime_read(f, b, &out->i, rej);

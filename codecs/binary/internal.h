@@ -350,7 +350,30 @@ int gw__binary_wrap(const bin_layout *l, const uint8_t *body, size_t body_len, u
                     size_t cap, size_t *n);
 
 /* binary_fields.c: one field's bytes <-> a value. */
-uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little);
+/* (inline: every field's read; the common widths in one expression each) */
+static inline uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little)
+{
+    uint64_t v = 0;
+    switch (width) {
+    case 1:
+        return b[0];
+    case 2:
+        return little ? (uint64_t)b[1] << 8 | b[0] : (uint64_t)b[0] << 8 | b[1];
+    case 4:
+        return little ? (uint64_t)b[3] << 24 | (uint64_t)b[2] << 16 | (uint64_t)b[1] << 8 | b[0]
+                      : (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
+    default:
+        break;
+    }
+    if (little) {
+        while (width)
+            v = (v << 8) | b[--width];
+    } else {
+        for (size_t i = 0; i < width; i++)
+            v = (v << 8) | b[i];
+    }
+    return v;
+}
 void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v);
 
 /* A number read from a field: integer (signed or unsigned) or real. */
