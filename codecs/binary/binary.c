@@ -575,7 +575,6 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
 {
     int status = rej ? -1 : 0; /* the layout's result field carries only accepted / refused */
     const bin_layout *l = layout_of(p);
-    gw_error err = {0};
     *n = 0;
     if (l && l->n_hs && m->kind == GW_MSG_LOGIN) { /* the handshake's answer */
         size_t k = rej ? l->hs_no_len : l->hs_ok_len;
@@ -600,6 +599,7 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
         return 0; /* no MAC without the device's secret: no ack */
     if (gw__binary_ack_fast(l, ack, m, status, out, cap, n) == 0)
         return 0; /* its precomputed bytes, seq, result and check written in */
+    gw_error err = {0};
     bin_src src = {.req = m, .status = status, .secret = secret};
     if (status == 0 && gw__binary_auth_code(l, secret, m->device_id, code, sizeof(code)) == 0)
         src.auth_code = code; /* a register message's answer hands it out */

@@ -16,6 +16,8 @@ typedef struct bin_ack_var {
     const bin_field *f;
     uint32_t pos;
     uint8_t role;
+    bool direct; /* a whole unsigned integer: its bytes at once when the value fits (max) */
+    uint64_t max;
 } bin_ack_var;
 
 struct bin_ack_tpl {
@@ -147,7 +149,12 @@ static struct bin_ack_tpl *plan(const bin_layout *l, const bin_msg *a)
         }
         if (t->n_var == TPL_MAX_VAR)
             goto no;
-        t->var[t->n_var++] = (bin_ack_var){fs[k].f, (uint32_t)p, fs[k].f->role};
+        const bin_field *f = fs[k].f;
+        size_t w = gw__binary_type_width((bin_type)f->type);
+        bool direct = f->role != BIN_ROLE_DEVICE_ID && !f->bits && w == f->size &&
+                      gw__binary_type_is_unsigned((bin_type)f->type);
+        t->var[t->n_var++] = (bin_ack_var){f, (uint32_t)p, f->role, direct,
+                                           w >= 8 ? UINT64_MAX : ((uint64_t)1 << (8 * w)) - 1};
     }
     return t;
 no:
@@ -178,6 +185,13 @@ int gw__binary_ack_fast(const bin_layout *l, const bin_msg *a, const gw_thing_ms
     for (size_t i = 0; i < t->n_var; i++) {
         const bin_ack_var *v = &t->var[i];
         size_t used;
+        if (v->direct) { /* gw__binary_put_int's own result for a value that fits */
+            int64_t x = var_value(v->role, req, status);
+            if (x < 0 || (uint64_t)x > v->max)
+                return 1;
+            gw__binary_put_uint(body + v->pos, v->f->size, v->f->little, (uint64_t)x);
+            continue;
+        }
         int rc =
             v->role == BIN_ROLE_DEVICE_ID
                 ? gw__binary_put_text(v->f, req->device_id, body + v->pos, t->len - v->pos, &used,

@@ -16,14 +16,6 @@
 
 static const char hexdig[] = "0123456789abcdef";
 
-void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v)
-{
-    for (size_t i = 0; i < width; i++) {
-        b[little ? i : width - 1 - i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 static uint64_t bit_mask(unsigned bits)
 {
     return bits >= 64 ? UINT64_MAX : (1ull << bits) - 1;

@@ -374,7 +374,13 @@ static inline uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool 
     }
     return v;
 }
-void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v);
+static inline void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v)
+{
+    for (size_t i = 0; i < width; i++) {
+        b[little ? i : width - 1 - i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
 
 /* A number read from a field: integer (signed or unsigned) or real. */
 typedef struct bin_num {

@@ -269,6 +269,16 @@ char *gw_json_write(const json_t *v)
 
 size_t gw_json_string(char *out, size_t cap, const char *s, size_t n)
 {
+    size_t run = 0;
+    while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+        run++;
+    if (run == n && n + 3 <= cap) { /* nothing to escape (enum values, ids): one copy */
+        out[0] = '"';
+        memcpy(out + 1, s, n);
+        out[n + 1] = '"';
+        out[n + 2] = 0;
+        return n + 2;
+    }
     wbuf b = {out, 0, cap, 0, 1, GW_AREA_EVENT, 0};
     put_string(&b, s, n);
     if (b.oom)
