@@ -163,6 +163,15 @@ static int sized_from(const dctx *d, const bin_field *f, size_t *sz, gw_reject *
 /* Where field f sits in this frame and how many bytes it takes. */
 static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reject *rej)
 {
+    if (f->pos == BIN_POS_START && !f->prefix && !f->size_var) { /* most fields: fixed */
+        size_t limit = d->len > d->tail ? d->len - d->tail : 0;
+        if ((size_t)f->off + f->size <= limit) {
+            *pos = (size_t)f->off;
+            *size = f->size;
+            d->cursor = (size_t)f->off + f->size;
+            return 0;
+        }
+    }
     int64_t at = f->pos == BIN_POS_START ? f->off
                  : f->pos == BIN_POS_END ? (int64_t)d->len + f->off
                                          : (int64_t)d->cursor;

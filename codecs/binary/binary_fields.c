@@ -364,6 +364,15 @@ static size_t string_text(const gw_value_spec *s, const char *v, size_t len, cha
     return gw_json_string(dst, cap, v, len);
 }
 
+/* An integer below 1e9 in magnitude as gw_json_real writes it as a double: its digits and ".0"
+ * (exact: the double holds it; gw_json_real's fast path finds it with no fractional digit). */
+static size_t real_of_int(char *dst, int64_t v)
+{
+    size_t n = gw_json_int(dst, v);
+    memcpy(dst + n, ".0", 3);
+    return n + 2;
+}
+
 size_t gw__binary_value_text(const bin_field *f, const uint8_t *b, size_t n, bool negate, char *dst,
                              size_t cap)
 {
@@ -428,6 +437,8 @@ size_t gw__binary_value_text(const bin_field *f, const uint8_t *b, size_t n, boo
     if (num.kind == BIN_NUM_UINT && num.u > INT64_MAX)
         return 0;
     int64_t v = num.kind == BIN_NUM_UINT ? (int64_t)num.u : num.i;
+    if (real_type && v > -1000000000 && v < 1000000000) /* gw_json_real's text of (double)v */
+        return gw__tm_real_ok(s, (double)v) ? real_of_int(dst, v) : 0;
     if (real_type)
         return gw__tm_real_ok(s, (double)v) ? gw_json_real(dst, (double)v) : 0;
     if (s->type == GW_T_INT || s->type == GW_T_LONG || s->type == GW_T_DATE)
