@@ -163,6 +163,15 @@ static int sized_from(const dctx *d, const bin_field *f, size_t *sz, gw_reject *
 /* Where field f sits in this frame and how many bytes it takes. */
 static int place(dctx *d, const bin_field *f, size_t *pos, size_t *size, gw_reject *rej)
 {
+    if (f->pos == BIN_POS_START && !f->prefix && !f->size_var) { /* most fields: fixed */
+        size_t limit = d->len > d->tail ? d->len - d->tail : 0;
+        if ((size_t)f->off + f->size <= limit) {
+            *pos = (size_t)f->off;
+            *size = f->size;
+            d->cursor = (size_t)f->off + f->size;
+            return 0;
+        }
+    }
     int64_t at = f->pos == BIN_POS_START ? f->off
                  : f->pos == BIN_POS_END ? (int64_t)d->len + f->off
                                          : (int64_t)d->cursor;
@@ -237,15 +246,13 @@ static int read_role(const bin_field *f, const uint8_t *b, size_t n, gw_thing_ms
  * once (gw_tm_report_as_is); NOT_TAKEN otherwise. */
 static int put_text(text_out *t, const bin_field *f, const uint8_t *b, size_t n, bool negate)
 {
-    const gw_value_spec *s = f->spec;
-    size_t i = (size_t)(s - t->p->properties);
-    if (f->target != BIN_TG_PROPERTY || !s || s < t->p->properties || i >= t->p->n_properties ||
-        i >= 256 || (t->seen[i / 64] & (1ull << (i % 64))))
+    int i = f->prop; /* the property's index, found when the layout loaded */
+    if (f->target != BIN_TG_PROPERTY || !f->spec || i < 0 || (t->seen[i / 64] & (1ull << (i % 64))))
         return NOT_TAKEN; /* a property twice: jansson keeps the first place, the last value */
     t->seen[i / 64] |= 1ull << (i % 64);
     /* the key: a property id of the configuration ([A-Za-z0-9_.-], gw__config_id_ok): nothing
      * to escape */
-    size_t o = t->n, k = strlen(f->target_id);
+    size_t o = t->n, k = f->target_len;
     if (TEXT_CAP - o < k + 4)
         return NOT_TAKEN;
     t->b[o++] = t->n ? ',' : '{';
@@ -552,6 +559,8 @@ static int encode_refusal(const bin_layout *l, const bin_msg *ack, const gw_thin
     gw_error err = {0};
     if (l->has_auth && !secret)
         return 0;
+    if (gw__binary_ack_fast(l, ack, m, -1, out, cap, n) == 0)
+        return 0;
     bin_src src = {.req = m, .status = -1, .secret = secret};
     return gw__binary_encode(l, ack, &src, out, cap, n, &err);
 }
@@ -575,7 +584,6 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
 {
     int status = rej ? -1 : 0; /* the layout's result field carries only accepted / refused */
     const bin_layout *l = layout_of(p);
-    gw_error err = {0};
     *n = 0;
     if (l && l->n_hs && m->kind == GW_MSG_LOGIN) { /* the handshake's answer */
         size_t k = rej ? l->hs_no_len : l->hs_ok_len;
@@ -598,6 +606,9 @@ static int binary_encode_ack(const gw_product *p, const gw_thing_msg *m, const g
         return 0; /* no negative ack in this layout */
     if (l->has_auth && !secret)
         return 0; /* no MAC without the device's secret: no ack */
+    if (gw__binary_ack_fast(l, ack, m, status, out, cap, n) == 0)
+        return 0; /* its precomputed bytes, seq, result and check written in */
+    gw_error err = {0};
     bin_src src = {.req = m, .status = status, .secret = secret};
     if (status == 0 && gw__binary_auth_code(l, secret, m->device_id, code, sizeof(code)) == 0)
         src.auth_code = code; /* a register message's answer hands it out */

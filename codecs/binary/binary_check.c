@@ -79,6 +79,7 @@ int gw__crc_init(gw__crc *c, const gw__crc_params *p)
     c->refout = p->refout;
     c->init = p->init & m;
     c->xorout = p->xorout & m;
+    c->start = p->refin ? reflect(c->init, p->width) : c->init; /* once, not per frame */
     if (p->refin) {
         uint32_t rp = reflect(poly, p->width);
         for (uint32_t i = 0; i < 256; i++) {
@@ -103,14 +104,14 @@ uint32_t gw__crc_compute(const gw__crc *c, const uint8_t *buf, size_t len)
 {
     uint32_t m = mask_of(c->width), r;
     if (c->refin) {
-        r = reflect(c->init, c->width);
+        r = c->start;
         for (size_t i = 0; i < len; i++)
             r = (r >> 8) ^ c->table[(r ^ buf[i]) & 0xff];
         if (!c->refout) /* the register is reflected: the output is not */
             r = reflect(r, c->width);
     } else {
         unsigned sh = c->width - 8u;
-        r = c->init;
+        r = c->start;
         for (size_t i = 0; i < len; i++)
             r = ((r << 8) ^ c->table[((r >> sh) ^ buf[i]) & 0xff]) & m;
         if (c->refout)

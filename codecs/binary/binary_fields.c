@@ -16,22 +16,6 @@
 
 static const char hexdig[] = "0123456789abcdef";
 
-uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < width; i++)
-        v = (v << 8) | b[little ? width - 1 - i : i];
-    return v;
-}
-
-void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v)
-{
-    for (size_t i = 0; i < width; i++) {
-        b[little ? i : width - 1 - i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 static uint64_t bit_mask(unsigned bits)
 {
     return bits >= 64 ? UINT64_MAX : (1ull << bits) - 1;
@@ -161,6 +145,31 @@ int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_r
 {
     size_t w = gw__binary_type_width((bin_type)f->type);
     memset(out, 0, sizeof(*out));
+    if (f->type <= BIN_I64) { /* the integers first: most fields are */
+        uint64_t raw = gw__binary_get_uint(b, w, f->little);
+        if (f->bits)
+            raw = (raw >> f->bit) & bit_mask(f->bits);
+        switch (f->type) {
+        case BIN_I8:
+            out->i = (int8_t)raw;
+            break;
+        case BIN_I16:
+            out->i = (int16_t)raw;
+            break;
+        case BIN_I32:
+            out->i = (int32_t)raw;
+            break;
+        case BIN_I64:
+            out->i = (int64_t)raw;
+            break;
+        default:
+            out->kind = BIN_NUM_UINT;
+            out->u = raw;
+            return 0;
+        }
+        out->kind = BIN_NUM_INT;
+        return 0;
+    }
     if (f->type == BIN_DATETIME) {
         out->kind = BIN_NUM_INT;
         return gw__binary_datetime_read(f, b, &out->i, rej);
@@ -355,6 +364,15 @@ static size_t string_text(const gw_value_spec *s, const char *v, size_t len, cha
     return gw_json_string(dst, cap, v, len);
 }
 
+/* An integer below 1e9 in magnitude as gw_json_real writes it as a double: its digits and ".0"
+ * (exact: the double holds it; gw_json_real's fast path finds it with no fractional digit). */
+static size_t real_of_int(char *dst, int64_t v)
+{
+    size_t n = gw_json_int(dst, v);
+    memcpy(dst + n, ".0", 3);
+    return n + 2;
+}
+
 size_t gw__binary_value_text(const bin_field *f, const uint8_t *b, size_t n, bool negate, char *dst,
                              size_t cap)
 {
@@ -413,11 +431,14 @@ size_t gw__binary_value_text(const bin_field *f, const uint8_t *b, size_t n, boo
         uint64_t idx = num.kind == BIN_NUM_UINT ? num.u : (uint64_t)num.i;
         if ((num.kind == BIN_NUM_INT && num.i < 0) || idx >= s->n_enum || !s->enum_values[idx])
             return 0;
-        return string_text(s, s->enum_values[idx], strlen(s->enum_values[idx]), dst, cap);
+        /* a listed value by construction: gw__tm_enum_ok's search would find it */
+        return gw_json_string(dst, cap, s->enum_values[idx], strlen(s->enum_values[idx]));
     }
     if (num.kind == BIN_NUM_UINT && num.u > INT64_MAX)
         return 0;
     int64_t v = num.kind == BIN_NUM_UINT ? (int64_t)num.u : num.i;
+    if (real_type && v > -1000000000 && v < 1000000000) /* gw_json_real's text of (double)v */
+        return gw__tm_real_ok(s, (double)v) ? real_of_int(dst, v) : 0;
     if (real_type)
         return gw__tm_real_ok(s, (double)v) ? gw_json_real(dst, (double)v) : 0;
     if (s->type == GW_T_INT || s->type == GW_T_LONG || s->type == GW_T_DATE)

@@ -909,6 +909,7 @@ static int parse_frame(gw__bl_ctx *x, const json_t *root)
             min = l->mac_at + l->mac_size;
         l->min_total = (uint32_t)(min + tail);
     }
+    gw__binary_ack_plan(l); /* the layout is whole: acks that can be precomputed are */
     return 0;
 }
 
@@ -928,6 +929,7 @@ static void free_msgs(bin_msg *ms, size_t n)
     for (size_t i = 0; ms && i < n; i++) {
         free_fields(ms[i].fields, ms[i].n_fields);
         free(ms[i].ref);
+        gw__binary_ack_tpl_free(ms[i].tpl);
     }
     free(ms);
 }

@@ -20,12 +20,6 @@ static const char *const field_keys[] = {"name",   "offset",   "type",      "end
                                          "value",  "property", "param",     "output",    "input",
                                          "role",   "digits",   "sign_from", "size_from", NULL};
 
-size_t gw__binary_type_width(bin_type t)
-{
-    static const uint8_t w[] = {1, 1, 2, 2, 3, 4, 4, 8, 8, 4, 8, 0, 0, 0, 0, 0, 0};
-    return (size_t)t < sizeof(w) ? w[t] : 0;
-}
-
 bool gw__binary_type_is_int(bin_type t)
 {
     return t <= BIN_I64;
@@ -104,8 +98,10 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
     if (!id || !*id)
         return gw__bl_fail(x, p, "must be a non-empty string");
     f->target = (uint8_t)which;
-    if (!(f->target_id = strdup(id)))
+    f->prop = -1;
+    if (strlen(id) > UINT16_MAX || !(f->target_id = strdup(id)))
         return gw__bl_fail(x, p, "out of memory");
+    f->target_len = (uint16_t)strlen(id);
     const gw_value_spec *s = NULL;
     switch (which) {
     case BIN_TG_PROPERTY:
@@ -115,6 +111,9 @@ static int bind_target(gw__bl_ctx *x, const json_t *o, const char *path, const g
             return gw__bl_fail(x, p, "no property \"%s\" in the thing model", id);
         if (c->kind == BIN_K_WRITE && !s->writable)
             return gw__bl_fail(x, p, "property \"%s\" is not writable (access \"rw\")", id);
+        if (s >= x->p->properties && s < x->p->properties + x->p->n_properties &&
+            s - x->p->properties < 256) /* a report's text path marks it written (binary.c) */
+            f->prop = (int16_t)(s - x->p->properties);
         break;
     case BIN_TG_PARAM:
         if (c->kind != BIN_K_EVENT)

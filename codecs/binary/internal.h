@@ -90,6 +90,8 @@ typedef struct bin_field {
     uint8_t target; /* bin_target */
     uint8_t role;   /* bin_role, target == BIN_TG_ROLE */
     char *target_id;
+    uint16_t target_len;       /* strlen(target_id) */
+    int16_t prop;              /* a property target: its index in the product's (< 256), else -1 */
     const gw_value_spec *spec; /* the thing-model spec of the target, NULL for roles */
     uint8_t digits;            /* bcd: keep the last digits (0: all); the dropped ones must be 0 */
     /* "sign_from": the value is negated when bit sign_bit (-1: the whole raw value) of field
@@ -135,6 +137,7 @@ typedef struct bin_msg {
     /* the message (with the header) has a field of this role */
     bool role_seq, role_msg_id, role_secret, role_result;
     uint32_t tail; /* bytes at the end taken by fields counted from the end and the check */
+    struct bin_ack_tpl *tpl; /* acks: the precomputed ack (binary_ack.c), NULL: none */
 } bin_msg;
 
 typedef enum bin_framing {
@@ -165,6 +168,7 @@ typedef struct gw__crc {
     uint8_t width;
     bool refin, refout;
     uint32_t init, xorout;
+    uint32_t start; /* the register's first value: init, bit-reversed when refin */
     uint32_t table[256];
 } gw__crc;
 
@@ -261,7 +265,12 @@ int gw__bl_parse_fields(gw__bl_ctx *x, const json_t *arr, const char *path, cons
 /* One field (no "sign_from": that needs its list). */
 int gw__bl_parse_field(gw__bl_ctx *x, const json_t *o, const char *path, const gw__bl_list *c,
                        bin_field *f);
-size_t gw__binary_type_width(bin_type t); /* numbers: 1..8; 0 for bcd/string/bytes */
+/* numbers: 1..8; 0 for bcd/string/bytes (inline: every numeric field's read asks) */
+static inline size_t gw__binary_type_width(bin_type t)
+{
+    static const uint8_t w[] = {1, 1, 2, 2, 3, 4, 4, 8, 8, 4, 8, 0, 0, 0, 0, 0, 0};
+    return (size_t)t < sizeof(w) ? w[t] : 0;
+}
 bool gw__binary_type_is_int(bin_type t);
 bool gw__binary_type_is_unsigned(bin_type t);
 
@@ -341,8 +350,37 @@ int gw__binary_wrap(const bin_layout *l, const uint8_t *body, size_t body_len, u
                     size_t cap, size_t *n);
 
 /* binary_fields.c: one field's bytes <-> a value. */
-uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little);
-void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v);
+/* (inline: every field's read; the common widths in one expression each) */
+static inline uint64_t gw__binary_get_uint(const uint8_t *b, size_t width, bool little)
+{
+    uint64_t v = 0;
+    switch (width) {
+    case 1:
+        return b[0];
+    case 2:
+        return little ? (uint64_t)b[1] << 8 | b[0] : (uint64_t)b[0] << 8 | b[1];
+    case 4:
+        return little ? (uint64_t)b[3] << 24 | (uint64_t)b[2] << 16 | (uint64_t)b[1] << 8 | b[0]
+                      : (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
+    default:
+        break;
+    }
+    if (little) {
+        while (width)
+            v = (v << 8) | b[--width];
+    } else {
+        for (size_t i = 0; i < width; i++)
+            v = (v << 8) | b[i];
+    }
+    return v;
+}
+static inline void gw__binary_put_uint(uint8_t *b, size_t width, bool little, uint64_t v)
+{
+    for (size_t i = 0; i < width; i++) {
+        b[little ? i : width - 1 - i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
 
 /* A number read from a field: integer (signed or unsigned) or real. */
 typedef struct bin_num {
@@ -400,6 +438,14 @@ typedef struct bin_src {
 } bin_src;
 int gw__binary_encode(const bin_layout *l, const bin_msg *m, const bin_src *src, uint8_t *out,
                       size_t cap, size_t *n, gw_error *err);
+
+/* binary_ack.c: precomputed acks. Plans every ack of a loaded layout (a template, or none). */
+void gw__binary_ack_plan(bin_layout *l);
+void gw__binary_ack_tpl_free(struct bin_ack_tpl *t);
+/* Ack a for request req (status < 0: refused) from its template into out: 0, or 1 when it has
+ * none or the general encoder must word a problem (gw__binary_encode gives the same bytes). */
+int gw__binary_ack_fast(const bin_layout *l, const bin_msg *a, const gw_thing_msg *req, int status,
+                        uint8_t *out, size_t cap, size_t *n);
 
 /* binary.c: n fields read one after the other from body[0..len) (a group's record); *used: the
  * bytes they took. */

@@ -53,6 +53,28 @@ static void put(wbuf *b, const char *s, size_t n)
     b->len += n;
 }
 
+/* v's decimal digits written backwards, two at a time, ending just before end: their start. */
+static char *dec_digits(char *end, uint64_t v)
+{
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        end -= 2;
+        memcpy(end, pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        end -= 2;
+        memcpy(end, pairs + 2 * v, 2);
+    } else {
+        *--end = (char)('0' + v);
+    }
+    return end;
+}
+
 /* Fast path without printf for the common sensor value, a decimal with up to 6 fractional digits
  * (21.5, 230.1, -40.0): m = d * 10^k rounded; if m / 10^k (exact operands, so correctly rounded,
  * as strtod of the same digits is) gives d back, those digits are a round-trip text of d, and the
@@ -66,24 +88,24 @@ static size_t real_fast(char *buf, double d)
         double m = nearbyint(d * pow10[k]);
         if (m / pow10[k] != d)
             continue;
-        char digits[24];
-        int64_t v = (int64_t)(m < 0 ? -m : m);
-        int n = 0, o = 0;
-        do {
-            digits[n++] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v);
-        while (n <= k) /* at least one digit before the point */
-            digits[n++] = '0';
+        char tmp[24], *end = tmp + sizeof(tmp);
+        char *s = dec_digits(end, (uint64_t)(m < 0 ? -m : m)); /* < 1e15: 16 digits at most */
+        int n = (int)(end - s), o = 0;
+        while (n <= k) { /* at least one digit before the point */
+            *--s = '0';
+            n++;
+        }
         if (signbit(d))
             buf[o++] = '-';
-        while (n > k)
-            buf[o++] = digits[--n];
+        memcpy(buf + o, s, (size_t)(n - k));
+        o += n - k;
         buf[o++] = '.';
-        if (k == 0)
+        if (k == 0) {
             buf[o++] = '0';
-        while (n > 0)
-            buf[o++] = digits[--n];
+        } else {
+            memcpy(buf + o, s + n - k, (size_t)k);
+            o += k;
+        }
         buf[o] = 0;
         return (size_t)o;
     }
@@ -110,17 +132,13 @@ size_t gw_json_real(char *buf, double d)
 
 size_t gw_json_int(char *buf, int64_t x)
 {
-    char digits[24];
-    uint64_t v = x < 0 ? -(uint64_t)x : (uint64_t)x;
-    size_t n = 0, o = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    char tmp[24], *end = tmp + sizeof(tmp);
+    char *s = dec_digits(end, x < 0 ? -(uint64_t)x : (uint64_t)x);
+    size_t n = (size_t)(end - s), o = 0;
     if (x < 0)
         buf[o++] = '-';
-    while (n > 0)
-        buf[o++] = digits[--n];
+    memcpy(buf + o, s, n);
+    o += n;
     buf[o] = 0;
     return o;
 }
@@ -251,6 +269,16 @@ char *gw_json_write(const json_t *v)
 
 size_t gw_json_string(char *out, size_t cap, const char *s, size_t n)
 {
+    size_t run = 0;
+    while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+        run++;
+    if (run == n && n + 3 <= cap) { /* nothing to escape (enum values, ids): one copy */
+        out[0] = '"';
+        memcpy(out + 1, s, n);
+        out[n + 1] = '"';
+        out[n + 2] = 0;
+        return n + 2;
+    }
     wbuf b = {out, 0, cap, 0, 1, GW_AREA_EVENT, 0};
     put_string(&b, s, n);
     if (b.oom)

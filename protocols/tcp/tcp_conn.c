@@ -348,61 +348,59 @@ static int handle_handshake(gw__tcp_conn *c, const uint8_t *buf, size_t len)
 }
 
 /* A decoded frame (m: cleared here). 0 to go on, -1 when the connection is closing. */
-static int handle_msg(gw__tcp_conn *c, gw_thing_msg *mp, const uint8_t *frame, size_t len)
+static int handle_msg(gw__tcp_conn *c, gw_thing_msg *m, const uint8_t *frame, size_t len)
 {
     const gw_product *p = product_of(c);
-    gw_thing_msg m = *mp;
     int rc = 0;
     bool fresh = c->s.state != GW_STREAM_OPEN;
 
-    memset(mp, 0, sizeof(*mp));
-    if (m.kind == GW_MSG_REGISTER) { /* before or after the login */
-        rc = register_terminal(c, &m);
+    if (m->kind == GW_MSG_REGISTER) { /* before or after the login */
+        rc = register_terminal(c, m);
         goto done;
     }
     if (c->s.state != GW_STREAM_OPEN) {
-        if ((rc = authenticate(c, &m, frame, len)) != 0 || m.kind == GW_MSG_LOGIN) {
+        if ((rc = authenticate(c, m, frame, len)) != 0 || m->kind == GW_MSG_LOGIN) {
             if (rc == 0)
-                rc = ack_now(c, &m, NULL);
+                rc = ack_now(c, m, NULL);
             goto done;
         }
-    } else if (c->sv->id_every_frame && strcmp(m.device_id, c->s.base.dev->id) != 0) {
+    } else if (c->sv->id_every_frame && strcmp(m->device_id, c->s.base.dev->id) != 0) {
         char q[96];
         gw_metric_inc(GW_M_TCP_BAD_DEVICE);
         LOG(GW_LOG_WARN, c, "frame names another device; closing", "device=%s",
-            gw_log_quote(q, sizeof(q), m.device_id));
+            gw_log_quote(q, sizeof(q), m->device_id));
         gw_stream_close(&c->s, "protocol_error", false);
         rc = -1;
         goto done;
-    } else if (m.auth_state && p->codec_ops->verify &&
-               p->codec_ops->verify(p, &m, frame, len, c->s.base.dev->secret) != 0) {
+    } else if (m->auth_state && p->codec_ops->verify &&
+               p->codec_ops->verify(p, m, frame, len, c->s.base.dev->secret) != 0) {
         /* a layout with a MAC: every frame carries one, not only the first */
         bad_stream(c, GW_M_TCP_BAD_AUTH, "bad_auth", "the frame's MAC does not verify");
         rc = -1;
         goto done;
     }
     refresh_deadline(c);
-    switch (m.kind) {
+    switch (m->kind) {
     case GW_MSG_LOGIN: /* again, on a logged-in session: must be the same device and secret (not
                         * checked on a session its TLS identity logged in) */
-        if (strcmp(m.device_id, c->s.base.dev->id) != 0 ||
+        if (strcmp(m->device_id, c->s.base.dev->id) != 0 ||
             (!c->tls_login && p->auth_mode != GW_AUTH_DEVICE_ID &&
-             !login_again_ok(c, &m, frame, len))) {
+             !login_again_ok(c, m, frame, len))) {
             bad_stream(c, GW_M_TCP_BAD_DEVICE, "second_login", "login for another device");
             rc = -1;
         } else {
-            rc = ack_now(c, &m, NULL);
+            rc = ack_now(c, m, NULL);
         }
         break;
     case GW_MSG_HEARTBEAT:
-        rc = ack_now(c, &m, NULL);
+        rc = ack_now(c, m, NULL);
         break;
     default:
-        rc = m.records ? ingest_records(c, &m) : ingest(c, &m);
+        rc = m->records ? ingest_records(c, m) : ingest(c, m);
         break;
     }
 done:
-    gw_thing_msg_clear(&m);
+    gw_thing_msg_clear(m);
     if (fresh && rc == 0 && c->s.state == GW_STREAM_OPEN) /* logged in: after the login's ack */
         gw_commands_ready(&c->s.base);
     return rc;

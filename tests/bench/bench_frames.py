@@ -129,6 +129,9 @@ def run_ingest(srv, loader, proto, conns, window, args):
             f"other_cpu_pct={max(0.0, other) * 100:.0f}")
     if fig["writer_us_per_msg"] is not None:
         line += f" writer_us_per_msg={fig['writer_us_per_msg']:.2f}"
+    if fig.get("loops_us_per_msg") is not None:
+        line += (f" loops_us_per_msg={fig['loops_us_per_msg']:.2f}"
+                 f" loops_user_us_per_msg={fig['loops_user_us_per_msg']:.2f}")
     acked = int(res["acked_total"])
     stored, err = None, None
     if srv.name == "iotgw":

@@ -87,6 +87,26 @@ def thread_cpu_ticks(pid, comm):
     return total if found else None
 
 
+def threads_ticks(pid, prefix):
+    """(utime, stime) summed over pid's threads whose name starts with prefix (e.g. "gw-loop-");
+    None if there is none."""
+    user = sys_ = 0
+    found = False
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if not f.read().startswith(prefix):
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        sys_ += int(fields[12])
+        found = True
+    return (user, sys_) if found else None
+
+
 def proc_rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -425,6 +445,7 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
             w["cpu0"] = proc_cpu_ticks(srv_pid)
             w["sys0"] = proc_sys_ticks(srv_pid)
             w["writer0"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
+            w["loops0"] = threads_ticks(srv_pid, "gw-loop-")
             if whole_machine:
                 w.update(gen0=proc_cpu_ticks(gen.pid), all0=machine_busy_ticks(),
                          t0=time.monotonic())
@@ -432,6 +453,7 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
             w["cpu1"] = proc_cpu_ticks(srv_pid)
             w["sys1"] = proc_sys_ticks(srv_pid)
             w["writer1"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
+            w["loops1"] = threads_ticks(srv_pid, "gw-loop-")
             if whole_machine:
                 w.update(gen1=proc_cpu_ticks(gen.pid), all1=machine_busy_ticks(),
                          t1=time.monotonic())
@@ -446,9 +468,12 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
 
 def ingest_figs(res, w):
     """msg_per_s, cpu_us_per_msg (server CPU over the window / msgs) and its kernel part
-    sys_us_per_msg, rss_kb, msgs, seconds, writer_us_per_msg."""
+    sys_us_per_msg, rss_kb, msgs, seconds, writer_us_per_msg, loops_us_per_msg and its user-space
+    part loops_user_us_per_msg (iotgw's loop threads)."""
     msgs = int(res["msgs"])
     w0, w1 = w.get("writer0"), w.get("writer1")
+    l0, l1 = w.get("loops0"), w.get("loops1")
+    loops = msgs and l0 is not None and l1 is not None
     return {
         "msg_per_s": float(res.get("msg_per_s", res.get("req_per_s", 0))),
         "cpu_us_per_msg": (w["cpu1"] - w["cpu0"]) / CLK_TCK * 1e6 / msgs if msgs else 0.0,
@@ -457,6 +482,10 @@ def ingest_figs(res, w):
         # iotgw's store writer thread alone (None for other servers)
         "writer_us_per_msg": (w1 - w0) / CLK_TCK * 1e6 / msgs
         if msgs and w0 is not None and w1 is not None else None,
+        # iotgw's loop threads (the adapters, decode, dispatch, acks), all and user space alone
+        "loops_us_per_msg": (l1[0] + l1[1] - l0[0] - l0[1]) / CLK_TCK * 1e6 / msgs
+        if loops else None,
+        "loops_user_us_per_msg": (l1[0] - l0[0]) / CLK_TCK * 1e6 / msgs if loops else None,
     }
 
 

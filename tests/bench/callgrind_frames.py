@@ -53,6 +53,8 @@ def run_once(tmp, binary, tag, args, seconds):
         raise BenchError(f"iotgw under callgrind exited with {rc}")
     writer = next((p for p in sorted(glob.glob(cg_out + "-*"))
                    if "writer_main" in open(p, errors="replace").read()), None)
+    # binary_decode: the codec op every loop thread runs per frame, TCP and UDP alike (and never
+    # inlined: it is called through the ops table)
     return benchlib.callgrind_threads(cg_out, "binary_decode"), acked, writer
 
 

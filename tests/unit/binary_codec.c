@@ -287,6 +287,128 @@ static void test_check_vectors(void)
     CHECK_INT(gw__crc_init(&c, &bad), -1);
 }
 
+/* The table-driven CRC (its starting register computed once when the layout loads) against the
+ * bit-at-a-time oracle on random inputs of random lengths: every algorithm of the catalogue and
+ * random parameter sets of every width and reflection (what "check": {"crc": {...}} accepts). */
+static void test_crc_random(void)
+{
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+#define NEXT() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, rng)
+    uint8_t buf[600];
+    size_t n_cat, bad = 0;
+    const gw__crc_params *cat = gw__crc_catalogue(&n_cat);
+    for (size_t a = 0; a < n_cat + 200; a++) {
+        gw__crc_params cp;
+        if (a < n_cat) {
+            cp = cat[a];
+        } else { /* a random set: any poly, init, xorout, refin / refout */
+            unsigned w = (unsigned[]){8, 16, 32}[NEXT() % 3];
+            uint32_t m = w == 32 ? 0xFFFFFFFFu : (1u << w) - 1;
+            cp =
+                (gw__crc_params){"r",        (uint8_t)w, (uint32_t)NEXT() & m, (uint32_t)NEXT() & m,
+                                 NEXT() & 1, NEXT() & 1, (uint32_t)NEXT() & m, 0};
+            cp.check = crc_bitwise(w, cp.poly, cp.init, cp.refin, cp.refout, cp.xorout,
+                                   (const uint8_t *)"123456789", 9);
+        }
+        gw__crc c;
+        CHECK_INT(gw__crc_init(&c, &cp), 0);
+        for (int round = 0; round < 40; round++) {
+            size_t len = (size_t)(NEXT() % sizeof(buf));
+            for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t)NEXT();
+            uint32_t want =
+                crc_bitwise(cp.width, cp.poly, cp.init, cp.refin, cp.refout, cp.xorout, buf, len);
+            uint32_t got = gw__crc_compute(&c, buf, len);
+            if (got != want && bad++ < 5)
+                fprintf(stderr,
+                        "crc %s (w %u poly 0x%X init 0x%X in %d out %d xorout 0x%X), "
+                        "%zu bytes: table 0x%X, oracle 0x%X\n",
+                        cp.name, cp.width, cp.poly, cp.init, cp.refin, cp.refout, cp.xorout, len,
+                        got, want);
+        }
+    }
+#undef NEXT
+    CHECK_INT(bad, 0);
+}
+
+/* Precomputed acks (binary_ack.c): for every shipped binary product, every ack and refusal of
+ * every upstream message, over seqs, request codes, record counts and results (values that do
+ * not fit their field too), the template path gives the general encoder's bytes or declines. */
+static void test_ack_templates(void)
+{
+    static const struct {
+        const char *file;
+        size_t min_tpl; /* acks that must have a template (the path must not go unused) */
+    } prods[] = {{"meter-tcp.json", 1},
+                 {"sensor-udp.json", 1},
+                 {"gt06.json", 1},
+                 {"tracker-808.json", 0}}; /* escaped: none; teltonika: bare, none */
+    static const uint32_t seqs[] = {0, 1, 0x7F, 0xFF, 0x100, 0x1234, 0xFFFF, 0x10000, 0xFFFFFFFFu};
+    static const uint32_t codes[] = {0, 0x7F, 0x1FF, 0xFFFF};
+    static const uint32_t counts[] = {0, 1, 255, 256, 70000};
+    for (size_t pi = 0; pi < sizeof(prods) / sizeof(prods[0]); pi++) {
+        bt_loaded r = bt_load_example(prods[pi].file);
+        CHECK(r.p != NULL);
+        if (!r.p)
+            continue;
+        const bin_layout *l = r.p->codec_state;
+        size_t n_tpl = 0, fast = 0, mismatches = 0;
+        for (size_t i = 0; i < l->n_acks; i++)
+            n_tpl += l->acks[i].tpl != NULL;
+        for (size_t mi = 0; mi < l->n_msgs; mi++) {
+            const bin_msg *bm = &l->msgs[mi];
+            int which[2] = {bm->ack, bm->refusal};
+            if (!BIN_K_IS_UP(bm->kind))
+                continue;
+            for (int w = 0; w < 2; w++) {
+                if (which[w] < 0)
+                    continue;
+                const bin_msg *ack = &l->acks[which[w]];
+                for (size_t a = 0; a < sizeof(seqs) / sizeof(seqs[0]); a++)
+                    for (size_t b = 0; b < sizeof(codes) / sizeof(codes[0]) + 1; b++)
+                        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++)
+                            for (int status = -1; status <= 0; status++) {
+                                gw_thing_msg req;
+                                memset(&req, 0, sizeof(req));
+                                /* device ids: one that fits, one too long for the field */
+                                snprintf(req.device_id, sizeof(req.device_id), "%s",
+                                         c == 3 ? "0123456789012345678"
+                                         : c    ? "13800138000"
+                                                : "d1");
+                                req.seq = seqs[a];
+                                req.seq_set = true;
+                                req.type_code = b ? codes[b - 1] : bm->match;
+                                req.n_accepted = counts[c];
+                                uint8_t o1[512], o2[512];
+                                size_t n1 = 0, n2 = 0, cap = c == 4 ? 5 : sizeof(o1);
+                                gw_error err = {0};
+                                bin_src src = {.req = &req, .status = status};
+                                int rc1 = gw__binary_encode(l, ack, &src, o1, cap, &n1, &err);
+                                int rc2 = gw__binary_ack_fast(l, ack, &req, status, o2, cap, &n2);
+                                if (rc2 != 0)
+                                    continue; /* declined: the general path runs */
+                                fast++;
+                                if (rc1 != 0 || n1 != n2 || memcmp(o1, o2, n1) != 0) {
+                                    if (mismatches++ < 5)
+                                        fprintf(stderr,
+                                                "%s ack %d seq %u code %u count %u status %d: "
+                                                "general rc %d %s\n  template %s\n",
+                                                prods[pi].file, which[w], req.seq, req.type_code,
+                                                req.n_accepted, status, rc1, bt_hex(o1, n1),
+                                                bt_hex(o2, n2));
+                                }
+                            }
+            }
+        }
+        fprintf(stderr, "ack templates: %s: %zu of %zu acks, %zu acks compared\n", prods[pi].file,
+                n_tpl, l->n_acks, fast);
+        CHECK(n_tpl >= prods[pi].min_tpl);
+        CHECK(prods[pi].min_tpl == 0 || fast > 0);
+        CHECK_INT(mismatches, 0);
+        bt_free(&r);
+    }
+}
+
 /* Every algorithm on a real frame: it decodes, and one flipped bit is a bad check. */
 static void test_check_in_frames(void)
 {
@@ -1494,6 +1616,8 @@ static void test_gt06_command(void)
 int main(void)
 {
     test_check_vectors();
+    test_crc_random();
+    test_ack_templates();
     test_check_in_frames();
     test_meter();
     test_meter_rejects();

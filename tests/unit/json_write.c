@@ -26,8 +26,79 @@ static void check_real_roundtrip(double d)
     CHECK(strpbrk(buf, ".eE") != NULL);
 }
 
+/* The fast path's first form (one digit at a time), kept as the oracle of the two-digit one. */
+static size_t ref_real_fast(char *buf, double d)
+{
+    static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+    if (!(d > -1e9 && d < 1e9))
+        return 0;
+    for (int k = 0; k < 7; k++) {
+        double m = nearbyint(d * pow10[k]);
+        if (m / pow10[k] != d)
+            continue;
+        char digits[24];
+        int64_t v = (int64_t)(m < 0 ? -m : m);
+        int n = 0, o = 0;
+        do {
+            digits[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        while (n <= k)
+            digits[n++] = '0';
+        if (signbit(d))
+            buf[o++] = '-';
+        while (n > k)
+            buf[o++] = digits[--n];
+        buf[o++] = '.';
+        if (k == 0)
+            buf[o++] = '0';
+        while (n > 0)
+            buf[o++] = digits[--n];
+        buf[o] = 0;
+        return (size_t)o;
+    }
+    return 0;
+}
+
+/* gw_json_real's fast path and gw_json_int give the oracle's text (printf's for integers). */
+static void test_digits_vs_oracle(void)
+{
+    uint64_t rng = 88172645463325252ull;
+    size_t bad = 0;
+    for (int i = 0; i < 400000; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        int64_t x = (int64_t)rng >> (rng % 64);
+        double d = (i % 4 == 0)   ? (double)((int64_t)(rng % 2000000000) - 1000000000) / 1e6
+                   : (i % 4 == 1) ? (double)((int64_t)(rng % 20000001) - 10000000) / 10.0
+                   : (i % 4 == 2) ? (double)((int64_t)(rng % 100000) - 50000) / 100.0
+                                  : (double)(rng % 1000000000) * ((rng >> 40) % 2 ? -1 : 1);
+        char a[48], b[48], c[48];
+        if (ref_real_fast(b, d)) {
+            gw_json_real(a, d);
+            if (strcmp(a, b) != 0 && bad++ < 5)
+                fprintf(stderr, "real %.17g: %s, oracle %s\n", d, a, b);
+        }
+        gw_json_int(a, x);
+        snprintf(c, sizeof(c), "%lld", (long long)x);
+        if (strcmp(a, c) != 0 && bad++ < 5)
+            fprintf(stderr, "int %lld: %s\n", (long long)x, a);
+    }
+    const double edges[] = {0.0,          -0.0,     0.000001, -0.000001, 0.05,
+                            9.999999,     10.0,     99.5,     100.25,    999999999.5,
+                            -999999999.0, 1e-6 * 3, 0.1,      0.01,      123.000001};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        char a[48], b[48];
+        if (ref_real_fast(b, edges[i])) {
+            gw_json_real(a, edges[i]);
+            CHECK_STR(a, b);
+        }
+    }
+    CHECK_INT(bad, 0);
+}
+
 int main(void)
 {
+    test_digits_vs_oracle();
     check_text(json_real(80.1), "80.1");
     check_text(json_real(21.0), "21.0");
     check_text(json_real(-40.0), "-40.0");
