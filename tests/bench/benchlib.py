@@ -70,33 +70,17 @@ def proc_sys_ticks(pid):
         return int(f.read().rsplit(")", 1)[1].split()[12])
 
 
-def thread_cpu_ticks(pid, comm):
-    """utime + stime of pid's threads named comm (e.g. "iotgw-writer"); None if there is none."""
-    total, found = 0, False
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if f.read().strip() != comm:
-                    continue
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-        found = True
-    return total if found else None
-
-
-def threads_ticks(pid, prefix):
-    """(utime, stime) summed over pid's threads whose name starts with prefix (e.g. "gw-loop-");
-    None if there is none."""
+def threads_ticks(pid, name, prefix=False):
+    """(utime, stime) summed over pid's threads named name (or, with prefix, whose name starts
+    with it: "gw-loop-"); None if there is none."""
     user = sys_ = 0
     found = False
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if not f.read().startswith(prefix):
-                    continue
+                comm = f.read().strip()
+            if not (comm.startswith(name) if prefix else comm == name):
+                continue
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
@@ -105,6 +89,12 @@ def threads_ticks(pid, prefix):
         sys_ += int(fields[12])
         found = True
     return (user, sys_) if found else None
+
+
+def thread_cpu_ticks(pid, comm):
+    """utime + stime of pid's threads named comm (e.g. "iotgw-writer"); None if there is none."""
+    t = threads_ticks(pid, comm)
+    return sum(t) if t else None
 
 
 def proc_rss_kb(pid):
@@ -445,7 +435,7 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
             w["cpu0"] = proc_cpu_ticks(srv_pid)
             w["sys0"] = proc_sys_ticks(srv_pid)
             w["writer0"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
-            w["loops0"] = threads_ticks(srv_pid, "gw-loop-")
+            w["loops0"] = threads_ticks(srv_pid, "gw-loop-", prefix=True)
             if whole_machine:
                 w.update(gen0=proc_cpu_ticks(gen.pid), all0=machine_busy_ticks(),
                          t0=time.monotonic())
@@ -453,7 +443,7 @@ def run_marked(cmd, srv_pid, result_prefix, whole_machine=False):
             w["cpu1"] = proc_cpu_ticks(srv_pid)
             w["sys1"] = proc_sys_ticks(srv_pid)
             w["writer1"] = thread_cpu_ticks(srv_pid, "iotgw-writer")
-            w["loops1"] = threads_ticks(srv_pid, "gw-loop-")
+            w["loops1"] = threads_ticks(srv_pid, "gw-loop-", prefix=True)
             if whole_machine:
                 w.update(gen1=proc_cpu_ticks(gen.pid), all1=machine_busy_ticks(),
                          t1=time.monotonic())
