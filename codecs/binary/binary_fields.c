@@ -141,35 +141,39 @@ int gw__binary_datetime_put(const bin_field *f, int64_t ms, uint8_t *b, gw_error
     return 0;
 }
 
+/* raw as f's value (its bits if it has some): signed for the signed types, else unsigned. */
+static inline int int_num(const bin_field *f, uint64_t raw, bin_num *out)
+{
+    if (f->bits)
+        raw = (raw >> f->bit) & bit_mask(f->bits);
+    switch (f->type) {
+    case BIN_I8:
+        out->i = (int8_t)raw;
+        break;
+    case BIN_I16:
+        out->i = (int16_t)raw;
+        break;
+    case BIN_I32:
+        out->i = (int32_t)raw;
+        break;
+    case BIN_I64:
+        out->i = (int64_t)raw;
+        break;
+    default:
+        out->kind = BIN_NUM_UINT;
+        out->u = raw;
+        return 0;
+    }
+    out->kind = BIN_NUM_INT;
+    return 0;
+}
+
 int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_reject *rej)
 {
     size_t w = gw__binary_type_width((bin_type)f->type);
     memset(out, 0, sizeof(*out));
-    if (f->type <= BIN_I64) { /* the integers first: most fields are */
-        uint64_t raw = gw__binary_get_uint(b, w, f->little);
-        if (f->bits)
-            raw = (raw >> f->bit) & bit_mask(f->bits);
-        switch (f->type) {
-        case BIN_I8:
-            out->i = (int8_t)raw;
-            break;
-        case BIN_I16:
-            out->i = (int16_t)raw;
-            break;
-        case BIN_I32:
-            out->i = (int32_t)raw;
-            break;
-        case BIN_I64:
-            out->i = (int64_t)raw;
-            break;
-        default:
-            out->kind = BIN_NUM_UINT;
-            out->u = raw;
-            return 0;
-        }
-        out->kind = BIN_NUM_INT;
-        return 0;
-    }
+    if (f->type <= BIN_I64) /* the integers first: most fields are */
+        return int_num(f, gw__binary_get_uint(b, w, f->little), out);
     if (f->type == BIN_DATETIME) {
         out->kind = BIN_NUM_INT;
         return gw__binary_datetime_read(f, b, &out->i, rej);
@@ -205,28 +209,7 @@ int gw__binary_read_num(const bin_field *f, const uint8_t *b, bin_num *out, gw_r
         out->kind = BIN_NUM_REAL;
         return 0;
     }
-    if (f->bits)
-        raw = (raw >> f->bit) & bit_mask(f->bits);
-    switch (f->type) {
-    case BIN_I8:
-        out->i = (int8_t)raw;
-        break;
-    case BIN_I16:
-        out->i = (int16_t)raw;
-        break;
-    case BIN_I32:
-        out->i = (int32_t)raw;
-        break;
-    case BIN_I64:
-        out->i = (int64_t)raw;
-        break;
-    default:
-        out->kind = BIN_NUM_UINT;
-        out->u = raw;
-        return 0;
-    }
-    out->kind = BIN_NUM_INT;
-    return 0;
+    return int_num(f, raw, out);
 }
 
 /* raw * scale, computed as raw / 10^k when scale is 0.1, 0.01, ... (any 1/n): 2301 * 0.1 is

@@ -545,16 +545,44 @@ def callgrind_threads(prefix, loop_marker):
     return total, loops, writer, busiest
 
 
-def callgrind_wrapper(tmp, binary, tag):
-    """A script that runs binary under callgrind, one output file per thread: (its path, the
-    output files' prefix)."""
+def run_loader(cmd, name):
+    """Runs load generator cmd (its name, e.g. "frame_load") to its end: its `bench=NAME ...`
+    line as a dict; a BenchError if it failed, printed no such line, or lost or had refused
+    anything."""
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith(f"bench={name}")), "")
+    if r.returncode != 0 or not line:
+        raise BenchError(f"{name} exited with {r.returncode}: {r.stderr.strip()}")
+    kv = parse_kv(line)
+    if int(kv["lost"]) or int(kv["rejected_total"]):
+        raise BenchError(f"{name}: {line}")
+    return kv
+
+
+def callgrind_wrapper(tmp, binary, tag, separate=True):
+    """A script that runs binary under callgrind, one output file per thread (separate) or one in
+    all: (its path, the output file or the per-thread files' prefix)."""
     cg_out = os.path.join(tmp, f"callgrind-{tag}.out")
     wrapper = os.path.join(tmp, f"iotgw-cg-{tag}")
     with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=yes "
-                f"--compress-strings=no --callgrind-out-file={cg_out} {binary} \"$@\"\n")
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind "
+                f"--separate-threads={'yes' if separate else 'no'} --compress-strings=no "
+                f"--callgrind-out-file={cg_out} {binary} \"$@\"\n")
     os.chmod(wrapper, 0o755)
     return wrapper, cg_out
+
+
+def callgrind_per_unit(run_once, tmp, args, tag):
+    """The callgrind scripts' measure: run_once(tmp, binary, tag, args, seconds) -> (per-thread
+    Ir (all, loops, writer, busiest loop's file), units done, anything) for args.seconds, less a
+    start-and-stop-only run (seconds 0) with args.baseline. Returns (binary, the start-and-stop
+    Ir, the run's Ir, units, anything, [all, loops, writer] Ir per unit)."""
+    binary = os.path.abspath(args.binary or iotgw_binary())
+    base = (0, 0, 0, None)
+    if args.baseline:
+        base, _, _ = run_once(tmp, binary, "start", args, 0)
+    ir, n, extra = run_once(tmp, binary, tag, args, args.seconds)
+    return binary, base, ir, n, extra, [(ir[i] - base[i]) / max(1, n) for i in range(3)]
 
 
 def callgrind_top(cg_out, n, indent="  "):

@@ -12,7 +12,6 @@ smaller as the group commits grow, so it moves with the rate reached under callg
 top functions. Prints figures; never passes or fails on them."""
 import argparse
 import os
-import subprocess
 import sys
 
 import benchlib
@@ -38,15 +37,7 @@ def run_once(tmp, binary, tag, args, seconds):
                    "--timeout", "600", "--ack-timeout-ms", "600000", "--payload-size",
                    str(args.payload_size), "--device-fmt", bench_coap.DEVICE_FMT, "--path-fmt",
                    bench_coap.IOTGW_PATH, "--query", "token=" + bench_coap.SECRET]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((ln for ln in r.stdout.splitlines() if ln.startswith("bench=coap_load")),
-                        "")
-            if r.returncode != 0 or not line:
-                raise BenchError(f"coap_load exited with {r.returncode}: {r.stderr.strip()}")
-            kv = benchlib.parse_kv(line)
-            ok = int(kv["ok_total"])
-            if int(kv["lost"]) or int(kv["rejected_total"]):
-                raise BenchError(f"coap_load: {line}")
+            ok = int(benchlib.run_loader(cmd, "coap_load")["ok_total"])
     finally:
         rc = srv.stop(300)
     if rc != 0:
@@ -55,12 +46,7 @@ def run_once(tmp, binary, tag, args, seconds):
 
 
 def run_all(tmp, srvs, args):
-    binary = os.path.abspath(args.binary or benchlib.iotgw_binary())
-    base = (0, 0, 0, None)
-    if args.baseline:
-        base, _, _ = run_once(tmp, binary, "start", args, 0)
-    ir, ok, cg_out = run_once(tmp, binary, "reqs", args, args.seconds)
-    per = [(ir[i] - base[i]) / max(1, ok) for i in range(3)]
+    binary, base, ir, ok, cg_out, per = benchlib.callgrind_per_unit(run_once, tmp, args, "reqs")
     out(f"bench=coap_callgrind endpoints={args.endpoints} window={args.window} "
         f"payload={args.payload_size} reqs={ok} ir_total={ir[0]} ir_start_stop={base[0]} "
         f"ir_per_req={per[0]:.0f} loops_ir_per_req={per[1]:.0f} writer_ir_per_req={per[2]:.0f} "

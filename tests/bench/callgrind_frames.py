@@ -12,7 +12,6 @@ them."""
 import argparse
 import glob
 import os
-import subprocess
 import sys
 
 import benchlib
@@ -38,15 +37,7 @@ def run_once(tmp, binary, tag, args, seconds):
                    bench_frames.DEVICE_FMT[args.proto], "--secret",
                    bench_frames.SECRET[args.proto], "--timeout", "600", "--ack-timeout-ms",
                    "600000"]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((ln for ln in r.stdout.splitlines() if ln.startswith("bench=frame_load")),
-                        "")
-            if r.returncode != 0 or not line:
-                raise BenchError(f"frame_load exited with {r.returncode}: {r.stderr.strip()}")
-            kv = benchlib.parse_kv(line)
-            acked = int(kv["acked_total"])
-            if int(kv["lost"]) or int(kv["rejected_total"]):
-                raise BenchError(f"frame_load: {line}")
+            acked = int(benchlib.run_loader(cmd, "frame_load")["acked_total"])
     finally:
         rc = srv.stop(300)
     if rc != 0:
@@ -59,12 +50,7 @@ def run_once(tmp, binary, tag, args, seconds):
 
 
 def run_all(tmp, srvs, args):
-    binary = os.path.abspath(args.binary or benchlib.iotgw_binary())
-    base = (0, 0, 0, None)
-    if args.baseline:
-        base, _, _ = run_once(tmp, binary, "start", args, 0)
-    ir, n, writer = run_once(tmp, binary, "frames", args, args.seconds)
-    per = [(ir[i] - base[i]) / max(1, n) for i in range(3)]
+    binary, base, ir, n, writer, per = benchlib.callgrind_per_unit(run_once, tmp, args, "frames")
     out(f"bench=frames_callgrind proto={args.proto} conns={args.conns} window={args.window} "
         f"frames={n} ir_total={ir[0]} ir_start_stop={base[0]} ir_per_frame={per[0]:.0f} "
         f"loops_ir_per_frame={per[1]:.0f} writer_ir_per_frame={per[2]:.0f} binary={binary}")

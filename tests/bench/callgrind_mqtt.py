@@ -31,12 +31,7 @@ def callgrind_total(prefix):
 def run_once(tmp, binary, tag, args, count):
     """One gateway under callgrind; count reports per connection (0: start and stop only).
     Returns (Ir, the callgrind output file)."""
-    cg_out = os.path.join(tmp, f"callgrind-{tag}.out")
-    wrapper = os.path.join(tmp, f"iotgw-cg-{tag}")
-    with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=no "
-                f"--callgrind-out-file={cg_out} {binary} \"$@\"\n")
-    os.chmod(wrapper, 0o755)
+    wrapper, cg_out = benchlib.callgrind_wrapper(tmp, binary, tag, separate=False)
     srv = bench_mqtt.Iotgw(tmp if tag == "msgs" else os.path.join(tmp, tag), wrapper, args.conns,
                            args.loops)
     srv.launch(srv.write_config(tag), tag, "mqtt", ready_timeout=120)

@@ -273,6 +273,16 @@ static inline gw_event *st_event(st_env *e, gw_event_kind kind, const char *dev_
     return ev;
 }
 
+/* Appends ev to the chain head..tail (both NULL: empty). */
+static inline void st_append(gw_event **head, gw_event **tail, gw_event *ev)
+{
+    if (*tail)
+        (*tail)->next = ev;
+    else
+        *head = ev;
+    *tail = ev;
+}
+
 /* Submits n property events of dev (temperature = base, base+1, ...) in one chain for sess.
  * Returns the first token. */
 static inline uint32_t st_submit_props(st_env *e, const char *dev_id, struct gw_session *sess,
@@ -283,12 +293,7 @@ static inline uint32_t st_submit_props(st_env *e, const char *dev_id, struct gw_
     for (int i = 0; i < n; i++) {
         char v[64];
         snprintf(v, sizeof(v), "{\"temperature\": %d}", base + i);
-        gw_event *ev = st_event(e, GW_EV_PROPERTY, dev_id, sess, v);
-        if (tail)
-            tail->next = ev;
-        else
-            head = ev;
-        tail = ev;
+        st_append(&head, &tail, st_event(e, GW_EV_PROPERTY, dev_id, sess, v));
     }
     gw_store_submit(e->s, head, tail, (size_t)n);
     return first;

@@ -135,11 +135,7 @@ static void order(void)
             struct gw_session *sess = (i + j) % 5 == 4 ? NULL : (i + j) % 2 ? ST_SESS_B : ST_SESS_A;
             gw_event *ev = st_event(e, GW_EV_EVENT, (i + j) % 3 ? "t-001" : "t-002", sess, NULL);
             with_sess += sess != NULL;
-            if (tail)
-                tail->next = ev;
-            else
-                head = ev;
-            tail = ev;
+            st_append(&head, &tail, ev);
         }
         gw_store_submit(e->s, head, tail, (size_t)n);
         if (i % 8 == 0)
@@ -385,11 +381,7 @@ static void submit_raw(st_env *e, const char *dev, const char *const *payloads, 
     for (int i = 0; i < n; i++) {
         gw_event *ev = st_event(e, GW_EV_PROPERTY, dev, ST_SESS_A, NULL);
         ev->payload = gw_strdup(GW_AREA_EVENT, payloads[i]); /* as it is, even broken */
-        if (tail)
-            tail->next = ev;
-        else
-            head = ev;
-        tail = ev;
+        st_append(&head, &tail, ev);
     }
     gw_store_submit(e->s, head, tail, (size_t)n);
     CHECK(st_wait_range(e, head->token, tail->token, 10000));
