@@ -3,6 +3,7 @@ sampling, the server base class (start, stop by PID), the iotgw runner (config, 
 --ready-fd), building the C helpers, reading a generator's `mark` lines and the temp-dir run.
 Standard library only; each driver keeps its own cases and figures."""
 
+import argparse
 import glob
 import json
 import os
@@ -570,6 +571,22 @@ def callgrind_wrapper(tmp, binary, tag, separate=True):
                 f"--callgrind-out-file={cg_out} {binary} \"$@\"\n")
     os.chmod(wrapper, 0o755)
     return wrapper, cg_out
+
+
+def callgrind_main(prog, doc, add_args, run_all, top=15):
+    """The callgrind scripts' command line: add_args(ap) adds the script's own options to the
+    shared ones (--binary, --loops, --baseline, --top, --keep); runs run_all(tmp, srvs, args) in a
+    temp dir. Returns the exit code."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--binary", help="the gateway (default $IOTGW_BIN or build/iotgw)")
+    add_args(ap)
+    ap.add_argument("--loops", type=int, default=2)
+    ap.add_argument("--baseline", action="store_true",
+                    help="also run start + stop alone and subtract it")
+    ap.add_argument("--top", type=int, default=top, help="functions to list (0: none)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind files)")
+    args = ap.parse_args()
+    return run_in_tmp(prog, args.keep, lambda tmp, srvs: run_all(tmp, srvs, args))
 
 
 def callgrind_per_unit(run_once, tmp, args, tag):

@@ -10,7 +10,6 @@ split into the loop threads' (`loops_ir_per_req`: the CoAP path itself, which do
 how many requests a commit takes) and the writer's (`writer_ir_per_req`: SQLite, per request
 smaller as the group commits grow, so it moves with the rate reached under callgrind), and the
 top functions. Prints figures; never passes or fails on them."""
-import argparse
 import os
 import sys
 
@@ -57,21 +56,15 @@ def run_all(tmp, srvs, args):
     return True
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--binary", help="the gateway (default $IOTGW_BIN or build/iotgw)")
+def add_args(ap):
     ap.add_argument("--endpoints", type=int, default=16)
     ap.add_argument("--window", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=20, help="coap_load's run (default 20)")
     ap.add_argument("--payload-size", type=int, default=100)
-    ap.add_argument("--loops", type=int, default=2)
-    ap.add_argument("--baseline", action="store_true",
-                    help="also run start + stop alone and subtract it")
-    ap.add_argument("--top", type=int, default=15, help="functions to list (0: none)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind files)")
-    args = ap.parse_args()
-    return benchlib.run_in_tmp("callgrind_coap", args.keep,
-                               lambda tmp, srvs: run_all(tmp, srvs, args))
+
+
+def main():
+    return benchlib.callgrind_main("callgrind_coap", __doc__, add_args, run_all)
 
 
 if __name__ == "__main__":

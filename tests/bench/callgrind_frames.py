@@ -9,7 +9,6 @@ run is subtracted with --baseline), split into the loop threads' (`loops_ir_per_
 writer's (`writer_ir_per_frame`: SQLite, per frame smaller as the group commits grow), and the top
 functions of the busiest loop thread and of the writer. Prints figures; never passes or fails on
 them."""
-import argparse
 import glob
 import os
 import sys
@@ -63,21 +62,15 @@ def run_all(tmp, srvs, args):
     return True
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--binary", help="the gateway (default $IOTGW_BIN or build/iotgw)")
+def add_args(ap):
     ap.add_argument("--proto", choices=("tcp", "udp"), default="tcp")
     ap.add_argument("--conns", type=int, default=100)
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20, help="frame_load's run (default 20)")
-    ap.add_argument("--loops", type=int, default=2)
-    ap.add_argument("--baseline", action="store_true",
-                    help="also run start + stop alone and subtract it")
-    ap.add_argument("--top", type=int, default=15, help="functions to list (0: none)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind files)")
-    args = ap.parse_args()
-    return benchlib.run_in_tmp("callgrind_frames", args.keep,
-                               lambda tmp, srvs: run_all(tmp, srvs, args))
+
+
+def main():
+    return benchlib.callgrind_main("callgrind_frames", __doc__, add_args, run_all)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ sends a fixed number of 100-byte QoS 1 reports with mqtt_load --count (QoS 1 onl
 prints `bench=mqtt_callgrind ... ir_per_msg=...` (every thread's instructions, start-up and
 shutdown included, over the messages: a start-up-only run is subtracted when --baseline is given)
 and the top functions. Prints figures; never passes or fails on them."""
-import argparse
 import glob
 import os
 import subprocess
@@ -68,21 +67,15 @@ def run_all(tmp, srvs, args):
     return True
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--binary", help="the gateway (default $IOTGW_BIN or build/iotgw)")
+def add_args(ap):
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--count", type=int, default=2000, help="reports per connection")
     ap.add_argument("--payload-size", type=int, default=100)
-    ap.add_argument("--loops", type=int, default=2)
-    ap.add_argument("--baseline", action="store_true",
-                    help="also run start + stop alone and subtract it")
-    ap.add_argument("--top", type=int, default=10, help="functions to list (0: none)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind files)")
-    args = ap.parse_args()
-    return benchlib.run_in_tmp("callgrind_mqtt", args.keep,
-                               lambda tmp, srvs: run_all(tmp, srvs, args))
+
+
+def main():
+    return benchlib.callgrind_main("callgrind_mqtt", __doc__, add_args, run_all, top=10)
 
 
 if __name__ == "__main__":
