@@ -239,4 +239,8 @@ void gw__state_clear(gw_store *s); /* forgets (and releases) every note */
 int gw__state_replay(gw_store *s, gw_error *err);
 int gw__store_mark_offline(gw_store *s, gw_error *err);
 
+/* store_writer.c: a CLOCK_MONOTONIC deadline ms from now, for the store's condition variables
+ * (monotonic: a step of the wall clock neither stretches nor cuts a wait). */
+struct timespec gw__store_deadline(int64_t ms);
+
 #endif

@@ -398,14 +398,7 @@ int gw_store_sync_state(gw_store *s, unsigned timeout_ms)
 {
     if (!__atomic_load_n(&s->state_pending, __ATOMIC_ACQUIRE))
         return 0;
-    struct timespec at;
-    clock_gettime(CLOCK_REALTIME, &at);
-    at.tv_sec += timeout_ms / 1000;
-    at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (at.tv_nsec >= 1000000000L) {
-        at.tv_sec++;
-        at.tv_nsec -= 1000000000L;
-    }
+    struct timespec at = gw__store_deadline(timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     uint64_t gen = s->state_gen;

@@ -22,6 +22,21 @@ int64_t gw_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec gw__store_deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ms < 0)
+        ms = 0;
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 static const char *const kind_names[GW_EV__COUNT] = {"property",   "event",          "online",
                                                      "offline",    "function_reply", "write_reply",
                                                      "read_reply", "command"};
@@ -338,6 +353,7 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
     size_t want = s->cfg->store.batch_max, n = 0;
     gw_event *head = NULL, **tailp = &head;
     struct timespec deadline = {0, 0};
+    bool have_deadline = false;
     int timed_out = 0;
     int64_t used = 0;    /* outbox rows this batch will add */
     bool only_lc = true; /* every event taken is an online/offline one */
@@ -386,8 +402,8 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
             break;
         }
         if (n == 0 && s->state_since) { /* idle with unwritten state: write it when it is due */
-            int64_t due = s->state_since + s->cfg->store.state_lag_ms;
-            struct timespec at = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+            int64_t due = s->state_since + s->cfg->store.state_lag_ms; /* wall-clock ms */
+            struct timespec at = gw__store_deadline(due - gw_now_ms());
             if (pthread_cond_timedwait(&s->cond, &s->mu, &at) == ETIMEDOUT &&
                 (!s->head || blocked)) {
                 s->writer_waiting = 0;
@@ -398,11 +414,9 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
             pthread_cond_wait(&s->cond, &s->mu);
         } else {
             unsigned ms = s->cfg->store.batch_ms ? s->cfg->store.batch_ms : gw__store_linger_ms;
-            if (deadline.tv_sec == 0) {
-                clock_gettime(CLOCK_REALTIME, &deadline);
-                deadline.tv_nsec += (long)ms * 1000000L;
-                deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-                deadline.tv_nsec %= 1000000000L;
+            if (!have_deadline) {
+                deadline = gw__store_deadline(ms);
+                have_deadline = true;
             }
             s->writer_waiting = linger && !s->cfg->store.batch_ms ? 2 : 1;
             if (pthread_cond_timedwait(&s->cond, &s->mu, &deadline) == ETIMEDOUT)
@@ -501,8 +515,12 @@ int gw_store_open(gw_store **out, const gw_config *cfg, gw_error *err)
     s->max = cfg->store.queue_max;
     s->low = s->max / 2;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cond, NULL);
-    pthread_cond_init(&s->state_cond, NULL);
+    pthread_condattr_t mono; /* the waits' deadlines are CLOCK_MONOTONIC (gw__store_deadline) */
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &mono);
+    pthread_cond_init(&s->state_cond, &mono);
+    pthread_condattr_destroy(&mono);
     s->touch = gw_calloc(GW_AREA_STORE, cfg->device_cap ? cfg->device_cap : 1, sizeof(*s->touch));
     s->touched = gw_calloc(GW_AREA_STORE, cfg->device_cap ? cfg->device_cap : 1, sizeof(uint32_t));
     if (!s->touch || !s->touched || gw__state_grow(s)) {
