@@ -95,6 +95,7 @@ IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
 IOTGW_BIN="$ROOT/build/iotgw" TLS_LOAD_BIN="$ROOT/build/tls_load" \
     /usr/bin/python3 tests/bench/bench_tls.py --smoke
 IOTGW_BIN="$ROOT/build/iotgw" /usr/bin/python3 tests/bench/bench_registry.py --smoke
+"$ROOT/build/sqlite_floor" --dir "${TMPDIR:-/tmp}" --smoke
 IOTGW_BIN="$ROOT/build/iotgw" MQTT_LOAD_BIN="$ROOT/build/mqtt_load" \
     FRAME_LOAD_BIN="$ROOT/build/frame_load" COAP_LOAD_BIN="$ROOT/build/coap_load" \
     /usr/bin/python3 tests/bench/soak.py --smoke
