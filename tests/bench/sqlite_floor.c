@@ -6,8 +6,9 @@
  * multi-row INSERT of GROUP rows per statement and its static binds. Prints CPU per row (user and
  * kernel apart, getrusage) and the wall rate; the writer's own figure (`writer_us_per_msg` of
  * bench_frames.py) on the same box is what the gateway adds on top (queue, state notes, history
- * heads, completions). sqlite_floor [--rows N] [--batch N] [--group N] [--payload N] [--devices N]
- *                [--page-size N] [--dir D] [--smoke]
+ * heads, completions).
+ * Usage: sqlite_floor [--rows N] [--batch N] [--group N] [--payload N] [--devices N]
+ *                     [--page-size N] [--dir D] [--smoke]
  * Prints `bench=sqlite_floor ... us_per_row=... user_us_per_row=... sys_us_per_row=...`. */
 #include <sqlite3.h>
 #include <stdio.h>
