@@ -343,6 +343,21 @@ static bool bypasses_budget(const gw_event *ev)
     return ev->kind == GW_EV_COMMAND || ev->gateway_made;
 }
 
+/* Asks for the lines of ev that the commit reads after its first (its payload's first two, the
+ * msg_id's and the name's), while take_batch's walk waits on each ev->next: the loops wrote them
+ * on other cores, and fetched now they come in parallel instead of one miss at a time later
+ * (frames x 100: writer -0.03 to -0.05 us per row in 3 of 3 interleaved rounds, see
+ * docs/PERFORMANCE.md). A prefetch never faults: a NULL payload or one shorter than 64 bytes is
+ * harmless. */
+static inline void prefetch_rest(const gw_event *ev)
+{
+    uintptr_t p = (uintptr_t)ev->payload;
+    __builtin_prefetch((const void *)p);
+    __builtin_prefetch((const void *)(p + 64));
+    __builtin_prefetch(ev->msg_id);
+    __builtin_prefetch(ev->name);
+}
+
 /* Takes up to batch_max events; with batch_ms, waits that long after the first for more; a
  * batch of online/offline events only waits gw__store_linger_ms (when batch_ms is 0). Events
  * that would take the outbox past max_outbox_rows (policy backpressure) stay queued, in order,
@@ -373,6 +388,7 @@ static gw_event *take_batch(gw_store *s, size_t *count, bool *fwd, bool *state)
                 pp = &ev->next;
                 continue;
             }
+            prefetch_rest(ev);
             *pp = ev->next;
             if (s->tail == ev)
                 s->tail = prev;
