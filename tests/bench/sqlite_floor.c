@@ -115,7 +115,7 @@ int main(int argc, char **argv)
         text[n++] = ' ';
     text[n++] = '}';
     text[n] = 0;
-    char(*dev)[16] = malloc((size_t)devices * sizeof(*dev));
+    char(*dev)[24] = malloc((size_t)devices * sizeof(*dev));
     for (long d = 0; d < devices; d++)
         snprintf(dev[d], sizeof(dev[d]), "mtr%05ld", d);
     int64_t *last = calloc((size_t)devices, sizeof(*last));
