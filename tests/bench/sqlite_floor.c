@@ -168,12 +168,12 @@ int main(int argc, char **argv)
     sqlite3_finalize(begin);
     sqlite3_finalize(commit);
     sqlite3_close(db);
-    char side[600];
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
+    static const char *const files[] = {"", "-wal", "-shm"}; /* the database and its WAL files */
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char f[600];
+        snprintf(f, sizeof(f), "%s%s", path, files[i]);
+        unlink(f);
+    }
     free(text);
     free(dev);
     free(last);
