@@ -60,7 +60,9 @@ static int die(sqlite3 *db, const char *what)
 
 int main(int argc, char **argv)
 {
-    int smoke = argc > 1 && strcmp(argv[argc - 1], "--smoke") == 0;
+    int smoke = 0;
+    for (int i = 1; i < argc; i++)
+        smoke |= strcmp(argv[i], "--smoke") == 0;
     long rows = arg_num(argc, argv, "--rows", smoke ? 20000 : 3000000);
     long batch = arg_num(argc, argv, "--batch", 1000);
     long group = arg_num(argc, argv, "--group", GW__INS_MAX);
