@@ -1,10 +1,11 @@
-/* loadgen.h: what the benchmark helpers share (mqtt_load.c, frame_load.c, sink_server.c): the
- * plumbing that is the same logic in each. The monotonic clock and die(), the CRC-16/MODBUS and
- * CRC-32 tables, the one-conversion id formatter, the --name value option parser, the process setup
- * (RLIMIT_NOFILE, IPv4 address, epoll + signalfd), a connection's pending-output buffer, the
- * non-blocking TCP connect and the `mark` lines. The protocols, the phases and the figures stay in
- * each program. Header-only (static inline): CMake builds each .c of tests/bench into its own
- * executable. Like them, it shares no code with the gateway.
+/* loadgen.h: what the benchmark helpers share (mqtt_load.c, frame_load.c, coap_load.c,
+ * sink_server.c, north_sub.c; sqlite_floor.c its clock and options): the plumbing that is the
+ * same logic in each. The monotonic clock and die(), the CRC-16/MODBUS and CRC-32 tables, the
+ * one-conversion id formatter, the --name value option parser, the process setup (RLIMIT_NOFILE,
+ * IPv4 address, epoll + signalfd), a connection's pending-output buffer, the non-blocking TCP
+ * connect and the `mark` lines. The protocols, the phases and the figures stay in each program.
+ * Header-only (static inline): CMake builds each .c of tests/bench into its own
+ * executable. It uses no code of the gateway (the load generators share none with it).
  *
  * Define LOADGEN_PROG (the program name for messages) before including it. */
 #ifndef IOTGW_BENCH_LOADGEN_H

@@ -11,22 +11,13 @@
  *                     [--page-size N] [--dir D] [--smoke]
  * Prints `bench=sqlite_floor ... us_per_row=... user_us_per_row=... sys_us_per_row=...`. */
 #include <sqlite3.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
+
+#define LOADGEN_PROG "sqlite_floor"
+#include "loadgen.h" /* now_s, parse_opts */
 
 #include "config/config.h"
 #include "storage/internal.h"
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void cpu_s(double *user, double *sys)
 {
@@ -36,23 +27,14 @@ static void cpu_s(double *user, double *sys)
     *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static long arg_num(int argc, char **argv, const char *name, long def)
+static void usage(void)
 {
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return strtol(argv[i + 1], NULL, 10);
-    return def;
+    fprintf(stderr, "usage: sqlite_floor [--rows N] [--batch N] [--group N] [--payload N]"
+                    " [--devices N] [--page-size N] [--dir D] [--smoke]\n");
+    exit(2);
 }
 
-static const char *arg_str(int argc, char **argv, const char *name, const char *def)
-{
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return argv[i + 1];
-    return def;
-}
-
-static int die(sqlite3 *db, const char *what)
+static int sql_fail(sqlite3 *db, const char *what)
 {
     fprintf(stderr, "sqlite_floor: %s: %s\n", what, db ? sqlite3_errmsg(db) : "?");
     return 1;
@@ -60,16 +42,16 @@ static int die(sqlite3 *db, const char *what)
 
 int main(int argc, char **argv)
 {
-    int smoke = 0;
-    for (int i = 1; i < argc; i++)
-        smoke |= strcmp(argv[i], "--smoke") == 0;
-    long rows = arg_num(argc, argv, "--rows", smoke ? 20000 : 3000000);
-    long batch = arg_num(argc, argv, "--batch", 1000);
-    long group = arg_num(argc, argv, "--group", GW__INS_MAX);
-    long payload = arg_num(argc, argv, "--payload", 115);
-    long devices = arg_num(argc, argv, "--devices", 100);
-    long page = arg_num(argc, argv, "--page-size", 16384);
-    const char *dir = arg_str(argc, argv, "--dir", "/tmp");
+    long rows = 0, batch = 1000, group = GW__INS_MAX, payload = 115, devices = 100, page = 16384;
+    const char *dir = "/tmp";
+    bool smoke = false;
+    const optdef opts[] = {{"rows", 'l', &rows},       {"batch", 'l', &batch},
+                           {"group", 'l', &group},     {"payload", 'l', &payload},
+                           {"devices", 'l', &devices}, {"page-size", 'l', &page},
+                           {"dir", 's', &dir},         {"smoke", 'b', &smoke}};
+    parse_opts(argc, argv, opts, sizeof(opts) / sizeof(opts[0]), usage);
+    if (!rows)
+        rows = smoke ? 20000 : 3000000;
     if (rows < 1 || batch < 1 || group < 1 || group > 999 / 9 || payload < 2 || payload > 4000 ||
         devices < 1 || devices > 100000) {
         fprintf(stderr, "sqlite_floor: an argument is out of range\n");
@@ -82,7 +64,7 @@ int main(int argc, char **argv)
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK)
-        return die(db, "open");
+        return sql_fail(db, "open");
     gw_store_cfg cfg = {
         .synchronous = GW_SYNC_NORMAL, .cache_kb = 8192, .page_size = (uint32_t)page};
     gw_error err = {0};
@@ -103,7 +85,7 @@ int main(int argc, char **argv)
     if (sqlite3_prepare_v3(db, sql, len + 1, SQLITE_PREPARE_PERSISTENT, &ins, NULL) ||
         sqlite3_prepare_v2(db, "BEGIN", -1, &begin, NULL) ||
         sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL))
-        return die(db, "prepare");
+        return sql_fail(db, "prepare");
     free(sql);
 
     /* a payload like the meter's: {"p1":123.45,...} of the asked size */
@@ -122,13 +104,13 @@ int main(int argc, char **argv)
         snprintf(dev[d], sizeof(dev[d]), "mtr%05ld", d);
     int64_t *last = calloc((size_t)devices, sizeof(*last));
 
-    double u0, s0, t0 = mono_s();
+    double u0, s0, t0 = now_s();
     cpu_s(&u0, &s0);
     int64_t id = 1, ts = 1796688955000;
     long done = 0;
     while (done < rows) {
         if (sqlite3_step(begin) != SQLITE_DONE)
-            return die(db, "begin");
+            return sql_fail(db, "begin");
         sqlite3_reset(begin);
         long stmts = batch / group ? batch / group : 1; /* whole statements: batch rounded down */
         for (long k = 0; k < stmts && done < rows; k++) {
@@ -150,15 +132,15 @@ int main(int argc, char **argv)
                 last[d] = id;
             }
             if (sqlite3_step(ins) != SQLITE_DONE)
-                return die(db, "insert");
+                return sql_fail(db, "insert");
             sqlite3_reset(ins);
             done += group;
         }
         if (sqlite3_step(commit) != SQLITE_DONE)
-            return die(db, "commit");
+            return sql_fail(db, "commit");
         sqlite3_reset(commit);
     }
-    double u1, s1, t1 = mono_s();
+    double u1, s1, t1 = now_s();
     cpu_s(&u1, &s1);
     double per = 1e6 / (double)done;
     printf("bench=sqlite_floor rows=%ld batch=%ld group=%ld payload=%ld devices=%ld page_size=%ld"
